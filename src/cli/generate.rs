@@ -1,0 +1,21 @@
+//! `llmbench generate`: one prompt, streamed continuation, timing summary.
+
+use super::args::{DeviceArgs, GenerationArgs, ModelArgs};
+use clap::Args;
+
+/// Generate a continuation of one prompt and report its timings.
+#[derive(Debug, Clone, Args)]
+pub struct GenerateArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    #[command(flatten)]
+    pub device: DeviceArgs,
+    #[command(flatten)]
+    pub generation: GenerationArgs,
+    /// The prompt text (used as given: no chat template, no BOS).
+    #[arg(long, short = 'p')]
+    pub prompt: String,
+    /// Print one JSON record (ids, text, timings, device, model) instead of streamed text.
+    #[arg(long)]
+    pub json: bool,
+}

@@ -1,0 +1,171 @@
+//! Prefill and decode loop with device-synchronised timestamps per token, peak RSS sampled
+//! while running, and exact KV bytes read from the cache at the end.
+
+use super::device::synchronize;
+use super::sampling::{Sampler, SamplingConfig};
+use crate::kv::{KvCache, KvStats};
+use crate::measure::memory::RssSampler;
+use crate::models::Model;
+use anyhow::{Context, Result};
+use candle_core::{Device, Tensor};
+use serde::Serialize;
+use std::time::Instant;
+
+/// One generation's inputs.
+#[derive(Debug, Clone)]
+pub struct GenerateRequest<'a> {
+    pub prompt_ids: &'a [u32],
+    pub max_new_tokens: usize,
+    pub sampling: SamplingConfig,
+    /// Stop when the model emits an end-of-sequence token.
+    pub stop_at_eos: bool,
+}
+
+/// A token and when it was ready (ns since the run started, after a device sync).
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct TokenEvent {
+    pub token_id: u32,
+    pub t_ns: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StopReason {
+    Eos,
+    MaxNewTokens,
+}
+
+/// One generation's outputs and raw timings.
+#[derive(Debug, Clone, Serialize)]
+pub struct Generation {
+    pub prompt_ids: Vec<u32>,
+    pub generated_ids: Vec<u32>,
+    /// One event per generated token; the first one ends the prefill.
+    pub events: Vec<TokenEvent>,
+    pub stop_reason: StopReason,
+    /// Cache contents when generation ended.
+    pub kv: KvStats,
+    pub peak_rss_bytes: u64,
+}
+
+/// Summary timings of one generation (vLLM's names where the quantity is the same).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Timings {
+    pub ttft_ms: f64,
+    /// Mean gap between generated tokens after the first.
+    pub tpot_ms: f64,
+    /// Every inter-token gap.
+    pub itl_ms: Vec<f64>,
+    pub e2e_ms: f64,
+    pub prefill_tokens_per_s: f64,
+    pub decode_tokens_per_s: f64,
+}
+
+impl Generation {
+    pub fn timings(&self) -> Timings {
+        let ms = |ns: u64| ns as f64 / 1e6;
+        let ttft_ms = self.events.first().map_or(0.0, |e| ms(e.t_ns));
+        let e2e_ms = self.events.last().map_or(0.0, |e| ms(e.t_ns));
+        let itl_ms: Vec<f64> = self.events.windows(2).map(|w| ms(w[1].t_ns - w[0].t_ns)).collect();
+        let decode_ms: f64 = itl_ms.iter().sum();
+        let tpot_ms = if itl_ms.is_empty() { 0.0 } else { decode_ms / itl_ms.len() as f64 };
+        Timings {
+            ttft_ms,
+            tpot_ms,
+            e2e_ms,
+            prefill_tokens_per_s: if ttft_ms > 0.0 { self.prompt_ids.len() as f64 / (ttft_ms / 1e3) } else { 0.0 },
+            decode_tokens_per_s: if decode_ms > 0.0 { itl_ms.len() as f64 / (decode_ms / 1e3) } else { 0.0 },
+            itl_ms,
+        }
+    }
+}
+
+/// Runs one model on one device.
+pub struct Engine<'a> {
+    pub model: &'a dyn Model,
+    pub device: Device,
+}
+
+impl<'a> Engine<'a> {
+    pub fn new(model: &'a dyn Model, device: &Device) -> Self {
+        Self { model, device: device.clone() }
+    }
+
+    /// Checks a request against the model before any work: non-empty prompt, at least one new
+    /// token, and everything inside the context window.
+    pub fn validate(&self, req: &GenerateRequest) -> Result<()> {
+        let window = self.model.config().context_window();
+        if req.prompt_ids.is_empty() {
+            crate::bail_input!("the prompt is empty: pass some text with --prompt");
+        }
+        if req.max_new_tokens == 0 {
+            crate::bail_input!("--max-new-tokens 0: generate at least 1 token");
+        }
+        if req.prompt_ids.len() >= window {
+            crate::bail_input!(
+                "the prompt is {} tokens, longer than the model's context window of {window}: shorten the prompt",
+                req.prompt_ids.len()
+            );
+        }
+        if req.prompt_ids.len() + req.max_new_tokens > window {
+            crate::bail_input!(
+                "prompt ({}) + --max-new-tokens ({}) exceeds the context window of {window}: lower --max-new-tokens to {}",
+                req.prompt_ids.len(),
+                req.max_new_tokens,
+                window - req.prompt_ids.len()
+            );
+        }
+        let vocab = self.model.config().vocab_size() as u32;
+        if let Some(bad) = req.prompt_ids.iter().find(|&&t| t >= vocab) {
+            crate::bail_input!("prompt token id {bad} is outside the vocabulary of {vocab}");
+        }
+        req.sampling.validate()
+    }
+
+    /// Generates from a prompt. `on_token` sees each token after its timestamp is taken.
+    pub fn generate(&self, cache: &mut dyn KvCache, req: &GenerateRequest, on_token: &mut dyn FnMut(u32)) -> Result<Generation> {
+        self.validate(req)?;
+        let eos = self.model.config().eos_token_ids().to_vec();
+        let mut sampler = Sampler::new(req.sampling);
+        let mut tokens = req.prompt_ids.to_vec();
+        let mut events = Vec::with_capacity(req.max_new_tokens);
+        let mut stop_reason = StopReason::MaxNewTokens;
+        cache.reset();
+        let rss = RssSampler::start();
+        synchronize(&self.device)?;
+        let start = Instant::now();
+        for _ in 0..req.max_new_tokens {
+            // Feed every token the cache does not hold yet: the prompt first, then one per step
+            // (or the whole sequence again when the strategy keeps nothing).
+            let pos = cache.seq_len();
+            let input = Tensor::new(&tokens[pos..], &self.device)?.unsqueeze(0)?;
+            let logits = self.model.forward(&input, pos, cache).context("model forward")?;
+            let mut logits: Vec<f32> = logits.squeeze(0)?.to_vec1()?;
+            let next = sampler.next(&mut logits, &tokens);
+            synchronize(&self.device)?;
+            events.push(TokenEvent { token_id: next, t_ns: start.elapsed().as_nanos() as u64 });
+            tokens.push(next);
+            on_token(next);
+            if req.stop_at_eos && eos.contains(&next) {
+                stop_reason = StopReason::Eos;
+                break;
+            }
+        }
+        let peak_rss_bytes = rss.finish();
+        Ok(Generation {
+            prompt_ids: req.prompt_ids.to_vec(),
+            generated_ids: tokens[req.prompt_ids.len()..].to_vec(),
+            events,
+            stop_reason,
+            kv: cache.stats(),
+            peak_rss_bytes,
+        })
+    }
+
+    /// Logits `[t, vocab]` for every position of `ids`, fed in one pass (teacher forcing).
+    pub fn teacher_force(&self, cache: &mut dyn KvCache, ids: &[u32]) -> Result<Tensor> {
+        cache.reset();
+        let input = Tensor::new(ids, &self.device)?.unsqueeze(0)?;
+        Ok(self.model.forward_all(&input, 0, cache)?.squeeze(0)?)
+    }
+}

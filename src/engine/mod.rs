@@ -1,0 +1,9 @@
+//! The engine: runs a model over prompts with a KV-cache strategy and owns every clock.
+//! Strategies and caches never time themselves; the engine synchronises the device before
+//! each timestamp, so per-token times measure finished work.
+
+pub mod device;
+pub mod generate;
+pub mod sampling;
+
+pub use generate::{Engine, GenerateRequest, Generation, StopReason, Timings, TokenEvent};

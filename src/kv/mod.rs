@@ -1,0 +1,74 @@
+//! KV-cache strategies behind one small trait. A cache stores key/value tensors per layer and
+//! knows no architecture: the model hands it rotated keys and values and attends over what
+//! `append` returns. One factory (`build`) turns a `KvKind` into a boxed strategy.
+
+mod full;
+mod none;
+
+pub use full::FullCache;
+pub use none::NoCache;
+
+use candle_core::{Result, Tensor};
+use serde::{Deserialize, Serialize};
+
+/// What a cache holds right now, measured from its tensors.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KvStats {
+    /// Bytes held by key and value tensors (and any scales) across all layers.
+    pub kv_cache_bytes: u64,
+    /// Tokens whose keys/values are held (per layer).
+    pub tokens_held: usize,
+    /// Tokens dropped by an eviction policy since the last reset.
+    pub evictions: u64,
+}
+
+/// A KV-cache strategy. Tensors are `[batch, kv_heads, seq, head_dim]`.
+pub trait KvCache: Send {
+    /// Adds this step's keys and values for `layer`; returns the keys and values attention
+    /// must read (everything the strategy keeps, this step's included), in position order.
+    fn append(&mut self, layer: usize, k: &Tensor, v: &Tensor) -> Result<(Tensor, Tensor)>;
+    /// Tokens the cache holds for past positions. The engine feeds the model every token
+    /// from this position on, so a cache that keeps nothing makes it recompute the prefix.
+    fn seq_len(&self) -> usize;
+    /// Drops everything after the first `len` tokens (speculative decoding rolls back here).
+    fn truncate(&mut self, len: usize) -> Result<()>;
+    /// Empties the cache for a new sequence.
+    fn reset(&mut self);
+    /// Exact bytes held, from the tensors themselves.
+    fn stats(&self) -> KvStats;
+    /// Attention weights of `layer` (`[batch, heads, q, kv]`) for score-based eviction.
+    /// Strategies that do not evict by score ignore them; the model only computes the
+    /// argument when `wants_attention` says so.
+    fn observe(&mut self, _layer: usize, _attn: &Tensor) -> Result<()> {
+        Ok(())
+    }
+    /// Whether `observe` needs the attention weights.
+    fn wants_attention(&self) -> bool {
+        false
+    }
+    /// Which strategy this is, for results.
+    fn kind(&self) -> KvKind;
+}
+
+/// The KV-cache strategies this build offers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum KvKind {
+    /// Contiguous per-layer tensors that grow by concatenation.
+    Full,
+    /// Keep nothing: the whole prefix is recomputed at every step.
+    None,
+}
+
+/// The one factory from kind to strategy.
+pub fn build(kind: KvKind, n_layers: usize) -> Box<dyn KvCache> {
+    match kind {
+        KvKind::Full => Box::new(FullCache::new(n_layers)),
+        KvKind::None => Box::new(NoCache),
+    }
+}
+
+/// Bytes of one tensor's storage.
+pub(crate) fn tensor_bytes(t: &Tensor) -> u64 {
+    (t.elem_count() * t.dtype().size_in_bytes()) as u64
+}

@@ -1,0 +1,37 @@
+//! Entry point: parse, set up logging, dispatch, and map errors to exit codes (the only place
+//! that exits): 0 ok, 1 a run failed, 2 usage or input error; a closed stdout pipe is not an error.
+
+use clap::Parser;
+use llmbench::cli::{Cli, Command};
+use llmbench::{commands, error};
+
+fn main() {
+    let cli = Cli::parse();
+    init_logging(cli.verbose, cli.quiet);
+    let result = match &cli.command {
+        Command::Generate(args) => commands::generate::run(args),
+    };
+    if let Err(err) = result {
+        if is_broken_pipe(&err) {
+            std::process::exit(0);
+        }
+        eprintln!("error: {err:#}");
+        std::process::exit(error::exit_code(&err));
+    }
+}
+
+fn init_logging(verbose: u8, quiet: bool) {
+    let level = match (quiet, verbose) {
+        (true, _) => "error",
+        (false, 0) => "warn",
+        (false, 1) => "info",
+        (false, _) => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("LLMBENCH_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("llmbench={level}")));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
+}
+
+fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe))
+}

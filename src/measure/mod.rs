@@ -1,0 +1,3 @@
+//! Measurement helpers the engine uses: process memory (sampled peak RSS).
+
+pub mod memory;

@@ -1,0 +1,117 @@
+//! GPT-2 (gpt2, -medium, -large, -xl) written on candle-nn: learned absolute positions,
+//! pre-LayerNorm blocks, fused QKV in Conv1D layout (`[in, out]`, transposed at load), the
+//! tanh GELU ("gelu_new") and an LM head tied to the token embedding. Follows transformers'
+//! `modeling_gpt2.py`; the KV cache is passed in.
+
+use super::config::Gpt2Config;
+use super::layers::{attention, LayerNorm, Linear};
+use super::weights::Weights;
+use super::config::ModelConfig;
+use super::Model;
+use crate::kv::KvCache;
+use anyhow::Result;
+use candle_core::{DType, Module, Tensor};
+use candle_nn::Embedding;
+
+struct Block {
+    ln_1: LayerNorm,
+    c_attn: Linear,
+    attn_proj: Linear,
+    ln_2: LayerNorm,
+    c_fc: Linear,
+    mlp_proj: Linear,
+}
+
+pub struct Gpt2 {
+    wte: Embedding,
+    wte_weight: Tensor,
+    wpe: Embedding,
+    blocks: Vec<Block>,
+    ln_f: LayerNorm,
+    cfg: Gpt2Config,
+    model_config: ModelConfig,
+}
+
+impl Gpt2 {
+    pub fn load(cfg: &Gpt2Config, w: &Weights) -> Result<Self> {
+        // GPT2LMHeadModel checkpoints prefix names with `transformer.`; GPT2Model ones (the Hub's gpt2) do not.
+        let p = if w.contains("transformer.wte.weight") { "transformer." } else { "" };
+        let e = cfg.n_embd;
+        let eps = cfg.layer_norm_epsilon as f32;
+        let ln = |name: &str| -> Result<LayerNorm> {
+            Ok(LayerNorm { weight: w.tensor(&format!("{name}.weight"), e)?, bias: w.tensor(&format!("{name}.bias"), e)?, eps })
+        };
+        let blocks = (0..cfg.n_layer)
+            .map(|i| -> Result<Block> {
+                let b = format!("{p}h.{i}");
+                Ok(Block {
+                    ln_1: ln(&format!("{b}.ln_1"))?,
+                    c_attn: w.conv1d(&format!("{b}.attn.c_attn"), e, 3 * e)?,
+                    attn_proj: w.conv1d(&format!("{b}.attn.c_proj"), e, e)?,
+                    ln_2: ln(&format!("{b}.ln_2"))?,
+                    c_fc: w.conv1d(&format!("{b}.mlp.c_fc"), e, cfg.n_inner)?,
+                    mlp_proj: w.conv1d(&format!("{b}.mlp.c_proj"), cfg.n_inner, e)?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let wte_weight = w.tensor(&format!("{p}wte.weight"), (cfg.vocab_size, e))?;
+        let wpe = w.tensor(&format!("{p}wpe.weight"), (cfg.n_positions, e))?;
+        Ok(Self {
+            wte: Embedding::new(wte_weight.clone(), e),
+            wte_weight,
+            wpe: Embedding::new(wpe, e),
+            blocks,
+            ln_f: ln(&format!("{p}ln_f"))?,
+            cfg: cfg.clone(),
+            model_config: ModelConfig::Gpt2(cfg.clone()),
+        })
+    }
+
+    fn forward_hidden_impl(&self, ids: &Tensor, start: usize, cache: &mut dyn KvCache) -> candle_core::Result<Tensor> {
+        let (b, t) = ids.dims2()?;
+        if start + t > self.cfg.n_positions {
+            candle_core::bail!("position {} is past GPT-2's {} learned positions", start + t, self.cfg.n_positions);
+        }
+        let (n_head, e) = (self.cfg.n_head, self.cfg.n_embd);
+        let d = e / n_head;
+        let positions = Tensor::arange(start as u32, (start + t) as u32, ids.device())?;
+        let mut x = self.wte.forward(ids)?.broadcast_add(&self.wpe.forward(&positions)?)?;
+        let wants_attention = cache.wants_attention();
+        for (layer, blk) in self.blocks.iter().enumerate() {
+            let hs = blk.ln_1.forward(&x)?;
+            let qkv = blk.c_attn.forward(&hs)?;
+            let split = |i: usize| -> candle_core::Result<Tensor> {
+                qkv.narrow(2, i * e, e)?.reshape((b, t, n_head, d))?.transpose(1, 2)?.contiguous()
+            };
+            let (q, k, v) = (split(0)?, split(1)?, split(2)?);
+            let (k, v) = cache.append(layer, &k, &v)?;
+            let (y, weights) = attention(&q, k, v, wants_attention)?;
+            if let Some(weights) = weights {
+                cache.observe(layer, &weights)?;
+            }
+            let y = y.transpose(1, 2)?.reshape((b, t, e))?;
+            x = (blk.attn_proj.forward(&y)? + x)?;
+            let hs = blk.ln_2.forward(&x)?;
+            let mlp = blk.mlp_proj.forward(&blk.c_fc.forward(&hs)?.gelu()?)?;
+            x = (mlp + x)?;
+        }
+        self.ln_f.forward(&x)
+    }
+
+    fn lm_head_impl(&self, hidden: &Tensor) -> candle_core::Result<Tensor> {
+        let w = self.wte_weight.broadcast_left(hidden.dim(0)?)?.t()?;
+        hidden.matmul(&w)?.to_dtype(DType::F32)
+    }
+}
+
+impl Model for Gpt2 {
+    fn forward_hidden(&self, ids: &Tensor, start: usize, cache: &mut dyn KvCache) -> candle_core::Result<Tensor> {
+        self.forward_hidden_impl(ids, start, cache)
+    }
+    fn lm_head(&self, hidden: &Tensor) -> candle_core::Result<Tensor> {
+        self.lm_head_impl(hidden)
+    }
+    fn config(&self) -> &ModelConfig {
+        &self.model_config
+    }
+}

@@ -1,0 +1,176 @@
+//! Building blocks shared by the architectures: a linear layer that is dense or GGUF-quantized,
+//! the norms, the causal mask and scaled dot-product attention. The attention follows the op
+//! order of candle-transformers' `quantized_llama` (repeat_kv by concatenation, divide by
+//! sqrt(d), masked fill with -inf, softmax on the last dim) so greedy decoding on the same GGUF
+//! matches it token for token.
+
+use candle_core::quantized::QMatMul;
+use candle_core::{DType, Device, Module, Result, Tensor, D};
+
+/// `y = x W^T + b`, with W dense (safetensors, random) or quantized (GGUF, candle's kernels).
+#[derive(Debug, Clone)]
+pub enum Linear {
+    Dense(candle_nn::Linear),
+    Quantized { weight: QMatMul, bias: Option<Tensor> },
+}
+
+impl Linear {
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        match self {
+            Self::Dense(l) => l.forward(x),
+            Self::Quantized { weight, bias } => {
+                let y = weight.forward(x)?;
+                match bias {
+                    Some(b) => y.broadcast_add(b),
+                    None => Ok(y),
+                }
+            }
+        }
+    }
+}
+
+/// RMSNorm as in Llama (candle's fused op, the one `quantized_llama` uses).
+#[derive(Debug, Clone)]
+pub struct RmsNorm {
+    pub weight: Tensor,
+    pub eps: f32,
+}
+
+impl RmsNorm {
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        candle_nn::ops::rms_norm(x, &self.weight, self.eps)
+    }
+}
+
+/// LayerNorm with bias, as in GPT-2.
+#[derive(Debug, Clone)]
+pub struct LayerNorm {
+    pub weight: Tensor,
+    pub bias: Tensor,
+    pub eps: f32,
+}
+
+impl LayerNorm {
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        candle_nn::ops::layer_norm(x, &self.weight, &self.bias, self.eps)
+    }
+}
+
+/// A `[q_len, kv_len]` mask, 1 where query i (the last q_len positions) may not see key j.
+pub fn causal_mask(q_len: usize, kv_len: usize, device: &Device) -> Result<Tensor> {
+    let offset = kv_len - q_len;
+    let mask: Vec<u8> = (0..q_len).flat_map(|i| (0..kv_len).map(move |j| u8::from(j > offset + i))).collect();
+    Tensor::from_slice(&mask, (q_len, kv_len), device)
+}
+
+/// Repeats each key/value head `n_rep` times for grouped-query attention.
+pub fn repeat_kv(x: Tensor, n_rep: usize) -> Result<Tensor> {
+    if n_rep == 1 {
+        return Ok(x);
+    }
+    let (b, n_kv, t, d) = x.dims4()?;
+    Tensor::cat(&vec![&x; n_rep], 2)?.reshape((b, n_kv * n_rep, t, d))
+}
+
+/// Attention over `q: [b, h, q_len, d]`, `k, v: [b, h_kv, kv_len, d]`; returns the output
+/// `[b, h, q_len, d]` and, when asked, the attention weights for score-based caches.
+pub fn attention(q: &Tensor, k: Tensor, v: Tensor, want_weights: bool) -> Result<(Tensor, Option<Tensor>)> {
+    let (_, n_head, q_len, head_dim) = q.dims4()?;
+    let n_rep = n_head / k.dim(1)?;
+    let kv_len = k.dim(2)?;
+    let k = repeat_kv(k, n_rep)?;
+    let v = repeat_kv(v, n_rep)?;
+    let in_dtype = q.dtype();
+    let att = (q.matmul(&k.t()?)? / (head_dim as f64).sqrt())?;
+    // Softmax in f32 whatever the weights' dtype, as transformers does for half precision.
+    let att = att.to_dtype(DType::F32)?;
+    let att = if q_len > 1 {
+        let mask = causal_mask(q_len, kv_len, q.device())?.broadcast_as(att.shape())?;
+        let neg_inf = Tensor::new(f32::NEG_INFINITY, q.device())?.broadcast_as(att.shape())?;
+        mask.where_cond(&neg_inf, &att)?
+    } else {
+        att
+    };
+    let att = candle_nn::ops::softmax_last_dim(&att)?;
+    let out = att.to_dtype(in_dtype)?.matmul(&v.contiguous()?)?;
+    Ok((out, want_weights.then_some(att)))
+}
+
+/// Rotary position embedding tables: `cos`, `sin` of shape `[positions, head_dim / 2]`.
+#[derive(Debug, Clone)]
+pub struct Rope {
+    cos: Tensor,
+    sin: Tensor,
+    interleaved: bool,
+}
+
+impl Rope {
+    /// Tables for `positions` positions from per-pair inverse frequencies, computed in f32 as
+    /// transformers and candle do, then cast to `dtype`.
+    pub fn new(inv_freq: &[f32], positions: usize, interleaved: bool, dtype: DType, device: &Device) -> Result<Self> {
+        let half = inv_freq.len();
+        let mut cos = Vec::with_capacity(positions * half);
+        let mut sin = Vec::with_capacity(positions * half);
+        for p in 0..positions {
+            for &f in inv_freq {
+                let angle = p as f32 * f;
+                cos.push(angle.cos());
+                sin.push(angle.sin());
+            }
+        }
+        let cos = Tensor::from_vec(cos, (positions, half), device)?.to_dtype(dtype)?;
+        let sin = Tensor::from_vec(sin, (positions, half), device)?.to_dtype(dtype)?;
+        Ok(Self { cos, sin, interleaved })
+    }
+
+    pub fn positions(&self) -> usize {
+        self.cos.dim(0).unwrap_or(0)
+    }
+
+    /// Rotates `x: [b, h, t, d]` as positions `start..start + t`.
+    pub fn apply(&self, x: &Tensor, start: usize) -> Result<Tensor> {
+        let t = x.dim(2)?;
+        let cos = self.cos.narrow(0, start, t)?;
+        let sin = self.sin.narrow(0, start, t)?;
+        let x = x.contiguous()?;
+        if self.interleaved {
+            candle_nn::rotary_emb::rope_i(&x, &cos, &sin)
+        } else {
+            candle_nn::rotary_emb::rope(&x, &cos, &sin)
+        }
+    }
+}
+
+/// Keeps the logits of the last position: `[b, t, v] -> [b, v]`.
+pub fn last_position(x: &Tensor) -> Result<Tensor> {
+    let t = x.dim(1)?;
+    x.narrow(1, t - 1, 1)?.squeeze(1)
+}
+
+/// Softmax over the last dim, for tests and metrics.
+pub fn log_softmax(x: &Tensor) -> Result<Tensor> {
+    candle_nn::ops::log_softmax(x, D::Minus1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn causal_mask_offsets_for_cached_prefix() {
+        let m: Vec<u8> = causal_mask(2, 4, &Device::Cpu).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+        assert_eq!(m, [0, 0, 0, 1, 0, 0, 0, 0]);
+    }
+
+    #[test]
+    fn attention_with_one_key_returns_its_value() {
+        let q = Tensor::randn(0f32, 1., (1, 4, 1, 8), &Device::Cpu).unwrap();
+        let k = Tensor::randn(0f32, 1., (1, 2, 1, 8), &Device::Cpu).unwrap();
+        let v = Tensor::randn(0f32, 1., (1, 2, 1, 8), &Device::Cpu).unwrap();
+        let (out, w) = attention(&q, k, v.clone(), true).unwrap();
+        let expect = repeat_kv(v, 2).unwrap();
+        let diff = (out - expect).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        assert!(diff < 1e-6);
+        assert_eq!(w.unwrap().dims(), &[1, 4, 1, 1]);
+    }
+}

@@ -1,0 +1,160 @@
+//! The Llama family (SmolLM2, TinyLlama, Llama 2/3.x) written on candle-nn: RMSNorm,
+//! RoPE (half-split for Hugging Face checkpoints, interleaved for GGUF, llama3 frequency
+//! scaling), grouped-query attention and a SwiGLU MLP. Follows transformers'
+//! `modeling_llama.py`; the KV cache is passed in, never stored in the layers.
+
+use super::config::{Llama3RopeScaling, LlamaConfig};
+use super::layers::{attention, Linear, Rope, RmsNorm};
+use super::weights::Weights;
+use super::config::ModelConfig;
+use super::Model;
+use crate::kv::KvCache;
+use anyhow::Result;
+use candle_core::{DType, Module, Tensor};
+use candle_nn::Embedding;
+
+/// Positions beyond this are not tabulated even if the config allows more (Llama 3.2 says
+/// 131,072): the tables would cost memory for contexts no benchmark here reaches.
+const MAX_ROPE_POSITIONS: usize = 32_768;
+
+struct Block {
+    input_norm: RmsNorm,
+    q: Linear,
+    k: Linear,
+    v: Linear,
+    o: Linear,
+    post_norm: RmsNorm,
+    gate: Linear,
+    up: Linear,
+    down: Linear,
+}
+
+pub struct Llama {
+    embed: Embedding,
+    blocks: Vec<Block>,
+    norm: RmsNorm,
+    head: Linear,
+    rope: Rope,
+    cfg: LlamaConfig,
+    model_config: ModelConfig,
+}
+
+impl Llama {
+    pub fn load(cfg: &LlamaConfig, w: &Weights) -> Result<Self> {
+        let (h, kv_dim, q_dim) = (cfg.hidden_size, cfg.num_key_value_heads * cfg.head_dim, cfg.num_attention_heads * cfg.head_dim);
+        let eps = cfg.rms_norm_eps as f32;
+        let norm = |name: &str| -> Result<RmsNorm> { Ok(RmsNorm { weight: w.tensor(name, h)?, eps }) };
+        let blocks = (0..cfg.num_hidden_layers)
+            .map(|i| -> Result<Block> {
+                let p = format!("model.layers.{i}");
+                let bias = cfg.attention_bias;
+                Ok(Block {
+                    input_norm: norm(&format!("{p}.input_layernorm.weight"))?,
+                    q: w.linear(&format!("{p}.self_attn.q_proj"), h, q_dim, bias)?,
+                    k: w.linear(&format!("{p}.self_attn.k_proj"), h, kv_dim, bias)?,
+                    v: w.linear(&format!("{p}.self_attn.v_proj"), h, kv_dim, bias)?,
+                    o: w.linear(&format!("{p}.self_attn.o_proj"), q_dim, h, false)?,
+                    post_norm: norm(&format!("{p}.post_attention_layernorm.weight"))?,
+                    gate: w.linear(&format!("{p}.mlp.gate_proj"), h, cfg.intermediate_size, false)?,
+                    up: w.linear(&format!("{p}.mlp.up_proj"), h, cfg.intermediate_size, false)?,
+                    down: w.linear(&format!("{p}.mlp.down_proj"), cfg.intermediate_size, h, false)?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let embed_weight = w.tensor("model.embed_tokens.weight", (cfg.vocab_size, h))?;
+        let head = if cfg.tie_word_embeddings || !w.contains("lm_head.weight") {
+            w.linear("model.embed_tokens", h, cfg.vocab_size, false)?
+        } else {
+            w.linear("lm_head", h, cfg.vocab_size, false)?
+        };
+        let mut inv_freq = inverse_frequencies(cfg.head_dim, cfg.rope_theta, cfg.rope_scaling.as_ref());
+        // Llama 3.1+ GGUF files carry the llama3 scaling as per-frequency divisors.
+        if w.is_quantized() && w.contains("rope_freqs.weight") {
+            let factors: Vec<f32> = w.tensor("rope_freqs.weight", inv_freq.len())?.to_dtype(DType::F32)?.to_vec1()?;
+            inv_freq.iter_mut().zip(factors).for_each(|(f, d)| *f /= d);
+        }
+        let positions = cfg.max_position_embeddings.min(MAX_ROPE_POSITIONS);
+        let rope = Rope::new(&inv_freq, positions, cfg.rope_interleaved, w.dtype(), w.device())?;
+        Ok(Self {
+            embed: Embedding::new(embed_weight, h),
+            blocks,
+            norm: norm("model.norm.weight")?,
+            head,
+            rope,
+            cfg: cfg.clone(),
+            model_config: ModelConfig::Llama(cfg.clone()),
+        })
+    }
+
+    /// Final-norm hidden states `[b, t, hidden]` for `ids` at positions `start..`.
+    fn forward_hidden_impl(&self, ids: &Tensor, start: usize, cache: &mut dyn KvCache) -> candle_core::Result<Tensor> {
+        let (b, t) = ids.dims2()?;
+        if start + t > self.rope.positions() {
+            candle_core::bail!("position {} is past the {} positions this model covers", start + t, self.rope.positions());
+        }
+        let (n_head, n_kv, d) = (self.cfg.num_attention_heads, self.cfg.num_key_value_heads, self.cfg.head_dim);
+        let wants_attention = cache.wants_attention();
+        let mut x = self.embed.forward(ids)?;
+        for (layer, blk) in self.blocks.iter().enumerate() {
+            let residual = &x;
+            let hs = blk.input_norm.forward(&x)?;
+            let q = blk.q.forward(&hs)?.reshape((b, t, n_head, d))?.transpose(1, 2)?;
+            let k = blk.k.forward(&hs)?.reshape((b, t, n_kv, d))?.transpose(1, 2)?;
+            let v = blk.v.forward(&hs)?.reshape((b, t, n_kv, d))?.transpose(1, 2)?.contiguous()?;
+            let q = self.rope.apply(&q, start)?;
+            let k = self.rope.apply(&k, start)?;
+            let (k, v) = cache.append(layer, &k, &v)?;
+            let (y, weights) = attention(&q, k, v, wants_attention)?;
+            if let Some(weights) = weights {
+                cache.observe(layer, &weights)?;
+            }
+            let y = y.transpose(1, 2)?.reshape((b, t, n_head * d))?;
+            let x1 = (blk.o.forward(&y)? + residual)?;
+            let hs = blk.post_norm.forward(&x1)?;
+            let mlp = (candle_nn::ops::silu(&blk.gate.forward(&hs)?)? * blk.up.forward(&hs)?)?;
+            x = (blk.down.forward(&mlp)? + x1)?;
+        }
+        self.norm.forward(&x)
+    }
+
+    fn lm_head_impl(&self, hidden: &Tensor) -> candle_core::Result<Tensor> {
+        self.head.forward(hidden)?.to_dtype(DType::F32)
+    }
+}
+
+/// Per-pair RoPE inverse frequencies `theta^(-2i/d)`, with llama3 scaling when configured
+/// (transformers' `_compute_llama3_parameters`).
+pub fn inverse_frequencies(head_dim: usize, theta: f64, scaling: Option<&Llama3RopeScaling>) -> Vec<f32> {
+    let base: Vec<f32> =
+        (0..head_dim).step_by(2).map(|i| 1f32 / (theta as f32).powf(i as f32 / head_dim as f32)).collect();
+    let Some(s) = scaling else { return base };
+    let old = s.original_max_position_embeddings as f32;
+    let (factor, low, high) = (s.factor as f32, s.low_freq_factor as f32, s.high_freq_factor as f32);
+    let low_freq_wavelen = old / low;
+    let high_freq_wavelen = old / high;
+    base.into_iter()
+        .map(|freq| {
+            let wavelen = 2.0 * std::f32::consts::PI / freq;
+            if wavelen < high_freq_wavelen {
+                freq
+            } else if wavelen > low_freq_wavelen {
+                freq / factor
+            } else {
+                let smooth = (old / wavelen - low) / (high - low);
+                (1.0 - smooth) * freq / factor + smooth * freq
+            }
+        })
+        .collect()
+}
+
+impl Model for Llama {
+    fn forward_hidden(&self, ids: &Tensor, start: usize, cache: &mut dyn KvCache) -> candle_core::Result<Tensor> {
+        self.forward_hidden_impl(ids, start, cache)
+    }
+    fn lm_head(&self, hidden: &Tensor) -> candle_core::Result<Tensor> {
+        self.lm_head_impl(hidden)
+    }
+    fn config(&self) -> &ModelConfig {
+        &self.model_config
+    }
+}

@@ -1,0 +1,137 @@
+//! Models: where weights come from (`source`), what architecture they describe (`config`,
+//! `gguf`), how they are loaded (`weights`), the architectures themselves (`gpt2`, `llama`)
+//! and their tokenizers. Everything above this module sees a `Model` trait object.
+
+pub mod config;
+pub mod gguf;
+pub mod gpt2;
+pub mod layers;
+pub mod llama;
+pub mod source;
+pub mod tokenizer;
+pub mod weights;
+
+use crate::kv::KvCache;
+use anyhow::{Context, Result};
+use candle_core::{DType, Device, Tensor};
+use config::ModelConfig;
+use serde::{Deserialize, Serialize};
+use source::{ModelFiles, ResolvedModel};
+use tokenizer::TextTokenizer;
+use weights::Weights;
+
+/// Compute dtype for dense weights (`--dtype`). GGUF weights stay quantized and compute in f32.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum DTypeArg {
+    #[default]
+    F32,
+    F16,
+    Bf16,
+}
+
+impl DTypeArg {
+    pub fn dtype(self) -> DType {
+        match self {
+            Self::F32 => DType::F32,
+            Self::F16 => DType::F16,
+            Self::Bf16 => DType::BF16,
+        }
+    }
+}
+
+/// A causal language model. The cache is passed in, so any strategy works with any model.
+pub trait Model: Send {
+    /// Final-norm hidden states `[b, t, hidden]` for `ids: [b, t]` at positions `start_pos..`.
+    fn forward_hidden(&self, ids: &Tensor, start_pos: usize, cache: &mut dyn KvCache) -> candle_core::Result<Tensor>;
+    /// Logits (f32) for hidden states.
+    fn lm_head(&self, hidden: &Tensor) -> candle_core::Result<Tensor>;
+    fn config(&self) -> &ModelConfig;
+
+    /// Logits of the last position, `[b, vocab]` in f32.
+    fn forward(&self, ids: &Tensor, start_pos: usize, cache: &mut dyn KvCache) -> candle_core::Result<Tensor> {
+        let hidden = self.forward_hidden(ids, start_pos, cache)?;
+        self.lm_head(&layers::last_position(&hidden)?)
+    }
+    /// Logits of every position, `[b, t, vocab]` in f32 (teacher forcing, perplexity).
+    fn forward_all(&self, ids: &Tensor, start_pos: usize, cache: &mut dyn KvCache) -> candle_core::Result<Tensor> {
+        let hidden = self.forward_hidden(ids, start_pos, cache)?;
+        self.lm_head(&hidden)
+    }
+}
+
+/// What was loaded, for results and provenance.
+#[derive(Debug, Clone, Serialize)]
+pub struct ModelSpec {
+    /// The `--model` value.
+    pub id: String,
+    /// hub, local, gguf, pip or no-weights.
+    pub source: String,
+    /// Hub revision or pip package version.
+    pub revision: Option<String>,
+    pub weight_files: Vec<std::path::PathBuf>,
+    /// e.g. "safetensors", "gguf Q4_1", "random (seed 0)".
+    pub weights_format: String,
+    pub dtype: String,
+    pub tokenizer: String,
+    pub architecture: ModelConfig,
+}
+
+/// A model ready to run, with its tokenizer.
+pub struct LoadedModel {
+    pub model: Box<dyn Model>,
+    pub tokenizer: TextTokenizer,
+    pub spec: ModelSpec,
+}
+
+/// Builds the architecture a config names from the given weights.
+pub fn build(cfg: &ModelConfig, weights: &Weights) -> Result<Box<dyn Model>> {
+    Ok(match cfg {
+        ModelConfig::Gpt2(c) => Box::new(gpt2::Gpt2::load(c, weights)?),
+        ModelConfig::Llama(c) => Box::new(llama::Llama::load(c, weights)?),
+    })
+}
+
+/// Loads a resolved model onto `device`.
+pub fn load(resolved: &ResolvedModel, dtype: DTypeArg, seed: u64, device: &Device) -> Result<LoadedModel> {
+    let (config, weights, tokenizer, weights_format, dtype_name) = match &resolved.files {
+        ModelFiles::Gguf(path) => {
+            if dtype != DTypeArg::F32 {
+                crate::bail_input!(
+                    "--dtype {dtype:?}: GGUF weights stay quantized and compute in f32; drop --dtype for a .gguf model"
+                );
+            }
+            let file = gguf::GgufFile::open(path)?;
+            let config = file.config()?;
+            let tokenizer = TextTokenizer::from_gguf(&file)?;
+            let format = format!("gguf {}", file.weight_format());
+            (config, Weights::from_gguf(file, device), tokenizer, format, "f32".to_string())
+        }
+        ModelFiles::Dense { config, tokenizer, weights } => {
+            let config = ModelConfig::from_json_file(config)?;
+            let tokenizer = TextTokenizer::from_file(tokenizer)?;
+            let w = Weights::from_safetensors(weights, dtype.dtype(), device)?;
+            (config, w, tokenizer, "safetensors".to_string(), format!("{dtype:?}").to_lowercase())
+        }
+        ModelFiles::NoWeights { config, tokenizer } => {
+            let tokenizer = match tokenizer {
+                Some(path) => TextTokenizer::from_file(path)?,
+                None => TextTokenizer::Bytes,
+            };
+            let w = Weights::random(seed, dtype.dtype(), device);
+            (config.clone(), w, tokenizer, format!("random (seed {seed})"), format!("{dtype:?}").to_lowercase())
+        }
+    };
+    let model = build(&config, &weights).with_context(|| format!("building {} from {}", config.family(), resolved.id))?;
+    let spec = ModelSpec {
+        id: resolved.id.clone(),
+        source: resolved.source.to_string(),
+        revision: resolved.revision.clone(),
+        weight_files: resolved.files.weight_paths(),
+        weights_format,
+        dtype: dtype_name,
+        tokenizer: tokenizer.describe(),
+        architecture: config,
+    };
+    Ok(LoadedModel { model, tokenizer, spec })
+}

