@@ -24,6 +24,11 @@ impl LlmbenchError {
     }
 }
 
+/// The first line of an error's message: candle appends a backtrace when RUST_BACKTRACE is set.
+pub fn first_line<E: std::fmt::Display + ?Sized>(err: &E) -> String {
+    err.to_string().lines().next().unwrap_or("").trim().to_string()
+}
+
 /// Exit code for an error chain: 2 when any cause is a usage or input error, 1 otherwise.
 pub fn exit_code(err: &anyhow::Error) -> i32 {
     let is_input = err.chain().any(|cause| {

@@ -15,7 +15,7 @@ fn main() {
         if is_broken_pipe(&err) {
             std::process::exit(0);
         }
-        eprintln!("error: {err:#}");
+        eprintln!("error: {}", one_line(&err));
         std::process::exit(error::exit_code(&err));
     }
 }
@@ -34,4 +34,18 @@ fn init_logging(verbose: u8, quiet: bool) {
 
 fn is_broken_pipe(err: &anyhow::Error) -> bool {
     err.chain().any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe))
+}
+
+/// The cause chain on one line. candle errors carry a backtrace after their first line when
+/// RUST_BACKTRACE is set; a user-facing message keeps only what each cause says.
+fn one_line(err: &anyhow::Error) -> String {
+    let mut out: Vec<String> = Vec::new();
+    for cause in err.chain() {
+        let first = error::first_line(cause);
+        // A wrapped error's text often repeats in its wrapper's message: say each thing once.
+        if !first.is_empty() && !out.last().is_some_and(|prev| prev.contains(&first)) {
+            out.push(first);
+        }
+    }
+    out.join(": ")
 }

@@ -51,7 +51,7 @@ fn truncated_and_garbage_gguf() {
     assert!(err.contains("truncated.gguf") && err.contains("truncated"), "{err}");
 
     let garbage = dir.path().join("garbage.gguf");
-    std::fs::write(&garbage, (0..100_000u32).map(|i| (i * 2_654_435_761u32 >> 24) as u8).collect::<Vec<_>>()).unwrap();
+    std::fs::write(&garbage, (0..100_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect::<Vec<_>>()).unwrap();
     let err = fails_with_input_error(&["--model", path_str(&garbage), "--prompt", "hi"]);
     assert!(err.contains("garbage.gguf") && err.contains("not a complete GGUF"), "{err}");
 }

@@ -32,7 +32,7 @@ impl GgufFile {
         let mut reader = File::open(path).map_err(|e| {
             LlmbenchError::invalid(format!("{}: cannot open ({e}); check the path given to --model", path.display()))
         })?;
-        let content = Content::read(&mut reader).map_err(|e| corrupt(format!("unreadable header ({e})")))?;
+        let content = Content::read(&mut reader).map_err(|e| corrupt(format!("unreadable header ({})", crate::error::first_line(&e))))?;
         let len = reader.metadata().with_context(|| format!("reading {}", path.display()))?.len();
         let needed = content
             .tensor_infos

@@ -24,7 +24,7 @@ struct Block {
 
 pub struct Gpt2 {
     wte: Embedding,
-    wte_weight: Tensor,
+    head: candle_nn::Linear,
     wpe: Embedding,
     blocks: Vec<Block>,
     ln_f: LayerNorm,
@@ -58,7 +58,7 @@ impl Gpt2 {
         let wpe = w.tensor(&format!("{p}wpe.weight"), (cfg.n_positions, e))?;
         Ok(Self {
             wte: Embedding::new(wte_weight.clone(), e),
-            wte_weight,
+            head: candle_nn::Linear::new(wte_weight, None),
             wpe: Embedding::new(wpe, e),
             blocks,
             ln_f: ln(&format!("{p}ln_f"))?,
@@ -99,8 +99,7 @@ impl Gpt2 {
     }
 
     fn lm_head_impl(&self, hidden: &Tensor) -> candle_core::Result<Tensor> {
-        let w = self.wte_weight.broadcast_left(hidden.dim(0)?)?.t()?;
-        hidden.matmul(&w)?.to_dtype(DType::F32)
+        self.head.forward(hidden)?.to_dtype(DType::F32)
     }
 }
 

@@ -7,6 +7,13 @@
 use candle_core::quantized::QMatMul;
 use candle_core::{DType, Device, Module, Result, Tensor, D};
 
+/// From this many rows (tokens) on, a quantized matmul dequantizes its weight to f32 and runs
+/// a dense GEMM, as llama.cpp does for batches of 32 or more with BLAS: for prompt processing
+/// this is faster (measured 2.2x for a 141-token prefill of SmolLM2 Q4_1 on 2 cores) and exact
+/// with respect to the stored weights, where candle's quantized kernel also rounds the
+/// activations to 8 bits. Decoding (one row) keeps the quantized kernel, which reads 4x fewer bytes.
+pub const BATCHED_DEQUANT_MIN_ROWS: usize = 32;
+
 /// `y = x W^T + b`, with W dense (safetensors, random) or quantized (GGUF, candle's kernels).
 #[derive(Debug, Clone)]
 pub enum Linear {
@@ -19,7 +26,13 @@ impl Linear {
         match self {
             Self::Dense(l) => l.forward(x),
             Self::Quantized { weight, bias } => {
-                let y = weight.forward(x)?;
+                let rows = x.elem_count() / x.dim(D::Minus1)?;
+                let y = match weight {
+                    QMatMul::QTensor(q) if rows >= BATCHED_DEQUANT_MIN_ROWS => {
+                        candle_nn::Linear::new(q.dequantize(x.device())?, None).forward(x)?
+                    }
+                    _ => weight.forward(x)?,
+                };
                 match bias {
                     Some(b) => y.broadcast_add(b),
                     None => Ok(y),

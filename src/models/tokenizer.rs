@@ -9,7 +9,6 @@ use std::path::Path;
 use tokenizers::decoders::byte_level::ByteLevel as ByteLevelDecoder;
 use tokenizers::models::bpe::{Vocab, BPE};
 use tokenizers::pre_tokenizers::byte_level::ByteLevel;
-use tokenizers::pre_tokenizers::digits::Digits;
 use tokenizers::pre_tokenizers::sequence::Sequence;
 use tokenizers::pre_tokenizers::split::{Split, SplitPattern};
 use tokenizers::{AddedToken, PreTokenizerWrapper, SplitDelimiterBehavior, Tokenizer};
@@ -118,15 +117,15 @@ impl TextTokenizer {
 fn pre_tokenizer(pre: &str) -> Result<PreTokenizerWrapper> {
     let byte_level = |use_regex| PreTokenizerWrapper::ByteLevel(ByteLevel::new(false, true, use_regex));
     Ok(match pre {
-        // SmolLM and StarCoder split every digit apart, then apply GPT-2's regex.
-        "smollm" | "starcoder" | "refact" => {
-            PreTokenizerWrapper::Sequence(Sequence::new(vec![Digits::new(true).into(), byte_level(true)]))
-        }
         "llama-bpe" | "llama3" => {
             let split = Split::new(SplitPattern::Regex(LLAMA3_SPLIT.into()), SplitDelimiterBehavior::Isolated, false)
                 .map_err(|e| anyhow::anyhow!("llama3 pre-tokenizer regex: {e}"))?;
             PreTokenizerWrapper::Sequence(Sequence::new(vec![split.into(), byte_level(false)]))
         }
+        // GPT-2's regex. For "smollm" and "starcoder", llama.cpp and SmolLM2's own tokenizer.json
+        // first split every numeric character apart; transformers' GGUF loader does not, and it is
+        // our reference. The two differ only for a non-ASCII numeral after a space (" ½"): the
+        // vocabulary has no token that joins ASCII digits to anything.
         _ => byte_level(true),
     })
 }
