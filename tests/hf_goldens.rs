@@ -74,3 +74,60 @@ fn goldens_discriminate_between_models() {
     let got = to_rows(&other.model.forward_all(&input, 0, cache.as_mut()).unwrap().squeeze(0).unwrap());
     assert!(max_abs_diff(&got[3], &expected[3]) > 100.0 * F32_TOLERANCE);
 }
+
+/// A checkpoint split into safetensors shards with an index loads to the same logits.
+#[test]
+fn sharded_safetensors_load_like_a_single_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = fixture("tiny-llama");
+    for file in ["config.json", "tokenizer.json"] {
+        std::fs::copy(source.join(file), dir.path().join(file)).unwrap();
+    }
+    let tensors = candle_core::safetensors::load(source.join("model.safetensors"), &Device::Cpu).unwrap();
+    let mut names: Vec<&String> = tensors.keys().collect();
+    names.sort();
+    let mut weight_map = serde_json::Map::new();
+    for (i, half) in names.chunks(names.len().div_ceil(2)).enumerate() {
+        let shard = format!("model-{:05}-of-00002.safetensors", i + 1);
+        let part: std::collections::HashMap<String, Tensor> = half.iter().map(|n| ((*n).clone(), tensors[*n].clone())).collect();
+        candle_core::safetensors::save(&part, dir.path().join(&shard)).unwrap();
+        for n in half {
+            weight_map.insert((*n).clone(), shard.clone().into());
+        }
+    }
+    let index = serde_json::json!({ "metadata": {}, "weight_map": weight_map });
+    std::fs::write(dir.path().join("model.safetensors.index.json"), index.to_string()).unwrap();
+
+    let (ids, expected) = golden("tiny-llama");
+    let loaded = load(dir.path());
+    assert_eq!(loaded.spec.weight_files.len(), 2);
+    let input = Tensor::new(ids.as_slice(), &Device::Cpu).unwrap().unsqueeze(0).unwrap();
+    let mut cache = kv::build(KvKind::Full, loaded.model.config().n_layers());
+    let got = to_rows(&loaded.model.forward_all(&input, 0, cache.as_mut()).unwrap().squeeze(0).unwrap());
+    for (pos, (g, w)) in got.iter().zip(&expected).enumerate() {
+        assert!(max_abs_diff(g, w) <= F32_TOLERANCE, "position {pos}");
+    }
+}
+
+/// Half precision runs the same architecture: logits stay close to the f32 goldens. Bounds are
+/// relative to the logit range: bf16 keeps 8 bits of mantissa, f16 11 (measured on these
+/// fixtures: see the assertion message when it fails).
+#[test]
+fn half_precision_tracks_f32() {
+    let (ids, expected) = golden("tiny-llama");
+    let range = expected.iter().flatten().fold(0f32, |m, v| m.max(v.abs()));
+    for (dtype, bound) in [(llmbench::models::DTypeArg::F16, 0.01), (llmbench::models::DTypeArg::Bf16, 0.05)] {
+        let resolved = llmbench::models::source::resolve(
+            fixture("tiny-llama").to_str().unwrap(),
+            &llmbench::models::source::SourceOptions::default(),
+        )
+        .unwrap();
+        let loaded = llmbench::models::load(&resolved, dtype, 0, &Device::Cpu).unwrap();
+        let input = Tensor::new(ids.as_slice(), &Device::Cpu).unwrap().unsqueeze(0).unwrap();
+        let mut cache = kv::build(KvKind::Full, loaded.model.config().n_layers());
+        let got = to_rows(&loaded.model.forward_all(&input, 0, cache.as_mut()).unwrap().squeeze(0).unwrap());
+        let worst = got.iter().zip(&expected).map(|(g, w)| max_abs_diff(g, w)).fold(0f32, f32::max) / range;
+        assert!(worst <= bound, "{dtype:?}: max abs diff / max |logit| = {worst}");
+        assert!(worst > 0.0, "{dtype:?} computed in f32?");
+    }
+}

@@ -27,3 +27,26 @@ fn same_seed_same_tokens() {
     assert_eq!(a, sampled_ids(7));
     assert_ne!(a, sampled_ids(8));
 }
+
+/// `--no-weights` builds a real architecture with seeded random weights through the loader.
+#[test]
+fn no_weights_preset_runs_with_the_preset_architecture() {
+    let run = |seed: &str| -> Value {
+        let out = llmbench()
+            .args(["generate", "--device", "cpu", "--json", "--ignore-eos", "-n", "3", "--prompt", "abc"])
+            .args(["--model", "smollm2-135m", "--no-weights", "--seed", seed])
+            .assert()
+            .success()
+            .get_output()
+            .stdout
+            .clone();
+        serde_json::from_slice(&out).unwrap()
+    };
+    let a = run("1");
+    assert_eq!(a["model"]["architecture"]["num_hidden_layers"], 30);
+    assert_eq!(a["model"]["weights_format"], "random (seed 1)");
+    assert_eq!(a["prompt_ids"], serde_json::json!([97, 98, 99]));
+    // 30 layers x K and V x 3 kv heads x 64 dims x (3 prompt + 2 fed-back tokens) x 4 bytes
+    assert_eq!(a["kv_cache_bytes"], 30 * 2 * 3 * 64 * 5 * 4);
+    assert_eq!(a["generated_ids"], run("1")["generated_ids"]);
+}

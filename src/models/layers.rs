@@ -1,8 +1,8 @@
 //! Building blocks shared by the architectures: a linear layer that is dense or GGUF-quantized,
 //! the norms, the causal mask and scaled dot-product attention. The attention follows the op
-//! order of candle-transformers' `quantized_llama` (repeat_kv by concatenation, divide by
-//! sqrt(d), masked fill with -inf, softmax on the last dim) so greedy decoding on the same GGUF
-//! matches it token for token.
+//! order of candle-transformers' `quantized_llama` (divide by sqrt(d), masked fill with -inf,
+//! softmax on the last dim) so greedy decoding on the same GGUF matches it token for token;
+//! grouped-query attention shares key/value heads without copying them.
 
 use candle_core::quantized::QMatMul;
 use candle_core::{DType, Device, Module, Result, Tensor, D};
@@ -76,37 +76,35 @@ pub fn causal_mask(q_len: usize, kv_len: usize, device: &Device) -> Result<Tenso
     Tensor::from_slice(&mask, (q_len, kv_len), device)
 }
 
-/// Repeats each key/value head `n_rep` times for grouped-query attention.
-pub fn repeat_kv(x: Tensor, n_rep: usize) -> Result<Tensor> {
-    if n_rep == 1 {
-        return Ok(x);
-    }
-    let (b, n_kv, t, d) = x.dims4()?;
-    Tensor::cat(&vec![&x; n_rep], 2)?.reshape((b, n_kv * n_rep, t, d))
-}
-
 /// Attention over `q: [b, h, q_len, d]`, `k, v: [b, h_kv, kv_len, d]`; returns the output
-/// `[b, h, q_len, d]` and, when asked, the attention weights for score-based caches.
+/// `[b, h, q_len, d]` and, when asked, the attention weights `[b, h, q_len, kv_len]`.
+///
+/// Grouped-query attention folds the `h / h_kv` query heads that share a key/value head into
+/// the query-length axis (`[b, h_kv, rep * q_len, d]`) instead of copying keys and values
+/// `rep` times (transformers' and candle's `repeat_kv`): the same dot products, without
+/// moving the whole cache through memory again at every step.
 pub fn attention(q: &Tensor, k: Tensor, v: Tensor, want_weights: bool) -> Result<(Tensor, Option<Tensor>)> {
-    let (_, n_head, q_len, head_dim) = q.dims4()?;
-    let n_rep = n_head / k.dim(1)?;
+    let (b, n_head, q_len, head_dim) = q.dims4()?;
+    let n_kv = k.dim(1)?;
+    let rep = n_head / n_kv;
     let kv_len = k.dim(2)?;
-    let k = repeat_kv(k, n_rep)?;
-    let v = repeat_kv(v, n_rep)?;
     let in_dtype = q.dtype();
+    let q = q.reshape((b, n_kv, rep * q_len, head_dim))?;
     let att = (q.matmul(&k.t()?)? / (head_dim as f64).sqrt())?;
     // Softmax in f32 whatever the weights' dtype, as transformers does for half precision.
     let att = att.to_dtype(DType::F32)?;
     let att = if q_len > 1 {
-        let mask = causal_mask(q_len, kv_len, q.device())?.broadcast_as(att.shape())?;
+        let mask = causal_mask(q_len, kv_len, q.device())?;
+        let mask = if rep > 1 { mask.repeat((rep, 1))? } else { mask }.broadcast_as(att.shape())?;
         let neg_inf = Tensor::new(f32::NEG_INFINITY, q.device())?.broadcast_as(att.shape())?;
         mask.where_cond(&neg_inf, &att)?
     } else {
         att
     };
     let att = candle_nn::ops::softmax_last_dim(&att)?;
-    let out = att.to_dtype(in_dtype)?.matmul(&v.contiguous()?)?;
-    Ok((out, want_weights.then_some(att)))
+    let out = att.to_dtype(in_dtype)?.matmul(&v.contiguous()?)?.reshape((b, n_head, q_len, head_dim))?;
+    let weights = if want_weights { Some(att.reshape((b, n_head, q_len, kv_len))?) } else { None };
+    Ok((out, weights))
 }
 
 /// Rotary position embedding tables: `cos`, `sin` of shape `[positions, head_dim / 2]`.
@@ -181,7 +179,7 @@ mod tests {
         let k = Tensor::randn(0f32, 1., (1, 2, 1, 8), &Device::Cpu).unwrap();
         let v = Tensor::randn(0f32, 1., (1, 2, 1, 8), &Device::Cpu).unwrap();
         let (out, w) = attention(&q, k, v.clone(), true).unwrap();
-        let expect = repeat_kv(v, 2).unwrap();
+        let expect = Tensor::cat(&[&v, &v], 2).unwrap().reshape((1, 4, 1, 8)).unwrap();
         let diff = (out - expect).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
         assert!(diff < 1e-6);
         assert_eq!(w.unwrap().dims(), &[1, 4, 1, 1]);
