@@ -8,7 +8,7 @@
 use candle_core::{Device, Tensor};
 use candle_transformers::models::quantized_llama::ModelWeights;
 use llmbench::engine::device::set_cpu_threads;
-use llmbench::engine::sampling::{argmax, SamplingConfig};
+use llmbench::decode::sampling::{argmax, SamplingConfig};
 use llmbench::engine::{Engine, GenerateRequest};
 use llmbench::kv::{self, KvKind};
 use llmbench::models::source::{self, SourceOptions};

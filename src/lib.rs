@@ -4,10 +4,13 @@
 //! model source -> weights + tokenizer -> `Model` -> `Engine` (prefill, decode loop) with a
 //! `KvCache` strategy -> timed events -> results. See DESIGN.md in the shared folder.
 
+pub mod charts;
 pub mod cli;
 pub mod commands;
+pub mod decode;
 pub mod engine;
 pub mod error;
 pub mod kv;
 pub mod measure;
 pub mod models;
+pub mod results;

@@ -3,20 +3,31 @@
 
 use clap::Parser;
 use llmbench::cli::{Cli, Command};
-use llmbench::{commands, error};
+use llmbench::commands::{self, Outcome};
+use llmbench::error;
 
 fn main() {
     let cli = Cli::parse();
     init_logging(cli.verbose, cli.quiet);
+    if cli.quiet {
+        // Read by the progress bars, which sit below the point where flags are threaded.
+        std::env::set_var("LLMBENCH_QUIET", "1");
+    }
     let result = match &cli.command {
         Command::Generate(args) => commands::generate::run(args),
+        Command::Compare(args) => commands::compare::run(args),
+        Command::Plot(args) => commands::plot::run(args),
+        Command::Diff(args) => commands::diff::run(args),
     };
-    if let Err(err) = result {
-        if is_broken_pipe(&err) {
-            std::process::exit(0);
+    match result {
+        Ok(Outcome::Success) => {}
+        Ok(Outcome::CasesFailed) => std::process::exit(1),
+        Ok(Outcome::Interrupted) => std::process::exit(130),
+        Err(err) if is_broken_pipe(&err) => std::process::exit(0),
+        Err(err) => {
+            eprintln!("error: {}", one_line(&err));
+            std::process::exit(error::exit_code(&err));
         }
-        eprintln!("error: {}", one_line(&err));
-        std::process::exit(error::exit_code(&err));
     }
 }
 

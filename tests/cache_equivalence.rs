@@ -2,7 +2,7 @@
 
 use crate::common::{fixture, load, max_abs_diff};
 use candle_core::{Device, Tensor};
-use llmbench::engine::sampling::argmax;
+use llmbench::decode::sampling::argmax;
 use llmbench::kv::{self, KvKind};
 
 const F32_TOLERANCE: f32 = 1e-4;

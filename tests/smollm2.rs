@@ -6,7 +6,7 @@
 use crate::common::{fixture, load, smollm2_gguf};
 use candle_core::{Device, Tensor, D};
 use candle_transformers::models::quantized_llama::ModelWeights;
-use llmbench::engine::sampling::{argmax, SamplingConfig};
+use llmbench::decode::sampling::{argmax, SamplingConfig};
 use llmbench::engine::{Engine, GenerateRequest};
 use llmbench::kv::{self, KvKind};
 use serde_json::Value;

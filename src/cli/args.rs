@@ -2,8 +2,9 @@
 //! can name the same fields) and is validated once into what the engine takes.
 
 use crate::engine::device::DeviceChoice;
-use crate::engine::sampling::SamplingConfig;
+use crate::decode::sampling::SamplingConfig;
 use crate::kv::KvKind;
+use crate::results::export::OutputFormat;
 use crate::models::source::{SourceOptions, DEFAULT_MODEL};
 use crate::models::DTypeArg;
 use clap::Args;
@@ -78,9 +79,9 @@ mod device_serde {
 /// How to generate.
 #[derive(Debug, Clone, Args, Serialize, Deserialize)]
 pub struct GenerationArgs {
-    /// Tokens to generate.
-    #[arg(long, short = 'n', default_value_t = 128)]
-    pub max_new_tokens: usize,
+    /// Tokens to generate; `compare` also takes a list or range (64,128 or 64-1024*2).
+    #[arg(long, short = 'n', default_value = "128")]
+    pub max_new_tokens: NumList,
     /// Sampling temperature; 0 is greedy.
     #[arg(long, default_value_t = 0.0)]
     pub temperature: f64,
@@ -96,9 +97,6 @@ pub struct GenerationArgs {
     /// Seed for sampling and for --no-weights.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
-    /// Keep generating past end-of-sequence tokens.
-    #[arg(long)]
-    pub ignore_eos: bool,
     /// KV-cache strategy.
     #[arg(long, value_enum, default_value_t = KvKind::Full)]
     pub kv_cache: KvKind,
@@ -112,6 +110,136 @@ impl GenerationArgs {
             top_p: self.top_p,
             repetition_penalty: self.repetition_penalty,
             seed: self.seed,
+        }
+    }
+}
+
+/// A numeric flag that takes one value, a list (`25,50,100`) or a range with a step
+/// (`64-1024*2` multiplies, `64-256+64` adds). Values are positive integers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct NumList {
+    pub values: Vec<usize>,
+    text: String,
+}
+
+impl NumList {
+    /// The single value of a flag that does not sweep.
+    pub fn single(&self, flag: &str) -> anyhow::Result<usize> {
+        match self.values.as_slice() {
+            [v] => Ok(*v),
+            _ => crate::bail_input!("{flag} {}: this command takes one value, not a list", self.text),
+        }
+    }
+}
+
+impl From<NumList> for String {
+    fn from(n: NumList) -> String {
+        n.text
+    }
+}
+
+impl TryFrom<String> for NumList {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+
+/// The most values one range may expand to, so a typo cannot plan a million cases.
+const MAX_RANGE_VALUES: usize = 1000;
+
+impl std::str::FromStr for NumList {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let num = |t: &str| -> Result<usize, String> {
+            t.trim().parse::<usize>().map_err(|_| format!("`{}` is not a non-negative integer", t.trim()))
+        };
+        let mut values = Vec::new();
+        for part in s.split(',').map(str::trim) {
+            if part.is_empty() {
+                return Err(format!("`{s}`: empty entry in the list"));
+            }
+            let Some((start, rest)) = part.split_once('-') else {
+                values.push(num(part)?);
+                continue;
+            };
+            let (end, step, multiply) = if let Some((e, f)) = rest.split_once('*') {
+                (num(e)?, num(f)?, true)
+            } else if let Some((e, st)) = rest.split_once('+') {
+                (num(e)?, num(st)?, false)
+            } else {
+                return Err(format!("`{part}`: a range needs a step, e.g. {part}*2 or {part}+64"));
+            };
+            let start = num(start)?;
+            if (multiply && (step < 2 || start == 0)) || (!multiply && step == 0) || end < start {
+                return Err(format!("`{part}`: the range never reaches {end} from {start}"));
+            }
+            let mut v = start;
+            while v <= end {
+                values.push(v);
+                if values.len() > MAX_RANGE_VALUES {
+                    return Err(format!("`{part}` expands to more than {MAX_RANGE_VALUES} values"));
+                }
+                v = if multiply { v * step } else { v + step };
+            }
+        }
+        Ok(Self { values, text: s.to_string() })
+    }
+}
+
+/// Repetitions, warm-up and prompts for benchmark subcommands.
+#[derive(Debug, Clone, Args, Serialize, Deserialize)]
+pub struct RunArgs {
+    /// Full-length warm-up runs per case before measuring.
+    #[arg(long, default_value_t = 1)]
+    pub warmup: usize,
+    /// Measured runs per prompt and case.
+    #[arg(long, short = 'r', default_value_t = 5)]
+    pub repetitions: usize,
+    /// A prompt (repeatable). Without --prompt or --prompts-file, a built-in set of 5.
+    #[arg(long = "prompt", short = 'p')]
+    pub prompts: Vec<String>,
+    /// Prompts from a file: one per line, or JSONL with a "prompt" field.
+    #[arg(long)]
+    pub prompts_file: Option<PathBuf>,
+    /// Stop a run at end-of-sequence tokens (by default every run makes --max-new-tokens tokens).
+    #[arg(long)]
+    pub stop_at_eos: bool,
+}
+
+/// Where and how results go.
+#[derive(Debug, Clone, Args, Serialize, Deserialize)]
+pub struct OutputArgs {
+    /// Run directory (default results/<subcommand>-<UTC timestamp>).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Continue an interrupted run in DIR, skipping the cases it finished.
+    #[arg(long, value_name = "DIR", conflicts_with = "out")]
+    pub resume: Option<PathBuf>,
+    /// Format of the report on stdout.
+    #[arg(long, short = 'o', value_enum, default_value_t = OutputFormat::Table)]
+    pub output: OutputFormat,
+    /// Record a failing case and go on (exit code 1 at the end) instead of stopping.
+    #[arg(long)]
+    pub continue_on_error: bool,
+    /// Skip writing charts.
+    #[arg(long)]
+    pub no_charts: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::NumList;
+
+    #[test]
+    fn parses_lists_and_ranges() {
+        assert_eq!("25,50,100".parse::<NumList>().unwrap().values, vec![25, 50, 100]);
+        assert_eq!("64-1024*2".parse::<NumList>().unwrap().values, vec![64, 128, 256, 512, 1024]);
+        assert_eq!("64-256+64".parse::<NumList>().unwrap().values, vec![64, 128, 192, 256]);
+        assert_eq!("8,16-32*2".parse::<NumList>().unwrap().values, vec![8, 16, 32]);
+        for bad in ["", "a", "1,,2", "64-128", "0-8*2", "64-8*2", "1-5*1", "1-5000000+1"] {
+            assert!(bad.parse::<NumList>().is_err(), "{bad}");
         }
     }
 }

@@ -15,6 +15,9 @@ pub struct GenerateArgs {
     /// The prompt text (used as given: no chat template, no BOS).
     #[arg(long, short = 'p')]
     pub prompt: String,
+    /// Keep generating past end-of-sequence tokens.
+    #[arg(long)]
+    pub ignore_eos: bool,
     /// Print one JSON record (ids, text, timings, device, model) instead of streamed text.
     #[arg(long)]
     pub json: bool,

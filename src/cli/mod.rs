@@ -1,7 +1,10 @@
 //! Command-line definitions (clap). Shared flag groups live in `args`; one file per subcommand.
 
 pub mod args;
+pub mod compare;
+pub mod diff;
 pub mod generate;
+pub mod plot;
 
 use clap::{Parser, Subcommand};
 
@@ -23,4 +26,10 @@ pub struct Cli {
 pub enum Command {
     /// Generate from one prompt: streamed text and a timing summary.
     Generate(generate::GenerateArgs),
+    /// Run decoding methods side by side: speed, memory and quality, with results and charts.
+    Compare(compare::CompareArgs),
+    /// Redraw charts from a saved results.json.
+    Plot(plot::PlotArgs),
+    /// Compare two runs case by case, with confidence intervals.
+    Diff(diff::DiffArgs),
 }

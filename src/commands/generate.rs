@@ -1,18 +1,19 @@
 //! `llmbench generate`: streams the continuation to stdout, then a one-line timing summary to
 //! stderr; `--json` prints one machine-readable record instead.
 
-use super::load_model;
+use super::{load_model, Outcome};
 use crate::cli::generate::GenerateArgs;
 use crate::engine::{Engine, GenerateRequest};
 use crate::kv;
 use anyhow::Result;
 use std::io::Write;
 
-pub fn run(args: &GenerateArgs) -> Result<()> {
+pub fn run(args: &GenerateArgs) -> Result<Outcome> {
     if args.prompt.trim().is_empty() {
         crate::bail_input!("--prompt is empty: give the text to continue");
     }
-    if args.generation.max_new_tokens == 0 {
+    let max_new_tokens = args.generation.max_new_tokens.single("--max-new-tokens")?;
+    if max_new_tokens == 0 {
         crate::bail_input!("--max-new-tokens 0: generate at least 1 token");
     }
     args.generation.sampling().validate()?;
@@ -22,9 +23,9 @@ pub fn run(args: &GenerateArgs) -> Result<()> {
     let engine = Engine::new(loaded.model.model.as_ref(), &loaded.device);
     let request = GenerateRequest {
         prompt_ids: &prompt_ids,
-        max_new_tokens: args.generation.max_new_tokens,
+        max_new_tokens,
         sampling: args.generation.sampling(),
-        stop_at_eos: !args.generation.ignore_eos,
+        stop_at_eos: !args.ignore_eos,
     };
     engine.validate(&request)?;
     let mut cache = kv::build(args.generation.kv_cache, loaded.model.model.config().n_layers());
@@ -94,5 +95,5 @@ pub fn run(args: &GenerateArgs) -> Result<()> {
             loaded.device_info.name,
         );
     }
-    Ok(())
+    Ok(Outcome::Success)
 }

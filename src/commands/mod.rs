@@ -1,6 +1,22 @@
 //! Subcommands: each turns validated arguments into engine runs and a report.
 
+pub mod compare;
+pub mod diff;
 pub mod generate;
+mod harness;
+pub mod plot;
+mod progress;
+mod prompts;
 mod setup;
 
 pub use setup::{load_model, Loaded};
+
+/// How a command ended, for the exit code (0, 1, 130).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Success,
+    /// At least one case failed (recorded) or a regression limit was exceeded.
+    CasesFailed,
+    /// Stopped by Ctrl-C after saving what finished.
+    Interrupted,
+}

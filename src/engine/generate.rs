@@ -2,7 +2,8 @@
 //! while running, and exact KV bytes read from the cache at the end.
 
 use super::device::synchronize;
-use super::sampling::{Sampler, SamplingConfig};
+use crate::decode::sampling::{Sampler, SamplingConfig};
+use crate::decode::{DecodeStrategy, Standard, StepContext};
 use crate::kv::{KvCache, KvStats};
 use crate::measure::memory::RssSampler;
 use crate::models::Model;
@@ -21,11 +22,13 @@ pub struct GenerateRequest<'a> {
     pub stop_at_eos: bool,
 }
 
-/// A token and when it was ready (ns since the run started, after a device sync).
+/// A token, when it was ready (ns since the run started, after a device sync) and the KV
+/// cache's exact size at that moment.
 #[derive(Debug, Clone, Copy, Serialize)]
 pub struct TokenEvent {
     pub token_id: u32,
     pub t_ns: u64,
+    pub kv_cache_bytes: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -43,6 +46,9 @@ pub struct Generation {
     /// One event per generated token; the first one ends the prefill.
     pub events: Vec<TokenEvent>,
     pub stop_reason: StopReason,
+    /// Draft tokens proposed and accepted (speculative strategies).
+    pub drafted: usize,
+    pub accepted: usize,
     /// Cache contents when generation ended.
     pub kv: KvStats,
     pub peak_rss_bytes: u64,
@@ -122,33 +128,58 @@ impl<'a> Engine<'a> {
         req.sampling.validate()
     }
 
-    /// Generates from a prompt. `on_token` sees each token after its timestamp is taken.
+    /// Generates from a prompt with standard decoding. `on_token` sees each token after its
+    /// timestamp is taken.
     pub fn generate(&self, cache: &mut dyn KvCache, req: &GenerateRequest, on_token: &mut dyn FnMut(u32)) -> Result<Generation> {
+        self.generate_with(&mut Standard, cache, req, on_token)
+    }
+
+    /// Generates with a decoding strategy. The loop is the timed path: it only runs steps,
+    /// synchronises, reads the clock and the cache size, and records.
+    pub fn generate_with(
+        &self,
+        strategy: &mut dyn DecodeStrategy,
+        cache: &mut dyn KvCache,
+        req: &GenerateRequest,
+        on_token: &mut dyn FnMut(u32),
+    ) -> Result<Generation> {
         self.validate(req)?;
         let eos = self.model.config().eos_token_ids().to_vec();
         let mut sampler = Sampler::new(req.sampling);
         let mut tokens = req.prompt_ids.to_vec();
         let mut events = Vec::with_capacity(req.max_new_tokens);
+        let (mut drafted, mut accepted) = (0, 0);
         let mut stop_reason = StopReason::MaxNewTokens;
         cache.reset();
         let rss = RssSampler::start();
         synchronize(&self.device)?;
         let start = Instant::now();
-        for _ in 0..req.max_new_tokens {
-            // Feed every token the cache does not hold yet: the prompt first, then one per step
-            // (or the whole sequence again when the strategy keeps nothing).
-            let pos = cache.seq_len();
-            let input = Tensor::new(&tokens[pos..], &self.device)?.unsqueeze(0)?;
-            let logits = self.model.forward(&input, pos, cache).context("model forward")?;
-            let mut logits: Vec<f32> = logits.squeeze(0)?.to_vec1()?;
-            let next = sampler.next(&mut logits, &tokens);
+        'decode: while events.len() < req.max_new_tokens {
+            let step = strategy
+                .step(&mut StepContext {
+                    model: self.model,
+                    cache: &mut *cache,
+                    tokens: &tokens,
+                    sampler: &mut sampler,
+                    device: &self.device,
+                })
+                .context("decode step")?;
             synchronize(&self.device)?;
-            events.push(TokenEvent { token_id: next, t_ns: start.elapsed().as_nanos() as u64 });
-            tokens.push(next);
-            on_token(next);
-            if req.stop_at_eos && eos.contains(&next) {
-                stop_reason = StopReason::Eos;
-                break;
+            let t_ns = start.elapsed().as_nanos() as u64;
+            let kv_cache_bytes = cache.stats().kv_cache_bytes;
+            drafted += step.drafted;
+            accepted += step.accepted;
+            for token_id in step.emitted {
+                events.push(TokenEvent { token_id, t_ns, kv_cache_bytes });
+                tokens.push(token_id);
+                on_token(token_id);
+                if req.stop_at_eos && eos.contains(&token_id) {
+                    stop_reason = StopReason::Eos;
+                    break 'decode;
+                }
+                if events.len() == req.max_new_tokens {
+                    break 'decode;
+                }
             }
         }
         let peak_rss_bytes = rss.finish();
@@ -157,6 +188,8 @@ impl<'a> Engine<'a> {
             generated_ids: tokens[req.prompt_ids.len()..].to_vec(),
             events,
             stop_reason,
+            drafted,
+            accepted,
             kv: cache.stats(),
             peak_rss_bytes,
         })

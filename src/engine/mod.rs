@@ -4,6 +4,5 @@
 
 pub mod device;
 pub mod generate;
-pub mod sampling;
 
 pub use generate::{Engine, GenerateRequest, Generation, StopReason, Timings, TokenEvent};

@@ -1,0 +1,101 @@
+//! Drawing on any plotters backend: bars with error bars (mean ± sample std) and line charts.
+
+use super::data::{Bar, Series};
+use super::style::{color, BAR_LABEL_SIZE, FONT, LABEL_SIZE, TITLE_SIZE};
+use plotters::coord::Shift;
+use plotters::prelude::*;
+
+/// Half the width of a bar, in slots (a slot is 1).
+const BAR_HALF_WIDTH: f64 = 0.36;
+
+type DrawResult<B> = Result<(), DrawingAreaErrorKind<<B as DrawingBackend>::ErrorType>>;
+
+/// Vertical bars, one per case, with error bars of one sample std.
+pub fn bar_chart<B: DrawingBackend>(area: &DrawingArea<B, Shift>, title: &str, y_desc: &str, bars: &[Bar]) -> DrawResult<B> {
+    let n = bars.len().max(1);
+    let top = bars.iter().map(|b| b.value + b.spread).fold(0.0f64, f64::max);
+    let y_max = if top > 0.0 { top * 1.15 } else { 1.0 };
+    // A numeric x axis with bars centred on 0..n: integer ticks carry the case names.
+    let mut chart = ChartBuilder::on(area)
+        .caption(title, (FONT, TITLE_SIZE))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(70)
+        .build_cartesian_2d(-0.5f64..n as f64 - 0.5, 0f64..y_max)?;
+    let labels: Vec<String> = bars.iter().map(|b| b.label.clone()).collect();
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .x_labels(n + 1)
+        .x_label_style((FONT, BAR_LABEL_SIZE))
+        .y_label_style((FONT, LABEL_SIZE))
+        .x_label_formatter(&|x| {
+            let i = x.round();
+            if (x - i).abs() < 1e-6 && i >= 0.0 {
+                labels.get(i as usize).cloned().unwrap_or_default()
+            } else {
+                String::new()
+            }
+        })
+        .y_desc(y_desc)
+        .draw()?;
+    chart.draw_series(
+        bars.iter().enumerate().map(|(i, b)| Rectangle::new([(i as f64 - BAR_HALF_WIDTH, 0.0), (i as f64 + BAR_HALF_WIDTH, b.value)], color(i).filled())),
+    )?;
+    for (i, b) in bars.iter().enumerate() {
+        let (lo, hi, x) = ((b.value - b.spread).max(0.0), b.value + b.spread, i as f64);
+        chart.draw_series(std::iter::once(PathElement::new(vec![(x, lo), (x, hi)], BLACK.stroke_width(2))))?;
+        for y in [lo, hi] {
+            chart.draw_series(std::iter::once(
+                EmptyElement::at((x, y)) + PathElement::new(vec![(-6, 0), (6, 0)], BLACK.stroke_width(2)),
+            ))?;
+        }
+    }
+    Ok(())
+}
+
+/// Lines over a numeric x axis, one per series, with a legend.
+pub fn line_chart<B: DrawingBackend>(
+    area: &DrawingArea<B, Shift>,
+    title: &str,
+    x_desc: &str,
+    y_desc: &str,
+    series: &[Series],
+) -> DrawResult<B> {
+    let xs = series.iter().flat_map(|s| s.points.iter().map(|p| p.0));
+    let (x_min, x_max) = xs.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), x| (lo.min(x), hi.max(x)));
+    let (x_min, x_max) = if x_min.is_finite() && x_max > x_min { (x_min, x_max) } else { (0.0, 1.0) };
+    let y_top = series.iter().flat_map(|s| s.points.iter().map(|p| p.1)).fold(0.0f64, f64::max);
+    let y_max = if y_top > 0.0 { y_top * 1.1 } else { 1.0 };
+    let mut chart = ChartBuilder::on(area)
+        .caption(title, (FONT, TITLE_SIZE))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(70)
+        .build_cartesian_2d(x_min..x_max, 0f64..y_max)?;
+    chart
+        .configure_mesh()
+        .x_desc(x_desc)
+        .y_desc(y_desc)
+        .x_label_style((FONT, LABEL_SIZE))
+        .y_label_style((FONT, LABEL_SIZE))
+        .draw()?;
+    for (i, s) in series.iter().enumerate() {
+        let c = color(i);
+        chart
+            .draw_series(LineSeries::new(s.points.iter().copied(), c.stroke_width(2)))?
+            .label(s.label.clone())
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(3)));
+        if s.points.len() <= 12 {
+            chart.draw_series(s.points.iter().map(|&p| Circle::new(p, 4, c.filled())))?;
+        }
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperLeft)
+        .label_font((FONT, LABEL_SIZE))
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .draw()?;
+    Ok(())
+}

@@ -1,0 +1,199 @@
+//! Charts as views over a report: each kind renders to PNG or SVG bytes from results alone,
+//! so `llmbench plot` redraws them later, byte for byte. Files are written by the caller.
+
+mod data;
+mod draw;
+mod style;
+
+use crate::results::schema::{Report, RunRecord};
+use anyhow::Result;
+use plotters::prelude::*;
+use serde::{Deserialize, Serialize};
+
+/// Chart kinds (`plot --chart`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum ChartKind {
+    /// End-to-end latency per case (mean ± std).
+    Latency,
+    /// Decode tokens/s per case.
+    Throughput,
+    /// Peak resident memory per case.
+    Memory,
+    /// Decode tokens/s per GiB of peak resident memory.
+    MemoryEfficiency,
+    /// Inter-token latency against token position.
+    TokenLatency,
+    /// KV-cache bytes against token position.
+    KvBytes,
+    /// All of the above on one page.
+    Dashboard,
+    /// Decode tokens/s against the swept parameter, one line per method.
+    Sweep,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum ImageFormat {
+    Png,
+    Svg,
+}
+
+impl ImageFormat {
+    pub fn extension(self) -> &'static str {
+        match self {
+            Self::Png => "png",
+            Self::Svg => "svg",
+        }
+    }
+}
+
+impl ChartKind {
+    pub const ALL: [ChartKind; 8] = [
+        ChartKind::Latency,
+        ChartKind::Throughput,
+        ChartKind::Memory,
+        ChartKind::MemoryEfficiency,
+        ChartKind::TokenLatency,
+        ChartKind::KvBytes,
+        ChartKind::Dashboard,
+        ChartKind::Sweep,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Latency => "latency",
+            Self::Throughput => "throughput",
+            Self::Memory => "memory",
+            Self::MemoryEfficiency => "memory-efficiency",
+            Self::TokenLatency => "token-latency",
+            Self::KvBytes => "kv-bytes",
+            Self::Dashboard => "dashboard",
+            Self::Sweep => "sweep",
+        }
+    }
+
+    pub fn file_name(self, format: ImageFormat) -> String {
+        format!("{}.{}", self.name(), format.extension())
+    }
+}
+
+/// The charts a report supports (the sweep chart only when a parameter varies).
+pub fn available(report: &Report) -> Vec<ChartKind> {
+    let sweep = data::swept_parameter(report).is_some();
+    ChartKind::ALL.into_iter().filter(|k| *k != ChartKind::Sweep || sweep).collect()
+}
+
+/// Renders one chart.
+pub fn render(kind: ChartKind, report: &Report, format: ImageFormat) -> Result<Vec<u8>> {
+    let (w, h) = match kind {
+        ChartKind::Dashboard => (style::DASHBOARD_WIDTH, style::DASHBOARD_HEIGHT),
+        _ => (style::WIDTH, style::HEIGHT),
+    };
+    match format {
+        ImageFormat::Svg => {
+            let mut svg = String::new();
+            {
+                let root = SVGBackend::with_string(&mut svg, (w, h)).into_drawing_area();
+                draw_kind(kind, report, &root).map_err(|e| anyhow::anyhow!("drawing {}: {e:?}", kind.name()))?;
+                root.present().map_err(|e| anyhow::anyhow!("drawing {}: {e:?}", kind.name()))?;
+            }
+            Ok(svg.into_bytes())
+        }
+        ImageFormat::Png => {
+            style::register_font();
+            let mut rgb = vec![0u8; (w * h * 3) as usize];
+            {
+                let root = BitMapBackend::with_buffer(&mut rgb, (w, h)).into_drawing_area();
+                draw_kind(kind, report, &root).map_err(|e| anyhow::anyhow!("drawing {}: {e:?}", kind.name()))?;
+                root.present().map_err(|e| anyhow::anyhow!("drawing {}: {e:?}", kind.name()))?;
+            }
+            encode_png(&rgb, w, h)
+        }
+    }
+}
+
+fn encode_png(rgb: &[u8], w: u32, h: u32) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    {
+        let mut encoder = png::Encoder::new(&mut out, w, h);
+        encoder.set_color(png::ColorType::Rgb);
+        encoder.set_depth(png::BitDepth::Eight);
+        let mut writer = encoder.write_header()?;
+        writer.write_image_data(rgb)?;
+    }
+    Ok(out)
+}
+
+const MIB: f64 = (1u64 << 20) as f64;
+const GIB: f64 = (1u64 << 30) as f64;
+
+fn draw_kind<B: DrawingBackend>(
+    kind: ChartKind,
+    report: &Report,
+    root: &DrawingArea<B, plotters::coord::Shift>,
+) -> Result<(), DrawingAreaErrorKind<B::ErrorType>> {
+    root.fill(&WHITE)?;
+    match kind {
+        ChartKind::Latency => {
+            draw::bar_chart(root, "End-to-end latency (mean ± std)", "ms", &data::bars(report, |r| r.e2e_ms))
+        }
+        ChartKind::Throughput => draw::bar_chart(
+            root,
+            "Decode throughput (mean ± std)",
+            "tokens/s",
+            &data::bars(report, |r| r.decode_tokens_per_s),
+        ),
+        ChartKind::Memory => draw::bar_chart(
+            root,
+            "Peak resident memory (mean ± std)",
+            "MiB",
+            &data::bars(report, |r| r.peak_rss_bytes as f64 / MIB),
+        ),
+        ChartKind::MemoryEfficiency => draw::bar_chart(
+            root,
+            "Memory efficiency: decode tokens/s per GiB of peak RSS",
+            "tokens/s per GiB",
+            &data::bars(report, |r| if r.peak_rss_bytes > 0 { r.decode_tokens_per_s / (r.peak_rss_bytes as f64 / GIB) } else { 0.0 }),
+        ),
+        ChartKind::TokenLatency => draw::line_chart(
+            root,
+            "Inter-token latency by position (mean over runs)",
+            "generated token",
+            "ms",
+            &data::position_series(report, |r: &RunRecord| r.itl_ms.clone()),
+        ),
+        ChartKind::KvBytes => draw::line_chart(
+            root,
+            "KV-cache size by position (mean over runs)",
+            "generated token",
+            "MiB",
+            &data::position_series(report, |r: &RunRecord| r.kv_cache_bytes_per_token.iter().map(|&b| b as f64 / MIB).collect()),
+        ),
+        ChartKind::Sweep => {
+            let parameter = data::swept_parameter(report).unwrap_or("max_new_tokens");
+            draw::line_chart(
+                root,
+                &format!("Decode throughput against {parameter}"),
+                parameter,
+                "tokens/s",
+                &data::sweep_series(report, parameter),
+            )
+        }
+        ChartKind::Dashboard => {
+            let panels = root.split_evenly((2, 3));
+            let kinds = [
+                ChartKind::Latency,
+                ChartKind::Throughput,
+                ChartKind::Memory,
+                ChartKind::MemoryEfficiency,
+                ChartKind::TokenLatency,
+                ChartKind::KvBytes,
+            ];
+            for (panel, kind) in panels.iter().zip(kinds) {
+                draw_kind(kind, report, panel)?;
+            }
+            Ok(())
+        }
+    }
+}

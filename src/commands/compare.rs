@@ -1,0 +1,318 @@
+//! `llmbench compare`: plans the cases (models x lengths x methods x windows x strides, ordered
+//! so each model loads once), runs them through the harness, records each case as it finishes,
+//! then draws the charts and prints the report.
+
+use super::harness::{self, CaseSpec};
+use super::{load_model, prompts, Outcome};
+use crate::charts::{self, ImageFormat};
+use crate::cli::compare::CompareArgs;
+use crate::decode::{self, Method, MethodParams};
+use crate::engine::Engine;
+use crate::kv::KvKind;
+use crate::measure::system::{format_utc, Provenance};
+use crate::results::export::exporter;
+use crate::results::schema::{CaseParams, CaseResult, CaseStatus, Quality, Report, Settings, SCHEMA_VERSION};
+use crate::results::sink::Sink;
+use anyhow::Result;
+use std::collections::{HashMap, HashSet};
+use std::io::Write;
+use std::path::PathBuf;
+
+/// One planned case.
+struct Planned {
+    params: CaseParams,
+    method: Method,
+    method_params: MethodParams,
+}
+
+pub fn run(args: &CompareArgs) -> Result<Outcome> {
+    let methods = parse_methods(&args.methods)?;
+    validate(args, &methods)?;
+    let prompt_texts = prompts::load(&args.run.prompts, args.run.prompts_file.as_deref())?;
+    let sampling = args.generation.sampling();
+    sampling.validate()?;
+    let models: Vec<String> = args.model.model.split(',').map(|m| m.trim().to_string()).collect();
+    if models.iter().any(String::is_empty) {
+        crate::bail_input!("--model {}: empty entry in the list", args.model.model);
+    }
+    let settings = Settings {
+        warmup: args.run.warmup,
+        repetitions: args.run.repetitions,
+        seed: sampling.seed,
+        temperature: sampling.temperature,
+        top_k: sampling.top_k,
+        top_p: sampling.top_p,
+        repetition_penalty: sampling.repetition_penalty,
+        stop_at_eos: args.run.stop_at_eos,
+        prompts: prompt_texts.clone(),
+        dtype: format!("{:?}", args.model.dtype).to_lowercase(),
+        quality: args.quality,
+    };
+    let plan = plan(args, &models, &methods);
+
+    let threads = crate::engine::device::set_cpu_threads(args.device.threads)?;
+    let (_, device_info) = args.device.device.open()?;
+    let report = Report {
+        schema_version: SCHEMA_VERSION,
+        command: "compare".into(),
+        provenance: Provenance::collect(&device_info.name, threads),
+        settings: settings.clone(),
+        cases: vec![],
+    };
+    let (mut sink, done) = match &args.output.resume {
+        Some(dir) => Sink::resume(dir, report)?,
+        None => (Sink::create(&args.output.out.clone().unwrap_or_else(default_out_dir), report)?, HashSet::new()),
+    };
+    harness::install_interrupt_handler();
+    let total_runs = plan.len() * (args.run.warmup + args.run.repetitions * prompt_texts.len());
+    let progress = super::progress::bar(total_runs as u64);
+    let mut any_failed = false;
+    // Standard decoding's tokens per (model, length), for agreement.
+    let mut reference: HashMap<(String, usize), Vec<Vec<u32>>> = HashMap::new();
+    for case in &sink.report().cases {
+        if case.params.method == "standard" {
+            reference.insert((case.params.model.clone(), case.params.max_new_tokens), first_repetition(case));
+        }
+    }
+
+    for model_id in &models {
+        let cases: Vec<&Planned> = plan.iter().filter(|p| &p.params.model == model_id).collect();
+        let todo: Vec<&&Planned> = cases.iter().filter(|p| !done.contains(&p.params.id(&settings))).collect();
+        progress.inc(((cases.len() - todo.len()) * (args.run.warmup + args.run.repetitions * prompt_texts.len())) as u64);
+        if todo.is_empty() {
+            continue;
+        }
+        let mut model_args = args.model.clone();
+        model_args.model = model_id.clone();
+        let loaded = match load_model(&model_args, &args.device, sampling.seed) {
+            Ok(l) => l,
+            Err(e) if args.output.continue_on_error => {
+                for p in &todo {
+                    sink.record(failed_case(p, &settings, &e))?;
+                }
+                any_failed = true;
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        let model_record = harness::model_record(&loaded.model.spec)?;
+        let prompt_ids = prompt_texts.iter().map(|p| loaded.model.tokenizer.encode(p)).collect::<Result<Vec<_>>>()?;
+        let engine = Engine::new(loaded.model.model.as_ref(), &loaded.device);
+        let n_layers = loaded.model.model.config().n_layers();
+        for p in todo {
+            progress.set_message(format!("{} {}", short(model_id), p.params.label()));
+            let spec = CaseSpec {
+                prompts: &prompt_ids,
+                max_new_tokens: p.params.max_new_tokens,
+                sampling,
+                stop_at_eos: args.run.stop_at_eos,
+                warmup: args.run.warmup,
+                repetitions: args.run.repetitions,
+                kv: args.generation.kv_cache,
+            };
+            let mut strategy = decode::build(p.method, p.method_params);
+            let outcome = harness::run_case(&loaded.model, &engine, strategy.as_mut(), &spec, &mut || progress.inc(1));
+            let runs = match outcome {
+                Ok(Some(runs)) => runs,
+                Ok(None) => {
+                    progress.finish_and_clear();
+                    eprintln!("stopped: finished cases are in {}; continue with --resume {}", sink.dir().display(), sink.dir().display());
+                    return Ok(Outcome::Interrupted);
+                }
+                Err(e) if args.output.continue_on_error => {
+                    tracing::warn!("{} {}: {e:#}", model_id, p.params.label());
+                    sink.record(failed_case(p, &settings, &e))?;
+                    any_failed = true;
+                    continue;
+                }
+                Err(e) => return Err(e.context(format!("{} {}", model_id, p.params.label()))),
+            };
+            let label = format!("{} {}", short(model_id), p.params.label());
+            let mut case = CaseResult {
+                case_id: p.params.id(&settings),
+                params: p.params.clone(),
+                status: CaseStatus::Ok,
+                error: None,
+                model: Some(model_record.clone()),
+                summary: harness::summarize(&label, &runs),
+                quality: None,
+                runs,
+            };
+            let key = (model_id.clone(), p.params.max_new_tokens);
+            if p.method == Method::Standard {
+                reference.insert(key.clone(), first_repetition(&case));
+            }
+            let perplexity = if args.quality {
+                let per_prompt = first_repetition(&case)
+                    .iter()
+                    .zip(&prompt_ids)
+                    .map(|(generated, prompt)| harness::perplexity(&engine, n_layers, prompt, generated))
+                    .collect::<Result<Vec<f64>>>()?;
+                Some(per_prompt.iter().sum::<f64>() / per_prompt.len() as f64)
+            } else {
+                None
+            };
+            case.quality = Some(quality(&first_repetition(&case), reference.get(&key), perplexity));
+            sink.record(case)?;
+        }
+    }
+    progress.finish_and_clear();
+
+    let report = sink.report().clone();
+    if !args.output.no_charts {
+        for kind in charts::available(&report) {
+            for format in [ImageFormat::Png, ImageFormat::Svg] {
+                sink.write_file(&kind.file_name(format), &charts::render(kind, &report, format)?)?;
+            }
+        }
+    }
+    let rendered = exporter(args.output.output).render(&report)?;
+    let mut stdout = std::io::stdout().lock();
+    stdout.write_all(&rendered)?;
+    stdout.flush()?;
+    eprintln!("results: {}", sink.dir().display());
+    Ok(if any_failed { Outcome::CasesFailed } else { Outcome::Success })
+}
+
+fn parse_methods(names: &[String]) -> Result<Vec<Method>> {
+    let mut methods = Vec::new();
+    for name in names {
+        let Some(m) = Method::parse(name) else {
+            crate::bail_input!(
+                "--methods: unknown method `{}`; use standard, sled (= sled:recompute), sled:recompute or sled:stride",
+                name.trim()
+            );
+        };
+        if !methods.contains(&m) {
+            methods.push(m);
+        }
+    }
+    if methods.is_empty() {
+        crate::bail_input!("--methods is empty: name at least one method");
+    }
+    // Standard first, so its tokens are there for the others' agreement.
+    methods.sort_by_key(|m| Method::ALL.iter().position(|x| x == m));
+    Ok(methods)
+}
+
+fn validate(args: &CompareArgs, methods: &[Method]) -> Result<()> {
+    if args.generation.max_new_tokens.values.contains(&0) {
+        crate::bail_input!("--max-new-tokens 0: generate at least 1 token");
+    }
+    if args.run.repetitions == 0 {
+        crate::bail_input!("--repetitions 0: measure at least one run");
+    }
+    if methods.iter().any(|m| m.uses_window()) && args.window.values.contains(&0) {
+        crate::bail_input!("--window 0: the window must hold at least 1 token");
+    }
+    if methods.contains(&Method::SledStride) {
+        if args.stride.values.contains(&0) {
+            crate::bail_input!("--stride 0: sled:stride must decode at least 1 token per window");
+        }
+        let min_window = args.window.values.iter().copied().min().unwrap_or(0);
+        if let Some(s) = args.stride.values.iter().find(|&&s| s > min_window) {
+            crate::bail_input!("--stride {s} is larger than --window {min_window}: the stride must not exceed the window");
+        }
+    }
+    Ok(())
+}
+
+fn plan(args: &CompareArgs, models: &[String], methods: &[Method]) -> Vec<Planned> {
+    let mut out = Vec::new();
+    for model in models {
+        for &n in &args.generation.max_new_tokens.values {
+            for &method in methods {
+                let windows: Vec<Option<usize>> =
+                    if method.uses_window() { args.window.values.iter().map(|&w| Some(w)).collect() } else { vec![None] };
+                for window in windows {
+                    let strides: Vec<Option<usize>> = if method.uses_stride() {
+                        args.stride.values.iter().filter(|&&s| Some(s) <= window).map(|&s| Some(s)).collect()
+                    } else {
+                        vec![None]
+                    };
+                    for stride in strides {
+                        let kv = match method {
+                            Method::Standard => args.generation.kv_cache,
+                            Method::SledRecompute => KvKind::None,
+                            Method::SledStride => KvKind::Full,
+                        };
+                        out.push(Planned {
+                            params: CaseParams {
+                                model: model.clone(),
+                                method: method.name().into(),
+                                window,
+                                stride,
+                                max_new_tokens: n,
+                                kv_cache: serde_json::to_value(kv).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default(),
+                            },
+                            method,
+                            method_params: MethodParams { window: window.unwrap_or(0), stride: stride.unwrap_or(0) },
+                        });
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+fn first_repetition(case: &CaseResult) -> Vec<Vec<u32>> {
+    let mut runs: Vec<_> = case.runs.iter().filter(|r| r.repetition == 0).collect();
+    runs.sort_by_key(|r| r.prompt_index);
+    runs.into_iter().map(|r| r.generated_ids.clone()).collect()
+}
+
+/// Token agreement with standard decoding, position by position, and first divergences.
+fn quality(ours: &[Vec<u32>], standard: Option<&Vec<Vec<u32>>>, perplexity: Option<f64>) -> Quality {
+    let Some(standard) = standard else {
+        return Quality { agreement_with_standard: None, first_divergence: vec![], perplexity };
+    };
+    let (mut equal, mut total) = (0usize, 0usize);
+    let mut first_divergence = Vec::new();
+    for (a, b) in ours.iter().zip(standard) {
+        let n = a.len().max(b.len());
+        equal += a.iter().zip(b).filter(|(x, y)| x == y).count();
+        total += n;
+        first_divergence.push((0..n).find(|&i| a.get(i) != b.get(i)));
+    }
+    Quality {
+        agreement_with_standard: (total > 0).then(|| equal as f64 / total as f64),
+        first_divergence,
+        perplexity,
+    }
+}
+
+fn failed_case(p: &Planned, settings: &Settings, err: &anyhow::Error) -> CaseResult {
+    CaseResult {
+        case_id: p.params.id(settings),
+        params: p.params.clone(),
+        status: CaseStatus::Failed,
+        error: Some(crate::error::first_line(&format!("{err:#}"))),
+        model: None,
+        runs: vec![],
+        summary: None,
+        quality: None,
+    }
+}
+
+fn short(model: &str) -> &str {
+    model.rsplit('/').next().unwrap_or(model)
+}
+
+fn default_out_dir() -> PathBuf {
+    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let stamp: String = format_utc(secs).chars().filter(|c| c.is_ascii_alphanumeric()).collect();
+    PathBuf::from("results").join(format!("compare-{stamp}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn agreement_counts_positions_and_first_divergence() {
+        let q = quality(&[vec![1, 2, 3, 4], vec![5, 6]], Some(&vec![vec![1, 2, 9, 4], vec![5, 6]]), None);
+        assert_eq!(q.agreement_with_standard, Some(5.0 / 6.0));
+        assert_eq!(q.first_divergence, vec![Some(2), None]);
+    }
+}

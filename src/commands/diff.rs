@@ -1,0 +1,90 @@
+//! `llmbench diff A B`: for each case present in both runs, the relative change of each
+//! headline metric with a 95% Welch interval from the raw per-run samples, marked significant
+//! when the interval excludes zero. `--fail-on-regression PCT` turns a significant slowdown
+//! beyond PCT percent into exit code 1.
+
+use super::Outcome;
+use crate::cli::diff::DiffArgs;
+use crate::measure::stats::welch_change;
+use crate::results::schema::{CaseParams, CaseResult, CaseStatus, RunRecord};
+use crate::results::sink::load_report;
+use anyhow::Result;
+use std::io::Write;
+
+struct Metric {
+    name: &'static str,
+    /// Whether a larger value is better (throughput) or worse (latency, memory).
+    higher_is_better: bool,
+    value: fn(&RunRecord) -> f64,
+}
+
+const METRICS: [Metric; 5] = [
+    Metric { name: "decode tok/s", higher_is_better: true, value: |r| r.decode_tokens_per_s },
+    Metric { name: "prefill tok/s", higher_is_better: true, value: |r| r.prefill_tokens_per_s },
+    Metric { name: "TTFT ms", higher_is_better: false, value: |r| r.ttft_ms },
+    Metric { name: "TPOT ms", higher_is_better: false, value: |r| r.tpot_ms },
+    Metric { name: "peak RSS", higher_is_better: false, value: |r| r.peak_rss_bytes as f64 },
+];
+
+pub fn run(args: &DiffArgs) -> Result<Outcome> {
+    let a = load_report(&args.a)?;
+    let b = load_report(&args.b)?;
+    let ok = |c: &&CaseResult| c.status == CaseStatus::Ok;
+    let pairs: Vec<(&CaseResult, &CaseResult)> = a
+        .cases
+        .iter()
+        .filter(ok)
+        .filter_map(|ca| b.cases.iter().filter(ok).find(|cb| same_case(&ca.params, &cb.params)).map(|cb| (ca, cb)))
+        .collect();
+    if pairs.is_empty() {
+        crate::bail_input!(
+            "{} and {} have no case in common (same model, method, window, stride, length and cache): nothing to compare",
+            args.a.display(),
+            args.b.display()
+        );
+    }
+    let mut out = String::from("case | metric | A mean | B mean | change | 95% interval | significant\n");
+    let mut worst_slowdown: f64 = 0.0;
+    for (ca, cb) in pairs {
+        for m in &METRICS {
+            let sa: Vec<f64> = ca.runs.iter().map(m.value).collect();
+            let sb: Vec<f64> = cb.runs.iter().map(m.value).collect();
+            let Some(change) = welch_change(&sa, &sb) else { continue };
+            let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+            let slowdown = if m.higher_is_better { -change.relative } else { change.relative };
+            let is_speed = m.name != "peak RSS";
+            if change.significant && is_speed {
+                worst_slowdown = worst_slowdown.max(slowdown * 100.0);
+            }
+            out += &format!(
+                "{} {} | {} | {:.4} | {:.4} | {:+.2}% | [{:+.2}%, {:+.2}%] | {}\n",
+                ca.params.model,
+                ca.params.label(),
+                m.name,
+                mean(&sa),
+                mean(&sb),
+                change.relative * 100.0,
+                change.ci_low * 100.0,
+                change.ci_high * 100.0,
+                match (change.significant, slowdown > 0.0) {
+                    (false, _) => "no",
+                    (true, true) => "yes (worse)",
+                    (true, false) => "yes (better)",
+                }
+            );
+        }
+    }
+    let mut stdout = std::io::stdout().lock();
+    stdout.write_all(out.as_bytes())?;
+    if let Some(limit) = args.fail_on_regression {
+        if worst_slowdown > limit {
+            eprintln!("regression: a significant slowdown of {worst_slowdown:.1}% exceeds --fail-on-regression {limit}%");
+            return Ok(Outcome::CasesFailed);
+        }
+    }
+    Ok(Outcome::Success)
+}
+
+fn same_case(a: &CaseParams, b: &CaseParams) -> bool {
+    a == b
+}

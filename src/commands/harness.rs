@@ -1,0 +1,195 @@
+//! The benchmark harness every subcommand reuses: warm-up, repetitions over prompts, raw run
+//! records, summaries with variation and outlier warnings, Ctrl-C between runs.
+
+use crate::decode::sampling::SamplingConfig;
+use crate::decode::DecodeStrategy;
+use crate::engine::{Engine, GenerateRequest, Generation};
+use crate::kv::{self, KvKind};
+use crate::measure::stats::{outliers, Summary};
+use crate::models::{LoadedModel, ModelSpec};
+use crate::results::schema::{CaseSummary, ModelRecord, RunRecord};
+use anyhow::{Context, Result};
+use sha2::Digest;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Coefficient of variation above which a case's decode speed is reported as noisy.
+pub const HIGH_CV: f64 = 0.10;
+
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+/// Installs the Ctrl-C handler: the first press stops after the run in flight (finished cases
+/// are already on disk); a second one exits at once.
+pub fn install_interrupt_handler() {
+    let _ = ctrlc::set_handler(|| {
+        if INTERRUPTED.swap(true, Ordering::SeqCst) {
+            std::process::exit(130);
+        }
+        eprintln!("\ninterrupted: stopping after the run in flight (Ctrl-C again to quit now)");
+    });
+}
+
+pub fn interrupted() -> bool {
+    INTERRUPTED.load(Ordering::SeqCst)
+}
+
+/// What a case runs.
+pub struct CaseSpec<'a> {
+    pub prompts: &'a [Vec<u32>],
+    pub max_new_tokens: usize,
+    pub sampling: SamplingConfig,
+    pub stop_at_eos: bool,
+    pub warmup: usize,
+    pub repetitions: usize,
+    pub kv: KvKind,
+}
+
+/// Runs a case: warm-up on the first prompt, then every prompt `repetitions` times. `tick`
+/// is called after every run (progress). Returns `None` when interrupted.
+pub fn run_case(
+    loaded: &LoadedModel,
+    engine: &Engine,
+    strategy: &mut dyn DecodeStrategy,
+    spec: &CaseSpec,
+    tick: &mut dyn FnMut(),
+) -> Result<Option<Vec<RunRecord>>> {
+    let n_layers = loaded.model.config().n_layers();
+    let mut cache = kv::build(strategy.cache_kind(spec.kv), n_layers);
+    fn request<'p>(spec: &CaseSpec, prompt: &'p [u32]) -> GenerateRequest<'p> {
+        GenerateRequest {
+            prompt_ids: prompt,
+            max_new_tokens: spec.max_new_tokens,
+            sampling: spec.sampling,
+            stop_at_eos: spec.stop_at_eos,
+        }
+    }
+    for prompt in spec.prompts {
+        engine.validate(&request(spec, prompt))?;
+    }
+    for _ in 0..spec.warmup {
+        engine.generate_with(strategy, cache.as_mut(), &request(spec, &spec.prompts[0]), &mut |_| {}).context("warm-up run")?;
+        tick();
+        if interrupted() {
+            return Ok(None);
+        }
+    }
+    let mut runs = Vec::with_capacity(spec.repetitions * spec.prompts.len());
+    for repetition in 0..spec.repetitions {
+        for (prompt_index, prompt) in spec.prompts.iter().enumerate() {
+            let generation = engine.generate_with(strategy, cache.as_mut(), &request(spec, prompt), &mut |_| {})?;
+            runs.push(run_record(loaded, prompt_index, repetition, &generation)?);
+            tick();
+            if interrupted() {
+                return Ok(None);
+            }
+        }
+    }
+    Ok(Some(runs))
+}
+
+fn run_record(loaded: &LoadedModel, prompt_index: usize, repetition: usize, g: &Generation) -> Result<RunRecord> {
+    let t = g.timings();
+    Ok(RunRecord {
+        prompt_index,
+        repetition,
+        prompt_tokens: g.prompt_ids.len(),
+        generated_tokens: g.generated_ids.len(),
+        ttft_ms: t.ttft_ms,
+        tpot_ms: t.tpot_ms,
+        e2e_ms: t.e2e_ms,
+        prefill_tokens_per_s: t.prefill_tokens_per_s,
+        decode_tokens_per_s: t.decode_tokens_per_s,
+        itl_ms: t.itl_ms,
+        samples_ns: g.events.iter().map(|e| e.t_ns).collect(),
+        kv_cache_bytes_per_token: g.events.iter().map(|e| e.kv_cache_bytes).collect(),
+        kv_cache_bytes: g.kv.kv_cache_bytes,
+        peak_rss_bytes: g.peak_rss_bytes,
+        peak_device_memory_bytes: None,
+        stop_reason: serde_json::to_value(g.stop_reason)?.as_str().unwrap_or("").to_string(),
+        text: loaded.tokenizer.decode(&g.generated_ids)?,
+        generated_ids: g.generated_ids.clone(),
+    })
+}
+
+/// Summaries of a case's runs; warnings on stderr for noisy speed and outliers (hyperfine's).
+pub fn summarize(label: &str, runs: &[RunRecord]) -> Option<CaseSummary> {
+    let of = |f: &dyn Fn(&RunRecord) -> f64| Summary::of(&runs.iter().map(f).collect::<Vec<_>>());
+    let itl: Vec<f64> = runs.iter().flat_map(|r| r.itl_ms.iter().copied()).collect();
+    let decode = of(&|r| r.decode_tokens_per_s)?;
+    let decode_samples: Vec<f64> = runs.iter().map(|r| r.decode_tokens_per_s).collect();
+    if decode.cv() > HIGH_CV {
+        tracing::warn!(
+            "{label}: decode speed varies by {:.0}% (coefficient of variation) across runs: the machine may be busy; \
+             more --repetitions or a quieter machine give steadier numbers",
+            decode.cv() * 100.0
+        );
+    }
+    let out = outliers(&decode_samples);
+    if !out.is_empty() {
+        tracing::warn!("{label}: {} of {} runs are statistical outliers in decode speed (modified z-score > 3.5)", out.len(), runs.len());
+    }
+    let ttft = of(&|r| r.ttft_ms)?;
+    let tpot = of(&|r| r.tpot_ms)?;
+    let itl_summary = Summary::of(&itl).unwrap_or_else(|| tpot.clone());
+    Some(CaseSummary {
+        avg_ts: decode.mean,
+        stddev_ts: decode.std,
+        mean_ttft_ms: ttft.mean,
+        median_ttft_ms: ttft.median,
+        p99_ttft_ms: ttft.p99,
+        mean_tpot_ms: tpot.mean,
+        median_tpot_ms: tpot.median,
+        p99_tpot_ms: tpot.p99,
+        mean_itl_ms: itl_summary.mean,
+        median_itl_ms: itl_summary.median,
+        p99_itl_ms: itl_summary.p99,
+        ttft_ms: ttft,
+        tpot_ms: tpot,
+        itl_ms: itl_summary,
+        e2e_ms: of(&|r| r.e2e_ms)?,
+        prefill_tokens_per_s: of(&|r| r.prefill_tokens_per_s)?,
+        decode_tokens_per_s: decode,
+        peak_rss_bytes: of(&|r| r.peak_rss_bytes as f64)?,
+        kv_cache_bytes: of(&|r| r.kv_cache_bytes as f64)?,
+    })
+}
+
+/// A loaded model for results, with the weights file's sha256 (cached beside large files).
+pub fn model_record(spec: &ModelSpec) -> Result<ModelRecord> {
+    let file_sha256 = match spec.weight_files.as_slice() {
+        [single] => Some(file_sha256(single)?),
+        _ => None,
+    };
+    Ok(ModelRecord {
+        id: spec.id.clone(),
+        source: spec.source.clone(),
+        revision: spec.revision.clone(),
+        file_sha256,
+        weights_format: spec.weights_format.clone(),
+        dtype: spec.dtype.clone(),
+        tokenizer: spec.tokenizer.clone(),
+        family: spec.architecture.family().into(),
+        n_layers: spec.architecture.n_layers(),
+        context_window: spec.architecture.context_window(),
+    })
+}
+
+fn file_sha256(path: &std::path::Path) -> Result<String> {
+    let mut hasher = sha2::Sha256::new();
+    let mut file = std::fs::File::open(path).with_context(|| format!("hashing {}", path.display()))?;
+    std::io::copy(&mut file, &mut hasher)?;
+    Ok(format!("{:x}", hasher.finalize()))
+}
+
+/// Perplexity of `generated` after `prompt` under the model with a full cache.
+pub fn perplexity(engine: &Engine, n_layers: usize, prompt: &[u32], generated: &[u32]) -> Result<f64> {
+    if generated.is_empty() {
+        return Ok(f64::NAN);
+    }
+    let ids: Vec<u32> = prompt.iter().chain(generated).copied().collect();
+    let mut cache = kv::build(KvKind::Full, n_layers);
+    let logits = engine.teacher_force(cache.as_mut(), &ids[..ids.len() - 1])?;
+    let log_probs = candle_nn::ops::log_softmax(&logits, candle_core::D::Minus1)?;
+    let rows: Vec<Vec<f32>> = log_probs.to_vec2()?;
+    let nll: f64 = (prompt.len()..ids.len()).map(|i| -(rows[i - 1][ids[i] as usize] as f64)).sum();
+    Ok((nll / generated.len() as f64).exp())
+}

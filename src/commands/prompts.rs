@@ -1,0 +1,95 @@
+//! Prompts for benchmark runs: `--prompt` (repeatable), `--prompts-file` (plain lines, or JSONL
+//! with a "prompt" field), or a built-in set of five varied prompts.
+
+use crate::error::LlmbenchError;
+use anyhow::Result;
+use std::path::Path;
+
+/// Definition, explanation, how-it-works, and two ~150-word passages to summarise.
+pub const BUILT_IN: [&str; 5] = [
+    "Define the term \"photosynthesis\" in one precise sentence, then give one example of an organism that performs it.",
+    "Explain why the sky appears blue during the day and red or orange at sunset.",
+    "How does a refrigerator keep food cold? Describe the refrigeration cycle step by step.",
+    "Summarize the following passage in two sentences.\n\nThe printing press, developed by Johannes Gutenberg around 1440, \
+     transformed the way information spread across Europe. Before its invention, books were copied by hand, a slow and \
+     expensive process that kept literacy confined to clergy and the wealthy. Gutenberg combined movable metal type, an \
+     oil-based ink and a screw press adapted from wine making, which together allowed pages to be produced quickly and \
+     consistently. Within fifty years, printing shops had opened in more than two hundred cities, and millions of books \
+     were in circulation. The lower cost of printed material helped spread new scientific ideas, supported the \
+     Protestant Reformation by distributing pamphlets and translated Bibles, and standardized spelling and grammar in \
+     many languages. Historians often credit the press with laying the groundwork for the Renaissance, the Scientific \
+     Revolution and, eventually, mass education, because knowledge could now be preserved and shared far beyond a \
+     single library.\n\nSummary:",
+    "Summarize the following passage in two sentences.\n\nCoral reefs cover less than one percent of the ocean floor, yet \
+     they support roughly a quarter of all marine species. Reefs are built over thousands of years by tiny animals \
+     called polyps, which secrete calcium carbonate skeletons and live in partnership with algae that provide them with \
+     food through photosynthesis. This partnership is sensitive to temperature: when the water becomes too warm for \
+     several weeks, the polyps expel their algae and turn white, a process known as bleaching. Bleached corals can \
+     recover if conditions improve, but repeated or prolonged heat waves often kill them. Besides warming, reefs face \
+     pollution, overfishing and ocean acidification, which makes it harder for corals to build their skeletons. \
+     Scientists are testing ways to help, from breeding heat-tolerant corals to restoring damaged areas with nursery \
+     fragments, while stressing that cutting greenhouse gas emissions remains essential.\n\nSummary:",
+];
+
+/// The prompts a run uses, from flags or the built-in set.
+pub fn load(prompts: &[String], file: Option<&Path>) -> Result<Vec<String>> {
+    let mut out: Vec<String> = prompts.to_vec();
+    if let Some(path) = file {
+        out.extend(read_file(path)?);
+    }
+    if out.is_empty() {
+        return Ok(BUILT_IN.iter().map(|s| s.to_string()).collect());
+    }
+    if let Some(i) = out.iter().position(|p| p.trim().is_empty()) {
+        crate::bail_input!("prompt {} is empty: every --prompt needs text", i + 1);
+    }
+    Ok(out)
+}
+
+fn read_file(path: &Path) -> Result<Vec<String>> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| LlmbenchError::invalid(format!("--prompts-file {}: cannot read ({e})", path.display())))?;
+    let lines: Vec<(usize, &str)> = text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()).collect();
+    if lines.is_empty() {
+        crate::bail_input!("--prompts-file {}: no prompts in the file", path.display());
+    }
+    let jsonl = path.extension().is_some_and(|e| e == "jsonl") || lines[0].1.trim_start().starts_with('{');
+    if !jsonl {
+        return Ok(lines.into_iter().map(|(_, l)| l.to_string()).collect());
+    }
+    lines
+        .into_iter()
+        .map(|(i, line)| {
+            let value: serde_json::Value = serde_json::from_str(line).map_err(|e| {
+                LlmbenchError::invalid(format!("--prompts-file {}:{}: not valid JSON ({e})", path.display(), i + 1))
+            })?;
+            match value.get("prompt").and_then(|p| p.as_str()) {
+                Some(p) if !p.trim().is_empty() => Ok(p.to_string()),
+                _ => Err(LlmbenchError::invalid(format!(
+                    "--prompts-file {}:{}: needs a non-empty string field \"prompt\"",
+                    path.display(),
+                    i + 1
+                ))),
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_lines_and_jsonl() {
+        let dir = tempfile::tempdir().unwrap();
+        let plain = dir.path().join("p.txt");
+        std::fs::write(&plain, "first\n\nsecond\n").unwrap();
+        assert_eq!(load(&[], Some(&plain)).unwrap(), vec!["first", "second"]);
+        let jsonl = dir.path().join("p.jsonl");
+        std::fs::write(&jsonl, "{\"prompt\": \"a\", \"id\": 1}\n{\"prompt\": \"b\"}\n").unwrap();
+        assert_eq!(load(&["x".into()], Some(&jsonl)).unwrap(), vec!["x", "a", "b"]);
+        std::fs::write(&jsonl, "{\"text\": \"a\"}\n").unwrap();
+        assert!(load(&[], Some(&jsonl)).is_err());
+        assert_eq!(load(&[], None).unwrap().len(), 5);
+    }
+}
