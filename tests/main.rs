@@ -4,6 +4,9 @@
 mod cache_equivalence;
 mod cli_errors;
 mod common;
+mod compare;
+mod exporters;
+mod sled;
 mod hf_goldens;
 mod hub;
 mod sampling;

@@ -86,6 +86,8 @@ pub fn available(report: &Report) -> Vec<ChartKind> {
 
 /// Renders one chart.
 pub fn render(kind: ChartKind, report: &Report, format: ImageFormat) -> Result<Vec<u8>> {
+    // Both backends measure text with the font (SVG to lay out labels), so register it first.
+    style::register_font();
     let (w, h) = match kind {
         ChartKind::Dashboard => (style::DASHBOARD_WIDTH, style::DASHBOARD_HEIGHT),
         _ => (style::WIDTH, style::HEIGHT),
@@ -101,7 +103,6 @@ pub fn render(kind: ChartKind, report: &Report, format: ImageFormat) -> Result<V
             Ok(svg.into_bytes())
         }
         ImageFormat::Png => {
-            style::register_font();
             let mut rgb = vec![0u8; (w * h * 3) as usize];
             {
                 let root = BitMapBackend::with_buffer(&mut rgb, (w, h)).into_drawing_area();

@@ -42,14 +42,26 @@ const HEADERS: [&str; 11] = [
     "TPOT ms",
     "decode tok/s",
     "speed vs standard",
-    "KV MiB",
+    "KV",
     "KV saved",
     "peak RSS MiB",
     "agreement",
 ];
 
-fn mib(bytes: f64) -> String {
-    format!("{:.2}", bytes / (1u64 << 20) as f64)
+/// Bytes in the largest binary unit that keeps the number at or above 1.
+fn bytes(b: f64) -> String {
+    const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
+    let mut v = b;
+    let mut unit = 0;
+    while v >= 1024.0 && unit < UNITS.len() - 1 {
+        v /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{v:.0} B")
+    } else {
+        format!("{v:.2} {}", UNITS[unit])
+    }
 }
 
 /// One row of the human table: medians and means with spread, relative columns vs standard.
@@ -62,13 +74,13 @@ fn row(report: &Report, case: &CaseResult) -> Vec<String> {
             cells.push(format!("{:.1}", s.ttft_ms.median));
             cells.push(format!("{:.2} ± {:.2}", s.tpot_ms.median, s.tpot_ms.std));
             cells.push(format!("{:.1} ± {:.1}", s.decode_tokens_per_s.mean, s.decode_tokens_per_s.std));
-            cells.push(match rel {
-                Some(r) if p.method != "standard" => {
-                    format!("{:.2}x [{:.2}, {:.2}]", r.speed_ratio, r.speed_ratio_low, r.speed_ratio_high)
-                }
-                _ => "1.00x".into(),
+            let is_standard = p.method == "standard";
+            cells.push(match rel.and_then(|r| r.speed) {
+                _ if is_standard => "1.00x".into(),
+                Some(r) => format!("{:.2}x [{:.2}, {:.2}]", r.ratio, r.low, r.high),
+                None => "-".into(),
             });
-            cells.push(mib(s.kv_cache_bytes.mean));
+            cells.push(bytes(s.kv_cache_bytes.mean));
             cells.push(match rel {
                 Some(r) if p.method != "standard" => format!("{:.1}%", r.kv_reduction_pct),
                 _ => "-".into(),
@@ -191,7 +203,7 @@ impl Exporter for Csv {
                 opt(s.map(|s| s.prefill_tokens_per_s.mean)),
                 opt(s.map(|s| s.kv_cache_bytes.mean)),
                 opt(s.map(|s| s.peak_rss_bytes.max)),
-                opt(rel.map(|r| r.speed_ratio)),
+                opt(rel.and_then(|r| r.speed).map(|r| r.ratio)),
                 opt(rel.map(|r| r.kv_reduction_pct)),
                 opt(q.and_then(|q| q.agreement_with_standard)),
                 opt(q.and_then(|q| q.perplexity)),

@@ -7,10 +7,9 @@ use serde::Serialize;
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct Relative {
-    /// mean decode tok/s of this case / of standard, with its 95% interval.
-    pub speed_ratio: f64,
-    pub speed_ratio_low: f64,
-    pub speed_ratio_high: f64,
+    /// mean decode tok/s of this case / of standard, with its 95% interval (absent when
+    /// either side has fewer than 2 runs or no speed).
+    pub speed: Option<SpeedRatio>,
     /// 1 - mean KV bytes / standard's, in percent.
     pub kv_reduction_pct: f64,
     /// 1 - mean peak RSS / standard's, in percent.
@@ -31,9 +30,17 @@ pub fn decode_samples(case: &CaseResult) -> Vec<f64> {
     case.runs.iter().map(|r| r.decode_tokens_per_s).collect()
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct SpeedRatio {
+    pub ratio: f64,
+    pub low: f64,
+    pub high: f64,
+}
+
 pub fn relative(report: &Report, case: &CaseResult) -> Option<Relative> {
     let base = baseline(report, case)?;
-    let change = welch_change(&decode_samples(base), &decode_samples(case))?;
+    let speed = welch_change(&decode_samples(base), &decode_samples(case))
+        .map(|c| SpeedRatio { ratio: 1.0 + c.relative, low: 1.0 + c.ci_low, high: 1.0 + c.ci_high });
     let mean = |c: &CaseResult, f: fn(&super::schema::RunRecord) -> f64| {
         Summary::of(&c.runs.iter().map(f).collect::<Vec<_>>()).map(|s| s.mean)
     };
@@ -44,9 +51,7 @@ pub fn relative(report: &Report, case: &CaseResult) -> Option<Relative> {
         }
     };
     Some(Relative {
-        speed_ratio: 1.0 + change.relative,
-        speed_ratio_low: 1.0 + change.ci_low,
-        speed_ratio_high: 1.0 + change.ci_high,
+        speed,
         kv_reduction_pct: reduction(|r| r.kv_cache_bytes as f64),
         rss_reduction_pct: reduction(|r| r.peak_rss_bytes as f64),
     })

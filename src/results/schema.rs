@@ -175,3 +175,9 @@ pub struct Quality {
     /// Perplexity of the generated tokens under the full model with a full cache (`--quality`).
     pub perplexity: Option<f64>,
 }
+
+/// The JSON Schema of `Report`, as committed in results/schema.json.
+pub fn json_schema() -> String {
+    let schema = schemars::schema_for!(Report);
+    serde_json::to_string_pretty(&schema).unwrap_or_default() + "\n"
+}

@@ -1,0 +1,256 @@
+//! `compare`, `plot` and `diff` end to end through the CLI: results that validate against the
+//! committed JSON Schema, valid charts that `plot` redraws byte for byte, CSV that parses,
+//! Ctrl-C then --resume, --continue-on-error, diff significance, and bad input.
+
+use crate::common::{fixture, llmbench, smollm2_gguf};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+
+fn schema_path() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("results/schema.json")
+}
+
+/// Set LLMBENCH_UPDATE_SCHEMA=1 to rewrite results/schema.json after changing the types.
+#[test]
+fn committed_schema_matches_the_types() {
+    let generated = llmbench::results::schema::json_schema();
+    if std::env::var_os("LLMBENCH_UPDATE_SCHEMA").is_some() {
+        std::fs::write(schema_path(), &generated).unwrap();
+    }
+    assert_eq!(std::fs::read_to_string(schema_path()).unwrap(), generated, "run with LLMBENCH_UPDATE_SCHEMA=1");
+}
+
+fn compare(args: &[&str], out: &Path) -> assert_cmd::assert::Assert {
+    llmbench()
+        .args(["compare", "--device", "cpu", "--warmup", "0", "--out"])
+        .arg(out)
+        .args(args)
+        .assert()
+}
+
+fn read_json(path: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+fn validate(results: &Value) {
+    let schema = read_json(&schema_path());
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    let errors: Vec<String> = validator.iter_errors(results).map(|e| format!("{e} at {}", e.instance_path())).collect();
+    assert!(errors.is_empty(), "{errors:?}");
+}
+
+fn check_charts(dir: &Path) -> Vec<String> {
+    let mut names = vec![];
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let bytes = std::fs::read(entry.path()).unwrap();
+        if name.ends_with(".png") {
+            let decoder = png::Decoder::new(std::io::Cursor::new(&bytes));
+            let mut reader = decoder.read_info().unwrap();
+            let mut buf = vec![0; reader.output_buffer_size()];
+            let info = reader.next_frame(&mut buf).unwrap();
+            assert!(info.width >= 900 && info.height >= 500, "{name}");
+            assert!(buf.iter().any(|&b| b != 255), "{name} is blank");
+            names.push(name);
+        } else if name.ends_with(".svg") {
+            let text = String::from_utf8(bytes).unwrap();
+            assert!(text.starts_with("<svg") && text.trim_end().ends_with("</svg>"), "{name}");
+            assert!(text.contains("<text"), "{name} has no labels");
+            names.push(name);
+        }
+    }
+    names.sort();
+    names
+}
+
+#[test]
+fn compare_on_the_real_model_writes_valid_results_charts_and_csv() {
+    let gguf = smollm2_gguf();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let assert = compare(
+        &["--model", gguf.to_str().unwrap(), "-n", "12", "-r", "2", "--methods", "standard,sled,sled:stride"]
+            .into_iter()
+            .chain(["--window", "6", "--stride", "3", "--prompt", "The capital of France is", "--quality", "-o", "csv"])
+            .collect::<Vec<_>>(),
+        &out,
+    )
+    .success();
+    let csv = String::from_utf8(assert.get_output().stdout.clone()).unwrap();
+    let rows: Vec<Vec<&str>> = csv.lines().map(|l| l.split(',').collect()).collect();
+    assert_eq!(rows.len(), 4, "{csv}");
+    assert!(rows.iter().all(|r| r.len() == rows[0].len()));
+    let col = |name: &str| rows[0].iter().position(|h| *h == name).unwrap();
+    assert_eq!(rows[1][col("method")], "standard");
+    assert_eq!(rows[2][col("method")], "sled:recompute");
+    assert!(rows[1][col("avg_ts")].parse::<f64>().unwrap() > 1.0);
+    assert_eq!(rows[1][col("agreement_with_standard")], "1");
+    assert!(rows[3][col("perplexity")].parse::<f64>().unwrap() > 1.0);
+
+    let results = read_json(&out.join("results.json"));
+    validate(&results);
+    let cases = results["cases"].as_array().unwrap();
+    assert_eq!(cases.len(), 3);
+    for case in cases {
+        assert_eq!(case["runs"].as_array().unwrap().len(), 2);
+        let run = &case["runs"][0];
+        assert_eq!(run["generated_ids"].as_array().unwrap().len(), 12);
+        assert_eq!(run["itl_ms"].as_array().unwrap().len(), 11);
+        assert!(run["peak_rss_bytes"].as_u64().unwrap() > 50 << 20);
+    }
+    // sled:stride w=6 s=3 never holds more than 9 tokens of KV; standard holds prompt + 11.
+    let kv = |i: usize| cases[i]["runs"][0]["kv_cache_bytes_per_token"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).max().unwrap();
+    let per_token = 30 * 2 * 3 * 64 * 4;
+    assert!(kv(2) <= 9 * per_token, "{}", kv(2));
+    assert_eq!(kv(1), 0);
+    assert!(kv(0) > 9 * per_token);
+    assert_eq!(cases[0]["model"]["file_sha256"], "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53");
+
+    let charts = check_charts(&out);
+    assert_eq!(charts.len(), 14, "{charts:?}");
+    let redrawn = dir.path().join("redrawn");
+    llmbench().arg("plot").arg(&out).arg("--out").arg(&redrawn).assert().success();
+    for name in &charts {
+        assert_eq!(std::fs::read(out.join(name)).unwrap(), std::fs::read(redrawn.join(name)).unwrap(), "{name} differs");
+    }
+}
+
+#[test]
+fn sweeps_on_a_random_weight_model_draw_the_sweep_chart() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    compare(
+        &["--model", fixture("tiny-llama").to_str().unwrap(), "--no-weights", "-n", "8,16", "-r", "2"]
+            .into_iter()
+            .chain(["--methods", "standard,sled:stride", "--window", "4,8", "--stride", "4", "--prompt", "abc", "-q"])
+            .collect::<Vec<_>>(),
+        &out,
+    )
+    .success();
+    let results = read_json(&out.join("results.json"));
+    validate(&results);
+    // n in {8, 16} x (standard + sled:stride with w in {4, 8}) = 6 cases.
+    assert_eq!(results["cases"].as_array().unwrap().len(), 6);
+    assert_eq!(results["cases"][0]["model"]["weights_format"], "random (seed 42)");
+    let charts = check_charts(&out);
+    assert!(charts.contains(&"sweep.png".to_string()) && charts.contains(&"sweep.svg".to_string()));
+    let redrawn = dir.path().join("redrawn");
+    llmbench().arg("plot").arg(out.join("results.json")).args(["--chart", "sweep", "--format", "svg", "--out"]).arg(&redrawn).assert().success();
+    assert_eq!(std::fs::read(out.join("sweep.svg")).unwrap(), std::fs::read(redrawn.join("sweep.svg")).unwrap());
+}
+
+fn jsonl_case_ids(dir: &Path) -> Vec<String> {
+    std::fs::read_to_string(dir.join("results.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap()["case_id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn interrupted_run_resumes_without_rerunning_finished_cases() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let args = ["compare", "--device", "cpu", "--warmup", "0", "--model", "smollm2-135m", "--no-weights", "-r", "2"];
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("llmbench"))
+        .args(args)
+        .args(["-n", "6,7,8,9,10,11", "--methods", "standard", "--prompt", "a", "--prompt", "b", "-q", "--out"])
+        .arg(&out)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while jsonl_case_ids(&out).is_empty() {
+        assert!(std::time::Instant::now() < deadline, "no case finished");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    // SAFETY: signalling our own child process.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let status = child.wait().unwrap();
+    let finished = jsonl_case_ids(&out);
+    assert!(!finished.is_empty() && finished.len() < 6, "interrupted midway: {finished:?}");
+    assert_eq!(status.code(), Some(130));
+    validate(&read_json(&out.join("results.json")));
+
+    llmbench()
+        .args(args)
+        .args(["-n", "6,7,8,9,10,11", "--methods", "standard", "--prompt", "a", "--prompt", "b", "-q", "--resume"])
+        .arg(&out)
+        .assert()
+        .success();
+    let all = jsonl_case_ids(&out);
+    assert_eq!(&all[..finished.len()], &finished[..], "finished cases kept their lines");
+    assert_eq!(all.len(), 6, "each case ran exactly once: {all:?}");
+    let unique: std::collections::HashSet<_> = all.iter().collect();
+    assert_eq!(unique.len(), 6);
+    assert_eq!(read_json(&out.join("results.json"))["cases"].as_array().unwrap().len(), 6);
+}
+
+#[test]
+fn continue_on_error_records_the_failing_case() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    // tiny-gpt2 has 128 positions: the 200-token case cannot run.
+    let assert = compare(
+        &["--model", fixture("tiny-gpt2").to_str().unwrap(), "-n", "8,200", "-r", "1", "--methods", "standard"]
+            .into_iter()
+            .chain(["--prompt", "hello", "--continue-on-error", "--no-charts"])
+            .collect::<Vec<_>>(),
+        &out,
+    )
+    .code(1);
+    let stdout = String::from_utf8_lossy(&assert.get_output().stdout).into_owned();
+    assert!(stdout.contains("failed:"), "{stdout}");
+    let results = read_json(&out.join("results.json"));
+    validate(&results);
+    let cases = results["cases"].as_array().unwrap();
+    assert_eq!(cases.len(), 2);
+    assert_eq!(cases[0]["status"], "ok");
+    assert_eq!(cases[1]["status"], "failed");
+    assert!(cases[1]["error"].as_str().unwrap().contains("context window"), "{}", cases[1]["error"]);
+    // Without the flag the same plan stops with an input error.
+    compare(
+        &["--model", fixture("tiny-gpt2").to_str().unwrap(), "-n", "8,200", "-r", "1", "--methods", "standard", "--prompt", "hello", "--no-charts"],
+        &dir.path().join("run2"),
+    )
+    .code(2);
+}
+
+fn input_error(args: &[&str]) -> String {
+    let out = llmbench().args(args).assert().code(2).get_output().clone();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(stderr.starts_with("error: ") && !stderr.contains("panicked"), "{stderr}");
+    stderr
+}
+
+#[test]
+fn bad_input_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let tiny = fixture("tiny-gpt2");
+    let base = ["compare", "--device", "cpu", "--model", tiny.to_str().unwrap(), "--prompt", "hi"];
+    fn with<'a>(base: &[&'a str], extra: &[&'a str]) -> Vec<&'a str> {
+        base.iter().chain(extra).copied().collect()
+    }
+    assert!(input_error(&with(&base, &["--window", "0"])).contains("--window 0"));
+    assert!(input_error(&with(&base, &["--methods", "sled:stride", "--window", "10", "--stride", "20"])).contains("--stride 20"));
+    assert!(input_error(&with(&base, &["--methods", "standard,beam"])).contains("unknown method `beam`"));
+    assert!(input_error(&with(&base, &["--prompts-file", "/no/such/prompts.txt"])).contains("/no/such/prompts.txt"));
+    let empty = dir.path().join("empty.txt");
+    std::fs::write(&empty, "\n\n").unwrap();
+    assert!(input_error(&with(&base, &["--prompts-file", empty.to_str().unwrap()])).contains("no prompts"));
+
+    let corrupt = dir.path().join("corrupt.json");
+    std::fs::write(&corrupt, "{\"schema_version\": 1, \"cases\": [").unwrap();
+    assert!(input_error(&["plot", corrupt.to_str().unwrap()]).contains("corrupt"));
+    let future = dir.path().join("future.json");
+    std::fs::write(&future, "{\"schema_version\": 99}").unwrap();
+    assert!(input_error(&["plot", future.to_str().unwrap()]).contains("schema_version 99"));
+
+    let a = dir.path().join("a");
+    let b = dir.path().join("b");
+    for (out, n) in [(&a, "4"), (&b, "5")] {
+        compare(&["--model", tiny.to_str().unwrap(), "-n", n, "-r", "2", "--methods", "standard", "--prompt", "hi", "--no-charts", "-q"], out)
+            .success();
+    }
+    assert!(input_error(&["diff", a.to_str().unwrap(), b.to_str().unwrap()]).contains("no case in common"));
+}

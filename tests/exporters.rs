@@ -1,0 +1,83 @@
+//! Exporter snapshots (Markdown, CSV, JSON) of a real run on a fixture model, with everything
+//! that depends on the clock or the machine redacted. Tokens, KV bytes, agreement and
+//! perplexity are deterministic and stay in.
+
+use crate::common::{fixture, llmbench};
+use llmbench::results::export::{exporter, OutputFormat};
+use llmbench::results::schema::Report;
+use serde_json::Value;
+
+/// Keys whose values depend on timing or the machine.
+const TIMED: [&str; 13] = [
+    "ttft_ms",
+    "tpot_ms",
+    "e2e_ms",
+    "itl_ms",
+    "samples_ns",
+    "prefill_tokens_per_s",
+    "decode_tokens_per_s",
+    "peak_rss_bytes",
+    "avg_ts",
+    "stddev_ts",
+    "mean_itl_ms",
+    "median_itl_ms",
+    "p99_itl_ms",
+];
+
+fn zero_numbers(v: &mut Value) {
+    match v {
+        Value::Number(_) => *v = Value::from(0),
+        Value::Array(items) => items.iter_mut().for_each(zero_numbers),
+        Value::Object(map) => map.iter_mut().filter(|(k, _)| k.as_str() != "n").for_each(|(_, v)| zero_numbers(v)),
+        _ => {}
+    }
+}
+
+fn redact(v: &mut Value) {
+    if let Value::Object(map) = v {
+        for (k, value) in map.iter_mut() {
+            if TIMED.contains(&k.as_str()) || k.ends_with("_ttft_ms") || k.ends_with("_tpot_ms") {
+                zero_numbers(value);
+            } else {
+                redact(value);
+            }
+        }
+    } else if let Value::Array(items) = v {
+        items.iter_mut().for_each(redact);
+    }
+}
+
+fn redacted_report() -> Report {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    llmbench()
+        .args(["compare", "--device", "cpu", "--warmup", "0", "-r", "2", "-n", "6", "--prompt", "The river", "--quality"])
+        .args(["--methods", "standard,sled,sled:stride", "--window", "4", "--stride", "2", "--no-charts", "-q", "--model"])
+        .arg(fixture("tiny-llama"))
+        .arg("--out")
+        .arg(&out)
+        .assert()
+        .success();
+    let mut json: Value = serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
+    json["provenance"] = serde_json::json!({
+        "argv": ["llmbench", "compare"], "llmbench_version": "[version]", "git_commit": "[commit]",
+        "candle_version": "[candle]", "candle_features": ["cpu"], "device": "cpu", "device_name": "[cpu]",
+        "driver": null, "cpu_model": "[cpu]", "cpu_cores": 0, "threads": 0, "ram_bytes": 0, "os": "[os]",
+        "hostname": "[host]", "timestamp_utc": "[time]"
+    });
+    for case in json["cases"].as_array_mut().unwrap() {
+        case["model"]["id"] = "tests/fixtures/tiny-llama".into();
+        case["params"]["model"] = "tests/fixtures/tiny-llama".into();
+    }
+    redact(&mut json);
+    serde_json::from_value(json).unwrap()
+}
+
+#[test]
+fn exporters_render_stable_output() {
+    let report = redacted_report();
+    let render = |f| String::from_utf8(exporter(f).render(&report).unwrap()).unwrap();
+    insta::assert_snapshot!("compare_md", render(OutputFormat::Md));
+    insta::assert_snapshot!("compare_csv", render(OutputFormat::Csv));
+    insta::assert_snapshot!("compare_json", render(OutputFormat::Json));
+}
