@@ -254,3 +254,20 @@ fn bad_input_is_a_clear_error() {
     }
     assert!(input_error(&["diff", a.to_str().unwrap(), b.to_str().unwrap()]).contains("no case in common"));
 }
+
+#[test]
+fn several_models_in_one_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let models = format!("{},{}", fixture("tiny-gpt2").display(), fixture("tiny-llama").display());
+    let assert = compare(&["--model", &models, "-n", "5", "-r", "2", "--prompt", "Once upon", "--no-charts", "-o", "jsonl"], &out)
+        .success();
+    let lines: Vec<Value> = String::from_utf8_lossy(&assert.get_output().stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    // standard + sled for each model, each model's cases together.
+    let families: Vec<&str> = lines.iter().map(|c| c["model"]["family"].as_str().unwrap()).collect();
+    assert_eq!(families, ["gpt2", "gpt2", "llama", "llama"]);
+    assert!(lines.iter().all(|c| c["quality"]["agreement_with_standard"].as_f64().is_some()));
+}

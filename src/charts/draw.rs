@@ -8,6 +8,9 @@ use plotters::prelude::*;
 /// Half the width of a bar, in slots (a slot is 1).
 const BAR_HALF_WIDTH: f64 = 0.36;
 
+/// Points above which a series is drawn with a 1-pixel line.
+const DENSE_SERIES: usize = 100;
+
 type DrawResult<B> = Result<(), DrawingAreaErrorKind<<B as DrawingBackend>::ErrorType>>;
 
 /// Vertical bars, one per case, with error bars of one sample std.
@@ -82,8 +85,10 @@ pub fn line_chart<B: DrawingBackend>(
         .draw()?;
     for (i, s) in series.iter().enumerate() {
         let c = color(i);
+        // plotters draws thick polylines with sharp turns as long spikes: dense series get 1 px.
+        let width = if s.points.len() > DENSE_SERIES { 1 } else { 2 };
         chart
-            .draw_series(LineSeries::new(s.points.iter().copied(), c.stroke_width(2)))?
+            .draw_series(LineSeries::new(s.points.iter().copied(), c.stroke_width(width)))?
             .label(s.label.clone())
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(3)));
         if s.points.len() <= 12 {

@@ -137,7 +137,7 @@ fn draw_kind<B: DrawingBackend>(
     root.fill(&WHITE)?;
     match kind {
         ChartKind::Latency => {
-            draw::bar_chart(root, "End-to-end latency (mean ± std)", "ms", &data::bars(report, |r| r.e2e_ms))
+            draw::bar_chart(root, "End-to-end latency (mean ± std)", "s", &data::bars(report, |r| r.e2e_ms / 1e3))
         }
         ChartKind::Throughput => draw::bar_chart(
             root,
