@@ -42,6 +42,35 @@ impl Linear {
     }
 }
 
+/// Several linear layers that read the same input (Q, K, V; gate and up), run as one matmul
+/// where the storage allows it: one kernel launch and one activation quantization instead of
+/// several. The outputs are the same dot products, split back along the last dimension.
+#[derive(Debug, Clone)]
+pub enum FusedLinear {
+    Fused { linear: Linear, sizes: Vec<usize> },
+    Separate(Vec<Linear>),
+}
+
+impl FusedLinear {
+    pub fn forward(&self, x: &Tensor) -> Result<Vec<Tensor>> {
+        match self {
+            Self::Fused { linear, sizes } => {
+                let y = linear.forward(x)?;
+                let mut offset = 0;
+                sizes
+                    .iter()
+                    .map(|&n| {
+                        let part = y.narrow(D::Minus1, offset, n);
+                        offset += n;
+                        part
+                    })
+                    .collect()
+            }
+            Self::Separate(parts) => parts.iter().map(|l| l.forward(x)).collect(),
+        }
+    }
+}
+
 /// RMSNorm as in Llama (candle's fused op, the one `quantized_llama` uses).
 #[derive(Debug, Clone)]
 pub struct RmsNorm {

@@ -4,7 +4,7 @@
 //! `modeling_llama.py`; the KV cache is passed in, never stored in the layers.
 
 use super::config::{Llama3RopeScaling, LlamaConfig};
-use super::layers::{attention, Linear, Rope, RmsNorm};
+use super::layers::{attention, FusedLinear, Linear, Rope, RmsNorm};
 use super::weights::Weights;
 use super::config::ModelConfig;
 use super::Model;
@@ -19,13 +19,12 @@ const MAX_ROPE_POSITIONS: usize = 32_768;
 
 struct Block {
     input_norm: RmsNorm,
-    q: Linear,
-    k: Linear,
-    v: Linear,
+    /// Q, K and V projections, fused.
+    qkv: FusedLinear,
     o: Linear,
     post_norm: RmsNorm,
-    gate: Linear,
-    up: Linear,
+    /// Gate and up projections of the SwiGLU MLP, fused.
+    gate_up: FusedLinear,
     down: Linear,
 }
 
@@ -50,13 +49,20 @@ impl Llama {
                 let bias = cfg.attention_bias;
                 Ok(Block {
                     input_norm: norm(&format!("{p}.input_layernorm.weight"))?,
-                    q: w.linear(&format!("{p}.self_attn.q_proj"), h, q_dim, bias)?,
-                    k: w.linear(&format!("{p}.self_attn.k_proj"), h, kv_dim, bias)?,
-                    v: w.linear(&format!("{p}.self_attn.v_proj"), h, kv_dim, bias)?,
+                    qkv: w.fused_linear(
+                        &[&format!("{p}.self_attn.q_proj"), &format!("{p}.self_attn.k_proj"), &format!("{p}.self_attn.v_proj")],
+                        h,
+                        &[q_dim, kv_dim, kv_dim],
+                        bias,
+                    )?,
                     o: w.linear(&format!("{p}.self_attn.o_proj"), q_dim, h, false)?,
                     post_norm: norm(&format!("{p}.post_attention_layernorm.weight"))?,
-                    gate: w.linear(&format!("{p}.mlp.gate_proj"), h, cfg.intermediate_size, false)?,
-                    up: w.linear(&format!("{p}.mlp.up_proj"), h, cfg.intermediate_size, false)?,
+                    gate_up: w.fused_linear(
+                        &[&format!("{p}.mlp.gate_proj"), &format!("{p}.mlp.up_proj")],
+                        h,
+                        &[cfg.intermediate_size, cfg.intermediate_size],
+                        false,
+                    )?,
                     down: w.linear(&format!("{p}.mlp.down_proj"), cfg.intermediate_size, h, false)?,
                 })
             })
@@ -98,9 +104,10 @@ impl Llama {
         for (layer, blk) in self.blocks.iter().enumerate() {
             let residual = &x;
             let hs = blk.input_norm.forward(&x)?;
-            let q = blk.q.forward(&hs)?.reshape((b, t, n_head, d))?.transpose(1, 2)?;
-            let k = blk.k.forward(&hs)?.reshape((b, t, n_kv, d))?.transpose(1, 2)?;
-            let v = blk.v.forward(&hs)?.reshape((b, t, n_kv, d))?.transpose(1, 2)?.contiguous()?;
+            let qkv = blk.qkv.forward(&hs)?;
+            let q = qkv[0].reshape((b, t, n_head, d))?.transpose(1, 2)?;
+            let k = qkv[1].reshape((b, t, n_kv, d))?.transpose(1, 2)?;
+            let v = qkv[2].reshape((b, t, n_kv, d))?.transpose(1, 2)?.contiguous()?;
             let q = self.rope.apply(&q, start)?;
             let k = self.rope.apply(&k, start)?;
             let (k, v) = cache.append(layer, &k, &v)?;
@@ -111,7 +118,8 @@ impl Llama {
             let y = y.transpose(1, 2)?.reshape((b, t, n_head * d))?;
             let x1 = (blk.o.forward(&y)? + residual)?;
             let hs = blk.post_norm.forward(&x1)?;
-            let mlp = (candle_nn::ops::silu(&blk.gate.forward(&hs)?)? * blk.up.forward(&hs)?)?;
+            let gate_up = blk.gate_up.forward(&hs)?;
+            let mlp = (candle_nn::ops::silu(&gate_up[0])? * &gate_up[1])?;
             x = (blk.down.forward(&mlp)? + x1)?;
         }
         self.norm.forward(&x)

@@ -4,7 +4,7 @@
 //! weights go through the very same `VarBuilder` path as real ones.
 
 use super::gguf::GgufFile;
-use super::layers::Linear;
+use super::layers::{FusedLinear, Linear};
 use anyhow::{Context, Result};
 use candle_core::quantized::QMatMul;
 use candle_core::{DType, Device, Shape, Tensor};
@@ -94,6 +94,55 @@ impl Weights {
                     q.shape()
                 );
                 Ok(Linear::Quantized { weight: QMatMul::from_qtensor(q)?, bias })
+            }
+        }
+    }
+
+    /// Linear layers over the same input (`[out_i, in]` each), fused into one `[sum out_i, in]`
+    /// weight: concatenated for dense weights, and for GGUF when every part has the same
+    /// quantization (rows of one format concatenate byte for byte); separate otherwise.
+    pub fn fused_linear(&self, prefixes: &[&str], in_dim: usize, out_dims: &[usize], bias: bool) -> Result<FusedLinear> {
+        let separate = || -> Result<FusedLinear> {
+            let parts = prefixes.iter().zip(out_dims).map(|(p, &o)| self.linear(p, in_dim, o, bias)).collect::<Result<Vec<_>>>()?;
+            Ok(FusedLinear::Separate(parts))
+        };
+        let sizes = out_dims.to_vec();
+        let total: usize = out_dims.iter().sum();
+        match &self.store {
+            Store::Dense(_) => {
+                let weights = prefixes
+                    .iter()
+                    .zip(out_dims)
+                    .map(|(p, &o)| self.tensor(&format!("{p}.weight"), (o, in_dim)))
+                    .collect::<Result<Vec<_>>>()?;
+                let bias = if bias {
+                    let parts = prefixes.iter().zip(out_dims).map(|(p, &o)| self.tensor(&format!("{p}.bias"), o)).collect::<Result<Vec<_>>>()?;
+                    Some(Tensor::cat(&parts, 0)?)
+                } else {
+                    None
+                };
+                let weight = Tensor::cat(&weights, 0)?;
+                Ok(FusedLinear::Fused { linear: Linear::Dense(candle_nn::Linear::new(weight, bias)), sizes })
+            }
+            Store::Gguf(g) => {
+                if bias {
+                    return separate();
+                }
+                let parts = prefixes
+                    .iter()
+                    .map(|p| g.qtensor(&format!("{p}.weight"), &Device::Cpu))
+                    .collect::<Result<Vec<_>>>()?;
+                let dtype = parts[0].dtype();
+                if parts.iter().any(|q| q.dtype() != dtype) {
+                    return separate();
+                }
+                let mut bytes = Vec::new();
+                for (q, (p, &o)) in parts.iter().zip(prefixes.iter().zip(out_dims)) {
+                    anyhow::ensure!(q.shape().dims() == [o, in_dim], "weight `{p}.weight`: shape {:?}, expected [{o}, {in_dim}]", q.shape());
+                    bytes.extend_from_slice(&q.data()?);
+                }
+                let fused = candle_core::quantized::ggml_file::qtensor_from_ggml(dtype, &bytes, vec![total, in_dim], &self.device)?;
+                Ok(FusedLinear::Fused { linear: Linear::Quantized { weight: QMatMul::from_qtensor(fused)?, bias: None }, sizes })
             }
         }
     }
