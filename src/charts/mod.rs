@@ -126,6 +126,9 @@ fn encode_png(rgb: &[u8], w: u32, h: u32) -> Result<Vec<u8>> {
     Ok(out)
 }
 
+/// How many of `ChartKind::ALL` (the first ones) the dashboard shows.
+const DASHBOARD_PANELS: usize = 6;
+
 const MIB: f64 = (1u64 << 20) as f64;
 const GIB: f64 = (1u64 << 30) as f64;
 
@@ -183,15 +186,8 @@ fn draw_kind<B: DrawingBackend>(
         }
         ChartKind::Dashboard => {
             let panels = root.split_evenly((2, 3));
-            let kinds = [
-                ChartKind::Latency,
-                ChartKind::Throughput,
-                ChartKind::Memory,
-                ChartKind::MemoryEfficiency,
-                ChartKind::TokenLatency,
-                ChartKind::KvBytes,
-            ];
-            for (panel, kind) in panels.iter().zip(kinds) {
+            // The six single charts come first in ALL; the dashboard shows them in that order.
+            for (panel, &kind) in panels.iter().zip(&ChartKind::ALL[..DASHBOARD_PANELS]) {
                 draw_kind(kind, report, panel)?;
             }
             Ok(())
