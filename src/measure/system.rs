@@ -30,7 +30,11 @@ pub struct Provenance {
 impl Provenance {
     pub fn collect(device: &str, threads: usize) -> Self {
         let cpu_model = read_key("/proc/cpuinfo", "model name", ':').unwrap_or_else(|| "unknown".into());
-        let device_name = if device == "cpu" { cpu_model.clone() } else { device.to_string() };
+        let (device_name, driver) = match device.strip_prefix("cuda:") {
+            Some(ordinal) => nvidia_smi(ordinal).unwrap_or_else(|| (device.to_string(), None)),
+            None if device == "cpu" => (cpu_model.clone(), None),
+            None => (device.to_string(), None),
+        };
         Self {
             argv: std::env::args().collect(),
             llmbench_version: env!("CARGO_PKG_VERSION").into(),
@@ -39,7 +43,7 @@ impl Provenance {
             candle_features: compiled_backends(),
             device: device.into(),
             device_name,
-            driver: None,
+            driver,
             cpu_model,
             cpu_cores: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
             threads,
@@ -53,6 +57,27 @@ impl Provenance {
             timestamp_utc: utc_now_rfc3339(),
         }
     }
+}
+
+/// GPU name and "driver X, CUDA Y" from nvidia-smi, when it is there.
+fn nvidia_smi(ordinal: &str) -> Option<(String, Option<String>)> {
+    let out = std::process::Command::new("nvidia-smi")
+        .args(["--query-gpu=name,driver_version", "--format=csv,noheader", "-i", ordinal])
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let (name, driver) = text.lines().next()?.split_once(',')?;
+    // The CUDA version the driver supports appears only in the plain report's header.
+    let header = std::process::Command::new("nvidia-smi").output().ok()?;
+    let cuda = String::from_utf8_lossy(&header.stdout)
+        .split("CUDA Version:")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next().map(String::from));
+    let driver = match cuda {
+        Some(c) => format!("driver {}, CUDA {c}", driver.trim()),
+        None => format!("driver {}", driver.trim()),
+    };
+    Some((name.trim().to_string(), Some(driver)))
 }
 
 pub fn compiled_backends() -> Vec<String> {
