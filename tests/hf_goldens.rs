@@ -23,7 +23,7 @@ fn check(name: &str) {
     let input = Tensor::new(ids.as_slice(), &Device::Cpu).unwrap().unsqueeze(0).unwrap();
 
     for kind in [KvKind::Full, KvKind::None] {
-        let mut cache = kv::build(kind, n_layers);
+        let mut cache = kv::build(kind, n_layers, 4096);
         let all = to_rows(&model.forward_all(&input, 0, cache.as_mut()).unwrap().squeeze(0).unwrap());
         for (pos, (got, want)) in all.iter().zip(&expected).enumerate() {
             let d = max_abs_diff(got, want);
@@ -32,7 +32,7 @@ fn check(name: &str) {
     }
 
     // Token by token through the full cache.
-    let mut cache = kv::build(KvKind::Full, n_layers);
+    let mut cache = kv::build(KvKind::Full, n_layers, 4096);
     for (pos, want) in expected.iter().enumerate() {
         let step = Tensor::new(&ids[pos..pos + 1], &Device::Cpu).unwrap().unsqueeze(0).unwrap();
         let got: Vec<f32> = model.forward(&step, pos, cache.as_mut()).unwrap().squeeze(0).unwrap().to_vec1().unwrap();
@@ -40,7 +40,7 @@ fn check(name: &str) {
         assert!(d <= F32_TOLERANCE, "{name} incremental: position {pos} differs by {d}");
     }
     // Token by token without a cache: every step recomputes the prefix.
-    let mut cache = kv::build(KvKind::None, n_layers);
+    let mut cache = kv::build(KvKind::None, n_layers, 4096);
     for (pos, want) in expected.iter().enumerate().skip(ids.len() - 4) {
         let prefix = Tensor::new(&ids[..=pos], &Device::Cpu).unwrap().unsqueeze(0).unwrap();
         let got: Vec<f32> = model.forward(&prefix, 0, cache.as_mut()).unwrap().squeeze(0).unwrap().to_vec1().unwrap();
@@ -70,7 +70,7 @@ fn goldens_discriminate_between_models() {
     let (ids, expected) = golden("tiny-llama");
     let other = load(&fixture("tiny-llama3"));
     let input = Tensor::new(ids.as_slice(), &Device::Cpu).unwrap().unsqueeze(0).unwrap();
-    let mut cache = kv::build(KvKind::Full, other.model.config().n_layers());
+    let mut cache = kv::build(KvKind::Full, other.model.config().n_layers(), 4096);
     let got = to_rows(&other.model.forward_all(&input, 0, cache.as_mut()).unwrap().squeeze(0).unwrap());
     assert!(max_abs_diff(&got[3], &expected[3]) > 100.0 * F32_TOLERANCE);
 }
@@ -102,7 +102,7 @@ fn sharded_safetensors_load_like_a_single_file() {
     let loaded = load(dir.path());
     assert_eq!(loaded.spec.weight_files.len(), 2);
     let input = Tensor::new(ids.as_slice(), &Device::Cpu).unwrap().unsqueeze(0).unwrap();
-    let mut cache = kv::build(KvKind::Full, loaded.model.config().n_layers());
+    let mut cache = kv::build(KvKind::Full, loaded.model.config().n_layers(), 4096);
     let got = to_rows(&loaded.model.forward_all(&input, 0, cache.as_mut()).unwrap().squeeze(0).unwrap());
     for (pos, (g, w)) in got.iter().zip(&expected).enumerate() {
         assert!(max_abs_diff(g, w) <= F32_TOLERANCE, "position {pos}");
@@ -124,7 +124,7 @@ fn half_precision_tracks_f32() {
         .unwrap();
         let loaded = llmbench::models::load(&resolved, dtype, 0, &Device::Cpu).unwrap();
         let input = Tensor::new(ids.as_slice(), &Device::Cpu).unwrap().unsqueeze(0).unwrap();
-        let mut cache = kv::build(KvKind::Full, loaded.model.config().n_layers());
+        let mut cache = kv::build(KvKind::Full, loaded.model.config().n_layers(), 4096);
         let got = to_rows(&loaded.model.forward_all(&input, 0, cache.as_mut()).unwrap().squeeze(0).unwrap());
         let worst = got.iter().zip(&expected).map(|(g, w)| max_abs_diff(g, w)).fold(0f32, f32::max) / range;
         assert!(worst <= bound, "{dtype:?}: max abs diff / max |logit| = {worst}");

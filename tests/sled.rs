@@ -15,7 +15,7 @@ fn run(name: &str, method: Method, params: MethodParams) -> Generation {
     let engine = Engine::new(loaded.model.as_ref(), &Device::Cpu);
     let prompt = [11, 22, 33, 44, 55];
     let mut strategy = decode::build(method, params);
-    let mut cache = kv::build(strategy.cache_kind(KvKind::Full), loaded.model.config().n_layers());
+    let mut cache = kv::build(strategy.cache_kind(KvKind::Full), loaded.model.config().n_layers(), 4096);
     let request =
         GenerateRequest { prompt_ids: &prompt, max_new_tokens: NEW_TOKENS, sampling: SamplingConfig::default(), stop_at_eos: false };
     engine.generate_with(strategy.as_mut(), cache.as_mut(), &request, &mut |_| {}).unwrap()

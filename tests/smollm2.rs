@@ -42,7 +42,7 @@ fn teacher_forced_predictions_and_perplexity_match_transformers() {
     assert_eq!(loaded.tokenizer.encode(&passage).unwrap(), input_ids);
 
     let engine = Engine::new(loaded.model.as_ref(), &Device::Cpu);
-    let mut cache = kv::build(KvKind::Full, loaded.model.config().n_layers());
+    let mut cache = kv::build(KvKind::Full, loaded.model.config().n_layers(), 4096);
     let logits = engine.teacher_force(cache.as_mut(), &input_ids).unwrap();
     let log_probs = candle_nn::ops::log_softmax(&logits, D::Minus1).unwrap();
     let rows: Vec<Vec<f32>> = log_probs.to_vec2().unwrap();
@@ -114,7 +114,7 @@ fn quantized_llama_greedy(prompt: &[u32], n: usize) -> Vec<u32> {
 fn greedy_continuations_equal_candle_quantized_llama() {
     let loaded = load(&smollm2_gguf());
     let engine = Engine::new(loaded.model.as_ref(), &Device::Cpu);
-    let mut cache = kv::build(KvKind::Full, loaded.model.config().n_layers());
+    let mut cache = kv::build(KvKind::Full, loaded.model.config().n_layers(), 4096);
     for prompt in GREEDY_PROMPTS {
         let prompt_ids = loaded.tokenizer.encode(prompt).unwrap();
         let request = GenerateRequest {

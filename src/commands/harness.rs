@@ -53,7 +53,8 @@ pub fn run_case(
     tick: &mut dyn FnMut(),
 ) -> Result<Option<Vec<RunRecord>>> {
     let n_layers = loaded.model.config().n_layers();
-    let mut cache = kv::build(strategy.cache_kind(spec.kv), n_layers);
+    let longest_prompt = spec.prompts.iter().map(Vec::len).max().unwrap_or(0);
+    let mut cache = kv::build(strategy.cache_kind(spec.kv), n_layers, longest_prompt + spec.max_new_tokens);
     fn request<'p>(spec: &CaseSpec, prompt: &'p [u32]) -> GenerateRequest<'p> {
         GenerateRequest {
             prompt_ids: prompt,
@@ -103,7 +104,9 @@ fn run_record(loaded: &LoadedModel, prompt_index: usize, repetition: usize, g: &
         kv_cache_bytes_per_token: g.events.iter().map(|e| e.kv_cache_bytes).collect(),
         kv_cache_bytes: g.kv.kv_cache_bytes,
         peak_rss_bytes: g.peak_rss_bytes,
-        peak_device_memory_bytes: None,
+        peak_device_memory_bytes: g.peak_device_memory_bytes,
+        device_memory_free_bytes: g.device_memory.map(|m| m.free_bytes),
+        device_memory_total_bytes: g.device_memory.map(|m| m.total_bytes),
         stop_reason: serde_json::to_value(g.stop_reason)?.as_str().unwrap_or("").to_string(),
         text: loaded.tokenizer.decode(&g.generated_ids)?,
         generated_ids: g.generated_ids.clone(),
@@ -186,7 +189,7 @@ pub fn perplexity(engine: &Engine, n_layers: usize, prompt: &[u32], generated: &
         return Ok(f64::NAN);
     }
     let ids: Vec<u32> = prompt.iter().chain(generated).copied().collect();
-    let mut cache = kv::build(KvKind::Full, n_layers);
+    let mut cache = kv::build(KvKind::Full, n_layers, ids.len());
     let logits = engine.teacher_force(cache.as_mut(), &ids[..ids.len() - 1])?;
     let log_probs = candle_nn::ops::log_softmax(&logits, candle_core::D::Minus1)?;
     let rows: Vec<Vec<f32>> = log_probs.to_vec2()?;

@@ -4,9 +4,11 @@
 
 mod full;
 mod none;
+mod static_cache;
 
 pub use full::FullCache;
 pub use none::NoCache;
+pub use static_cache::StaticCache;
 
 use candle_core::{Result, Tensor};
 use serde::{Deserialize, Serialize};
@@ -48,6 +50,11 @@ pub trait KvCache: Send {
     }
     /// Which strategy this is, for results.
     fn kind(&self) -> KvKind;
+    /// The static cache, for code that writes its fixed buffers directly (the CUDA graph
+    /// decode step); every other strategy says no.
+    fn as_static(&mut self) -> Option<&mut StaticCache> {
+        None
+    }
 }
 
 /// The KV-cache strategies this build offers.
@@ -58,13 +65,18 @@ pub enum KvKind {
     Full,
     /// Keep nothing: the whole prefix is recomputed at every step.
     None,
+    /// One buffer per layer preallocated for the whole run, written in place (the CUDA graph
+    /// decode step runs on it).
+    Static,
 }
 
-/// The one factory from kind to strategy.
-pub fn build(kind: KvKind, n_layers: usize) -> Box<dyn KvCache> {
+/// The one factory from kind to strategy. `max_tokens` is the longest sequence the run can
+/// reach (prompt plus new tokens); preallocating strategies size themselves by it.
+pub fn build(kind: KvKind, n_layers: usize, max_tokens: usize) -> Box<dyn KvCache> {
     match kind {
         KvKind::Full => Box::new(FullCache::new(n_layers)),
         KvKind::None => Box::new(NoCache),
+        KvKind::Static => Box::new(StaticCache::new(n_layers, max_tokens)),
     }
 }
 

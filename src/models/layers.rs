@@ -131,7 +131,8 @@ pub fn attention(q: &Tensor, k: Tensor, v: Tensor, want_weights: bool) -> Result
         att
     };
     let att = candle_nn::ops::softmax_last_dim(&att)?;
-    let out = att.to_dtype(in_dtype)?.matmul(&v.contiguous()?)?.reshape((b, n_head, q_len, head_dim))?;
+    // `v` may be a view of a larger preallocated cache: matmul reads it through its strides.
+    let out = att.to_dtype(in_dtype)?.matmul(&v)?.reshape((b, n_head, q_len, head_dim))?;
     let weights = if want_weights { Some(att.reshape((b, n_head, q_len, kv_len))?) } else { None };
     Ok((out, weights))
 }
@@ -165,6 +166,11 @@ impl Rope {
 
     pub fn positions(&self) -> usize {
         self.cos.dim(0).unwrap_or(0)
+    }
+
+    /// The `cos` and `sin` tables `[positions, head_dim / 2]`.
+    pub fn tables(&self) -> (&Tensor, &Tensor) {
+        (&self.cos, &self.sin)
     }
 
     /// Rotates `x: [b, h, t, d]` as positions `start..start + t`.
