@@ -1,5 +1,6 @@
 //! Build script (kept under src/ so the top level stays as DESIGN.md fixes it): records the
-//! git commit and the candle version for results' provenance.
+//! git commit and the candle version for results' provenance and, with the `cuda` feature,
+//! compiles our CUDA kernels to PTX with nvcc for CUDA_COMPUTE_CAP (default 90, the H100).
 
 use std::process::Command;
 
@@ -22,4 +23,24 @@ fn main() {
     for path in [".git/HEAD", ".git/index", "Cargo.lock"] {
         println!("cargo:rerun-if-changed={path}");
     }
+    if std::env::var_os("CARGO_FEATURE_CUDA").is_some() {
+        compile_ptx("src/models/kernels/llama_decode.cu", "llama_decode.ptx");
+    }
+}
+
+/// nvcc -ptx for the GPU the build targets; fails the build with nvcc's message on error.
+fn compile_ptx(source: &str, output: &str) {
+    println!("cargo:rerun-if-changed={source}");
+    println!("cargo:rerun-if-env-changed=CUDA_COMPUTE_CAP");
+    let cap = std::env::var("CUDA_COMPUTE_CAP").unwrap_or_else(|_| "90".into());
+    let nvcc = match std::env::var("CUDA_ROOT") {
+        Ok(root) => format!("{root}/bin/nvcc"),
+        Err(_) => "nvcc".into(),
+    };
+    let out = format!("{}/{output}", std::env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
+    let status = Command::new(&nvcc)
+        .args(["-ptx", "-O3", "-std=c++17", &format!("-arch=sm_{cap}"), source, "-o", &out])
+        .status()
+        .unwrap_or_else(|e| panic!("cannot run {nvcc} for {source}: {e} (set CUDA_ROOT or put nvcc on PATH)"));
+    assert!(status.success(), "{nvcc} failed on {source}");
 }

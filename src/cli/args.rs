@@ -58,6 +58,11 @@ pub struct DeviceArgs {
     /// CPU threads for matmuls (default: all cores).
     #[arg(long)]
     pub threads: Option<usize>,
+    /// On CUDA, run single-token steps on a static KV cache (`--kv-cache static`) through
+    /// the generic per-op path instead of the captured CUDA graph.
+    #[arg(long)]
+    #[serde(default)]
+    pub no_cuda_graph: bool,
 }
 
 fn parse_device(s: &str) -> Result<DeviceChoice, String> {

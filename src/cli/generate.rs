@@ -21,4 +21,9 @@ pub struct GenerateArgs {
     /// Print one JSON record (ids, text, timings, device, model) instead of streamed text.
     #[arg(long)]
     pub json: bool,
+    /// Also write the logits of every generated position as a NumPy .npy file (f32,
+    /// `[new tokens, vocab]`), for numerics checks across devices and dtypes. The copy to the
+    /// host is inside the timed loop, so timings with this flag are not benchmark numbers.
+    #[arg(long, value_name = "FILE.npy")]
+    pub logits_out: Option<std::path::PathBuf>,
 }

@@ -35,7 +35,7 @@ pub fn run(args: &CompareArgs) -> Result<Outcome> {
     if models.iter().any(String::is_empty) {
         crate::bail_input!("--model {}: empty entry in the list", args.model.model);
     }
-    let settings = Settings {
+    let mut settings = Settings {
         warmup: args.run.warmup,
         repetitions: args.run.repetitions,
         seed: sampling.seed,
@@ -47,11 +47,15 @@ pub fn run(args: &CompareArgs) -> Result<Outcome> {
         prompts: prompt_texts.clone(),
         dtype: format!("{:?}", args.model.dtype).to_lowercase(),
         quality: args.quality,
+        cuda_graph: None,
     };
     let plan = plan(args, &models, &methods);
 
     let threads = crate::engine::device::set_cpu_threads(args.device.threads)?;
     let (_, device_info) = args.device.device.open()?;
+    if device_info.name.starts_with("cuda") {
+        settings.cuda_graph = Some(!args.device.no_cuda_graph);
+    }
     let report = Report {
         schema_version: SCHEMA_VERSION,
         command: "compare".into(),

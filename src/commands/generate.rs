@@ -5,7 +5,8 @@ use super::{load_model, Outcome};
 use crate::cli::generate::GenerateArgs;
 use crate::engine::{Engine, GenerateRequest};
 use crate::kv;
-use anyhow::Result;
+use crate::results::sink::write_atomic;
+use anyhow::{Context, Result};
 use std::io::Write;
 
 pub fn run(args: &GenerateArgs) -> Result<Outcome> {
@@ -20,7 +21,13 @@ pub fn run(args: &GenerateArgs) -> Result<Outcome> {
     let loaded = load_model(&args.model, &args.device, args.generation.seed)?;
     let tokenizer = &loaded.model.tokenizer;
     let prompt_ids = tokenizer.encode(&args.prompt)?;
-    let engine = Engine::new(loaded.model.model.as_ref(), &loaded.device);
+    if let Some(path) = &args.logits_out {
+        if path.extension().and_then(|e| e.to_str()) != Some("npy") {
+            crate::bail_input!("--logits-out {}: the file must end in .npy", path.display());
+        }
+    }
+    let mut engine = Engine::new(loaded.model.model.as_ref(), &loaded.device);
+    engine.keep_logits = args.logits_out.is_some();
     let request = GenerateRequest {
         prompt_ids: &prompt_ids,
         max_new_tokens,
@@ -28,7 +35,7 @@ pub fn run(args: &GenerateArgs) -> Result<Outcome> {
         stop_at_eos: !args.ignore_eos,
     };
     engine.validate(&request)?;
-    let mut cache = kv::build(args.generation.kv_cache, loaded.model.model.config().n_layers());
+    let mut cache = kv::build(args.generation.kv_cache, loaded.model.model.config().n_layers(), prompt_ids.len() + max_new_tokens);
 
     let mut stdout = std::io::stdout().lock();
     let mut streamed = Vec::new();
@@ -55,6 +62,10 @@ pub fn run(args: &GenerateArgs) -> Result<Outcome> {
     if let Some(e) = write_error {
         return Err(e.into());
     }
+    if let Some(path) = &args.logits_out {
+        write_atomic(path, &npy_f32_2d(&generation.logits))
+            .with_context(|| format!("--logits-out {}: cannot write the logits", path.display()))?;
+    }
     let text = tokenizer.decode(&generation.generated_ids)?;
     let timings = generation.timings();
     if args.json {
@@ -74,6 +85,10 @@ pub fn run(args: &GenerateArgs) -> Result<Outcome> {
             "token_times_ns": generation.events.iter().map(|e| e.t_ns).collect::<Vec<_>>(),
             "kv_cache_bytes": generation.kv.kv_cache_bytes,
             "peak_rss_bytes": generation.peak_rss_bytes,
+            "peak_device_memory_bytes": generation.peak_device_memory_bytes,
+            "device_memory_free_bytes": generation.device_memory.map(|m| m.free_bytes),
+            "device_memory_total_bytes": generation.device_memory.map(|m| m.total_bytes),
+            "cuda_graph": loaded.model.model.cuda_graph_available() && args.generation.kv_cache == crate::kv::KvKind::Static,
         });
         writeln!(stdout, "{}", serde_json::to_string(&record)?)?;
     } else {
@@ -82,7 +97,7 @@ pub fn run(args: &GenerateArgs) -> Result<Outcome> {
         }
         writeln!(stdout)?;
         eprintln!(
-            "{} prompt + {} new tokens | TTFT {:.1} ms ({:.1} tok/s prefill) | TPOT {:.2} ms ({:.1} tok/s decode) | KV {:.2} MiB | peak RSS {:.0} MiB | {} on {}",
+            "{} prompt + {} new tokens | TTFT {:.1} ms ({:.1} tok/s prefill) | TPOT {:.2} ms ({:.1} tok/s decode) | KV {:.2} MiB | peak RSS {:.0} MiB{} | {} on {}",
             generation.prompt_ids.len(),
             generation.generated_ids.len(),
             timings.ttft_ms,
@@ -91,9 +106,48 @@ pub fn run(args: &GenerateArgs) -> Result<Outcome> {
             timings.decode_tokens_per_s,
             generation.kv.kv_cache_bytes as f64 / (1 << 20) as f64,
             generation.peak_rss_bytes as f64 / (1 << 20) as f64,
+            match generation.peak_device_memory_bytes {
+                Some(b) => format!(" | peak GPU {:.0} MiB", b as f64 / (1 << 20) as f64),
+                None => String::new(),
+            },
             loaded.model.spec.id,
             loaded.device_info.name,
         );
     }
     Ok(Outcome::Success)
+}
+
+/// A NumPy v1.0 `.npy` file holding `rows` as one little-endian f32 matrix.
+fn npy_f32_2d(rows: &[Vec<f32>]) -> Vec<u8> {
+    let cols = rows.first().map_or(0, Vec::len);
+    let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({}, {}), }}", rows.len(), cols);
+    // Magic (6) + version (2) + length (2) + header + '\n' is padded to a multiple of 64.
+    while (10 + header.len() + 1) % 64 != 0 {
+        header.push(' ');
+    }
+    header.push('\n');
+    let mut out = b"\x93NUMPY\x01\x00".to_vec();
+    out.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    out.extend_from_slice(header.as_bytes());
+    for x in rows.iter().flatten() {
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn npy_header_is_aligned_and_data_follows() {
+        let bytes = npy_f32_2d(&[vec![1.0, 2.0, 3.0], vec![4.0, 5.0, 6.0]]);
+        let header_len = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
+        assert_eq!((10 + header_len) % 64, 0);
+        let header = std::str::from_utf8(&bytes[10..10 + header_len]).unwrap();
+        assert!(header.contains("'shape': (2, 3)"), "{header}");
+        let data = &bytes[10 + header_len..];
+        assert_eq!(data.len(), 6 * 4);
+        assert_eq!(f32::from_le_bytes(data[20..24].try_into().unwrap()), 6.0);
+    }
 }

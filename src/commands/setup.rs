@@ -18,7 +18,8 @@ pub fn load_model(model: &ModelArgs, device: &DeviceArgs, seed: u64) -> Result<L
     let threads = set_cpu_threads(device.threads)?;
     let (dev, device_info) = device.device.open()?;
     let resolved = source::resolve(&model.model, &model.source_options())?;
-    let loaded = models::load(&resolved, model.dtype, seed, &dev)?;
+    let mut loaded = models::load(&resolved, model.dtype, seed, &dev)?;
+    loaded.model.set_cuda_graph(!device.no_cuda_graph);
     tracing::info!(
         "loaded {} ({}, {}, {}) on {}",
         loaded.spec.id,

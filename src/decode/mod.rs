@@ -43,6 +43,8 @@ pub struct StepContext<'a> {
     pub tokens: &'a [u32],
     pub sampler: &'a mut Sampler,
     pub device: &'a Device,
+    /// When set, the logits of every sampled position are appended here (before penalties).
+    pub logits_log: Option<&'a mut Vec<Vec<f32>>>,
 }
 
 impl StepContext<'_> {
@@ -51,6 +53,9 @@ impl StepContext<'_> {
         let input = Tensor::new(&self.tokens[from..], self.device)?.unsqueeze(0)?;
         let logits = self.model.forward(&input, start_pos, self.cache)?;
         let mut logits: Vec<f32> = logits.squeeze(0)?.to_vec1()?;
+        if let Some(log) = self.logits_log.as_deref_mut() {
+            log.push(logits.clone());
+        }
         Ok(self.sampler.next(&mut logits, self.tokens))
     }
 }

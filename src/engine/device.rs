@@ -56,9 +56,11 @@ impl DeviceChoice {
                         feature: "cuda",
                     }));
                 }
-                Device::new_cuda(i).map_err(|e| {
+                let device = Device::new_cuda(i).map_err(|e| {
                     LlmbenchError::invalid(format!("--device cuda:{i}: cannot open the GPU ({e}); check nvidia-smi and the device number"))
-                })?
+                })?;
+                without_event_tracking(&device);
+                device
             }
             Self::Metal(i) => {
                 if !candle_core::utils::metal_is_available() {
@@ -83,6 +85,25 @@ impl DeviceChoice {
         tracing::info!("device: {name} (requested {requested})");
         Ok((device, DeviceInfo { name, requested }))
     }
+}
+
+/// cudarc records two CUDA events per allocation and per kernel argument so that tensors
+/// can cross streams safely; candle runs everything on one stream from one thread here, so
+/// that bookkeeping is pure per-op overhead (and events recorded outside a graph capture
+/// break the capture). Applies to tensors created afterwards, i.e. all of them.
+fn without_event_tracking(device: &Device) {
+    #[cfg(feature = "cuda")]
+    if let Device::Cuda(dev) = device {
+        // SAFETY: one stream, one thread: no tensor is used on another stream.
+        unsafe { dev.disable_event_tracking() }
+        // Diagnostic: candle's plain dequantize-mul-mat-vec kernels for GGUF weights instead
+        // of its fast MMVQ/MMQ ones (which round activations to 8 bits); see results/gpu/NOTES.md.
+        if std::env::var_os("LLMBENCH_CUDA_DMMV").is_some() {
+            candle_core::quantized::cuda::set_force_dmmv(true);
+        }
+    }
+    #[cfg(not(feature = "cuda"))]
+    let _ = device;
 }
 
 pub fn device_name(device: &Device) -> String {

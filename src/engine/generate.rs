@@ -2,6 +2,7 @@
 //! while running, and exact KV bytes read from the cache at the end.
 
 use super::device::synchronize;
+use super::device_memory::{self, DeviceMemory};
 use crate::decode::sampling::{Sampler, SamplingConfig};
 use crate::decode::{DecodeStrategy, Standard, StepContext};
 use crate::kv::{KvCache, KvStats};
@@ -52,6 +53,14 @@ pub struct Generation {
     /// Cache contents when generation ended.
     pub kv: KvStats,
     pub peak_rss_bytes: u64,
+    /// Peak bytes this process held on the GPU during the run (CUDA; `None` elsewhere).
+    pub peak_device_memory_bytes: Option<u64>,
+    /// The GPU's free and total memory when the run ended (CUDA; `None` elsewhere).
+    #[serde(skip)]
+    pub device_memory: Option<DeviceMemory>,
+    /// Logits of every sampled position, when `Engine::keep_logits` asked for them.
+    #[serde(skip)]
+    pub logits: Vec<Vec<f32>>,
 }
 
 /// Summary timings of one generation (vLLM's names where the quantity is the same).
@@ -90,11 +99,13 @@ impl Generation {
 pub struct Engine<'a> {
     pub model: &'a dyn Model,
     pub device: Device,
+    /// Keep every step's logits in the `Generation` (numerics checks; the copy is timed too).
+    pub keep_logits: bool,
 }
 
 impl<'a> Engine<'a> {
     pub fn new(model: &'a dyn Model, device: &Device) -> Self {
-        Self { model, device: device.clone() }
+        Self { model, device: device.clone(), keep_logits: false }
     }
 
     /// Checks a request against the model before any work: non-empty prompt, at least one new
@@ -150,7 +161,9 @@ impl<'a> Engine<'a> {
         let mut events = Vec::with_capacity(req.max_new_tokens);
         let (mut drafted, mut accepted) = (0, 0);
         let mut stop_reason = StopReason::MaxNewTokens;
+        let mut logits = Vec::new();
         cache.reset();
+        device_memory::reset_peak(&self.device)?;
         let rss = RssSampler::start();
         synchronize(&self.device)?;
         let start = Instant::now();
@@ -162,6 +175,7 @@ impl<'a> Engine<'a> {
                     tokens: &tokens,
                     sampler: &mut sampler,
                     device: &self.device,
+                    logits_log: self.keep_logits.then_some(&mut logits),
                 })
                 .context("decode step")?;
             synchronize(&self.device)?;
@@ -183,6 +197,8 @@ impl<'a> Engine<'a> {
             }
         }
         let peak_rss_bytes = rss.finish();
+        let peak_device_memory_bytes = device_memory::peak_bytes(&self.device)?;
+        let device_memory = device_memory::snapshot(&self.device)?;
         Ok(Generation {
             prompt_ids: req.prompt_ids.to_vec(),
             generated_ids: tokens[req.prompt_ids.len()..].to_vec(),
@@ -192,6 +208,9 @@ impl<'a> Engine<'a> {
             accepted,
             kv: cache.stats(),
             peak_rss_bytes,
+            peak_device_memory_bytes,
+            device_memory,
+            logits,
         })
     }
 

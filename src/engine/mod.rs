@@ -3,6 +3,11 @@
 //! each timestamp, so per-token times measure finished work.
 
 pub mod device;
+#[cfg(feature = "cuda")]
+pub mod device_memory;
+#[cfg(not(feature = "cuda"))]
+#[path = "device_memory_disabled.rs"]
+pub mod device_memory;
 pub mod generate;
 
 pub use generate::{Engine, GenerateRequest, Generation, StopReason, Timings, TokenEvent};

@@ -4,6 +4,7 @@
 //! `modeling_llama.py`; the KV cache is passed in, never stored in the layers.
 
 use super::config::{Llama3RopeScaling, LlamaConfig};
+use super::cuda_graph::{DecodeShape, DecodeWeights, GraphDecoder, LayerWeights};
 use super::layers::{attention, FusedLinear, Linear, Rope, RmsNorm};
 use super::weights::Weights;
 use super::config::ModelConfig;
@@ -36,6 +37,9 @@ pub struct Llama {
     rope: Rope,
     cfg: LlamaConfig,
     model_config: ModelConfig,
+    /// The graph-captured decode step, on CUDA with dense weights (see `cuda_graph.rs`).
+    graph: Option<GraphDecoder>,
+    graph_enabled: bool,
 }
 
 impl Llama {
@@ -81,7 +85,7 @@ impl Llama {
         }
         let positions = cfg.max_position_embeddings.min(MAX_ROPE_POSITIONS);
         let rope = Rope::new(&inv_freq, positions, cfg.rope_interleaved, w.dtype(), w.device())?;
-        Ok(Self {
+        let mut model = Self {
             embed: Embedding::new(embed_weight, h),
             blocks,
             norm: norm("model.norm.weight")?,
@@ -89,7 +93,70 @@ impl Llama {
             rope,
             cfg: cfg.clone(),
             model_config: ModelConfig::Llama(cfg.clone()),
+            graph: None,
+            graph_enabled: true,
+        };
+        if let Some(weights) = model.graph_weights() {
+            // An optimisation, not a different computation: if it cannot start, say so and
+            // decode on the generic path (results record whether the graph ran).
+            model.graph = GraphDecoder::new(weights, model.graph_shape(), w.device()).unwrap_or_else(|e| {
+                tracing::warn!("CUDA graph decode step unavailable, using the generic path: {e}");
+                None
+            });
+        }
+        Ok(model)
+    }
+
+    /// The tensors the CUDA graph decoder reads, when every projection is dense, fused and
+    /// without bias (safetensors and random weights; GGUF stays on the generic path).
+    fn graph_weights(&self) -> Option<DecodeWeights> {
+        if !self.embed.embeddings().device().is_cuda() || self.cfg.attention_bias {
+            return None;
+        }
+        let dense = |l: &Linear| match l {
+            Linear::Dense(d) if d.bias().is_none() => Some(d.weight().clone()),
+            _ => None,
+        };
+        let fused = |f: &FusedLinear| match f {
+            FusedLinear::Fused { linear, .. } => dense(linear),
+            FusedLinear::Separate(_) => None,
+        };
+        let layers = self
+            .blocks
+            .iter()
+            .map(|b| {
+                Some(LayerWeights {
+                    input_norm: b.input_norm.weight.clone(),
+                    qkv: fused(&b.qkv)?,
+                    o: dense(&b.o)?,
+                    post_norm: b.post_norm.weight.clone(),
+                    gate_up: fused(&b.gate_up)?,
+                    down: dense(&b.down)?,
+                })
+            })
+            .collect::<Option<Vec<_>>>()?;
+        let (cos, sin) = self.rope.tables();
+        Some(DecodeWeights {
+            embed: self.embed.embeddings().clone(),
+            layers,
+            final_norm: self.norm.weight.clone(),
+            head: dense(&self.head)?,
+            cos: cos.clone(),
+            sin: sin.clone(),
         })
+    }
+
+    fn graph_shape(&self) -> DecodeShape {
+        DecodeShape {
+            hidden: self.cfg.hidden_size,
+            n_head: self.cfg.num_attention_heads,
+            n_kv: self.cfg.num_key_value_heads,
+            head_dim: self.cfg.head_dim,
+            intermediate: self.cfg.intermediate_size,
+            vocab: self.cfg.vocab_size,
+            eps: self.cfg.rms_norm_eps as f32,
+            interleaved: self.cfg.rope_interleaved,
+        }
     }
 
     /// Final-norm hidden states `[b, t, hidden]` for `ids` at positions `start..`.
@@ -156,6 +223,28 @@ pub fn inverse_frequencies(head_dim: usize, theta: f64, scaling: Option<&Llama3R
 }
 
 impl Model for Llama {
+    /// One token at the end of a static cache on CUDA goes through the captured graph; all
+    /// else (prefill, other caches, CPU, GGUF) through the generic path.
+    fn forward(&self, ids: &Tensor, start_pos: usize, cache: &mut dyn KvCache) -> candle_core::Result<Tensor> {
+        if let (Some(graph), true) = (&self.graph, self.graph_enabled) {
+            if ids.dims2()? == (1, 1) {
+                if let Some(fixed) = cache.as_static() {
+                    if fixed.seq_len() == start_pos && start_pos < self.rope.positions() && graph.supports(fixed) {
+                        let token = ids.flatten_all()?.to_vec1::<u32>()?[0];
+                        return graph.step(token, start_pos, fixed);
+                    }
+                }
+            }
+        }
+        let hidden = self.forward_hidden_impl(ids, start_pos, cache)?;
+        self.lm_head_impl(&super::layers::last_position(&hidden)?)
+    }
+    fn set_cuda_graph(&mut self, enabled: bool) {
+        self.graph_enabled = enabled;
+    }
+    fn cuda_graph_available(&self) -> bool {
+        self.graph.is_some() && self.graph_enabled
+    }
     fn forward_hidden(&self, ids: &Tensor, start: usize, cache: &mut dyn KvCache) -> candle_core::Result<Tensor> {
         self.forward_hidden_impl(ids, start, cache)
     }

@@ -3,6 +3,11 @@
 //! and their tokenizers. Everything above this module sees a `Model` trait object.
 
 pub mod config;
+#[cfg(feature = "cuda")]
+mod cuda_graph;
+#[cfg(not(feature = "cuda"))]
+#[path = "cuda_graph_disabled.rs"]
+mod cuda_graph;
 pub mod gguf;
 pub mod gpt2;
 pub mod layers;
@@ -47,6 +52,12 @@ pub trait Model: Send {
     /// Logits (f32) for hidden states.
     fn lm_head(&self, hidden: &Tensor) -> candle_core::Result<Tensor>;
     fn config(&self) -> &ModelConfig;
+    /// Turns the CUDA graph decode step on or off (`--no-cuda-graph`); models without one ignore it.
+    fn set_cuda_graph(&mut self, _enabled: bool) {}
+    /// Whether single-token steps on a static cache will run as a captured CUDA graph.
+    fn cuda_graph_available(&self) -> bool {
+        false
+    }
 
     /// Logits of the last position, `[b, vocab]` in f32.
     fn forward(&self, ids: &Tensor, start_pos: usize, cache: &mut dyn KvCache) -> candle_core::Result<Tensor> {

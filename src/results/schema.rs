@@ -36,6 +36,9 @@ pub struct Settings {
     pub prompts: Vec<String>,
     pub dtype: String,
     pub quality: bool,
+    /// Whether single-token steps on a static cache ran as a captured CUDA graph (CUDA only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cuda_graph: Option<bool>,
 }
 
 /// What varies between cases; its hash is the case id used by `--resume`.
@@ -129,8 +132,14 @@ pub struct RunRecord {
     /// KV-cache bytes when the run ended.
     pub kv_cache_bytes: u64,
     pub peak_rss_bytes: u64,
-    /// Peak device memory where the device reports it (CUDA); absent on the CPU.
+    /// Peak device memory this process held during the run, from the CUDA memory pool's
+    /// high-water mark (weights included); absent on the CPU.
     pub peak_device_memory_bytes: Option<u64>,
+    /// The GPU's free and total memory (all processes) when the run ended; absent on the CPU.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_memory_free_bytes: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_memory_total_bytes: Option<u64>,
     pub stop_reason: String,
     pub generated_ids: Vec<u32>,
     pub text: String,
