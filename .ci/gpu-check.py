@@ -1,0 +1,147 @@
+#!/usr/bin/env python3
+"""GPU correctness check: run on the lent GPU machine (through the device tool, with the CUDA
+binary carried), prints a pass/fail table and exits 1 on any failure.
+
+Checks, for each committed random-weight fixture (GPT-2, Llama with GQA, Llama 3 scaling + tied
+head) and each dtype, and for the CUDA graph decode step (Llama, `--kv-cache static`) as well as
+the generic per-op path:
+  hf     the GPU's logits at every generated position against Hugging Face transformers (f32,
+         teacher-forced on the same ids): relative L2 error <= the dtype's tolerance;
+  cpu    the GPU's greedy tokens against the CPU's f32 tokens: equal, or the first divergence
+         explained (the CPU's top-2 logit margin there is below twice the GPU's logit error);
+plus random-weight SmolLM2-135M and TinyLlama-1.1B shapes (GPU logits against CPU logits) and,
+when present, the real SmolLM2 GGUF (greedy 32 tokens, GPU against CPU).
+"""
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+
+BIN = os.environ.get("LLMBENCH", "dist/llmbench-cuda")
+OUT = os.environ.get("OUT", tempfile.mkdtemp())
+GGUF = os.environ.get("SMOLLM2_GGUF", "/tmp/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")
+PROMPT = "The history of the river"
+# Relative L2 error of logits against an f32 reference. f32: cuBLAS and candle's CPU GEMM sum
+# in different orders (1e-6 seen); f16 has 11 significant bits (eps 4.9e-4) and bf16 8 (eps
+# 3.9e-3), and a forward pass rounds through ~10 ops per layer.
+TOLERANCE = {"f32": 1e-4, "f16": 5e-3, "bf16": 4e-2}
+rows = []
+
+
+def llmbench(args, logits_path):
+    cmd = [BIN, "generate", "--json", "--ignore-eos", "--logits-out", logits_path] + args
+    res = subprocess.run(cmd, capture_output=True, text=True)
+    if res.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)}: {res.stderr.strip().splitlines()[-1:]}")
+    return json.loads(res.stdout), np.load(logits_path)
+
+
+def rel_err(a, b):
+    return float(np.linalg.norm(a - b) / np.linalg.norm(b))
+
+
+def record(check, model, dtype, path, metric, limit, ok, detail=""):
+    rows.append((check, model, dtype, path, metric, limit, "PASS" if ok else "FAIL", detail))
+
+
+def tokens_check(model, dtype, path, gpu, gpu_logits, cpu, cpu_logits):
+    g, c = gpu["generated_ids"], cpu["generated_ids"]
+    first = next((i for i, (a, b) in enumerate(zip(g, c)) if a != b), None)
+    if first is None:
+        record("cpu", model, dtype, path, f"{len(g)}/{len(c)} tokens equal", "equal", True)
+        return
+    top2 = np.sort(cpu_logits[first])[-2:]
+    margin = float(top2[1] - top2[0])
+    err = float(np.abs(gpu_logits[first] - cpu_logits[first]).max())
+    ok = margin <= 2 * err
+    record("cpu", model, dtype, path, f"diverge@{first}", "margin<=2*err", ok, f"margin {margin:.4f} err {err:.4f}")
+
+
+def hf_logits(fixture, ids):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(fixture, torch_dtype=torch.float32).to("cuda").eval()
+    with torch.no_grad():
+        out = model(torch.tensor([ids], device="cuda")).logits[0].float().cpu().numpy()
+    return out
+
+
+def fixtures():
+    for name in ["tiny-gpt2", "tiny-llama", "tiny-llama3"]:
+        fixture = f"tests/fixtures/{name}"
+        base = ["--model", fixture, "-n", "20", "--prompt", PROMPT]
+        cpu, cpu_logits = llmbench(base + ["--device", "cpu", "--dtype", "f32"], f"{OUT}/{name}-cpu.npy")
+        paths = {"generic": ["--kv-cache", "full"]}
+        if name != "tiny-gpt2":
+            paths["graph"] = ["--kv-cache", "static"]
+            paths["static-no-graph"] = ["--kv-cache", "static", "--no-cuda-graph"]
+        for dtype in ["f32", "f16", "bf16"]:
+            for path, extra in paths.items():
+                gpu, gpu_logits = llmbench(base + ["--device", "cuda", "--dtype", dtype] + extra, f"{OUT}/{name}-{dtype}-{path}.npy")
+                if path == "graph" and not gpu.get("cuda_graph"):
+                    record("graph", name, dtype, path, "graph not used", "used", False)
+                ids = gpu["prompt_ids"] + gpu["generated_ids"]
+                ref = hf_logits(fixture, ids[:-1])[len(gpu["prompt_ids"]) - 1 :]
+                err = max(rel_err(gpu_logits[i], ref[i]) for i in range(len(ref)))
+                record("hf", name, dtype, path, f"rel err {err:.2e}", f"<= {TOLERANCE[dtype]:.0e}", err <= TOLERANCE[dtype])
+                tokens_check(name, dtype, path, gpu, gpu_logits, cpu, cpu_logits)
+
+
+def random_weights():
+    prompt = "The quick brown fox jumps over the lazy dog. " * 2
+    for model in ["smollm2-135m", "tinyllama-1.1b"]:
+        base = ["--no-weights", "--model", model, "-n", "8", "--prompt", prompt]
+        cpu, cpu_logits = llmbench(base + ["--device", "cpu", "--dtype", "f32"], f"{OUT}/{model}-cpu.npy")
+        for dtype, path, extra in [("f32", "generic", ["--kv-cache", "full"]), ("f32", "graph", ["--kv-cache", "static"]),
+                                   ("bf16", "graph", ["--kv-cache", "static"])]:
+            gpu, gpu_logits = llmbench(base + ["--device", "cuda", "--dtype", dtype] + extra, f"{OUT}/{model}-{dtype}-{path}.npy")
+            # Compare on the positions where both ran the same prefix.
+            same = next((i for i, (a, b) in enumerate(zip(gpu["generated_ids"], cpu["generated_ids"])) if a != b), 8)
+            err = max(rel_err(gpu_logits[i], cpu_logits[i]) for i in range(same + 1 if same < 8 else 8))
+            record("cpu-logits", model, dtype, path, f"rel err {err:.2e}", f"<= {TOLERANCE[dtype]:.0e}", err <= TOLERANCE[dtype])
+            tokens_check(model, dtype, path, gpu, gpu_logits, cpu, cpu_logits)
+
+
+def gguf():
+    if not os.path.exists(GGUF):
+        record("gguf", "smollm2 Q4_1", "q4_1", "generic", "file not on this machine", "-", False)
+        return
+    prompts = ["The capital of France is", "def fibonacci(n):", "Once upon a time"]
+    for i, prompt in enumerate(prompts):
+        base = ["--model", GGUF, "-n", "32", "--prompt", prompt]
+        cpu, cpu_logits = llmbench(base + ["--device", "cpu"], f"{OUT}/gguf-{i}-cpu.npy")
+        gpu, gpu_logits = llmbench(base + ["--device", "cuda"], f"{OUT}/gguf-{i}-gpu.npy")
+        kernels = "dmmv" if os.environ.get("LLMBENCH_CUDA_DMMV") else "mmvq"
+        first = next((s for s, (a, b) in enumerate(zip(gpu["generated_ids"], cpu["generated_ids"])) if a != b), 32)
+        err = max(rel_err(gpu_logits[s], cpu_logits[s]) for s in range(min(first + 1, 32)))
+        record("gguf-logits", f"smollm2 Q4_1 #{i}", "q4_1", kernels, f"rel err {err:.2e}", "report", True)
+        tokens_check(f"smollm2 Q4_1 #{i}", "q4_1", kernels, gpu, gpu_logits, cpu, cpu_logits)
+
+
+def main():
+    parts = [fixtures, random_weights, gguf]
+    if len(sys.argv) > 1:  # a subset by name, e.g. `gpu-check.py gguf`
+        parts = [p for p in parts if p.__name__ in sys.argv[1:]]
+    for part in parts:
+        try:
+            part()
+        except Exception as e:  # a crash is a failure row, and the other parts still run
+            record(part.__name__, "-", "-", "-", f"error: {e}"[:120], "-", False)
+    widths = [max(len(str(r[i])) for r in rows + [("check", "model", "dtype", "path", "metric", "limit", "result", "detail")]) for i in range(8)]
+    header = ("check", "model", "dtype", "path", "metric", "limit", "result", "detail")
+    lines = ["  ".join(str(v).ljust(w) for v, w in zip(r, widths)) for r in [header] + rows]
+    report = "\n".join(lines)
+    failed = sum(r[6] == "FAIL" for r in rows)
+    report += f"\n{len(rows) - failed} passed, {failed} failed\n"
+    with open(f"{OUT}/gpu-check.txt", "w") as f:
+        f.write(report)
+    print(report)
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()
