@@ -137,3 +137,34 @@ fn pip_package_that_does_not_exist() {
     assert!(err.contains("pip:no-such-package-llmbench") && err.contains("pip could not download"), "{err}");
     assert!(!err.contains("panicked"));
 }
+
+#[test]
+fn logits_out_must_be_npy() {
+    let model = fixture("tiny-llama");
+    let err = fails_with_input_error(&["--model", path_str(&model), "--prompt", "hi", "--logits-out", "/tmp/x.txt"]);
+    assert!(err.contains("--logits-out") && err.contains(".npy"), "{err}");
+}
+
+/// End to end through the CLI: `--kv-cache static` writes the same logits as `--kv-cache full`,
+/// byte for byte, and `--logits-out` holds one f32 row of vocabulary size per new token.
+#[test]
+fn static_cache_logits_file_equals_full_cache_file() {
+    let model = fixture("tiny-llama");
+    let dir = tempfile::tempdir().unwrap();
+    let run = |kv: &str| {
+        let path = dir.path().join(format!("{kv}.npy"));
+        llmbench()
+            .args(["generate", "--device", "cpu", "--model", path_str(&model), "--prompt", "The history of the river"])
+            .args(["-n", "12", "--ignore-eos", "--json", "--kv-cache", kv, "--logits-out", path_str(&path)])
+            .assert()
+            .success();
+        std::fs::read(path).unwrap()
+    };
+    let (full, fixed) = (run("full"), run("static"));
+    assert_eq!(full, fixed);
+    let header_len = u16::from_le_bytes([full[8], full[9]]) as usize;
+    let header = String::from_utf8_lossy(&full[10..10 + header_len]).into_owned();
+    let vocab = crate::common::load(&model).model.config().vocab_size();
+    assert!(header.contains(&format!("'shape': (12, {vocab})")), "{header}");
+    assert_eq!(full.len(), 10 + header_len + 12 * vocab * 4);
+}
