@@ -37,7 +37,7 @@ pub struct Llama {
     rope: Rope,
     cfg: LlamaConfig,
     model_config: ModelConfig,
-    /// The graph-captured decode step, on CUDA with dense weights (see `cuda_graph.rs`).
+    /// The graph-captured decode step, on CUDA with dense weights (see `cuda_graph/`).
     graph: Option<GraphDecoder>,
     graph_enabled: bool,
 }

@@ -3,10 +3,6 @@
 //! and their tokenizers. Everything above this module sees a `Model` trait object.
 
 pub mod config;
-#[cfg(feature = "cuda")]
-mod cuda_graph;
-#[cfg(not(feature = "cuda"))]
-#[path = "cuda_graph_disabled.rs"]
 mod cuda_graph;
 pub mod gguf;
 pub mod gpt2;

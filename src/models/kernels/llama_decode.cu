@@ -1,4 +1,4 @@
-// Kernels of the graph-captured Llama decode step (src/models/cuda_graph.rs): one token, batch
+// Kernels of the graph-captured Llama decode step (src/models/cuda_graph/cuda.rs): one token, batch
 // 1, every buffer preallocated, the position read from device memory so that one captured CUDA
 // graph replays at every step. Rounding follows candle's generic path op by op (values are
 // rounded to the weights' dtype T wherever candle's ops store T), so greedy tokens match it
@@ -29,25 +29,20 @@ __device__ __forceinline__ float warp_max(float v) {
   return v;
 }
 
-// Sum over the block (blockDim.x a multiple of 32, at most 1024); every thread gets the result.
-__device__ float block_sum(float v, float* scratch) {
+// Sum (or max) over the block (blockDim.x a multiple of 32, at most 1024); every thread gets
+// the result.
+template <bool MAX>
+__device__ float block_reduce(float v, float* scratch) {
   int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
-  v = warp_sum(v);
+  v = MAX ? warp_max(v) : warp_sum(v);
   __syncthreads();
   if (lane == 0) scratch[warp] = v;
   __syncthreads();
-  v = lane < warps ? scratch[lane] : 0.f;
-  return warp_sum(v);
+  v = lane < warps ? scratch[lane] : (MAX ? -INFINITY : 0.f);
+  return MAX ? warp_max(v) : warp_sum(v);
 }
-__device__ float block_max(float v, float* scratch) {
-  int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
-  v = warp_max(v);
-  __syncthreads();
-  if (lane == 0) scratch[warp] = v;
-  __syncthreads();
-  v = lane < warps ? scratch[lane] : -INFINITY;
-  return warp_max(v);
-}
+__device__ float block_sum(float v, float* scratch) { return block_reduce<false>(v, scratch); }
+__device__ float block_max(float v, float* scratch) { return block_reduce<true>(v, scratch); }
 
 // x = table[token]
 template <typename T>

@@ -3,12 +3,13 @@
 //! candle's generic path issues ~25 kernels per layer, each with a host-side allocation, so
 //! SmolLM2-135M decodes at ~100 tok/s on an H100 that could read its weights 10,000 times a
 //! second. Here every buffer is allocated once, the step is 9 launches per layer (fused
-//! add+RMSNorm, RoPE+cache store, attention and SwiGLU kernels from `kernels/llama_decode.cu`
+//! add+RMSNorm, RoPE+cache store, attention and SwiGLU kernels from `../kernels/llama_decode.cu`
 //! plus 4 cuBLAS GEMMs) and the whole sequence is captured once and replayed: the token and
 //! position live in device memory, so the same graph serves every step (what vLLM and
 //! llama.cpp do for CUDA graphs). The weights and cache stay candle tensors; this file only
 //! takes their device addresses.
 
+use super::{DecodeShape, DecodeWeights};
 use crate::kv::StaticCache;
 use candle_core::cuda_backend::cudarc::cublas::{result as blas_result, sys as blas_sys, CudaBlas};
 use candle_core::cuda_backend::cudarc::driver::{
@@ -36,38 +37,6 @@ const CUBLAS_WORKSPACE_BYTES: usize = 32 << 20;
 /// 51,200 positions. Hopper allows 227 KiB per block including the kernel's static shared
 /// memory; asking for all 227 KiB is rejected (CUDA_ERROR_INVALID_VALUE), so leave room.
 const MAX_SHARED_BYTES: usize = 200 * 1024;
-
-/// One layer's weights as the generic path holds them (`[out, in]`, fused where fused).
-pub struct LayerWeights {
-    pub input_norm: Tensor,
-    pub qkv: Tensor,
-    pub o: Tensor,
-    pub post_norm: Tensor,
-    pub gate_up: Tensor,
-    pub down: Tensor,
-}
-
-pub struct DecodeWeights {
-    pub embed: Tensor,
-    pub layers: Vec<LayerWeights>,
-    pub final_norm: Tensor,
-    pub head: Tensor,
-    /// RoPE tables `[positions, head_dim / 2]`.
-    pub cos: Tensor,
-    pub sin: Tensor,
-}
-
-#[derive(Debug, Clone, Copy)]
-pub struct DecodeShape {
-    pub hidden: usize,
-    pub n_head: usize,
-    pub n_kv: usize,
-    pub head_dim: usize,
-    pub intermediate: usize,
-    pub vocab: usize,
-    pub eps: f32,
-    pub interleaved: bool,
-}
 
 /// A graph-captured decode step; `None` from `new` where the weights do not qualify.
 pub struct GraphDecoder {

@@ -1,0 +1,50 @@
+//! The graph-captured CUDA decode step for the Llama family: the weights and shapes it reads
+//! (here, shared by both builds), the decoder itself in `cuda.rs`, and its stand-in for builds
+//! without the `cuda` feature in `disabled.rs` (same signatures; `new` never returns a decoder).
+
+#[cfg(feature = "cuda")]
+mod cuda;
+#[cfg(not(feature = "cuda"))]
+mod disabled;
+
+#[cfg(feature = "cuda")]
+pub use cuda::GraphDecoder;
+#[cfg(not(feature = "cuda"))]
+pub use disabled::GraphDecoder;
+
+use candle_core::Tensor;
+
+/// One layer's weights as the generic path holds them (`[out, in]`, fused where fused).
+#[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+pub struct LayerWeights {
+    pub input_norm: Tensor,
+    pub qkv: Tensor,
+    pub o: Tensor,
+    pub post_norm: Tensor,
+    pub gate_up: Tensor,
+    pub down: Tensor,
+}
+
+#[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+pub struct DecodeWeights {
+    pub embed: Tensor,
+    pub layers: Vec<LayerWeights>,
+    pub final_norm: Tensor,
+    pub head: Tensor,
+    /// RoPE tables `[positions, head_dim / 2]`.
+    pub cos: Tensor,
+    pub sin: Tensor,
+}
+
+#[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+#[derive(Debug, Clone, Copy)]
+pub struct DecodeShape {
+    pub hidden: usize,
+    pub n_head: usize,
+    pub n_kv: usize,
+    pub head_dim: usize,
+    pub intermediate: usize,
+    pub vocab: usize,
+    pub eps: f32,
+    pub interleaved: bool,
+}
