@@ -29,20 +29,26 @@ __device__ __forceinline__ float warp_max(float v) {
   return v;
 }
 
-// Sum (or max) over the block (blockDim.x a multiple of 32, at most 1024); every thread gets
-// the result.
-template <bool MAX>
-__device__ float block_reduce(float v, float* scratch) {
+// Sum over the block (blockDim.x a multiple of 32, at most 1024); every thread gets the result.
+// block_max below is the same with max: kept as two plain functions, as run on the H100.
+__device__ float block_sum(float v, float* scratch) {
   int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
-  v = MAX ? warp_max(v) : warp_sum(v);
+  v = warp_sum(v);
   __syncthreads();
   if (lane == 0) scratch[warp] = v;
   __syncthreads();
-  v = lane < warps ? scratch[lane] : (MAX ? -INFINITY : 0.f);
-  return MAX ? warp_max(v) : warp_sum(v);
+  v = lane < warps ? scratch[lane] : 0.f;
+  return warp_sum(v);
 }
-__device__ float block_sum(float v, float* scratch) { return block_reduce<false>(v, scratch); }
-__device__ float block_max(float v, float* scratch) { return block_reduce<true>(v, scratch); }
+__device__ float block_max(float v, float* scratch) {
+  int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
+  v = warp_max(v);
+  __syncthreads();
+  if (lane == 0) scratch[warp] = v;
+  __syncthreads();
+  v = lane < warps ? scratch[lane] : -INFINITY;
+  return warp_max(v);
+}
 
 // x = table[token]
 template <typename T>
