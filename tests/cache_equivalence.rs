@@ -79,3 +79,61 @@ fn gpt2_static_cache_is_bitwise_full() {
 fn llama_static_cache_is_bitwise_full() {
     static_equals_full("tiny-llama");
 }
+
+/// Runs `STEPS` greedy steps through `cache` and through a full cache side by side; returns
+/// whether every step's logits were bitwise equal.
+fn bitwise_equal_to_full(name: &str, kind: KvKind, options: kv::KvOptions) -> bool {
+    let loaded = load(&fixture(name));
+    let model = loaded.model.as_ref();
+    let n_layers = model.config().n_layers();
+    let mut full = kv::build(KvKind::Full, n_layers, 4 + STEPS);
+    let mut other = kv::build_with(kind, options, n_layers, 4 + STEPS);
+    let mut tokens: Vec<u32> = vec![5, 17, 42, 7];
+    let mut pos = 0;
+    let mut equal = true;
+    for _ in 0..STEPS {
+        let input = Tensor::new(&tokens[pos..], &Device::Cpu).unwrap().unsqueeze(0).unwrap();
+        let a: Vec<f32> = model.forward(&input, pos, full.as_mut()).unwrap().squeeze(0).unwrap().to_vec1().unwrap();
+        let b: Vec<f32> = model.forward(&input, pos, other.as_mut()).unwrap().squeeze(0).unwrap().to_vec1().unwrap();
+        equal &= a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits());
+        pos = tokens.len();
+        tokens.push(argmax(&a));
+    }
+    equal
+}
+
+#[test]
+fn paged_cache_is_bitwise_full_with_blocks_that_do_not_divide_the_length() {
+    for name in ["tiny-gpt2", "tiny-llama"] {
+        assert!(bitwise_equal_to_full(name, KvKind::Paged, kv::KvOptions { block_size: 5, ..Default::default() }), "{name}");
+    }
+}
+
+#[test]
+fn window_covering_the_sequence_is_bitwise_full_and_a_short_one_is_not() {
+    let covering = kv::KvOptions { window: 4 + STEPS, ..Default::default() };
+    assert!(bitwise_equal_to_full("tiny-llama", KvKind::Window, covering));
+    let short = kv::KvOptions { window: 8, ..Default::default() };
+    assert!(!bitwise_equal_to_full("tiny-llama", KvKind::Window, short), "a window of 8 must change the logits");
+}
+
+/// Bytes each strategy reports equal the analytic count: layers x 2 x kv_heads x head_dim x
+/// tokens x 4 bytes (f32), tokens being what it holds (whole blocks for paged, the reservation
+/// for static, the window for window).
+#[test]
+fn reported_bytes_equal_the_analytic_count() {
+    let loaded = load(&fixture("tiny-llama"));
+    let model = loaded.model.as_ref();
+    let n_layers = model.config().n_layers();
+    let (kv_heads, head_dim) = model.config().kv_shape();
+    let per_token = (n_layers * 2 * kv_heads * head_dim * 4) as u64;
+    let options = kv::KvOptions { window: 16, block_size: 7 };
+    let max_tokens = 40;
+    let prompt: Vec<u32> = (0..30).map(|i| (i * 7 % 50) as u32).collect();
+    for (kind, held) in [(KvKind::Full, 30), (KvKind::Static, 40), (KvKind::Window, 16), (KvKind::Paged, 35), (KvKind::None, 0)] {
+        let mut cache = kv::build_with(kind, options, n_layers, max_tokens);
+        let input = Tensor::new(prompt.as_slice(), &Device::Cpu).unwrap().unsqueeze(0).unwrap();
+        model.forward(&input, 0, cache.as_mut()).unwrap();
+        assert_eq!(cache.stats().kv_cache_bytes, per_token * held, "{kind:?}");
+    }
+}

@@ -168,3 +168,12 @@ fn static_cache_logits_file_equals_full_cache_file() {
     assert!(header.contains(&format!("'shape': (12, {vocab})")), "{header}");
     assert_eq!(full.len(), 10 + header_len + 12 * vocab * 4);
 }
+
+#[test]
+fn zero_window_and_zero_block_size() {
+    let model = fixture("tiny-llama");
+    let err = fails_with_input_error(&["--model", path_str(&model), "--prompt", "hi", "--kv-cache", "window", "--kv-window", "0"]);
+    assert!(err.contains("--kv-window 0"), "{err}");
+    let err = fails_with_input_error(&["--model", path_str(&model), "--prompt", "hi", "--kv-cache", "paged", "--kv-block-size", "0"]);
+    assert!(err.contains("--kv-block-size 0"), "{err}");
+}

@@ -3,7 +3,7 @@
 
 use crate::engine::device::DeviceChoice;
 use crate::decode::sampling::SamplingConfig;
-use crate::kv::KvKind;
+use crate::kv::{KvKind, KvOptions};
 use crate::results::export::OutputFormat;
 use crate::models::source::{SourceOptions, DEFAULT_MODEL};
 use crate::models::DTypeArg;
@@ -105,9 +105,36 @@ pub struct GenerationArgs {
     /// KV-cache strategy.
     #[arg(long, value_enum, default_value_t = KvKind::Full)]
     pub kv_cache: KvKind,
+    /// Positions `--kv-cache window` keeps.
+    #[arg(long, default_value_t = 256)]
+    #[serde(default = "default_kv_window")]
+    pub kv_window: usize,
+    /// Token slots per block of `--kv-cache paged`.
+    #[arg(long, default_value_t = 16)]
+    #[serde(default = "default_kv_block_size")]
+    pub kv_block_size: usize,
+}
+
+fn default_kv_window() -> usize {
+    KvOptions::default().window
+}
+
+fn default_kv_block_size() -> usize {
+    KvOptions::default().block_size
 }
 
 impl GenerationArgs {
+    /// The KV-cache options, checked.
+    pub fn kv_options(&self) -> anyhow::Result<KvOptions> {
+        if self.kv_window == 0 {
+            crate::bail_input!("--kv-window 0: the window must keep at least 1 token");
+        }
+        if self.kv_block_size == 0 {
+            crate::bail_input!("--kv-block-size 0: a block must hold at least 1 token");
+        }
+        Ok(KvOptions { window: self.kv_window, block_size: self.kv_block_size })
+    }
+
     pub fn sampling(&self) -> SamplingConfig {
         SamplingConfig {
             temperature: self.temperature,

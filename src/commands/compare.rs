@@ -28,6 +28,7 @@ struct Planned {
 pub fn run(args: &CompareArgs) -> Result<Outcome> {
     let methods = parse_methods(&args.methods)?;
     validate(args, &methods)?;
+    let kv_options = args.generation.kv_options()?;
     let prompt_texts = prompts::load(&args.run.prompts, args.run.prompts_file.as_deref())?;
     let sampling = args.generation.sampling();
     sampling.validate()?;
@@ -113,6 +114,7 @@ pub fn run(args: &CompareArgs) -> Result<Outcome> {
                 warmup: args.run.warmup,
                 repetitions: args.run.repetitions,
                 kv: args.generation.kv_cache,
+                kv_options,
             };
             let mut strategy = decode::build(p.method, p.method_params);
             let outcome = harness::run_case(&loaded.model, &engine, strategy.as_mut(), &spec, &mut || progress.inc(1));
@@ -247,7 +249,10 @@ fn plan(args: &CompareArgs, models: &[String], methods: &[Method]) -> Vec<Planne
                                 window,
                                 stride,
                                 max_new_tokens: n,
-                                kv_cache: serde_json::to_value(kv).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default(),
+                                kv_cache: kv.label(&crate::kv::KvOptions {
+                                    window: args.generation.kv_window,
+                                    block_size: args.generation.kv_block_size,
+                                }),
                             },
                             method,
                             method_params: MethodParams { window: window.unwrap_or(0), stride: stride.unwrap_or(0) },

@@ -18,6 +18,7 @@ pub fn run(args: &GenerateArgs) -> Result<Outcome> {
         crate::bail_input!("--max-new-tokens 0: generate at least 1 token");
     }
     args.generation.sampling().validate()?;
+    let kv_options = args.generation.kv_options()?;
     let loaded = load_model(&args.model, &args.device, args.generation.seed)?;
     let tokenizer = &loaded.model.tokenizer;
     let prompt_ids = tokenizer.encode(&args.prompt)?;
@@ -35,7 +36,12 @@ pub fn run(args: &GenerateArgs) -> Result<Outcome> {
         stop_at_eos: !args.ignore_eos,
     };
     engine.validate(&request)?;
-    let mut cache = kv::build(args.generation.kv_cache, loaded.model.model.config().n_layers(), prompt_ids.len() + max_new_tokens);
+    let mut cache = kv::build_with(
+        args.generation.kv_cache,
+        kv_options,
+        loaded.model.model.config().n_layers(),
+        prompt_ids.len() + max_new_tokens,
+    );
 
     let mut stdout = std::io::stdout().lock();
     let mut streamed = Vec::new();

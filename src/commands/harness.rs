@@ -41,6 +41,7 @@ pub struct CaseSpec<'a> {
     pub warmup: usize,
     pub repetitions: usize,
     pub kv: KvKind,
+    pub kv_options: kv::KvOptions,
 }
 
 /// Runs a case: warm-up on the first prompt, then every prompt `repetitions` times. `tick`
@@ -54,7 +55,7 @@ pub fn run_case(
 ) -> Result<Option<Vec<RunRecord>>> {
     let n_layers = loaded.model.config().n_layers();
     let longest_prompt = spec.prompts.iter().map(Vec::len).max().unwrap_or(0);
-    let mut cache = kv::build(strategy.cache_kind(spec.kv), n_layers, longest_prompt + spec.max_new_tokens);
+    let mut cache = kv::build_with(strategy.cache_kind(spec.kv), spec.kv_options, n_layers, longest_prompt + spec.max_new_tokens);
     fn request<'p>(spec: &CaseSpec, prompt: &'p [u32]) -> GenerateRequest<'p> {
         GenerateRequest {
             prompt_ids: prompt,

@@ -2,13 +2,18 @@
 //! knows no architecture: the model hands it rotated keys and values and attends over what
 //! `append` returns. One factory (`build`) turns a `KvKind` into a boxed strategy.
 
+pub mod block_pool;
 mod full;
 mod none;
+mod paged;
 mod static_cache;
+mod window;
 
 pub use full::FullCache;
 pub use none::NoCache;
+pub use paged::{PagedCache, PagedUsage};
 pub use static_cache::StaticCache;
+pub use window::WindowCache;
 
 use candle_core::{Result, Tensor};
 use serde::{Deserialize, Serialize};
@@ -68,15 +73,55 @@ pub enum KvKind {
     /// One buffer per layer preallocated for the whole run, written in place (the CUDA graph
     /// decode step runs on it).
     Static,
+    /// Only the last `--kv-window` positions.
+    Window,
+    /// Blocks of `--kv-block-size` slots from a pool, through a block table (PagedAttention).
+    Paged,
+}
+
+impl KvKind {
+    /// The name in results, with the option that changes what it does (`window:256`, `paged:16`).
+    pub fn label(self, options: &KvOptions) -> String {
+        match self {
+            Self::Full => "full".into(),
+            Self::None => "none".into(),
+            Self::Static => "static".into(),
+            Self::Window => format!("window:{}", options.window),
+            Self::Paged => format!("paged:{}", options.block_size),
+        }
+    }
+}
+
+/// Settings of the strategies that take any.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KvOptions {
+    /// Positions the window strategy keeps.
+    pub window: usize,
+    /// Token slots per block of the paged strategy.
+    pub block_size: usize,
+}
+
+impl Default for KvOptions {
+    fn default() -> Self {
+        Self { window: 256, block_size: 16 }
+    }
+}
+
+/// A strategy with default options (see `build_with`).
+pub fn build(kind: KvKind, n_layers: usize, max_tokens: usize) -> Box<dyn KvCache> {
+    build_with(kind, KvOptions::default(), n_layers, max_tokens)
 }
 
 /// The one factory from kind to strategy. `max_tokens` is the longest sequence the run can
-/// reach (prompt plus new tokens); preallocating strategies size themselves by it.
-pub fn build(kind: KvKind, n_layers: usize, max_tokens: usize) -> Box<dyn KvCache> {
+/// reach (prompt plus new tokens); preallocating strategies size themselves by it. Options
+/// are validated by the caller (`GenerationArgs::kv_options`).
+pub fn build_with(kind: KvKind, options: KvOptions, n_layers: usize, max_tokens: usize) -> Box<dyn KvCache> {
     match kind {
         KvKind::Full => Box::new(FullCache::new(n_layers)),
         KvKind::None => Box::new(NoCache),
         KvKind::Static => Box::new(StaticCache::new(n_layers, max_tokens)),
+        KvKind::Window => Box::new(WindowCache::new(n_layers, options.window)),
+        KvKind::Paged => Box::new(PagedCache::new(n_layers, options.block_size, max_tokens)),
     }
 }
 

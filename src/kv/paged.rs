@@ -1,0 +1,154 @@
+//! The paged cache (PagedAttention, Kwon et al. 2023): per layer one pool of fixed-size blocks
+//! `[batch, kv_heads, blocks * block_size, head_dim]`, filled through a block table
+//! (`block_pool.rs`) instead of one contiguous region per sequence. Attention reads keys and
+//! values through the table: a gather of the sequence's slots in position order (vLLM's kernel
+//! reads them in place; here the gather is a copy, which keeps candle's attention unchanged and
+//! the logits bit for bit those of the full cache).
+
+use super::block_pool::{BlockPool, BlockTable};
+use super::{tensor_bytes, KvCache, KvKind, KvStats};
+use candle_core::{Result, Tensor};
+
+const SEQ_DIM: usize = 2;
+
+/// Block usage of a paged cache, for results.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PagedUsage {
+    pub blocks_used: usize,
+    pub blocks_free: usize,
+    pub wasted_slots: usize,
+}
+
+pub struct PagedCache {
+    pool: BlockPool,
+    table: BlockTable,
+    /// Per-layer block storage, allocated on the first append.
+    layers: Vec<Option<(Tensor, Tensor)>>,
+    lens: Vec<usize>,
+}
+
+impl PagedCache {
+    /// A pool with enough blocks of `block_size` for `max_tokens` positions.
+    pub fn new(n_layers: usize, block_size: usize, max_tokens: usize) -> Self {
+        Self {
+            pool: BlockPool::new(block_size, max_tokens.div_ceil(block_size).max(1)),
+            table: BlockTable::default(),
+            layers: vec![None; n_layers],
+            lens: vec![0; n_layers],
+        }
+    }
+
+    pub fn usage(&self) -> PagedUsage {
+        PagedUsage {
+            blocks_used: self.table.blocks.len(),
+            blocks_free: self.pool.free(),
+            wasted_slots: self.table.wasted_slots(self.pool.block_size()),
+        }
+    }
+
+    fn bytes_per_slot(&self) -> u64 {
+        let slots = (self.pool.total() * self.pool.block_size()) as u64;
+        self.layers.iter().flatten().map(|(k, v)| (tensor_bytes(k) + tensor_bytes(v)) / slots).sum()
+    }
+}
+
+impl KvCache for PagedCache {
+    fn append(&mut self, layer: usize, k: &Tensor, v: &Tensor) -> Result<(Tensor, Tensor)> {
+        let (b, h, t, d) = k.dims4()?;
+        let len = *self.lens.get(layer).ok_or_else(|| candle_core::Error::Msg(format!("kv cache has no layer {layer}")))?;
+        let bs = self.pool.block_size();
+        if self.table.reserve(&mut self.pool, len + t).is_none() {
+            candle_core::bail!(
+                "paged kv cache out of blocks: {} tokens need {} blocks of {bs}, the pool has {}",
+                len + t,
+                (len + t).div_ceil(bs),
+                self.pool.total()
+            );
+        }
+        self.table.len = self.table.len.max(len + t);
+        if self.layers[layer].is_none() {
+            let zeros = || Tensor::zeros((b, h, self.pool.total() * bs, d), k.dtype(), k.device());
+            self.layers[layer] = Some((zeros()?, zeros()?));
+        }
+        let (kb, vb) = self.layers[layer].as_ref().expect("allocated above");
+        let (k, v) = (k.contiguous()?, v.contiguous()?);
+        // Write the new positions block by block: each run stays inside one block.
+        let mut pos = len;
+        while pos < len + t {
+            let (block, offset) = (self.table.blocks[pos / bs], pos % bs);
+            let run = (bs - offset).min(len + t - pos);
+            let slot = block * bs + offset;
+            kb.slice_set(&k.narrow(SEQ_DIM, pos - len, run)?.contiguous()?, SEQ_DIM, slot)?;
+            vb.slice_set(&v.narrow(SEQ_DIM, pos - len, run)?.contiguous()?, SEQ_DIM, slot)?;
+            pos += run;
+        }
+        self.lens[layer] = len + t;
+        let mut table = self.table.clone();
+        table.len = len + t;
+        let slots = Tensor::new(table.slots(bs), k.device())?;
+        Ok((kb.index_select(&slots, SEQ_DIM)?, vb.index_select(&slots, SEQ_DIM)?))
+    }
+
+    fn seq_len(&self) -> usize {
+        self.lens.first().copied().unwrap_or(0)
+    }
+
+    fn truncate(&mut self, len: usize) -> Result<()> {
+        self.lens.iter_mut().for_each(|l| *l = (*l).min(len));
+        self.table.truncate(&mut self.pool, len);
+        Ok(())
+    }
+
+    fn reset(&mut self) {
+        self.truncate(0).unwrap_or(());
+    }
+
+    /// Bytes of the blocks this sequence holds (whole blocks, the last one's tail included).
+    fn stats(&self) -> KvStats {
+        let held = (self.table.blocks.len() * self.pool.block_size()) as u64 * self.bytes_per_slot();
+        KvStats { kv_cache_bytes: held, tokens_held: self.seq_len(), evictions: 0 }
+    }
+
+    fn kind(&self) -> KvKind {
+        KvKind::Paged
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kv::FullCache;
+    use candle_core::Device;
+
+    fn kv(t: usize, seed: f32) -> Tensor {
+        Tensor::arange(0f32, (2 * t * 4) as f32, &Device::Cpu).unwrap().affine(seed as f64, 0.25).unwrap().reshape((1, 2, t, 4)).unwrap()
+    }
+
+    #[test]
+    fn reads_back_what_the_full_cache_holds_across_blocks_and_truncation() {
+        let (mut full, mut paged) = (FullCache::new(2), PagedCache::new(2, 3, 12));
+        let check = |full: &mut FullCache, paged: &mut PagedCache, t: usize, seed: f32| {
+            for layer in 0..2 {
+                let (a, b) = (full.append(layer, &kv(t, seed), &kv(t, -seed)).unwrap(), paged.append(layer, &kv(t, seed), &kv(t, -seed)).unwrap());
+                for (x, y) in [(a.0, b.0), (a.1, b.1)] {
+                    let x: Vec<f32> = x.flatten_all().unwrap().to_vec1().unwrap();
+                    let y: Vec<f32> = y.flatten_all().unwrap().to_vec1().unwrap();
+                    assert_eq!(x, y);
+                }
+            }
+        };
+        check(&mut full, &mut paged, 5, 1.0);
+        check(&mut full, &mut paged, 1, 2.0);
+        assert_eq!(paged.usage(), PagedUsage { blocks_used: 2, blocks_free: 2, wasted_slots: 0 });
+        // 2 layers x (k + v) x 2 blocks x 3 slots x 2 heads x 4 dims x 4 bytes
+        assert_eq!(paged.stats().kv_cache_bytes, 2 * 2 * 2 * 3 * 2 * 4 * 4);
+        full.truncate(4).unwrap();
+        paged.truncate(4).unwrap();
+        assert_eq!(paged.usage(), PagedUsage { blocks_used: 2, blocks_free: 2, wasted_slots: 2 });
+        check(&mut full, &mut paged, 4, 3.0);
+        assert_eq!(paged.seq_len(), 8);
+        paged.reset();
+        assert_eq!(paged.usage().blocks_free, 4);
+        assert!(paged.append(0, &kv(13, 1.0), &kv(13, 1.0)).is_err(), "13 tokens exceed 4 blocks of 3");
+    }
+}
