@@ -125,6 +125,17 @@ pub fn build_with(kind: KvKind, options: KvOptions, n_layers: usize, max_tokens:
     }
 }
 
+#[cfg(test)]
+pub(crate) mod test_util {
+    use candle_core::{Device, Tensor};
+
+    /// Distinct values `[1, 2 heads, t, 4]` that depend on `seed`, for cache tests.
+    pub fn ramp(t: usize, seed: f32) -> Tensor {
+        let n = (2 * t * 4) as f32;
+        Tensor::arange(0f32, n, &Device::Cpu).unwrap().affine(seed as f64, 0.5).unwrap().reshape((1, 2, t, 4)).unwrap()
+    }
+}
+
 /// Bytes of one tensor's storage.
 pub(crate) fn tensor_bytes(t: &Tensor) -> u64 {
     (t.elem_count() * t.dtype().size_in_bytes()) as u64

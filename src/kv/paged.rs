@@ -117,12 +117,8 @@ impl KvCache for PagedCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kv::test_util::ramp as kv;
     use crate::kv::FullCache;
-    use candle_core::Device;
-
-    fn kv(t: usize, seed: f32) -> Tensor {
-        Tensor::arange(0f32, (2 * t * 4) as f32, &Device::Cpu).unwrap().affine(seed as f64, 0.25).unwrap().reshape((1, 2, t, 4)).unwrap()
-    }
 
     #[test]
     fn reads_back_what_the_full_cache_holds_across_blocks_and_truncation() {
