@@ -119,7 +119,8 @@ fn window_covering_the_sequence_is_bitwise_full_and_a_short_one_is_not() {
 
 /// Bytes each strategy reports equal the analytic count: layers x 2 x kv_heads x head_dim x
 /// tokens x 4 bytes (f32), tokens being what it holds (whole blocks for paged, the reservation
-/// for static, the window for window).
+/// for static, the window for window); int8 holds 1 byte an element plus a 4-byte scale per
+/// token and head.
 #[test]
 fn reported_bytes_equal_the_analytic_count() {
     let loaded = load(&fixture("tiny-llama"));
@@ -130,10 +131,19 @@ fn reported_bytes_equal_the_analytic_count() {
     let options = kv::KvOptions { window: 16, block_size: 7 };
     let max_tokens = 40;
     let prompt: Vec<u32> = (0..30).map(|i| (i * 7 % 50) as u32).collect();
-    for (kind, held) in [(KvKind::Full, 30), (KvKind::Static, 40), (KvKind::Window, 16), (KvKind::Paged, 35), (KvKind::None, 0)] {
+    let int8_per_token = (n_layers * 2 * kv_heads * (head_dim + 4)) as u64;
+    let cases = [
+        (KvKind::Full, per_token * 30),
+        (KvKind::Static, per_token * 40),
+        (KvKind::Window, per_token * 16),
+        (KvKind::Paged, per_token * 35),
+        (KvKind::None, 0),
+        (KvKind::Int8, int8_per_token * 30),
+    ];
+    for (kind, bytes) in cases {
         let mut cache = kv::build_with(kind, options, n_layers, max_tokens);
         let input = Tensor::new(prompt.as_slice(), &Device::Cpu).unwrap().unsqueeze(0).unwrap();
         model.forward(&input, 0, cache.as_mut()).unwrap();
-        assert_eq!(cache.stats().kv_cache_bytes, per_token * held, "{kind:?}");
+        assert_eq!(cache.stats().kv_cache_bytes, bytes, "{kind:?}");
     }
 }

@@ -4,12 +4,14 @@
 
 pub mod block_pool;
 mod full;
+mod int8;
 mod none;
 mod paged;
 mod static_cache;
 mod window;
 
 pub use full::FullCache;
+pub use int8::Int8Cache;
 pub use none::NoCache;
 pub use paged::{PagedCache, PagedUsage};
 pub use static_cache::StaticCache;
@@ -77,6 +79,8 @@ pub enum KvKind {
     Window,
     /// Blocks of `--kv-block-size` slots from a pool, through a block table (PagedAttention).
     Paged,
+    /// Keys and values as 8-bit integers with a scale per token and head.
+    Int8,
 }
 
 impl KvKind {
@@ -88,6 +92,7 @@ impl KvKind {
             Self::Static => "static".into(),
             Self::Window => format!("window:{}", options.window),
             Self::Paged => format!("paged:{}", options.block_size),
+            Self::Int8 => "int8".into(),
         }
     }
 }
@@ -122,6 +127,7 @@ pub fn build_with(kind: KvKind, options: KvOptions, n_layers: usize, max_tokens:
         KvKind::Static => Box::new(StaticCache::new(n_layers, max_tokens)),
         KvKind::Window => Box::new(WindowCache::new(n_layers, options.window)),
         KvKind::Paged => Box::new(PagedCache::new(n_layers, options.block_size, max_tokens)),
+        KvKind::Int8 => Box::new(Int8Cache::new(n_layers)),
     }
 }
 
