@@ -66,7 +66,7 @@ fn main() {
     assert_eq!(prompt.len(), PROMPT_TOKENS);
 
     let engine = Engine::new(loaded.model.as_ref(), &Device::Cpu);
-    let mut cache = kv::build(KvKind::Full, loaded.model.config().n_layers());
+    let mut cache = kv::build(KvKind::Full, loaded.model.config().n_layers(), PROMPT_TOKENS + NEW_TOKENS);
     let request = GenerateRequest {
         prompt_ids: &prompt,
         max_new_tokens: NEW_TOKENS,
