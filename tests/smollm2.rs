@@ -141,14 +141,24 @@ fn passage_perplexity(loaded: &llmbench::models::LoadedModel, kind: KvKind) -> f
     (nll / (input_ids.len() - 1) as f64).exp()
 }
 
-/// The bound: an int8 cache (per-token symmetric) costs under 1% perplexity on real
-/// text, and it does cost something (the rounding is really applied).
+/// Perplexity increase each quantized cache may cost on the real passage. int8: the issue's
+/// 1%. int4 and mixed: measured (see the test's output), then fixed with margin.
+const QUANTIZED_PPL_BOUNDS: [(KvKind, f64); 3] = [(KvKind::Int8, 0.01), (KvKind::Int4, INT4_BOUND), (KvKind::Mixed, MIXED_BOUND)];
+/// Measured +1.38% (2026-11-23).
+const INT4_BOUND: f64 = 0.03;
+/// Measured +0.80% (2026-11-23).
+const MIXED_BOUND: f64 = 0.02;
+
+/// Quantized caches cost a bounded perplexity increase on real text, and they do cost
+/// something (the rounding is really applied).
 #[test]
-fn int8_cache_perplexity_is_within_one_percent_of_full() {
+fn quantized_cache_perplexity_stays_within_its_bound() {
     let loaded = load(&smollm2_gguf());
     let full = passage_perplexity(&loaded, KvKind::Full);
-    let int8 = passage_perplexity(&loaded, KvKind::Int8);
-    eprintln!("perplexity: full {full:.4}, int8 {int8:.4} ({:+.3}%)", (int8 / full - 1.0) * 100.0);
-    assert!((int8 / full - 1.0).abs() <= 0.01, "int8 {int8} vs full {full}");
-    assert!(int8 != full, "int8 rounding changed nothing");
+    for (kind, bound) in QUANTIZED_PPL_BOUNDS {
+        let ppl = passage_perplexity(&loaded, kind);
+        eprintln!("perplexity: full {full:.4}, {kind:?} {ppl:.4} ({:+.3}%)", (ppl / full - 1.0) * 100.0);
+        assert!((ppl / full - 1.0).abs() <= bound, "{kind:?} {ppl} vs full {full}");
+        assert!(ppl != full, "{kind:?} rounding changed nothing");
+    }
 }

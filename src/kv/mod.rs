@@ -4,16 +4,16 @@
 
 pub mod block_pool;
 mod full;
-mod int8;
 mod none;
 mod paged;
+mod quantized;
 mod static_cache;
 mod window;
 
 pub use full::FullCache;
-pub use int8::Int8Cache;
 pub use none::NoCache;
 pub use paged::{PagedCache, PagedUsage};
+pub use quantized::{Bits, QuantizedCache, INT4_GROUP};
 pub use static_cache::StaticCache;
 pub use window::WindowCache;
 
@@ -81,6 +81,10 @@ pub enum KvKind {
     Paged,
     /// Keys and values as 8-bit integers with a scale per token and head.
     Int8,
+    /// Keys and values as 4-bit integers, scale and zero point per group of 32 channels.
+    Int4,
+    /// 8-bit keys, 4-bit values.
+    Mixed,
 }
 
 impl KvKind {
@@ -93,6 +97,8 @@ impl KvKind {
             Self::Window => format!("window:{}", options.window),
             Self::Paged => format!("paged:{}", options.block_size),
             Self::Int8 => "int8".into(),
+            Self::Int4 => "int4".into(),
+            Self::Mixed => "mixed".into(),
         }
     }
 }
@@ -127,7 +133,9 @@ pub fn build_with(kind: KvKind, options: KvOptions, n_layers: usize, max_tokens:
         KvKind::Static => Box::new(StaticCache::new(n_layers, max_tokens)),
         KvKind::Window => Box::new(WindowCache::new(n_layers, options.window)),
         KvKind::Paged => Box::new(PagedCache::new(n_layers, options.block_size, max_tokens)),
-        KvKind::Int8 => Box::new(Int8Cache::new(n_layers)),
+        KvKind::Int8 => Box::new(QuantizedCache::new(n_layers, kind, Bits::Eight, Bits::Eight)),
+        KvKind::Int4 => Box::new(QuantizedCache::new(n_layers, kind, Bits::Four, Bits::Four)),
+        KvKind::Mixed => Box::new(QuantizedCache::new(n_layers, kind, Bits::Eight, Bits::Four)),
     }
 }
 
