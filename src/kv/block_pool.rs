@@ -69,9 +69,10 @@ impl BlockTable {
         }
     }
 
-    /// The physical slot (block * block_size + offset) of every position `0..len`.
-    pub fn slots(&self, block_size: usize) -> Vec<u32> {
-        (0..self.len).map(|p| (self.blocks[p / block_size] * block_size + p % block_size) as u32).collect()
+    /// The physical slot (block * block_size + offset) of every position `0..len` (`len` up to
+    /// what the table covers: one layer may read before the others have written).
+    pub fn slots(&self, block_size: usize, len: usize) -> Vec<u32> {
+        (0..len).map(|p| (self.blocks[p / block_size] * block_size + p % block_size) as u32).collect()
     }
 
     /// Slots reserved but not holding a token (the last block's tail).
@@ -92,7 +93,7 @@ mod tests {
         table.len = 6;
         assert_eq!(table.blocks, [0, 1]);
         assert_eq!((pool.free(), table.wasted_slots(4)), (3, 2));
-        assert_eq!(table.slots(4), [0, 1, 2, 3, 4, 5]);
+        assert_eq!(table.slots(4, 6), [0, 1, 2, 3, 4, 5]);
         table.truncate(&mut pool, 3);
         assert_eq!((table.blocks.as_slice(), pool.free()), (&[0][..], 4));
         // The released block comes back first, so the table is no longer in physical order.
@@ -102,7 +103,7 @@ mod tests {
         table.reserve(&mut pool, 9).unwrap();
         table.len = 9;
         assert_eq!(table.blocks, [0, 2, 3]);
-        assert_eq!(table.slots(4)[4..], [8, 9, 10, 11, 12]);
+        assert_eq!(table.slots(4, 9)[4..], [8, 9, 10, 11, 12]);
         assert!(table.reserve(&mut pool, 17).is_none(), "two more blocks needed, one free");
         assert_eq!(table.blocks.len(), 3);
     }

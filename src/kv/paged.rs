@@ -83,9 +83,7 @@ impl KvCache for PagedCache {
             pos += run;
         }
         self.lens[layer] = len + t;
-        let mut table = self.table.clone();
-        table.len = len + t;
-        let slots = Tensor::new(table.slots(bs), k.device())?;
+        let slots = Tensor::new(self.table.slots(bs, len + t), k.device())?;
         Ok((kb.index_select(&slots, SEQ_DIM)?, vb.index_select(&slots, SEQ_DIM)?))
     }
 
