@@ -1,0 +1,66 @@
+//! `llmbench diff` on a real run: against itself (nothing significant) and against a copy
+//! whose timings are exactly three times slower (a significant regression, exit code 1).
+//!
+//! The slow side is derived from the real run rather than measured (an earlier version ran
+//! with 1 thread against 2): CI machines are noisy enough that a real 1-vs-2-thread slowdown
+//! was not always significant, and a test of diff's statistics must not depend on the
+//! machine's cores. Scaling every sample keeps the real run's spread.
+
+use crate::common::{llmbench, smollm2_gguf};
+use serde_json::Value;
+
+const SLOWDOWN: f64 = 3.0;
+
+/// Every timing of every run, as if each took `SLOWDOWN` times longer.
+fn slowed(report: &mut Value) {
+    for case in report["cases"].as_array_mut().unwrap() {
+        for run in case["runs"].as_array_mut().unwrap() {
+            for (field, factor) in [
+                ("ttft_ms", SLOWDOWN),
+                ("tpot_ms", SLOWDOWN),
+                ("e2e_ms", SLOWDOWN),
+                ("prefill_tokens_per_s", 1.0 / SLOWDOWN),
+                ("decode_tokens_per_s", 1.0 / SLOWDOWN),
+            ] {
+                let v = run[field].as_f64().unwrap();
+                run[field] = Value::from(v * factor);
+            }
+        }
+    }
+}
+
+#[test]
+fn diff_against_itself_and_against_a_slowed_run() {
+    let gguf = smollm2_gguf();
+    let dir = tempfile::tempdir().unwrap();
+    let fast = dir.path().join("fast");
+    llmbench()
+        .args(["compare", "--device", "cpu", "--warmup", "0", "--out"])
+        .arg(&fast)
+        .args(["--model", gguf.to_str().unwrap(), "-n", "16", "-r", "6", "--methods", "standard"])
+        .args(["--prompt", "The history of Rome", "--no-charts", "-q"])
+        .assert()
+        .success();
+    let same = llmbench().arg("diff").arg(&fast).arg(&fast).args(["--fail-on-regression", "1"]).assert().success();
+    let text = String::from_utf8_lossy(&same.get_output().stdout).into_owned();
+    assert!(text.contains("decode tok/s") && !text.contains("yes"), "{text}");
+
+    let mut report: Value = serde_json::from_str(&std::fs::read_to_string(fast.join("results.json")).unwrap()).unwrap();
+    slowed(&mut report);
+    let slow = dir.path().join("slow.json");
+    std::fs::write(&slow, serde_json::to_string(&report).unwrap()).unwrap();
+
+    let slowed = llmbench().arg("diff").arg(&fast).arg(&slow).args(["--fail-on-regression", "10"]).assert().code(1);
+    let text = String::from_utf8_lossy(&slowed.get_output().stdout).into_owned();
+    // TTFT is one sample a run and the first (cold) run is an outlier, so only the per-token
+    // metrics, averaged over every token of a run, are required to be significant.
+    for metric in ["| decode tok/s |", "| TPOT ms |"] {
+        let line = text.lines().find(|l| l.contains(metric)).unwrap();
+        assert!(line.contains("yes (worse)"), "{metric}: {text}");
+    }
+    // Decode speed falls to a third: -66.67%.
+    let decode = text.lines().find(|l| l.contains("| decode tok/s |")).unwrap();
+    assert!(decode.contains("-66.67%"), "{decode}");
+    let stderr = String::from_utf8_lossy(&slowed.get_output().stderr).into_owned();
+    assert!(stderr.contains("--fail-on-regression 10"), "{stderr}");
+}
