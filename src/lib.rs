@@ -13,4 +13,5 @@ pub mod error;
 pub mod kv;
 pub mod measure;
 pub mod models;
+pub mod quant;
 pub mod results;

@@ -3,7 +3,7 @@
 
 use crate::engine::device::DeviceChoice;
 use crate::decode::sampling::SamplingConfig;
-use crate::kv::{KvKind, KvOptions};
+use crate::kv::{Bits, KvKind, KvOptions};
 use crate::results::export::OutputFormat;
 use crate::models::source::{SourceOptions, DEFAULT_MODEL};
 use crate::models::DTypeArg;
@@ -105,34 +105,122 @@ pub struct GenerationArgs {
     /// KV-cache strategy.
     #[arg(long, value_enum, default_value_t = KvKind::Full)]
     pub kv_cache: KvKind,
-    /// Positions `--kv-cache window` keeps.
-    #[arg(long, default_value_t = 256)]
-    #[serde(default = "default_kv_window")]
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub kv: KvArgs,
+}
+
+/// The KV-cache strategies' settings (defaults: `KvOptions::default`).
+#[derive(Debug, Clone, Args, Serialize, Deserialize)]
+pub struct KvArgs {
+    /// Recent positions `window` and `sinks` keep.
+    #[arg(long, default_value_t = KvOptions::default().window)]
+    #[serde(default = "defaults::window")]
     pub kv_window: usize,
-    /// Token slots per block of `--kv-cache paged`.
-    #[arg(long, default_value_t = 16)]
-    #[serde(default = "default_kv_block_size")]
+    /// Token slots per block of `paged`.
+    #[arg(long, default_value_t = KvOptions::default().block_size)]
+    #[serde(default = "defaults::block_size")]
     pub kv_block_size: usize,
+    /// First tokens `sinks` always keeps (StreamingLLM's attention sinks).
+    #[arg(long, default_value_t = KvOptions::default().sinks)]
+    #[serde(default = "defaults::sinks")]
+    pub kv_sinks: usize,
+    /// Tokens each `chunked` summary replaces.
+    #[arg(long, default_value_t = KvOptions::default().chunk)]
+    #[serde(default = "defaults::chunk")]
+    pub kv_chunk: usize,
+    /// Recent tokens `chunked` keeps exact.
+    #[arg(long, default_value_t = KvOptions::default().keep_last)]
+    #[serde(default = "defaults::keep_last")]
+    pub kv_keep_last: usize,
+    /// Bits of `kivi`: 2, 4 or 8.
+    #[arg(long, default_value_t = KvOptions::default().bits.bits())]
+    #[serde(default = "defaults::bits")]
+    pub kv_bits: u32,
+    /// Tokens per `kivi` key group (keys are quantized per channel over them).
+    #[arg(long, default_value_t = KvOptions::default().group)]
+    #[serde(default = "defaults::group")]
+    pub kv_group: usize,
+    /// Recent tokens `kivi` keeps in full precision.
+    #[arg(long, default_value_t = KvOptions::default().residual)]
+    #[serde(default = "defaults::residual")]
+    pub kv_residual: usize,
+    /// Tokens per layer `h2o` keeps, and `cake` on average (its recent window of 32 included).
+    #[arg(long, default_value_t = KvOptions::default().budget)]
+    #[serde(default = "defaults::budget")]
+    pub budget: usize,
 }
 
-fn default_kv_window() -> usize {
-    KvOptions::default().window
+mod defaults {
+    use crate::kv::KvOptions;
+    pub fn window() -> usize {
+        KvOptions::default().window
+    }
+    pub fn block_size() -> usize {
+        KvOptions::default().block_size
+    }
+    pub fn sinks() -> usize {
+        KvOptions::default().sinks
+    }
+    pub fn chunk() -> usize {
+        KvOptions::default().chunk
+    }
+    pub fn keep_last() -> usize {
+        KvOptions::default().keep_last
+    }
+    pub fn bits() -> u32 {
+        KvOptions::default().bits.bits()
+    }
+    pub fn group() -> usize {
+        KvOptions::default().group
+    }
+    pub fn residual() -> usize {
+        KvOptions::default().residual
+    }
+    pub fn budget() -> usize {
+        KvOptions::default().budget
+    }
 }
 
-fn default_kv_block_size() -> usize {
-    KvOptions::default().block_size
+impl KvArgs {
+    /// The options, checked: every count at least 1, bits 2, 4 or 8, group sizes that pack.
+    pub fn options(&self) -> anyhow::Result<KvOptions> {
+        for (flag, value, what) in [
+            ("--kv-window", self.kv_window, "the window must keep at least 1 token"),
+            ("--kv-block-size", self.kv_block_size, "a block must hold at least 1 token"),
+            ("--kv-chunk", self.kv_chunk, "a chunk must hold at least 1 token"),
+            ("--kv-group", self.kv_group, "a key group must hold at least 4 tokens"),
+            ("--budget", self.budget, "the budget must keep at least 2 tokens"),
+        ] {
+            if value == 0 {
+                crate::bail_input!("{flag} 0: {what}");
+            }
+        }
+        let bits = Bits::try_from(self.kv_bits).map_err(|e| crate::error::LlmbenchError::invalid(format!("--kv-bits {}: {e}", self.kv_bits)))?;
+        if self.kv_group % 4 != 0 {
+            crate::bail_input!("--kv-group {}: must be a multiple of 4 (2-bit codes pack 4 to a byte)", self.kv_group);
+        }
+        if self.budget < 2 {
+            crate::bail_input!("--budget {}: h2o keeps half recent, half heavy hitters: use at least 2", self.budget);
+        }
+        Ok(KvOptions {
+            window: self.kv_window,
+            block_size: self.kv_block_size,
+            sinks: self.kv_sinks,
+            chunk: self.kv_chunk,
+            keep_last: self.kv_keep_last,
+            bits,
+            group: self.kv_group,
+            residual: self.kv_residual,
+            budget: self.budget,
+        })
+    }
 }
 
 impl GenerationArgs {
     /// The KV-cache options, checked.
     pub fn kv_options(&self) -> anyhow::Result<KvOptions> {
-        if self.kv_window == 0 {
-            crate::bail_input!("--kv-window 0: the window must keep at least 1 token");
-        }
-        if self.kv_block_size == 0 {
-            crate::bail_input!("--kv-block-size 0: a block must hold at least 1 token");
-        }
-        Ok(KvOptions { window: self.kv_window, block_size: self.kv_block_size })
+        self.kv.options()
     }
 
     pub fn sampling(&self) -> SamplingConfig {

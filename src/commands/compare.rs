@@ -50,7 +50,7 @@ pub fn run(args: &CompareArgs) -> Result<Outcome> {
         quality: args.quality,
         cuda_graph: None,
     };
-    let plan = plan(args, &models, &methods);
+    let plan = plan(args, &models, &methods, &kv_options);
 
     let threads = crate::engine::device::set_cpu_threads(args.device.threads)?;
     let (_, device_info) = args.device.device.open()?;
@@ -223,7 +223,7 @@ fn validate(args: &CompareArgs, methods: &[Method]) -> Result<()> {
     Ok(())
 }
 
-fn plan(args: &CompareArgs, models: &[String], methods: &[Method]) -> Vec<Planned> {
+fn plan(args: &CompareArgs, models: &[String], methods: &[Method], kv_options: &crate::kv::KvOptions) -> Vec<Planned> {
     let mut out = Vec::new();
     for model in models {
         for &n in &args.generation.max_new_tokens.values {
@@ -249,10 +249,7 @@ fn plan(args: &CompareArgs, models: &[String], methods: &[Method]) -> Vec<Planne
                                 window,
                                 stride,
                                 max_new_tokens: n,
-                                kv_cache: kv.label(&crate::kv::KvOptions {
-                                    window: args.generation.kv_window,
-                                    block_size: args.generation.kv_block_size,
-                                }),
+                                kv_cache: kv.label(kv_options),
                             },
                             method,
                             method_params: MethodParams { window: window.unwrap_or(0), stride: stride.unwrap_or(0) },

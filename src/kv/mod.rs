@@ -3,22 +3,39 @@
 //! `append` returns. One factory (`build`) turns a `KvKind` into a boxed strategy.
 
 pub mod block_pool;
+mod cake;
+mod chunked;
+mod codes;
 mod full;
+mod h2o;
+mod kivi;
 mod none;
 mod paged;
 mod quantized;
+mod scored;
+mod sinks;
 mod static_cache;
 mod window;
 
+pub use cake::{CakeCache, CAKE_WINDOW};
+pub use chunked::ChunkedCache;
 pub use full::FullCache;
+pub use h2o::H2oCache;
+pub use kivi::KiviCache;
 pub use none::NoCache;
 pub use paged::{PagedCache, PagedUsage};
-pub use quantized::{Bits, QuantizedCache, INT4_GROUP};
+pub use quantized::{QuantizedCache, INT4_GROUP};
+pub use sinks::SinksCache;
 pub use static_cache::StaticCache;
 pub use window::WindowCache;
+pub use crate::quant::kv_int::Bits;
 
 use candle_core::{Result, Tensor};
 use serde::{Deserialize, Serialize};
+
+/// The model's positional rotation (RoPE), applied by caches that re-position keys:
+/// `rotate(x, first)` rotates `x: [b, h, t, d]` as positions `first..first + t`.
+pub type Rotate<'a> = &'a dyn Fn(&Tensor, usize) -> Result<Tensor>;
 
 /// What a cache holds right now, measured from its tensors.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -55,6 +72,23 @@ pub trait KvCache: Send {
     fn wants_attention(&self) -> bool {
         false
     }
+    /// Whether the cache positions keys itself (StreamingLLM's sinks): a RoPE model then
+    /// hands it keys before rotation through `append_unrotated` and rotates its queries at
+    /// `query_position`. Models with absolute positions (GPT-2) ignore this and call `append`.
+    fn positions_keys(&self) -> bool {
+        false
+    }
+    /// The position at which this step's first query of `layer` is rotated: its absolute
+    /// position `start`, except for caches that position keys themselves.
+    fn query_position(&self, _layer: usize, start: usize) -> usize {
+        start
+    }
+    /// Appends keys before rotation; the cache rotates what it returns with `rotate` at the
+    /// positions it chooses. Only called when `positions_keys` is true.
+    fn append_unrotated(&mut self, layer: usize, k: &Tensor, v: &Tensor, rotate: Rotate) -> Result<(Tensor, Tensor)> {
+        let k = rotate(k, self.query_position(layer, self.seq_len()))?;
+        self.append(layer, &k, v)
+    }
     /// Which strategy this is, for results.
     fn kind(&self) -> KvKind;
     /// The static cache, for code that writes its fixed buffers directly (the CUDA graph
@@ -85,6 +119,20 @@ pub enum KvKind {
     Int4,
     /// 8-bit keys, 4-bit values.
     Mixed,
+    /// The first `--kv-sinks` tokens plus the last `--kv-window` (StreamingLLM), keys
+    /// re-positioned inside the cache for RoPE models.
+    Sinks,
+    /// The last `--kv-keep-last` tokens exact, each older chunk of `--kv-chunk` tokens
+    /// replaced by its mean key and value.
+    Chunked,
+    /// KIVI: keys quantized per channel over groups of `--kv-group` tokens, values per token,
+    /// the last `--kv-residual` tokens in full precision; `--kv-bits` 2, 4 or 8.
+    Kivi,
+    /// Heavy hitters (cumulative attention) plus recent tokens within `--budget` per layer.
+    H2o,
+    /// CAKE: per-layer budgets from attention entropy and variance (average `--budget`),
+    /// eviction by the mean plus variance of attention.
+    Cake,
 }
 
 impl KvKind {
@@ -99,22 +147,104 @@ impl KvKind {
             Self::Int8 => "int8".into(),
             Self::Int4 => "int4".into(),
             Self::Mixed => "mixed".into(),
+            Self::Sinks => format!("sinks:{}+{}", options.sinks, options.window),
+            Self::Chunked => format!("chunked:{}/{}", options.keep_last, options.chunk),
+            Self::Kivi => format!("kivi:{}", options.bits.bits()),
+            Self::H2o => format!("h2o:{}", options.budget),
+            Self::Cake => format!("cake:{}", options.budget),
+        }
+    }
+
+    /// Every strategy, in the order results list them.
+    pub const ALL: [KvKind; 13] = [
+        KvKind::None,
+        KvKind::Full,
+        KvKind::Static,
+        KvKind::Paged,
+        KvKind::Window,
+        KvKind::Sinks,
+        KvKind::Chunked,
+        KvKind::Int8,
+        KvKind::Int4,
+        KvKind::Mixed,
+        KvKind::Kivi,
+        KvKind::H2o,
+        KvKind::Cake,
+    ];
+
+    /// The name `--strategies` and `--kv-cache` take.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Full => "full",
+            Self::None => "none",
+            Self::Static => "static",
+            Self::Window => "window",
+            Self::Paged => "paged",
+            Self::Int8 => "int8",
+            Self::Int4 => "int4",
+            Self::Mixed => "mixed",
+            Self::Sinks => "sinks",
+            Self::Chunked => "chunked",
+            Self::Kivi => "kivi",
+            Self::H2o => "h2o",
+            Self::Cake => "cake",
         }
     }
 }
 
-/// Settings of the strategies that take any.
+/// Settings of the strategies that take any (validated by `cli::args::KvArgs::options`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KvOptions {
-    /// Positions the window strategy keeps.
+    /// Positions the window and sinks strategies keep after the sinks.
     pub window: usize,
     /// Token slots per block of the paged strategy.
     pub block_size: usize,
+    /// Attention sinks: the first tokens `sinks` always keeps.
+    pub sinks: usize,
+    /// Tokens per chunk summary of `chunked`.
+    pub chunk: usize,
+    /// Tokens `chunked` keeps exact.
+    pub keep_last: usize,
+    /// Bits of `kivi`.
+    #[serde(with = "bits_as_number")]
+    pub bits: Bits,
+    /// Tokens per KIVI key group (keys are quantized per channel over them).
+    pub group: usize,
+    /// Recent tokens KIVI keeps in full precision.
+    pub residual: usize,
+    /// Tokens per layer (on average for `cake`) that `h2o` and `cake` keep.
+    pub budget: usize,
 }
 
 impl Default for KvOptions {
+    /// The papers' defaults where they give one: StreamingLLM's 4 sinks, KIVI's G = 32 and
+    /// R = 128; window and budget 256 so that the windowed strategies hold the same bytes.
     fn default() -> Self {
-        Self { window: 256, block_size: 16 }
+        Self {
+            window: 256,
+            block_size: 16,
+            sinks: 4,
+            chunk: 64,
+            keep_last: 256,
+            bits: Bits::Two,
+            group: 32,
+            residual: 128,
+            budget: 256,
+        }
+    }
+}
+
+/// Bits in results and configs as the plain number (2, 4, 8).
+mod bits_as_number {
+    use super::Bits;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bits: &Bits, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u32(bits.bits())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Bits, D::Error> {
+        Bits::try_from(u32::deserialize(d)?).map_err(serde::de::Error::custom)
     }
 }
 
@@ -136,6 +266,11 @@ pub fn build_with(kind: KvKind, options: KvOptions, n_layers: usize, max_tokens:
         KvKind::Int8 => Box::new(QuantizedCache::new(n_layers, kind, Bits::Eight, Bits::Eight)),
         KvKind::Int4 => Box::new(QuantizedCache::new(n_layers, kind, Bits::Four, Bits::Four)),
         KvKind::Mixed => Box::new(QuantizedCache::new(n_layers, kind, Bits::Eight, Bits::Four)),
+        KvKind::Sinks => Box::new(SinksCache::new(n_layers, options.sinks, options.window)),
+        KvKind::Chunked => Box::new(ChunkedCache::new(n_layers, options.keep_last, options.chunk)),
+        KvKind::Kivi => Box::new(KiviCache::new(n_layers, options.bits, options.group, options.residual)),
+        KvKind::H2o => Box::new(H2oCache::new(n_layers, options.budget)),
+        KvKind::Cake => Box::new(CakeCache::new(n_layers, options.budget)),
     }
 }
 

@@ -6,106 +6,32 @@
 //!   Bytes: 1/2 per element + 8 per group.
 //! - mixed: int8 keys, int4 values (keys carry the outliers that 4 bits lose most on).
 //! Everything attention reads, this step's tokens included, went through the rounding, so a
-//! teacher-forced pass measures what the quantization costs. Dequantization runs as candle ops
-//! here; dedicated kernels are the kvcache issue's next step.
+//! teacher-forced pass measures what the quantization costs. Quantize-on-append and
+//! dequantize-on-read run through our kernels (`quant::kv_int`, benches/kv_quant.rs); codes
+//! grow in place per head, so an append costs only the new token's quantization.
 
-use super::{tensor_bytes, KvCache, KvKind, KvStats};
-use candle_core::{DType, Result, Tensor, D};
+use super::codes::Codes;
+use super::{KvCache, KvKind, KvStats};
+use crate::quant::kv_int::Bits;
+use candle_core::{DType, Result, Tensor};
 
-const SEQ_DIM: usize = 2;
-/// int8 codes are stored as value + 128 in a u8 (candle has no i8 dtype): 1..=255.
-const OFFSET: f64 = 128.0;
-const QMAX8: f64 = 127.0;
-const QMAX4: f64 = 15.0;
 /// Channels per int4 group (KIVI's default group size).
 pub const INT4_GROUP: usize = 32;
-/// Floor of a scale, so a constant row or group does not divide by zero.
-const MIN_SCALE: f64 = 1e-12;
 
-/// Bits of a quantized tensor.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Bits {
-    Eight,
-    Four,
-}
-
-/// One quantized tensor `[b, h, n, d]`: codes (u8; int4 packs two per byte), per-token or
-/// per-group scales and, for int4, zero points (f32), each `[b, h, n, groups]`.
 #[derive(Clone)]
-struct Quantized {
-    bits: Bits,
-    codes: Tensor,
-    scales: Tensor,
-    zeros: Option<Tensor>,
-}
-
-impl Quantized {
-    fn new(x: &Tensor, bits: Bits) -> Result<Self> {
-        let x = x.to_dtype(DType::F32)?;
-        match bits {
-            Bits::Eight => {
-                let scales = x.abs()?.max_keepdim(D::Minus1)?.affine(1.0 / QMAX8, 0.0)?.maximum(MIN_SCALE)?;
-                let codes = x.broadcast_div(&scales)?.round()?.clamp(-QMAX8, QMAX8)?.affine(1.0, OFFSET)?.to_dtype(DType::U8)?;
-                Ok(Self { bits, codes, scales, zeros: None })
-            }
-            Bits::Four => {
-                let (b, h, n, d) = x.dims4()?;
-                if d % INT4_GROUP != 0 {
-                    candle_core::bail!("int4 kv cache: head dim {d} is not a multiple of the group size {INT4_GROUP}");
-                }
-                let g = x.reshape((b, h, n, d / INT4_GROUP, INT4_GROUP))?;
-                let min = g.min_keepdim(D::Minus1)?;
-                let scales = g.max_keepdim(D::Minus1)?.sub(&min)?.affine(1.0 / QMAX4, 0.0)?.maximum(MIN_SCALE)?;
-                let codes = g.broadcast_sub(&min)?.broadcast_div(&scales)?.round()?.clamp(0.0, QMAX4)?.reshape((b, h, n, d / 2, 2))?;
-                let packed = (codes.narrow(4, 0, 1)? + codes.narrow(4, 1, 1)?.affine(16.0, 0.0)?)?.squeeze(4)?.to_dtype(DType::U8)?;
-                Ok(Self { bits, codes: packed, scales: scales.squeeze(4)?, zeros: Some(min.squeeze(4)?) })
-            }
-        }
-    }
-
-    fn dequantize(&self, dtype: DType) -> Result<Tensor> {
-        let codes = self.codes.to_dtype(DType::F32)?;
-        let x = match (&self.zeros, self.bits) {
-            (None, _) | (_, Bits::Eight) => codes.affine(1.0, -OFFSET)?.broadcast_mul(&self.scales)?,
-            (Some(zeros), Bits::Four) => {
-                let (b, h, n, half) = codes.dims4()?;
-                let hi = codes.affine(1.0 / 16.0, 0.0)?.floor()?;
-                let lo = (&codes - hi.affine(16.0, 0.0)?)?;
-                let groups = half * 2 / INT4_GROUP;
-                let codes = Tensor::stack(&[&lo, &hi], 4)?.reshape((b, h, n, groups, INT4_GROUP))?;
-                codes.broadcast_mul(&self.scales.unsqueeze(4)?)?.broadcast_add(&zeros.unsqueeze(4)?)?.reshape((b, h, n, half * 2))?
-            }
-        };
-        x.to_dtype(dtype)
-    }
-
-    fn map(&self, f: impl Fn(&Tensor) -> Result<Tensor>) -> Result<Self> {
-        Ok(Self { bits: self.bits, codes: f(&self.codes)?, scales: f(&self.scales)?, zeros: self.zeros.as_ref().map(&f).transpose()? })
-    }
-
-    fn cat(&self, other: &Self) -> Result<Self> {
-        let cat = |a: &Tensor, b: &Tensor| Tensor::cat(&[a, b], SEQ_DIM);
-        Ok(Self {
-            bits: self.bits,
-            codes: cat(&self.codes, &other.codes)?,
-            scales: cat(&self.scales, &other.scales)?,
-            zeros: match (&self.zeros, &other.zeros) {
-                (Some(a), Some(b)) => Some(cat(a, b)?),
-                _ => None,
-            },
-        })
-    }
-
-    fn bytes(&self) -> u64 {
-        tensor_bytes(&self.codes) + tensor_bytes(&self.scales) + self.zeros.as_ref().map_or(0, tensor_bytes)
-    }
+struct Layer {
+    /// Per head, token-major `[n][d]`.
+    keys: Vec<Codes>,
+    values: Vec<Codes>,
+    tokens: usize,
+    head_dim: usize,
 }
 
 pub struct QuantizedCache {
     key_bits: Bits,
     value_bits: Bits,
     kind: KvKind,
-    layers: Vec<Option<(Quantized, Quantized)>>,
+    layers: Vec<Option<Layer>>,
 }
 
 impl QuantizedCache {
@@ -114,34 +40,58 @@ impl QuantizedCache {
     }
 }
 
+/// `[1, h, t, d]` as f32 values, head-major.
+fn host_values(x: &Tensor) -> Result<Vec<f32>> {
+    x.to_dtype(DType::F32)?.contiguous()?.flatten_all()?.to_vec1()
+}
+
+/// Every head's codes dequantized into one `[1, h, n, d]` tensor.
+fn read(heads: &[Codes], n: usize, d: usize, like: &Tensor) -> Result<Tensor> {
+    let mut out = vec![0f32; heads.len() * n * d];
+    for (codes, chunk) in heads.iter().zip(out.chunks_exact_mut(n * d)) {
+        codes.read(chunk);
+    }
+    Tensor::from_vec(out, (1, heads.len(), n, d), like.device())?.to_dtype(like.dtype())
+}
+
 impl KvCache for QuantizedCache {
     fn append(&mut self, layer: usize, k: &Tensor, v: &Tensor) -> Result<(Tensor, Tensor)> {
+        let (b, h, t, d) = k.dims4()?;
+        if b != 1 {
+            candle_core::bail!("quantized kv cache: batch {b}, only batch 1 is supported");
+        }
+        let group_fits = |bits: Bits| bits == Bits::Eight || d % INT4_GROUP == 0;
+        if !group_fits(self.key_bits) || !group_fits(self.value_bits) {
+            candle_core::bail!("int4 kv cache: head dim {d} is not a multiple of the group size {INT4_GROUP}");
+        }
+        let (key_bits, value_bits) = (self.key_bits, self.value_bits);
         let slot = self.layers.get_mut(layer).ok_or_else(|| candle_core::Error::Msg(format!("kv cache has no layer {layer}")))?;
-        let (qk, qv) = (Quantized::new(k, self.key_bits)?, Quantized::new(v, self.value_bits)?);
-        let (qk, qv) = match slot.take() {
-            None => (qk, qv),
-            Some((pk, pv)) => (pk.cat(&qk)?, pv.cat(&qv)?),
-        };
-        let out = (qk.dequantize(k.dtype())?, qv.dequantize(v.dtype())?);
-        *slot = Some((qk, qv));
-        Ok(out)
+        let state = slot.get_or_insert_with(|| Layer {
+            keys: vec![Codes::new(key_bits, d, INT4_GROUP); h],
+            values: vec![Codes::new(value_bits, d, INT4_GROUP); h],
+            tokens: 0,
+            head_dim: d,
+        });
+        let (kx, vx) = (host_values(k)?, host_values(v)?);
+        for head in 0..h {
+            let span = head * t * d..(head + 1) * t * d;
+            state.keys[head].push(&kx[span.clone()]);
+            state.values[head].push(&vx[span]);
+        }
+        state.tokens += t;
+        Ok((read(&state.keys, state.tokens, d, k)?, read(&state.values, state.tokens, d, v)?))
     }
 
     fn seq_len(&self) -> usize {
-        match self.layers.first() {
-            Some(Some((k, _))) => k.codes.dim(SEQ_DIM).unwrap_or(0),
-            _ => 0,
-        }
+        self.layers.first().and_then(Option::as_ref).map_or(0, |l| l.tokens)
     }
 
     fn truncate(&mut self, len: usize) -> Result<()> {
-        for slot in self.layers.iter_mut() {
-            if let Some((k, v)) = slot.take() {
-                let keep = len.min(k.codes.dim(SEQ_DIM)?);
-                if keep > 0 {
-                    let narrow = |t: &Tensor| t.narrow(SEQ_DIM, 0, keep);
-                    *slot = Some((k.map(narrow)?, v.map(narrow)?));
-                }
+        for slot in self.layers.iter_mut().flatten() {
+            if len < slot.tokens {
+                let values = len * slot.head_dim;
+                slot.keys.iter_mut().chain(slot.values.iter_mut()).for_each(|c| c.truncate(values));
+                slot.tokens = len;
             }
         }
         Ok(())
@@ -152,7 +102,7 @@ impl KvCache for QuantizedCache {
     }
 
     fn stats(&self) -> KvStats {
-        let kv_cache_bytes = self.layers.iter().flatten().map(|(k, v)| k.bytes() + v.bytes()).sum();
+        let kv_cache_bytes = self.layers.iter().flatten().flat_map(|l| l.keys.iter().chain(&l.values)).map(Codes::bytes).sum();
         KvStats { kv_cache_bytes, tokens_held: self.seq_len(), evictions: 0 }
     }
 

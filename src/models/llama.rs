@@ -162,8 +162,11 @@ impl Llama {
     /// Final-norm hidden states `[b, t, hidden]` for `ids` at positions `start..`.
     fn forward_hidden_impl(&self, ids: &Tensor, start: usize, cache: &mut dyn KvCache) -> candle_core::Result<Tensor> {
         let (b, t) = ids.dims2()?;
-        if start + t > self.rope.positions() {
-            candle_core::bail!("position {} is past the {} positions this model covers", start + t, self.rope.positions());
+        // A cache that positions keys itself (sinks) rotates queries at its own positions.
+        let positions_keys = cache.positions_keys();
+        let last = cache.query_position(0, start) + t;
+        if last > self.rope.positions() {
+            candle_core::bail!("position {last} is past the {} positions this model covers", self.rope.positions());
         }
         let (n_head, n_kv, d) = (self.cfg.num_attention_heads, self.cfg.num_key_value_heads, self.cfg.head_dim);
         let wants_attention = cache.wants_attention();
@@ -175,9 +178,13 @@ impl Llama {
             let q = qkv[0].reshape((b, t, n_head, d))?.transpose(1, 2)?;
             let k = qkv[1].reshape((b, t, n_kv, d))?.transpose(1, 2)?;
             let v = qkv[2].reshape((b, t, n_kv, d))?.transpose(1, 2)?.contiguous()?;
-            let q = self.rope.apply(&q, start)?;
-            let k = self.rope.apply(&k, start)?;
-            let (k, v) = cache.append(layer, &k, &v)?;
+            let q = self.rope.apply(&q, cache.query_position(layer, start))?;
+            let (k, v) = if positions_keys {
+                cache.append_unrotated(layer, &k, &v, &|x: &Tensor, first: usize| self.rope.apply(x, first))?
+            } else {
+                let k = self.rope.apply(&k, start)?;
+                cache.append(layer, &k, &v)?
+            };
             let (y, weights) = attention(&q, k, v, wants_attention)?;
             if let Some(weights) = weights {
                 cache.observe(layer, &weights)?;

@@ -1,0 +1,4 @@
+//! Quantization kernels that know no architecture: plain slices in, plain slices out. Caches and
+//! models wrap them in tensors; nothing here imports models, the engine or kv.
+
+pub mod kv_int;
