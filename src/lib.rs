@@ -12,6 +12,7 @@ pub mod engine;
 pub mod error;
 pub mod kv;
 pub mod measure;
+pub mod metrics;
 pub mod models;
 pub mod quant;
 pub mod results;

@@ -16,6 +16,7 @@ fn main() {
     let result = match &cli.command {
         Command::Generate(args) => commands::generate::run(args),
         Command::Compare(args) => commands::compare::run(args),
+        Command::Kvcache(args) => commands::kvcache::run(args),
         Command::Plot(args) => commands::plot::run(args),
         Command::Diff(args) => commands::diff::run(args),
     };

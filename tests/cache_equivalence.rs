@@ -117,6 +117,37 @@ fn window_covering_the_sequence_is_bitwise_full_and_a_short_one_is_not() {
     assert!(!bitwise_equal_to_full("tiny-llama", KvKind::Window, short), "a window of 8 must change the logits");
 }
 
+/// Strategies that would keep everything (window, budget or residual covering the sequence)
+/// give logits bitwise equal to the full cache's, for GPT-2 and Llama; short settings that must
+/// evict, summarise or quantize do not. The exactness makes the quality deltas the kvcache
+/// command reports the strategies' own, not an artefact of the plumbing.
+#[test]
+fn strategies_covering_the_sequence_are_bitwise_full_and_short_ones_are_not() {
+    let n = 4 + STEPS;
+    let d = kv::KvOptions::default();
+    let covering = [
+        (KvKind::Sinks, kv::KvOptions { window: n, ..d }),
+        (KvKind::Chunked, kv::KvOptions { keep_last: n, ..d }),
+        (KvKind::H2o, kv::KvOptions { budget: n, ..d }),
+        (KvKind::Cake, kv::KvOptions { budget: n + kv::CAKE_WINDOW, ..d }),
+        (KvKind::Kivi, kv::KvOptions { residual: n, ..d }),
+    ];
+    for name in ["tiny-gpt2", "tiny-llama"] {
+        for (kind, options) in covering {
+            assert!(bitwise_equal_to_full(name, kind, options), "{name} {kind:?}");
+        }
+    }
+    let short = [
+        (KvKind::Sinks, kv::KvOptions { sinks: 2, window: 8, ..d }),
+        (KvKind::Chunked, kv::KvOptions { keep_last: 8, chunk: 4, ..d }),
+        (KvKind::H2o, kv::KvOptions { budget: 8, ..d }),
+        (KvKind::Cake, kv::KvOptions { budget: kv::CAKE_WINDOW + 8, ..d }),
+    ];
+    for (kind, options) in short {
+        assert!(!bitwise_equal_to_full("tiny-llama", kind, options), "{kind:?} must change the logits");
+    }
+}
+
 /// Bytes each strategy reports equal the analytic count: layers x 2 x kv_heads x head_dim x
 /// tokens x 4 bytes (f32), tokens being what it holds (whole blocks for paged, the reservation
 /// for static, the window for window); int8 holds 1 byte an element plus a 4-byte scale per
@@ -128,7 +159,7 @@ fn reported_bytes_equal_the_analytic_count() {
     let n_layers = model.config().n_layers();
     let (kv_heads, head_dim) = model.config().kv_shape();
     let per_token = (n_layers * 2 * kv_heads * head_dim * 4) as u64;
-    let options = kv::KvOptions { window: 16, block_size: 7 };
+    let options = kv::KvOptions { window: 16, block_size: 7, keep_last: 16, chunk: 4, budget: 16, ..Default::default() };
     let max_tokens = 40;
     let prompt: Vec<u32> = (0..30).map(|i| (i * 7 % 50) as u32).collect();
     let int8_per_token = (n_layers * 2 * kv_heads * (head_dim + 4)) as u64;
@@ -139,6 +170,11 @@ fn reported_bytes_equal_the_analytic_count() {
         (KvKind::Paged, per_token * 35),
         (KvKind::None, 0),
         (KvKind::Int8, int8_per_token * 30),
+        // 4 sinks + the last 16.
+        (KvKind::Sinks, per_token * 20),
+        // 30 = 3 chunks of 4 summarised (3 tokens) + 18 exact (16 <= tail < 16 + 4).
+        (KvKind::Chunked, per_token * 21),
+        (KvKind::H2o, per_token * 16),
     ];
     for (kind, bytes) in cases {
         let mut cache = kv::build_with(kind, options, n_layers, max_tokens);

@@ -177,3 +177,37 @@ fn zero_window_and_zero_block_size() {
     let err = fails_with_input_error(&["--model", path_str(&model), "--prompt", "hi", "--kv-cache", "paged", "--kv-block-size", "0"]);
     assert!(err.contains("--kv-block-size 0"), "{err}");
 }
+
+/// `kvcache` refuses bad strategy settings before loading anything or creating --out:
+/// bits not in {2, 4, 8}, window 0, a budget larger than the smallest context, unknown
+/// strategies, a missing prompt file; exit code 2, one line naming the flag.
+#[test]
+fn kvcache_bad_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("never");
+    let wiki = fixture("wiki-excerpt.txt");
+    let wiki = wiki.to_str().unwrap();
+    let cases: [(&[&str], &str); 7] = [
+        (&["--kv-bits", "3"], "--kv-bits 3"),
+        (&["--strategies", "kivi:5"], "kivi:5"),
+        (&["--kv-window", "0"], "--kv-window 0"),
+        (&["--kv-block-size", "0"], "--kv-block-size 0"),
+        (&["--budget", "600", "--context", "512,1024", "--strategies", "h2o"], "--budget 600 is larger than the context 512"),
+        (&["--strategies", "full,lru"], "unknown strategy `lru`"),
+        (&["--prompt-file", "/no/such/text.txt"], "--prompt-file /no/such/text.txt"),
+    ];
+    let with_text = |args: &[&str]| if args.contains(&"--prompt-file") { vec![] } else { vec!["--prompt-file", wiki] };
+    for (args, needle) in cases {
+        let assert = llmbench()
+            .args(["kvcache", "--device", "cpu", "--model", "/no/such/model.gguf", "--out"])
+            .arg(&out)
+            .args(with_text(args))
+            .args(args)
+            .assert()
+            .code(2);
+        let stderr = String::from_utf8_lossy(&assert.get_output().stderr).into_owned();
+        assert!(stderr.contains(needle) && !stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert_eq!(stderr.trim_end().lines().count(), 1, "one line: {stderr}");
+    }
+    assert!(!out.exists(), "no results directory on bad input");
+}

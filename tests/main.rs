@@ -10,5 +10,6 @@ mod exporters;
 mod sled;
 mod hf_goldens;
 mod hub;
+mod kvcache;
 mod sampling;
 mod smollm2;

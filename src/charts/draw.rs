@@ -104,3 +104,47 @@ pub fn line_chart<B: DrawingBackend>(
         .draw()?;
     Ok(())
 }
+
+/// Labelled points over numeric axes (the y axis may go below zero), with the Pareto frontier
+/// (points no other point beats on both axes, lower being better) joined by a dashed line.
+pub fn pareto_chart<B: DrawingBackend>(
+    area: &DrawingArea<B, Shift>,
+    title: &str,
+    x_desc: &str,
+    y_desc: &str,
+    points: &[(String, f64, f64)],
+) -> DrawResult<B> {
+    let finite: Vec<&(String, f64, f64)> = points.iter().filter(|p| p.1.is_finite() && p.2.is_finite()).collect();
+    let x_max = finite.iter().map(|p| p.1).fold(0.0f64, f64::max) * 1.15 + 1e-9;
+    let (y_lo, y_hi) = finite.iter().fold((0.0f64, 0.0f64), |(lo, hi), p| (lo.min(p.2), hi.max(p.2)));
+    let pad = ((y_hi - y_lo) * 0.1).max(0.1);
+    let mut chart = ChartBuilder::on(area)
+        .caption(title, (FONT, TITLE_SIZE))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(70)
+        .build_cartesian_2d(0f64..x_max, (y_lo - pad)..(y_hi + pad))?;
+    chart
+        .configure_mesh()
+        .x_desc(x_desc)
+        .y_desc(y_desc)
+        .x_label_style((FONT, LABEL_SIZE))
+        .y_label_style((FONT, LABEL_SIZE))
+        .draw()?;
+    let mut frontier: Vec<(f64, f64)> = finite
+        .iter()
+        .filter(|p| !finite.iter().any(|q| q.1 <= p.1 && q.2 <= p.2 && (q.1 < p.1 || q.2 < p.2)))
+        .map(|p| (p.1, p.2))
+        .collect();
+    frontier.sort_by(|a, b| a.0.total_cmp(&b.0));
+    chart.draw_series(DashedLineSeries::new(frontier, 6, 4, BLACK.stroke_width(1)))?;
+    for (i, p) in finite.iter().enumerate() {
+        let c = color(i);
+        chart.draw_series(std::iter::once(
+            EmptyElement::at((p.1, p.2))
+                + Circle::new((0, 0), 5, c.filled())
+                + Text::new(p.0.clone(), (7, -7), (FONT, BAR_LABEL_SIZE).into_font().color(&c)),
+        ))?;
+    }
+    Ok(())
+}

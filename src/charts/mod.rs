@@ -3,6 +3,7 @@
 
 mod data;
 mod draw;
+pub mod kvcache;
 mod style;
 
 use crate::results::schema::{Report, RunRecord};
@@ -86,19 +87,40 @@ pub fn available(report: &Report) -> Vec<ChartKind> {
 
 /// Renders one chart.
 pub fn render(kind: ChartKind, report: &Report, format: ImageFormat) -> Result<Vec<u8>> {
-    // Both backends measure text with the font (SVG to lay out labels), so register it first.
-    style::register_font();
-    let (w, h) = match kind {
+    let size = match kind {
         ChartKind::Dashboard => (style::DASHBOARD_WIDTH, style::DASHBOARD_HEIGHT),
         _ => (style::WIDTH, style::HEIGHT),
     };
+    render_figure(&ReportChart { kind, report }, size, kind.name(), format)
+}
+
+/// Something drawable on any plotters backend (PNG bitmap or SVG).
+pub(crate) trait Figure {
+    fn draw<B: DrawingBackend>(&self, root: &DrawingArea<B, plotters::coord::Shift>) -> Result<(), DrawingAreaErrorKind<B::ErrorType>>;
+}
+
+struct ReportChart<'a> {
+    kind: ChartKind,
+    report: &'a Report,
+}
+
+impl Figure for ReportChart<'_> {
+    fn draw<B: DrawingBackend>(&self, root: &DrawingArea<B, plotters::coord::Shift>) -> Result<(), DrawingAreaErrorKind<B::ErrorType>> {
+        draw_kind(self.kind, self.report, root)
+    }
+}
+
+/// Renders a figure of `(w, h)` pixels to PNG or SVG bytes; `name` is for errors.
+pub(crate) fn render_figure(figure: &impl Figure, (w, h): (u32, u32), name: &str, format: ImageFormat) -> Result<Vec<u8>> {
+    // Both backends measure text with the font (SVG to lay out labels), so register it first.
+    style::register_font();
     match format {
         ImageFormat::Svg => {
             let mut svg = String::new();
             {
                 let root = SVGBackend::with_string(&mut svg, (w, h)).into_drawing_area();
-                draw_kind(kind, report, &root).map_err(|e| anyhow::anyhow!("drawing {}: {e:?}", kind.name()))?;
-                root.present().map_err(|e| anyhow::anyhow!("drawing {}: {e:?}", kind.name()))?;
+                figure.draw(&root).map_err(|e| anyhow::anyhow!("drawing {name}: {e:?}"))?;
+                root.present().map_err(|e| anyhow::anyhow!("drawing {name}: {e:?}"))?;
             }
             Ok(svg.into_bytes())
         }
@@ -106,8 +128,8 @@ pub fn render(kind: ChartKind, report: &Report, format: ImageFormat) -> Result<V
             let mut rgb = vec![0u8; (w * h * 3) as usize];
             {
                 let root = BitMapBackend::with_buffer(&mut rgb, (w, h)).into_drawing_area();
-                draw_kind(kind, report, &root).map_err(|e| anyhow::anyhow!("drawing {}: {e:?}", kind.name()))?;
-                root.present().map_err(|e| anyhow::anyhow!("drawing {}: {e:?}", kind.name()))?;
+                figure.draw(&root).map_err(|e| anyhow::anyhow!("drawing {name}: {e:?}"))?;
+                root.present().map_err(|e| anyhow::anyhow!("drawing {name}: {e:?}"))?;
             }
             encode_png(&rgb, w, h)
         }

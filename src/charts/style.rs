@@ -14,8 +14,9 @@ pub const LABEL_SIZE: u32 = 15;
 /// Case names under bars are long ("sled:stride w=50 s=25"): a smaller size keeps them apart.
 pub const BAR_LABEL_SIZE: u32 = 12;
 
-/// Okabe-Ito colour-blind-safe palette, cycled per series.
-pub const PALETTE: [RGBColor; 8] = [
+/// Okabe-Ito colour-blind-safe palette, then six more distinct colours for charts with many
+/// series (the kvcache command's 13 strategies), cycled per series.
+pub const PALETTE: [RGBColor; 14] = [
     RGBColor(0, 114, 178),
     RGBColor(230, 159, 0),
     RGBColor(0, 158, 115),
@@ -24,6 +25,12 @@ pub const PALETTE: [RGBColor; 8] = [
     RGBColor(213, 94, 0),
     RGBColor(240, 228, 66),
     RGBColor(0, 0, 0),
+    RGBColor(136, 34, 85),
+    RGBColor(68, 170, 153),
+    RGBColor(153, 153, 51),
+    RGBColor(102, 51, 0),
+    RGBColor(119, 119, 119),
+    RGBColor(51, 34, 136),
 ];
 
 pub fn color(i: usize) -> RGBColor {

@@ -4,6 +4,7 @@ pub mod args;
 pub mod compare;
 pub mod diff;
 pub mod generate;
+pub mod kvcache;
 pub mod plot;
 
 use clap::{Parser, Subcommand};
@@ -28,6 +29,8 @@ pub enum Command {
     Generate(generate::GenerateArgs),
     /// Run decoding methods side by side: speed, memory and quality, with results and charts.
     Compare(compare::CompareArgs),
+    /// KV-cache strategies over real text and growing contexts: speed, exact bytes, quality.
+    Kvcache(kvcache::KvcacheArgs),
     /// Redraw charts from a saved results.json.
     Plot(plot::PlotArgs),
     /// Compare two runs case by case, with confidence intervals.

@@ -4,6 +4,7 @@ pub mod compare;
 pub mod diff;
 pub mod generate;
 mod harness;
+pub mod kvcache;
 pub mod plot;
 mod progress;
 mod prompts;

@@ -214,6 +214,27 @@ impl<'a> Engine<'a> {
         })
     }
 
+    /// Log-probabilities of the next token after `context`, then after each token of
+    /// `continuation` fed one at a time through `cache` (teacher forcing step by step, so
+    /// evicting and quantizing caches act as they do while decoding). Row `i` predicts
+    /// `continuation[i]`; the last token of the continuation is not fed.
+    pub fn teacher_force_steps(&self, cache: &mut dyn KvCache, context: &[u32], continuation: &[u32]) -> Result<Vec<Vec<f32>>> {
+        cache.reset();
+        let mut tokens = context.to_vec();
+        let mut rows = Vec::with_capacity(continuation.len());
+        for i in 0..continuation.len() {
+            if i > 0 {
+                tokens.push(continuation[i - 1]);
+            }
+            // A cache that keeps nothing (none) makes the model recompute from its seq_len.
+            let start = cache.seq_len();
+            let input = Tensor::new(&tokens[start..], &self.device)?.unsqueeze(0)?;
+            let logits = self.model.forward(&input, start, cache)?.squeeze(0)?.to_dtype(candle_core::DType::F32)?;
+            rows.push(crate::models::layers::log_softmax(&logits)?.to_vec1::<f32>()?);
+        }
+        Ok(rows)
+    }
+
     /// Logits `[t, vocab]` for every position of `ids`, fed in one pass (teacher forcing).
     pub fn teacher_force(&self, cache: &mut dyn KvCache, ids: &[u32]) -> Result<Tensor> {
         cache.reset();

@@ -89,6 +89,15 @@ pub trait KvCache: Send {
         let k = rotate(k, self.query_position(layer, self.seq_len()))?;
         self.append(layer, &k, v)
     }
+    /// Block-pool usage (blocks used and free, wasted slots), for the paged strategy.
+    fn paged_usage(&self) -> Option<PagedUsage> {
+        None
+    }
+    /// Bytes of the slots actually written, where a strategy holds more than it uses (the
+    /// static cache's reservation).
+    fn used_bytes(&self) -> Option<u64> {
+        None
+    }
     /// Which strategy this is, for results.
     fn kind(&self) -> KvKind;
     /// The static cache, for code that writes its fixed buffers directly (the CUDA graph

@@ -91,6 +91,10 @@ impl KvCache for StaticCache {
         KvStats { kv_cache_bytes, tokens_held: self.seq_len(), evictions: 0 }
     }
 
+    fn used_bytes(&self) -> Option<u64> {
+        Some(StaticCache::used_bytes(self))
+    }
+
     fn kind(&self) -> KvKind {
         KvKind::Static
     }

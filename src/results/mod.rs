@@ -2,6 +2,7 @@
 //! the standard baseline, and exporters (table, Markdown, CSV, JSON, JSONL).
 
 pub mod export;
+pub mod kvcache;
 pub mod relative;
 pub mod schema;
 pub mod sink;

@@ -1,0 +1,3 @@
+//! Quality metrics as pure functions of ids and distributions (no engine, no model).
+
+pub mod distribution;
