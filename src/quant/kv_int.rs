@@ -1,22 +1,22 @@
 //! CPU kernels for integer KV caches: quantize on append, dequantize on read.
 //! - sym8: one f32 scale per row (max |x| / 127), codes in [-127, 127]; the int8 baseline of KIVI
-//!   and KVQuant (one row = one token of one head).
-//! - asym 2/4/8: one f32 scale and zero point per group of consecutive values (min and
-//!   (max - min) / (2^b - 1)), codes packed 8/b to a byte, first value in the lowest bits; the
-//!   group-wise format of KIVI (Liu et al. 2024, "KIVI: A Tuning-Free Asymmetric 2bit Quantization
-//!   for KV Cache").
+//!   and KVQuant (a row is one token of one head).
+//! - asym 2/4/8: one f32 scale and zero point per group of consecutive values ((max - min) /
+//!   (2^b - 1) and min), codes packed 8/b to a byte, first value in the lowest bits: the group-wise
+//!   format of KIVI (Liu et al. 2024, "KIVI: A Tuning-Free Asymmetric 2bit Quantization for KV
+//!   Cache").
 //!
-//! The fast paths are safe Rust shaped so that LLVM vectorizes them for the x86-64-v3 target
-//! (.cargo/config.toml): fixed `BLOCK`s of values, `chunks_exact` so inner loops carry no bounds
-//! checks, lane-wise min/max accumulators. Division, `f32::round` and the order of every
-//! multiply/add are the same as in `reference`, so the results are bitwise equal to it (the
-//! tests check this); no fast-math, no reciprocal, no FMA.
+//! The fast paths are safe Rust (one `to_int_unchecked`) shaped so that LLVM vectorizes them with
+//! AVX2 for the x86-64-v3 target of .cargo/config.toml; each shape is explained where it is used.
+//! They divide, round and multiply-then-add exactly as the scalar `reference` does (no reciprocal,
+//! no FMA, no fast-math), so their results are bitwise equal to it, which the tests check.
+//! NaN is not valid input: it is skipped by the min/max and quantizes to an end of the code range.
 
 /// Floor of a scale, so a constant row or group divides by a number and not by zero.
 pub const MIN_SCALE: f32 = 1e-12;
 /// Largest sym8 code; -128 is left out so the code range is symmetric around zero.
 const QMAX8: f32 = 127.0;
-/// Values per inner block: four AVX2 registers of f32, and a whole number of bytes at every width.
+/// Values quantized together before packing: four AVX2 registers of f32, whole bytes at any width.
 const BLOCK: usize = 32;
 /// Lanes of the min/max accumulators: one AVX2 register of f32.
 const LANES: usize = 8;
@@ -24,18 +24,14 @@ const LANES: usize = 8;
 /// Bits per asymmetric code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Bits {
-    Two,
-    Four,
-    Eight,
+    Two = 2,
+    Four = 4,
+    Eight = 8,
 }
 
 impl Bits {
     pub fn bits(self) -> u32 {
-        match self {
-            Bits::Two => 2,
-            Bits::Four => 4,
-            Bits::Eight => 8,
-        }
+        self as u32
     }
 
     pub fn codes_per_byte(self) -> usize {
@@ -68,21 +64,24 @@ impl TryFrom<u32> for Bits {
 /// Preconditions (`debug_assert!`): `row_len > 0` and `x.len() % row_len == 0`. A release build
 /// quantizes the whole rows and ignores the rest.
 pub fn quantize_sym8(x: &[f32], row_len: usize, codes: &mut Vec<i8>, scales: &mut Vec<f32>) {
-    debug_assert!(row_len > 0 && x.len() % row_len == 0, "{} values are not rows of {row_len}", x.len());
-    if row_len == 0 {
-        return;
-    }
-    let rows = x.len() / row_len;
+    debug_assert!(row_len > 0 && x.len().is_multiple_of(row_len), "{} values are not rows of {row_len}", x.len());
+    let Some(rows) = x.len().checked_div(row_len) else { return };
     // Grow once, then write in place: no capacity check per value or per row.
     let (c0, s0) = (codes.len(), scales.len());
     codes.resize(c0 + rows * row_len, 0);
     scales.resize(s0 + rows, 0.0);
-    let rows_out = codes[c0..].chunks_exact_mut(row_len).zip(&mut scales[s0..]);
-    for (row, (out, s)) in x.chunks_exact(row_len).zip(rows_out) {
-        let scale = (max_abs(row) / QMAX8).max(MIN_SCALE);
-        *s = scale;
+    // Every scale first, then every code: a row's codes wait on the division that makes its
+    // scale, and in passes of their own the divisions of many rows overlap (and vectorize).
+    for (row, s) in x.chunks_exact(row_len).zip(&mut scales[s0..]) {
+        *s = fold_lanes(row, 0.0, |m, v| if v.abs() > m { v.abs() } else { m });
+    }
+    for s in &mut scales[s0..] {
+        *s = (*s / QMAX8).max(MIN_SCALE);
+    }
+    let rows_in = x.chunks_exact(row_len).zip(&scales[s0..]);
+    for (out, (row, &scale)) in codes[c0..].chunks_exact_mut(row_len).zip(rows_in) {
         for (o, &v) in out.iter_mut().zip(row) {
-            *o = (v / scale).round().clamp(-QMAX8, QMAX8) as i8;
+            *o = to_code(v / scale, -QMAX8, QMAX8) as i8;
         }
     }
 }
@@ -121,25 +120,37 @@ pub fn quantize_asym(
     zeros: &mut Vec<f32>,
 ) {
     let per_byte = bits.codes_per_byte();
-    debug_assert!(group > 0 && group % per_byte == 0, "group {group} is not a multiple of {per_byte} codes a byte");
-    debug_assert!(x.len() % group.max(1) == 0, "{} values are not groups of {group}", x.len());
-    if group == 0 {
-        return;
-    }
-    let (groups, group_bytes) = (x.len() / group, group / per_byte);
+    debug_assert!(group > 0 && group.is_multiple_of(per_byte), "group {group} is not whole bytes of {per_byte} codes");
+    debug_assert!(x.len().is_multiple_of(group), "{} values are not groups of {group}", x.len());
+    let Some(groups) = x.len().checked_div(group) else { return };
+    let group_bytes = group / per_byte;
     let (c0, s0, z0) = (codes.len(), scales.len(), zeros.len());
     codes.resize(c0 + groups * group_bytes, 0);
     scales.resize(s0 + groups, 0.0);
     zeros.resize(z0 + groups, 0.0);
-    let params = scales[s0..].iter_mut().zip(&mut zeros[z0..]);
-    let groups_out = codes[c0..].chunks_exact_mut(group_bytes).zip(params);
-    for (g, (out, (s, z))) in x.chunks_exact(group).zip(groups_out) {
+    // Parameters first, then codes, as in `quantize_sym8`.
+    for (g, (s, z)) in x.chunks_exact(group).zip(scales[s0..].iter_mut().zip(&mut zeros[z0..])) {
+        // Two passes over the group (it is in L1): with both selects in one loop LLVM packs and
+        // blends compare masks instead of emitting `vminps` and `vmaxps`.
+        let lo = fold_lanes(g, f32::INFINITY, |m, v| if v < m { v } else { m });
+        let hi = fold_lanes(g, f32::NEG_INFINITY, |m, v| if v > m { v } else { m });
+        // min(-0.0, 0.0) may be either zero depending on the order of the reduction; adding +0.0
+        // makes it +0.0 either way, so the stored zero point is the reference's bit for bit.
+        *z = lo + 0.0;
+        *s = hi - lo;
+    }
+    let levels = bits.levels() as f32;
+    for s in &mut scales[s0..] {
+        *s = (*s / levels).max(MIN_SCALE);
+    }
+    let groups_in = x.chunks_exact(group).zip(scales[s0..].iter().zip(&zeros[z0..]));
+    for (out, (g, (&scale, &zero))) in codes[c0..].chunks_exact_mut(group_bytes).zip(groups_in) {
         // One monomorphized loop per width, so shifts and masks are constants.
-        (*s, *z) = match bits {
-            Bits::Two => quantize_group::<2>(g, out),
-            Bits::Four => quantize_group::<4>(g, out),
-            Bits::Eight => quantize_group::<8>(g, out),
-        };
+        match bits {
+            Bits::Two => quantize_group::<2>(g, scale, zero, out),
+            Bits::Four => quantize_group::<4>(g, scale, zero, out),
+            Bits::Eight => quantize_group::<8>(g, scale, zero, out),
+        }
     }
 }
 
@@ -149,7 +160,7 @@ pub fn quantize_asym(
 /// and one scale and one zero per group. A release build writes the groups all four cover.
 pub fn dequantize_asym(codes: &[u8], scales: &[f32], zeros: &[f32], group: usize, bits: Bits, out: &mut [f32]) {
     let per_byte = bits.codes_per_byte();
-    debug_assert!(group > 0 && group % per_byte == 0, "group {group} is not a multiple of {per_byte} codes a byte");
+    debug_assert!(group > 0 && group.is_multiple_of(per_byte), "group {group} is not whole bytes of {per_byte} codes");
     debug_assert!(out.len() == codes.len() * per_byte, "{} bytes into {} values", codes.len(), out.len());
     debug_assert!(out.len() == scales.len() * group && scales.len() == zeros.len(), "scales or zeros per group");
     if group == 0 {
@@ -166,49 +177,54 @@ pub fn dequantize_asym(codes: &[u8], scales: &[f32], zeros: &[f32], group: usize
     }
 }
 
-/// max |x| with one accumulator per lane, so the loop is a vector max; max is exact, so the lane
-/// order does not change the result.
-fn max_abs(x: &[f32]) -> f32 {
-    let mut acc = [0f32; LANES];
-    let mut chunks = x.chunks_exact(LANES);
-    for c in &mut chunks {
-        for (a, &v) in acc.iter_mut().zip(c) {
-            *a = a.max(v.abs());
-        }
-    }
-    chunks.remainder().iter().chain(&acc).fold(0f32, |m, &v| m.max(v.abs()))
-}
-
-/// (min, max) with lane accumulators, as `max_abs`.
-fn min_max(x: &[f32]) -> (f32, f32) {
-    let (mut lo, mut hi) = ([f32::INFINITY; LANES], [f32::NEG_INFINITY; LANES]);
-    let mut chunks = x.chunks_exact(LANES);
-    for c in &mut chunks {
-        for ((l, h), &v) in lo.iter_mut().zip(&mut hi).zip(c) {
-            *l = l.min(v);
-            *h = h.max(v);
-        }
-    }
-    let lo = chunks.remainder().iter().chain(&lo).fold(f32::INFINITY, |m, &v| m.min(v));
-    let hi = chunks.remainder().iter().chain(&hi).fold(f32::NEG_INFINITY, |m, &v| m.max(v));
-    (lo, hi)
-}
-
-/// Quantizes one group of B-bit codes into `out` and returns its (scale, zero).
+/// round(v) clamped to [lo, hi], as an integer; `lo` and `hi` must be integers in i32's range.
+///
+/// `f32::max`/`min` give the bound for a NaN (where `clamp` would keep it), so the value is always
+/// in range and the plain conversion is defined. A saturating `as` cast instead is scalarized lane
+/// by lane (LLVM has no AVX2 lowering for it): sym8 append ran 2.5x slower.
 #[inline(always)]
-fn quantize_group<const B: u32>(g: &[f32], out: &mut [u8]) -> (f32, f32) {
-    let per_byte = (8 / B) as usize;
+fn to_code(v: f32, lo: f32, hi: f32) -> i32 {
+    // SAFETY: the value lies in [lo, hi], whose ends are integers that fit in i32, and is not NaN.
+    unsafe { v.round().max(lo).min(hi).to_int_unchecked() }
+}
+
+/// `f` over `x` with one accumulator per lane (a vector loop), then over the lanes as a tree, then
+/// over the remainder. Used for min and max only, which are exact, so the result does not depend
+/// on the order (up to the sign of a zero, see `quantize_asym`). Callers pass the select form
+/// `if v > m { v } else { m }`: one `vmaxps`, where `f32::max` adds a compare and a blend in case
+/// the accumulator is NaN. A NaN `v` is skipped either way, as `f32::max` skips it in `reference`.
+#[inline(always)]
+fn fold_lanes(x: &[f32], init: f32, f: impl Fn(f32, f32) -> f32) -> f32 {
+    let mut acc = [init; LANES];
+    let (chunks, rest) = x.as_chunks::<LANES>();
+    for c in chunks {
+        for (a, &v) in acc.iter_mut().zip(c) {
+            *a = f(*a, v);
+        }
+    }
+    // Halves, quarters, eighths: three dependent steps instead of seven.
+    let mut n = LANES;
+    while n > 1 {
+        n /= 2;
+        for i in 0..n {
+            acc[i] = f(acc[i], acc[i + n]);
+        }
+    }
+    rest.iter().fold(acc[0], |m, &v| f(m, v))
+}
+
+/// Quantizes one group into B-bit codes.
+#[inline(always)]
+fn quantize_group<const B: u32>(g: &[f32], scale: f32, zero: f32, out: &mut [u8]) {
     let levels = ((1u32 << B) - 1) as f32;
-    let (lo, hi) = min_max(g);
-    // min(-0.0, 0.0) may be either zero depending on the order of the reduction; adding +0.0
-    // makes it +0.0 either way, so the stored zero point is the reference's bit for bit.
-    let zero = lo + 0.0;
-    let scale = ((hi - lo) / levels).max(MIN_SCALE);
-    let code = |v: f32| ((v - zero) / scale).round().clamp(0.0, levels) as u8;
-    let mut x_blocks = g.chunks_exact(BLOCK);
+    let code = |v: f32| to_code((v - zero) / scale, 0.0, levels) as u8;
+    // A block's codes first, one per byte (a vector loop), then packed with shifts and ors (which
+    // LLVM turns into byte shuffles; at 8 bits, a copy). Packing 8 codes into a u32 per step
+    // instead made LLVM vectorize across steps with transposes: 2x slower.
+    let per_byte = (8 / B) as usize;
+    let (blocks, rest) = g.as_chunks::<BLOCK>();
     let mut out_blocks = out.chunks_exact_mut(BLOCK / per_byte);
-    for (xb, ob) in (&mut x_blocks).zip(&mut out_blocks) {
-        // Codes of the whole block first (a vector loop), then packing (shifts and ors).
+    for (xb, ob) in blocks.iter().zip(&mut out_blocks) {
         let mut q = [0u8; BLOCK];
         for (q, &v) in q.iter_mut().zip(xb) {
             *q = code(v);
@@ -217,41 +233,43 @@ fn quantize_group<const B: u32>(g: &[f32], out: &mut [u8]) -> (f32, f32) {
             *o = q.iter().enumerate().fold(0, |byte, (i, &c)| byte | c << (i as u32 * B));
         }
     }
-    // A group that is not a multiple of BLOCK ends with whole bytes (group % per_byte == 0).
-    for (o, xs) in out_blocks.into_remainder().iter_mut().zip(x_blocks.remainder().chunks_exact(per_byte)) {
+    // A group that is not a multiple of BLOCK ends in whole bytes (group % codes per byte == 0).
+    for (o, xs) in out_blocks.into_remainder().iter_mut().zip(rest.chunks_exact(per_byte)) {
         *o = xs.iter().enumerate().fold(0, |byte, (i, &v)| byte | code(v) << (i as u32 * B));
     }
-    (scale, zero)
 }
 
-/// Dequantizes one group of B-bit codes into `out`.
+/// Dequantizes one group of B-bit codes.
 #[inline(always)]
 fn dequantize_group<const B: u32>(codes: &[u8], scale: f32, zero: f32, out: &mut [f32]) {
-    let per_byte = (8 / B) as usize;
-    let mask = ((1u32 << B) - 1) as u8;
-    let mut code_blocks = codes.chunks_exact(BLOCK / per_byte);
-    let mut out_blocks = out.chunks_exact_mut(BLOCK);
-    for (cb, ob) in (&mut code_blocks).zip(&mut out_blocks) {
-        // Unpack to one code a byte first, then one vector multiply-add loop over the block.
-        let mut q = [0u8; BLOCK];
-        for (q, &byte) in q.chunks_exact_mut(per_byte).zip(cb) {
-            for (i, q) in q.iter_mut().enumerate() {
-                *q = (byte >> (i as u32 * B)) & mask;
-            }
+    if B == 8 {
+        for (o, &c) in out.iter_mut().zip(codes) {
+            *o = c as f32 * scale + zero;
         }
-        for (o, &q) in ob.iter_mut().zip(&q) {
-            *o = q as f32 * scale + zero;
+        return;
+    }
+    // Four bytes hold 32 / B codes: one u32 load, broadcast and shifted per lane (`vpsrlvd`),
+    // masked, converted. Unpacking to one code a byte first made LLVM insert bytes one by one.
+    let mask = (1u32 << B) - 1;
+    let (words, rest) = codes.as_chunks::<4>();
+    let mut out_words = out.chunks_exact_mut((32 / B) as usize);
+    for (&w, o) in words.iter().zip(&mut out_words) {
+        let word = u32::from_le_bytes(w);
+        for (j, o) in o.iter_mut().enumerate() {
+            *o = ((word >> (j as u32 * B)) & mask) as f32 * scale + zero;
         }
     }
-    for (o, &byte) in out_blocks.into_remainder().chunks_exact_mut(per_byte).zip(code_blocks.remainder()) {
+    let tail = out_words.into_remainder().chunks_exact_mut((8 / B) as usize);
+    for (o, &byte) in tail.zip(rest) {
         for (i, o) in o.iter_mut().enumerate() {
-            *o = ((byte >> (i as u32 * B)) & mask) as f32 * scale + zero;
+            *o = ((byte as u32 >> (i as u32 * B)) & mask) as f32 * scale + zero;
         }
     }
 }
 
 /// Straightforward scalar versions of the four kernels: what the fast paths must equal bit for
-/// bit, and the baseline the `kv_quant` bench compares them with. Not for use in the engine.
+/// bit, and the baseline the `kv_quant` bench compares them with. They index without checking
+/// the preconditions, so they panic on buffers shorter than those say. Not for the engine.
 #[doc(hidden)]
 pub mod reference {
     use super::{Bits, MIN_SCALE};
@@ -262,7 +280,11 @@ pub mod reference {
             let scale = (amax / 127.0).max(MIN_SCALE);
             scales.push(scale);
             for &v in row {
-                codes.push((v / scale).round().clamp(-127.0, 127.0) as i8);
+                // max then min rather than clamp: the same for numbers, and NaN lands where the
+                // fast path puts it.
+                #[allow(clippy::manual_clamp)]
+                let code = (v / scale).round().max(-127.0).min(127.0) as i8;
+                codes.push(code);
             }
         }
     }
@@ -291,7 +313,7 @@ pub mod reference {
             scales.push(scale);
             zeros.push(zero);
             for (i, &v) in g.iter().enumerate() {
-                let code = ((v - zero) / scale).round().clamp(0.0, levels) as u8;
+                let code = ((v - zero) / scale).round().max(0.0).min(levels) as u8;
                 let shift = (i as u32 % (8 / b)) * b;
                 if shift == 0 {
                     codes.push(0);
@@ -327,100 +349,109 @@ mod tests {
     /// exact zeros of both signs so the signed-zero handling is exercised.
     fn random_values(n: usize, seed: u64) -> Vec<f32> {
         let mut rng = StdRng::seed_from_u64(seed);
-        (0..n)
-            .map(|_| match rng.random_range(0..100) {
-                0 => 0.0,
-                1 => -0.0,
-                2..=4 => rng.random_range(-40.0f32..40.0),
-                _ => rng.random_range(-2.0f32..2.0),
-            })
-            .collect()
+        let mut draw = |_| match rng.random_range(0..100) {
+            0 => 0.0,
+            1 => -0.0,
+            2..=4 => rng.random_range(-40.0f32..40.0),
+            _ => rng.random_range(-2.0f32..2.0),
+        };
+        (0..n).map(&mut draw).collect()
     }
 
+    /// Bit patterns, so -0.0 differs from 0.0; every NaN reads as one pattern (payloads are not
+    /// compared: they are whatever the CPU makes of 0 * inf).
     fn bits_of(v: &[f32]) -> Vec<u32> {
-        v.iter().map(|v| v.to_bits()).collect()
+        v.iter().map(|v| if v.is_nan() { u32::MAX } else { v.to_bits() }).collect()
     }
 
+    #[derive(Default, Debug, PartialEq)]
+    struct Sym {
+        codes: Vec<i8>,
+        scales: Vec<f32>,
+    }
+
+    #[derive(Default, Debug, PartialEq)]
     struct Asym {
         codes: Vec<u8>,
         scales: Vec<f32>,
         zeros: Vec<f32>,
     }
 
-    fn asym(x: &[f32], group: usize, bits: Bits) -> Asym {
-        let mut q = Asym { codes: Vec::new(), scales: Vec::new(), zeros: Vec::new() };
+    fn sym(x: &[f32], row_len: usize) -> (Sym, Vec<f32>) {
+        let mut q = Sym::default();
+        quantize_sym8(x, row_len, &mut q.codes, &mut q.scales);
+        let mut out = vec![f32::NAN; x.len()];
+        dequantize_sym8(&q.codes, &q.scales, row_len, &mut out);
+        (q, out)
+    }
+
+    fn asym(x: &[f32], group: usize, bits: Bits) -> (Asym, Vec<f32>) {
+        let mut q = Asym::default();
         quantize_asym(x, group, bits, &mut q.codes, &mut q.scales, &mut q.zeros);
-        q
-    }
-
-    fn dequant(q: &Asym, group: usize, bits: Bits) -> Vec<f32> {
-        let mut out = vec![f32::NAN; q.codes.len() * bits.codes_per_byte()];
+        let mut out = vec![f32::NAN; x.len()];
         dequantize_asym(&q.codes, &q.scales, &q.zeros, group, bits, &mut out);
-        out
+        (q, out)
     }
 
-    #[test]
-    fn sym8_fast_path_equals_the_reference_bitwise() {
-        // 64 is SmolLM2's head dim; 12 leaves a remainder after the 8-lane max.
-        for (row_len, seed) in [(64, 1), (12, 2)] {
-            let x = random_values(row_len * 50, seed);
-            let (mut codes, mut scales, mut ref_codes, mut ref_scales) = (vec![], vec![], vec![], vec![]);
-            quantize_sym8(&x, row_len, &mut codes, &mut scales);
-            reference::quantize_sym8(&x, row_len, &mut ref_codes, &mut ref_scales);
-            assert_eq!(codes, ref_codes, "row_len {row_len}");
-            assert_eq!(bits_of(&scales), bits_of(&ref_scales), "row_len {row_len}");
-            let (mut out, mut ref_out) = (vec![0.0; x.len()], vec![0.0; x.len()]);
-            dequantize_sym8(&codes, &scales, row_len, &mut out);
-            reference::dequantize_sym8(&codes, &scales, row_len, &mut ref_out);
-            assert_eq!(bits_of(&out), bits_of(&ref_out), "row_len {row_len}");
+    /// Fast path and reference agree bit for bit on `x`: codes, scales, zeros and what comes back.
+    fn assert_fast_equals_reference(x: &[f32], len: usize) {
+        let (q, out) = sym(x, len);
+        let (mut r, mut r_out) = (Sym::default(), vec![0.0; x.len()]);
+        reference::quantize_sym8(x, len, &mut r.codes, &mut r.scales);
+        reference::dequantize_sym8(&q.codes, &q.scales, len, &mut r_out);
+        assert_eq!((&q.codes, bits_of(&q.scales)), (&r.codes, bits_of(&r.scales)), "sym8 row {len}");
+        assert_eq!(bits_of(&out), bits_of(&r_out), "sym8 row {len}");
+        for bits in ALL_BITS.into_iter().filter(|b| len.is_multiple_of(b.codes_per_byte())) {
+            let (q, out) = asym(x, len, bits);
+            let (mut r, mut r_out) = (Asym::default(), vec![0.0; x.len()]);
+            reference::quantize_asym(x, len, bits, &mut r.codes, &mut r.scales, &mut r.zeros);
+            reference::dequantize_asym(&q.codes, &q.scales, &q.zeros, len, bits, &mut r_out);
+            assert_eq!(q.codes, r.codes, "{bits:?} group {len}");
+            assert_eq!((bits_of(&q.scales), bits_of(&q.zeros)), (bits_of(&r.scales), bits_of(&r.zeros)));
+            assert_eq!(bits_of(&out), bits_of(&r_out), "{bits:?} group {len}");
         }
     }
 
     #[test]
-    fn asym_fast_path_equals_the_reference_bitwise() {
-        // 32, 64, 128 are whole blocks; 40 and 4 end in a partial block.
-        for bits in ALL_BITS {
-            for group in [32, 64, 128, 40, 4] {
-                let x = random_values(group * 37, group as u64);
-                let q = asym(&x, group, bits);
-                let mut r = Asym { codes: Vec::new(), scales: Vec::new(), zeros: Vec::new() };
-                reference::quantize_asym(&x, group, bits, &mut r.codes, &mut r.scales, &mut r.zeros);
-                assert_eq!(q.codes, r.codes, "{bits:?} group {group}");
-                assert_eq!(bits_of(&q.scales), bits_of(&r.scales), "{bits:?} group {group}");
-                assert_eq!(bits_of(&q.zeros), bits_of(&r.zeros), "{bits:?} group {group}");
-                let mut ref_out = vec![0.0; x.len()];
-                reference::dequantize_asym(&q.codes, &q.scales, &q.zeros, group, bits, &mut ref_out);
-                assert_eq!(bits_of(&dequant(&q, group, bits)), bits_of(&ref_out), "{bits:?} group {group}");
-            }
+    fn fast_paths_equal_the_reference_bitwise() {
+        // 32, 64 and 128 are whole blocks and words; 40, 12 and 4 end in partial ones (and 12
+        // leaves a remainder after the 8 min/max lanes). 64 is SmolLM2's head dim (sym8 rows).
+        for (i, len) in [32, 64, 128, 40, 12, 4].into_iter().enumerate() {
+            assert_fast_equals_reference(&random_values(len * 37, i as u64), len);
         }
+    }
+
+    #[test]
+    fn non_finite_input_and_zero_minima_match_the_reference() {
+        let mut x = random_values(256, 7);
+        (x[3], x[70], x[100]) = (f32::NAN, f32::INFINITY, f32::NEG_INFINITY);
+        x[192..].fill(f32::NAN);
+        // Groups whose minimum is a zero of either sign, in lanes that the fast path reduces in
+        // another order than the reference: the stored zero point must still be +0.0 in both.
+        for (i, v) in x[128..192].iter_mut().enumerate() {
+            *v = [0.0, -0.0, 1.5][i % 3] * (i % 8 + 1) as f32;
+        }
+        assert_fast_equals_reference(&x, 32);
+        assert_fast_equals_reference(&x, 64);
     }
 
     #[test]
     fn round_trip_error_is_within_half_a_step() {
-        let row_len = 64;
-        let x = random_values(row_len * 40, 3);
-        let (mut codes, mut scales) = (vec![], vec![]);
-        quantize_sym8(&x, row_len, &mut codes, &mut scales);
-        let mut out = vec![0.0; x.len()];
-        dequantize_sym8(&codes, &scales, row_len, &mut out);
-        for ((xr, or), &scale) in x.chunks(row_len).zip(out.chunks(row_len)).zip(&scales) {
-            let amax = xr.iter().fold(0f32, |m, v| m.max(v.abs()));
-            for (a, b) in xr.iter().zip(or) {
-                assert!((a - b).abs() <= 0.5 * scale + REL_SLACK * amax, "sym8: {a} -> {b}, scale {scale}");
+        let x = random_values(64 * 40, 3);
+        let check = |what: &str, len: usize, out: &[f32], scales: &[f32]| {
+            for ((xs, os), &scale) in x.chunks(len).zip(out.chunks(len)).zip(scales) {
+                let bound = 0.5 * scale + REL_SLACK * xs.iter().fold(0f32, |m, v| m.max(v.abs()));
+                for (a, b) in xs.iter().zip(os) {
+                    assert!((a - b).abs() <= bound, "{what} {len}: {a} -> {b}, scale {scale}");
+                }
             }
-        }
+        };
+        let (q, out) = sym(&x, 64);
+        check("sym8 row", 64, &out, &q.scales);
         for bits in ALL_BITS {
             for group in [32, 64, 128] {
-                let x = random_values(group * 20, 4);
-                let q = asym(&x, group, bits);
-                let out = dequant(&q, group, bits);
-                for ((xg, og), &scale) in x.chunks(group).zip(out.chunks(group)).zip(&q.scales) {
-                    let amax = xg.iter().fold(0f32, |m, v| m.max(v.abs()));
-                    for (a, b) in xg.iter().zip(og) {
-                        let bound = 0.5 * scale + REL_SLACK * amax;
-                        assert!((a - b).abs() <= bound, "{bits:?} group {group}: {a} -> {b}, scale {scale}");
-                    }
-                }
+                let (q, out) = asym(&x, group, bits);
+                check(&format!("{bits:?} group"), group, &out, &q.scales);
             }
         }
     }
@@ -429,37 +460,30 @@ mod tests {
     fn constant_groups_round_trip_exactly_without_nan() {
         for bits in ALL_BITS {
             for c in [0.0f32, -0.0, 1.0, -3.25, 1e30, -1e-30] {
-                let x = vec![c; 64];
-                let q = asym(&x, 32, bits);
-                assert!(q.scales.iter().all(|&s| s == MIN_SCALE), "{bits:?} {c}: {:?}", q.scales);
-                let out = dequant(&q, 32, bits);
+                let (q, out) = asym(&[c; 64], 32, bits);
+                assert_eq!(q.scales, [MIN_SCALE; 2], "{bits:?} {c}");
                 assert!(out.iter().all(|&v| v == c), "{bits:?} {c}: {out:?}");
             }
         }
         // An all-zero sym8 row (a masked or padded token) divides by MIN_SCALE, not by zero.
-        let (mut codes, mut scales) = (vec![], vec![]);
-        quantize_sym8(&[0.0; 64], 64, &mut codes, &mut scales);
-        let mut out = vec![f32::NAN; 64];
-        dequantize_sym8(&codes, &scales, 64, &mut out);
-        assert_eq!(scales, [MIN_SCALE]);
-        assert!(codes.iter().all(|&c| c == 0) && out.iter().all(|&v| v == 0.0), "{out:?}");
+        let (q, out) = sym(&[0.0; 64], 64);
+        assert_eq!((q.codes, q.scales, out), (vec![0; 64], vec![MIN_SCALE], vec![0.0; 64]));
     }
 
     #[test]
     fn packing_puts_the_first_value_in_the_lowest_bits() {
-        // 2 bits, min 0 and max 3 so code == value: [0, 1, 2, 3] -> 0b11_10_01_00, reversed -> 0b00_01_10_11.
+        // 2 bits, min 0 and max 3 so code == value: [0, 1, 2, 3] -> 0b11_10_01_00 and reversed.
         let x: Vec<f32> = (0..32).map(|i| if i % 8 < 4 { i % 4 } else { 3 - i % 4 } as f32).collect();
-        assert_eq!(asym(&x, 32, Bits::Two).codes, [0xE4, 0x1B].repeat(4));
+        assert_eq!(asym(&x, 32, Bits::Two).0.codes, [0xE4, 0x1B].repeat(4));
         // The same bytes from a group shorter than a block (the scalar tail).
-        assert_eq!(asym(&x[..8], 8, Bits::Two).codes, [0xE4, 0x1B]);
+        assert_eq!(asym(&x[..8], 8, Bits::Two).0.codes, [0xE4, 0x1B]);
         // 4 bits, min 0 and max 15: value pairs (0, 1), (2, 3), ... -> 0x10, 0x32, ...
         let x: Vec<f32> = (0..32).map(|i| (i % 16) as f32).collect();
-        let bytes = [0x10, 0x32, 0x54, 0x76, 0x98, 0xBA, 0xDC, 0xFE];
-        let q = asym(&x, 32, Bits::Four);
-        assert_eq!(q.codes, [bytes, bytes].concat());
+        let (q, out) = asym(&x, 32, Bits::Four);
+        assert_eq!(q.codes, [0x10, 0x32, 0x54, 0x76, 0x98, 0xBA, 0xDC, 0xFE].repeat(2));
         assert_eq!((q.scales, q.zeros), (vec![1.0], vec![0.0]));
         // And back: unpacking reads the low bits first.
-        assert_eq!(dequant(&asym(&x, 32, Bits::Four), 32, Bits::Four), x);
+        assert_eq!(out, x);
     }
 
     #[test]
@@ -467,16 +491,14 @@ mod tests {
         let x = random_values(3 * 4 * 128, 5);
         for bits in ALL_BITS {
             for group in [32, 64, 128] {
-                let mut q = asym(&x, group, bits);
-                assert_eq!(q.codes.len(), x.len() * bits.bits() as usize / 8, "{bits:?} group {group}");
-                assert_eq!((q.scales.len(), q.zeros.len()), (x.len() / group, x.len() / group));
-                // A second append leaves the first untouched and lands after it.
-                let first = asym(&x, group, bits);
+                let (mut q, _) = asym(&x, group, bits);
+                let (n, groups) = (x.len() * bits.bits() as usize / 8, x.len() / group);
+                assert_eq!((q.codes.len(), q.scales.len(), q.zeros.len()), (n, groups, groups), "{bits:?} {group}");
+                // Appending the first group again leaves what was there and adds the same bytes after it.
+                let before = q.codes.clone();
                 quantize_asym(&x[..group], group, bits, &mut q.codes, &mut q.scales, &mut q.zeros);
-                assert_eq!(q.codes.len(), first.codes.len() + group * bits.bits() as usize / 8);
-                assert_eq!(q.codes[..first.codes.len()], first.codes[..]);
-                assert_eq!(q.codes[first.codes.len()..], first.codes[..group / bits.codes_per_byte()]);
-                assert_eq!(q.scales.len(), first.scales.len() + 1);
+                assert_eq!((&q.codes[..n], &q.codes[n..]), (&before[..], &before[..group * bits.bits() as usize / 8]));
+                assert_eq!((q.scales.len(), q.scales[groups]), (groups + 1, q.scales[0]));
             }
         }
         let (mut codes, mut scales) = (vec![7i8], vec![]);
