@@ -65,12 +65,14 @@ impl Figure for KvFigure<'_> {
                 "MiB",
                 &per_strategy(self.report, |r| r.kv_cache_bytes as f64 / MIB),
             ),
+            // The median gap, not the mean: one run per point on a shared machine, and a few
+            // preempted steps would otherwise draw the noise instead of the growth.
             KvChart::TpotVsContext => draw::line_chart(
                 root,
-                &format!("Time per output token against context ({model})"),
+                &format!("Median time per output token against context ({model})"),
                 "context tokens",
-                "TPOT ms",
-                &per_strategy(self.report, |r| r.tpot_ms),
+                "median TPOT ms",
+                &per_strategy(self.report, |r| r.median_itl_ms),
             ),
             KvChart::PerplexityVsBytes => {
                 let longest = self.report.rows.iter().map(|r| r.context_tokens).max().unwrap_or(0);

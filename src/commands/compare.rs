@@ -9,14 +9,13 @@ use crate::cli::compare::CompareArgs;
 use crate::decode::{self, Method, MethodParams};
 use crate::engine::Engine;
 use crate::kv::KvKind;
-use crate::measure::system::{format_utc, Provenance};
+use crate::measure::system::Provenance;
 use crate::results::export::exporter;
 use crate::results::schema::{CaseParams, CaseResult, CaseStatus, Quality, Report, Settings, SCHEMA_VERSION};
 use crate::results::sink::Sink;
 use anyhow::Result;
 use std::collections::{HashMap, HashSet};
 use std::io::Write;
-use std::path::PathBuf;
 
 /// One planned case.
 struct Planned {
@@ -66,7 +65,7 @@ pub fn run(args: &CompareArgs) -> Result<Outcome> {
     };
     let (mut sink, done) = match &args.output.resume {
         Some(dir) => Sink::resume(dir, report)?,
-        None => (Sink::create(&args.output.out.clone().unwrap_or_else(default_out_dir), report)?, HashSet::new()),
+        None => (Sink::create(&args.output.out.clone().unwrap_or_else(|| super::default_out_dir("compare")), report)?, HashSet::new()),
     };
     harness::install_interrupt_handler();
     let total_runs = plan.len() * (args.run.warmup + args.run.repetitions * prompt_texts.len());
@@ -305,11 +304,6 @@ fn short(model: &str) -> &str {
     model.rsplit('/').next().unwrap_or(model)
 }
 
-fn default_out_dir() -> PathBuf {
-    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-    let stamp: String = format_utc(secs).chars().filter(|c| c.is_ascii_alphanumeric()).collect();
-    PathBuf::from("results").join(format!("compare-{stamp}"))
-}
 
 #[cfg(test)]
 mod tests {

@@ -13,13 +13,13 @@ use crate::decode::sampling::SamplingConfig;
 use crate::engine::{Engine, GenerateRequest};
 use crate::kv::{self, KvKind, KvOptions, CAKE_WINDOW};
 use crate::measure::stats::percentile_sorted;
-use crate::measure::system::{format_utc, Provenance};
+use crate::measure::system::Provenance;
 use crate::metrics::distribution::{agreement, argmax, first_divergence, mean_kl, perplexity};
 use crate::results::kvcache::{KvcacheReport, KvcacheRow, KvcacheSettings, RowQuality, KVCACHE_JSON};
 use crate::results::sink::write_atomic;
 use anyhow::{Context, Result};
 use sha2::Digest;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// One strategy to run: its kind and options (the global ones, with its inline value applied).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -119,7 +119,7 @@ pub fn run(args: &KvcacheArgs) -> Result<Outcome> {
     let specs = parse_strategies(&args.strategies, &args.kv)?;
     validate(args, &specs)?;
     let text = read_prompt_file(&args.prompt_file)?;
-    let out_dir = args.out.clone().unwrap_or_else(default_out_dir);
+    let out_dir = args.out.clone().unwrap_or_else(|| super::default_out_dir("kvcache"));
     if out_dir.join(KVCACHE_JSON).exists() {
         crate::bail_input!("--out {}: already holds kvcache results; choose another --out", out_dir.display());
     }
@@ -290,11 +290,6 @@ fn measure(
     })
 }
 
-fn default_out_dir() -> PathBuf {
-    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-    let stamp: String = format_utc(secs).chars().filter(|c| c.is_ascii_alphanumeric()).collect();
-    PathBuf::from("results").join(format!("kvcache-{stamp}"))
-}
 
 #[cfg(test)]
 mod tests {

@@ -21,3 +21,10 @@ pub enum Outcome {
     /// Stopped by Ctrl-C after saving what finished.
     Interrupted,
 }
+
+/// `results/<command>-<UTC timestamp>`, where a run goes without `--out`.
+fn default_out_dir(command: &str) -> std::path::PathBuf {
+    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let stamp: String = crate::measure::system::format_utc(secs).chars().filter(|c| c.is_ascii_alphanumeric()).collect();
+    std::path::PathBuf::from("results").join(format!("{command}-{stamp}"))
+}

@@ -48,7 +48,8 @@ pub fn run(args: &PlotArgs) -> Result<Outcome> {
     Ok(Outcome::Success)
 }
 
-/// A kvcache run: its three charts (`--chart` names compare's charts, so it is refused here).
+/// A kvcache run: its three charts and its table (`--chart` names compare's charts, so it is
+/// refused here).
 fn plot_kvcache(args: &PlotArgs, out_dir: &std::path::Path, formats: &[ImageFormat]) -> Result<Outcome> {
     if let Some(kind) = args.chart {
         crate::bail_input!("--chart {}: a kvcache run has its own three charts; drop --chart", kind.name());
@@ -62,5 +63,8 @@ fn plot_kvcache(args: &PlotArgs, out_dir: &std::path::Path, formats: &[ImageForm
             println!("{}", path.display());
         }
     }
+    let table = out_dir.join("table.md");
+    write_atomic(&table, report.table().as_bytes())?;
+    println!("{}", table.display());
     Ok(Outcome::Success)
 }

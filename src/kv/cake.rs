@@ -21,7 +21,7 @@
 //! (smoothed), as the reference's decoding step does.
 
 use super::scored::{gather_per_head, keep_indices, per_kv_head, SEQ_DIM};
-use super::{tensor_bytes, KvCache, KvKind, KvStats};
+use super::{grow, tensor_bytes, KvCache, KvKind, KvStats};
 use candle_core::{Result, Tensor};
 
 /// Queries whose attention decides (CAKE's observation window), always kept.
@@ -137,10 +137,7 @@ impl KvCache for CakeCache {
             self.positions += k.dim(SEQ_DIM)?;
         }
         let slot = self.layers.get_mut(layer).ok_or_else(|| candle_core::Error::Msg(format!("kv cache has no layer {layer}")))?;
-        let (k, v) = match slot.kv.take() {
-            None => (k.contiguous()?, v.contiguous()?),
-            Some((pk, pv)) => (Tensor::cat(&[&pk, k], SEQ_DIM)?, Tensor::cat(&[&pv, v], SEQ_DIM)?),
-        };
+        let (k, v) = grow(slot.kv.take(), k, v)?;
         slot.kv = Some((k.clone(), v.clone()));
         Ok((k, v))
     }

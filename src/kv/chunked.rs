@@ -136,15 +136,10 @@ impl KvCache for ChunkedCache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use candle_core::Device;
 
-    fn kv(t: usize, first: f32) -> Tensor {
-        Tensor::arange(first, first + t as f32, &Device::Cpu).unwrap().reshape((1, 1, t, 1)).unwrap()
-    }
+    use crate::kv::test_util::positions as kv;
 
-    fn values(t: &Tensor) -> Vec<f32> {
-        t.flatten_all().unwrap().to_vec1().unwrap()
-    }
+    use crate::kv::test_util::values;
 
     #[test]
     fn summarises_old_chunks_by_their_mean_and_keeps_the_tail_exact() {

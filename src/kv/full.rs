@@ -1,7 +1,7 @@
 //! The full cache: one contiguous key and value tensor per layer, grown by concatenation
 //! along the sequence axis (what Hugging Face's DynamicCache and candle's llama do).
 
-use super::{tensor_bytes, KvCache, KvKind, KvStats};
+use super::{grow, tensor_bytes, KvCache, KvKind, KvStats};
 use candle_core::{Result, Tensor};
 
 /// Contiguous, growing per-layer keys and values.
@@ -23,10 +23,7 @@ impl KvCache for FullCache {
             .layers
             .get_mut(layer)
             .ok_or_else(|| candle_core::Error::Msg(format!("kv cache has no layer {layer}")))?;
-        let (k, v) = match slot.take() {
-            None => (k.contiguous()?, v.contiguous()?),
-            Some((pk, pv)) => (Tensor::cat(&[&pk, k], SEQ_DIM)?, Tensor::cat(&[&pv, v], SEQ_DIM)?),
-        };
+        let (k, v) = grow(slot.take(), k, v)?;
         *slot = Some((k.clone(), v.clone()));
         Ok((k, v))
     }

@@ -7,7 +7,7 @@
 //! prefill's own weights score the prompt, as in the paper.
 
 use super::scored::{gather_per_head, keep_indices, keep_scores, per_kv_head, SEQ_DIM};
-use super::{tensor_bytes, KvCache, KvKind, KvStats};
+use super::{grow, tensor_bytes, KvCache, KvKind, KvStats};
 use candle_core::{Result, Tensor};
 
 #[derive(Clone, Default)]
@@ -36,10 +36,7 @@ impl KvCache for H2oCache {
             self.positions += k.dim(SEQ_DIM)?;
         }
         let slot = self.layers.get_mut(layer).ok_or_else(|| candle_core::Error::Msg(format!("kv cache has no layer {layer}")))?;
-        let (k, v) = match slot.kv.take() {
-            None => (k.contiguous()?, v.contiguous()?),
-            Some((pk, pv)) => (Tensor::cat(&[&pk, k], SEQ_DIM)?, Tensor::cat(&[&pv, v], SEQ_DIM)?),
-        };
+        let (k, v) = grow(slot.kv.take(), k, v)?;
         slot.kv = Some((k.clone(), v.clone()));
         Ok((k, v))
     }
@@ -120,9 +117,7 @@ mod tests {
     use super::*;
     use candle_core::Device;
 
-    fn kv(t: usize, first: f32) -> Tensor {
-        Tensor::arange(first, first + t as f32, &Device::Cpu).unwrap().reshape((1, 1, t, 1)).unwrap()
-    }
+    use crate::kv::test_util::positions as kv;
 
     fn attn(row: &[f32]) -> Tensor {
         Tensor::new(row, &Device::Cpu).unwrap().reshape((1, 1, 1, row.len())).unwrap()

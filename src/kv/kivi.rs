@@ -11,7 +11,7 @@
 //! `d · bits / 8` + 8 per `VALUE_GROUP` channels; the residual at its dtype.
 
 use super::codes::{AsymCodes, Codes};
-use super::{tensor_bytes, KvCache, KvKind, KvStats};
+use super::{grow, tensor_bytes, KvCache, KvKind, KvStats};
 use crate::quant::kv_int::Bits;
 use candle_core::{DType, Result, Tensor};
 
@@ -105,10 +105,7 @@ impl KvCache for KiviCache {
         let (_, h, _, d) = k.dims4()?;
         let mut slot =
             std::mem::take(self.layers.get_mut(layer).ok_or_else(|| candle_core::Error::Msg(format!("kv cache has no layer {layer}")))?);
-        let (rk, rv) = match slot.residual.take() {
-            None => (k.contiguous()?, v.contiguous()?),
-            Some((pk, pv)) => (Tensor::cat(&[&pk, k], SEQ_DIM)?, Tensor::cat(&[&pv, v], SEQ_DIM)?),
-        };
+        let (rk, rv) = grow(slot.residual.take(), k, v)?;
         // Everything attention reads went through the quantizer where it will be stored
         // quantized: flush full groups first, then read.
         let len = rk.dim(SEQ_DIM)?;

@@ -287,10 +287,30 @@ pub fn build_with(kind: KvKind, options: KvOptions, n_layers: usize, max_tokens:
 pub(crate) mod test_util {
     use candle_core::{Device, Tensor};
 
+    /// `[1, 1, t, 1]` holding `first, first + 1, ...`: a token's value is its position.
+    pub fn positions(t: usize, first: f32) -> Tensor {
+        Tensor::arange(first, first + t as f32, &Device::Cpu).unwrap().reshape((1, 1, t, 1)).unwrap()
+    }
+
+    /// All values of a tensor, flattened.
+    pub fn values(t: &Tensor) -> Vec<f32> {
+        t.flatten_all().unwrap().to_vec1().unwrap()
+    }
+
     /// Distinct values `[1, 2 heads, t, 4]` that depend on `seed`, for cache tests.
     pub fn ramp(t: usize, seed: f32) -> Tensor {
         let n = (2 * t * 4) as f32;
         Tensor::arange(0f32, n, &Device::Cpu).unwrap().affine(seed as f64, 0.5).unwrap().reshape((1, 2, t, 4)).unwrap()
+    }
+}
+
+/// Appends `k`, `v` to what a layer holds along the sequence axis (the first append only
+/// makes them contiguous): the growing step every concatenating strategy shares.
+pub(crate) fn grow(held: Option<(Tensor, Tensor)>, k: &Tensor, v: &Tensor) -> Result<(Tensor, Tensor)> {
+    const SEQ_DIM: usize = 2;
+    match held {
+        None => Ok((k.contiguous()?, v.contiguous()?)),
+        Some((pk, pv)) => Ok((Tensor::cat(&[&pk, k], SEQ_DIM)?, Tensor::cat(&[&pv, v], SEQ_DIM)?)),
     }
 }
 

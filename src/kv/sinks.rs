@@ -12,7 +12,7 @@
 //! stays bounded by GPT-2's 1,024 positions. As with `window`, a multi-token append (the
 //! prefill) attends over everything it brings before the middle is dropped.
 
-use super::{tensor_bytes, KvCache, KvKind, KvStats, Rotate};
+use super::{grow, tensor_bytes, KvCache, KvKind, KvStats, Rotate};
 use candle_core::{Result, Tensor};
 
 const SEQ_DIM: usize = 2;
@@ -41,10 +41,7 @@ impl SinksCache {
     fn push(&mut self, layer: usize, k: &Tensor, v: &Tensor) -> Result<(Tensor, Tensor)> {
         let t = k.dim(SEQ_DIM)?;
         let slot = self.layers.get_mut(layer).ok_or_else(|| candle_core::Error::Msg(format!("kv cache has no layer {layer}")))?;
-        let (k, v) = match slot.take() {
-            None => (k.contiguous()?, v.contiguous()?),
-            Some((pk, pv)) => (Tensor::cat(&[&pk, k], SEQ_DIM)?, Tensor::cat(&[&pv, v], SEQ_DIM)?),
-        };
+        let (k, v) = grow(slot.take(), k, v)?;
         let len = k.dim(SEQ_DIM)?;
         let limit = self.sinks + self.window;
         let kept = if len > limit {
@@ -132,15 +129,10 @@ impl KvCache for SinksCache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use candle_core::Device;
 
-    fn kv(t: usize, first: f32) -> Tensor {
-        Tensor::arange(first, first + t as f32, &Device::Cpu).unwrap().reshape((1, 1, t, 1)).unwrap()
-    }
+    use crate::kv::test_util::positions as kv;
 
-    fn values(t: &Tensor) -> Vec<f32> {
-        t.flatten_all().unwrap().to_vec1().unwrap()
-    }
+    use crate::kv::test_util::values;
 
     #[test]
     fn keeps_sinks_and_window_and_repositions_keys() {

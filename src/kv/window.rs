@@ -5,7 +5,7 @@
 //! after RoPE, at their true positions, so positions keep growing past the window (for GPT-2's
 //! learned absolute positions this is the same: each token keeps its own position embedding).
 
-use super::{tensor_bytes, KvCache, KvKind, KvStats};
+use super::{grow, tensor_bytes, KvCache, KvKind, KvStats};
 use candle_core::{Result, Tensor};
 
 const SEQ_DIM: usize = 2;
@@ -28,10 +28,7 @@ impl KvCache for WindowCache {
     fn append(&mut self, layer: usize, k: &Tensor, v: &Tensor) -> Result<(Tensor, Tensor)> {
         let t = k.dim(SEQ_DIM)?;
         let slot = self.layers.get_mut(layer).ok_or_else(|| candle_core::Error::Msg(format!("kv cache has no layer {layer}")))?;
-        let (k, v) = match slot.take() {
-            None => (k.contiguous()?, v.contiguous()?),
-            Some((pk, pv)) => (Tensor::cat(&[&pk, k], SEQ_DIM)?, Tensor::cat(&[&pv, v], SEQ_DIM)?),
-        };
+        let (k, v) = grow(slot.take(), k, v)?;
         let len = k.dim(SEQ_DIM)?;
         let kept = if len > self.window {
             if layer == 0 {
@@ -91,15 +88,10 @@ impl KvCache for WindowCache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use candle_core::Device;
 
-    fn kv(t: usize, first: f32) -> Tensor {
-        Tensor::arange(first, first + t as f32, &Device::Cpu).unwrap().reshape((1, 1, t, 1)).unwrap()
-    }
+    use crate::kv::test_util::positions as kv;
 
-    fn values(t: &Tensor) -> Vec<f32> {
-        t.flatten_all().unwrap().to_vec1().unwrap()
-    }
+    use crate::kv::test_util::values;
 
     #[test]
     fn keeps_the_last_window_and_counts_positions_and_bytes() {

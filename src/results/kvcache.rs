@@ -106,18 +106,19 @@ impl KvcacheReport {
     pub fn table(&self) -> String {
         let mib = |b: u64| b as f64 / (1u64 << 20) as f64;
         let mut out = String::from(
-            "| context | strategy | prefill ms | decode tok/s | TPOT ms | KV MiB | B/token | held | evicted | peak RSS MiB | ppl | Δppl % | KL | TF agree | greedy agree | 1st diff | paged used/free/waste |\n\
-             |---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n",
+            "| context | strategy | prefill ms | decode tok/s | TPOT ms | median ms | KV MiB | B/token | held | evicted | peak RSS MiB | ppl | Δppl % | KL | TF agree | greedy agree | 1st diff | paged used/free/waste |\n\
+             |---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n",
         );
         for r in &self.rows {
             let q = &r.quality;
             out += &format!(
-                "| {} | {} | {:.0} | {:.1} | {:.2} | {:.2} | {:.0} | {} | {} | {:.0} | {:.3} | {:+.2} | {:.4} | {:.3} | {:.3} | {} | {} |\n",
+                "| {} | {} | {:.0} | {:.1} | {:.2} | {:.2} | {:.2} | {:.0} | {} | {} | {:.0} | {:.3} | {:+.2} | {:.4} | {:.3} | {:.3} | {} | {} |\n",
                 r.context_tokens,
                 r.strategy,
                 r.prefill_ms,
                 r.decode_tokens_per_s,
                 r.tpot_ms,
+                r.median_itl_ms,
                 mib(r.kv_cache_bytes),
                 r.kv_bytes_per_token,
                 r.tokens_held,
