@@ -5,7 +5,6 @@ mod cache_equivalence;
 mod cli_errors;
 mod common;
 mod compare;
-mod diff_regression;
 mod exporters;
 mod sled;
 mod hf_goldens;
