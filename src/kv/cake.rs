@@ -20,8 +20,8 @@
 //! decoding, a layer over its budget drops the old token the current query attends to least
 //! (smoothed), as the reference's decoding step does.
 
-use super::scored::{gather_per_head, keep_indices, per_kv_head, SEQ_DIM};
-use super::{grow, tensor_bytes, KvCache, KvKind, KvStats};
+use super::scored::{gather_per_head, grow_held, keep_indices, per_kv_head, SEQ_DIM};
+use super::{tensor_bytes, KvCache, KvKind, KvStats};
 use candle_core::{Result, Tensor};
 
 /// Queries whose attention decides (CAKE's observation window), always kept.
@@ -137,9 +137,7 @@ impl KvCache for CakeCache {
             self.positions += k.dim(SEQ_DIM)?;
         }
         let slot = self.layers.get_mut(layer).ok_or_else(|| candle_core::Error::Msg(format!("kv cache has no layer {layer}")))?;
-        let (k, v) = grow(slot.kv.take(), k, v)?;
-        slot.kv = Some((k.clone(), v.clone()));
-        Ok((k, v))
+        grow_held(&mut slot.kv, k, v)
     }
 
     fn wants_attention(&self) -> bool {

@@ -6,8 +6,8 @@
 //! after each step, so this step attended over everything it held before eviction; the
 //! prefill's own weights score the prompt, as in the paper.
 
-use super::scored::{gather_per_head, keep_indices, keep_scores, per_kv_head, SEQ_DIM};
-use super::{grow, tensor_bytes, KvCache, KvKind, KvStats};
+use super::scored::{gather_per_head, grow_held, keep_indices, keep_scores, per_kv_head, SEQ_DIM};
+use super::{tensor_bytes, KvCache, KvKind, KvStats};
 use candle_core::{Result, Tensor};
 
 #[derive(Clone, Default)]
@@ -36,9 +36,7 @@ impl KvCache for H2oCache {
             self.positions += k.dim(SEQ_DIM)?;
         }
         let slot = self.layers.get_mut(layer).ok_or_else(|| candle_core::Error::Msg(format!("kv cache has no layer {layer}")))?;
-        let (k, v) = grow(slot.kv.take(), k, v)?;
-        slot.kv = Some((k.clone(), v.clone()));
-        Ok((k, v))
+        grow_held(&mut slot.kv, k, v)
     }
 
     fn wants_attention(&self) -> bool {

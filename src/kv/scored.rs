@@ -8,6 +8,14 @@ use candle_core::{Result, Tensor};
 
 pub const SEQ_DIM: usize = 2;
 
+/// Appends to what a layer holds and keeps all of it until `observe` decides what to evict
+/// (H2O and CAKE score this step's attention over everything first).
+pub fn grow_held(held: &mut Option<(Tensor, Tensor)>, k: &Tensor, v: &Tensor) -> Result<(Tensor, Tensor)> {
+    let (k, v) = super::grow(held.take(), k, v)?;
+    *held = Some((k.clone(), v.clone()));
+    Ok((k, v))
+}
+
 /// `attn: [1, heads, q, kv]` -> `[n_kv][kv]`: the weights summed over queries (`sum`) or
 /// averaged (`!sum`), then averaged over the query heads that share each key/value head
 /// (GQA puts them next to each other: head = kv_head * rep + r).

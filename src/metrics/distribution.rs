@@ -26,11 +26,6 @@ pub fn mean_kl(reference: &[Vec<f32>], other: &[Vec<f32>]) -> f64 {
     total / n as f64
 }
 
-/// Index of the largest log-probability (the first on ties).
-pub fn argmax(row: &[f32]) -> u32 {
-    row.iter().enumerate().fold((0, f32::NEG_INFINITY), |best, (i, &v)| if v > best.1 { (i, v) } else { best }).0 as u32
-}
-
 /// Fraction of positions where two token sequences agree (over the shorter length).
 pub fn agreement(a: &[u32], b: &[u32]) -> f64 {
     let n = a.len().min(b.len());
@@ -68,6 +63,5 @@ mod tests {
         assert_eq!(agreement(&[1, 2, 3, 4], &[1, 2, 9, 4]), 0.75);
         assert_eq!(first_divergence(&[1, 2, 3], &[1, 2, 9]), Some(2));
         assert_eq!(first_divergence(&[1, 2], &[1, 2, 3]), None);
-        assert_eq!(argmax(&[0.1, 0.7, 0.7]), 1);
     }
 }
