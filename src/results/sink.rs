@@ -117,7 +117,13 @@ pub fn load_report(path: &Path) -> Result<Report> {
     let file = if path.is_dir() { path.join(RESULTS_JSON) } else { path.to_path_buf() };
     let text = std::fs::read_to_string(&file)
         .map_err(|e| LlmbenchError::invalid(format!("{}: cannot read ({e})", file.display())))?;
-    let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+    parse_report(&text, &file)
+}
+
+/// Parses the text of a results file; `file` names it in errors. Every failure is an input
+/// error (exit 2), never a panic: `plot` and `diff` read files a user hands them (fuzzed).
+pub fn parse_report(text: &str, file: &Path) -> Result<Report> {
+    let value: serde_json::Value = serde_json::from_str(text).map_err(|e| {
         LlmbenchError::invalid(format!("{}: not valid JSON ({e}); the file is corrupt", file.display()))
     })?;
     match value.get("schema_version").and_then(|v| v.as_u64()) {
