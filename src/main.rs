@@ -1,13 +1,18 @@
 //! Entry point: parse, set up logging, dispatch, and map errors to exit codes (the only place
 //! that exits): 0 ok, 1 a run failed, 2 usage or input error; a closed stdout pipe is not an error.
 
-use clap::Parser;
 use llmbench::cli::{Cli, Command};
 use llmbench::commands::{self, Outcome};
 use llmbench::error;
 
 fn main() {
-    let cli = Cli::parse();
+    let cli: Cli = match llmbench::cli::plan::parse(std::env::args_os().collect()) {
+        Ok(cli) => cli,
+        Err(err) => {
+            eprintln!("error: {}", one_line(&err));
+            std::process::exit(error::exit_code(&err));
+        }
+    };
     init_logging(cli.verbose, cli.quiet);
     if cli.quiet {
         // Read by the progress bars, which sit below the point where flags are threaded.
@@ -19,6 +24,8 @@ fn main() {
         Command::Kvcache(args) => commands::kvcache::run(args),
         Command::Plot(args) => commands::plot::run(args),
         Command::Diff(args) => commands::diff::run(args),
+        Command::Completions(args) => commands::docs::completions(args.shell),
+        Command::Man => commands::docs::man(),
     };
     match result {
         Ok(Outcome::Success) => {}

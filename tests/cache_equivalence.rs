@@ -142,6 +142,9 @@ fn strategies_covering_the_sequence_are_bitwise_full_and_short_ones_are_not() {
         (KvKind::Chunked, kv::KvOptions { keep_last: 8, chunk: 4, ..d }),
         (KvKind::H2o, kv::KvOptions { budget: 8, ..d }),
         (KvKind::Cake, kv::KvOptions { budget: kv::CAKE_WINDOW + 8, ..d }),
+        // A residual shorter than the sequence: the older tokens are quantized (8 bits too).
+        (KvKind::Kivi, kv::KvOptions { residual: 4, group: 4, bits: kv::Bits::Eight, ..d }),
+        (KvKind::Kivi, kv::KvOptions { residual: 4, group: 4, bits: kv::Bits::Two, ..d }),
     ];
     for (kind, options) in short {
         assert!(!bitwise_equal_to_full("tiny-llama", kind, options), "{kind:?} must change the logits");

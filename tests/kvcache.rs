@@ -49,9 +49,24 @@ fn run(dir: &std::path::Path) -> HashMap<String, Value> {
         .args(["--strategies", "static,paged,window,sinks,chunked,int8,int4,mixed,kivi:2,kivi:4,h2o,cake"])
         .assert()
         .success();
-    let report: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("kvcache.json")).unwrap()).unwrap();
+    let report: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("results.json")).unwrap()).unwrap();
+    crate::compare::validate(&report);
     assert_eq!(report["command"], "kvcache");
-    report["rows"].as_array().unwrap().iter().map(|r| (r["strategy"].as_str().unwrap().to_string(), r.clone())).collect()
+    let cases = report["cases"].as_array().unwrap();
+    assert_eq!(cases.len(), 13, "one case per strategy at the one context");
+    for case in cases {
+        assert_eq!(case["status"], "ok", "{}", case["params"]["strategy"]);
+        let runs = case["runs"].as_array().unwrap();
+        assert_eq!(runs.len(), 1, "the default is one measured run");
+        assert_eq!(runs[0]["itl_ms"].as_array().unwrap().len(), (NEW - 1) as usize, "every gap kept");
+        assert_eq!(runs[0]["prompt_tokens"], CONTEXT);
+    }
+    cases.iter().map(|c| (c["params"]["strategy"].as_str().unwrap().to_string(), c.clone())).collect()
+}
+
+/// What the cache held after the timed run.
+fn kv_stats(case: &Value) -> &Value {
+    &case["runs"][0]["kv_stats"]
 }
 
 /// Bytes per token and head of each format: f32 keys and values; int8 codes + a scale;
@@ -66,7 +81,8 @@ fn analytic_bytes() -> Vec<(&'static str, u64)> {
     let kivi = |bits: u64| heads * (8 * (HEAD_DIM * 32 * bits / 8 + HEAD_DIM * 8) + 256 * (HEAD_DIM * bits / 8 + 2 * 8) + 71 * HEAD_DIM * 4 * 2);
     vec![
         ("full", f32_token * held),
-        ("static", f32_token * (CONTEXT + EVAL)),
+        // Reserved for the timed generation: the context plus the new tokens.
+        ("static", f32_token * (CONTEXT + NEW)),
         // 327 positions in blocks of 7: 47 blocks.
         ("paged:7", f32_token * 47 * 7),
         ("window:128", f32_token * 128),
@@ -90,7 +106,7 @@ fn kvcache_on_smollm2_exact_bytes_exactness_and_quality_bounds() {
     let rows = run(dir.path());
     for (strategy, bytes) in analytic_bytes() {
         let row = rows.get(strategy).unwrap_or_else(|| panic!("no row for {strategy}: {:?}", rows.keys()));
-        assert_eq!(row["kv_cache_bytes"].as_u64().unwrap(), bytes, "{strategy}");
+        assert_eq!(row["runs"][0]["kv_cache_bytes"].as_u64().unwrap(), bytes, "{strategy}");
     }
     // Lossless strategies: the same distributions bit for bit (KL exactly 0), the same tokens.
     let full_ppl = rows["full"]["quality"]["perplexity"].as_f64().unwrap();
@@ -100,13 +116,16 @@ fn kvcache_on_smollm2_exact_bytes_exactness_and_quality_bounds() {
         assert_eq!(q["mean_kl"].as_f64().unwrap(), 0.0, "{lossless}");
         assert_eq!(q["greedy_agreement"].as_f64().unwrap(), 1.0, "{lossless}");
     }
-    assert_eq!(rows["paged:7"]["paged"]["blocks_used"], 47);
-    assert_eq!(rows["paged:7"]["paged"]["wasted_slots"], 2);
-    assert_eq!(rows["static"]["kv_used_bytes"].as_u64().unwrap(), analytic_bytes()[0].1);
+    assert_eq!(kv_stats(&rows["paged:7"])["paged"]["blocks_used"], 47);
+    assert_eq!(kv_stats(&rows["paged:7"])["paged"]["wasted_slots"], 2);
+    assert_eq!(kv_stats(&rows["static"])["used_bytes"].as_u64().unwrap(), analytic_bytes()[0].1);
     // Evicting strategies evicted (320 + 7 positions, 128 kept) and cost something.
     for evicting in ["window:128", "h2o:128", "cake:128"] {
-        assert_eq!(rows[evicting]["evictions"].as_u64().unwrap(), CONTEXT + NEW - 1 - 128, "{evicting}");
+        assert_eq!(kv_stats(&rows[evicting])["evictions"].as_u64().unwrap(), CONTEXT + NEW - 1 - 128, "{evicting}");
     }
+    // Positions consumed minus tokens held: sinks keeps 4 + 128, chunked 6 summaries + 135.
+    assert_eq!(kv_stats(&rows["sinks:4+128"])["evictions"].as_u64().unwrap(), CONTEXT + NEW - 1 - 132);
+    assert_eq!(kv_stats(&rows["chunked:128/32"])["evictions"].as_u64().unwrap(), CONTEXT + NEW - 1 - 141);
     let mut beyond = Vec::new();
     for (strategy, ppl_bound, kl_bound) in QUALITY_BOUNDS {
         let q = &rows[strategy]["quality"];
@@ -119,7 +138,7 @@ fn kvcache_on_smollm2_exact_bytes_exactness_and_quality_bounds() {
     }
     assert!(beyond.is_empty(), "beyond their bounds: {beyond:#?}");
 
-    // Charts exist and `plot` redraws them from kvcache.json alone, byte for byte.
+    // Charts exist and `plot` redraws them from results.json alone, byte for byte.
     let again = tempfile::tempdir().unwrap();
     llmbench().arg("plot").arg(dir.path()).arg("--out").arg(again.path()).assert().success();
     for chart in ["kv-bytes-vs-context", "tpot-vs-context", "ppl-delta-vs-bytes"] {
@@ -130,5 +149,6 @@ fn kvcache_on_smollm2_exact_bytes_exactness_and_quality_bounds() {
         }
     }
     let table = std::fs::read_to_string(dir.path().join("table.md")).unwrap();
-    assert!(table.contains("| 320 | kivi:2 |"), "{table}");
+    let kivi_row = table.lines().find(|l| l.contains("| kivi:2 ")).unwrap_or_else(|| panic!("{table}"));
+    assert!(kivi_row.starts_with("| 320 "), "{kivi_row}");
 }

@@ -49,4 +49,6 @@ fn no_weights_preset_runs_with_the_preset_architecture() {
     // 30 layers x K and V x 3 kv heads x 64 dims x (3 prompt + 2 fed-back tokens) x 4 bytes
     assert_eq!(a["kv_cache_bytes"], 30 * 2 * 3 * 64 * 5 * 4);
     assert_eq!(a["generated_ids"], run("1")["generated_ids"]);
+    // The seed reaches the weights: another seed, another model, other tokens.
+    assert_ne!(a["generated_ids"], run("2")["generated_ids"]);
 }

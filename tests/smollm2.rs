@@ -11,14 +11,17 @@ use llmbench::engine::{Engine, GenerateRequest};
 use llmbench::kv::{self, KvKind};
 use serde_json::Value;
 
-/// Share of positions whose top-1 must agree with transformers. Q4_1 x Q8_1 integer dot
-/// products (here) and f32 dequantized matmuls (there) differ at near-ties: llama.cpp and
-/// candle each differ from transformers at 5-7 of 255 positions on such a passage.
-const MIN_TOP1_AGREEMENT: f64 = 0.97;
+/// Positions (of 251) whose top-1 must agree with transformers. The teacher-forced pass
+/// dequantizes every weight to f32 (as transformers does), and measures 251/251; one
+/// disagreement is allowed for a near-tie moving with summation order on another CPU.
+/// llama.cpp and candle's Q4_1 x Q8_1 integer path differ at 5-7 of 255 on such a passage,
+/// so a regression to rounded activations breaks this.
+const MIN_TOP1_AGREE: usize = 250;
 /// Where transformers' top-1 leads its top-2 by more than this many logits, we must agree.
 const DECISIVE_MARGIN: f64 = 0.2;
-/// Relative perplexity tolerance.
-const PERPLEXITY_TOLERANCE: f64 = 0.01;
+/// Relative perplexity tolerance: measured 27.5956 against 27.5957 (3.6e-6 relative); f32
+/// accumulation in another order moves it by about 1e-6; the Q8_1 path moves it by ~1e-3.
+const PERPLEXITY_TOLERANCE: f64 = 1e-4;
 
 fn reference() -> Value {
     serde_json::from_str(&std::fs::read_to_string(fixture("smollm2/reference.json")).unwrap()).unwrap()
@@ -64,7 +67,7 @@ fn teacher_forced_predictions_and_perplexity_match_transformers() {
     let ppl = (nll_sum / positions as f64).exp();
     eprintln!("top-1 agreement {agree}/{positions} = {agreement:.4}; perplexity {ppl:.4} vs transformers {ref_ppl:.4}");
     assert!(decisive_misses.is_empty(), "disagreements where transformers' margin > {DECISIVE_MARGIN}: {decisive_misses:?}");
-    assert!(agreement >= MIN_TOP1_AGREEMENT, "top-1 agreement {agreement}");
+    assert!(agree >= MIN_TOP1_AGREE, "top-1 agreement {agree}/{positions}");
     assert!(((ppl - ref_ppl) / ref_ppl).abs() <= PERPLEXITY_TOLERANCE, "perplexity {ppl} vs {ref_ppl}");
 }
 

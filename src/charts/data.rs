@@ -2,7 +2,7 @@
 //! curves over token position, and sweep series.
 
 use crate::measure::stats::Summary;
-use crate::results::schema::{CaseResult, CaseStatus, Report, RunRecord};
+use crate::results::schema::{CaseResult, CaseStatus, CompareParams, Report, RunRecord};
 
 /// A bar: label, mean and sample std.
 pub struct Bar {
@@ -23,14 +23,14 @@ pub fn ok_cases(report: &Report) -> impl Iterator<Item = &CaseResult> {
 
 /// Case labels name the model only when a report holds several.
 pub fn case_label(report: &Report, case: &CaseResult) -> String {
-    let models: std::collections::BTreeSet<&str> = report.cases.iter().map(|c| c.params.model.as_str()).collect();
-    let lengths: std::collections::BTreeSet<usize> = report.cases.iter().map(|c| c.params.max_new_tokens).collect();
+    let models: std::collections::BTreeSet<&str> = report.cases.iter().map(|c| c.params.model()).collect();
+    let lengths: std::collections::BTreeSet<usize> = report.cases.iter().map(|c| c.params.max_new_tokens()).collect();
     let mut label = case.params.label();
     if lengths.len() > 1 {
-        label += &format!(" n={}", case.params.max_new_tokens);
+        label += &format!(" n={}", case.params.max_new_tokens());
     }
     if models.len() > 1 {
-        label = format!("{} {label}", short_model(&case.params.model));
+        label = format!("{} {label}", short_model(case.params.model()));
     }
     label
 }
@@ -69,14 +69,14 @@ pub fn position_series(report: &Report, per_token: fn(&RunRecord) -> Vec<f64>) -
 
 /// The parameter that varies across cases (max_new_tokens, window or stride), if any.
 pub fn swept_parameter(report: &Report) -> Option<&'static str> {
-    let distinct = |f: fn(&CaseResult) -> Option<usize>| {
-        ok_cases(report).filter_map(f).collect::<std::collections::BTreeSet<_>>().len() > 1
+    let distinct = |f: fn(&CompareParams) -> Option<usize>| {
+        ok_cases(report).filter_map(|c| c.params.as_compare().and_then(f)).collect::<std::collections::BTreeSet<_>>().len() > 1
     };
-    if distinct(|c| Some(c.params.max_new_tokens)) {
+    if distinct(|p| Some(p.max_new_tokens)) {
         Some("max_new_tokens")
-    } else if distinct(|c| c.params.window) {
+    } else if distinct(|p| p.window) {
         Some("window")
-    } else if distinct(|c| c.params.stride) {
+    } else if distinct(|p| p.stride) {
         Some("stride")
     } else {
         None
@@ -87,26 +87,27 @@ pub fn swept_parameter(report: &Report) -> Option<&'static str> {
 pub fn sweep_series(report: &Report, parameter: &str) -> Vec<Series> {
     let mut series: Vec<Series> = Vec::new();
     for c in ok_cases(report) {
+        let Some(p) = c.params.as_compare() else { continue };
         let x = match parameter {
-            "max_new_tokens" => Some(c.params.max_new_tokens),
-            "window" => c.params.window,
-            _ => c.params.stride,
+            "max_new_tokens" => Some(p.max_new_tokens),
+            "window" => p.window,
+            _ => p.stride,
         };
         let Some(x) = x else { continue };
         let Some(s) = Summary::of(&c.runs.iter().map(|r| r.decode_tokens_per_s).collect::<Vec<_>>()) else { continue };
-        let mut label = c.params.method.clone();
+        let mut label = p.method.clone();
         if parameter != "window" {
-            if let Some(w) = c.params.window {
+            if let Some(w) = p.window {
                 label += &format!(" w={w}");
             }
         }
         if parameter != "stride" {
-            if let Some(st) = c.params.stride {
+            if let Some(st) = p.stride {
                 label += &format!(" s={st}");
             }
         }
-        if report.cases.iter().any(|o| o.params.model != c.params.model) {
-            label = format!("{} {label}", short_model(&c.params.model));
+        if report.cases.iter().any(|o| o.params.model() != p.model) {
+            label = format!("{} {label}", short_model(&p.model));
         }
         match series.iter_mut().find(|s| s.label == label) {
             Some(existing) => existing.points.push((x as f64, s.mean)),

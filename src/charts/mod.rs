@@ -3,10 +3,10 @@
 
 mod data;
 mod draw;
-pub mod kvcache;
+mod kvcache;
 mod style;
 
-use crate::results::schema::{Report, RunRecord};
+use crate::results::schema::{CommandName, Report, RunRecord};
 use anyhow::Result;
 use plotters::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -31,6 +31,12 @@ pub enum ChartKind {
     Dashboard,
     /// Decode tokens/s against the swept parameter, one line per method.
     Sweep,
+    /// kvcache: bytes held after decoding against context, one line per strategy.
+    KvBytesVsContext,
+    /// kvcache: median inter-token latency against context, one line per strategy.
+    TpotVsContext,
+    /// kvcache: perplexity change against bytes at the longest context (Pareto).
+    PplDeltaVsBytes,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -50,7 +56,7 @@ impl ImageFormat {
 }
 
 impl ChartKind {
-    pub const ALL: [ChartKind; 8] = [
+    pub const ALL: [ChartKind; 11] = [
         ChartKind::Latency,
         ChartKind::Throughput,
         ChartKind::Memory,
@@ -59,7 +65,13 @@ impl ChartKind {
         ChartKind::KvBytes,
         ChartKind::Dashboard,
         ChartKind::Sweep,
+        ChartKind::KvBytesVsContext,
+        ChartKind::TpotVsContext,
+        ChartKind::PplDeltaVsBytes,
     ];
+
+    /// The charts of kvcache runs.
+    pub const KVCACHE: [ChartKind; 3] = [ChartKind::KvBytesVsContext, ChartKind::TpotVsContext, ChartKind::PplDeltaVsBytes];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -71,6 +83,9 @@ impl ChartKind {
             Self::KvBytes => "kv-bytes",
             Self::Dashboard => "dashboard",
             Self::Sweep => "sweep",
+            Self::KvBytesVsContext => "kv-bytes-vs-context",
+            Self::TpotVsContext => "tpot-vs-context",
+            Self::PplDeltaVsBytes => "ppl-delta-vs-bytes",
         }
     }
 
@@ -79,14 +94,23 @@ impl ChartKind {
     }
 }
 
-/// The charts a report supports (the sweep chart only when a parameter varies).
+/// The charts a report supports, by its command (for compare, the sweep chart only when a
+/// parameter varies).
 pub fn available(report: &Report) -> Vec<ChartKind> {
-    let sweep = data::swept_parameter(report).is_some();
-    ChartKind::ALL.into_iter().filter(|k| *k != ChartKind::Sweep || sweep).collect()
+    match report.command {
+        CommandName::Compare => {
+            let sweep = data::swept_parameter(report).is_some();
+            ChartKind::ALL[..8].iter().copied().filter(|k| *k != ChartKind::Sweep || sweep).collect()
+        }
+        CommandName::Kvcache => ChartKind::KVCACHE.to_vec(),
+    }
 }
 
 /// Renders one chart.
 pub fn render(kind: ChartKind, report: &Report, format: ImageFormat) -> Result<Vec<u8>> {
+    if ChartKind::KVCACHE.contains(&kind) {
+        return kvcache::render(kind, report, format);
+    }
     let size = match kind {
         ChartKind::Dashboard => (style::DASHBOARD_WIDTH, style::DASHBOARD_HEIGHT),
         _ => (style::WIDTH, style::HEIGHT),
@@ -206,6 +230,8 @@ fn draw_kind<B: DrawingBackend>(
                 &data::sweep_series(report, parameter),
             )
         }
+        // Drawn by kvcache::render; `render` never routes them here.
+        ChartKind::KvBytesVsContext | ChartKind::TpotVsContext | ChartKind::PplDeltaVsBytes => Ok(()),
         ChartKind::Dashboard => {
             let panels = root.split_evenly((2, 3));
             // The six single charts come first in ALL; the dashboard shows them in that order.

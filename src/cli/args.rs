@@ -88,16 +88,16 @@ pub struct GenerationArgs {
     #[arg(long, short = 'n', default_value = "128")]
     pub max_new_tokens: NumList,
     /// Sampling temperature; 0 is greedy.
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
     pub temperature: f64,
     /// Sample only among the k most likely tokens.
     #[arg(long)]
     pub top_k: Option<usize>,
     /// Sample only within the smallest set of tokens whose probability reaches p.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub top_p: Option<f64>,
     /// Penalise tokens already in the context (1 disables it).
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 1.0, allow_negative_numbers = true)]
     pub repetition_penalty: f32,
     /// Seed for sampling and for --no-weights.
     #[arg(long, default_value_t = 42)]
@@ -301,7 +301,11 @@ impl std::str::FromStr for NumList {
                 if values.len() > MAX_RANGE_VALUES {
                     return Err(format!("`{part}` expands to more than {MAX_RANGE_VALUES} values"));
                 }
-                v = if multiply { v * step } else { v + step };
+                // A range past usize::MAX ends there instead of overflowing.
+                match if multiply { v.checked_mul(step) } else { v.checked_add(step) } {
+                    Some(next) => v = next,
+                    None => break,
+                }
             }
         }
         Ok(Self { values, text: s.to_string() })
@@ -315,7 +319,7 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 1)]
     pub warmup: usize,
     /// Measured runs per prompt and case.
-    #[arg(long, short = 'r', default_value_t = 5)]
+    #[arg(long, short = 'r', default_value_t = 3)]
     pub repetitions: usize,
     /// A prompt (repeatable). Without --prompt or --prompts-file, a built-in set of 5.
     #[arg(long = "prompt", short = 'p')]
@@ -331,6 +335,10 @@ pub struct RunArgs {
 /// Where and how results go.
 #[derive(Debug, Clone, Args, Serialize, Deserialize)]
 pub struct OutputArgs {
+    /// A run file (TOML) whose keys are this command's long flags, lists where a flag sweeps;
+    /// flags given on the command line override it. configs/ holds one per committed study.
+    #[arg(long, value_name = "FILE.toml")]
+    pub plan: Option<PathBuf>,
     /// Run directory (default results/<subcommand>-<UTC timestamp>).
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -358,7 +366,9 @@ mod tests {
         assert_eq!("64-1024*2".parse::<NumList>().unwrap().values, vec![64, 128, 256, 512, 1024]);
         assert_eq!("64-256+64".parse::<NumList>().unwrap().values, vec![64, 128, 192, 256]);
         assert_eq!("8,16-32*2".parse::<NumList>().unwrap().values, vec![8, 16, 32]);
-        for bad in ["", "a", "1,,2", "64-128", "0-8*2", "64-8*2", "1-5*1", "1-5000000+1"] {
+        // Ends at the last value below usize::MAX instead of overflowing.
+        assert_eq!("64-18446744073709551615*2".parse::<NumList>().unwrap().values.len(), 58);
+        for bad in ["", "a", "1,,2", "64-128", "0-8*2", "64-8*2", "1-5*1", "1-5000000+1", "1-18446744073709551616*2"] {
             assert!(bad.parse::<NumList>().is_err(), "{bad}");
         }
     }

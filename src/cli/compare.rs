@@ -1,10 +1,16 @@
 //! `llmbench compare`: decoding methods side by side on the same engine.
 
 use super::args::{DeviceArgs, GenerationArgs, ModelArgs, NumList, OutputArgs, RunArgs};
+use crate::decode::Method;
 use clap::Args;
 
 /// Run decoding methods side by side and compare speed, memory and output quality.
+///
+/// The defaults are a quick look (64 new tokens, 1 warm-up and 3 measured runs of 5 prompts:
+/// about 3 minutes on 2 CPU cores, most of it SLED re-encoding its window); the committed
+/// study runs with `--plan configs/compare-smollm2-1024.toml`.
 #[derive(Debug, Clone, Args)]
+#[command(mut_arg("max_new_tokens", |a| a.default_value("64")))]
 pub struct CompareArgs {
     #[command(flatten)]
     pub model: ModelArgs,
@@ -17,8 +23,8 @@ pub struct CompareArgs {
     #[command(flatten)]
     pub output: OutputArgs,
     /// Methods, comma-separated: standard, sled (= sled:recompute), sled:recompute, sled:stride.
-    #[arg(long, default_value = "standard,sled", value_delimiter = ',')]
-    pub methods: Vec<String>,
+    #[arg(long, value_enum, default_value = "standard,sled", value_delimiter = ',')]
+    pub methods: Vec<Method>,
     /// SLED window in tokens: the model sees only the last N tokens (list or range sweeps).
     #[arg(long, default_value = "50")]
     pub window: NumList,

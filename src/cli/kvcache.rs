@@ -1,6 +1,6 @@
 //! `llmbench kvcache`: KV-cache strategies on the same real text over growing contexts.
 
-use super::args::{DeviceArgs, KvArgs, ModelArgs, NumList};
+use super::args::{DeviceArgs, KvArgs, ModelArgs, NumList, OutputArgs};
 use clap::Args;
 use std::path::PathBuf;
 
@@ -33,10 +33,16 @@ pub struct KvcacheArgs {
     /// Tokens of the real continuation teacher-forced through each strategy (perplexity, KL).
     #[arg(long, default_value_t = 64)]
     pub eval_tokens: usize,
-    /// Run directory (default results/kvcache-<UTC timestamp>).
-    #[arg(long)]
-    pub out: Option<PathBuf>,
-    /// Skip writing charts.
-    #[arg(long)]
-    pub no_charts: bool,
+    /// Full-length warm-up generations per case before measuring. Default 0: at long
+    /// contexts the prefill alone takes minutes on a CPU, and one short untimed generation
+    /// before the first case already pays for first touches.
+    #[arg(long, default_value_t = 0)]
+    pub warmup: usize,
+    /// Measured generations per case (every one kept; the table shows medians). Default 1 for
+    /// the same reason: 13 strategies x 4 contexts of minutes each; raise it on short contexts
+    /// or a GPU for spread and confidence intervals (`llmbench diff`).
+    #[arg(long, short = 'r', default_value_t = 1)]
+    pub repetitions: usize,
+    #[command(flatten)]
+    pub output: OutputArgs,
 }

@@ -5,6 +5,7 @@ pub mod compare;
 pub mod diff;
 pub mod generate;
 pub mod kvcache;
+pub mod plan;
 pub mod plot;
 
 use clap::{Parser, Subcommand};
@@ -35,4 +36,15 @@ pub enum Command {
     Plot(plot::PlotArgs),
     /// Compare two runs case by case, with confidence intervals.
     Diff(diff::DiffArgs),
+    /// Print a shell completion script to stdout (e.g. `llmbench completions bash > /etc/bash_completion.d/llmbench`).
+    Completions(CompletionsArgs),
+    /// Print the man page (roff) to stdout (e.g. `llmbench man > llmbench.1`).
+    Man,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
 }

@@ -3,29 +3,28 @@
 //! then draws the charts and prints the report.
 
 use super::harness::{self, CaseSpec};
-use super::{load_model, prompts, Outcome};
-use crate::charts::{self, ImageFormat};
+use super::{load_model, output, prompts, Outcome};
 use crate::cli::compare::CompareArgs;
 use crate::decode::{self, Method, MethodParams};
-use crate::engine::Engine;
-use crate::kv::KvKind;
+use crate::engine::{Engine, GenerateRequest};
 use crate::measure::system::Provenance;
-use crate::results::export::exporter;
-use crate::results::schema::{CaseParams, CaseResult, CaseStatus, Quality, Report, Settings, SCHEMA_VERSION};
-use crate::results::sink::Sink;
+use crate::results::schema::{
+    CaseParams, CaseResult, CaseStatus, CommandName, CommandSettings, CompareParams, CompareQuality, CompareSettings,
+    Quality, Report, Settings,
+};
 use anyhow::Result;
-use std::collections::{HashMap, HashSet};
-use std::io::Write;
+use std::collections::HashMap;
 
 /// One planned case.
 struct Planned {
     params: CaseParams,
+    compare: CompareParams,
     method: Method,
     method_params: MethodParams,
 }
 
 pub fn run(args: &CompareArgs) -> Result<Outcome> {
-    let methods = parse_methods(&args.methods)?;
+    let methods = sorted_methods(&args.methods)?;
     validate(args, &methods)?;
     let kv_options = args.generation.kv_options()?;
     let prompt_texts = prompts::load(&args.run.prompts, args.run.prompts_file.as_deref())?;
@@ -44,10 +43,9 @@ pub fn run(args: &CompareArgs) -> Result<Outcome> {
         top_p: sampling.top_p,
         repetition_penalty: sampling.repetition_penalty,
         stop_at_eos: args.run.stop_at_eos,
-        prompts: prompt_texts.clone(),
         dtype: format!("{:?}", args.model.dtype).to_lowercase(),
-        quality: args.quality,
         cuda_graph: None,
+        command_settings: CommandSettings::Compare(CompareSettings { prompts: prompt_texts.clone(), quality: args.quality }),
     };
     let plan = plan(args, &models, &methods, &kv_options);
 
@@ -56,17 +54,8 @@ pub fn run(args: &CompareArgs) -> Result<Outcome> {
     if device_info.name.starts_with("cuda") {
         settings.cuda_graph = Some(!args.device.no_cuda_graph);
     }
-    let report = Report {
-        schema_version: SCHEMA_VERSION,
-        command: "compare".into(),
-        provenance: Provenance::collect(&device_info.name, threads),
-        settings: settings.clone(),
-        cases: vec![],
-    };
-    let (mut sink, done) = match &args.output.resume {
-        Some(dir) => Sink::resume(dir, report)?,
-        None => (Sink::create(&args.output.out.clone().unwrap_or_else(|| super::default_out_dir("compare")), report)?, HashSet::new()),
-    };
+    let report = Report::new(CommandName::Compare, Provenance::collect(&device_info.name, threads), settings.clone());
+    let (mut sink, done) = output::open(&args.output, report)?;
     harness::install_interrupt_handler();
     let total_runs = plan.len() * (args.run.warmup + args.run.repetitions * prompt_texts.len());
     let progress = super::progress::bar(total_runs as u64);
@@ -74,13 +63,13 @@ pub fn run(args: &CompareArgs) -> Result<Outcome> {
     // Standard decoding's tokens per (model, length), for agreement.
     let mut reference: HashMap<(String, usize), Vec<Vec<u32>>> = HashMap::new();
     for case in &sink.report().cases {
-        if case.params.method == "standard" {
-            reference.insert((case.params.model.clone(), case.params.max_new_tokens), first_repetition(case));
+        if let Some(p) = case.params.as_compare().filter(|p| p.method == Method::Standard.name()) {
+            reference.insert((p.model.clone(), p.max_new_tokens), first_repetition(case));
         }
     }
 
     for model_id in &models {
-        let cases: Vec<&Planned> = plan.iter().filter(|p| &p.params.model == model_id).collect();
+        let cases: Vec<&Planned> = plan.iter().filter(|p| &p.compare.model == model_id).collect();
         let todo: Vec<&&Planned> = cases.iter().filter(|p| !done.contains(&p.params.id(&settings))).collect();
         progress.inc(((cases.len() - todo.len()) * (args.run.warmup + args.run.repetitions * prompt_texts.len())) as u64);
         if todo.is_empty() {
@@ -92,7 +81,7 @@ pub fn run(args: &CompareArgs) -> Result<Outcome> {
             Ok(l) => l,
             Err(e) if args.output.continue_on_error => {
                 for p in &todo {
-                    sink.record(failed_case(p, &settings, &e))?;
+                    sink.record(not_run(p, &settings, &e))?;
                 }
                 any_failed = true;
                 continue;
@@ -103,11 +92,26 @@ pub fn run(args: &CompareArgs) -> Result<Outcome> {
         let prompt_ids = prompt_texts.iter().map(|p| loaded.model.tokenizer.encode(p)).collect::<Result<Vec<_>>>()?;
         let engine = Engine::new(loaded.model.model.as_ref(), &loaded.device);
         let n_layers = loaded.model.model.config().n_layers();
+        // Every case of this model fits its context window, before the first one runs (with
+        // --continue-on-error the harness records the ones that do not instead).
+        if !args.output.continue_on_error {
+            for p in &todo {
+                for prompt in &prompt_ids {
+                    let request = GenerateRequest {
+                        prompt_ids: prompt,
+                        max_new_tokens: p.compare.max_new_tokens,
+                        sampling,
+                        stop_at_eos: args.run.stop_at_eos,
+                    };
+                    engine.validate(&request).map_err(|e| e.context(format!("{model_id} {}", p.params.label())))?;
+                }
+            }
+        }
         for p in todo {
             progress.set_message(format!("{} {}", short(model_id), p.params.label()));
             let spec = CaseSpec {
                 prompts: &prompt_ids,
-                max_new_tokens: p.params.max_new_tokens,
+                max_new_tokens: p.compare.max_new_tokens,
                 sampling,
                 stop_at_eos: args.run.stop_at_eos,
                 warmup: args.run.warmup,
@@ -124,10 +128,11 @@ pub fn run(args: &CompareArgs) -> Result<Outcome> {
                     eprintln!("stopped: finished cases are in {}; continue with --resume {}", sink.dir().display(), sink.dir().display());
                     return Ok(Outcome::Interrupted);
                 }
-                Err(e) if args.output.continue_on_error => {
+                Err(e) if args.output.continue_on_error || output::status_of_error(&e) == CaseStatus::Skipped => {
                     tracing::warn!("{} {}: {e:#}", model_id, p.params.label());
-                    sink.record(failed_case(p, &settings, &e))?;
-                    any_failed = true;
+                    let case = not_run(p, &settings, &e);
+                    any_failed |= case.status == CaseStatus::Failed;
+                    sink.record(case)?;
                     continue;
                 }
                 Err(e) => return Err(e.context(format!("{} {}", model_id, p.params.label()))),
@@ -137,13 +142,13 @@ pub fn run(args: &CompareArgs) -> Result<Outcome> {
                 case_id: p.params.id(&settings),
                 params: p.params.clone(),
                 status: CaseStatus::Ok,
-                error: None,
+                reason: None,
                 model: Some(model_record.clone()),
                 summary: harness::summarize(&label, &runs),
                 quality: None,
                 runs,
             };
-            let key = (model_id.clone(), p.params.max_new_tokens);
+            let key = (model_id.clone(), p.compare.max_new_tokens);
             if p.method == Method::Standard {
                 reference.insert(key.clone(), first_repetition(&case));
             }
@@ -157,47 +162,22 @@ pub fn run(args: &CompareArgs) -> Result<Outcome> {
             } else {
                 None
             };
-            case.quality = Some(quality(&first_repetition(&case), reference.get(&key), perplexity));
+            case.quality = Some(Quality::Compare(quality(&first_repetition(&case), reference.get(&key), perplexity)));
             sink.record(case)?;
         }
     }
     progress.finish_and_clear();
-
-    let report = sink.report().clone();
-    if !args.output.no_charts {
-        for kind in charts::available(&report) {
-            for format in [ImageFormat::Png, ImageFormat::Svg] {
-                sink.write_file(&kind.file_name(format), &charts::render(kind, &report, format)?)?;
-            }
-        }
-    }
-    let rendered = exporter(args.output.output).render(&report)?;
-    let mut stdout = std::io::stdout().lock();
-    stdout.write_all(&rendered)?;
-    stdout.flush()?;
-    eprintln!("results: {}", sink.dir().display());
+    output::finish(&mut sink, &args.output)?;
     Ok(if any_failed { Outcome::CasesFailed } else { Outcome::Success })
 }
 
-fn parse_methods(names: &[String]) -> Result<Vec<Method>> {
-    let mut methods = Vec::new();
-    for name in names {
-        let Some(m) = Method::parse(name) else {
-            crate::bail_input!(
-                "--methods: unknown method `{}`; use standard, sled (= sled:recompute), sled:recompute or sled:stride",
-                name.trim()
-            );
-        };
-        if !methods.contains(&m) {
-            methods.push(m);
-        }
-    }
+/// The methods in their canonical order, once each: standard first, so its tokens are there
+/// for the others' agreement.
+fn sorted_methods(methods: &[Method]) -> Result<Vec<Method>> {
     if methods.is_empty() {
         crate::bail_input!("--methods is empty: name at least one method");
     }
-    // Standard first, so its tokens are there for the others' agreement.
-    methods.sort_by_key(|m| Method::ALL.iter().position(|x| x == m));
-    Ok(methods)
+    Ok(Method::ALL.into_iter().filter(|m| methods.contains(m)).collect())
 }
 
 fn validate(args: &CompareArgs, methods: &[Method]) -> Result<()> {
@@ -236,23 +216,18 @@ fn plan(args: &CompareArgs, models: &[String], methods: &[Method], kv_options: &
                         vec![None]
                     };
                     for stride in strides {
-                        let kv = match method {
-                            Method::Standard => args.generation.kv_cache,
-                            Method::SledRecompute => KvKind::None,
-                            Method::SledStride => KvKind::Full,
+                        let method_params = MethodParams { window: window.unwrap_or(0), stride: stride.unwrap_or(0) };
+                        // The cache each method runs with comes from the strategy itself (one mapping).
+                        let kv = decode::build(method, method_params).cache_kind(args.generation.kv_cache);
+                        let compare = CompareParams {
+                            model: model.clone(),
+                            method: method.name().into(),
+                            window,
+                            stride,
+                            max_new_tokens: n,
+                            kv_cache: kv.label(kv_options),
                         };
-                        out.push(Planned {
-                            params: CaseParams {
-                                model: model.clone(),
-                                method: method.name().into(),
-                                window,
-                                stride,
-                                max_new_tokens: n,
-                                kv_cache: kv.label(kv_options),
-                            },
-                            method,
-                            method_params: MethodParams { window: window.unwrap_or(0), stride: stride.unwrap_or(0) },
-                        });
+                        out.push(Planned { params: CaseParams::Compare(compare.clone()), compare, method, method_params });
                     }
                 }
             }
@@ -268,9 +243,9 @@ fn first_repetition(case: &CaseResult) -> Vec<Vec<u32>> {
 }
 
 /// Token agreement with standard decoding, position by position, and first divergences.
-fn quality(ours: &[Vec<u32>], standard: Option<&Vec<Vec<u32>>>, perplexity: Option<f64>) -> Quality {
+fn quality(ours: &[Vec<u32>], standard: Option<&Vec<Vec<u32>>>, perplexity: Option<f64>) -> CompareQuality {
     let Some(standard) = standard else {
-        return Quality { agreement_with_standard: None, first_divergence: vec![], perplexity };
+        return CompareQuality { agreement_with_standard: None, first_divergence: vec![], perplexity };
     };
     let (mut equal, mut total) = (0usize, 0usize);
     let mut first_divergence = Vec::new();
@@ -280,24 +255,17 @@ fn quality(ours: &[Vec<u32>], standard: Option<&Vec<Vec<u32>>>, perplexity: Opti
         total += n;
         first_divergence.push((0..n).find(|&i| a.get(i) != b.get(i)));
     }
-    Quality {
+    CompareQuality {
         agreement_with_standard: (total > 0).then(|| equal as f64 / total as f64),
         first_divergence,
         perplexity,
     }
 }
 
-fn failed_case(p: &Planned, settings: &Settings, err: &anyhow::Error) -> CaseResult {
-    CaseResult {
-        case_id: p.params.id(settings),
-        params: p.params.clone(),
-        status: CaseStatus::Failed,
-        error: Some(crate::error::first_line(&format!("{err:#}"))),
-        model: None,
-        runs: vec![],
-        summary: None,
-        quality: None,
-    }
+/// A case that did not run: skipped when unsupported, failed otherwise.
+fn not_run(p: &Planned, settings: &Settings, err: &anyhow::Error) -> CaseResult {
+    let reason = crate::error::first_line(&format!("{err:#}"));
+    CaseResult::not_run(p.params.clone(), settings, output::status_of_error(err), reason)
 }
 
 fn short(model: &str) -> &str {

@@ -1,4 +1,4 @@
-//! `llmbench diff A B`: for each case present in both runs, the relative change of each
+//! `llmbench diff A B`: two runs of the same command (any command); for each case present in both, the relative change of each
 //! headline metric with a 95% Welch interval from the raw per-run samples, marked significant
 //! when the interval excludes zero. `--fail-on-regression PCT` turns a significant slowdown
 //! beyond PCT percent into exit code 1.
@@ -6,7 +6,7 @@
 use super::Outcome;
 use crate::cli::diff::DiffArgs;
 use crate::measure::stats::welch_change;
-use crate::results::schema::{CaseParams, CaseResult, CaseStatus, RunRecord};
+use crate::results::schema::{CaseResult, CaseStatus, RunRecord};
 use crate::results::sink::load_report;
 use anyhow::Result;
 use std::io::Write;
@@ -29,16 +29,25 @@ const METRICS: [Metric; 5] = [
 pub fn run(args: &DiffArgs) -> Result<Outcome> {
     let a = load_report(&args.a)?;
     let b = load_report(&args.b)?;
+    if a.command != b.command {
+        crate::bail_input!(
+            "{} holds {} results and {} holds {} results: diff compares two runs of the same command",
+            args.a.display(),
+            a.command.name(),
+            args.b.display(),
+            b.command.name()
+        );
+    }
     let ok = |c: &&CaseResult| c.status == CaseStatus::Ok;
     let pairs: Vec<(&CaseResult, &CaseResult)> = a
         .cases
         .iter()
         .filter(ok)
-        .filter_map(|ca| b.cases.iter().filter(ok).find(|cb| same_case(&ca.params, &cb.params)).map(|cb| (ca, cb)))
+        .filter_map(|ca| b.cases.iter().filter(ok).find(|cb| ca.params == cb.params).map(|cb| (ca, cb)))
         .collect();
     if pairs.is_empty() {
         crate::bail_input!(
-            "{} and {} have no case in common (same model, method, window, stride, length and cache): nothing to compare",
+            "{} and {} have no finished case in common (the same parameters: model, method or strategy, lengths, cache): nothing to compare",
             args.a.display(),
             args.b.display()
         );
@@ -49,8 +58,25 @@ pub fn run(args: &DiffArgs) -> Result<Outcome> {
         for m in &METRICS {
             let sa: Vec<f64> = ca.runs.iter().map(m.value).collect();
             let sb: Vec<f64> = cb.runs.iter().map(m.value).collect();
-            let Some(change) = welch_change(&sa, &sb) else { continue };
             let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+            let Some(change) = welch_change(&sa, &sb) else {
+                // One run a side (kvcache's default): the change, without an interval or a verdict.
+                if !sa.is_empty() && !sb.is_empty() && mean(&sa) != 0.0 {
+                    let relative = mean(&sb) / mean(&sa) - 1.0;
+                    out += &format!(
+                        "{} {} | {} | {:.4} | {:.4} | {:+.2}% | - | n/a ({} and {} runs: repeat with -r 2 or more)\n",
+                        ca.params.model(),
+                        ca.params.label(),
+                        m.name,
+                        mean(&sa),
+                        mean(&sb),
+                        relative * 100.0,
+                        sa.len(),
+                        sb.len()
+                    );
+                }
+                continue;
+            };
             let slowdown = if m.higher_is_better { -change.relative } else { change.relative };
             let is_speed = m.name != "peak RSS";
             if change.significant && is_speed {
@@ -58,7 +84,7 @@ pub fn run(args: &DiffArgs) -> Result<Outcome> {
             }
             out += &format!(
                 "{} {} | {} | {:.4} | {:.4} | {:+.2}% | [{:+.2}%, {:+.2}%] | {}\n",
-                ca.params.model,
+                ca.params.model(),
                 ca.params.label(),
                 m.name,
                 mean(&sa),
@@ -83,8 +109,4 @@ pub fn run(args: &DiffArgs) -> Result<Outcome> {
         }
     }
     Ok(Outcome::Success)
-}
-
-fn same_case(a: &CaseParams, b: &CaseParams) -> bool {
-    a == b
 }

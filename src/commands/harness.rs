@@ -5,7 +5,7 @@ use crate::decode::sampling::SamplingConfig;
 use crate::decode::DecodeStrategy;
 use crate::engine::{Engine, GenerateRequest, Generation};
 use crate::kv::{self, KvKind};
-use crate::measure::stats::{outliers, Summary};
+use crate::measure::stats::outliers;
 use crate::models::{LoadedModel, ModelSpec};
 use crate::results::schema::{CaseSummary, ModelRecord, RunRecord};
 use anyhow::{Context, Result};
@@ -104,6 +104,7 @@ fn run_record(loaded: &LoadedModel, prompt_index: usize, repetition: usize, g: &
         samples_ns: g.events.iter().map(|e| e.t_ns).collect(),
         kv_cache_bytes_per_token: g.events.iter().map(|e| e.kv_cache_bytes).collect(),
         kv_cache_bytes: g.kv.kv_cache_bytes,
+        kv_stats: Some(g.kv),
         peak_rss_bytes: g.peak_rss_bytes,
         peak_device_memory_bytes: g.peak_device_memory_bytes,
         device_memory_free_bytes: g.device_memory.map(|m| m.free_bytes),
@@ -116,10 +117,8 @@ fn run_record(loaded: &LoadedModel, prompt_index: usize, repetition: usize, g: &
 
 /// Summaries of a case's runs; warnings on stderr for noisy speed and outliers (hyperfine's).
 pub fn summarize(label: &str, runs: &[RunRecord]) -> Option<CaseSummary> {
-    let of = |f: &dyn Fn(&RunRecord) -> f64| Summary::of(&runs.iter().map(f).collect::<Vec<_>>());
-    let itl: Vec<f64> = runs.iter().flat_map(|r| r.itl_ms.iter().copied()).collect();
-    let decode = of(&|r| r.decode_tokens_per_s)?;
-    let decode_samples: Vec<f64> = runs.iter().map(|r| r.decode_tokens_per_s).collect();
+    let summary = CaseSummary::from_runs(runs)?;
+    let decode = &summary.decode_tokens_per_s;
     if decode.cv() > HIGH_CV {
         tracing::warn!(
             "{label}: decode speed varies by {:.0}% (coefficient of variation) across runs: the machine may be busy; \
@@ -127,34 +126,12 @@ pub fn summarize(label: &str, runs: &[RunRecord]) -> Option<CaseSummary> {
             decode.cv() * 100.0
         );
     }
+    let decode_samples: Vec<f64> = runs.iter().map(|r| r.decode_tokens_per_s).collect();
     let out = outliers(&decode_samples);
     if !out.is_empty() {
         tracing::warn!("{label}: {} of {} runs are statistical outliers in decode speed (modified z-score > 3.5)", out.len(), runs.len());
     }
-    let ttft = of(&|r| r.ttft_ms)?;
-    let tpot = of(&|r| r.tpot_ms)?;
-    let itl_summary = Summary::of(&itl).unwrap_or_else(|| tpot.clone());
-    Some(CaseSummary {
-        avg_ts: decode.mean,
-        stddev_ts: decode.std,
-        mean_ttft_ms: ttft.mean,
-        median_ttft_ms: ttft.median,
-        p99_ttft_ms: ttft.p99,
-        mean_tpot_ms: tpot.mean,
-        median_tpot_ms: tpot.median,
-        p99_tpot_ms: tpot.p99,
-        mean_itl_ms: itl_summary.mean,
-        median_itl_ms: itl_summary.median,
-        p99_itl_ms: itl_summary.p99,
-        ttft_ms: ttft,
-        tpot_ms: tpot,
-        itl_ms: itl_summary,
-        e2e_ms: of(&|r| r.e2e_ms)?,
-        prefill_tokens_per_s: of(&|r| r.prefill_tokens_per_s)?,
-        decode_tokens_per_s: decode,
-        peak_rss_bytes: of(&|r| r.peak_rss_bytes as f64)?,
-        kv_cache_bytes: of(&|r| r.kv_cache_bytes as f64)?,
-    })
+    Some(summary)
 }
 
 /// A loaded model for results, with the weights file's sha256 (cached beside large files).

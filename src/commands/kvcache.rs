@@ -1,23 +1,25 @@
-//! `llmbench kvcache`: for each context length, the same real text through every strategy:
-//! a greedy generation (prefill time, decode speed, exact bytes, evictions, peak RSS, paged
-//! blocks) and a step-by-step teacher-forced pass over the text's real continuation (quality
-//! against the full cache). `full` runs first at each context: it is the reference. Each row
-//! is written to kvcache.json (atomically) as soon as it is measured.
+//! `llmbench kvcache`: for each context length, the same real text through every strategy.
+//! Each case (strategy x context) is timed greedy generations through the shared harness
+//! (warm-up, repetitions, every raw sample: prefill, decode speed, inter-token gaps, exact
+//! bytes, evictions, peak RSS, paged blocks), then one step-by-step teacher-forced pass over
+//! the text's real continuation (quality against the full cache, deterministic, untimed).
+//! `full` runs first at each context: it is the reference. Cases go through the one sink as
+//! they finish, so `--resume`, `plot`, `diff` and every `-o` format work as for `compare`.
 
-use super::{harness, load_model, Outcome};
-use crate::charts::kvcache::{self as kv_charts, KvChart};
-use crate::charts::ImageFormat;
+use super::harness::{self, CaseSpec};
+use super::{load_model, output, Outcome};
 use crate::cli::args::KvArgs;
 use crate::cli::kvcache::KvcacheArgs;
-use crate::decode::sampling::SamplingConfig;
+use crate::decode::sampling::{argmax, SamplingConfig};
+use crate::decode::Standard;
 use crate::engine::{Engine, GenerateRequest};
 use crate::kv::{self, KvKind, KvOptions, CAKE_WINDOW};
-use crate::measure::stats::percentile_sorted;
 use crate::measure::system::Provenance;
-use crate::decode::sampling::argmax;
 use crate::metrics::distribution::{agreement, first_divergence, mean_kl, perplexity};
-use crate::results::kvcache::{KvcacheReport, KvcacheRow, KvcacheSettings, RowQuality, KVCACHE_JSON};
-use crate::results::sink::write_atomic;
+use crate::results::schema::{
+    CaseParams, CaseResult, CaseStatus, CommandName, CommandSettings, KvcacheParams, KvcacheQuality, KvcacheSettings,
+    Quality, Report, Settings,
+};
 use anyhow::{Context, Result};
 use sha2::Digest;
 use std::path::Path;
@@ -90,20 +92,33 @@ fn validate(args: &KvcacheArgs, specs: &[StrategySpec]) -> Result<()> {
     if args.max_new_tokens == 0 {
         crate::bail_input!("--max-new-tokens 0: generate at least 1 token");
     }
+    if args.repetitions == 0 {
+        crate::bail_input!("--repetitions 0: measure at least one run");
+    }
     if args.eval_tokens < 2 {
         crate::bail_input!("--eval-tokens {}: teacher-force at least 2 tokens of the continuation", args.eval_tokens);
     }
-    let smallest = args.context.values.iter().copied().min().unwrap_or(0);
+    let longest = args.context.values.iter().copied().max().unwrap_or(0);
     for s in specs.iter().filter(|s| matches!(s.kind, KvKind::H2o | KvKind::Cake)) {
-        if s.options.budget > smallest {
+        if s.options.budget >= longest {
             crate::bail_input!(
-                "--budget {} is larger than the context {smallest} ({}): it would evict nothing there; lower --budget or raise --context",
+                "--budget {} is larger than every --context ({}): {} would evict nothing; lower --budget or raise --context",
                 s.options.budget,
+                args.context.values.iter().map(usize::to_string).collect::<Vec<_>>().join(", "),
                 s.label()
             );
         }
     }
     Ok(())
+}
+
+/// Why a strategy is skipped at a context, if it is: a budget that covers the whole context
+/// would only measure `full` again under another name.
+fn skip_reason(spec: &StrategySpec, context: usize) -> Option<String> {
+    let evicts_by_budget = matches!(spec.kind, KvKind::H2o | KvKind::Cake);
+    (evicts_by_budget && spec.options.budget >= context).then(|| {
+        format!("budget {} covers the context of {context} tokens: {} would evict nothing", spec.options.budget, spec.label())
+    })
 }
 
 fn read_prompt_file(path: &Path) -> Result<String> {
@@ -116,14 +131,18 @@ fn read_prompt_file(path: &Path) -> Result<String> {
     Ok(text)
 }
 
+/// Full's teacher-forced log-probabilities, greedy tokens and perplexity at one context: what
+/// every other strategy is measured against.
+struct Reference {
+    greedy: Vec<u32>,
+    log_probs: Vec<Vec<f32>>,
+    perplexity: f64,
+}
+
 pub fn run(args: &KvcacheArgs) -> Result<Outcome> {
     let specs = parse_strategies(&args.strategies, &args.kv)?;
     validate(args, &specs)?;
     let text = read_prompt_file(&args.prompt_file)?;
-    let out_dir = args.out.clone().unwrap_or_else(|| super::default_out_dir("kvcache"));
-    if out_dir.join(KVCACHE_JSON).exists() {
-        crate::bail_input!("--out {}: already holds kvcache results; choose another --out", out_dir.display());
-    }
 
     let loaded = load_model(&args.model, &args.device, SamplingConfig::default().seed)?;
     let longest = args.context.values.iter().copied().max().unwrap_or(0);
@@ -145,61 +164,139 @@ pub fn run(args: &KvcacheArgs) -> Result<Outcome> {
             loaded.model.spec.id
         );
     }
-    std::fs::create_dir_all(&out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
 
-    let settings = KvcacheSettings {
-        prompt_file: args.prompt_file.display().to_string(),
-        prompt_file_sha256: format!("{:x}", sha2::Sha256::digest(text.as_bytes())),
-        contexts: args.context.values.clone(),
-        strategies: specs.iter().map(StrategySpec::label).collect(),
-        max_new_tokens: args.max_new_tokens,
-        eval_tokens: args.eval_tokens,
-        options: args.kv.options()?,
+    let sampling = SamplingConfig::default();
+    let settings = Settings {
+        warmup: args.warmup,
+        repetitions: args.repetitions,
+        seed: sampling.seed,
+        temperature: sampling.temperature,
+        top_k: None,
+        top_p: None,
+        repetition_penalty: sampling.repetition_penalty,
+        stop_at_eos: false,
+        dtype: loaded.model.spec.dtype.clone(),
+        cuda_graph: loaded.device_info.name.starts_with("cuda").then_some(!args.device.no_cuda_graph),
+        command_settings: CommandSettings::Kvcache(KvcacheSettings {
+            prompt_file: args.prompt_file.display().to_string(),
+            prompt_file_sha256: format!("{:x}", sha2::Sha256::digest(text.as_bytes())),
+            contexts: args.context.values.clone(),
+            strategies: specs.iter().map(StrategySpec::label).collect(),
+            eval_tokens: args.eval_tokens,
+            options: args.kv.options()?,
+        }),
     };
-    let mut report = KvcacheReport::new(
-        Provenance::collect(&loaded.device_info.name, loaded.threads),
-        harness::model_record(&loaded.model.spec)?,
-        settings,
-    );
+    let provenance = Provenance::collect(&loaded.device_info.name, loaded.threads);
+    let (mut sink, done) = output::open(&args.output, Report::new(CommandName::Kvcache, provenance, settings.clone()))?;
+    harness::install_interrupt_handler();
+    let model_record = harness::model_record(&loaded.model.spec)?;
     let engine = Engine::new(loaded.model.model.as_ref(), &loaded.device);
     let n_layers = loaded.model.model.config().n_layers();
+    let runs_per_case = args.warmup + args.repetitions;
+    let progress = super::progress::bar((args.context.values.len() * specs.len() * runs_per_case) as u64);
 
     // One short untimed generation so the first measured case does not pay for first touches.
     let mut warm = kv::build(KvKind::Full, n_layers, 64);
     engine.generate(warm.as_mut(), &request(&ids[..32.min(ids.len())], 4), &mut |_| {})?;
 
+    let mut any_failed = false;
     for &context in &args.context.values {
         let (prompt, continuation) = (&ids[..context], &ids[context..context + args.eval_tokens]);
-        let mut reference: Option<(Vec<u32>, Vec<Vec<f32>>, f64)> = None;
+        let prompts = vec![prompt.to_vec()];
+        let mut reference: Option<Reference> = None;
         for spec in &specs {
-            let row = measure(&engine, n_layers, spec, prompt, continuation, args.max_new_tokens, &mut reference)
-                .with_context(|| format!("{} at context {context}", spec.label()))?;
-            eprintln!(
-                "context {context:>5} {:<14} prefill {:>8.0} ms  TPOT {:>7.2} ms  KV {:>8.2} MiB  ppl {:>8.3} ({:+.2}%)",
-                row.strategy,
-                row.prefill_ms,
-                row.tpot_ms,
-                row.kv_cache_bytes as f64 / (1u64 << 20) as f64,
-                row.quality.perplexity,
-                row.quality.perplexity_delta_pct
-            );
-            report.rows.push(row);
-            write_atomic(&out_dir.join(KVCACHE_JSON), &serde_json::to_vec_pretty(&report)?)?;
-        }
-    }
-
-    let table = report.table();
-    write_atomic(&out_dir.join("table.md"), table.as_bytes())?;
-    if !args.no_charts {
-        for chart in KvChart::ALL {
-            for format in [ImageFormat::Png, ImageFormat::Svg] {
-                write_atomic(&out_dir.join(chart.file_name(format)), &kv_charts::render(chart, &report, format)?)?;
+            let params = CaseParams::Kvcache(KvcacheParams {
+                model: args.model.model.clone(),
+                strategy: spec.label(),
+                context_tokens: context,
+                max_new_tokens: args.max_new_tokens,
+            });
+            let case_id = params.id(&settings);
+            if done.contains(&case_id) {
+                progress.inc(runs_per_case as u64);
+                continue;
             }
+            if let Some(reason) = skip_reason(spec, context) {
+                progress.inc(runs_per_case as u64);
+                sink.record(CaseResult::not_run(params, &settings, CaseStatus::Skipped, reason))?;
+                continue;
+            }
+            progress.set_message(params.label());
+            // Resumed after full finished: its tokens are in the file, its distributions are recomputed.
+            if reference.is_none() && spec.kind != KvKind::Full {
+                let full = sink.report().cases.iter().find(|c| {
+                    c.status == CaseStatus::Ok
+                        && c.params.as_kvcache().is_some_and(|p| p.context_tokens == context && p.strategy == specs[0].label())
+                });
+                if let Some(greedy) = full.and_then(|c| c.runs.first()).map(|r| r.generated_ids.clone()) {
+                    let log_probs = engine.teacher_force_steps(kv::build(KvKind::Full, n_layers, context + args.eval_tokens).as_mut(), prompt, continuation)?;
+                    let perplexity = perplexity(&log_probs, continuation);
+                    reference = Some(Reference { greedy, log_probs, perplexity });
+                }
+            }
+            let case_spec = CaseSpec {
+                prompts: &prompts,
+                max_new_tokens: args.max_new_tokens,
+                sampling,
+                stop_at_eos: false,
+                warmup: args.warmup,
+                repetitions: args.repetitions,
+                kv: spec.kind,
+                kv_options: spec.options,
+            };
+            let measured = harness::run_case(&loaded.model, &engine, &mut Standard, &case_spec, &mut || progress.inc(1))
+                .and_then(|runs| {
+                    let Some(runs) = runs else { return Ok(None) };
+                    let greedy = runs.first().map(|r| r.generated_ids.clone()).unwrap_or_default();
+                    let capacity = prompt.len() + args.max_new_tokens.max(continuation.len());
+                    let mut cache = kv::build_with(spec.kind, spec.options, n_layers, capacity);
+                    let log_probs = engine.teacher_force_steps(cache.as_mut(), prompt, continuation)?;
+                    Ok(Some((runs, quality(&mut reference, greedy, log_probs, continuation))))
+                })
+                .with_context(|| format!("{} at context {context}", spec.label()));
+            let (runs, quality) = match measured {
+                Ok(Some(measured)) => measured,
+                Ok(None) => {
+                    progress.finish_and_clear();
+                    eprintln!("stopped: finished cases are in {}; continue with --resume {}", sink.dir().display(), sink.dir().display());
+                    return Ok(Outcome::Interrupted);
+                }
+                Err(e) if args.output.continue_on_error || output::status_of_error(&e) == CaseStatus::Skipped => {
+                    tracing::warn!("{e:#}");
+                    let status = output::status_of_error(&e);
+                    any_failed |= status == CaseStatus::Failed;
+                    sink.record(CaseResult::not_run(params, &settings, status, crate::error::first_line(&format!("{e:#}"))))?;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            let summary = harness::summarize(&params.label(), &runs);
+            if let Some(s) = &summary {
+                super::progress::note(&progress, &format!(
+                    "context {context:>5} {:<14} prefill {:>8.0} ms  TPOT {:>7.2} ms  KV {:>8.2} MiB  ppl {:>8.3} ({:+.2}%)",
+                    spec.label(),
+                    s.ttft_ms.median,
+                    s.tpot_ms.median,
+                    s.kv_cache_bytes.median / (1u64 << 20) as f64,
+                    quality.perplexity,
+                    quality.perplexity_delta_pct
+                ));
+            }
+            sink.record(CaseResult {
+                case_id,
+                params,
+                status: CaseStatus::Ok,
+                reason: None,
+                model: Some(model_record.clone()),
+                runs,
+                summary,
+                quality: Some(Quality::Kvcache(quality)),
+            })?;
         }
     }
-    print!("{table}");
-    eprintln!("results: {}", out_dir.display());
-    Ok(Outcome::Success)
+    progress.finish_and_clear();
+    output::finish(&mut sink, &args.output)?;
+    Ok(if any_failed { Outcome::CasesFailed } else { Outcome::Success })
 }
 
 /// Tokens of the text's beginning, at least `needed` of them where the text has them.
@@ -221,34 +318,14 @@ fn request(prompt: &[u32], max_new_tokens: usize) -> GenerateRequest<'_> {
     GenerateRequest { prompt_ids: prompt, max_new_tokens, sampling: SamplingConfig::default(), stop_at_eos: false }
 }
 
-/// One strategy at one context: a timed greedy generation, then the teacher-forced pass.
-/// `reference` holds full's greedy tokens, log-probabilities and perplexity once full ran.
-fn measure(
-    engine: &Engine,
-    n_layers: usize,
-    spec: &StrategySpec,
-    prompt: &[u32],
-    continuation: &[u32],
-    max_new_tokens: usize,
-    reference: &mut Option<(Vec<u32>, Vec<Vec<f32>>, f64)>,
-) -> Result<KvcacheRow> {
-    let capacity = prompt.len() + max_new_tokens.max(continuation.len());
-    let mut cache = kv::build_with(spec.kind, spec.options, n_layers, capacity);
-    let generation = engine.generate(cache.as_mut(), &request(prompt, max_new_tokens), &mut |_| {})?;
-    let (paged, kv_used_bytes) = (cache.paged_usage(), cache.used_bytes());
-    let timings = generation.timings();
-    let mut itl = timings.itl_ms.clone();
-    itl.sort_by(f64::total_cmp);
-    let (median_itl_ms, p90_itl_ms) =
-        if itl.is_empty() { (0.0, 0.0) } else { (percentile_sorted(&itl, 50.0), percentile_sorted(&itl, 90.0)) };
-
-    let log_probs = engine.teacher_force_steps(cache.as_mut(), prompt, continuation)?;
+/// Quality of one strategy's greedy tokens and teacher-forced distributions against full's;
+/// the first strategy at a context (full) becomes the reference.
+fn quality(reference: &mut Option<Reference>, greedy: Vec<u32>, log_probs: Vec<Vec<f32>>, continuation: &[u32]) -> KvcacheQuality {
     let ppl = perplexity(&log_probs, continuation);
-    let greedy = generation.generated_ids.clone();
-    let quality = match reference {
+    match reference {
         None => {
-            *reference = Some((greedy.clone(), log_probs, ppl));
-            RowQuality {
+            *reference = Some(Reference { greedy, log_probs, perplexity: ppl });
+            KvcacheQuality {
                 perplexity: ppl,
                 perplexity_delta_pct: 0.0,
                 mean_kl: 0.0,
@@ -257,40 +334,19 @@ fn measure(
                 first_divergence: None,
             }
         }
-        Some((ref_greedy, ref_log_probs, ref_ppl)) => {
-            let argmaxes = |rows: &[Vec<f32>]| rows.iter().map(|r| argmax(r)).collect::<Vec<u32>>();
-            RowQuality {
+        Some(r) => {
+            let argmaxes = |rows: &[Vec<f32>]| rows.iter().map(|row| argmax(row)).collect::<Vec<u32>>();
+            KvcacheQuality {
                 perplexity: ppl,
-                perplexity_delta_pct: (ppl / *ref_ppl - 1.0) * 100.0,
-                mean_kl: mean_kl(ref_log_probs, &log_probs),
-                teacher_forced_agreement: agreement(&argmaxes(ref_log_probs), &argmaxes(&log_probs)),
-                greedy_agreement: agreement(ref_greedy, &greedy),
-                first_divergence: first_divergence(ref_greedy, &greedy),
+                perplexity_delta_pct: (ppl / r.perplexity - 1.0) * 100.0,
+                mean_kl: mean_kl(&r.log_probs, &log_probs),
+                teacher_forced_agreement: agreement(&argmaxes(&r.log_probs), &argmaxes(&log_probs)),
+                greedy_agreement: agreement(&r.greedy, &greedy),
+                first_divergence: first_divergence(&r.greedy, &greedy),
             }
         }
-    };
-    let positions = prompt.len() + greedy.len() - 1;
-    Ok(KvcacheRow {
-        strategy: spec.label(),
-        context_tokens: prompt.len(),
-        new_tokens: greedy.len(),
-        prefill_ms: timings.ttft_ms,
-        prefill_tokens_per_s: timings.prefill_tokens_per_s,
-        tpot_ms: timings.tpot_ms,
-        median_itl_ms,
-        p90_itl_ms,
-        decode_tokens_per_s: timings.decode_tokens_per_s,
-        kv_cache_bytes: generation.kv.kv_cache_bytes,
-        kv_bytes_per_token: generation.kv.kv_cache_bytes as f64 / positions.max(1) as f64,
-        kv_used_bytes,
-        tokens_held: generation.kv.tokens_held,
-        evictions: generation.kv.evictions,
-        peak_rss_bytes: generation.peak_rss_bytes,
-        paged,
-        quality,
-    })
+    }
 }
-
 
 #[cfg(test)]
 mod tests {

@@ -2,8 +2,10 @@
 
 pub mod compare;
 pub mod diff;
+pub mod docs;
 pub mod generate;
 mod harness;
+mod output;
 pub mod kvcache;
 pub mod plot;
 mod progress;

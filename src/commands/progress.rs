@@ -9,8 +9,15 @@ pub fn bar(total: u64) -> ProgressBar {
         return ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::hidden());
     }
     let bar = ProgressBar::new(total);
-    if let Ok(style) = ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} runs  {msg}") {
+    if let Ok(style) = ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} runs, ETA {eta}  {msg}") {
         bar.set_style(style);
     }
     bar
+}
+
+/// A line on stderr above the bar (unless -q), e.g. one finished case.
+pub fn note(bar: &ProgressBar, line: &str) {
+    if std::env::var_os("LLMBENCH_QUIET").is_none() {
+        bar.suspend(|| eprintln!("{line}"));
+    }
 }

@@ -60,17 +60,22 @@ impl StepContext<'_> {
     }
 }
 
-/// The decoding methods `compare` runs side by side.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
+/// The decoding methods `compare` runs side by side (`--methods`, parsed by clap).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
 pub enum Method {
     /// Every token, with the requested KV cache (full by default).
+    #[value(name = "standard")]
+    #[serde(rename = "standard")]
     Standard,
     /// SLED as the seed defines it: the model sees only the last `window` tokens, re-encoded
-    /// from position 0 without a cache at every step.
+    /// from position 0 without a cache at every step (`sled` is this one).
+    #[value(name = "sled:recompute", alias = "sled")]
+    #[serde(rename = "sled:recompute", alias = "sled")]
     SledRecompute,
     /// SLED with a cache: re-encode the last `window` tokens, decode `stride` tokens with the
     /// cache, repeat.
+    #[value(name = "sled:stride")]
+    #[serde(rename = "sled:stride")]
     SledStride,
 }
 
@@ -83,16 +88,6 @@ impl Method {
             Self::Standard => "standard",
             Self::SledRecompute => "sled:recompute",
             Self::SledStride => "sled:stride",
-        }
-    }
-
-    /// Parses a `--methods` entry; `sled` alone is the seed's recompute variant.
-    pub fn parse(s: &str) -> Option<Self> {
-        match s.trim() {
-            "standard" => Some(Self::Standard),
-            "sled" | "sled:recompute" => Some(Self::SledRecompute),
-            "sled:stride" => Some(Self::SledStride),
-            _ => None,
         }
     }
 

@@ -138,11 +138,12 @@ mod tests {
         for _ in 0..20 {
             assert_eq!(s.next(&mut [0.0, 2.0, 1.9, 1.8], &[]), 1);
         }
-        // p = softmax([5, 5, -5, -5]) puts ~all mass on the first two tokens.
-        let mut s = sampler(1.0, None, Some(0.9), 4);
-        for _ in 0..50 {
-            assert!(s.next(&mut [5.0, 5.0, -5.0, -5.0], &[]) < 2);
-        }
+        // p = softmax([2, 2, 0, 0]) = 0.44, 0.44, 0.06, 0.06: top-p 0.7 keeps the first two.
+        // Without the filter 200 draws miss the tail with probability 0.88^200 ~ 1e-11.
+        let mut s = sampler(1.0, None, Some(0.7), 4);
+        let draws: Vec<u32> = (0..200).map(|_| s.next(&mut [2.0, 2.0, 0.0, 0.0], &[])).collect();
+        assert!(draws.iter().all(|&t| t < 2), "{draws:?}");
+        assert!(draws.contains(&0) && draws.contains(&1), "both nucleus tokens are drawn");
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Device selection (`--device cpu|cuda[:N]|metal[:N]|auto`) and synchronisation. Asking for a
-//! backend this binary lacks fails with the feature to rebuild with; it never falls back.
+//! backend this binary lacks fails with the feature to rebuild with; it never falls back, and
+//! `auto` fails when a compiled-in GPU backend cannot open its device.
 
 use crate::error::LlmbenchError;
 use anyhow::Result;
@@ -71,11 +72,25 @@ impl DeviceChoice {
                 }
                 Device::new_metal(i).map_err(|e| LlmbenchError::invalid(format!("--device metal:{i}: {e}")))?
             }
+            // A build with a GPU backend whose GPU cannot be opened fails: silently running on
+            // the CPU would label a CPU benchmark as the GPU run the user meant.
             Self::Auto => {
                 if candle_core::utils::cuda_is_available() {
-                    Device::new_cuda(0).unwrap_or(Device::Cpu)
+                    let device = Device::new_cuda(0).map_err(|e| {
+                        LlmbenchError::invalid(format!(
+                            "--device auto: this build has CUDA but GPU 0 cannot be opened ({}); check nvidia-smi, or pass --device cpu",
+                            crate::error::first_line(&e)
+                        ))
+                    })?;
+                    without_event_tracking(&device);
+                    device
                 } else if candle_core::utils::metal_is_available() {
-                    Device::new_metal(0).unwrap_or(Device::Cpu)
+                    Device::new_metal(0).map_err(|e| {
+                        LlmbenchError::invalid(format!(
+                            "--device auto: this build has Metal but device 0 cannot be opened ({}); pass --device cpu",
+                            crate::error::first_line(&e)
+                        ))
+                    })?
                 } else {
                     Device::Cpu
                 }

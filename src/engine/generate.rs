@@ -118,6 +118,12 @@ impl<'a> Engine<'a> {
         if req.max_new_tokens == 0 {
             crate::bail_input!("--max-new-tokens 0: generate at least 1 token");
         }
+        let vocab = self.model.config().vocab_size();
+        if let Some(bad) = req.prompt_ids.iter().find(|&&id| id as usize >= vocab) {
+            crate::bail_input!(
+                "token id {bad} is outside the model's vocabulary of {vocab}: the ids come from another tokenizer or a corrupt file"
+            );
+        }
         if req.prompt_ids.len() >= window {
             crate::bail_input!(
                 "the prompt is {} tokens, longer than the model's context window of {window}: shorten the prompt",

@@ -21,7 +21,7 @@
 //! (smoothed), as the reference's decoding step does.
 
 use super::scored::{gather_per_head, grow_held, keep_indices, per_kv_head, SEQ_DIM};
-use super::{tensor_bytes, KvCache, KvKind, KvStats};
+use super::{tensor_bytes, KvCache, KvKind, KvStats, ObservesAttention};
 use candle_core::{Result, Tensor};
 
 /// Queries whose attention decides (CAKE's observation window), always kept.
@@ -140,10 +140,54 @@ impl KvCache for CakeCache {
         grow_held(&mut slot.kv, k, v)
     }
 
-    fn wants_attention(&self) -> bool {
-        true
+    fn seq_len(&self) -> usize {
+        self.positions
     }
 
+    /// Budgets and evictions depend on the whole history: a rollback is refused once the
+    /// prefill has set the budgets.
+    fn truncate(&mut self, len: usize) -> Result<()> {
+        if len >= self.positions {
+            return Ok(());
+        }
+        candle_core::bail!("cake kv cache cannot roll back (budgets and evictions depend on the whole history)")
+    }
+
+    fn reset(&mut self) {
+        self.layers.iter_mut().for_each(|l| *l = Layer::default());
+        self.positions = 0;
+        self.evicted_slots = 0;
+    }
+
+    /// Layers hold different numbers of tokens: `tokens_held` and `evictions` are means over
+    /// layers, rounded.
+    fn stats(&self) -> KvStats {
+        let held: Vec<(u64, usize)> = self
+            .layers
+            .iter()
+            .filter_map(|l| l.kv.as_ref())
+            .map(|(k, v)| (tensor_bytes(k) + tensor_bytes(v), k.dim(SEQ_DIM).unwrap_or(0)))
+            .collect();
+        let tokens: usize = held.iter().map(|h| h.1).sum();
+        let layers = self.layers.len().max(1) as f64;
+        KvStats {
+            kv_cache_bytes: held.iter().map(|h| h.0).sum(),
+            tokens_held: (tokens as f64 / layers).round() as usize,
+            evictions: (self.evicted_slots as f64 / layers).round() as u64,
+            ..KvStats::default()
+        }
+    }
+
+    fn attention_observer(&mut self) -> Option<&mut dyn ObservesAttention> {
+        Some(self)
+    }
+
+    fn kind(&self) -> KvKind {
+        KvKind::Cake
+    }
+}
+
+impl ObservesAttention for CakeCache {
     fn observe(&mut self, layer: usize, attn: &Tensor) -> Result<()> {
         let n_layers = self.layers.len();
         let slot = self.layers.get_mut(layer).ok_or_else(|| candle_core::Error::Msg(format!("kv cache has no layer {layer}")))?;
@@ -186,47 +230,6 @@ impl KvCache for CakeCache {
             Some(_) => slot.kv = Some((k, v)),
         }
         Ok(())
-    }
-
-    fn seq_len(&self) -> usize {
-        self.positions
-    }
-
-    /// Budgets and evictions depend on the whole history: a rollback is refused once the
-    /// prefill has set the budgets.
-    fn truncate(&mut self, len: usize) -> Result<()> {
-        if len >= self.positions {
-            return Ok(());
-        }
-        candle_core::bail!("cake kv cache cannot roll back (budgets and evictions depend on the whole history)")
-    }
-
-    fn reset(&mut self) {
-        self.layers.iter_mut().for_each(|l| *l = Layer::default());
-        self.positions = 0;
-        self.evicted_slots = 0;
-    }
-
-    /// Layers hold different numbers of tokens: `tokens_held` and `evictions` are means over
-    /// layers, rounded.
-    fn stats(&self) -> KvStats {
-        let held: Vec<(u64, usize)> = self
-            .layers
-            .iter()
-            .filter_map(|l| l.kv.as_ref())
-            .map(|(k, v)| (tensor_bytes(k) + tensor_bytes(v), k.dim(SEQ_DIM).unwrap_or(0)))
-            .collect();
-        let tokens: usize = held.iter().map(|h| h.1).sum();
-        let layers = self.layers.len().max(1) as f64;
-        KvStats {
-            kv_cache_bytes: held.iter().map(|h| h.0).sum(),
-            tokens_held: (tokens as f64 / layers).round() as usize,
-            evictions: (self.evicted_slots as f64 / layers).round() as u64,
-        }
-    }
-
-    fn kind(&self) -> KvKind {
-        KvKind::Cake
     }
 }
 

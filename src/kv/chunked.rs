@@ -125,6 +125,7 @@ impl KvCache for ChunkedCache {
             kv_cache_bytes: self.layers.iter().map(Layer::bytes).sum(),
             tokens_held,
             evictions: self.positions.saturating_sub(tokens_held) as u64,
+            ..KvStats::default()
         }
     }
 

@@ -53,7 +53,7 @@ impl KvCache for FullCache {
 
     fn stats(&self) -> KvStats {
         let kv_cache_bytes = self.layers.iter().flatten().map(|(k, v)| tensor_bytes(k) + tensor_bytes(v)).sum();
-        KvStats { kv_cache_bytes, tokens_held: self.seq_len(), evictions: 0 }
+        KvStats { kv_cache_bytes, tokens_held: self.seq_len(), evictions: 0, ..KvStats::default() }
     }
 
     fn kind(&self) -> KvKind {

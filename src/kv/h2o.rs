@@ -7,7 +7,7 @@
 //! prefill's own weights score the prompt, as in the paper.
 
 use super::scored::{gather_per_head, grow_held, keep_indices, keep_scores, per_kv_head, SEQ_DIM};
-use super::{tensor_bytes, KvCache, KvKind, KvStats};
+use super::{tensor_bytes, KvCache, KvKind, KvStats, ObservesAttention};
 use candle_core::{Result, Tensor};
 
 #[derive(Clone, Default)]
@@ -37,35 +37,6 @@ impl KvCache for H2oCache {
         }
         let slot = self.layers.get_mut(layer).ok_or_else(|| candle_core::Error::Msg(format!("kv cache has no layer {layer}")))?;
         grow_held(&mut slot.kv, k, v)
-    }
-
-    fn wants_attention(&self) -> bool {
-        true
-    }
-
-    fn observe(&mut self, layer: usize, attn: &Tensor) -> Result<()> {
-        let budget = self.budget;
-        let slot = self.layers.get_mut(layer).ok_or_else(|| candle_core::Error::Msg(format!("kv cache has no layer {layer}")))?;
-        let Some((k, v)) = slot.kv.take() else { return Ok(()) };
-        let (n_kv, len) = (k.dim(1)?, k.dim(SEQ_DIM)?);
-        let step = per_kv_head(attn, n_kv, true)?;
-        slot.scores.resize(n_kv, Vec::new());
-        for (acc, new) in slot.scores.iter_mut().zip(&step) {
-            acc.resize(len, 0.0);
-            acc.iter_mut().zip(new).for_each(|(a, n)| *a += n);
-        }
-        if len <= budget {
-            slot.kv = Some((k, v));
-            return Ok(());
-        }
-        let recent = budget / 2;
-        let keep: Vec<Vec<u32>> = slot.scores.iter().map(|s| keep_indices(s, len - recent, budget - recent)).collect();
-        slot.kv = Some((gather_per_head(&k, &keep)?, gather_per_head(&v, &keep)?));
-        keep_scores(&mut slot.scores, &keep);
-        if layer == 0 {
-            self.evictions += (len - budget) as u64;
-        }
-        Ok(())
     }
 
     fn seq_len(&self) -> usize {
@@ -102,11 +73,42 @@ impl KvCache for H2oCache {
     fn stats(&self) -> KvStats {
         let kv_cache_bytes = self.layers.iter().filter_map(|l| l.kv.as_ref()).map(|(k, v)| tensor_bytes(k) + tensor_bytes(v)).sum();
         let tokens_held = self.layers.first().and_then(|l| l.kv.as_ref()).map_or(0, |(k, _)| k.dim(SEQ_DIM).unwrap_or(0));
-        KvStats { kv_cache_bytes, tokens_held, evictions: self.evictions }
+        KvStats { kv_cache_bytes, tokens_held, evictions: self.evictions, ..KvStats::default() }
+    }
+
+    fn attention_observer(&mut self) -> Option<&mut dyn ObservesAttention> {
+        Some(self)
     }
 
     fn kind(&self) -> KvKind {
         KvKind::H2o
+    }
+}
+
+impl ObservesAttention for H2oCache {
+    fn observe(&mut self, layer: usize, attn: &Tensor) -> Result<()> {
+        let budget = self.budget;
+        let slot = self.layers.get_mut(layer).ok_or_else(|| candle_core::Error::Msg(format!("kv cache has no layer {layer}")))?;
+        let Some((k, v)) = slot.kv.take() else { return Ok(()) };
+        let (n_kv, len) = (k.dim(1)?, k.dim(SEQ_DIM)?);
+        let step = per_kv_head(attn, n_kv, true)?;
+        slot.scores.resize(n_kv, Vec::new());
+        for (acc, new) in slot.scores.iter_mut().zip(&step) {
+            acc.resize(len, 0.0);
+            acc.iter_mut().zip(new).for_each(|(a, n)| *a += n);
+        }
+        if len <= budget {
+            slot.kv = Some((k, v));
+            return Ok(());
+        }
+        let recent = budget / 2;
+        let keep: Vec<Vec<u32>> = slot.scores.iter().map(|s| keep_indices(s, len - recent, budget - recent)).collect();
+        slot.kv = Some((gather_per_head(&k, &keep)?, gather_per_head(&v, &keep)?));
+        keep_scores(&mut slot.scores, &keep);
+        if layer == 0 {
+            self.evictions += (len - budget) as u64;
+        }
+        Ok(())
     }
 }
 

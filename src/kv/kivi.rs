@@ -57,15 +57,20 @@ impl KiviCache {
     /// Quantizes `k`, `v: [1, h, group, d]` onto the layer's codes.
     fn quantize_group(&self, layer: &mut Layer, k: &Tensor, v: &Tensor) -> Result<()> {
         let (_, h, g, d) = k.dims4()?;
-        if d % VALUE_GROUP != 0 {
-            candle_core::bail!("kivi kv cache: head dim {d} is not a multiple of the value group size {VALUE_GROUP}");
-        }
+        // Values in groups of 32 channels, or the whole head where it is narrower (small test models).
+        let value_group = if d % VALUE_GROUP == 0 {
+            VALUE_GROUP
+        } else if VALUE_GROUP % d == 0 {
+            d
+        } else {
+            candle_core::bail!("kivi kv cache: head dim {d} is neither a multiple nor a divisor of the value group size {VALUE_GROUP}");
+        };
         // Keys channel-major per head, so each channel's `group` tokens are one quantization group.
         let kt: Vec<f32> = k.to_dtype(DType::F32)?.transpose(2, 3)?.contiguous()?.flatten_all()?.to_vec1()?;
         let vt: Vec<f32> = v.to_dtype(DType::F32)?.contiguous()?.flatten_all()?.to_vec1()?;
         if layer.keys.len() != h {
             layer.keys = vec![AsymCodes::new(self.bits, g); h];
-            layer.values = vec![Codes::new(self.bits, d, VALUE_GROUP); h];
+            layer.values = vec![Codes::new(self.bits, d, value_group); h];
         }
         let per_head = g * d;
         for head in 0..h {
@@ -155,7 +160,7 @@ impl KvCache for KiviCache {
     }
 
     fn stats(&self) -> KvStats {
-        KvStats { kv_cache_bytes: self.layers.iter().map(Layer::bytes).sum(), tokens_held: self.seq_len(), evictions: 0 }
+        KvStats { kv_cache_bytes: self.layers.iter().map(Layer::bytes).sum(), tokens_held: self.seq_len(), evictions: 0, ..KvStats::default() }
     }
 
     fn kind(&self) -> KvKind {

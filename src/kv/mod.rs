@@ -37,18 +37,29 @@ use serde::{Deserialize, Serialize};
 /// `rotate(x, first)` rotates `x: [b, h, t, d]` as positions `first..first + t`.
 pub type Rotate<'a> = &'a dyn Fn(&Tensor, usize) -> Result<Tensor>;
 
-/// What a cache holds right now, measured from its tensors.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// What a cache holds right now, measured from its tensors, with the strategy's own details
+/// (one struct for every strategy, so callers never ask a cache what kind it is).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct KvStats {
     /// Bytes held by key and value tensors (and any scales) across all layers.
     pub kv_cache_bytes: u64,
-    /// Tokens whose keys/values are held (per layer).
+    /// Tokens whose keys/values are held (per layer; the mean over layers where they differ).
     pub tokens_held: usize,
     /// Tokens dropped by an eviction policy since the last reset.
     pub evictions: u64,
+    /// Bytes of the slots actually written, where a strategy reserves more than it uses (the
+    /// static cache's preallocation); absent for the others.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub used_bytes: Option<u64>,
+    /// Block-pool usage of the paged strategy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paged: Option<PagedUsage>,
 }
 
 /// A KV-cache strategy. Tensors are `[batch, kv_heads, seq, head_dim]`.
+///
+/// Six methods every strategy has, and three optional capabilities a caller asks for (each
+/// `None` unless the strategy offers it): nothing downcasts a cache to its concrete type.
 pub trait KvCache: Send {
     /// Adds this step's keys and values for `layer`; returns the keys and values attention
     /// must read (everything the strategy keeps, this step's included), in position order.
@@ -60,51 +71,50 @@ pub trait KvCache: Send {
     fn truncate(&mut self, len: usize) -> Result<()>;
     /// Empties the cache for a new sequence.
     fn reset(&mut self);
-    /// Exact bytes held, from the tensors themselves.
+    /// Exact bytes held, from the tensors themselves, and the strategy's details.
     fn stats(&self) -> KvStats;
-    /// Attention weights of `layer` (`[batch, heads, q, kv]`) for score-based eviction.
-    /// Strategies that do not evict by score ignore them; the model only computes the
-    /// argument when `wants_attention` says so.
-    fn observe(&mut self, _layer: usize, _attn: &Tensor) -> Result<()> {
-        Ok(())
-    }
-    /// Whether `observe` needs the attention weights.
-    fn wants_attention(&self) -> bool {
-        false
-    }
-    /// Whether the cache positions keys itself (StreamingLLM's sinks): a RoPE model then
-    /// hands it keys before rotation through `append_unrotated` and rotates its queries at
-    /// `query_position`. Models with absolute positions (GPT-2) ignore this and call `append`.
-    fn positions_keys(&self) -> bool {
-        false
-    }
-    /// The position at which this step's first query of `layer` is rotated: its absolute
-    /// position `start`, except for caches that position keys themselves.
-    fn query_position(&self, _layer: usize, start: usize) -> usize {
-        start
-    }
-    /// Appends keys before rotation; the cache rotates what it returns with `rotate` at the
-    /// positions it chooses. Only called when `positions_keys` is true.
-    fn append_unrotated(&mut self, layer: usize, k: &Tensor, v: &Tensor, rotate: Rotate) -> Result<(Tensor, Tensor)> {
-        let k = rotate(k, self.query_position(layer, self.seq_len()))?;
-        self.append(layer, &k, v)
-    }
-    /// Block-pool usage (blocks used and free, wasted slots), for the paged strategy.
-    fn paged_usage(&self) -> Option<PagedUsage> {
-        None
-    }
-    /// Bytes of the slots actually written, where a strategy holds more than it uses (the
-    /// static cache's reservation).
-    fn used_bytes(&self) -> Option<u64> {
-        None
-    }
     /// Which strategy this is, for results.
     fn kind(&self) -> KvKind;
-    /// The static cache, for code that writes its fixed buffers directly (the CUDA graph
-    /// decode step); every other strategy says no.
-    fn as_static(&mut self) -> Option<&mut StaticCache> {
+    /// Score-based eviction (h2o, cake): the model computes attention weights only for a
+    /// cache that returns an observer here.
+    fn attention_observer(&mut self) -> Option<&mut dyn ObservesAttention> {
         None
     }
+    /// A cache that positions keys itself (StreamingLLM's sinks): a RoPE model hands it keys
+    /// before rotation. Models with absolute positions (GPT-2) ignore this and call `append`.
+    fn key_positions(&mut self) -> Option<&mut dyn PositionsKeys> {
+        None
+    }
+    /// Fixed per-layer buffers that code outside the cache writes directly (the CUDA graph
+    /// decode step writes the static cache's slots).
+    fn in_place(&mut self) -> Option<&mut dyn InPlaceBuffers> {
+        None
+    }
+}
+
+/// Attention weights for eviction by score.
+pub trait ObservesAttention {
+    /// Attention weights of `layer` (`[batch, heads, q, kv]`) after its `append`.
+    fn observe(&mut self, layer: usize, attn: &Tensor) -> Result<()>;
+}
+
+/// Keys positioned by the cache instead of by their absolute position.
+pub trait PositionsKeys {
+    /// The position at which this step's first query of `layer` is rotated.
+    fn query_position(&self, layer: usize) -> usize;
+    /// Appends keys before rotation; the cache rotates what it returns with `rotate` at the
+    /// positions it chooses.
+    fn append_unrotated(&mut self, layer: usize, k: &Tensor, v: &Tensor, rotate: Rotate) -> Result<(Tensor, Tensor)>;
+}
+
+/// Per-layer key and value buffers at fixed addresses, `[batch, kv_heads, capacity, head_dim]`.
+pub trait InPlaceBuffers {
+    /// Slots per layer.
+    fn capacity(&self) -> usize;
+    /// The whole buffers of `layer` (all `capacity` slots), once allocated.
+    fn buffers(&self, layer: usize) -> Option<&(Tensor, Tensor)>;
+    /// Records that `tokens` more positions were written into every layer's buffers.
+    fn advance(&mut self, tokens: usize) -> Result<()>;
 }
 
 /// The KV-cache strategies this build offers.
@@ -202,7 +212,7 @@ impl KvKind {
 }
 
 /// Settings of the strategies that take any (validated by `cli::args::KvArgs::options`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct KvOptions {
     /// Positions the window and sinks strategies keep after the sinks.
     pub window: usize,
@@ -216,6 +226,7 @@ pub struct KvOptions {
     pub keep_last: usize,
     /// Bits of `kivi`.
     #[serde(with = "bits_as_number")]
+    #[schemars(with = "u32")]
     pub bits: Bits,
     /// Tokens per KIVI key group (keys are quantized per channel over them).
     pub group: usize,

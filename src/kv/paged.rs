@@ -12,7 +12,7 @@ use candle_core::{Result, Tensor};
 const SEQ_DIM: usize = 2;
 
 /// Block usage of a paged cache, for results.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct PagedUsage {
     pub blocks_used: usize,
     pub blocks_free: usize,
@@ -104,11 +104,7 @@ impl KvCache for PagedCache {
     /// Bytes of the blocks this sequence holds (whole blocks, the last one's tail included).
     fn stats(&self) -> KvStats {
         let held = (self.table.blocks.len() * self.pool.block_size()) as u64 * self.bytes_per_slot();
-        KvStats { kv_cache_bytes: held, tokens_held: self.seq_len(), evictions: 0 }
-    }
-
-    fn paged_usage(&self) -> Option<PagedUsage> {
-        Some(self.usage())
+        KvStats { kv_cache_bytes: held, tokens_held: self.seq_len(), paged: Some(self.usage()), ..KvStats::default() }
     }
 
     fn kind(&self) -> KvKind {

@@ -103,7 +103,7 @@ impl KvCache for QuantizedCache {
 
     fn stats(&self) -> KvStats {
         let kv_cache_bytes = self.layers.iter().flatten().flat_map(|l| l.keys.iter().chain(&l.values)).map(Codes::bytes).sum();
-        KvStats { kv_cache_bytes, tokens_held: self.seq_len(), evictions: 0 }
+        KvStats { kv_cache_bytes, tokens_held: self.seq_len(), evictions: 0, ..KvStats::default() }
     }
 
     fn kind(&self) -> KvKind {

@@ -12,7 +12,7 @@
 //! stays bounded by GPT-2's 1,024 positions. As with `window`, a multi-token append (the
 //! prefill) attends over everything it brings before the middle is dropped.
 
-use super::{grow, tensor_bytes, KvCache, KvKind, KvStats, Rotate};
+use super::{grow, tensor_bytes, KvCache, KvKind, KvStats, PositionsKeys, Rotate};
 use candle_core::{Result, Tensor};
 
 const SEQ_DIM: usize = 2;
@@ -68,20 +68,7 @@ impl KvCache for SinksCache {
         self.push(layer, k, v)
     }
 
-    fn positions_keys(&self) -> bool {
-        true
-    }
-
     /// Queries sit right after what the cache holds.
-    fn query_position(&self, layer: usize, _start: usize) -> usize {
-        self.held(layer)
-    }
-
-    fn append_unrotated(&mut self, layer: usize, k: &Tensor, v: &Tensor, rotate: Rotate) -> Result<(Tensor, Tensor)> {
-        let (k, v) = self.push(layer, k, v)?;
-        Ok((rotate(&k, 0)?, v))
-    }
-
     fn seq_len(&self) -> usize {
         self.positions.first().copied().unwrap_or(0)
     }
@@ -118,11 +105,26 @@ impl KvCache for SinksCache {
 
     fn stats(&self) -> KvStats {
         let kv_cache_bytes = self.layers.iter().flatten().map(|(k, v)| tensor_bytes(k) + tensor_bytes(v)).sum();
-        KvStats { kv_cache_bytes, tokens_held: self.held(0), evictions: self.evictions }
+        KvStats { kv_cache_bytes, tokens_held: self.held(0), evictions: self.evictions, ..KvStats::default() }
+    }
+
+    fn key_positions(&mut self) -> Option<&mut dyn PositionsKeys> {
+        Some(self)
     }
 
     fn kind(&self) -> KvKind {
         KvKind::Sinks
+    }
+}
+
+impl PositionsKeys for SinksCache {
+    fn query_position(&self, layer: usize) -> usize {
+        self.held(layer)
+    }
+
+    fn append_unrotated(&mut self, layer: usize, k: &Tensor, v: &Tensor, rotate: Rotate) -> Result<(Tensor, Tensor)> {
+        let (k, v) = self.push(layer, k, v)?;
+        Ok((rotate(&k, 0)?, v))
     }
 }
 
@@ -139,7 +141,7 @@ mod tests {
         let mut cache = SinksCache::new(1, 2, 3);
         let (k, _) = cache.append(0, &kv(7, 0.0), &kv(7, 0.0)).unwrap();
         assert_eq!(values(&k), [0., 1., 2., 3., 4., 5., 6.], "the prefill attends over all it brings");
-        assert_eq!(cache.query_position(0, 7), 5, "the next query sits after 2 sinks + 3 window");
+        assert_eq!(cache.query_position(0), 5, "the next query sits after 2 sinks + 3 window");
         // A "rotation" that adds the position, to see where the cache places each key.
         let rotate = |x: &Tensor, first: usize| -> Result<Tensor> {
             let t = x.dim(SEQ_DIM)?;

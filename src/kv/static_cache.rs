@@ -3,7 +3,7 @@
 //! what Hugging Face's StaticCache does). Attention reads a view of the filled prefix, so no
 //! step copies the cache; the fixed addresses are also what a captured CUDA graph needs.
 
-use super::{tensor_bytes, KvCache, KvKind, KvStats};
+use super::{tensor_bytes, InPlaceBuffers, KvCache, KvKind, KvStats};
 use candle_core::{Result, Tensor};
 
 const SEQ_DIM: usize = 2;
@@ -22,28 +22,8 @@ impl StaticCache {
         Self { capacity, layers: vec![None; n_layers], lens: vec![0; n_layers] }
     }
 
-    pub fn capacity(&self) -> usize {
-        self.capacity
-    }
-
-    /// The whole buffers of `layer` (all `capacity` slots), once allocated.
-    pub fn buffers(&self, layer: usize) -> Option<&(Tensor, Tensor)> {
-        self.layers.get(layer).and_then(Option::as_ref)
-    }
-
-    /// Records that `tokens` more positions were written into every layer's buffers by code
-    /// that writes them directly (the CUDA graph decode step).
-    pub fn advance(&mut self, tokens: usize) -> Result<()> {
-        let len = self.seq_len() + tokens;
-        if len > self.capacity {
-            candle_core::bail!("static kv cache full: {len} tokens for a capacity of {}", self.capacity);
-        }
-        self.lens.iter_mut().for_each(|l| *l = len);
-        Ok(())
-    }
-
     /// Bytes that hold tokens (the reserved buffers are larger until the sequence fills them).
-    pub fn used_bytes(&self) -> u64 {
+    fn used_bytes(&self) -> u64 {
         let per_slot = |(k, v): &(Tensor, Tensor)| (tensor_bytes(k) + tensor_bytes(v)) / self.capacity as u64;
         self.lens.iter().zip(&self.layers).map(|(&len, l)| l.as_ref().map_or(0, |kv| per_slot(kv) * len as u64)).sum()
     }
@@ -88,19 +68,35 @@ impl KvCache for StaticCache {
     /// Bytes held are the reserved buffers, whatever part of them is filled.
     fn stats(&self) -> KvStats {
         let kv_cache_bytes = self.layers.iter().flatten().map(|(k, v)| tensor_bytes(k) + tensor_bytes(v)).sum();
-        KvStats { kv_cache_bytes, tokens_held: self.seq_len(), evictions: 0 }
-    }
-
-    fn used_bytes(&self) -> Option<u64> {
-        Some(StaticCache::used_bytes(self))
+        KvStats { kv_cache_bytes, tokens_held: self.seq_len(), used_bytes: Some(self.used_bytes()), ..KvStats::default() }
     }
 
     fn kind(&self) -> KvKind {
         KvKind::Static
     }
 
-    fn as_static(&mut self) -> Option<&mut StaticCache> {
+    fn in_place(&mut self) -> Option<&mut dyn InPlaceBuffers> {
         Some(self)
+    }
+}
+
+/// The buffers the CUDA graph decode step writes directly.
+impl InPlaceBuffers for StaticCache {
+    fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    fn buffers(&self, layer: usize) -> Option<&(Tensor, Tensor)> {
+        self.layers.get(layer).and_then(Option::as_ref)
+    }
+
+    fn advance(&mut self, tokens: usize) -> Result<()> {
+        let len = self.seq_len() + tokens;
+        if len > self.capacity {
+            candle_core::bail!("static kv cache full: {len} tokens for a capacity of {}", self.capacity);
+        }
+        self.lens.iter_mut().for_each(|l| *l = len);
+        Ok(())
     }
 }
 
@@ -129,7 +125,7 @@ mod tests {
         assert_eq!(fixed.seq_len(), 7);
         // 2 layers x (k + v) x 2 heads x 10 slots x 4 dims x 4 bytes, whatever is filled.
         assert_eq!(fixed.stats().kv_cache_bytes, 2 * 2 * 2 * 10 * 4 * 4);
-        assert_eq!(fixed.used_bytes(), 2 * 2 * 2 * 7 * 4 * 4);
+        assert_eq!(fixed.stats().used_bytes, Some(2 * 2 * 2 * 7 * 4 * 4));
         fixed.truncate(5).unwrap();
         assert_eq!(fixed.seq_len(), 5);
         fixed.reset();

@@ -77,7 +77,7 @@ impl KvCache for WindowCache {
     fn stats(&self) -> KvStats {
         let kv_cache_bytes = self.layers.iter().flatten().map(|(k, v)| tensor_bytes(k) + tensor_bytes(v)).sum();
         let tokens_held = self.layers.first().and_then(Option::as_ref).map_or(0, |(k, _)| k.dim(SEQ_DIM).unwrap_or(0));
-        KvStats { kv_cache_bytes, tokens_held, evictions: self.evictions }
+        KvStats { kv_cache_bytes, tokens_held, evictions: self.evictions, ..KvStats::default() }
     }
 
     fn kind(&self) -> KvKind {

@@ -1,7 +1,7 @@
-//! Process memory: resident set size read from /proc (Linux), and a sampler thread that keeps
-//! the peak while a run is in flight. The kernel's own high-water mark (VmHWM, reset through
-//! /proc/self/clear_refs at the start of the run) catches spikes between samples; the sampler
-//! reads the cheap /proc/self/statm. Elsewhere the readings are 0, recorded as "not measured".
+//! Process memory: resident set size through `sysinfo` on every platform, and a sampler thread
+//! that keeps the peak while a run is in flight (every `RSS_SAMPLE_INTERVAL`). On Linux the
+//! kernel's own high-water mark (VmHWM, reset through /proc/self/clear_refs at the start of the
+//! run) is taken on top, so spikes between samples count too.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -13,13 +13,37 @@ use std::time::Duration;
 /// faster rate unnecessary for the peak.
 pub const RSS_SAMPLE_INTERVAL: Duration = Duration::from_millis(20);
 
-/// Resident set size of this process in bytes, or 0 where /proc is absent.
+/// Reads this process's resident set size through `sysinfo` (Linux, macOS, Windows), keeping
+/// its process table between readings so a sample costs one refresh of one process.
+pub struct RssReader {
+    /// `None` where sysinfo cannot read processes on this platform: readings are then 0.
+    system: Option<(sysinfo::System, sysinfo::Pid)>,
+}
+
+impl RssReader {
+    pub fn new() -> Self {
+        let system = sysinfo::System::new().ok().zip(sysinfo::get_current_pid().ok());
+        Self { system }
+    }
+
+    /// Resident bytes now, or 0 where the platform does not say.
+    pub fn read(&mut self) -> u64 {
+        let Some((system, pid)) = self.system.as_mut() else { return 0 };
+        let kind = sysinfo::ProcessRefreshKind::nothing().with_memory();
+        system.refresh_processes_specifics(sysinfo::ProcessesToUpdate::Some(&[*pid]), false, kind);
+        system.process(*pid).map_or(0, |p| p.memory())
+    }
+}
+
+impl Default for RssReader {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Resident set size of this process in bytes, or 0 where the platform does not say.
 pub fn current_rss_bytes() -> u64 {
-    let Ok(statm) = std::fs::read_to_string("/proc/self/statm") else { return 0 };
-    let pages: u64 = statm.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-    // SAFETY: sysconf has no preconditions.
-    let page_size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    pages * page_size.max(0) as u64
+    RssReader::new().read()
 }
 
 /// Resets the kernel's peak-RSS mark for this process; false where that is not possible.
@@ -54,8 +78,9 @@ impl RssSampler {
         let handle = std::thread::Builder::new()
             .name("rss-sampler".into())
             .spawn(move || {
+                let mut reader = RssReader::new();
                 while !s.load(Ordering::Relaxed) {
-                    p.fetch_max(current_rss_bytes(), Ordering::Relaxed);
+                    p.fetch_max(reader.read(), Ordering::Relaxed);
                     std::thread::sleep(RSS_SAMPLE_INTERVAL);
                 }
             })

@@ -1,6 +1,7 @@
 //! Provenance: what ran, where and when, recorded in every result (DESIGN.md's list): argv,
 //! llmbench version and git commit, candle version and features, device, CPU model and cores,
-//! RAM, OS, hostname, UTC timestamp. Read from /proc and /etc where present; "unknown" elsewhere.
+//! RAM, OS, hostname, UTC timestamp: through `sysinfo` on every platform (Linux, macOS,
+//! Windows), GPU name and driver through NVML where an NVIDIA driver is installed.
 
 use serde::{Deserialize, Serialize};
 
@@ -29,12 +30,22 @@ pub struct Provenance {
 
 impl Provenance {
     pub fn collect(device: &str, threads: usize) -> Self {
-        let cpu_model = read_key("/proc/cpuinfo", "model name", ':').unwrap_or_else(|| "unknown".into());
-        let (device_name, driver) = match device.strip_prefix("cuda:") {
-            Some(ordinal) => nvidia_smi(ordinal).unwrap_or_else(|| (device.to_string(), None)),
+        use sysinfo::{CpuRefreshKind, MemoryRefreshKind, RefreshKind, System};
+        let system = System::new_with_specifics(
+            RefreshKind::nothing().with_cpu(CpuRefreshKind::nothing()).with_memory(MemoryRefreshKind::nothing().with_ram()),
+        )
+        .ok();
+        let cpu_model = system
+            .as_ref()
+            .and_then(|s| s.cpus().first().map(|c| c.brand().trim().to_string()))
+            .filter(|b| !b.is_empty())
+            .unwrap_or_else(|| "unknown".into());
+        let (device_name, driver) = match device.strip_prefix("cuda:").and_then(|o| o.parse::<u32>().ok()) {
+            Some(ordinal) => gpu_from_nvml(ordinal).unwrap_or_else(|| (device.to_string(), None)),
             None if device == "cpu" => (cpu_model.clone(), None),
             None => (device.to_string(), None),
         };
+        let os = System::long_os_version().unwrap_or_else(|_| std::env::consts::OS.into());
         Self {
             argv: std::env::args().collect(),
             llmbench_version: env!("CARGO_PKG_VERSION").into(),
@@ -47,37 +58,30 @@ impl Provenance {
             cpu_model,
             cpu_cores: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
             threads,
-            ram_bytes: read_key("/proc/meminfo", "MemTotal", ':')
-                .and_then(|v| v.trim_end_matches("kB").trim().parse::<u64>().ok())
-                .map_or(0, |kib| kib * 1024),
-            os: os_name(),
-            hostname: std::fs::read_to_string("/proc/sys/kernel/hostname")
-                .map(|s| s.trim().to_string())
-                .unwrap_or_else(|_| "unknown".into()),
+            ram_bytes: system.as_ref().map_or(0, System::total_memory),
+            os: match System::kernel_version() {
+                Ok(kernel) => format!("{os} (kernel {kernel})"),
+                Err(_) => os,
+            },
+            hostname: System::host_name().unwrap_or_else(|_| "unknown".into()),
             timestamp_utc: utc_now_rfc3339(),
         }
     }
 }
 
-/// GPU name and "driver X, CUDA Y" from nvidia-smi, when it is there.
-fn nvidia_smi(ordinal: &str) -> Option<(String, Option<String>)> {
-    let out = std::process::Command::new("nvidia-smi")
-        .args(["--query-gpu=name,driver_version", "--format=csv,noheader", "-i", ordinal])
-        .output()
-        .ok()?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    let (name, driver) = text.lines().next()?.split_once(',')?;
-    // The CUDA version the driver supports appears only in the plain report's header.
-    let header = std::process::Command::new("nvidia-smi").output().ok()?;
-    let cuda = String::from_utf8_lossy(&header.stdout)
-        .split("CUDA Version:")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next().map(String::from));
-    let driver = match cuda {
-        Some(c) => format!("driver {}, CUDA {c}", driver.trim()),
-        None => format!("driver {}", driver.trim()),
+/// GPU name and "driver X, CUDA Y.Z" from NVML (the library nvidia-smi reads), where the
+/// driver is installed; `None` elsewhere.
+fn gpu_from_nvml(ordinal: u32) -> Option<(String, Option<String>)> {
+    let nvml = nvml_wrapper::Nvml::init().ok()?;
+    let name = nvml.device_by_index(ordinal).ok()?.name().ok()?;
+    let driver = nvml.sys_driver_version().ok();
+    let cuda = nvml.sys_cuda_driver_version().ok().map(|v| format!("{}.{}", v / 1000, (v % 1000) / 10));
+    let driver = match (driver, cuda) {
+        (Some(d), Some(c)) => Some(format!("driver {d}, CUDA {c}")),
+        (Some(d), None) => Some(format!("driver {d}")),
+        _ => None,
     };
-    Some((name.trim().to_string(), Some(driver)))
+    Some((name, driver))
 }
 
 pub fn compiled_backends() -> Vec<String> {
@@ -89,22 +93,6 @@ pub fn compiled_backends() -> Vec<String> {
         out.push("metal".into());
     }
     out
-}
-
-fn read_key(path: &str, key: &str, sep: char) -> Option<String> {
-    let text = std::fs::read_to_string(path).ok()?;
-    text.lines().find_map(|l| {
-        let (k, v) = l.split_once(sep)?;
-        (k.trim() == key).then(|| v.trim().trim_matches('"').to_string())
-    })
-}
-
-fn os_name() -> String {
-    let pretty = read_key("/etc/os-release", "PRETTY_NAME", '=').unwrap_or_else(|| std::env::consts::OS.into());
-    match std::fs::read_to_string("/proc/sys/kernel/osrelease") {
-        Ok(kernel) => format!("{pretty} (kernel {})", kernel.trim()),
-        Err(_) => pretty,
-    }
 }
 
 /// Now as `YYYY-MM-DDTHH:MM:SSZ`.
@@ -146,6 +134,12 @@ mod tests {
         assert!(p.cpu_cores >= 1);
         assert!(p.timestamp_utc.ends_with('Z'));
         assert_eq!(p.candle_features[0], "cpu");
-        assert_ne!(p.candle_version, "unknown");
+        assert_eq!(p.candle_version, "0.11.1");
+        assert_eq!(p.threads, 2);
+        // Read through sysinfo: the machine's real CPU, memory and OS, never the fallbacks.
+        assert_ne!(p.cpu_model, "unknown");
+        assert_eq!(p.device_name, p.cpu_model);
+        assert!(p.ram_bytes > 1 << 30, "{}", p.ram_bytes);
+        assert!(p.os.contains("kernel") && p.hostname != "unknown", "{} {}", p.os, p.hostname);
     }
 }

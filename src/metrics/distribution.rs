@@ -52,6 +52,11 @@ mod tests {
     fn perplexity_and_kl_on_hand_made_distributions() {
         let uniform = log(&[0.25; 4]);
         assert!((perplexity(&[uniform.clone(), uniform.clone()], &[0, 3]) - 4.0).abs() < 1e-6);
+        // Unequal rows: reading the wrong target (or position) gives another number.
+        let skewed = log(&[0.5, 0.25, 0.125, 0.125]);
+        let rows = [skewed.clone(), skewed.clone()];
+        assert!((perplexity(&rows, &[0, 1]) - 8f64.sqrt()).abs() < 1e-5, "{}", perplexity(&rows, &[0, 1]));
+        assert!((perplexity(&rows, &[2, 3]) - 8.0).abs() < 1e-5);
         assert!(mean_kl(&[uniform.clone()], &[uniform.clone()]).abs() < 1e-12);
         // KL([0.5, 0.5] || [0.25, 0.75]) = 0.5 ln 2 + 0.5 ln(2/3)
         let kl = mean_kl(&[log(&[0.5, 0.5])], &[log(&[0.25, 0.75])]);

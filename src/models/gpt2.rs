@@ -76,7 +76,7 @@ impl Gpt2 {
         let d = e / n_head;
         let positions = Tensor::arange(start as u32, (start + t) as u32, ids.device())?;
         let mut x = self.wte.forward(ids)?.broadcast_add(&self.wpe.forward(&positions)?)?;
-        let wants_attention = cache.wants_attention();
+        let wants_attention = cache.attention_observer().is_some();
         for (layer, blk) in self.blocks.iter().enumerate() {
             let hs = blk.ln_1.forward(&x)?;
             let qkv = blk.c_attn.forward(&hs)?;
@@ -86,8 +86,8 @@ impl Gpt2 {
             let (q, k, v) = (split(0)?, split(1)?, split(2)?);
             let (k, v) = cache.append(layer, &k, &v)?;
             let (y, weights) = attention(&q, k, v, wants_attention)?;
-            if let Some(weights) = weights {
-                cache.observe(layer, &weights)?;
+            if let (Some(weights), Some(observer)) = (weights, cache.attention_observer()) {
+                observer.observe(layer, &weights)?;
             }
             let y = y.transpose(1, 2)?.reshape((b, t, e))?;
             x = (blk.attn_proj.forward(&y)? + x)?;

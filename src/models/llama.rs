@@ -163,13 +163,12 @@ impl Llama {
     fn forward_hidden_impl(&self, ids: &Tensor, start: usize, cache: &mut dyn KvCache) -> candle_core::Result<Tensor> {
         let (b, t) = ids.dims2()?;
         // A cache that positions keys itself (sinks) rotates queries at its own positions.
-        let positions_keys = cache.positions_keys();
-        let last = cache.query_position(0, start) + t;
+        let last = query_position(cache, 0, start) + t;
         if last > self.rope.positions() {
             candle_core::bail!("position {last} is past the {} positions this model covers", self.rope.positions());
         }
         let (n_head, n_kv, d) = (self.cfg.num_attention_heads, self.cfg.num_key_value_heads, self.cfg.head_dim);
-        let wants_attention = cache.wants_attention();
+        let wants_attention = cache.attention_observer().is_some();
         let mut x = self.embed.forward(ids)?;
         for (layer, blk) in self.blocks.iter().enumerate() {
             let residual = &x;
@@ -178,16 +177,16 @@ impl Llama {
             let q = qkv[0].reshape((b, t, n_head, d))?.transpose(1, 2)?;
             let k = qkv[1].reshape((b, t, n_kv, d))?.transpose(1, 2)?;
             let v = qkv[2].reshape((b, t, n_kv, d))?.transpose(1, 2)?.contiguous()?;
-            let q = self.rope.apply(&q, cache.query_position(layer, start))?;
-            let (k, v) = if positions_keys {
-                cache.append_unrotated(layer, &k, &v, &|x: &Tensor, first: usize| self.rope.apply(x, first))?
-            } else {
-                let k = self.rope.apply(&k, start)?;
-                cache.append(layer, &k, &v)?
+            let q = self.rope.apply(&q, query_position(cache, layer, start))?;
+            let (k, v) = match cache.key_positions() {
+                Some(positions) => {
+                    positions.append_unrotated(layer, &k, &v, &|x: &Tensor, first: usize| self.rope.apply(x, first))?
+                }
+                None => cache.append(layer, &self.rope.apply(&k, start)?, &v)?,
             };
             let (y, weights) = attention(&q, k, v, wants_attention)?;
-            if let Some(weights) = weights {
-                cache.observe(layer, &weights)?;
+            if let (Some(weights), Some(observer)) = (weights, cache.attention_observer()) {
+                observer.observe(layer, &weights)?;
             }
             let y = y.transpose(1, 2)?.reshape((b, t, n_head * d))?;
             let x1 = (blk.o.forward(&y)? + residual)?;
@@ -202,6 +201,12 @@ impl Llama {
     fn lm_head_impl(&self, hidden: &Tensor) -> candle_core::Result<Tensor> {
         self.head.forward(hidden)?.to_dtype(DType::F32)
     }
+}
+
+/// Where `layer`'s queries are rotated: their absolute position `start`, unless the cache
+/// positions keys itself.
+fn query_position(cache: &mut dyn KvCache, layer: usize, start: usize) -> usize {
+    cache.key_positions().map_or(start, |p| p.query_position(layer))
 }
 
 /// Per-pair RoPE inverse frequencies `theta^(-2i/d)`, with llama3 scaling when configured
@@ -235,8 +240,9 @@ impl Model for Llama {
     fn forward(&self, ids: &Tensor, start_pos: usize, cache: &mut dyn KvCache) -> candle_core::Result<Tensor> {
         if let (Some(graph), true) = (&self.graph, self.graph_enabled) {
             if ids.dims2()? == (1, 1) {
-                if let Some(fixed) = cache.as_static() {
-                    if fixed.seq_len() == start_pos && start_pos < self.rope.positions() && graph.supports(fixed) {
+                let at_end = cache.seq_len() == start_pos;
+                if let Some(fixed) = cache.in_place() {
+                    if at_end && start_pos < self.rope.positions() && graph.supports(&*fixed) {
                         let token = ids.flatten_all()?.to_vec1::<u32>()?[0];
                         return graph.step(token, start_pos, fixed);
                     }

@@ -1,8 +1,11 @@
-//! Results: the versioned schema, the sink that writes run directories, comparisons against
-//! the standard baseline, and exporters (table, Markdown, CSV, JSON, JSONL).
+//! Results: the one versioned schema every command writes, the sink that writes run
+//! directories (and reads them back, converting older schema versions), comparisons against
+//! a baseline, per-command views, and exporters (table, Markdown, CSV, JSON, JSONL).
 
+pub mod convert;
 pub mod export;
-pub mod kvcache;
 pub mod relative;
 pub mod schema;
 pub mod sink;
+mod summary;
+pub mod views;

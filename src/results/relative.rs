@@ -1,4 +1,4 @@
-//! Each case against its standard-decoding baseline (same model and length): decode speed
+//! Each compare case against its standard-decoding baseline (same model and length): decode speed
 //! ratio with a 95% interval (Welch, from the raw per-run samples) and memory reductions.
 
 use super::schema::{CaseResult, CaseStatus, Report};
@@ -18,11 +18,12 @@ pub struct Relative {
 
 /// The standard case a case is compared with.
 pub fn baseline<'a>(report: &'a Report, case: &CaseResult) -> Option<&'a CaseResult> {
+    let this = case.params.as_compare()?;
     report.cases.iter().find(|c| {
         c.status == CaseStatus::Ok
-            && c.params.method == "standard"
-            && c.params.model == case.params.model
-            && c.params.max_new_tokens == case.params.max_new_tokens
+            && c.params.as_compare().is_some_and(|p| {
+                p.method == "standard" && p.model == this.model && p.max_new_tokens == this.max_new_tokens
+            })
     })
 }
 

@@ -1,31 +1,61 @@
-//! The results file format. Versioned (`schema_version`), every raw sample kept, units in field
-//! names, llama-bench (`avg_ts`, `stddev_ts`, `samples_ns`) and vLLM (`mean_tpot_ms`,
-//! `p99_itl_ms`, ...) names where the quantity is the same. `results/schema.json` is generated
-//! from these types (a test keeps it in sync).
+//! The one results format every command writes. Versioned (`schema_version`), every raw sample
+//! kept, units in field names, llama-bench (`avg_ts`, `stddev_ts`, `samples_ns`) and vLLM
+//! (`mean_tpot_ms`, `p99_itl_ms`, ...) names where the quantity is the same.
+//!
+//! A report is the same shape for every command: provenance, settings, and cases that each hold
+//! raw runs, a summary and quality. What differs between commands is typed, not free-form:
+//! the command's own settings, case parameters and quality are enums tagged by `command`, so a
+//! reader branches on one field and every variant is in `results/schema.json` (generated from
+//! these types; a test keeps it in sync). A new command adds one variant to each of the three.
 
+use crate::kv::{KvOptions, KvStats};
 use crate::measure::stats::Summary;
 use crate::measure::system::Provenance;
 use serde::{Deserialize, Serialize};
 
-/// Bumped on any change that old readers would misread.
-pub const SCHEMA_VERSION: u32 = 1;
+/// Bumped on any change that old readers would misread. Version 1 files (compare's
+/// results.json, kvcache's kvcache.json) are converted on reading (`results::convert`).
+pub const SCHEMA_VERSION: u32 = 2;
+
+/// The subcommands that write reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum CommandName {
+    Compare,
+    Kvcache,
+}
+
+impl CommandName {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Compare => "compare",
+            Self::Kvcache => "kvcache",
+        }
+    }
+}
 
 /// One results file: a subcommand's run over a set of test cases.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Report {
     pub schema_version: u32,
-    /// The subcommand that made it (compare).
-    pub command: String,
+    /// The subcommand that made it; `settings`, every case's `params` and `quality` carry the same tag.
+    pub command: CommandName,
     pub provenance: Provenance,
     /// The validated settings shared by every case.
     pub settings: Settings,
     pub cases: Vec<CaseResult>,
+    /// Set when the file was converted from an older schema: from what, and what that version
+    /// did not record (so absent samples are not mistaken for zero).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub converted_from: Option<String>,
 }
 
 /// Settings shared by all cases of a run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Settings {
+    /// Full-length warm-up runs per case before measuring.
     pub warmup: usize,
+    /// Measured runs per prompt and case.
     pub repetitions: usize,
     pub seed: u64,
     pub temperature: f64,
@@ -33,17 +63,52 @@ pub struct Settings {
     pub top_p: Option<f64>,
     pub repetition_penalty: f32,
     pub stop_at_eos: bool,
-    pub prompts: Vec<String>,
     pub dtype: String,
-    pub quality: bool,
     /// Whether single-token steps on a static cache ran as a captured CUDA graph (CUDA only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cuda_graph: Option<bool>,
+    /// What only this command sets.
+    pub command_settings: CommandSettings,
 }
 
-/// What varies between cases; its hash is the case id used by `--resume`.
+/// A command's own settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(tag = "command", rename_all = "lowercase")]
+pub enum CommandSettings {
+    Compare(CompareSettings),
+    Kvcache(KvcacheSettings),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct CompareSettings {
+    pub prompts: Vec<String>,
+    /// Whether the perplexity of each output under the full model was computed.
+    pub quality: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct KvcacheSettings {
+    /// The prompt file and the sha256 of its text.
+    pub prompt_file: String,
+    pub prompt_file_sha256: String,
+    pub contexts: Vec<usize>,
+    /// Strategy labels in the order they ran (`full` first: the reference).
+    pub strategies: Vec<String>,
+    /// Tokens of the real continuation teacher-forced for perplexity and KL.
+    pub eval_tokens: usize,
+    pub options: KvOptions,
+}
+
+/// What varies between cases; its hash (with the settings) is the case id used by `--resume`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
-pub struct CaseParams {
+#[serde(tag = "command", rename_all = "lowercase")]
+pub enum CaseParams {
+    Compare(CompareParams),
+    Kvcache(KvcacheParams),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct CompareParams {
     pub model: String,
     pub method: String,
     /// Sliding window (tokens) for SLED methods; absent for standard.
@@ -54,6 +119,16 @@ pub struct CaseParams {
     pub kv_cache: String,
 }
 
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct KvcacheParams {
+    pub model: String,
+    /// Label with its main option (`window:256`, `kivi:2`).
+    pub strategy: String,
+    /// Tokens of the prompt file fed as the context.
+    pub context_tokens: usize,
+    pub max_new_tokens: usize,
+}
+
 impl CaseParams {
     /// A short stable id: FNV-1a over the canonical JSON of the parameters and the settings.
     pub fn id(&self, settings: &Settings) -> String {
@@ -62,24 +137,68 @@ impl CaseParams {
         format!("{h:016x}")
     }
 
-    /// "method w=50 s=25 n=128" for tables and legends.
+    pub fn command(&self) -> CommandName {
+        match self {
+            Self::Compare(_) => CommandName::Compare,
+            Self::Kvcache(_) => CommandName::Kvcache,
+        }
+    }
+
+    pub fn model(&self) -> &str {
+        match self {
+            Self::Compare(p) => &p.model,
+            Self::Kvcache(p) => &p.model,
+        }
+    }
+
+    pub fn max_new_tokens(&self) -> usize {
+        match self {
+            Self::Compare(p) => p.max_new_tokens,
+            Self::Kvcache(p) => p.max_new_tokens,
+        }
+    }
+
+    /// "sled:stride w=50 s=25" or "window:256 @4096" for tables, legends and `diff`.
     pub fn label(&self) -> String {
-        let mut s = self.method.clone();
-        if let Some(w) = self.window {
-            s += &format!(" w={w}");
+        match self {
+            Self::Compare(p) => {
+                let mut s = p.method.clone();
+                if let Some(w) = p.window {
+                    s += &format!(" w={w}");
+                }
+                if let Some(st) = p.stride {
+                    s += &format!(" s={st}");
+                }
+                s
+            }
+            Self::Kvcache(p) => format!("{} @{}", p.strategy, p.context_tokens),
         }
-        if let Some(st) = self.stride {
-            s += &format!(" s={st}");
+    }
+
+    pub fn as_compare(&self) -> Option<&CompareParams> {
+        match self {
+            Self::Compare(p) => Some(p),
+            _ => None,
         }
-        s
+    }
+
+    pub fn as_kvcache(&self) -> Option<&KvcacheParams> {
+        match self {
+            Self::Kvcache(p) => Some(p),
+            _ => None,
+        }
     }
 }
 
+/// How a case ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum CaseStatus {
     Ok,
+    /// It ran and failed (`--continue-on-error` recorded it and went on); `reason` says why.
     Failed,
+    /// A combination this model or strategy cannot run, planned in a sweep; `reason` says why.
+    Skipped,
 }
 
 /// A model as loaded, for provenance.
@@ -104,11 +223,28 @@ pub struct CaseResult {
     pub case_id: String,
     pub params: CaseParams,
     pub status: CaseStatus,
-    pub error: Option<String>,
+    /// Why the case failed or was skipped; absent when it ran.
+    pub reason: Option<String>,
     pub model: Option<ModelRecord>,
     pub runs: Vec<RunRecord>,
     pub summary: Option<CaseSummary>,
     pub quality: Option<Quality>,
+}
+
+impl CaseResult {
+    /// A case that did not run: failed (with the error) or skipped (with the reason).
+    pub fn not_run(params: CaseParams, settings: &Settings, status: CaseStatus, reason: String) -> Self {
+        Self {
+            case_id: params.id(settings),
+            params,
+            status,
+            reason: Some(reason),
+            model: None,
+            runs: vec![],
+            summary: None,
+            quality: None,
+        }
+    }
 }
 
 /// One generation (one prompt, one repetition), with every raw sample.
@@ -131,6 +267,9 @@ pub struct RunRecord {
     pub kv_cache_bytes_per_token: Vec<u64>,
     /// KV-cache bytes when the run ended.
     pub kv_cache_bytes: u64,
+    /// What the cache held when the run ended: tokens, evictions, and the strategy's own
+    /// details (static's used bytes, paged's blocks); absent in files converted from schema 1.
+    pub kv_stats: Option<KvStats>,
     pub peak_rss_bytes: u64,
     /// Peak device memory this process held during the run, from the CUDA memory pool's
     /// high-water mark (weights included); absent on the CPU.
@@ -150,8 +289,9 @@ pub struct RunRecord {
 pub struct CaseSummary {
     pub ttft_ms: Summary,
     pub tpot_ms: Summary,
-    /// Over every inter-token gap of every run.
-    pub itl_ms: Summary,
+    /// Over every inter-token gap of every run; absent when no run recorded gaps (one-token
+    /// runs, or files converted from a version that did not keep them).
+    pub itl_ms: Option<Summary>,
     pub e2e_ms: Summary,
     pub prefill_tokens_per_s: Summary,
     pub decode_tokens_per_s: Summary,
@@ -167,14 +307,37 @@ pub struct CaseSummary {
     pub mean_tpot_ms: f64,
     pub median_tpot_ms: f64,
     pub p99_tpot_ms: f64,
-    pub mean_itl_ms: f64,
-    pub median_itl_ms: f64,
-    pub p99_itl_ms: f64,
+    pub mean_itl_ms: Option<f64>,
+    pub median_itl_ms: Option<f64>,
+    pub p99_itl_ms: Option<f64>,
 }
 
-/// Quality next to speed.
+/// Quality next to speed, as each command measures it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
-pub struct Quality {
+#[serde(tag = "command", rename_all = "lowercase")]
+pub enum Quality {
+    Compare(CompareQuality),
+    Kvcache(KvcacheQuality),
+}
+
+impl Quality {
+    pub fn as_compare(&self) -> Option<&CompareQuality> {
+        match self {
+            Self::Compare(q) => Some(q),
+            _ => None,
+        }
+    }
+    pub fn as_kvcache(&self) -> Option<&KvcacheQuality> {
+        match self {
+            Self::Kvcache(q) => Some(q),
+            _ => None,
+        }
+    }
+}
+
+/// compare: each method's tokens against standard decoding's.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct CompareQuality {
     /// Fraction of generated tokens equal to standard decoding's, position by position
     /// (first repetition of each prompt); 1 for standard itself.
     pub agreement_with_standard: Option<f64>,
@@ -183,6 +346,66 @@ pub struct Quality {
     pub first_divergence: Vec<Option<usize>>,
     /// Perplexity of the generated tokens under the full model with a full cache (`--quality`).
     pub perplexity: Option<f64>,
+}
+
+/// kvcache: quality against the full cache at the same context.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct KvcacheQuality {
+    /// Perplexity of the real continuation, teacher-forced token by token through the cache.
+    pub perplexity: f64,
+    /// (perplexity / full's - 1) in percent.
+    pub perplexity_delta_pct: f64,
+    /// Mean KL(full || strategy) of the next-token distributions over the continuation (nats).
+    pub mean_kl: f64,
+    /// Fraction of teacher-forced steps whose argmax equals full's.
+    pub teacher_forced_agreement: f64,
+    /// Fraction of greedy tokens equal to full's, position by position.
+    pub greedy_agreement: f64,
+    /// First greedy token that differs from full's; absent when all agree.
+    pub first_divergence: Option<usize>,
+}
+
+impl Report {
+    /// A report with no cases yet.
+    pub fn new(command: CommandName, provenance: Provenance, settings: Settings) -> Self {
+        Self { schema_version: SCHEMA_VERSION, command, provenance, settings, cases: vec![], converted_from: None }
+    }
+
+    /// Checks that every command-specific part carries the report's command.
+    pub fn check_consistent(&self) -> Result<(), String> {
+        let command = self.command;
+        let settings_command = match self.settings.command_settings {
+            CommandSettings::Compare(_) => CommandName::Compare,
+            CommandSettings::Kvcache(_) => CommandName::Kvcache,
+        };
+        if settings_command != command {
+            return Err(format!("settings are {}'s but the report is {}'s", settings_command.name(), command.name()));
+        }
+        for case in &self.cases {
+            let quality_command = case.quality.as_ref().map(|q| match q {
+                Quality::Compare(_) => CommandName::Compare,
+                Quality::Kvcache(_) => CommandName::Kvcache,
+            });
+            if case.params.command() != command || quality_command.is_some_and(|c| c != command) {
+                return Err(format!("case {} is not a {} case", case.case_id, command.name()));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn compare_settings(&self) -> Option<&CompareSettings> {
+        match &self.settings.command_settings {
+            CommandSettings::Compare(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    pub fn kvcache_settings(&self) -> Option<&KvcacheSettings> {
+        match &self.settings.command_settings {
+            CommandSettings::Kvcache(s) => Some(s),
+            _ => None,
+        }
+    }
 }
 
 /// The JSON Schema of `Report`, as committed in results/schema.json.

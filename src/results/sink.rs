@@ -1,6 +1,7 @@
-//! Writing and reading results. One directory per run: `results.jsonl` gets a line per case
-//! as it finishes, `results.json` is rewritten (temp file + rename) after every case, so a
-//! crash or Ctrl-C loses only the case in flight and never leaves a half-written file.
+//! Writing and reading results, for every command. One directory per run: `results.jsonl`
+//! gets a line per case as it finishes, `results.json` is rewritten (temp file + rename) after
+//! every case, so a crash or Ctrl-C loses only the case in flight and never leaves a
+//! half-written file. Reading converts older schema versions (`convert`).
 
 use super::schema::{CaseResult, CaseStatus, Report, SCHEMA_VERSION};
 use crate::error::LlmbenchError;
@@ -31,10 +32,14 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     Ok(())
 }
 
-/// A run directory being written.
+/// A run directory being written. A directory this run created is removed again when the
+/// sink is dropped before any case was recorded and before `keep` (bad input found after
+/// the directory was made leaves nothing behind).
 pub struct Sink {
     dir: PathBuf,
     report: Report,
+    /// Created by this run (not resumed) and not yet holding a case or marked to keep.
+    discard_if_empty: bool,
 }
 
 impl Sink {
@@ -47,8 +52,9 @@ impl Sink {
                 dir.display()
             );
         }
+        let existed = dir.exists();
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        let sink = Self { dir: dir.to_path_buf(), report };
+        let sink = Self { dir: dir.to_path_buf(), report, discard_if_empty: !existed };
         sink.write_report()?;
         Ok(sink)
     }
@@ -56,6 +62,16 @@ impl Sink {
     /// Reopens a run directory: cases that finished ok are kept and reported as done; failed
     /// or unfinished ones will run again.
     pub fn resume(dir: &Path, mut report: Report) -> Result<(Self, HashSet<String>)> {
+        let previous = load_report(dir).map_err(|e| e.context(format!("--resume {}", dir.display())))?;
+        if previous.command != report.command {
+            crate::bail_input!(
+                "--resume {}: holds {} results, not {}: resume it with `llmbench {}`",
+                dir.display(),
+                previous.command.name(),
+                report.command.name(),
+                previous.command.name()
+            );
+        }
         let jsonl = dir.join(RESULTS_JSONL);
         let text = std::fs::read_to_string(&jsonl).map_err(|e| {
             LlmbenchError::invalid(format!("--resume {}: cannot read {} ({e})", dir.display(), jsonl.display()))
@@ -63,7 +79,7 @@ impl Sink {
         let mut done = HashSet::new();
         for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
             match serde_json::from_str::<CaseResult>(line) {
-                Ok(case) if case.status == CaseStatus::Ok => {
+                Ok(case) if case.status == CaseStatus::Ok && case.params.command() == report.command => {
                     done.insert(case.case_id.clone());
                     report.cases.retain(|c| c.case_id != case.case_id);
                     report.cases.push(case);
@@ -73,7 +89,7 @@ impl Sink {
                 Err(e) => tracing::warn!("{}:{}: skipping an unreadable line ({e})", jsonl.display(), i + 1),
             }
         }
-        let sink = Self { dir: dir.to_path_buf(), report };
+        let sink = Self { dir: dir.to_path_buf(), report, discard_if_empty: false };
         sink.write_report()?;
         Ok((sink, done))
     }
@@ -83,6 +99,11 @@ impl Sink {
     }
     pub fn report(&self) -> &Report {
         &self.report
+    }
+
+    /// Keeps the directory even if no case was recorded (a finished run with an empty plan).
+    pub fn keep(&mut self) {
+        self.discard_if_empty = false;
     }
 
     /// Records a finished case: one JSONL line, then the whole report, atomically.
@@ -97,6 +118,7 @@ impl Sink {
             .with_context(|| format!("opening {}", path.display()))?;
         file.write_all(&line).with_context(|| format!("appending to {}", path.display()))?;
         file.sync_data().ok();
+        self.discard_if_empty = false;
         self.report.cases.retain(|c| c.case_id != case.case_id);
         self.report.cases.push(case);
         self.write_report()
@@ -112,9 +134,34 @@ impl Sink {
     }
 }
 
-/// Reads a results.json (or the one inside a run directory), checking its schema version.
+impl Drop for Sink {
+    fn drop(&mut self) {
+        if self.discard_if_empty {
+            let _ = std::fs::remove_file(self.dir.join(RESULTS_JSON));
+            let _ = std::fs::remove_file(self.dir.join(RESULTS_JSONL));
+            let _ = std::fs::remove_dir(&self.dir);
+        }
+    }
+}
+
+/// The file `plot`, `diff` and `--resume` read in a run directory: results.json, or the
+/// kvcache.json an older kvcache run wrote.
+pub fn report_file(path: &Path) -> PathBuf {
+    if !path.is_dir() {
+        return path.to_path_buf();
+    }
+    let current = path.join(RESULTS_JSON);
+    let kvcache_v1 = path.join("kvcache.json");
+    if !current.exists() && kvcache_v1.exists() {
+        kvcache_v1
+    } else {
+        current
+    }
+}
+
+/// Reads a results file (or the one inside a run directory), converting older schema versions.
 pub fn load_report(path: &Path) -> Result<Report> {
-    let file = if path.is_dir() { path.join(RESULTS_JSON) } else { path.to_path_buf() };
+    let file = report_file(path);
     let text = std::fs::read_to_string(&file)
         .map_err(|e| LlmbenchError::invalid(format!("{}: cannot read ({e})", file.display())))?;
     parse_report(&text, &file)
@@ -123,18 +170,21 @@ pub fn load_report(path: &Path) -> Result<Report> {
 /// Parses the text of a results file; `file` names it in errors. Every failure is an input
 /// error (exit 2), never a panic: `plot` and `diff` read files a user hands them (fuzzed).
 pub fn parse_report(text: &str, file: &Path) -> Result<Report> {
+    let corrupt = |e: String| {
+        LlmbenchError::invalid(format!("{}: does not match the results schema ({e}); the file is corrupt", file.display()))
+    };
     let value: serde_json::Value = serde_json::from_str(text).map_err(|e| {
         LlmbenchError::invalid(format!("{}: not valid JSON ({e}); the file is corrupt", file.display()))
     })?;
-    match value.get("schema_version").and_then(|v| v.as_u64()) {
-        Some(v) if v == SCHEMA_VERSION as u64 => {}
+    let report: Report = match value.get("schema_version").and_then(|v| v.as_u64()) {
+        Some(v) if v == SCHEMA_VERSION as u64 => serde_json::from_value(value).map_err(|e| corrupt(e.to_string()))?,
+        Some(1) => super::convert::from_v1(value).map_err(corrupt)?,
         Some(v) => crate::bail_input!(
-            "{}: schema_version {v}, but this llmbench reads version {SCHEMA_VERSION}; use the llmbench that wrote it",
+            "{}: schema_version {v}, but this llmbench reads versions 1 to {SCHEMA_VERSION}; use the llmbench that wrote it",
             file.display()
         ),
         None => crate::bail_input!("{}: no schema_version: not an llmbench results file", file.display()),
-    }
-    serde_json::from_value(value).map_err(|e| {
-        LlmbenchError::invalid(format!("{}: does not match the results schema ({e}); the file is corrupt", file.display()))
-    })
+    };
+    report.check_consistent().map_err(corrupt)?;
+    Ok(report)
 }

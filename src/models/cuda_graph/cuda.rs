@@ -10,7 +10,7 @@
 //! takes their device addresses.
 
 use super::{DecodeShape, DecodeWeights};
-use crate::kv::StaticCache;
+use crate::kv::InPlaceBuffers;
 use candle_core::cuda_backend::cudarc::cublas::{result as blas_result, sys as blas_sys, CudaBlas};
 use candle_core::cuda_backend::cudarc::driver::{
     sys, CudaFunction, CudaGraph, CudaModule, CudaStream, DevicePtr, LaunchConfig, PushKernelArg,
@@ -166,13 +166,13 @@ impl GraphDecoder {
     /// Decodes `token` at `pos` into the static cache and returns the logits `[1, vocab]`
     /// (f32). The first step at a new cache runs eagerly and then captures the graph; every
     /// later step replays it.
-    pub fn step(&self, token: u32, pos: usize, cache: &mut StaticCache) -> Result<Tensor> {
+    pub fn step(&self, token: u32, pos: usize, cache: &mut dyn InPlaceBuffers) -> Result<Tensor> {
         let mut inner = self.inner.lock().map_err(|_| candle_core::Error::Msg("graph decoder poisoned".into()))?;
         inner.step(token, pos, cache)
     }
 
     /// Whether a cache can be decoded by this graph (allocated, right dtype, fits in shared memory).
-    pub fn supports(&self, cache: &StaticCache) -> bool {
+    pub fn supports(&self, cache: &dyn InPlaceBuffers) -> bool {
         let Ok(inner) = self.inner.lock() else { return false };
         let fits = attention_shared_bytes(cache.capacity(), inner.dtype) <= MAX_SHARED_BYTES;
         fits && cache.buffers(0).is_some_and(|(k, _)| k.dtype() == inner.dtype && k.device().is_cuda() && k.dim(0).ok() == Some(1))
@@ -212,7 +212,7 @@ fn blocks(n: usize, threads: u32) -> LaunchConfig {
 }
 
 impl Inner {
-    fn step(&mut self, token: u32, pos: usize, cache: &mut StaticCache) -> Result<Tensor> {
+    fn step(&mut self, token: u32, pos: usize, cache: &mut dyn InPlaceBuffers) -> Result<Tensor> {
         let candle_stream = self.device.cuda_stream();
         let cache_ptrs = (0..self.weights.layers.len())
             .map(|l| {

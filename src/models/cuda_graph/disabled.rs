@@ -2,7 +2,7 @@
 //! signatures, and `new` never returns a decoder, so call sites carry no `#[cfg]`.
 
 use super::{DecodeShape, DecodeWeights};
-use crate::kv::StaticCache;
+use crate::kv::InPlaceBuffers;
 use candle_core::{Device, Result, Tensor};
 
 pub struct GraphDecoder;
@@ -11,10 +11,10 @@ impl GraphDecoder {
     pub fn new(_weights: DecodeWeights, _shape: DecodeShape, _device: &Device) -> Result<Option<Self>> {
         Ok(None)
     }
-    pub fn step(&self, _token: u32, _pos: usize, _cache: &mut StaticCache) -> Result<Tensor> {
+    pub fn step(&self, _token: u32, _pos: usize, _cache: &mut dyn InPlaceBuffers) -> Result<Tensor> {
         candle_core::bail!("the CUDA graph decoder needs a build with --features cuda")
     }
-    pub fn supports(&self, _cache: &StaticCache) -> bool {
+    pub fn supports(&self, _cache: &dyn InPlaceBuffers) -> bool {
         false
     }
 }

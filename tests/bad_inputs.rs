@@ -1,0 +1,178 @@
+//! The bad-input catalogue (listed in the README): every entry is a real command line that
+//! must exit with code 2 and exactly one `error:` line on stderr that contains the entry's
+//! needle (the flag or file, and what is wrong), never a panic, and never leave a results
+//! directory behind. Model-file corruptions are in cli_errors.rs and loaders.rs.
+
+use crate::common::{fixture, llmbench};
+use std::path::{Path, PathBuf};
+
+/// The commands that write a run directory, so the check can pass one that must stay absent.
+const WRITES_RESULTS: [&str; 2] = ["compare", "kvcache"];
+
+struct Files {
+    dir: tempfile::TempDir,
+}
+
+impl Files {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let files = [
+            ("empty-prompts.txt", "\n \n"),
+            ("empty-text.txt", "   \n"),
+            ("corrupt.json", "{\"schema_version\": 2, \"cases\": ["),
+            ("future.json", "{\"schema_version\": 99}"),
+            ("not-results.json", "{\"hello\": 1}"),
+            ("wrong-shape.json", "{\"schema_version\": 2, \"command\": \"compare\", \"cases\": 3}"),
+            ("bad.toml", "window = [1, 2\n"),
+            ("unknown-key.toml", "windw = 50\n"),
+            ("switch-with-value.toml", "quality = \"yes\"\n"),
+            ("nested.toml", "window = [[1], [2]]\n"),
+        ];
+        for (name, text) in files {
+            std::fs::write(dir.path().join(name), text).unwrap();
+        }
+        Self { dir }
+    }
+
+    fn path(&self, name: &str) -> String {
+        self.dir.path().join(name).to_str().unwrap().to_string()
+    }
+}
+
+/// Runs one catalogue entry and checks everything the catalogue promises.
+fn check(args: &[String], needle: &str, never: &Path) {
+    let mut cmd = llmbench();
+    cmd.args(args);
+    if WRITES_RESULTS.contains(&args[0].as_str()) && !args.iter().any(|a| a == "--out" || a == "--resume") {
+        cmd.arg("--out").arg(never);
+    }
+    let out = cmd.assert().get_output().clone();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(2), "{args:?}: exit {:?}, stderr {stderr}", out.status.code());
+    assert!(!stderr.contains("panicked"), "{args:?}: panic: {stderr}");
+    assert!(stderr.starts_with("error: "), "{args:?}: {stderr}");
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{args:?}: one line: {stderr}");
+    assert!(stderr.contains(needle), "{args:?}: `{needle}` not in: {stderr}");
+    assert!(!never.exists(), "{args:?}: left a results directory");
+}
+
+/// A finished run of each command on the fixture models, for diff and --resume mismatches.
+fn finished_runs(root: &Path) -> (PathBuf, PathBuf) {
+    let tiny = fixture("tiny-llama");
+    let compare = root.join("compare-run");
+    llmbench()
+        .args(["compare", "--device", "cpu", "--warmup", "0", "-r", "1", "-n", "3", "--methods", "standard", "--prompt", "hi"])
+        .args(["--no-charts", "-q", "--model"])
+        .arg(&tiny)
+        .arg("--out")
+        .arg(&compare)
+        .assert()
+        .success();
+    let kvcache = root.join("kvcache-run");
+    llmbench()
+        .args(["kvcache", "--device", "cpu", "--context", "16", "-n", "2", "--eval-tokens", "4", "--strategies", "full,window:8"])
+        .args(["--no-charts", "-q", "--model"])
+        .arg(&tiny)
+        .arg("--prompt-file")
+        .arg(fixture("wiki-excerpt.txt"))
+        .arg("--out")
+        .arg(&kvcache)
+        .assert()
+        .success();
+    (compare, kvcache)
+}
+
+#[test]
+fn every_bad_input_in_the_catalogue_is_one_clear_line_and_exit_code_2() {
+    let files = Files::new();
+    let (compare_run, kvcache_run) = finished_runs(files.dir.path());
+    let (compare_run, kvcache_run) = (compare_run.to_str().unwrap().to_string(), kvcache_run.to_str().unwrap().to_string());
+    let gpt2 = fixture("tiny-gpt2").to_str().unwrap().to_string();
+    let llama = fixture("tiny-llama").to_str().unwrap().to_string();
+    let wiki = fixture("wiki-excerpt.txt").to_str().unwrap().to_string();
+    let generate = |extra: &[&str]| -> Vec<String> {
+        ["generate", "--device", "cpu", "--model", &gpt2, "--prompt", "hi"].iter().chain(extra).map(|s| s.to_string()).collect()
+    };
+    let compare = |extra: &[&str]| -> Vec<String> {
+        ["compare", "--device", "cpu", "--model", &gpt2, "--prompt", "hi", "--no-charts"]
+            .iter()
+            .chain(extra)
+            .map(|s| s.to_string())
+            .collect()
+    };
+    let kvcache = |extra: &[&str]| -> Vec<String> {
+        // The base flags, each unless the entry sets it itself (clap refuses a flag twice).
+        let base = [("--prompt-file", wiki.as_str()), ("--context", "16"), ("--eval-tokens", "4"), ("-n", "2"), ("--strategies", "full,window:8")];
+        let mut args: Vec<String> = ["kvcache", "--device", "cpu", "--model", &llama].iter().map(|s| s.to_string()).collect();
+        for (flag, value) in base.into_iter().filter(|(flag, _)| !extra.contains(flag)) {
+            args.extend([flag.to_string(), value.to_string()]);
+        }
+        args.extend(extra.iter().map(|s| s.to_string()));
+        args
+    };
+    let plain = |args: &[&str]| -> Vec<String> { args.iter().map(|s| s.to_string()).collect() };
+    let catalogue: Vec<(Vec<String>, &str)> = vec![
+        // generate
+        (plain(&["generate", "--device", "cpu", "--model", "/no/such/model.gguf", "--prompt", "hi"]), "/no/such/model.gguf"),
+        (generate(&["--max-new-tokens", "0"]), "--max-new-tokens"),
+        (generate(&["--device", "tpu"]), "--device"),
+        (generate(&["--kv-cache", "lru"]), "invalid value 'lru' for '--kv-cache"),
+        (generate(&["--kv-cache", "window", "--kv-window", "0"]), "--kv-window 0"),
+        (generate(&["--kv-cache", "kivi", "--kv-bits", "3"]), "--kv-bits 3"),
+        (generate(&["--kv-cache", "kivi", "--kv-group", "6"]), "--kv-group 6"),
+        (generate(&["--logits-out", "/tmp/logits.txt"]), "--logits-out"),
+        (generate(&["--temperature", "-1"]), "--temperature"),
+        (generate(&["--top-p", "1.5"]), "--top-p"),
+        (generate(&["-n", "12x"]), "12x"),
+        (plain(&["generate", "--device", "cpu", "--model", "no-such-arch", "--no-weights", "--prompt", "hi"]), "--no-weights needs an architecture"),
+        (plain(&["generate", "--config", "/x.json", "--prompt", "hi"]), "--no-weights"),
+        // compare
+        (compare(&["--window", "0"]), "--window 0"),
+        (compare(&["--methods", "sled:stride", "--window", "10", "--stride", "20"]), "--stride 20"),
+        (compare(&["--methods", "standard,beam"]), "invalid value 'beam' for '--methods"),
+        (compare(&["--repetitions", "0"]), "--repetitions 0"),
+        (compare(&["--prompts-file", "/no/such/prompts.txt"]), "/no/such/prompts.txt"),
+        (compare(&["--prompts-file", &files.path("empty-prompts.txt")]), "no prompts"),
+        (compare(&["-n", "1-18446744073709551616*2"]), "18446744073709551616"),
+        (compare(&["-n", "64-18446744073709551615*2"]), "context window"),
+        (plain(&["compare", "--device", "cpu", "--model", "a,,b", "--prompt", "hi"]), "empty entry"),
+        (compare(&["--out", &compare_run]), "already holds results"),
+        (compare(&["--resume", "/no/such/run"]), "--resume /no/such/run"),
+        (compare(&["--resume", &kvcache_run]), "holds kvcache results, not compare"),
+        (compare(&["--plan", "/no/such/plan.toml"]), "--plan /no/such/plan.toml"),
+        (compare(&["--plan", &files.path("bad.toml")]), "not valid TOML"),
+        (compare(&["--plan", &files.path("unknown-key.toml")]), "`windw` is not a flag of `llmbench compare`"),
+        (compare(&["--plan", &files.path("switch-with-value.toml")]), "`quality` is a switch"),
+        (compare(&["--plan", &files.path("nested.toml")]), "`window` must be a list of strings or numbers"),
+        // kvcache
+        (kvcache(&["--kv-bits", "3"]), "--kv-bits 3"),
+        (kvcache(&["--strategies", "kivi:5"]), "kivi:5"),
+        (kvcache(&["--strategies", "full,lru"]), "unknown strategy `lru`"),
+        (kvcache(&["--strategies", "int8:4"]), "takes no option"),
+        (kvcache(&["--strategies", "window:x"]), "not a whole number"),
+        (kvcache(&["--context", "0"]), "--context 0"),
+        (kvcache(&["--eval-tokens", "1"]), "--eval-tokens 1"),
+        (kvcache(&["--repetitions", "0"]), "--repetitions 0"),
+        (kvcache(&["--budget", "64", "--strategies", "h2o"]), "--budget 64 is larger than every --context (16)"),
+        (kvcache(&["--context", "100000"]), "--context 100000"),
+        (kvcache(&["--prompt-file", &files.path("empty-text.txt")]), "the file is empty"),
+        (
+            plain(&["kvcache", "--device", "cpu", "--model", &llama, "--prompt-file", "/no/such/text.txt"]),
+            "--prompt-file /no/such/text.txt",
+        ),
+        // plot, diff, completions
+        (plain(&["plot", &files.path("corrupt.json")]), "corrupt"),
+        (plain(&["plot", &files.path("future.json")]), "schema_version 99"),
+        (plain(&["plot", &files.path("not-results.json")]), "not an llmbench results file"),
+        (plain(&["plot", &files.path("wrong-shape.json")]), "does not match the results schema"),
+        (plain(&["plot", "/no/such/run"]), "/no/such/run"),
+        (plain(&["plot", &kvcache_run, "--chart", "sweep"]), "not a chart of these kvcache results"),
+        (plain(&["diff", &compare_run, &kvcache_run]), "the same command"),
+        (plain(&["diff", &compare_run, "/no/such/run"]), "/no/such/run"),
+        (plain(&["completions", "tcsh"]), "invalid value 'tcsh'"),
+    ];
+    assert!(catalogue.len() >= 50, "the README promises the whole catalogue");
+    for (i, (args, needle)) in catalogue.iter().enumerate() {
+        check(args, needle, &files.dir.path().join(format!("never-{i}")));
+    }
+}
