@@ -330,3 +330,55 @@ fn plot_and_diff_work_on_every_committed_results_directory() {
     checked.sort();
     assert_eq!(checked, ["compare-smollm2-1024", "kvcache-smollm2"], "every committed run directory is checked");
 }
+
+/// A run file's keys are the long flags (lists sweep, arrays of a repeatable flag repeat it,
+/// `true` sets a switch), and a flag given on the command line wins over the file.
+#[test]
+fn a_plan_file_runs_and_the_command_line_overrides_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = dir.path().join("plan.toml");
+    let model = fixture("tiny-llama");
+    std::fs::write(
+        &plan,
+        format!(
+            "model = {:?}\ndevice = \"cpu\"\nwarmup = 0\nrepetitions = 1\nmax_new_tokens = [3, 4]\n\
+             methods = [\"standard\", \"sled:stride\"]\nwindow = 4\nstride = 2\nprompt = [\"a b\", \"c d\"]\n\
+             quality = true\nno-charts = true\n",
+            model.to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let out = dir.path().join("run");
+    llmbench().args(["compare", "-q", "--repetitions", "2", "--plan"]).arg(&plan).arg("--out").arg(&out).assert().success();
+    let results = read_json(&out.join("results.json"));
+    validate(&results);
+    assert_eq!(results["settings"]["repetitions"], 2, "the command line overrides the plan");
+    assert_eq!(results["settings"]["warmup"], 0);
+    assert_eq!(results["settings"]["command_settings"]["prompts"], serde_json::json!(["a b", "c d"]));
+    assert_eq!(results["settings"]["command_settings"]["quality"], true);
+    let cases = results["cases"].as_array().unwrap();
+    let planned: Vec<(u64, &str)> =
+        cases.iter().map(|c| (c["params"]["max_new_tokens"].as_u64().unwrap(), c["params"]["method"].as_str().unwrap())).collect();
+    assert_eq!(planned, [(3, "standard"), (3, "sled:stride"), (4, "standard"), (4, "sled:stride")]);
+    assert!(cases.iter().all(|c| c["runs"].as_array().unwrap().len() == 4), "2 prompts x 2 repetitions");
+    assert!(!out.join("dashboard.png").exists(), "no-charts = true");
+}
+
+/// Each committed study's run file expands to the flags its COMMAND.md names.
+#[test]
+fn committed_run_files_parse_into_their_studies() {
+    use llmbench::cli::{Cli, Command};
+    let config = |name: &str| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("configs").join(name).to_str().unwrap().to_string();
+    let argv = |args: &[&str]| args.iter().map(std::ffi::OsString::from).collect::<Vec<_>>();
+    let cli: Cli = llmbench::cli::plan::parse(argv(&["llmbench", "compare", "--plan", &config("compare-smollm2-1024.toml")])).unwrap();
+    let Command::Compare(args) = cli.command else { panic!("not compare") };
+    assert_eq!(args.generation.max_new_tokens.values, [1024]);
+    assert_eq!(args.methods.len(), 3);
+    assert_eq!((args.window.values.clone(), args.stride.values.clone()), (vec![50], vec![25]));
+    assert_eq!((args.run.repetitions, args.run.warmup, args.run.prompts.len(), args.quality), (2, 1, 2, true));
+    let cli: Cli = llmbench::cli::plan::parse(argv(&["llmbench", "kvcache", "--plan", &config("kvcache-smollm2.toml")])).unwrap();
+    let Command::Kvcache(args) = cli.command else { panic!("not kvcache") };
+    assert_eq!(args.context.values, [512, 1024, 2048, 4096]);
+    assert_eq!((args.max_new_tokens, args.eval_tokens), (64, 64));
+    assert_eq!(args.strategies.split(',').count(), 13);
+}

@@ -18,22 +18,30 @@ const EVAL: u64 = 32;
 
 /// What each lossy strategy may cost against full on the fixture's continuation (32 tokens
 /// after 320 of context; budget, window and keep_last 128): |perplexity change| in percent and
-/// mean KL(full || strategy) in nats. Measured 2026-11-23 (the test prints them), then fixed
-/// with margin (|Δppl| + max(3 points, half of it); KL x 1.5 + 0.01, rounded up). 32 tokens make perplexity noisy (int8's 1% on real text is asserted on the
-/// 252-token passage in smollm2.rs); KL, averaged over the whole distribution, is the steadier
-/// of the two.
+/// mean KL(full || strategy) in nats.
+///
+/// Noise, measured: on one machine the numbers are bitwise the same run to run and with 1 or 2
+/// threads (2026-12-02). Across machines they are not: candle's matmuls pick their SIMD kernels
+/// at run time (AVX-512 here, AVX2 elsewhere), the summation order moves activations by ~1e-6,
+/// and that flips quantization codes near rounding boundaries. Two machines measured
+/// (2026-11-23 and 2026-12-02, both in the comments) differ by up to 25% in KL and by up to 9.5
+/// points in the perplexity change (int4, over only 32 tokens). So each bound is the larger
+/// measurement plus that spread: KL x 1.25 (rounded up), |Δppl| + 3 points for the evicting and
+/// 8-bit strategies and + 10 points for the 4- and 2-bit ones whose codes flip. KL, averaged
+/// over the whole distribution, is the discriminating check; int8's 1% on real text is
+/// asserted on the 252-token passage in smollm2.rs.
 const QUALITY_BOUNDS: [(&str, f64, f64); 10] = [
-    // strategy, |Δppl| % bound (measured), KL bound (measured)
-    ("int8", 6.5, 0.02),            // -3.43%, 0.0036
-    ("int4", 4.5, 0.1),             // +1.17%, 0.0551
-    ("mixed", 4.0, 0.03),           // +0.66%, 0.0105
-    ("kivi:4", 6.5, 0.02),          // -3.04%, 0.0064
-    ("kivi:2", 51.0, 0.4),          // +33.71%, 0.2533
-    ("sinks:4+128", 20.5, 0.21),    // +13.56%, 0.1340
-    ("h2o:128", 7.0, 0.08),         // +3.95%, 0.0503
-    ("cake:128", 4.5, 0.06),        // -1.22%, 0.0380
-    ("chunked:128/32", 49.0, 1.45), // +32.68%, 0.9464
-    ("window:128", 224.0, 1.3),     // +149.18%, 0.8360
+    // strategy, |Δppl| % bound, KL bound    (measured 11-23; measured 12-02)
+    ("int8", 6.5, 0.0045),           // -3.43%, 0.0036; -1.71%, 0.0030
+    ("int4", 21.0, 0.069),           // +1.17%, 0.0551; +10.67%, 0.0497
+    ("mixed", 11.0, 0.0132),         // +0.66%, 0.0105; -0.99%, 0.0096
+    ("kivi:4", 13.5, 0.008),         // -3.04%, 0.0064; +0.05%, 0.0051
+    ("kivi:2", 44.0, 0.317),         // +33.71%, 0.2533; +30.55%, 0.2475
+    ("sinks:4+128", 19.0, 0.168),    // +13.56%, 0.1340; +15.96%, 0.1342
+    ("h2o:128", 7.0, 0.063),         // +3.95%, 0.0503; +3.99%, 0.0485
+    ("cake:128", 4.5, 0.048),        // -1.22%, 0.0380; +1.17%, 0.0351
+    ("chunked:128/32", 36.0, 1.185), // +32.68%, 0.9464; +31.41%, 0.9477
+    ("window:128", 153.0, 1.045),    // +149.18%, 0.8360; +147.78%, 0.8330
 ];
 
 fn run(dir: &std::path::Path) -> HashMap<String, Value> {
