@@ -54,6 +54,10 @@ fn diff_against_itself_and_against_a_slowed_run() {
     let same = llmbench().arg("diff").arg(&fast).arg(&fast).args(["--fail-on-regression", "1"]).assert().success();
     let text = String::from_utf8_lossy(&same.get_output().stdout).into_owned();
     assert!(text.contains("decode tok/s") && !text.contains("yes"), "{text}");
+    // Against itself every metric's change is exactly zero.
+    let rows: Vec<&str> = text.lines().skip(1).collect();
+    assert_eq!(rows.len(), 5, "{text}");
+    assert!(rows.iter().all(|r| r.contains("| +0.00% |")), "{text}");
 
     let mut report: Value = serde_json::from_str(&std::fs::read_to_string(fast.join("results.json")).unwrap()).unwrap();
     slowed(&mut report);
@@ -68,9 +72,22 @@ fn diff_against_itself_and_against_a_slowed_run() {
         let line = text.lines().find(|l| l.contains(metric)).unwrap();
         assert!(line.contains("yes (worse)"), "{metric}: {text}");
     }
-    // Decode speed falls to about a tenth (of the median, against the mean).
+    // Decode speed falls to a tenth of the median, against the mean: the change diff prints is
+    // exactly that, to its two decimals.
     let decode = text.lines().find(|l| l.contains("| decode tok/s |")).unwrap();
-    assert!(decode.contains("| -8") || decode.contains("| -9"), "{decode}");
+    let samples: Vec<f64> =
+        report_runs(&fast).iter().map(|r| r["decode_tokens_per_s"].as_f64().unwrap()).collect();
+    let mut sorted = samples.clone();
+    sorted.sort_by(f64::total_cmp);
+    let expected = (sorted[sorted.len() / 2] / SLOWDOWN) / (samples.iter().sum::<f64>() / samples.len() as f64) - 1.0;
+    let printed: f64 = decode.split('|').nth(4).unwrap().trim().trim_end_matches('%').parse().unwrap();
+    assert!((printed - expected * 100.0).abs() <= 0.005 + 1e-9, "printed {printed}%, expected {:.4}%: {decode}", expected * 100.0);
     let stderr = String::from_utf8_lossy(&slowed.get_output().stderr).into_owned();
     assert!(stderr.contains("--fail-on-regression 10"), "{stderr}");
+}
+
+/// The runs of the one case of a compare run directory.
+fn report_runs(dir: &std::path::Path) -> Vec<Value> {
+    let report: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("results.json")).unwrap()).unwrap();
+    report["cases"][0]["runs"].as_array().unwrap().clone()
 }

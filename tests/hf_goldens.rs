@@ -6,8 +6,10 @@ use crate::common::{fixture, load, max_abs_diff, to_rows};
 use candle_core::{Device, Tensor};
 use llmbench::kv::{self, KvKind};
 
-/// f32 on both sides; differences come from summation order only (seen: ~1e-6).
-const F32_TOLERANCE: f32 = 1e-4;
+/// f32 on both sides; differences come from summation order only: measured 2.0e-6 (GPT-2),
+/// 2.5e-6 (Llama), 2.4e-6 (Llama 3) on 2026-12-02 (the test prints it). Other SIMD widths
+/// reorder the sums; 1e-5 leaves 4x that, while a wrong scale or mask moves logits by > 1e-2.
+const F32_TOLERANCE: f32 = 1e-5;
 
 fn golden(name: &str) -> (Vec<u32>, Vec<Vec<f32>>) {
     let tensors = candle_core::safetensors::load(fixture(name).join("golden.safetensors"), &Device::Cpu).unwrap();
@@ -22,11 +24,13 @@ fn check(name: &str) {
     let n_layers = model.config().n_layers();
     let input = Tensor::new(ids.as_slice(), &Device::Cpu).unwrap().unsqueeze(0).unwrap();
 
+    let mut worst = 0f32;
     for kind in [KvKind::Full, KvKind::None] {
         let mut cache = kv::build(kind, n_layers, 4096);
         let all = to_rows(&model.forward_all(&input, 0, cache.as_mut()).unwrap().squeeze(0).unwrap());
         for (pos, (got, want)) in all.iter().zip(&expected).enumerate() {
             let d = max_abs_diff(got, want);
+            worst = worst.max(d);
             assert!(d <= F32_TOLERANCE, "{name} {kind:?} one pass: position {pos} differs by {d}");
         }
     }
@@ -37,6 +41,7 @@ fn check(name: &str) {
         let step = Tensor::new(&ids[pos..pos + 1], &Device::Cpu).unwrap().unsqueeze(0).unwrap();
         let got: Vec<f32> = model.forward(&step, pos, cache.as_mut()).unwrap().squeeze(0).unwrap().to_vec1().unwrap();
         let d = max_abs_diff(&got, want);
+        worst = worst.max(d);
         assert!(d <= F32_TOLERANCE, "{name} incremental: position {pos} differs by {d}");
     }
     // Token by token without a cache: every step recomputes the prefix.
@@ -45,8 +50,10 @@ fn check(name: &str) {
         let prefix = Tensor::new(&ids[..=pos], &Device::Cpu).unwrap().unsqueeze(0).unwrap();
         let got: Vec<f32> = model.forward(&prefix, 0, cache.as_mut()).unwrap().squeeze(0).unwrap().to_vec1().unwrap();
         let d = max_abs_diff(&got, want);
+        worst = worst.max(d);
         assert!(d <= F32_TOLERANCE, "{name} no cache: position {pos} differs by {d}");
     }
+    eprintln!("{name}: worst |logit difference| against transformers {worst:e}");
 }
 
 #[test]
@@ -110,13 +117,13 @@ fn sharded_safetensors_load_like_a_single_file() {
 }
 
 /// Half precision runs the same architecture: logits stay close to the f32 goldens. Bounds are
-/// relative to the logit range: bf16 keeps 8 bits of mantissa, f16 11 (measured on these
-/// fixtures: see the assertion message when it fails).
+/// relative to the logit range: bf16 keeps 8 bits of mantissa, f16 11. Measured 1.88e-3 (f16)
+/// and 1.71e-2 (bf16) on 2026-12-02 (the test prints them); bounds 1.6x and 1.5x that.
 #[test]
 fn half_precision_tracks_f32() {
     let (ids, expected) = golden("tiny-llama");
     let range = expected.iter().flatten().fold(0f32, |m, v| m.max(v.abs()));
-    for (dtype, bound) in [(llmbench::models::DTypeArg::F16, 0.01), (llmbench::models::DTypeArg::Bf16, 0.05)] {
+    for (dtype, bound) in [(llmbench::models::DTypeArg::F16, 3e-3), (llmbench::models::DTypeArg::Bf16, 2.6e-2)] {
         let resolved = llmbench::models::source::resolve(
             fixture("tiny-llama").to_str().unwrap(),
             &llmbench::models::source::SourceOptions::default(),
@@ -127,6 +134,7 @@ fn half_precision_tracks_f32() {
         let mut cache = kv::build(KvKind::Full, loaded.model.config().n_layers(), 4096);
         let got = to_rows(&loaded.model.forward_all(&input, 0, cache.as_mut()).unwrap().squeeze(0).unwrap());
         let worst = got.iter().zip(&expected).map(|(g, w)| max_abs_diff(g, w)).fold(0f32, f32::max) / range;
+        eprintln!("{dtype:?}: worst |logit difference| / max |logit| = {worst:e}");
         assert!(worst <= bound, "{dtype:?}: max abs diff / max |logit| = {worst}");
         assert!(worst > 0.0, "{dtype:?} computed in f32?");
     }
