@@ -119,15 +119,18 @@ mod tests {
     #[test]
     fn round_trip_error_is_within_half_a_step_and_bytes_count_scales() {
         let mut cache = QuantizedCache::new(1, KvKind::Int8, Bits::Eight, Bits::Eight);
-        let x = (ramp(3, 1.0) - 20.0).unwrap();
-        let (k, _) = cache.append(0, &x, &x).unwrap();
-        let (x, k): (Vec<f32>, Vec<f32>) =
-            (x.flatten_all().unwrap().to_vec1().unwrap(), k.flatten_all().unwrap().to_vec1().unwrap());
-        // Per row of 4 the scale is max|x| / 127; the error is at most half of it.
-        for (row_x, row_k) in x.chunks(4).zip(k.chunks(4)) {
-            let scale = row_x.iter().fold(0f32, |m, v| m.max(v.abs())) / 127.0;
-            for (a, b) in row_x.iter().zip(row_k) {
-                assert!((a - b).abs() <= scale * 0.5 + 1e-6, "{a} vs {b}");
+        // Distinct keys and values, so a swap or an unquantized value shows.
+        let (xk, xv) = ((ramp(3, 1.0) - 20.0).unwrap(), ramp(3, -0.5));
+        let (k, v) = cache.append(0, &xk, &xv).unwrap();
+        let flat = |t: &Tensor| -> Vec<f32> { t.flatten_all().unwrap().to_vec1().unwrap() };
+        for (what, x, q) in [("keys", flat(&xk), flat(&k)), ("values", flat(&xv), flat(&v))] {
+            assert_ne!(x, q, "{what} went through the rounding");
+            // Per row of 4 the scale is max|x| / 127; the error is at most half of it.
+            for (row_x, row_q) in x.chunks(4).zip(q.chunks(4)) {
+                let scale = row_x.iter().fold(0f32, |m, v| m.max(v.abs())) / 127.0;
+                for (a, b) in row_x.iter().zip(row_q) {
+                    assert!((a - b).abs() <= scale * 0.5 + 1e-6, "{what}: {a} vs {b}");
+                }
             }
         }
         // 2 (k, v) x 2 heads x 3 tokens x (4 one-byte codes + one 4-byte scale)

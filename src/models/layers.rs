@@ -219,4 +219,19 @@ mod tests {
         assert!(diff < 1e-6);
         assert_eq!(w.unwrap().dims(), &[1, 4, 1, 1]);
     }
+
+    /// Two keys, worked by hand: scores q.k / sqrt(2) = [0.7071, 0], softmax [0.6698, 0.3302],
+    /// so the output mixes the values 0.6698 : 0.3302 (without the 1/sqrt(d) scale it would be
+    /// 0.7311 : 0.2689).
+    #[test]
+    fn attention_over_two_keys_is_the_scaled_softmax_mix() {
+        let q = Tensor::new(&[1f32, 0.], &Device::Cpu).unwrap().reshape((1, 1, 1, 2)).unwrap();
+        let k = Tensor::new(&[1f32, 0., 0., 0.], &Device::Cpu).unwrap().reshape((1, 1, 2, 2)).unwrap();
+        let v = Tensor::new(&[1f32, 0., 0., 1.], &Device::Cpu).unwrap().reshape((1, 1, 2, 2)).unwrap();
+        let (out, _) = attention(&q, k, v, false).unwrap();
+        let out: Vec<f32> = out.flatten_all().unwrap().to_vec1().unwrap();
+        let w = 1.0 / (1.0 + (-(0.5f32).sqrt()).exp());
+        assert!((out[0] - w).abs() < 1e-6 && (out[1] - (1.0 - w)).abs() < 1e-6, "{out:?} vs {w}");
+        assert!((w - 0.6698).abs() < 1e-4);
+    }
 }
