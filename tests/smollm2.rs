@@ -104,9 +104,9 @@ fn quantized_llama_greedy(prompt: &[u32], n: usize) -> Vec<u32> {
     let mut pos = 0;
     for _ in 0..n {
         let x = Tensor::new(input.as_slice(), &Device::Cpu).unwrap().unsqueeze(0).unwrap();
-        let logits: Vec<f32> = model.forward(&x, pos).unwrap().squeeze(0).unwrap().to_vec1().unwrap();
+        // candle's own argmax: the reference shares no code with what it checks.
+        let next = model.forward(&x, pos).unwrap().squeeze(0).unwrap().argmax(D::Minus1).unwrap().to_scalar::<u32>().unwrap();
         pos += input.len();
-        let next = argmax(&logits);
         out.push(next);
         input = vec![next];
     }
@@ -145,13 +145,14 @@ fn passage_perplexity(loaded: &llmbench::models::LoadedModel, kind: KvKind) -> f
 }
 
 /// Perplexity increase each quantized cache may cost on the real passage. int8: the issue's
-/// 1%. int4 and mixed: measured (see the test's output), then fixed with margin. Measured
-/// again (2026-11-23) after quantization moved from candle ops to our kernels
-/// (src/quant/kv_int.rs): int8 +0.41%, int4 +3.56%, mixed +0.71% (the candle-ops version had
-/// measured +0.17%, +1.38%, +0.80% on this passage; see the closing note of that session).
+/// 1% (measured +0.41% on both machines below). int4 and mixed: bitwise stable on one machine,
+/// but candle's matmuls pick SIMD kernels by CPU and the summation order flips codes near
+/// rounding boundaries: measured int4 +3.56% and mixed +0.71% on 2026-11-23 (another CPU),
+/// +5.14% and +1.09% on 2026-12-02 (AVX-512). Bound: the larger plus the spread between them
+/// (1.6 and 0.4 points).
 const QUANTIZED_PPL_BOUNDS: [(KvKind, f64); 3] = [(KvKind::Int8, 0.01), (KvKind::Int4, INT4_BOUND), (KvKind::Mixed, MIXED_BOUND)];
-const INT4_BOUND: f64 = 0.055;
-const MIXED_BOUND: f64 = 0.025;
+const INT4_BOUND: f64 = 0.068;
+const MIXED_BOUND: f64 = 0.015;
 
 #[test]
 fn quantized_cache_perplexity_stays_within_its_bound() {
