@@ -178,11 +178,23 @@ mod tests {
         let (h, d, g, r) = (2, 64, 4, 3);
         let x = Tensor::randn(0f32, 1.0, (1, h, 9, d), &Device::Cpu).unwrap();
         let mut cache = KiviCache::new(1, Bits::Four, g, r);
-        let (k, _) = cache.append(0, &x, &x).unwrap();
-        // 9 tokens >= r + g: one group of 4 quantized, 5 exact.
-        let tail = k.narrow(2, 4, 5).unwrap();
-        let diff = (tail - x.narrow(2, 4, 5).unwrap()).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
-        assert_eq!(diff, 0.0, "the residual is exact");
+        let xv = (Tensor::randn(0f32, 1.0, (1, h, 9, d), &Device::Cpu).unwrap() * 3.0).unwrap();
+        let (k, v) = cache.append(0, &x, &xv).unwrap();
+        // 9 tokens >= r + g: one group of 4 quantized, 5 exact (keys and values alike).
+        let max_diff = |a: Tensor, b: Tensor| (a - b).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        assert_eq!(max_diff(k.narrow(2, 4, 5).unwrap(), x.narrow(2, 4, 5).unwrap()), 0.0, "the key residual is exact");
+        assert_eq!(max_diff(v.narrow(2, 4, 5).unwrap(), xv.narrow(2, 4, 5).unwrap()), 0.0, "the value residual is exact");
+        // Values: per token over groups of 32 channels; the error is at most half a step.
+        let (xs, vs): (Vec<f32>, Vec<f32>) =
+            (xv.narrow(2, 0, 4).unwrap().flatten_all().unwrap().to_vec1().unwrap(), v.narrow(2, 0, 4).unwrap().flatten_all().unwrap().to_vec1().unwrap());
+        assert_ne!(xs, vs, "the old values went through the rounding");
+        for (group_x, group_v) in xs.chunks(VALUE_GROUP).zip(vs.chunks(VALUE_GROUP)) {
+            let (lo, hi) = group_x.iter().fold((f32::MAX, f32::MIN), |(l, u), &v| (l.min(v), u.max(v)));
+            let step = (hi - lo) / 15.0;
+            for (a, b) in group_x.iter().zip(group_v) {
+                assert!((a - b).abs() <= step * 0.5 + 1e-5, "value {a} -> {b}, step {step}");
+            }
+        }
         // Keys: per channel over the group's 4 tokens; the error is at most half a step.
         let (xs, ks): (Vec<f32>, Vec<f32>) =
             (x.narrow(2, 0, 4).unwrap().flatten_all().unwrap().to_vec1().unwrap(), k.narrow(2, 0, 4).unwrap().flatten_all().unwrap().to_vec1().unwrap());

@@ -446,12 +446,24 @@ mod tests {
                 }
             }
         };
+        // The half-step bound uses the stored scale, so the scales themselves are checked
+        // against the formulas computed here from the data (an inflated scale would pass above).
+        let same = |got: f32, want: f32| (got - want).abs() <= want * f32::EPSILON;
         let (q, out) = sym(&x, 64);
         check("sym8 row", 64, &out, &q.scales);
+        for (xs, &scale) in x.chunks(64).zip(&q.scales) {
+            let want = (xs.iter().fold(0f32, |m, v| m.max(v.abs())) / 127.0).max(MIN_SCALE);
+            assert!(same(scale, want), "sym8 scale {scale} vs max|x| / 127 = {want}");
+        }
         for bits in ALL_BITS {
             for group in [32, 64, 128] {
                 let (q, out) = asym(&x, group, bits);
                 check(&format!("{bits:?} group"), group, &out, &q.scales);
+                for (xs, &scale) in x.chunks(group).zip(&q.scales) {
+                    let (lo, hi) = xs.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(l, h), &v| (l.min(v), h.max(v)));
+                    let want = ((hi - lo) / bits.levels() as f32).max(MIN_SCALE);
+                    assert!(same(scale, want), "{bits:?} group {group}: scale {scale} vs (max - min) / levels = {want}");
+                }
             }
         }
     }
