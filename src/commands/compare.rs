@@ -81,7 +81,7 @@ pub fn run(args: &CompareArgs) -> Result<Outcome> {
             Ok(l) => l,
             Err(e) if args.output.continue_on_error => {
                 for p in &todo {
-                    sink.record(not_run(p, &settings, &e))?;
+                    output::record_not_run(&mut sink, p.params.clone(), &settings, &e)?;
                 }
                 any_failed = true;
                 continue;
@@ -128,11 +128,8 @@ pub fn run(args: &CompareArgs) -> Result<Outcome> {
                     eprintln!("stopped: finished cases are in {}; continue with --resume {}", sink.dir().display(), sink.dir().display());
                     return Ok(Outcome::Interrupted);
                 }
-                Err(e) if args.output.continue_on_error || output::status_of_error(&e) == CaseStatus::Skipped => {
-                    tracing::warn!("{} {}: {e:#}", model_id, p.params.label());
-                    let case = not_run(p, &settings, &e);
-                    any_failed |= case.status == CaseStatus::Failed;
-                    sink.record(case)?;
+                Err(e) if output::goes_on_after(&args.output, &e) => {
+                    any_failed |= output::record_not_run(&mut sink, p.params.clone(), &settings, &e)?;
                     continue;
                 }
                 Err(e) => return Err(e.context(format!("{} {}", model_id, p.params.label()))),
@@ -260,12 +257,6 @@ fn quality(ours: &[Vec<u32>], standard: Option<&Vec<Vec<u32>>>, perplexity: Opti
         first_divergence,
         perplexity,
     }
-}
-
-/// A case that did not run: skipped when unsupported, failed otherwise.
-fn not_run(p: &Planned, settings: &Settings, err: &anyhow::Error) -> CaseResult {
-    let reason = crate::error::first_line(&format!("{err:#}"));
-    CaseResult::not_run(p.params.clone(), settings, output::status_of_error(err), reason)
 }
 
 fn short(model: &str) -> &str {

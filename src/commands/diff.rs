@@ -58,45 +58,36 @@ pub fn run(args: &DiffArgs) -> Result<Outcome> {
         for m in &METRICS {
             let sa: Vec<f64> = ca.runs.iter().map(m.value).collect();
             let sb: Vec<f64> = cb.runs.iter().map(m.value).collect();
-            let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
-            let Some(change) = welch_change(&sa, &sb) else {
-                // One run a side (kvcache's default): the change, without an interval or a verdict.
-                if !sa.is_empty() && !sb.is_empty() && mean(&sa) != 0.0 {
-                    let relative = mean(&sb) / mean(&sa) - 1.0;
-                    out += &format!(
-                        "{} {} | {} | {:.4} | {:.4} | {:+.2}% | - | n/a ({} and {} runs: repeat with -r 2 or more)\n",
-                        ca.params.model(),
-                        ca.params.label(),
-                        m.name,
-                        mean(&sa),
-                        mean(&sb),
-                        relative * 100.0,
-                        sa.len(),
-                        sb.len()
-                    );
-                }
+            if sa.is_empty() || sb.is_empty() {
                 continue;
-            };
-            let slowdown = if m.higher_is_better { -change.relative } else { change.relative };
-            let is_speed = m.name != "peak RSS";
-            if change.significant && is_speed {
-                worst_slowdown = worst_slowdown.max(slowdown * 100.0);
             }
+            let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+            let (ma, mb) = (mean(&sa), mean(&sb));
+            let (relative, interval, verdict) = match welch_change(&sa, &sb) {
+                Some(change) => {
+                    let slowdown = if m.higher_is_better { -change.relative } else { change.relative };
+                    if change.significant && m.name != "peak RSS" {
+                        worst_slowdown = worst_slowdown.max(slowdown * 100.0);
+                    }
+                    let verdict = match (change.significant, slowdown > 0.0) {
+                        (false, _) => "no".to_string(),
+                        (true, true) => "yes (worse)".into(),
+                        (true, false) => "yes (better)".into(),
+                    };
+                    (change.relative, format!("[{:+.2}%, {:+.2}%]", change.ci_low * 100.0, change.ci_high * 100.0), verdict)
+                }
+                // One run a side (kvcache's default): the change, without an interval or a verdict.
+                None if ma != 0.0 => {
+                    (mb / ma - 1.0, "-".into(), format!("n/a ({} and {} runs: repeat with -r 2 or more)", sa.len(), sb.len()))
+                }
+                None => continue,
+            };
             out += &format!(
-                "{} {} | {} | {:.4} | {:.4} | {:+.2}% | [{:+.2}%, {:+.2}%] | {}\n",
+                "{} {} | {} | {ma:.4} | {mb:.4} | {:+.2}% | {interval} | {verdict}\n",
                 ca.params.model(),
                 ca.params.label(),
                 m.name,
-                mean(&sa),
-                mean(&sb),
-                change.relative * 100.0,
-                change.ci_low * 100.0,
-                change.ci_high * 100.0,
-                match (change.significant, slowdown > 0.0) {
-                    (false, _) => "no",
-                    (true, true) => "yes (worse)",
-                    (true, false) => "yes (better)",
-                }
+                relative * 100.0,
             );
         }
     }

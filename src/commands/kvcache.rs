@@ -261,11 +261,8 @@ pub fn run(args: &KvcacheArgs) -> Result<Outcome> {
                     eprintln!("stopped: finished cases are in {}; continue with --resume {}", sink.dir().display(), sink.dir().display());
                     return Ok(Outcome::Interrupted);
                 }
-                Err(e) if args.output.continue_on_error || output::status_of_error(&e) == CaseStatus::Skipped => {
-                    tracing::warn!("{e:#}");
-                    let status = output::status_of_error(&e);
-                    any_failed |= status == CaseStatus::Failed;
-                    sink.record(CaseResult::not_run(params, &settings, status, crate::error::first_line(&format!("{e:#}"))))?;
+                Err(e) if output::goes_on_after(&args.output, &e) => {
+                    any_failed |= output::record_not_run(&mut sink, params, &settings, &e)?;
                     continue;
                 }
                 Err(e) => return Err(e),

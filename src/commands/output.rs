@@ -6,7 +6,7 @@ use crate::charts::{self, ImageFormat};
 use crate::cli::args::OutputArgs;
 use crate::error::LlmbenchError;
 use crate::results::export::{exporter, OutputFormat};
-use crate::results::schema::{CaseStatus, Report};
+use crate::results::schema::{CaseParams, CaseResult, CaseStatus, Report, Settings};
 use crate::results::sink::Sink;
 use anyhow::Result;
 use std::collections::HashSet;
@@ -36,6 +36,19 @@ pub fn status_of_error(err: &anyhow::Error) -> CaseStatus {
     } else {
         CaseStatus::Failed
     }
+}
+
+/// Records a case that errored, as skipped (unsupported) or failed, and says whether it failed.
+pub fn record_not_run(sink: &mut Sink, params: CaseParams, settings: &Settings, err: &anyhow::Error) -> Result<bool> {
+    tracing::warn!("{}: {err:#}", params.label());
+    let status = status_of_error(err);
+    sink.record(CaseResult::not_run(params, settings, status, crate::error::first_line(&format!("{err:#}"))))?;
+    Ok(status == CaseStatus::Failed)
+}
+
+/// Whether a case's error is recorded and the run goes on (or the run stops with it).
+pub fn goes_on_after(args: &OutputArgs, err: &anyhow::Error) -> bool {
+    args.continue_on_error || status_of_error(err) == CaseStatus::Skipped
 }
 
 /// Charts and table.md into the run directory, then the report on stdout.
