@@ -88,6 +88,19 @@ fn llama_static_cache_is_bitwise_full() {
 /// Runs `STEPS` greedy steps through `cache` and through a full cache side by side; returns
 /// whether every step's logits were bitwise equal.
 fn bitwise_equal_to_full(name: &str, kind: KvKind, options: kv::KvOptions) -> bool {
+    first_difference(name, kind, options).logits.is_none()
+}
+
+/// The first step at which a strategy's logits differ from full's, and the first step after
+/// which it holds something other than full does (fewer tokens, or other bytes: evicted,
+/// merged or quantized).
+#[derive(Debug, PartialEq)]
+struct FirstDifference {
+    logits: Option<usize>,
+    held: Option<usize>,
+}
+
+fn first_difference(name: &str, kind: KvKind, options: kv::KvOptions) -> FirstDifference {
     let loaded = load(&fixture(name));
     let model = loaded.model.as_ref();
     let n_layers = model.config().n_layers();
@@ -95,16 +108,22 @@ fn bitwise_equal_to_full(name: &str, kind: KvKind, options: kv::KvOptions) -> bo
     let mut other = kv::build_with(kind, options, n_layers, 4 + STEPS);
     let mut tokens: Vec<u32> = vec![5, 17, 42, 7];
     let mut pos = 0;
-    let mut equal = true;
-    for _ in 0..STEPS {
+    let mut first = FirstDifference { logits: None, held: None };
+    for step in 0..STEPS {
         let input = Tensor::new(&tokens[pos..], &Device::Cpu).unwrap().unsqueeze(0).unwrap();
         let a: Vec<f32> = model.forward(&input, pos, full.as_mut()).unwrap().squeeze(0).unwrap().to_vec1().unwrap();
         let b: Vec<f32> = model.forward(&input, pos, other.as_mut()).unwrap().squeeze(0).unwrap().to_vec1().unwrap();
-        equal &= a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits());
+        if first.logits.is_none() && !a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()) {
+            first.logits = Some(step);
+        }
+        let (f, o) = (full.stats(), other.stats());
+        if first.held.is_none() && (o.tokens_held != f.tokens_held || o.kv_cache_bytes != f.kv_cache_bytes) {
+            first.held = Some(step);
+        }
         pos = tokens.len();
         tokens.push(argmax(&a));
     }
-    equal
+    first
 }
 
 #[test]
@@ -119,7 +138,8 @@ fn window_covering_the_sequence_is_bitwise_full_and_a_short_one_is_not() {
     let covering = kv::KvOptions { window: 4 + STEPS, ..Default::default() };
     assert!(bitwise_equal_to_full("tiny-llama", KvKind::Window, covering));
     let short = kv::KvOptions { window: 8, ..Default::default() };
-    assert!(!bitwise_equal_to_full("tiny-llama", KvKind::Window, short), "a window of 8 must change the logits");
+    // 4 + s tokens exceed 8 at step 5; the window drops them after that step's attention.
+    assert_eq!(first_difference("tiny-llama", KvKind::Window, short), FirstDifference { logits: Some(6), held: Some(5) });
 }
 
 /// Strategies that would keep everything (window, budget or residual covering the sequence)
@@ -142,17 +162,24 @@ fn strategies_covering_the_sequence_are_bitwise_full_and_short_ones_are_not() {
             assert!(bitwise_equal_to_full(name, kind, options), "{name} {kind:?}");
         }
     }
+    // After step s the cache has seen 4 + s tokens. Each short setting first holds something
+    // else than full at the step its rule predicts: sinks 2 + 8 and h2o 8 keep at most 10 and 8
+    // tokens (steps 7, 5), chunked merges a chunk of 4 once 8 + 4 are exact (step 8), cake's
+    // average budget 40 (step 37), KIVI quantizes a group of 4 once 4 + 4 tokens wait (step 4).
+    // Evicting strategies drop tokens after the step's attention, so their logits first differ
+    // one step later; KIVI quantizes on append, so the same step. Before that, bitwise full's.
     let short = [
-        (KvKind::Sinks, kv::KvOptions { sinks: 2, window: 8, ..d }),
-        (KvKind::Chunked, kv::KvOptions { keep_last: 8, chunk: 4, ..d }),
-        (KvKind::H2o, kv::KvOptions { budget: 8, ..d }),
-        (KvKind::Cake, kv::KvOptions { budget: kv::CAKE_WINDOW + 8, ..d }),
+        (KvKind::Sinks, kv::KvOptions { sinks: 2, window: 8, ..d }, 7, 1),
+        (KvKind::Chunked, kv::KvOptions { keep_last: 8, chunk: 4, ..d }, 8, 1),
+        (KvKind::H2o, kv::KvOptions { budget: 8, ..d }, 5, 1),
+        (KvKind::Cake, kv::KvOptions { budget: kv::CAKE_WINDOW + 8, ..d }, 37, 1),
         // A residual shorter than the sequence: the older tokens are quantized (8 bits too).
-        (KvKind::Kivi, kv::KvOptions { residual: 4, group: 4, bits: kv::Bits::Eight, ..d }),
-        (KvKind::Kivi, kv::KvOptions { residual: 4, group: 4, bits: kv::Bits::Two, ..d }),
+        (KvKind::Kivi, kv::KvOptions { residual: 4, group: 4, bits: kv::Bits::Eight, ..d }, 4, 0),
+        (KvKind::Kivi, kv::KvOptions { residual: 4, group: 4, bits: kv::Bits::Two, ..d }, 4, 0),
     ];
-    for (kind, options) in short {
-        assert!(!bitwise_equal_to_full("tiny-llama", kind, options), "{kind:?} must change the logits");
+    for (kind, options, held, later) in short {
+        let first = first_difference("tiny-llama", kind, options);
+        assert_eq!(first, FirstDifference { logits: Some(held + later), held: Some(held) }, "{kind:?}");
     }
 }
 
