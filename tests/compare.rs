@@ -382,3 +382,29 @@ fn committed_run_files_parse_into_their_studies() {
     assert_eq!((args.max_new_tokens, args.eval_tokens), (64, 64));
     assert_eq!(args.strategies.split(',').count(), 13);
 }
+
+/// A combination the model cannot run is recorded as skipped with its reason, and the sweep
+/// goes on: int4's 32-channel groups do not fit the fixture's 16-channel heads, so standard
+/// decoding on `--kv-cache int4` is skipped while sled:stride (its own full cache) runs.
+#[test]
+fn an_unsupported_combination_is_skipped_and_the_sweep_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let assert = compare(
+        &["--model", fixture("tiny-llama").to_str().unwrap(), "-n", "4", "-r", "1", "--methods", "standard,sled:stride"]
+            .into_iter()
+            .chain(["--window", "4", "--stride", "2", "--kv-cache", "int4", "--prompt", "hi", "--no-charts", "-q"])
+            .collect::<Vec<_>>(),
+        &out,
+    )
+    .success();
+    let stdout = String::from_utf8_lossy(&assert.get_output().stdout).into_owned();
+    assert!(stdout.contains("skipped: unsupported: int4: the model's head dim 16"), "{stdout}");
+    let results = read_json(&out.join("results.json"));
+    validate(&results);
+    let cases = results["cases"].as_array().unwrap();
+    assert_eq!((cases[0]["status"].as_str(), cases[0]["runs"].as_array().unwrap().len()), (Some("skipped"), 0));
+    assert!(cases[0]["reason"].as_str().unwrap().contains("not a multiple of the 32-channel int4 groups"));
+    assert_eq!(cases[1]["status"], "ok");
+    assert_eq!(cases[1]["runs"].as_array().unwrap().len(), 1);
+}

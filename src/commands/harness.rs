@@ -54,8 +54,12 @@ pub fn run_case(
     tick: &mut dyn FnMut(),
 ) -> Result<Option<Vec<RunRecord>>> {
     let n_layers = loaded.model.config().n_layers();
+    let kind = strategy.cache_kind(spec.kv);
+    if let Some(reason) = kv::unsupported(kind, loaded.model.config().kv_shape().1) {
+        return Err(anyhow::Error::new(crate::error::LlmbenchError::Unsupported(reason)));
+    }
     let longest_prompt = spec.prompts.iter().map(Vec::len).max().unwrap_or(0);
-    let mut cache = kv::build_with(strategy.cache_kind(spec.kv), spec.kv_options, n_layers, longest_prompt + spec.max_new_tokens);
+    let mut cache = kv::build_with(kind, spec.kv_options, n_layers, longest_prompt + spec.max_new_tokens);
     fn request<'p>(spec: &CaseSpec, prompt: &'p [u32]) -> GenerateRequest<'p> {
         GenerateRequest {
             prompt_ids: prompt,

@@ -1,7 +1,8 @@
 //! KIVI: keys quantized per channel, values per token, the most recent tokens in full
 //! precision (Liu et al., 2024). Key outliers sit in fixed channels, so a key's scale and zero
 //! point run along the channel over a group of `group` tokens; values have no such channels
-//! and are quantized per token (groups of `VALUE_GROUP` channels). New tokens wait in a
+//! and are quantized per token (groups of `VALUE_GROUP` channels, or the whole head where it is
+//! narrower, as in small test models). New tokens wait in a
 //! full-precision residual; once it holds `residual + group` tokens, its oldest `group` are
 //! quantized (so the last `residual` to `residual + group - 1` tokens are always exact).
 //!

@@ -268,6 +268,22 @@ mod bits_as_number {
     }
 }
 
+/// Why `kind` cannot store keys and values of `head_dim` channels, if it cannot: a sweep
+/// records such a case as skipped instead of failing on the first append.
+pub fn unsupported(kind: KvKind, head_dim: usize) -> Option<String> {
+    match kind {
+        KvKind::Int4 | KvKind::Mixed if head_dim % INT4_GROUP != 0 => Some(format!(
+            "{}: the model's head dim {head_dim} is not a multiple of the {INT4_GROUP}-channel int4 groups",
+            kind.name()
+        )),
+        KvKind::Kivi if head_dim % kivi::VALUE_GROUP != 0 && kivi::VALUE_GROUP % head_dim != 0 => Some(format!(
+            "kivi: the model's head dim {head_dim} is neither a multiple nor a divisor of the {}-channel value groups",
+            kivi::VALUE_GROUP
+        )),
+        _ => None,
+    }
+}
+
 /// A strategy with default options (see `build_with`).
 pub fn build(kind: KvKind, n_layers: usize, max_tokens: usize) -> Box<dyn KvCache> {
     build_with(kind, KvOptions::default(), n_layers, max_tokens)
