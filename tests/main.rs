@@ -10,5 +10,6 @@ mod sled;
 mod hf_goldens;
 mod hub;
 mod kvcache;
+mod loaders;
 mod sampling;
 mod smollm2;
