@@ -187,7 +187,14 @@ fn pre_tokenizer(pre: &str) -> Result<PreTokenizerWrapper> {
     let byte_level = |use_regex| PreTokenizerWrapper::ByteLevel(ByteLevel::new(false, true, use_regex));
     Ok(match pre {
         "llama-bpe" | "llama3" => {
-            let split = Split::new(SplitPattern::Regex(LLAMA3_SPLIT.into()), SplitDelimiterBehavior::Isolated, false)
+            // Compiled once per process: the regex's Unicode classes take milliseconds to build.
+            static SPLIT: std::sync::OnceLock<std::result::Result<Split, String>> = std::sync::OnceLock::new();
+            let split = SPLIT
+                .get_or_init(|| {
+                    Split::new(SplitPattern::Regex(LLAMA3_SPLIT.into()), SplitDelimiterBehavior::Isolated, false)
+                        .map_err(|e| e.to_string())
+                })
+                .clone()
                 .map_err(|e| anyhow::anyhow!("llama3 pre-tokenizer regex: {e}"))?;
             PreTokenizerWrapper::Sequence(Sequence::new(vec![split.into(), byte_level(false)]))
         }
