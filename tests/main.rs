@@ -11,5 +11,6 @@ mod sled;
 mod hf_goldens;
 mod hub;
 mod kvcache;
+mod loaders;
 mod sampling;
 mod smollm2;

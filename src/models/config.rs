@@ -3,10 +3,19 @@
 //! transformers so a config.json maps one to one.
 
 use crate::error::LlmbenchError;
-use anyhow::{Context, Result};
+use anyhow::Result;
 use serde::Serialize;
 use serde_json::Value;
 use std::path::Path;
+
+/// Bounds no real checkpoint comes near (Llama 3.1 405B: 126 layers, hidden 16384, the largest
+/// vocabularies ~256k tokens): past them a config is corrupt, and random weights for it could
+/// not be allocated anyway.
+const MAX_LAYERS: usize = 4096;
+const MAX_VOCAB: usize = 1 << 24;
+const MAX_HIDDEN: usize = 1 << 20;
+/// Elements in one weight matrix (2^40 f32 = 4 TiB).
+const MAX_TENSOR_ELEMENTS: usize = 1 << 40;
 
 /// Every architecture the engine implements.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -110,11 +119,19 @@ impl ModelConfig {
 
     /// Reads a Hugging Face config.json.
     pub fn from_json_file(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        let json: Value = serde_json::from_str(&text).map_err(|e| {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            LlmbenchError::invalid(format!("{}: cannot read ({e}); it must be a UTF-8 config.json", path.display()))
+        })?;
+        Self::from_json_text(&text, path)
+    }
+
+    /// Parses the text of a config.json; errors are input errors naming `path`.
+    pub fn from_json_text(text: &str, path: &Path) -> Result<Self> {
+        let json: Value = serde_json::from_str(text).map_err(|e| {
             LlmbenchError::invalid(format!("{}: not valid JSON ({e}); re-download the model", path.display()))
         })?;
-        Self::from_json(&json).map_err(|e| LlmbenchError::invalid(format!("{}: {e:#}", path.display())))
+        Self::from_json(&json)
+            .map_err(|e| LlmbenchError::invalid(format!("{}: {e:#}; fix the file or download the model again", path.display())))
     }
 
     /// Parses a config.json value; errors name the missing or unsupported field.
@@ -137,7 +154,7 @@ impl ModelConfig {
                     n_head: f.usize("n_head")?,
                     n_inner: f.opt_usize("n_inner")?.unwrap_or(4 * n_embd),
                     layer_norm_epsilon: f.opt_f64("layer_norm_epsilon")?.unwrap_or(1e-5),
-                    bos_token_id: f.opt_usize("bos_token_id")?.map(|v| v as u32),
+                    bos_token_id: f.token_id("bos_token_id")?,
                     eos_token_ids: f.token_ids("eos_token_id")?,
                 }))
             }
@@ -157,7 +174,13 @@ impl ModelConfig {
                     num_hidden_layers: f.usize("num_hidden_layers")?,
                     num_attention_heads: heads,
                     num_key_value_heads: f.opt_usize("num_key_value_heads")?.unwrap_or(heads),
-                    head_dim: f.opt_usize("head_dim")?.unwrap_or(hidden_size / heads.max(1)),
+                    head_dim: match f.opt_usize("head_dim")? {
+                        Some(d) => d,
+                        None if heads > 0 && hidden_size % heads == 0 => hidden_size / heads,
+                        None => anyhow::bail!(
+                            "hidden_size {hidden_size} is not a multiple of num_attention_heads {heads} (and no head_dim is given)"
+                        ),
+                    },
                     rms_norm_eps: f.opt_f64("rms_norm_eps")?.unwrap_or(1e-6),
                     rope_theta,
                     rope_scaling: parse_rope_scaling(rope)?,
@@ -165,7 +188,7 @@ impl ModelConfig {
                     tie_word_embeddings: json.get("tie_word_embeddings").and_then(Value::as_bool).unwrap_or(false),
                     attention_bias: json.get("attention_bias").and_then(Value::as_bool).unwrap_or(false),
                     rope_interleaved: false,
-                    bos_token_id: f.opt_usize("bos_token_id")?.map(|v| v as u32),
+                    bos_token_id: f.token_id("bos_token_id")?,
                     eos_token_ids: f.token_ids("eos_token_id")?,
                 }))
             }
@@ -180,26 +203,77 @@ impl ModelConfig {
         .and_then(|cfg| cfg.validated())
     }
 
-    /// Rejects shapes the layers cannot be built from, before any allocation.
+    /// Rejects shapes the layers cannot be built from, before any allocation: zero or
+    /// non-dividing sizes, sizes whose products overflow, non-finite scalars, and BOS/EOS ids
+    /// outside the vocabulary.
     pub fn validated(self) -> Result<Self> {
-        let bad = |what: &str| Err(anyhow::anyhow!("invalid config: {what}"));
-        match &self {
+        let bad = |what: String| Err(anyhow::anyhow!("invalid config: {what}"));
+        let positive = |pairs: &[(&str, usize)]| pairs.iter().find(|(_, v)| *v == 0).map(|(k, _)| format!("{k} must be positive"));
+        let (hidden, tensors) = match &self {
             Self::Gpt2(c) => {
-                if c.n_head == 0 || c.n_embd % c.n_head != 0 {
-                    return bad("n_embd must be a multiple of n_head");
+                if let Some(why) = positive(&[("n_head", c.n_head), ("n_embd", c.n_embd), ("n_positions", c.n_positions), ("n_inner", c.n_inner)]) {
+                    return bad(why);
                 }
+                if c.n_embd % c.n_head != 0 {
+                    return bad(format!("n_embd {} must be a multiple of n_head {}", c.n_embd, c.n_head));
+                }
+                if !(c.layer_norm_epsilon.is_finite() && c.layer_norm_epsilon >= 0.0) {
+                    return bad(format!("layer_norm_epsilon {} must be a finite non-negative number", c.layer_norm_epsilon));
+                }
+                (c.n_embd, vec![("vocab_size x n_embd", c.vocab_size, c.n_embd), ("n_positions x n_embd", c.n_positions, c.n_embd), ("n_inner x n_embd", c.n_inner, c.n_embd), ("3 x n_embd", 3, c.n_embd)])
             }
             Self::Llama(c) => {
-                if c.num_key_value_heads == 0 || c.num_attention_heads % c.num_key_value_heads != 0 {
-                    return bad("num_attention_heads must be a multiple of num_key_value_heads");
+                if let Some(why) = positive(&[
+                    ("num_attention_heads", c.num_attention_heads),
+                    ("num_key_value_heads", c.num_key_value_heads),
+                    ("head_dim", c.head_dim),
+                    ("hidden_size", c.hidden_size),
+                    ("intermediate_size", c.intermediate_size),
+                    ("max_position_embeddings", c.max_position_embeddings),
+                ]) {
+                    return bad(why);
+                }
+                if c.num_attention_heads % c.num_key_value_heads != 0 {
+                    return bad("num_attention_heads must be a multiple of num_key_value_heads".into());
                 }
                 if c.head_dim % 2 != 0 {
-                    return bad("head_dim must be even for RoPE");
+                    return bad("head_dim must be even for RoPE".into());
                 }
+                if !(c.rms_norm_eps.is_finite() && c.rms_norm_eps >= 0.0) {
+                    return bad(format!("rms_norm_eps {} must be a finite non-negative number", c.rms_norm_eps));
+                }
+                if !(c.rope_theta.is_finite() && c.rope_theta > 0.0) {
+                    return bad(format!("rope_theta {} must be a finite positive number", c.rope_theta));
+                }
+                if let Some(r) = &c.rope_scaling {
+                    let ok = [r.factor, r.low_freq_factor, r.high_freq_factor].iter().all(|f| f.is_finite() && *f > 0.0);
+                    if !ok || r.original_max_position_embeddings == 0 || r.low_freq_factor >= r.high_freq_factor {
+                        return bad("rope_scaling needs positive factors, low_freq_factor < high_freq_factor and a positive original_max_position_embeddings".into());
+                    }
+                }
+                let q = c.num_attention_heads.checked_mul(c.head_dim).unwrap_or(usize::MAX);
+                (c.hidden_size, vec![("vocab_size x hidden_size", c.vocab_size, c.hidden_size), ("num_attention_heads x head_dim x hidden_size", q, c.hidden_size), ("intermediate_size x hidden_size", c.intermediate_size, c.hidden_size)])
+            }
+        };
+        if self.n_layers() == 0 || self.vocab_size() == 0 {
+            return bad("num layers and vocab_size must be positive".into());
+        }
+        if self.n_layers() > MAX_LAYERS || self.vocab_size() > MAX_VOCAB || hidden > MAX_HIDDEN {
+            return bad(format!(
+                "{} layers, vocab_size {} and hidden size {hidden}: llmbench takes at most {MAX_LAYERS} layers, a vocabulary of {MAX_VOCAB} and a hidden size of {MAX_HIDDEN}",
+                self.n_layers(),
+                self.vocab_size()
+            ));
+        }
+        for (what, a, b) in tensors {
+            if a.checked_mul(b).is_none_or(|n| n > MAX_TENSOR_ELEMENTS) {
+                return bad(format!("{what} is more than {MAX_TENSOR_ELEMENTS} elements in one weight"));
             }
         }
-        if self.n_layers() == 0 || self.vocab_size() == 0 {
-            return bad("num layers and vocab_size must be positive");
+        let vocab = self.vocab_size();
+        let outside = self.bos_token_id().into_iter().chain(self.eos_token_ids().iter().copied()).find(|&id| id as usize >= vocab);
+        if let Some(id) = outside {
+            return bad(format!("BOS/EOS token id {id} is outside the vocabulary of {vocab} tokens"));
         }
         Ok(self)
     }
@@ -325,13 +399,22 @@ impl Fields<'_> {
     fn token_ids(&self, key: &str) -> Result<Vec<u32>> {
         match self.0.get(key) {
             None | Some(Value::Null) => Ok(vec![]),
-            Some(Value::Array(items)) => items
-                .iter()
-                .map(|v| v.as_u64().map(|n| n as u32).ok_or_else(|| anyhow::anyhow!("field `{key}`: {v} is not a token id")))
-                .collect(),
-            Some(v) => Ok(vec![v.as_u64().ok_or_else(|| anyhow::anyhow!("field `{key}`: {v} is not a token id"))? as u32]),
+            Some(Value::Array(items)) => items.iter().map(|v| as_token_id(key, v)).collect(),
+            Some(v) => Ok(vec![as_token_id(key, v)?]),
         }
     }
+    fn token_id(&self, key: &str) -> Result<Option<u32>> {
+        match self.0.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(v) => as_token_id(key, v).map(Some),
+        }
+    }
+}
+
+fn as_token_id(key: &str, v: &Value) -> Result<u32> {
+    v.as_u64()
+        .and_then(|n| u32::try_from(n).ok())
+        .ok_or_else(|| anyhow::anyhow!("field `{key}`: {v} is not a token id (an integer below 2^32)"))
 }
 
 #[cfg(test)]

@@ -1,9 +1,10 @@
-//! GGUF files (llama.cpp's format): validated at open, tensors read on demand and kept
-//! quantized, Llama hyper-parameters read from the metadata, and the Hugging Face tensor
-//! names the architectures use translated to GGUF's (`model.layers.3.self_attn.q_proj` ->
-//! `blk.3.attn_q`).
+//! GGUF files (llama.cpp's format): the header read and validated at open by the bounded
+//! reader (`gguf_reader`), tensors read on demand and kept quantized, Llama hyper-parameters
+//! read from the metadata, and the Hugging Face tensor names the architectures use translated
+//! to GGUF's (`model.layers.3.self_attn.q_proj` -> `blk.3.attn_q`).
 
 use super::config::{LlamaConfig, ModelConfig};
+use super::gguf_reader::read_content;
 use crate::error::LlmbenchError;
 use anyhow::{Context, Result};
 use candle_core::quantized::gguf_file::{Content, Value};
@@ -21,32 +22,21 @@ pub struct GgufFile {
 }
 
 impl GgufFile {
-    /// Opens and checks that the file holds every byte its tensor table promises.
+    /// Opens the file and reads its header with the bounded reader (`gguf_reader`), which also
+    /// checks that every tensor's data lies inside the file.
     pub fn open(path: &Path) -> Result<Self> {
-        let corrupt = |why: String| {
-            LlmbenchError::invalid(format!(
-                "{}: {why}; it is not a complete GGUF file: download it again, or pass a .gguf produced by llama.cpp",
-                path.display()
-            ))
-        };
-        let mut reader = File::open(path).map_err(|e| {
+        let file = File::open(path).map_err(|e| {
             LlmbenchError::invalid(format!("{}: cannot open ({e}); check the path given to --model", path.display()))
         })?;
-        let content = Content::read(&mut reader).map_err(|e| corrupt(format!("unreadable header ({})", crate::error::first_line(&e))))?;
-        let len = reader.metadata().with_context(|| format!("reading {}", path.display()))?.len();
-        let needed = content
-            .tensor_infos
-            .values()
-            .map(|t| {
-                let bytes = t.shape.elem_count() / t.ggml_dtype.block_size() * t.ggml_dtype.type_size();
-                content.tensor_data_offset + t.offset + bytes as u64
-            })
-            .max()
-            .unwrap_or(content.tensor_data_offset);
-        if needed > len {
-            return Err(corrupt(format!("holds {len} bytes but its tensors need {needed} (truncated)")));
-        }
-        Ok(Self { path: path.to_path_buf(), content, reader: Mutex::new(reader) })
+        let len = file.metadata().with_context(|| format!("reading {}", path.display()))?.len();
+        // Buffered: the header is read a few bytes at a time. Tensor reads later seek absolutely.
+        let content = read_content(&mut std::io::BufReader::new(&file), len).map_err(|e| {
+            LlmbenchError::invalid(format!(
+                "{}: not a complete GGUF file ({e}); download it again, or pass a .gguf produced by llama.cpp",
+                path.display()
+            ))
+        })?;
+        Ok(Self { path: path.to_path_buf(), content, reader: Mutex::new(file) })
     }
 
     pub fn contains(&self, hf_name: &str) -> bool {
@@ -56,6 +46,13 @@ impl GgufFile {
     /// Reads one tensor, still quantized, onto `device`.
     pub fn qtensor(&self, hf_name: &str, device: &Device) -> Result<QTensor> {
         let name = gguf_name(hf_name);
+        if !self.content.tensor_infos.contains_key(&name) {
+            crate::bail_input!(
+                "{}: GGUF has no tensor `{name}` (`{hf_name}`), which its llama metadata requires; the file is incomplete or \
+                 not a llama model: re-export it with llama.cpp's convert_hf_to_gguf.py",
+                self.path.display()
+            );
+        }
         let mut reader = self.reader.lock().map_err(|_| anyhow::anyhow!("GGUF reader poisoned"))?;
         self.content
             .tensor(&mut *reader, &name, device)
@@ -81,59 +78,125 @@ impl GgufFile {
 
     /// The architecture described by the metadata (llama.cpp's key names).
     pub fn config(&self) -> Result<ModelConfig> {
-        let arch = self.metadata_str("general.architecture").unwrap_or("");
-        if arch != "llama" {
-            return Err(anyhow::Error::new(LlmbenchError::Unsupported(format!(
-                "{}: GGUF architecture `{arch}`; llmbench runs GGUF files of the llama architecture",
-                self.path.display()
-            ))));
+        config_of(&self.content, &self.path)
+    }
+}
+
+/// The architecture a GGUF header describes; every error is an input error naming `path`.
+/// Public for the fuzz targets, which hold a `Content` but no file.
+pub fn config_of(content: &Content, path: &Path) -> Result<ModelConfig> {
+    let fail = |why: String| LlmbenchError::invalid(format!("{}: {why}", path.display()));
+    let reexport = "re-export the model with llama.cpp's convert_hf_to_gguf.py";
+    let arch = match content.metadata.get("general.architecture") {
+        Some(Value::String(s)) => s.as_str(),
+        Some(_) => return Err(fail(format!("GGUF metadata general.architecture is not a string; {reexport}"))),
+        None => return Err(fail(format!("GGUF metadata general.architecture is missing; {reexport}"))),
+    };
+    if arch != "llama" {
+        return Err(fail(format!(
+            "GGUF architecture `{arch}` is not supported: llmbench runs GGUF files of the llama architecture; pass a llama-family \
+             GGUF, or the model's Hugging Face id"
+        )));
+    }
+    let meta = |key: &str| content.metadata.get(&format!("llama.{key}"));
+    let int = |key: &str| -> Result<Option<usize>> {
+        let Some(v) = meta(key) else { return Ok(None) };
+        let n = as_u64(v).and_then(|n| usize::try_from(n).ok()).ok_or_else(|| {
+            fail(format!("GGUF metadata llama.{key} must be a non-negative integer, found {}; {reexport}", shown(v)))
+        })?;
+        Ok(Some(n))
+    };
+    let float = |key: &str| -> Result<Option<f64>> {
+        let Some(v) = meta(key) else { return Ok(None) };
+        let n = as_f64(v).ok_or_else(|| fail(format!("GGUF metadata llama.{key} must be a number, found {}; {reexport}", shown(v))))?;
+        Ok(Some(n))
+    };
+    let need = |key: &str| -> Result<usize> {
+        int(key)?.ok_or_else(|| fail(format!("GGUF metadata llama.{key} is missing; the file is incomplete: {reexport}")))
+    };
+    let hidden_size = need("embedding_length")?;
+    let heads = need("attention.head_count")?;
+    let embd = content.tensor_infos.get("token_embd.weight");
+    let vocab_size = match int("vocab_size")? {
+        Some(n) => n,
+        None => match embd.map(|t| t.shape.dims()) {
+            Some(&[vocab, _]) => vocab,
+            Some(dims) => {
+                return Err(fail(format!("GGUF tensor token_embd.weight has shape {dims:?}, expected [vocab, {hidden_size}]; {reexport}")))
+            }
+            None => return Err(fail(format!("GGUF has no token_embd.weight and no llama.vocab_size; {reexport}"))),
+        },
+    };
+    let head_dim = match int("attention.key_length")? {
+        Some(d) => d,
+        None if heads > 0 && hidden_size % heads == 0 => hidden_size / heads,
+        None => {
+            return Err(fail(format!(
+                "GGUF metadata llama.embedding_length {hidden_size} is not a multiple of llama.attention.head_count {heads}; {reexport}"
+            )))
         }
-        let num = |key: &str| -> Result<Option<f64>> {
-            let Some(v) = self.metadata(&format!("llama.{key}")) else { return Ok(None) };
-            let n = v
-                .to_u32()
-                .map(f64::from)
-                .or_else(|_| v.to_u64().map(|n| n as f64))
-                .or_else(|_| v.to_f32().map(f64::from))
-                .map_err(|_| anyhow::anyhow!("{}: metadata llama.{key} is not a number", self.path.display()))?;
-            Ok(Some(n))
-        };
-        let need = |key: &str| -> Result<usize> {
-            num(key)?
-                .map(|n| n as usize)
-                .ok_or_else(|| anyhow::anyhow!("{}: metadata llama.{key} is missing", self.path.display()))
-        };
-        let hidden_size = need("embedding_length")?;
-        let heads = need("attention.head_count")?;
-        let vocab_size = match num("vocab_size")? {
-            Some(n) => n as usize,
-            None => self
-                .content
-                .tensor_infos
-                .get("token_embd.weight")
-                .map(|t| t.shape.dims()[0])
-                .context("GGUF has no token_embd.weight")?,
-        };
-        let token_id = |key: &str| self.metadata(key).and_then(|v| v.to_u32().ok());
-        let cfg = LlamaConfig {
-            vocab_size,
-            hidden_size,
-            intermediate_size: need("feed_forward_length")?,
-            num_hidden_layers: need("block_count")?,
-            num_attention_heads: heads,
-            num_key_value_heads: num("attention.head_count_kv")?.map(|n| n as usize).unwrap_or(heads),
-            head_dim: num("attention.key_length")?.map(|n| n as usize).unwrap_or(hidden_size / heads.max(1)),
-            rms_norm_eps: num("attention.layer_norm_rms_epsilon")?.unwrap_or(1e-5),
-            rope_theta: num("rope.freq_base")?.unwrap_or(10_000.0),
-            rope_scaling: None,
-            max_position_embeddings: num("context_length")?.map(|n| n as usize).unwrap_or(2048),
-            tie_word_embeddings: !self.content.tensor_infos.contains_key("output.weight"),
-            attention_bias: self.content.tensor_infos.contains_key("blk.0.attn_q.bias"),
-            rope_interleaved: true,
-            bos_token_id: token_id("tokenizer.ggml.bos_token_id"),
-            eos_token_ids: token_id("tokenizer.ggml.eos_token_id").into_iter().collect(),
-        };
-        ModelConfig::Llama(cfg).validated()
+    };
+    let token_id = |key: &str| -> Result<Option<u32>> {
+        let Some(v) = content.metadata.get(key) else { return Ok(None) };
+        let id = as_u64(v).and_then(|n| u32::try_from(n).ok());
+        id.map(Some).ok_or_else(|| fail(format!("GGUF metadata {key} must be a token id (a u32), found {}; {reexport}", shown(v))))
+    };
+    let cfg = LlamaConfig {
+        vocab_size,
+        hidden_size,
+        intermediate_size: need("feed_forward_length")?,
+        num_hidden_layers: need("block_count")?,
+        num_attention_heads: heads,
+        num_key_value_heads: int("attention.head_count_kv")?.unwrap_or(heads),
+        head_dim,
+        rms_norm_eps: float("attention.layer_norm_rms_epsilon")?.unwrap_or(1e-5),
+        rope_theta: float("rope.freq_base")?.unwrap_or(10_000.0),
+        rope_scaling: None,
+        max_position_embeddings: int("context_length")?.unwrap_or(2048),
+        tie_word_embeddings: !content.tensor_infos.contains_key("output.weight"),
+        attention_bias: content.tensor_infos.contains_key("blk.0.attn_q.bias"),
+        rope_interleaved: true,
+        bos_token_id: token_id("tokenizer.ggml.bos_token_id")?,
+        eos_token_ids: token_id("tokenizer.ggml.eos_token_id")?.into_iter().collect(),
+    };
+    ModelConfig::Llama(cfg).validated().map_err(|e| fail(format!("{e:#}; {reexport}")))
+}
+
+/// An integer metadata value that is not negative, whatever its width.
+fn as_u64(v: &Value) -> Option<u64> {
+    match *v {
+        Value::U8(n) => Some(n.into()),
+        Value::U16(n) => Some(n.into()),
+        Value::U32(n) => Some(n.into()),
+        Value::U64(n) => Some(n),
+        Value::I8(n) => u64::try_from(n).ok(),
+        Value::I16(n) => u64::try_from(n).ok(),
+        Value::I32(n) => u64::try_from(n).ok(),
+        Value::I64(n) => u64::try_from(n).ok(),
+        _ => None,
+    }
+}
+
+/// A numeric metadata value (llama.cpp writes floats as f32, counts as u32).
+fn as_f64(v: &Value) -> Option<f64> {
+    match *v {
+        Value::F32(x) => Some(x.into()),
+        Value::F64(x) => Some(x),
+        Value::I8(n) => Some(n.into()),
+        Value::I16(n) => Some(n.into()),
+        Value::I32(n) => Some(n.into()),
+        Value::I64(n) => Some(n as f64),
+        _ => as_u64(v).map(|n| n as f64),
+    }
+}
+
+/// A metadata value for an error message: its type, and the value when short.
+pub(crate) fn shown(v: &Value) -> String {
+    match v {
+        Value::String(s) if s.len() <= 40 => format!("the string {s:?}"),
+        Value::String(_) => "a long string".into(),
+        Value::Array(items) => format!("an array of {} values", items.len()),
+        other => format!("{other:?}"),
     }
 }
 

@@ -5,6 +5,7 @@
 pub mod config;
 mod cuda_graph;
 pub mod gguf;
+pub mod gguf_reader;
 pub mod gpt2;
 pub mod layers;
 pub mod llama;
@@ -111,6 +112,16 @@ pub fn load(resolved: &ResolvedModel, dtype: DTypeArg, seed: u64, device: &Devic
             let file = gguf::GgufFile::open(path)?;
             let config = file.config()?;
             let tokenizer = TextTokenizer::from_gguf(&file)?;
+            // Ids past the embedding would fail (or index out of bounds) at the first forward pass.
+            if tokenizer.id_bound() > config.vocab_size() {
+                crate::bail_input!(
+                    "{}: the GGUF tokenizer has {} tokens but the model's vocabulary holds {}; the file is inconsistent: \
+                     re-export it with llama.cpp's convert_hf_to_gguf.py",
+                    path.display(),
+                    tokenizer.id_bound(),
+                    config.vocab_size()
+                );
+            }
             let format = format!("gguf {}", file.weight_format());
             (config, Weights::from_gguf(file, device), tokenizer, format, "f32".to_string())
         }

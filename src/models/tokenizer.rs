@@ -2,9 +2,10 @@
 //! merges, token types and the `tokenizer.ggml.pre` pre-tokenizer name, following llama.cpp's
 //! `llama-vocab.cpp` regexes), or raw bytes when `--no-weights` has no tokenizer at all.
 
-use super::gguf::GgufFile;
+use super::gguf::{shown, GgufFile};
 use crate::error::LlmbenchError;
-use anyhow::{Context, Result};
+use anyhow::Result;
+use candle_core::quantized::gguf_file::{Content, Value};
 use std::path::Path;
 use tokenizers::decoders::byte_level::ByteLevel as ByteLevelDecoder;
 use tokenizers::models::bpe::{Vocab, BPE};
@@ -14,15 +15,16 @@ use tokenizers::pre_tokenizers::split::{Split, SplitPattern};
 use tokenizers::{AddedToken, PreTokenizerWrapper, SplitDelimiterBehavior, Tokenizer};
 
 /// GGUF token types (llama.cpp `llama_token_type`): 3 = control, 4 = user defined.
-const TOKEN_TYPE_CONTROL: i32 = 3;
-const TOKEN_TYPE_USER_DEFINED: i32 = 4;
+const TOKEN_TYPE_CONTROL: i64 = 3;
+const TOKEN_TYPE_USER_DEFINED: i64 = 4;
 
 /// Llama 3's pre-tokenizer split ("llama-bpe" in llama.cpp, the `Split` in its tokenizer.json).
 const LLAMA3_SPLIT: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 
 /// Text <-> token ids.
 pub enum TextTokenizer {
-    Hf { tokenizer: Box<Tokenizer>, origin: String },
+    /// `ids`: one more than the largest id it can produce.
+    Hf { tokenizer: Box<Tokenizer>, origin: String, ids: usize },
     /// One token per UTF-8 byte: for random-weight speed runs that have no vocabulary.
     Bytes,
 }
@@ -32,57 +34,109 @@ impl TextTokenizer {
         let tokenizer = Tokenizer::from_file(path).map_err(|e| {
             LlmbenchError::invalid(format!("{}: not a valid tokenizer.json ({e})", path.display()))
         })?;
-        Ok(Self::Hf { tokenizer: Box::new(tokenizer), origin: "tokenizer.json".into() })
+        let ids = tokenizer.get_vocab(true).values().max().map_or(0, |&m| m as usize + 1);
+        Ok(Self::Hf { tokenizer: Box::new(tokenizer), origin: "tokenizer.json".into(), ids })
     }
 
     /// Rebuilds the tokenizer stored in a GGUF file's metadata.
     pub fn from_gguf(file: &GgufFile) -> Result<Self> {
-        let model = file.metadata_str("tokenizer.ggml.model").unwrap_or("");
-        if model != "gpt2" {
-            return Err(anyhow::Error::new(LlmbenchError::Unsupported(format!(
-                "{}: tokenizer.ggml.model `{model}`; llmbench rebuilds byte-level BPE (\"gpt2\") tokenizers from GGUF",
-                file.path.display()
-            ))));
+        Self::from_gguf_content(&file.content, &file.path)
+    }
+
+    /// Rebuilds a byte-level BPE from GGUF metadata (`tokenizer.ggml.*`). Every malformed
+    /// field is an input error naming `path`. Public for the fuzz targets, which hold a
+    /// `Content` but no file.
+    pub fn from_gguf_content(content: &Content, path: &Path) -> Result<Self> {
+        let fail = |why: String| {
+            LlmbenchError::invalid(format!(
+                "{}: {why}; the GGUF tokenizer is malformed: re-export the model with llama.cpp's convert_hf_to_gguf.py",
+                path.display()
+            ))
+        };
+        let meta = |key: &str| content.metadata.get(key);
+        match meta("tokenizer.ggml.model") {
+            Some(Value::String(m)) if m == "gpt2" => {}
+            Some(Value::String(m)) => crate::bail_input!(
+                "{}: GGUF tokenizer.ggml.model `{m}` is not supported: llmbench rebuilds byte-level BPE (\"gpt2\") \
+                 tokenizers from GGUF; pass the model's Hugging Face id (its tokenizer.json) instead",
+                path.display()
+            ),
+            Some(v) => return Err(fail(format!("tokenizer.ggml.model is {}, not a string", shown(v)))),
+            None => return Err(fail("tokenizer.ggml.model is missing".into())),
         }
         let strings = |key: &str| -> Result<Vec<String>> {
-            let values = file.metadata(key).with_context(|| format!("{}: metadata {key} missing", file.path.display()))?;
-            values
-                .to_vec()?
+            let items = match meta(key) {
+                Some(Value::Array(items)) => items,
+                Some(v) => return Err(fail(format!("{key} is {}, not an array of strings", shown(v)))),
+                None => return Err(fail(format!("{key} is missing"))),
+            };
+            items
                 .iter()
-                .map(|v| v.to_string().cloned().map_err(anyhow::Error::from))
-                .collect::<Result<Vec<_>>>()
-                .with_context(|| format!("{}: metadata {key}", file.path.display()))
+                .enumerate()
+                .map(|(i, v)| match v {
+                    Value::String(s) => Ok(s.clone()),
+                    other => Err(fail(format!("{key}[{i}] is {}, not a string", shown(other)))),
+                })
+                .collect()
         };
         let tokens = strings("tokenizer.ggml.tokens")?;
+        if tokens.is_empty() {
+            return Err(fail("tokenizer.ggml.tokens is empty".into()));
+        }
         let merges = strings("tokenizer.ggml.merges")?
             .into_iter()
-            .map(|m| {
-                m.split_once(' ')
-                    .map(|(a, b)| (a.to_string(), b.to_string()))
-                    .with_context(|| format!("{}: merge `{m}` has no space", file.path.display()))
+            .enumerate()
+            .map(|(i, m)| match m.split_once(' ') {
+                Some((a, b)) => Ok((a.to_string(), b.to_string())),
+                None => Err(fail(format!("tokenizer.ggml.merges[{i}] `{m}` has no space"))),
             })
             .collect::<Result<Vec<_>>>()?;
-        let types: Vec<i32> = match file.metadata("tokenizer.ggml.token_type") {
-            Some(v) => v.to_vec()?.iter().map(|t| t.to_i32().unwrap_or(1)).collect(),
+        let types: Vec<i64> = match meta("tokenizer.ggml.token_type") {
             None => vec![],
+            Some(Value::Array(items)) => {
+                if items.len() != tokens.len() {
+                    return Err(fail(format!(
+                        "tokenizer.ggml.token_type has {} entries for {} tokens",
+                        items.len(),
+                        tokens.len()
+                    )));
+                }
+                items
+                    .iter()
+                    .enumerate()
+                    .map(|(i, v)| as_int(v).ok_or_else(|| fail(format!("tokenizer.ggml.token_type[{i}] is {}, not an integer", shown(v)))))
+                    .collect::<Result<_>>()?
+            }
+            Some(v) => return Err(fail(format!("tokenizer.ggml.token_type is {}, not an array of integers", shown(v)))),
         };
         let vocab: Vocab = tokens.iter().enumerate().map(|(i, t)| (t.clone(), i as u32)).collect();
-        let bpe = BPE::builder()
-            .vocab_and_merges(vocab, merges)
-            .build()
-            .map_err(|e| anyhow::anyhow!("{}: building BPE: {e}", file.path.display()))?;
+        let bpe = BPE::builder().vocab_and_merges(vocab, merges).build().map_err(|e| fail(format!("building the BPE: {e}")))?;
         let mut tokenizer = Tokenizer::new(bpe);
-        let pre = file.metadata_str("tokenizer.ggml.pre").unwrap_or("default");
+        let pre = match meta("tokenizer.ggml.pre") {
+            None => "default",
+            Some(Value::String(p)) => p.as_str(),
+            Some(v) => return Err(fail(format!("tokenizer.ggml.pre is {}, not a string", shown(v)))),
+        };
         tokenizer.with_pre_tokenizer(Some(pre_tokenizer(pre)?));
         tokenizer.with_decoder(Some(ByteLevelDecoder::default()));
+        // An empty special token can match nothing; tokenizers' added-vocabulary matcher is
+        // not built for it.
         let special: Vec<AddedToken> = tokens
             .iter()
             .zip(types.iter())
-            .filter(|(_, &t)| t == TOKEN_TYPE_CONTROL || t == TOKEN_TYPE_USER_DEFINED)
+            .filter(|(tok, &t)| !tok.is_empty() && (t == TOKEN_TYPE_CONTROL || t == TOKEN_TYPE_USER_DEFINED))
             .map(|(tok, &t)| AddedToken::from(tok.clone(), t == TOKEN_TYPE_CONTROL))
             .collect();
         tokenizer.add_special_tokens(&special);
-        Ok(Self::Hf { tokenizer: Box::new(tokenizer), origin: format!("gguf (pre: {pre})") })
+        Ok(Self::Hf { tokenizer: Box::new(tokenizer), origin: format!("gguf (pre: {pre})"), ids: tokens.len() })
+    }
+
+    /// One more than the largest id the tokenizer can produce (None for raw bytes: 256).
+    pub fn id_bound(&self) -> usize {
+        match self {
+            Self::Hf { ids, .. } => *ids,
+            Self::Bytes => 256,
+        }
     }
 
     /// Token ids of `text`, without BOS/EOS (prompts are used as given).
@@ -113,12 +167,34 @@ impl TextTokenizer {
     }
 }
 
+/// A token type: llama.cpp writes i32, other writers any integer width.
+fn as_int(v: &Value) -> Option<i64> {
+    match *v {
+        Value::I8(n) => Some(n.into()),
+        Value::I16(n) => Some(n.into()),
+        Value::I32(n) => Some(n.into()),
+        Value::I64(n) => Some(n),
+        Value::U8(n) => Some(n.into()),
+        Value::U16(n) => Some(n.into()),
+        Value::U32(n) => Some(n.into()),
+        Value::U64(n) => i64::try_from(n).ok(),
+        _ => None,
+    }
+}
+
 /// The pre-tokenizer llama.cpp uses for a `tokenizer.ggml.pre` name.
 fn pre_tokenizer(pre: &str) -> Result<PreTokenizerWrapper> {
     let byte_level = |use_regex| PreTokenizerWrapper::ByteLevel(ByteLevel::new(false, true, use_regex));
     Ok(match pre {
         "llama-bpe" | "llama3" => {
-            let split = Split::new(SplitPattern::Regex(LLAMA3_SPLIT.into()), SplitDelimiterBehavior::Isolated, false)
+            // Compiled once per process: the regex's Unicode classes take milliseconds to build.
+            static SPLIT: std::sync::OnceLock<std::result::Result<Split, String>> = std::sync::OnceLock::new();
+            let split = SPLIT
+                .get_or_init(|| {
+                    Split::new(SplitPattern::Regex(LLAMA3_SPLIT.into()), SplitDelimiterBehavior::Isolated, false)
+                        .map_err(|e| e.to_string())
+                })
+                .clone()
                 .map_err(|e| anyhow::anyhow!("llama3 pre-tokenizer regex: {e}"))?;
             PreTokenizerWrapper::Sequence(Sequence::new(vec![split.into(), byte_level(false)]))
         }

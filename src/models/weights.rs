@@ -10,7 +10,8 @@ use candle_core::quantized::QMatMul;
 use candle_core::{DType, Device, Shape, Tensor};
 use candle_nn::var_builder::SimpleBackend;
 use candle_nn::VarBuilder;
-use std::path::PathBuf;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 
 /// The weights of one model, on one device.
 pub struct Weights {
@@ -20,27 +21,31 @@ pub struct Weights {
 }
 
 enum Store {
-    Dense(VarBuilder<'static>),
+    /// `tensors`: name -> (shape, file) from the safetensors headers; None for random weights.
+    Dense { vb: VarBuilder<'static>, tensors: Option<HashMap<String, (Vec<usize>, PathBuf)>> },
     Gguf(GgufFile),
 }
 
 impl Weights {
     /// Memory-maps safetensors files (one, or the shards of an index).
     pub fn from_safetensors(files: &[PathBuf], dtype: DType, device: &Device) -> Result<Self> {
+        let mut tensors = HashMap::new();
         for file in files {
-            check_safetensors(file)?;
+            for (name, entry) in check_safetensors(file)? {
+                tensors.insert(name, (entry.shape, file.clone()));
+            }
         }
         // SAFETY: the files are not modified while mapped; they live in the model cache.
         let vb = unsafe { VarBuilder::from_mmaped_safetensors(files, dtype, device) }
             .with_context(|| format!("reading weights {}", display_list(files)))?;
-        Ok(Self { store: Store::Dense(vb), dtype, device: device.clone() })
+        Ok(Self { store: Store::Dense { vb, tensors: Some(tensors) }, dtype, device: device.clone() })
     }
 
     /// Seeded random weights with the same names and shapes as a real checkpoint.
     pub fn random(seed: u64, dtype: DType, device: &Device) -> Self {
         let backend: Box<dyn SimpleBackend> = Box::new(RandomWeights { seed });
         let vb = VarBuilder::from_backend(backend, dtype, device.clone());
-        Self { store: Store::Dense(vb), dtype, device: device.clone() }
+        Self { store: Store::Dense { vb, tensors: None }, dtype, device: device.clone() }
     }
 
     pub fn from_gguf(file: GgufFile, device: &Device) -> Self {
@@ -59,7 +64,7 @@ impl Weights {
 
     pub fn contains(&self, name: &str) -> bool {
         match &self.store {
-            Store::Dense(vb) => vb.contains_tensor(name),
+            Store::Dense { vb, .. } => vb.contains_tensor(name),
             Store::Gguf(g) => g.contains(name),
         }
     }
@@ -68,11 +73,16 @@ impl Weights {
     pub fn tensor(&self, name: &str, shape: impl Into<Shape>) -> Result<Tensor> {
         let shape = shape.into();
         match &self.store {
-            Store::Dense(vb) => vb.get(shape, name).with_context(|| format!("weight `{name}`")),
+            Store::Dense { vb, tensors } => {
+                if let Some(tensors) = tensors {
+                    check_dense_shape(tensors, name, shape.dims())?;
+                }
+                vb.get(shape, name).with_context(|| format!("weight `{name}`"))
+            }
             Store::Gguf(g) => {
-                let t = g.qtensor(name, &self.device)?.dequantize(&self.device)?;
-                anyhow::ensure!(t.shape() == &shape, "weight `{name}`: shape {:?}, expected {shape:?}", t.shape());
-                Ok(t)
+                let q = g.qtensor(name, &self.device)?;
+                check_gguf_shape(g, name, q.shape().dims(), shape.dims())?;
+                Ok(q.dequantize(&self.device)?)
             }
         }
     }
@@ -82,17 +92,13 @@ impl Weights {
         let bias = if bias { Some(self.tensor(&format!("{prefix}.bias"), out_dim)?) } else { None };
         let name = format!("{prefix}.weight");
         match &self.store {
-            Store::Dense(_) => {
+            Store::Dense { .. } => {
                 let w = self.tensor(&name, (out_dim, in_dim))?;
                 Ok(Linear::Dense(candle_nn::Linear::new(w, bias)))
             }
             Store::Gguf(g) => {
                 let q = g.qtensor(&name, &self.device)?;
-                anyhow::ensure!(
-                    q.shape().dims() == [out_dim, in_dim],
-                    "weight `{name}`: shape {:?}, expected [{out_dim}, {in_dim}]",
-                    q.shape()
-                );
+                check_gguf_shape(g, &name, q.shape().dims(), &[out_dim, in_dim])?;
                 Ok(Linear::Quantized { weight: QMatMul::from_qtensor(q)?, bias })
             }
         }
@@ -109,7 +115,7 @@ impl Weights {
         let sizes = out_dims.to_vec();
         let total: usize = out_dims.iter().sum();
         match &self.store {
-            Store::Dense(_) => {
+            Store::Dense { .. } => {
                 let weights = prefixes
                     .iter()
                     .zip(out_dims)
@@ -132,13 +138,13 @@ impl Weights {
                     .iter()
                     .map(|p| g.qtensor(&format!("{p}.weight"), &Device::Cpu))
                     .collect::<Result<Vec<_>>>()?;
-                let dtype = parts[0].dtype();
+                let Some(dtype) = parts.first().map(|q| q.dtype()) else { return separate() };
                 if parts.iter().any(|q| q.dtype() != dtype) {
                     return separate();
                 }
                 let mut bytes = Vec::new();
                 for (q, (p, &o)) in parts.iter().zip(prefixes.iter().zip(out_dims)) {
-                    anyhow::ensure!(q.shape().dims() == [o, in_dim], "weight `{p}.weight`: shape {:?}, expected [{o}, {in_dim}]", q.shape());
+                    check_gguf_shape(g, &format!("{p}.weight"), q.shape().dims(), &[o, in_dim])?;
                     bytes.extend_from_slice(&q.data()?);
                 }
                 let fused = candle_core::quantized::ggml_file::qtensor_from_ggml(dtype, &bytes, vec![total, in_dim], &self.device)?;
@@ -155,39 +161,130 @@ impl Weights {
     }
 }
 
-/// safetensors files start with an 8-byte header length and a JSON header; the data must
-/// cover every tensor. Checked here so a truncated download names the file.
-fn check_safetensors(path: &PathBuf) -> Result<()> {
-    let fail = |why: &str| {
+/// A weight of the wrong shape for the config is a model-file error: say which file holds it.
+fn check_dense_shape(tensors: &HashMap<String, (Vec<usize>, PathBuf)>, name: &str, expected: &[usize]) -> Result<()> {
+    match tensors.get(name) {
+        Some((shape, _)) if shape == expected => Ok(()),
+        Some((shape, file)) => crate::bail_input!(
+            "{}: tensor `{name}` has shape {shape:?} but config.json needs {expected:?}; the weights and config.json are from \
+             different models: download the model again",
+            file.display()
+        ),
+        None => {
+            let files: Vec<PathBuf> = tensors.values().map(|(_, f)| f.clone()).collect::<std::collections::BTreeSet<_>>().into_iter().collect();
+            crate::bail_input!(
+                "{}: no tensor `{name}`, which config.json requires; the weights and config.json are from different models: \
+                 download the model again",
+                display_list(&files)
+            )
+        }
+    }
+}
+
+fn check_gguf_shape(g: &GgufFile, name: &str, found: &[usize], expected: &[usize]) -> Result<()> {
+    if found != expected {
+        crate::bail_input!(
+            "{}: tensor `{}` has shape {found:?} but the GGUF metadata needs {expected:?}; the file is inconsistent: re-export it \
+             with llama.cpp's convert_hf_to_gguf.py",
+            g.path.display(),
+            super::gguf::gguf_name(name)
+        );
+    }
+    Ok(())
+}
+
+/// safetensors' own cap on the JSON header (`MAX_HEADER_SIZE` in the safetensors crate).
+const MAX_SAFETENSORS_HEADER: u64 = 100_000_000;
+
+/// One tensor of a safetensors header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SafetensorsEntry {
+    pub dtype: String,
+    pub shape: Vec<usize>,
+    /// Byte range in the data section (after the header).
+    pub start: u64,
+    pub end: u64,
+}
+
+/// Parses a whole safetensors file held in memory (what the fuzz target drives).
+pub fn parse_safetensors_header(bytes: &[u8]) -> std::result::Result<HashMap<String, SafetensorsEntry>, String> {
+    read_safetensors_header(&mut std::io::Cursor::new(bytes), bytes.len() as u64)
+}
+
+/// Reads and validates the header of a safetensors file of `len` bytes: an 8-byte header
+/// length, a JSON object of `name: {dtype, shape, data_offsets}`, and data that covers every
+/// tensor, each range the size its dtype and shape say (the safetensors format spec).
+pub fn read_safetensors_header<R: std::io::Read>(r: &mut R, len: u64) -> std::result::Result<HashMap<String, SafetensorsEntry>, String> {
+    let mut n = [0u8; 8];
+    r.read_exact(&mut n).map_err(|_| "shorter than a safetensors header".to_string())?;
+    let header_len = u64::from_le_bytes(n);
+    if header_len > len.saturating_sub(8) {
+        return Err("header length runs past the end of the file".into());
+    }
+    if header_len > MAX_SAFETENSORS_HEADER {
+        return Err(format!("header of {header_len} bytes is larger than safetensors allows ({MAX_SAFETENSORS_HEADER})"));
+    }
+    // Bounded by the file length and the cap just above.
+    let mut header = vec![0u8; header_len as usize];
+    r.read_exact(&mut header).map_err(|_| "header cut short".to_string())?;
+    let header: serde_json::Value = serde_json::from_slice(&header).map_err(|_| "header is not JSON".to_string())?;
+    let object = header.as_object().ok_or("header is not a JSON object")?;
+    let data_len = len - 8 - header_len;
+    let mut out = HashMap::new();
+    for (name, t) in object {
+        if name == "__metadata__" {
+            continue;
+        }
+        let bad = |why: &str| format!("tensor `{name}`: {why}");
+        let dtype = t.get("dtype").and_then(|d| d.as_str()).ok_or_else(|| bad("no dtype"))?.to_string();
+        let shape = t
+            .get("shape")
+            .and_then(|s| s.as_array())
+            .ok_or_else(|| bad("no shape"))?
+            .iter()
+            .map(|d| d.as_u64().and_then(|d| usize::try_from(d).ok()))
+            .collect::<Option<Vec<usize>>>()
+            .ok_or_else(|| bad("shape is not a list of sizes"))?;
+        let offsets = t.get("data_offsets").and_then(|o| o.as_array()).ok_or_else(|| bad("no data_offsets"))?;
+        let (start, end) = match offsets.as_slice() {
+            [a, b] => (a.as_u64().ok_or_else(|| bad("bad data_offsets"))?, b.as_u64().ok_or_else(|| bad("bad data_offsets"))?),
+            _ => return Err(bad("data_offsets is not [start, end]")),
+        };
+        if start > end || end > data_len {
+            return Err(format!("tensor `{name}` needs bytes {start}..{end} of {data_len} (truncated)"));
+        }
+        if let Some(size) = dtype_size(&dtype) {
+            let bytes = shape.iter().try_fold(size as u64, |acc, &d| acc.checked_mul(d as u64));
+            if bytes != Some(end - start) {
+                return Err(bad(&format!("shape {shape:?} of {dtype} does not take the {} bytes of its data_offsets", end - start)));
+            }
+        }
+        out.insert(name.clone(), SafetensorsEntry { dtype, shape, start, end });
+    }
+    Ok(out)
+}
+
+/// Bytes per element of the safetensors dtypes candle reads; others are left to candle.
+fn dtype_size(dtype: &str) -> Option<usize> {
+    Some(match dtype {
+        "BOOL" | "U8" | "I8" | "F8_E4M3" | "F8_E5M2" => 1,
+        "I16" | "U16" | "F16" | "BF16" => 2,
+        "I32" | "U32" | "F32" => 4,
+        "I64" | "U64" | "F64" => 8,
+        _ => return None,
+    })
+}
+
+/// Checks a safetensors file's header so a truncated download names the file.
+fn check_safetensors(path: &Path) -> Result<HashMap<String, SafetensorsEntry>> {
+    let len = std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?.len();
+    let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    read_safetensors_header(&mut std::io::BufReader::new(file), len).map_err(|why| {
         crate::error::LlmbenchError::invalid(format!(
             "{}: {why}; the file is truncated or corrupt: delete it and download it again",
             path.display()
         ))
-    };
-    let len = std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?.len();
-    let mut file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let mut n = [0u8; 8];
-    std::io::Read::read_exact(&mut file, &mut n).map_err(|_| fail("shorter than a safetensors header"))?;
-    let header_len = u64::from_le_bytes(n);
-    if header_len > len.saturating_sub(8) {
-        return Err(fail("header length runs past the end of the file"));
-    }
-    let mut header = vec![0u8; header_len as usize];
-    std::io::Read::read_exact(&mut file, &mut header).map_err(|_| fail("header cut short"))?;
-    let header: serde_json::Value = serde_json::from_slice(&header).map_err(|_| fail("header is not JSON"))?;
-    let data_end = header
-        .as_object()
-        .map(|o| {
-            o.values()
-                .filter_map(|t| t.get("data_offsets")?.get(1)?.as_u64())
-                .max()
-                .unwrap_or(0)
-        })
-        .unwrap_or(0);
-    if 8 + header_len + data_end > len {
-        return Err(fail(&format!("holds {len} bytes but its tensors need {}", 8 + header_len + data_end)));
-    }
-    Ok(())
+    })
 }
 
 fn display_list(files: &[PathBuf]) -> String {
