@@ -51,7 +51,7 @@ fn run(dir: &std::path::Path) -> HashMap<String, Value> {
         .arg(dir)
         .arg("--prompt-file")
         .arg(fixture("wiki-excerpt.txt"))
-        .args(["--context", "320", "-n", "8", "--eval-tokens", "32"])
+        .args(["--context", &CONTEXT.to_string(), "-n", &NEW.to_string(), "--eval-tokens", &EVAL.to_string()])
         .args(["--budget", "128", "--kv-window", "128", "--kv-keep-last", "128", "--kv-chunk", "32"])
         .args(["--kv-residual", "64", "--kv-block-size", "7", "-q"])
         .args(["--strategies", "static,paged,window,sinks,chunked,int8,int4,mixed,kivi:2,kivi:4,h2o,cake"])
