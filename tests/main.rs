@@ -5,6 +5,7 @@ mod cache_equivalence;
 mod cli_errors;
 mod common;
 mod compare;
+mod docs;
 mod bad_inputs;
 mod exporters;
 mod sled;

@@ -18,6 +18,9 @@ pub struct Provenance {
     pub device_name: String,
     /// GPU driver and CUDA versions where a GPU ran; absent on the CPU.
     pub driver: Option<String>,
+    /// The GPU's total memory, from NVML; absent on the CPU.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpu_memory_total_bytes: Option<u64>,
     pub cpu_model: String,
     pub cpu_cores: usize,
     pub threads: usize,
@@ -40,10 +43,11 @@ impl Provenance {
             .and_then(|s| s.cpus().first().map(|c| c.brand().trim().to_string()))
             .filter(|b| !b.is_empty())
             .unwrap_or_else(|| "unknown".into());
-        let (device_name, driver) = match device.strip_prefix("cuda:").and_then(|o| o.parse::<u32>().ok()) {
-            Some(ordinal) => gpu_from_nvml(ordinal).unwrap_or_else(|| (device.to_string(), None)),
-            None if device == "cpu" => (cpu_model.clone(), None),
-            None => (device.to_string(), None),
+        let gpu = device.strip_prefix("cuda:").and_then(|o| o.parse::<u32>().ok()).and_then(gpu_from_nvml);
+        let (device_name, driver, gpu_memory_total_bytes) = match gpu {
+            Some(gpu) => (gpu.name, gpu.driver, gpu.memory_total_bytes),
+            None if device == "cpu" => (cpu_model.clone(), None, None),
+            None => (device.to_string(), None, None),
         };
         let os = System::long_os_version().unwrap_or_else(|_| std::env::consts::OS.into());
         Self {
@@ -55,6 +59,7 @@ impl Provenance {
             device: device.into(),
             device_name,
             driver,
+            gpu_memory_total_bytes,
             cpu_model,
             cpu_cores: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
             threads,
@@ -69,11 +74,20 @@ impl Provenance {
     }
 }
 
-/// GPU name and "driver X, CUDA Y.Z" from NVML (the library nvidia-smi reads), where the
-/// driver is installed; `None` elsewhere.
-fn gpu_from_nvml(ordinal: u32) -> Option<(String, Option<String>)> {
+/// A GPU as NVML (the library nvidia-smi reads) describes it.
+struct Gpu {
+    name: String,
+    /// "driver X, CUDA Y.Z".
+    driver: Option<String>,
+    memory_total_bytes: Option<u64>,
+}
+
+/// The GPU from NVML where an NVIDIA driver is installed; `None` elsewhere.
+fn gpu_from_nvml(ordinal: u32) -> Option<Gpu> {
     let nvml = nvml_wrapper::Nvml::init().ok()?;
-    let name = nvml.device_by_index(ordinal).ok()?.name().ok()?;
+    let device = nvml.device_by_index(ordinal).ok()?;
+    let name = device.name().ok()?;
+    let memory_total_bytes = device.memory_info().ok().map(|m| m.total);
     let driver = nvml.sys_driver_version().ok();
     let cuda = nvml.sys_cuda_driver_version().ok().map(|v| format!("{}.{}", v / 1000, (v % 1000) / 10));
     let driver = match (driver, cuda) {
@@ -81,7 +95,7 @@ fn gpu_from_nvml(ordinal: u32) -> Option<(String, Option<String>)> {
         (Some(d), None) => Some(format!("driver {d}")),
         _ => None,
     };
-    Some((name, driver))
+    Some(Gpu { name, driver, memory_total_bytes })
 }
 
 pub fn compiled_backends() -> Vec<String> {
