@@ -353,7 +353,10 @@ mod tests {
         let z: Vec<f32> = a.tensor("h.1.attn.weight", (64, 64)).unwrap().flatten_all().unwrap().to_vec1().unwrap();
         assert_ne!(x, z);
         let std = (x.iter().map(|v| v * v).sum::<f32>() / x.len() as f32).sqrt();
-        assert!((std - INIT_STD).abs() < 0.002, "std {std}");
+        // 4,096 uniform samples: the RMS's standard error is ~1.4e-4 of 0.02, so 5e-4 is ~3.5 sigma.
+        assert!((std - INIT_STD).abs() < 5e-4, "std {std}");
+        let half_width = INIT_STD * 3f32.sqrt();
+        assert!(x.iter().all(|v| v.abs() <= half_width), "a value outside the uniform's support");
         let norm: Vec<f32> = a.tensor("ln_f.weight", 8).unwrap().to_vec1().unwrap();
         assert_eq!(norm, vec![1.0; 8]);
     }
