@@ -408,3 +408,15 @@ fn an_unsupported_combination_is_skipped_and_the_sweep_goes_on() {
     assert_eq!(cases[1]["status"], "ok");
     assert_eq!(cases[1]["runs"].as_array().unwrap().len(), 1);
 }
+
+/// generate takes a run file too; its required --prompt may come from the file alone.
+#[test]
+fn generate_takes_a_plan_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = dir.path().join("one.toml");
+    let model = fixture("tiny-llama");
+    std::fs::write(&plan, format!("model = {:?}\ndevice = \"cpu\"\nprompt = \"The river\"\nmax-new-tokens = 5\nignore-eos = true\njson = true\n", model.to_str().unwrap())).unwrap();
+    let out = llmbench().args(["generate", "--max-new-tokens", "3", "--plan"]).arg(&plan).assert().success();
+    let record: Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
+    assert_eq!(record["generated_ids"].as_array().unwrap().len(), 3, "the command line's -n wins");
+}

@@ -26,4 +26,7 @@ pub struct GenerateArgs {
     /// host is inside the timed loop, so timings with this flag are not benchmark numbers.
     #[arg(long, value_name = "FILE.npy")]
     pub logits_out: Option<std::path::PathBuf>,
+    /// A run file (TOML) whose keys are these long flags; flags on the command line override it.
+    #[arg(long, value_name = "FILE.toml")]
+    pub plan: Option<std::path::PathBuf>,
 }
