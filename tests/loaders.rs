@@ -192,7 +192,7 @@ fn safetensors_tensor_of_the_wrong_shape() {
     header[name]["shape"] = serde_json::json!([shape[1], shape[0]]);
     let mut text = header.to_string();
     // Padded to 8 bytes, as safetensors writers do.
-    while text.len() % 8 != 0 {
+    while !text.len().is_multiple_of(8) {
         text.push(' ');
     }
     let mut out = (text.len() as u64).to_le_bytes().to_vec();

@@ -252,7 +252,7 @@ impl ModelConfig {
                         return bad("rope_scaling needs positive factors, low_freq_factor < high_freq_factor and a positive original_max_position_embeddings".into());
                     }
                 }
-                let q = c.num_attention_heads.checked_mul(c.head_dim).unwrap_or(usize::MAX);
+                let q = c.num_attention_heads.saturating_mul(c.head_dim);
                 (c.hidden_size, vec![("vocab_size x hidden_size", c.vocab_size, c.hidden_size), ("num_attention_heads x head_dim x hidden_size", q, c.hidden_size), ("intermediate_size x hidden_size", c.intermediate_size, c.hidden_size)])
             }
         };
