@@ -152,7 +152,8 @@ impl ModelConfig {
                     n_embd,
                     n_layer: f.usize("n_layer")?,
                     n_head: f.usize("n_head")?,
-                    n_inner: f.opt_usize("n_inner")?.unwrap_or(4 * n_embd),
+                    // Saturating: a corrupt n_embd must reach `validated`, not overflow here.
+                    n_inner: f.opt_usize("n_inner")?.unwrap_or(n_embd.saturating_mul(4)),
                     layer_norm_epsilon: f.opt_f64("layer_norm_epsilon")?.unwrap_or(1e-5),
                     bos_token_id: f.token_id("bos_token_id")?,
                     eos_token_ids: f.token_ids("eos_token_id")?,
@@ -251,7 +252,7 @@ impl ModelConfig {
                         return bad("rope_scaling needs positive factors, low_freq_factor < high_freq_factor and a positive original_max_position_embeddings".into());
                     }
                 }
-                let q = c.num_attention_heads.checked_mul(c.head_dim).unwrap_or(usize::MAX);
+                let q = c.num_attention_heads.saturating_mul(c.head_dim);
                 (c.hidden_size, vec![("vocab_size x hidden_size", c.vocab_size, c.hidden_size), ("num_attention_heads x head_dim x hidden_size", q, c.hidden_size), ("intermediate_size x hidden_size", c.intermediate_size, c.hidden_size)])
             }
         };
@@ -445,6 +446,17 @@ mod tests {
         assert!(format!("{err:#}").contains("`vocab_size`"), "{err:#}");
         let err = ModelConfig::from_json(&json!({"model_type": "mamba", "architectures": ["MambaForCausalLM"]})).unwrap_err();
         assert!(format!("{err:#}").contains("MambaForCausalLM"), "{err:#}");
+    }
+
+    #[test]
+    fn corrupt_sizes_are_refused_without_overflow() {
+        let gpt2 = |n_embd: u64| json!({"model_type": "gpt2", "vocab_size": 10, "n_positions": 8, "n_embd": n_embd, "n_layer": 1, "n_head": 1});
+        let err = ModelConfig::from_json(&gpt2(u64::MAX)).unwrap_err();
+        assert!(format!("{err:#}").contains("hidden size 18446744073709551615"), "{err:#}");
+        let llama = json!({"model_type": "llama", "vocab_size": 10, "hidden_size": 8, "intermediate_size": 8, "num_hidden_layers": 1,
+            "num_attention_heads": 2, "head_dim": u64::MAX - 1});
+        let err = ModelConfig::from_json(&llama).unwrap_err();
+        assert!(format!("{err:#}").contains("num_attention_heads x head_dim x hidden_size is more than"), "{err:#}");
     }
 
     #[test]
