@@ -319,7 +319,7 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 1)]
     pub warmup: usize,
     /// Measured runs per prompt and case.
-    #[arg(long, short = 'r', default_value_t = 3)]
+    #[arg(long, short = 'r', default_value_t = 2)]
     pub repetitions: usize,
     /// A prompt (repeatable). Without --prompt or --prompts-file, a built-in set of 5.
     #[arg(long = "prompt", short = 'p')]

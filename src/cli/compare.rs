@@ -6,8 +6,8 @@ use clap::Args;
 
 /// Run decoding methods side by side and compare speed, memory and output quality.
 ///
-/// The defaults are a quick look (64 new tokens, 1 warm-up and 3 measured runs of 5 prompts:
-/// about 3 minutes on 2 CPU cores, most of it SLED re-encoding its window); the committed
+/// The defaults are a quick look (64 new tokens, 1 warm-up and 2 measured runs of 5 prompts:
+/// about 2.5 minutes on 2 CPU cores, most of it SLED re-encoding its window); the committed
 /// study runs with `--plan configs/compare-smollm2-1024.toml`.
 #[derive(Debug, Clone, Args)]
 #[command(mut_arg("max_new_tokens", |a| a.default_value("64")))]
