@@ -79,6 +79,15 @@ pub enum CommandSettings {
     Kvcache(KvcacheSettings),
 }
 
+impl CommandSettings {
+    pub fn command(&self) -> CommandName {
+        match self {
+            Self::Compare(_) => CommandName::Compare,
+            Self::Kvcache(_) => CommandName::Kvcache,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct CompareSettings {
     pub prompts: Vec<String>,
@@ -321,6 +330,13 @@ pub enum Quality {
 }
 
 impl Quality {
+    pub fn command(&self) -> CommandName {
+        match self {
+            Self::Compare(_) => CommandName::Compare,
+            Self::Kvcache(_) => CommandName::Kvcache,
+        }
+    }
+
     pub fn as_compare(&self) -> Option<&CompareQuality> {
         match self {
             Self::Compare(q) => Some(q),
@@ -374,19 +390,12 @@ impl Report {
     /// Checks that every command-specific part carries the report's command.
     pub fn check_consistent(&self) -> Result<(), String> {
         let command = self.command;
-        let settings_command = match self.settings.command_settings {
-            CommandSettings::Compare(_) => CommandName::Compare,
-            CommandSettings::Kvcache(_) => CommandName::Kvcache,
-        };
+        let settings_command = self.settings.command_settings.command();
         if settings_command != command {
             return Err(format!("settings are {}'s but the report is {}'s", settings_command.name(), command.name()));
         }
         for case in &self.cases {
-            let quality_command = case.quality.as_ref().map(|q| match q {
-                Quality::Compare(_) => CommandName::Compare,
-                Quality::Kvcache(_) => CommandName::Kvcache,
-            });
-            if case.params.command() != command || quality_command.is_some_and(|c| c != command) {
+            if case.params.command() != command || case.quality.as_ref().is_some_and(|q| q.command() != command) {
                 return Err(format!("case {} is not a {} case", case.case_id, command.name()));
             }
         }
