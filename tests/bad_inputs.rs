@@ -7,7 +7,7 @@ use crate::common::{fixture, llmbench};
 use std::path::{Path, PathBuf};
 
 /// The commands that write a run directory, so the check can pass one that must stay absent.
-const WRITES_RESULTS: [&str; 2] = ["compare", "kvcache"];
+const WRITES_RESULTS: [&str; 3] = ["compare", "kvcache", "specdec"];
 
 struct Files {
     dir: tempfile::TempDir,
@@ -110,6 +110,13 @@ fn every_bad_input_in_the_catalogue_is_one_clear_line_and_exit_code_2() {
         args.extend(extra.iter().map(|s| s.to_string()));
         args
     };
+    let specdec = |extra: &[&str]| -> Vec<String> {
+        ["specdec", "--device", "cpu", "--model", &llama, "--prompt", "hi", "--no-charts", "-n", "4"]
+            .iter()
+            .chain(extra)
+            .map(|s| s.to_string())
+            .collect()
+    };
     let plain = |args: &[&str]| -> Vec<String> { args.iter().map(|s| s.to_string()).collect() };
     let catalogue: Vec<(Vec<String>, &str)> = vec![
         // generate
@@ -144,6 +151,23 @@ fn every_bad_input_in_the_catalogue_is_one_clear_line_and_exit_code_2() {
         (compare(&["--plan", &files.path("unknown-key.toml")]), "`windw` is not a flag of `llmbench compare`"),
         (compare(&["--plan", &files.path("switch-with-value.toml")]), "`quality` is a switch"),
         (compare(&["--plan", &files.path("nested.toml")]), "`window` must be a list of strings or numbers"),
+        // specdec
+        (specdec(&["--k", "0"]), "--k 0"),
+        (specdec(&["--k", "128"]), "--k 128 is not smaller than the model's context window of 128"),
+        (specdec(&["--draft-device", "cuda:1"]), "--draft-device cuda:1"),
+        (specdec(&["--policy", "medusa"]), "invalid value 'medusa' for '--policy"),
+        (specdec(&["--policy", "conf_threshold", "--tau", "0"]), "--tau 0"),
+        (specdec(&["--policy", "conf_threshold", "--tau", "1.5"]), "--tau 1.5"),
+        (specdec(&["--policy", "typical", "--typical-delta", "2"]), "--typical-delta 2"),
+        (specdec(&["--kv-cache", "window"]), "--kv-cache window: speculative decoding rolls rejected drafts back"),
+        (specdec(&["--kv-cache", "h2o"]), "--kv-cache h2o"),
+        (specdec(&["--temperature", "0.8", "--policy", "greedy"]), "--policy greedy with --temperature 0.8"),
+        (specdec(&["--draft", "layers:2"]), "--draft layers:2: the model has 2 layers"),
+        (specdec(&["--draft", "quant:q1_x"]), "quant:q1_x: unknown format"),
+        (specdec(&["--draft", "lookup:0"]), "lookup:0"),
+        (specdec(&["--min-k", "4", "--max-k", "2", "--k-schedule", "heuristic"]), "--min-k 4 --max-k 2"),
+        (plain(&["generate", "--device", "cpu", "--model", &llama, "--prompt", "hi", "--draft", "self", "--kv-cache", "sinks"]), "--kv-cache sinks"),
+        (compare(&["--methods", "standard,specdec:lookup", "--k", "0"]), "--k 0"),
         // kvcache
         (kvcache(&["--kv-bits", "3"]), "--kv-bits 3"),
         (kvcache(&["--strategies", "kivi:5"]), "kivi:5"),

@@ -15,3 +15,4 @@ mod kvcache;
 mod loaders;
 mod sampling;
 mod smollm2;
+mod specdec;

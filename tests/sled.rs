@@ -24,7 +24,7 @@ fn run(name: &str, method: Method, params: MethodParams) -> Generation {
 #[test]
 fn sled_with_a_covering_window_is_standard_decoding() {
     for name in ["tiny-gpt2", "tiny-llama"] {
-        let covering = MethodParams { window: 100, stride: 10 };
+        let covering = MethodParams::sled(100, 10);
         let standard = run(name, Method::Standard, covering).generated_ids;
         assert_eq!(run(name, Method::SledRecompute, covering).generated_ids, standard, "{name} sled:recompute");
         assert_eq!(run(name, Method::SledStride, covering).generated_ids, standard, "{name} sled:stride");
@@ -33,7 +33,7 @@ fn sled_with_a_covering_window_is_standard_decoding() {
 
 #[test]
 fn sled_with_a_short_window_forgets_and_stays_bounded() {
-    let params = MethodParams { window: 8, stride: 4 };
+    let params = MethodParams::sled(8, 4);
     let standard = run("tiny-llama", Method::Standard, params);
     let stride = run("tiny-llama", Method::SledStride, params);
     let recompute = run("tiny-llama", Method::SledRecompute, params);

@@ -4,6 +4,7 @@
 mod data;
 mod draw;
 mod kvcache;
+mod specdec;
 mod style;
 
 use crate::results::schema::{CommandName, Report, RunRecord};
@@ -37,6 +38,12 @@ pub enum ChartKind {
     TpotVsContext,
     /// kvcache: perplexity change against bytes at the longest context (Pareto).
     PplDeltaVsBytes,
+    /// specdec: measured and predicted speedup against K, per draft source.
+    SpeedupVsK,
+    /// specdec: acceptance rate by draft position, per case.
+    AcceptanceByPosition,
+    /// specdec: time per run split into prefill, draft, verify and bookkeeping.
+    TimeBreakdown,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -56,7 +63,7 @@ impl ImageFormat {
 }
 
 impl ChartKind {
-    pub const ALL: [ChartKind; 11] = [
+    pub const ALL: [ChartKind; 14] = [
         ChartKind::Latency,
         ChartKind::Throughput,
         ChartKind::Memory,
@@ -68,10 +75,16 @@ impl ChartKind {
         ChartKind::KvBytesVsContext,
         ChartKind::TpotVsContext,
         ChartKind::PplDeltaVsBytes,
+        ChartKind::SpeedupVsK,
+        ChartKind::AcceptanceByPosition,
+        ChartKind::TimeBreakdown,
     ];
 
     /// The charts of kvcache runs.
     pub const KVCACHE: [ChartKind; 3] = [ChartKind::KvBytesVsContext, ChartKind::TpotVsContext, ChartKind::PplDeltaVsBytes];
+
+    /// The charts of specdec runs.
+    pub const SPECDEC: [ChartKind; 3] = [ChartKind::SpeedupVsK, ChartKind::AcceptanceByPosition, ChartKind::TimeBreakdown];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -86,6 +99,9 @@ impl ChartKind {
             Self::KvBytesVsContext => "kv-bytes-vs-context",
             Self::TpotVsContext => "tpot-vs-context",
             Self::PplDeltaVsBytes => "ppl-delta-vs-bytes",
+            Self::SpeedupVsK => "speedup-vs-k",
+            Self::AcceptanceByPosition => "acceptance-by-position",
+            Self::TimeBreakdown => "time-breakdown",
         }
     }
 
@@ -103,6 +119,7 @@ pub fn available(report: &Report) -> Vec<ChartKind> {
             ChartKind::ALL[..8].iter().copied().filter(|k| *k != ChartKind::Sweep || sweep).collect()
         }
         CommandName::Kvcache => ChartKind::KVCACHE.to_vec(),
+        CommandName::Specdec => ChartKind::SPECDEC.to_vec(),
     }
 }
 
@@ -110,6 +127,9 @@ pub fn available(report: &Report) -> Vec<ChartKind> {
 pub fn render(kind: ChartKind, report: &Report, format: ImageFormat) -> Result<Vec<u8>> {
     if ChartKind::KVCACHE.contains(&kind) {
         return kvcache::render(kind, report, format);
+    }
+    if ChartKind::SPECDEC.contains(&kind) {
+        return specdec::render(kind, report, format);
     }
     let size = match kind {
         ChartKind::Dashboard => (style::DASHBOARD_WIDTH, style::DASHBOARD_HEIGHT),
@@ -232,6 +252,8 @@ fn draw_kind<B: DrawingBackend>(
         }
         // Drawn by kvcache::render; `render` never routes them here.
         ChartKind::KvBytesVsContext | ChartKind::TpotVsContext | ChartKind::PplDeltaVsBytes => Ok(()),
+        // Drawn by specdec::render.
+        ChartKind::SpeedupVsK | ChartKind::AcceptanceByPosition | ChartKind::TimeBreakdown => Ok(()),
         ChartKind::Dashboard => {
             let panels = root.split_evenly((2, 3));
             // The six single charts come first in ALL; the dashboard shows them in that order.

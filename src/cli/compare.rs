@@ -22,7 +22,9 @@ pub struct CompareArgs {
     pub run: RunArgs,
     #[command(flatten)]
     pub output: OutputArgs,
-    /// Methods, comma-separated: standard, sled (= sled:recompute), sled:recompute, sled:stride.
+    /// Methods, comma-separated: standard, sled (= sled:recompute), sled:recompute, sled:stride,
+    /// specdec:lookup, specdec:layers, specdec:self (speculative decoding, lossless; `llmbench
+    /// specdec` has every draft source, policy and K schedule).
     #[arg(long, value_enum, default_value = "standard,sled", value_delimiter = ',')]
     pub methods: Vec<Method>,
     /// SLED window in tokens: the model sees only the last N tokens (list or range sweeps).
@@ -31,6 +33,9 @@ pub struct CompareArgs {
     /// Tokens sled:stride decodes with its cache before re-encoding the window (list or range).
     #[arg(long, default_value = "25")]
     pub stride: NumList,
+    /// Tokens the specdec: methods draft per step (list or range sweeps).
+    #[arg(long, default_value = "4")]
+    pub k: NumList,
     /// Also compute the perplexity of each method's output under the full model.
     #[arg(long)]
     pub quality: bool,

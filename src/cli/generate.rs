@@ -26,6 +26,19 @@ pub struct GenerateArgs {
     /// host is inside the timed loop, so timings with this flag are not benchmark numbers.
     #[arg(long, value_name = "FILE.npy")]
     pub logits_out: Option<std::path::PathBuf>,
+    /// Decode speculatively with this draft: lookup[:N], layers[:L], quant:FORMAT, self or a
+    /// second model (see `llmbench specdec --help`). The output is the target's own (greedy:
+    /// token for token) under the lossless policies.
+    #[arg(long)]
+    pub draft: Option<crate::decode::speculative::DraftSource>,
+    /// Tokens drafted per step with --draft (the start of an adaptive --k-schedule).
+    #[arg(long, default_value_t = 4)]
+    pub k: usize,
+    /// Acceptance rule with --draft (default greedy, rejection with --temperature > 0).
+    #[arg(long, value_enum)]
+    pub policy: Option<crate::decode::speculative::PolicyKind>,
+    #[command(flatten)]
+    pub spec: super::specdec::SpecOptions,
     /// A run file (TOML) whose keys are these long flags; flags on the command line override it.
     #[arg(long, value_name = "FILE.toml")]
     pub plan: Option<std::path::PathBuf>,

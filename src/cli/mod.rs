@@ -7,6 +7,7 @@ pub mod generate;
 pub mod kvcache;
 pub mod plan;
 pub mod plot;
+pub mod specdec;
 
 use clap::{Parser, Subcommand};
 
@@ -32,6 +33,8 @@ pub enum Command {
     Compare(compare::CompareArgs),
     /// KV-cache strategies over real text and growing contexts: speed, exact bytes, quality.
     Kvcache(kvcache::KvcacheArgs),
+    /// Speculative decoding: speedup, acceptance and cost per draft source, policy and K.
+    Specdec(specdec::SpecdecArgs),
     /// Redraw charts from a saved results.json.
     Plot(plot::PlotArgs),
     /// Compare two runs case by case, with confidence intervals.

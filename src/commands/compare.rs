@@ -119,7 +119,11 @@ pub fn run(args: &CompareArgs) -> Result<Outcome> {
                 kv: args.generation.kv_cache,
                 kv_options,
             };
-            let mut strategy = decode::build(p.method, p.method_params);
+            let mut method_params = p.method_params;
+            if let Some(spec) = method_params.speculative.as_mut() {
+                spec.n_layers = n_layers;
+            }
+            let mut strategy = decode::build(p.method, method_params)?;
             let outcome = harness::run_case(&loaded.model, &engine, strategy.as_mut(), &spec, &mut || progress.inc(1));
             let runs = match outcome {
                 Ok(Some(runs)) => runs,
@@ -187,6 +191,11 @@ fn validate(args: &CompareArgs, methods: &[Method]) -> Result<()> {
     if methods.iter().any(|m| m.uses_window()) && args.window.values.contains(&0) {
         crate::bail_input!("--window 0: the window must hold at least 1 token");
     }
+    if methods.iter().any(|m| m.uses_k()) {
+        let policies = crate::commands::speculative::policies(&[], args.generation.temperature);
+        let options = crate::cli::specdec::SpecOptions::default();
+        crate::commands::speculative::validate(&options, &args.k.values, args.generation.temperature, args.generation.kv_cache, &policies)?;
+    }
     if methods.contains(&Method::SledStride) {
         if args.stride.values.contains(&0) {
             crate::bail_input!("--stride 0: sled:stride must decode at least 1 token per window");
@@ -212,15 +221,22 @@ fn plan(args: &CompareArgs, models: &[String], methods: &[Method], kv_options: &
                     } else {
                         vec![None]
                     };
-                    for stride in strides {
-                        let method_params = MethodParams { window: window.unwrap_or(0), stride: stride.unwrap_or(0) };
+                    let ks: Vec<Option<usize>> =
+                        if method.uses_k() { args.k.values.iter().map(|&k| Some(k)).collect() } else { vec![None] };
+                    for (stride, k) in strides.iter().flat_map(|&s| ks.iter().map(move |&k| (s, k))) {
+                        let mut method_params = MethodParams::sled(window.unwrap_or(0), stride.unwrap_or(0));
+                        method_params.speculative = k.map(|k| speculative_params(args, k, kv_options));
                         // The cache each method runs with comes from the strategy itself (one mapping).
-                        let kv = decode::build(method, method_params).cache_kind(args.generation.kv_cache);
+                        let kv = match decode::build(method, method_params) {
+                            Ok(strategy) => strategy.cache_kind(args.generation.kv_cache),
+                            Err(_) => args.generation.kv_cache,
+                        };
                         let compare = CompareParams {
                             model: model.clone(),
                             method: method.name().into(),
                             window,
                             stride,
+                            k,
                             max_new_tokens: n,
                             kv_cache: kv.label(kv_options),
                         };
@@ -231,6 +247,25 @@ fn plan(args: &CompareArgs, models: &[String], methods: &[Method], kv_options: &
         }
     }
     out
+}
+
+/// A speculative method's settings: K fixed, greedy verification (rejection when sampling),
+/// the run's cache. The layer count is filled in once the model is loaded.
+fn speculative_params(args: &CompareArgs, k: usize, kv_options: &crate::kv::KvOptions) -> decode::SpecMethodParams {
+    let options = crate::cli::specdec::SpecOptions::default();
+    let kind = crate::commands::speculative::policies(&[], args.generation.temperature)[0];
+    decode::SpecMethodParams {
+        k,
+        config: decode::speculative::SpecConfig {
+            policy: crate::commands::speculative::policy(kind, &options),
+            schedule: crate::commands::speculative::schedule(&options, k),
+            lookup_max_ngram: options.lookup_ngram,
+            cache: args.generation.kv_cache,
+            kv_options: *kv_options,
+            verify: options.verify_attention(),
+        },
+        n_layers: 0,
+    }
 }
 
 fn first_repetition(case: &CaseResult) -> Vec<Vec<u32>> {

@@ -36,6 +36,28 @@ pub fn run(args: &GenerateArgs) -> Result<Outcome> {
         stop_at_eos: !args.ignore_eos,
     };
     engine.validate(&request)?;
+    let mut strategy: Box<dyn crate::decode::DecodeStrategy> = match &args.draft {
+        None => Box::new(crate::decode::Standard),
+        Some(source) => {
+            let temperature = args.generation.temperature;
+            let policies = super::speculative::policies(args.policy.as_slice(), temperature);
+            super::speculative::validate(&args.spec, &[args.k], temperature, args.generation.kv_cache, &policies)?;
+            super::speculative::check_draft_device(args.spec.draft_device.as_deref(), &loaded)?;
+            let draft = super::speculative::prepare(source, &loaded, &args.model, args.generation.seed, &[args.k])?;
+            let k = draft.fixed_k.unwrap_or(args.k);
+            crate::decode::speculative::build(
+                &draft.drafter,
+                &crate::decode::speculative::SpecConfig {
+                    policy: super::speculative::policy(policies[0], &args.spec),
+                    schedule: super::speculative::schedule(&args.spec, k),
+                    lookup_max_ngram: args.spec.lookup_ngram,
+                    cache: args.generation.kv_cache,
+                    kv_options,
+                    verify: args.spec.verify_attention(),
+                },
+            )
+        }
+    };
     let mut cache = kv::build_with(
         args.generation.kv_cache,
         kv_options,
@@ -48,11 +70,11 @@ pub fn run(args: &GenerateArgs) -> Result<Outcome> {
     let mut printed = 0usize;
     let mut write_error = None;
     let generation = if args.json {
-        engine.generate(cache.as_mut(), &request, &mut |_| {})?
+        engine.generate_with(strategy.as_mut(), cache.as_mut(), &request, &mut |_| {})?
     } else {
         write!(stdout, "{}", args.prompt)?;
         stdout.flush()?;
-        engine.generate(cache.as_mut(), &request, &mut |id| {
+        engine.generate_with(strategy.as_mut(), cache.as_mut(), &request, &mut |id| {
             streamed.push(id);
             // Print only complete characters: a token can end inside a multi-byte one.
             if let Ok(text) = tokenizer.decode(&streamed) {
@@ -95,6 +117,11 @@ pub fn run(args: &GenerateArgs) -> Result<Outcome> {
             "device_memory_free_bytes": generation.device_memory.map(|m| m.free_bytes),
             "device_memory_total_bytes": generation.device_memory.map(|m| m.total_bytes),
             "cuda_graph": loaded.model.model.cuda_graph_available() && args.generation.kv_cache == crate::kv::KvKind::Static,
+            "draft": args.draft.as_ref().map(|d| d.to_string()),
+            "spec_decode_num_drafts": generation.drafts.iter().filter(|d| d.drafted > 0).count(),
+            "spec_decode_num_draft_tokens": generation.drafts.iter().map(|d| d.drafted).sum::<usize>(),
+            "spec_decode_num_accepted_tokens": generation.drafts.iter().map(|d| d.accepted).sum::<usize>(),
+            "phases": generation.phases,
         });
         writeln!(stdout, "{}", serde_json::to_string(&record)?)?;
     } else {
@@ -119,6 +146,15 @@ pub fn run(args: &GenerateArgs) -> Result<Outcome> {
             loaded.model.spec.id,
             loaded.device_info.name,
         );
+        if let Some(source) = &args.draft {
+            let drafted: usize = generation.drafts.iter().map(|d| d.drafted).sum();
+            let accepted: usize = generation.drafts.iter().map(|d| d.accepted).sum();
+            eprintln!(
+                "draft {source}: {accepted} of {drafted} drafted tokens accepted ({:.1}%) over {} steps",
+                if drafted > 0 { 100.0 * accepted as f64 / drafted as f64 } else { 0.0 },
+                generation.drafts.len()
+            );
+        }
     }
     Ok(Outcome::Success)
 }

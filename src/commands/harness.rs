@@ -7,7 +7,7 @@ use crate::engine::{Engine, GenerateRequest, Generation};
 use crate::kv::{self, KvKind};
 use crate::measure::stats::outliers;
 use crate::models::{LoadedModel, ModelSpec};
-use crate::results::schema::{CaseSummary, ModelRecord, RunRecord};
+use crate::results::schema::{CaseSummary, ModelRecord, RunRecord, SpeculativeRun};
 use anyhow::{Context, Result};
 use sha2::Digest;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -116,6 +116,16 @@ fn run_record(loaded: &LoadedModel, prompt_index: usize, repetition: usize, g: &
         stop_reason: serde_json::to_value(g.stop_reason)?.as_str().unwrap_or("").to_string(),
         text: loaded.tokenizer.decode(&g.generated_ids)?,
         generated_ids: g.generated_ids.clone(),
+        speculative: (!g.drafts.is_empty()).then(|| SpeculativeRun {
+            step_k: g.drafts.iter().map(|d| d.k).collect(),
+            step_drafted: g.drafts.iter().map(|d| d.drafted).collect(),
+            step_accepted: g.drafts.iter().map(|d| d.accepted).collect(),
+            draft_forwards: g.drafts.iter().map(|d| d.draft_forwards).sum(),
+            prefill_ns: g.phases.prefill_ns,
+            draft_ns: g.phases.draft_ns,
+            verify_ns: g.phases.verify_ns,
+            bookkeeping_ns: g.phases.bookkeeping_ns,
+        }),
     })
 }
 

@@ -11,6 +11,8 @@ pub mod plot;
 mod progress;
 mod prompts;
 mod setup;
+mod speculative;
+pub mod specdec;
 
 pub use setup::{load_model, Loaded};
 

@@ -4,6 +4,7 @@
 
 pub mod sampling;
 mod sled;
+pub mod speculative;
 mod standard;
 
 pub use sled::{SledRecompute, SledStride};
@@ -19,11 +20,47 @@ use serde::{Deserialize, Serialize};
 /// What one step produced.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Step {
-    /// Tokens emitted this step, in order (one for every strategy here).
+    /// Tokens emitted this step, in order (several for a speculative step).
     pub emitted: Vec<u32>,
-    /// Draft tokens proposed and accepted (speculative strategies; 0 otherwise).
+    /// A speculative step's draft and what the target kept of it.
+    pub draft: Option<DraftOutcome>,
+}
+
+/// One speculative step: the K asked for, tokens drafted (fewer when lookup finds less or the
+/// run ends), tokens accepted, and the draft network's forward passes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct DraftOutcome {
+    pub k: usize,
     pub drafted: usize,
     pub accepted: usize,
+    pub draft_forwards: usize,
+}
+
+/// The parts a step's time is split into (speculative decoding's breakdown).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// The first step: the target's (and the draft's) prompt.
+    Prefill,
+    Draft,
+    /// The target's forward pass over the draft.
+    Verify,
+    /// Distributions, the acceptance rule, cache rollback, the next K.
+    Bookkeeping,
+}
+
+/// The engine's clock, lent to a step: `end(phase)` synchronises the device and charges the
+/// time since the previous mark to `phase`. Strategies never read a clock themselves.
+pub trait PhaseClock {
+    fn end(&mut self, phase: Phase) -> Result<()>;
+}
+
+/// A clock that charges nothing, for callers outside the engine's timed loop.
+pub struct NoClock;
+
+impl PhaseClock for NoClock {
+    fn end(&mut self, _phase: Phase) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// A decoding strategy.
@@ -32,6 +69,8 @@ pub trait DecodeStrategy: Send {
     fn cache_kind(&self, requested: KvKind) -> KvKind {
         requested
     }
+    /// A new generation starts (strategies with state of their own reset it here).
+    fn start(&mut self) {}
     /// Runs the model for one step over `tokens` (prompt and everything emitted so far).
     fn step(&mut self, ctx: &mut StepContext<'_>) -> Result<Step>;
 }
@@ -45,6 +84,9 @@ pub struct StepContext<'a> {
     pub device: &'a Device,
     /// When set, the logits of every sampled position are appended here (before penalties).
     pub logits_log: Option<&'a mut Vec<Vec<f32>>>,
+    /// Tokens the engine still wants, this step's included.
+    pub remaining: usize,
+    pub phases: &'a mut dyn PhaseClock,
 }
 
 impl StepContext<'_> {
@@ -77,10 +119,23 @@ pub enum Method {
     #[value(name = "sled:stride")]
     #[serde(rename = "sled:stride")]
     SledStride,
+    /// Speculative decoding with prompt lookup drafting up to `--k` tokens (lossless).
+    #[value(name = "specdec:lookup")]
+    #[serde(rename = "specdec:lookup")]
+    SpecdecLookup,
+    /// Speculative decoding with the model's first quarter of layers as the draft (lossless).
+    #[value(name = "specdec:layers")]
+    #[serde(rename = "specdec:layers")]
+    SpecdecLayers,
+    /// Speculative decoding with the model drafting for itself: the machinery's ceiling.
+    #[value(name = "specdec:self")]
+    #[serde(rename = "specdec:self")]
+    SpecdecSelf,
 }
 
 impl Method {
-    pub const ALL: [Method; 3] = [Method::Standard, Method::SledRecompute, Method::SledStride];
+    pub const ALL: [Method; 6] =
+        [Method::Standard, Method::SledRecompute, Method::SledStride, Method::SpecdecLookup, Method::SpecdecLayers, Method::SpecdecSelf];
 
     /// The name used on the command line and in results.
     pub fn name(self) -> &'static str {
@@ -88,12 +143,19 @@ impl Method {
             Self::Standard => "standard",
             Self::SledRecompute => "sled:recompute",
             Self::SledStride => "sled:stride",
+            Self::SpecdecLookup => "specdec:lookup",
+            Self::SpecdecLayers => "specdec:layers",
+            Self::SpecdecSelf => "specdec:self",
         }
     }
 
     /// Whether `window` and `stride` change what this method does.
     pub fn uses_window(self) -> bool {
-        !matches!(self, Self::Standard)
+        matches!(self, Self::SledRecompute | Self::SledStride)
+    }
+    /// Whether `k` (tokens drafted per step) does.
+    pub fn uses_k(self) -> bool {
+        matches!(self, Self::SpecdecLookup | Self::SpecdecLayers | Self::SpecdecSelf)
     }
     pub fn uses_stride(self) -> bool {
         matches!(self, Self::SledStride)
@@ -101,17 +163,46 @@ impl Method {
 }
 
 /// Settings a method may take.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct MethodParams {
     pub window: usize,
     pub stride: usize,
+    /// Speculative methods: what they run with (their K, policy and caches).
+    pub speculative: Option<SpecMethodParams>,
+}
+
+impl MethodParams {
+    /// SLED's window and stride, no speculative settings.
+    pub fn sled(window: usize, stride: usize) -> Self {
+        Self { window, stride, speculative: None }
+    }
+}
+
+/// A speculative method's K, policy and cache, and the model's layer count (`specdec:layers`
+/// drafts with a quarter of them).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SpecMethodParams {
+    pub k: usize,
+    pub config: speculative::SpecConfig,
+    pub n_layers: usize,
 }
 
 /// The one factory from method to strategy. Parameters are validated by the caller.
-pub fn build(method: Method, params: MethodParams) -> Box<dyn DecodeStrategy> {
-    match method {
+pub fn build(method: Method, params: MethodParams) -> Result<Box<dyn DecodeStrategy>> {
+    use speculative::{DraftNet, DraftSource, Drafter};
+    let spec = |drafter: Drafter| match params.speculative {
+        Some(s) => Ok(speculative::build(&drafter, &s.config)),
+        None => anyhow::bail!("{}: a speculative method needs its K, policy and cache settings", method.name()),
+    };
+    Ok(match method {
         Method::Standard => Box::new(Standard),
         Method::SledRecompute => Box::new(SledRecompute::new(params.window)),
         Method::SledStride => Box::new(SledStride::new(params.window, params.stride)),
-    }
+        Method::SpecdecLookup => spec(Drafter::Lookup)?,
+        Method::SpecdecSelf => spec(Drafter::Net(DraftNet::Target { layers: None }))?,
+        Method::SpecdecLayers => {
+            let layers = params.speculative.and_then(|s| DraftSource::Layers(None).draft_layers(s.n_layers));
+            spec(Drafter::Net(DraftNet::Target { layers }))?
+        }
+    })
 }

@@ -62,6 +62,50 @@ impl Sampler {
         if self.cfg.temperature == 0.0 {
             return argmax(logits);
         }
+        let (candidates, probs) = self.nucleus(logits);
+        let total: f32 = probs.iter().sum();
+        let mut r = self.rng.random::<f32>() * total;
+        for (i, p) in probs.iter().enumerate() {
+            r -= p;
+            if r <= 0.0 {
+                return candidates[i];
+            }
+        }
+        candidates[probs.len() - 1]
+    }
+
+    /// Whether tokens are chosen by argmax (temperature 0).
+    pub fn is_greedy(&self) -> bool {
+        self.cfg.temperature == 0.0
+    }
+
+    /// The distribution `next` samples from, over the whole vocabulary (zero outside top-k /
+    /// top-p; one-hot at the argmax when greedy): what speculative rejection sampling compares.
+    pub fn distribution(&self, logits: &mut [f32], context: &[u32]) -> Vec<f32> {
+        if self.cfg.repetition_penalty != 1.0 {
+            apply_repetition_penalty(logits, context, self.cfg.repetition_penalty);
+        }
+        let mut out = vec![0f32; logits.len()];
+        if self.cfg.temperature == 0.0 {
+            out[argmax(logits) as usize] = 1.0;
+            return out;
+        }
+        let (candidates, probs) = self.nucleus(logits);
+        let total: f32 = probs.iter().sum();
+        for (&id, &p) in candidates.iter().zip(&probs) {
+            out[id as usize] = p / total;
+        }
+        out
+    }
+
+    /// A uniform draw in [0, 1) from this sampler's seeded generator.
+    pub fn uniform(&mut self) -> f32 {
+        self.rng.random::<f32>()
+    }
+
+    /// Token ids by decreasing tempered logit, cut to top-k and top-p, with their (not yet
+    /// renormalised after the top-p cut) probabilities.
+    fn nucleus(&self, logits: &[f32]) -> (Vec<u32>, Vec<f32>) {
         let inv_t = (1.0 / self.cfg.temperature) as f32;
         let mut candidates: Vec<(u32, f32)> = logits.iter().enumerate().map(|(i, &l)| (i as u32, l * inv_t)).collect();
         candidates.sort_unstable_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
@@ -83,16 +127,25 @@ impl Sampler {
             probs.truncate(keep);
             candidates.truncate(keep);
         }
-        let total: f32 = probs.iter().sum();
-        let mut r = self.rng.random::<f32>() * total;
-        for (i, p) in probs.iter().enumerate() {
-            r -= p;
-            if r <= 0.0 {
-                return candidates[i].0;
+        (candidates.into_iter().map(|(id, _)| id).collect(), probs)
+    }
+}
+
+/// Draws an index from a distribution (weights need not sum to 1) with a uniform draw `u`.
+pub fn sample_index(weights: &[f32], u: f32) -> u32 {
+    let total: f32 = weights.iter().sum();
+    let mut r = u * total;
+    let mut last = 0;
+    for (i, &w) in weights.iter().enumerate() {
+        if w > 0.0 {
+            last = i;
+            r -= w;
+            if r < 0.0 {
+                return i as u32;
             }
         }
-        candidates[probs.len() - 1].0
     }
+    last as u32
 }
 
 /// The index of the largest logit (the first one on ties, as torch.argmax).

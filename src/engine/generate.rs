@@ -4,7 +4,7 @@
 use super::device::synchronize;
 use super::device_memory::{self, DeviceMemory};
 use crate::decode::sampling::{Sampler, SamplingConfig};
-use crate::decode::{DecodeStrategy, Standard, StepContext};
+use crate::decode::{DecodeStrategy, DraftOutcome, Phase, PhaseClock, Standard, StepContext};
 use crate::kv::{KvCache, KvStats};
 use crate::measure::memory::RssSampler;
 use crate::models::Model;
@@ -47,9 +47,10 @@ pub struct Generation {
     /// One event per generated token; the first one ends the prefill.
     pub events: Vec<TokenEvent>,
     pub stop_reason: StopReason,
-    /// Draft tokens proposed and accepted (speculative strategies).
-    pub drafted: usize,
-    pub accepted: usize,
+    /// Every speculative step's draft, in order (empty for other strategies).
+    pub drafts: Vec<DraftOutcome>,
+    /// Time per phase, where the strategy marks phases (speculative decoding).
+    pub phases: PhaseTimes,
     /// Cache contents when generation ended.
     pub kv: KvStats,
     pub peak_rss_bytes: u64,
@@ -61,6 +62,39 @@ pub struct Generation {
     /// Logits of every sampled position, when `Engine::keep_logits` asked for them.
     #[serde(skip)]
     pub logits: Vec<Vec<f32>>,
+}
+
+/// Nanoseconds charged to each phase of the steps, device-synchronised at every mark.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct PhaseTimes {
+    pub prefill_ns: u64,
+    pub draft_ns: u64,
+    pub verify_ns: u64,
+    pub bookkeeping_ns: u64,
+}
+
+/// The engine's `PhaseClock`: syncs the device, then charges the time since the last mark.
+struct PhaseTimer<'d> {
+    device: &'d Device,
+    last: Instant,
+    times: PhaseTimes,
+}
+
+impl PhaseClock for PhaseTimer<'_> {
+    fn end(&mut self, phase: Phase) -> Result<()> {
+        synchronize(self.device)?;
+        let now = Instant::now();
+        let ns = (now - self.last).as_nanos() as u64;
+        self.last = now;
+        let slot = match phase {
+            Phase::Prefill => &mut self.times.prefill_ns,
+            Phase::Draft => &mut self.times.draft_ns,
+            Phase::Verify => &mut self.times.verify_ns,
+            Phase::Bookkeeping => &mut self.times.bookkeeping_ns,
+        };
+        *slot += ns;
+        Ok(())
+    }
 }
 
 /// Summary timings of one generation (vLLM's names where the quantity is the same).
@@ -165,15 +199,18 @@ impl<'a> Engine<'a> {
         let mut sampler = Sampler::new(req.sampling);
         let mut tokens = req.prompt_ids.to_vec();
         let mut events = Vec::with_capacity(req.max_new_tokens);
-        let (mut drafted, mut accepted) = (0, 0);
+        let mut drafts = Vec::new();
         let mut stop_reason = StopReason::MaxNewTokens;
         let mut logits = Vec::new();
         cache.reset();
+        strategy.start();
         device_memory::reset_peak(&self.device)?;
         let rss = RssSampler::start();
         synchronize(&self.device)?;
         let start = Instant::now();
+        let mut phases = PhaseTimer { device: &self.device, last: start, times: PhaseTimes::default() };
         'decode: while events.len() < req.max_new_tokens {
+            phases.last = Instant::now();
             let step = strategy
                 .step(&mut StepContext {
                     model: self.model,
@@ -182,13 +219,14 @@ impl<'a> Engine<'a> {
                     sampler: &mut sampler,
                     device: &self.device,
                     logits_log: self.keep_logits.then_some(&mut logits),
+                    remaining: req.max_new_tokens - events.len(),
+                    phases: &mut phases,
                 })
                 .context("decode step")?;
             synchronize(&self.device)?;
             let t_ns = start.elapsed().as_nanos() as u64;
             let kv_cache_bytes = cache.stats().kv_cache_bytes;
-            drafted += step.drafted;
-            accepted += step.accepted;
+            drafts.extend(step.draft);
             for token_id in step.emitted {
                 events.push(TokenEvent { token_id, t_ns, kv_cache_bytes });
                 tokens.push(token_id);
@@ -210,8 +248,8 @@ impl<'a> Engine<'a> {
             generated_ids: tokens[req.prompt_ids.len()..].to_vec(),
             events,
             stop_reason,
-            drafted,
-            accepted,
+            drafts,
+            phases: phases.times,
             kv: cache.stats(),
             peak_rss_bytes,
             peak_device_memory_bytes,

@@ -10,4 +10,4 @@ pub mod device_memory;
 pub mod device_memory;
 pub mod generate;
 
-pub use generate::{Engine, GenerateRequest, Generation, StopReason, Timings, TokenEvent};
+pub use generate::{Engine, GenerateRequest, Generation, PhaseTimes, StopReason, Timings, TokenEvent};

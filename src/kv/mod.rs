@@ -268,6 +268,13 @@ mod bits_as_number {
     }
 }
 
+/// Whether `truncate` restores exactly the state of a cache that never held the dropped
+/// tokens (speculative decoding rolls rejected drafts back through it). Evicting, summarising
+/// and group-quantized (KIVI) caches cannot: what they dropped or merged is gone.
+pub fn rolls_back_exactly(kind: KvKind) -> bool {
+    matches!(kind, KvKind::Full | KvKind::None | KvKind::Static | KvKind::Paged | KvKind::Int8 | KvKind::Int4 | KvKind::Mixed)
+}
+
 /// Why `kind` cannot store keys and values of `head_dim` channels, if it cannot: a sweep
 /// records such a case as skipped instead of failing on the first append.
 pub fn unsupported(kind: KvKind, head_dim: usize) -> Option<String> {

@@ -4,7 +4,7 @@
 //! `modeling_gpt2.py`; the KV cache is passed in.
 
 use super::config::Gpt2Config;
-use super::layers::{attention, LayerNorm, Linear};
+use super::layers::{attention, attention_row_by_row, VerifyAttention, LayerNorm, Linear};
 use super::weights::Weights;
 use super::config::ModelConfig;
 use super::Model;
@@ -67,7 +67,7 @@ impl Gpt2 {
         })
     }
 
-    fn forward_hidden_impl(&self, ids: &Tensor, start: usize, cache: &mut dyn KvCache) -> candle_core::Result<Tensor> {
+    fn forward_hidden_impl(&self, ids: &Tensor, start: usize, n_blocks: usize, mode: VerifyAttention, cache: &mut dyn KvCache) -> candle_core::Result<Tensor> {
         let (b, t) = ids.dims2()?;
         if start + t > self.cfg.n_positions {
             candle_core::bail!("position {} is past GPT-2's {} learned positions", start + t, self.cfg.n_positions);
@@ -77,7 +77,7 @@ impl Gpt2 {
         let positions = Tensor::arange(start as u32, (start + t) as u32, ids.device())?;
         let mut x = self.wte.forward(ids)?.broadcast_add(&self.wpe.forward(&positions)?)?;
         let wants_attention = cache.attention_observer().is_some();
-        for (layer, blk) in self.blocks.iter().enumerate() {
+        for (layer, blk) in self.blocks.iter().take(n_blocks).enumerate() {
             let hs = blk.ln_1.forward(&x)?;
             let qkv = blk.c_attn.forward(&hs)?;
             let split = |i: usize| -> candle_core::Result<Tensor> {
@@ -85,7 +85,10 @@ impl Gpt2 {
             };
             let (q, k, v) = (split(0)?, split(1)?, split(2)?);
             let (k, v) = cache.append(layer, &k, &v)?;
-            let (y, weights) = attention(&q, k, v, wants_attention)?;
+            let (y, weights) = match mode {
+                VerifyAttention::RowByRow if t > 1 && !wants_attention && k.dim(2)? > t => (attention_row_by_row(&q, k, v)?, None),
+                _ => attention(&q, k, v, wants_attention)?,
+            };
             if let (Some(weights), Some(observer)) = (weights, cache.attention_observer()) {
                 observer.observe(layer, &weights)?;
             }
@@ -105,10 +108,22 @@ impl Gpt2 {
 
 impl Model for Gpt2 {
     fn forward_hidden(&self, ids: &Tensor, start: usize, cache: &mut dyn KvCache) -> candle_core::Result<Tensor> {
-        self.forward_hidden_impl(ids, start, cache)
+        self.forward_hidden_impl(ids, start, self.blocks.len(), VerifyAttention::Batched, cache)
     }
     fn lm_head(&self, hidden: &Tensor) -> candle_core::Result<Tensor> {
         self.lm_head_impl(hidden)
+    }
+    fn forward_verify(&self, ids: &Tensor, start: usize, n: usize, mode: VerifyAttention, cache: &mut dyn KvCache) -> candle_core::Result<Tensor> {
+        let hidden = self.forward_hidden_impl(ids, start, self.blocks.len(), mode, cache)?;
+        let t = hidden.dim(1)?;
+        self.lm_head_impl(&hidden.narrow(1, t - n.min(t), n.min(t))?)
+    }
+    fn forward_first_layers(&self, ids: &Tensor, start: usize, layers: usize, mode: VerifyAttention, cache: &mut dyn KvCache) -> candle_core::Result<Tensor> {
+        if layers == 0 || layers > self.blocks.len() {
+            candle_core::bail!("an early exit after {layers} layers: the model has {}", self.blocks.len());
+        }
+        let hidden = self.forward_hidden_impl(ids, start, layers, mode, cache)?;
+        self.lm_head_impl(&super::layers::last_position(&hidden)?)
     }
     fn config(&self) -> &ModelConfig {
         &self.model_config

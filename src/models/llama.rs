@@ -5,7 +5,7 @@
 
 use super::config::{Llama3RopeScaling, LlamaConfig};
 use super::cuda_graph::{DecodeShape, DecodeWeights, GraphDecoder, LayerWeights};
-use super::layers::{attention, FusedLinear, Linear, Rope, RmsNorm};
+use super::layers::{attention, attention_row_by_row, VerifyAttention, FusedLinear, Linear, Rope, RmsNorm};
 use super::weights::Weights;
 use super::config::ModelConfig;
 use super::Model;
@@ -160,7 +160,7 @@ impl Llama {
     }
 
     /// Final-norm hidden states `[b, t, hidden]` for `ids` at positions `start..`.
-    fn forward_hidden_impl(&self, ids: &Tensor, start: usize, cache: &mut dyn KvCache) -> candle_core::Result<Tensor> {
+    fn forward_hidden_impl(&self, ids: &Tensor, start: usize, n_blocks: usize, mode: VerifyAttention, cache: &mut dyn KvCache) -> candle_core::Result<Tensor> {
         let (b, t) = ids.dims2()?;
         // A cache that positions keys itself (sinks) rotates queries at its own positions.
         let last = query_position(cache, 0, start) + t;
@@ -170,7 +170,7 @@ impl Llama {
         let (n_head, n_kv, d) = (self.cfg.num_attention_heads, self.cfg.num_key_value_heads, self.cfg.head_dim);
         let wants_attention = cache.attention_observer().is_some();
         let mut x = self.embed.forward(ids)?;
-        for (layer, blk) in self.blocks.iter().enumerate() {
+        for (layer, blk) in self.blocks.iter().take(n_blocks).enumerate() {
             let residual = &x;
             let hs = blk.input_norm.forward(&x)?;
             let qkv = blk.qkv.forward(&hs)?;
@@ -184,7 +184,10 @@ impl Llama {
                 }
                 None => cache.append(layer, &self.rope.apply(&k, start)?, &v)?,
             };
-            let (y, weights) = attention(&q, k, v, wants_attention)?;
+            let (y, weights) = match mode {
+                VerifyAttention::RowByRow if t > 1 && !wants_attention && k.dim(2)? > t => (attention_row_by_row(&q, k, v)?, None),
+                _ => attention(&q, k, v, wants_attention)?,
+            };
             if let (Some(weights), Some(observer)) = (weights, cache.attention_observer()) {
                 observer.observe(layer, &weights)?;
             }
@@ -249,7 +252,7 @@ impl Model for Llama {
                 }
             }
         }
-        let hidden = self.forward_hidden_impl(ids, start_pos, cache)?;
+        let hidden = self.forward_hidden_impl(ids, start_pos, self.blocks.len(), VerifyAttention::Batched, cache)?;
         self.lm_head_impl(&super::layers::last_position(&hidden)?)
     }
     fn set_cuda_graph(&mut self, enabled: bool) {
@@ -259,10 +262,22 @@ impl Model for Llama {
         self.graph.is_some() && self.graph_enabled
     }
     fn forward_hidden(&self, ids: &Tensor, start: usize, cache: &mut dyn KvCache) -> candle_core::Result<Tensor> {
-        self.forward_hidden_impl(ids, start, cache)
+        self.forward_hidden_impl(ids, start, self.blocks.len(), VerifyAttention::Batched, cache)
     }
     fn lm_head(&self, hidden: &Tensor) -> candle_core::Result<Tensor> {
         self.lm_head_impl(hidden)
+    }
+    fn forward_verify(&self, ids: &Tensor, start: usize, n: usize, mode: VerifyAttention, cache: &mut dyn KvCache) -> candle_core::Result<Tensor> {
+        let hidden = self.forward_hidden_impl(ids, start, self.blocks.len(), mode, cache)?;
+        let t = hidden.dim(1)?;
+        self.lm_head_impl(&hidden.narrow(1, t - n.min(t), n.min(t))?)
+    }
+    fn forward_first_layers(&self, ids: &Tensor, start: usize, layers: usize, mode: VerifyAttention, cache: &mut dyn KvCache) -> candle_core::Result<Tensor> {
+        if layers == 0 || layers > self.blocks.len() {
+            candle_core::bail!("an early exit after {layers} layers: the model has {}", self.blocks.len());
+        }
+        let hidden = self.forward_hidden_impl(ids, start, layers, mode, cache)?;
+        self.lm_head_impl(&super::layers::last_position(&hidden)?)
     }
     fn config(&self) -> &ModelConfig {
         &self.model_config

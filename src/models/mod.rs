@@ -9,6 +9,7 @@ pub mod gguf_reader;
 pub mod gpt2;
 pub mod layers;
 pub mod llama;
+pub mod requantize;
 pub mod source;
 pub mod tokenizer;
 pub mod weights;
@@ -61,6 +62,26 @@ pub trait Model: Send {
         let hidden = self.forward_hidden(ids, start_pos, cache)?;
         self.lm_head(&layers::last_position(&hidden)?)
     }
+    /// Logits of the last `n` positions, `[b, n, vocab]` in f32, attending as `mode` says
+    /// (speculative verification: the head runs only where a draft is judged). This default
+    /// attends in one batched pass; the architectures here implement both modes.
+    fn forward_verify(&self, ids: &Tensor, start_pos: usize, n: usize, _mode: layers::VerifyAttention, cache: &mut dyn KvCache) -> candle_core::Result<Tensor> {
+        let hidden = self.forward_hidden(ids, start_pos, cache)?;
+        let t = hidden.dim(1)?;
+        self.lm_head(&hidden.narrow(1, t - n.min(t), n.min(t))?)
+    }
+    /// Logits of the last position after only the first `layers` blocks, then the final norm
+    /// and the head (self-speculation's early-exit draft; `cache` holds those layers only).
+    fn forward_first_layers(
+        &self,
+        _ids: &Tensor,
+        _start_pos: usize,
+        _layers: usize,
+        _mode: layers::VerifyAttention,
+        _cache: &mut dyn KvCache,
+    ) -> candle_core::Result<Tensor> {
+        candle_core::bail!("unsupported: this architecture has no early-exit forward pass")
+    }
     /// Logits of every position, `[b, t, vocab]` in f32 (teacher forcing, perplexity).
     fn forward_all(&self, ids: &Tensor, start_pos: usize, cache: &mut dyn KvCache) -> candle_core::Result<Tensor> {
         let hidden = self.forward_hidden(ids, start_pos, cache)?;
@@ -102,6 +123,21 @@ pub fn build(cfg: &ModelConfig, weights: &Weights) -> Result<Box<dyn Model>> {
 
 /// Loads a resolved model onto `device`.
 pub fn load(resolved: &ResolvedModel, dtype: DTypeArg, seed: u64, device: &Device) -> Result<LoadedModel> {
+    load_with(resolved, dtype, seed, device, None)
+}
+
+/// Loads a resolved model with every linear weight re-quantized to `format` (computes in f32).
+pub fn load_requantized(resolved: &ResolvedModel, format: candle_core::quantized::GgmlDType, seed: u64, device: &Device) -> Result<LoadedModel> {
+    load_with(resolved, DTypeArg::F32, seed, device, Some(format))
+}
+
+fn load_with(
+    resolved: &ResolvedModel,
+    dtype: DTypeArg,
+    seed: u64,
+    device: &Device,
+    requantize: Option<candle_core::quantized::GgmlDType>,
+) -> Result<LoadedModel> {
     let (config, weights, tokenizer, weights_format, dtype_name) = match &resolved.files {
         ModelFiles::Gguf(path) => {
             if dtype != DTypeArg::F32 {
@@ -140,7 +176,15 @@ pub fn load(resolved: &ResolvedModel, dtype: DTypeArg, seed: u64, device: &Devic
             (config.clone(), w, tokenizer, format!("random (seed {seed})"), format!("{dtype:?}").to_lowercase())
         }
     };
+    let weights = match requantize {
+        Some(format) => weights.requantized(format),
+        None => weights,
+    };
     let model = build(&config, &weights).with_context(|| format!("building {} from {}", config.family(), resolved.id))?;
+    let weights_format = match weights.requantize_summary() {
+        Some(summary) => format!("{weights_format}, {summary}"),
+        None => weights_format,
+    };
     let spec = ModelSpec {
         id: resolved.id.clone(),
         source: resolved.source.to_string(),

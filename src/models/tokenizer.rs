@@ -159,6 +159,16 @@ impl TextTokenizer {
         }
     }
 
+    /// Whether both map the same token strings to the same ids (speculative decoding's draft
+    /// must share the target's vocabulary; raw bytes match raw bytes).
+    pub fn same_vocabulary(&self, other: &TextTokenizer) -> bool {
+        match (self, other) {
+            (Self::Hf { tokenizer: a, .. }, Self::Hf { tokenizer: b, .. }) => a.get_vocab(true) == b.get_vocab(true),
+            (Self::Bytes, Self::Bytes) => true,
+            _ => false,
+        }
+    }
+
     pub fn describe(&self) -> String {
         match self {
             Self::Hf { origin, .. } => origin.clone(),

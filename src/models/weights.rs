@@ -5,6 +5,7 @@
 
 use super::gguf::GgufFile;
 use super::layers::{FusedLinear, Linear};
+use super::requantize::Requantize;
 use anyhow::{Context, Result};
 use candle_core::quantized::QMatMul;
 use candle_core::{DType, Device, Shape, Tensor};
@@ -18,6 +19,8 @@ pub struct Weights {
     store: Store,
     dtype: DType,
     device: Device,
+    /// Linear weights re-quantized as they load (`quant:FORMAT` drafts).
+    requantize: Option<Requantize>,
 }
 
 enum Store {
@@ -38,18 +41,36 @@ impl Weights {
         // SAFETY: the files are not modified while mapped; they live in the model cache.
         let vb = unsafe { VarBuilder::from_mmaped_safetensors(files, dtype, device) }
             .with_context(|| format!("reading weights {}", display_list(files)))?;
-        Ok(Self { store: Store::Dense { vb, tensors: Some(tensors) }, dtype, device: device.clone() })
+        Ok(Self { store: Store::Dense { vb, tensors: Some(tensors) }, dtype, device: device.clone(), requantize: None })
     }
 
     /// Seeded random weights with the same names and shapes as a real checkpoint.
     pub fn random(seed: u64, dtype: DType, device: &Device) -> Self {
         let backend: Box<dyn SimpleBackend> = Box::new(RandomWeights { seed });
         let vb = VarBuilder::from_backend(backend, dtype, device.clone());
-        Self { store: Store::Dense { vb, tensors: None }, dtype, device: device.clone() }
+        Self { store: Store::Dense { vb, tensors: None }, dtype, device: device.clone(), requantize: None }
     }
 
     pub fn from_gguf(file: GgufFile, device: &Device) -> Self {
-        Self { store: Store::Gguf(file), dtype: DType::F32, device: device.clone() }
+        Self { store: Store::Gguf(file), dtype: DType::F32, device: device.clone(), requantize: None }
+    }
+
+    /// These weights with every linear layer re-quantized to `format` as it loads (the model
+    /// then computes in f32 like any GGUF model: refuse other dtypes before calling this).
+    pub fn requantized(mut self, format: candle_core::quantized::GgmlDType) -> Self {
+        self.requantize = Some(Requantize::new(format));
+        self
+    }
+
+    /// What re-quantization made of the tensors loaded so far.
+    pub fn requantize_summary(&self) -> Option<String> {
+        self.requantize.as_ref().map(Requantize::describe)
+    }
+
+    /// A dense `[out, in]` weight (and bias) re-quantized.
+    fn requantized_linear(&self, r: &Requantize, weight: &Tensor, bias: Option<Tensor>) -> Result<Linear> {
+        let q = r.quantize(weight, &self.device)?;
+        Ok(Linear::Quantized { weight: QMatMul::from_qtensor(q)?, bias })
     }
 
     pub fn dtype(&self) -> DType {
@@ -91,6 +112,10 @@ impl Weights {
     pub fn linear(&self, prefix: &str, in_dim: usize, out_dim: usize, bias: bool) -> Result<Linear> {
         let bias = if bias { Some(self.tensor(&format!("{prefix}.bias"), out_dim)?) } else { None };
         let name = format!("{prefix}.weight");
+        if let Some(r) = &self.requantize {
+            let w = self.tensor(&name, (out_dim, in_dim))?;
+            return self.requantized_linear(r, &w, bias);
+        }
         match &self.store {
             Store::Dense { .. } => {
                 let w = self.tensor(&name, (out_dim, in_dim))?;
@@ -114,20 +139,13 @@ impl Weights {
         };
         let sizes = out_dims.to_vec();
         let total: usize = out_dims.iter().sum();
+        if let Some(r) = &self.requantize {
+            let (weight, bias) = self.dense_fused(prefixes, in_dim, out_dims, bias)?;
+            return Ok(FusedLinear::Fused { linear: self.requantized_linear(r, &weight, bias)?, sizes });
+        }
         match &self.store {
             Store::Dense { .. } => {
-                let weights = prefixes
-                    .iter()
-                    .zip(out_dims)
-                    .map(|(p, &o)| self.tensor(&format!("{p}.weight"), (o, in_dim)))
-                    .collect::<Result<Vec<_>>>()?;
-                let bias = if bias {
-                    let parts = prefixes.iter().zip(out_dims).map(|(p, &o)| self.tensor(&format!("{p}.bias"), o)).collect::<Result<Vec<_>>>()?;
-                    Some(Tensor::cat(&parts, 0)?)
-                } else {
-                    None
-                };
-                let weight = Tensor::cat(&weights, 0)?;
+                let (weight, bias) = self.dense_fused(prefixes, in_dim, out_dims, bias)?;
                 Ok(FusedLinear::Fused { linear: Linear::Dense(candle_nn::Linear::new(weight, bias)), sizes })
             }
             Store::Gguf(g) => {
@@ -153,10 +171,29 @@ impl Weights {
         }
     }
 
+    /// The parts' weights (and biases) concatenated along the output dimension.
+    fn dense_fused(&self, prefixes: &[&str], in_dim: usize, out_dims: &[usize], bias: bool) -> Result<(Tensor, Option<Tensor>)> {
+        let weights = prefixes
+            .iter()
+            .zip(out_dims)
+            .map(|(p, &o)| self.tensor(&format!("{p}.weight"), (o, in_dim)))
+            .collect::<Result<Vec<_>>>()?;
+        let bias = if bias {
+            let parts = prefixes.iter().zip(out_dims).map(|(p, &o)| self.tensor(&format!("{p}.bias"), o)).collect::<Result<Vec<_>>>()?;
+            Some(Tensor::cat(&parts, 0)?)
+        } else {
+            None
+        };
+        Ok((Tensor::cat(&weights, 0)?, bias))
+    }
+
     /// A linear layer stored `[in, out]` (GPT-2's Conv1D), transposed once at load.
     pub fn conv1d(&self, prefix: &str, in_dim: usize, out_dim: usize) -> Result<Linear> {
         let w = self.tensor(&format!("{prefix}.weight"), (in_dim, out_dim))?.t()?.contiguous()?;
         let b = self.tensor(&format!("{prefix}.bias"), out_dim)?;
+        if let Some(r) = &self.requantize {
+            return self.requantized_linear(r, &w, Some(b));
+        }
         Ok(Linear::Dense(candle_nn::Linear::new(w, Some(b))))
     }
 }

@@ -145,6 +145,7 @@ fn kvcache_v1(value: Value) -> Result<Report, String> {
             stop_reason: "length".into(),
             generated_ids: vec![],
             text: String::new(),
+            speculative: None,
         };
         let params = CaseParams::Kvcache(KvcacheParams {
             model: v1.model.id.clone(),

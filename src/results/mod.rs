@@ -6,6 +6,8 @@ pub mod convert;
 pub mod export;
 pub mod relative;
 pub mod schema;
+mod schema_specdec;
+pub mod speculative;
 pub mod sink;
 mod summary;
 pub mod views;

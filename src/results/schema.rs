@@ -11,6 +11,7 @@
 use crate::kv::{KvOptions, KvStats};
 use crate::measure::stats::Summary;
 use crate::measure::system::Provenance;
+pub use super::schema_specdec::{Ratio, SpecdecParams, SpecdecQuality, SpecdecSettings, SpeculativeRun};
 use serde::{Deserialize, Serialize};
 
 /// Bumped on any change that old readers would misread. Version 1 files (compare's
@@ -23,6 +24,7 @@ pub const SCHEMA_VERSION: u32 = 2;
 pub enum CommandName {
     Compare,
     Kvcache,
+    Specdec,
 }
 
 impl CommandName {
@@ -30,6 +32,7 @@ impl CommandName {
         match self {
             Self::Compare => "compare",
             Self::Kvcache => "kvcache",
+            Self::Specdec => "specdec",
         }
     }
 }
@@ -77,6 +80,7 @@ pub struct Settings {
 pub enum CommandSettings {
     Compare(CompareSettings),
     Kvcache(KvcacheSettings),
+    Specdec(SpecdecSettings),
 }
 
 impl CommandSettings {
@@ -84,6 +88,7 @@ impl CommandSettings {
         match self {
             Self::Compare(_) => CommandName::Compare,
             Self::Kvcache(_) => CommandName::Kvcache,
+            Self::Specdec(_) => CommandName::Specdec,
         }
     }
 }
@@ -114,6 +119,7 @@ pub struct KvcacheSettings {
 pub enum CaseParams {
     Compare(CompareParams),
     Kvcache(KvcacheParams),
+    Specdec(SpecdecParams),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
@@ -124,6 +130,9 @@ pub struct CompareParams {
     pub window: Option<usize>,
     /// Stride (tokens) for sled:stride.
     pub stride: Option<usize>,
+    /// Tokens drafted per step for specdec: methods (absent otherwise, and from older files).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub k: Option<usize>,
     pub max_new_tokens: usize,
     pub kv_cache: String,
 }
@@ -150,6 +159,7 @@ impl CaseParams {
         match self {
             Self::Compare(_) => CommandName::Compare,
             Self::Kvcache(_) => CommandName::Kvcache,
+            Self::Specdec(_) => CommandName::Specdec,
         }
     }
 
@@ -157,6 +167,7 @@ impl CaseParams {
         match self {
             Self::Compare(p) => &p.model,
             Self::Kvcache(p) => &p.model,
+            Self::Specdec(p) => &p.model,
         }
     }
 
@@ -164,6 +175,7 @@ impl CaseParams {
         match self {
             Self::Compare(p) => p.max_new_tokens,
             Self::Kvcache(p) => p.max_new_tokens,
+            Self::Specdec(p) => p.max_new_tokens,
         }
     }
 
@@ -178,9 +190,26 @@ impl CaseParams {
                 if let Some(st) = p.stride {
                     s += &format!(" s={st}");
                 }
+                if let Some(k) = p.k {
+                    s += &format!(" k={k}");
+                }
                 s
             }
             Self::Kvcache(p) => format!("{} @{}", p.strategy, p.context_tokens),
+            Self::Specdec(p) => match (&p.draft, p.k) {
+                (Some(draft), Some(k)) => {
+                    let policy = p.policy.as_deref().unwrap_or("greedy");
+                    let mut s = format!("{draft} k={k}");
+                    if policy != "greedy" {
+                        s += &format!(" {policy}");
+                    }
+                    if p.lossy {
+                        s += " (lossy)";
+                    }
+                    s
+                }
+                _ => "standard".into(),
+            },
         }
     }
 
@@ -194,6 +223,13 @@ impl CaseParams {
     pub fn as_kvcache(&self) -> Option<&KvcacheParams> {
         match self {
             Self::Kvcache(p) => Some(p),
+            _ => None,
+        }
+    }
+
+    pub fn as_specdec(&self) -> Option<&SpecdecParams> {
+        match self {
+            Self::Specdec(p) => Some(p),
             _ => None,
         }
     }
@@ -291,6 +327,9 @@ pub struct RunRecord {
     pub stop_reason: String,
     pub generated_ids: Vec<u32>,
     pub text: String,
+    /// Speculative decoding's raw samples (specdec cases and `specdec:` methods only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub speculative: Option<SpeculativeRun>,
 }
 
 /// Summaries over a case's runs, plus the flat names llama-bench and vLLM users look for.
@@ -327,6 +366,7 @@ pub struct CaseSummary {
 pub enum Quality {
     Compare(CompareQuality),
     Kvcache(KvcacheQuality),
+    Specdec(SpecdecQuality),
 }
 
 impl Quality {
@@ -334,6 +374,14 @@ impl Quality {
         match self {
             Self::Compare(_) => CommandName::Compare,
             Self::Kvcache(_) => CommandName::Kvcache,
+            Self::Specdec(_) => CommandName::Specdec,
+        }
+    }
+
+    pub fn as_specdec(&self) -> Option<&SpecdecQuality> {
+        match self {
+            Self::Specdec(q) => Some(q),
+            _ => None,
         }
     }
 
@@ -412,6 +460,13 @@ impl Report {
     pub fn kvcache_settings(&self) -> Option<&KvcacheSettings> {
         match &self.settings.command_settings {
             CommandSettings::Kvcache(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    pub fn specdec_settings(&self) -> Option<&SpecdecSettings> {
+        match &self.settings.command_settings {
+            CommandSettings::Specdec(s) => Some(s),
             _ => None,
         }
     }

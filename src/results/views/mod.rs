@@ -5,6 +5,7 @@
 
 mod compare;
 mod kvcache;
+mod specdec;
 
 use super::schema::{CaseResult, CaseStatus, CommandName, Report};
 
@@ -42,6 +43,7 @@ pub fn human(report: &Report) -> Table {
     match report.command {
         CommandName::Compare => compare::human(report),
         CommandName::Kvcache => kvcache::human(report),
+        CommandName::Specdec => specdec::human(report),
     }
 }
 
@@ -50,6 +52,7 @@ pub fn csv(report: &Report) -> Table {
     match report.command {
         CommandName::Compare => compare::csv(report),
         CommandName::Kvcache => kvcache::csv(report),
+        CommandName::Specdec => specdec::csv(report),
     }
 }
 
