@@ -166,7 +166,7 @@ fn every_bad_input_in_the_catalogue_is_one_clear_line_and_exit_code_2() {
         (specdec(&["--draft", "quant:q1_x"]), "quant:q1_x: unknown format"),
         (specdec(&["--draft", "lookup:0"]), "lookup:0"),
         (specdec(&["--min-k", "4", "--max-k", "2", "--k-schedule", "heuristic"]), "--min-k 4 --max-k 2"),
-        (plain(&["generate", "--device", "cpu", "--model", &llama, "--prompt", "hi", "--draft", "self", "--kv-cache", "sinks"]), "--kv-cache sinks"),
+        (plain(&["generate", "--device", "cpu", "--model", &llama, "--prompt", "hi", "-n", "4", "--draft", "self", "--kv-cache", "sinks"]), "--kv-cache sinks"),
         (compare(&["--methods", "standard,specdec:lookup", "--k", "0"]), "--k 0"),
         // kvcache
         (kvcache(&["--kv-bits", "3"]), "--kv-bits 3"),

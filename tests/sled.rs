@@ -14,7 +14,7 @@ fn run(name: &str, method: Method, params: MethodParams) -> Generation {
     let loaded = load(&fixture(name));
     let engine = Engine::new(loaded.model.as_ref(), &Device::Cpu);
     let prompt = [11, 22, 33, 44, 55];
-    let mut strategy = decode::build(method, params);
+    let mut strategy = decode::build(method, params).unwrap();
     let mut cache = kv::build(strategy.cache_kind(KvKind::Full), loaded.model.config().n_layers(), 4096);
     let request =
         GenerateRequest { prompt_ids: &prompt, max_new_tokens: NEW_TOKENS, sampling: SamplingConfig::default(), stop_at_eos: false };

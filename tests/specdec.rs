@@ -11,6 +11,7 @@
 use crate::common::{fixture, llmbench, load, smollm2_gguf};
 use candle_core::{Device, Tensor};
 use llmbench::kv::{self, KvKind};
+use llmbench::models::layers::VerifyAttention;
 use serde_json::Value;
 use std::path::Path;
 
@@ -143,7 +144,7 @@ fn rollback_is_exact(model_dir: &Path, kind: KvKind) {
         let mut cache = kv::build(kind, n_layers, 64);
         model.forward(&ids(&prompt), 0, cache.as_mut()).unwrap();
         if drafted {
-            model.forward_last(&ids(&[8, 9, 10, 12, 13]), prompt.len(), 5, cache.as_mut()).unwrap();
+            model.forward_verify(&ids(&[8, 9, 10, 12, 13]), prompt.len(), 5, VerifyAttention::RowByRow, cache.as_mut()).unwrap();
             cache.truncate(prompt.len()).unwrap();
             assert_eq!(cache.seq_len(), prompt.len() * usize::from(kind != KvKind::None));
         }
@@ -158,12 +159,15 @@ fn rollback_is_exact(model_dir: &Path, kind: KvKind) {
 fn rollback_leaves_every_exact_cache_bitwise_equal_to_never_drafting() {
     let exact: Vec<KvKind> = KvKind::ALL.into_iter().filter(|&k| kv::rolls_back_exactly(k)).collect();
     assert_eq!(exact.len(), 7, "{exact:?}");
+    // The fixtures' head dim of 16 is below int4's 32-channel groups: those run on SmolLM2 (64).
     for dir in ["tiny-gpt2", "tiny-llama"] {
-        for &kind in &exact {
+        for &kind in exact.iter().filter(|&&k| kv::unsupported(k, 16).is_none()) {
             rollback_is_exact(&fixture(dir), kind);
         }
     }
-    rollback_is_exact(&smollm2_gguf(), KvKind::Full);
+    for &kind in &exact {
+        rollback_is_exact(&smollm2_gguf(), kind);
+    }
 }
 
 #[test]

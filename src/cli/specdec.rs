@@ -44,32 +44,32 @@ pub struct SpecdecArgs {
 #[derive(Debug, Clone, Args, Serialize, Deserialize)]
 pub struct SpecOptions {
     /// conf_threshold: accept a draft token the target gives at least this probability, in (0, 1].
-    #[arg(long, default_value_t = 0.3)]
+    #[arg(long, default_value_t = SpecOptions::default().tau)]
     pub tau: f32,
     /// topk_agree: accept a draft token among the target's N most likely.
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = SpecOptions::default().agree_k)]
     pub agree_k: usize,
     /// typical: epsilon of Medusa's rule p(x) > min(eps, delta * exp(-H)), in (0, 1].
-    #[arg(long, default_value_t = TYPICAL_EPS)]
+    #[arg(long, default_value_t = SpecOptions::default().typical_eps)]
     pub typical_eps: f32,
     /// typical: delta of Medusa's rule, in (0, 1].
-    #[arg(long, default_value_t = TYPICAL_DELTA)]
+    #[arg(long, default_value_t = SpecOptions::default().typical_delta)]
     pub typical_delta: f32,
     /// How K moves: fixed, heuristic (transformers': +2 after a fully accepted draft, -1
     /// otherwise) or target (steer the acceptance rate to --target-acceptance).
-    #[arg(long, value_enum, default_value_t = ScheduleKind::Fixed)]
+    #[arg(long, value_enum, default_value_t = SpecOptions::default().k_schedule)]
     pub k_schedule: ScheduleKind,
     /// Smallest K an adaptive schedule goes to.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = SpecOptions::default().min_k)]
     pub min_k: usize,
     /// Largest K an adaptive schedule goes to.
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = SpecOptions::default().max_k)]
     pub max_k: usize,
     /// The acceptance rate the `target` schedule steers towards, in (0, 1).
-    #[arg(long, default_value_t = 0.7)]
+    #[arg(long, default_value_t = SpecOptions::default().target_acceptance)]
     pub target_acceptance: f64,
     /// Largest n-gram prompt lookup matches (it tries n, n-1, ..., 1).
-    #[arg(long, default_value_t = MAX_NGRAM)]
+    #[arg(long, default_value_t = SpecOptions::default().lookup_ngram)]
     pub lookup_ngram: usize,
     /// Where the draft runs; it must be the target's device (drafts and target share caches'
     /// device and the verify pass), so this only exists to refuse a split clearly.
@@ -95,7 +95,7 @@ impl SpecOptions {
 }
 
 impl Default for SpecOptions {
-    /// The flags' defaults (for callers without the flags: compare's specdec: methods).
+    /// The flags' defaults (the one place they are written; compare's specdec: methods use them).
     fn default() -> Self {
         Self {
             tau: 0.3,

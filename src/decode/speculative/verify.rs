@@ -190,7 +190,7 @@ mod tests {
         let judge = vec![p.clone(), p.clone()];
         let rows = Rows { target: &target, draft: None, judge: Some(&judge), greedy: true };
         let mut u = || 0.0;
-        let accepted = |policy, token| verify(policy, &[token], &rows, &mut u).accepted;
+        let mut accepted = |policy, token| verify(policy, &[token], &rows, &mut u).accepted;
         assert_eq!(accepted(Policy::ConfThreshold { tau: 0.3 }, 1), 1);
         assert_eq!(accepted(Policy::ConfThreshold { tau: 0.31 }, 1), 0);
         assert_eq!(accepted(Policy::TopkAgree { k: 3 }, 2), 1);
@@ -256,6 +256,7 @@ mod tests {
         let counts = first_tokens(&ours);
         assert_eq!(counts[5], 0, "emitted a token the target gives probability 0");
         let stat = chi_square(&counts, &expected);
+        eprintln!("rejection sampling: chi-square {stat:.2} over {DRAWS} draws (4 dof, critical {CHI2_4DOF_P001} at p = 0.001)");
         assert!(stat < CHI2_4DOF_P001, "chi-square {stat:.1} over {DRAWS} draws: not the target's distribution");
     }
 
@@ -269,6 +270,7 @@ mod tests {
         let (p, _) = hand_made();
         let expected: Vec<f64> = p.iter().map(|&x| x as f64).collect();
         let stat = chi_square(&first_tokens(&wrong), &expected);
+        eprintln!("wrong rule: chi-square {stat:.0} over {DRAWS} draws");
         assert!(stat > CHI2_4DOF_P001 * 10.0, "chi-square {stat:.1}: the test cannot tell the wrong rule apart");
     }
 
