@@ -328,7 +328,18 @@ fn plot_and_diff_work_on_every_committed_results_directory() {
         checked.push(entry.file_name().to_string_lossy().into_owned());
     }
     checked.sort();
-    assert_eq!(checked, ["compare-smollm2-1024", "kvcache-smollm2"], "every committed run directory is checked");
+    let expected = [
+        "compare-smollm2-1024",
+        "kvcache-smollm2",
+        "specdec-smollm2",
+        "specdec-smollm2-lossy",
+        "specdec-tinyllama-h200",
+        "specdec-tinyllama-h200-batched",
+        "specdec-tinyllama-h200-f32",
+        "specdec-tinyllama-h200-generic",
+        "specdec-tinyllama-h200-generic-batched",
+    ];
+    assert_eq!(checked, expected, "every committed run directory is checked");
 }
 
 /// A run file's keys are the long flags (lists sweep, arrays of a repeatable flag repeat it,

@@ -207,3 +207,24 @@ fn compare_runs_specdec_methods_and_generate_takes_a_draft() {
     assert_eq!(plain["generated_ids"], drafted["generated_ids"]);
     assert!(drafted["spec_decode_num_draft_tokens"].as_u64().unwrap() > 0);
 }
+
+#[test]
+fn plot_redraws_the_committed_specdec_charts_byte_for_byte() {
+    let run = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("results/specdec-smollm2");
+    let out = tempfile::tempdir().unwrap();
+    llmbench().args(["plot"]).arg(&run).arg("--out").arg(out.path()).assert().success();
+    for chart in ["speedup-vs-k", "acceptance-by-position", "time-breakdown"] {
+        for ext in ["svg", "png"] {
+            let name = format!("{chart}.{ext}");
+            let drawn = std::fs::read(out.path().join(&name)).unwrap();
+            let committed = std::fs::read(run.join(&name)).unwrap();
+            assert!(drawn.len() > 1000, "{name}: nearly empty");
+            assert_eq!(drawn, committed, "{name}: redrawn from results.json differs from the committed chart");
+        }
+    }
+    // The speedup chart has a measured and a predicted line per draft source.
+    let svg = std::fs::read_to_string(out.path().join("speedup-vs-k.svg")).unwrap();
+    for label in ["lookup measured", "lookup predicted", "layers:8 measured", "quant:q2_k predicted"] {
+        assert!(svg.contains(label), "speedup-vs-k.svg has no `{label}` line");
+    }
+}

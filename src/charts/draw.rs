@@ -13,19 +13,26 @@ const DENSE_SERIES: usize = 100;
 
 type DrawResult<B> = Result<(), DrawingAreaErrorKind<<B as DrawingBackend>::ErrorType>>;
 
-/// Vertical bars, one per case, with error bars of one sample std.
-pub fn bar_chart<B: DrawingBackend>(area: &DrawingArea<B, Shift>, title: &str, y_desc: &str, bars: &[Bar]) -> DrawResult<B> {
-    let n = bars.len().max(1);
-    let top = bars.iter().map(|b| b.value + b.spread).fold(0.0f64, f64::max);
-    let y_max = if top > 0.0 { top * 1.15 } else { 1.0 };
-    // A numeric x axis with bars centred on 0..n: integer ticks carry the case names.
+/// A chart context over f64 x f64 axes.
+type SlotChart<'a, B> = ChartContext<'a, B, Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>>;
+
+/// A chart with one slot per case on a numeric x axis (bars centred on 0..n, integer ticks
+/// carrying the case names) and `0..y_top` (padded above) on the y axis.
+fn case_slots<'a, B: DrawingBackend>(
+    area: &'a DrawingArea<B, Shift>,
+    title: &str,
+    y_desc: &str,
+    labels: &[String],
+    y_top: f64,
+) -> Result<SlotChart<'a, B>, DrawingAreaErrorKind<B::ErrorType>> {
+    let n = labels.len().max(1);
+    let y_max = if y_top > 0.0 { y_top * 1.15 } else { 1.0 };
     let mut chart = ChartBuilder::on(area)
         .caption(title, (FONT, TITLE_SIZE))
         .margin(12)
         .x_label_area_size(40)
         .y_label_area_size(70)
         .build_cartesian_2d(-0.5f64..n as f64 - 0.5, 0f64..y_max)?;
-    let labels: Vec<String> = bars.iter().map(|b| b.label.clone()).collect();
     chart
         .configure_mesh()
         .disable_x_mesh()
@@ -42,6 +49,14 @@ pub fn bar_chart<B: DrawingBackend>(area: &DrawingArea<B, Shift>, title: &str, y
         })
         .y_desc(y_desc)
         .draw()?;
+    Ok(chart)
+}
+
+/// Vertical bars, one per case, with error bars of one sample std.
+pub fn bar_chart<B: DrawingBackend>(area: &DrawingArea<B, Shift>, title: &str, y_desc: &str, bars: &[Bar]) -> DrawResult<B> {
+    let top = bars.iter().map(|b| b.value + b.spread).fold(0.0f64, f64::max);
+    let labels: Vec<String> = bars.iter().map(|b| b.label.clone()).collect();
+    let mut chart = case_slots(area, title, y_desc, &labels, top)?;
     chart.draw_series(
         bars.iter().enumerate().map(|(i, b)| Rectangle::new([(i as f64 - BAR_HALF_WIDTH, 0.0), (i as f64 + BAR_HALF_WIDTH, b.value)], color(i).filled())),
     )?;
@@ -55,6 +70,34 @@ pub fn bar_chart<B: DrawingBackend>(area: &DrawingArea<B, Shift>, title: &str, y
         }
     }
     Ok(())
+}
+
+/// Stacked bars, one per case: `bars[i].1[j]` is segment `segments[j]` of case i, with a legend.
+pub fn stacked_bar_chart<B: DrawingBackend>(
+    area: &DrawingArea<B, Shift>,
+    title: &str,
+    y_desc: &str,
+    segments: &[&str],
+    bars: &[(String, Vec<f64>)],
+) -> DrawResult<B> {
+    let top = bars.iter().map(|(_, v)| v.iter().sum::<f64>()).fold(0.0, f64::max);
+    let labels: Vec<String> = bars.iter().map(|(l, _)| l.clone()).collect();
+    let mut chart = case_slots(area, title, y_desc, &labels, top)?;
+    for (j, name) in segments.iter().enumerate() {
+        let style = color(j).filled();
+        chart
+            .draw_series(bars.iter().enumerate().map(|(i, (_, v))| {
+                let below: f64 = v[..j].iter().sum();
+                let x = i as f64;
+                Rectangle::new([(x - BAR_HALF_WIDTH, below), (x + BAR_HALF_WIDTH, below + v.get(j).copied().unwrap_or(0.0))], style)
+            }))?
+            .label(*name)
+            .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 10, y + 5)], style));
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperLeft)
+        .label_font((FONT, LABEL_SIZE)).background_style(WHITE.mix(0.8)).border_style(BLACK).draw()
 }
 
 /// Lines over a numeric x axis, one per series, with a legend.

@@ -3,7 +3,7 @@
 //! case), and where each case's time goes (stacked bars: draft, verify, bookkeeping).
 
 use super::data::{ok_cases, Series};
-use super::style::{color, BAR_LABEL_SIZE, FONT, HEIGHT, LABEL_SIZE, TITLE_SIZE, WIDTH};
+use super::style::{HEIGHT, WIDTH};
 use super::{draw, render_figure, ChartKind, Figure, ImageFormat};
 use crate::results::schema::{CaseResult, Report, SpecdecQuality};
 use anyhow::Result;
@@ -55,47 +55,14 @@ fn acceptance_series(report: &Report) -> Vec<Series> {
         .collect()
 }
 
-/// Stacked bars of mean ms per run: draft, verify, bookkeeping (and prefill), one bar per case.
-fn time_breakdown<B: DrawingBackend>(root: &DrawingArea<B, plotters::coord::Shift>, report: &Report) -> Result<(), DrawingAreaErrorKind<B::ErrorType>> {
-    let bars: Vec<(String, [f64; 4])> = ok_cases(report)
+/// Mean ms per run in each phase, one stacked bar per speculative case.
+fn time_breakdown(report: &Report) -> Vec<(String, Vec<f64>)> {
+    ok_cases(report)
         .filter_map(|c| {
             let q = c.quality.as_ref()?.as_specdec()?;
-            (q.spec_decode_num_drafts > 0).then(|| (c.params.label(), [q.prefill_ms, q.draft_ms, q.verify_ms, q.bookkeeping_ms]))
+            (q.spec_decode_num_drafts > 0).then(|| (c.params.label(), vec![q.prefill_ms, q.draft_ms, q.verify_ms, q.bookkeeping_ms]))
         })
-        .collect();
-    const PHASES: [&str; 4] = ["prefill", "draft", "verify", "bookkeeping"];
-    let n = bars.len().max(1);
-    let top = bars.iter().map(|(_, v)| v.iter().sum::<f64>()).fold(0.0, f64::max);
-    let mut chart = ChartBuilder::on(root)
-        .caption("Where a run's time goes (mean ms per run)", (FONT, TITLE_SIZE))
-        .margin(12)
-        .x_label_area_size(60)
-        .y_label_area_size(70)
-        .build_cartesian_2d(-0.5f64..n as f64 - 0.5, 0f64..if top > 0.0 { top * 1.2 } else { 1.0 })?;
-    let labels: Vec<String> = bars.iter().map(|(l, _)| l.clone()).collect();
-    chart
-        .configure_mesh()
-        .disable_x_mesh()
-        .x_labels(n + 1)
-        .x_label_style((FONT, BAR_LABEL_SIZE))
-        .y_label_style((FONT, LABEL_SIZE))
-        .x_label_formatter(&|x| {
-            let i = x.round();
-            if (x - i).abs() < 1e-6 && i >= 0.0 { labels.get(i as usize).cloned().unwrap_or_default() } else { String::new() }
-        })
-        .y_desc("ms")
-        .draw()?;
-    for (phase, name) in PHASES.iter().enumerate() {
-        let style = color(phase).filled();
-        chart
-            .draw_series(bars.iter().enumerate().map(|(i, (_, v))| {
-                let below: f64 = v[..phase].iter().sum();
-                Rectangle::new([(i as f64 - 0.36, below), (i as f64 + 0.36, below + v[phase])], style)
-            }))?
-            .label(*name)
-            .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 10, y + 5)], style));
-    }
-    chart.configure_series_labels().label_font((FONT, LABEL_SIZE)).background_style(WHITE.mix(0.8)).border_style(BLACK).draw()
+        .collect()
 }
 
 struct SpecFigure<'a> {
@@ -122,7 +89,13 @@ impl Figure for SpecFigure<'_> {
                 "acceptance rate",
                 &acceptance_series(self.report),
             ),
-            _ => time_breakdown(root, self.report),
+            _ => draw::stacked_bar_chart(
+                root,
+                "Where a run's time goes (mean ms per run)",
+                "ms",
+                &["prefill", "draft", "verify", "bookkeeping"],
+                &time_breakdown(self.report),
+            ),
         }
     }
 }

@@ -10,7 +10,7 @@ use crate::engine::{Engine, GenerateRequest};
 use crate::measure::system::Provenance;
 use crate::results::schema::{
     CaseParams, CaseResult, CaseStatus, CommandName, CommandSettings, CompareParams, CompareQuality, CompareSettings,
-    Quality, Report, Settings,
+    Quality, Report,
 };
 use anyhow::Result;
 use std::collections::HashMap;
@@ -34,19 +34,15 @@ pub fn run(args: &CompareArgs) -> Result<Outcome> {
     if models.iter().any(String::is_empty) {
         crate::bail_input!("--model {}: empty entry in the list", args.model.model);
     }
-    let mut settings = Settings {
-        warmup: args.run.warmup,
-        repetitions: args.run.repetitions,
-        seed: sampling.seed,
-        temperature: sampling.temperature,
-        top_k: sampling.top_k,
-        top_p: sampling.top_p,
-        repetition_penalty: sampling.repetition_penalty,
-        stop_at_eos: args.run.stop_at_eos,
-        dtype: format!("{:?}", args.model.dtype).to_lowercase(),
-        cuda_graph: None,
-        command_settings: CommandSettings::Compare(CompareSettings { prompts: prompt_texts.clone(), quality: args.quality }),
-    };
+    let mut settings = harness::settings(
+        &sampling,
+        args.run.warmup,
+        args.run.repetitions,
+        args.run.stop_at_eos,
+        format!("{:?}", args.model.dtype).to_lowercase(),
+        None,
+        CommandSettings::Compare(CompareSettings { prompts: prompt_texts.clone(), quality: args.quality }),
+    );
     let plan = plan(args, &models, &methods, &kv_options);
 
     let threads = crate::engine::device::set_cpu_threads(args.device.threads)?;

@@ -7,7 +7,7 @@ use crate::engine::{Engine, GenerateRequest, Generation};
 use crate::kv::{self, KvKind};
 use crate::measure::stats::outliers;
 use crate::models::{LoadedModel, ModelSpec};
-use crate::results::schema::{CaseSummary, ModelRecord, RunRecord, SpeculativeRun};
+use crate::results::schema::{CaseSummary, CommandSettings, ModelRecord, RunRecord, Settings, SpeculativeRun};
 use anyhow::{Context, Result};
 use sha2::Digest;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -30,6 +30,31 @@ pub fn install_interrupt_handler() {
 
 pub fn interrupted() -> bool {
     INTERRUPTED.load(Ordering::SeqCst)
+}
+
+/// The settings a run records: its sampling, warm-up, repetitions and its command's own part.
+pub fn settings(
+    sampling: &SamplingConfig,
+    warmup: usize,
+    repetitions: usize,
+    stop_at_eos: bool,
+    dtype: String,
+    cuda_graph: Option<bool>,
+    command_settings: CommandSettings,
+) -> Settings {
+    Settings {
+        warmup,
+        repetitions,
+        seed: sampling.seed,
+        temperature: sampling.temperature,
+        top_k: sampling.top_k,
+        top_p: sampling.top_p,
+        repetition_penalty: sampling.repetition_penalty,
+        stop_at_eos,
+        dtype,
+        cuda_graph,
+        command_settings,
+    }
 }
 
 /// What a case runs.

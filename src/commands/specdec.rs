@@ -12,7 +12,7 @@ use crate::decode::{DecodeStrategy, Standard};
 use crate::engine::{Engine, GenerateRequest};
 use crate::measure::system::Provenance;
 use crate::results::schema::{
-    CaseParams, CaseResult, CaseStatus, CommandName, CommandSettings, Quality, Report, RunRecord, Settings, SpecdecParams,
+    CaseParams, CaseResult, CaseStatus, CommandName, CommandSettings, Quality, Report, RunRecord, SpecdecParams,
     SpecdecSettings,
 };
 use crate::results::speculative::{quality, OutputQuality};
@@ -57,18 +57,15 @@ pub fn run(args: &SpecdecArgs) -> Result<Outcome> {
         engine.validate(&GenerateRequest { prompt_ids: prompt, max_new_tokens, sampling, stop_at_eos: args.run.stop_at_eos })?;
     }
 
-    let mut settings = Settings {
-        warmup: args.run.warmup,
-        repetitions: args.run.repetitions,
-        seed: sampling.seed,
-        temperature: sampling.temperature,
-        top_k: sampling.top_k,
-        top_p: sampling.top_p,
-        repetition_penalty: sampling.repetition_penalty,
-        stop_at_eos: args.run.stop_at_eos,
-        dtype: format!("{:?}", args.model.dtype).to_lowercase(),
-        cuda_graph: None,
-        command_settings: CommandSettings::Specdec(SpecdecSettings {
+    let cuda_graph = loaded.device_info.name.starts_with("cuda").then_some(!args.device.no_cuda_graph);
+    let settings = harness::settings(
+        &sampling,
+        args.run.warmup,
+        args.run.repetitions,
+        args.run.stop_at_eos,
+        format!("{:?}", args.model.dtype).to_lowercase(),
+        cuda_graph,
+        CommandSettings::Specdec(SpecdecSettings {
             prompts: prompt_texts.clone(),
             k_schedule: format!("{:?}", args.options.k_schedule).to_lowercase(),
             min_k: args.options.min_k,
@@ -81,10 +78,7 @@ pub fn run(args: &SpecdecArgs) -> Result<Outcome> {
                 .filter_map(|d| Some(format!("{}: {} ({})", d.source, d.model.as_ref()?.id, d.model.as_ref()?.weights_format)))
                 .collect(),
         }),
-    };
-    if loaded.device_info.name.starts_with("cuda") {
-        settings.cuda_graph = Some(!args.device.no_cuda_graph);
-    }
+    );
     let kv_label = args.generation.kv_cache.label(&kv_options);
     let model_id = args.model.model.clone();
     let case_params = |draft: Option<&PreparedDraft>, policy: Option<speculative::Policy>, k: Option<usize>| {

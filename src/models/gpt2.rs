@@ -107,23 +107,11 @@ impl Gpt2 {
 }
 
 impl Model for Gpt2 {
-    fn forward_hidden(&self, ids: &Tensor, start: usize, cache: &mut dyn KvCache) -> candle_core::Result<Tensor> {
-        self.forward_hidden_impl(ids, start, self.blocks.len(), VerifyAttention::Batched, cache)
+    fn forward_blocks(&self, ids: &Tensor, start: usize, blocks: usize, mode: VerifyAttention, cache: &mut dyn KvCache) -> candle_core::Result<Tensor> {
+        self.forward_hidden_impl(ids, start, blocks, mode, cache)
     }
     fn lm_head(&self, hidden: &Tensor) -> candle_core::Result<Tensor> {
         self.lm_head_impl(hidden)
-    }
-    fn forward_verify(&self, ids: &Tensor, start: usize, n: usize, mode: VerifyAttention, cache: &mut dyn KvCache) -> candle_core::Result<Tensor> {
-        let hidden = self.forward_hidden_impl(ids, start, self.blocks.len(), mode, cache)?;
-        let t = hidden.dim(1)?;
-        self.lm_head_impl(&hidden.narrow(1, t - n.min(t), n.min(t))?)
-    }
-    fn forward_first_layers(&self, ids: &Tensor, start: usize, layers: usize, mode: VerifyAttention, cache: &mut dyn KvCache) -> candle_core::Result<Tensor> {
-        if layers == 0 || layers > self.blocks.len() {
-            candle_core::bail!("an early exit after {layers} layers: the model has {}", self.blocks.len());
-        }
-        let hidden = self.forward_hidden_impl(ids, start, layers, mode, cache)?;
-        self.lm_head_impl(&super::layers::last_position(&hidden)?)
     }
     fn config(&self) -> &ModelConfig {
         &self.model_config

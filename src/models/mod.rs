@@ -45,8 +45,17 @@ impl DTypeArg {
 
 /// A causal language model. The cache is passed in, so any strategy works with any model.
 pub trait Model: Send {
-    /// Final-norm hidden states `[b, t, hidden]` for `ids: [b, t]` at positions `start_pos..`.
-    fn forward_hidden(&self, ids: &Tensor, start_pos: usize, cache: &mut dyn KvCache) -> candle_core::Result<Tensor>;
+    /// Final-norm hidden states `[b, t, hidden]` for `ids: [b, t]` at positions `start_pos..`
+    /// after the first `blocks` blocks (all of them but for an early-exit draft), attending as
+    /// `mode` says when `t > 1` over a cached prefix; `cache` holds those blocks.
+    fn forward_blocks(
+        &self,
+        ids: &Tensor,
+        start_pos: usize,
+        blocks: usize,
+        mode: layers::VerifyAttention,
+        cache: &mut dyn KvCache,
+    ) -> candle_core::Result<Tensor>;
     /// Logits (f32) for hidden states.
     fn lm_head(&self, hidden: &Tensor) -> candle_core::Result<Tensor>;
     fn config(&self) -> &ModelConfig;
@@ -57,16 +66,26 @@ pub trait Model: Send {
         false
     }
 
+    /// Final-norm hidden states `[b, t, hidden]` of the whole model.
+    fn forward_hidden(&self, ids: &Tensor, start_pos: usize, cache: &mut dyn KvCache) -> candle_core::Result<Tensor> {
+        self.forward_blocks(ids, start_pos, self.config().n_layers(), layers::VerifyAttention::Batched, cache)
+    }
     /// Logits of the last position, `[b, vocab]` in f32.
     fn forward(&self, ids: &Tensor, start_pos: usize, cache: &mut dyn KvCache) -> candle_core::Result<Tensor> {
         let hidden = self.forward_hidden(ids, start_pos, cache)?;
         self.lm_head(&layers::last_position(&hidden)?)
     }
     /// Logits of the last `n` positions, `[b, n, vocab]` in f32, attending as `mode` says
-    /// (speculative verification: the head runs only where a draft is judged). This default
-    /// attends in one batched pass; the architectures here implement both modes.
-    fn forward_verify(&self, ids: &Tensor, start_pos: usize, n: usize, _mode: layers::VerifyAttention, cache: &mut dyn KvCache) -> candle_core::Result<Tensor> {
-        let hidden = self.forward_hidden(ids, start_pos, cache)?;
+    /// (speculative verification: the head runs only where a draft is judged).
+    fn forward_verify(
+        &self,
+        ids: &Tensor,
+        start_pos: usize,
+        n: usize,
+        mode: layers::VerifyAttention,
+        cache: &mut dyn KvCache,
+    ) -> candle_core::Result<Tensor> {
+        let hidden = self.forward_blocks(ids, start_pos, self.config().n_layers(), mode, cache)?;
         let t = hidden.dim(1)?;
         self.lm_head(&hidden.narrow(1, t - n.min(t), n.min(t))?)
     }
@@ -74,13 +93,18 @@ pub trait Model: Send {
     /// and the head (self-speculation's early-exit draft; `cache` holds those layers only).
     fn forward_first_layers(
         &self,
-        _ids: &Tensor,
-        _start_pos: usize,
-        _layers: usize,
-        _mode: layers::VerifyAttention,
-        _cache: &mut dyn KvCache,
+        ids: &Tensor,
+        start_pos: usize,
+        layers: usize,
+        mode: layers::VerifyAttention,
+        cache: &mut dyn KvCache,
     ) -> candle_core::Result<Tensor> {
-        candle_core::bail!("unsupported: this architecture has no early-exit forward pass")
+        let all = self.config().n_layers();
+        if layers == 0 || layers > all {
+            candle_core::bail!("an early exit after {layers} layers: the model has {all}");
+        }
+        let hidden = self.forward_blocks(ids, start_pos, layers, mode, cache)?;
+        self.lm_head(&layers::last_position(&hidden)?)
     }
     /// Logits of every position, `[b, t, vocab]` in f32 (teacher forcing, perplexity).
     fn forward_all(&self, ids: &Tensor, start_pos: usize, cache: &mut dyn KvCache) -> candle_core::Result<Tensor> {

@@ -230,7 +230,10 @@ mod tests {
     }
 
     /// The first token emitted after one drafted token, `DRAWS` times, under `rule`.
-    fn first_tokens(rule: &dyn Fn(&[f32], &[f32], &mut StdRng) -> u32) -> Vec<u64> {
+    /// A rule that emits the first token after one drafted token: (p, q, rng) -> token.
+    type Rule<'a> = &'a dyn Fn(&[f32], &[f32], &mut StdRng) -> u32;
+
+    fn first_tokens(rule: Rule) -> Vec<u64> {
         let (p, q) = hand_made();
         let mut rng = StdRng::seed_from_u64(7);
         let mut counts = vec![0u64; p.len()];

@@ -18,6 +18,7 @@ pub fn human(report: &Report) -> Table {
         "case",
         "decode tok/s",
         "speedup (95% CI)",
+        "per prompt",
         "predicted",
         "pred. (measured costs)",
         "accept rate",
@@ -35,6 +36,8 @@ pub fn human(report: &Report) -> Table {
             (None, Some(s), Some(q)) => {
                 cells.push(format!("{:.1}", s.decode_tokens_per_s.median));
                 cells.push(q.speedup.map_or("-".into(), |r| format!("{:.2}x [{:.2}, {:.2}]", r.ratio, r.low, r.high)));
+                let per_prompt: Vec<String> = q.per_prompt_speedup.iter().map(|s| fixed(*s, 2)).collect();
+                cells.push(per_prompt.join("/"));
                 cells.push(fixed(q.predicted_speedup, 2));
                 cells.push(fixed(q.predicted_speedup_measured_costs, 2));
                 cells.push(fixed(q.spec_decode_acceptance_rate, 3));
@@ -43,7 +46,7 @@ pub fn human(report: &Report) -> Table {
                 cells.push(fixed(q.cost_ratio, 3));
                 cells.push(fixed(q.verify_cost_ratio, 2));
                 cells.push(if q.spec_decode_num_drafts > 0 {
-                    format!("{:.0}/{:.0}/{:.0}", q.draft_ms, q.verify_ms, q.bookkeeping_ms)
+                    format!("{:.0}/{:.0}/{:.1}", q.draft_ms, q.verify_ms, q.bookkeeping_ms)
                 } else {
                     "-".into()
                 });
