@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 /// acceptance, cost ratio and the speedup the acceptance predicts, for each draft source,
 /// policy and K.
 ///
-/// The default is a K sweep of prompt lookup, the first 8 layers and the q4_0-requantized
+/// The default is a K sweep of prompt lookup, the first quarter of the layers and the q4_0-requantized
 /// target as drafts, greedy (lossless), 5 built-in prompts x 2 runs of 64 tokens.
 #[derive(Debug, Clone, Args)]
 #[command(mut_arg("max_new_tokens", |a| a.default_value("64")))]
@@ -27,7 +27,7 @@ pub struct SpecdecArgs {
     /// Draft sources, comma-separated: lookup[:N] (prompt lookup, N tokens; K by default),
     /// layers[:L] (the target's first L layers, head shared), quant:FORMAT (the target
     /// re-quantized: q4_0, q2_k...), self (the ceiling), or a second model (any --model form).
-    #[arg(long, default_value = "lookup,layers:8,quant:q4_0", value_delimiter = ',')]
+    #[arg(long, default_value = "lookup,layers,quant:q4_0", value_delimiter = ',')]
     pub draft: Vec<DraftSource>,
     /// Tokens drafted per step (list or range sweeps; the start of an adaptive schedule).
     #[arg(long, default_value = "1,2,4,8")]
