@@ -123,11 +123,7 @@ pub fn run(args: &CompareArgs) -> Result<Outcome> {
             let outcome = harness::run_case(&loaded.model, &engine, strategy.as_mut(), &spec, &mut || progress.inc(1));
             let runs = match outcome {
                 Ok(Some(runs)) => runs,
-                Ok(None) => {
-                    progress.finish_and_clear();
-                    eprintln!("stopped: finished cases are in {}; continue with --resume {}", sink.dir().display(), sink.dir().display());
-                    return Ok(Outcome::Interrupted);
-                }
+                Ok(None) => return Ok(output::interrupted(&sink, &progress)),
                 Err(e) if output::goes_on_after(&args.output, &e) => {
                     any_failed |= output::record_not_run(&mut sink, p.params.clone(), &settings, &e)?;
                     continue;

@@ -256,11 +256,7 @@ pub fn run(args: &KvcacheArgs) -> Result<Outcome> {
                 .with_context(|| format!("{} at context {context}", spec.label()));
             let (runs, quality) = match measured {
                 Ok(Some(measured)) => measured,
-                Ok(None) => {
-                    progress.finish_and_clear();
-                    eprintln!("stopped: finished cases are in {}; continue with --resume {}", sink.dir().display(), sink.dir().display());
-                    return Ok(Outcome::Interrupted);
-                }
+                Ok(None) => return Ok(output::interrupted(&sink, &progress)),
                 Err(e) if output::goes_on_after(&args.output, &e) => {
                     any_failed |= output::record_not_run(&mut sink, params, &settings, &e)?;
                     continue;

@@ -75,3 +75,10 @@ fn write_views(sink: &Sink, report: &Report, with_charts: bool) -> Result<()> {
     }
     sink.write_file(TABLE_MD, &exporter(OutputFormat::Md).render(report)?)
 }
+
+/// After Ctrl-C: clears the progress bar and says where the finished cases are and how to go on.
+pub fn interrupted(sink: &Sink, progress: &indicatif::ProgressBar) -> super::Outcome {
+    progress.finish_and_clear();
+    eprintln!("stopped: finished cases are in {}; continue with --resume {}", sink.dir().display(), sink.dir().display());
+    super::Outcome::Interrupted
+}

@@ -150,11 +150,7 @@ pub fn run(args: &SpecdecArgs) -> Result<Outcome> {
         };
         let runs = match harness::run_case(&loaded.model, &engine, strategy.as_mut(), &spec_case, &mut || progress.inc(1)) {
             Ok(Some(runs)) => runs,
-            Ok(None) => {
-                progress.finish_and_clear();
-                eprintln!("stopped: finished cases are in {}; continue with --resume {}", sink.dir().display(), sink.dir().display());
-                return Ok(Outcome::Interrupted);
-            }
+            Ok(None) => return Ok(output::interrupted(&sink, &progress)),
             Err(e) if output::goes_on_after(&args.output, &e) => {
                 any_failed |= output::record_not_run(&mut sink, p.params.clone(), &settings, &e)?;
                 continue;
