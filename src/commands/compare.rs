@@ -261,9 +261,7 @@ fn speculative_params(args: &CompareArgs, k: usize, kv_options: &crate::kv::KvOp
 }
 
 fn first_repetition(case: &CaseResult) -> Vec<Vec<u32>> {
-    let mut runs: Vec<_> = case.runs.iter().filter(|r| r.repetition == 0).collect();
-    runs.sort_by_key(|r| r.prompt_index);
-    runs.into_iter().map(|r| r.generated_ids.clone()).collect()
+    harness::first_repetition(&case.runs)
 }
 
 /// Token agreement with standard decoding, position by position, and first divergences.
@@ -271,16 +269,9 @@ fn quality(ours: &[Vec<u32>], standard: Option<&Vec<Vec<u32>>>, perplexity: Opti
     let Some(standard) = standard else {
         return CompareQuality { agreement_with_standard: None, first_divergence: vec![], perplexity };
     };
-    let (mut equal, mut total) = (0usize, 0usize);
-    let mut first_divergence = Vec::new();
-    for (a, b) in ours.iter().zip(standard) {
-        let n = a.len().max(b.len());
-        equal += a.iter().zip(b).filter(|(x, y)| x == y).count();
-        total += n;
-        first_divergence.push((0..n).find(|&i| a.get(i) != b.get(i)));
-    }
+    let (agreement_with_standard, first_divergence) = harness::agreement(ours, standard);
     CompareQuality {
-        agreement_with_standard: (total > 0).then(|| equal as f64 / total as f64),
+        agreement_with_standard,
         first_divergence,
         perplexity,
     }

@@ -200,6 +200,27 @@ fn file_sha256(path: &std::path::Path) -> Result<String> {
     Ok(format!("{:x}", hasher.finalize()))
 }
 
+/// The first repetition's generated tokens, one list per prompt in prompt order.
+pub fn first_repetition(runs: &[RunRecord]) -> Vec<Vec<u32>> {
+    let mut first: Vec<&RunRecord> = runs.iter().filter(|r| r.repetition == 0).collect();
+    first.sort_by_key(|r| r.prompt_index);
+    first.into_iter().map(|r| r.generated_ids.clone()).collect()
+}
+
+/// Fraction of tokens equal to `reference`'s, position by position over every prompt, and per
+/// prompt the first position that differs (`None` where none does).
+pub fn agreement(ours: &[Vec<u32>], reference: &[Vec<u32>]) -> (Option<f64>, Vec<Option<usize>>) {
+    let (mut equal, mut total) = (0usize, 0usize);
+    let mut first_divergence = Vec::new();
+    for (a, b) in ours.iter().zip(reference) {
+        let n = a.len().max(b.len());
+        equal += a.iter().zip(b).filter(|(x, y)| x == y).count();
+        total += n;
+        first_divergence.push((0..n).find(|&i| a.get(i) != b.get(i)));
+    }
+    ((total > 0).then(|| equal as f64 / total as f64), first_divergence)
+}
+
 /// Perplexity of `generated` after `prompt` under the model with a full cache.
 pub fn perplexity(engine: &Engine, n_layers: usize, prompt: &[u32], generated: &[u32]) -> Result<f64> {
     if generated.is_empty() {

@@ -180,13 +180,6 @@ pub fn run(args: &SpecdecArgs) -> Result<Outcome> {
     Ok(if any_failed { Outcome::CasesFailed } else { Outcome::Success })
 }
 
-/// The first repetition's tokens per prompt.
-fn first_repetition(runs: &[RunRecord]) -> Vec<Vec<u32>> {
-    let mut first: Vec<&RunRecord> = runs.iter().filter(|r| r.repetition == 0).collect();
-    first.sort_by_key(|r| r.prompt_index);
-    first.into_iter().map(|r| r.generated_ids.clone()).collect()
-}
-
 /// Agreement with the baseline's tokens (greedy runs only: sampled runs differ by design) and
 /// perplexity of the output under the target with a full cache.
 fn output_quality(
@@ -197,20 +190,12 @@ fn output_quality(
     baseline: Option<&[RunRecord]>,
     greedy: bool,
 ) -> Result<OutputQuality> {
-    let ours = first_repetition(runs);
+    let ours = harness::first_repetition(runs);
     let per_prompt = ours.iter().zip(prompts).map(|(g, p)| harness::perplexity(engine, n_layers, p, g)).collect::<Result<Vec<f64>>>()?;
     let perplexity = (!per_prompt.is_empty()).then(|| per_prompt.iter().sum::<f64>() / per_prompt.len() as f64);
-    let (mut agreement_with_target, mut first_divergence) = (None, vec![]);
-    if let (Some(base), true) = (baseline, greedy) {
-        let base = first_repetition(base);
-        let (mut equal, mut total) = (0usize, 0usize);
-        for (a, b) in ours.iter().zip(&base) {
-            let n = a.len().max(b.len());
-            equal += a.iter().zip(b).filter(|(x, y)| x == y).count();
-            total += n;
-            first_divergence.push((0..n).find(|&i| a.get(i) != b.get(i)));
-        }
-        agreement_with_target = (total > 0).then(|| equal as f64 / total as f64);
-    }
+    let (agreement_with_target, first_divergence) = match (baseline, greedy) {
+        (Some(base), true) => harness::agreement(&ours, &harness::first_repetition(base)),
+        _ => (None, vec![]),
+    };
     Ok(OutputQuality { agreement_with_target, first_divergence, perplexity })
 }
