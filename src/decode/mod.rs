@@ -54,15 +54,6 @@ pub trait PhaseClock {
     fn end(&mut self, phase: Phase) -> Result<()>;
 }
 
-/// A clock that charges nothing, for callers outside the engine's timed loop.
-pub struct NoClock;
-
-impl PhaseClock for NoClock {
-    fn end(&mut self, _phase: Phase) -> Result<()> {
-        Ok(())
-    }
-}
-
 /// A decoding strategy.
 pub trait DecodeStrategy: Send {
     /// The KV cache this strategy runs with, given the one the user asked for.

@@ -27,11 +27,6 @@ impl DraftSource {
             _ => None,
         }
     }
-
-    /// Whether the draft runs a network (and so has a cost ratio and a cache).
-    pub fn is_network(&self) -> bool {
-        !matches!(self, Self::Lookup(_))
-    }
 }
 
 impl fmt::Display for DraftSource {
