@@ -327,6 +327,11 @@ pub struct RunArgs {
     /// Prompts from a file: one per line, or JSONL with a "prompt" field.
     #[arg(long)]
     pub prompts_file: Option<PathBuf>,
+    /// Cut or repeat each prompt's tokens to exactly N (llama-bench's -p and -d sizes, so
+    /// prefill and depth runs compare at the same token counts).
+    #[arg(long, value_name = "N")]
+    #[serde(default)]
+    pub prompt_tokens: Option<usize>,
     /// Stop a run at end-of-sequence tokens (by default every run makes --max-new-tokens tokens).
     #[arg(long)]
     pub stop_at_eos: bool,

@@ -85,7 +85,7 @@ pub fn run(args: &CompareArgs) -> Result<Outcome> {
             Err(e) => return Err(e),
         };
         let model_record = harness::model_record(&loaded.model.spec)?;
-        let prompt_ids = prompt_texts.iter().map(|p| loaded.model.tokenizer.encode(p)).collect::<Result<Vec<_>>>()?;
+        let prompt_ids = prompts::token_ids(&loaded.model.tokenizer, &prompt_texts, args.run.prompt_tokens)?;
         let engine = Engine::new(loaded.model.model.as_ref(), &loaded.device);
         let n_layers = loaded.model.model.config().n_layers();
         // Every case of this model fits its context window, before the first one runs (with

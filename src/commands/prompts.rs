@@ -46,6 +46,28 @@ pub fn load(prompts: &[String], file: Option<&Path>) -> Result<Vec<String>> {
     Ok(out)
 }
 
+/// Each prompt's token ids, cut or cycled to exactly `tokens` when given (`--prompt-tokens`).
+pub fn token_ids(tokenizer: &crate::models::tokenizer::TextTokenizer, texts: &[String], tokens: Option<usize>) -> Result<Vec<Vec<u32>>> {
+    if tokens == Some(0) {
+        crate::bail_input!("--prompt-tokens 0: a prompt needs at least 1 token");
+    }
+    texts
+        .iter()
+        .map(|text| {
+            let ids = tokenizer.encode(text)?;
+            Ok(match tokens {
+                Some(n) => sized(&ids, n),
+                None => ids,
+            })
+        })
+        .collect()
+}
+
+/// `ids` repeated as often as needed and cut to `n` (empty stays empty).
+fn sized(ids: &[u32], n: usize) -> Vec<u32> {
+    ids.iter().copied().cycle().take(if ids.is_empty() { 0 } else { n }).collect()
+}
+
 fn read_file(path: &Path) -> Result<Vec<String>> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| LlmbenchError::invalid(format!("--prompts-file {}: cannot read ({e})", path.display())))?;
@@ -78,6 +100,13 @@ fn read_file(path: &Path) -> Result<Vec<String>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sizes_prompts_by_cutting_or_cycling() {
+        assert_eq!(sized(&[1, 2, 3], 2), [1, 2]);
+        assert_eq!(sized(&[1, 2, 3], 7), [1, 2, 3, 1, 2, 3, 1]);
+        assert!(sized(&[], 4).is_empty());
+    }
 
     #[test]
     fn reads_lines_and_jsonl() {

@@ -51,7 +51,7 @@ pub fn run(args: &SpecdecArgs) -> Result<Outcome> {
         .iter()
         .map(|d| spec::prepare(d, &loaded, &args.model, sampling.seed, &args.k.values))
         .collect::<Result<Vec<_>>>()?;
-    let prompt_ids = prompt_texts.iter().map(|p| loaded.model.tokenizer.encode(p)).collect::<Result<Vec<_>>>()?;
+    let prompt_ids = prompts::token_ids(&loaded.model.tokenizer, &prompt_texts, args.run.prompt_tokens)?;
     let engine = Engine::new(loaded.model.model.as_ref(), &loaded.device);
     for prompt in &prompt_ids {
         engine.validate(&GenerateRequest { prompt_ids: prompt, max_new_tokens, sampling, stop_at_eos: args.run.stop_at_eos })?;

@@ -51,6 +51,10 @@ pub struct KvStats {
     /// static cache's preallocation); absent for the others.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub used_bytes: Option<u64>,
+    /// Bytes allocated ahead of use by a cache that grows with spare capacity (full);
+    /// `kv_cache_bytes` counts only the tokens held. Absent for the others.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reserved_bytes: Option<u64>,
     /// Block-pool usage of the paged strategy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub paged: Option<PagedUsage>,

@@ -4,7 +4,7 @@
 //! softmax on the last dim) so greedy decoding on the same GGUF matches it token for token;
 //! grouped-query attention shares key/value heads without copying them.
 
-use candle_core::quantized::QMatMul;
+use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{DType, Device, Module, Result, Tensor, D};
 
 /// From this many rows (tokens) on, a quantized matmul dequantizes its weight to f32 and runs
@@ -31,6 +31,10 @@ impl Linear {
                     QMatMul::QTensor(q) if rows >= BATCHED_DEQUANT_MIN_ROWS => {
                         candle_nn::Linear::new(q.dequantize(x.device())?, None).forward(x)?
                     }
+                    QMatMul::QTensor(q) => match cpu_quantized_matmul(q, x)? {
+                        Some(y) => y,
+                        None => weight.forward(x)?,
+                    },
                     _ => weight.forward(x)?,
                 };
                 match bias {
@@ -40,6 +44,65 @@ impl Linear {
             }
         }
     }
+}
+
+/// `x W^T` through our AVX2 kernels (`quant::cpu_matmul`) for the GGUF formats they cover, on
+/// the CPU; `None` for everything else (candle's kernels then run).
+impl Linear {
+    /// `forward_rows` through our kernels: `Some(out_dim)` when they ran, `None` otherwise.
+    pub(super) fn forward_rows_quantized(&self, x: &[f32], in_dim: usize, out: &mut Vec<f32>) -> Result<Option<usize>> {
+        let Self::Quantized { weight: QMatMul::QTensor(q), bias } = self else { return Ok(None) };
+        let Some(format) = block_format(q) else { return Ok(None) };
+        let (n, k) = q.shape().dims2()?;
+        if k != in_dim || !q.device().is_cpu() {
+            return Ok(None);
+        }
+        let m = x.len() / k;
+        out.resize(m * n, 0.0);
+        if !crate::quant::cpu_matmul::matmul(format, &q.data()?, (m, k, n), x, out) {
+            return Ok(None);
+        }
+        if let Some(b) = bias {
+            let b = super::cpu_rows::values(b)?;
+            out.chunks_exact_mut(n).for_each(|row| super::cpu_rows::add(row, &b));
+        }
+        Ok(Some(n))
+    }
+}
+
+fn block_format(w: &QTensor) -> Option<crate::quant::cpu_matmul::BlockFormat> {
+    use crate::quant::cpu_matmul::BlockFormat;
+    match w.dtype() {
+        GgmlDType::Q4_0 => Some(BlockFormat::Q4_0),
+        GgmlDType::Q4_1 => Some(BlockFormat::Q4_1),
+        GgmlDType::Q8_0 => Some(BlockFormat::Q8_0),
+        _ => None,
+    }
+}
+
+fn cpu_quantized_matmul(w: &QTensor, x: &Tensor) -> Result<Option<Tensor>> {
+    use crate::quant::cpu_matmul;
+    let Some(format) = block_format(w) else { return Ok(None) };
+    if !x.device().is_cpu() || x.dtype() != DType::F32 || !cpu_matmul::available() {
+        return Ok(None);
+    }
+    let (n, k) = w.shape().dims2()?;
+    if x.dim(D::Minus1)? != k {
+        return Ok(None);
+    }
+    let m = x.elem_count() / k;
+    let x = x.contiguous()?;
+    let (guard, layout) = x.storage_and_layout();
+    let candle_core::Storage::Cpu(storage) = &*guard else { return Ok(None) };
+    let xs = &storage.as_slice::<f32>()?[layout.start_offset()..layout.start_offset() + m * k];
+    let mut dst = vec![0f32; m * n];
+    if !cpu_matmul::matmul(format, &w.data()?, (m, k, n), xs, &mut dst) {
+        return Ok(None);
+    }
+    drop(guard);
+    let mut dims = x.dims().to_vec();
+    *dims.last_mut().expect("x has a last dim") = n;
+    Ok(Some(Tensor::from_vec(dst, dims, x.device())?))
 }
 
 /// Several linear layers that read the same input (Q, K, V; gate and up), run as one matmul
@@ -112,7 +175,21 @@ pub fn causal_mask(q_len: usize, kv_len: usize, device: &Device) -> Result<Tenso
 /// the query-length axis (`[b, h_kv, rep * q_len, d]`) instead of copying keys and values
 /// `rep` times (transformers' and candle's `repeat_kv`): the same dot products, without
 /// moving the whole cache through memory again at every step.
+///
+/// On the CPU (f32), without weights asked for, the one-pass kernel of `cpu_attention` runs
+/// instead: the same attention without the score matrix, the mask or the copies.
 pub fn attention(q: &Tensor, k: Tensor, v: Tensor, want_weights: bool) -> Result<(Tensor, Option<Tensor>)> {
+    if !want_weights && crate::quant::cpu_matmul::enabled() {
+        if let Some(out) = super::cpu_attention::causal_attention(q, &k, &v)? {
+            return Ok((out, None));
+        }
+    }
+    masked_attention(q, k, v, want_weights)
+}
+
+/// `attention` through candle ops: scores, a causal mask, softmax, `att @ v`. Any device and
+/// dtype, and the only path that returns the weights (score-based eviction observes them).
+pub fn masked_attention(q: &Tensor, k: Tensor, v: Tensor, want_weights: bool) -> Result<(Tensor, Option<Tensor>)> {
     let (b, n_head, q_len, head_dim) = q.dims4()?;
     let n_kv = k.dim(1)?;
     let rep = n_head / n_kv;

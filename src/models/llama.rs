@@ -5,7 +5,7 @@
 
 use super::config::{Llama3RopeScaling, LlamaConfig};
 use super::cuda_graph::{DecodeShape, DecodeWeights, GraphDecoder, LayerWeights};
-use super::layers::{attention, attention_row_by_row, VerifyAttention, FusedLinear, Linear, Rope, RmsNorm};
+use super::layers::{attention, attention_row_by_row, FusedLinear, Linear, RmsNorm, Rope, VerifyAttention, BATCHED_DEQUANT_MIN_ROWS};
 use super::weights::Weights;
 use super::config::ModelConfig;
 use super::Model;
@@ -159,9 +159,86 @@ impl Llama {
         }
     }
 
+    /// Whether `forward_rows_cpu` takes this pass: one sequence of fewer rows than a batched
+    /// prefill on the CPU in f32, with a cache that neither observes attention nor positions
+    /// keys itself (those need the generic path's weights and rotation hooks).
+    fn takes_cpu_rows(&self, ids: &Tensor, cache: &mut dyn KvCache) -> candle_core::Result<bool> {
+        let (b, t) = ids.dims2()?;
+        let d = self.cfg.head_dim;
+        Ok(ids.device().is_cpu()
+            && crate::quant::cpu_matmul::enabled()
+            && self.embed.embeddings().dtype() == DType::F32
+            && b == 1
+            && t < BATCHED_DEQUANT_MIN_ROWS
+            && d % 8 == 0
+            && d <= 256
+            && cache.attention_observer().is_none()
+            && cache.key_positions().is_none())
+    }
+
+    /// The forward pass of `takes_cpu_rows` on plain buffers (see `cpu_rows`): our quantized
+    /// kernels and one-pass attention, one buffer set for all layers, no candle op per step
+    /// but the cache's append. The same function as `forward_hidden_impl`, to rounding.
+    fn forward_rows_cpu(&self, ids: &[u32], start: usize, n_blocks: usize, cache: &mut dyn KvCache) -> candle_core::Result<Tensor> {
+        use super::cpu_attention::{attend, Strides};
+        use super::cpu_rows::{add, rms_norm, rope, silu_mul, values, with_slice};
+        let (h, n_head, n_kv, d) = (self.cfg.hidden_size, self.cfg.num_attention_heads, self.cfg.num_key_value_heads, self.cfg.head_dim);
+        let (t, eps, inter) = (ids.len(), self.cfg.rms_norm_eps as f32, self.cfg.intermediate_size);
+        let (q_w, kv_w) = (n_head * d, n_kv * d);
+        let qkv_w = q_w + 2 * kv_w;
+        let mut x = Vec::with_capacity(t * h);
+        with_slice(self.embed.embeddings(), |e| -> candle_core::Result<()> {
+            for &id in ids {
+                let row = e.get(id as usize * h..(id as usize + 1) * h).ok_or_else(|| candle_core::Error::Msg(format!("token id {id} is outside the vocabulary")))?;
+                x.extend_from_slice(row);
+            }
+            Ok(())
+        })??;
+        let (cos, sin) = self.rope.tables();
+        // This pass's rows of the tables only: rows `start..start + t` become rows `0..t`.
+        let (cos, sin) = (values(&cos.narrow(0, start, t)?)?, values(&sin.narrow(0, start, t)?)?);
+        let tables = (cos.as_slice(), sin.as_slice());
+        let interleaved = self.cfg.rope_interleaved;
+        let (mut hs, mut qkv, mut att, mut o, mut gate_up, mut mlp) = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for (layer, blk) in self.blocks.iter().take(n_blocks).enumerate() {
+            rms_norm(&x, &values(&blk.input_norm.weight)?, eps, &mut hs);
+            blk.qkv.forward_rows(&hs, h, &mut qkv)?;
+            rope(&mut qkv, qkv_w, 0, n_head, d, 0, tables, interleaved);
+            rope(&mut qkv, qkv_w, n_head, n_kv, d, 0, tables, interleaved);
+            // Keys and values `[1, n_kv, t, d]` for the cache, from rows `[q | k | v]`.
+            let rows = &qkv;
+            let heads_of = |offset: usize| -> Vec<f32> {
+                (0..n_kv).flat_map(|g| (0..t).flat_map(move |r| rows[r * qkv_w + offset + g * d..][..d].iter().copied())).collect()
+            };
+            let k = Tensor::from_vec(heads_of(q_w), (1, n_kv, t, d), &candle_core::Device::Cpu)?;
+            let v = Tensor::from_vec(heads_of(q_w + kv_w), (1, n_kv, t, d), &candle_core::Device::Cpu)?;
+            let (k, v) = cache.append(layer, &k, &v)?;
+            att.resize(t * q_w, 0.0);
+            if !attend(&qkv, Strides { head: d, row: qkv_w }, n_head, t, &k, &v, &mut att, Strides { head: d, row: q_w })? {
+                candle_core::bail!("the CPU attention kernel refused keys {:?} from the {:?} cache", k.dims(), cache.kind());
+            }
+            blk.o.forward_rows(&att, q_w, &mut o)?;
+            add(&mut x, &o);
+            rms_norm(&x, &values(&blk.post_norm.weight)?, eps, &mut hs);
+            blk.gate_up.forward_rows(&hs, h, &mut gate_up)?;
+            silu_mul(&gate_up, inter, &mut mlp);
+            blk.down.forward_rows(&mlp, inter, &mut o)?;
+            add(&mut x, &o);
+        }
+        rms_norm(&x, &values(&self.norm.weight)?, eps, &mut hs);
+        Tensor::from_vec(hs, (1, t, h), &candle_core::Device::Cpu)
+    }
+
     /// Final-norm hidden states `[b, t, hidden]` for `ids` at positions `start..`.
     fn forward_hidden_impl(&self, ids: &Tensor, start: usize, n_blocks: usize, mode: VerifyAttention, cache: &mut dyn KvCache) -> candle_core::Result<Tensor> {
         let (b, t) = ids.dims2()?;
+        if self.takes_cpu_rows(ids, cache)? {
+            let last = query_position(cache, 0, start) + t;
+            if last > self.rope.positions() {
+                candle_core::bail!("position {last} is past the {} positions this model covers", self.rope.positions());
+            }
+            return self.forward_rows_cpu(&ids.flatten_all()?.to_vec1::<u32>()?, start, n_blocks, cache);
+        }
         // A cache that positions keys itself (sinks) rotates queries at its own positions.
         let last = query_position(cache, 0, start) + t;
         if last > self.rope.positions() {

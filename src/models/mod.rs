@@ -3,6 +3,8 @@
 //! and their tokenizers. Everything above this module sees a `Model` trait object.
 
 pub mod config;
+mod cpu_attention;
+mod cpu_rows;
 mod cuda_graph;
 pub mod gguf;
 pub mod gguf_reader;

@@ -2,3 +2,4 @@
 //! models wrap them in tensors; nothing here imports models, the engine or kv.
 
 pub mod kv_int;
+pub mod cpu_matmul;

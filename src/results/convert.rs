@@ -136,6 +136,7 @@ fn kvcache_v1(value: Value) -> Result<Report, String> {
                 tokens_held: row.tokens_held,
                 evictions: row.evictions,
                 used_bytes: row.kv_used_bytes,
+                reserved_bytes: None,
                 paged: row.paged,
             }),
             peak_rss_bytes: row.peak_rss_bytes,
