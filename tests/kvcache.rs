@@ -31,17 +31,18 @@ const EVAL: u64 = 32;
 /// over the whole distribution, is the discriminating check; int8's 1% on real text is
 /// asserted on the 252-token passage in smollm2.rs.
 const QUALITY_BOUNDS: [(&str, f64, f64); 10] = [
-    // strategy, |Δppl| % bound, KL bound    (measured 11-23; measured 12-02)
+    // strategy, |Δppl| % bound, KL bound    (measured 11-23; 12-02; 12-03 with our CPU kernels,
+    // whose decode path rounds differently: bounds re-set to the largest plus the spread)
     ("int8", 6.5, 0.0045),           // -3.43%, 0.0036; -1.71%, 0.0030
-    ("int4", 21.0, 0.069),           // +1.17%, 0.0551; +10.67%, 0.0497
+    ("int4", 21.0, 0.082),           // +1.17%, 0.0551; +10.67%, 0.0497; +13.84%, 0.0655
     ("mixed", 11.0, 0.0132),         // +0.66%, 0.0105; -0.99%, 0.0096
     ("kivi:4", 13.5, 0.008),         // -3.04%, 0.0064; +0.05%, 0.0051
     ("kivi:2", 44.0, 0.317),         // +33.71%, 0.2533; +30.55%, 0.2475
     ("sinks:4+128", 19.0, 0.168),    // +13.56%, 0.1340; +15.96%, 0.1342
-    ("h2o:128", 7.0, 0.063),         // +3.95%, 0.0503; +3.99%, 0.0485
-    ("cake:128", 4.5, 0.048),        // -1.22%, 0.0380; +1.17%, 0.0351
+    ("h2o:128", 8.5, 0.063),         // +3.95%, 0.0503; +3.99%, 0.0485; +6.11%, 0.0489
+    ("cake:128", 5.8, 0.048),        // -1.22%, 0.0380; +1.17%, 0.0351; +3.43%, 0.0351
     ("chunked:128/32", 36.0, 1.185), // +32.68%, 0.9464; +31.41%, 0.9477
-    ("window:128", 153.0, 1.045),    // +149.18%, 0.8360; +147.78%, 0.8330
+    ("window:128", 161.0, 1.045),    // +149.18%, 0.8360; +147.78%, 0.8330; +154.18%, 0.8380
 ];
 
 fn run(dir: &std::path::Path) -> HashMap<String, Value> {

@@ -1,13 +1,14 @@
 //! The real SmolLM2-135M-Instruct GGUF (Q4_1) against outside references: Hugging Face
 //! transformers (the same GGUF dequantized to f32; tests/fixtures/make_fixtures.py) for
-//! teacher-forced predictions, perplexity and tokenization, and candle-transformers'
-//! `quantized_llama` (the same quantized kernels) for greedy continuations.
+//! teacher-forced predictions, perplexity and tokenization, through the prefill path and
+//! through the decode path, where candle-transformers' `quantized_llama` (8-bit activations
+//! too) sets how far the activation rounding may move predictions.
 
 use crate::common::{fixture, load, smollm2_gguf};
 use candle_core::{Device, Tensor, D};
 use candle_transformers::models::quantized_llama::ModelWeights;
-use llmbench::decode::sampling::{argmax, SamplingConfig};
-use llmbench::engine::{Engine, GenerateRequest};
+use llmbench::decode::sampling::argmax;
+use llmbench::engine::Engine;
 use llmbench::kv::{self, KvKind};
 use serde_json::Value;
 
@@ -86,51 +87,65 @@ fn tokenizer_from_gguf_matches_transformers() {
     }
 }
 
-const GREEDY_PROMPTS: [&str; 3] = [
-    "The capital of France is",
-    "def fibonacci(n):\n    \"\"\"Return the n-th Fibonacci number.\"\"\"\n",
-    "<|im_start|>user\nWhat is the boiling point of water?<|im_end|>\n<|im_start|>assistant\n",
-];
-const GREEDY_TOKENS: usize = 32;
+/// Rows per forward pass below `BATCHED_DEQUANT_MIN_ROWS`: the decode path (8-bit activations
+/// against the quantized weights, our AVX2 kernels), whose rows equal one-token steps bit
+/// for bit, so 9 passes stand for 251 decode steps.
+const DECODE_CHUNK: usize = 31;
 
-/// candle-transformers' quantized_llama, greedy, on the same file and ids.
-fn quantized_llama_greedy(prompt: &[u32], n: usize) -> Vec<u32> {
-    let path = smollm2_gguf();
-    let mut file = std::fs::File::open(&path).unwrap();
-    let content = candle_core::quantized::gguf_file::Content::read(&mut file).unwrap();
-    let mut model = ModelWeights::from_gguf(content, &mut file, &Device::Cpu).unwrap();
+/// Top-1 predictions of the passage through the decode path, against transformers. The
+/// decode path rounds activations to 8 bits per 32-block, as llama.cpp and candle's
+/// `quantized_llama` do, so it cannot match the f32 reference exactly: the bound is
+/// candle's own count on the same passage (measured below) plus `EXTRA_DECODE_MISSES`, and
+/// every miss must sit where transformers' margin is under `DECODE_MARGIN`.
+const EXTRA_DECODE_MISSES: usize = 2;
+/// Logits: an 8-bit activation rounding moves logits by up to ~0.7 (measured), so a top-1
+/// flip needs a near-tie of that order; a real bug flips decisive positions.
+const DECODE_MARGIN: f64 = 1.0;
+
+fn decode_path_argmax(loaded: &llmbench::models::LoadedModel, ids: &[u32]) -> Vec<u32> {
+    use llmbench::models::layers::VerifyAttention;
+    let model = loaded.model.as_ref();
+    let mut cache = kv::build(KvKind::Full, model.config().n_layers(), ids.len());
     let mut out = vec![];
-    let mut input = prompt.to_vec();
-    let mut pos = 0;
-    for _ in 0..n {
-        let x = Tensor::new(input.as_slice(), &Device::Cpu).unwrap().unsqueeze(0).unwrap();
-        // candle's own argmax: the reference shares no code with what it checks.
-        let next = model.forward(&x, pos).unwrap().squeeze(0).unwrap().argmax(D::Minus1).unwrap().to_scalar::<u32>().unwrap();
-        pos += input.len();
-        out.push(next);
-        input = vec![next];
+    for (i, chunk) in ids.chunks(DECODE_CHUNK).enumerate() {
+        let x = Tensor::new(chunk, &Device::Cpu).unwrap().unsqueeze(0).unwrap();
+        let hidden = model.forward_blocks(&x, i * DECODE_CHUNK, model.config().n_layers(), VerifyAttention::Batched, cache.as_mut()).unwrap();
+        let logits: Vec<Vec<f32>> = model.lm_head(&hidden).unwrap().squeeze(0).unwrap().to_vec2().unwrap();
+        out.extend(logits.iter().map(|row| argmax(row)));
     }
     out
 }
 
+/// candle-transformers' quantized_llama on the same file, one token per step (its Q8_1 path).
+fn quantized_llama_argmax(ids: &[u32]) -> Vec<u32> {
+    let path = smollm2_gguf();
+    let mut file = std::fs::File::open(&path).unwrap();
+    let content = candle_core::quantized::gguf_file::Content::read(&mut file).unwrap();
+    let mut model = ModelWeights::from_gguf(content, &mut file, &Device::Cpu).unwrap();
+    ids.iter()
+        .enumerate()
+        .map(|(pos, &id)| {
+            let x = Tensor::new(&[id], &Device::Cpu).unwrap().unsqueeze(0).unwrap();
+            // candle's own argmax: the reference shares no code with what it checks.
+            model.forward(&x, pos).unwrap().squeeze(0).unwrap().argmax(D::Minus1).unwrap().to_scalar::<u32>().unwrap()
+        })
+        .collect()
+}
+
 #[test]
-fn greedy_continuations_equal_candle_quantized_llama() {
+fn decode_steps_match_transformers_to_the_activation_rounding() {
+    let reference = reference();
+    let input_ids = ids(&reference["input_ids"]);
+    let ref_argmax = ids(&reference["argmax"]);
+    let margins: Vec<f64> = reference["top1_top2_margin"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
     let loaded = load(&smollm2_gguf());
-    let engine = Engine::new(loaded.model.as_ref(), &Device::Cpu);
-    let mut cache = kv::build(KvKind::Full, loaded.model.config().n_layers(), 4096);
-    for prompt in GREEDY_PROMPTS {
-        let prompt_ids = loaded.tokenizer.encode(prompt).unwrap();
-        let request = GenerateRequest {
-            prompt_ids: &prompt_ids,
-            max_new_tokens: GREEDY_TOKENS,
-            sampling: SamplingConfig::default(),
-            stop_at_eos: false,
-        };
-        let ours = engine.generate(cache.as_mut(), &request, &mut |_| {}).unwrap().generated_ids;
-        let theirs = quantized_llama_greedy(&prompt_ids, GREEDY_TOKENS);
-        assert_eq!(ours, theirs, "prompt {prompt:?}: ours {:?} vs quantized_llama {:?}",
-            loaded.tokenizer.decode(&ours).unwrap(), loaded.tokenizer.decode(&theirs).unwrap());
-    }
+    let positions = input_ids.len() - 1;
+    let misses = |pred: &[u32]| -> Vec<(usize, f64)> { (0..positions).filter(|&p| pred[p] != ref_argmax[p]).map(|p| (p, margins[p])).collect() };
+    let ours = misses(&decode_path_argmax(&loaded, &input_ids));
+    let candle = misses(&quantized_llama_argmax(&input_ids));
+    eprintln!("decode-path misses against transformers: ours {} {ours:?}, candle quantized_llama {} {candle:?}", ours.len(), candle.len());
+    assert!(ours.len() <= candle.len() + EXTRA_DECODE_MISSES, "ours {ours:?} vs candle {candle:?}");
+    assert!(ours.iter().all(|&(_, m)| m < DECODE_MARGIN), "a miss at a decisive position: {ours:?}");
 }
 
 /// Perplexity of the real passage teacher-forced through `kind`'s cache.

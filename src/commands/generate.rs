@@ -102,6 +102,7 @@ pub fn run(args: &GenerateArgs) -> Result<Outcome> {
             "model": loaded.model.spec,
             "device": loaded.device_info,
             "threads": loaded.threads,
+            "cpu_kernels": (loaded.device_info.name == "cpu").then(crate::quant::cpu_matmul::kernels_label),
             "kv_cache": args.generation.kv_cache,
             "sampling": request.sampling,
             "prompt": args.prompt,

@@ -22,11 +22,22 @@ pub struct FullCache {
     layers: Vec<Option<(Tensor, Tensor)>>,
     /// Tokens written per layer (layers fill one after another within a forward pass).
     lens: Vec<usize>,
+    /// Tokens the first allocation holds (at least what the first append brings).
+    expected: usize,
 }
 
 impl FullCache {
     pub fn new(n_layers: usize) -> Self {
-        Self { layers: vec![None; n_layers], lens: vec![0; n_layers] }
+        Self::with_capacity(n_layers, 0)
+    }
+
+    /// A cache whose first allocation holds `expected` tokens (the prompt plus the tokens to
+    /// generate, where the caller knows them), so a run never grows it: growing copies the
+    /// cache and holds old and new buffers at once (a 4,096-token prompt's first decode step
+    /// peaked at 418 MB of SmolLM2 cache for 191 MB held). Untouched slots cost no resident
+    /// memory (zeroed pages are mapped on first write).
+    pub fn with_capacity(n_layers: usize, expected: usize) -> Self {
+        Self { layers: vec![None; n_layers], lens: vec![0; n_layers], expected }
     }
 
     fn capacity(&self, layer: usize) -> usize {
@@ -52,7 +63,7 @@ impl KvCache for FullCache {
         let needed = len + t;
         let capacity = self.capacity(layer);
         if needed > capacity {
-            let grown = Self::grown_capacity(capacity, needed);
+            let grown = if capacity == 0 { needed.max(self.expected) } else { Self::grown_capacity(capacity, needed) };
             let zeros = || Tensor::zeros((b, h, grown, d), k.dtype(), k.device());
             let (nk, nv) = (zeros()?, zeros()?);
             if let Some((ok, ov)) = &self.layers[layer] {
@@ -136,6 +147,17 @@ mod tests {
         cache.reset();
         assert_eq!(cache.seq_len(), 0);
         assert_eq!(cache.stats().kv_cache_bytes, 0);
+    }
+
+    #[test]
+    fn an_expected_length_is_allocated_once() {
+        let mut cache = FullCache::with_capacity(1, 9);
+        for _ in 0..9 {
+            cache.append(0, &kv(1, 1.0), &kv(1, 1.0)).unwrap();
+            assert_eq!(cache.stats().reserved_bytes, Some(2 * 2 * 9 * 4 * 4));
+        }
+        cache.append(0, &kv(1, 1.0), &kv(1, 1.0)).unwrap();
+        assert_eq!(cache.stats().reserved_bytes, Some(2 * 2 * 18 * 4 * 4), "past the expected length it grows");
     }
 
     #[test]

@@ -305,7 +305,7 @@ pub fn build(kind: KvKind, n_layers: usize, max_tokens: usize) -> Box<dyn KvCach
 /// are validated by the caller (`GenerationArgs::kv_options`).
 pub fn build_with(kind: KvKind, options: KvOptions, n_layers: usize, max_tokens: usize) -> Box<dyn KvCache> {
     match kind {
-        KvKind::Full => Box::new(FullCache::new(n_layers)),
+        KvKind::Full => Box::new(FullCache::with_capacity(n_layers, max_tokens)),
         KvKind::None => Box::new(NoCache),
         KvKind::Static => Box::new(StaticCache::new(n_layers, max_tokens)),
         KvKind::Window => Box::new(WindowCache::new(n_layers, options.window)),

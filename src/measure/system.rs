@@ -21,6 +21,11 @@ pub struct Provenance {
     /// The GPU's total memory, from NVML; absent on the CPU.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gpu_memory_total_bytes: Option<u64>,
+    /// Which CPU kernels ran the quantized matmuls and attention on a CPU device: "avx2"
+    /// (llmbench's, `quant::cpu_matmul`) or "candle" (LLMBENCH_CPU_KERNELS=0, or a CPU
+    /// without AVX2/FMA/F16C). Absent on GPUs and in older results.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_kernels: Option<String>,
     pub cpu_model: String,
     pub cpu_cores: usize,
     pub threads: usize,
@@ -60,6 +65,7 @@ impl Provenance {
             device_name,
             driver,
             gpu_memory_total_bytes,
+            cpu_kernels: (device == "cpu").then(|| crate::quant::cpu_matmul::kernels_label().to_string()),
             cpu_model,
             cpu_cores: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
             threads,

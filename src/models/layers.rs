@@ -105,6 +105,84 @@ fn cpu_quantized_matmul(w: &QTensor, x: &Tensor) -> Result<Option<Tensor>> {
     Ok(Some(Tensor::from_vec(dst, dims, x.device())?))
 }
 
+/// The token embedding table: dense, or (GGUF on the CPU) the quantized rows themselves,
+/// dequantized per looked-up token. A Q8_0 table of SmolLM2's 49,152 x 576 is 30 MB; as f32
+/// it was 113 MB more resident memory, for ~100 rows a step that can be decoded on the fly.
+/// With tied embeddings the quantized table is the LM head's own weight, shared.
+#[derive(Debug, Clone)]
+pub enum TokenEmbedding {
+    Dense(candle_nn::Embedding),
+    Quantized { table: std::sync::Arc<QTensor>, hidden: usize },
+}
+
+impl TokenEmbedding {
+    /// The quantized table where our kernels read its format on this device, else `None`.
+    pub fn quantized(table: &std::sync::Arc<QTensor>) -> Option<Self> {
+        let (_, hidden) = table.shape().dims2().ok()?;
+        (block_format(table).is_some() && table.device().is_cpu() && hidden % crate::quant::cpu_matmul::BLOCK == 0)
+            .then(|| Self::Quantized { table: table.clone(), hidden })
+    }
+
+    /// The f32 rows of `ids`, appended to `out`.
+    pub fn rows_into(&self, ids: &[u32], out: &mut Vec<f32>) -> Result<()> {
+        match self {
+            Self::Dense(e) => super::cpu_rows::with_slice(e.embeddings(), |table| -> Result<()> {
+                let h = e.embeddings().dim(1)?;
+                for &id in ids {
+                    let row = table.get(id as usize * h..(id as usize + 1) * h).ok_or_else(|| out_of_vocabulary(id))?;
+                    out.extend_from_slice(row);
+                }
+                Ok(())
+            })?,
+            Self::Quantized { table, hidden } => {
+                let format = block_format(table).expect("checked in quantized()");
+                let data = table.data()?;
+                let row_bytes = hidden / crate::quant::cpu_matmul::BLOCK * format.block_bytes();
+                for &id in ids {
+                    let row = data.get(id as usize * row_bytes..(id as usize + 1) * row_bytes).ok_or_else(|| out_of_vocabulary(id))?;
+                    let start = out.len();
+                    out.resize(start + hidden, 0.0);
+                    crate::quant::cpu_matmul::dequantize_row(format, row, &mut out[start..]);
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// `[b, t] -> [b, t, hidden]`.
+    pub fn forward(&self, ids: &Tensor) -> Result<Tensor> {
+        match self {
+            Self::Dense(e) => e.forward(ids),
+            Self::Quantized { hidden, .. } => {
+                let (b, t) = ids.dims2()?;
+                let mut out = Vec::with_capacity(b * t * hidden);
+                self.rows_into(&ids.flatten_all()?.to_vec1::<u32>()?, &mut out)?;
+                Tensor::from_vec(out, (b, t, *hidden), ids.device())
+            }
+        }
+    }
+
+    /// The dense table (the CUDA graph reads it); `None` when quantized.
+    pub fn dense_table(&self) -> Option<&Tensor> {
+        match self {
+            Self::Dense(e) => Some(e.embeddings()),
+            Self::Quantized { .. } => None,
+        }
+    }
+
+    /// The dtype rows come out in.
+    pub fn dtype(&self) -> DType {
+        match self {
+            Self::Dense(e) => e.embeddings().dtype(),
+            Self::Quantized { .. } => DType::F32,
+        }
+    }
+}
+
+fn out_of_vocabulary(id: u32) -> candle_core::Error {
+    candle_core::Error::Msg(format!("token id {id} is outside the vocabulary"))
+}
+
 /// Several linear layers that read the same input (Q, K, V; gate and up), run as one matmul
 /// where the storage allows it: one kernel launch and one activation quantization instead of
 /// several. The outputs are the same dot products, split back along the last dimension.
@@ -176,12 +254,16 @@ pub fn causal_mask(q_len: usize, kv_len: usize, device: &Device) -> Result<Tenso
 /// `rep` times (transformers' and candle's `repeat_kv`): the same dot products, without
 /// moving the whole cache through memory again at every step.
 ///
-/// On the CPU (f32), without weights asked for, the one-pass kernel of `cpu_attention` runs
-/// instead: the same attention without the score matrix, the mask or the copies.
+/// On the CPU (f32) the kernels of `cpu_attention` compute the output instead: the same
+/// attention without the `[q, kv]` score matrix, the mask or the copies.
 pub fn attention(q: &Tensor, k: Tensor, v: Tensor, want_weights: bool) -> Result<(Tensor, Option<Tensor>)> {
-    if !want_weights && crate::quant::cpu_matmul::enabled() {
+    if crate::quant::cpu_matmul::enabled() {
         if let Some(out) = super::cpu_attention::causal_attention(q, &k, &v)? {
-            return Ok((out, None));
+            // A cache that scores tokens (h2o, cake) gets the weights from the masked path,
+            // while the output stays the kernel's, so a strategy that keeps everything stays
+            // bitwise equal to the full cache (the weights cost a second pass; they only rank).
+            let weights = if want_weights { masked_attention(q, k, v, true)?.1 } else { None };
+            return Ok((out, weights));
         }
     }
     masked_attention(q, k, v, want_weights)

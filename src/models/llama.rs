@@ -5,13 +5,14 @@
 
 use super::config::{Llama3RopeScaling, LlamaConfig};
 use super::cuda_graph::{DecodeShape, DecodeWeights, GraphDecoder, LayerWeights};
-use super::layers::{attention, attention_row_by_row, FusedLinear, Linear, RmsNorm, Rope, VerifyAttention, BATCHED_DEQUANT_MIN_ROWS};
+use super::layers::{attention, attention_row_by_row, FusedLinear, Linear, RmsNorm, Rope, TokenEmbedding, VerifyAttention, BATCHED_DEQUANT_MIN_ROWS};
+use candle_core::quantized::QMatMul;
 use super::weights::Weights;
 use super::config::ModelConfig;
 use super::Model;
 use crate::kv::KvCache;
 use anyhow::Result;
-use candle_core::{DType, Module, Tensor};
+use candle_core::{DType, Tensor};
 use candle_nn::Embedding;
 
 /// Positions beyond this are not tabulated even if the config allows more (Llama 3.2 says
@@ -30,7 +31,7 @@ struct Block {
 }
 
 pub struct Llama {
-    embed: Embedding,
+    embed: TokenEmbedding,
     blocks: Vec<Block>,
     norm: RmsNorm,
     head: Linear,
@@ -40,6 +41,8 @@ pub struct Llama {
     /// The graph-captured decode step, on CUDA with dense weights (see `cuda_graph/`).
     graph: Option<GraphDecoder>,
     graph_enabled: bool,
+    /// `all_quantized()`, computed once at load.
+    cpu_rows: bool,
 }
 
 impl Llama {
@@ -71,11 +74,19 @@ impl Llama {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-        let embed_weight = w.tensor("model.embed_tokens.weight", (cfg.vocab_size, h))?;
-        let head = if cfg.tie_word_embeddings || !w.contains("lm_head.weight") {
+        let tied = cfg.tie_word_embeddings || !w.contains("lm_head.weight");
+        let head = if tied {
             w.linear("model.embed_tokens", h, cfg.vocab_size, false)?
         } else {
             w.linear("lm_head", h, cfg.vocab_size, false)?
+        };
+        let quantized_table = match (&head, tied) {
+            (Linear::Quantized { weight: QMatMul::QTensor(q), bias: None }, true) => TokenEmbedding::quantized(q),
+            _ => None,
+        };
+        let embed = match quantized_table {
+            Some(table) => table,
+            None => TokenEmbedding::Dense(Embedding::new(w.tensor("model.embed_tokens.weight", (cfg.vocab_size, h))?, h)),
         };
         let mut inv_freq = inverse_frequencies(cfg.head_dim, cfg.rope_theta, cfg.rope_scaling.as_ref());
         // Llama 3.1+ GGUF files carry the llama3 scaling as per-frequency divisors.
@@ -86,7 +97,7 @@ impl Llama {
         let positions = cfg.max_position_embeddings.min(MAX_ROPE_POSITIONS);
         let rope = Rope::new(&inv_freq, positions, cfg.rope_interleaved, w.dtype(), w.device())?;
         let mut model = Self {
-            embed: Embedding::new(embed_weight, h),
+            embed,
             blocks,
             norm: norm("model.norm.weight")?,
             head,
@@ -95,7 +106,9 @@ impl Llama {
             model_config: ModelConfig::Llama(cfg.clone()),
             graph: None,
             graph_enabled: true,
+            cpu_rows: false,
         };
+        model.cpu_rows = model.all_quantized();
         if let Some(weights) = model.graph_weights() {
             // An optimisation, not a different computation: if it cannot start, say so and
             // decode on the generic path (results record whether the graph ran).
@@ -110,7 +123,8 @@ impl Llama {
     /// The tensors the CUDA graph decoder reads, when every projection is dense, fused and
     /// without bias (safetensors and random weights; GGUF stays on the generic path).
     fn graph_weights(&self) -> Option<DecodeWeights> {
-        if !self.embed.embeddings().device().is_cuda() || self.cfg.attention_bias {
+        let embed = self.embed.dense_table()?;
+        if !embed.device().is_cuda() || self.cfg.attention_bias {
             return None;
         }
         let dense = |l: &Linear| match l {
@@ -137,7 +151,7 @@ impl Llama {
             .collect::<Option<Vec<_>>>()?;
         let (cos, sin) = self.rope.tables();
         Some(DecodeWeights {
-            embed: self.embed.embeddings().clone(),
+            embed: embed.clone(),
             layers,
             final_norm: self.norm.weight.clone(),
             head: dense(&self.head)?,
@@ -159,15 +173,29 @@ impl Llama {
         }
     }
 
-    /// Whether `forward_rows_cpu` takes this pass: one sequence of fewer rows than a batched
-    /// prefill on the CPU in f32, with a cache that neither observes attention nor positions
-    /// keys itself (those need the generic path's weights and rotation hooks).
+    /// Whether every projection and the head are GGUF-quantized: the buffer path's kernels are
+    /// for those; dense weights run candle's GEMMs either way, and keep the generic path (so
+    /// the dense random-weight checks against transformers see one code path).
+    fn all_quantized(&self) -> bool {
+        let quantized = |l: &Linear| matches!(l, Linear::Quantized { weight: QMatMul::QTensor(_), .. });
+        let fused = |f: &FusedLinear| match f {
+            FusedLinear::Fused { linear, .. } => quantized(linear),
+            FusedLinear::Separate(parts) => parts.iter().all(quantized),
+        };
+        quantized(&self.head) && self.blocks.iter().all(|b| fused(&b.qkv) && quantized(&b.o) && fused(&b.gate_up) && quantized(&b.down))
+    }
+
+    /// Whether `forward_rows_cpu` takes this pass: quantized weights, one sequence of fewer
+    /// rows than a batched prefill on the CPU in f32, with a cache that neither observes
+    /// attention nor positions keys itself (those need the generic path's weights and
+    /// rotation hooks).
     fn takes_cpu_rows(&self, ids: &Tensor, cache: &mut dyn KvCache) -> candle_core::Result<bool> {
         let (b, t) = ids.dims2()?;
         let d = self.cfg.head_dim;
         Ok(ids.device().is_cpu()
+            && self.cpu_rows
             && crate::quant::cpu_matmul::enabled()
-            && self.embed.embeddings().dtype() == DType::F32
+            && self.embed.dtype() == DType::F32
             && b == 1
             && t < BATCHED_DEQUANT_MIN_ROWS
             && d % 8 == 0
@@ -181,19 +209,13 @@ impl Llama {
     /// but the cache's append. The same function as `forward_hidden_impl`, to rounding.
     fn forward_rows_cpu(&self, ids: &[u32], start: usize, n_blocks: usize, cache: &mut dyn KvCache) -> candle_core::Result<Tensor> {
         use super::cpu_attention::{attend, Strides};
-        use super::cpu_rows::{add, rms_norm, rope, silu_mul, values, with_slice};
+        use super::cpu_rows::{add, rms_norm, rope, silu_mul, values};
         let (h, n_head, n_kv, d) = (self.cfg.hidden_size, self.cfg.num_attention_heads, self.cfg.num_key_value_heads, self.cfg.head_dim);
         let (t, eps, inter) = (ids.len(), self.cfg.rms_norm_eps as f32, self.cfg.intermediate_size);
         let (q_w, kv_w) = (n_head * d, n_kv * d);
         let qkv_w = q_w + 2 * kv_w;
         let mut x = Vec::with_capacity(t * h);
-        with_slice(self.embed.embeddings(), |e| -> candle_core::Result<()> {
-            for &id in ids {
-                let row = e.get(id as usize * h..(id as usize + 1) * h).ok_or_else(|| candle_core::Error::Msg(format!("token id {id} is outside the vocabulary")))?;
-                x.extend_from_slice(row);
-            }
-            Ok(())
-        })??;
+        self.embed.rows_into(ids, &mut x)?;
         let (cos, sin) = self.rope.tables();
         // This pass's rows of the tables only: rows `start..start + t` become rows `0..t`.
         let (cos, sin) = (values(&cos.narrow(0, start, t)?)?, values(&sin.narrow(0, start, t)?)?);

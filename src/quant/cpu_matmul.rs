@@ -65,6 +65,15 @@ pub fn available() -> bool {
     }
 }
 
+/// Which kernels a CPU run uses, for results: "avx2" (ours) or "candle".
+pub fn kernels_label() -> &'static str {
+    if available() {
+        "avx2"
+    } else {
+        "candle"
+    }
+}
+
 /// Activation rows quantized to 8 bits per block: values, scale, and scale x sum of values.
 struct QuantizedRows {
     qs: Vec<i8>,
@@ -90,6 +99,34 @@ impl QuantizedRows {
             }
             self.d[b] = d;
             self.s[b] = d * sum as f32;
+        }
+    }
+}
+
+/// Values of one weight row (`k` values, `k / 32` blocks of `format`) as f32, with ggml's
+/// formulas (the values candle's `dequantize` gives, bit for bit).
+pub fn dequantize_row(format: BlockFormat, row: &[u8], out: &mut [f32]) {
+    let f16 = |b: &[u8]| half::f16::from_le_bytes([b[0], b[1]]).to_f32();
+    for (block, dst) in row.chunks_exact(format.block_bytes()).zip(out.chunks_exact_mut(BLOCK)) {
+        let d = f16(&block[0..2]);
+        match format {
+            BlockFormat::Q8_0 => dst.iter_mut().zip(&block[2..34]).for_each(|(o, &q)| *o = (q as i8) as f32 * d),
+            BlockFormat::Q4_0 | BlockFormat::Q4_1 => {
+                let (qs, min) = if format == BlockFormat::Q4_1 { (&block[4..20], Some(f16(&block[2..4]))) } else { (&block[2..18], None) };
+                for (j, &byte) in qs.iter().enumerate() {
+                    let (lo, hi) = ((byte & 0x0f) as i32, (byte >> 4) as i32);
+                    match min {
+                        Some(m) => {
+                            dst[j] = lo as f32 * d + m;
+                            dst[j + 16] = hi as f32 * d + m;
+                        }
+                        None => {
+                            dst[j] = (lo - 8) as f32 * d;
+                            dst[j + 16] = (hi - 8) as f32 * d;
+                        }
+                    }
+                }
+            }
         }
     }
 }
@@ -357,6 +394,23 @@ mod tests {
             let mut one = vec![0f32; n];
             assert!(matmul(BlockFormat::Q4_1, &w.data().unwrap(), (1, k, n), &x[r * k..(r + 1) * k], &mut one));
             assert_eq!(one.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), all[r * n..(r + 1) * n].iter().map(|v| v.to_bits()).collect::<Vec<_>>());
+        }
+    }
+
+    #[test]
+    fn dequantized_rows_equal_candles() {
+        let (n, k) = (3, 64);
+        let w = Tensor::from_vec(pseudo(n * k, 5), (n, k), &Device::Cpu).unwrap();
+        for dtype in [GgmlDType::Q4_0, GgmlDType::Q4_1, GgmlDType::Q8_0] {
+            let q = QTensor::quantize(&w, dtype).unwrap();
+            let want: Vec<f32> = q.dequantize(&Device::Cpu).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+            let data = q.data().unwrap();
+            let row_bytes = data.len() / n;
+            for r in 0..n {
+                let mut got = vec![0f32; k];
+                dequantize_row(format_of(dtype), &data[r * row_bytes..(r + 1) * row_bytes], &mut got);
+                assert_eq!(got, want[r * k..(r + 1) * k], "{dtype:?} row {r}");
+            }
         }
     }
 
