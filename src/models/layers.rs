@@ -31,11 +31,11 @@ impl Linear {
                     QMatMul::QTensor(q) if rows >= BATCHED_DEQUANT_MIN_ROWS => {
                         candle_nn::Linear::new(q.dequantize(x.device())?, None).forward(x)?
                     }
-                    QMatMul::QTensor(q) => match cpu_quantized_matmul(q, x)? {
-                        Some(y) => y,
+                    _ => match self.forward_with_our_kernels(x)? {
+                        // The kernels' path adds the bias itself.
+                        Some(y) => return Ok(y),
                         None => weight.forward(x)?,
                     },
-                    _ => weight.forward(x)?,
                 };
                 match bias {
                     Some(b) => y.broadcast_add(b),
@@ -46,8 +46,6 @@ impl Linear {
     }
 }
 
-/// `x W^T` through our AVX2 kernels (`quant::cpu_matmul`) for the GGUF formats they cover, on
-/// the CPU; `None` for everything else (candle's kernels then run).
 impl Linear {
     /// `forward_rows` through our kernels: `Some(out_dim)` when they ran, `None` otherwise.
     pub(super) fn forward_rows_quantized(&self, x: &[f32], in_dim: usize, out: &mut Vec<f32>) -> Result<Option<usize>> {
@@ -80,29 +78,21 @@ fn block_format(w: &QTensor) -> Option<crate::quant::cpu_matmul::BlockFormat> {
     }
 }
 
-fn cpu_quantized_matmul(w: &QTensor, x: &Tensor) -> Result<Option<Tensor>> {
-    use crate::quant::cpu_matmul;
-    let Some(format) = block_format(w) else { return Ok(None) };
-    if !x.device().is_cpu() || x.dtype() != DType::F32 || !cpu_matmul::available() {
-        return Ok(None);
+
+impl Linear {
+    /// `forward` through our AVX2 kernels (`quant::cpu_matmul`) for a CPU f32 input and a GGUF
+    /// format they cover; `None` for everything else (candle's kernels then run).
+    fn forward_with_our_kernels(&self, x: &Tensor) -> Result<Option<Tensor>> {
+        if !x.device().is_cpu() || x.dtype() != DType::F32 {
+            return Ok(None);
+        }
+        let k = x.dim(D::Minus1)?;
+        let mut out = Vec::new();
+        let Some(n) = super::cpu_rows::with_slice(x, |xs| self.forward_rows_quantized(xs, k, &mut out))?? else { return Ok(None) };
+        let mut dims = x.dims().to_vec();
+        *dims.last_mut().expect("x has a last dim") = n;
+        Ok(Some(Tensor::from_vec(out, dims, x.device())?))
     }
-    let (n, k) = w.shape().dims2()?;
-    if x.dim(D::Minus1)? != k {
-        return Ok(None);
-    }
-    let m = x.elem_count() / k;
-    let x = x.contiguous()?;
-    let (guard, layout) = x.storage_and_layout();
-    let candle_core::Storage::Cpu(storage) = &*guard else { return Ok(None) };
-    let xs = &storage.as_slice::<f32>()?[layout.start_offset()..layout.start_offset() + m * k];
-    let mut dst = vec![0f32; m * n];
-    if !cpu_matmul::matmul(format, &w.data()?, (m, k, n), xs, &mut dst) {
-        return Ok(None);
-    }
-    drop(guard);
-    let mut dims = x.dims().to_vec();
-    *dims.last_mut().expect("x has a last dim") = n;
-    Ok(Some(Tensor::from_vec(dst, dims, x.device())?))
 }
 
 /// The token embedding table: dense, or (GGUF on the CPU) the quantized rows themselves,

@@ -209,7 +209,7 @@ impl Llama {
     /// but the cache's append. The same function as `forward_hidden_impl`, to rounding.
     fn forward_rows_cpu(&self, ids: &[u32], start: usize, n_blocks: usize, cache: &mut dyn KvCache) -> candle_core::Result<Tensor> {
         use super::cpu_attention::{attend, Strides};
-        use super::cpu_rows::{add, rms_norm, rope, silu_mul, values};
+        use super::cpu_rows::{add, rms_norm, rope, silu_mul, values, with_slice};
         let (h, n_head, n_kv, d) = (self.cfg.hidden_size, self.cfg.num_attention_heads, self.cfg.num_key_value_heads, self.cfg.head_dim);
         let (t, eps, inter) = (ids.len(), self.cfg.rms_norm_eps as f32, self.cfg.intermediate_size);
         let (q_w, kv_w) = (n_head * d, n_kv * d);
@@ -223,7 +223,7 @@ impl Llama {
         let interleaved = self.cfg.rope_interleaved;
         let (mut hs, mut qkv, mut att, mut o, mut gate_up, mut mlp) = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for (layer, blk) in self.blocks.iter().take(n_blocks).enumerate() {
-            rms_norm(&x, &values(&blk.input_norm.weight)?, eps, &mut hs);
+            with_slice(&blk.input_norm.weight, |w| rms_norm(&x, w, eps, &mut hs))?;
             blk.qkv.forward_rows(&hs, h, &mut qkv)?;
             rope(&mut qkv, qkv_w, 0, n_head, d, 0, tables, interleaved);
             rope(&mut qkv, qkv_w, n_head, n_kv, d, 0, tables, interleaved);
@@ -241,13 +241,13 @@ impl Llama {
             }
             blk.o.forward_rows(&att, q_w, &mut o)?;
             add(&mut x, &o);
-            rms_norm(&x, &values(&blk.post_norm.weight)?, eps, &mut hs);
+            with_slice(&blk.post_norm.weight, |w| rms_norm(&x, w, eps, &mut hs))?;
             blk.gate_up.forward_rows(&hs, h, &mut gate_up)?;
             silu_mul(&gate_up, inter, &mut mlp);
             blk.down.forward_rows(&mlp, inter, &mut o)?;
             add(&mut x, &o);
         }
-        rms_norm(&x, &values(&self.norm.weight)?, eps, &mut hs);
+        with_slice(&self.norm.weight, |w| rms_norm(&x, w, eps, &mut hs))?;
         Tensor::from_vec(hs, (1, t, h), &candle_core::Device::Cpu)
     }
 
