@@ -144,7 +144,7 @@ pub fn prepare(source: &DraftSource, target: &Loaded, model_args: &ModelArgs, se
                 crate::bail_input!("--draft quant:{name} with --dtype {:?}: a re-quantized draft computes in f32; drop --dtype", model_args.dtype);
             }
             let resolved = source::resolve(&model_args.model, &model_args.source_options())?;
-            let loaded = models::load_requantized(&resolved, format, seed, &target.device)
+            let loaded = models::load_converted(&resolved, crate::quant::format::WeightFormat::Gguf(format), seed, &target.device)
                 .with_context(|| format!("--draft quant:{name}: re-quantizing {}", model_args.model))?;
             let (drafter, spec) = own(loaded);
             (drafter, None, spec)

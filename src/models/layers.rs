@@ -14,17 +14,28 @@ use candle_core::{DType, Device, Module, Result, Tensor, D};
 /// activations to 8 bits. Decoding (one row) keeps the quantized kernel, which reads 4x fewer bytes.
 pub const BATCHED_DEQUANT_MIN_ROWS: usize = 32;
 
-/// `y = x W^T + b`, with W dense (safetensors, random) or quantized (GGUF, candle's kernels).
+/// `y = x W^T + b`, with W dense (safetensors, random), GGUF-quantized (candle's kernels and
+/// ours) or in our integer formats (`quant::int_matmul`, CPU).
 #[derive(Debug, Clone)]
 pub enum Linear {
     Dense(candle_nn::Linear),
     Quantized { weight: QMatMul, bias: Option<Tensor> },
+    Int { weights: std::sync::Arc<crate::quant::int_weights::IntWeights>, bias: Option<Tensor> },
 }
 
 impl Linear {
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         match self {
             Self::Dense(l) => l.forward(x),
+            Self::Int { weights, bias } => {
+                if let Some(y) = self.forward_with_our_kernels(x)? {
+                    return Ok(y);
+                }
+                // No AVX2 here: the dequantized weights through a dense matmul (same values).
+                let (n, k) = weights.dims();
+                let w = Tensor::from_vec(weights.dequantize(), (n, k), x.device())?;
+                candle_nn::Linear::new(w, bias.clone()).forward(x)
+            }
             Self::Quantized { weight, bias } => {
                 let rows = x.elem_count() / x.dim(D::Minus1)?;
                 let y = match weight {
@@ -49,6 +60,22 @@ impl Linear {
 impl Linear {
     /// `forward_rows` through our kernels: `Some(out_dim)` when they ran, `None` otherwise.
     pub(super) fn forward_rows_quantized(&self, x: &[f32], in_dim: usize, out: &mut Vec<f32>) -> Result<Option<usize>> {
+        if let Self::Int { weights, bias } = self {
+            let (n, k) = weights.dims();
+            if k != in_dim {
+                return Ok(None);
+            }
+            let m = x.len() / k;
+            out.resize(m * n, 0.0);
+            if !crate::quant::int_matmul::matmul(weights, m, x, out) {
+                return Ok(None);
+            }
+            if let Some(b) = bias {
+                let b = super::cpu_rows::values(b)?;
+                out.chunks_exact_mut(n).for_each(|row| super::cpu_rows::add(row, &b));
+            }
+            return Ok(Some(n));
+        }
         let Self::Quantized { weight: QMatMul::QTensor(q), bias } = self else { return Ok(None) };
         let Some(format) = block_format(q) else { return Ok(None) };
         let (n, k) = q.shape().dims2()?;
@@ -103,6 +130,8 @@ impl Linear {
 pub enum TokenEmbedding {
     Dense(candle_nn::Embedding),
     Quantized { table: std::sync::Arc<QTensor>, hidden: usize },
+    /// Our int8/int4 table (tied with the head), rows dequantized per looked-up token.
+    Int(std::sync::Arc<crate::quant::int_weights::IntWeights>),
 }
 
 impl TokenEmbedding {
@@ -136,6 +165,18 @@ impl TokenEmbedding {
                 }
                 Ok(())
             }
+            Self::Int(table) => {
+                let (vocab, hidden) = table.dims();
+                for &id in ids {
+                    if id as usize >= vocab {
+                        return Err(out_of_vocabulary(id));
+                    }
+                    let start = out.len();
+                    out.resize(start + hidden, 0.0);
+                    table.dequantize_row(id as usize, &mut out[start..]);
+                }
+                Ok(())
+            }
         }
     }
 
@@ -143,11 +184,16 @@ impl TokenEmbedding {
     pub fn forward(&self, ids: &Tensor) -> Result<Tensor> {
         match self {
             Self::Dense(e) => e.forward(ids),
-            Self::Quantized { hidden, .. } => {
+            Self::Quantized { .. } | Self::Int(_) => {
+                let hidden = match self {
+                    Self::Int(table) => table.dims().1,
+                    Self::Quantized { hidden, .. } => *hidden,
+                    Self::Dense(_) => unreachable!(),
+                };
                 let (b, t) = ids.dims2()?;
                 let mut out = Vec::with_capacity(b * t * hidden);
                 self.rows_into(&ids.flatten_all()?.to_vec1::<u32>()?, &mut out)?;
-                Tensor::from_vec(out, (b, t, *hidden), ids.device())
+                Tensor::from_vec(out, (b, t, hidden), ids.device())
             }
         }
     }
@@ -156,7 +202,7 @@ impl TokenEmbedding {
     pub fn dense_table(&self) -> Option<&Tensor> {
         match self {
             Self::Dense(e) => Some(e.embeddings()),
-            Self::Quantized { .. } => None,
+            Self::Quantized { .. } | Self::Int(_) => None,
         }
     }
 
@@ -164,7 +210,7 @@ impl TokenEmbedding {
     pub fn dtype(&self) -> DType {
         match self {
             Self::Dense(e) => e.embeddings().dtype(),
-            Self::Quantized { .. } => DType::F32,
+            Self::Quantized { .. } | Self::Int(_) => DType::F32,
         }
     }
 }

@@ -82,6 +82,7 @@ impl Llama {
         };
         let quantized_table = match (&head, tied) {
             (Linear::Quantized { weight: QMatMul::QTensor(q), bias: None }, true) => TokenEmbedding::quantized(q),
+            (Linear::Int { weights, bias: None }, true) => Some(TokenEmbedding::Int(weights.clone())),
             _ => None,
         };
         let embed = match quantized_table {
@@ -173,11 +174,11 @@ impl Llama {
         }
     }
 
-    /// Whether every projection and the head are GGUF-quantized: the buffer path's kernels are
-    /// for those; dense weights run candle's GEMMs either way, and keep the generic path (so
+    /// Whether every projection and the head are GGUF-quantized or in our integer formats: the
+    /// buffer path's kernels are for those; dense weights run candle's GEMMs either way, and keep the generic path (so
     /// the dense random-weight checks against transformers see one code path).
     fn all_quantized(&self) -> bool {
-        let quantized = |l: &Linear| matches!(l, Linear::Quantized { weight: QMatMul::QTensor(_), .. });
+        let quantized = |l: &Linear| matches!(l, Linear::Quantized { weight: QMatMul::QTensor(_), .. } | Linear::Int { .. });
         let fused = |f: &FusedLinear| match f {
             FusedLinear::Fused { linear, .. } => quantized(linear),
             FusedLinear::Separate(parts) => parts.iter().all(quantized),

@@ -137,6 +137,15 @@ pub struct LoadedModel {
     pub model: Box<dyn Model>,
     pub tokenizer: TextTokenizer,
     pub spec: ModelSpec,
+    /// What a format conversion at load made of the weights (`load_converted`).
+    pub conversion: Option<ConversionSummary>,
+}
+
+/// The weights after a conversion: tensors per format they became, and the time quantizing took.
+#[derive(Debug, Clone)]
+pub struct ConversionSummary {
+    pub tensors: std::collections::BTreeMap<String, usize>,
+    pub quantize_seconds: f64,
 }
 
 /// Builds the architecture a config names from the given weights.
@@ -152,9 +161,17 @@ pub fn load(resolved: &ResolvedModel, dtype: DTypeArg, seed: u64, device: &Devic
     load_with(resolved, dtype, seed, device, None)
 }
 
-/// Loads a resolved model with every linear weight re-quantized to `format` (computes in f32).
-pub fn load_requantized(resolved: &ResolvedModel, format: candle_core::quantized::GgmlDType, seed: u64, device: &Device) -> Result<LoadedModel> {
-    load_with(resolved, DTypeArg::F32, seed, device, Some(format))
+/// Loads a resolved model with every linear weight converted to `format` as it loads (the
+/// model computes in the format's dtype: f32 for the quantized ones).
+pub fn load_converted(resolved: &ResolvedModel, format: crate::quant::format::WeightFormat, seed: u64, device: &Device) -> Result<LoadedModel> {
+    let dtype = match format.compute_dtype() {
+        DType::F16 => DTypeArg::F16,
+        DType::BF16 => DTypeArg::Bf16,
+        _ => DTypeArg::F32,
+    };
+    // A GGUF source is dequantized in f32 and converted from there (Weights::converted).
+    let load_dtype = if matches!(resolved.files, ModelFiles::Gguf(_)) { DTypeArg::F32 } else { dtype };
+    load_with(resolved, load_dtype, seed, device, Some(format))
 }
 
 fn load_with(
@@ -162,7 +179,7 @@ fn load_with(
     dtype: DTypeArg,
     seed: u64,
     device: &Device,
-    requantize: Option<candle_core::quantized::GgmlDType>,
+    conversion: Option<crate::quant::format::WeightFormat>,
 ) -> Result<LoadedModel> {
     let (config, weights, tokenizer, weights_format, dtype_name) = match &resolved.files {
         ModelFiles::Gguf(path) => {
@@ -202,24 +219,28 @@ fn load_with(
             (config.clone(), w, tokenizer, format!("random (seed {seed})"), format!("{dtype:?}").to_lowercase())
         }
     };
-    let weights = match requantize {
-        Some(format) => weights.requantized(format),
+    let weights = match conversion {
+        Some(format) => weights.converted(format),
         None => weights,
     };
     let model = build(&config, &weights).with_context(|| format!("building {} from {}", config.family(), resolved.id))?;
-    let weights_format = match weights.requantize_summary() {
-        Some(summary) => format!("{weights_format}, {summary}"),
+    let weights_format = match weights.conversion() {
+        Some(c) => format!("{weights_format}, {}", c.describe()),
         None => weights_format,
     };
+    let conversion = weights.conversion().map(|c| ConversionSummary { tensors: c.tensors(), quantize_seconds: c.quantize_seconds() });
     let spec = ModelSpec {
         id: resolved.id.clone(),
         source: resolved.source.to_string(),
         revision: resolved.revision.clone(),
         weight_files: resolved.files.weight_paths(),
         weights_format,
-        dtype: dtype_name,
+        dtype: match weights.conversion() {
+            Some(c) => format!("{:?}", c.format.compute_dtype()).to_lowercase(),
+            None => dtype_name,
+        },
         tokenizer: tokenizer.describe(),
         architecture: config,
     };
-    Ok(LoadedModel { model, tokenizer, spec })
+    Ok(LoadedModel { model, tokenizer, spec, conversion })
 }

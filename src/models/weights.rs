@@ -5,7 +5,7 @@
 
 use super::gguf::GgufFile;
 use super::layers::{FusedLinear, Linear};
-use super::requantize::Requantize;
+use super::requantize::Conversion;
 use anyhow::{Context, Result};
 use candle_core::quantized::QMatMul;
 use candle_core::{DType, Device, Shape, Tensor};
@@ -19,8 +19,8 @@ pub struct Weights {
     store: Store,
     dtype: DType,
     device: Device,
-    /// Linear weights re-quantized as they load (`quant:FORMAT` drafts).
-    requantize: Option<Requantize>,
+    /// Linear weights converted to another format as they load (`quantize`, `quant:FORMAT` drafts).
+    conversion: Option<Conversion>,
 }
 
 enum Store {
@@ -41,36 +41,34 @@ impl Weights {
         // SAFETY: the files are not modified while mapped; they live in the model cache.
         let vb = unsafe { VarBuilder::from_mmaped_safetensors(files, dtype, device) }
             .with_context(|| format!("reading weights {}", display_list(files)))?;
-        Ok(Self { store: Store::Dense { vb, tensors: Some(tensors) }, dtype, device: device.clone(), requantize: None })
+        Ok(Self { store: Store::Dense { vb, tensors: Some(tensors) }, dtype, device: device.clone(), conversion: None })
     }
 
     /// Seeded random weights with the same names and shapes as a real checkpoint.
     pub fn random(seed: u64, dtype: DType, device: &Device) -> Self {
         let backend: Box<dyn SimpleBackend> = Box::new(RandomWeights { seed });
         let vb = VarBuilder::from_backend(backend, dtype, device.clone());
-        Self { store: Store::Dense { vb, tensors: None }, dtype, device: device.clone(), requantize: None }
+        Self { store: Store::Dense { vb, tensors: None }, dtype, device: device.clone(), conversion: None }
     }
 
     pub fn from_gguf(file: GgufFile, device: &Device) -> Self {
-        Self { store: Store::Gguf(file), dtype: DType::F32, device: device.clone(), requantize: None }
+        Self { store: Store::Gguf(file), dtype: DType::F32, device: device.clone(), conversion: None }
     }
 
-    /// These weights with every linear layer re-quantized to `format` as it loads (the model
-    /// then computes in f32 like any GGUF model: refuse other dtypes before calling this).
-    pub fn requantized(mut self, format: candle_core::quantized::GgmlDType) -> Self {
-        self.requantize = Some(Requantize::new(format));
+    /// These weights with every linear layer converted to `format` as it loads; the model
+    /// then computes in the format's dtype (f32 for quantized formats, like any GGUF model).
+    pub fn converted(mut self, format: crate::quant::format::WeightFormat) -> Self {
+        self.dtype = format.compute_dtype();
+        if let Store::Dense { vb, .. } = &mut self.store {
+            *vb = vb.clone().set_dtype(self.dtype);
+        }
+        self.conversion = Some(Conversion::new(format));
         self
     }
 
-    /// What re-quantization made of the tensors loaded so far.
-    pub fn requantize_summary(&self) -> Option<String> {
-        self.requantize.as_ref().map(Requantize::describe)
-    }
-
-    /// A dense `[out, in]` weight (and bias) re-quantized.
-    fn requantized_linear(&self, r: &Requantize, weight: &Tensor, bias: Option<Tensor>) -> Result<Linear> {
-        let q = r.quantize(weight, &self.device)?;
-        Ok(Linear::Quantized { weight: QMatMul::from_qtensor(q)?, bias })
+    /// The conversion applied as layers load, if any (what each tensor became, how long it took).
+    pub fn conversion(&self) -> Option<&Conversion> {
+        self.conversion.as_ref()
     }
 
     pub fn dtype(&self) -> DType {
@@ -103,7 +101,7 @@ impl Weights {
             Store::Gguf(g) => {
                 let q = g.qtensor(name, &self.device)?;
                 check_gguf_shape(g, name, q.shape().dims(), shape.dims())?;
-                Ok(q.dequantize(&self.device)?)
+                Ok(q.dequantize(&self.device)?.to_dtype(self.dtype)?)
             }
         }
     }
@@ -112,9 +110,9 @@ impl Weights {
     pub fn linear(&self, prefix: &str, in_dim: usize, out_dim: usize, bias: bool) -> Result<Linear> {
         let bias = if bias { Some(self.tensor(&format!("{prefix}.bias"), out_dim)?) } else { None };
         let name = format!("{prefix}.weight");
-        if let Some(r) = &self.requantize {
+        if let Some(c) = &self.conversion {
             let w = self.tensor(&name, (out_dim, in_dim))?;
-            return self.requantized_linear(r, &w, bias);
+            return c.linear(&w, bias, &self.device);
         }
         match &self.store {
             Store::Dense { .. } => {
@@ -139,9 +137,9 @@ impl Weights {
         };
         let sizes = out_dims.to_vec();
         let total: usize = out_dims.iter().sum();
-        if let Some(r) = &self.requantize {
+        if let Some(c) = &self.conversion {
             let (weight, bias) = self.dense_fused(prefixes, in_dim, out_dims, bias)?;
-            return Ok(FusedLinear::Fused { linear: self.requantized_linear(r, &weight, bias)?, sizes });
+            return Ok(FusedLinear::Fused { linear: c.linear(&weight, bias, &self.device)?, sizes });
         }
         match &self.store {
             Store::Dense { .. } => {
@@ -191,8 +189,8 @@ impl Weights {
     pub fn conv1d(&self, prefix: &str, in_dim: usize, out_dim: usize) -> Result<Linear> {
         let w = self.tensor(&format!("{prefix}.weight"), (in_dim, out_dim))?.t()?.contiguous()?;
         let b = self.tensor(&format!("{prefix}.bias"), out_dim)?;
-        if let Some(r) = &self.requantize {
-            return self.requantized_linear(r, &w, Some(b));
+        if let Some(c) = &self.conversion {
+            return c.linear(&w, Some(b), &self.device);
         }
         Ok(Linear::Dense(candle_nn::Linear::new(w, Some(b))))
     }

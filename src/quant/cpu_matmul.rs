@@ -74,30 +74,50 @@ pub fn kernels_label() -> &'static str {
     }
 }
 
-/// Activation rows quantized to 8 bits per block: values, scale, and scale x sum of values.
-struct QuantizedRows {
-    qs: Vec<i8>,
-    d: Vec<f32>,
-    s: Vec<f32>,
+/// Activation rows quantized to 8 bits per block: values, scale, the integer sum of the
+/// values and scale x that sum. Shared by every kernel of `quant` (the integer formats use
+/// blocks of their group size, `int_matmul`).
+pub(crate) struct QuantizedRows {
+    pub(crate) qs: Vec<i8>,
+    pub(crate) d: Vec<f32>,
+    pub(crate) s: Vec<f32>,
+    pub(crate) sums: Vec<i32>,
 }
 
 impl QuantizedRows {
+    pub(crate) const fn new() -> Self {
+        Self { qs: Vec::new(), d: Vec::new(), s: Vec::new(), sums: Vec::new() }
+    }
+
     /// llama.cpp's `quantize_row_q8_1`: d = max|x| / 127, q = round(x / d), s = d * sum(q).
     fn fill(&mut self, x: &[f32]) {
-        let blocks = x.len() / BLOCK;
+        self.fill_blocks(x, BLOCK, 0);
+    }
+
+    /// The same per `block` values (a multiple of 32). With `interleave` C (32 or 64; 0 for
+    /// none), each C values are stored as the C/2 even-indexed then the C/2 odd-indexed ones:
+    /// the order in which a low / high nibble split of C/2 bytes of GPTQ-packed int4 words
+    /// yields its codes (`int_matmul`). The sums do not depend on the order.
+    pub(crate) fn fill_blocks(&mut self, x: &[f32], block: usize, interleave: usize) {
+        let blocks = x.len() / block;
         self.qs.resize(x.len(), 0);
         self.d.resize(blocks, 0.0);
         self.s.resize(blocks, 0.0);
-        for (b, block) in x.chunks_exact(BLOCK).enumerate() {
-            let amax = block.iter().fold(0f32, |m, v| m.max(v.abs()));
+        self.sums.resize(blocks, 0);
+        for (b, values) in x.chunks_exact(block).enumerate() {
+            let amax = values.iter().fold(0f32, |m, v| m.max(v.abs()));
             let d = amax / 127.0;
             let id = if d > 0.0 { 1.0 / d } else { 0.0 };
             let mut sum = 0i32;
-            for (q, &v) in self.qs[b * BLOCK..(b + 1) * BLOCK].iter_mut().zip(block) {
-                *q = (v * id).round() as i8;
-                sum += *q as i32;
+            let out = &mut self.qs[b * block..(b + 1) * block];
+            for (i, &v) in values.iter().enumerate() {
+                let q = (v * id).round() as i8;
+                let at = if interleave > 0 { i / interleave * interleave + (i % 2) * (interleave / 2) + (i % interleave) / 2 } else { i };
+                out[at] = q;
+                sum += q as i32;
             }
             self.d[b] = d;
+            self.sums[b] = sum;
             self.s[b] = d * sum as f32;
         }
     }
@@ -133,8 +153,7 @@ pub fn dequantize_row(format: BlockFormat, row: &[u8], out: &mut [f32]) {
 
 thread_local! {
     /// Reused across calls: a decode step quantizes ~150 activation rows.
-    static SCRATCH: std::cell::RefCell<QuantizedRows> =
-        const { std::cell::RefCell::new(QuantizedRows { qs: Vec::new(), d: Vec::new(), s: Vec::new() }) };
+    static SCRATCH: std::cell::RefCell<QuantizedRows> = const { std::cell::RefCell::new(QuantizedRows::new()) };
 }
 
 /// `dst[r * n + c] = x[r] . W[c]` for `m` rows of `x` (`m * k` values) against the `n` weight
@@ -149,12 +168,8 @@ pub fn matmul(format: BlockFormat, weights: &[u8], (m, k, n): (usize, usize, usi
         let mut act = cell.borrow_mut();
         act.fill(x);
         let act = &*act;
-        let quads = n.div_ceil(4);
         let dst_addr = dst.as_mut_ptr() as usize;
-        let pool = candle_core::utils::barrier_pool();
-        let threads = pool.n_workers() + 1;
-        let per_thread = quads.div_ceil(threads);
-        let work = |range: std::ops::Range<usize>| {
+        for_row_quads(n, |range| {
             for quad in range {
                 let first = quad * 4;
                 let rows = (n - first).min(4);
@@ -167,18 +182,26 @@ pub fn matmul(format: BlockFormat, weights: &[u8], (m, k, n): (usize, usize, usi
                     dst_row.copy_from_slice(&out[..rows]);
                 }
             }
-        };
-        // One contiguous range of rows per thread: each streams its part of the weights
-        // front to back, which the hardware prefetchers follow (measured 7.6 against 9.1 ms
-        // per step for a shared cursor handing out chunks, benches/cpu_matmul.rs).
-        pool.execute(|tid| {
-            let start = tid * per_thread;
-            if start < quads {
-                work(start..quads.min(start + per_thread));
-            }
         });
     });
     true
+}
+
+/// Runs `work` over the groups of four weight rows of an `n`-row matrix (group `q` is rows
+/// `4q..4q + 4`), one contiguous range of groups per thread of candle's pool: each thread
+/// streams its part of the weights front to back, which the hardware prefetchers follow
+/// (measured 7.6 against 9.1 ms per step for a shared cursor handing out chunks,
+/// benches/cpu_matmul.rs). Every kernel of `quant` splits its work this way.
+pub(crate) fn for_row_quads(n: usize, work: impl Fn(std::ops::Range<usize>) + Sync) {
+    let quads = n.div_ceil(4);
+    let pool = candle_core::utils::barrier_pool();
+    let per_thread = quads.div_ceil(pool.n_workers() + 1);
+    pool.execute(|tid| {
+        let start = tid * per_thread;
+        if start < quads {
+            work(start..quads.min(start + per_thread));
+        }
+    });
 }
 
 /// Dot products of activation row `r` with `rows` (1 to 4) consecutive weight rows.
@@ -206,13 +229,13 @@ unsafe fn dot_rows(format: BlockFormat, w: &[u8], row_bytes: usize, rows: usize,
 }
 
 #[cfg(target_arch = "x86_64")]
-mod avx2 {
+pub(crate) mod avx2 {
     use super::{BlockFormat, BLOCK};
     use std::arch::x86_64::*;
 
     /// The 32 4-bit values of a block as bytes: low nibbles are values 0..16, high nibbles 16..32.
     #[inline(always)]
-    unsafe fn nibbles(qs: *const u8) -> __m256i {
+    pub(crate) unsafe fn nibbles(qs: *const u8) -> __m256i {
         let packed = _mm_loadu_si128(qs as *const __m128i);
         let both = _mm256_set_m128i(_mm_srli_epi16(packed, 4), packed);
         _mm256_and_si256(both, _mm256_set1_epi8(0x0f))
@@ -220,7 +243,7 @@ mod avx2 {
 
     /// Eight i32 partial sums of a signed x signed byte dot product (llama.cpp's `mul_sum_i8_pairs`).
     #[inline(always)]
-    unsafe fn signed_dot(x: __m256i, y: __m256i) -> __m256i {
+    pub(crate) unsafe fn signed_dot(x: __m256i, y: __m256i) -> __m256i {
         let ax = _mm256_sign_epi8(x, x);
         let sy = _mm256_sign_epi8(y, x);
         _mm256_madd_epi16(_mm256_maddubs_epi16(ax, sy), _mm256_set1_epi16(1))
@@ -232,7 +255,7 @@ mod avx2 {
     }
 
     #[inline(always)]
-    unsafe fn hsum(v: __m256) -> f32 {
+    pub(crate) unsafe fn hsum(v: __m256) -> f32 {
         let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
         let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
         _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)))
