@@ -4,6 +4,7 @@
 mod data;
 mod draw;
 mod kvcache;
+mod quantize;
 mod specdec;
 mod style;
 
@@ -44,6 +45,10 @@ pub enum ChartKind {
     AcceptanceByPosition,
     /// specdec: time per run split into prefill, draft, verify and bookkeeping.
     TimeBreakdown,
+    /// quantize: mean KL divergence from the source against bits per weight (Pareto).
+    KldVsBits,
+    /// quantize: decode tokens/s per weight format.
+    DecodeByFormat,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -63,7 +68,7 @@ impl ImageFormat {
 }
 
 impl ChartKind {
-    pub const ALL: [ChartKind; 14] = [
+    pub const ALL: [ChartKind; 16] = [
         ChartKind::Latency,
         ChartKind::Throughput,
         ChartKind::Memory,
@@ -78,10 +83,15 @@ impl ChartKind {
         ChartKind::SpeedupVsK,
         ChartKind::AcceptanceByPosition,
         ChartKind::TimeBreakdown,
+        ChartKind::KldVsBits,
+        ChartKind::DecodeByFormat,
     ];
 
     /// The charts of kvcache runs.
     pub const KVCACHE: [ChartKind; 3] = [ChartKind::KvBytesVsContext, ChartKind::TpotVsContext, ChartKind::PplDeltaVsBytes];
+
+    /// The charts of quantize runs.
+    pub const QUANTIZE: [ChartKind; 2] = [ChartKind::KldVsBits, ChartKind::DecodeByFormat];
 
     /// The charts of specdec runs.
     pub const SPECDEC: [ChartKind; 3] = [ChartKind::SpeedupVsK, ChartKind::AcceptanceByPosition, ChartKind::TimeBreakdown];
@@ -102,6 +112,8 @@ impl ChartKind {
             Self::SpeedupVsK => "speedup-vs-k",
             Self::AcceptanceByPosition => "acceptance-by-position",
             Self::TimeBreakdown => "time-breakdown",
+            Self::KldVsBits => "kld-vs-bits",
+            Self::DecodeByFormat => "decode-by-format",
         }
     }
 
@@ -120,6 +132,7 @@ pub fn available(report: &Report) -> Vec<ChartKind> {
         }
         CommandName::Kvcache => ChartKind::KVCACHE.to_vec(),
         CommandName::Specdec => ChartKind::SPECDEC.to_vec(),
+        CommandName::Quantize => ChartKind::QUANTIZE.to_vec(),
     }
 }
 
@@ -130,6 +143,9 @@ pub fn render(kind: ChartKind, report: &Report, format: ImageFormat) -> Result<V
     }
     if ChartKind::SPECDEC.contains(&kind) {
         return specdec::render(kind, report, format);
+    }
+    if ChartKind::QUANTIZE.contains(&kind) {
+        return quantize::render(kind, report, format);
     }
     let size = match kind {
         ChartKind::Dashboard => (style::DASHBOARD_WIDTH, style::DASHBOARD_HEIGHT),
@@ -254,6 +270,8 @@ fn draw_kind<B: DrawingBackend>(
         ChartKind::KvBytesVsContext | ChartKind::TpotVsContext | ChartKind::PplDeltaVsBytes => Ok(()),
         // Drawn by specdec::render.
         ChartKind::SpeedupVsK | ChartKind::AcceptanceByPosition | ChartKind::TimeBreakdown => Ok(()),
+        // Drawn by quantize::render.
+        ChartKind::KldVsBits | ChartKind::DecodeByFormat => Ok(()),
         ChartKind::Dashboard => {
             let panels = root.split_evenly((2, 3));
             // The six single charts come first in ALL; the dashboard shows them in that order.

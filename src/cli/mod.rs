@@ -7,6 +7,7 @@ pub mod generate;
 pub mod kvcache;
 pub mod plan;
 pub mod plot;
+pub mod quantize;
 pub mod specdec;
 
 use clap::{Parser, Subcommand};
@@ -35,6 +36,8 @@ pub enum Command {
     Kvcache(kvcache::KvcacheArgs),
     /// Speculative decoding: speedup, acceptance and cost per draft source, policy and K.
     Specdec(specdec::SpecdecArgs),
+    /// Weight formats side by side: size, speed and quality against the source.
+    Quantize(quantize::QuantizeArgs),
     /// Redraw charts from a saved results.json.
     Plot(plot::PlotArgs),
     /// Compare two runs case by case, with confidence intervals.

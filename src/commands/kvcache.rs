@@ -146,7 +146,7 @@ pub fn run(args: &KvcacheArgs) -> Result<Outcome> {
 
     let loaded = load_model(&args.model, &args.device, SamplingConfig::default().seed)?;
     let longest = args.context.values.iter().copied().max().unwrap_or(0);
-    let ids = tokens_of_prefix(&loaded.model.tokenizer, &text, longest + args.eval_tokens)?;
+    let ids = super::prompts::tokens_of_prefix(&loaded.model.tokenizer, &text, longest + args.eval_tokens)?;
     let follow = args.max_new_tokens.max(args.eval_tokens);
     if ids.len() < longest + args.eval_tokens {
         crate::bail_input!(
@@ -290,21 +290,6 @@ pub fn run(args: &KvcacheArgs) -> Result<Outcome> {
     progress.finish_and_clear();
     output::finish(&mut sink, &args.output)?;
     Ok(if any_failed { Outcome::CasesFailed } else { Outcome::Success })
-}
-
-/// Tokens of the text's beginning, at least `needed` of them where the text has them.
-/// Tokenizing a whole multi-megabyte corpus costs seconds for nothing, so the prefix doubles
-/// until it holds more than `needed` tokens (the last one may be cut mid-word and is not used).
-fn tokens_of_prefix(tokenizer: &crate::models::tokenizer::TextTokenizer, text: &str, needed: usize) -> Result<Vec<u32>> {
-    let mut chars = needed * 8;
-    loop {
-        let end = text.char_indices().nth(chars).map_or(text.len(), |(i, _)| i);
-        let ids = tokenizer.encode(&text[..end])?;
-        if ids.len() > needed || end == text.len() {
-            return Ok(ids);
-        }
-        chars *= 2;
-    }
 }
 
 fn request(prompt: &[u32], max_new_tokens: usize) -> GenerateRequest<'_> {

@@ -10,6 +10,7 @@ pub mod kvcache;
 pub mod plot;
 mod progress;
 mod prompts;
+pub mod quantize;
 mod setup;
 mod speculative;
 pub mod specdec;

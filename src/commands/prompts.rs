@@ -97,6 +97,21 @@ fn read_file(path: &Path) -> Result<Vec<String>> {
         .collect()
 }
 
+/// Tokens of the text's beginning, at least `needed` of them where the text has them.
+/// Tokenizing a whole multi-megabyte corpus costs seconds for nothing, so the prefix doubles
+/// until it holds more than `needed` tokens (the last one may be cut mid-word and is not used).
+pub fn tokens_of_prefix(tokenizer: &crate::models::tokenizer::TextTokenizer, text: &str, needed: usize) -> Result<Vec<u32>> {
+    let mut chars = needed * 8;
+    loop {
+        let end = text.char_indices().nth(chars).map_or(text.len(), |(i, _)| i);
+        let ids = tokenizer.encode(&text[..end])?;
+        if ids.len() > needed || end == text.len() {
+            return Ok(ids);
+        }
+        chars *= 2;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

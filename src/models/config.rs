@@ -109,6 +109,15 @@ impl ModelConfig {
             Self::Llama(_) => "llama",
         }
     }
+    /// The input widths of the linear layers (hidden and MLP sizes): a group-wise format's
+    /// group must divide each.
+    pub fn linear_input_sizes(&self) -> Vec<usize> {
+        match self {
+            Self::Gpt2(c) => vec![c.n_embd, c.n_inner],
+            Self::Llama(c) => vec![c.hidden_size, c.intermediate_size, c.num_attention_heads * c.head_dim],
+        }
+    }
+
     /// (kv heads, head dim): what one cached token costs per layer, per K or V.
     pub fn kv_shape(&self) -> (usize, usize) {
         match self {

@@ -4,7 +4,7 @@
 //! `modeling_gpt2.py`; the KV cache is passed in.
 
 use super::config::Gpt2Config;
-use super::layers::{attention, attention_row_by_row, VerifyAttention, LayerNorm, Linear};
+use super::layers::{attention, attention_row_by_row, Footprint, LayerNorm, Linear, VerifyAttention};
 use super::weights::Weights;
 use super::config::ModelConfig;
 use super::Model;
@@ -115,5 +115,15 @@ impl Model for Gpt2 {
     }
     fn config(&self) -> &ModelConfig {
         &self.model_config
+    }
+    /// The head is the token table (tied), counted once.
+    fn weight_footprint(&self) -> Footprint {
+        let ln = |n: &LayerNorm| Footprint::of_tensor(&n.weight) + Footprint::of_tensor(&n.bias);
+        let blocks: Footprint = self
+            .blocks
+            .iter()
+            .map(|b| ln(&b.ln_1) + b.c_attn.footprint() + b.attn_proj.footprint() + ln(&b.ln_2) + b.c_fc.footprint() + b.mlp_proj.footprint())
+            .sum();
+        Footprint::of_tensor(self.wte.embeddings()) + Footprint::of_tensor(self.wpe.embeddings()) + blocks + ln(&self.ln_f)
     }
 }

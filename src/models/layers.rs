@@ -57,6 +57,62 @@ impl Linear {
     }
 }
 
+/// Parameters and bytes of weights held in memory (what `quantize` reports per format).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Footprint {
+    pub params: u64,
+    pub bytes: u64,
+}
+
+impl Footprint {
+    pub fn of_tensor(t: &Tensor) -> Self {
+        Self { params: t.elem_count() as u64, bytes: (t.elem_count() * t.dtype().size_in_bytes()) as u64 }
+    }
+}
+
+impl std::ops::Add for Footprint {
+    type Output = Self;
+    fn add(self, o: Self) -> Self {
+        Self { params: self.params + o.params, bytes: self.bytes + o.bytes }
+    }
+}
+
+impl std::iter::Sum for Footprint {
+    fn sum<I: Iterator<Item = Self>>(iter: I) -> Self {
+        iter.fold(Self::default(), |a, b| a + b)
+    }
+}
+
+impl Linear {
+    /// The weight's and bias's parameters and bytes as stored.
+    pub fn footprint(&self) -> Footprint {
+        let bias = |b: &Option<Tensor>| b.as_ref().map(Footprint::of_tensor).unwrap_or_default();
+        match self {
+            Self::Dense(l) => Footprint::of_tensor(l.weight()) + l.bias().map(Footprint::of_tensor).unwrap_or_default(),
+            Self::Quantized { weight, bias: b } => {
+                let w = match weight {
+                    QMatMul::QTensor(q) => Footprint { params: q.shape().elem_count() as u64, bytes: q.storage_size_in_bytes() as u64 },
+                    QMatMul::Tensor(t) | QMatMul::TensorF16(t) => Footprint::of_tensor(t),
+                };
+                w + bias(b)
+            }
+            Self::Int { weights, bias: b } => {
+                let (n, k) = weights.dims();
+                Footprint { params: (n * k) as u64, bytes: weights.bytes() as u64 } + bias(b)
+            }
+        }
+    }
+}
+
+impl FusedLinear {
+    pub fn footprint(&self) -> Footprint {
+        match self {
+            Self::Fused { linear, .. } => linear.footprint(),
+            Self::Separate(parts) => parts.iter().map(Linear::footprint).sum(),
+        }
+    }
+}
+
 impl Linear {
     /// `forward_rows` through our kernels: `Some(out_dim)` when they ran, `None` otherwise.
     pub(super) fn forward_rows_quantized(&self, x: &[f32], in_dim: usize, out: &mut Vec<f32>) -> Result<Option<usize>> {
@@ -136,9 +192,12 @@ pub enum TokenEmbedding {
 
 impl TokenEmbedding {
     /// The quantized table where our kernels read its format on this device, else `None`.
+    /// Any GGUF type whose blocks tile a row works; our kernels' formats are dequantized by
+    /// them, the others through candle one row at a time.
     pub fn quantized(table: &std::sync::Arc<QTensor>) -> Option<Self> {
         let (_, hidden) = table.shape().dims2().ok()?;
-        (block_format(table).is_some() && table.device().is_cpu() && hidden % crate::quant::cpu_matmul::BLOCK == 0)
+        let quantized = !matches!(table.dtype(), GgmlDType::F32 | GgmlDType::F16 | GgmlDType::BF16);
+        (quantized && table.device().is_cpu() && hidden % table.dtype().block_size() == 0)
             .then(|| Self::Quantized { table: table.clone(), hidden })
     }
 
@@ -154,14 +213,22 @@ impl TokenEmbedding {
                 Ok(())
             })?,
             Self::Quantized { table, hidden } => {
-                let format = block_format(table).expect("checked in quantized()");
+                let dtype = table.dtype();
                 let data = table.data()?;
-                let row_bytes = hidden / crate::quant::cpu_matmul::BLOCK * format.block_bytes();
+                let row_bytes = hidden / dtype.block_size() * dtype.type_size();
                 for &id in ids {
                     let row = data.get(id as usize * row_bytes..(id as usize + 1) * row_bytes).ok_or_else(|| out_of_vocabulary(id))?;
                     let start = out.len();
-                    out.resize(start + hidden, 0.0);
-                    crate::quant::cpu_matmul::dequantize_row(format, row, &mut out[start..]);
+                    match block_format(table) {
+                        Some(format) => {
+                            out.resize(start + hidden, 0.0);
+                            crate::quant::cpu_matmul::dequantize_row(format, row, &mut out[start..]);
+                        }
+                        None => {
+                            let one = candle_core::quantized::ggml_file::qtensor_from_ggml(dtype, row, vec![*hidden], &Device::Cpu)?;
+                            out.extend(one.dequantize(&Device::Cpu)?.to_vec1::<f32>()?);
+                        }
+                    }
                 }
                 Ok(())
             }
@@ -195,6 +262,14 @@ impl TokenEmbedding {
                 self.rows_into(&ids.flatten_all()?.to_vec1::<u32>()?, &mut out)?;
                 Tensor::from_vec(out, (b, t, hidden), ids.device())
             }
+        }
+    }
+
+    /// The table's own footprint: none when it is the (tied) head's quantized weight, shared.
+    pub fn footprint(&self) -> Footprint {
+        match self {
+            Self::Dense(e) => Footprint::of_tensor(e.embeddings()),
+            Self::Quantized { .. } | Self::Int(_) => Footprint::default(),
         }
     }
 

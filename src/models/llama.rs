@@ -5,7 +5,7 @@
 
 use super::config::{Llama3RopeScaling, LlamaConfig};
 use super::cuda_graph::{DecodeShape, DecodeWeights, GraphDecoder, LayerWeights};
-use super::layers::{attention, attention_row_by_row, FusedLinear, Linear, RmsNorm, Rope, TokenEmbedding, VerifyAttention, BATCHED_DEQUANT_MIN_ROWS};
+use super::layers::{attention, attention_row_by_row, Footprint, FusedLinear, Linear, RmsNorm, Rope, TokenEmbedding, VerifyAttention, BATCHED_DEQUANT_MIN_ROWS};
 use candle_core::quantized::QMatMul;
 use super::weights::Weights;
 use super::config::ModelConfig;
@@ -80,8 +80,11 @@ impl Llama {
         } else {
             w.linear("lm_head", h, cfg.vocab_size, false)?
         };
+        // Tied: the table is the head's weight as stored (a converted model looks tokens up in
+        // its converted table, as llama.cpp does, and a saved file reloads to the same model).
         let quantized_table = match (&head, tied) {
-            (Linear::Quantized { weight: QMatMul::QTensor(q), bias: None }, true) => TokenEmbedding::quantized(q),
+            (Linear::Quantized { weight: QMatMul::QTensor(q), bias: None }, true) => TokenEmbedding::quantized(q)
+                .or(Some(TokenEmbedding::Dense(Embedding::new(q.dequantize(w.device())?, h)))),
             (Linear::Int { weights, bias: None }, true) => Some(TokenEmbedding::Int(weights.clone())),
             _ => None,
         };
@@ -369,5 +372,14 @@ impl Model for Llama {
     }
     fn config(&self) -> &ModelConfig {
         &self.model_config
+    }
+    fn weight_footprint(&self) -> Footprint {
+        let norm = |n: &RmsNorm| Footprint::of_tensor(&n.weight);
+        let blocks: Footprint = self
+            .blocks
+            .iter()
+            .map(|b| norm(&b.input_norm) + b.qkv.footprint() + b.o.footprint() + norm(&b.post_norm) + b.gate_up.footprint() + b.down.footprint())
+            .sum();
+        self.embed.footprint() + blocks + norm(&self.norm) + self.head.footprint()
     }
 }

@@ -8,6 +8,7 @@ mod cpu_rows;
 mod cuda_graph;
 pub mod gguf;
 pub mod gguf_reader;
+pub mod gguf_writer;
 pub mod gpt2;
 pub mod layers;
 pub mod llama;
@@ -66,6 +67,11 @@ pub trait Model: Send {
     /// Whether single-token steps on a static cache will run as a captured CUDA graph.
     fn cuda_graph_available(&self) -> bool {
         false
+    }
+
+    /// Parameters and bytes of the weights held (a tied table counted once).
+    fn weight_footprint(&self) -> layers::Footprint {
+        layers::Footprint::default()
     }
 
     /// Final-norm hidden states `[b, t, hidden]` of the whole model.

@@ -34,6 +34,23 @@ fn fallback(format: GgmlDType) -> GgmlDType {
     }
 }
 
+/// `weight: [out, in]` in GGUF `format` on `device`, or in llama.cpp's fallback where the
+/// format's blocks do not divide the rows (the quantizer runs on the CPU).
+pub fn quantize_gguf(format: GgmlDType, weight: &Tensor, device: &Device) -> Result<QTensor> {
+    let row = weight.dim(weight.rank() - 1)?;
+    let chosen = if row % format.block_size() == 0 { format } else { fallback(format) };
+    if row % chosen.block_size() != 0 {
+        crate::bail_input!(
+            "{}: rows of {row} values fit neither its {}-value blocks nor {}'s",
+            gguf_name(format),
+            format.block_size(),
+            gguf_name(chosen)
+        );
+    }
+    let cpu = weight.to_device(&Device::Cpu)?.to_dtype(DType::F32)?;
+    Ok(QTensor::quantize_onto(&cpu, chosen, device)?)
+}
+
 /// A target format, and a tally of what each tensor became and how long quantizing took.
 pub struct Conversion {
     pub format: WeightFormat,
@@ -54,7 +71,7 @@ impl Conversion {
                 (Linear::Dense(candle_nn::Linear::new(weight.to_dtype(dtype)?, bias)), self.format.name())
             }
             WeightFormat::Gguf(format) => {
-                let q = self.quantize_gguf(format, weight, device)?;
+                let q = quantize_gguf(format, weight, device)?;
                 let name = gguf_name(q.dtype()).to_string();
                 (Linear::Quantized { weight: QMatMul::from_qtensor(q)?, bias }, name)
             }
@@ -65,21 +82,6 @@ impl Conversion {
             tally.1 += started.elapsed();
         }
         Ok(linear)
-    }
-
-    fn quantize_gguf(&self, format: GgmlDType, weight: &Tensor, device: &Device) -> Result<QTensor> {
-        let row = weight.dim(1)?;
-        let chosen = if row % format.block_size() == 0 { format } else { fallback(format) };
-        if row % chosen.block_size() != 0 {
-            crate::bail_input!(
-                "{}: rows of {row} values fit neither its {}-value blocks nor {}'s",
-                gguf_name(format),
-                format.block_size(),
-                gguf_name(chosen)
-            );
-        }
-        let cpu = weight.to_device(&Device::Cpu)?.to_dtype(DType::F32)?;
-        Ok(QTensor::quantize_onto(&cpu, chosen, device)?)
     }
 
     fn quantize_int(&self, format: IntFormat, weight: &Tensor, bias: Option<Tensor>, device: &Device) -> Result<Linear> {

