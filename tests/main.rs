@@ -13,6 +13,7 @@ mod hf_goldens;
 mod hub;
 mod kvcache;
 mod loaders;
+mod quantize;
 mod sampling;
 mod smollm2;
 mod specdec;

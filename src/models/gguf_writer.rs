@@ -91,6 +91,12 @@ pub fn write(source: &GgufFile, format: &WeightFormat, path: &Path) -> Result<()
         candle_core::quantized::gguf_file::write(&mut w, &metadata, &refs).with_context(|| format!("writing {}", path.display()))?;
         std::io::Write::flush(&mut w)?;
     }
+    // Readable like any file the user writes (a temporary file starts private).
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o644))?;
+    }
     tmp.persist(path).map_err(|e| anyhow::anyhow!("--save: moving the file to {}: {}", path.display(), e.error))?;
     Ok(())
 }

@@ -110,11 +110,23 @@ impl QuantizedRows {
             let id = if d > 0.0 { 1.0 / d } else { 0.0 };
             let mut sum = 0i32;
             let out = &mut self.qs[b * block..(b + 1) * block];
-            for (i, &v) in values.iter().enumerate() {
+            let mut put = |at: usize, v: f32| {
                 let q = (v * id).round() as i8;
-                let at = if interleave > 0 { i / interleave * interleave + (i % 2) * (interleave / 2) + (i % interleave) / 2 } else { i };
                 out[at] = q;
                 sum += q as i32;
+            };
+            if interleave == 0 {
+                values.iter().enumerate().for_each(|(i, &v)| put(i, v));
+            } else {
+                // No division per value: this runs once per activation row and call, and
+                // the divisions cost more than the rounding (measured on 1,536 values).
+                let half = interleave / 2;
+                for (c, chunk) in values.chunks_exact(interleave).enumerate() {
+                    for (i, pair) in chunk.chunks_exact(2).enumerate() {
+                        put(c * interleave + i, pair[0]);
+                        put(c * interleave + half + i, pair[1]);
+                    }
+                }
             }
             self.d[b] = d;
             self.sums[b] = sum;

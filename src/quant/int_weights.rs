@@ -8,9 +8,9 @@
 //!   calibration): per `group` consecutive inputs of a row, `scale = (max - min) / 15` rounded to
 //!   f16, `zero = clamp(round(-min / scale), 0, 15)` as u8, `q = clamp(round(W / scale) + zero,
 //!   0, 15)`, and `W ~ (q - zero) * scale`. Eight values per little-endian u32, value `8w + j`
-//!   in bits `4j..4j + 4` of word `w` (GPTQ's packing along the input dimension), which the
-//!   AVX2 kernel unpacks with one broadcast and one variable shift per eight values.
-//!   4 + 24 / group bits per weight.
+//!   in bits `4j..4j + 4` of word `w` (GPTQ's packing along the input dimension). Scales and
+//!   zero points are stored four rows at a time (`int4_param`), so a kernel working on four
+//!   rows reads their four scales in one load. 4 + 24 / group bits per weight.
 //!
 //! The kernels (`int_matmul`) quantize the activations to 8 bits per block at run time, as
 //! llama.cpp does for its block formats; `dequantize` is what the weights mean.
@@ -26,6 +26,13 @@ pub const INT4_PER_WORD: usize = 8;
 /// The group sizes `--group-size` takes: multiples of the packed word that divide the common
 /// hidden sizes (576, 960, 2048, 4096 ...).
 pub const GROUP_SIZES: [usize; 3] = [32, 64, 128];
+
+/// Where int4's scale and zero point of row `r`, group `g` (of `groups` per row) are stored:
+/// rows in fours, then groups, then the row within its four (`[n / 4][groups][4]`, the last
+/// four padded with zeros).
+pub fn int4_param(r: usize, g: usize, groups: usize) -> usize {
+    ((r / 4) * groups + g) * 4 + r % 4
+}
 
 /// Which integer format, with int4's group size.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -109,7 +116,7 @@ impl IntWeights {
                 let groups = k / group;
                 let words = &packed[r * k / INT4_PER_WORD..(r + 1) * k / INT4_PER_WORD];
                 for (j, o) in out.iter_mut().enumerate().take(*k) {
-                    let g = r * groups + j / group;
+                    let g = int4_param(r, j / group, groups);
                     let code = (words[j / INT4_PER_WORD] >> (4 * (j % INT4_PER_WORD))) & 0xf;
                     *o = (code as i32 - zeros[g] as i32) as f32 * scales[g].to_f32();
                 }
@@ -140,9 +147,10 @@ fn quantize_int8(w: &[f32], n: usize, k: usize) -> IntWeights {
 }
 
 fn quantize_int4(w: &[f32], n: usize, k: usize, group: usize) -> IntWeights {
-    let groups = n * k / group;
-    let mut scales = Vec::with_capacity(groups);
-    let mut zeros = Vec::with_capacity(groups);
+    let groups = k / group;
+    let slots = n.div_ceil(4) * 4 * groups;
+    let mut scales = vec![f16::ZERO; slots];
+    let mut zeros = vec![0u8; slots];
     let mut packed = vec![0u32; n * k / INT4_PER_WORD];
     for (g, values) in w.chunks_exact(group).enumerate() {
         let (lo, hi) = values.iter().fold((0f32, 0f32), |(lo, hi), &v| (lo.min(v), hi.max(v)));
@@ -158,8 +166,9 @@ fn quantize_int4(w: &[f32], n: usize, k: usize, group: usize) -> IntWeights {
             let index = g * group + j;
             packed[index / INT4_PER_WORD] |= code << (4 * (index % INT4_PER_WORD));
         }
-        scales.push(scale);
-        zeros.push(zero as u8);
+        let at = int4_param(g / groups, g % groups, groups);
+        scales[at] = scale;
+        zeros[at] = zero as u8;
     }
     IntWeights::Int4 { n, k, group, packed, scales, zeros }
 }
@@ -206,7 +215,7 @@ mod tests {
         assert_eq!(packed[0] & 0xf, 0);
         assert_eq!((packed[0] >> 4) & 0xf, 15);
         // An all-zero group: scale 0, codes equal to the zero point, values exactly 0.
-        assert_eq!(scales[1].to_f32(), 0.0);
+        assert_eq!(scales[int4_param(0, 1, 2)].to_f32(), 0.0);
         let d = q.dequantize();
         assert!(d[8..].iter().all(|&v| v == 0.0));
         assert!((d[2] - 0.4).abs() < 1e-3, "0.3 rounds to the nearest multiple of 0.2: {}", d[2]);
@@ -224,7 +233,7 @@ mod tests {
             for (i, (a, b)) in w.iter().zip(&d).enumerate() {
                 let step = match &q {
                     IntWeights::Int8 { scales, .. } => scales[i / k],
-                    IntWeights::Int4 { scales, group, .. } => scales[i / group].to_f32(),
+                    IntWeights::Int4 { scales, group, .. } => scales[int4_param(i / k, (i % k) / group, k / group)].to_f32(),
                 };
                 assert!((a - b).abs() <= step * 0.508 + 1e-6, "{format:?} {i}: {a} -> {b}, step {step}");
             }
