@@ -146,3 +146,32 @@ fn bad_input_is_refused_before_anything_is_written() {
     assert!(err.contains("--eval-context 7"), "{err}");
     assert!(!run_dir.exists(), "a refused run wrote {}", run_dir.display());
 }
+
+/// A model list runs each entry in its own directory; `skip_evaluate` leaves the distribution
+/// shift out (speed and size still measured) and needs no eval text.
+#[test]
+fn a_model_list_runs_each_model_and_skip_evaluate_measures_speed_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let list = dir.path().join("models.toml");
+    let gguf = smollm2_gguf();
+    std::fs::write(&list, format!("[[model]]\nid = {:?}\nformats = \"q4_0\"\nskip_evaluate = true\n", gguf.to_str().unwrap())).unwrap();
+    let out = dir.path().join("runs");
+    llmbench()
+        .args(["quantize", "--device", "cpu", "--models"])
+        .arg(&list)
+        .args(["--eval-file", "/no/such/text", "-n", "2", "-r", "1", "--warmup", "0", "-p", "Hi", "-q", "--no-charts", "--out"])
+        .arg(&out)
+        .assert()
+        .success();
+    let runs: Vec<_> = std::fs::read_dir(&out).unwrap().flatten().map(|e| e.path()).collect();
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    let cases = cases(&runs[0]);
+    let formats: Vec<&str> = cases.iter().map(|c| c["params"]["format"].as_str().unwrap()).collect();
+    assert_eq!(formats, ["f32", "q4_0"]);
+    for c in &cases {
+        assert!(c["quality"]["shift"].is_null(), "{}: a shift without evaluation", c["params"]["format"]);
+        assert!(c["summary"]["decode_tokens_per_s"]["median"].as_f64().unwrap() > 0.0);
+    }
+    let bpw = cases[1]["quality"]["bits_per_weight"].as_f64().unwrap();
+    assert!((4.5..4.52).contains(&bpw), "q4_0 {bpw}");
+}

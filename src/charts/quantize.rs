@@ -25,7 +25,8 @@ impl Figure for QuantizeFigure<'_> {
                 let points: Vec<(String, f64, f64)> = ok_cases(report)
                     .filter_map(|c| {
                         let q = c.quality.as_ref()?.as_quantize()?;
-                        (q.shift.kld_mean > 0.0).then(|| (c.params.label(), q.bits_per_weight, q.shift.kld_mean.log10()))
+                        let kld = q.shift.as_ref()?.kld_mean;
+                        (kld > 0.0).then(|| (c.params.label(), q.bits_per_weight, kld.log10()))
                     })
                     .collect();
                 draw::pareto_chart(

@@ -45,6 +45,14 @@ pub struct QuantizeArgs {
     pub max_new_tokens: usize,
     #[command(flatten)]
     pub run: RunArgs,
+    /// Skip the quality pass: speed and size only (random weights, where perplexity means nothing).
+    #[arg(long)]
+    pub skip_evaluate: bool,
+    /// A model list (TOML): `[[model]]` tables with `id` (any --model form) and optionally
+    /// `no_weights`, `formats`, `skip_quantize` (the source in f32 only) and `skip_evaluate`;
+    /// each model is one run in its own directory under --out. configs/models.toml is one.
+    #[arg(long, value_name = "FILE.toml", conflicts_with = "resume")]
+    pub models: Option<PathBuf>,
     /// Write each quantized model here: GGUF types (and f32/f16/bf16) as a GGUF file with the
     /// source's metadata, loadable by llmbench and llama.cpp. Needs a GGUF source.
     #[arg(long, value_name = "DIR")]

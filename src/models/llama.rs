@@ -202,7 +202,7 @@ impl Llama {
             && self.embed.dtype() == DType::F32
             && b == 1
             && t < BATCHED_DEQUANT_MIN_ROWS
-            && d % 8 == 0
+            && d.is_multiple_of(8)
             && d <= 256
             && cache.attention_observer().is_none()
             && cache.key_positions().is_none())

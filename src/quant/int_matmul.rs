@@ -28,7 +28,7 @@ thread_local! {
 
 /// Values int4's kernel unpacks per step: 64 (one 32-byte load) where the group allows it.
 fn int4_chunk(group: usize) -> usize {
-    if group % 64 == 0 {
+    if group.is_multiple_of(64) {
         64
     } else {
         BLOCK

@@ -75,7 +75,7 @@ impl IntWeights {
         match format {
             IntFormat::Int8 => Ok(quantize_int8(w, n, k)),
             IntFormat::Int4 { group } => {
-                if group == 0 || group % INT4_PER_WORD != 0 || k % group != 0 {
+                if group == 0 || !group.is_multiple_of(INT4_PER_WORD) || !k.is_multiple_of(group) {
                     return Err(format!("group size {group} does not divide rows of {k} inputs into whole groups of a multiple of 8"));
                 }
                 Ok(quantize_int4(w, n, k, group))

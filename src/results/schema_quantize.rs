@@ -25,6 +25,10 @@ pub struct QuantizeSettings {
     /// What the reference is: the source's weights in f32 ("gguf Q4_1 dequantized to f32").
     pub reference: String,
     pub prompts: Vec<String>,
+    /// Whether the quality pass was skipped (`--skip-evaluate`: speed and size only, for
+    /// random weights); the eval fields then describe nothing that ran.
+    #[serde(default)]
+    pub skip_evaluate: bool,
     /// Where `--save` wrote the quantized models, if it did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub save_dir: Option<String>,
@@ -52,8 +56,8 @@ pub struct QuantizeQuality {
     /// source included).
     pub quantize_s: f64,
     pub load_s: f64,
-    /// Against the reference's distributions on the eval text.
-    pub shift: DistributionShift,
+    /// Against the reference's distributions on the eval text; absent with `--skip-evaluate`.
+    pub shift: Option<DistributionShift>,
     /// Greedy tokens equal to the reference's on the prompts, position by position.
     pub greedy_agreement: Option<f64>,
     pub first_divergence: Vec<Option<usize>>,

@@ -33,7 +33,6 @@ pub fn human(report: &Report) -> Table {
         let mut cells = vec![p.format.clone()];
         match (not_run(case), &case.summary, q) {
             (None, Some(s), Some(q)) => {
-                let d = &q.shift;
                 cells.extend([
                     format!("{:.2}", q.bits_per_weight),
                     format!("{:.1}", q.weight_bytes as f64 / MIB),
@@ -42,15 +41,21 @@ pub fn human(report: &Report) -> Table {
                     format!("{:.0}", s.prefill_tokens_per_s.median),
                     format!("{:.1}", s.decode_tokens_per_s.median),
                     format!("{:.0}", s.peak_rss_bytes.max / MIB),
-                    format!("{:.4}", d.perplexity),
-                    format!("{:.5} ± {:.5}", d.ln_ppl_ratio, d.ln_ppl_ratio_stderr),
-                    format!("{:.6}", d.kld_mean),
-                    format!("{:.5}", d.kld_p99),
-                    format!("{:.4}", d.kld_max),
-                    format!("{:.3}", d.delta_p_rms * 100.0),
-                    format!("{:.2}", d.same_top1 * 100.0),
-                    q.greedy_agreement.map_or("-".into(), |a| format!("{a:.3}")),
                 ]);
+                match &q.shift {
+                    Some(d) => cells.extend([
+                        format!("{:.4}", d.perplexity),
+                        format!("{:.5} ± {:.5}", d.ln_ppl_ratio, d.ln_ppl_ratio_stderr),
+                        format!("{:.6}", d.kld_mean),
+                        format!("{:.5}", d.kld_p99),
+                        format!("{:.4}", d.kld_max),
+                        format!("{:.3}", d.delta_p_rms * 100.0),
+                        format!("{:.2}", d.same_top1 * 100.0),
+                    ]),
+                    // --skip-evaluate: speed and size only.
+                    None => cells.extend(std::iter::repeat_n("-".to_string(), 7)),
+                }
+                cells.push(q.greedy_agreement.map_or("-".into(), |a| format!("{a:.3}")));
             }
             (why, _, _) => cells.push(why.unwrap_or_else(|| "no measurements".into())),
         }
@@ -95,7 +100,7 @@ pub fn csv(report: &Report) -> Table {
     for case in &report.cases {
         let (Some(p), q) = parts(case) else { continue };
         let s = case.summary.as_ref();
-        let d = q.map(|q| &q.shift);
+        let d = q.and_then(|q| q.shift.as_ref());
         table.push(vec![
             case.case_id.clone(),
             p.model.clone(),
