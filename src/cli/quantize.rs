@@ -54,7 +54,9 @@ pub struct QuantizeArgs {
     #[arg(long, value_name = "FILE.toml", conflicts_with = "resume")]
     pub models: Option<PathBuf>,
     /// Write each quantized model here: GGUF types (and f32/f16/bf16) as a GGUF file with the
-    /// source's metadata, loadable by llmbench and llama.cpp. Needs a GGUF source.
+    /// source's metadata, loadable by llmbench and llama.cpp; int8/int4 as a directory
+    /// (model.safetensors with codes, scales and zero points, config.json with a
+    /// quantization_config, tokenizer.json) that llmbench loads. Needs a GGUF source.
     #[arg(long, value_name = "DIR")]
     pub save: Option<PathBuf>,
     #[command(flatten)]

@@ -20,7 +20,7 @@ use crate::measure::system::Provenance;
 use crate::metrics::quantization::{compare_token, DistributionShift, TokenComparison};
 use crate::models::gguf::GgufFile;
 use crate::models::source::{self, ModelFiles, ResolvedModel};
-use crate::models::{self, gguf_writer, LoadedModel};
+use crate::models::{self, gguf_writer, int_writer, LoadedModel};
 use crate::quant::format::WeightFormat;
 use crate::quant::int_weights::GROUP_SIZES;
 use crate::results::schema::{
@@ -459,15 +459,16 @@ impl CaseContext<'_> {
             Some(r) => harness::agreement(&greedy, r),
             None => (Some(1.0), vec![None; greedy.len()]),
         };
-        let saved = match (&self.args.save, source_gguf) {
-            (Some(dir), Some(source)) if gguf_writer::writable(format) => {
+        let saved = match (&self.args.save, source_gguf, format) {
+            (Some(dir), Some(source), WeightFormat::Int(int)) => {
+                let path = dir.join(saved_name(self.resolved, format).with_extension(""));
+                int_writer::write(source, &loaded.tokenizer, *int, &path)?;
+                Some(path.display().to_string())
+            }
+            (Some(dir), Some(source), _) => {
                 let path = dir.join(saved_name(self.resolved, format));
                 gguf_writer::write(source, format, &path)?;
                 Some(path.display().to_string())
-            }
-            (Some(_), _) => {
-                tracing::warn!("--save: {} is not written (GGUF has no such type; our int formats have no file format yet)", format.name());
-                None
             }
             _ => None,
         };
@@ -516,7 +517,8 @@ fn saved_name(resolved: &ResolvedModel, format: &WeightFormat) -> PathBuf {
         Some((b, t)) if t.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') && t.len() <= 6 => b.to_string(),
         _ => stem,
     };
-    PathBuf::from(format!("{base}.{}.gguf", format.name()))
+    // `int4:g64` -> `int4-g64`: a name every file system takes.
+    PathBuf::from(format!("{base}.{}.gguf", format.name().replace(':', "-")))
 }
 
 #[cfg(test)]

@@ -39,6 +39,45 @@ pub struct Gpt2Config {
     pub eos_token_ids: Vec<u32>,
 }
 
+impl LlamaConfig {
+    /// A transformers-style config.json that `ModelConfig::from_json` reads back to this
+    /// config, plus `rope_interleaved` where the rows are GGUF's and `extra` merged in.
+    pub fn to_hf_json(&self, extra: serde_json::Map<String, Value>) -> Value {
+        let mut json = serde_json::json!({
+            "model_type": "llama",
+            "architectures": ["LlamaForCausalLM"],
+            "vocab_size": self.vocab_size,
+            "hidden_size": self.hidden_size,
+            "intermediate_size": self.intermediate_size,
+            "num_hidden_layers": self.num_hidden_layers,
+            "num_attention_heads": self.num_attention_heads,
+            "num_key_value_heads": self.num_key_value_heads,
+            "head_dim": self.head_dim,
+            "rms_norm_eps": self.rms_norm_eps,
+            "rope_theta": self.rope_theta,
+            "max_position_embeddings": self.max_position_embeddings,
+            "tie_word_embeddings": self.tie_word_embeddings,
+            "attention_bias": self.attention_bias,
+            "rope_interleaved": self.rope_interleaved,
+            "bos_token_id": self.bos_token_id,
+            "eos_token_id": self.eos_token_ids,
+        });
+        if let Some(r) = &self.rope_scaling {
+            json["rope_scaling"] = serde_json::json!({
+                "rope_type": "llama3",
+                "factor": r.factor,
+                "low_freq_factor": r.low_freq_factor,
+                "high_freq_factor": r.high_freq_factor,
+                "original_max_position_embeddings": r.original_max_position_embeddings,
+            });
+        }
+        if let Value::Object(map) = &mut json {
+            map.extend(extra);
+        }
+        json
+    }
+}
+
 /// Llama 3 style RoPE frequency scaling (`rope_type: "llama3"`).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Llama3RopeScaling {
@@ -197,7 +236,9 @@ impl ModelConfig {
                     max_position_embeddings: f.opt_usize("max_position_embeddings")?.unwrap_or(2048),
                     tie_word_embeddings: json.get("tie_word_embeddings").and_then(Value::as_bool).unwrap_or(false),
                     attention_bias: json.get("attention_bias").and_then(Value::as_bool).unwrap_or(false),
-                    rope_interleaved: false,
+                    // Not a transformers key: files llmbench writes from a GGUF source keep
+                    // its permuted Q/K rows and say so (`LlamaConfig::to_hf_json`).
+                    rope_interleaved: json.get("rope_interleaved").and_then(Value::as_bool).unwrap_or(false),
                     bos_token_id: f.token_id("bos_token_id")?,
                     eos_token_ids: f.token_ids("eos_token_id")?,
                 }))

@@ -35,11 +35,6 @@ fn file_type(format: &WeightFormat) -> Option<u32> {
     })
 }
 
-/// Whether `format` can be written as GGUF.
-pub fn writable(format: &WeightFormat) -> bool {
-    file_type(format).is_some()
-}
-
 /// Writes `source` converted to `format` at `path`.
 pub fn write(source: &GgufFile, format: &WeightFormat, path: &Path) -> Result<()> {
     let Some(ftype) = file_type(format) else {

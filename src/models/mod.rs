@@ -9,6 +9,7 @@ mod cuda_graph;
 pub mod gguf;
 pub mod gguf_reader;
 pub mod gguf_writer;
+pub mod int_writer;
 pub mod gpt2;
 pub mod layers;
 pub mod llama;

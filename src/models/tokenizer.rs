@@ -131,6 +131,14 @@ impl TextTokenizer {
         Ok(Self::Hf { tokenizer: Box::new(tokenizer), origin: format!("gguf (pre: {pre})"), ids: tokens.len() })
     }
 
+    /// The tokenizer as a tokenizer.json (what `quantize --save` writes beside a model).
+    pub fn to_json(&self) -> Result<String> {
+        match self {
+            Self::Hf { tokenizer, .. } => tokenizer.to_string(false).map_err(|e| anyhow::anyhow!("serializing the tokenizer: {e}")),
+            Self::Bytes => anyhow::bail!("a byte tokenizer (random weights without a vocabulary) has no tokenizer.json"),
+        }
+    }
+
     /// One more than the largest id the tokenizer can produce (None for raw bytes: 256).
     pub fn id_bound(&self) -> usize {
         match self {

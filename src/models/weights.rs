@@ -6,6 +6,7 @@
 use super::gguf::GgufFile;
 use super::layers::{FusedLinear, Linear};
 use super::requantize::Conversion;
+use crate::quant::int_weights::IntWeights;
 use anyhow::{Context, Result};
 use candle_core::quantized::QMatMul;
 use candle_core::{DType, Device, Shape, Tensor};
@@ -83,7 +84,10 @@ impl Weights {
 
     pub fn contains(&self, name: &str) -> bool {
         match &self.store {
-            Store::Dense { vb, .. } => vb.contains_tensor(name),
+            // Our int formats store `{prefix}.qweight` (and scales) in place of `{prefix}.weight`.
+            Store::Dense { vb, .. } => {
+                vb.contains_tensor(name) || name.strip_suffix(".weight").is_some_and(|p| vb.contains_tensor(&format!("{p}.qweight")))
+            }
             Store::Gguf(g) => g.contains(name),
         }
     }
@@ -116,6 +120,9 @@ impl Weights {
         }
         match &self.store {
             Store::Dense { .. } => {
+                if let Some(weights) = self.int_weights(prefix, in_dim, out_dim)? {
+                    return Ok(Linear::Int { weights: std::sync::Arc::new(weights), bias });
+                }
                 let w = self.tensor(&name, (out_dim, in_dim))?;
                 Ok(Linear::Dense(candle_nn::Linear::new(w, bias)))
             }
@@ -143,6 +150,15 @@ impl Weights {
         }
         match &self.store {
             Store::Dense { .. } => {
+                let ints = prefixes.iter().zip(out_dims).map(|(p, &o)| self.int_weights(p, in_dim, o)).collect::<Result<Vec<_>>>()?;
+                if ints.iter().all(Option::is_some) && !bias {
+                    let parts: Vec<IntWeights> = ints.into_iter().flatten().collect();
+                    let fused = IntWeights::concat_rows(&parts).map_err(|why| anyhow::anyhow!("fusing {}: {why}", prefixes.join(", ")))?;
+                    return Ok(FusedLinear::Fused { linear: Linear::Int { weights: std::sync::Arc::new(fused), bias: None }, sizes });
+                }
+                if ints.iter().any(Option::is_some) {
+                    return separate();
+                }
                 let (weight, bias) = self.dense_fused(prefixes, in_dim, out_dims, bias)?;
                 Ok(FusedLinear::Fused { linear: Linear::Dense(candle_nn::Linear::new(weight, bias)), sizes })
             }
@@ -167,6 +183,62 @@ impl Weights {
                 Ok(FusedLinear::Fused { linear: Linear::Quantized { weight: QMatMul::from_qtensor(fused)?, bias: None }, sizes })
             }
         }
+    }
+
+    /// Our int8 / int4 weight `{prefix}.qweight` (with `.scales`, and `.zeros` for int4) from
+    /// a safetensors file that `quantize --save` wrote, `None` where the layer has no such
+    /// tensors. int8: qweight I8 `[n, k]`, scales F32 `[n]`; int4: qweight U32 `[n, k / 8]`
+    /// (GPTQ packing), scales F16 and zeros U8 `[n, k / group]`.
+    fn int_weights(&self, prefix: &str, in_dim: usize, out_dim: usize) -> Result<Option<IntWeights>> {
+        let Some((dtype, shape, codes, file)) = self.raw_tensor(&format!("{prefix}.qweight"))? else { return Ok(None) };
+        let bad = |why: String| crate::error::LlmbenchError::invalid(format!("{}: `{prefix}`: {why}; save the model again with llmbench quantize --save", file.display()));
+        if !self.device.is_cpu() {
+            crate::bail_input!("{}: `{prefix}` is in our int format, whose kernels run on the CPU in this build; use --device cpu", file.display());
+        }
+        let part = |name: &str| -> Result<(String, Vec<usize>, Vec<u8>)> {
+            self.raw_tensor(&format!("{prefix}.{name}"))?.map(|(d, s, b, _)| (d, s, b)).ok_or_else(|| bad(format!("no `{prefix}.{name}` beside its qweight")).into())
+        };
+        let (n, k) = (out_dim, in_dim);
+        let weights = match dtype.as_str() {
+            "I8" if shape == [n, k] => {
+                let (sd, ss, sb) = part("scales")?;
+                if sd != "F32" || ss != [n] {
+                    return Err(bad(format!("int8 scales must be F32 [{n}], not {sd} {ss:?}")).into());
+                }
+                let scales = sb.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+                IntWeights::Int8 { n, k, q: codes.into_iter().map(|b| b as i8).collect(), scales }
+            }
+            "U32" if shape == [n, k / 8] => {
+                let (sd, ss, sb) = part("scales")?;
+                let (zd, zs, zb) = part("zeros")?;
+                let groups = ss.get(1).copied().unwrap_or(0);
+                if sd != "F16" || zd != "U8" || ss.len() != 2 || ss[0] != n || zs != ss || groups == 0 {
+                    return Err(bad(format!("int4 scales F16 and zeros U8 [{n}, groups], not {sd} {ss:?} and {zd} {zs:?}")).into());
+                }
+                let packed = codes.chunks_exact(4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+                let scales: Vec<half::f16> = sb.chunks_exact(2).map(|b| half::f16::from_le_bytes([b[0], b[1]])).collect();
+                IntWeights::int4_from_parts(n, k, k / groups, packed, &scales, &zb).map_err(bad)?
+            }
+            _ => return Err(bad(format!("qweight {dtype} {shape:?} is neither int8 (I8 [{n}, {k}]) nor int4 (U32 [{n}, {}])", k / 8)).into()),
+        };
+        Ok(Some(weights))
+    }
+
+    /// A tensor's safetensors dtype, shape, raw bytes and file, read as stored (candle's
+    /// VarBuilder would convert integer codes to floats); `None` where no file holds it.
+    fn raw_tensor(&self, name: &str) -> Result<Option<(String, Vec<usize>, Vec<u8>, PathBuf)>> {
+        use std::io::{Read, Seek};
+        let Store::Dense { tensors: Some(tensors), .. } = &self.store else { return Ok(None) };
+        let Some((_, file)) = tensors.get(name) else { return Ok(None) };
+        let entries = check_safetensors(file)?;
+        let entry = entries.get(name).with_context(|| format!("{}: `{name}` vanished", file.display()))?;
+        let mut f = std::fs::File::open(file).with_context(|| format!("opening {}", file.display()))?;
+        let mut n = [0u8; 8];
+        f.read_exact(&mut n)?;
+        f.seek(std::io::SeekFrom::Start(8 + u64::from_le_bytes(n) + entry.start))?;
+        let mut bytes = vec![0u8; (entry.end - entry.start) as usize];
+        f.read_exact(&mut bytes).with_context(|| format!("reading `{name}` from {}", file.display()))?;
+        Ok(Some((entry.dtype.clone(), entry.shape.clone(), bytes, file.clone())))
     }
 
     /// The parts' weights (and biases) concatenated along the output dimension.

@@ -180,31 +180,42 @@ pub fn matmul(format: BlockFormat, weights: &[u8], (m, k, n): (usize, usize, usi
         let mut act = cell.borrow_mut();
         act.fill(x);
         let act = &*act;
-        let dst_addr = dst.as_mut_ptr() as usize;
-        for_row_quads(n, |range| {
-            for quad in range {
-                let first = quad * 4;
-                let rows = (n - first).min(4);
-                for r in 0..m {
-                    let mut out = [0f32; 4];
-                    // SAFETY: `available()` checked the CPU features; the sizes were checked above.
-                    unsafe { dot_rows(format, &weights[first * row_bytes..(first + rows) * row_bytes], row_bytes, rows, act, r, k, &mut out) };
-                    // SAFETY: each (row, quad) element of dst is written by one work item only.
-                    let dst_row = unsafe { std::slice::from_raw_parts_mut((dst_addr as *mut f32).add(r * n + first), rows) };
-                    dst_row.copy_from_slice(&out[..rows]);
-                }
-            }
+        fill_by_quads(n, m, dst, |first, rows, r, out| {
+            // SAFETY: `available()` checked the CPU features; the sizes were checked above.
+            unsafe { dot_rows(format, &weights[first * row_bytes..(first + rows) * row_bytes], row_bytes, rows, act, r, k, out) }
         });
     });
     true
+}
+
+/// `dst[r * n + c]` for every activation row `r < m` and weight row `c < n`, four weight rows
+/// at a time: `dots(first, rows, r, out)` fills `out[..rows]` for weight rows `first..` and
+/// activation row `r`. Work is split by `for_row_quads`.
+pub(crate) fn fill_by_quads(n: usize, m: usize, dst: &mut [f32], dots: impl Fn(usize, usize, usize, &mut [f32; 4]) + Sync) {
+    assert!(dst.len() >= m * n, "dst holds {} of {m} x {n} values", dst.len());
+    let dst_addr = dst.as_mut_ptr() as usize;
+    for_row_quads(n, |range| {
+        for quad in range {
+            let first = quad * 4;
+            let rows = (n - first).min(4);
+            for r in 0..m {
+                let mut out = [0f32; 4];
+                dots(first, rows, r, &mut out);
+                // SAFETY: in bounds (checked above); each (row, quad) element of dst is
+                // written by one work item only.
+                let dst_row = unsafe { std::slice::from_raw_parts_mut((dst_addr as *mut f32).add(r * n + first), rows) };
+                dst_row.copy_from_slice(&out[..rows]);
+            }
+        }
+    });
 }
 
 /// Runs `work` over the groups of four weight rows of an `n`-row matrix (group `q` is rows
 /// `4q..4q + 4`), one contiguous range of groups per thread of candle's pool: each thread
 /// streams its part of the weights front to back, which the hardware prefetchers follow
 /// (measured 7.6 against 9.1 ms per step for a shared cursor handing out chunks,
-/// benches/cpu_matmul.rs). Every kernel of `quant` splits its work this way.
-pub(crate) fn for_row_quads(n: usize, work: impl Fn(std::ops::Range<usize>) + Sync) {
+/// benches/cpu_matmul.rs). Every kernel of `quant` splits its work this way, through `fill_by_quads`.
+fn for_row_quads(n: usize, work: impl Fn(std::ops::Range<usize>) + Sync) {
     let quads = n.div_ceil(4);
     let pool = candle_core::utils::barrier_pool();
     let per_thread = quads.div_ceil(pool.n_workers() + 1);
@@ -355,20 +366,10 @@ pub(crate) mod avx2 {
 
 #[cfg(test)]
 mod tests {
+    use super::super::test_values::pseudo;
     use super::*;
     use candle_core::quantized::{GgmlDType, QTensor};
     use candle_core::{Device, Tensor};
-
-    /// Deterministic values in [-2, 2) (candle's CPU generator cannot be seeded).
-    fn pseudo(n: usize, seed: u64) -> Vec<f32> {
-        let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        (0..n)
-            .map(|_| {
-                state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-                ((state >> 40) as f32 / (1u64 << 24) as f32) * 4.0 - 2.0
-            })
-            .collect()
-    }
 
     fn format_of(dtype: GgmlDType) -> BlockFormat {
         match dtype {

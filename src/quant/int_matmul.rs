@@ -19,7 +19,7 @@
 //! load, rows are split over candle's thread pool like the GGUF kernels, and a row's result
 //! is the same whatever the number of rows in the call.
 
-use super::cpu_matmul::{available, for_row_quads, QuantizedRows, BLOCK};
+use super::cpu_matmul::{available, fill_by_quads, QuantizedRows, BLOCK};
 use super::int_weights::{int4_param, IntWeights, INT4_PER_WORD};
 
 thread_local! {
@@ -55,20 +55,9 @@ pub fn matmul(w: &IntWeights, m: usize, x: &[f32], dst: &mut [f32]) -> bool {
         let (block, interleave) = activation_blocks(w);
         act.fill_blocks(x, block, interleave);
         let act = &*act;
-        let dst_addr = dst.as_mut_ptr() as usize;
-        for_row_quads(n, |range| {
-            for quad in range {
-                let first = quad * 4;
-                let rows = (n - first).min(4);
-                for r in 0..m {
-                    let mut out = [0f32; 4];
-                    // SAFETY: `available()` checked the CPU features; the sizes were checked above.
-                    unsafe { dot_rows(w, first, rows, act, r, &mut out) };
-                    // SAFETY: each (row, quad) element of dst is written by one work item only.
-                    let dst_row = unsafe { std::slice::from_raw_parts_mut((dst_addr as *mut f32).add(r * n + first), rows) };
-                    dst_row.copy_from_slice(&out[..rows]);
-                }
-            }
+        fill_by_quads(n, m, dst, |first, rows, r, out| {
+            // SAFETY: `available()` checked the CPU features; the sizes were checked above.
+            unsafe { dot_rows(w, first, rows, act, r, out) }
         });
     });
     true
@@ -315,17 +304,8 @@ mod avx2 {
 #[cfg(test)]
 mod tests {
     use super::super::int_weights::{IntFormat, IntWeights};
+    use super::super::test_values::pseudo;
     use super::*;
-
-    fn pseudo(n: usize, seed: u64) -> Vec<f32> {
-        let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        (0..n)
-            .map(|_| {
-                state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-                ((state >> 40) as f32 / (1u64 << 24) as f32) * 4.0 - 2.0
-            })
-            .collect()
-    }
 
     /// Magnitude of the terms the kernel sums in f32 for row `r`, column `c`: per block
     /// |scale d (q . qa)| (+ the zero point's term): the f32 rounding of their sum is at most

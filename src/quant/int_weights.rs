@@ -124,6 +124,69 @@ impl IntWeights {
         }
     }
 
+    /// Rebuilds int4 weights from the file layout: `packed` `[n, k / 8]` words, `scales` and
+    /// `zeros` `[n, k / group]` row-major (the order `parts` writes).
+    pub fn int4_from_parts(n: usize, k: usize, group: usize, packed: Vec<u32>, scales: &[f16], zeros: &[u8]) -> Result<Self, String> {
+        let groups = k.checked_div(group).filter(|_| group > 0 && k % group == 0).ok_or_else(|| format!("group {group} does not divide {k}"))?;
+        if packed.len() != n * k / INT4_PER_WORD || scales.len() != n * groups || zeros.len() != n * groups {
+            return Err(format!("int4 parts of {} words, {} scales and {} zeros do not make a {n} x {k} matrix in groups of {group}", packed.len(), scales.len(), zeros.len()));
+        }
+        let slots = n.div_ceil(4) * 4 * groups;
+        let (mut s, mut z) = (vec![f16::ZERO; slots], vec![0u8; slots]);
+        for r in 0..n {
+            for g in 0..groups {
+                s[int4_param(r, g, groups)] = scales[r * groups + g];
+                z[int4_param(r, g, groups)] = zeros[r * groups + g];
+            }
+        }
+        Ok(Self::Int4 { n, k, group, packed, scales: s, zeros: z })
+    }
+
+    /// int4's scales and zero points in the file layout, `[n, k / group]` row-major.
+    pub fn int4_params_by_row(&self) -> Option<(Vec<f16>, Vec<u8>)> {
+        let Self::Int4 { n, k, group, scales, zeros, .. } = self else { return None };
+        let groups = k / group;
+        let at = |r: usize, g: usize| int4_param(r, g, groups);
+        Some((
+            (0..n * groups).map(|i| scales[at(i / groups, i % groups)]).collect(),
+            (0..n * groups).map(|i| zeros[at(i / groups, i % groups)]).collect(),
+        ))
+    }
+
+    /// Matrices of one format and width stacked row-wise (fused projections), as if quantized
+    /// together: every row is quantized on its own.
+    pub fn concat_rows(parts: &[IntWeights]) -> Result<Self, String> {
+        let first = parts.first().ok_or("nothing to concatenate")?;
+        let (_, k) = first.dims();
+        if parts.iter().any(|p| p.dims().1 != k || p.format() != first.format()) {
+            return Err("parts of different widths or formats".into());
+        }
+        let n: usize = parts.iter().map(|p| p.dims().0).sum();
+        match first {
+            Self::Int8 { .. } => {
+                let (mut q, mut scales) = (Vec::new(), Vec::new());
+                for p in parts {
+                    if let Self::Int8 { q: pq, scales: ps, .. } = p {
+                        q.extend_from_slice(pq);
+                        scales.extend_from_slice(ps);
+                    }
+                }
+                Ok(Self::Int8 { n, k, q, scales })
+            }
+            Self::Int4 { group, .. } => {
+                let (mut packed, mut scales, mut zeros) = (Vec::new(), Vec::new(), Vec::new());
+                for p in parts {
+                    if let (Self::Int4 { packed: pp, .. }, Some((s, z))) = (p, p.int4_params_by_row()) {
+                        packed.extend_from_slice(pp);
+                        scales.extend(s);
+                        zeros.extend(z);
+                    }
+                }
+                Self::int4_from_parts(n, k, *group, packed, &scales, &zeros)
+            }
+        }
+    }
+
     /// All values, `[n, k]` row-major.
     pub fn dequantize(&self) -> Vec<f32> {
         let (n, k) = self.dims();
@@ -175,17 +238,8 @@ fn quantize_int4(w: &[f32], n: usize, k: usize, group: usize) -> IntWeights {
 
 #[cfg(test)]
 mod tests {
+    use super::super::test_values::pseudo;
     use super::*;
-
-    pub(crate) fn pseudo(n: usize, seed: u64) -> Vec<f32> {
-        let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        (0..n)
-            .map(|_| {
-                state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-                ((state >> 40) as f32 / (1u64 << 24) as f32) * 4.0 - 2.0
-            })
-            .collect()
-    }
 
     /// Worked by hand: row [-1, 0.5, 2, 0, ...] in int8 has scale 2/127, so 0.5 -> round(31.75) = 32.
     #[test]
@@ -236,6 +290,25 @@ mod tests {
                     IntWeights::Int4 { scales, group, .. } => scales[int4_param(i / k, (i % k) / group, k / group)].to_f32(),
                 };
                 assert!((a - b).abs() <= step * 0.508 + 1e-6, "{format:?} {i}: {a} -> {b}, step {step}");
+            }
+        }
+    }
+
+    /// The file layout round-trips, and stacking rows equals quantizing the stacked matrix.
+    #[test]
+    fn parts_round_trip_and_concatenation_equals_quantizing_together() {
+        let (k, group) = (128, 32);
+        let (a, b) = (pseudo(5 * k, 1), pseudo(3 * k, 2));
+        for format in [IntFormat::Int8, IntFormat::Int4 { group }] {
+            let qa = IntWeights::quantize(format, &a, 5, k).unwrap();
+            let qb = IntWeights::quantize(format, &b, 3, k).unwrap();
+            let both: Vec<f32> = a.iter().chain(&b).copied().collect();
+            let together = IntWeights::quantize(format, &both, 8, k).unwrap();
+            assert_eq!(IntWeights::concat_rows(&[qa.clone(), qb]).unwrap(), together, "{format:?}");
+            if let IntWeights::Int4 { packed, .. } = &qa {
+                let (s, z) = qa.int4_params_by_row().unwrap();
+                assert_eq!(IntWeights::int4_from_parts(5, k, group, packed.clone(), &s, &z).unwrap(), qa);
+                assert!(IntWeights::int4_from_parts(5, k, group, packed.clone(), &s[1..], &z).is_err());
             }
         }
     }

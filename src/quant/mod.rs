@@ -6,3 +6,17 @@ pub mod format;
 pub mod int_matmul;
 pub mod int_weights;
 pub mod kv_int;
+
+/// Deterministic test values in [-2, 2) (candle's CPU generator cannot be seeded).
+#[cfg(test)]
+mod test_values {
+    pub fn pseudo(n: usize, seed: u64) -> Vec<f32> {
+        let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (0..n)
+            .map(|_| {
+                state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                ((state >> 40) as f32 / (1u64 << 24) as f32) * 4.0 - 2.0
+            })
+            .collect()
+    }
+}
