@@ -11,6 +11,7 @@ pub mod plot;
 mod progress;
 mod prompts;
 pub mod quantize;
+mod quantize_list;
 mod setup;
 mod speculative;
 pub mod specdec;

