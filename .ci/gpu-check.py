@@ -9,8 +9,11 @@ the generic per-op path:
          teacher-forced on the same ids): relative L2 error <= the dtype's tolerance;
   cpu    the GPU's greedy tokens against the CPU's f32 tokens: equal, or the first divergence
          explained (the CPU's top-2 logit margin there is below twice the GPU's logit error);
-plus random-weight SmolLM2-135M and TinyLlama-1.1B shapes (GPU logits against CPU logits) and,
-when present, the real SmolLM2 GGUF (greedy 32 tokens, GPU against CPU).
+plus random-weight SmolLM2-135M and TinyLlama-1.1B shapes (GPU logits against CPU logits),
+our int8/int4 formats and the GGUF ones through whole models (`quantize` on both devices: the
+same perplexity and KLD against the f32 model, since prefills read the same exact weights, and
+greedy decoding through the kernels explained where it diverges) and, when present, the real
+SmolLM2 GGUF (greedy 32 tokens, GPU against CPU).
 """
 import json
 import os
@@ -106,6 +109,41 @@ def random_weights():
             tokens_check(model, dtype, path, gpu, gpu_logits, cpu, cpu_logits)
 
 
+# Perplexity and mean KLD of one format, GPU against CPU: both evaluate the same exact weights
+# in f32 (cuBLAS and candle's CPU GEMM differ in summation order: 1e-6 relative seen on logits).
+QUANTIZE_TOLERANCE = 1e-3
+
+
+def int_formats():
+    cases = [
+        ("tiny-llama", ["--model", "tests/fixtures/tiny-llama", "--eval-context", "64", "--chunks", "8"], "int8,int4:32,int4:64,q8_0,q4_0"),
+        ("smollm2-135m", ["--no-weights", "--model", "smollm2-135m", "--eval-context", "256", "--chunks", "4"], "int8,int4:64,q8_0,q4_0"),
+    ]
+    for name, args, formats in cases:
+        runs = {}
+        for device in ["cpu", "cuda"]:
+            out = f"{OUT}/quantize-{name}-{device}"
+            cmd = [BIN, "quantize", "--device", device, *args, "--formats", formats, "--eval-file", "tests/fixtures/wiki-excerpt.txt",
+                   "-n", "16", "-r", "1", "--warmup", "0", "--prompt", PROMPT, "--out", out, "--no-charts", "-q"]
+            res = subprocess.run(cmd, capture_output=True, text=True)
+            if res.returncode != 0:
+                raise RuntimeError(f"{' '.join(cmd)}: {res.stderr.strip().splitlines()[-1:]}")
+            report = json.load(open(f"{out}/results.json"))
+            runs[device] = {c["params"]["format"]: c for c in report["cases"]}
+        for fmt, gpu in runs["cuda"].items():
+            cpu = runs["cpu"].get(fmt)
+            gs, cs = gpu["quality"]["shift"], cpu["quality"]["shift"] if cpu else None
+            if fmt == "f32" or not gs or not cs:
+                continue
+            err = max(abs(gs["perplexity"] / cs["perplexity"] - 1), abs(gs["kld_mean"] - cs["kld_mean"]) / max(cs["kld_mean"], 1e-9))
+            record("quantize", name, fmt, "generic", f"ppl {gs['perplexity']:.4f} vs {cs['perplexity']:.4f}, kld {gs['kld_mean']:.2e} vs {cs['kld_mean']:.2e}",
+                   f"<= {QUANTIZE_TOLERANCE:.0e} rel", err <= QUANTIZE_TOLERANCE, f"max rel diff {err:.1e}")
+            g, c = gpu["runs"][0].get("generated_ids"), cpu["runs"][0].get("generated_ids")
+            if g is not None and c is not None:
+                same = next((i for i, (a, b) in enumerate(zip(g, c)) if a != b), None)
+                record("quantize-greedy", name, fmt, "generic", "equal" if same is None else f"diverge@{same}", "report", True)
+
+
 def gguf():
     if not os.path.exists(GGUF):
         record("gguf", "smollm2 Q4_1", "q4_1", "generic", "file not on this machine", "-", False)
@@ -123,7 +161,7 @@ def gguf():
 
 
 def main():
-    parts = [fixtures, random_weights, gguf]
+    parts = [fixtures, random_weights, int_formats, gguf]
     if len(sys.argv) > 1:  # a subset by name, e.g. `gpu-check.py gguf`
         parts = [p for p in parts if p.__name__ in sys.argv[1:]]
     for part in parts:

@@ -25,6 +25,7 @@ fn main() {
     }
     if std::env::var_os("CARGO_FEATURE_CUDA").is_some() {
         compile_ptx("src/models/kernels/llama_decode.cu", "llama_decode.ptx");
+        compile_ptx("src/quant/kernels/int_matvec.cu", "int_matvec.ptx");
     }
 }
 

@@ -234,9 +234,9 @@ pub(super) fn run_one(args: &QuantizeArgs) -> Result<Outcome> {
             }
         }
     }
-    if !device.is_cpu() {
+    if !device.is_cpu() && !device.is_cuda() {
         if let Some(f) = formats.iter().find(|f| matches!(f, WeightFormat::Int(_))) {
-            crate::bail_input!("--formats {}: our integer kernels run on the CPU in this build; use --device cpu or drop it", f.name());
+            crate::bail_input!("--formats {}: our integer kernels run on the CPU and CUDA; use --device cpu or cuda, or drop it", f.name());
         }
     }
     let source_gguf = match &resolved.files {

@@ -5,6 +5,8 @@
 //! grouped-query attention shares key/value heads without copying them.
 
 use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
+use crate::quant::int_cuda::DeviceIntWeights;
+use crate::quant::int_weights::IntWeights;
 use candle_core::{DType, Device, Module, Result, Tensor, D};
 
 /// From this many rows (tokens) on, a quantized matmul dequantizes its weight to f32 and runs
@@ -15,26 +17,51 @@ use candle_core::{DType, Device, Module, Result, Tensor, D};
 pub const BATCHED_DEQUANT_MIN_ROWS: usize = 32;
 
 /// `y = x W^T + b`, with W dense (safetensors, random), GGUF-quantized (candle's kernels and
-/// ours) or in our integer formats (`quant::int_matmul`, CPU).
+/// ours) or in our integer formats (`quant::int_matmul` on the CPU, `quant::int_cuda` on CUDA).
 #[derive(Debug, Clone)]
 pub enum Linear {
     Dense(candle_nn::Linear),
     Quantized { weight: QMatMul, bias: Option<Tensor> },
-    Int { weights: std::sync::Arc<crate::quant::int_weights::IntWeights>, bias: Option<Tensor> },
+    /// The host copy is the format's definition (saving, the tied token table, footprints); on
+    /// CUDA `on_device` holds the copy the kernels read.
+    Int { weights: std::sync::Arc<IntWeights>, bias: Option<Tensor>, on_device: Option<std::sync::Arc<DeviceIntWeights>> },
 }
 
 impl Linear {
+    /// Our integer weights as a layer on `device`, copied to it where it is CUDA.
+    pub fn int(weights: IntWeights, bias: Option<Tensor>, device: &Device) -> Result<Self> {
+        let on_device = if device.is_cuda() { Some(std::sync::Arc::new(DeviceIntWeights::upload(&weights, device)?)) } else { None };
+        Ok(Self::Int { weights: std::sync::Arc::new(weights), bias, on_device })
+    }
+
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         match self {
             Self::Dense(l) => l.forward(x),
-            Self::Int { weights, bias } => {
-                if let Some(y) = self.forward_with_our_kernels(x)? {
+            Self::Int { weights, bias, on_device } => {
+                let on_device = on_device.as_ref().filter(|_| x.device().is_cuda());
+                let rows = x.elem_count() / x.dim(D::Minus1)?;
+                let y = if rows >= BATCHED_DEQUANT_MIN_ROWS {
+                    // A prefill: the exact weights through a dense GEMM, as for the GGUF formats
+                    // (so every format's quality is measured the same way, on both devices).
+                    let w = match on_device {
+                        Some(w) => w.dequantize()?,
+                        None => Tensor::from_vec(weights.dequantize(), weights.dims(), x.device())?,
+                    };
+                    x.broadcast_matmul(&w.t()?)?
+                } else if let Some(w) = on_device {
+                    w.forward(x)?
+                } else if let Some(y) = self.forward_with_our_kernels(x)? {
+                    // The kernels' path adds the bias itself.
                     return Ok(y);
+                } else {
+                    // No AVX2 here: the dequantized weights through a dense matmul (same values).
+                    let w = Tensor::from_vec(weights.dequantize(), weights.dims(), x.device())?;
+                    x.broadcast_matmul(&w.t()?)?
+                };
+                match bias {
+                    Some(b) => y.broadcast_add(b),
+                    None => Ok(y),
                 }
-                // No AVX2 here: the dequantized weights through a dense matmul (same values).
-                let (n, k) = weights.dims();
-                let w = Tensor::from_vec(weights.dequantize(), (n, k), x.device())?;
-                candle_nn::Linear::new(w, bias.clone()).forward(x)
             }
             Self::Quantized { weight, bias } => {
                 let rows = x.elem_count() / x.dim(D::Minus1)?;
@@ -96,7 +123,7 @@ impl Linear {
                 };
                 w + bias(b)
             }
-            Self::Int { weights, bias: b } => {
+            Self::Int { weights, bias: b, .. } => {
                 let (n, k) = weights.dims();
                 Footprint { params: (n * k) as u64, bytes: weights.bytes() as u64 } + bias(b)
             }
@@ -116,7 +143,7 @@ impl FusedLinear {
 impl Linear {
     /// `forward_rows` through our kernels: `Some(out_dim)` when they ran, `None` otherwise.
     pub(super) fn forward_rows_quantized(&self, x: &[f32], in_dim: usize, out: &mut Vec<f32>) -> Result<Option<usize>> {
-        if let Self::Int { weights, bias } = self {
+        if let Self::Int { weights, bias, .. } = self {
             let (n, k) = weights.dims();
             if k != in_dim {
                 return Ok(None);
@@ -187,7 +214,7 @@ pub enum TokenEmbedding {
     Dense(candle_nn::Embedding),
     Quantized { table: std::sync::Arc<QTensor>, hidden: usize },
     /// Our int8/int4 table (tied with the head), rows dequantized per looked-up token.
-    Int(std::sync::Arc<crate::quant::int_weights::IntWeights>),
+    Int(std::sync::Arc<IntWeights>),
 }
 
 impl TokenEmbedding {
@@ -536,5 +563,31 @@ mod tests {
         let w = 1.0 / (1.0 + (-(0.5f32).sqrt()).exp());
         assert!((out[0] - w).abs() < 1e-6 && (out[1] - (1.0 - w)).abs() < 1e-6, "{out:?} vs {w}");
         assert!((w - 0.6698).abs() < 1e-4);
+    }
+
+    /// Our int formats follow the GGUF formats' policy: a prefill (from BATCHED_DEQUANT_MIN_ROWS
+    /// rows) multiplies the exact dequantized weights, fewer rows go through the kernels (which
+    /// round the activations to 8 bits: visibly different from the exact product).
+    #[test]
+    fn int_layers_prefill_with_exact_weights_and_decode_through_the_kernels() {
+        use crate::quant::int_weights::IntFormat;
+        let (n, k) = (48, 128);
+        let w: Vec<f32> = (0..n * k).map(|i| ((i * 7919 % 1000) as f32 / 500.0 - 1.0) * 0.1).collect();
+        let weights = IntWeights::quantize(IntFormat::Int4 { group: 64 }, &w, n, k).unwrap();
+        let exact_w = Tensor::from_vec(weights.dequantize(), (n, k), &Device::Cpu).unwrap();
+        let layer = Linear::int(weights.clone(), None, &Device::Cpu).unwrap();
+        let exact = |x: &Tensor| x.matmul(&exact_w.t().unwrap()).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let ours = |x: &Tensor| layer.forward(x).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let max_diff = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
+        let prefill = Tensor::randn(0f32, 1.0, (BATCHED_DEQUANT_MIN_ROWS, k), &Device::Cpu).unwrap();
+        assert!(max_diff(&ours(&prefill), &exact(&prefill)) < 1e-5, "a prefill must use the exact weights");
+        if crate::quant::cpu_matmul::available() {
+            let decode = prefill.narrow(0, 0, 3).unwrap();
+            let mut kernel = vec![0f32; 3 * n];
+            let x = decode.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            assert!(crate::quant::int_matmul::matmul(&weights, 3, &x, &mut kernel));
+            assert_eq!(ours(&decode), kernel, "a few rows go through the kernels");
+            assert!(max_diff(&kernel, &exact(&decode)) > 1e-4, "the kernels round the activations");
+        }
     }
 }

@@ -85,7 +85,7 @@ impl Llama {
         let quantized_table = match (&head, tied) {
             (Linear::Quantized { weight: QMatMul::QTensor(q), bias: None }, true) => TokenEmbedding::quantized(q)
                 .or(Some(TokenEmbedding::Dense(Embedding::new(q.dequantize(w.device())?, h)))),
-            (Linear::Int { weights, bias: None }, true) => Some(TokenEmbedding::Int(weights.clone())),
+            (Linear::Int { weights, bias: None, .. }, true) => Some(TokenEmbedding::Int(weights.clone())),
             _ => None,
         };
         let embed = match quantized_table {

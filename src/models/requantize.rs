@@ -85,17 +85,14 @@ impl Conversion {
     }
 
     fn quantize_int(&self, format: IntFormat, weight: &Tensor, bias: Option<Tensor>, device: &Device) -> Result<Linear> {
-        if !device.is_cpu() {
-            crate::bail_input!(
-                "{}: our integer kernels run on the CPU in this build; use --device cpu, or a GGUF format (q8_0, q4_0) on this device",
-                format.name()
-            );
+        if !device.is_cpu() && !device.is_cuda() {
+            crate::bail_input!("{}: our integer kernels run on the CPU and CUDA; use --device cpu or cuda, or a GGUF format (q8_0, q4_0) on this device", format.name());
         }
         let (n, k) = weight.dims2()?;
         let values = weight.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
         let weights = IntWeights::quantize(format, &values, n, k)
             .map_err(|why| crate::error::LlmbenchError::invalid(format!("{}: a {n} x {k} weight: {why}; pick another --group-size", format.name())))?;
-        Ok(Linear::Int { weights: std::sync::Arc::new(weights), bias })
+        Ok(Linear::int(weights, bias, device)?)
     }
 
     /// Seconds spent quantizing so far.

@@ -121,7 +121,7 @@ impl Weights {
         match &self.store {
             Store::Dense { .. } => {
                 if let Some(weights) = self.int_weights(prefix, in_dim, out_dim)? {
-                    return Ok(Linear::Int { weights: std::sync::Arc::new(weights), bias });
+                    return Ok(Linear::int(weights, bias, &self.device)?);
                 }
                 let w = self.tensor(&name, (out_dim, in_dim))?;
                 Ok(Linear::Dense(candle_nn::Linear::new(w, bias)))
@@ -154,7 +154,7 @@ impl Weights {
                 if ints.iter().all(Option::is_some) && !bias {
                     let parts: Vec<IntWeights> = ints.into_iter().flatten().collect();
                     let fused = IntWeights::concat_rows(&parts).map_err(|why| anyhow::anyhow!("fusing {}: {why}", prefixes.join(", ")))?;
-                    return Ok(FusedLinear::Fused { linear: Linear::Int { weights: std::sync::Arc::new(fused), bias: None }, sizes });
+                    return Ok(FusedLinear::Fused { linear: Linear::int(fused, None, &self.device)?, sizes });
                 }
                 if ints.iter().any(Option::is_some) {
                     return separate();
@@ -192,9 +192,6 @@ impl Weights {
     fn int_weights(&self, prefix: &str, in_dim: usize, out_dim: usize) -> Result<Option<IntWeights>> {
         let Some((dtype, shape, codes, file)) = self.raw_tensor(&format!("{prefix}.qweight"))? else { return Ok(None) };
         let bad = |why: String| crate::error::LlmbenchError::invalid(format!("{}: `{prefix}`: {why}; save the model again with llmbench quantize --save", file.display()));
-        if !self.device.is_cpu() {
-            crate::bail_input!("{}: `{prefix}` is in our int format, whose kernels run on the CPU in this build; use --device cpu", file.display());
-        }
         let part = |name: &str| -> Result<(String, Vec<usize>, Vec<u8>)> {
             self.raw_tensor(&format!("{prefix}.{name}"))?.map(|(d, s, b, _)| (d, s, b)).ok_or_else(|| bad(format!("no `{prefix}.{name}` beside its qweight")).into())
         };

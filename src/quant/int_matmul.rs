@@ -13,8 +13,10 @@
 //!
 //! Quantizing the activations is what makes these as cheap as the GGUF kernels (weight-only
 //! f32 arithmetic took 2-3x the instructions: 0.79x candle's q4_0, benches/int_matmul.rs), and
-//! it is what candle and llama.cpp do for every GGUF format; its error (half a step of
-//! max|x| / 127 per block) is in every quality number `quantize` reports. `matmul_reference`
+//! it is what candle and llama.cpp do for every GGUF format at decode time. Its error (half a
+//! step of max|x| / 127 per block) is in decoding (greedy agreement), not in the perplexity / KLD
+//! that `quantize` reports: prefills of 32 rows or more use the exact weights through a dense
+//! GEMM, as for the GGUF formats (`models::layers::Linear`). `matmul_reference`
 //! is the scalar reference of exactly this arithmetic; four weight rows share every activation
 //! load, rows are split over candle's thread pool like the GGUF kernels, and a row's result
 //! is the same whatever the number of rows in the call.

@@ -4,6 +4,12 @@
 pub mod cpu_matmul;
 pub mod format;
 pub mod int_matmul;
+/// Our int8/int4 kernels on CUDA (`kernels/int_matvec.cu`); a twin that refuses in CPU builds.
+#[cfg(feature = "cuda")]
+pub mod int_cuda;
+#[cfg(not(feature = "cuda"))]
+#[path = "int_cuda_disabled.rs"]
+pub mod int_cuda;
 pub mod int_weights;
 pub mod kv_int;
 
