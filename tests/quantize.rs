@@ -203,4 +203,8 @@ fn a_model_list_runs_each_model_and_skip_evaluate_measures_speed_only() {
     }
     let bpw = cases[1]["quality"]["bits_per_weight"].as_f64().unwrap();
     assert!((4.5..4.52).contains(&bpw), "q4_0 {bpw}");
+    // Charts redrawn later: speed only, so no (empty) KLD chart.
+    llmbench().arg("plot").arg(&runs[0]).assert().success();
+    assert!(runs[0].join("decode-by-format.svg").is_file());
+    assert!(!runs[0].join("kld-vs-bits.svg").exists(), "a KLD chart without a KLD");
 }

@@ -123,7 +123,7 @@ impl ChartKind {
 }
 
 /// The charts a report supports, by its command (for compare, the sweep chart only when a
-/// parameter varies).
+/// parameter varies; for quantize, the KLD chart only when quality was measured).
 pub fn available(report: &Report) -> Vec<ChartKind> {
     match report.command {
         CommandName::Compare => {
@@ -132,7 +132,11 @@ pub fn available(report: &Report) -> Vec<ChartKind> {
         }
         CommandName::Kvcache => ChartKind::KVCACHE.to_vec(),
         CommandName::Specdec => ChartKind::SPECDEC.to_vec(),
-        CommandName::Quantize => ChartKind::QUANTIZE.to_vec(),
+        CommandName::Quantize => {
+            // No KLD chart for a speed-only run (--skip-evaluate): it would be an empty frame.
+            let evaluated = report.cases.iter().any(|c| c.quality.as_ref().and_then(|q| q.as_quantize()).is_some_and(|q| q.shift.is_some()));
+            ChartKind::QUANTIZE.iter().copied().filter(|k| *k != ChartKind::KldVsBits || evaluated).collect()
+        }
     }
 }
 
