@@ -77,6 +77,18 @@ extern "C" __global__ void quantize_q8(const float* x, int8_t* qs, float* d, int
   if (lane == 0) d[(size_t)row * (k / block) + b] = dd;
 }
 
+// The 16-byte chunks c, c + 32, ... (CPL of them) of R weight rows from row0, zeros past the
+// matrix: every load issued before any is used.
+template <int R, int CPL>
+__device__ __forceinline__ void load_rows(uint4 (&wv)[CPL][R], const uint4* __restrict__ w, int row0, int n, int chunks, int c) {
+#pragma unroll
+  for (int i = 0; i < CPL; ++i) {
+#pragma unroll
+    for (int r = 0; r < R; ++r)
+      wv[i][r] = c + 32 * i < chunks && row0 + r < n ? load_streaming(w + (size_t)(row0 + r) * chunks + c + 32 * i) : make_uint4(0, 0, 0, 0);
+  }
+}
+
 // y[row][c] for R consecutive weight rows per warp, activation row blockIdx.y; lane L takes the
 // 32-value chunks L, L + 32, ... of the row, CPL of them at a time: all CPL x R weight loads are
 // issued before any is used. A matrix-vector product this small is bound by how many bytes are in
@@ -103,13 +115,7 @@ __device__ void int4_rows(const uint4* __restrict__ w, const __half* __restrict_
   for (int r = 0; r < R; ++r) acc[r] = 0.f;
   for (int c0 = 0; c0 < chunks; c0 += 32 * CPL) {
     uint4 wv[CPL][R];
-#pragma unroll
-    for (int i = 0; i < CPL; ++i) {
-      int c = c0 + lane + 32 * i;
-#pragma unroll
-      for (int r = 0; r < R; ++r)
-        wv[i][r] = c < chunks && row0 + r < n ? load_streaming(w + (size_t)(row0 + r) * chunks + c) : make_uint4(0, 0, 0, 0);
-    }
+    load_rows<R, CPL>(wv, w, row0, n, chunks, c0 + lane);
 #pragma unroll
     for (int i = 0; i < CPL; ++i) {
       int c = c0 + lane + 32 * i;
@@ -162,13 +168,7 @@ __device__ void int8_rows(const uint4* __restrict__ w, const float* __restrict__
   for (int r = 0; r < R; ++r) acc[r] = 0.f;
   for (int c0 = 0; c0 < chunks; c0 += 32 * CPL) {
     uint4 wv[CPL][R];
-#pragma unroll
-    for (int i = 0; i < CPL; ++i) {
-      int c = c0 + lane + 32 * i;
-#pragma unroll
-      for (int r = 0; r < R; ++r)
-        wv[i][r] = c < chunks && row0 + r < n ? load_streaming(w + (size_t)(row0 + r) * chunks + c) : make_uint4(0, 0, 0, 0);
-    }
+    load_rows<R, CPL>(wv, w, row0, n, chunks, c0 + lane);
 #pragma unroll
     for (int i = 0; i < CPL; ++i) {
       int c = c0 + lane + 32 * i;
