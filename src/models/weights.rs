@@ -15,6 +15,9 @@ use candle_nn::VarBuilder;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+/// A safetensors tensor as stored: dtype name, shape, bytes, and the file it came from.
+type RawTensor = (String, Vec<usize>, Vec<u8>, PathBuf);
+
 /// The weights of one model, on one device.
 pub struct Weights {
     store: Store,
@@ -193,14 +196,14 @@ impl Weights {
         let Some((dtype, shape, codes, file)) = self.raw_tensor(&format!("{prefix}.qweight"))? else { return Ok(None) };
         let bad = |why: String| crate::error::LlmbenchError::invalid(format!("{}: `{prefix}`: {why}; save the model again with llmbench quantize --save", file.display()));
         let part = |name: &str| -> Result<(String, Vec<usize>, Vec<u8>)> {
-            self.raw_tensor(&format!("{prefix}.{name}"))?.map(|(d, s, b, _)| (d, s, b)).ok_or_else(|| bad(format!("no `{prefix}.{name}` beside its qweight")).into())
+            self.raw_tensor(&format!("{prefix}.{name}"))?.map(|(d, s, b, _)| (d, s, b)).ok_or_else(|| bad(format!("no `{prefix}.{name}` beside its qweight")))
         };
         let (n, k) = (out_dim, in_dim);
         let weights = match dtype.as_str() {
             "I8" if shape == [n, k] => {
                 let (sd, ss, sb) = part("scales")?;
                 if sd != "F32" || ss != [n] {
-                    return Err(bad(format!("int8 scales must be F32 [{n}], not {sd} {ss:?}")).into());
+                    return Err(bad(format!("int8 scales must be F32 [{n}], not {sd} {ss:?}")));
                 }
                 let scales = sb.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
                 IntWeights::Int8 { n, k, q: codes.into_iter().map(|b| b as i8).collect(), scales }
@@ -210,20 +213,20 @@ impl Weights {
                 let (zd, zs, zb) = part("zeros")?;
                 let groups = ss.get(1).copied().unwrap_or(0);
                 if sd != "F16" || zd != "U8" || ss.len() != 2 || ss[0] != n || zs != ss || groups == 0 {
-                    return Err(bad(format!("int4 scales F16 and zeros U8 [{n}, groups], not {sd} {ss:?} and {zd} {zs:?}")).into());
+                    return Err(bad(format!("int4 scales F16 and zeros U8 [{n}, groups], not {sd} {ss:?} and {zd} {zs:?}")));
                 }
                 let packed = codes.chunks_exact(4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
                 let scales: Vec<half::f16> = sb.chunks_exact(2).map(|b| half::f16::from_le_bytes([b[0], b[1]])).collect();
                 IntWeights::int4_from_parts(n, k, k / groups, packed, &scales, &zb).map_err(bad)?
             }
-            _ => return Err(bad(format!("qweight {dtype} {shape:?} is neither int8 (I8 [{n}, {k}]) nor int4 (U32 [{n}, {}])", k / 8)).into()),
+            _ => return Err(bad(format!("qweight {dtype} {shape:?} is neither int8 (I8 [{n}, {k}]) nor int4 (U32 [{n}, {}])", k / 8))),
         };
         Ok(Some(weights))
     }
 
     /// A tensor's safetensors dtype, shape, raw bytes and file, read as stored (candle's
     /// VarBuilder would convert integer codes to floats); `None` where no file holds it.
-    fn raw_tensor(&self, name: &str) -> Result<Option<(String, Vec<usize>, Vec<u8>, PathBuf)>> {
+    fn raw_tensor(&self, name: &str) -> Result<Option<RawTensor>> {
         use std::io::{Read, Seek};
         let Store::Dense { tensors: Some(tensors), .. } = &self.store else { return Ok(None) };
         let Some((_, file)) = tensors.get(name) else { return Ok(None) };

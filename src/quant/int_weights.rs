@@ -127,7 +127,7 @@ impl IntWeights {
     /// Rebuilds int4 weights from the file layout: `packed` `[n, k / 8]` words, `scales` and
     /// `zeros` `[n, k / group]` row-major (the order `parts` writes).
     pub fn int4_from_parts(n: usize, k: usize, group: usize, packed: Vec<u32>, scales: &[f16], zeros: &[u8]) -> Result<Self, String> {
-        let groups = k.checked_div(group).filter(|_| group > 0 && k % group == 0).ok_or_else(|| format!("group {group} does not divide {k}"))?;
+        let groups = k.checked_div(group).filter(|_| group > 0 && k.is_multiple_of(group)).ok_or_else(|| format!("group {group} does not divide {k}"))?;
         if packed.len() != n * k / INT4_PER_WORD || scales.len() != n * groups || zeros.len() != n * groups {
             return Err(format!("int4 parts of {} words, {} scales and {} zeros do not make a {n} x {k} matrix in groups of {group}", packed.len(), scales.len(), zeros.len()));
         }
