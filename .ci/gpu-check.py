@@ -136,12 +136,12 @@ def int_formats():
             if fmt == "f32" or not gs or not cs:
                 continue
             err = max(abs(gs["perplexity"] / cs["perplexity"] - 1), abs(gs["kld_mean"] - cs["kld_mean"]) / max(cs["kld_mean"], 1e-9))
-            record("quantize", name, fmt, "generic", f"ppl {gs['perplexity']:.4f} vs {cs['perplexity']:.4f}, kld {gs['kld_mean']:.2e} vs {cs['kld_mean']:.2e}",
+            record("quantize", name, fmt, "static-kv", f"ppl {gs['perplexity']:.4f} vs {cs['perplexity']:.4f}, kld {gs['kld_mean']:.2e} vs {cs['kld_mean']:.2e}",
                    f"<= {QUANTIZE_TOLERANCE:.0e} rel", err <= QUANTIZE_TOLERANCE, f"max rel diff {err:.1e}")
             g, c = gpu["runs"][0].get("generated_ids"), cpu["runs"][0].get("generated_ids")
             if g is not None and c is not None:
                 same = next((i for i, (a, b) in enumerate(zip(g, c)) if a != b), None)
-                record("quantize-greedy", name, fmt, "generic", "equal" if same is None else f"diverge@{same}", "report", True)
+                record("quantize-greedy", name, fmt, "static-kv", "equal" if same is None else f"diverge@{same}", "report", True)
 
 
 def gguf():

@@ -386,7 +386,9 @@ impl CaseContext<'_> {
             stop_at_eos: self.args.run.stop_at_eos,
             warmup: self.args.run.warmup,
             repetitions: self.args.run.repetitions,
-            kv: KvKind::Full,
+            // On CUDA the static cache, so decoding takes the captured graph where the weights
+            // allow it (dense, our int formats); `full` is bitwise the same computation elsewhere.
+            kv: if self.device.is_cuda() && !self.args.device.no_cuda_graph { KvKind::Static } else { KvKind::Full },
             kv_options: Default::default(),
         };
         let Some(runs) = harness::run_case(loaded, &engine, &mut Standard, &spec, tick)? else { return Ok(None) };

@@ -4,7 +4,7 @@
 //! `modeling_llama.py`; the KV cache is passed in, never stored in the layers.
 
 use super::config::{Llama3RopeScaling, LlamaConfig};
-use super::cuda_graph::{DecodeShape, DecodeWeights, GraphDecoder, LayerWeights};
+use super::cuda_graph::{DecodeShape, DecodeWeights, GraphDecoder, GraphWeight, LayerWeights};
 use super::layers::{attention, attention_row_by_row, Footprint, FusedLinear, Linear, RmsNorm, Rope, TokenEmbedding, VerifyAttention, BATCHED_DEQUANT_MIN_ROWS};
 use candle_core::quantized::QMatMul;
 use super::weights::Weights;
@@ -124,15 +124,18 @@ impl Llama {
         Ok(model)
     }
 
-    /// The tensors the CUDA graph decoder reads, when every projection is dense, fused and
-    /// without bias (safetensors and random weights; GGUF stays on the generic path).
+    /// The tensors the CUDA graph decoder reads, when every projection is dense or our int8 /
+    /// int4 on the device, fused and without bias (GGUF stays on the generic path).
     fn graph_weights(&self) -> Option<DecodeWeights> {
         let embed = self.embed.dense_table()?;
         if !embed.device().is_cuda() || self.cfg.attention_bias {
             return None;
         }
+        // Int weights join where the graph computes in f32 (their kernels take f32 inputs).
+        let f32_graph = embed.dtype() == DType::F32;
         let dense = |l: &Linear| match l {
-            Linear::Dense(d) if d.bias().is_none() => Some(d.weight().clone()),
+            Linear::Dense(d) if d.bias().is_none() => Some(GraphWeight::Dense(d.weight().clone())),
+            Linear::Int { bias: None, on_device: Some(w), .. } if f32_graph => Some(GraphWeight::Int(w.clone())),
             _ => None,
         };
         let fused = |f: &FusedLinear| match f {

@@ -10,7 +10,8 @@
 //! BATCHED_DEQUANT_MIN_ROWS rows on, on both devices, as for the GGUF formats).
 
 use super::int_weights::{IntFormat, IntWeights};
-use candle_core::cuda_backend::cudarc::driver::{CudaFunction, CudaSlice, CudaView, LaunchConfig, PushKernelArg};
+use candle_core::cuda_backend::cudarc::driver::{CudaFunction, CudaSlice, CudaStream, CudaView, LaunchConfig, PushKernelArg};
+use std::sync::Arc;
 use candle_core::cuda_backend::{CudaDevice, CudaStorage};
 use candle_core::op::BackpropOp;
 use candle_core::{DType, Device, Result, Shape, Storage, Tensor};
@@ -52,6 +53,9 @@ pub struct DeviceIntWeights {
     /// then allocates only its output. Safe because every launch is on the device's one stream,
     /// so the next quantization runs after the last matvec has read these.
     scratch: std::sync::Mutex<Option<DeviceActivations>>,
+    /// One row's activations for the captured decode graph (`graph_step`): allocated once and
+    /// never replaced, since a captured graph keeps its address.
+    graph_scratch: std::sync::Mutex<Option<DeviceActivations>>,
 }
 
 impl std::fmt::Debug for DeviceIntWeights {
@@ -66,6 +70,14 @@ pub struct DeviceActivations {
     d: CudaSlice<f32>,
     sums32: CudaSlice<i32>,
     m: usize,
+}
+
+/// A kernel's vector argument: a candle-owned slice or view, or a raw device address (the graph
+/// decoder's preallocated buffers).
+enum Arg<'a, T> {
+    Slice(&'a mut CudaSlice<T>),
+    View(&'a CudaView<'a, T>),
+    Ptr(u64),
 }
 
 fn wrap(e: impl std::fmt::Display) -> candle_core::Error {
@@ -103,7 +115,7 @@ impl DeviceIntWeights {
             .map(|(r, c)| Ok(((r, c), load(&format!("{prefix}_matvec_r{r}_c{c}"))?)))
             .collect::<Result<Vec<_>>>()?;
         let kernels = Kernels { quantize: load("quantize_q8")?, matvec, dequantize: load(&format!("{prefix}_dequantize"))? };
-        Ok(Self { n, k, codes, device: dev.clone(), kernels, scratch: std::sync::Mutex::new(None) })
+        Ok(Self { n, k, codes, device: dev.clone(), kernels, scratch: std::sync::Mutex::new(None), graph_scratch: std::sync::Mutex::new(None) })
     }
 
     pub fn format(&self) -> IntFormat {
@@ -147,26 +159,60 @@ impl DeviceIntWeights {
 
     /// `quantize_activations` into buffers of as many rows.
     fn quantize_into(&self, x: &CudaView<'_, f32>, act: &mut DeviceActivations) -> Result<()> {
+        if x.len() != act.m * self.k {
+            candle_core::bail!("int kernels (CUDA): {} activation values for {} rows of {}", x.len(), act.m, self.k);
+        }
+        let stream = self.device.cuda_stream();
+        self.launch_quantize(&stream, Arg::View(x), act)
+    }
+
+    fn launch_quantize(&self, stream: &Arc<CudaStream>, x: Arg<'_, f32>, act: &mut DeviceActivations) -> Result<()> {
         let (block, il) = self.activation_layout();
         let (k, m) = (self.k, act.m);
-        if x.len() != m * k {
-            candle_core::bail!("int kernels (CUDA): {} activation values for {m} rows of {k}", x.len());
-        }
         let blocks = (k / block) as u32;
         let cfg = LaunchConfig { grid_dim: (blocks.div_ceil(QUANTIZE_WARPS), m as u32, 1), block_dim: (32 * QUANTIZE_WARPS, 1, 1), shared_mem_bytes: 0 };
         let (k_i, block_i, il_i) = (k as i32, block as i32, il as i32);
-        let stream = self.device.cuda_stream();
         let mut b = stream.launch_builder(&self.kernels.quantize);
-        b.arg(x).arg(&mut act.qs).arg(&mut act.d).arg(&mut act.sums32).arg(&k_i).arg(&block_i).arg(&il_i);
+        match &x {
+            Arg::Slice(s) => b.arg(&**s),
+            Arg::View(v) => b.arg(*v),
+            Arg::Ptr(p) => b.arg(p),
+        };
+        b.arg(&mut act.qs).arg(&mut act.d).arg(&mut act.sums32).arg(&k_i).arg(&block_i).arg(&il_i);
         unsafe { b.launch(cfg) }.map_err(wrap)?;
         Ok(())
+    }
+
+    /// One decode row inside the captured CUDA graph (`models::cuda_graph`): `y = W x` for the
+    /// f32 vectors at device addresses `x` (k values) and `y` (n values), both launches on
+    /// `stream`. The first call (eager, before the capture) allocates the scratch.
+    pub fn graph_step(&self, stream: &Arc<CudaStream>, x: u64, y: u64) -> Result<()> {
+        let mut scratch = self.graph_scratch.lock().map_err(|_| wrap("graph scratch poisoned"))?;
+        if scratch.is_none() {
+            let (block, _) = self.activation_layout();
+            // SAFETY: written by the quantize kernel before the matvec reads it.
+            *scratch = Some(unsafe {
+                DeviceActivations { qs: self.device.alloc::<i8>(self.k)?, d: self.device.alloc::<f32>(self.k / block)?, sums32: self.device.alloc::<i32>(self.k / 32)?, m: 1 }
+            });
+        }
+        let act = scratch.as_mut().ok_or_else(|| wrap("no graph scratch"))?;
+        self.launch_quantize(stream, Arg::Ptr(x), act)?;
+        self.launch_matvec(stream, act, Arg::Ptr(y), ROWS_PER_WARP)
     }
 
     /// `y[r][c] = x[r] . W[c]` for the quantized rows `act` (`y`: `act.m * n` values), with
     /// `rows_per_warp` weight rows per warp (1, 2 or 4).
     pub fn matvec(&self, act: &DeviceActivations, y: &mut CudaSlice<f32>, rows_per_warp: usize) -> Result<()> {
-        if ![1, 2, 4].contains(&rows_per_warp) || y.len() < act.m * self.n || act.qs.len() != act.m * self.k {
-            candle_core::bail!("int kernels (CUDA): matvec of {} rows into {} outputs with {rows_per_warp} rows a warp", act.m, y.len());
+        if y.len() < act.m * self.n {
+            candle_core::bail!("int kernels (CUDA): matvec of {} rows into {} outputs", act.m, y.len());
+        }
+        let stream = self.device.cuda_stream();
+        self.launch_matvec(&stream, act, Arg::Slice(y), rows_per_warp)
+    }
+
+    fn launch_matvec(&self, stream: &Arc<CudaStream>, act: &DeviceActivations, y: Arg<'_, f32>, rows_per_warp: usize) -> Result<()> {
+        if ![1, 2, 4].contains(&rows_per_warp) || act.qs.len() != act.m * self.k {
+            candle_core::bail!("int kernels (CUDA): matvec of {} rows with {rows_per_warp} rows a warp", act.m);
         }
         let warps = self.n.div_ceil(rows_per_warp) as u32;
         let cfg = LaunchConfig { grid_dim: ((warps * 32).div_ceil(THREADS), act.m as u32, 1), block_dim: (THREADS, 1, 1), shared_mem_bytes: 0 };
@@ -175,19 +221,27 @@ impl DeviceIntWeights {
         let chunk = if matches!(self.codes, Codes::Int8 { .. }) { 16 } else { 32 };
         let per_lane = (self.k / chunk).div_ceil(32).next_power_of_two().min(LOADS_IN_FLIGHT / rows_per_warp);
         let f = self.kernels.matvec.iter().find(|(v, _)| *v == (rows_per_warp, per_lane)).map(|(_, f)| f).ok_or_else(|| wrap("no such kernel variant"))?;
-        let stream = self.device.cuda_stream();
         let mut b = stream.launch_builder(f);
         match &self.codes {
             Codes::Int8 { q, scales } => {
-                b.arg(q).arg(scales).arg(&act.qs).arg(&act.d).arg(y).arg(&n).arg(&k);
+                b.arg(q).arg(scales).arg(&act.qs).arg(&act.d);
             }
-            Codes::Int4 { packed, scales, zeros, group } => {
-                let (_, il) = self.activation_layout();
-                let (group, il) = (*group as i32, il as i32);
-                b.arg(packed).arg(scales).arg(zeros).arg(&act.qs).arg(&act.d).arg(&act.sums32).arg(y).arg(&n).arg(&k).arg(&group).arg(&il);
-                unsafe { b.launch(cfg) }.map_err(wrap)?;
-                return Ok(());
+            Codes::Int4 { packed, scales, zeros, .. } => {
+                b.arg(packed).arg(scales).arg(zeros).arg(&act.qs).arg(&act.d).arg(&act.sums32);
             }
+        }
+        match &y {
+            Arg::Slice(s) => b.arg(&**s),
+            Arg::Ptr(p) => b.arg(p),
+            Arg::View(v) => b.arg(*v),
+        };
+        b.arg(&n).arg(&k);
+        let (group, il) = match &self.codes {
+            Codes::Int4 { group, .. } => (*group as i32, self.activation_layout().1 as i32),
+            Codes::Int8 { .. } => (0, 0),
+        };
+        if matches!(self.codes, Codes::Int4 { .. }) {
+            b.arg(&group).arg(&il);
         }
         unsafe { b.launch(cfg) }.map_err(wrap)?;
         Ok(())

@@ -1,5 +1,5 @@
-//! The Llama decode step as one captured CUDA graph (batch 1, dense f32/f16/bf16 weights,
-//! static KV cache). Small-model decoding on a GPU is bound by kernel launches, not by bytes:
+//! The Llama decode step as one captured CUDA graph (batch 1, dense f32/f16/bf16 weights or our
+//! int8/int4 in an f32 graph, static KV cache). Small-model decoding on a GPU is bound by kernel launches, not by bytes:
 //! candle's generic path issues ~25 kernels per layer, each with a host-side allocation, so
 //! SmolLM2-135M decodes at ~100 tok/s on an H100 that could read its weights 10,000 times a
 //! second. Here every buffer is allocated once, the step is 9 launches per layer (fused
@@ -9,7 +9,7 @@
 //! llama.cpp do for CUDA graphs). The weights and cache stay candle tensors; this file only
 //! takes their device addresses.
 
-use super::{DecodeShape, DecodeWeights};
+use super::{DecodeShape, DecodeWeights, GraphWeight};
 use crate::kv::InPlaceBuffers;
 use candle_core::cuda_backend::cudarc::cublas::{result as blas_result, sys as blas_sys, CudaBlas};
 use candle_core::cuda_backend::cudarc::driver::{
@@ -282,7 +282,7 @@ impl Inner {
                 st.launch_builder(&k.add_rmsnorm).arg(&x).arg(&delta).arg(&norm_w).arg(&hs).arg(&hidden).arg(&eps).launch(one_block(NORM_THREADS))
             }
             .map_err(wrap)?;
-            self.gemv(ptr(&lw.qkv, st)?, hs, qkv, qkv_dim, s.hidden)?;
+            self.gemv(&lw.qkv, hs, qkv, qkv_dim, s.hidden)?;
             let (kc, vc) = (cache[2 * l], cache[2 * l + 1]);
             let heads = LaunchConfig { grid_dim: ((s.n_head + s.n_kv) as u32, 1, 1), block_dim: ((s.head_dim / 2) as u32, 1, 1), shared_mem_bytes: 0 };
             unsafe {
@@ -301,17 +301,17 @@ impl Inner {
                     .launch(attention)
             }
             .map_err(wrap)?;
-            self.gemv(ptr(&lw.o, st)?, attn, o, s.hidden, s.n_head * s.head_dim)?;
+            self.gemv(&lw.o, attn, o, s.hidden, s.n_head * s.head_dim)?;
             let post_w = ptr(&lw.post_norm, st)?;
             unsafe {
                 st.launch_builder(&k.add_rmsnorm).arg(&x).arg(&o).arg(&post_w).arg(&hs).arg(&hidden).arg(&eps).launch(one_block(NORM_THREADS))
             }
             .map_err(wrap)?;
-            self.gemv(ptr(&lw.gate_up, st)?, hs, gate_up, 2 * s.intermediate, s.hidden)?;
+            self.gemv(&lw.gate_up, hs, gate_up, 2 * s.intermediate, s.hidden)?;
             let inter = s.intermediate as i32;
             unsafe { st.launch_builder(&k.silu_mul).arg(&gate_up).arg(&act).arg(&inter).launch(blocks(s.intermediate, ELEMENTWISE_THREADS)) }
                 .map_err(wrap)?;
-            self.gemv(ptr(&lw.down, st)?, act, down, s.hidden, s.intermediate)?;
+            self.gemv(&lw.down, act, down, s.hidden, s.intermediate)?;
             delta = down;
         }
         let final_w = ptr(&w.final_norm, st)?;
@@ -319,16 +319,20 @@ impl Inner {
             st.launch_builder(&k.add_rmsnorm).arg(&x).arg(&delta).arg(&final_w).arg(&hs).arg(&hidden).arg(&eps).launch(one_block(NORM_THREADS))
         }
         .map_err(wrap)?;
-        self.gemv(ptr(&w.head, st)?, hs, logits_t, s.vocab, s.hidden)?;
+        self.gemv(&w.head, hs, logits_t, s.vocab, s.hidden)?;
         let vocab = s.vocab as i32;
         unsafe { st.launch_builder(&k.to_f32).arg(&logits_t).arg(&logits).arg(&vocab).launch(blocks(s.vocab, ELEMENTWISE_THREADS)) }
             .map_err(wrap)?;
         Ok(())
     }
 
-    /// `y[n] = W[n, k] x[k]`: our GEMV kernel where rows can be read 16 bytes at a time,
-    /// cuBLAS otherwise.
-    fn gemv(&self, w: u64, x: u64, y: u64, n: usize, k: usize) -> Result<()> {
+    /// `y[n] = W[n, k] x[k]`: our int kernels for int weights (f32 activations), our GEMV
+    /// kernel where dense rows can be read 16 bytes at a time, cuBLAS otherwise.
+    fn gemv(&self, w: &GraphWeight, x: u64, y: u64, n: usize, k: usize) -> Result<()> {
+        let w = match w {
+            GraphWeight::Int(int) => return int.graph_step(&self.stream, x, y),
+            GraphWeight::Dense(t) => ptr(t, &self.stream)?,
+        };
         let per_load = 16 / self.dtype.size_in_bytes();
         if k % per_load == 0 && w % 16 == 0 && x % 16 == 0 {
             let warps = n.div_ceil(GEMV_ROWS);

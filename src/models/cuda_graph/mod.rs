@@ -12,17 +12,27 @@ pub use cuda::GraphDecoder;
 #[cfg(not(feature = "cuda"))]
 pub use disabled::GraphDecoder;
 
+use crate::quant::int_cuda::DeviceIntWeights;
 use candle_core::Tensor;
+use std::sync::Arc;
+
+/// A projection's weight `[out, in]`: dense in the model's dtype, or our int8 / int4 matrix
+/// (its kernels quantize the f32 input and run the matvec on the decoder's stream).
+#[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+pub enum GraphWeight {
+    Dense(Tensor),
+    Int(Arc<DeviceIntWeights>),
+}
 
 /// One layer's weights as the generic path holds them (`[out, in]`, fused where fused).
 #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
 pub struct LayerWeights {
     pub input_norm: Tensor,
-    pub qkv: Tensor,
-    pub o: Tensor,
+    pub qkv: GraphWeight,
+    pub o: GraphWeight,
     pub post_norm: Tensor,
-    pub gate_up: Tensor,
-    pub down: Tensor,
+    pub gate_up: GraphWeight,
+    pub down: GraphWeight,
 }
 
 #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
@@ -30,7 +40,7 @@ pub struct DecodeWeights {
     pub embed: Tensor,
     pub layers: Vec<LayerWeights>,
     pub final_norm: Tensor,
-    pub head: Tensor,
+    pub head: GraphWeight,
     /// RoPE tables `[positions, head_dim / 2]`.
     pub cos: Tensor,
     pub sin: Tensor,
