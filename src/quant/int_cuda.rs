@@ -190,7 +190,11 @@ impl DeviceIntWeights {
         let mut scratch = self.graph_scratch.lock().map_err(|_| wrap("graph scratch poisoned"))?;
         if scratch.is_none() {
             let (block, _) = self.activation_layout();
-            // SAFETY: written by the quantize kernel before the matvec reads it.
+            // SAFETY: written by the quantize kernel before the matvec reads it. Allocated on
+            // candle's stream, which the decoder has just joined (it is idle), and the decoder
+            // synchronizes after this eager step, before capturing; allocating on `stream`
+            // itself would make the ordering explicit (to do with the graph work of the GPU
+            // bandwidth issue, checked on the device).
             *scratch = Some(unsafe {
                 DeviceActivations { qs: self.device.alloc::<i8>(self.k)?, d: self.device.alloc::<f32>(self.k / block)?, sums32: self.device.alloc::<i32>(self.k / 32)?, m: 1 }
             });
