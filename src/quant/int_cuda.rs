@@ -191,10 +191,11 @@ impl DeviceIntWeights {
         if scratch.is_none() {
             let (block, _) = self.activation_layout();
             // SAFETY: written by the quantize kernel before the matvec reads it. Allocated on
-            // candle's stream, which the decoder has just joined (it is idle), and the decoder
-            // synchronizes after this eager step, before capturing; allocating on `stream`
-            // itself would make the ordering explicit (to do with the graph work of the GPU
-            // bandwidth issue, checked on the device).
+            // candle's stream while `stream` (which waits for candle's earlier work) uses it:
+            // the pool hands the memory out at once and this eager step is synchronized before
+            // the capture, but only stream order would make that a guarantee. Allocating on
+            // `stream` itself is the fix (with the GPU bandwidth issue's graph work, checked on
+            // the device; this version passed 72/72 there).
             *scratch = Some(unsafe {
                 DeviceActivations { qs: self.device.alloc::<i8>(self.k)?, d: self.device.alloc::<f32>(self.k / block)?, sums32: self.device.alloc::<i32>(self.k / 32)?, m: 1 }
             });
