@@ -144,20 +144,40 @@ def int_formats():
                 record("quantize-greedy", name, fmt, "static-kv", "equal" if same is None else f"diverge@{same}", "report", True)
 
 
+# GGUF logits of the graph's kernels against the CPU's: the same integer dot products and block
+# scales, summed in another order, with activations quantized from f32 norms that differ in the
+# last bits (so a code can round the other way): 1e-6 to 1e-5 relative expected; 1e-3 leaves room.
+GGUF_GRAPH_TOLERANCE = 1e-3
+
+
 def gguf():
     if not os.path.exists(GGUF):
         record("gguf", "smollm2 Q4_1", "q4_1", "generic", "file not on this machine", "-", False)
         return
-    prompts = ["The capital of France is", "def fibonacci(n):", "Once upon a time"]
+    # The fixture prompts, then one of over 32 tokens: both devices then prefill with the exact
+    # dequantized weights (BATCHED_DEQUANT_MIN_ROWS), so the graph's decode steps are compared on
+    # the same cache. Short prompts prefill through candle's quantized CUDA kernels on the GPU
+    # (activations rounded otherwise than the CPU's): that difference is in their cache, and
+    # their logits are reported, not bounded.
+    prompts = ["The capital of France is", "def fibonacci(n):", "Once upon a time",
+               "The history of the river begins in the mountains, where snow melts every spring and feeds a "
+               "hundred small streams that join in the valley below the old town before they reach the sea."]
     for i, prompt in enumerate(prompts):
+        bounded = i == len(prompts) - 1
         base = ["--model", GGUF, "-n", "32", "--prompt", prompt]
         cpu, cpu_logits = llmbench(base + ["--device", "cpu"], f"{OUT}/gguf-{i}-cpu.npy")
-        gpu, gpu_logits = llmbench(base + ["--device", "cuda"], f"{OUT}/gguf-{i}-gpu.npy")
-        kernels = "dmmv" if os.environ.get("LLMBENCH_CUDA_DMMV") else "mmvq"
-        first = next((s for s, (a, b) in enumerate(zip(gpu["generated_ids"], cpu["generated_ids"])) if a != b), 32)
-        err = max(rel_err(gpu_logits[s], cpu_logits[s]) for s in range(min(first + 1, 32)))
-        record("gguf-logits", f"smollm2 Q4_1 #{i}", "q4_1", kernels, f"rel err {err:.2e}", "report", True)
-        tokens_check(f"smollm2 Q4_1 #{i}", "q4_1", kernels, gpu, gpu_logits, cpu, cpu_logits)
+        # graph: our kernels in the captured step (the CPU's arithmetic, so its logits within
+        # GGUF_GRAPH_TOLERANCE); per-op: candle's quantized CUDA kernels (8-16% apart, reported).
+        for path, extra in [("graph", ["--kv-cache", "static"]), ("per-op", ["--kv-cache", "static", "--no-cuda-graph"])]:
+            gpu, gpu_logits = llmbench(base + ["--device", "cuda"] + extra, f"{OUT}/gguf-{i}-{path}.npy")
+            if path == "graph" and not gpu.get("cuda_graph"):
+                record("graph", f"smollm2 Q4_1 #{i}", "q4_1", path, "graph not used", "used", False)
+            first = next((s for s, (a, b) in enumerate(zip(gpu["generated_ids"], cpu["generated_ids"])) if a != b), 32)
+            err = max(rel_err(gpu_logits[s], cpu_logits[s]) for s in range(min(first + 1, 32)))
+            ok = err <= GGUF_GRAPH_TOLERANCE if path == "graph" and bounded else True
+            record("gguf-logits", f"smollm2 Q4_1 #{i}", "q4_1", path, f"rel err {err:.2e}",
+                   f"<= {GGUF_GRAPH_TOLERANCE:.0e}" if path == "graph" and bounded else "report", ok)
+            tokens_check(f"smollm2 Q4_1 #{i}", "q4_1", path, gpu, gpu_logits, cpu, cpu_logits)
 
 
 def main():

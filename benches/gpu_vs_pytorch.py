@@ -18,6 +18,8 @@ are optimum-benchmark's method: decode = (n - 1) / (t(generate n) - t(generate 1
 device copy of 1 GiB measured in the same run gives the bandwidth that the bytes each decoded
 token must read (weights + the KV cache so far) are compared with.
 
+`--llmbench-only` skips PyTorch, `--skip-eager` its eager rows; `--gguf FILE` times a GGUF model of
+--model's architecture (graph against candle's per-op quantized kernels, no PyTorch rows).
 Writes DIR/<model>.json and prints a table. `--chart A.json B.json --svg OUT.svg` draws the chart.
 """
 import argparse
@@ -83,14 +85,20 @@ def check_architecture(binary, model):
             assert arch.get(key) == want, f"{model}: llmbench's {key} {arch.get(key)} != {want}"
 
 
-def run_llmbench(binary, model, out_dir):
-    check_architecture(binary, model)
+def run_llmbench(binary, model, out_dir, gguf=None):
+    """The llmbench rows; with `gguf` (a file), that real model in its own formats (f32
+    activations) instead of random bf16 weights of `model`'s architecture."""
+    if gguf is None:
+        check_architecture(binary, model)
+        source = ["--no-weights", "--model", model, "--dtype", "bf16", "--prompt", prompt_text()]
+    else:
+        source = ["--model", gguf, "--prompt", prompt_text(), "--prompt-tokens", str(PROMPT_TOKENS)]
     rows = []
     for name, extra, reps in LLMBENCH_ROWS:
         run_dir = os.path.join(out_dir, f"{model}-{name.split()[1]}")
-        cmd = [binary, "compare", "--device", "cuda", "--no-weights", "--model", model, "--dtype", "bf16",
+        cmd = [binary, "compare", "--device", "cuda", *source,
                "--methods", "standard", "-n", ",".join(map(str, NEW_TOKENS)), "--warmup", "1", "-r", str(reps),
-               "--prompt", prompt_text(), "--out", run_dir, "--no-charts", "-q", "-o", "json"] + extra
+               "--out", run_dir, "--no-charts", "-q", "-o", "json"] + extra
         res = subprocess.run(cmd, capture_output=True, text=True)
         if res.returncode != 0:
             print(f"{name}: failed: {res.stderr.strip()[-400:]}", file=sys.stderr)
@@ -109,7 +117,7 @@ def run_llmbench(binary, model, out_dir):
     return rows
 
 
-def run_pytorch(model_name):
+def run_pytorch(model_name, eager=True):
     import torch
     import transformers
     from transformers import LlamaConfig, LlamaForCausalLM
@@ -133,7 +141,8 @@ def run_pytorch(model_name):
         return statistics.median(out)
 
     longest = max(NEW_TOKENS)
-    for impl, kw, reps in [("pytorch static", dict(cache_implementation="static"), 3), ("pytorch eager", {}, 1)]:
+    impls = [("pytorch static", dict(cache_implementation="static"), 3)] + ([("pytorch eager", {}, 1)] if eager else [])
+    for impl, kw, reps in impls:
         if kw:
             # At the longest length first: transformers keeps the static cache it sized then and
             # reuses it for shorter runs, so compilation happens here and not in a timed call.
@@ -150,27 +159,33 @@ def run_pytorch(model_name):
     return rows
 
 
-def decode_bytes_per_token(model, new_tokens):
-    """Bytes one bf16 decode step must read: every weight matrix once (the tied head reads the
-    embedding matrix again) and the KV cache so far, averaged over the generated tokens."""
+def decode_bytes_per_token(model, new_tokens, gguf=None):
+    """Bytes one decode step must read: every weight matrix once (the tied head reads the
+    embedding matrix again) and the KV cache so far, averaged over the generated tokens. bf16
+    weights and cache; for a GGUF file, its tensors' bytes as stored (the tied Q8_0 table read
+    once, as the head) and an f32 cache."""
     a = ARCHS[model]
     h, i, layers, v = a["hidden_size"], a["intermediate_size"], a["num_hidden_layers"], a["vocab_size"]
     d = h // a["num_attention_heads"]
     kv = a["num_key_value_heads"] * d
     per_layer = h * (h + 2 * kv) + h * h + 3 * h * i + 2 * h
-    weights = layers * per_layer + v * h + h
     mean_context = PROMPT_TOKENS + new_tokens / 2
+    if gguf is not None:
+        return os.path.getsize(gguf) + layers * 2 * kv * mean_context * 4
+    weights = layers * per_layer + v * h + h
     kv_bytes = layers * 2 * kv * mean_context * 2
     return weights * 2 + kv_bytes
 
 
-def table(rows, bandwidth):
-    lines = ["| model | implementation | new tokens | TTFT ms | prefill tok/s | decode tok/s | vs pytorch static | % of copy bandwidth |",
+def table(rows, bandwidth, gguf=None):
+    versus = "vs llmbench static (candle's per-op kernels)" if gguf else "vs pytorch static"
+    lines = [f"| model | implementation | new tokens | TTFT ms | prefill tok/s | decode tok/s | {versus} | % of copy bandwidth |",
              "|---|---|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         ref = next((x for x in rows if x["impl"] == "pytorch static" and x["model"] == r["model"] and x["new_tokens"] == r["new_tokens"]), None)
+        ref = ref or next((x for x in rows if x["impl"] == "llmbench static" and gguf and x["new_tokens"] == r["new_tokens"]), None)
         ratio = f"{r['decode_tok_s'] / ref['decode_tok_s']:.2f}x" if ref else "-"
-        pct = 100 * decode_bytes_per_token(r["model"], r["new_tokens"]) * r["decode_tok_s"] / bandwidth
+        pct = 100 * decode_bytes_per_token(r["model"], r["new_tokens"], gguf) * r["decode_tok_s"] / bandwidth
         lines.append(f"| {r['model']} | {r['impl']} | {r['new_tokens']} | {r['ttft_ms']:.2f} | {r['prefill_tok_s']:.0f} | "
                      f"{r['decode_tok_s']:.1f} | {ratio} | {pct:.1f}% |")
     return "\n".join(lines)
@@ -214,6 +229,9 @@ def main():
     p.add_argument("--out", default="/tmp/gpu-bench")
     p.add_argument("--chart", nargs="*", help="draw the chart from these JSON files instead of running")
     p.add_argument("--svg", default="decode-speed.svg")
+    p.add_argument("--gguf", help="time this GGUF file (the architecture of --model) instead of random bf16 weights; no PyTorch rows")
+    p.add_argument("--llmbench-only", action="store_true", help="skip the PyTorch rows")
+    p.add_argument("--skip-eager", action="store_true", help="skip PyTorch's eager rows (minutes at 1,024 tokens)")
     args = p.parse_args()
     if args.chart:
         chart([json.load(open(f)) for f in args.chart], args.svg)
@@ -222,13 +240,16 @@ def main():
     os.makedirs(args.out, exist_ok=True)
     bandwidth = copy_bandwidth()
     print(f"device-to-device copy: {bandwidth / 1e12:.2f} TB/s", file=sys.stderr, flush=True)
-    rows = run_llmbench(args.binary, args.model, args.out) + run_pytorch(args.model)
+    rows = run_llmbench(args.binary, args.model, args.out, args.gguf)
+    if not (args.gguf or args.llmbench_only):
+        rows += run_pytorch(args.model, eager=not args.skip_eager)
+    name = f"{args.model}-gguf" if args.gguf else args.model
     report = dict(gpu=torch.cuda.get_device_name(), copy_bandwidth_bytes_per_s=bandwidth, model=args.model,
-                  prompt_tokens=PROMPT_TOKENS, dtype="bf16", rows=rows,
-                  decode_bytes_per_token={n: decode_bytes_per_token(args.model, n) for n in NEW_TOKENS})
-    with open(os.path.join(args.out, f"{args.model}.json"), "w") as f:
+                  prompt_tokens=PROMPT_TOKENS, dtype=os.path.basename(args.gguf) if args.gguf else "bf16", rows=rows,
+                  decode_bytes_per_token={n: decode_bytes_per_token(args.model, n, args.gguf) for n in NEW_TOKENS})
+    with open(os.path.join(args.out, f"{name}.json"), "w") as f:
         json.dump(report, f, indent=1)
-    print(table(rows, bandwidth))
+    print(table(rows, bandwidth, args.gguf))
 
 
 if __name__ == "__main__":

@@ -24,6 +24,8 @@ fn main() {
         println!("cargo:rerun-if-changed={path}");
     }
     if std::env::var_os("CARGO_FEATURE_CUDA").is_some() {
+        // Both include the per-format chunk dot products of src/quant/kernels/block_dot.cuh.
+        println!("cargo:rerun-if-changed=src/quant/kernels/block_dot.cuh");
         compile_ptx("src/models/kernels/llama_decode.cu", "llama_decode.ptx");
         compile_ptx("src/quant/kernels/int_matvec.cu", "int_matvec.ptx");
     }
@@ -40,7 +42,7 @@ fn compile_ptx(source: &str, output: &str) {
     };
     let out = format!("{}/{output}", std::env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
     let status = Command::new(&nvcc)
-        .args(["-ptx", "-O3", "-std=c++17", &format!("-arch=sm_{cap}"), source, "-o", &out])
+        .args(["-ptx", "-O3", "-std=c++17", &format!("-arch=sm_{cap}"), "-I", "src/quant/kernels", source, "-o", &out])
         .status()
         .unwrap_or_else(|e| panic!("cannot run {nvcc} for {source}: {e} (set CUDA_ROOT or put nvcc on PATH)"));
     assert!(status.success(), "{nvcc} failed on {source}");

@@ -7,6 +7,7 @@ use super::config::{Llama3RopeScaling, LlamaConfig};
 use super::cuda_graph::{DecodeShape, DecodeWeights, GraphDecoder, GraphWeight, LayerWeights};
 use super::layers::{attention, attention_row_by_row, Footprint, FusedLinear, Linear, RmsNorm, Rope, TokenEmbedding, VerifyAttention, BATCHED_DEQUANT_MIN_ROWS};
 use candle_core::quantized::QMatMul;
+use crate::quant::block_cuda::DeviceBlockWeights;
 use super::weights::Weights;
 use super::config::ModelConfig;
 use super::Model;
@@ -38,7 +39,7 @@ pub struct Llama {
     rope: Rope,
     cfg: LlamaConfig,
     model_config: ModelConfig,
-    /// The graph-captured decode step, on CUDA with dense weights (see `cuda_graph/`).
+    /// The graph-captured decode step on CUDA (see `cuda_graph/`).
     graph: Option<GraphDecoder>,
     graph_enabled: bool,
     /// `all_quantized()`, computed once at load.
@@ -124,18 +125,27 @@ impl Llama {
         Ok(model)
     }
 
-    /// The tensors the CUDA graph decoder reads, when every projection is dense or our int8 /
-    /// int4 on the device, fused and without bias (GGUF stays on the generic path).
+    /// The tensors the CUDA graph decoder reads, when every projection is dense, our int8 /
+    /// int4 or GGUF Q8_0 / Q4_0 / Q4_1 on the device, fused and without bias.
     fn graph_weights(&self) -> Option<DecodeWeights> {
         let embed = self.embed.dense_table()?;
         if !embed.device().is_cuda() || self.cfg.attention_bias {
             return None;
         }
-        // Int weights join where the graph computes in f32 (their kernels take f32 inputs).
+        // Quantized weights join where the graph computes in f32 (their kernels quantize f32
+        // activations). GGUF blocks are copied into the kernels' layout (candle keeps its copy
+        // for prefills and the per-op path); a type the kernels lack leaves the generic path.
         let f32_graph = embed.dtype() == DType::F32;
         let dense = |l: &Linear| match l {
             Linear::Dense(d) if d.bias().is_none() => Some(GraphWeight::Dense(d.weight().clone())),
             Linear::Int { bias: None, on_device: Some(w), .. } if f32_graph => Some(GraphWeight::Int(w.clone())),
+            Linear::Quantized { weight: QMatMul::QTensor(q), bias: None } if f32_graph => match DeviceBlockWeights::upload(q, embed.device()) {
+                Ok(w) => Some(GraphWeight::Blocks(std::sync::Arc::new(w))),
+                Err(e) => {
+                    tracing::debug!("CUDA graph: {e}");
+                    None
+                }
+            },
             _ => None,
         };
         let fused = |f: &FusedLinear| match f {
@@ -345,7 +355,7 @@ pub fn inverse_frequencies(head_dim: usize, theta: f64, scaling: Option<&Llama3R
 
 impl Model for Llama {
     /// One token at the end of a static cache on CUDA goes through the captured graph; all
-    /// else (prefill, other caches, CPU, GGUF) through the generic path.
+    /// else (prefill, other caches, CPU) through the generic path.
     fn forward(&self, ids: &Tensor, start_pos: usize, cache: &mut dyn KvCache) -> candle_core::Result<Tensor> {
         if let (Some(graph), true) = (&self.graph, self.graph_enabled) {
             if ids.dims2()? == (1, 1) {

@@ -10,7 +10,8 @@
 //! BATCHED_DEQUANT_MIN_ROWS rows on, on both devices, as for the GGUF formats).
 
 use super::int_weights::{IntFormat, IntWeights};
-use candle_core::cuda_backend::cudarc::driver::{CudaFunction, CudaSlice, CudaStream, CudaView, LaunchConfig, PushKernelArg};
+use super::{KernelFormat, KernelOperands};
+use candle_core::cuda_backend::cudarc::driver::{CudaFunction, CudaSlice, CudaStream, CudaView, DevicePtr, LaunchConfig, PushKernelArg};
 use std::sync::Arc;
 use candle_core::cuda_backend::{CudaDevice, CudaStorage};
 use candle_core::op::BackpropOp;
@@ -53,9 +54,6 @@ pub struct DeviceIntWeights {
     /// then allocates only its output. Safe because every launch is on the device's one stream,
     /// so the next quantization runs after the last matvec has read these.
     scratch: std::sync::Mutex<Option<DeviceActivations>>,
-    /// One row's activations for the captured decode graph (`graph_step`): allocated once and
-    /// never replaced, since a captured graph keeps its address.
-    graph_scratch: std::sync::Mutex<Option<DeviceActivations>>,
 }
 
 impl std::fmt::Debug for DeviceIntWeights {
@@ -72,12 +70,10 @@ pub struct DeviceActivations {
     m: usize,
 }
 
-/// A kernel's vector argument: a candle-owned slice or view, or a raw device address (the graph
-/// decoder's preallocated buffers).
+/// A kernel's vector argument: a candle-owned slice or view.
 enum Arg<'a, T> {
     Slice(&'a mut CudaSlice<T>),
     View(&'a CudaView<'a, T>),
-    Ptr(u64),
 }
 
 fn wrap(e: impl std::fmt::Display) -> candle_core::Error {
@@ -115,7 +111,7 @@ impl DeviceIntWeights {
             .map(|(r, c)| Ok(((r, c), load(&format!("{prefix}_matvec_r{r}_c{c}"))?)))
             .collect::<Result<Vec<_>>>()?;
         let kernels = Kernels { quantize: load("quantize_q8")?, matvec, dequantize: load(&format!("{prefix}_dequantize"))? };
-        Ok(Self { n, k, codes, device: dev.clone(), kernels, scratch: std::sync::Mutex::new(None), graph_scratch: std::sync::Mutex::new(None) })
+        Ok(Self { n, k, codes, device: dev.clone(), kernels, scratch: std::sync::Mutex::new(None) })
     }
 
     pub fn format(&self) -> IntFormat {
@@ -176,33 +172,41 @@ impl DeviceIntWeights {
         match &x {
             Arg::Slice(s) => b.arg(&**s),
             Arg::View(v) => b.arg(*v),
-            Arg::Ptr(p) => b.arg(p),
         };
         b.arg(&mut act.qs).arg(&mut act.d).arg(&mut act.sums32).arg(&k_i).arg(&block_i).arg(&il_i);
         unsafe { b.launch(cfg) }.map_err(wrap)?;
         Ok(())
     }
 
-    /// One decode row inside the captured CUDA graph (`models::cuda_graph`): `y = W x` for the
-    /// f32 vectors at device addresses `x` (k values) and `y` (n values), both launches on
-    /// `stream`. The first call (eager, before the capture) allocates the scratch.
-    pub fn graph_step(&self, stream: &Arc<CudaStream>, x: u64, y: u64) -> Result<()> {
-        let mut scratch = self.graph_scratch.lock().map_err(|_| wrap("graph scratch poisoned"))?;
-        if scratch.is_none() {
-            let (block, _) = self.activation_layout();
-            // SAFETY: written by the quantize kernel before the matvec reads it. Allocated on
-            // candle's stream while `stream` (which waits for candle's earlier work) uses it:
-            // the pool hands the memory out at once and this eager step is synchronized before
-            // the capture, but only stream order would make that a guarantee. Allocating on
-            // `stream` itself is the fix (with the GPU bandwidth issue's graph work, checked on
-            // the device; this version passed 72/72 there).
-            *scratch = Some(unsafe {
-                DeviceActivations { qs: self.device.alloc::<i8>(self.k)?, d: self.device.alloc::<f32>(self.k / block)?, sums32: self.device.alloc::<i32>(self.k / 32)?, m: 1 }
-            });
+    /// The device addresses a kernel on `stream` reads (the graph-captured decode step's fused
+    /// kernels, through `kernels/block_dot.cuh`, which the kernels here share).
+    pub fn operands(&self, stream: &Arc<CudaStream>) -> KernelOperands {
+        let (act_block, act_il) = self.activation_layout();
+        let (n, k) = (self.n, self.k);
+        match &self.codes {
+            Codes::Int8 { q, scales } => KernelOperands {
+                format: KernelFormat::Int8,
+                n,
+                k,
+                codes: q.device_ptr(stream).0,
+                scales: scales.device_ptr(stream).0,
+                zeros: 0,
+                group: 0,
+                act_block,
+                act_il,
+            },
+            Codes::Int4 { packed, scales, zeros, group } => KernelOperands {
+                format: KernelFormat::Int4,
+                n,
+                k,
+                codes: packed.device_ptr(stream).0,
+                scales: scales.device_ptr(stream).0,
+                zeros: zeros.device_ptr(stream).0,
+                group: *group,
+                act_block,
+                act_il,
+            },
         }
-        let act = scratch.as_mut().ok_or_else(|| wrap("no graph scratch"))?;
-        self.launch_quantize(stream, Arg::Ptr(x), act)?;
-        self.launch_matvec(stream, act, Arg::Ptr(y), ROWS_PER_WARP)
     }
 
     /// `y[r][c] = x[r] . W[c]` for the quantized rows `act` (`y`: `act.m * n` values), with
@@ -237,7 +241,6 @@ impl DeviceIntWeights {
         }
         match &y {
             Arg::Slice(s) => b.arg(&**s),
-            Arg::Ptr(p) => b.arg(p),
             Arg::View(v) => b.arg(*v),
         };
         b.arg(&n).arg(&k);

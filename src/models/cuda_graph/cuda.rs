@@ -1,17 +1,18 @@
-//! The Llama decode step as one captured CUDA graph (batch 1, dense f32/f16/bf16 weights or our
-//! int8/int4 in an f32 graph, static KV cache). Small-model decoding on a GPU is bound by kernel launches, not by bytes:
-//! candle's generic path issues ~25 kernels per layer, each with a host-side allocation, so
-//! SmolLM2-135M decodes at ~100 tok/s on an H100 that could read its weights 10,000 times a
-//! second. Here every buffer is allocated once, the step is 9 launches per layer (fused
-//! add+RMSNorm, RoPE+cache store, attention and SwiGLU kernels from `../kernels/llama_decode.cu`
-//! plus 4 cuBLAS GEMMs) and the whole sequence is captured once and replayed: the token and
-//! position live in device memory, so the same graph serves every step (what vLLM and
-//! llama.cpp do for CUDA graphs). The weights and cache stay candle tensors; this file only
-//! takes their device addresses.
+//! The Llama decode step as one captured CUDA graph (batch 1, static KV cache; dense f32/f16/bf16
+//! weights, or an f32 graph over our int8/int4 or GGUF Q8_0/Q4_0/Q4_1 weights). Small-model
+//! decoding on a GPU is bound by launches and latency, not by bytes: candle's generic path issues
+//! ~25 kernels per layer, each with a host-side allocation. Here every buffer is allocated once,
+//! a layer is five launches of our kernels (`../kernels/llama_decode.cu`: four projections with
+//! the norms, RoPE, the cache store, SiLU, the residual adds and the attention split-combine fused
+//! into their prologues and epilogues, and a split-K attention), each launched to overlap the
+//! tail of the one before (programmatic dependent launch), and the whole step is
+//! captured once and replayed: the token and position live in device memory, so the same graph
+//! serves every step (what vLLM and llama.cpp do for CUDA graphs). The weights and cache stay
+//! candle tensors (or our quantized device matrices); this file only takes their addresses.
 
 use super::{DecodeShape, DecodeWeights, GraphWeight};
 use crate::kv::InPlaceBuffers;
-use candle_core::cuda_backend::cudarc::cublas::{result as blas_result, sys as blas_sys, CudaBlas};
+use crate::quant::KernelOperands;
 use candle_core::cuda_backend::cudarc::driver::{
     sys, CudaFunction, CudaGraph, CudaModule, CudaStream, DevicePtr, LaunchConfig, PushKernelArg,
 };
@@ -20,63 +21,113 @@ use candle_core::{DType, Device, Result, Storage, Tensor};
 use std::sync::{Arc, Mutex};
 
 const PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/llama_decode.ptx"));
-/// Threads of the attention kernel: with one block per query head (9 for SmolLM2), the
-/// latency of the loads over a long cache is hidden only by many threads per block (256
-/// threads decoded 1,024 tokens 19% slower than 128; see results/gpu/NOTES.md).
-const ATTENTION_THREADS: u32 = 1024;
-/// Threads of the norm kernel; it keeps 16 values per thread in registers (hidden <= 8192).
-const NORM_THREADS: u32 = 512;
-const NORM_MAX_HIDDEN: usize = 16 * NORM_THREADS as usize;
-/// Rows per warp in the GEMV kernel (GEMV_ROWS in the .cu file).
-const GEMV_ROWS: usize = 2;
-const GEMV_THREADS: u32 = 256;
-const ELEMENTWISE_THREADS: u32 = 256;
-/// cuBLAS workspace set explicitly, so that nothing is allocated while a graph is captured.
-const CUBLAS_WORKSPACE_BYTES: usize = 32 << 20;
-/// Dynamic shared memory the attention kernel may use for its scores (f32 per position):
-/// 51,200 positions. Hopper allows 227 KiB per block including the kernel's static shared
-/// memory; asking for all 227 KiB is rejected (CUDA_ERROR_INVALID_VALUE), so leave room.
-const MAX_SHARED_BYTES: usize = 200 * 1024;
+/// Threads of a gemv block: four warps, each on a pair of rows (or a share of one). Small blocks
+/// spread a projection of a few hundred rows over all 132 SMs; each block rebuilds the input
+/// vector (a few KB from L2).
+const GEMV_THREADS: u32 = 128;
+const WARPS_PER_BLOCK: usize = GEMV_THREADS as usize / 32;
+/// Positions per attention split (SPLIT in the .cu file): one per thread of the split kernels.
+const SPLIT: usize = 256;
+const EMBED_THREADS: u32 = 512;
+/// Most dynamic shared memory a gemv block may take (its input vector and, quantized, the codes:
+/// 5.25 bytes a value, so rows of up to ~30,000 inputs). Hopper allows 227 KiB per block.
+const MAX_GEMV_SHARED_BYTES: usize = 160 * 1024;
+/// Room beside it for the O projection's split-combine factors (one f32 per split and head:
+/// 32 heads x 320 splits of 256 positions).
+const COMBINE_SHARED_BYTES: usize = 40 * 1024;
 
-/// A graph-captured decode step; `None` from `new` where the weights do not qualify.
+// Prologues and epilogues of the gemv kernel (PRO_* and EPI_* in the .cu file).
+const PRO_PLAIN: i32 = 0;
+const PRO_NORM: i32 = 1;
+const PRO_COMBINE: i32 = 2;
+const EPI_LOGITS: i32 = 0;
+const EPI_RESIDUAL: i32 = 1;
+const EPI_SILU: i32 = 2;
+const EPI_ROPE: i32 = 3;
+
+/// One gemv launch's parameters, field for field the `GemvArgs` struct of the .cu file
+/// (pointers first, then 32-bit fields; passed by value through `cuLaunchKernelEx`).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+struct GemvArgs {
+    codes: u64,
+    scales: u64,
+    zeros: u64,
+    input: u64,
+    norm_w: u64,
+    out: u64,
+    params: u64,
+    cos: u64,
+    sin: u64,
+    k_cache: u64,
+    v_cache: u64,
+    n: i32,
+    k: i32,
+    prologue: i32,
+    epilogue: i32,
+    groups: i32,
+    group_shift: i32,
+    act_block_shift: i32,
+    act_il: i32,
+    n_head: i32,
+    n_kv: i32,
+    head_dim: i32,
+    capacity: i32,
+    interleaved: i32,
+    attn_splits: i32,
+    warps_per_pair: i32,
+    eps: f32,
+}
+
+/// A projection ready to launch: its kernel (format, dtype and loads in flight chosen once) and
+/// the weight fields of its arguments.
+struct Projection {
+    kernel: CudaFunction,
+    args: GemvArgs,
+    shared_bytes: u32,
+}
+
+/// A graph-captured decode step; `None` from `new` where the weights or shapes do not qualify.
 pub struct GraphDecoder {
     inner: Mutex<Inner>,
 }
 
-struct Kernels {
-    embed: CudaFunction,
-    add_rmsnorm: CudaFunction,
-    rope_store: CudaFunction,
-    attention: CudaFunction,
-    silu_mul: CudaFunction,
-    to_f32: CudaFunction,
-    gemv: CudaFunction,
-    _module: Arc<CudaModule>,
+struct LayerOps {
+    input_norm: u64,
+    post_norm: u64,
+    qkv: Projection,
+    o: Projection,
+    gate_up: Projection,
+    down: Projection,
 }
 
 struct Buffers {
     params: Tensor,
     x: Tensor,
-    hs: Tensor,
-    qkv: Tensor,
     q: Tensor,
-    attn: Tensor,
-    o: Tensor,
-    gate_up: Tensor,
     act: Tensor,
-    down: Tensor,
-    logits_t: Tensor,
     logits: Tensor,
-    _workspace: Tensor,
+}
+
+/// The split-K attention's partial results for one cache capacity, f32: outputs
+/// `[splits][n_head * d]`, then each split's (max, sum) `[splits][n_head][2]`.
+struct AttentionScratch {
+    capacity: usize,
+    partial: Tensor,
 }
 
 struct Inner {
     device: CudaDevice,
     stream: Arc<CudaStream>,
-    blas: CudaBlas,
-    kernels: Kernels,
+    embed: CudaFunction,
+    attention: CudaFunction,
+    _module: Arc<CudaModule>,
+    /// Holds the tensors (and quantized matrices) whose addresses the projections keep.
     weights: DecodeWeights,
+    layers: Vec<LayerOps>,
+    head: Projection,
     buffers: Buffers,
+    scratch: Option<AttentionScratch>,
     shape: DecodeShape,
     dtype: DType,
     /// The captured step and the cache addresses and capacity it was captured for.
@@ -88,8 +139,9 @@ struct Inner {
 unsafe impl Send for Inner {}
 
 impl GraphDecoder {
-    /// Prepares the decoder: loads the kernels, allocates every buffer. Returns `None` on a
-    /// device other than CUDA or for a dtype the kernels lack.
+    /// Prepares the decoder: loads the kernels, checks every shape, allocates every buffer.
+    /// Returns `None` on a device other than CUDA or where a kernel does not take the weights
+    /// (the reason is logged at debug level; the generic path then decodes).
     pub fn new(weights: DecodeWeights, shape: DecodeShape, device: &Device) -> Result<Option<Self>> {
         let Device::Cuda(dev) = device else { return Ok(None) };
         let dtype = weights.embed.dtype();
@@ -100,62 +152,51 @@ impl GraphDecoder {
             _ => return Ok(None),
         };
         let per_load = 16 / dtype.size_in_bytes();
-        let chunks = shape.head_dim / per_load;
-        let head_ok = shape.head_dim % per_load == 0 && shape.head_dim <= 256 && ATTENTION_THREADS as usize % chunks == 0;
-        if !head_ok || shape.n_head % shape.n_kv != 0 || shape.hidden > NORM_MAX_HIDDEN {
+        let d = shape.head_dim;
+        let head_ok = d % per_load == 0 && d % 2 == 0 && d <= 256 && SPLIT % (d / per_load) == 0;
+        if !head_ok || shape.n_head % shape.n_kv != 0 || shape.hidden % per_load != 0 {
+            tracing::debug!("CUDA graph: head size {d} or hidden size {} not taken by the kernels", shape.hidden);
             return Ok(None);
         }
         let ctx = dev.cuda_stream().context().clone();
         let stream = ctx.new_stream().map_err(wrap)?;
         let module = ctx.load_module(PTX.into()).map_err(wrap)?;
-        let f = |name: &str| module.load_function(&format!("{name}_{suffix}")).map_err(wrap);
-        let kernels = Kernels {
-            embed: f("embed")?,
-            add_rmsnorm: f("add_rmsnorm")?,
-            rope_store: f("rope_store")?,
-            attention: f("attention")?,
-            silu_mul: f("silu_mul")?,
-            to_f32: f("to_f32")?,
-            gemv: f("gemv")?,
-            _module: module.clone(),
-        };
-        kernels
-            .attention
-            .set_attribute(sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, MAX_SHARED_BYTES as i32)
-            .map_err(wrap)?;
-        let blas = CudaBlas::new(stream.clone()).map_err(wrap)?;
+        let f = |name: &str| module.load_function(name).map_err(wrap);
+        let q_dim = shape.n_head * d;
+        let qkv_dim = q_dim + 2 * shape.n_kv * d;
+        let project = |w: &GraphWeight, n: usize, k: usize| Projection::new(w, n, k, dtype, suffix, &stream, &f);
+        let mut layers = Vec::with_capacity(weights.layers.len());
+        for lw in &weights.layers {
+            let (Some(qkv), Some(o), Some(gate_up), Some(down)) = (
+                project(&lw.qkv, qkv_dim, shape.hidden)?,
+                project(&lw.o, shape.hidden, q_dim)?,
+                project(&lw.gate_up, 2 * shape.intermediate, shape.hidden)?,
+                project(&lw.down, shape.hidden, shape.intermediate)?,
+            ) else {
+                return Ok(None);
+            };
+            layers.push(LayerOps { input_norm: ptr(&lw.input_norm, &stream)?, post_norm: ptr(&lw.post_norm, &stream)?, qkv, o, gate_up, down });
+        }
+        let Some(head) = project(&weights.head, shape.vocab, shape.hidden)? else { return Ok(None) };
         let zeros = |n: usize, dt: DType| Tensor::zeros(n, dt, device);
-        let q_dim = shape.n_head * shape.head_dim;
-        let qkv_dim = q_dim + 2 * shape.n_kv * shape.head_dim;
         let buffers = Buffers {
             params: zeros(2, DType::U32)?,
             x: zeros(shape.hidden, dtype)?,
-            hs: zeros(shape.hidden, dtype)?,
-            qkv: zeros(qkv_dim, dtype)?,
             q: zeros(q_dim, dtype)?,
-            attn: zeros(q_dim, dtype)?,
-            o: zeros(shape.hidden, dtype)?,
-            gate_up: zeros(2 * shape.intermediate, dtype)?,
             act: zeros(shape.intermediate, dtype)?,
-            down: zeros(shape.hidden, dtype)?,
-            logits_t: zeros(shape.vocab, dtype)?,
             logits: Tensor::zeros((1, shape.vocab), DType::F32, device)?,
-            _workspace: zeros(CUBLAS_WORKSPACE_BYTES, DType::U8)?,
         };
-        let workspace = ptr(&buffers._workspace, &stream)?;
-        let status = unsafe {
-            blas_sys::cublasSetWorkspace_v2(*blas.handle(), workspace as *mut std::ffi::c_void, CUBLAS_WORKSPACE_BYTES)
-        };
-        if status != blas_sys::cublasStatus_t::CUBLAS_STATUS_SUCCESS {
-            candle_core::bail!("cublasSetWorkspace failed: {status:?}");
-        }
         let inner = Inner {
             device: dev.clone(),
+            embed: f(&format!("embed_{suffix}"))?,
+            attention: f(&format!("attn_split_{suffix}"))?,
+            _module: module.clone(),
             stream,
-            blas,
-            kernels,
             weights,
+            layers,
+            head,
             buffers,
+            scratch: None,
             shape,
             dtype,
             graph: None,
@@ -171,12 +212,99 @@ impl GraphDecoder {
         inner.step(token, pos, cache)
     }
 
-    /// Whether a cache can be decoded by this graph (allocated, right dtype, fits in shared memory).
+    /// Whether a cache can be decoded by this graph (allocated on this device, of its dtype,
+    /// batch 1, its splits' combine factors within the shared memory set aside for them).
     pub fn supports(&self, cache: &dyn InPlaceBuffers) -> bool {
         let Ok(inner) = self.inner.lock() else { return false };
-        let fits = attention_shared_bytes(cache.capacity(), inner.dtype) <= MAX_SHARED_BYTES;
-        fits && cache.buffers(0).is_some_and(|(k, _)| k.dtype() == inner.dtype && k.device().is_cuda() && k.dim(0).ok() == Some(1))
+        let factors = 4 * cache.capacity().div_ceil(SPLIT) * inner.shape.n_head;
+        factors <= COMBINE_SHARED_BYTES
+            && cache.buffers(0).is_some_and(|(k, _)| k.dtype() == inner.dtype && k.device().is_cuda() && k.dim(0).ok() == Some(1))
     }
+}
+
+impl Projection {
+    /// The launch of `y[n] = W[n, k] x[k]` for `w`, or `None` (logged) where no kernel takes it.
+    fn new(
+        w: &GraphWeight,
+        n: usize,
+        k: usize,
+        dtype: DType,
+        suffix: &str,
+        stream: &Arc<CudaStream>,
+        load: &dyn Fn(&str) -> Result<CudaFunction>,
+    ) -> Result<Option<Self>> {
+        let refuse = |why: String| {
+            tracing::debug!("CUDA graph: a {n} x {k} projection is not taken: {why}");
+            Ok(None)
+        };
+        let mut args = GemvArgs { n: n as i32, k: k as i32, ..GemvArgs::default() };
+        let (name, chunks, shared) = match w {
+            GraphWeight::Dense(t) => {
+                if t.dtype() != dtype || t.dims() != [n, k] || !t.is_contiguous() {
+                    return refuse(format!("dense weight {:?} {:?}", t.dims(), t.dtype()));
+                }
+                args.codes = ptr(t, stream)?;
+                let per_load = 16 / dtype.size_in_bytes();
+                if k % per_load != 0 || args.codes % 16 != 0 {
+                    return refuse("rows are not whole 16-byte chunks".into());
+                }
+                (format!("gemv_dense_{suffix}"), k / per_load, k * dtype.size_in_bytes())
+            }
+            GraphWeight::Int(m) => match quantized(&mut args, m.operands(stream), n, k, dtype) {
+                Ok(found) => found,
+                Err(why) => return refuse(why),
+            },
+            GraphWeight::Blocks(m) => match quantized(&mut args, m.operands(stream), n, k, dtype) {
+                Ok(found) => found,
+                Err(why) => return refuse(why),
+            },
+        };
+        if shared > MAX_GEMV_SHARED_BYTES {
+            return refuse(format!("{shared} bytes of shared memory"));
+        }
+        // One round of loads for a row where registers allow: up to 8 chunks a lane in flight,
+        // and rows longer than 32 x 8 chunks split over 2 or 4 warps.
+        let warps = chunks.div_ceil(32 * 8).next_power_of_two().min(4);
+        args.warps_per_pair = warps as i32;
+        let per_lane = chunks.div_ceil(32 * warps);
+        let kernel = load(&format!("{name}_c{}", if per_lane > 4 { 8 } else { 4 }))?;
+        kernel
+            .set_attribute(sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, (MAX_GEMV_SHARED_BYTES + COMBINE_SHARED_BYTES) as i32)
+            .map_err(wrap)?;
+        Ok(Some(Self { kernel, args, shared_bytes: shared as u32 }))
+    }
+}
+
+/// Fills the quantized weight's fields of `args`; the kernel name, 16-byte chunks a row and the
+/// shared memory it needs, or why the graph cannot take it.
+fn quantized(args: &mut GemvArgs, m: KernelOperands, n: usize, k: usize, dtype: DType) -> std::result::Result<(String, usize, usize), String> {
+    if dtype != DType::F32 {
+        return Err(format!("quantized weights in a {dtype:?} graph (they take f32 activations)"));
+    }
+    if (m.n, m.k) != (n, k) || k % 32 != 0 || ![32, 64, 128].contains(&m.act_block) {
+        return Err(format!("{:?} matrix {} x {} (activation blocks of {})", m.format, m.n, m.k, m.act_block));
+    }
+    args.codes = m.codes;
+    args.scales = m.scales;
+    args.zeros = m.zeros;
+    args.act_block_shift = (m.act_block / 32).trailing_zeros() as i32;
+    args.act_il = m.act_il as i32;
+    if m.group > 0 {
+        args.groups = (k / m.group) as i32;
+        args.group_shift = (m.group / 32).trailing_zeros() as i32;
+    }
+    let chunks = match m.format {
+        crate::quant::KernelFormat::Q8_0 | crate::quant::KernelFormat::Int8 => k / 16,
+        _ => k / 32,
+    };
+    // The f32 input vector, its codes, block scales and 32-value code sums.
+    let shared = 4 * k + k + 8 * (k / 32);
+    Ok((format!("gemv_{}_f32", m.format.kernel_name()), chunks, shared))
+}
+
+/// A kernel parameter for `cuLaunchKernelEx`: the address of its value.
+fn arg<T>(value: &T) -> *mut std::ffi::c_void {
+    value as *const T as *mut std::ffi::c_void
 }
 
 fn wrap(e: impl std::fmt::Display) -> candle_core::Error {
@@ -201,28 +329,28 @@ fn ptr(t: &Tensor, stream: &Arc<CudaStream>) -> Result<u64> {
     Ok(base + (layout.start_offset() * t.dtype().size_in_bytes()) as u64)
 }
 
-/// Shared memory of the attention kernel: f32 scores for every slot, or the partial sums of
-/// the value pass (threads x 16-byte chunk), whichever is larger.
-fn attention_shared_bytes(capacity: usize, dtype: DType) -> usize {
-    capacity.max(ATTENTION_THREADS as usize * (16 / dtype.size_in_bytes())) * 4
-}
-
-fn blocks(n: usize, threads: u32) -> LaunchConfig {
-    LaunchConfig { grid_dim: ((n as u32).div_ceil(threads), 1, 1), block_dim: (threads, 1, 1), shared_mem_bytes: 0 }
-}
-
 impl Inner {
     fn step(&mut self, token: u32, pos: usize, cache: &mut dyn InPlaceBuffers) -> Result<Tensor> {
         let candle_stream = self.device.cuda_stream();
-        let cache_ptrs = (0..self.weights.layers.len())
+        let cache_ptrs = (0..self.layers.len())
             .map(|l| {
                 let (k, v) = cache.buffers(l).ok_or_else(|| wrap("the static cache is not allocated (prefill first)"))?;
                 Ok([ptr(k, &self.stream)?, ptr(v, &self.stream)?])
             })
             .collect::<Result<Vec<_>>>()?
             .concat();
+        let capacity = cache.capacity();
         let mut key = cache_ptrs.clone();
-        key.push(cache.capacity() as u64);
+        key.push(capacity as u64);
+        if self.scratch.as_ref().map(|a| a.capacity) != Some(capacity) {
+            // Allocated before any capture (a captured graph keeps these addresses).
+            self.graph = None;
+            let s = self.shape;
+            let splits = capacity.div_ceil(SPLIT);
+            let dev = Device::Cuda(self.device.clone());
+            let partial = Tensor::zeros(splits * s.n_head * (s.head_dim + 2), DType::F32, &dev)?;
+            self.scratch = Some(AttentionScratch { capacity, partial });
+        }
         // Work already queued on candle's stream (the prefill's cache writes) comes first.
         self.stream.join(&candle_stream).map_err(wrap)?;
         let params_ptr = ptr(&self.buffers.params, &self.stream)?;
@@ -238,11 +366,11 @@ impl Inner {
             }
             _ => {
                 self.graph = None;
-                // Eagerly first: cuBLAS and the module load lazily, which a capture forbids.
-                self.enqueue(&cache_ptrs, cache.capacity())?;
+                // Eagerly first: modules load lazily, which a capture forbids.
+                self.enqueue(&cache_ptrs, capacity)?;
                 self.stream.synchronize().map_err(wrap)?;
                 self.stream.begin_capture(sys::CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_THREAD_LOCAL).map_err(wrap)?;
-                let enqueued = self.enqueue(&cache_ptrs, cache.capacity());
+                let enqueued = self.enqueue(&cache_ptrs, capacity);
                 let graph = self.stream.end_capture(sys::CUgraphInstantiate_flags(0)).map_err(wrap)?;
                 enqueued?;
                 let graph = graph.ok_or_else(|| wrap("the capture recorded nothing"))?;
@@ -259,124 +387,104 @@ impl Inner {
         let s = self.shape;
         let st = &self.stream;
         let b = &self.buffers;
-        let (params, x, hs, qkv, q) = (ptr(&b.params, st)?, ptr(&b.x, st)?, ptr(&b.hs, st)?, ptr(&b.qkv, st)?, ptr(&b.q, st)?);
-        let (attn, o, gate_up, act, down) = (ptr(&b.attn, st)?, ptr(&b.o, st)?, ptr(&b.gate_up, st)?, ptr(&b.act, st)?, ptr(&b.down, st)?);
-        let (logits_t, logits) = (ptr(&b.logits_t, st)?, ptr(&b.logits, st)?);
+        let scratch = self.scratch.as_ref().ok_or_else(|| wrap("no attention scratch"))?;
+        let (params, x, q, act, logits) = (ptr(&b.params, st)?, ptr(&b.x, st)?, ptr(&b.q, st)?, ptr(&b.act, st)?, ptr(&b.logits, st)?);
+        let partial = ptr(&scratch.partial, st)?;
         let w = &self.weights;
         let (cos, sin) = (ptr(&w.cos, st)?, ptr(&w.sin, st)?);
         let (hidden, n_head, n_kv, d) = (s.hidden as i32, s.n_head as i32, s.n_kv as i32, s.head_dim as i32);
-        let (capacity_i, interleaved, eps) = (capacity as i32, i32::from(s.interleaved), s.eps);
+        let (capacity_i, max_splits) = (capacity as i32, capacity.div_ceil(SPLIT) as i32);
         let inv_sqrt_d = 1f32 / (s.head_dim as f32).sqrt();
-        let qkv_dim = (s.n_head + 2 * s.n_kv) * s.head_dim;
-        let k = &self.kernels;
-        let one_block = |threads: u32| LaunchConfig { grid_dim: (1, 1, 1), block_dim: (threads, 1, 1), shared_mem_bytes: 0 };
-
+        let shape_args = GemvArgs {
+            params,
+            cos,
+            sin,
+            n_head,
+            n_kv,
+            head_dim: d,
+            capacity: capacity_i,
+            interleaved: i32::from(s.interleaved),
+            attn_splits: max_splits,
+            eps: s.eps,
+            ..GemvArgs::default()
+        };
         let embed = ptr(&w.embed, st)?;
-        unsafe { st.launch_builder(&k.embed).arg(&embed).arg(&params).arg(&x).arg(&hidden).launch(one_block(NORM_THREADS)) }
-            .map_err(wrap)?;
-        // The residual added before each norm: nothing before the first layer, then the MLP output.
-        let mut delta = 0u64;
-        for (l, lw) in w.layers.iter().enumerate() {
-            let norm_w = ptr(&lw.input_norm, st)?;
-            unsafe {
-                st.launch_builder(&k.add_rmsnorm).arg(&x).arg(&delta).arg(&norm_w).arg(&hs).arg(&hidden).arg(&eps).launch(one_block(NORM_THREADS))
-            }
-            .map_err(wrap)?;
-            self.gemv(&lw.qkv, hs, qkv, qkv_dim, s.hidden)?;
+        let one_block = LaunchConfig { grid_dim: (1, 1, 1), block_dim: (EMBED_THREADS, 1, 1), shared_mem_bytes: 0 };
+        unsafe { st.launch_builder(&self.embed).arg(&embed).arg(&params).arg(&x).arg(&hidden).launch(one_block) }.map_err(wrap)?;
+        let heads = LaunchConfig { grid_dim: (s.n_head as u32, max_splits as u32, 1), block_dim: (SPLIT as u32, 1, 1), shared_mem_bytes: 0 };
+        for (l, ops) in self.layers.iter().enumerate() {
             let (kc, vc) = (cache[2 * l], cache[2 * l + 1]);
-            let heads = LaunchConfig { grid_dim: ((s.n_head + s.n_kv) as u32, 1, 1), block_dim: ((s.head_dim / 2) as u32, 1, 1), shared_mem_bytes: 0 };
-            unsafe {
-                st.launch_builder(&k.rope_store)
-                    .arg(&qkv).arg(&cos).arg(&sin).arg(&params).arg(&q).arg(&kc).arg(&vc)
-                    .arg(&n_head).arg(&n_kv).arg(&d).arg(&capacity_i).arg(&interleaved)
-                    .launch(heads)
-            }
-            .map_err(wrap)?;
-            let shared = attention_shared_bytes(capacity, self.dtype) as u32;
-            let attention = LaunchConfig { grid_dim: (s.n_head as u32, 1, 1), block_dim: (ATTENTION_THREADS, 1, 1), shared_mem_bytes: shared };
-            unsafe {
-                st.launch_builder(&k.attention)
-                    .arg(&q).arg(&kc).arg(&vc).arg(&params).arg(&attn)
-                    .arg(&n_head).arg(&n_kv).arg(&d).arg(&capacity_i).arg(&inv_sqrt_d)
-                    .launch(attention)
-            }
-            .map_err(wrap)?;
-            self.gemv(&lw.o, attn, o, s.hidden, s.n_head * s.head_dim)?;
-            let post_w = ptr(&lw.post_norm, st)?;
-            unsafe {
-                st.launch_builder(&k.add_rmsnorm).arg(&x).arg(&o).arg(&post_w).arg(&hs).arg(&hidden).arg(&eps).launch(one_block(NORM_THREADS))
-            }
-            .map_err(wrap)?;
-            self.gemv(&lw.gate_up, hs, gate_up, 2 * s.intermediate, s.hidden)?;
-            let inter = s.intermediate as i32;
-            unsafe { st.launch_builder(&k.silu_mul).arg(&gate_up).arg(&act).arg(&inter).launch(blocks(s.intermediate, ELEMENTWISE_THREADS)) }
-                .map_err(wrap)?;
-            self.gemv(&lw.down, act, down, s.hidden, s.intermediate)?;
-            delta = down;
+            let rope = GemvArgs { k_cache: kc, v_cache: vc, ..shape_args };
+            self.gemv(&ops.qkv, rope, (PRO_NORM, x, ops.input_norm), (EPI_ROPE, q))?;
+            let mut attention_args = [
+                arg(&q), arg(&kc), arg(&vc), arg(&params), arg(&partial),
+                arg(&n_head), arg(&n_kv), arg(&d), arg(&capacity_i), arg(&inv_sqrt_d), arg(&max_splits),
+            ];
+            self.launch_after_previous(&self.attention, heads, &mut attention_args)?;
+            self.gemv(&ops.o, shape_args, (PRO_COMBINE, partial, 0), (EPI_RESIDUAL, x))?;
+            self.gemv(&ops.gate_up, shape_args, (PRO_NORM, x, ops.post_norm), (EPI_SILU, act))?;
+            self.gemv(&ops.down, shape_args, (PRO_PLAIN, act, 0), (EPI_RESIDUAL, x))?;
         }
-        let final_w = ptr(&w.final_norm, st)?;
-        unsafe {
-            st.launch_builder(&k.add_rmsnorm).arg(&x).arg(&delta).arg(&final_w).arg(&hs).arg(&hidden).arg(&eps).launch(one_block(NORM_THREADS))
-        }
-        .map_err(wrap)?;
-        self.gemv(&w.head, hs, logits_t, s.vocab, s.hidden)?;
-        let vocab = s.vocab as i32;
-        unsafe { st.launch_builder(&k.to_f32).arg(&logits_t).arg(&logits).arg(&vocab).launch(blocks(s.vocab, ELEMENTWISE_THREADS)) }
-            .map_err(wrap)?;
-        Ok(())
+        let final_norm = ptr(&w.final_norm, st)?;
+        self.gemv(&self.head, shape_args, (PRO_NORM, x, final_norm), (EPI_LOGITS, logits))
     }
 
-    /// `y[n] = W[n, k] x[k]`: our int kernels for int weights (f32 activations), our GEMV
-    /// kernel where dense rows can be read 16 bytes at a time, cuBLAS otherwise.
-    fn gemv(&self, w: &GraphWeight, x: u64, y: u64, n: usize, k: usize) -> Result<()> {
-        let w = match w {
-            GraphWeight::Int(int) => return int.graph_step(&self.stream, x, y),
-            GraphWeight::Dense(t) => ptr(t, &self.stream)?,
+    /// Launches `p` with a prologue `(kind, input, norm weight)` and an epilogue `(kind, output)`
+    /// over `base`'s shape fields.
+    fn gemv(&self, p: &Projection, base: GemvArgs, (prologue, input, norm_w): (i32, u64, u64), (epilogue, out): (i32, u64)) -> Result<()> {
+        let a = &p.args;
+        let args = GemvArgs {
+            codes: a.codes,
+            scales: a.scales,
+            zeros: a.zeros,
+            n: a.n,
+            k: a.k,
+            groups: a.groups,
+            group_shift: a.group_shift,
+            act_block_shift: a.act_block_shift,
+            act_il: a.act_il,
+            warps_per_pair: a.warps_per_pair,
+            input,
+            norm_w,
+            out,
+            prologue,
+            epilogue,
+            ..base
         };
-        let per_load = 16 / self.dtype.size_in_bytes();
-        if k % per_load == 0 && w % 16 == 0 && x % 16 == 0 {
-            let warps = n.div_ceil(GEMV_ROWS);
-            let cfg = blocks(warps * 32, GEMV_THREADS);
-            let (n, k) = (n as i32, k as i32);
-            return unsafe { self.stream.launch_builder(&self.kernels.gemv).arg(&w).arg(&x).arg(&y).arg(&n).arg(&k).launch(cfg) }
-                .map(|_| ())
-                .map_err(wrap);
-        }
-        self.cublas_gemv(w, x, y, n, k)
+        // Two rows a pair: adjacent ones, or the pairs an epilogue combines (n / 2 pairs); each
+        // pair on `warps_per_pair` warps.
+        let pairs = if epilogue == EPI_SILU || epilogue == EPI_ROPE { a.n as usize / 2 } else { (a.n as usize).div_ceil(2) };
+        let blocks = (pairs * a.warps_per_pair as usize).div_ceil(WARPS_PER_BLOCK) as u32;
+        // The split-combine's factors, one per (split, head), after the input vector.
+        let combine = if prologue == PRO_COMBINE { 4 * base.attn_splits as u32 * base.n_head as u32 } else { 0 };
+        let cfg = LaunchConfig { grid_dim: (blocks, 1, 1), block_dim: (GEMV_THREADS, 1, 1), shared_mem_bytes: p.shared_bytes + combine };
+        self.launch_after_previous(&p.kernel, cfg, &mut [arg(&args)])
     }
 
-    /// `y = W x` through cuBLAS (column-major: y = op(A) x with A = W^T stored `[k, n]`, so
-    /// op = T), f32 accumulation as candle's matmul.
-    fn cublas_gemv(&self, w: u64, x: u64, y: u64, n: usize, k: usize) -> Result<()> {
-        let data_type = match self.dtype {
-            DType::BF16 => blas_sys::cudaDataType::CUDA_R_16BF,
-            DType::F16 => blas_sys::cudaDataType::CUDA_R_16F,
-            _ => blas_sys::cudaDataType::CUDA_R_32F,
+    /// Launches `f` with programmatic dependent launch: it may start while the kernel before it
+    /// on the stream finishes, and waits for it at its `griddepcontrol.wait` (the kernels'
+    /// `wait_for_previous`). A capture records this as a programmatic edge of the graph. The
+    /// gain is the launch latency and the weights' first round trip, hidden behind the previous
+    /// kernel's tail (results/gpu/NOTES.md).
+    fn launch_after_previous(&self, f: &CudaFunction, cfg: LaunchConfig, args: &mut [*mut std::ffi::c_void]) -> Result<()> {
+        // SAFETY: zeroed is a valid launch attribute (id 0, no value), then set field by field.
+        let mut attr: sys::CUlaunchAttribute = unsafe { std::mem::zeroed() };
+        attr.id = sys::CUlaunchAttributeID::CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION;
+        attr.value.programmaticStreamSerializationAllowed = 1;
+        let config = sys::CUlaunchConfig {
+            gridDimX: cfg.grid_dim.0,
+            gridDimY: cfg.grid_dim.1,
+            gridDimZ: cfg.grid_dim.2,
+            blockDimX: cfg.block_dim.0,
+            blockDimY: cfg.block_dim.1,
+            blockDimZ: cfg.block_dim.2,
+            sharedMemBytes: cfg.shared_mem_bytes,
+            hStream: self.stream.cu_stream(),
+            attrs: &mut attr,
+            numAttrs: 1,
         };
-        let (alpha, beta) = (1f32, 0f32);
-        unsafe {
-            blas_result::gemm_ex(
-                *self.blas.handle(),
-                blas_sys::cublasOperation_t::CUBLAS_OP_T,
-                blas_sys::cublasOperation_t::CUBLAS_OP_N,
-                n as i32,
-                1,
-                k as i32,
-                &alpha as *const f32 as *const std::ffi::c_void,
-                w as *const std::ffi::c_void,
-                data_type,
-                k as i32,
-                x as *const std::ffi::c_void,
-                data_type,
-                k as i32,
-                &beta as *const f32 as *const std::ffi::c_void,
-                y as *mut std::ffi::c_void,
-                data_type,
-                n as i32,
-                blas_sys::cublasComputeType_t::CUBLAS_COMPUTE_32F,
-                blas_sys::cublasGemmAlgo_t::CUBLAS_GEMM_DEFAULT,
-            )
-        }
-        .map_err(wrap)
+        // SAFETY: `args` points at one value per kernel parameter, in order and of the kernel's
+        // types, alive for the call (the driver copies them).
+        unsafe { sys::cuLaunchKernelEx(&config, f.cu_function(), args.as_mut_ptr(), std::ptr::null_mut()).result() }.map_err(wrap)
     }
 }

@@ -12,16 +12,18 @@ pub use cuda::GraphDecoder;
 #[cfg(not(feature = "cuda"))]
 pub use disabled::GraphDecoder;
 
+use crate::quant::block_cuda::DeviceBlockWeights;
 use crate::quant::int_cuda::DeviceIntWeights;
 use candle_core::Tensor;
 use std::sync::Arc;
 
-/// A projection's weight `[out, in]`: dense in the model's dtype, or our int8 / int4 matrix
-/// (its kernels quantize the f32 input and run the matvec on the decoder's stream).
+/// A projection's weight `[out, in]`: dense in the model's dtype, or quantized (our int8 / int4,
+/// or GGUF Q8_0 / Q4_0 / Q4_1 blocks), whose kernels quantize the f32 input vector to 8 bits.
 #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
 pub enum GraphWeight {
     Dense(Tensor),
     Int(Arc<DeviceIntWeights>),
+    Blocks(Arc<DeviceBlockWeights>),
 }
 
 /// One layer's weights as the generic path holds them (`[out, in]`, fused where fused).

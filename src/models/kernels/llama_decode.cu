@@ -1,14 +1,28 @@
 // Kernels of the graph-captured Llama decode step (src/models/cuda_graph/cuda.rs): one token, batch
 // 1, every buffer preallocated, the position read from device memory so that one captured CUDA
-// graph replays at every step. Rounding follows candle's generic path op by op (values are
-// rounded to the weights' dtype T wherever candle's ops store T), so greedy tokens match it
-// except at near-ties; accumulations are in f32 as in candle's and cuBLAS's kernels.
+// graph replays at every step. Five launches a layer (results/gpu/NOTES.md says why each):
 //
+//   gemv (norm prologue, RoPE + cache-store epilogue)      x -> q, and k, v into the cache
+//   attn_split (split-K, flash-decoding)                   q, cache -> per-split partial outputs
+//   gemv (split-combine prologue, residual epilogue)       partials -> x += o
+//   gemv (norm prologue, SiLU(gate) * up epilogue)         x -> act
+//   gemv (plain prologue, residual epilogue)               act -> x += down
+//
+// plus the token's embedding row first and the head (norm prologue, logits epilogue) last. Each
+// gemv block first issues its weight loads, then builds its input vector in shared memory while
+// they are in flight (the normalisation, or the sum over attention splits, recomputed by every
+// block: a few KB from L2, against a launch and a round trip through memory per separate kernel),
+// quantizing it to 8 bits per block for the quantized formats (../../quant/kernels/block_dot.cuh).
+//
+// Rounding follows candle's generic path op by op (values are rounded to the weights' dtype T
+// wherever candle's ops store T; accumulations in f32), so tokens match it except at near-ties.
 // params[0] = token id, params[1] = position (written by the host before each replay).
 
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <stdint.h>
+
+#include "block_dot.cuh"
 
 __device__ __forceinline__ float to_f(float x) { return x; }
 __device__ __forceinline__ float to_f(__half x) { return __half2float(x); }
@@ -20,6 +34,9 @@ template <> __device__ __forceinline__ __nv_bfloat16 from_f<__nv_bfloat16>(float
 // Rounds an f32 value to T and back: where candle stores an intermediate in T.
 template <typename T> __device__ __forceinline__ float round_t(float x) { return to_f(from_f<T>(x)); }
 
+// Elements of T in one 16-byte load.
+template <typename T> struct Vec { static constexpr int N = 16 / sizeof(T); };
+
 __device__ __forceinline__ float warp_sum(float v) {
   for (int m = 16; m > 0; m >>= 1) v += __shfl_xor_sync(0xffffffff, v, m);
   return v;
@@ -29,8 +46,7 @@ __device__ __forceinline__ float warp_max(float v) {
   return v;
 }
 
-// Sum over the block (blockDim.x a multiple of 32, at most 1024); every thread gets the result.
-// block_max below is the same with max: kept as two plain functions, as run on the H100.
+// Sum (max) over the block (blockDim.x a multiple of 32, at most 1024); every thread gets it.
 __device__ float block_sum(float v, float* scratch) {
   int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
   v = warp_sum(v);
@@ -50,227 +66,464 @@ __device__ float block_max(float v, float* scratch) {
   return warp_max(v);
 }
 
+// Programmatic dependent launch (every kernel after the first is launched with it): a kernel
+// may start while the one before it finishes, does what reads no earlier output (a gemv issues
+// its weight loads), then waits for the previous grid's completion and memory. Each block lets the
+// next kernel launch once it is past its wait, so the next grid's blocks arrive with this grid's
+// last wave, never ahead of it.
+__device__ __forceinline__ void wait_for_previous() { asm volatile("griddepcontrol.wait;" ::: "memory"); }
+__device__ __forceinline__ void release_next() { asm volatile("griddepcontrol.launch_dependents;" :::); }
+
 // x = table[token]
 template <typename T>
 __device__ void embed(const T* table, const int* params, T* x, int h) {
+  wait_for_previous();
+  release_next();
   const T* row = table + (size_t)params[0] * h;
   for (int i = threadIdx.x; i < h; i += blockDim.x) x[i] = row[i];
 }
 
-// If delta: x = round(x + delta) (candle's residual add in T). Then out = rmsnorm(x) * w, as
-// candle's rms_norm kernel: f32 sum of squares, one rounding at the end. Each thread keeps its
-// NORM_MAX_PER_THREAD values in registers between the two passes (h <= that * blockDim).
-#define NORM_MAX_PER_THREAD 16
+#define PRO_PLAIN 0
+#define PRO_NORM 1
+#define PRO_COMBINE 2
+#define EPI_LOGITS 0
+#define EPI_RESIDUAL 1
+#define EPI_SILU 2
+#define EPI_ROPE 3
+// Positions per attention split: one per thread of the split kernels.
+#define SPLIT 256
+
+// One gemv launch (mirrored by GemvArgs in cuda.rs; pointers first, then 32-bit fields).
+struct GemvArgs {
+  const uint4* codes;   // weight rows (dense T, or a quantized format's codes)
+  const void* scales;   // quantized formats: see block_dot.cuh
+  const uint8_t* zeros;  // int4
+  const void* in;       // PLAIN: T[k]; NORM: the residual stream T[k]; COMBINE: attn_split's partials
+  const void* norm_w;   // NORM: T[k]
+  void* out;            // LOGITS: f32[n]; RESIDUAL: the residual stream T[n], added to; SILU: T[n/2]; ROPE: q T
+  const int* params;
+  const void* cos;      // ROPE: T [positions][head_dim / 2]
+  const void* sin;
+  void* k_cache;        // ROPE: T [n_kv][capacity][head_dim]
+  void* v_cache;
+  int n, k, prologue, epilogue;
+  int groups, group_shift;        // int4
+  int act_block_shift, act_il;    // activation quantization: block = 32 << shift; int4's interleave
+  int n_head, n_kv, head_dim, capacity, interleaved;
+  int attn_splits;                // COMBINE: splits the partials are laid out for
+  int warps_per_pair;             // 1, 2 or 4 warps share a row pair's chunks (long rows)
+  float eps;
+};
+
+// The two output rows of warp `pair`: adjacent rows, or the pairs an epilogue combines (gate row
+// i with up row i; the two halves of a RoPE rotation). -1 past the matrix.
+__device__ __forceinline__ void rows_of(const GemvArgs& a, int pair, int& r0, int& r1, int& aux) {
+  r0 = r1 = -1;
+  aux = 0;
+  if (a.epilogue == EPI_SILU) {
+    int inter = a.n >> 1;
+    if (pair < inter) r0 = pair, r1 = inter + pair;
+  } else if (a.epilogue == EPI_ROPE) {
+    int half = a.head_dim >> 1;
+    if (pair < (a.n >> 1)) {
+      int head = pair / half, i = pair - head * half;
+      r0 = head * a.head_dim + (a.interleaved ? 2 * i : i);
+      r1 = head * a.head_dim + (a.interleaved ? 2 * i + 1 : i + half);
+      aux = i;
+    }
+  } else {
+    if (2 * pair < a.n) r0 = 2 * pair;
+    if (2 * pair + 1 < a.n) r1 = 2 * pair + 1;
+  }
+}
+
+// The block's input vector, T[k] in shared memory (16-byte chunks: k * sizeof(T) % 16 == 0).
+// `weights`: shared scratch of n_head * attn_splits floats for the split-combine. Every load
+// that does not depend on another is issued before any is used: each dependent round trip
+// here is paid by every block of every projection (ncu: a two-pass norm and a combine with a
+// serial loop per element made the O projection 2x slower than the QKV one of the same size).
 template <typename T>
-__device__ void add_rmsnorm(T* x, const T* delta, const T* w, T* out, int h, float eps) {
+__device__ void build_input(const GemvArgs& a, T* xs, float* weights) {
+  constexpr int V = Vec<T>::N;
   __shared__ float scratch[32];
-  float vals[NORM_MAX_PER_THREAD];
-  float ss = 0.f;
+  int chunks = a.k / V;
+  if (a.prologue == PRO_NORM) {
+    // candle's rms_norm: f32 sum of squares, out = (scale * x) * w rounded once to T. x goes to
+    // shared memory on the first pass; the first two norm-weight chunks a thread needs are
+    // loaded with it.
+    const uint4* x = static_cast<const uint4*>(a.in);
+    const uint4* w = static_cast<const uint4*>(a.norm_w);
+    uint4 wpre[2];
+    float ss = 0.f;
 #pragma unroll
-  for (int r = 0; r < NORM_MAX_PER_THREAD; ++r) {
-    int i = threadIdx.x + r * blockDim.x;
-    float v = 0.f;
-    if (i < h) {
-      v = to_f(x[i]);
-      if (delta) {
-        v = round_t<T>(v + to_f(delta[i]));
-        x[i] = from_f<T>(v);
+    for (int j = 0; j < 2; ++j) {
+      int c = threadIdx.x + j * blockDim.x;
+      if (c < chunks) wpre[j] = w[c];
+    }
+    for (int c = threadIdx.x; c < chunks; c += blockDim.x) {
+      uint4 raw = x[c];
+      reinterpret_cast<uint4*>(xs)[c] = raw;
+      const T* v = reinterpret_cast<const T*>(&raw);
+#pragma unroll
+      for (int i = 0; i < V; ++i) ss += to_f(v[i]) * to_f(v[i]);
+    }
+    ss = block_sum(ss, scratch);
+    float scale = rsqrtf(ss / a.k + a.eps);
+    for (int j = 0, c = threadIdx.x; c < chunks; ++j, c += blockDim.x) {
+      uint4 raw = reinterpret_cast<const uint4*>(xs)[c], wraw = j == 0 ? wpre[0] : j == 1 ? wpre[1] : w[c], o;
+      const T* v = reinterpret_cast<const T*>(&raw);
+      const T* wv = reinterpret_cast<const T*>(&wraw);
+      T* ov = reinterpret_cast<T*>(&o);
+#pragma unroll
+      for (int i = 0; i < V; ++i) ov[i] = from_f<T>(scale * to_f(v[i]) * to_f(wv[i]));
+      reinterpret_cast<uint4*>(xs)[c] = o;
+    }
+  } else if (a.prologue == PRO_COMBINE) {
+    // The attention output from the splits' partial sums (attn_split): with M the largest split
+    // max of a head, out = sum_s acc_s e^(m_s - M) / sum_s l_s e^(m_s - M), rounded to T. The
+    // per-(split, head) factors e^(m_s - M) / L first, one thread a head; then 4 values a
+    // thread, all splits' loads independent.
+    const float* acc = static_cast<const float*>(a.in);
+    const float* stats = acc + (size_t)a.attn_splits * a.k;
+    int splits = (a.params[1] + SPLIT) / SPLIT, heads = a.k / a.head_dim;
+    for (int h = threadIdx.x; h < heads; h += blockDim.x) {
+      float m = -INFINITY, den = 0.f;
+      for (int s = 0; s < splits; ++s) m = fmaxf(m, stats[((size_t)s * heads + h) * 2]);
+      for (int s = 0; s < splits; ++s) {
+        float e = expf(stats[((size_t)s * heads + h) * 2] - m);
+        weights[s * heads + h] = e;
+        den += stats[((size_t)s * heads + h) * 2 + 1] * e;
+      }
+      float inv = 1.f / den;
+      for (int s = 0; s < splits; ++s) weights[s * heads + h] *= inv;
+    }
+    __syncthreads();
+    for (int i4 = threadIdx.x; i4 < a.k / 4; i4 += blockDim.x) {
+      int h = 4 * i4 / a.head_dim;
+      float4 t = make_float4(0.f, 0.f, 0.f, 0.f);
+#pragma unroll 4
+      for (int s = 0; s < splits; ++s) {
+        float4 v = reinterpret_cast<const float4*>(acc + (size_t)s * a.k)[i4];
+        float w = weights[s * heads + h];
+        t.x += v.x * w, t.y += v.y * w, t.z += v.z * w, t.w += v.w * w;
+      }
+      xs[4 * i4] = from_f<T>(t.x), xs[4 * i4 + 1] = from_f<T>(t.y), xs[4 * i4 + 2] = from_f<T>(t.z), xs[4 * i4 + 3] = from_f<T>(t.w);
+    }
+  } else {
+    const uint4* x = static_cast<const uint4*>(a.in);
+    for (int c = threadIdx.x; c < chunks; c += blockDim.x) reinterpret_cast<uint4*>(xs)[c] = x[c];
+  }
+}
+
+// Quantizes the f32 vector xs[0..k) to 8 bits per block of 32 << block_shift values, the CPU's
+// QuantizedRows::fill_blocks arithmetic (d = amax / 127, q = round(x * (1 / d))), 8 values a lane
+// and block / 8 lanes a block; codes interleaved per `il` values (0: none) as int4 reads them.
+__device__ void quantize_input(const float* xs, int8_t* qs, float* d, int* sums32, int k, int block_shift, int il) {
+  int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
+  int lanes = 4 << block_shift;  // lanes a block
+  for (int base = warp * 256; base < k; base += warps * 256) {
+    int i0 = base + lane * 8;
+    bool in = i0 < k;  // k is a multiple of the block: a block is all in or all out
+    float v[8];
+    float4 lo = in ? *reinterpret_cast<const float4*>(xs + i0) : make_float4(0.f, 0.f, 0.f, 0.f);
+    float4 hi = in ? *reinterpret_cast<const float4*>(xs + i0 + 4) : make_float4(0.f, 0.f, 0.f, 0.f);
+    v[0] = lo.x, v[1] = lo.y, v[2] = lo.z, v[3] = lo.w, v[4] = hi.x, v[5] = hi.y, v[6] = hi.z, v[7] = hi.w;
+    float amax = 0.f;
+#pragma unroll
+    for (int i = 0; i < 8; ++i) amax = fmaxf(amax, fabsf(v[i]));
+    for (int m = 1; m < lanes; m <<= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffff, amax, m));
+    float dd = amax / 127.0f;
+    float id = dd > 0.f ? 1.0f / dd : 0.f;
+    int q[8], sum = 0;
+#pragma unroll
+    for (int i = 0; i < 8; ++i) {
+      q[i] = (int)roundf(__fmul_rn(v[i], id));
+      sum += q[i];
+    }
+    sum += __shfl_xor_sync(0xffffffff, sum, 1);
+    sum += __shfl_xor_sync(0xffffffff, sum, 2);
+    if (!in) continue;
+    auto pack = [](int a, int b, int c, int e) {
+      return (uint32_t)(a & 255) | ((uint32_t)(b & 255) << 8) | ((uint32_t)(c & 255) << 16) | ((uint32_t)(e & 255) << 24);
+    };
+    if (il == 0) {
+      *reinterpret_cast<uint2*>(qs + i0) = make_uint2(pack(q[0], q[1], q[2], q[3]), pack(q[4], q[5], q[6], q[7]));
+    } else {
+      // Within an interleave unit, value p goes to (p odd ? il/2 : 0) + p/2: a lane's 8 values
+      // land as 4 contiguous even codes and 4 contiguous odd ones.
+      int p0 = i0 % il, unit = i0 - p0;
+      *reinterpret_cast<uint32_t*>(qs + unit + (p0 >> 1)) = pack(q[0], q[2], q[4], q[6]);
+      *reinterpret_cast<uint32_t*>(qs + unit + (il >> 1) + (p0 >> 1)) = pack(q[1], q[3], q[5], q[7]);
+    }
+    if ((lane & 3) == 0) sums32[i0 >> 5] = sum;
+    if ((lane & (lanes - 1)) == 0) d[i0 >> (5 + block_shift)] = dd;
+  }
+}
+
+// Dense rows of T against the T input vector in shared memory.
+template <typename T> struct Dense {
+  struct Chunk { uint4 v; };
+  static __device__ __forceinline__ int chunks(int k) { return k / Vec<T>::N; }
+  static __device__ __forceinline__ Chunk load(const QMatrix& m, int row, int c) {
+    return {load_streaming(m.codes + (size_t)row * m.chunks + c)};
+  }
+  static __device__ __forceinline__ float dot(const Chunk& w, const T* xs, int c) {
+    uint4 xraw = reinterpret_cast<const uint4*>(xs)[c];
+    const T* x = reinterpret_cast<const T*>(&xraw);
+    const T* wv = reinterpret_cast<const T*>(&w.v);
+    float acc = 0.f;
+#pragma unroll
+    for (int i = 0; i < Vec<T>::N; ++i) acc += to_f(wv[i]) * to_f(x[i]);
+    return acc;
+  }
+  static __device__ __forceinline__ float finish(const QMatrix&, int, float v) { return v; }
+};
+
+// The epilogue of a warp's two rows (lane 0).
+template <typename T>
+__device__ void epilogue(const GemvArgs& a, int r0, int r1, int aux, float v0, float v1) {
+  switch (a.epilogue) {
+    case EPI_LOGITS: {  // candle: logits stored in T, then cast to f32
+      float* out = static_cast<float*>(a.out);
+      if (r0 >= 0) out[r0] = round_t<T>(v0);
+      if (r1 >= 0) out[r1] = round_t<T>(v1);
+      break;
+    }
+    case EPI_RESIDUAL: {  // x = round(x + round(y))
+      T* x = static_cast<T*>(a.out);
+      if (r0 >= 0) x[r0] = from_f<T>(to_f(x[r0]) + round_t<T>(v0));
+      if (r1 >= 0) x[r1] = from_f<T>(to_f(x[r1]) + round_t<T>(v1));
+      break;
+    }
+    case EPI_SILU: {  // candle: silu kernel on the stored gate, then mul by the stored up
+      float g = round_t<T>(v0), u = round_t<T>(v1);
+      float s = round_t<T>(g / (1.f + expf(-g)));
+      static_cast<T*>(a.out)[r0] = from_f<T>(s * u);
+      break;
+    }
+    case EPI_ROPE: {  // candle's rope / rope_i arithmetic in T; k rotated and v stored into the cache
+      int pos = a.params[1], half = a.head_dim >> 1;
+      int head = r0 / a.head_dim, i1 = r0 - head * a.head_dim, i2 = r1 - head * a.head_dim;
+      T x1 = from_f<T>(v0), x2 = from_f<T>(v1);
+      T c = static_cast<const T*>(a.cos)[(size_t)pos * half + aux], s = static_cast<const T*>(a.sin)[(size_t)pos * half + aux];
+      if (head < a.n_head) {
+        T* q = static_cast<T*>(a.out) + head * a.head_dim;
+        q[i1] = x1 * c - x2 * s;
+        q[i2] = x1 * s + x2 * c;
+      } else if (head < a.n_head + a.n_kv) {
+        size_t at = ((size_t)(head - a.n_head) * a.capacity + pos) * a.head_dim;
+        T* kc = static_cast<T*>(a.k_cache) + at;
+        kc[i1] = x1 * c - x2 * s;
+        kc[i2] = x1 * s + x2 * c;
+      } else {
+        size_t at = ((size_t)(head - a.n_head - a.n_kv) * a.capacity + pos) * a.head_dim;
+        T* vc = static_cast<T*>(a.v_cache) + at;
+        vc[i1] = x1;
+        vc[i2] = x2;
+      }
+      break;
+    }
+  }
+}
+
+// y = W x with a prologue and an epilogue. A row pair (rows_of) is computed by W = 1, 2 or 4
+// warps (warps_per_pair: long rows are split over more warps, so that one round of loads
+// covers them; ncu showed 5,632-value rows at 36% of the DRAM peak with one warp a pair); lane
+// L of sub-warp w reads the 16-byte chunks (w * 32 + L) + 32 * W * i, CPL of them at a time, all
+// issued before any is used, the first round before the prologue so that it overlaps the
+// weights' round trip. Shared memory: the input vector T[k], then (quantized formats, T = f32)
+// its codes i8[k], block scales f32[k / 32] and code sums i32[k / 32], then the split-combine's
+// factors (O projection).
+template <typename T, int FMT, int CPL, typename F>
+__device__ void gemv(const GemvArgs& a) {
+  extern __shared__ __align__(16) unsigned char smem[];
+  __shared__ float partial[2][8];
+  T* xs = reinterpret_cast<T*>(smem);
+  int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  int W = a.warps_per_pair, sub = warp % W;
+  int pair = (blockIdx.x * (blockDim.x >> 5) + warp) / W;
+  int r0, r1, aux;
+  rows_of(a, pair, r0, r1, aux);
+  QMatrix m{a.codes, a.scales, a.zeros, F::chunks(a.k), a.groups, a.group_shift};
+  int first = sub * 32 + lane, stride = 32 * W;
+  typename F::Chunk w[CPL][2];
+  auto issue = [&](int c0) {
+#pragma unroll
+    for (int i = 0; i < CPL; ++i) {
+      int c = c0 + first + stride * i;
+      w[i][0] = c < m.chunks && r0 >= 0 ? F::load(m, r0, c) : typename F::Chunk{};
+      w[i][1] = c < m.chunks && r1 >= 0 ? F::load(m, r1, c) : typename F::Chunk{};
+    }
+  };
+  issue(0);
+  wait_for_previous();
+  release_next();
+  size_t layout = (size_t)a.k * sizeof(T) + (FMT != FMT_DENSE ? (size_t)a.k + 8 * (size_t)(a.k >> 5) : 0);
+  build_input<T>(a, xs, reinterpret_cast<float*>(smem + layout));
+  __syncthreads();
+  QAct act{};
+  if constexpr (FMT != FMT_DENSE) {
+    int8_t* qs = reinterpret_cast<int8_t*>(smem + (size_t)a.k * sizeof(T));
+    float* d = reinterpret_cast<float*>(qs + a.k);
+    int* sums = reinterpret_cast<int*>(d + (a.k >> 5));
+    quantize_input(reinterpret_cast<const float*>(xs), qs, d, sums, a.k, a.act_block_shift, a.act_il);
+    __syncthreads();
+    act = QAct{qs, d, sums, a.act_il, a.act_block_shift};
+  }
+  float acc0 = 0.f, acc1 = 0.f;
+  for (int c0 = 0; c0 < m.chunks; c0 += stride * CPL) {
+    if (c0 > 0) issue(c0);
+#pragma unroll
+    for (int i = 0; i < CPL; ++i) {
+      int c = c0 + first + stride * i;
+      if (c < m.chunks) {
+        if constexpr (FMT == FMT_DENSE) {
+          acc0 += F::dot(w[i][0], xs, c);
+          acc1 += F::dot(w[i][1], xs, c);
+        } else {
+          acc0 += F::dot(w[i][0], act, c);
+          acc1 += F::dot(w[i][1], act, c);
+        }
       }
     }
-    vals[r] = v;
-    ss += v * v;
   }
-  ss = block_sum(ss, scratch);
-  float scale = rsqrtf(ss / h + eps);
-#pragma unroll
-  for (int r = 0; r < NORM_MAX_PER_THREAD; ++r) {
-    int i = threadIdx.x + r * blockDim.x;
-    if (i < h) out[i] = from_f<T>(scale * vals[r] * to_f(w[i]));
-  }
-}
-
-// Rotates q and k of this position (candle's rope / rope_i arithmetic, in T) and stores k and v
-// into the preallocated cache `[kv_heads, capacity, d]` at the position. Grid: one block per
-// head (query heads first, then key/value heads); d/2 threads.
-template <typename T>
-__device__ void rope_store(const T* qkv, const T* cos, const T* sin, const int* params, T* q_out, T* k_cache,
-                           T* v_cache, int n_head, int n_kv, int d, int capacity, int interleaved) {
-  int pos = params[1];
-  int head = blockIdx.x;
-  int pairs = d / 2;
-  const T* cs = cos + (size_t)pos * pairs;
-  const T* sn = sin + (size_t)pos * pairs;
-  for (int i = threadIdx.x; i < pairs; i += blockDim.x) {
-    int i1 = interleaved ? 2 * i : i;
-    int i2 = interleaved ? 2 * i + 1 : i + pairs;
-    T c = cs[i], s = sn[i];
-    if (head < n_head) {
-      const T* src = qkv + head * d;
-      T* dst = q_out + head * d;
-      T a = src[i1], b = src[i2];
-      dst[i1] = a * c - b * s;
-      dst[i2] = a * s + b * c;
-    } else {
-      int kvh = head - n_head;
-      const T* k = qkv + n_head * d + kvh * d;
-      const T* v = qkv + (n_head + n_kv) * d + kvh * d;
-      size_t at = ((size_t)kvh * capacity + pos) * d;
-      T a = k[i1], b = k[i2];
-      k_cache[at + i1] = a * c - b * s;
-      k_cache[at + i2] = a * s + b * c;
-      v_cache[at + i1] = v[i1];
-      v_cache[at + i2] = v[i2];
+  acc0 = warp_sum(acc0);
+  acc1 = warp_sum(acc1);
+  if (W > 1) {
+    if (lane == 0) partial[0][warp] = acc0, partial[1][warp] = acc1;
+    __syncthreads();
+    if (lane == 0 && sub == 0) {
+      for (int j = 1; j < W; ++j) acc0 += partial[0][warp + j], acc1 += partial[1][warp + j];
     }
   }
+  if (lane == 0 && sub == 0 && r0 >= 0) {
+    float v0 = F::finish(m, r0, acc0);
+    float v1 = r1 >= 0 ? F::finish(m, r1, acc1) : 0.f;
+    epilogue<T>(a, r0, r1, aux, v0, v1);
+  }
 }
 
-// Elements of T in one 16-byte load.
-template <typename T> struct Vec { static constexpr int N = 16 / sizeof(T); };
-
-// One query head per block over positions 0..=pos of its key/value head (grouped-query:
-// query head h reads kv head h / (n_head / n_kv)). Loads are 16 bytes wide and independent so
-// that many are in flight: scores with one position per thread, values with (position group,
-// 16-byte chunk) per thread and a sum over groups at the end. Dynamic shared memory holds
-// max(capacity, blockDim * Vec<T>::N) floats (scores, then partial sums). Rounding as
-// candle's path: q.k rounded to T, times 1/sqrt(d) in T, softmax in f32, probabilities
-// rounded to T, f32 accumulation over values, output in T.
+// Attention over the static cache, split-K (flash-decoding): block (head, split) takes positions
+// [split * SPLIT, (split + 1) * SPLIT) of the current length, so a long context spreads over
+// many blocks (one block per head left the 1,024-token rows 10-20% slower than the 128-token
+// ones), and writes its partial result: acc[split][head * d + j] = sum_p e^(s_p - m) v_p[j] with
+// m its largest score, and stats[split][head] = (m, sum_p e^(s_p - m)). The O projection's
+// prologue combines the splits. Scores are candle's (q.k rounded to T, times 1/sqrt(d) in T);
+// the probabilities stay f32 (candle rounds the softmax output to T: closer to an f32
+// reference, and one kernel instead of two). Grouped-query: query head h reads kv head
+// h / (n_head / n_kv). Scores: one position per thread, 16-byte key loads; values: thread
+// (position group, 16-byte chunk), groups summed at the end.
 template <typename T>
-__device__ void attention(const T* q, const T* k_cache, const T* v_cache, const int* params, T* out, int n_head,
-                          int n_kv, int d, int capacity, float inv_sqrt_d) {
+__device__ void attn_split(const T* q, const T* k_cache, const T* v_cache, const int* params, float* acc_out, int n_head,
+                           int n_kv, int d, int capacity, float inv_sqrt_d, int max_splits) {
   constexpr int V = Vec<T>::N;
-  extern __shared__ float smem[];
-  __shared__ float scratch[32];
   __shared__ float qs[256];
-  int len = params[1] + 1;
-  int head = blockIdx.x;
+  __shared__ float probs[SPLIT];
+  __shared__ float red[SPLIT * 8];
+  __shared__ float scratch[32];
+  wait_for_previous();
+  release_next();
+  int len = params[1] + 1, head = blockIdx.x, split = blockIdx.y;
+  int start = split * SPLIT;
+  if (start >= len) return;
   int kvh = head / (n_head / n_kv);
-  const T* K = k_cache + (size_t)kvh * capacity * d;
-  const T* Vals = v_cache + (size_t)kvh * capacity * d;
   for (int j = threadIdx.x; j < d; j += blockDim.x) qs[j] = to_f(q[head * d + j]);
   __syncthreads();
-  int chunks = d / V;
-#pragma unroll 2
-  for (int p = threadIdx.x; p < len; p += blockDim.x) {
-    const uint4* row = reinterpret_cast<const uint4*>(K + (size_t)p * d);
+  int p = start + threadIdx.x;
+  float s = -INFINITY;
+  if (p < len) {
+    const uint4* row = reinterpret_cast<const uint4*>(k_cache + ((size_t)kvh * capacity + p) * d);
+    int chunks = d / V;
     float acc = 0.f;
-    for (int c = 0; c < chunks; ++c) {
-      uint4 raw = row[c];
-      const T* kv = reinterpret_cast<const T*>(&raw);
+    for (int c0 = 0; c0 < chunks; c0 += 8) {
+      uint4 raw[8];
 #pragma unroll
-      for (int i = 0; i < V; ++i) acc += qs[c * V + i] * to_f(kv[i]);
+      for (int c = 0; c < 8; ++c) raw[c] = c0 + c < chunks ? row[c0 + c] : make_uint4(0, 0, 0, 0);
+#pragma unroll
+      for (int c = 0; c < 8; ++c) {
+        const T* kv = reinterpret_cast<const T*>(&raw[c]);
+        if (c0 + c < chunks) {
+#pragma unroll
+          for (int i = 0; i < V; ++i) acc += qs[(c0 + c) * V + i] * to_f(kv[i]);
+        }
+      }
     }
-    smem[p] = round_t<T>(round_t<T>(acc) * inv_sqrt_d);
+    s = round_t<T>(round_t<T>(acc) * inv_sqrt_d);
   }
-  __syncthreads();
-  float m = -INFINITY;
-  for (int p = threadIdx.x; p < len; p += blockDim.x) m = fmaxf(m, smem[p]);
-  m = block_max(m, scratch);
-  float sum = 0.f;
-  for (int p = threadIdx.x; p < len; p += blockDim.x) {
-    float e = expf(smem[p] - m);
-    smem[p] = e;
-    sum += e;
-  }
-  sum = block_sum(sum, scratch);
-  float inv = 1.f / sum;
-  for (int p = threadIdx.x; p < len; p += blockDim.x) smem[p] = round_t<T>(smem[p] * inv);
-  __syncthreads();
-  int groups = blockDim.x / chunks;
+  // The split's values do not depend on the scores: their first loads go out now, in the
+  // same round trip as the keys'.
+  int count = min(SPLIT, len - start);
+  const T* vals = v_cache + ((size_t)kvh * capacity + start) * d;
+  int chunks = d / V, groups = blockDim.x / chunks;
   int c = threadIdx.x % chunks, g = threadIdx.x / chunks;
+  constexpr int PRE = 8;
+  uint4 vpre[PRE];
+#pragma unroll
+  for (int j = 0; j < PRE; ++j) {
+    int pp = g + j * groups;
+    vpre[j] = pp < count ? reinterpret_cast<const uint4*>(vals + (size_t)pp * d)[c] : make_uint4(0, 0, 0, 0);
+  }
+  float m = block_max(s, scratch);
+  float e = p < len ? expf(s - m) : 0.f;
+  probs[threadIdx.x] = e;
+  float l = block_sum(e, scratch);  // its barriers also publish probs
   float acc[V];
 #pragma unroll
   for (int i = 0; i < V; ++i) acc[i] = 0.f;
-#pragma unroll 4
-  for (int p = g; p < len; p += groups) {
-    uint4 raw = reinterpret_cast<const uint4*>(Vals + (size_t)p * d)[c];
-    const T* vv = reinterpret_cast<const T*>(&raw);
-    float w = smem[p];
+#pragma unroll
+  for (int j = 0; j < PRE; ++j) {
+    int pp = g + j * groups;
+    const T* vv = reinterpret_cast<const T*>(&vpre[j]);
+    float w = pp < count ? probs[pp] : 0.f;
 #pragma unroll
     for (int i = 0; i < V; ++i) acc[i] += w * to_f(vv[i]);
   }
-  __syncthreads();
+#pragma unroll 4
+  for (int pp = g + PRE * groups; pp < count; pp += groups) {
+    uint4 raw = reinterpret_cast<const uint4*>(vals + (size_t)pp * d)[c];
+    const T* vv = reinterpret_cast<const T*>(&raw);
+    float w = probs[pp];
 #pragma unroll
-  for (int i = 0; i < V; ++i) smem[g * d + c * V + i] = acc[i];
+    for (int i = 0; i < V; ++i) acc[i] += w * to_f(vv[i]);
+  }
+#pragma unroll
+  for (int i = 0; i < V; ++i) red[g * d + c * V + i] = acc[i];
   __syncthreads();
+  int k = n_head * d;
   for (int j = threadIdx.x; j < d; j += blockDim.x) {
     float total = 0.f;
-    for (int gg = 0; gg < groups; ++gg) total += smem[gg * d + j];
-    out[head * d + j] = from_f<T>(total);
+    for (int gg = 0; gg < groups; ++gg) total += red[gg * d + j];
+    acc_out[(size_t)split * k + head * d + j] = total;
+  }
+  if (threadIdx.x == 0) {
+    float* stats = acc_out + (size_t)max_splits * k + ((size_t)split * n_head + head) * 2;
+    stats[0] = m;
+    stats[1] = l;
   }
 }
 
-// y[n] = W[n, k] x[k] for a row-major W, batch 1: each warp computes GEMV_ROWS rows with
-// 16-byte loads (k a multiple of Vec<T>::N, rows 16-byte aligned: the host checks), f32
-// accumulation, one rounding to T. cuBLAS's kernels for one column ran at a fraction of the
-// bandwidth on these shapes (see results/gpu/NOTES.md).
-#define GEMV_ROWS 2
-template <typename T>
-__device__ void gemv(const T* W, const T* x, T* y, int n, int k) {
-  constexpr int V = Vec<T>::N;
-  int warp = (blockIdx.x * blockDim.x + threadIdx.x) >> 5, lane = threadIdx.x & 31;
-  int row0 = warp * GEMV_ROWS;
-  if (row0 >= n) return;
-  float acc[GEMV_ROWS];
-#pragma unroll
-  for (int r = 0; r < GEMV_ROWS; ++r) acc[r] = 0.f;
-  int chunks = k / V;
-  const uint4* xv = reinterpret_cast<const uint4*>(x);
-  for (int c = lane; c < chunks; c += 32) {
-    uint4 xraw = xv[c];
-    const T* xs = reinterpret_cast<const T*>(&xraw);
-#pragma unroll
-    for (int r = 0; r < GEMV_ROWS; ++r) {
-      if (row0 + r < n) {
-        uint4 wraw = reinterpret_cast<const uint4*>(W + (size_t)(row0 + r) * k)[c];
-        const T* ws = reinterpret_cast<const T*>(&wraw);
-#pragma unroll
-        for (int i = 0; i < V; ++i) acc[r] += to_f(ws[i]) * to_f(xs[i]);
-      }
-    }
-  }
-#pragma unroll
-  for (int r = 0; r < GEMV_ROWS; ++r) {
-    float v = warp_sum(acc[r]);
-    if (lane == 0 && row0 + r < n) y[row0 + r] = from_f<T>(v);
-  }
-}
-
-// out = round(round(silu(gate)) * up), gate_up = [gate | up] (candle: silu kernel, then mul).
-template <typename T>
-__device__ void silu_mul(const T* gate_up, T* out, int n) {
-  int i = blockIdx.x * blockDim.x + threadIdx.x;
-  if (i >= n) return;
-  float g = to_f(gate_up[i]);
-  float s = round_t<T>(g / (1.f + expf(-g)));
-  out[i] = from_f<T>(s * to_f(gate_up[n + i]));
-}
-
-template <typename T>
-__device__ void to_f32(const T* in, float* out, int n) {
-  int i = blockIdx.x * blockDim.x + threadIdx.x;
-  if (i < n) out[i] = to_f(in[i]);
-}
+#define GEMV_KERNEL(NAME, T, FMT, F)                                                                              \
+  extern "C" __global__ void __launch_bounds__(128) NAME##_c4(const GemvArgs a) { gemv<T, FMT, 4, F>(a); }       \
+  extern "C" __global__ void __launch_bounds__(128) NAME##_c8(const GemvArgs a) { gemv<T, FMT, 8, F>(a); }
 
 #define DECODE_KERNELS(T, S)                                                                                   \
   extern "C" __global__ void embed_##S(const T* table, const int* params, T* x, int h) {                       \
     embed<T>(table, params, x, h);                                                                             \
   }                                                                                                            \
-  extern "C" __global__ void add_rmsnorm_##S(T* x, const T* delta, const T* w, T* out, int h, float eps) {     \
-    add_rmsnorm<T>(x, delta, w, out, h, eps);                                                                  \
+  extern "C" __global__ void attn_split_##S(const T* q, const T* k_cache, const T* v_cache, const int* params, \
+                                            float* acc, int n_head, int n_kv, int d, int capacity,             \
+                                            float inv_sqrt_d, int max_splits) {                                \
+    attn_split<T>(q, k_cache, v_cache, params, acc, n_head, n_kv, d, capacity, inv_sqrt_d, max_splits);       \
   }                                                                                                            \
-  extern "C" __global__ void rope_store_##S(const T* qkv, const T* cos, const T* sin, const int* params,       \
-                                            T* q_out, T* k_cache, T* v_cache, int n_head, int n_kv, int d,     \
-                                            int capacity, int interleaved) {                                   \
-    rope_store<T>(qkv, cos, sin, params, q_out, k_cache, v_cache, n_head, n_kv, d, capacity, interleaved);     \
-  }                                                                                                            \
-  extern "C" __global__ void attention_##S(const T* q, const T* k_cache, const T* v_cache, const int* params,  \
-                                           T* out, int n_head, int n_kv, int d, int capacity, float inv_sqrt_d) { \
-    attention<T>(q, k_cache, v_cache, params, out, n_head, n_kv, d, capacity, inv_sqrt_d);                     \
-  }                                                                                                            \
-  extern "C" __global__ void gemv_##S(const T* W, const T* x, T* y, int n, int k) { gemv<T>(W, x, y, n, k); }      \
-  extern "C" __global__ void silu_mul_##S(const T* gate_up, T* out, int n) { silu_mul<T>(gate_up, out, n); }    \
-  extern "C" __global__ void to_f32_##S(const T* in, float* out, int n) { to_f32<T>(in, out, n); }
+  GEMV_KERNEL(gemv_dense_##S, T, FMT_DENSE, Dense<T>)
 
 DECODE_KERNELS(float, f32)
 DECODE_KERNELS(__half, f16)
 DECODE_KERNELS(__nv_bfloat16, bf16)
+
+// Quantized weights: the graph computes in f32 (their activations are quantized from f32).
+GEMV_KERNEL(gemv_q8_0_f32, float, FMT_Q8_0, Format<FMT_Q8_0>)
+GEMV_KERNEL(gemv_q4_0_f32, float, FMT_Q4_0, Format<FMT_Q4_0>)
+GEMV_KERNEL(gemv_q4_1_f32, float, FMT_Q4_1, Format<FMT_Q4_1>)
+GEMV_KERNEL(gemv_int8_f32, float, FMT_INT8, Format<FMT_INT8>)
+GEMV_KERNEL(gemv_int4_f32, float, FMT_INT4, Format<FMT_INT4>)

@@ -17,6 +17,8 @@
 #include <cuda_fp16.h>
 #include <stdint.h>
 
+#include "block_dot.cuh"
+
 __device__ __forceinline__ float warp_max(float v) {
   for (int m = 16; m > 0; m >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffff, v, m));
   return v;
@@ -27,16 +29,6 @@ __device__ __forceinline__ float warp_sum(float v) {
 }
 __device__ __forceinline__ int warp_sum_i(int v) {
   for (int m = 16; m > 0; m >>= 1) v += __shfl_xor_sync(0xffffffff, v, m);
-  return v;
-}
-
-// Weights are read once per token: stream them past L1 (the activations, read by every warp,
-// stay cached).
-__device__ __forceinline__ uint4 load_streaming(const uint4* p) {
-  uint4 v;
-  asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
-               : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
-               : "l"(p));
   return v;
 }
 
@@ -77,119 +69,49 @@ extern "C" __global__ void quantize_q8(const float* x, int8_t* qs, float* d, int
   if (lane == 0) d[(size_t)row * (k / block) + b] = dd;
 }
 
-// The 16-byte chunks c, c + 32, ... (CPL of them) of R weight rows from row0, zeros past the
-// matrix: every load issued before any is used.
-template <int R, int CPL>
-__device__ __forceinline__ void load_rows(uint4 (&wv)[CPL][R], const uint4* __restrict__ w, int row0, int n, int chunks, int c) {
-#pragma unroll
-  for (int i = 0; i < CPL; ++i) {
-#pragma unroll
-    for (int r = 0; r < R; ++r)
-      wv[i][r] = c + 32 * i < chunks && row0 + r < n ? load_streaming(w + (size_t)(row0 + r) * chunks + c + 32 * i) : make_uint4(0, 0, 0, 0);
-  }
-}
-
 // y[row][c] for R consecutive weight rows per warp, activation row blockIdx.y; lane L takes the
-// 32-value chunks L, L + 32, ... of the row, CPL of them at a time: all CPL x R weight loads are
-// issued before any is used. A matrix-vector product this small is bound by how many bytes are in
-// flight, not by the bus: one load per lane at a time left 2048 x 5632 at 40% of the bandwidth
-// that 5632 x 2048 reached (results/quantize-h200/NOTES.md).
-template <int R, int CPL>
-__device__ void int4_rows(const uint4* __restrict__ w, const __half* __restrict__ scales, const uint8_t* __restrict__ zeros,
-                          const int8_t* __restrict__ qs, const float* __restrict__ d, const int* __restrict__ sums32,
-                          float* __restrict__ y, int n, int k, int group, int il) {
+// 16-byte chunks L, L + 32, ... of the rows, CPL of them at a time, with their scales: all CPL x R
+// loads are issued before any is used. A matrix-vector product this small is bound by how many
+// bytes are in flight, not by the bus: one load per lane at a time left 2048 x 5632 at 40% of the
+// bandwidth that 5632 x 2048 reached (results/quantize-h200/NOTES.md). The per-chunk arithmetic is
+// block_dot.cuh's, shared with the fused decode step.
+template <int FMT, int R, int CPL>
+__device__ void int_rows(const uint4* __restrict__ w, const void* __restrict__ scales, const uint8_t* __restrict__ zeros,
+                         const int8_t* __restrict__ qs, const float* __restrict__ d, const int* __restrict__ sums32,
+                         float* __restrict__ y, int n, int k, int group, int il) {
+  using F = Format<FMT>;
   int warp = (blockIdx.x * blockDim.x + threadIdx.x) >> 5, lane = threadIdx.x & 31;
   int row0 = warp * R;
   if (row0 >= n) return;
-  int chunks = k >> 5, groups = k / group;
-  int chunk_shift = __ffs(group >> 5) - 1;  // chunks per group: 1, 2 or 4
-  int il_shift = il == 64 ? 1 : 0;          // chunks per interleave unit
+  int block = FMT == FMT_INT4 ? group : 32;
+  int block_shift = __ffs(block >> 5) - 1;
   size_t row = blockIdx.y;
-  qs += row * k;
-  d += row * groups;
-  sums32 += row * chunks;
+  QMatrix m{w, scales, zeros, F::chunks(k), FMT == FMT_INT4 ? k / group : 0, block_shift};
+  QAct act{qs + row * k, d + row * (k / block), sums32 + row * (k >> 5), il, block_shift};
   y += row * n;
-  const uint32_t M = 0x0F0F0F0Fu;
   float acc[R];
 #pragma unroll
   for (int r = 0; r < R; ++r) acc[r] = 0.f;
-  for (int c0 = 0; c0 < chunks; c0 += 32 * CPL) {
-    uint4 wv[CPL][R];
-    load_rows<R, CPL>(wv, w, row0, n, chunks, c0 + lane);
+  for (int c0 = 0; c0 < m.chunks; c0 += 32 * CPL) {
+    typename F::Chunk wv[CPL][R];
 #pragma unroll
     for (int i = 0; i < CPL; ++i) {
       int c = c0 + lane + 32 * i;
-      if (c >= chunks) break;
-      int base = (c >> il_shift) * il + (c & il_shift) * 16;
-      int4 ev = *reinterpret_cast<const int4*>(qs + base);
-      int4 od = *reinterpret_cast<const int4*>(qs + base + (il >> 1));
-      int g = c >> chunk_shift;
-      float dg = d[g];
-      int sum = sums32[c];
 #pragma unroll
-      for (int r = 0; r < R; ++r) {
-        uint4 v = wv[i][r];
-        int dot = __dp4a((int)(v.x & M), ev.x, 0);
-        dot = __dp4a((int)((v.x >> 4) & M), od.x, dot);
-        dot = __dp4a((int)(v.y & M), ev.y, dot);
-        dot = __dp4a((int)((v.y >> 4) & M), od.y, dot);
-        dot = __dp4a((int)(v.z & M), ev.z, dot);
-        dot = __dp4a((int)((v.z >> 4) & M), od.z, dot);
-        dot = __dp4a((int)(v.w & M), ev.w, dot);
-        dot = __dp4a((int)((v.w >> 4) & M), od.w, dot);
-        int rr = row0 + r;
-        int p = ((rr >> 2) * groups + g) * 4 + (rr & 3);
-        acc[r] += __half2float(scales[p]) * dg * (float)(dot - (int)zeros[p] * sum);
-      }
+      for (int r = 0; r < R; ++r) wv[i][r] = c < m.chunks && row0 + r < n ? F::load(m, row0 + r, c) : typename F::Chunk{};
+    }
+#pragma unroll
+    for (int i = 0; i < CPL; ++i) {
+      int c = c0 + lane + 32 * i;
+      if (c >= m.chunks) break;
+#pragma unroll
+      for (int r = 0; r < R; ++r) acc[r] += F::dot(wv[i][r], act, c);
     }
   }
 #pragma unroll
   for (int r = 0; r < R; ++r) {
     float v = warp_sum(acc[r]);
-    if (lane == 0 && row0 + r < n) y[row0 + r] = v;
-  }
-}
-
-// int8: lane L takes the 16-value chunks L, L + 32, ... (CPL at a time, as above); activation
-// blocks are 32 values.
-template <int R, int CPL>
-__device__ void int8_rows(const uint4* __restrict__ w, const float* __restrict__ scales, const int8_t* __restrict__ qs,
-                          const float* __restrict__ d, float* __restrict__ y, int n, int k) {
-  int warp = (blockIdx.x * blockDim.x + threadIdx.x) >> 5, lane = threadIdx.x & 31;
-  int row0 = warp * R;
-  if (row0 >= n) return;
-  int chunks = k >> 4;
-  size_t row = blockIdx.y;
-  qs += row * k;
-  d += row * (k >> 5);
-  y += row * n;
-  float acc[R];
-#pragma unroll
-  for (int r = 0; r < R; ++r) acc[r] = 0.f;
-  for (int c0 = 0; c0 < chunks; c0 += 32 * CPL) {
-    uint4 wv[CPL][R];
-    load_rows<R, CPL>(wv, w, row0, n, chunks, c0 + lane);
-#pragma unroll
-    for (int i = 0; i < CPL; ++i) {
-      int c = c0 + lane + 32 * i;
-      if (c >= chunks) break;
-      int4 a = *reinterpret_cast<const int4*>(qs + 16 * c);
-      float db = d[c >> 1];
-#pragma unroll
-      for (int r = 0; r < R; ++r) {
-        uint4 v = wv[i][r];
-        int dot = __dp4a((int)v.x, a.x, 0);
-        dot = __dp4a((int)v.y, a.y, dot);
-        dot = __dp4a((int)v.z, a.z, dot);
-        dot = __dp4a((int)v.w, a.w, dot);
-        acc[r] += db * (float)dot;
-      }
-    }
-  }
-#pragma unroll
-  for (int r = 0; r < R; ++r) {
-    float v = warp_sum(acc[r]);
-    if (lane == 0 && row0 + r < n) y[row0 + r] = scales[row0 + r] * v;
+    if (lane == 0 && row0 + r < n) y[row0 + r] = F::finish(m, row0 + r, v);
   }
 }
 
@@ -199,11 +121,11 @@ __device__ void int8_rows(const uint4* __restrict__ w, const float* __restrict__
   extern "C" __global__ void int4_matvec_r##R##_c##CPL(const uint4* w, const __half* scales, const uint8_t* zeros,       \
                                                        const int8_t* qs, const float* d, const int* sums32, float* y,    \
                                                        int n, int k, int group, int il) {                                \
-    int4_rows<R, CPL>(w, scales, zeros, qs, d, sums32, y, n, k, group, il);                                              \
+    int_rows<FMT_INT4, R, CPL>(w, scales, zeros, qs, d, sums32, y, n, k, group, il);                                              \
   }                                                                                                                       \
   extern "C" __global__ void int8_matvec_r##R##_c##CPL(const uint4* w, const float* scales, const int8_t* qs,            \
                                                        const float* d, float* y, int n, int k) {                          \
-    int8_rows<R, CPL>(w, scales, qs, d, y, n, k);                                                                        \
+    int_rows<FMT_INT8, R, CPL>(w, scales, nullptr, qs, d, nullptr, y, n, k, 32, 0);                                                                        \
   }
 
 INT_KERNELS(1, 1)

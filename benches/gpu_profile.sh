@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Per-kernel times of one graph decode step on the lent GPU (run through .ci/gpu-bench profile):
+# Nsight Compute on the eager step that precedes the capture (the same kernels the graph
+# replays; ncu serialises them, so this is each kernel alone, without the overlap that
+# programmatic dependent launch gives inside the graph). Clocks left as found (--clock-control
+# none). Prints, per model, the mean time, DRAM bytes and share of peak DRAM throughput of each
+# kernel role (qkv, attention, o, gate_up, down, head) and writes the raw CSV under $OUT.
+set -uo pipefail
+BIN=${LLMBENCH:-dist/llmbench-cuda}
+NCU=$(command -v ncu || ls /usr/local/cuda*/bin/ncu /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -n 1)
+# 128 byte-level tokens (no tokenizer with --no-weights), as benches/gpu_vs_pytorch.py uses.
+PROMPT=$(python3 -c 'print(("The quick brown fox jumps over the lazy dog. " * 4)[:128])')
+for model in ${MODELS:-smollm2-135m tinyllama-1.1b}; do
+  layers=$("$BIN" generate --device cpu --no-weights --model "$model" -n 1 --json --prompt hi | python3 -c "import json,sys; print(json.load(sys.stdin)['model']['architecture']['num_hidden_layers'])")
+  count=$((5 * layers + 2))
+  "$NCU" --clock-control none -k 'regex:^(embed|gemv|attn_split)' -c "$count" --csv \
+    --metrics gpu__time_duration.sum,dram__bytes_read.sum,dram__throughput.avg.pct_of_peak_sustained_elapsed \
+    "$BIN" generate --device cuda --no-weights --model "$model" --dtype "${DTYPE:-bf16}" --kv-cache static -n 2 \
+    --prompt "$PROMPT" > "$OUT/ncu-$model.csv" 2> "$OUT/ncu-$model.err"
+  python3 - "$OUT/ncu-$model.csv" "$model" <<'PY'
+import csv, sys, collections
+rows = [r for r in csv.DictReader(l for l in open(sys.argv[1]) if l.startswith('"'))]
+kernels = collections.OrderedDict()
+for r in rows:
+    kernels.setdefault(r["ID"], {"name": r["Kernel Name"]})[r["Metric Name"]] = float(r["Metric Value"].replace(",", ""))
+seq = list(kernels.values())
+roles = ["qkv", "attention", "o", "gate_up", "down"]
+named = [("embed", seq[0])] + [(roles[i % 5], k) for i, k in enumerate(seq[1:-1])] + [("head", seq[-1])]
+agg = collections.OrderedDict()
+for role, k in named:
+    agg.setdefault(role, []).append(k)
+total = sum(k["gpu__time_duration.sum"] for _, k in named)
+print(f"{sys.argv[2]}: {len(seq)} kernels, {total / 1e3:.1f} us of kernel time a step (each alone)")
+for role, ks in agg.items():
+    t = sum(k["gpu__time_duration.sum"] for k in ks) / len(ks)
+    b = sum(k["dram__bytes_read.sum"] for k in ks) / len(ks)
+    p = sum(k["dram__throughput.avg.pct_of_peak_sustained_elapsed"] for k in ks) / len(ks)
+    print(f"  {role:9s} x{len(ks):3d}  {t / 1e3:7.2f} us  {b / 1e6:7.2f} MB read  {b / t:6.0f} GB/s  {p:5.1f}% of peak DRAM  ({ks[0]['name']})")
+PY
+done
