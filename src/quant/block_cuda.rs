@@ -44,15 +44,6 @@ impl DeviceBlockWeights {
         Ok(Self { format, n, k, codes: stream.clone_htod(&split.codes).map_err(wrap)?, scales: stream.clone_htod(&split.scales).map_err(wrap)? })
     }
 
-    pub fn dims(&self) -> (usize, usize) {
-        (self.n, self.k)
-    }
-
-    /// Bytes of codes and scales in device memory.
-    pub fn bytes(&self) -> usize {
-        self.codes.len() + self.scales.len()
-    }
-
     /// The device addresses a kernel on `stream` reads.
     pub fn operands(&self, stream: &Arc<CudaStream>) -> KernelOperands {
         KernelOperands {

@@ -58,6 +58,15 @@ struct QAct {
 
 template <int FMT> struct Format;
 
+// 16 signed 8-bit codes (one chunk) against their 16 activation codes: Q8_0 and int8.
+__device__ __forceinline__ int byte_dot(const uint4& v, const int8_t* qs) {
+  int4 x = *reinterpret_cast<const int4*>(qs);
+  int dot = __dp4a((int)v.x, x.x, 0);
+  dot = __dp4a((int)v.y, x.y, dot);
+  dot = __dp4a((int)v.z, x.z, dot);
+  return __dp4a((int)v.w, x.w, dot);
+}
+
 // GGUF Q8_0: 16 signed codes a chunk; chunk c is half of block c / 2.
 template <> struct Format<FMT_Q8_0> {
   struct Chunk { uint4 v; float dw; };
@@ -67,12 +76,7 @@ template <> struct Format<FMT_Q8_0> {
     return {load_streaming(m.codes + (size_t)row * m.chunks + c), __half2float(s[(size_t)row * (m.chunks >> 1) + (c >> 1)])};
   }
   static __device__ __forceinline__ float dot(const Chunk& w, const QAct& a, int c) {
-    int4 x = *reinterpret_cast<const int4*>(a.qs + 16 * c);
-    int dot = __dp4a((int)w.v.x, x.x, 0);
-    dot = __dp4a((int)w.v.y, x.y, dot);
-    dot = __dp4a((int)w.v.z, x.z, dot);
-    dot = __dp4a((int)w.v.w, x.w, dot);
-    return (float)dot * (w.dw * a.d[c >> 1]);
+    return (float)byte_dot(w.v, a.qs + 16 * c) * (w.dw * a.d[c >> 1]);
   }
   static __device__ __forceinline__ float finish(const QMatrix&, int, float v) { return v; }
 };
@@ -131,12 +135,7 @@ template <> struct Format<FMT_INT8> {
     return {load_streaming(m.codes + (size_t)row * m.chunks + c)};
   }
   static __device__ __forceinline__ float dot(const Chunk& w, const QAct& a, int c) {
-    int4 x = *reinterpret_cast<const int4*>(a.qs + 16 * c);
-    int dot = __dp4a((int)w.v.x, x.x, 0);
-    dot = __dp4a((int)w.v.y, x.y, dot);
-    dot = __dp4a((int)w.v.z, x.z, dot);
-    dot = __dp4a((int)w.v.w, x.w, dot);
-    return a.d[c >> 1] * (float)dot;
+    return a.d[c >> 1] * (float)byte_dot(w.v, a.qs + 16 * c);
   }
   static __device__ __forceinline__ float finish(const QMatrix& m, int row, float v) {
     return static_cast<const float*>(m.scales)[row] * v;
