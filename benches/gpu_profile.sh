@@ -4,7 +4,8 @@
 # replays; ncu serialises them, so this is each kernel alone, without the overlap that
 # programmatic dependent launch gives inside the graph). Clocks left as found (--clock-control
 # none). Prints, per model, the mean time, DRAM bytes and share of peak DRAM throughput of each
-# kernel role (qkv, attention, o, gate_up, down, head) and writes the raw CSV under $OUT.
+# kernel role (qkv, attention, o, gate_up, down, head), with the warps active (achieved
+# occupancy), registers a thread and waves a multiprocessor, and writes the raw CSV under $OUT.
 set -uo pipefail
 BIN=${LLMBENCH:-dist/llmbench-cuda}
 NCU=$(command -v ncu || ls /usr/local/cuda*/bin/ncu /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -n 1)
@@ -14,7 +15,7 @@ for model in ${MODELS:-smollm2-135m tinyllama-1.1b}; do
   layers=$("$BIN" generate --device cpu --no-weights --model "$model" -n 1 --json --prompt hi | python3 -c "import json,sys; print(json.load(sys.stdin)['model']['architecture']['num_hidden_layers'])")
   count=$((5 * layers + 2))
   "$NCU" --clock-control none -k 'regex:^(embed|gemv|attn_split)' -c "$count" --csv \
-    --metrics gpu__time_duration.sum,dram__bytes_read.sum,dram__throughput.avg.pct_of_peak_sustained_elapsed \
+    --metrics gpu__time_duration.sum,dram__bytes_read.sum,dram__throughput.avg.pct_of_peak_sustained_elapsed,sm__warps_active.avg.pct_of_peak_sustained_active,launch__registers_per_thread,launch__waves_per_multiprocessor \
     "$BIN" generate --device cuda --no-weights --model "$model" --dtype "${DTYPE:-bf16}" --kv-cache static -n 2 \
     --prompt "$PROMPT" > "$OUT/ncu-$model.csv" 2> "$OUT/ncu-$model.err"
   python3 - "$OUT/ncu-$model.csv" "$model" <<'PY'
@@ -35,6 +36,32 @@ for role, ks in agg.items():
     t = sum(k["gpu__time_duration.sum"] for k in ks) / len(ks)
     b = sum(k["dram__bytes_read.sum"] for k in ks) / len(ks)
     p = sum(k["dram__throughput.avg.pct_of_peak_sustained_elapsed"] for k in ks) / len(ks)
-    print(f"  {role:9s} x{len(ks):3d}  {t / 1e3:7.2f} us  {b / 1e6:7.2f} MB read  {b / t:6.0f} GB/s  {p:5.1f}% of peak DRAM  ({ks[0]['name']})")
+    occ = sum(k.get("sm__warps_active.avg.pct_of_peak_sustained_active", 0) for k in ks) / len(ks)
+    regs, waves = ks[0].get("launch__registers_per_thread", 0), ks[0].get("launch__waves_per_multiprocessor", 0)
+    print(f"  {role:9s} x{len(ks):3d}  {t / 1e3:7.2f} us  {b / 1e6:7.2f} MB read  {b / t:6.0f} GB/s  {p:5.1f}% of peak DRAM  "
+          f"{occ:4.1f}% warps active  {regs:.0f} regs  {waves:.2f} waves  ({ks[0]['name']})")
 PY
 done
+# PREFILL=N: the kernels of an N-token prefill (per-op path, the first PREFILL_KERNELS launches:
+# the embedding and the first layers), summed by kernel name: where prefill time goes.
+if [ -n "${PREFILL:-}" ]; then
+  for model in ${MODELS:-smollm2-135m tinyllama-1.1b}; do
+    PROMPT=$(python3 -c "import sys; n = int(sys.argv[1]); print(('The quick brown fox jumps over the lazy dog. ' * (n // 45 + 1))[:n])" "$PREFILL")
+    "$NCU" --clock-control none -c "${PREFILL_KERNELS:-120}" --csv --metrics gpu__time_duration.sum \
+      "$BIN" generate --device cuda --no-weights --model "$model" --dtype "${DTYPE:-bf16}" -n 1 --prompt "$PROMPT" \
+      > "$OUT/ncu-prefill-$model.csv" 2> "$OUT/ncu-prefill-$model.err"
+    python3 - "$OUT/ncu-prefill-$model.csv" "$model" "$PREFILL" <<'PY'
+import csv, sys, collections
+rows = [r for r in csv.DictReader(l for l in open(sys.argv[1]) if l.startswith('"'))]
+by = collections.Counter()
+count = collections.Counter()
+for r in rows:
+    by[r["Kernel Name"][:60]] += float(r["Metric Value"].replace(",", ""))
+    count[r["Kernel Name"][:60]] += 1
+total = sum(by.values())
+print(f"{sys.argv[2]} prefill of {sys.argv[3]} tokens: {len(rows)} kernels, {total / 1e3:.1f} us (each alone)")
+for name, t in by.most_common(12):
+    print(f"  {t / 1e3:9.1f} us  {100 * t / total:5.1f}%  x{count[name]:3d}  {name}")
+PY
+  done
+fi

@@ -27,6 +27,7 @@ fn main() {
         // Both include the per-format chunk dot products of src/quant/kernels/block_dot.cuh.
         println!("cargo:rerun-if-changed=src/quant/kernels/block_dot.cuh");
         compile_ptx("src/models/kernels/llama_decode.cu", "llama_decode.ptx");
+        compile_ptx("src/models/kernels/causal_attention.cu", "causal_attention.ptx");
         compile_ptx("src/quant/kernels/int_matvec.cu", "int_matvec.ptx");
     }
 }

@@ -392,17 +392,23 @@ pub fn causal_mask(q_len: usize, kv_len: usize, device: &Device) -> Result<Tenso
 /// `rep` times (transformers' and candle's `repeat_kv`): the same dot products, without
 /// moving the whole cache through memory again at every step.
 ///
-/// On the CPU (f32) the kernels of `cpu_attention` compute the output instead: the same
-/// attention without the `[q, kv]` score matrix, the mask or the copies.
+/// On the CPU (f32) the kernels of `cpu_attention` compute the output instead, and on CUDA
+/// the kernel of `cuda_attention`: the same attention without the `[q, kv]` score matrix, the
+/// mask or the copies.
 pub fn attention(q: &Tensor, k: Tensor, v: Tensor, want_weights: bool) -> Result<(Tensor, Option<Tensor>)> {
-    if crate::quant::cpu_matmul::enabled() {
-        if let Some(out) = super::cpu_attention::causal_attention(q, &k, &v)? {
-            // A cache that scores tokens (h2o, cake) gets the weights from the masked path,
-            // while the output stays the kernel's, so a strategy that keeps everything stays
-            // bitwise equal to the full cache (the weights cost a second pass; they only rank).
-            let weights = if want_weights { masked_attention(q, k, v, true)?.1 } else { None };
-            return Ok((out, weights));
-        }
+    let fused = if q.device().is_cuda() {
+        super::cuda_attention::causal_attention(q, &k, &v)?
+    } else if crate::quant::cpu_matmul::enabled() {
+        super::cpu_attention::causal_attention(q, &k, &v)?
+    } else {
+        None
+    };
+    if let Some(out) = fused {
+        // A cache that scores tokens (h2o, cake) gets the weights from the masked path,
+        // while the output stays the kernel's, so a strategy that keeps everything stays
+        // bitwise equal to the full cache (the weights cost a second pass; they only rank).
+        let weights = if want_weights { masked_attention(q, k, v, true)?.1 } else { None };
+        return Ok((out, weights));
     }
     masked_attention(q, k, v, want_weights)
 }

@@ -5,6 +5,11 @@
 pub mod config;
 mod cpu_attention;
 mod cpu_rows;
+#[cfg(feature = "cuda")]
+mod cuda_attention;
+#[cfg(not(feature = "cuda"))]
+#[path = "cuda_attention_disabled.rs"]
+mod cuda_attention;
 mod cuda_graph;
 pub mod gguf;
 pub mod gguf_reader;

@@ -137,6 +137,28 @@ __device__ __forceinline__ void rows_of(const GemvArgs& a, int pair, int& r0, in
   }
 }
 
+// Calls f(c, src[c]) for the block's chunks c = threadIdx.x + blockDim.x * i of src[0..n), the
+// loads of a thread issued LOAD_BATCH at a time before any is used: a use waits for its load, so
+// a loop that loads and stores chunk by chunk pays one round trip to L2 a chunk (ncu: the down
+// projection's 704-chunk input made every block wait 6 trips; results/gpu/NOTES.md v7).
+#define LOAD_BATCH 4
+template <typename F>
+__device__ __forceinline__ void for_chunks(const uint4* src, int n, F f) {
+  for (int base = threadIdx.x; base < n; base += LOAD_BATCH * blockDim.x) {
+    uint4 v[LOAD_BATCH];
+#pragma unroll
+    for (int i = 0; i < LOAD_BATCH; ++i) {
+      int c = base + i * blockDim.x;
+      if (c < n) v[i] = src[c];
+    }
+#pragma unroll
+    for (int i = 0; i < LOAD_BATCH; ++i) {
+      int c = base + i * blockDim.x;
+      if (c < n) f(c, v[i]);
+    }
+  }
+}
+
 // The block's input vector, T[k] in shared memory (16-byte chunks: k * sizeof(T) % 16 == 0).
 // `weights`: shared scratch of n_head * attn_splits floats for the split-combine. Every load
 // that does not depend on another is issued before any is used: each dependent round trip
@@ -160,13 +182,12 @@ __device__ void build_input(const GemvArgs& a, T* xs, float* weights) {
       int c = threadIdx.x + j * blockDim.x;
       if (c < chunks) wpre[j] = w[c];
     }
-    for (int c = threadIdx.x; c < chunks; c += blockDim.x) {
-      uint4 raw = x[c];
+    for_chunks(x, chunks, [&](int c, uint4 raw) {
       reinterpret_cast<uint4*>(xs)[c] = raw;
       const T* v = reinterpret_cast<const T*>(&raw);
 #pragma unroll
       for (int i = 0; i < V; ++i) ss += to_f(v[i]) * to_f(v[i]);
-    }
+    });
     ss = block_sum(ss, scratch);
     float scale = rsqrtf(ss / a.k + a.eps);
     for (int j = 0, c = threadIdx.x; c < chunks; ++j, c += blockDim.x) {
@@ -210,8 +231,7 @@ __device__ void build_input(const GemvArgs& a, T* xs, float* weights) {
       xs[4 * i4] = from_f<T>(t.x), xs[4 * i4 + 1] = from_f<T>(t.y), xs[4 * i4 + 2] = from_f<T>(t.z), xs[4 * i4 + 3] = from_f<T>(t.w);
     }
   } else {
-    const uint4* x = static_cast<const uint4*>(a.in);
-    for (int c = threadIdx.x; c < chunks; c += blockDim.x) reinterpret_cast<uint4*>(xs)[c] = x[c];
+    for_chunks(static_cast<const uint4*>(a.in), chunks, [&](int c, uint4 raw) { reinterpret_cast<uint4*>(xs)[c] = raw; });
   }
 }
 
@@ -279,9 +299,10 @@ template <typename T> struct Dense {
   static __device__ __forceinline__ float finish(const QMatrix&, int, float v) { return v; }
 };
 
-// The epilogue of a warp's two rows (lane 0).
+// The epilogue of a warp's two rows (lane 0). res0, res1: the residual stream at r0, r1
+// (EPI_RESIDUAL), loaded by the caller as soon as the previous kernel is done.
 template <typename T>
-__device__ void epilogue(const GemvArgs& a, int r0, int r1, int aux, float v0, float v1) {
+__device__ void epilogue(const GemvArgs& a, int r0, int r1, int aux, float v0, float v1, float res0, float res1) {
   switch (a.epilogue) {
     case EPI_LOGITS: {  // candle: logits stored in T, then cast to f32
       float* out = static_cast<float*>(a.out);
@@ -291,8 +312,8 @@ __device__ void epilogue(const GemvArgs& a, int r0, int r1, int aux, float v0, f
     }
     case EPI_RESIDUAL: {  // x = round(x + round(y))
       T* x = static_cast<T*>(a.out);
-      if (r0 >= 0) x[r0] = from_f<T>(to_f(x[r0]) + round_t<T>(v0));
-      if (r1 >= 0) x[r1] = from_f<T>(to_f(x[r1]) + round_t<T>(v1));
+      if (r0 >= 0) x[r0] = from_f<T>(res0 + round_t<T>(v0));
+      if (r1 >= 0) x[r1] = from_f<T>(res1 + round_t<T>(v1));
       break;
     }
     case EPI_SILU: {  // candle: silu kernel on the stored gate, then mul by the stored up
@@ -358,6 +379,13 @@ __device__ void gemv(const GemvArgs& a) {
   issue(0);
   wait_for_previous();
   release_next();
+  // The residual stream's two values, read now so that the epilogue does not wait for them.
+  float res0 = 0.f, res1 = 0.f;
+  if (a.epilogue == EPI_RESIDUAL && lane == 0 && sub == 0) {
+    const T* x = static_cast<const T*>(a.out);
+    if (r0 >= 0) res0 = to_f(x[r0]);
+    if (r1 >= 0) res1 = to_f(x[r1]);
+  }
   size_t layout = (size_t)a.k * sizeof(T) + (FMT != FMT_DENSE ? (size_t)a.k + 8 * (size_t)(a.k >> 5) : 0);
   build_input<T>(a, xs, reinterpret_cast<float*>(smem + layout));
   __syncthreads();
@@ -399,7 +427,7 @@ __device__ void gemv(const GemvArgs& a) {
   if (lane == 0 && sub == 0 && r0 >= 0) {
     float v0 = F::finish(m, r0, acc0);
     float v1 = r1 >= 0 ? F::finish(m, r1, acc1) : 0.f;
-    epilogue<T>(a, r0, r1, aux, v0, v1);
+    epilogue<T>(a, r0, r1, aux, v0, v1, res0, res1);
   }
 }
 
