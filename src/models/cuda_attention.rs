@@ -1,8 +1,8 @@
-//! Causal attention on CUDA without a `[q, kv]` score matrix (kernels/causal_attention.cu):
-//! the prefill's attention (and the per-op decode path's), one launch a layer instead of the
-//! masked path's matmul, mask, softmax, casts and second matmul, with memory linear in the
-//! context. `layers::attention` takes it for every CUDA call that does not ask for the
-//! attention weights (score-based cache eviction still needs the masked path).
+//! Causal attention on CUDA without a `[q, kv]` score matrix (kernels/causal_attention.cu): the
+//! prefill's attention, one launch a layer instead of the masked path's matmul, mask, softmax,
+//! casts and second matmul, with memory linear in the context. `layers::attention` takes it for
+//! every CUDA call of at least MIN_ROWS query rows that does not ask for the attention weights
+//! (score-based cache eviction still needs the masked path).
 
 use candle_core::backend::BackendStorage;
 use candle_core::cuda_backend::cudarc::driver::{sys, DeviceRepr, LaunchConfig, PushKernelArg};
@@ -17,6 +17,12 @@ const ROWS: usize = 32;
 const THREADS: u32 = 128;
 /// Keys a shared-memory tile (TILE in the .cu file).
 const TILE: usize = 32;
+/// Fewest query rows the kernel takes. A block is one head and 32 rows, so a decode step (one
+/// row) is one block a head, each walking the whole context alone: on the H200 that made the
+/// per-op decode path 35-40% slower at 1,152 positions than candle's masked ops (SmolLM2 115
+/// against 178 tok/s), whose `[h, q, kv]` scores are small for few rows anyway. Below this, the
+/// masked path attends.
+const MIN_ROWS: usize = 64;
 /// Set to 0 to attend through candle's masked ops instead (A/B timing and numerics checks).
 pub const ENV_SWITCH: &str = "LLMBENCH_CUDA_ATTENTION";
 
@@ -27,8 +33,8 @@ fn enabled() -> bool {
 
 /// Causal scaled dot-product attention of `q: [b, h, q_len, d]` over `k, v: [b, h_kv, kv_len, d]`
 /// on CUDA (query row i sees keys `0..=kv_len - q_len + i`). `None` where the kernel does not
-/// apply (not CUDA, `LLMBENCH_CUDA_ATTENTION=0`, a head size other than 64, 128 or 256, a last dim with a stride), so
-/// the caller takes the masked path.
+/// apply (not CUDA, `LLMBENCH_CUDA_ATTENTION=0`, fewer than MIN_ROWS query rows, a head size
+/// other than 64, 128 or 256, a last dim with a stride), so the caller takes the masked path.
 pub fn causal_attention(q: &Tensor, k: &Tensor, v: &Tensor) -> Result<Option<Tensor>> {
     if !q.device().is_cuda() || !enabled() || k.dtype() != q.dtype() || v.dtype() != q.dtype() {
         return Ok(None);
@@ -44,7 +50,7 @@ pub fn causal_attention(q: &Tensor, k: &Tensor, v: &Tensor) -> Result<Option<Ten
         256 => 8,
         _ => return Ok(None),
     };
-    if q_len == 0 || b > 65_535 || n_head > 65_535 {
+    if q_len < MIN_ROWS || b > 65_535 || n_head > 65_535 {
         return Ok(None);
     }
     let suffix = match q.dtype() {

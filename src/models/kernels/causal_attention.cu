@@ -1,6 +1,6 @@
 // Causal scaled dot-product attention on CUDA in one pass over the keys and values, with no
 // [q, kv] score matrix in memory: FlashAttention's online softmax (Dao et al. 2022) on CUDA
-// cores, for the prefill (and the per-op decode path) of src/models/cuda_attention.rs.
+// cores, for prompts of 64 rows or more (src/models/cuda_attention.rs says why not fewer).
 //
 // q: [b, h, q_len, d] contiguous; k, v: [b, h_kv, kv_len, d] with any strides but the last
 // (a view of a larger preallocated cache); out: [b, h, q_len, d]. Query row i sees keys
