@@ -24,6 +24,7 @@ fn main() {
         Command::Kvcache(args) => commands::kvcache::run(args),
         Command::Specdec(args) => commands::specdec::run(args),
         Command::Quantize(args) => commands::quantize::run(args),
+        Command::Evaluate(args) => commands::evaluate::run(args),
         Command::Plot(args) => commands::plot::run(args),
         Command::Diff(args) => commands::diff::run(args),
         Command::Completions(args) => commands::docs::completions(args.shell),

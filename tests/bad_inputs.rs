@@ -27,6 +27,10 @@ impl Files {
             ("unknown-key.toml", "windw = 50\n"),
             ("switch-with-value.toml", "quality = \"yes\"\n"),
             ("nested.toml", "window = [[1], [2]]\n"),
+            ("hyps.txt", "a cat\nthe dog\n"),
+            ("one-ref.txt", "a cat\n"),
+            ("bad.jsonl", "{\"hypothesis\": \"a\"}\n{\"hypothesis\": \"b\"\n"),
+            ("no-field.jsonl", "{\"text\": \"a\"}\n"),
         ];
         for (name, text) in files {
             std::fs::write(dir.path().join(name), text).unwrap();
@@ -194,6 +198,13 @@ fn every_bad_input_in_the_catalogue_is_one_clear_line_and_exit_code_2() {
         (plain(&["diff", &compare_run, &kvcache_run]), "the same command"),
         (plain(&["diff", &compare_run, "/no/such/run"]), "/no/such/run"),
         (plain(&["completions", "tcsh"]), "invalid value 'tcsh'"),
+        // evaluate score
+        (plain(&["evaluate", "score", "--hypotheses", &files.path("bad.jsonl")]), "bad.jsonl line 2: not JSON"),
+        (plain(&["evaluate", "score", "--hypotheses", &files.path("no-field.jsonl")]), "no-field.jsonl line 1: no `hypothesis` field"),
+        (plain(&["evaluate", "score", "--hypotheses", &files.path("hyps.txt"), "--metrics", "meteor"]), "invalid value 'meteor' for '--metrics"),
+        (plain(&["evaluate", "score", "--hypotheses", &files.path("hyps.txt"), "--metrics", "bleu"]), "--metrics bleu needs references"),
+        (plain(&["evaluate", "score", "--hypotheses", &files.path("hyps.txt"), "--references", &files.path("one-ref.txt")]), "each hypothesis needs one reference"),
+        (plain(&["evaluate", "score", "--hypotheses", "/no/such/hyps.txt"]), "/no/such/hyps.txt"),
     ];
     assert!(catalogue.len() >= 50, "the README promises the whole catalogue");
     for (i, (args, needle)) in catalogue.iter().enumerate() {

@@ -16,4 +16,5 @@ mod loaders;
 mod quantize;
 mod sampling;
 mod smollm2;
+mod text_metrics;
 mod specdec;

@@ -3,6 +3,7 @@
 pub mod args;
 pub mod compare;
 pub mod diff;
+pub mod evaluate;
 pub mod generate;
 pub mod kvcache;
 pub mod plan;
@@ -38,6 +39,9 @@ pub enum Command {
     Specdec(specdec::SpecdecArgs),
     /// Weight formats side by side: size, speed and quality against the source.
     Quantize(quantize::QuantizeArgs),
+    /// How good is the text: score hypotheses against references (BLEU, chrF, ROUGE as the
+    /// reference implementations compute them) and their diversity.
+    Evaluate(evaluate::EvaluateArgs),
     /// Redraw charts from a saved results.json.
     Plot(plot::PlotArgs),
     /// Compare two runs case by case, with confidence intervals.

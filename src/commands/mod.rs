@@ -3,6 +3,8 @@
 pub mod compare;
 pub mod diff;
 pub mod docs;
+pub mod evaluate;
+mod evaluate_score;
 pub mod generate;
 mod harness;
 mod output;

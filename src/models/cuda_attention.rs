@@ -41,7 +41,13 @@ pub fn causal_attention(q: &Tensor, k: &Tensor, v: &Tensor) -> Result<Option<Ten
     }
     let (b, n_head, q_len, d) = q.dims4()?;
     let (kb, n_kv, kv_len, kd) = k.dims4()?;
-    if v.dims4()? != (kb, n_kv, kv_len, kd) || kb != b || kd != d || n_kv == 0 || n_head % n_kv != 0 || q_len > kv_len {
+    if v.dims4()? != (kb, n_kv, kv_len, kd)
+        || kb != b
+        || kd != d
+        || n_kv == 0
+        || n_head % n_kv != 0
+        || q_len > kv_len
+    {
         return Ok(None);
     }
     let dpl = match d {
@@ -63,13 +69,23 @@ pub fn causal_attention(q: &Tensor, k: &Tensor, v: &Tensor) -> Result<Option<Ten
     let (qg, ql) = q.storage_and_layout();
     let (kg, kl) = k.storage_and_layout();
     let (vg, vl) = v.storage_and_layout();
-    let (Storage::Cuda(qs), Storage::Cuda(ks), Storage::Cuda(vs)) = (&*qg, &*kg, &*vg) else { return Ok(None) };
-    let (Some(k_strides), Some(v_strides)) = (strides(kl), strides(vl)) else { return Ok(None) };
+    let (Storage::Cuda(qs), Storage::Cuda(ks), Storage::Cuda(vs)) = (&*qg, &*kg, &*vg) else {
+        return Ok(None);
+    };
+    let (Some(k_strides), Some(v_strides)) = (strides(kl), strides(vl)) else {
+        return Ok(None);
+    };
     let dev = qs.device().clone();
-    let func = dev.get_or_load_custom_func(&format!("causal_attention_{suffix}_d{dpl}"), MODULE, PTX)?.into_cuda_function();
+    let func = dev
+        .get_or_load_custom_func(&format!("causal_attention_{suffix}_d{dpl}"), MODULE, PTX)?
+        .into_cuda_function();
     let shared = 4 * (ROWS * d + TILE * (d + 4) + TILE * d);
     if shared > 48 * 1024 {
-        func.set_attribute(sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, shared as i32).w()?;
+        func.set_attribute(
+            sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+            shared as i32,
+        )
+        .w()?;
     }
     let cfg = LaunchConfig {
         grid_dim: (q_len.div_ceil(ROWS) as u32, n_head as u32, b as u32),
@@ -92,7 +108,12 @@ pub fn causal_attention(q: &Tensor, k: &Tensor, v: &Tensor) -> Result<Option<Ten
         _ => launch::<half::bf16>(&func, cfg, (qs, ql), (ks, kl), (vs, vl), n, &dims)?,
     };
     drop((qg, kg, vg));
-    Ok(Some(Tensor::from_storage(Storage::Cuda(out), (b, n_head, q_len, d), BackpropOp::none(), false)))
+    Ok(Some(Tensor::from_storage(
+        Storage::Cuda(out),
+        (b, n_head, q_len, d),
+        BackpropOp::none(),
+        false,
+    )))
 }
 
 /// The kernel's shape arguments; strides in elements `(batch, head, row)`.
@@ -130,8 +151,18 @@ fn launch<T: candle_core::cuda_backend::CudaDType + DeviceRepr>(
     let stream = dev.cuda_stream();
     let mut launch = stream.launch_builder(func);
     launch.arg(&q).arg(&k).arg(&v).arg(&out);
-    launch.arg(&dims.n_head).arg(&dims.n_kv).arg(&dims.q_len).arg(&dims.kv_len);
-    launch.arg(&dims.k[0]).arg(&dims.k[1]).arg(&dims.k[2]).arg(&dims.v[0]).arg(&dims.v[1]).arg(&dims.v[2]);
+    launch
+        .arg(&dims.n_head)
+        .arg(&dims.n_kv)
+        .arg(&dims.q_len)
+        .arg(&dims.kv_len);
+    launch
+        .arg(&dims.k[0])
+        .arg(&dims.k[1])
+        .arg(&dims.k[2])
+        .arg(&dims.v[0])
+        .arg(&dims.v[1])
+        .arg(&dims.v[2]);
     launch.arg(&dims.inv_sqrt_d);
     // SAFETY: the arguments are the kernel's, in order and of its types; q, k and v hold
     // every element the strides address (candle's layouts of these tensors).

@@ -1,0 +1,111 @@
+//! `llmbench evaluate`: how good is what a model writes. `evaluate score` scores existing text
+//! against references without a model, as sacrebleu's and rouge-score's command lines do.
+
+use clap::{Args, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+#[derive(Debug, Clone, Args)]
+pub struct EvaluateArgs {
+    #[command(subcommand)]
+    pub action: EvaluateAction,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum EvaluateAction {
+    /// Score hypotheses against references (BLEU, chrF, chrF++, ROUGE) and their diversity,
+    /// sentence by sentence and for the corpus, equal to sacrebleu 2.6.0 and rouge-score.
+    Score(ScoreArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ScoreArgs {
+    /// Hypotheses: one segment a line, or JSONL (a `.jsonl` file) with a `hypothesis` field and
+    /// optionally `reference` on each line (JSONL keeps newlines inside a segment, which ROUGE-Lsum
+    /// reads as sentence breaks).
+    #[arg(long, value_name = "FILE")]
+    pub hypotheses: PathBuf,
+    /// References, one a line (or JSONL with `reference`), as many as hypotheses. Default: the
+    /// `reference` fields of a JSONL --hypotheses file.
+    #[arg(long, value_name = "FILE")]
+    pub references: Option<PathBuf>,
+    /// Metrics, comma-separated (default: every reference metric when there are references,
+    /// and the diversity metrics).
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub metrics: Vec<TextMetric>,
+    /// Porter-stem ROUGE tokens (rouge-score's use_stemmer).
+    #[arg(long)]
+    pub stem: bool,
+    /// Lowercase BLEU and chrF input (sacrebleu's --lowercase; the signature says `case:lc`).
+    #[arg(long)]
+    pub lowercase: bool,
+    /// Format on stdout: a table, JSON (corpus and per-segment scores) or JSONL (one line a segment).
+    #[arg(long, short = 'o', value_enum, default_value_t = ScoreFormat::Table)]
+    pub output: ScoreFormat,
+}
+
+/// A text metric of `evaluate score`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, ValueEnum, serde::Serialize)]
+pub enum TextMetric {
+    Bleu,
+    Chrf,
+    #[value(name = "chrf++")]
+    #[serde(rename = "chrf++")]
+    ChrfPlusPlus,
+    Rouge1,
+    Rouge2,
+    #[value(name = "rougeL")]
+    #[serde(rename = "rougeL")]
+    RougeL,
+    #[value(name = "rougeLsum")]
+    #[serde(rename = "rougeLsum")]
+    RougeLsum,
+    /// distinct-1..4 over all hypotheses (13a tokens).
+    Distinct,
+    /// Entropy in bits of the 1..4-gram distributions over all hypotheses.
+    Entropy,
+    /// seq-rep-4: the share of a hypothesis's 4-grams that repeat one it had, averaged.
+    Repetition,
+    /// The mean sentence BLEU of each hypothesis against all the others.
+    #[value(name = "self-bleu")]
+    #[serde(rename = "self-bleu")]
+    SelfBleu,
+}
+
+impl TextMetric {
+    /// Whether the metric compares against references.
+    pub fn needs_references(self) -> bool {
+        matches!(
+            self,
+            Self::Bleu
+                | Self::Chrf
+                | Self::ChrfPlusPlus
+                | Self::Rouge1
+                | Self::Rouge2
+                | Self::RougeL
+                | Self::RougeLsum
+        )
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Bleu => "bleu",
+            Self::Chrf => "chrf",
+            Self::ChrfPlusPlus => "chrf++",
+            Self::Rouge1 => "rouge1",
+            Self::Rouge2 => "rouge2",
+            Self::RougeL => "rougeL",
+            Self::RougeLsum => "rougeLsum",
+            Self::Distinct => "distinct",
+            Self::Entropy => "entropy",
+            Self::Repetition => "repetition",
+            Self::SelfBleu => "self-bleu",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ScoreFormat {
+    Table,
+    Json,
+    Jsonl,
+}

@@ -1,0 +1,317 @@
+//! `llmbench evaluate score`: reads hypotheses and references (plain lines or JSONL), computes
+//! the asked text metrics for every segment and for the corpus (BLEU and chrF from summed
+//! statistics as sacrebleu does, ROUGE as the mean of the segments), and prints a table, JSON or
+//! JSONL. No model, no run directory: the output is the answer, as sacrebleu's command line's is.
+
+use super::Outcome;
+use crate::cli::evaluate::{ScoreArgs, ScoreFormat, TextMetric};
+use crate::metrics::bleu::Bleu;
+use crate::metrics::chrf::Chrf;
+use crate::metrics::diversity;
+use crate::metrics::rouge::{Rouge, RougeScore, RougeScores};
+use crate::metrics::text_tokenize::tokenize_13a;
+use anyhow::Result;
+use serde_json::{json, Map, Value};
+use std::io::Write;
+use std::path::Path;
+
+/// n-gram orders of the diversity metrics.
+const DIVERSITY_ORDERS: [usize; 4] = [1, 2, 3, 4];
+/// seq-rep-n's order (Welleck et al. 2019 report seq-rep-4).
+const REPETITION_ORDER: usize = 4;
+
+pub fn run(args: &ScoreArgs) -> Result<Outcome> {
+    let (hypotheses, jsonl_refs) = read_segments(&args.hypotheses, "hypothesis")?;
+    let references = match &args.references {
+        Some(path) => Some(read_segments(path, "reference")?.0),
+        None => jsonl_refs,
+    };
+    if let Some(refs) = &references {
+        if refs.len() != hypotheses.len() {
+            crate::bail_input!(
+                "{} has {} segments and the references {}: each hypothesis needs one reference",
+                args.hypotheses.display(),
+                hypotheses.len(),
+                refs.len()
+            );
+        }
+    }
+    let metrics = chosen_metrics(&args.metrics, references.is_some());
+    if let Some(m) = metrics.iter().find(|m| m.needs_references()) {
+        if references.is_none() {
+            crate::bail_input!(
+                "--metrics {} needs references: pass --references FILE, or --hypotheses as JSONL with a `reference` field on every line",
+                m.name()
+            );
+        }
+    }
+    let hyps: Vec<&str> = hypotheses.iter().map(String::as_str).collect();
+    let refs: Vec<&str> = references.iter().flatten().map(String::as_str).collect();
+    let report = score(&metrics, &hyps, &refs, args);
+    let mut out = std::io::stdout().lock();
+    match args.output {
+        ScoreFormat::Json => writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?,
+        ScoreFormat::Jsonl => {
+            for segment in report["segments"].as_array().into_iter().flatten() {
+                writeln!(out, "{}", serde_json::to_string(segment)?)?;
+            }
+        }
+        ScoreFormat::Table => out.write_all(table(&report, &metrics).as_bytes())?,
+    }
+    Ok(Outcome::Success)
+}
+
+/// The asked metrics, or the default set: every reference metric when there are references,
+/// then the diversity metrics.
+fn chosen_metrics(asked: &[TextMetric], have_references: bool) -> Vec<TextMetric> {
+    use TextMetric::*;
+    if !asked.is_empty() {
+        let mut seen = Vec::new();
+        for &m in asked {
+            if !seen.contains(&m) {
+                seen.push(m);
+            }
+        }
+        return seen;
+    }
+    let reference = [Bleu, Chrf, ChrfPlusPlus, Rouge1, Rouge2, RougeL, RougeLsum];
+    let free = [Distinct, Entropy, Repetition, SelfBleu];
+    if have_references {
+        reference.iter().chain(&free).copied().collect()
+    } else {
+        free.to_vec()
+    }
+}
+
+/// The segments of a file: its lines, or with a `.jsonl` name the `field` of each JSON line (and
+/// the `reference` fields, when every line has one). Reading `field` from JSONL that lacks it, or
+/// a line that is not a JSON object, is an input error naming the line.
+fn read_segments(path: &Path, field: &str) -> Result<(Vec<String>, Option<Vec<String>>)> {
+    let flag = if field == "hypothesis" {
+        "--hypotheses"
+    } else {
+        "--references"
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        crate::error::LlmbenchError::invalid(format!(
+            "{flag} {}: cannot read it ({e})",
+            path.display()
+        ))
+    })?;
+    let jsonl = path.extension().is_some_and(|e| e == "jsonl");
+    if !jsonl {
+        let mut lines: Vec<String> = text
+            .split('\n')
+            .map(|l| l.strip_suffix('\r').unwrap_or(l).to_string())
+            .collect();
+        if text.ends_with('\n') {
+            lines.pop();
+        }
+        return Ok((lines, None));
+    }
+    let (mut values, mut refs) = (Vec::new(), Vec::new());
+    for (i, line) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
+        let fail = |why: String| {
+            crate::error::LlmbenchError::invalid(format!(
+                "{} line {}: {why}",
+                path.display(),
+                i + 1
+            ))
+        };
+        let v: Value = serde_json::from_str(line).map_err(|e| fail(format!("not JSON ({e})")))?;
+        let obj = v
+            .as_object()
+            .ok_or_else(|| fail("not a JSON object".into()))?;
+        let get = |key: &str| {
+            obj.get(key).map(|x| {
+                x.as_str()
+                    .map(str::to_string)
+                    .ok_or_else(|| fail(format!("`{key}` is not a string")))
+            })
+        };
+        values.push(get(field).ok_or_else(|| fail(format!("no `{field}` field")))??);
+        if field == "hypothesis" {
+            refs.push(get("reference").transpose()?);
+        }
+    }
+    let refs = if !refs.is_empty() && refs.iter().all(Option::is_some) {
+        Some(refs.into_iter().flatten().collect())
+    } else {
+        None
+    };
+    Ok((values, refs))
+}
+
+fn rouge_json(s: &RougeScore) -> Value {
+    json!({"precision": s.precision, "recall": s.recall, "fmeasure": s.fmeasure})
+}
+
+fn rouge_of(scores: &RougeScores, m: TextMetric) -> &RougeScore {
+    match m {
+        TextMetric::Rouge1 => &scores.rouge1,
+        TextMetric::Rouge2 => &scores.rouge2,
+        TextMetric::RougeL => &scores.rouge_l,
+        _ => &scores.rouge_lsum,
+    }
+}
+
+/// Corpus and per-segment scores as JSON: `{"segments_count", "corpus": {metric: ...},
+/// "segments": [{metric: ...}]}`.
+fn score(metrics: &[TextMetric], hyps: &[&str], refs: &[&str], args: &ScoreArgs) -> Value {
+    let bleu = Bleu {
+        lowercase: args.lowercase,
+    };
+    let chrf = |word_order| Chrf {
+        word_order,
+        lowercase: args.lowercase,
+    };
+    let rouge = Rouge { stem: args.stem };
+    let rouge_pairs: Vec<RougeScores> = if metrics.iter().any(|m| {
+        matches!(
+            m,
+            TextMetric::Rouge1 | TextMetric::Rouge2 | TextMetric::RougeL | TextMetric::RougeLsum
+        )
+    }) {
+        refs.iter()
+            .zip(hyps)
+            .map(|(r, h)| rouge.score(r, h))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let tokens: Vec<Vec<String>> = hyps.iter().map(|h| tokenize_13a(h)).collect();
+    let token_slices: Vec<&[String]> = tokens.iter().map(Vec::as_slice).collect();
+    let mut corpus = Map::new();
+    let mut segments: Vec<Map<String, Value>> = vec![Map::new(); hyps.len()];
+    for &m in metrics {
+        let name = m.name().to_string();
+        match m {
+            TextMetric::Bleu => {
+                let c = bleu.corpus(hyps, refs);
+                corpus.insert(name.clone(), json!({"score": c.score, "signature": bleu.signature(false, 1), "sentence_signature": bleu.signature(true, 1),
+                    "counts": c.counts, "totals": c.totals, "precisions": c.precisions, "brevity_penalty": c.brevity_penalty, "sys_len": c.sys_len, "ref_len": c.ref_len}));
+                for (i, seg) in segments.iter_mut().enumerate() {
+                    seg.insert(
+                        name.clone(),
+                        json!(bleu.sentence(hyps[i], &[refs[i]]).score),
+                    );
+                }
+            }
+            TextMetric::Chrf | TextMetric::ChrfPlusPlus => {
+                let c = chrf(if m == TextMetric::Chrf { 0 } else { 2 });
+                corpus.insert(
+                    name.clone(),
+                    json!({"score": c.corpus(hyps, refs).score, "signature": c.signature(1)}),
+                );
+                for (i, seg) in segments.iter_mut().enumerate() {
+                    seg.insert(name.clone(), json!(c.sentence(hyps[i], refs[i]).score));
+                }
+            }
+            TextMetric::Rouge1
+            | TextMetric::Rouge2
+            | TextMetric::RougeL
+            | TextMetric::RougeLsum => {
+                let mean = RougeScore::mean(rouge_pairs.iter().map(|s| *rouge_of(s, m)));
+                let mut entry = rouge_json(&mean);
+                entry["stemmed"] = json!(args.stem);
+                corpus.insert(name.clone(), entry);
+                for (seg, s) in segments.iter_mut().zip(&rouge_pairs) {
+                    seg.insert(name.clone(), rouge_json(rouge_of(s, m)));
+                }
+            }
+            TextMetric::Distinct | TextMetric::Entropy => {
+                let f = if m == TextMetric::Distinct {
+                    diversity::distinct_n::<String>
+                } else {
+                    diversity::ngram_entropy::<String>
+                };
+                let per_order = |seqs: &[&[String]]| -> Map<String, Value> {
+                    DIVERSITY_ORDERS
+                        .iter()
+                        .map(|&n| (format!("{name}-{n}"), json!(f(seqs, n))))
+                        .collect()
+                };
+                corpus.insert(name.clone(), Value::Object(per_order(&token_slices)));
+                for (seg, t) in segments.iter_mut().zip(&token_slices) {
+                    seg.insert(
+                        name.clone(),
+                        Value::Object(per_order(std::slice::from_ref(t))),
+                    );
+                }
+            }
+            TextMetric::Repetition => {
+                let rates: Vec<f64> = token_slices
+                    .iter()
+                    .map(|t| diversity::repetition_rate(t, REPETITION_ORDER))
+                    .collect();
+                let mean = if rates.is_empty() {
+                    0.0
+                } else {
+                    rates.iter().sum::<f64>() / rates.len() as f64
+                };
+                corpus.insert(name.clone(), json!({"seq-rep-4": mean}));
+                for (seg, r) in segments.iter_mut().zip(rates) {
+                    seg.insert(name.clone(), json!({"seq-rep-4": r}));
+                }
+            }
+            TextMetric::SelfBleu => {
+                corpus.insert(name, json!({"score": diversity::self_bleu(hyps), "signature": bleu.signature(true, hyps.len().saturating_sub(1))}));
+            }
+        }
+    }
+    json!({"segments_count": hyps.len(), "tokenizer": "13a (sacrebleu) for BLEU, chrF++ words and diversity; rouge-score's for ROUGE",
+           "corpus": corpus, "segments": segments})
+}
+
+/// metric | corpus score | mean over segments | signature, in the order the metrics were asked.
+fn table(report: &Value, metrics: &[TextMetric]) -> String {
+    let mut out = format!(
+        "{} segments\n\nmetric | corpus | segment mean | signature\n",
+        report["segments_count"]
+    );
+    let segments = report["segments"].as_array().cloned().unwrap_or_default();
+    let mean = |key: &str, sub: Option<&str>| -> Option<f64> {
+        let vals: Vec<f64> = segments
+            .iter()
+            .filter_map(|s| match sub {
+                Some(k) => s[key][k].as_f64(),
+                None => s[key].as_f64(),
+            })
+            .collect();
+        (!vals.is_empty()).then(|| vals.iter().sum::<f64>() / vals.len() as f64)
+    };
+    let fmt = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.4}"));
+    for name in metrics.iter().map(|m| m.name()) {
+        let v = &report["corpus"][name];
+        if let Some(score) = v.get("score").and_then(Value::as_f64) {
+            out.push_str(&format!(
+                "{name} | {score:.4} | {} | {}\n",
+                fmt(mean(name, None)),
+                v["signature"].as_str().unwrap_or("")
+            ));
+        } else if let Some(f) = v.get("fmeasure").and_then(Value::as_f64) {
+            let stem = if v["stemmed"].as_bool() == Some(true) {
+                "rouge-score, stemmed"
+            } else {
+                "rouge-score"
+            };
+            out.push_str(&format!(
+                "{name} F1 | {f:.4} | {} | {stem}\n",
+                fmt(mean(name, Some("fmeasure")))
+            ));
+        } else if let Some(parts) = v.as_object() {
+            for (sub, x) in parts {
+                out.push_str(&format!(
+                    "{sub} | {} | {} |\n",
+                    fmt(x.as_f64()),
+                    fmt(mean(name, Some(sub)))
+                ));
+            }
+        }
+    }
+    out
+}

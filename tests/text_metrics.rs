@@ -1,0 +1,125 @@
+//! llmbench's text metrics against the reference implementations' own numbers
+//! (tests/fixtures/text_metrics/goldens.json, written by make_goldens.py from sacrebleu 2.6.0 and
+//! rouge-score 0.1.2): sentence and corpus BLEU, chrF and chrF++ with their signatures, and
+//! ROUGE-1/2/L/Lsum with and without stemming, on 45 cases (empty sides, unicode, numbers,
+//! punctuation runs, HTML entities, odd whitespace, multi-line text, repetition, long lines).
+//! Also NLTK's Porter stemmer (rouge-score's) on porter_goldens.tsv.
+
+use llmbench::metrics::bleu::Bleu;
+use llmbench::metrics::chrf::Chrf;
+use llmbench::metrics::porter;
+use llmbench::metrics::rouge::{Rouge, RougeScore, RougeScores};
+use serde_json::Value;
+
+/// The bound on the 0-100 scale of sacrebleu (0.01 points); ROUGE's 0-1 fields are held
+/// to the same absolute 1e-4. Both are float arithmetic of the same operations, so the observed
+/// differences are ~1e-13.
+const SCORE_TOLERANCE: f64 = 0.01;
+const ROUGE_TOLERANCE: f64 = 1e-4;
+
+fn goldens() -> Value {
+    let text = std::fs::read_to_string("tests/fixtures/text_metrics/goldens.json").expect("goldens.json");
+    serde_json::from_str(&text).expect("goldens.json parses")
+}
+
+fn check_rouge(what: &str, ours: &RougeScores, want: &Value) {
+    let types: [(&str, &RougeScore); 4] = [("rouge1", &ours.rouge1), ("rouge2", &ours.rouge2), ("rougeL", &ours.rouge_l), ("rougeLsum", &ours.rouge_lsum)];
+    for (name, s) in types {
+        for (field, v) in [("precision", s.precision), ("recall", s.recall), ("fmeasure", s.fmeasure)] {
+            let w = want[name][field].as_f64().expect("rouge field");
+            assert!((v - w).abs() <= ROUGE_TOLERANCE, "{what} {name} {field}: ours {v}, rouge-score {w}");
+        }
+    }
+}
+
+fn close(what: &str, ours: f64, want: &Value) {
+    let w = want.as_f64().unwrap_or_else(|| panic!("{what}: no golden"));
+    assert!((ours - w).abs() <= SCORE_TOLERANCE, "{what}: ours {ours}, reference {w}");
+}
+
+#[test]
+fn sentence_scores_equal_sacrebleu_and_rouge_score() {
+    let g = goldens();
+    let cases = g["cases"].as_array().expect("cases");
+    assert!(cases.len() >= 40);
+    for (i, c) in cases.iter().enumerate() {
+        let (h, r) = (c["hypothesis"].as_str().expect("hyp"), c["reference"].as_str().expect("ref"));
+        close(&format!("case {i} bleu"), Bleu::default().sentence(h, &[r]).score, &c["bleu"]);
+        close(&format!("case {i} bleu lowercase"), Bleu { lowercase: true }.sentence(h, &[r]).score, &c["bleu_lc"]);
+        close(&format!("case {i} chrf"), Chrf::CHRF.sentence(h, r).score, &c["chrf"]);
+        close(&format!("case {i} chrf++"), Chrf::CHRF_PLUS_PLUS.sentence(h, r).score, &c["chrf++"]);
+        check_rouge(&format!("case {i}"), &Rouge { stem: false }.score(r, h), &c["rouge"]);
+        check_rouge(&format!("case {i} stemmed"), &Rouge { stem: true }.score(r, h), &c["rouge_stem"]);
+    }
+}
+
+#[test]
+fn corpus_scores_and_signatures_equal_sacrebleu() {
+    let g = goldens();
+    let cases = g["cases"].as_array().expect("cases");
+    for corpus in g["corpora"].as_array().expect("corpora") {
+        let name = corpus["name"].as_str().expect("name");
+        let idx: Vec<usize> = corpus["indices"].as_array().expect("indices").iter().map(|v| v.as_u64().expect("index") as usize).collect();
+        let hyps: Vec<&str> = idx.iter().map(|&i| cases[i]["hypothesis"].as_str().expect("hyp")).collect();
+        let refs: Vec<&str> = idx.iter().map(|&i| cases[i]["reference"].as_str().expect("ref")).collect();
+        close(&format!("{name} corpus bleu"), Bleu::default().corpus(&hyps, &refs).score, &corpus["bleu"]);
+        close(&format!("{name} corpus chrf"), Chrf::CHRF.corpus(&hyps, &refs).score, &corpus["chrf"]);
+        close(&format!("{name} corpus chrf++"), Chrf::CHRF_PLUS_PLUS.corpus(&hyps, &refs).score, &corpus["chrf++"]);
+        assert_eq!(Bleu::default().signature(false, 1), corpus["bleu_signature"].as_str().expect("signature"));
+        assert_eq!(Chrf::CHRF.signature(1), corpus["chrf_signature"].as_str().expect("signature"));
+        assert_eq!(Chrf::CHRF_PLUS_PLUS.signature(1), corpus["chrf++_signature"].as_str().expect("signature"));
+        check_rouge(&format!("{name} corpus"), &Rouge { stem: false }.corpus(&refs, &hyps), &corpus["rouge"]);
+        check_rouge(&format!("{name} corpus stemmed"), &Rouge { stem: true }.corpus(&refs, &hyps), &corpus["rouge_stem"]);
+    }
+}
+
+#[test]
+fn porter_stems_equal_nltk() {
+    let text = std::fs::read_to_string("tests/fixtures/text_metrics/porter_goldens.tsv").expect("porter_goldens.tsv");
+    let mut checked = 0;
+    for line in text.lines().filter(|l| !l.is_empty()) {
+        let (word, want) = line.split_once('\t').expect("word<TAB>stem");
+        assert_eq!(porter::stem(word), want, "stem of {word}");
+        checked += 1;
+    }
+    assert!(checked >= 1000, "{checked} words");
+}
+
+/// `evaluate score` on files prints the goldens' corpus numbers: plain lines (the first 10
+/// cases, one segment a line) and JSONL (all cases, newlines inside segments included).
+#[test]
+fn evaluate_score_prints_the_reference_numbers() {
+    let g = goldens();
+    let cases = g["cases"].as_array().expect("cases");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let field = |i: usize, k: &str| cases[i][k].as_str().expect("text").to_string();
+    let hyps: Vec<String> = (0..10).map(|i| field(i, "hypothesis")).collect();
+    let refs: Vec<String> = (0..10).map(|i| field(i, "reference")).collect();
+    assert!(hyps.iter().chain(&refs).all(|s| !s.contains('\n')), "plain-line cases hold no newline");
+    std::fs::write(dir.path().join("hyps.txt"), hyps.join("\n") + "\n").expect("write");
+    std::fs::write(dir.path().join("refs.txt"), refs.join("\n") + "\n").expect("write");
+    let jsonl: String = cases.iter().map(|c| serde_json::json!({"hypothesis": c["hypothesis"], "reference": c["reference"]}).to_string() + "\n").collect();
+    std::fs::write(dir.path().join("all.jsonl"), jsonl).expect("write");
+    let run = |args: &[&std::ffi::OsStr]| -> Value {
+        let out = crate::common::llmbench().args(["evaluate", "score", "-o", "json"]).args(args).assert().success().get_output().stdout.clone();
+        serde_json::from_slice(&out).expect("json on stdout")
+    };
+    let p = |name: &str| dir.path().join(name).into_os_string();
+    let first10 = run(&[std::ffi::OsStr::new("--hypotheses"), &p("hyps.txt"), std::ffi::OsStr::new("--references"), &p("refs.txt")]);
+    let all = run(&[std::ffi::OsStr::new("--hypotheses"), &p("all.jsonl"), std::ffi::OsStr::new("--stem")]);
+    for (report, name) in [(&first10, "first10"), (&all, "all")] {
+        let corpus = g["corpora"].as_array().expect("corpora").iter().find(|c| c["name"] == name).expect("corpus");
+        assert_eq!(report["segments_count"].as_u64(), corpus["indices"].as_array().map(|a| a.len() as u64));
+        for metric in ["bleu", "chrf", "chrf++"] {
+            close(&format!("{name} {metric} via the CLI"), report["corpus"][metric]["score"].as_f64().expect("score"), &corpus[metric]);
+            assert_eq!(report["corpus"][metric]["signature"], corpus[format!("{metric}_signature")]);
+        }
+        let rouge = if name == "all" { &corpus["rouge_stem"] } else { &corpus["rouge"] };
+        for t in ["rouge1", "rouge2", "rougeL", "rougeLsum"] {
+            let (ours, want) = (report["corpus"][t]["fmeasure"].as_f64().expect("f"), rouge[t]["fmeasure"].as_f64().expect("f"));
+            assert!((ours - want).abs() <= ROUGE_TOLERANCE, "{name} {t}: {ours} vs {want}");
+        }
+        // The sentence scores of a segment are the goldens' too.
+        close(&format!("{name} segment 1 bleu"), report["segments"][1]["bleu"].as_f64().expect("bleu"), &cases[1]["bleu"]);
+    }
+}
