@@ -5,6 +5,7 @@
 //! first (sacrebleu's `corpus_score`); sentence BLEU scores one segment with the effective order
 //! (orders the hypothesis has no n-gram of left out), as `sacrebleu.sentence_bleu` does.
 
+use super::ngrams::add_ngrams;
 use super::text_tokenize::{py_rstrip, tokenize_13a};
 use std::collections::HashMap;
 
@@ -108,9 +109,7 @@ impl Bleu {
 fn ngram_counts(tokens: &[String]) -> HashMap<&[String], usize> {
     let mut counts = HashMap::new();
     for n in 1..=MAX_ORDER {
-        for gram in tokens.windows(n) {
-            *counts.entry(gram).or_insert(0) += 1;
-        }
+        add_ngrams(&mut counts, tokens, n);
     }
     counts
 }

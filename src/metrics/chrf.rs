@@ -7,8 +7,8 @@
 //! Unicode scalar values, as Python's are code points.
 
 use super::bleu::SACREBLEU_VERSION;
+use super::ngrams::ngram_counts;
 use super::text_tokenize::py_split;
-use std::collections::HashMap;
 use std::hash::Hash;
 
 const CHAR_ORDER: usize = 6;
@@ -83,16 +83,6 @@ impl Chrf {
         }
         stats
     }
-}
-
-fn ngram_counts<T: Hash + Eq>(s: &[T], n: usize) -> HashMap<&[T], usize> {
-    let mut m = HashMap::new();
-    if s.len() >= n {
-        for g in s.windows(n) {
-            *m.entry(g).or_insert(0) += 1;
-        }
-    }
-    m
 }
 
 fn match_stats<T: Hash + Eq>(hyp: &[T], reference: &[T], n: usize) -> [usize; 3] {

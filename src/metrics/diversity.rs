@@ -11,23 +11,14 @@
 //! A sequence shorter than n has no n-grams; a ratio over no n-grams is 0.
 
 use super::bleu::Bleu;
+use super::ngrams::add_ngrams;
 use std::collections::HashMap;
 use std::hash::Hash;
 
-fn counts<'a, T: Hash + Eq + 'a>(
-    seqs: impl IntoIterator<Item = &'a [T]>,
-    n: usize,
-) -> (HashMap<&'a [T], usize>, usize) {
+/// The n-gram counts of `seqs` together, and how many n-grams they have.
+fn counts<'a, T: Hash + Eq + 'a>(seqs: impl IntoIterator<Item = &'a [T]>, n: usize) -> (HashMap<&'a [T], usize>, usize) {
     let mut m = HashMap::new();
-    let mut total = 0;
-    for s in seqs {
-        if n > 0 && s.len() >= n {
-            for g in s.windows(n) {
-                *m.entry(g).or_insert(0) += 1;
-                total += 1;
-            }
-        }
-    }
+    let total = seqs.into_iter().map(|s| add_ngrams(&mut m, s, n)).sum();
     (m, total)
 }
 

@@ -6,6 +6,7 @@ pub mod bleu;
 pub mod chrf;
 pub mod distribution;
 pub mod diversity;
+pub mod ngrams;
 pub mod porter;
 pub mod quantization;
 pub mod rouge;

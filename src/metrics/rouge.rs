@@ -6,6 +6,7 @@
 //! A corpus score is the mean of the pairs' scores (what rouge-score's BootstrapAggregator
 //! estimates by resampling; here exact).
 
+use super::ngrams::ngram_counts;
 use super::text_tokenize::tokenize_rouge;
 use std::collections::HashMap;
 
@@ -102,16 +103,6 @@ impl Rouge {
             rouge_lsum: RougeScore::mean(all.iter().map(|s| s.rouge_lsum)),
         }
     }
-}
-
-fn ngram_counts(tokens: &[String], n: usize) -> HashMap<&[String], usize> {
-    let mut m = HashMap::new();
-    if tokens.len() >= n {
-        for g in tokens.windows(n) {
-            *m.entry(g).or_insert(0) += 1;
-        }
-    }
-    m
 }
 
 fn ngram_score(target: &[String], prediction: &[String], n: usize) -> RougeScore {
