@@ -205,6 +205,10 @@ fn every_bad_input_in_the_catalogue_is_one_clear_line_and_exit_code_2() {
         (plain(&["evaluate", "score", "--hypotheses", &files.path("hyps.txt"), "--metrics", "bleu"]), "--metrics bleu needs references"),
         (plain(&["evaluate", "score", "--hypotheses", &files.path("hyps.txt"), "--references", &files.path("one-ref.txt")]), "each hypothesis needs one reference"),
         (plain(&["evaluate", "score", "--hypotheses", "/no/such/hyps.txt"]), "/no/such/hyps.txt"),
+        (plain(&["evaluate", "perplexity", "--device", "cpu", "--model", &llama, "--text", "/no/such/text.txt"]), "--text /no/such/text.txt"),
+        (plain(&["evaluate", "perplexity", "--device", "cpu", "--model", &llama, "--text", &files.path("empty-text.txt")]), "no text to score"),
+        (plain(&["evaluate", "perplexity", "--device", "cpu", "--model", &llama, "--text", &wiki, "--window", "1"]), "--window 1"),
+        (plain(&["evaluate", "perplexity", "--device", "cpu", "--model", &llama, "--text", &wiki, "--window", "16", "--stride", "32"]), "--stride 32"),
     ];
     assert!(catalogue.len() >= 50, "the README promises the whole catalogue");
     for (i, (args, needle)) in catalogue.iter().enumerate() {

@@ -123,3 +123,57 @@ fn evaluate_score_prints_the_reference_numbers() {
         close(&format!("{name} segment 1 bleu"), report["segments"][1]["bleu"].as_f64().expect("bleu"), &cases[1]["bleu"]);
     }
 }
+
+/// Relative tolerance of perplexity log-likelihoods against transformers in f32: the sums of
+/// 2,500 log-probabilities agree to ~2e-9 relative (measured); 1e-6 leaves room for other CPUs'
+/// summation orders.
+const PERPLEXITY_TOLERANCE: f64 = 1e-6;
+
+fn evaluate_perplexity(model: &std::path::Path, text: &std::path::Path, extra: &[&str]) -> Value {
+    let out = crate::common::llmbench()
+        .args(["evaluate", "perplexity", "--device", "cpu", "-o", "json", "--model"])
+        .arg(model)
+        .arg("--text")
+        .arg(text)
+        .args(extra)
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    serde_json::from_slice(&out).expect("json on stdout")
+}
+
+/// Strided (HF's guide) and rolling (lm-evaluation-harness) windows on the random-weight
+/// tiny-llama fixture over the Wikipedia excerpt, against transformers on the same ids
+/// (make_perplexity_goldens.py; lm-eval's own window functions).
+#[test]
+fn windowed_perplexity_equals_transformers() {
+    let text = std::fs::read_to_string("tests/fixtures/text_metrics/perplexity_goldens.json").expect("goldens");
+    let g: Value = serde_json::from_str(&text).expect("parses");
+    let ours = evaluate_perplexity(&crate::common::fixture("tiny-llama"), &crate::common::fixture("wiki-excerpt.txt"), &["--window", "64", "--stride", "32"]);
+    assert_eq!(ours["tokens"], g["tokens"]);
+    for method in ["strided", "rolling"] {
+        let (o, w) = (&ours["results"][method]["scores"], &g[method]);
+        assert_eq!(o["scored_tokens"], w["scored_tokens"], "{method}");
+        let (a, b) = (o["log_likelihood"].as_f64().expect("ll"), w["log_likelihood"].as_f64().expect("ll"));
+        assert!(((a - b) / b).abs() <= PERPLEXITY_TOLERANCE, "{method}: log-likelihood {a} vs transformers {b}");
+    }
+    for key in ["word_perplexity", "byte_perplexity", "bits_per_byte", "words", "bytes"] {
+        let (a, b) = (ours["results"]["rolling"]["scores"][key].as_f64().expect("score"), g["rolling"][key].as_f64().expect("score"));
+        assert!(((a - b) / b).abs() <= 1e-6, "rolling {key}: {a} vs lm-eval's arithmetic {b}");
+    }
+}
+
+/// One window over the whole 252-token passage is the engine's teacher-forced perplexity of the
+/// real SmolLM2 GGUF, which tests/smollm2.rs holds to transformers' 27.5957.
+#[test]
+fn passage_perplexity_equals_the_teacher_forced_value() {
+    let reference: Value = serde_json::from_str(&std::fs::read_to_string("tests/fixtures/smollm2/reference.json").expect("reference")).expect("parses");
+    let want = reference["perplexity"].as_f64().expect("perplexity");
+    let ours = evaluate_perplexity(&crate::common::smollm2_gguf(), &crate::common::fixture("smollm2/passage.txt"), &["--window", "512", "--methods", "strided"]);
+    let s = &ours["results"]["strided"]["scores"];
+    assert_eq!(s["scored_tokens"].as_u64(), Some(251));
+    let ppl = s["token_perplexity"].as_f64().expect("ppl");
+    assert!(((ppl - want) / want).abs() <= 1e-4, "{ppl} vs {want}");
+}

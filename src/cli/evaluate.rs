@@ -1,6 +1,7 @@
 //! `llmbench evaluate`: how good is what a model writes. `evaluate score` scores existing text
 //! against references without a model, as sacrebleu's and rouge-score's command lines do.
 
+use super::args::{DeviceArgs, ModelArgs};
 use clap::{Args, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
@@ -15,6 +16,45 @@ pub enum EvaluateAction {
     /// Score hypotheses against references (BLEU, chrF, chrF++, ROUGE) and their diversity,
     /// sentence by sentence and for the corpus, equal to sacrebleu 2.6.0 and rouge-score.
     Score(ScoreArgs),
+    /// Perplexity of a text file under a model with a bounded window: Hugging Face's strided
+    /// sliding windows and lm-evaluation-harness's rolling disjoint windows, with lm-eval's
+    /// word perplexity, byte perplexity and bits per byte.
+    Perplexity(PerplexityArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct PerplexityArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    #[command(flatten)]
+    pub device: DeviceArgs,
+    /// The text to score (UTF-8), tokenized whole.
+    #[arg(long, value_name = "FILE")]
+    pub text: PathBuf,
+    /// Tokens a forward pass reads (default: the model's context window, at most 1,024).
+    #[arg(long)]
+    pub window: Option<usize>,
+    /// Start a strided window every N tokens (default: half the window, as HF's guide).
+    #[arg(long)]
+    pub stride: Option<usize>,
+    /// Which windows: strided, rolling, or both (default).
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "strided,rolling")]
+    pub methods: Vec<PerplexityMethod>,
+    /// Seed for --no-weights.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Format on stdout.
+    #[arg(long, short = 'o', value_enum, default_value_t = ScoreFormat::Table)]
+    pub output: ScoreFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PerplexityMethod {
+    /// Hugging Face's strided sliding windows.
+    Strided,
+    /// lm-evaluation-harness's rolling disjoint windows (after BOS, else end-of-text).
+    Rolling,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -7,6 +7,7 @@ pub mod chrf;
 pub mod distribution;
 pub mod diversity;
 pub mod ngrams;
+pub mod perplexity;
 pub mod porter;
 pub mod quantization;
 pub mod rouge;
