@@ -31,6 +31,7 @@ impl Files {
             ("one-ref.txt", "a cat\n"),
             ("bad.jsonl", "{\"hypothesis\": \"a\"}\n{\"hypothesis\": \"b\"\n"),
             ("no-field.jsonl", "{\"text\": \"a\"}\n"),
+            ("pairs.jsonl", "{\"prompt\": \"p\", \"hypothesis\": \"h\"}\n"),
         ];
         for (name, text) in files {
             std::fs::write(dir.path().join(name), text).unwrap();
@@ -205,6 +206,8 @@ fn every_bad_input_in_the_catalogue_is_one_clear_line_and_exit_code_2() {
         (plain(&["evaluate", "score", "--hypotheses", &files.path("hyps.txt"), "--metrics", "bleu"]), "--metrics bleu needs references"),
         (plain(&["evaluate", "score", "--hypotheses", &files.path("hyps.txt"), "--references", &files.path("one-ref.txt")]), "each hypothesis needs one reference"),
         (plain(&["evaluate", "score", "--hypotheses", "/no/such/hyps.txt"]), "/no/such/hyps.txt"),
+        (plain(&["evaluate", "score", "--hypotheses", &files.path("hyps.txt"), "--metrics", "coherence"]), "--metrics coherence needs prompts"),
+        (plain(&["evaluate", "score", "--hypotheses", &files.path("pairs.jsonl"), "--metrics", "coherence", "--encoder", &llama]), "not a sentence encoder"),
         (plain(&["evaluate", "perplexity", "--device", "cpu", "--model", &llama, "--text", "/no/such/text.txt"]), "--text /no/such/text.txt"),
         (plain(&["evaluate", "perplexity", "--device", "cpu", "--model", &llama, "--text", &files.path("empty-text.txt")]), "no text to score"),
         (plain(&["evaluate", "perplexity", "--device", "cpu", "--model", &llama, "--text", &wiki, "--window", "1"]), "--window 1"),

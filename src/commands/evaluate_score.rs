@@ -7,7 +7,8 @@ use super::Outcome;
 use crate::cli::evaluate::{ScoreArgs, ScoreFormat, TextMetric};
 use crate::metrics::bleu::Bleu;
 use crate::metrics::chrf::Chrf;
-use crate::metrics::diversity;
+use crate::metrics::diversity::{self, cosine};
+use crate::models::sentence_encoder::SentenceEncoder;
 use crate::metrics::rouge::{Rouge, RougeScore, RougeScores};
 use crate::metrics::text_tokenize::tokenize_13a;
 use anyhow::Result;
@@ -21,19 +22,26 @@ const DIVERSITY_ORDERS: [usize; 4] = [1, 2, 3, 4];
 const REPETITION_ORDER: usize = 4;
 
 pub fn run(args: &ScoreArgs) -> Result<Outcome> {
-    let (hypotheses, jsonl_refs) = read_segments(&args.hypotheses, "hypothesis")?;
+    let hyp_file = read_segments(&args.hypotheses, "hypothesis", "--hypotheses")?;
+    let hypotheses = hyp_file.values;
     let references = match &args.references {
-        Some(path) => Some(read_segments(path, "reference")?.0),
-        None => jsonl_refs,
+        Some(path) => Some(read_segments(path, "reference", "--references")?.values),
+        None => hyp_file.references,
     };
-    if let Some(refs) = &references {
-        if refs.len() != hypotheses.len() {
-            crate::bail_input!(
-                "{} has {} segments and the references {}: each hypothesis needs one reference",
-                args.hypotheses.display(),
-                hypotheses.len(),
-                refs.len()
-            );
+    let prompts = match &args.prompts {
+        Some(path) => Some(read_segments(path, "prompt", "--prompts")?.values),
+        None => hyp_file.prompts,
+    };
+    for (what, one, other) in [("references", "reference", &references), ("prompts", "prompt", &prompts)] {
+        if let Some(o) = other {
+            if o.len() != hypotheses.len() {
+                crate::bail_input!(
+                    "{} has {} segments and the {what} {}: each hypothesis needs one {one}",
+                    args.hypotheses.display(),
+                    hypotheses.len(),
+                    o.len()
+                );
+            }
         }
     }
     let metrics = chosen_metrics(&args.metrics, references.is_some());
@@ -45,9 +53,18 @@ pub fn run(args: &ScoreArgs) -> Result<Outcome> {
             );
         }
     }
+    if metrics.contains(&TextMetric::Coherence) && prompts.is_none() {
+        crate::bail_input!(
+            "--metrics coherence needs prompts: pass --prompts FILE, or --hypotheses as JSONL with a `prompt` field on every line"
+        );
+    }
     let hyps: Vec<&str> = hypotheses.iter().map(String::as_str).collect();
     let refs: Vec<&str> = references.iter().flatten().map(String::as_str).collect();
-    let report = score(&metrics, &hyps, &refs, args);
+    let mut report = score(&metrics, &hyps, &refs, args);
+    if metrics.contains(&TextMetric::Coherence) {
+        let prompts: Vec<&str> = prompts.iter().flatten().map(String::as_str).collect();
+        add_coherence(&mut report, &prompts, &hyps, &args.encoder)?;
+    }
     let mut out = std::io::stdout().lock();
     match args.output {
         ScoreFormat::Json => writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?,
@@ -83,67 +100,55 @@ fn chosen_metrics(asked: &[TextMetric], have_references: bool) -> Vec<TextMetric
     }
 }
 
-/// The segments of a file: its lines, or with a `.jsonl` name the `field` of each JSON line (and
-/// the `reference` fields, when every line has one). Reading `field` from JSONL that lacks it, or
-/// a line that is not a JSON object, is an input error naming the line.
-fn read_segments(path: &Path, field: &str) -> Result<(Vec<String>, Option<Vec<String>>)> {
-    let flag = if field == "hypothesis" {
-        "--hypotheses"
-    } else {
-        "--references"
-    };
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        crate::error::LlmbenchError::invalid(format!(
-            "{flag} {}: cannot read it ({e})",
-            path.display()
-        ))
-    })?;
-    let jsonl = path.extension().is_some_and(|e| e == "jsonl");
-    if !jsonl {
-        let mut lines: Vec<String> = text
-            .split('\n')
-            .map(|l| l.strip_suffix('\r').unwrap_or(l).to_string())
-            .collect();
+/// A file's segments and, from JSONL, the optional fields every line has.
+struct Segments {
+    values: Vec<String>,
+    references: Option<Vec<String>>,
+    prompts: Option<Vec<String>>,
+}
+
+/// The segments of a file given to `flag`: its lines, or with a `.jsonl` name the `field` of each
+/// JSON line (and the `reference` and `prompt` fields, when every line has one). JSONL that lacks
+/// `field`, or a line that is not a JSON object, is an input error naming the line.
+fn read_segments(path: &Path, field: &str, flag: &str) -> Result<Segments> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| crate::error::LlmbenchError::invalid(format!("{flag} {}: cannot read it ({e})", path.display())))?;
+    if path.extension().is_none_or(|e| e != "jsonl") {
+        let mut values: Vec<String> = text.split('\n').map(|l| l.strip_suffix('\r').unwrap_or(l).to_string()).collect();
         if text.ends_with('\n') {
-            lines.pop();
+            values.pop();
         }
-        return Ok((lines, None));
+        return Ok(Segments { values, references: None, prompts: None });
     }
-    let (mut values, mut refs) = (Vec::new(), Vec::new());
-    for (i, line) in text
-        .lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-    {
-        let fail = |why: String| {
-            crate::error::LlmbenchError::invalid(format!(
-                "{} line {}: {why}",
-                path.display(),
-                i + 1
-            ))
-        };
+    let (mut values, mut refs, mut prompts) = (Vec::new(), Vec::new(), Vec::new());
+    for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+        let fail = |why: String| crate::error::LlmbenchError::invalid(format!("{} line {}: {why}", path.display(), i + 1));
         let v: Value = serde_json::from_str(line).map_err(|e| fail(format!("not JSON ({e})")))?;
-        let obj = v
-            .as_object()
-            .ok_or_else(|| fail("not a JSON object".into()))?;
+        let obj = v.as_object().ok_or_else(|| fail("not a JSON object".into()))?;
         let get = |key: &str| {
-            obj.get(key).map(|x| {
-                x.as_str()
-                    .map(str::to_string)
-                    .ok_or_else(|| fail(format!("`{key}` is not a string")))
-            })
+            obj.get(key).map(|x| x.as_str().map(str::to_string).ok_or_else(|| fail(format!("`{key}` is not a string")))).transpose()
         };
-        values.push(get(field).ok_or_else(|| fail(format!("no `{field}` field")))??);
-        if field == "hypothesis" {
-            refs.push(get("reference").transpose()?);
-        }
+        values.push(get(field)?.ok_or_else(|| fail(format!("no `{field}` field")))?);
+        refs.push(get("reference")?);
+        prompts.push(get("prompt")?);
     }
-    let refs = if !refs.is_empty() && refs.iter().all(Option::is_some) {
-        Some(refs.into_iter().flatten().collect())
-    } else {
-        None
-    };
-    Ok((values, refs))
+    let all = |v: Vec<Option<String>>| (!v.is_empty() && v.iter().all(Option::is_some)).then(|| v.into_iter().flatten().collect());
+    Ok(Segments { values, references: all(refs), prompts: all(prompts) })
+}
+
+/// Coherence: the cosine similarity of each prompt's and output's sentence embeddings (the
+/// `--encoder` model, on the CPU), and its mean over the segments.
+fn add_coherence(report: &mut Value, prompts: &[&str], hyps: &[&str], encoder: &str) -> Result<()> {
+    let dir = crate::models::source::model_dir(encoder, "--encoder")?;
+    let model = SentenceEncoder::load(&dir, "--encoder", &candle_core::Device::Cpu)?;
+    let (p, h) = (model.embed(prompts)?, model.embed(hyps)?);
+    let sims: Vec<f64> = p.iter().zip(&h).map(|(a, b)| cosine(a, b)).collect();
+    let mean = if sims.is_empty() { 0.0 } else { sims.iter().sum::<f64>() / sims.len() as f64 };
+    report["corpus"]["coherence"] = json!({"score": mean, "signature": format!("cosine, {encoder}")});
+    for (seg, sim) in report["segments"].as_array_mut().into_iter().flatten().zip(sims) {
+        seg["coherence"] = json!(sim);
+    }
+    Ok(())
 }
 
 fn rouge_json(s: &RougeScore) -> Value {
@@ -258,6 +263,8 @@ fn score(metrics: &[TextMetric], hyps: &[&str], refs: &[&str], args: &ScoreArgs)
                     seg.insert(name.clone(), json!({"seq-rep-4": r}));
                 }
             }
+            // Added by add_coherence, which loads the sentence encoder.
+            TextMetric::Coherence => {}
             TextMetric::SelfBleu => {
                 corpus.insert(name, json!({"score": diversity::self_bleu(hyps), "signature": bleu.signature(true, hyps.len().saturating_sub(1))}));
             }

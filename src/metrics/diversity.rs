@@ -5,6 +5,7 @@
 //!   frequency distribution over the sequences;
 //! - repetition rate, seq-rep-n (Welleck et al. 2019): within one sequence, the share of its
 //!   n-grams that repeat an n-gram it already had, 1 - distinct / all;
+//! - cosine similarity (coherence: of the prompt's and the output's sentence embeddings);
 //! - self-BLEU (Zhu et al. 2018, Texygen): the mean sentence BLEU of each output against all the
 //!   others as references (sacrebleu's arithmetic, `bleu`): high when outputs resemble each other.
 //!
@@ -51,6 +52,19 @@ pub fn repetition_rate<T: Hash + Eq>(seq: &[T], n: usize) -> f64 {
         0.0
     } else {
         1.0 - m.len() as f64 / total as f64
+    }
+}
+
+/// Cosine similarity of two vectors (0 when either is zero), accumulated in f64: coherence of
+/// a prompt and an output is the cosine of their sentence embeddings.
+pub fn cosine(a: &[f32], b: &[f32]) -> f64 {
+    let dot: f64 = a.iter().zip(b).map(|(&x, &y)| x as f64 * y as f64).sum();
+    let norm = |v: &[f32]| v.iter().map(|&x| (x as f64).powi(2)).sum::<f64>().sqrt();
+    let (na, nb) = (norm(a), norm(b));
+    if na == 0.0 || nb == 0.0 {
+        0.0
+    } else {
+        dot / (na * nb)
     }
 }
 

@@ -19,6 +19,7 @@ pub mod gpt2;
 pub mod layers;
 pub mod llama;
 pub mod requantize;
+pub mod sentence_encoder;
 pub mod source;
 pub mod tokenizer;
 pub mod weights;

