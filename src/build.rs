@@ -26,6 +26,7 @@ fn main() {
     if std::env::var_os("CARGO_FEATURE_CUDA").is_some() {
         // Both include the per-format chunk dot products of src/quant/kernels/block_dot.cuh.
         println!("cargo:rerun-if-changed=src/quant/kernels/block_dot.cuh");
+        println!("cargo:rerun-if-changed=src/models/kernels/float_ops.cuh");
         compile_ptx("src/models/kernels/llama_decode.cu", "llama_decode.ptx");
         compile_ptx("src/models/kernels/causal_attention.cu", "causal_attention.ptx");
         compile_ptx("src/quant/kernels/int_matvec.cu", "int_matvec.ptx");

@@ -2,6 +2,7 @@
 //! `gguf`), how they are loaded (`weights`), the architectures themselves (`gpt2`, `llama`)
 //! and their tokenizers. Everything above this module sees a `Model` trait object.
 
+pub mod attention;
 pub mod config;
 mod cpu_attention;
 mod cpu_rows;

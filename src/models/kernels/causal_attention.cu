@@ -14,32 +14,14 @@
 // to T, times 1/sqrt(d) rounded to T; llama_decode.cu's attn_split) and the probabilities stay
 // f32, so a prefill row and a graph decode step at the same position compute the same scores.
 
-#include <cuda_bf16.h>
-#include <cuda_fp16.h>
 #include <stdint.h>
+
+#include "float_ops.cuh"
 
 #define WARPS 4
 #define ROWS_PER_WARP 8
 #define ROWS (WARPS * ROWS_PER_WARP)
 #define TILE 32
-
-__device__ __forceinline__ float to_f(float x) { return x; }
-__device__ __forceinline__ float to_f(__half x) { return __half2float(x); }
-__device__ __forceinline__ float to_f(__nv_bfloat16 x) { return __bfloat162float(x); }
-template <typename T> __device__ __forceinline__ T from_f(float x);
-template <> __device__ __forceinline__ float from_f<float>(float x) { return x; }
-template <> __device__ __forceinline__ __half from_f<__half>(float x) { return __float2half(x); }
-template <> __device__ __forceinline__ __nv_bfloat16 from_f<__nv_bfloat16>(float x) { return __float2bfloat16(x); }
-template <typename T> __device__ __forceinline__ float round_t(float x) { return to_f(from_f<T>(x)); }
-
-__device__ __forceinline__ float warp_sum(float v) {
-  for (int m = 16; m > 0; m >>= 1) v += __shfl_xor_sync(0xffffffff, v, m);
-  return v;
-}
-__device__ __forceinline__ float warp_max(float v) {
-  for (int m = 16; m > 0; m >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffff, v, m));
-  return v;
-}
 
 // Strides in elements of T. DPL = d / 32 output values a lane (2, 4 or 8), held as VW-wide
 // vectors at VW * lane + 32 * VW * t (VW = min(DPL, 4)): vector loads from shared memory, with
