@@ -32,6 +32,11 @@ impl Files {
             ("bad.jsonl", "{\"hypothesis\": \"a\"}\n{\"hypothesis\": \"b\"\n"),
             ("no-field.jsonl", "{\"text\": \"a\"}\n"),
             ("pairs.jsonl", "{\"prompt\": \"p\", \"hypothesis\": \"h\"}\n"),
+            ("bad-data.jsonl", "{\"prompt\": \"a\"}\n{\"prompt\": \"b\"\n"),
+            ("no-prompt.jsonl", "{\"reference\": \"r\"}\n"),
+            ("some-refs.jsonl", "{\"prompt\": \"a\", \"reference\": \"r\"}\n{\"prompt\": \"b\"}\n"),
+            ("bad-keywords.jsonl", "{\"prompt\": \"a\", \"keywords\": \"sky\"}\n"),
+            ("bad-models.toml", "[[model]]\nname = \"x\"\n"),
         ];
         for (name, text) in files {
             std::fs::write(dir.path().join(name), text).unwrap();
@@ -48,7 +53,9 @@ impl Files {
 fn check(args: &[String], needle: &str, never: &Path) {
     let mut cmd = llmbench();
     cmd.args(args);
-    if WRITES_RESULTS.contains(&args[0].as_str()) && !args.iter().any(|a| a == "--out" || a == "--resume") {
+    // evaluate writes one without a subcommand (the pipeline), not with `score` or `perplexity`.
+    let writes = WRITES_RESULTS.contains(&args[0].as_str()) || (args[0] == "evaluate" && !["score", "perplexity"].contains(&args[1].as_str()));
+    if writes && !args.iter().any(|a| a == "--out" || a == "--resume") {
         cmd.arg("--out").arg(never);
     }
     let out = cmd.assert().get_output().clone();
@@ -95,6 +102,9 @@ fn every_bad_input_in_the_catalogue_is_one_clear_line_and_exit_code_2() {
     let gpt2 = fixture("tiny-gpt2").to_str().unwrap().to_string();
     let llama = fixture("tiny-llama").to_str().unwrap().to_string();
     let wiki = fixture("wiki-excerpt.txt").to_str().unwrap().to_string();
+    let evaluate = |extra: &[&str]| -> Vec<String> {
+        ["evaluate", "--device", "cpu", "--model", &llama, "--metrics", "bleu"].iter().chain(extra).map(|s| s.to_string()).collect()
+    };
     let generate = |extra: &[&str]| -> Vec<String> {
         ["generate", "--device", "cpu", "--model", &gpt2, "--prompt", "hi"].iter().chain(extra).map(|s| s.to_string()).collect()
     };
@@ -212,6 +222,18 @@ fn every_bad_input_in_the_catalogue_is_one_clear_line_and_exit_code_2() {
         (plain(&["evaluate", "perplexity", "--device", "cpu", "--model", &llama, "--text", &files.path("empty-text.txt")]), "no text to score"),
         (plain(&["evaluate", "perplexity", "--device", "cpu", "--model", &llama, "--text", &wiki, "--window", "1"]), "--window 1"),
         (plain(&["evaluate", "perplexity", "--device", "cpu", "--model", &llama, "--text", &wiki, "--window", "16", "--stride", "32"]), "--stride 32"),
+        // evaluate (the pipeline)
+        (evaluate(&["--data", &files.path("bad-data.jsonl")]), "bad-data.jsonl line 2: not JSON"),
+        (evaluate(&["--data", &files.path("no-prompt.jsonl")]), "no-prompt.jsonl line 1: missing field `prompt`"),
+        (evaluate(&["--data", &files.path("bad-keywords.jsonl")]), "bad-keywords.jsonl line 1: invalid type: string \"sky\", expected a sequence"),
+        (evaluate(&["--data", &files.path("some-refs.jsonl")]), "prompt 2 does not"),
+        (evaluate(&["--data", "/no/such/data.jsonl"]), "--data /no/such/data.jsonl"),
+        (evaluate(&["--metrics", "meteor"]), "invalid value 'meteor' for '--metrics"),
+        (evaluate(&["--metrics", "coherence", "--encoder", &llama]), "not a sentence encoder"),
+        (evaluate(&["--task", "perplexity"]), "--task perplexity needs --text"),
+        (evaluate(&["--formats", "q9_9"]), "--formats"),
+        (evaluate(&["-n", "0"]), "--max-new-tokens 0"),
+        (plain(&["evaluate", "--device", "cpu", "--models", &files.path("bad-models.toml")]), "bad-models.toml: not a model list"),
     ];
     assert!(catalogue.len() >= 50, "the README promises the whole catalogue");
     for (i, (args, needle)) in catalogue.iter().enumerate() {

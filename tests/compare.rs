@@ -333,6 +333,7 @@ fn plot_and_diff_work_on_every_committed_results_directory() {
     checked.sort();
     let expected = [
         "compare-smollm2-1024",
+        "evaluate-smollm2",
         "kvcache-smollm2",
         "quantize-h200",
         "quantize-smollm2",

@@ -7,6 +7,7 @@ mod cli_errors;
 mod common;
 mod compare;
 mod docs;
+mod evaluate;
 mod bad_inputs;
 mod exporters;
 mod sled;

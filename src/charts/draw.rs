@@ -157,6 +157,29 @@ pub fn pareto_chart<B: DrawingBackend>(
     y_desc: &str,
     points: &[(String, f64, f64)],
 ) -> DrawResult<B> {
+    labelled_points(area, title, x_desc, y_desc, points, true)
+}
+
+/// Labelled points over numeric axes, no frontier (where neither direction of an axis is
+/// better on its own, e.g. latency against throughput).
+pub fn scatter_chart<B: DrawingBackend>(
+    area: &DrawingArea<B, Shift>,
+    title: &str,
+    x_desc: &str,
+    y_desc: &str,
+    points: &[(String, f64, f64)],
+) -> DrawResult<B> {
+    labelled_points(area, title, x_desc, y_desc, points, false)
+}
+
+fn labelled_points<B: DrawingBackend>(
+    area: &DrawingArea<B, Shift>,
+    title: &str,
+    x_desc: &str,
+    y_desc: &str,
+    points: &[(String, f64, f64)],
+    frontier: bool,
+) -> DrawResult<B> {
     let finite: Vec<&(String, f64, f64)> = points.iter().filter(|p| p.1.is_finite() && p.2.is_finite()).collect();
     let x_max = finite.iter().map(|p| p.1).fold(0.0f64, f64::max) * 1.15 + 1e-9;
     let (y_lo, y_hi) = finite.iter().fold((0.0f64, 0.0f64), |(lo, hi), p| (lo.min(p.2), hi.max(p.2)));
@@ -174,13 +197,15 @@ pub fn pareto_chart<B: DrawingBackend>(
         .x_label_style((FONT, LABEL_SIZE))
         .y_label_style((FONT, LABEL_SIZE))
         .draw()?;
-    let mut frontier: Vec<(f64, f64)> = finite
-        .iter()
-        .filter(|p| !finite.iter().any(|q| q.1 <= p.1 && q.2 <= p.2 && (q.1 < p.1 || q.2 < p.2)))
-        .map(|p| (p.1, p.2))
-        .collect();
-    frontier.sort_by(|a, b| a.0.total_cmp(&b.0));
-    chart.draw_series(DashedLineSeries::new(frontier, 6, 4, BLACK.stroke_width(1)))?;
+    if frontier {
+        let mut line: Vec<(f64, f64)> = finite
+            .iter()
+            .filter(|p| !finite.iter().any(|q| q.1 <= p.1 && q.2 <= p.2 && (q.1 < p.1 || q.2 < p.2)))
+            .map(|p| (p.1, p.2))
+            .collect();
+        line.sort_by(|a, b| a.0.total_cmp(&b.0));
+        chart.draw_series(DashedLineSeries::new(line, 6, 4, BLACK.stroke_width(1)))?;
+    }
     for (i, p) in finite.iter().enumerate() {
         let c = color(i);
         chart.draw_series(std::iter::once(

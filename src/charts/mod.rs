@@ -3,6 +3,7 @@
 
 mod data;
 mod draw;
+mod evaluate;
 mod kvcache;
 mod quantize;
 mod specdec;
@@ -49,6 +50,12 @@ pub enum ChartKind {
     KldVsBits,
     /// quantize: decode tokens/s per weight format.
     DecodeByFormat,
+    /// evaluate: end-to-end latency against decode tokens/s, one point per model and format.
+    LatencyVsThroughput,
+    /// evaluate: ROUGE-L per model and format (against references, else the baseline).
+    RougeLByFormat,
+    /// evaluate: BLEU per model and format (against references, else the baseline).
+    BleuByFormat,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -68,7 +75,7 @@ impl ImageFormat {
 }
 
 impl ChartKind {
-    pub const ALL: [ChartKind; 16] = [
+    pub const ALL: [ChartKind; 19] = [
         ChartKind::Latency,
         ChartKind::Throughput,
         ChartKind::Memory,
@@ -85,6 +92,9 @@ impl ChartKind {
         ChartKind::TimeBreakdown,
         ChartKind::KldVsBits,
         ChartKind::DecodeByFormat,
+        ChartKind::LatencyVsThroughput,
+        ChartKind::RougeLByFormat,
+        ChartKind::BleuByFormat,
     ];
 
     /// The charts of kvcache runs.
@@ -92,6 +102,9 @@ impl ChartKind {
 
     /// The charts of quantize runs.
     pub const QUANTIZE: [ChartKind; 2] = [ChartKind::KldVsBits, ChartKind::DecodeByFormat];
+
+    /// The charts of evaluate runs.
+    pub const EVALUATE: [ChartKind; 3] = [ChartKind::LatencyVsThroughput, ChartKind::RougeLByFormat, ChartKind::BleuByFormat];
 
     /// The charts of specdec runs.
     pub const SPECDEC: [ChartKind; 3] = [ChartKind::SpeedupVsK, ChartKind::AcceptanceByPosition, ChartKind::TimeBreakdown];
@@ -114,6 +127,9 @@ impl ChartKind {
             Self::TimeBreakdown => "time-breakdown",
             Self::KldVsBits => "kld-vs-bits",
             Self::DecodeByFormat => "decode-by-format",
+            Self::LatencyVsThroughput => "latency-vs-throughput",
+            Self::RougeLByFormat => "rougel-by-format",
+            Self::BleuByFormat => "bleu-by-format",
         }
     }
 
@@ -137,6 +153,19 @@ pub fn available(report: &Report) -> Vec<ChartKind> {
             let evaluated = report.cases.iter().any(|c| c.quality.as_ref().and_then(|q| q.as_quantize()).is_some_and(|q| q.shift.is_some()));
             ChartKind::QUANTIZE.iter().copied().filter(|k| *k != ChartKind::KldVsBits || evaluated).collect()
         }
+        CommandName::Evaluate => {
+            // --task perplexity generates nothing; a run without reference metrics has no bars.
+            let generated = data::ok_cases(report).any(|c| c.summary.is_some());
+            ChartKind::EVALUATE
+                .iter()
+                .copied()
+                .filter(|k| match k {
+                    ChartKind::LatencyVsThroughput => generated,
+                    ChartKind::RougeLByFormat => evaluate::has_metric(report, "rougeL"),
+                    _ => evaluate::has_metric(report, "bleu"),
+                })
+                .collect()
+        }
     }
 }
 
@@ -150,6 +179,9 @@ pub fn render(kind: ChartKind, report: &Report, format: ImageFormat) -> Result<V
     }
     if ChartKind::QUANTIZE.contains(&kind) {
         return quantize::render(kind, report, format);
+    }
+    if ChartKind::EVALUATE.contains(&kind) {
+        return evaluate::render(kind, report, format);
     }
     let size = match kind {
         ChartKind::Dashboard => (style::DASHBOARD_WIDTH, style::DASHBOARD_HEIGHT),
@@ -276,6 +308,8 @@ fn draw_kind<B: DrawingBackend>(
         ChartKind::SpeedupVsK | ChartKind::AcceptanceByPosition | ChartKind::TimeBreakdown => Ok(()),
         // Drawn by quantize::render.
         ChartKind::KldVsBits | ChartKind::DecodeByFormat => Ok(()),
+        // Drawn by evaluate::render.
+        ChartKind::LatencyVsThroughput | ChartKind::RougeLByFormat | ChartKind::BleuByFormat => Ok(()),
         ChartKind::Dashboard => {
             let panels = root.split_evenly((2, 3));
             // The six single charts come first in ALL; the dashboard shows them in that order.

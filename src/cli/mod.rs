@@ -39,8 +39,9 @@ pub enum Command {
     Specdec(specdec::SpecdecArgs),
     /// Weight formats side by side: size, speed and quality against the source.
     Quantize(quantize::QuantizeArgs),
-    /// How good is the text: score hypotheses against references (BLEU, chrF, ROUGE as the
-    /// reference implementations compute them) and their diversity.
+    /// How good is what models write, and at what latency: models and weight formats over a
+    /// data set, every output scored (BLEU, chrF, ROUGE as the reference implementations
+    /// compute them, diversity, coherence); `evaluate score` scores existing text.
     Evaluate(evaluate::EvaluateArgs),
     /// Redraw charts from a saved results.json.
     Plot(plot::PlotArgs),

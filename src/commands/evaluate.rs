@@ -1,5 +1,5 @@
 //! `llmbench evaluate`: dispatches to its actions (`score`: text against references, no model;
-//! `perplexity`: a text file under a model).
+//! `perplexity`: a text file under a model) or, without one, runs the pipeline (`evaluate_run`).
 
 use super::Outcome;
 use crate::cli::evaluate::{EvaluateAction, EvaluateArgs};
@@ -7,7 +7,8 @@ use anyhow::Result;
 
 pub fn run(args: &EvaluateArgs) -> Result<Outcome> {
     match &args.action {
-        EvaluateAction::Score(score) => super::evaluate_score::run(score),
-        EvaluateAction::Perplexity(ppl) => super::evaluate_perplexity::run(ppl),
+        Some(EvaluateAction::Score(score)) => super::evaluate_score::run(score),
+        Some(EvaluateAction::Perplexity(ppl)) => super::evaluate_perplexity::run(ppl),
+        None => super::evaluate_run::run(&args.run),
     }
 }

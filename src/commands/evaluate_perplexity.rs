@@ -1,7 +1,7 @@
 //! `llmbench evaluate perplexity`: a text file tokenized whole, scored through the model in the
 //! windows of `metrics::perplexity` (each window one teacher-forced pass with a fresh full cache),
-//! and reported as lm-evaluation-harness names the scores. Prints a table or JSON; the run
-//! directory, CSV and charts of `evaluate` come with its model pipeline.
+//! and reported as lm-evaluation-harness names the scores. Prints a table or JSON; the pipeline
+//! (`evaluate --text`) records the same scores per model and format in its results.
 
 use super::setup::load_model;
 use super::Outcome;
@@ -19,11 +19,7 @@ use std::io::Write;
 const DEFAULT_MAX_WINDOW: usize = 1024;
 
 pub fn run(args: &PerplexityArgs) -> Result<Outcome> {
-    let text = std::fs::read_to_string(&args.text)
-        .map_err(|e| crate::error::LlmbenchError::invalid(format!("--text {}: cannot read it ({e})", args.text.display())))?;
-    if text.trim().is_empty() {
-        crate::bail_input!("--text {}: the file has no text to score", args.text.display());
-    }
+    let text = read_text(&args.text)?;
     let loaded = load_model(&args.model, &args.device, args.seed)?;
     let model = &loaded.model;
     let context = model.model.config().context_window();
@@ -37,34 +33,17 @@ pub fn run(args: &PerplexityArgs) -> Result<Outcome> {
     }
     let ids = model.tokenizer.encode(&text)?;
     if ids.len() < 2 {
-        crate::bail_input!("--text {}: {} token(s); perplexity needs at least 2", args.text.display(), ids.len());
+        crate::bail_input!("--text {}: {} token(s); perplexity needs at least 2", args.text, ids.len());
     }
     let engine = Engine::new(model.model.as_ref(), &loaded.device);
-    let n_layers = model.model.config().n_layers();
     let mut results = serde_json::Map::new();
     for &method in &args.methods {
-        let (seq, windows) = match method {
-            PerplexityMethod::Strided => (ids.clone(), strided_windows(ids.len(), window, stride)),
-            PerplexityMethod::Rolling => {
-                let config = model.model.config();
-                let Some(prefix) = config.bos_token_id().or_else(|| config.eos_token_ids().first().copied()) else {
-                    crate::bail_input!("--methods rolling needs a BOS or end-of-text token and this model has neither: use --methods strided");
-                };
-                (std::iter::once(prefix).chain(ids.iter().copied()).collect(), rolling_windows(ids.len(), window))
-            }
-        };
-        let mut log_likelihood = 0.0;
-        let mut scored = 0;
-        for w in &windows {
-            log_likelihood += window_log_likelihood(&engine, n_layers, &seq, w)?;
-            scored += w.end - w.first_target;
-        }
-        let scores = PerplexityScores::new(&text, log_likelihood, scored);
+        let (windows, scores) = score_text(&engine, model.model.config(), &ids, &text, method, window, stride)?;
         let name = if method == PerplexityMethod::Strided { "strided" } else { "rolling" };
-        results.insert(name.into(), json!({"windows": windows.len(), "scores": scores}));
+        results.insert(name.into(), json!({"windows": windows, "scores": scores}));
     }
     let report = json!({
-        "model": model.spec.id, "text": args.text.display().to_string(), "tokens": ids.len(),
+        "model": model.spec.id, "text": args.text, "tokens": ids.len(),
         "window": window, "stride": stride, "results": results,
     });
     let mut out = std::io::stdout().lock();
@@ -86,6 +65,46 @@ pub fn run(args: &PerplexityArgs) -> Result<Outcome> {
         ScoreFormat::Json | ScoreFormat::Jsonl => writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?,
     }
     Ok(Outcome::Success)
+}
+
+/// The text of `--text` (a path or a pip: data file); unreadable or blank is an input error.
+pub(super) fn read_text(spec: &str) -> Result<String> {
+    let path = crate::models::source::data_file(spec, "--text")?;
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| crate::error::LlmbenchError::invalid(format!("--text {}: cannot read it ({e})", path.display())))?;
+    if text.trim().is_empty() {
+        crate::bail_input!("--text {}: the file has no text to score", path.display());
+    }
+    Ok(text)
+}
+
+/// The perplexity scores of `text` (tokenized to `ids`) in `method`'s windows, and how many
+/// windows that took.
+pub(super) fn score_text(
+    engine: &Engine,
+    config: &crate::models::config::ModelConfig,
+    ids: &[u32],
+    text: &str,
+    method: PerplexityMethod,
+    window: usize,
+    stride: usize,
+) -> Result<(usize, PerplexityScores)> {
+    let (seq, windows) = match method {
+        PerplexityMethod::Strided => (ids.to_vec(), strided_windows(ids.len(), window, stride)),
+        PerplexityMethod::Rolling => {
+            let Some(prefix) = config.bos_token_id().or_else(|| config.eos_token_ids().first().copied()) else {
+                crate::bail_input!("--methods rolling needs a BOS or end-of-text token and this model has neither: use --methods strided");
+            };
+            (std::iter::once(prefix).chain(ids.iter().copied()).collect(), rolling_windows(ids.len(), window))
+        }
+    };
+    let mut log_likelihood = 0.0;
+    let mut scored = 0;
+    for w in &windows {
+        log_likelihood += window_log_likelihood(engine, config.n_layers(), &seq, w)?;
+        scored += w.end - w.first_target;
+    }
+    Ok((windows.len(), PerplexityScores::new(text, log_likelihood, scored)))
 }
 
 /// The summed log-probability (nats) of `seq[w.first_target..w.end]`, one teacher-forced pass

@@ -60,10 +60,11 @@ pub fn run(args: &ScoreArgs) -> Result<Outcome> {
     }
     let hyps: Vec<&str> = hypotheses.iter().map(String::as_str).collect();
     let refs: Vec<&str> = references.iter().flatten().map(String::as_str).collect();
-    let mut report = score(&metrics, &hyps, &refs, args);
+    let mut report = score(&metrics, &hyps, &refs, ScoreOptions { stem: args.stem, lowercase: args.lowercase });
     if metrics.contains(&TextMetric::Coherence) {
         let prompts: Vec<&str> = prompts.iter().flatten().map(String::as_str).collect();
-        add_coherence(&mut report, &prompts, &hyps, &args.encoder)?;
+        let encoder = load_encoder(&args.encoder)?;
+        add_coherence(&mut report, &coherence(&encoder, &prompts, &hyps)?, &args.encoder);
     }
     let mut out = std::io::stdout().lock();
     match args.output {
@@ -80,7 +81,7 @@ pub fn run(args: &ScoreArgs) -> Result<Outcome> {
 
 /// The asked metrics, or the default set: every reference metric when there are references,
 /// then the diversity metrics.
-fn chosen_metrics(asked: &[TextMetric], have_references: bool) -> Vec<TextMetric> {
+pub(super) fn chosen_metrics(asked: &[TextMetric], have_references: bool) -> Vec<TextMetric> {
     use TextMetric::*;
     if !asked.is_empty() {
         let mut seen = Vec::new();
@@ -136,19 +137,32 @@ fn read_segments(path: &Path, field: &str, flag: &str) -> Result<Segments> {
     Ok(Segments { values, references: all(refs), prompts: all(prompts) })
 }
 
-/// Coherence: the cosine similarity of each prompt's and output's sentence embeddings (the
-/// `--encoder` model, on the CPU), and its mean over the segments.
-fn add_coherence(report: &mut Value, prompts: &[&str], hyps: &[&str], encoder: &str) -> Result<()> {
+/// The `--encoder` sentence encoder, on the CPU.
+pub(super) fn load_encoder(encoder: &str) -> Result<SentenceEncoder> {
     let dir = crate::models::source::model_dir(encoder, "--encoder")?;
-    let model = SentenceEncoder::load(&dir, "--encoder", &candle_core::Device::Cpu)?;
-    let (p, h) = (model.embed(prompts)?, model.embed(hyps)?);
-    let sims: Vec<f64> = p.iter().zip(&h).map(|(a, b)| cosine(a, b)).collect();
+    SentenceEncoder::load(&dir, "--encoder", &candle_core::Device::Cpu)
+}
+
+/// Coherence: the cosine similarity of each prompt's and output's sentence embeddings.
+pub(super) fn coherence(encoder: &SentenceEncoder, prompts: &[&str], hyps: &[&str]) -> Result<Vec<f64>> {
+    let (p, h) = (encoder.embed(prompts)?, encoder.embed(hyps)?);
+    Ok(p.iter().zip(&h).map(|(a, b)| cosine(a, b)).collect())
+}
+
+/// Coherence per segment, and its mean for the corpus, into a `score` report.
+pub(super) fn add_coherence(report: &mut Value, sims: &[f64], encoder: &str) {
     let mean = if sims.is_empty() { 0.0 } else { sims.iter().sum::<f64>() / sims.len() as f64 };
     report["corpus"]["coherence"] = json!({"score": mean, "signature": format!("cosine, {encoder}")});
     for (seg, sim) in report["segments"].as_array_mut().into_iter().flatten().zip(sims) {
         seg["coherence"] = json!(sim);
     }
-    Ok(())
+}
+
+/// How reference metrics treat their input (rouge-score's use_stemmer, sacrebleu's --lowercase).
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct ScoreOptions {
+    pub stem: bool,
+    pub lowercase: bool,
 }
 
 fn rouge_json(s: &RougeScore) -> Value {
@@ -166,7 +180,7 @@ fn rouge_of(scores: &RougeScores, m: TextMetric) -> &RougeScore {
 
 /// Corpus and per-segment scores as JSON: `{"segments_count", "corpus": {metric: ...},
 /// "segments": [{metric: ...}]}`.
-fn score(metrics: &[TextMetric], hyps: &[&str], refs: &[&str], args: &ScoreArgs) -> Value {
+pub(super) fn score(metrics: &[TextMetric], hyps: &[&str], refs: &[&str], args: ScoreOptions) -> Value {
     let bleu = Bleu {
         lowercase: args.lowercase,
     };

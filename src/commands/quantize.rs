@@ -66,6 +66,33 @@ fn group_size(asked: Option<usize>, widths: &[usize]) -> Result<usize> {
     }
 }
 
+/// `--formats` for one model: int4's group (`--group-size` or the largest that fits), every
+/// int4 group checked against the model's layer widths, integer formats only where our kernels
+/// run.
+pub(super) fn model_formats(
+    list: &str,
+    asked_group: Option<usize>,
+    config: &crate::models::config::ModelConfig,
+    device: &Device,
+) -> Result<(Vec<WeightFormat>, usize)> {
+    let widths = config.linear_input_sizes();
+    let group = group_size(asked_group, &widths)?;
+    let formats = parse_formats(list, group)?;
+    for f in &formats {
+        if let WeightFormat::Int(crate::quant::int_weights::IntFormat::Int4 { group }) = f {
+            if widths.iter().any(|w| w % group != 0) {
+                crate::bail_input!("--formats {}: group {group} does not divide the model's layer widths {widths:?}; use int4:64 or int4:32", f.name());
+            }
+        }
+    }
+    if !device.is_cpu() && !device.is_cuda() {
+        if let Some(f) = formats.iter().find(|f| matches!(f, WeightFormat::Int(_))) {
+            crate::bail_input!("--formats {}: our integer kernels run on the CPU and CUDA; use --device cpu or cuda, or drop it", f.name());
+        }
+    }
+    Ok((formats, group))
+}
+
 fn validate(args: &QuantizeArgs) -> Result<()> {
     if args.eval_context < 8 || !args.eval_context.is_multiple_of(2) {
         crate::bail_input!("--eval-context {}: use an even number of at least 8 tokens (the second half is scored)", args.eval_context);
@@ -186,7 +213,7 @@ fn adds_bos(resolved: &ResolvedModel) -> Result<bool> {
     Ok(matches!(file.metadata("tokenizer.ggml.add_bos_token"), Some(candle_core::quantized::gguf_file::Value::Bool(true))))
 }
 
-fn load(resolved: &ResolvedModel, format: WeightFormat, seed: u64, device: &Device, no_graph: bool) -> Result<(LoadedModel, f64)> {
+pub(super) fn load(resolved: &ResolvedModel, format: WeightFormat, seed: u64, device: &Device, no_graph: bool) -> Result<(LoadedModel, f64)> {
     let started = Instant::now();
     let mut loaded = models::load_converted(resolved, format, seed, device).with_context(|| format!("loading {} as {}", resolved.id, format.name()))?;
     loaded.model.set_cuda_graph(!no_graph);
@@ -224,21 +251,7 @@ pub(super) fn run_one(args: &QuantizeArgs) -> Result<Outcome> {
     let seed = SamplingConfig::default().seed;
     let (reference, reference_load_s) = load(&resolved, WeightFormat::Dense(DType::F32), seed, &device, args.device.no_cuda_graph)?;
     let config = reference.model.config().clone();
-    let group = group_size(args.group_size, &config.linear_input_sizes())?;
-    let formats = parse_formats(&args.formats, group)?;
-    let widths = config.linear_input_sizes();
-    for f in &formats {
-        if let WeightFormat::Int(crate::quant::int_weights::IntFormat::Int4 { group }) = f {
-            if widths.iter().any(|w| w % group != 0) {
-                crate::bail_input!("--formats {}: group {group} does not divide the model's layer widths {widths:?}; use int4:64 or int4:32", f.name());
-            }
-        }
-    }
-    if !device.is_cpu() && !device.is_cuda() {
-        if let Some(f) = formats.iter().find(|f| matches!(f, WeightFormat::Int(_))) {
-            crate::bail_input!("--formats {}: our integer kernels run on the CPU and CUDA; use --device cpu or cuda, or drop it", f.name());
-        }
-    }
+    let (formats, group) = model_formats(&args.formats, args.group_size, &config, &device)?;
     let source_gguf = match &resolved.files {
         ModelFiles::Gguf(path) => Some(GgufFile::open(path)?),
         _ => None,

@@ -88,9 +88,26 @@ pub fn self_bleu(outputs: &[&str]) -> f64 {
     total / outputs.len() as f64
 }
 
+/// The share of `keywords` that occur in `text`, case-insensitively (a keyword of several
+/// words counts as one); 1 when there are none to find.
+pub fn keyword_coverage(text: &str, keywords: &[String]) -> f64 {
+    if keywords.is_empty() {
+        return 1.0;
+    }
+    let text = text.to_lowercase();
+    keywords.iter().filter(|k| text.contains(&k.to_lowercase())).count() as f64 / keywords.len() as f64
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keyword_coverage_ignores_case() {
+        let k = |w: &[&str]| w.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(keyword_coverage("Rayleigh scattering of SUNLIGHT", &k(&["rayleigh", "sunlight", "ozone", "blue sky"])), 0.5);
+        assert_eq!(keyword_coverage("anything", &[]), 1.0);
+    }
 
     #[test]
     fn distinct_and_repetition_by_hand() {

@@ -74,7 +74,7 @@ pub fn rolling_windows(n: usize, max_length: usize) -> Vec<Window> {
 
 /// lm-evaluation-harness's perplexity scores of one text from the summed log-likelihood of its
 /// scored tokens (nats).
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct PerplexityScores {
     pub scored_tokens: usize,
     pub log_likelihood: f64,

@@ -11,6 +11,7 @@
 use crate::kv::{KvOptions, KvStats};
 use crate::measure::stats::Summary;
 use crate::measure::system::Provenance;
+pub use super::schema_evaluate::{EvaluateParams, EvaluateQuality, EvaluateSettings, TextScores};
 pub use super::schema_quantize::{QuantizeParams, QuantizeQuality, QuantizeSettings};
 pub use super::schema_specdec::{Ratio, SpecdecParams, SpecdecQuality, SpecdecSettings, SpeculativeRun};
 use serde::{Deserialize, Serialize};
@@ -27,6 +28,7 @@ pub enum CommandName {
     Kvcache,
     Specdec,
     Quantize,
+    Evaluate,
 }
 
 impl CommandName {
@@ -36,6 +38,7 @@ impl CommandName {
             Self::Kvcache => "kvcache",
             Self::Specdec => "specdec",
             Self::Quantize => "quantize",
+            Self::Evaluate => "evaluate",
         }
     }
 }
@@ -85,6 +88,7 @@ pub enum CommandSettings {
     Kvcache(KvcacheSettings),
     Specdec(SpecdecSettings),
     Quantize(QuantizeSettings),
+    Evaluate(EvaluateSettings),
 }
 
 impl CommandSettings {
@@ -94,6 +98,7 @@ impl CommandSettings {
             Self::Kvcache(_) => CommandName::Kvcache,
             Self::Specdec(_) => CommandName::Specdec,
             Self::Quantize(_) => CommandName::Quantize,
+            Self::Evaluate(_) => CommandName::Evaluate,
         }
     }
 }
@@ -126,6 +131,7 @@ pub enum CaseParams {
     Kvcache(KvcacheParams),
     Specdec(SpecdecParams),
     Quantize(QuantizeParams),
+    Evaluate(EvaluateParams),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
@@ -167,6 +173,7 @@ impl CaseParams {
             Self::Kvcache(_) => CommandName::Kvcache,
             Self::Specdec(_) => CommandName::Specdec,
             Self::Quantize(_) => CommandName::Quantize,
+            Self::Evaluate(_) => CommandName::Evaluate,
         }
     }
 
@@ -176,6 +183,7 @@ impl CaseParams {
             Self::Kvcache(p) => &p.model,
             Self::Specdec(p) => &p.model,
             Self::Quantize(p) => &p.model,
+            Self::Evaluate(p) => &p.model,
         }
     }
 
@@ -185,6 +193,7 @@ impl CaseParams {
             Self::Kvcache(p) => p.max_new_tokens,
             Self::Specdec(p) => p.max_new_tokens,
             Self::Quantize(p) => p.max_new_tokens,
+            Self::Evaluate(p) => p.max_new_tokens,
         }
     }
 
@@ -220,6 +229,7 @@ impl CaseParams {
                 _ => "standard".into(),
             },
             Self::Quantize(p) => p.format.clone(),
+            Self::Evaluate(p) => p.format.clone(),
         }
     }
 
@@ -247,6 +257,13 @@ impl CaseParams {
     pub fn as_quantize(&self) -> Option<&QuantizeParams> {
         match self {
             Self::Quantize(p) => Some(p),
+            _ => None,
+        }
+    }
+
+    pub fn as_evaluate(&self) -> Option<&EvaluateParams> {
+        match self {
+            Self::Evaluate(p) => Some(p),
             _ => None,
         }
     }
@@ -385,6 +402,7 @@ pub enum Quality {
     Kvcache(KvcacheQuality),
     Specdec(SpecdecQuality),
     Quantize(QuantizeQuality),
+    Evaluate(EvaluateQuality),
 }
 
 impl Quality {
@@ -394,12 +412,20 @@ impl Quality {
             Self::Kvcache(_) => CommandName::Kvcache,
             Self::Specdec(_) => CommandName::Specdec,
             Self::Quantize(_) => CommandName::Quantize,
+            Self::Evaluate(_) => CommandName::Evaluate,
         }
     }
 
     pub fn as_quantize(&self) -> Option<&QuantizeQuality> {
         match self {
             Self::Quantize(q) => Some(q),
+            _ => None,
+        }
+    }
+
+    pub fn as_evaluate(&self) -> Option<&EvaluateQuality> {
+        match self {
+            Self::Evaluate(q) => Some(q),
             _ => None,
         }
     }
@@ -500,6 +526,13 @@ impl Report {
     pub fn quantize_settings(&self) -> Option<&QuantizeSettings> {
         match &self.settings.command_settings {
             CommandSettings::Quantize(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    pub fn evaluate_settings(&self) -> Option<&EvaluateSettings> {
+        match &self.settings.command_settings {
+            CommandSettings::Evaluate(s) => Some(s),
             _ => None,
         }
     }

@@ -4,6 +4,7 @@
 //! gets every format.
 
 mod compare;
+mod evaluate;
 mod kvcache;
 mod quantize;
 mod specdec;
@@ -46,6 +47,7 @@ pub fn human(report: &Report) -> Table {
         CommandName::Kvcache => kvcache::human(report),
         CommandName::Specdec => specdec::human(report),
         CommandName::Quantize => quantize::human(report),
+        CommandName::Evaluate => evaluate::human(report),
     }
 }
 
@@ -56,6 +58,7 @@ pub fn csv(report: &Report) -> Table {
         CommandName::Kvcache => kvcache::csv(report),
         CommandName::Specdec => specdec::csv(report),
         CommandName::Quantize => quantize::csv(report),
+        CommandName::Evaluate => evaluate::csv(report),
     }
 }
 
