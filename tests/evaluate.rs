@@ -3,7 +3,7 @@
 //! text_metrics.rs) computes from the recorded outputs, against the references and against
 //! the baseline's outputs; the exporters, charts, `plot`, `diff` and `--resume` work on the run.
 
-use crate::common::{fixture, llmbench, smollm2_gguf};
+use crate::common::{fixture, llmbench, smollm2_gguf, stdout_json};
 use serde_json::Value;
 use std::path::Path;
 
@@ -24,25 +24,51 @@ fn score(dir: &Path, name: &str, hyps: &[&str], refs: &[&str]) -> Value {
     };
     std::fs::write(&h, lines("hypothesis", hyps)).unwrap();
     std::fs::write(&r, lines("reference", refs)).unwrap();
-    let out = llmbench()
-        .args([
-            "evaluate",
-            "score",
-            "-o",
-            "json",
-            "--metrics",
-            "bleu,chrf,rougeL",
-            "--hypotheses",
-        ])
-        .arg(&h)
-        .arg("--references")
-        .arg(&r)
-        .assert()
-        .success()
-        .get_output()
-        .stdout
-        .clone();
-    serde_json::from_slice(&out).unwrap()
+    stdout_json(
+        llmbench()
+            .args([
+                "evaluate",
+                "score",
+                "-o",
+                "json",
+                "--metrics",
+                "bleu,chrf,rougeL",
+                "--hypotheses",
+            ])
+            .arg(&h)
+            .arg("--references")
+            .arg(&r),
+    )
+}
+
+/// The pipeline on SmolLM2 in f32 and q8_0 over `data`, with the passage as `--text`.
+fn pipeline(data: &Path) -> assert_cmd::Command {
+    let mut cmd = llmbench();
+    cmd.args([
+        "evaluate",
+        "--device",
+        "cpu",
+        "--formats",
+        "q8_0",
+        "-n",
+        "12",
+        "--warmup",
+        "0",
+        "-r",
+        "2",
+        "-q",
+    ])
+    .args([
+        "--metrics",
+        "bleu,chrf,rougeL,distinct,repetition,coherence",
+        "--model",
+    ])
+    .arg(smollm2_gguf())
+    .arg("--data")
+    .arg(data)
+    .arg("--text")
+    .arg(fixture("smollm2/passage.txt"));
+    cmd
 }
 
 fn close(a: f64, b: f64, what: &str) {
@@ -58,34 +84,8 @@ fn the_pipeline_scores_each_format_as_evaluate_score_does() {
     let data = dir.path().join("data.jsonl");
     std::fs::write(&data, DATA).unwrap();
     let run = dir.path().join("run");
-    let csv = llmbench()
-        .args([
-            "evaluate",
-            "--device",
-            "cpu",
-            "--formats",
-            "q8_0",
-            "-n",
-            "12",
-            "--warmup",
-            "0",
-            "-r",
-            "2",
-            "-q",
-        ])
-        .args([
-            "--metrics",
-            "bleu,chrf,rougeL,distinct,repetition,coherence",
-            "-o",
-            "csv",
-            "--model",
-        ])
-        .arg(smollm2_gguf())
-        .arg("--data")
-        .arg(&data)
-        .arg("--text")
-        .arg(fixture("smollm2/passage.txt"))
-        .arg("--out")
+    let csv = pipeline(&data)
+        .args(["-o", "csv", "--out"])
         .arg(&run)
         .assert()
         .success()
@@ -202,27 +202,23 @@ fn the_pipeline_scores_each_format_as_evaluate_score_does() {
     );
     // The text's perplexity is `evaluate perplexity`'s rolling windows (that command runs the
     // GGUF's own quantized matmuls, the pipeline's f32 its dequantized weights: within 1%).
-    let out = llmbench()
-        .args([
-            "evaluate",
-            "perplexity",
-            "--device",
-            "cpu",
-            "--methods",
-            "rolling",
-            "-o",
-            "json",
-            "--model",
-        ])
-        .arg(smollm2_gguf())
-        .arg("--text")
-        .arg(fixture("smollm2/passage.txt"))
-        .assert()
-        .success()
-        .get_output()
-        .stdout
-        .clone();
-    let command: Value = serde_json::from_slice(&out).unwrap();
+    let command = stdout_json(
+        llmbench()
+            .args([
+                "evaluate",
+                "perplexity",
+                "--device",
+                "cpu",
+                "--methods",
+                "rolling",
+                "-o",
+                "json",
+                "--model",
+            ])
+            .arg(smollm2_gguf())
+            .arg("--text")
+            .arg(fixture("smollm2/passage.txt")),
+    );
     let expected = command["results"]["rolling"]["scores"]["token_perplexity"]
         .as_f64()
         .unwrap();
@@ -271,35 +267,7 @@ fn the_pipeline_scores_each_format_as_evaluate_score_does() {
         .assert()
         .success();
     // --resume: nothing left to run, the same cases.
-    llmbench()
-        .args([
-            "evaluate",
-            "--device",
-            "cpu",
-            "--formats",
-            "q8_0",
-            "-n",
-            "12",
-            "--warmup",
-            "0",
-            "-r",
-            "2",
-            "-q",
-        ])
-        .args([
-            "--metrics",
-            "bleu,chrf,rougeL,distinct,repetition,coherence",
-            "--model",
-        ])
-        .arg(smollm2_gguf())
-        .arg("--data")
-        .arg(&data)
-        .arg("--text")
-        .arg(fixture("smollm2/passage.txt"))
-        .arg("--resume")
-        .arg(&run)
-        .assert()
-        .success();
+    pipeline(&data).arg("--resume").arg(&run).assert().success();
     let again: Value =
         serde_json::from_str(&std::fs::read_to_string(run.join("results.json")).unwrap()).unwrap();
     assert_eq!(again["cases"], report["cases"]);

@@ -157,22 +157,12 @@ pub fn pareto_chart<B: DrawingBackend>(
     y_desc: &str,
     points: &[(String, f64, f64)],
 ) -> DrawResult<B> {
-    labelled_points(area, title, x_desc, y_desc, points, true)
+    points_chart(area, title, x_desc, y_desc, points, true)
 }
 
-/// Labelled points over numeric axes, no frontier (where neither direction of an axis is
-/// better on its own, e.g. latency against throughput).
-pub fn scatter_chart<B: DrawingBackend>(
-    area: &DrawingArea<B, Shift>,
-    title: &str,
-    x_desc: &str,
-    y_desc: &str,
-    points: &[(String, f64, f64)],
-) -> DrawResult<B> {
-    labelled_points(area, title, x_desc, y_desc, points, false)
-}
-
-fn labelled_points<B: DrawingBackend>(
+/// Labelled points over numeric axes, with the Pareto frontier where lower is better on both
+/// (`frontier`), or without it (latency against throughput, where it is not).
+pub fn points_chart<B: DrawingBackend>(
     area: &DrawingArea<B, Shift>,
     title: &str,
     x_desc: &str,

@@ -74,12 +74,13 @@ impl Figure for EvaluateFigure<'_> {
                         ))
                     })
                     .collect();
-                draw::scatter_chart(
+                draw::points_chart(
                     root,
                     "Latency against throughput (medians)",
                     "decode tokens/s",
                     "end-to-end latency per request (s)",
                     &points,
+                    false,
                 )
             }
             _ => {

@@ -9,7 +9,7 @@ use crate::decode::{self, Method, MethodParams};
 use crate::engine::{Engine, GenerateRequest};
 use crate::measure::system::Provenance;
 use crate::results::schema::{
-    CaseParams, CaseResult, CaseStatus, CommandName, CommandSettings, CompareParams, CompareQuality, CompareSettings,
+    CaseParams, CaseResult, CommandName, CommandSettings, CompareParams, CompareQuality, CompareSettings,
     Quality, Report,
 };
 use anyhow::Result;
@@ -131,16 +131,8 @@ pub fn run(args: &CompareArgs) -> Result<Outcome> {
                 Err(e) => return Err(e.context(format!("{} {}", model_id, p.params.label()))),
             };
             let label = format!("{} {}", short(model_id), p.params.label());
-            let mut case = CaseResult {
-                case_id: p.params.id(&settings),
-                params: p.params.clone(),
-                status: CaseStatus::Ok,
-                reason: None,
-                model: Some(model_record.clone()),
-                summary: harness::summarize(&label, &runs),
-                quality: None,
-                runs,
-            };
+            let summary = harness::summarize(&label, &runs);
+            let mut case = CaseResult::ran(p.params.clone(), &settings, model_record.clone(), runs, summary, None);
             let key = (model_id.clone(), p.compare.max_new_tokens);
             if p.method == Method::Standard {
                 reference.insert(key.clone(), first_repetition(&case));

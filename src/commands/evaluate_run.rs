@@ -23,8 +23,8 @@ use crate::models::source::{self, SourceOptions};
 use crate::models::LoadedModel;
 use crate::quant::format::WeightFormat;
 use crate::results::schema::{
-    CaseParams, CaseResult, CaseStatus, CommandName, CommandSettings, EvaluateParams,
-    EvaluateQuality, EvaluateSettings, Quality, Report, RunRecord, TextScores,
+    CaseParams, CaseResult, CommandName, CommandSettings, EvaluateParams, EvaluateQuality,
+    EvaluateSettings, Quality, Report, RunRecord, Settings, TextScores,
 };
 use anyhow::Result;
 use candle_core::{DType, Device};
@@ -282,6 +282,7 @@ pub fn run(args: &PipelineArgs) -> Result<Outcome> {
     };
     let progress = super::progress::bar(1);
     let pipeline = Pipeline {
+        settings: &settings,
         args,
         data: &data,
         metrics: &metrics,
@@ -347,20 +348,18 @@ pub fn run(args: &PipelineArgs) -> Result<Outcome> {
                 ),
             };
             let is_baseline = params == baseline;
-            let evaluate = !entry.skip_evaluate;
+            let case = CaseToRun {
+                params: params.clone(),
+                evaluate: !entry.skip_evaluate,
+                baseline: if is_baseline {
+                    None
+                } else {
+                    baseline_outputs.as_ref()
+                },
+                same_model_as_baseline: entry.id == baseline.model,
+            };
             let measured = loaded.and_then(|(loaded, load_s)| {
-                pipeline.measure(
-                    &loaded,
-                    load_s,
-                    evaluate,
-                    if is_baseline {
-                        None
-                    } else {
-                        baseline_outputs.as_ref()
-                    },
-                    entry.id == baseline.model,
-                    &mut || progress.inc(1),
-                )
+                pipeline.measure(&loaded, load_s, &case, &mut || progress.inc(1))
             });
             let (result, outputs) = match measured {
                 Ok(Some(m)) => m,
@@ -377,11 +376,7 @@ pub fn run(args: &PipelineArgs) -> Result<Outcome> {
             if let Some(line) = progress_line(&params, &result) {
                 super::progress::note(&progress, &line);
             }
-            sink.record(CaseResult {
-                case_id,
-                params: case_params,
-                ..result
-            })?;
+            sink.record(result)?;
         }
     }
     progress.finish_and_clear();
@@ -444,8 +439,19 @@ impl Outputs {
     }
 }
 
+/// One case to measure: which, whether its outputs are scored (a model list's `skip_evaluate`),
+/// and the baseline's outputs to score them against (none for the baseline itself).
+struct CaseToRun<'a> {
+    params: EvaluateParams,
+    evaluate: bool,
+    baseline: Option<&'a Outputs>,
+    /// Token agreement is only meaningful with the baseline's tokenizer.
+    same_model_as_baseline: bool,
+}
+
 /// What every case shares.
 struct Pipeline<'a> {
+    settings: &'a Settings,
     args: &'a PipelineArgs,
     data: &'a Data,
     metrics: &'a [TextMetric],
@@ -462,11 +468,10 @@ impl Pipeline<'_> {
         &self,
         loaded: &LoadedModel,
         load_s: f64,
-        evaluate: bool,
-        baseline: Option<&Outputs>,
-        same_model_as_baseline: bool,
+        case: &CaseToRun,
         tick: &mut dyn FnMut(),
     ) -> Result<Option<(CaseResult, Outputs)>> {
+        let (evaluate, baseline) = (case.evaluate, case.baseline);
         let engine = Engine::new(loaded.model.as_ref(), self.device);
         let config = loaded.model.config();
         let prompt_ids = super::prompts::token_ids(&loaded.tokenizer, &self.data.prompts, None)?;
@@ -528,7 +533,7 @@ impl Pipeline<'_> {
             _ => None,
         };
         let token_agreement = match baseline {
-            Some(b) if same_model_as_baseline && generated => {
+            Some(b) if case.same_model_as_baseline && generated => {
                 harness::agreement(&outputs.tokens, &b.tokens).0
             }
             None if generated => Some(1.0),
@@ -552,21 +557,14 @@ impl Pipeline<'_> {
         } else {
             None
         };
-        let params = CaseParams::Evaluate(EvaluateParams {
-            model: String::new(),
-            format: String::new(),
-            max_new_tokens: 0,
-        });
-        let result = CaseResult {
-            case_id: String::new(),
-            params,
-            status: CaseStatus::Ok,
-            reason: None,
-            model: Some(harness::model_record(&loaded.spec)?),
+        let result = CaseResult::ran(
+            CaseParams::Evaluate(case.params.clone()),
+            self.settings,
+            harness::model_record(&loaded.spec)?,
             runs,
             summary,
-            quality: Some(Quality::Evaluate(quality)),
-        };
+            Some(Quality::Evaluate(quality)),
+        );
         Ok(Some((result, outputs)))
     }
 

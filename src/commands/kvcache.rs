@@ -275,16 +275,7 @@ pub fn run(args: &KvcacheArgs) -> Result<Outcome> {
                     quality.perplexity_delta_pct
                 ));
             }
-            sink.record(CaseResult {
-                case_id,
-                params,
-                status: CaseStatus::Ok,
-                reason: None,
-                model: Some(model_record.clone()),
-                runs,
-                summary,
-                quality: Some(Quality::Kvcache(quality)),
-            })?;
+            sink.record(CaseResult::ran(params, &settings, model_record.clone(), runs, summary, Some(Quality::Kvcache(quality))))?;
         }
     }
     progress.finish_and_clear();

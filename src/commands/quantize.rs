@@ -24,7 +24,7 @@ use crate::models::{self, gguf_writer, int_writer, LoadedModel};
 use crate::quant::format::WeightFormat;
 use crate::quant::int_weights::GROUP_SIZES;
 use crate::results::schema::{
-    CaseParams, CaseResult, CaseStatus, CommandName, CommandSettings, QuantizeParams, QuantizeQuality, QuantizeSettings, Quality,
+    CaseParams, CaseResult, CommandName, CommandSettings, QuantizeParams, QuantizeQuality, QuantizeSettings, Quality,
     Report,
 };
 use anyhow::{Context, Result};
@@ -360,7 +360,7 @@ pub(super) fn run_one(args: &QuantizeArgs) -> Result<Outcome> {
                 s.decode_tokens_per_s.median,
             ));
         }
-        sink.record(CaseResult { case_id, params, ..result })?;
+        sink.record(result)?;
     }
     progress.finish_and_clear();
     output::finish(&mut sink, &args.output)?;
@@ -448,16 +448,7 @@ impl CaseContext<'_> {
         let label = format.name();
         let summary = harness::summarize(&label, &runs);
         let params = CaseParams::Quantize(QuantizeParams { model: self.args.model.model.clone(), format: label, max_new_tokens: self.args.max_new_tokens });
-        let result = CaseResult {
-            case_id: params.id(self.settings),
-            params,
-            status: CaseStatus::Ok,
-            reason: None,
-            model: Some(harness::model_record(&loaded.spec)?),
-            runs,
-            summary,
-            quality: Some(Quality::Quantize(quality)),
-        };
+        let result = CaseResult::ran(params, self.settings, harness::model_record(&loaded.spec)?, runs, summary, Some(Quality::Quantize(quality)));
         Ok(Some((result, greedy)))
     }
 }

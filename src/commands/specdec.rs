@@ -163,16 +163,9 @@ pub fn run(args: &SpecdecArgs) -> Result<Outcome> {
         let output_quality = output_quality(&engine, n_layers, &prompt_ids, &runs, baseline.as_deref(), sampling.temperature == 0.0)?;
         let lossless = p.policy.is_none_or(|pol| pol.kind().is_lossless());
         let k = p.draft.map(|_| p.k);
-        let case = CaseResult {
-            case_id: id,
-            params: p.params.clone(),
-            status: CaseStatus::Ok,
-            reason: None,
-            model: Some(model_record.clone()),
-            summary: harness::summarize(&p.params.label(), &runs),
-            quality: Some(Quality::Specdec(quality(&runs, baseline.as_deref(), k, lossless, output_quality))),
-            runs,
-        };
+        let summary = harness::summarize(&p.params.label(), &runs);
+        let quality = Some(Quality::Specdec(quality(&runs, baseline.as_deref(), k, lossless, output_quality)));
+        let case = CaseResult::ran(p.params.clone(), &settings, model_record.clone(), runs, summary, quality);
         sink.record(case)?;
     }
     progress.finish_and_clear();

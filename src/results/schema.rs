@@ -311,6 +311,18 @@ pub struct CaseResult {
 }
 
 impl CaseResult {
+    /// A case that ran: its runs, their summary and the command's quality.
+    pub fn ran(
+        params: CaseParams,
+        settings: &Settings,
+        model: ModelRecord,
+        runs: Vec<RunRecord>,
+        summary: Option<CaseSummary>,
+        quality: Option<Quality>,
+    ) -> Self {
+        Self { case_id: params.id(settings), params, status: CaseStatus::Ok, reason: None, model: Some(model), runs, summary, quality }
+    }
+
     /// A case that did not run: failed (with the error) or skipped (with the reason).
     pub fn not_run(params: CaseParams, settings: &Settings, status: CaseStatus, reason: String) -> Self {
         Self {

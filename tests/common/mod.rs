@@ -42,3 +42,8 @@ pub fn llmbench() -> assert_cmd::Command {
     cmd.env_remove("LLMBENCH_MODEL").env("LLMBENCH_LOG", "error");
     cmd
 }
+
+/// Runs `cmd`, which must succeed, and parses its stdout as JSON.
+pub fn stdout_json(cmd: &mut assert_cmd::Command) -> serde_json::Value {
+    serde_json::from_slice(&cmd.assert().success().get_output().stdout).unwrap()
+}
