@@ -272,3 +272,34 @@ fn the_pipeline_scores_each_format_as_evaluate_score_does() {
         serde_json::from_str(&std::fs::read_to_string(run.join("results.json")).unwrap()).unwrap();
     assert_eq!(again["cases"], report["cases"]);
 }
+
+/// A model list runs every entry's formats as cases of one run: `skip_quantize` leaves the
+/// source in f32 only, `skip_evaluate` measures speed and size with no scores.
+#[test]
+fn a_model_list_runs_every_entry_in_one_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let list = dir.path().join("models.toml");
+    let entries = format!(
+        "[[model]]\nid = {:?}\nformats = \"q4_0\"\n\n[[model]]\nid = {:?}\nskip_quantize = true\nskip_evaluate = true\n",
+        smollm2_gguf().to_str().unwrap(),
+        fixture("tiny-llama").to_str().unwrap()
+    );
+    std::fs::write(&list, entries).unwrap();
+    let run = dir.path().join("run");
+    llmbench()
+        .args(["evaluate", "--device", "cpu", "-n", "4", "--warmup", "0", "-p", "The capital of France is", "-q", "--no-charts"])
+        .args(["--metrics", "rougeL,distinct", "--models"])
+        .arg(&list)
+        .arg("--out")
+        .arg(&run)
+        .assert()
+        .success();
+    let report: Value = serde_json::from_str(&std::fs::read_to_string(run.join("results.json")).unwrap()).unwrap();
+    let cases = report["cases"].as_array().unwrap();
+    let formats: Vec<&str> = cases.iter().map(|c| c["params"]["format"].as_str().unwrap()).collect();
+    assert_eq!(formats, ["f32", "q4_0", "f32"]);
+    assert!(cases[1]["quality"]["fidelity"]["corpus"]["rougeL"].is_number(), "q4_0 is scored against the baseline");
+    let tiny = &cases[2]["quality"];
+    assert!(tiny["reference_free"].is_null() && tiny["fidelity"].is_null(), "skip_evaluate scored: {tiny}");
+    assert!(cases[2]["summary"]["decode_tokens_per_s"]["median"].as_f64().unwrap() > 0.0);
+}
