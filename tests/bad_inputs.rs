@@ -146,6 +146,11 @@ fn every_bad_input_in_the_catalogue_is_one_clear_line_and_exit_code_2() {
         (generate(&["--temperature", "-1"]), "--temperature"),
         (generate(&["--top-p", "1.5"]), "--top-p"),
         (generate(&["-n", "12x"]), "12x"),
+        (generate(&["-n", "4", "--decoding", "sled-evolution", "--premature-layers", "0,9"]), "--premature-layers 9: the model has 2 layers"),
+        (generate(&["-n", "4", "--decoding", "sled-evolution", "--evolution-scale", "5000"]), "--evolution-scale 5000: use 1 to the vocabulary's 1000 tokens"),
+        (generate(&["-n", "4", "--decoding", "sled-evolution", "--evolution-rate", "-1"]), "--evolution-rate -1"),
+        (generate(&["-n", "4", "--decoding", "dola", "--dola-layers", "middle"]), "--dola-layers middle"),
+        (generate(&["-n", "4", "--decoding", "sled:stride"]), "--decoding sled:stride: generate takes standard, sled-evolution or dola"),
         (plain(&["generate", "--device", "cpu", "--model", "no-such-arch", "--no-weights", "--prompt", "hi"]), "--no-weights needs an architecture"),
         (plain(&["generate", "--config", "/x.json", "--prompt", "hi"]), "--no-weights"),
         // compare

@@ -14,6 +14,7 @@ mod sled;
 mod hf_goldens;
 mod hub;
 mod kvcache;
+mod layer_contrast;
 mod loaders;
 mod quantize;
 mod sampling;

@@ -10,7 +10,7 @@ use llmbench::kv::{self, KvKind};
 
 const NEW_TOKENS: usize = 40;
 
-fn run(name: &str, method: Method, params: MethodParams) -> Generation {
+fn run(name: &str, method: Method, params: &MethodParams) -> Generation {
     let loaded = load(&fixture(name));
     let engine = Engine::new(loaded.model.as_ref(), &Device::Cpu);
     let prompt = [11, 22, 33, 44, 55];
@@ -25,18 +25,18 @@ fn run(name: &str, method: Method, params: MethodParams) -> Generation {
 fn sled_with_a_covering_window_is_standard_decoding() {
     for name in ["tiny-gpt2", "tiny-llama"] {
         let covering = MethodParams::sled(100, 10);
-        let standard = run(name, Method::Standard, covering).generated_ids;
-        assert_eq!(run(name, Method::SledRecompute, covering).generated_ids, standard, "{name} sled:recompute");
-        assert_eq!(run(name, Method::SledStride, covering).generated_ids, standard, "{name} sled:stride");
+        let standard = run(name, Method::Standard, &covering).generated_ids;
+        assert_eq!(run(name, Method::SledRecompute, &covering).generated_ids, standard, "{name} sled:recompute");
+        assert_eq!(run(name, Method::SledStride, &covering).generated_ids, standard, "{name} sled:stride");
     }
 }
 
 #[test]
 fn sled_with_a_short_window_forgets_and_stays_bounded() {
     let params = MethodParams::sled(8, 4);
-    let standard = run("tiny-llama", Method::Standard, params);
-    let stride = run("tiny-llama", Method::SledStride, params);
-    let recompute = run("tiny-llama", Method::SledRecompute, params);
+    let standard = run("tiny-llama", Method::Standard, &params);
+    let stride = run("tiny-llama", Method::SledStride, &params);
+    let recompute = run("tiny-llama", Method::SledRecompute, &params);
     // 2 layers x K and V x 2 kv heads x 16 dims x 4 bytes per token.
     let per_token = 2 * 2 * 2 * 16 * 4;
     let max_kv = |g: &Generation| g.events.iter().map(|e| e.kv_cache_bytes).max().unwrap();

@@ -337,6 +337,91 @@ pub struct RunArgs {
     pub stop_at_eos: bool,
 }
 
+/// Settings of the layer-contrast methods (SLED's logits evolution, DoLa).
+#[derive(Debug, Clone, Args, Serialize, Deserialize)]
+pub struct LayerContrastArgs {
+    /// SLED's step size alpha (the authors' evolution_rate).
+    #[arg(long, default_value_t = 2.0, allow_negative_numbers = true)]
+    #[serde(default = "contrast_defaults::rate")]
+    pub evolution_rate: f64,
+    /// SLED's k: the final layer's top tokens that evolve (evolution_scale).
+    #[arg(long, default_value_t = 10)]
+    #[serde(default = "contrast_defaults::scale")]
+    pub evolution_scale: usize,
+    /// The logit SLED gives every token outside the top k (evolution_lower_bound).
+    #[arg(long, default_value_t = -1000.0, allow_negative_numbers = true)]
+    #[serde(default = "contrast_defaults::lower_bound")]
+    pub evolution_lower_bound: f32,
+    /// SLED's update steps per token (op_T: 1 for generation).
+    #[arg(long, default_value_t = 1)]
+    #[serde(default = "contrast_defaults::steps")]
+    pub evolution_steps: usize,
+    /// SLED's premature layers, comma-separated (0 is the embedding output; default: every
+    /// layer before the last).
+    #[arg(long, value_delimiter = ',')]
+    #[serde(default)]
+    pub premature_layers: Vec<usize>,
+    /// Apply the final norm to premature layers before the head (the reference code does not).
+    #[arg(long)]
+    #[serde(default)]
+    pub premature_norm: bool,
+    /// DoLa's candidate layers: high, low, or a comma-separated list (transformers' dola_layers).
+    #[arg(long, default_value = "high")]
+    #[serde(default = "contrast_defaults::dola")]
+    pub dola_layers: String,
+}
+
+mod contrast_defaults {
+    pub fn rate() -> f64 {
+        2.0
+    }
+    pub fn scale() -> usize {
+        10
+    }
+    pub fn lower_bound() -> f32 {
+        -1000.0
+    }
+    pub fn steps() -> usize {
+        1
+    }
+    pub fn dola() -> String {
+        "high".into()
+    }
+}
+
+impl LayerContrastArgs {
+    /// The settings of `method` (sled-evolution or dola), checked for what needs no model.
+    pub fn config(&self, method: crate::decode::Method) -> anyhow::Result<crate::decode::layer_contrast::ContrastConfig> {
+        use crate::decode::dola::DolaLayers;
+        use crate::decode::layer_contrast::{Contrast, ContrastConfig};
+        let contrast = match method {
+            crate::decode::Method::Dola => Contrast::Dola(match self.dola_layers.as_str() {
+                "high" => DolaLayers::High,
+                "low" => DolaLayers::Low,
+                list => DolaLayers::List(
+                    list.split(',')
+                        .map(|x| x.trim().parse::<usize>())
+                        .collect::<Result<Vec<_>, _>>()
+                        .map_err(|_| crate::error::LlmbenchError::invalid(format!("--dola-layers {list}: use high, low or layer numbers such as 2,4,6")))?,
+                ),
+            }),
+            _ => {
+                if !(self.evolution_rate.is_finite() && self.evolution_rate >= 0.0) {
+                    crate::bail_input!("--evolution-rate {}: use a finite rate of 0 or more", self.evolution_rate);
+                }
+                Contrast::Sled(crate::decode::sled_evolution::Evolution {
+                    rate: self.evolution_rate,
+                    scale: self.evolution_scale,
+                    lower_bound: self.evolution_lower_bound,
+                    steps: self.evolution_steps,
+                })
+            }
+        };
+        let premature_layers = (!self.premature_layers.is_empty()).then(|| self.premature_layers.clone());
+        Ok(ContrastConfig { contrast, premature_layers, premature_norm: self.premature_norm })
+    }
+}
+
 /// Where and how results go.
 #[derive(Debug, Clone, Args, Serialize, Deserialize)]
 pub struct OutputArgs {

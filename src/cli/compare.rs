@@ -39,4 +39,6 @@ pub struct CompareArgs {
     /// Also compute the perplexity of each method's output under the full model.
     #[arg(long)]
     pub quality: bool,
+    #[command(flatten)]
+    pub contrast: super::args::LayerContrastArgs,
 }

@@ -39,6 +39,12 @@ pub struct GenerateArgs {
     pub policy: Option<crate::decode::speculative::PolicyKind>,
     #[command(flatten)]
     pub spec: super::specdec::SpecOptions,
+    /// Decode with a layer-contrast method instead of standard decoding: sled-evolution (Self
+    /// Logits Evolution Decoding) or dola, with their --evolution-* / --dola-layers settings.
+    #[arg(long, value_enum, conflicts_with = "draft")]
+    pub decoding: Option<crate::decode::Method>,
+    #[command(flatten)]
+    pub contrast: super::args::LayerContrastArgs,
     /// A run file (TOML) whose keys are these long flags; flags on the command line override it.
     #[arg(long, value_name = "FILE.toml")]
     pub plan: Option<std::path::PathBuf>,

@@ -115,11 +115,15 @@ pub fn run(args: &CompareArgs) -> Result<Outcome> {
                 kv: args.generation.kv_cache,
                 kv_options,
             };
-            let mut method_params = p.method_params;
+            let mut method_params = p.method_params.clone();
             if let Some(spec) = method_params.speculative.as_mut() {
                 spec.n_layers = n_layers;
             }
-            let mut strategy = decode::build(p.method, method_params)?;
+            if let Some(c) = &method_params.contrast {
+                let cfg = loaded.model.model.config();
+                c.validate(n_layers, cfg.vocab_size(), cfg.tied_embeddings()).map_err(crate::error::LlmbenchError::invalid)?;
+            }
+            let mut strategy = decode::build(p.method, &method_params)?;
             let outcome = harness::run_case(&loaded.model, &engine, strategy.as_mut(), &spec, &mut || progress.inc(1));
             let runs = match outcome {
                 Ok(Some(runs)) => runs,
@@ -180,6 +184,9 @@ fn validate(args: &CompareArgs, methods: &[Method]) -> Result<()> {
         let options = crate::cli::specdec::SpecOptions::default();
         crate::commands::speculative::validate(&options, &args.k.values, args.generation.temperature, args.generation.kv_cache, &policies)?;
     }
+    for &m in methods.iter().filter(|m| m.uses_layers()) {
+        args.contrast.config(m)?;
+    }
     if methods.contains(&Method::SledStride) {
         if args.stride.values.contains(&0) {
             crate::bail_input!("--stride 0: sled:stride must decode at least 1 token per window");
@@ -210,8 +217,10 @@ fn plan(args: &CompareArgs, models: &[String], methods: &[Method], kv_options: &
                     for (stride, k) in strides.iter().flat_map(|&s| ks.iter().map(move |&k| (s, k))) {
                         let mut method_params = MethodParams::sled(window.unwrap_or(0), stride.unwrap_or(0));
                         method_params.speculative = k.map(|k| speculative_params(args, k, kv_options));
+                        // Checked in `validate`.
+                        method_params.contrast = if method.uses_layers() { args.contrast.config(method).ok() } else { None };
                         // The cache each method runs with comes from the strategy itself (one mapping).
-                        let kv = match decode::build(method, method_params) {
+                        let kv = match decode::build(method, &method_params) {
                             Ok(strategy) => strategy.cache_kind(args.generation.kv_cache),
                             Err(_) => args.generation.kv_cache,
                         };
@@ -221,6 +230,7 @@ fn plan(args: &CompareArgs, models: &[String], methods: &[Method], kv_options: &
                             window,
                             stride,
                             k,
+                            contrast: method_params.contrast.as_ref().map(|c| c.label()),
                             max_new_tokens: n,
                             kv_cache: kv.label(kv_options),
                         };

@@ -37,7 +37,25 @@ pub fn run(args: &GenerateArgs) -> Result<Outcome> {
     };
     engine.validate(&request)?;
     let mut strategy: Box<dyn crate::decode::DecodeStrategy> = match &args.draft {
-        None => Box::new(crate::decode::Standard),
+        None => match args.decoding {
+            None | Some(crate::decode::Method::Standard) => Box::new(crate::decode::Standard),
+            Some(method) if method.uses_layers() => {
+                let config = args.contrast.config(method)?;
+                let cfg = loaded.model.model.config();
+                config.validate(cfg.n_layers(), cfg.vocab_size(), cfg.tied_embeddings()).map_err(crate::error::LlmbenchError::invalid)?;
+                if method == crate::decode::Method::Dola && args.generation.repetition_penalty < crate::decode::dola::RECOMMENDED_REPETITION_PENALTY {
+                    tracing::warn!(
+                        "--decoding dola with --repetition-penalty {}: DoLa's authors and transformers recommend 1.2, below it DoLa tends to repeat itself",
+                        args.generation.repetition_penalty
+                    );
+                }
+                Box::new(crate::decode::layer_contrast::LayerContrast::new(config))
+            }
+            Some(other) => crate::bail_input!(
+                "--decoding {}: generate takes standard, sled-evolution or dola (the sliding-window and speculative methods are compare's --methods, or --draft)",
+                other.name()
+            ),
+        },
         Some(source) => {
             let temperature = args.generation.temperature;
             let policies = super::speculative::policies(args.policy.as_slice(), temperature);

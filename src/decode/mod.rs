@@ -2,8 +2,11 @@
 //! engine owns the loop and the clocks; a strategy only plans one step. One factory (`build`)
 //! turns a `Method` into a boxed strategy.
 
+pub mod dola;
+pub mod layer_contrast;
 pub mod sampling;
 mod sled;
+pub mod sled_evolution;
 pub mod speculative;
 mod standard;
 
@@ -122,11 +125,29 @@ pub enum Method {
     #[value(name = "specdec:self")]
     #[serde(rename = "specdec:self")]
     SpecdecSelf,
+    /// Self Logits Evolution Decoding (Zhang et al. 2024): the final logits evolved towards
+    /// what the premature layers point at (`--evolution-*`).
+    #[value(name = "sled-evolution")]
+    #[serde(rename = "sled-evolution")]
+    SledEvolution,
+    /// DoLa (Chuang et al. 2024): the final layer contrasted with the most divergent premature
+    /// layer (`--dola-layers`).
+    #[value(name = "dola")]
+    #[serde(rename = "dola")]
+    Dola,
 }
 
 impl Method {
-    pub const ALL: [Method; 6] =
-        [Method::Standard, Method::SledRecompute, Method::SledStride, Method::SpecdecLookup, Method::SpecdecLayers, Method::SpecdecSelf];
+    pub const ALL: [Method; 8] = [
+        Method::Standard,
+        Method::SledRecompute,
+        Method::SledStride,
+        Method::SpecdecLookup,
+        Method::SpecdecLayers,
+        Method::SpecdecSelf,
+        Method::SledEvolution,
+        Method::Dola,
+    ];
 
     /// The name used on the command line and in results.
     pub fn name(self) -> &'static str {
@@ -137,6 +158,8 @@ impl Method {
             Self::SpecdecLookup => "specdec:lookup",
             Self::SpecdecLayers => "specdec:layers",
             Self::SpecdecSelf => "specdec:self",
+            Self::SledEvolution => "sled-evolution",
+            Self::Dola => "dola",
         }
     }
 
@@ -151,21 +174,27 @@ impl Method {
     pub fn uses_stride(self) -> bool {
         matches!(self, Self::SledStride)
     }
+    /// Whether it contrasts layers (`--evolution-*`, `--dola-layers`, `--premature-*`).
+    pub fn uses_layers(self) -> bool {
+        matches!(self, Self::SledEvolution | Self::Dola)
+    }
 }
 
 /// Settings a method may take.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct MethodParams {
     pub window: usize,
     pub stride: usize,
     /// Speculative methods: what they run with (their K, policy and caches).
     pub speculative: Option<SpecMethodParams>,
+    /// Layer-contrast methods: their settings (the method picks SLED's or DoLa's part).
+    pub contrast: Option<layer_contrast::ContrastConfig>,
 }
 
 impl MethodParams {
     /// SLED's window and stride, no speculative settings.
     pub fn sled(window: usize, stride: usize) -> Self {
-        Self { window, stride, speculative: None }
+        Self { window, stride, speculative: None, contrast: None }
     }
 }
 
@@ -179,7 +208,7 @@ pub struct SpecMethodParams {
 }
 
 /// The one factory from method to strategy. Parameters are validated by the caller.
-pub fn build(method: Method, params: MethodParams) -> Result<Box<dyn DecodeStrategy>> {
+pub fn build(method: Method, params: &MethodParams) -> Result<Box<dyn DecodeStrategy>> {
     use speculative::{DraftNet, DraftSource, Drafter};
     let spec = |drafter: Drafter| match params.speculative {
         Some(s) => Ok(speculative::build(&drafter, &s.config)),
@@ -195,5 +224,9 @@ pub fn build(method: Method, params: MethodParams) -> Result<Box<dyn DecodeStrat
             let layers = params.speculative.and_then(|s| DraftSource::Layers(None).draft_layers(s.n_layers));
             spec(Drafter::Net(DraftNet::Target { layers }))?
         }
+        Method::SledEvolution | Method::Dola => match &params.contrast {
+            Some(c) => Box::new(layer_contrast::LayerContrast::new(c.clone())),
+            None => anyhow::bail!("{}: a layer-contrast method needs its settings", method.name()),
+        },
     })
 }

@@ -130,6 +130,13 @@ impl ModelConfig {
             Self::Llama(c) => c.max_position_embeddings,
         }
     }
+    /// Whether the LM head is the token embedding table (GPT-2 always; Llama per config).
+    pub fn tied_embeddings(&self) -> bool {
+        match self {
+            Self::Gpt2(_) => true,
+            Self::Llama(c) => c.tie_word_embeddings,
+        }
+    }
     pub fn eos_token_ids(&self) -> &[u32] {
         match self {
             Self::Gpt2(c) => &c.eos_token_ids,

@@ -7,7 +7,7 @@ use super::config::Gpt2Config;
 use super::layers::{attention, attention_row_by_row, Footprint, LayerNorm, Linear, VerifyAttention};
 use super::weights::Weights;
 use super::config::ModelConfig;
-use super::Model;
+use super::{LayerStates, Model};
 use crate::kv::KvCache;
 use anyhow::Result;
 use candle_core::{DType, Module, Tensor};
@@ -67,7 +67,17 @@ impl Gpt2 {
         })
     }
 
-    fn forward_hidden_impl(&self, ids: &Tensor, start: usize, n_blocks: usize, mode: VerifyAttention, cache: &mut dyn KvCache) -> candle_core::Result<Tensor> {
+    /// The forward pass; with `states`, the hidden state entering each block is appended to
+    /// it (transformers' `hidden_states[i]`: the embedding output first).
+    fn forward_hidden_impl(
+        &self,
+        ids: &Tensor,
+        start: usize,
+        n_blocks: usize,
+        mode: VerifyAttention,
+        cache: &mut dyn KvCache,
+        mut states: Option<&mut Vec<Tensor>>,
+    ) -> candle_core::Result<Tensor> {
         let (b, t) = ids.dims2()?;
         if start + t > self.cfg.n_positions {
             candle_core::bail!("position {} is past GPT-2's {} learned positions", start + t, self.cfg.n_positions);
@@ -78,6 +88,9 @@ impl Gpt2 {
         let mut x = self.wte.forward(ids)?.broadcast_add(&self.wpe.forward(&positions)?)?;
         let wants_attention = cache.attention_observer().is_some();
         for (layer, blk) in self.blocks.iter().take(n_blocks).enumerate() {
+            if let Some(states) = states.as_deref_mut() {
+                states.push(x.clone());
+            }
             let hs = blk.ln_1.forward(&x)?;
             let qkv = blk.c_attn.forward(&hs)?;
             let split = |i: usize| -> candle_core::Result<Tensor> {
@@ -108,7 +121,15 @@ impl Gpt2 {
 
 impl Model for Gpt2 {
     fn forward_blocks(&self, ids: &Tensor, start: usize, blocks: usize, mode: VerifyAttention, cache: &mut dyn KvCache) -> candle_core::Result<Tensor> {
-        self.forward_hidden_impl(ids, start, blocks, mode, cache)
+        self.forward_hidden_impl(ids, start, blocks, mode, cache, None)
+    }
+    fn forward_layer_states(&self, ids: &Tensor, start_pos: usize, cache: &mut dyn KvCache) -> candle_core::Result<LayerStates> {
+        let mut states = Vec::with_capacity(self.blocks.len());
+        let last = self.forward_hidden_impl(ids, start_pos, self.blocks.len(), VerifyAttention::Batched, cache, Some(&mut states))?;
+        Ok(LayerStates { states, last })
+    }
+    fn final_norm(&self, hidden: &Tensor) -> candle_core::Result<Tensor> {
+        self.ln_f.forward(hidden)
     }
     fn lm_head(&self, hidden: &Tensor) -> candle_core::Result<Tensor> {
         self.lm_head_impl(hidden)

@@ -10,7 +10,7 @@ use candle_core::quantized::QMatMul;
 use crate::quant::block_cuda::DeviceBlockWeights;
 use super::weights::Weights;
 use super::config::ModelConfig;
-use super::Model;
+use super::{LayerStates, Model};
 use crate::kv::KvCache;
 use anyhow::Result;
 use candle_core::{DType, Tensor};
@@ -270,7 +270,7 @@ impl Llama {
 
     /// Final-norm hidden states `[b, t, hidden]` for `ids` at positions `start..`.
     fn forward_hidden_impl(&self, ids: &Tensor, start: usize, n_blocks: usize, mode: VerifyAttention, cache: &mut dyn KvCache) -> candle_core::Result<Tensor> {
-        let (b, t) = ids.dims2()?;
+        let (_, t) = ids.dims2()?;
         if self.takes_cpu_rows(ids, cache)? {
             let last = query_position(cache, 0, start) + t;
             if last > self.rope.positions() {
@@ -278,6 +278,22 @@ impl Llama {
             }
             return self.forward_rows_cpu(&ids.flatten_all()?.to_vec1::<u32>()?, start, n_blocks, cache);
         }
+        self.forward_generic(ids, start, n_blocks, mode, cache, None)
+    }
+
+    /// The forward pass on candle tensors (every device, batch and cache). With `states`, the
+    /// hidden state entering each block is appended to it (transformers' `hidden_states[i]`:
+    /// the embedding output first), for logits of premature layers.
+    fn forward_generic(
+        &self,
+        ids: &Tensor,
+        start: usize,
+        n_blocks: usize,
+        mode: VerifyAttention,
+        cache: &mut dyn KvCache,
+        mut states: Option<&mut Vec<Tensor>>,
+    ) -> candle_core::Result<Tensor> {
+        let (b, t) = ids.dims2()?;
         // A cache that positions keys itself (sinks) rotates queries at its own positions.
         let last = query_position(cache, 0, start) + t;
         if last > self.rope.positions() {
@@ -287,6 +303,9 @@ impl Llama {
         let wants_attention = cache.attention_observer().is_some();
         let mut x = self.embed.forward(ids)?;
         for (layer, blk) in self.blocks.iter().take(n_blocks).enumerate() {
+            if let Some(states) = states.as_deref_mut() {
+                states.push(x.clone());
+            }
             let residual = &x;
             let hs = blk.input_norm.forward(&x)?;
             let qkv = blk.qkv.forward(&hs)?;
@@ -379,6 +398,14 @@ impl Model for Llama {
     }
     fn forward_blocks(&self, ids: &Tensor, start: usize, blocks: usize, mode: VerifyAttention, cache: &mut dyn KvCache) -> candle_core::Result<Tensor> {
         self.forward_hidden_impl(ids, start, blocks, mode, cache)
+    }
+    fn forward_layer_states(&self, ids: &Tensor, start_pos: usize, cache: &mut dyn KvCache) -> candle_core::Result<LayerStates> {
+        let mut states = Vec::with_capacity(self.blocks.len());
+        let last = self.forward_generic(ids, start_pos, self.blocks.len(), VerifyAttention::Batched, cache, Some(&mut states))?;
+        Ok(LayerStates { states, last })
+    }
+    fn final_norm(&self, hidden: &Tensor) -> candle_core::Result<Tensor> {
+        self.norm.forward(hidden)
     }
     fn lm_head(&self, hidden: &Tensor) -> candle_core::Result<Tensor> {
         self.lm_head_impl(hidden)

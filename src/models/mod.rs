@@ -54,6 +54,14 @@ impl DTypeArg {
     }
 }
 
+/// Hidden states of every layer for one forward pass (`Model::forward_layer_states`).
+pub struct LayerStates {
+    /// `[b, t, hidden]` entering block i, for i in 0..n_layers (index 0: the embeddings).
+    pub states: Vec<Tensor>,
+    /// The final-norm output `[b, t, hidden]` (what `lm_head` turns into the model's logits).
+    pub last: Tensor,
+}
+
 /// A causal language model. The cache is passed in, so any strategy works with any model.
 pub trait Model: Send {
     /// Final-norm hidden states `[b, t, hidden]` for `ids: [b, t]` at positions `start_pos..`
@@ -69,6 +77,16 @@ pub trait Model: Send {
     ) -> candle_core::Result<Tensor>;
     /// Logits (f32) for hidden states.
     fn lm_head(&self, hidden: &Tensor) -> candle_core::Result<Tensor>;
+    /// The hidden states entering every block (transformers' `hidden_states[0..n_layers]`:
+    /// the embedding output first, no final norm) and the final-norm output, for layer-contrast
+    /// decoding (SLED's evolution, DoLa). Models without it refuse with `Unsupported`.
+    fn forward_layer_states(&self, _ids: &Tensor, _start_pos: usize, _cache: &mut dyn KvCache) -> candle_core::Result<LayerStates> {
+        Err(candle_core::Error::wrap(crate::error::LlmbenchError::Unsupported("this model does not expose per-layer hidden states".into())))
+    }
+    /// The model's final norm (premature layers' logits with it, as an option).
+    fn final_norm(&self, _hidden: &Tensor) -> candle_core::Result<Tensor> {
+        Err(candle_core::Error::wrap(crate::error::LlmbenchError::Unsupported("this model does not expose its final norm".into())))
+    }
     fn config(&self) -> &ModelConfig;
     /// Turns the CUDA graph decode step on or off (`--no-cuda-graph`); models without one ignore it.
     fn set_cuda_graph(&mut self, _enabled: bool) {}

@@ -145,6 +145,10 @@ pub struct CompareParams {
     /// Tokens drafted per step for specdec: methods (absent otherwise, and from older files).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub k: Option<usize>,
+    /// Layer-contrast methods' settings (sled-evolution: rate, k, steps, floor; dola: its
+    /// candidate layers); absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contrast: Option<String>,
     pub max_new_tokens: usize,
     pub kv_cache: String,
 }
@@ -210,6 +214,9 @@ impl CaseParams {
                 }
                 if let Some(k) = p.k {
                     s += &format!(" k={k}");
+                }
+                if let Some(c) = &p.contrast {
+                    s += &format!(" {c}");
                 }
                 s
             }

@@ -1,0 +1,139 @@
+//! Decoding that contrasts the final layer with earlier ("premature") layers: SLED's logits
+//! evolution (`sled_evolution`) and DoLa (`dola`). Each step runs the model once, keeping the
+//! hidden state entering every block (`Model::forward_layer_states`); the premature layers'
+//! last-position states go through the LM head together (one `[layers, hidden]` matmul), the
+//! method turns them and the final logits into the logits the sampler sees.
+
+use super::dola::{self, DolaLayers};
+use super::sled_evolution::{self, Evolution};
+use super::{DecodeStrategy, Step, StepContext};
+use crate::models::Model;
+use anyhow::Result;
+use candle_core::Tensor;
+
+/// Which contrast, and over which layers.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub enum Contrast {
+    /// SLED: evolve the final logits towards what the premature layers point at.
+    Sled(Evolution),
+    /// DoLa: subtract the most divergent candidate layer's log-probabilities.
+    Dola(DolaLayers),
+}
+
+/// A contrast method's settings (`--evolution-*`, `--dola-layers`, `--premature-*`).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ContrastConfig {
+    pub contrast: Contrast,
+    /// SLED's premature layers (transformers' `hidden_states` numbering, 0 the embeddings);
+    /// `None`: every layer before the last (0..n_layers), as the authors' scripts use.
+    pub premature_layers: Option<Vec<usize>>,
+    /// Apply the final norm before the head on premature layers (the reference code does not).
+    pub premature_norm: bool,
+}
+
+impl ContrastConfig {
+    /// The premature layers for a model of `n_layers` blocks (DoLa: its candidates).
+    pub fn layers(&self, n_layers: usize, tied_embeddings: bool) -> Vec<usize> {
+        match (&self.contrast, &self.premature_layers) {
+            (Contrast::Dola(which), _) => which.candidates(n_layers, tied_embeddings),
+            (Contrast::Sled(_), Some(layers)) => layers.clone(),
+            (Contrast::Sled(_), None) => (0..n_layers).collect(),
+        }
+    }
+
+    /// "rate=2 k=10 steps=1 floor=-1000" or "dola:high", with the layer choice where it is not
+    /// the default: what results and tables show.
+    pub fn label(&self) -> String {
+        let mut s = match &self.contrast {
+            Contrast::Sled(e) => format!("rate={} k={} steps={} floor={}", e.rate, e.scale, e.steps, e.lower_bound),
+            Contrast::Dola(which) => format!("layers={}", which.name()),
+        };
+        if let (Contrast::Sled(_), Some(l)) = (&self.contrast, &self.premature_layers) {
+            s += &format!(" layers={}", l.iter().map(usize::to_string).collect::<Vec<_>>().join("+"));
+        }
+        if self.premature_norm {
+            s += " norm";
+        }
+        s
+    }
+
+    /// Checks the settings against a model: layers in range, k within the vocabulary.
+    pub fn validate(&self, n_layers: usize, vocab: usize, tied_embeddings: bool) -> std::result::Result<(), String> {
+        let layers = self.layers(n_layers, tied_embeddings);
+        if let Some(&bad) = layers.iter().find(|&&l| l >= n_layers) {
+            return Err(format!(
+                "--premature-layers {bad}: the model has {n_layers} layers, so premature layers are 0 (the embeddings) to {}",
+                n_layers - 1
+            ));
+        }
+        if layers.is_empty() {
+            return Err(format!("no premature layers for a model of {n_layers} layers: give --premature-layers or --dola-layers as a list"));
+        }
+        if let Contrast::Sled(e) = &self.contrast {
+            if e.scale == 0 || e.scale > vocab {
+                return Err(format!("--evolution-scale {}: use 1 to the vocabulary's {vocab} tokens", e.scale));
+            }
+            if e.steps == 0 {
+                return Err("--evolution-steps 0: evolve at least one step".into());
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The decode strategy: standard decoding whose next-token logits come from the contrast.
+pub struct LayerContrast {
+    config: ContrastConfig,
+}
+
+impl LayerContrast {
+    pub fn new(config: ContrastConfig) -> Self {
+        Self { config }
+    }
+}
+
+/// The final logits `[vocab]` and each of `layers`' logits at the last position of `ids`
+/// (fed at `start_pos`), from one forward pass.
+pub fn layer_logits(
+    model: &dyn Model,
+    ids: &Tensor,
+    start_pos: usize,
+    cache: &mut dyn crate::kv::KvCache,
+    layers: &[usize],
+    premature_norm: bool,
+) -> Result<(Vec<f32>, Vec<Vec<f32>>)> {
+    let states = model.forward_layer_states(ids, start_pos, cache)?;
+    let t = states.last.dim(1)?;
+    let final_logits: Vec<f32> = model.lm_head(&states.last.narrow(1, t - 1, 1)?.squeeze(1)?)?.squeeze(0)?.to_vec1()?;
+    let rows = layers.iter().map(|&l| states.states[l].narrow(1, t - 1, 1)?.squeeze(1)).collect::<candle_core::Result<Vec<_>>>()?;
+    let mut stacked = Tensor::cat(&rows, 0)?;
+    if premature_norm {
+        stacked = model.final_norm(&stacked)?;
+    }
+    let premature: Vec<Vec<f32>> = model.lm_head(&stacked)?.to_dtype(candle_core::DType::F32)?.to_vec2()?;
+    Ok((final_logits, premature))
+}
+
+/// The contrast's next-token logits from the final and premature logits of one position.
+pub fn contrast_logits(contrast: &Contrast, final_logits: &[f32], premature: &[Vec<f32>], layers: &[usize]) -> Vec<f32> {
+    match contrast {
+        Contrast::Sled(e) => sled_evolution::evolve(final_logits, premature, e),
+        Contrast::Dola(_) => dola::contrast(final_logits, premature, layers).0,
+    }
+}
+
+impl DecodeStrategy for LayerContrast {
+    fn step(&mut self, ctx: &mut StepContext<'_>) -> Result<Step> {
+        let pos = ctx.cache.seq_len();
+        let input = Tensor::new(&ctx.tokens[pos..], ctx.device)?.unsqueeze(0)?;
+        let cfg = ctx.model.config();
+        let layers = self.config.layers(cfg.n_layers(), cfg.tied_embeddings());
+        let (final_logits, premature) = layer_logits(ctx.model, &input, pos, ctx.cache, &layers, self.config.premature_norm)?;
+        let mut logits = contrast_logits(&self.config.contrast, &final_logits, &premature, &layers);
+        if let Some(log) = ctx.logits_log.as_deref_mut() {
+            log.push(logits.clone());
+        }
+        let next = ctx.sampler.next(&mut logits, ctx.tokens);
+        Ok(Step { emitted: vec![next], ..Default::default() })
+    }
+}
