@@ -25,6 +25,7 @@ fn main() {
         Command::Specdec(args) => commands::specdec::run(args),
         Command::Quantize(args) => commands::quantize::run(args),
         Command::Evaluate(args) => commands::evaluate::run(args),
+        Command::Sled(args) => commands::sled::run(args),
         Command::Plot(args) => commands::plot::run(args),
         Command::Diff(args) => commands::diff::run(args),
         Command::Completions(args) => commands::docs::completions(args.shell),

@@ -36,6 +36,7 @@ impl Files {
             ("no-prompt.jsonl", "{\"reference\": \"r\"}\n"),
             ("some-refs.jsonl", "{\"prompt\": \"a\", \"reference\": \"r\"}\n{\"prompt\": \"b\"}\n"),
             ("bad-keywords.jsonl", "{\"prompt\": \"a\", \"keywords\": \"sky\"}\n"),
+            ("no-columns.csv", "Question,Best Answer\nq,a\n"),
             ("bad-models.toml", "[[model]]\nname = \"x\"\n"),
         ];
         for (name, text) in files {
@@ -102,6 +103,7 @@ fn every_bad_input_in_the_catalogue_is_one_clear_line_and_exit_code_2() {
     let gpt2 = fixture("tiny-gpt2").to_str().unwrap().to_string();
     let llama = fixture("tiny-llama").to_str().unwrap().to_string();
     let wiki = fixture("wiki-excerpt.txt").to_str().unwrap().to_string();
+    let tfqa = fixture("layer_contrast/truthfulqa-3.csv").to_str().unwrap().to_string();
     let evaluate = |extra: &[&str]| -> Vec<String> {
         ["evaluate", "--device", "cpu", "--model", &llama, "--metrics", "bleu"].iter().chain(extra).map(|s| s.to_string()).collect()
     };
@@ -239,6 +241,11 @@ fn every_bad_input_in_the_catalogue_is_one_clear_line_and_exit_code_2() {
         (evaluate(&["--formats", "q9_9"]), "--formats"),
         (evaluate(&["-n", "0"]), "--max-new-tokens 0"),
         (plain(&["evaluate", "--device", "cpu", "--models", &files.path("bad-models.toml")]), "bad-models.toml: not a model list"),
+        // sled
+        (plain(&["sled", "--task", "truthfulqa", "--device", "cpu", "--model", &llama, "--data", &files.path("no-columns.csv")]), "no `Correct Answers` column"),
+        (plain(&["sled", "--task", "truthfulqa", "--device", "cpu", "--model", &llama, "--data", "/no/such/TruthfulQA.csv"]), "--data /no/such/TruthfulQA.csv"),
+        (plain(&["sled", "--task", "truthfulqa", "--device", "cpu", "--model", &llama, "--data", &tfqa, "--limit", "0"]), "--limit 0"),
+        (plain(&["sled", "--task", "truthfulqa", "--device", "cpu", "--model", &llama, "--data", &tfqa, "--methods", "sled:stride"]), "--methods sled:stride"),
     ];
     assert!(catalogue.len() >= 50, "the README promises the whole catalogue");
     for (i, (args, needle)) in catalogue.iter().enumerate() {

@@ -99,3 +99,41 @@ fn greedy_generation_equals_the_references_and_rate_zero_is_standard() {
         assert_ne!(sled, standard, "{name}: SLED at rate 2 changes nothing here, so the test cannot tell");
     }
 }
+
+/// `sled --task truthfulqa` scores every answer of three questions as the SLED authors'
+/// scoring does (one uncached pass over prompt and answer in the golden script; here the
+/// prompt cached once and rolled back per answer): raw and log-probability sums for standard
+/// decoding, SLED with their TruthfulQA settings and DoLa without its filter.
+#[test]
+fn truthfulqa_answer_scores_equal_the_references() {
+    let golden = goldens();
+    let report = stdout_json(
+        llmbench()
+            .args(["sled", "--task", "truthfulqa", "--device", "cpu", "-o", "json", "--bootstrap", "10", "--dola-layers", "high"])
+            .args(["--evolution-rate", "2.5", "--evolution-scale", "75", "--evolution-lower-bound", "-100", "--evolution-steps", "10", "--model"])
+            .arg(fixture("layer_contrast/tiny-llama-6l"))
+            .arg("--data")
+            .arg(fixture("layer_contrast/truthfulqa-3.csv")),
+    );
+    assert_eq!(report["questions"], 3);
+    let methods = report["methods"].as_object().unwrap();
+    for (prefix, name) in [("standard", "standard"), ("sled", "sled-evolution rate=2.5 k=75 steps=10 floor=-100"), ("dola", "dola layers=high")] {
+        let method = &methods[name];
+        for q in 0..3 {
+            let question = &method["questions"][q];
+            let answers: Vec<&serde_json::Value> =
+                question["correct"].as_array().unwrap().iter().chain(question["incorrect"].as_array().unwrap()).collect();
+            for kind in ["raw", "log_prob"] {
+                let want = golden[&format!("tfqa.{prefix}.q{q}.{kind}")].to_vec1::<f32>().unwrap();
+                assert_eq!(answers.len(), want.len(), "{name} question {q}: answers");
+                for (i, (a, w)) in answers.iter().zip(&want).enumerate() {
+                    let got = a[kind].as_f64().unwrap();
+                    let bound = 1e-4 * (1.0 + w.abs() as f64);
+                    assert!((got - *w as f64).abs() <= bound, "{name} question {q} answer {i} {kind}: {got} vs the reference {w}");
+                }
+            }
+        }
+        let mc2 = method["log_prob"]["mc2"]["mean"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&mc2), "{name} MC2 {mc2}");
+    }
+}

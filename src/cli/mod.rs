@@ -9,6 +9,7 @@ pub mod kvcache;
 pub mod plan;
 pub mod plot;
 pub mod quantize;
+pub mod sled;
 pub mod specdec;
 
 use clap::{Parser, Subcommand};
@@ -43,6 +44,9 @@ pub enum Command {
     /// data set, every output scored (BLEU, chrF, ROUGE as the reference implementations
     /// compute them, diversity, coherence); `evaluate score` scores existing text.
     Evaluate(evaluate::EvaluateArgs),
+    /// SLED studies: TruthfulQA multiple choice under standard decoding, Self Logits Evolution
+    /// Decoding and DoLa.
+    Sled(sled::SledArgs),
     /// Redraw charts from a saved results.json.
     Plot(plot::PlotArgs),
     /// Compare two runs case by case, with confidence intervals.

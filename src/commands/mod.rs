@@ -18,6 +18,7 @@ mod prompts;
 pub mod quantize;
 mod quantize_list;
 mod setup;
+pub mod sled;
 mod speculative;
 pub mod specdec;
 

@@ -102,16 +102,38 @@ pub fn layer_logits(
     layers: &[usize],
     premature_norm: bool,
 ) -> Result<(Vec<f32>, Vec<Vec<f32>>)> {
+    let t = ids.dim(1)?;
+    let mut rows = layer_logits_rows(model, ids, start_pos, cache, layers, premature_norm, t - 1)?;
+    Ok(rows.pop().expect("one row"))
+}
+
+/// Per position from `first` to the last of `ids`: the final logits and each of `layers'`
+/// logits (teacher forcing: scoring a continuation).
+pub fn layer_logits_rows(
+    model: &dyn Model,
+    ids: &Tensor,
+    start_pos: usize,
+    cache: &mut dyn crate::kv::KvCache,
+    layers: &[usize],
+    premature_norm: bool,
+    first: usize,
+) -> Result<Vec<(Vec<f32>, Vec<Vec<f32>>)>> {
     let states = model.forward_layer_states(ids, start_pos, cache)?;
     let t = states.last.dim(1)?;
-    let final_logits: Vec<f32> = model.lm_head(&states.last.narrow(1, t - 1, 1)?.squeeze(1)?)?.squeeze(0)?.to_vec1()?;
-    let rows = layers.iter().map(|&l| states.states[l].narrow(1, t - 1, 1)?.squeeze(1)).collect::<candle_core::Result<Vec<_>>>()?;
-    let mut stacked = Tensor::cat(&rows, 0)?;
+    let n = t - first;
+    let final_rows: Vec<Vec<f32>> = model.lm_head(&states.last.narrow(1, first, n)?.squeeze(0)?)?.to_vec2()?;
+    // [layers, n, hidden] -> one head matmul.
+    let stacked = layers.iter().map(|&l| states.states[l].narrow(1, first, n)?.squeeze(0)).collect::<candle_core::Result<Vec<_>>>()?;
+    let mut stacked = Tensor::cat(&stacked, 0)?;
     if premature_norm {
         stacked = model.final_norm(&stacked)?;
     }
     let premature: Vec<Vec<f32>> = model.lm_head(&stacked)?.to_dtype(candle_core::DType::F32)?.to_vec2()?;
-    Ok((final_logits, premature))
+    Ok(final_rows
+        .into_iter()
+        .enumerate()
+        .map(|(i, f)| (f, (0..layers.len()).map(|l| premature[l * n + i].clone()).collect()))
+        .collect())
 }
 
 /// The contrast's next-token logits from the final and premature logits of one position.

@@ -12,3 +12,4 @@ pub mod porter;
 pub mod quantization;
 pub mod rouge;
 pub mod text_tokenize;
+pub mod truthfulqa;

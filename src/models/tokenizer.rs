@@ -148,6 +148,20 @@ impl TextTokenizer {
     }
 
     /// Token ids of `text`, without BOS/EOS (prompts are used as given).
+    /// Ids of `text` with the tokenizer's special tokens added as its post-processor says
+    /// (BOS for Llama-2's tokenizer, nothing for GPT-2's): what `tokenizer(text)` gives in
+    /// transformers, which TruthfulQA scoring follows.
+    pub fn encode_with_special_tokens(&self, text: &str) -> Result<Vec<u32>> {
+        match self {
+            Self::Hf { tokenizer, .. } => Ok(tokenizer
+                .encode(text, true)
+                .map_err(|e| anyhow::anyhow!("tokenizing: {e}"))?
+                .get_ids()
+                .to_vec()),
+            Self::Bytes => self.encode(text),
+        }
+    }
+
     pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
         match self {
             Self::Hf { tokenizer, .. } => Ok(tokenizer
