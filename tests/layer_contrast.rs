@@ -18,15 +18,23 @@ const TOLERANCE: f32 = 1e-4;
 
 /// (golden prefix, model directory)
 fn models() -> [(&'static str, std::path::PathBuf); 2] {
-    [("llama6", fixture("layer_contrast/tiny-llama-6l")), ("gpt2", fixture("tiny-gpt2"))]
+    [
+        ("llama6", fixture("layer_contrast/tiny-llama-6l")),
+        ("gpt2", fixture("tiny-gpt2")),
+    ]
 }
 
 fn goldens() -> HashMap<String, Tensor> {
-    candle_core::safetensors::load(fixture("layer_contrast/golden.safetensors"), &Device::Cpu).unwrap()
+    candle_core::safetensors::load(fixture("layer_contrast/golden.safetensors"), &Device::Cpu)
+        .unwrap()
 }
 
 fn ints(t: &Tensor) -> Vec<u32> {
-    t.to_vec1::<i64>().unwrap().into_iter().map(|i| i as u32).collect()
+    t.to_vec1::<i64>()
+        .unwrap()
+        .into_iter()
+        .map(|i| i as u32)
+        .collect()
 }
 
 /// Equal within TOLERANCE where finite, and -inf exactly where the golden is.
@@ -36,7 +44,10 @@ fn assert_close(what: &str, got: &[f32], want: &[f32]) {
         if w.is_infinite() {
             assert_eq!(g, w, "{what}: entry {i}");
         } else {
-            assert!((g - w).abs() <= TOLERANCE, "{what}: entry {i} is {g}, the reference {w}");
+            assert!(
+                (g - w).abs() <= TOLERANCE,
+                "{what}: entry {i} is {g}, the reference {w}"
+            );
         }
     }
 }
@@ -50,28 +61,64 @@ fn evolved_and_contrast_logits_equal_the_references() {
         let cfg = model.config();
         let n_layers = cfg.n_layers();
         let ids = ints(&golden[&format!("{name}.input_ids")]);
-        let input = Tensor::new(ids.as_slice(), &Device::Cpu).unwrap().unsqueeze(0).unwrap();
+        let input = Tensor::new(ids.as_slice(), &Device::Cpu)
+            .unwrap()
+            .unsqueeze(0)
+            .unwrap();
         let run = |layers: &[usize], norm: bool| {
             let mut cache = kv::build(KvKind::Full, n_layers, ids.len());
             layer_logits(model, &input, 0, cache.as_mut(), layers, norm).unwrap()
         };
         let all: Vec<usize> = (0..n_layers).collect();
         let (final_logits, premature) = run(&all, false);
-        assert_close(&format!("{name} final"), &final_logits, &golden[&format!("{name}.final")].to_vec1::<f32>().unwrap());
-        for (setting, rate, scale, lower_bound, steps, norm) in
-            [("generation", 2.0, 10, -1000.0, 1, false), ("tfqa", 2.5, 75, -100.0, 10, false), ("norm", 2.0, 10, -1000.0, 1, true), ("zero", 0.0, 10, -1000.0, 1, false)]
-        {
-            let premature = if norm { run(&all, true).1 } else { premature.clone() };
-            let evolution = Evolution { rate, scale, lower_bound, steps };
+        assert_close(
+            &format!("{name} final"),
+            &final_logits,
+            &golden[&format!("{name}.final")].to_vec1::<f32>().unwrap(),
+        );
+        for (setting, rate, scale, lower_bound, steps, norm) in [
+            ("generation", 2.0, 10, -1000.0, 1, false),
+            ("tfqa", 2.5, 75, -100.0, 10, false),
+            ("norm", 2.0, 10, -1000.0, 1, true),
+            ("zero", 0.0, 10, -1000.0, 1, false),
+        ] {
+            let premature = if norm {
+                run(&all, true).1
+            } else {
+                premature.clone()
+            };
+            let evolution = Evolution {
+                rate,
+                scale,
+                lower_bound,
+                steps,
+            };
             let got = contrast_logits(&Contrast::Sled(evolution), &final_logits, &premature, &all);
-            assert_close(&format!("{name} sled {setting}"), &got, &golden[&format!("{name}.sled.{setting}")].to_vec1::<f32>().unwrap());
+            assert_close(
+                &format!("{name} sled {setting}"),
+                &got,
+                &golden[&format!("{name}.sled.{setting}")]
+                    .to_vec1::<f32>()
+                    .unwrap(),
+            );
         }
         for (which, layers) in [("high", DolaLayers::High), ("low", DolaLayers::Low)] {
             let candidates = layers.candidates(n_layers, cfg.tied_embeddings());
             let (_, premature) = run(&candidates, false);
-            let (got, chosen) = llmbench::decode::dola::contrast(&final_logits, &premature, &candidates);
-            assert_close(&format!("{name} dola {which}"), &got, &golden[&format!("{name}.dola.{which}")].to_vec1::<f32>().unwrap());
-            assert_eq!(chosen as u32, ints(&golden[&format!("{name}.dola.{which}.layer")])[0], "{name} dola {which}: the chosen layer");
+            let (got, chosen) =
+                llmbench::decode::dola::contrast(&final_logits, &premature, &candidates);
+            assert_close(
+                &format!("{name} dola {which}"),
+                &got,
+                &golden[&format!("{name}.dola.{which}")]
+                    .to_vec1::<f32>()
+                    .unwrap(),
+            );
+            assert_eq!(
+                chosen as u32,
+                ints(&golden[&format!("{name}.dola.{which}.layer")])[0],
+                "{name} dola {which}: the chosen layer"
+            );
         }
     }
 }
@@ -79,11 +126,27 @@ fn evolved_and_contrast_logits_equal_the_references() {
 fn generated(dir: &std::path::Path, extra: &[&str]) -> Vec<u32> {
     let record = stdout_json(
         llmbench()
-            .args(["generate", "--device", "cpu", "--json", "--ignore-eos", "-n", "12", "--prompt", "The history of the city begins with a small harbour", "--model"])
+            .args([
+                "generate",
+                "--device",
+                "cpu",
+                "--json",
+                "--ignore-eos",
+                "-n",
+                "12",
+                "--prompt",
+                "The history of the city begins with a small harbour",
+                "--model",
+            ])
             .arg(dir)
             .args(extra),
     );
-    record["generated_ids"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect()
+    record["generated_ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap() as u32)
+        .collect()
 }
 
 #[test]
@@ -91,12 +154,40 @@ fn greedy_generation_equals_the_references_and_rate_zero_is_standard() {
     let golden = goldens();
     for (name, dir) in models() {
         let sled = generated(&dir, &["--decoding", "sled-evolution"]);
-        assert_eq!(sled, ints(&golden[&format!("{name}.greedy.sled")]), "{name}: SLED greedy tokens");
-        let dola = generated(&dir, &["--decoding", "dola", "--dola-layers", "high", "--repetition-penalty", "1.2"]);
-        assert_eq!(dola, ints(&golden[&format!("{name}.greedy.dola_high")]), "{name}: DoLa greedy tokens");
+        assert_eq!(
+            sled,
+            ints(&golden[&format!("{name}.greedy.sled")]),
+            "{name}: SLED greedy tokens"
+        );
+        let dola = generated(
+            &dir,
+            &[
+                "--decoding",
+                "dola",
+                "--dola-layers",
+                "high",
+                "--repetition-penalty",
+                "1.2",
+            ],
+        );
+        assert_eq!(
+            dola,
+            ints(&golden[&format!("{name}.greedy.dola_high")]),
+            "{name}: DoLa greedy tokens"
+        );
         let standard = generated(&dir, &[]);
-        assert_eq!(generated(&dir, &["--decoding", "sled-evolution", "--evolution-rate", "0"]), standard, "{name}: rate 0");
-        assert_ne!(sled, standard, "{name}: SLED at rate 2 changes nothing here, so the test cannot tell");
+        assert_eq!(
+            generated(
+                &dir,
+                &["--decoding", "sled-evolution", "--evolution-rate", "0"]
+            ),
+            standard,
+            "{name}: rate 0"
+        );
+        assert_ne!(
+            sled, standard,
+            "{name}: SLED at rate 2 changes nothing here, so the test cannot tell"
+        );
     }
 }
 
@@ -109,27 +200,62 @@ fn truthfulqa_answer_scores_equal_the_references() {
     let golden = goldens();
     let report = stdout_json(
         llmbench()
-            .args(["sled", "--task", "truthfulqa", "--device", "cpu", "-o", "json", "--bootstrap", "10", "--dola-layers", "high"])
-            .args(["--evolution-rate", "2.5", "--evolution-scale", "75", "--evolution-lower-bound", "-100", "--evolution-steps", "10", "--model"])
+            .args([
+                "sled",
+                "--task",
+                "truthfulqa",
+                "--device",
+                "cpu",
+                "-o",
+                "json",
+                "--bootstrap",
+                "10",
+                "--dola-layers",
+                "high",
+            ])
+            .args([
+                "--evolution-rate",
+                "2.5",
+                "--evolution-scale",
+                "75",
+                "--evolution-lower-bound",
+                "-100",
+                "--evolution-steps",
+                "10",
+                "--model",
+            ])
             .arg(fixture("layer_contrast/tiny-llama-6l"))
             .arg("--data")
             .arg(fixture("layer_contrast/truthfulqa-3.csv")),
     );
     assert_eq!(report["questions"], 3);
     let methods = report["methods"].as_object().unwrap();
-    for (prefix, name) in [("standard", "standard"), ("sled", "sled-evolution rate=2.5 k=75 steps=10 floor=-100"), ("dola", "dola layers=high")] {
+    for (prefix, name) in [
+        ("standard", "standard"),
+        ("sled", "sled-evolution rate=2.5 k=75 steps=10 floor=-100"),
+        ("dola", "dola layers=high"),
+    ] {
         let method = &methods[name];
         for q in 0..3 {
             let question = &method["questions"][q];
-            let answers: Vec<&serde_json::Value> =
-                question["correct"].as_array().unwrap().iter().chain(question["incorrect"].as_array().unwrap()).collect();
+            let answers: Vec<&serde_json::Value> = question["correct"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .chain(question["incorrect"].as_array().unwrap())
+                .collect();
             for kind in ["raw", "log_prob"] {
-                let want = golden[&format!("tfqa.{prefix}.q{q}.{kind}")].to_vec1::<f32>().unwrap();
+                let want = golden[&format!("tfqa.{prefix}.q{q}.{kind}")]
+                    .to_vec1::<f32>()
+                    .unwrap();
                 assert_eq!(answers.len(), want.len(), "{name} question {q}: answers");
                 for (i, (a, w)) in answers.iter().zip(&want).enumerate() {
                     let got = a[kind].as_f64().unwrap();
                     let bound = 1e-4 * (1.0 + w.abs() as f64);
-                    assert!((got - *w as f64).abs() <= bound, "{name} question {q} answer {i} {kind}: {got} vs the reference {w}");
+                    assert!(
+                        (got - *w as f64).abs() <= bound,
+                        "{name} question {q} answer {i} {kind}: {got} vs the reference {w}"
+                    );
                 }
             }
         }

@@ -25,7 +25,12 @@ pub struct SledArgs {
     #[arg(long)]
     pub limit: Option<usize>,
     /// Decodings scored, comma-separated: standard, sled-evolution, dola.
-    #[arg(long, value_enum, value_delimiter = ',', default_value = "standard,sled-evolution,dola")]
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "standard,sled-evolution,dola"
+    )]
     pub methods: Vec<crate::decode::Method>,
     #[command(flatten)]
     pub contrast: LayerContrastArgs,

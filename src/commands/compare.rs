@@ -187,6 +187,9 @@ fn validate(args: &CompareArgs, methods: &[Method]) -> Result<()> {
     for &m in methods.iter().filter(|m| m.uses_layers()) {
         args.contrast.config(m)?;
     }
+    if methods.contains(&Method::Dola) {
+        crate::decode::dola::warn_if_low_penalty(args.generation.repetition_penalty);
+    }
     if methods.contains(&Method::SledStride) {
         if args.stride.values.contains(&0) {
             crate::bail_input!("--stride 0: sled:stride must decode at least 1 token per window");

@@ -43,11 +43,8 @@ pub fn run(args: &GenerateArgs) -> Result<Outcome> {
                 let config = args.contrast.config(method)?;
                 let cfg = loaded.model.model.config();
                 config.validate(cfg.n_layers(), cfg.vocab_size(), cfg.tied_embeddings()).map_err(crate::error::LlmbenchError::invalid)?;
-                if method == crate::decode::Method::Dola && args.generation.repetition_penalty < crate::decode::dola::RECOMMENDED_REPETITION_PENALTY {
-                    tracing::warn!(
-                        "--decoding dola with --repetition-penalty {}: DoLa's authors and transformers recommend 1.2, below it DoLa tends to repeat itself",
-                        args.generation.repetition_penalty
-                    );
+                if method == crate::decode::Method::Dola {
+                    crate::decode::dola::warn_if_low_penalty(args.generation.repetition_penalty);
                 }
                 Box::new(crate::decode::layer_contrast::LayerContrast::new(config))
             }

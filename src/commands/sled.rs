@@ -77,7 +77,10 @@ impl QuestionScorer<'_> {
         self.model.forward(&prefix, 0, cache.as_mut())?;
         let mut out = Vec::with_capacity(answers.len());
         for answer in answers {
-            let full = self.tokenizer.encode_with_special_tokens(&format!("{prompt}{}", truthfulqa::continuation(answer)))?;
+            let full = self.tokenizer.encode_with_special_tokens(&format!(
+                "{prompt}{}",
+                truthfulqa::continuation(answer)
+            ))?;
             // Their code takes the tokens past the prompt's length as the answer's.
             if full.len() <= p || full[..p - 1] != prompt_ids[..p - 1] {
                 anyhow::bail!("the answer {answer:?} changes how the prompt tokenizes; it cannot be scored after the cached prompt");
@@ -88,18 +91,32 @@ impl QuestionScorer<'_> {
             let (mut raw, mut log_prob) = (0f64, 0f64);
             match self.contrast {
                 None => {
-                    let rows: Vec<Vec<f32>> = self.model.forward_all(&fed, p - 1, cache.as_mut())?.squeeze(0)?.to_vec2()?;
+                    let rows: Vec<Vec<f32>> = self
+                        .model
+                        .forward_all(&fed, p - 1, cache.as_mut())?
+                        .squeeze(0)?
+                        .to_vec2()?;
                     for (row, &t) in rows.iter().zip(targets) {
                         raw += row[t as usize] as f64;
                         log_prob += log_softmax_at(row, t as usize);
                     }
                 }
                 Some(c) => {
-                    let rows = layer_logits_rows(self.model, &fed, p - 1, cache.as_mut(), &self.layers, c.premature_norm, 0)?;
+                    let rows = layer_logits_rows(
+                        self.model,
+                        &fed,
+                        p - 1,
+                        cache.as_mut(),
+                        &self.layers,
+                        c.premature_norm,
+                        0,
+                    )?;
                     for ((final_logits, premature), &t) in rows.iter().zip(targets) {
                         let row = match &c.contrast {
                             Contrast::Sled(e) => sled_evolution::evolve(final_logits, premature, e),
-                            Contrast::Dola(_) => dola_unfiltered(final_logits, premature, &self.layers),
+                            Contrast::Dola(_) => {
+                                dola_unfiltered(final_logits, premature, &self.layers)
+                            }
                         };
                         raw += row[t as usize] as f64;
                         log_prob += log_softmax_at(&row, t as usize);
@@ -132,7 +149,11 @@ fn score_question(scorer: &QuestionScorer, q: &Question) -> Result<Scored> {
     let scores = scorer.score(&prompt, &answers)?;
     let (correct, rest) = scores.split_at(q.correct.len());
     let (incorrect, extra) = rest.split_at(q.incorrect.len());
-    Ok(Scored { best: best_at.map_or_else(|| extra[0], |i| correct[i]), correct: correct.to_vec(), incorrect: incorrect.to_vec() })
+    Ok(Scored {
+        best: best_at.map_or_else(|| extra[0], |i| correct[i]),
+        correct: correct.to_vec(),
+        incorrect: incorrect.to_vec(),
+    })
 }
 
 /// Means of MC1, MC2, MC3 over questions with 95% bootstrap intervals (resampling questions).
@@ -147,17 +168,29 @@ fn summary(per_question: &[(f64, f64, f64)], resamples: usize) -> serde_json::Va
 
 pub fn run(args: &SledArgs) -> Result<Outcome> {
     let text = std::fs::read_to_string(&args.data).map_err(|e| {
-        crate::error::LlmbenchError::invalid(format!("--data {}: cannot read it ({e}); TruthfulQA.csv is in ../shared/data/truthfulqa", args.data.display()))
+        crate::error::LlmbenchError::invalid(format!(
+            "--data {}: cannot read it ({e}); TruthfulQA.csv is in ../shared/data/truthfulqa",
+            args.data.display()
+        ))
     })?;
-    let mut questions = truthfulqa::parse_csv(&text).map_err(|e| crate::error::LlmbenchError::invalid(format!("--data {}: {e}", args.data.display())))?;
+    let mut questions = truthfulqa::parse_csv(&text).map_err(|e| {
+        crate::error::LlmbenchError::invalid(format!("--data {}: {e}", args.data.display()))
+    })?;
     if let Some(n) = args.limit {
         if n == 0 {
             crate::bail_input!("--limit 0: score at least one question");
         }
         questions.truncate(n);
     }
-    if let Some(m) = args.methods.iter().find(|m| !matches!(m, Method::Standard | Method::SledEvolution | Method::Dola)) {
-        crate::bail_input!("--methods {}: the SLED study scores standard, sled-evolution and dola", m.name());
+    if let Some(m) = args
+        .methods
+        .iter()
+        .find(|m| !matches!(m, Method::Standard | Method::SledEvolution | Method::Dola))
+    {
+        crate::bail_input!(
+            "--methods {}: the SLED study scores standard, sled-evolution and dola",
+            m.name()
+        );
     }
     let loaded = load_model(&args.model, &args.device, 42)?;
     let model = loaded.model.model.as_ref();
@@ -169,28 +202,65 @@ pub fn run(args: &SledArgs) -> Result<Outcome> {
         questions.len()
     );
     for &method in &args.methods {
-        let config = if method == Method::Standard { None } else { Some(args.contrast.config(method)?) };
+        let config = if method == Method::Standard {
+            None
+        } else {
+            Some(args.contrast.config(method)?)
+        };
         if let Some(c) = &config {
-            c.validate(cfg.n_layers(), cfg.vocab_size(), cfg.tied_embeddings()).map_err(crate::error::LlmbenchError::invalid)?;
+            c.validate(cfg.n_layers(), cfg.vocab_size(), cfg.tied_embeddings())
+                .map_err(crate::error::LlmbenchError::invalid)?;
         }
-        let layers = config.as_ref().map_or(vec![], |c| c.layers(cfg.n_layers(), cfg.tied_embeddings()));
-        let scorer = QuestionScorer { model, tokenizer: &loaded.model.tokenizer, device: &loaded.device, contrast: config.as_ref(), layers };
+        let layers = config
+            .as_ref()
+            .map_or(vec![], |c| c.layers(cfg.n_layers(), cfg.tied_embeddings()));
+        let scorer = QuestionScorer {
+            model,
+            tokenizer: &loaded.model.tokenizer,
+            device: &loaded.device,
+            contrast: config.as_ref(),
+            layers,
+        };
         let started = Instant::now();
-        let scored: Vec<Scored> = questions.iter().map(|q| score_question(&scorer, q)).collect::<Result<_>>()?;
+        let scored: Vec<Scored> = questions
+            .iter()
+            .map(|q| score_question(&scorer, q))
+            .collect::<Result<_>>()?;
         let seconds = started.elapsed().as_secs_f64() / questions.len() as f64;
         let label = match &config {
             None => "standard".to_string(),
             Some(c) => format!("{} {}", method.name(), c.label()),
         };
         let mut entry = json!({"seconds_per_question": seconds, "questions": scored});
-        for (kind, get) in [("raw", (|a: &AnswerScore| a.raw) as fn(&AnswerScore) -> f64), ("log_prob", |a: &AnswerScore| a.log_prob)] {
+        for (kind, get) in [
+            ("raw", (|a: &AnswerScore| a.raw) as fn(&AnswerScore) -> f64),
+            ("log_prob", |a: &AnswerScore| a.log_prob),
+        ] {
             let mc: Vec<(f64, f64, f64)> = scored
                 .iter()
-                .map(|s| truthfulqa::mc_scores(get(&s.best), &s.correct.iter().map(get).collect::<Vec<_>>(), &s.incorrect.iter().map(get).collect::<Vec<_>>()))
+                .map(|s| {
+                    truthfulqa::mc_scores(
+                        get(&s.best),
+                        &s.correct.iter().map(get).collect::<Vec<_>>(),
+                        &s.incorrect.iter().map(get).collect::<Vec<_>>(),
+                    )
+                })
                 .collect();
             let sum = summary(&mc, args.bootstrap);
-            let cell = |m: &str| format!("{:.4} [{:.3}, {:.3}]", sum[m]["mean"].as_f64().unwrap_or(f64::NAN), sum[m]["ci95"][0].as_f64().unwrap_or(f64::NAN), sum[m]["ci95"][1].as_f64().unwrap_or(f64::NAN));
-            table += &format!("{label} | {kind} | {} | {} | {} | {seconds:.3}\n", cell("mc1"), cell("mc2"), cell("mc3"));
+            let cell = |m: &str| {
+                format!(
+                    "{:.4} [{:.3}, {:.3}]",
+                    sum[m]["mean"].as_f64().unwrap_or(f64::NAN),
+                    sum[m]["ci95"][0].as_f64().unwrap_or(f64::NAN),
+                    sum[m]["ci95"][1].as_f64().unwrap_or(f64::NAN)
+                )
+            };
+            table += &format!(
+                "{label} | {kind} | {} | {} | {} | {seconds:.3}\n",
+                cell("mc1"),
+                cell("mc2"),
+                cell("mc3")
+            );
             entry[kind] = sum;
         }
         results.insert(label, entry);

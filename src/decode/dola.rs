@@ -79,12 +79,19 @@ fn js_divergence(final_log: &[f32], premature_log: &[f32]) -> f64 {
 /// The contrast logits of one position and the premature layer chosen: `final_logits` are the
 /// model's own (after the final norm), `premature[i]` the head's logits of `candidates[i]`.
 /// With one candidate it is taken without the divergence.
-pub fn contrast(final_logits: &[f32], premature: &[Vec<f32>], candidates: &[usize]) -> (Vec<f32>, usize) {
+pub fn contrast(
+    final_logits: &[f32],
+    premature: &[Vec<f32>],
+    candidates: &[usize],
+) -> (Vec<f32>, usize) {
     let final_log = log_softmax(final_logits);
     let chosen = if premature.len() == 1 {
         0
     } else {
-        let js: Vec<f64> = premature.iter().map(|q| js_divergence(&final_log, &log_softmax(q))).collect();
+        let js: Vec<f64> = premature
+            .iter()
+            .map(|q| js_divergence(&final_log, &log_softmax(q)))
+            .collect();
         // torch.argmax: the first of equal maxima.
         (0..js.len()).fold(0, |best, i| if js[i] > js[best] { i } else { best })
     };
@@ -94,7 +101,13 @@ pub fn contrast(final_logits: &[f32], premature: &[Vec<f32>], candidates: &[usiz
     let out = final_log
         .iter()
         .zip(&base_log)
-        .map(|(&f, &b)| if f < threshold { f32::NEG_INFINITY - BASE_FILTER_VALUE } else { f - b })
+        .map(|(&f, &b)| {
+            if f < threshold {
+                f32::NEG_INFINITY - BASE_FILTER_VALUE
+            } else {
+                f - b
+            }
+        })
         .collect();
     (out, candidates[chosen])
 }
@@ -103,18 +116,42 @@ pub fn contrast(final_logits: &[f32], premature: &[Vec<f32>], candidates: &[usiz
 /// repetition penalty below 1.2; the paper and the docs recommend 1.2.
 pub const RECOMMENDED_REPETITION_PENALTY: f32 = 1.2;
 
+/// The warning transformers gives DoLa with a repetition penalty below the recommended one.
+pub fn warn_if_low_penalty(repetition_penalty: f32) {
+    if repetition_penalty < RECOMMENDED_REPETITION_PENALTY {
+        tracing::warn!(
+            "dola with --repetition-penalty {repetition_penalty}: DoLa's authors and transformers recommend 1.2, below it DoLa tends to repeat itself"
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn candidates_follow_transformers_buckets() {
-        assert_eq!(DolaLayers::Low.candidates(32, false), (0..16).step_by(2).collect::<Vec<_>>());
-        assert_eq!(DolaLayers::High.candidates(32, false), (16..32).step_by(2).collect::<Vec<_>>());
+        assert_eq!(
+            DolaLayers::Low.candidates(32, false),
+            (0..16).step_by(2).collect::<Vec<_>>()
+        );
+        assert_eq!(
+            DolaLayers::High.candidates(32, false),
+            (16..32).step_by(2).collect::<Vec<_>>()
+        );
         assert_eq!(DolaLayers::Low.candidates(24, true), [2, 4, 6, 8, 10]);
-        assert_eq!(DolaLayers::High.candidates(30, true), [15, 17, 19, 21, 23, 25, 27, 29]);
-        assert_eq!(DolaLayers::High.candidates(80, false), (60..80).step_by(2).collect::<Vec<_>>());
-        assert_eq!(DolaLayers::Low.candidates(80, false), (0..20).step_by(2).collect::<Vec<_>>());
+        assert_eq!(
+            DolaLayers::High.candidates(30, true),
+            [15, 17, 19, 21, 23, 25, 27, 29]
+        );
+        assert_eq!(
+            DolaLayers::High.candidates(80, false),
+            (60..80).step_by(2).collect::<Vec<_>>()
+        );
+        assert_eq!(
+            DolaLayers::Low.candidates(80, false),
+            (0..20).step_by(2).collect::<Vec<_>>()
+        );
         assert_eq!(DolaLayers::Low.candidates(4, true), [2]);
         assert_eq!(DolaLayers::List(vec![1, 3, 9]).candidates(4, true), [1, 3]);
     }

@@ -45,11 +45,17 @@ impl ContrastConfig {
     /// the default: what results and tables show.
     pub fn label(&self) -> String {
         let mut s = match &self.contrast {
-            Contrast::Sled(e) => format!("rate={} k={} steps={} floor={}", e.rate, e.scale, e.steps, e.lower_bound),
+            Contrast::Sled(e) => format!(
+                "rate={} k={} steps={} floor={}",
+                e.rate, e.scale, e.steps, e.lower_bound
+            ),
             Contrast::Dola(which) => format!("layers={}", which.name()),
         };
         if let (Contrast::Sled(_), Some(l)) = (&self.contrast, &self.premature_layers) {
-            s += &format!(" layers={}", l.iter().map(usize::to_string).collect::<Vec<_>>().join("+"));
+            s += &format!(
+                " layers={}",
+                l.iter().map(usize::to_string).collect::<Vec<_>>().join("+")
+            );
         }
         if self.premature_norm {
             s += " norm";
@@ -58,7 +64,12 @@ impl ContrastConfig {
     }
 
     /// Checks the settings against a model: layers in range, k within the vocabulary.
-    pub fn validate(&self, n_layers: usize, vocab: usize, tied_embeddings: bool) -> std::result::Result<(), String> {
+    pub fn validate(
+        &self,
+        n_layers: usize,
+        vocab: usize,
+        tied_embeddings: bool,
+    ) -> std::result::Result<(), String> {
         let layers = self.layers(n_layers, tied_embeddings);
         if let Some(&bad) = layers.iter().find(|&&l| l >= n_layers) {
             return Err(format!(
@@ -71,7 +82,10 @@ impl ContrastConfig {
         }
         if let Contrast::Sled(e) = &self.contrast {
             if e.scale == 0 || e.scale > vocab {
-                return Err(format!("--evolution-scale {}: use 1 to the vocabulary's {vocab} tokens", e.scale));
+                return Err(format!(
+                    "--evolution-scale {}: use 1 to the vocabulary's {vocab} tokens",
+                    e.scale
+                ));
             }
             if e.steps == 0 {
                 return Err("--evolution-steps 0: evolve at least one step".into());
@@ -92,6 +106,9 @@ impl LayerContrast {
     }
 }
 
+/// One position's final logits and each premature layer's.
+pub type PositionLogits = (Vec<f32>, Vec<Vec<f32>>);
+
 /// The final logits `[vocab]` and each of `layers`' logits at the last position of `ids`
 /// (fed at `start_pos`), from one forward pass.
 pub fn layer_logits(
@@ -101,7 +118,7 @@ pub fn layer_logits(
     cache: &mut dyn crate::kv::KvCache,
     layers: &[usize],
     premature_norm: bool,
-) -> Result<(Vec<f32>, Vec<Vec<f32>>)> {
+) -> Result<PositionLogits> {
     let t = ids.dim(1)?;
     let mut rows = layer_logits_rows(model, ids, start_pos, cache, layers, premature_norm, t - 1)?;
     Ok(rows.pop().expect("one row"))
@@ -117,27 +134,47 @@ pub fn layer_logits_rows(
     layers: &[usize],
     premature_norm: bool,
     first: usize,
-) -> Result<Vec<(Vec<f32>, Vec<Vec<f32>>)>> {
+) -> Result<Vec<PositionLogits>> {
     let states = model.forward_layer_states(ids, start_pos, cache)?;
     let t = states.last.dim(1)?;
     let n = t - first;
-    let final_rows: Vec<Vec<f32>> = model.lm_head(&states.last.narrow(1, first, n)?.squeeze(0)?)?.to_vec2()?;
+    let final_rows: Vec<Vec<f32>> = model
+        .lm_head(&states.last.narrow(1, first, n)?.squeeze(0)?)?
+        .to_vec2()?;
     // [layers, n, hidden] -> one head matmul.
-    let stacked = layers.iter().map(|&l| states.states[l].narrow(1, first, n)?.squeeze(0)).collect::<candle_core::Result<Vec<_>>>()?;
+    let stacked = layers
+        .iter()
+        .map(|&l| states.states[l].narrow(1, first, n)?.squeeze(0))
+        .collect::<candle_core::Result<Vec<_>>>()?;
     let mut stacked = Tensor::cat(&stacked, 0)?;
     if premature_norm {
         stacked = model.final_norm(&stacked)?;
     }
-    let premature: Vec<Vec<f32>> = model.lm_head(&stacked)?.to_dtype(candle_core::DType::F32)?.to_vec2()?;
+    let premature: Vec<Vec<f32>> = model
+        .lm_head(&stacked)?
+        .to_dtype(candle_core::DType::F32)?
+        .to_vec2()?;
     Ok(final_rows
         .into_iter()
         .enumerate()
-        .map(|(i, f)| (f, (0..layers.len()).map(|l| premature[l * n + i].clone()).collect()))
+        .map(|(i, f)| {
+            (
+                f,
+                (0..layers.len())
+                    .map(|l| premature[l * n + i].clone())
+                    .collect(),
+            )
+        })
         .collect())
 }
 
 /// The contrast's next-token logits from the final and premature logits of one position.
-pub fn contrast_logits(contrast: &Contrast, final_logits: &[f32], premature: &[Vec<f32>], layers: &[usize]) -> Vec<f32> {
+pub fn contrast_logits(
+    contrast: &Contrast,
+    final_logits: &[f32],
+    premature: &[Vec<f32>],
+    layers: &[usize],
+) -> Vec<f32> {
     match contrast {
         Contrast::Sled(e) => sled_evolution::evolve(final_logits, premature, e),
         Contrast::Dola(_) => dola::contrast(final_logits, premature, layers).0,
@@ -150,12 +187,22 @@ impl DecodeStrategy for LayerContrast {
         let input = Tensor::new(&ctx.tokens[pos..], ctx.device)?.unsqueeze(0)?;
         let cfg = ctx.model.config();
         let layers = self.config.layers(cfg.n_layers(), cfg.tied_embeddings());
-        let (final_logits, premature) = layer_logits(ctx.model, &input, pos, ctx.cache, &layers, self.config.premature_norm)?;
+        let (final_logits, premature) = layer_logits(
+            ctx.model,
+            &input,
+            pos,
+            ctx.cache,
+            &layers,
+            self.config.premature_norm,
+        )?;
         let mut logits = contrast_logits(&self.config.contrast, &final_logits, &premature, &layers);
         if let Some(log) = ctx.logits_log.as_deref_mut() {
             log.push(logits.clone());
         }
         let next = ctx.sampler.next(&mut logits, ctx.tokens);
-        Ok(Step { emitted: vec![next], ..Default::default() })
+        Ok(Step {
+            emitted: vec![next],
+            ..Default::default()
+        })
     }
 }

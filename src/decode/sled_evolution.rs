@@ -31,7 +31,12 @@ pub struct Evolution {
 impl Default for Evolution {
     /// Their generation defaults (`generate` in sled_decoding.py and the GSM8K/StrategyQA runs).
     fn default() -> Self {
-        Self { rate: 2.0, scale: 10, lower_bound: -1000.0, steps: 1 }
+        Self {
+            rate: 2.0,
+            scale: 10,
+            lower_bound: -1000.0,
+            steps: 1,
+        }
     }
 }
 
@@ -108,8 +113,16 @@ mod tests {
     fn rate_zero_keeps_the_final_logits_on_the_top_k() {
         let final_logits = [0.5f32, 3.0, -1.0, 2.0, 0.0];
         let premature = vec![vec![1.0f32, 0.0, 0.0, 4.0, 0.0]];
-        let e = Evolution { rate: 0.0, scale: 2, lower_bound: -1000.0, steps: 1 };
-        assert_eq!(evolve(&final_logits, &premature, &e), [-1000.0, 3.0, -1000.0, 2.0, -1000.0]);
+        let e = Evolution {
+            rate: 0.0,
+            scale: 2,
+            lower_bound: -1000.0,
+            steps: 1,
+        };
+        assert_eq!(
+            evolve(&final_logits, &premature, &e),
+            [-1000.0, 3.0, -1000.0, 2.0, -1000.0]
+        );
     }
 
     /// One premature layer that favours token 3 where the final layer favours 1: the layers
@@ -120,24 +133,39 @@ mod tests {
     fn one_step_moves_towards_the_layer_that_disagrees() {
         let final_logits = [0.0f32, 2.0, 0.0, 1.5];
         let premature = vec![vec![0.0f32, 0.0, 0.0, 3.0]];
-        let e = Evolution { rate: 1.0, scale: 2, lower_bound: -50.0, steps: 1 };
+        let e = Evolution {
+            rate: 1.0,
+            scale: 2,
+            lower_bound: -50.0,
+            steps: 1,
+        };
         let out = evolve(&final_logits, &premature, &e);
         // By hand: cosines for j = 1 and j = 3 with d = (0, -2, 0, 1.5), q = softmax(l_n).
         let q = softmax(&premature[0]);
         let d = [0.0, -2.0, 0.0, 1.5];
         let cos = |j: usize| {
-            let g: Vec<f64> = (0..4).map(|i| q[i] - if i == j { 1.0 } else { 0.0 }).collect();
+            let g: Vec<f64> = (0..4)
+                .map(|i| q[i] - if i == j { 1.0 } else { 0.0 })
+                .collect();
             let dot: f64 = g.iter().zip(&d).map(|(a, b)| a * b).sum();
-            dot / (g.iter().map(|x| x * x).sum::<f64>().sqrt() * d.iter().map(|x: &f64| x * x).sum::<f64>().sqrt())
+            dot / (g.iter().map(|x| x * x).sum::<f64>().sqrt()
+                * d.iter().map(|x: &f64| x * x).sum::<f64>().sqrt())
         };
         let (m1, m3) = (cos(1).max(0.0).powi(2), cos(3).max(0.0).powi(2));
         let p = [0.0, m1 / (m1 + m3), 0.0, m3 / (m1 + m3)];
         let s = softmax(&final_logits);
         for j in [1usize, 3] {
             let expected = final_logits[j] as f64 - (s[j] - p[j]);
-            assert!((out[j] as f64 - expected).abs() < 1e-6, "{j}: {} vs {expected}", out[j]);
+            assert!(
+                (out[j] as f64 - expected).abs() < 1e-6,
+                "{j}: {} vs {expected}",
+                out[j]
+            );
         }
-        assert!(m1 > 0.0 && m3 == 0.0, "the layers moved towards token 1: {m1} {m3}");
+        assert!(
+            m1 > 0.0 && m3 == 0.0,
+            "the layers moved towards token 1: {m1} {m3}"
+        );
         assert_eq!((out[0], out[2]), (-50.0, -50.0));
     }
 }

@@ -148,24 +148,21 @@ impl TextTokenizer {
     }
 
     /// Token ids of `text`, without BOS/EOS (prompts are used as given).
+    pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
+        self.encode_ids(text, false)
+    }
+
     /// Ids of `text` with the tokenizer's special tokens added as its post-processor says
     /// (BOS for Llama-2's tokenizer, nothing for GPT-2's): what `tokenizer(text)` gives in
     /// transformers, which TruthfulQA scoring follows.
     pub fn encode_with_special_tokens(&self, text: &str) -> Result<Vec<u32>> {
-        match self {
-            Self::Hf { tokenizer, .. } => Ok(tokenizer
-                .encode(text, true)
-                .map_err(|e| anyhow::anyhow!("tokenizing: {e}"))?
-                .get_ids()
-                .to_vec()),
-            Self::Bytes => self.encode(text),
-        }
+        self.encode_ids(text, true)
     }
 
-    pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
+    fn encode_ids(&self, text: &str, special_tokens: bool) -> Result<Vec<u32>> {
         match self {
             Self::Hf { tokenizer, .. } => Ok(tokenizer
-                .encode(text, false)
+                .encode(text, special_tokens)
                 .map_err(|e| anyhow::anyhow!("tokenizing the prompt: {e}"))?
                 .get_ids()
                 .to_vec()),
