@@ -240,6 +240,7 @@ fn every_bad_input_in_the_catalogue_is_one_clear_line_and_exit_code_2() {
         (evaluate(&["--task", "perplexity"]), "--task perplexity needs --text"),
         (evaluate(&["--formats", "q9_9"]), "--formats"),
         (evaluate(&["-n", "0"]), "--max-new-tokens 0"),
+        (evaluate(&["--task", "truthfulqa", "--truthfulqa", "/no/such/tq.csv"]), "--truthfulqa /no/such/tq.csv"),
         (plain(&["evaluate", "--device", "cpu", "--models", &files.path("bad-models.toml")]), "bad-models.toml: not a model list"),
         // sled
         (plain(&["sled", "--task", "truthfulqa", "--device", "cpu", "--model", &llama, "--data", &files.path("no-columns.csv")]), "no `Correct Answers` column"),

@@ -287,19 +287,113 @@ fn a_model_list_runs_every_entry_in_one_report() {
     std::fs::write(&list, entries).unwrap();
     let run = dir.path().join("run");
     llmbench()
-        .args(["evaluate", "--device", "cpu", "-n", "4", "--warmup", "0", "-p", "The capital of France is", "-q", "--no-charts"])
+        .args([
+            "evaluate",
+            "--device",
+            "cpu",
+            "-n",
+            "4",
+            "--warmup",
+            "0",
+            "-p",
+            "The capital of France is",
+            "-q",
+            "--no-charts",
+        ])
         .args(["--metrics", "rougeL,distinct", "--models"])
         .arg(&list)
         .arg("--out")
         .arg(&run)
         .assert()
         .success();
-    let report: Value = serde_json::from_str(&std::fs::read_to_string(run.join("results.json")).unwrap()).unwrap();
+    let report: Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("results.json")).unwrap()).unwrap();
     let cases = report["cases"].as_array().unwrap();
-    let formats: Vec<&str> = cases.iter().map(|c| c["params"]["format"].as_str().unwrap()).collect();
+    let formats: Vec<&str> = cases
+        .iter()
+        .map(|c| c["params"]["format"].as_str().unwrap())
+        .collect();
     assert_eq!(formats, ["f32", "q4_0", "f32"]);
-    assert!(cases[1]["quality"]["fidelity"]["corpus"]["rougeL"].is_number(), "q4_0 is scored against the baseline");
+    assert!(
+        cases[1]["quality"]["fidelity"]["corpus"]["rougeL"].is_number(),
+        "q4_0 is scored against the baseline"
+    );
     let tiny = &cases[2]["quality"];
-    assert!(tiny["reference_free"].is_null() && tiny["fidelity"].is_null(), "skip_evaluate scored: {tiny}");
-    assert!(cases[2]["summary"]["decode_tokens_per_s"]["median"].as_f64().unwrap() > 0.0);
+    assert!(
+        tiny["reference_free"].is_null() && tiny["fidelity"].is_null(),
+        "skip_evaluate scored: {tiny}"
+    );
+    assert!(
+        cases[2]["summary"]["decode_tokens_per_s"]["median"]
+            .as_f64()
+            .unwrap()
+            > 0.0
+    );
+}
+
+/// `--task truthfulqa` scores each format's TruthfulQA multiple choice; the source in f32 gets
+/// exactly what `sled --task truthfulqa` gives standard decoding (checked against the golden
+/// script in layer_contrast.rs), and nothing is generated.
+#[test]
+fn the_truthfulqa_task_is_sleds_standard_scoring_per_format() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let model = fixture("layer_contrast/tiny-llama-6l");
+    let data = fixture("layer_contrast/truthfulqa-3.csv");
+    llmbench()
+        .args([
+            "evaluate",
+            "--task",
+            "truthfulqa",
+            "--device",
+            "cpu",
+            "--formats",
+            "q8_0",
+            "-q",
+            "--model",
+        ])
+        .arg(&model)
+        .arg("--truthfulqa")
+        .arg(&data)
+        .arg("--out")
+        .arg(&run)
+        .assert()
+        .success();
+    let report: Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("results.json")).unwrap()).unwrap();
+    let cases = report["cases"].as_array().unwrap();
+    assert_eq!(cases.len(), 2);
+    assert!(
+        cases
+            .iter()
+            .all(|c| c["runs"].as_array().unwrap().is_empty()),
+        "nothing is generated"
+    );
+    let sled = stdout_json(
+        llmbench()
+            .args([
+                "sled",
+                "--task",
+                "truthfulqa",
+                "--device",
+                "cpu",
+                "--methods",
+                "standard",
+                "-o",
+                "json",
+                "--model",
+            ])
+            .arg(&model)
+            .arg("--data")
+            .arg(&data),
+    );
+    let ours = &cases[0]["quality"]["truthfulqa"];
+    assert_eq!(ours["questions"], 3);
+    for kind in ["raw", "log_prob"] {
+        assert_eq!(ours[kind], sled["methods"]["standard"][kind], "{kind}");
+    }
+    assert!(
+        cases[1]["quality"]["truthfulqa"]["raw"]["mc2"]["mean"].is_number(),
+        "q8_0 is scored too"
+    );
 }

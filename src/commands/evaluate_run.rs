@@ -138,6 +138,10 @@ fn read_data(args: &PipelineArgs) -> Result<Data> {
     Ok(data)
 }
 
+fn file_sha256(path: &std::path::Path) -> Result<String> {
+    Ok(format!("{:x}", sha2::Sha256::digest(std::fs::read(path)?)))
+}
+
 /// A model to run and how.
 struct Entry {
     id: String,
@@ -209,7 +213,14 @@ fn validate(args: &PipelineArgs) -> Result<()> {
 
 pub fn run(args: &PipelineArgs) -> Result<Outcome> {
     validate(args)?;
-    let data = read_data(args)?;
+    let truthfulqa = args.task == EvaluateTask::Truthfulqa;
+    let questions = if truthfulqa { super::sled::load_questions(&args.truthfulqa, "--truthfulqa", args.limit)? } else { vec![] };
+    // Nothing is generated for the perplexity and TruthfulQA tasks: no prompts.
+    let data = if args.task == EvaluateTask::Generate {
+        read_data(args)?
+    } else {
+        Data { prompts: vec![], references: vec![], keywords: vec![], sha256: None }
+    };
     let entries = entries(args)?;
     let generate = args.task == EvaluateTask::Generate;
     let metrics = if generate {
@@ -251,9 +262,14 @@ pub fn run(args: &PipelineArgs) -> Result<Outcome> {
             .starts_with("cuda")
             .then_some(!args.device.no_cuda_graph),
         CommandSettings::Evaluate(EvaluateSettings {
-            task: if generate { "generate" } else { "perplexity" }.into(),
-            data: args.data.as_ref().map(|p| p.display().to_string()),
-            data_sha256: data.sha256.clone(),
+            task: match args.task {
+                EvaluateTask::Generate => "generate",
+                EvaluateTask::Perplexity => "perplexity",
+                EvaluateTask::Truthfulqa => "truthfulqa",
+            }
+            .into(),
+            data: if truthfulqa { Some(args.truthfulqa.display().to_string()) } else { args.data.as_ref().map(|p| p.display().to_string()) },
+            data_sha256: if truthfulqa { Some(file_sha256(&args.truthfulqa)?) } else { data.sha256.clone() },
             prompts: data.prompts.clone(),
             references: data.references.clone(),
             keywords: data.keywords.clone(),
@@ -282,6 +298,7 @@ pub fn run(args: &PipelineArgs) -> Result<Outcome> {
     };
     let progress = super::progress::bar(1);
     let pipeline = Pipeline {
+        questions: &questions,
         settings: &settings,
         args,
         data: &data,
@@ -449,8 +466,12 @@ struct CaseToRun<'a> {
     same_model_as_baseline: bool,
 }
 
+/// Bootstrap resamples of the TruthfulQA intervals (as `sled --task truthfulqa`'s default).
+const TRUTHFULQA_BOOTSTRAP: usize = 1000;
+
 /// What every case shares.
 struct Pipeline<'a> {
+    questions: &'a [crate::metrics::truthfulqa::Question],
     settings: &'a Settings,
     args: &'a PipelineArgs,
     data: &'a Data,
@@ -539,6 +560,12 @@ impl Pipeline<'_> {
             None if generated => Some(1.0),
             _ => None,
         };
+        let truthfulqa = if self.args.task == EvaluateTask::Truthfulqa && evaluate {
+            let (scored, seconds) = super::sled::score_questions(loaded, self.device, None, self.questions)?;
+            Some(super::sled::summarize(&scored, seconds, TRUTHFULQA_BOOTSTRAP))
+        } else {
+            None
+        };
         let footprint = loaded.model.weight_footprint();
         let (reference_free, references, fidelity) = scores.unwrap_or((None, None, None));
         let quality = EvaluateQuality {
@@ -550,6 +577,7 @@ impl Pipeline<'_> {
             fidelity,
             token_agreement,
             perplexity,
+            truthfulqa,
             outputs: outputs.texts.clone(),
         };
         let summary = if generated {

@@ -19,10 +19,12 @@ use crate::kv::{self, KvKind};
 use crate::metrics::truthfulqa::{self, Question};
 use crate::models::tokenizer::TextTokenizer;
 use crate::models::Model;
+use crate::results::schema::{Interval, McScores, TruthfulqaScores};
 use anyhow::Result;
 use candle_core::{Device, Tensor};
 use serde_json::json;
 use std::io::Write;
+use std::path::Path;
 use std::time::Instant;
 
 /// An answer's two scores.
@@ -131,7 +133,7 @@ impl QuestionScorer<'_> {
 
 /// One question's scores: the best answer's, the correct and the incorrect ones'.
 #[derive(Debug, Clone, serde::Serialize)]
-struct Scored {
+pub(super) struct Scored {
     best: AnswerScore,
     correct: Vec<AnswerScore>,
     incorrect: Vec<AnswerScore>,
@@ -156,32 +158,105 @@ fn score_question(scorer: &QuestionScorer, q: &Question) -> Result<Scored> {
     })
 }
 
-/// Means of MC1, MC2, MC3 over questions with 95% bootstrap intervals (resampling questions).
-fn summary(per_question: &[(f64, f64, f64)], resamples: usize) -> serde_json::Value {
-    let pick = |f: fn(&(f64, f64, f64)) -> f64| per_question.iter().map(f).collect::<Vec<f64>>();
-    let metric = |v: Vec<f64>| {
-        let (lo, hi) = truthfulqa::bootstrap_mean_ci(&v, resamples, 0);
-        json!({"mean": v.iter().sum::<f64>() / v.len().max(1) as f64, "ci95": [lo, hi]})
-    };
-    json!({"mc1": metric(pick(|x| x.0)), "mc2": metric(pick(|x| x.1)), "mc3": metric(pick(|x| x.2))})
-}
-
-pub fn run(args: &SledArgs) -> Result<Outcome> {
-    let text = std::fs::read_to_string(&args.data).map_err(|e| {
+/// The questions of `path` (flag `flag`), the first `limit` of them where given.
+pub(super) fn load_questions(
+    path: &Path,
+    flag: &str,
+    limit: Option<usize>,
+) -> Result<Vec<Question>> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
         crate::error::LlmbenchError::invalid(format!(
-            "--data {}: cannot read it ({e}); TruthfulQA.csv is in ../shared/data/truthfulqa",
-            args.data.display()
+            "{flag} {}: cannot read it ({e}); TruthfulQA.csv is in ../shared/data/truthfulqa",
+            path.display()
         ))
     })?;
     let mut questions = truthfulqa::parse_csv(&text).map_err(|e| {
-        crate::error::LlmbenchError::invalid(format!("--data {}: {e}", args.data.display()))
+        crate::error::LlmbenchError::invalid(format!("{flag} {}: {e}", path.display()))
     })?;
-    if let Some(n) = args.limit {
+    if let Some(n) = limit {
         if n == 0 {
             crate::bail_input!("--limit 0: score at least one question");
         }
         questions.truncate(n);
     }
+    Ok(questions)
+}
+
+/// Every question's answer scores under a decoding (`None`: standard) and the mean wall time
+/// a question took.
+pub(super) fn score_questions(
+    loaded: &crate::models::LoadedModel,
+    device: &Device,
+    contrast: Option<&ContrastConfig>,
+    questions: &[Question],
+) -> Result<(Vec<Scored>, f64)> {
+    let cfg = loaded.model.config();
+    if let Some(c) = contrast {
+        c.validate(cfg.n_layers(), cfg.vocab_size(), cfg.tied_embeddings())
+            .map_err(crate::error::LlmbenchError::invalid)?;
+    }
+    let layers = contrast.map_or(vec![], |c| c.layers(cfg.n_layers(), cfg.tied_embeddings()));
+    let scorer = QuestionScorer {
+        model: loaded.model.as_ref(),
+        tokenizer: &loaded.tokenizer,
+        device,
+        contrast,
+        layers,
+    };
+    let started = Instant::now();
+    let scored: Vec<Scored> = questions
+        .iter()
+        .map(|q| score_question(&scorer, q))
+        .collect::<Result<_>>()?;
+    Ok((
+        scored,
+        started.elapsed().as_secs_f64() / questions.len().max(1) as f64,
+    ))
+}
+
+/// MC1, MC2, MC3 over the questions from one of the two scores, with 95% bootstrap intervals.
+fn mc(scored: &[Scored], get: fn(&AnswerScore) -> f64, resamples: usize) -> McScores {
+    let per_question: Vec<(f64, f64, f64)> = scored
+        .iter()
+        .map(|s| {
+            truthfulqa::mc_scores(
+                get(&s.best),
+                &s.correct.iter().map(get).collect::<Vec<_>>(),
+                &s.incorrect.iter().map(get).collect::<Vec<_>>(),
+            )
+        })
+        .collect();
+    let interval = |f: fn(&(f64, f64, f64)) -> f64| {
+        let v: Vec<f64> = per_question.iter().map(f).collect();
+        let (lo, hi) = truthfulqa::bootstrap_mean_ci(&v, resamples, 0);
+        Interval {
+            mean: v.iter().sum::<f64>() / v.len().max(1) as f64,
+            ci95: [lo, hi],
+        }
+    };
+    McScores {
+        mc1: interval(|x| x.0),
+        mc2: interval(|x| x.1),
+        mc3: interval(|x| x.2),
+    }
+}
+
+/// The summary of scored questions: MC scores from raw and from log-probability sums.
+pub(super) fn summarize(
+    scored: &[Scored],
+    seconds_per_question: f64,
+    resamples: usize,
+) -> TruthfulqaScores {
+    TruthfulqaScores {
+        questions: scored.len(),
+        raw: mc(scored, |a| a.raw, resamples),
+        log_prob: mc(scored, |a| a.log_prob, resamples),
+        seconds_per_question,
+    }
+}
+
+pub fn run(args: &SledArgs) -> Result<Outcome> {
+    let questions = load_questions(&args.data, "--data", args.limit)?;
     if let Some(m) = args
         .methods
         .iter()
@@ -193,8 +268,6 @@ pub fn run(args: &SledArgs) -> Result<Outcome> {
         );
     }
     let loaded = load_model(&args.model, &args.device, 42)?;
-    let model = loaded.model.model.as_ref();
-    let cfg = model.config();
     let mut results = serde_json::Map::new();
     let mut table = format!(
         "{}: {} questions, SLED/DoLa paper scoring (6-shot prompt, answer log-likelihoods)\n\nmethod | score | MC1 [95% CI] | MC2 [95% CI] | MC3 [95% CI] | s/question\n",
@@ -207,63 +280,26 @@ pub fn run(args: &SledArgs) -> Result<Outcome> {
         } else {
             Some(args.contrast.config(method)?)
         };
-        if let Some(c) = &config {
-            c.validate(cfg.n_layers(), cfg.vocab_size(), cfg.tied_embeddings())
-                .map_err(crate::error::LlmbenchError::invalid)?;
-        }
-        let layers = config
-            .as_ref()
-            .map_or(vec![], |c| c.layers(cfg.n_layers(), cfg.tied_embeddings()));
-        let scorer = QuestionScorer {
-            model,
-            tokenizer: &loaded.model.tokenizer,
-            device: &loaded.device,
-            contrast: config.as_ref(),
-            layers,
-        };
-        let started = Instant::now();
-        let scored: Vec<Scored> = questions
-            .iter()
-            .map(|q| score_question(&scorer, q))
-            .collect::<Result<_>>()?;
-        let seconds = started.elapsed().as_secs_f64() / questions.len() as f64;
+        let (scored, seconds) =
+            score_questions(&loaded.model, &loaded.device, config.as_ref(), &questions)?;
         let label = match &config {
             None => "standard".to_string(),
             Some(c) => format!("{} {}", method.name(), c.label()),
         };
-        let mut entry = json!({"seconds_per_question": seconds, "questions": scored});
-        for (kind, get) in [
-            ("raw", (|a: &AnswerScore| a.raw) as fn(&AnswerScore) -> f64),
-            ("log_prob", |a: &AnswerScore| a.log_prob),
-        ] {
-            let mc: Vec<(f64, f64, f64)> = scored
-                .iter()
-                .map(|s| {
-                    truthfulqa::mc_scores(
-                        get(&s.best),
-                        &s.correct.iter().map(get).collect::<Vec<_>>(),
-                        &s.incorrect.iter().map(get).collect::<Vec<_>>(),
-                    )
-                })
-                .collect();
-            let sum = summary(&mc, args.bootstrap);
-            let cell = |m: &str| {
-                format!(
-                    "{:.4} [{:.3}, {:.3}]",
-                    sum[m]["mean"].as_f64().unwrap_or(f64::NAN),
-                    sum[m]["ci95"][0].as_f64().unwrap_or(f64::NAN),
-                    sum[m]["ci95"][1].as_f64().unwrap_or(f64::NAN)
-                )
-            };
+        let summary = summarize(&scored, seconds, args.bootstrap);
+        let cell = |i: &Interval| format!("{:.4} [{:.3}, {:.3}]", i.mean, i.ci95[0], i.ci95[1]);
+        for (kind, m) in [("raw", &summary.raw), ("log_prob", &summary.log_prob)] {
             table += &format!(
                 "{label} | {kind} | {} | {} | {} | {seconds:.3}\n",
-                cell("mc1"),
-                cell("mc2"),
-                cell("mc3")
+                cell(&m.mc1),
+                cell(&m.mc2),
+                cell(&m.mc3)
             );
-            entry[kind] = sum;
         }
-        results.insert(label, entry);
+        results.insert(
+            label,
+            json!({"seconds_per_question": seconds, "questions": scored, "raw": summary.raw, "log_prob": summary.log_prob}),
+        );
     }
     let mut out = std::io::stdout().lock();
     match args.output {

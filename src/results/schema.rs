@@ -11,7 +11,7 @@
 use crate::kv::{KvOptions, KvStats};
 use crate::measure::stats::Summary;
 use crate::measure::system::Provenance;
-pub use super::schema_evaluate::{EvaluateParams, EvaluateQuality, EvaluateSettings, TextScores};
+pub use super::schema_evaluate::{EvaluateParams, EvaluateQuality, EvaluateSettings, Interval, McScores, TextScores, TruthfulqaScores};
 pub use super::schema_quantize::{QuantizeParams, QuantizeQuality, QuantizeSettings};
 pub use super::schema_specdec::{Ratio, SpecdecParams, SpecdecQuality, SpecdecSettings, SpeculativeRun};
 use serde::{Deserialize, Serialize};

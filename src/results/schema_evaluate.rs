@@ -75,8 +75,37 @@ pub struct EvaluateQuality {
     pub token_agreement: Option<f64>,
     /// Perplexity of `--text` (lm-eval's rolling windows).
     pub perplexity: Option<PerplexityScores>,
+    /// TruthfulQA multiple choice (`--task truthfulqa`), scored as `sled --task truthfulqa`
+    /// scores standard decoding.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub truthfulqa: Option<TruthfulqaScores>,
     /// The texts scored, per prompt: the first repetition's tokens up to the first
     /// end-of-sequence token, decoded and trimmed (rescore them with sacrebleu or
     /// `evaluate score`).
     pub outputs: Vec<String>,
+}
+
+/// A mean over questions with its 95% bootstrap interval.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct Interval {
+    pub mean: f64,
+    pub ci95: [f64; 2],
+}
+
+/// MC1, MC2 and MC3 (the SLED and DoLa papers' `MC_calcs`).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct McScores {
+    pub mc1: Interval,
+    pub mc2: Interval,
+    pub mc3: Interval,
+}
+
+/// TruthfulQA multiple choice for one decoding: from the answers' summed raw values (the SLED
+/// authors' score) and from their summed log-probabilities.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct TruthfulqaScores {
+    pub questions: usize,
+    pub raw: McScores,
+    pub log_prob: McScores,
+    pub seconds_per_question: f64,
 }

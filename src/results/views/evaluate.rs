@@ -6,7 +6,7 @@
 
 use super::{not_run, opt, Table, MIB};
 use crate::measure::stats::Summary;
-use crate::results::schema::{CaseResult, CaseStatus, EvaluateQuality, Report, TextScores};
+use crate::results::schema::{CaseResult, CaseStatus, EvaluateQuality, Interval, McScores, Report, TextScores};
 use std::collections::BTreeSet;
 
 fn quality(case: &CaseResult) -> Option<&EvaluateQuality> {
@@ -114,6 +114,21 @@ pub fn human(report: &Report) -> Table {
         })
         .collect();
     table.push_column_if_any("text PPL", ppl);
+    // TruthfulQA from log-probability sums (the raw-logit variant is in the CSV and JSON).
+    for (header, pick) in [
+        ("TQA MC1", (|m: &McScores| m.mc1) as fn(&McScores) -> Interval),
+        ("TQA MC2", |m: &McScores| m.mc2),
+        ("TQA MC3", |m: &McScores| m.mc3),
+    ] {
+        let cells = ran
+            .iter()
+            .map(|c| quality(c).and_then(|q| q.truthfulqa).map(|t| {
+                let i = pick(&t.log_prob);
+                format!("{:.4} [{:.3}, {:.3}]", i.mean, i.ci95[0], i.ci95[1])
+            }))
+            .collect();
+        table.push_column_if_any(header, cells);
+    }
     if !with_model {
         table.headers.remove(0);
         for row in &mut table.rows {
@@ -178,6 +193,12 @@ pub fn csv(report: &Report) -> Table {
         "text_token_perplexity",
         "text_bits_per_byte",
         "token_agreement",
+        "tqa_mc1",
+        "tqa_mc2",
+        "tqa_mc3",
+        "tqa_raw_mc1",
+        "tqa_raw_mc2",
+        "tqa_raw_mc3",
     ]
     .iter()
     .map(|h| h.to_string())
@@ -217,6 +238,15 @@ pub fn csv(report: &Report) -> Table {
             opt(q.and_then(|q| q.perplexity).map(|p| p.bits_per_byte)),
             opt(q.and_then(|q| q.token_agreement)),
         ]);
+        let tqa = q.and_then(|q| q.truthfulqa);
+        row.extend([
+            opt(tqa.map(|t| t.log_prob.mc1.mean)),
+            opt(tqa.map(|t| t.log_prob.mc2.mean)),
+            opt(tqa.map(|t| t.log_prob.mc3.mean)),
+            opt(tqa.map(|t| t.raw.mc1.mean)),
+            opt(tqa.map(|t| t.raw.mc2.mean)),
+            opt(tqa.map(|t| t.raw.mc3.mean)),
+        ]);
         row.extend(columns.iter().map(|(p, c)| {
             opt(q
                 .and_then(|q| part(q, *p))
@@ -249,6 +279,7 @@ pub fn csv(report: &Report) -> Table {
                 String::new(),
                 String::new(),
             ]);
+            row.extend(std::iter::repeat_n(String::new(), 6));
             row.extend(columns.iter().map(|(p, c)| {
                 opt(q
                     .and_then(|q| part(q, *p))
