@@ -8,6 +8,7 @@
 //! one sink as they finish, so `--resume`, `plot`, `diff` and the exporters work as for any
 //! command.
 
+use super::evaluate_inputs::{entries, file_sha256, metrics, read_data, validate, Data};
 use super::evaluate_score::{self, ScoreOptions};
 use super::harness::{self, CaseSpec};
 use super::{model_list, output, Outcome};
@@ -28,198 +29,29 @@ use crate::results::schema::{
 };
 use anyhow::Result;
 use candle_core::{DType, Device};
-use serde_json::Value;
 use sha2::Digest;
-use std::collections::BTreeMap;
 
 /// Largest default perplexity window (as `evaluate perplexity`'s).
 const DEFAULT_MAX_WINDOW: usize = 1024;
 
-/// The prompts and what the data says about each.
-struct Data {
-    prompts: Vec<String>,
-    references: Vec<Option<String>>,
-    keywords: Vec<Vec<String>>,
-    sha256: Option<String>,
-}
-
-impl Data {
-    /// References for every prompt, or none (a data set with some is refused earlier).
-    fn references(&self) -> Option<Vec<&str>> {
-        self.references.iter().map(|r| r.as_deref()).collect()
-    }
-}
-
-/// One line of `--data` JSONL (other fields, such as an id, are allowed and ignored).
-#[derive(serde::Deserialize)]
-struct DataLine {
-    prompt: String,
-    reference: Option<String>,
-    keywords: Option<Vec<String>>,
-}
-
-/// `--data` (JSONL, or a prompt a line), `--prompt`, or the built-in prompts.
-fn read_data(args: &PipelineArgs) -> Result<Data> {
-    let Some(path) = &args.data else {
-        let prompts = super::prompts::load(&args.prompts, None)?;
-        let n = prompts.len();
-        return Ok(Data {
-            prompts,
-            references: vec![None; n],
-            keywords: vec![vec![]; n],
-            sha256: None,
-        });
-    };
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        crate::error::LlmbenchError::invalid(format!(
-            "--data {}: cannot read it ({e})",
-            path.display()
-        ))
-    })?;
-    let sha256 = Some(format!("{:x}", sha2::Sha256::digest(text.as_bytes())));
-    let lines: Vec<(usize, &str)> = text
-        .lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-        .collect();
-    if lines.is_empty() {
-        crate::bail_input!("--data {}: no prompts in the file", path.display());
-    }
-    let mut data = Data {
-        prompts: vec![],
-        references: vec![],
-        keywords: vec![],
-        sha256,
-    };
-    let jsonl = path.extension().is_some_and(|e| e == "jsonl");
-    for (i, line) in lines {
-        let fail = |why: String| {
-            crate::error::LlmbenchError::invalid(format!(
-                "--data {} line {}: {why}",
-                path.display(),
-                i + 1
-            ))
-        };
-        let entry = if jsonl {
-            let value: Value =
-                serde_json::from_str(line).map_err(|e| fail(format!("not JSON ({e})")))?;
-            if !value.is_object() {
-                return Err(fail("not a JSON object".into()));
-            }
-            serde_json::from_value::<DataLine>(value).map_err(|e| fail(format!("{e} (each line needs a string `prompt`; `reference` a string and `keywords` a list of strings where given)")))?
-        } else {
-            DataLine {
-                prompt: line.to_string(),
-                reference: None,
-                keywords: None,
-            }
-        };
-        if entry.prompt.trim().is_empty() {
-            return Err(fail("the prompt is empty".into()));
-        }
-        data.prompts.push(entry.prompt);
-        data.references.push(entry.reference);
-        data.keywords.push(entry.keywords.unwrap_or_default());
-    }
-    let with = data.references.iter().filter(|r| r.is_some()).count();
-    if with > 0 && with < data.prompts.len() {
-        let missing = data
-            .references
-            .iter()
-            .position(Option::is_none)
-            .unwrap_or(0);
-        crate::bail_input!(
-            "--data {}: {with} of {} prompts have a `reference` but prompt {} does not; give every prompt one, or none (outputs are then scored against the baseline's)",
-            path.display(),
-            data.prompts.len(),
-            missing + 1
-        );
-    }
-    Ok(data)
-}
-
-fn file_sha256(path: &std::path::Path) -> Result<String> {
-    Ok(format!("{:x}", sha2::Sha256::digest(std::fs::read(path)?)))
-}
-
-/// A model to run and how.
-struct Entry {
-    id: String,
-    no_weights: bool,
-    formats: String,
-    skip_evaluate: bool,
-}
-
-fn entries(args: &PipelineArgs) -> Result<Vec<Entry>> {
-    if let Some(path) = &args.models {
-        return Ok(model_list::read(path)?
-            .into_iter()
-            .map(|e| Entry {
-                formats: if e.skip_quantize {
-                    "f32".into()
-                } else {
-                    e.formats.unwrap_or_else(|| args.formats.clone())
-                },
-                id: e.id,
-                no_weights: e.no_weights,
-                skip_evaluate: e.skip_evaluate,
-            })
-            .collect());
-    }
-    let ids: Vec<&str> = args.model.model.split(',').map(str::trim).collect();
-    if ids.iter().any(|m| m.is_empty()) {
-        crate::bail_input!("--model {}: empty entry in the list", args.model.model);
-    }
-    Ok(ids
-        .into_iter()
-        .map(|id| Entry {
-            id: id.into(),
-            no_weights: args.model.no_weights,
-            formats: args.formats.clone(),
-            skip_evaluate: false,
-        })
-        .collect())
-}
-
-/// The metrics asked, or all of them (coherence included: the pipeline is the full study).
-fn metrics(asked: &[TextMetric]) -> Vec<TextMetric> {
-    let mut all = evaluate_score::chosen_metrics(asked, true);
-    if asked.is_empty() {
-        all.push(TextMetric::Coherence);
-    }
-    all
-}
-
-fn validate(args: &PipelineArgs) -> Result<()> {
-    if args.max_new_tokens == 0 {
-        crate::bail_input!("--max-new-tokens 0: generate at least 1 token");
-    }
-    if args.repetitions == 0 {
-        crate::bail_input!("--repetitions 0: measure at least one run");
-    }
-    if args.task == EvaluateTask::Perplexity && args.text.is_none() {
-        crate::bail_input!(
-            "--task perplexity needs --text FILE: the text each model and format scores"
-        );
-    }
-    if args.window.is_some_and(|w| w < 2) {
-        crate::bail_input!(
-            "--window {}: use at least 2 tokens",
-            args.window.unwrap_or(0)
-        );
-    }
-    Ok(())
-}
-
 pub fn run(args: &PipelineArgs) -> Result<Outcome> {
     validate(args)?;
     let truthfulqa = args.task == EvaluateTask::Truthfulqa;
-    let questions = if truthfulqa { super::sled::load_questions(&args.truthfulqa, "--truthfulqa", args.limit)? } else { vec![] };
+    let questions = if truthfulqa {
+        super::sled::load_questions(&args.truthfulqa, "--truthfulqa", args.limit)?
+    } else {
+        vec![]
+    };
     // Nothing is generated for the perplexity and TruthfulQA tasks: no prompts.
     let data = if args.task == EvaluateTask::Generate {
         read_data(args)?
     } else {
-        Data { prompts: vec![], references: vec![], keywords: vec![], sha256: None }
+        Data {
+            prompts: vec![],
+            references: vec![],
+            keywords: vec![],
+            sha256: None,
+        }
     };
     let entries = entries(args)?;
     let generate = args.task == EvaluateTask::Generate;
@@ -268,8 +100,16 @@ pub fn run(args: &PipelineArgs) -> Result<Outcome> {
                 EvaluateTask::Truthfulqa => "truthfulqa",
             }
             .into(),
-            data: if truthfulqa { Some(args.truthfulqa.display().to_string()) } else { args.data.as_ref().map(|p| p.display().to_string()) },
-            data_sha256: if truthfulqa { Some(file_sha256(&args.truthfulqa)?) } else { data.sha256.clone() },
+            data: if truthfulqa {
+                Some(args.truthfulqa.display().to_string())
+            } else {
+                args.data.as_ref().map(|p| p.display().to_string())
+            },
+            data_sha256: if truthfulqa {
+                Some(file_sha256(&args.truthfulqa)?)
+            } else {
+                data.sha256.clone()
+            },
             prompts: data.prompts.clone(),
             references: data.references.clone(),
             keywords: data.keywords.clone(),
@@ -316,17 +156,15 @@ pub fn run(args: &PipelineArgs) -> Result<Outcome> {
             ..args.model.source_options()
         };
         let resolved = source::resolve(&entry.id, &options)?;
-        let mut reference = Some(super::quantize::load(
+        let source = super::quantize::load(
             &resolved,
             WeightFormat::Dense(DType::F32),
             sampling.seed,
             &device,
             args.device.no_cuda_graph,
-        )?);
-        let config = reference
-            .as_ref()
-            .map(|(l, _)| l.model.config().clone())
-            .expect("just loaded");
+        )?;
+        let config = source.0.model.config().clone();
+        let mut reference = Some(source);
         let (formats, _) =
             super::quantize::model_formats(&entry.formats, args.group_size, &config, &device)?;
         progress
@@ -561,8 +399,13 @@ impl Pipeline<'_> {
             _ => None,
         };
         let truthfulqa = if self.args.task == EvaluateTask::Truthfulqa && evaluate {
-            let (scored, seconds) = super::sled::score_questions(loaded, self.device, None, self.questions)?;
-            Some(super::sled::summarize(&scored, seconds, TRUTHFULQA_BOOTSTRAP))
+            let (scored, seconds) =
+                super::sled::score_questions(loaded, self.device, None, self.questions)?;
+            Some(super::sled::summarize(
+                &scored,
+                seconds,
+                TRUTHFULQA_BOOTSTRAP,
+            ))
         } else {
             None
         };
@@ -611,11 +454,12 @@ impl Pipeline<'_> {
         };
         let (with_refs, free): (Vec<TextMetric>, Vec<TextMetric>) =
             self.metrics.iter().partition(|m| m.needs_references());
-        let mut free_scores = flatten(&evaluate_score::score(&free, &hyps, &[], options));
+        let mut free_scores =
+            evaluate_score::text_scores(&evaluate_score::score(&free, &hyps, &[], options));
         if let Some(encoder) = self.encoder {
             let prompts: Vec<&str> = self.data.prompts.iter().map(String::as_str).collect();
             let sims = evaluate_score::coherence(encoder, &prompts, &hyps)?;
-            add(
+            evaluate_score::add_per_sample(
                 &mut free_scores,
                 "coherence",
                 &sims,
@@ -628,15 +472,16 @@ impl Pipeline<'_> {
                 .zip(&self.data.keywords)
                 .map(|(h, k)| crate::metrics::diversity::keyword_coverage(h, k))
                 .collect();
-            add(
+            evaluate_score::add_per_sample(
                 &mut free_scores,
                 "keywords",
                 &coverage,
                 "share of the prompt's keywords in the output, case-insensitive".into(),
             );
         }
-        let against =
-            |refs: &[&str]| flatten(&evaluate_score::score(&with_refs, &hyps, refs, options));
+        let against = |refs: &[&str]| {
+            evaluate_score::text_scores(&evaluate_score::score(&with_refs, &hyps, refs, options))
+        };
         let references = match (&self.data.references(), with_refs.is_empty()) {
             (Some(refs), false) => Some(against(refs)),
             _ => None,
@@ -650,88 +495,5 @@ impl Pipeline<'_> {
             _ => None,
         };
         Ok((Some(free_scores), references, fidelity))
-    }
-}
-
-/// A per-sample metric and its mean as the corpus score.
-fn add(scores: &mut TextScores, name: &str, per_sample: &[f64], signature: String) {
-    let mean = if per_sample.is_empty() {
-        0.0
-    } else {
-        per_sample.iter().sum::<f64>() / per_sample.len() as f64
-    };
-    scores.corpus.insert(name.into(), mean);
-    scores.signatures.insert(name.into(), signature);
-    scores
-        .samples
-        .resize(scores.samples.len().max(per_sample.len()), BTreeMap::new());
-    for (sample, v) in scores.samples.iter_mut().zip(per_sample) {
-        sample.insert(name.into(), *v);
-    }
-}
-
-/// `evaluate score`'s JSON as flat metric names: a `score` as the metric's name, ROUGE's F1 as
-/// its name, and per-order parts (`distinct-2`, `seq-rep-4`) by their own names.
-fn flatten(report: &Value) -> TextScores {
-    fn numbers(name: &str, v: &Value, out: &mut BTreeMap<String, f64>) {
-        match v {
-            Value::Number(n) => {
-                out.insert(name.into(), n.as_f64().unwrap_or(f64::NAN));
-            }
-            Value::Object(o) if o.contains_key("score") => numbers(name, &o["score"], out),
-            Value::Object(o) if o.contains_key("fmeasure") => numbers(name, &o["fmeasure"], out),
-            Value::Object(o) => {
-                for (k, x) in o.iter().filter(|(_, x)| x.is_number()) {
-                    numbers(k, x, out);
-                }
-            }
-            _ => {}
-        }
-    }
-    let mut scores = TextScores::default();
-    for (name, v) in report["corpus"].as_object().into_iter().flatten() {
-        numbers(name, v, &mut scores.corpus);
-        if let Some(sig) = v.get("signature").and_then(Value::as_str) {
-            scores.signatures.insert(name.clone(), sig.to_string());
-        }
-        if v.get("stemmed").and_then(Value::as_bool) == Some(true) {
-            scores
-                .signatures
-                .insert(name.clone(), "rouge-score, stemmed".into());
-        }
-    }
-    for segment in report["segments"].as_array().into_iter().flatten() {
-        let mut sample = BTreeMap::new();
-        for (name, v) in segment.as_object().into_iter().flatten() {
-            numbers(name, v, &mut sample);
-        }
-        scores.samples.push(sample);
-    }
-    scores
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn flatten_names_every_score() {
-        let report = serde_json::json!({
-            "corpus": {
-                "bleu": {"score": 12.5, "signature": "nrefs:1|case:mixed"},
-                "rougeL": {"precision": 0.5, "recall": 0.25, "fmeasure": 0.3, "stemmed": false},
-                "distinct": {"distinct-1": 0.9, "distinct-2": 1.0},
-                "repetition": {"seq-rep-4": 0.0},
-            },
-            "segments": [{"bleu": 10.0, "rougeL": {"fmeasure": 0.2}, "distinct": {"distinct-1": 1.0}}],
-        });
-        let t = flatten(&report);
-        assert_eq!(t.corpus["bleu"], 12.5);
-        assert_eq!(t.corpus["rougeL"], 0.3);
-        assert_eq!(t.corpus["distinct-2"], 1.0);
-        assert_eq!(t.corpus["seq-rep-4"], 0.0);
-        assert_eq!(t.signatures["bleu"], "nrefs:1|case:mixed");
-        assert_eq!(t.samples[0]["rougeL"], 0.2);
-        assert_eq!(t.samples[0]["distinct-1"], 1.0);
     }
 }

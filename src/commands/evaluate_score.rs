@@ -11,7 +11,9 @@ use crate::metrics::diversity::{self, cosine};
 use crate::models::sentence_encoder::SentenceEncoder;
 use crate::metrics::rouge::{Rouge, RougeScore, RougeScores};
 use crate::metrics::text_tokenize::tokenize_13a;
+use crate::results::schema::TextScores;
 use anyhow::Result;
+use std::collections::BTreeMap;
 use serde_json::{json, Map, Value};
 use std::io::Write;
 use std::path::Path;
@@ -288,6 +290,63 @@ pub(super) fn score(metrics: &[TextMetric], hyps: &[&str], refs: &[&str], args: 
            "corpus": corpus, "segments": segments})
 }
 
+/// A per-sample metric and its mean as the corpus score.
+pub(super) fn add_per_sample(scores: &mut TextScores, name: &str, per_sample: &[f64], signature: String) {
+    let mean = if per_sample.is_empty() {
+        0.0
+    } else {
+        per_sample.iter().sum::<f64>() / per_sample.len() as f64
+    };
+    scores.corpus.insert(name.into(), mean);
+    scores.signatures.insert(name.into(), signature);
+    scores
+        .samples
+        .resize(scores.samples.len().max(per_sample.len()), BTreeMap::new());
+    for (sample, v) in scores.samples.iter_mut().zip(per_sample) {
+        sample.insert(name.into(), *v);
+    }
+}
+
+/// `evaluate score`'s JSON as flat metric names: a `score` as the metric's name, ROUGE's F1 as
+/// its name, and per-order parts (`distinct-2`, `seq-rep-4`) by their own names.
+pub(super) fn text_scores(report: &Value) -> TextScores {
+    fn numbers(name: &str, v: &Value, out: &mut BTreeMap<String, f64>) {
+        match v {
+            Value::Number(n) => {
+                out.insert(name.into(), n.as_f64().unwrap_or(f64::NAN));
+            }
+            Value::Object(o) if o.contains_key("score") => numbers(name, &o["score"], out),
+            Value::Object(o) if o.contains_key("fmeasure") => numbers(name, &o["fmeasure"], out),
+            Value::Object(o) => {
+                for (k, x) in o.iter().filter(|(_, x)| x.is_number()) {
+                    numbers(k, x, out);
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut scores = TextScores::default();
+    for (name, v) in report["corpus"].as_object().into_iter().flatten() {
+        numbers(name, v, &mut scores.corpus);
+        if let Some(sig) = v.get("signature").and_then(Value::as_str) {
+            scores.signatures.insert(name.clone(), sig.to_string());
+        }
+        if v.get("stemmed").and_then(Value::as_bool) == Some(true) {
+            scores
+                .signatures
+                .insert(name.clone(), "rouge-score, stemmed".into());
+        }
+    }
+    for segment in report["segments"].as_array().into_iter().flatten() {
+        let mut sample = BTreeMap::new();
+        for (name, v) in segment.as_object().into_iter().flatten() {
+            numbers(name, v, &mut sample);
+        }
+        scores.samples.push(sample);
+    }
+    scores
+}
+
 /// metric | corpus score | mean over segments | signature, in the order the metrics were asked.
 fn table(report: &Value, metrics: &[TextMetric]) -> String {
     let mut out = format!(
@@ -335,4 +394,30 @@ fn table(report: &Value, metrics: &[TextMetric]) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flatten_names_every_score() {
+        let report = serde_json::json!({
+            "corpus": {
+                "bleu": {"score": 12.5, "signature": "nrefs:1|case:mixed"},
+                "rougeL": {"precision": 0.5, "recall": 0.25, "fmeasure": 0.3, "stemmed": false},
+                "distinct": {"distinct-1": 0.9, "distinct-2": 1.0},
+                "repetition": {"seq-rep-4": 0.0},
+            },
+            "segments": [{"bleu": 10.0, "rougeL": {"fmeasure": 0.2}, "distinct": {"distinct-1": 1.0}}],
+        });
+        let t = text_scores(&report);
+        assert_eq!(t.corpus["bleu"], 12.5);
+        assert_eq!(t.corpus["rougeL"], 0.3);
+        assert_eq!(t.corpus["distinct-2"], 1.0);
+        assert_eq!(t.corpus["seq-rep-4"], 0.0);
+        assert_eq!(t.signatures["bleu"], "nrefs:1|case:mixed");
+        assert_eq!(t.samples[0]["rougeL"], 0.2);
+        assert_eq!(t.samples[0]["distinct-1"], 1.0);
+    }
 }

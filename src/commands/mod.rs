@@ -4,6 +4,7 @@ pub mod compare;
 pub mod diff;
 pub mod docs;
 pub mod evaluate;
+mod evaluate_inputs;
 mod evaluate_perplexity;
 mod evaluate_run;
 mod evaluate_score;
