@@ -29,12 +29,14 @@ pub fn first_line<E: std::fmt::Display + ?Sized>(err: &E) -> String {
     err.to_string().lines().next().unwrap_or("").trim().to_string()
 }
 
-/// Exit code for an error chain: 2 when any cause is a usage or input error, 1 otherwise.
+/// Exit code for an error chain: 2 when any cause is a usage or input error (an unsupported
+/// combination included: it reaches here only when the user asked for it directly, a sweep
+/// records it as skipped), 1 otherwise.
 pub fn exit_code(err: &anyhow::Error) -> i32 {
     let is_input = err.chain().any(|cause| {
         matches!(
             cause.downcast_ref::<LlmbenchError>(),
-            Some(LlmbenchError::InvalidInput(_) | LlmbenchError::FeatureMissing { .. })
+            Some(LlmbenchError::InvalidInput(_) | LlmbenchError::FeatureMissing { .. } | LlmbenchError::Unsupported(_))
         )
     });
     if is_input {

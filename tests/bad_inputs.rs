@@ -7,7 +7,7 @@ use crate::common::{fixture, llmbench};
 use std::path::{Path, PathBuf};
 
 /// The commands that write a run directory, so the check can pass one that must stay absent.
-const WRITES_RESULTS: [&str; 3] = ["compare", "kvcache", "specdec"];
+const WRITES_RESULTS: [&str; 4] = ["compare", "kvcache", "specdec", "sled"];
 
 struct Files {
     dir: tempfile::TempDir,
@@ -247,6 +247,14 @@ fn every_bad_input_in_the_catalogue_is_one_clear_line_and_exit_code_2() {
         (plain(&["sled", "--task", "truthfulqa", "--device", "cpu", "--model", &llama, "--data", "/no/such/TruthfulQA.csv"]), "--data /no/such/TruthfulQA.csv"),
         (plain(&["sled", "--task", "truthfulqa", "--device", "cpu", "--model", &llama, "--data", &tfqa, "--limit", "0"]), "--limit 0"),
         (plain(&["sled", "--task", "truthfulqa", "--device", "cpu", "--model", &llama, "--data", &tfqa, "--methods", "sled:stride"]), "--methods sled:stride"),
+        (plain(&["sled", "--task", "truthfulqa", "--device", "cpu", "--model", &llama, "--data", &tfqa, "--variant", "standard"]), "a variant is sled-evolution or dola"),
+        (plain(&["sled", "--task", "truthfulqa", "--device", "cpu", "--model", &llama, "--data", &tfqa, "--variant", "dola --bogus 1"]), "--variant \"dola --bogus 1\""),
+        (plain(&["sled", "--task", "truthfulqa", "--device", "cpu", "--model", &llama, "--data", &tfqa, "--bootstrap", "0"]), "--bootstrap 0"),
+        (plain(&["sled", "--task", "truthfulqa", "--device", "cpu", "--model", &llama, "--data", &tfqa, "--evolution-scale", "5000"]), "--evolution-scale 5000"),
+        (plain(&["sled", "--task", "truthfulqa", "--device", "cpu", "--model", &llama, "--data", &tfqa, "--premature-layers", "0,9"]), "--premature-layers 9"),
+        (plain(&["sled", "--device", "cpu", "--model", &llama, "--window", "0", "--prompt", "hi"]), "--window 0"),
+        (plain(&["sled", "--device", "cpu", "--model", &llama, "--methods", "dola", "--prompt", "hi"]), "--methods dola: --task window runs"),
+        (plain(&["sled", "--device", "cpu", "--model", &llama, "--variant", "dola", "--prompt", "hi"]), "--variant is for --task truthfulqa"),
     ];
     assert!(catalogue.len() >= 50, "the README promises the whole catalogue");
     for (i, (args, needle)) in catalogue.iter().enumerate() {

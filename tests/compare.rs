@@ -321,9 +321,11 @@ fn plot_and_diff_work_on_every_committed_results_directory() {
         let diff = llmbench().arg("diff").arg(&dir).arg(&dir).args(["--fail-on-regression", "0"]).assert().success();
         let report = String::from_utf8_lossy(&diff.get_output().stdout).into_owned();
         let results = llmbench::results::sink::load_report(&dir).unwrap();
-        let ok_cases = results.cases.iter().filter(|c| c.status == llmbench::results::schema::CaseStatus::Ok).count();
+        let ok = |c: &&llmbench::results::schema::CaseResult| c.status == llmbench::results::schema::CaseStatus::Ok;
+        let timed = results.cases.iter().filter(ok).filter(|c| !c.runs.is_empty()).count();
+        let scored = results.cases.iter().filter(ok).filter(|c| c.quality.as_ref().and_then(|q| q.as_sled()).is_some()).count();
         let rows: Vec<&str> = report.lines().skip(1).collect();
-        assert_eq!(rows.len(), ok_cases * 5, "{}: five metrics per finished case: {report}", dir.display());
+        assert_eq!(rows.len(), timed * 5 + scored * 6, "{}: five metrics per timed case, six per TruthfulQA case: {report}", dir.display());
         for row in rows {
             // Itself: no change; a verdict where there are repetitions, "n/a" with one run.
             assert!(row.contains("| +0.00% |") && (row.ends_with("| no") || row.contains("n/a (1 and 1 runs")), "{}: {row}", dir.display());
@@ -339,6 +341,8 @@ fn plot_and_diff_work_on_every_committed_results_directory() {
         "kvcache-smollm2",
         "quantize-h200",
         "quantize-smollm2",
+        "sled-truthfulqa-smollm2-h200",
+        "sled-window-smollm2",
         "specdec-smollm2",
         "specdec-smollm2-lossy",
         "specdec-tinyllama-h200",
@@ -400,6 +404,12 @@ fn committed_run_files_parse_into_their_studies() {
     assert_eq!(args.context.values, [512, 1024, 2048, 4096]);
     assert_eq!((args.max_new_tokens, args.eval_tokens), (64, 64));
     assert_eq!(args.strategies.split(',').count(), 13);
+    let cli: Cli = llmbench::cli::plan::parse(argv(&["llmbench", "sled", "--plan", &config("sled-window-smollm2.toml")])).unwrap();
+    let Command::Sled(args) = cli.command else { panic!("not sled") };
+    assert_eq!((args.window.values.clone(), args.stride.is_none(), args.generation.max_new_tokens.values.clone()), (vec![25, 50, 100, 200], true, vec![256]));
+    let cli: Cli = llmbench::cli::plan::parse(argv(&["llmbench", "sled", "--plan", &config("sled-truthfulqa-smollm2.toml")])).unwrap();
+    let Command::Sled(args) = cli.command else { panic!("not sled") };
+    assert_eq!((args.methods.len(), args.variant.len(), args.limit), (2, 3, None));
 }
 
 /// A combination the model cannot run is recorded as skipped with its reason, and the sweep

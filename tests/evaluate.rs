@@ -385,12 +385,15 @@ fn the_truthfulqa_task_is_sleds_standard_scoring_per_format() {
             ])
             .arg(&model)
             .arg("--data")
-            .arg(&data),
+            .arg(&data)
+            .arg("--out")
+            .arg(dir.path().join("sled")),
     );
     let ours = &cases[0]["quality"]["truthfulqa"];
     assert_eq!(ours["questions"], 3);
+    let standard = &sled["cases"][0]["quality"]["truthfulqa"];
     for kind in ["raw", "log_prob"] {
-        assert_eq!(ours[kind], sled["methods"]["standard"][kind], "{kind}");
+        assert_eq!(ours[kind], standard[kind], "{kind}");
     }
     assert!(
         cases[1]["quality"]["truthfulqa"]["raw"]["mc2"]["mean"].is_number(),

@@ -198,6 +198,7 @@ fn greedy_generation_equals_the_references_and_rate_zero_is_standard() {
 #[test]
 fn truthfulqa_answer_scores_equal_the_references() {
     let golden = goldens();
+    let out = tempfile::tempdir().unwrap();
     let report = stdout_json(
         llmbench()
             .args([
@@ -226,18 +227,24 @@ fn truthfulqa_answer_scores_equal_the_references() {
             ])
             .arg(fixture("layer_contrast/tiny-llama-6l"))
             .arg("--data")
-            .arg(fixture("layer_contrast/truthfulqa-3.csv")),
+            .arg(fixture("layer_contrast/truthfulqa-3.csv"))
+            .arg("--out")
+            .arg(out.path().join("run")),
     );
-    assert_eq!(report["questions"], 3);
-    let methods = report["methods"].as_object().unwrap();
-    for (prefix, name) in [
-        ("standard", "standard"),
-        ("sled", "sled-evolution rate=2.5 k=75 steps=10 floor=-100"),
-        ("dola", "dola layers=high"),
-    ] {
-        let method = &methods[name];
+    assert_eq!(report["command"], "sled");
+    assert_eq!(report["settings"]["command_settings"]["questions"], 3);
+    let cases = report["cases"].as_array().unwrap();
+    for (case, (prefix, method_name, contrast)) in cases.iter().zip([
+        ("standard", "standard", None),
+        ("sled", "sled-evolution", Some("rate=2.5 k=75 steps=10 floor=-100")),
+        ("dola", "dola", Some("layers=high")),
+    ]) {
+        assert_eq!(case["params"]["method"], method_name);
+        assert_eq!(case["params"]["contrast"].as_str(), contrast);
+        let name = method_name;
+        let method = &case["quality"]["truthfulqa"];
         for q in 0..3 {
-            let question = &method["questions"][q];
+            let question = &case["quality"]["questions"][q];
             let answers: Vec<&serde_json::Value> = question["correct"]
                 .as_array()
                 .unwrap()
@@ -262,4 +269,44 @@ fn truthfulqa_answer_scores_equal_the_references() {
         let mc2 = method["log_prob"]["mc2"]["mean"].as_f64().unwrap();
         assert!((0.0..=1.0).contains(&mc2), "{name} MC2 {mc2}");
     }
+}
+
+/// A model that keeps the trait's defaults for the optional capabilities (per-layer states,
+/// final norm): everything else is the fixture's.
+struct WithoutLayerStates(Box<dyn llmbench::models::Model>);
+
+impl llmbench::models::Model for WithoutLayerStates {
+    fn forward_blocks(
+        &self,
+        ids: &Tensor,
+        start_pos: usize,
+        blocks: usize,
+        mode: llmbench::models::layers::VerifyAttention,
+        cache: &mut dyn llmbench::kv::KvCache,
+    ) -> candle_core::Result<Tensor> {
+        self.0.forward_blocks(ids, start_pos, blocks, mode, cache)
+    }
+    fn lm_head(&self, hidden: &Tensor) -> candle_core::Result<Tensor> {
+        self.0.lm_head(hidden)
+    }
+    fn config(&self) -> &llmbench::models::config::ModelConfig {
+        self.0.config()
+    }
+}
+
+/// Layer-contrast decoding on a model without per-layer hidden states is refused as an
+/// unsupported combination (skipped in a sweep; exit code 2 when asked for directly), and the
+/// same model decodes normally otherwise.
+#[test]
+fn a_model_without_layer_states_is_refused_clearly() {
+    use llmbench::decode::layer_contrast::{contrast_rows, ContrastConfig};
+    let loaded = load(&fixture("tiny-llama"));
+    let model = WithoutLayerStates(loaded.model);
+    let ids = Tensor::new(&[[1u32, 2, 3]], &Device::Cpu).unwrap();
+    let mut cache = kv::build(KvKind::Full, model.0.config().n_layers(), 16);
+    let config = ContrastConfig { contrast: Contrast::Sled(Evolution::default()), premature_layers: None, premature_norm: false };
+    let err = contrast_rows(&model, &ids, 0, cache.as_mut(), &config, &[0, 1], 2).unwrap_err();
+    assert!(format!("{err:#}").contains("does not expose per-layer hidden states"), "{err:#}");
+    assert_eq!(llmbench::error::exit_code(&err), 2);
+    assert!(llmbench::models::Model::forward(&model, &ids, 0, cache.as_mut()).is_ok());
 }

@@ -1,7 +1,7 @@
 //! SLED decoding: with a window that covers the whole sequence both variants are standard
 //! decoding; with a smaller one the cache stays bounded by window + stride.
 
-use crate::common::{fixture, load};
+use crate::common::{fixture, llmbench, load};
 use candle_core::Device;
 use llmbench::decode::sampling::SamplingConfig;
 use llmbench::decode::{self, Method, MethodParams};
@@ -45,4 +45,116 @@ fn sled_with_a_short_window_forgets_and_stays_bounded() {
     assert_eq!(max_kv(&standard), (5 + NEW_TOKENS - 1) as u64 * per_token);
     assert_eq!(max_kv(&recompute), 0);
     assert_ne!(recompute.generated_ids, standard.generated_ids, "a short window changes the output");
+}
+
+/// `llmbench sled` (the window study): standard decoding once, both sliding-window variants at
+/// every window with stride W/2, written as compare's results with the window charts; sled's
+/// KV bytes stop growing at the window while standard's grow with every token.
+#[test]
+fn the_window_study_runs_compare_over_the_windows_with_half_window_strides() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("study");
+    llmbench()
+        .args(["sled", "--device", "cpu", "--no-weights", "-n", "24", "-r", "1", "--warmup", "0", "--window", "4,8"])
+        .args(["--prompt", "abc", "--quality", "-q", "--model"])
+        .arg(fixture("tiny-llama"))
+        .arg("--out")
+        .arg(&out)
+        .assert()
+        .success();
+    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
+    assert_eq!(report["command"], "compare");
+    let cases = report["cases"].as_array().unwrap();
+    let planned: Vec<(String, Option<u64>, Option<u64>)> = cases
+        .iter()
+        .map(|c| (c["params"]["method"].as_str().unwrap().to_string(), c["params"]["window"].as_u64(), c["params"]["stride"].as_u64()))
+        .collect();
+    let p = |m: &str, w: Option<u64>, s: Option<u64>| (m.to_string(), w, s);
+    assert_eq!(
+        planned,
+        [p("standard", None, None), p("sled:recompute", Some(4), None), p("sled:recompute", Some(8), None), p("sled:stride", Some(4), Some(2)), p("sled:stride", Some(8), Some(4))]
+    );
+    let kv = |i: usize| -> Vec<u64> {
+        cases[i]["runs"][0]["kv_cache_bytes_per_token"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect()
+    };
+    let (standard, stride8) = (kv(0), kv(4));
+    assert!(standard.windows(2).all(|w| w[1] > w[0]), "standard grows with every token: {standard:?}");
+    // sled:stride w=8 s=4 holds at most window + stride = 12 tokens, however long the run.
+    let per_token = standard[1] - standard[0];
+    assert_eq!(*stride8.iter().max().unwrap(), 12 * per_token, "{stride8:?}");
+    for chart in ["kv-bytes-vs-window", "peak-memory-vs-window", "throughput-vs-window", "agreement-vs-window", "perplexity-vs-window", "kv-bytes"] {
+        for ext in ["png", "svg"] {
+            let path = out.join(format!("{chart}.{ext}"));
+            assert!(std::fs::metadata(&path).map(|m| m.len() > 1000).unwrap_or(false), "{} missing", path.display());
+        }
+    }
+}
+
+/// `sled --task truthfulqa` writes a sled report through the sink: one case per decoding
+/// (`--variant` adds settings), per-question scores whose MC means are the summary's, the
+/// charts, `--resume` that scores only what is missing, and `diff` question by question.
+#[test]
+fn truthfulqa_runs_through_the_sink_and_resumes_and_diffs() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("tqa");
+    let base = |cmd: &mut assert_cmd::Command| {
+        cmd.args(["sled", "--task", "truthfulqa", "--device", "cpu", "--bootstrap", "50", "-q", "--model"])
+            .arg(fixture("layer_contrast/tiny-llama-6l"))
+            .arg("--data")
+            .arg(fixture("layer_contrast/truthfulqa-3.csv"));
+    };
+    let mut first = llmbench();
+    base(&mut first);
+    first.args(["--methods", "standard"]).arg("--out").arg(&out).assert().success();
+    let mut second = llmbench();
+    base(&mut second);
+    second
+        .args(["--methods", "standard", "--variant", "sled-evolution --evolution-rate 2.5", "--variant", "dola --dola-layers low"])
+        .arg("--resume")
+        .arg(&out)
+        .assert()
+        .success();
+    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
+    assert_eq!(report["command"], "sled");
+    let labels: Vec<String> = report["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| format!("{} {}", c["params"]["method"].as_str().unwrap(), c["params"]["contrast"].as_str().unwrap_or("-")))
+        .collect();
+    assert_eq!(labels, ["standard -", "sled-evolution rate=2.5 k=10 steps=1 floor=-1000", "dola layers=low"]);
+    // The standard case ran once: resume kept it (the JSONL has one line per case).
+    let lines = std::fs::read_to_string(out.join("results.jsonl")).unwrap().lines().count();
+    assert_eq!(lines, 3);
+    for case in report["cases"].as_array().unwrap() {
+        let q = &case["quality"];
+        let questions = q["questions"].as_array().unwrap();
+        assert_eq!(questions.len(), 3);
+        // MC3 of each question from its stored scores; their mean is the summary's.
+        let mc3: Vec<f64> = questions
+            .iter()
+            .map(|s| {
+                let get = |a: &serde_json::Value| a["log_prob"].as_f64().unwrap();
+                let max_false = s["incorrect"].as_array().unwrap().iter().map(get).fold(f64::NEG_INFINITY, f64::max);
+                let correct: Vec<f64> = s["correct"].as_array().unwrap().iter().map(get).collect();
+                correct.iter().filter(|&&x| x > max_false).count() as f64 / correct.len() as f64
+            })
+            .collect();
+        let mean = mc3.iter().sum::<f64>() / 3.0;
+        assert!((q["truthfulqa"]["log_prob"]["mc3"]["mean"].as_f64().unwrap() - mean).abs() < 1e-12);
+        let ci = q["truthfulqa"]["log_prob"]["mc3"]["ci95"].as_array().unwrap();
+        assert!(ci[0].as_f64().unwrap() <= mean && mean <= ci[1].as_f64().unwrap());
+    }
+    for chart in ["truthfulqa-mc", "truthfulqa-mc-raw", "seconds-per-question"] {
+        assert!(out.join(format!("{chart}.png")).exists() && out.join(format!("{chart}.svg")).exists(), "{chart}");
+    }
+    let diff = llmbench().arg("diff").arg(&out).arg(&out).assert().success();
+    let text = String::from_utf8_lossy(&diff.get_output().stdout).into_owned();
+    // Six TruthfulQA metrics per case, less those whose mean is 0 here (no relative change):
+    // every case has rows, each one unchanged against itself.
+    let rows: Vec<&str> = text.lines().skip(1).collect();
+    for label in ["standard |", "sled-evolution rate=2.5", "dola layers=low"] {
+        assert!(rows.iter().any(|r| r.contains(label)), "{label}: {text}");
+    }
+    assert!(rows.iter().all(|r| r.contains("| TQA MC") && r.contains("| +0.00% |") && r.ends_with("| no")), "{text}");
 }

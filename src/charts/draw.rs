@@ -72,6 +72,43 @@ pub fn bar_chart<B: DrawingBackend>(area: &DrawingArea<B, Shift>, title: &str, y
     Ok(())
 }
 
+/// Grouped bars, one group per case and one bar per `groups` entry (with a legend), each with
+/// its own interval: `bars[i].1[j]` is (value, low, high) of bar j of case i.
+pub fn grouped_interval_chart<B: DrawingBackend>(
+    area: &DrawingArea<B, Shift>,
+    title: &str,
+    y_desc: &str,
+    groups: &[&str],
+    bars: &[(String, Vec<(f64, f64, f64)>)],
+) -> DrawResult<B> {
+    let top = bars.iter().flat_map(|(_, v)| v.iter().map(|b| b.2.max(b.0))).fold(0.0f64, f64::max);
+    let labels: Vec<String> = bars.iter().map(|(l, _)| l.clone()).collect();
+    let mut chart = case_slots(area, title, y_desc, &labels, top)?;
+    let width = 2.0 * BAR_HALF_WIDTH / groups.len().max(1) as f64;
+    for (j, name) in groups.iter().enumerate() {
+        let style = color(j).filled();
+        let left = |i: usize| i as f64 - BAR_HALF_WIDTH + j as f64 * width;
+        chart
+            .draw_series(bars.iter().enumerate().filter_map(|(i, (_, v))| {
+                v.get(j).map(|b| Rectangle::new([(left(i), 0.0), (left(i) + width * 0.9, b.0)], style))
+            }))?
+            .label(*name)
+            .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 10, y + 5)], style));
+        for (i, (_, v)) in bars.iter().enumerate() {
+            let Some(&(_, lo, hi)) = v.get(j) else { continue };
+            let x = left(i) + width * 0.45;
+            chart.draw_series(std::iter::once(PathElement::new(vec![(x, lo), (x, hi)], BLACK.stroke_width(2))))?;
+        }
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperRight)
+        .label_font((FONT, LABEL_SIZE))
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()
+}
+
 /// Stacked bars, one per case: `bars[i].1[j]` is segment `segments[j]` of case i, with a legend.
 pub fn stacked_bar_chart<B: DrawingBackend>(
     area: &DrawingArea<B, Shift>,

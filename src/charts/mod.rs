@@ -6,8 +6,10 @@ mod draw;
 mod evaluate;
 mod kvcache;
 mod quantize;
+mod sled;
 mod specdec;
 mod style;
+mod window;
 
 use crate::results::schema::{CommandName, Report, RunRecord};
 use anyhow::Result;
@@ -56,6 +58,22 @@ pub enum ChartKind {
     RougeLByFormat,
     /// evaluate: BLEU per model and format (against references, else the baseline).
     BleuByFormat,
+    /// compare with a window sweep (the `sled` study): KV-cache bytes against the window.
+    KvBytesVsWindow,
+    /// compare with a window sweep: peak memory (device, else RSS) against the window.
+    PeakMemoryVsWindow,
+    /// compare with a window sweep: decode tokens/s against the window.
+    ThroughputVsWindow,
+    /// compare with a window sweep: agreement with standard decoding against the window.
+    AgreementVsWindow,
+    /// compare with a window sweep and --quality: output perplexity against the window.
+    PerplexityVsWindow,
+    /// sled: TruthfulQA MC1-3 per decoding from log-probabilities, with 95% intervals.
+    TruthfulqaMc,
+    /// sled: TruthfulQA MC1-3 per decoding from raw values (the SLED authors' score).
+    TruthfulqaMcRaw,
+    /// sled: wall time per TruthfulQA question per decoding.
+    SecondsPerQuestion,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -75,7 +93,7 @@ impl ImageFormat {
 }
 
 impl ChartKind {
-    pub const ALL: [ChartKind; 19] = [
+    pub const ALL: [ChartKind; 27] = [
         ChartKind::Latency,
         ChartKind::Throughput,
         ChartKind::Memory,
@@ -95,6 +113,14 @@ impl ChartKind {
         ChartKind::LatencyVsThroughput,
         ChartKind::RougeLByFormat,
         ChartKind::BleuByFormat,
+        ChartKind::KvBytesVsWindow,
+        ChartKind::PeakMemoryVsWindow,
+        ChartKind::ThroughputVsWindow,
+        ChartKind::AgreementVsWindow,
+        ChartKind::PerplexityVsWindow,
+        ChartKind::TruthfulqaMc,
+        ChartKind::TruthfulqaMcRaw,
+        ChartKind::SecondsPerQuestion,
     ];
 
     /// The charts of kvcache runs.
@@ -105,6 +131,18 @@ impl ChartKind {
 
     /// The charts of evaluate runs.
     pub const EVALUATE: [ChartKind; 3] = [ChartKind::LatencyVsThroughput, ChartKind::RougeLByFormat, ChartKind::BleuByFormat];
+
+    /// The window study's charts (compare runs over two or more windows).
+    pub const WINDOW: [ChartKind; 5] = [
+        ChartKind::KvBytesVsWindow,
+        ChartKind::PeakMemoryVsWindow,
+        ChartKind::ThroughputVsWindow,
+        ChartKind::AgreementVsWindow,
+        ChartKind::PerplexityVsWindow,
+    ];
+
+    /// The charts of sled (TruthfulQA) runs.
+    pub const SLED: [ChartKind; 3] = [ChartKind::TruthfulqaMc, ChartKind::TruthfulqaMcRaw, ChartKind::SecondsPerQuestion];
 
     /// The charts of specdec runs.
     pub const SPECDEC: [ChartKind; 3] = [ChartKind::SpeedupVsK, ChartKind::AcceptanceByPosition, ChartKind::TimeBreakdown];
@@ -130,6 +168,14 @@ impl ChartKind {
             Self::LatencyVsThroughput => "latency-vs-throughput",
             Self::RougeLByFormat => "rougel-by-format",
             Self::BleuByFormat => "bleu-by-format",
+            Self::KvBytesVsWindow => "kv-bytes-vs-window",
+            Self::PeakMemoryVsWindow => "peak-memory-vs-window",
+            Self::ThroughputVsWindow => "throughput-vs-window",
+            Self::AgreementVsWindow => "agreement-vs-window",
+            Self::PerplexityVsWindow => "perplexity-vs-window",
+            Self::TruthfulqaMc => "truthfulqa-mc",
+            Self::TruthfulqaMcRaw => "truthfulqa-mc-raw",
+            Self::SecondsPerQuestion => "seconds-per-question",
         }
     }
 
@@ -144,9 +190,16 @@ pub fn available(report: &Report) -> Vec<ChartKind> {
     match report.command {
         CommandName::Compare => {
             let sweep = data::swept_parameter(report).is_some();
-            ChartKind::ALL[..8].iter().copied().filter(|k| *k != ChartKind::Sweep || sweep).collect()
+            let mut charts: Vec<ChartKind> = ChartKind::ALL[..8].iter().copied().filter(|k| *k != ChartKind::Sweep || sweep).collect();
+            // The window study's charts once two or more windows ran (`llmbench sled`).
+            if window::windows(report).len() > 1 {
+                let perplexity = window::has_perplexity(report);
+                charts.extend(ChartKind::WINDOW.iter().copied().filter(|k| *k != ChartKind::PerplexityVsWindow || perplexity));
+            }
+            charts
         }
         CommandName::Kvcache => ChartKind::KVCACHE.to_vec(),
+        CommandName::Sled => ChartKind::SLED.to_vec(),
         CommandName::Specdec => ChartKind::SPECDEC.to_vec(),
         CommandName::Quantize => {
             // No KLD chart for a speed-only run (--skip-evaluate): it would be an empty frame.
@@ -182,6 +235,12 @@ pub fn render(kind: ChartKind, report: &Report, format: ImageFormat) -> Result<V
     }
     if ChartKind::EVALUATE.contains(&kind) {
         return evaluate::render(kind, report, format);
+    }
+    if ChartKind::WINDOW.contains(&kind) {
+        return window::render(kind, report, format);
+    }
+    if ChartKind::SLED.contains(&kind) {
+        return sled::render(kind, report, format);
     }
     let size = match kind {
         ChartKind::Dashboard => (style::DASHBOARD_WIDTH, style::DASHBOARD_HEIGHT),
@@ -310,6 +369,15 @@ fn draw_kind<B: DrawingBackend>(
         ChartKind::KldVsBits | ChartKind::DecodeByFormat => Ok(()),
         // Drawn by evaluate::render.
         ChartKind::LatencyVsThroughput | ChartKind::RougeLByFormat | ChartKind::BleuByFormat => Ok(()),
+        // Drawn by window::render and sled::render.
+        ChartKind::KvBytesVsWindow
+        | ChartKind::PeakMemoryVsWindow
+        | ChartKind::ThroughputVsWindow
+        | ChartKind::AgreementVsWindow
+        | ChartKind::PerplexityVsWindow
+        | ChartKind::TruthfulqaMc
+        | ChartKind::TruthfulqaMcRaw
+        | ChartKind::SecondsPerQuestion => Ok(()),
         ChartKind::Dashboard => {
             let panels = root.split_evenly((2, 3));
             // The six single charts come first in ALL; the dashboard shows them in that order.

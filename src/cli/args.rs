@@ -244,6 +244,11 @@ pub struct NumList {
 }
 
 impl NumList {
+    /// One value, as if given on the command line.
+    pub fn of(value: usize) -> Self {
+        Self { values: vec![value], text: value.to_string() }
+    }
+
     /// The single value of a flag that does not sweep.
     pub fn single(&self, flag: &str) -> anyhow::Result<usize> {
         match self.values.as_slice() {

@@ -41,4 +41,8 @@ pub struct CompareArgs {
     pub quality: bool,
     #[command(flatten)]
     pub contrast: super::args::LayerContrastArgs,
+    /// sled:stride's stride is half of each window instead of `--stride` (`llmbench sled`'s
+    /// window study sets it).
+    #[arg(skip)]
+    pub half_window_stride: bool,
 }

@@ -190,7 +190,7 @@ fn validate(args: &CompareArgs, methods: &[Method]) -> Result<()> {
     if methods.contains(&Method::Dola) {
         crate::decode::dola::warn_if_low_penalty(args.generation.repetition_penalty);
     }
-    if methods.contains(&Method::SledStride) {
+    if methods.contains(&Method::SledStride) && !args.half_window_stride {
         if args.stride.values.contains(&0) {
             crate::bail_input!("--stride 0: sled:stride must decode at least 1 token per window");
         }
@@ -210,7 +210,9 @@ fn plan(args: &CompareArgs, models: &[String], methods: &[Method], kv_options: &
                 let windows: Vec<Option<usize>> =
                     if method.uses_window() { args.window.values.iter().map(|&w| Some(w)).collect() } else { vec![None] };
                 for window in windows {
-                    let strides: Vec<Option<usize>> = if method.uses_stride() {
+                    let strides: Vec<Option<usize>> = if method.uses_stride() && args.half_window_stride {
+                        vec![window.map(|w| (w / 2).max(1))]
+                    } else if method.uses_stride() {
                         args.stride.values.iter().filter(|&&s| Some(s) <= window).map(|&s| Some(s)).collect()
                     } else {
                         vec![None]

@@ -6,6 +6,7 @@
 use super::Outcome;
 use crate::cli::diff::DiffArgs;
 use crate::measure::stats::welch_change;
+use crate::metrics::truthfulqa::{AnswerScore, QuestionScores};
 use crate::results::schema::{CaseResult, CaseStatus, RunRecord};
 use crate::results::sink::load_report;
 use anyhow::Result;
@@ -25,6 +26,29 @@ const METRICS: [Metric; 5] = [
     Metric { name: "TPOT ms", higher_is_better: false, value: |r| r.tpot_ms },
     Metric { name: "peak RSS", higher_is_better: false, value: |r| r.peak_rss_bytes as f64 },
 ];
+
+/// sled's TruthfulQA cases time no runs: their metrics are per question (higher is better),
+/// compared like runs (Welch over questions; the pairing by question is not used, so the
+/// interval is conservative). Quality, not speed: `--fail-on-regression` ignores them.
+const TRUTHFULQA_METRICS: [(&str, fn(&QuestionScores) -> f64); 6] = [
+    ("TQA MC1 log-prob", |q| q.mc(AnswerScore::log_prob).0),
+    ("TQA MC2 log-prob", |q| q.mc(AnswerScore::log_prob).1),
+    ("TQA MC3 log-prob", |q| q.mc(AnswerScore::log_prob).2),
+    ("TQA MC1 raw", |q| q.mc(AnswerScore::raw).0),
+    ("TQA MC2 raw", |q| q.mc(AnswerScore::raw).1),
+    ("TQA MC3 raw", |q| q.mc(AnswerScore::raw).2),
+];
+
+/// A case's samples of each metric: its runs', or its questions' for sled's cases.
+fn samples(case: &CaseResult) -> Vec<(&'static str, bool, bool, Vec<f64>)> {
+    if let Some(q) = case.quality.as_ref().and_then(|q| q.as_sled()) {
+        return TRUTHFULQA_METRICS.iter().map(|(name, f)| (*name, true, false, q.questions.iter().map(f).collect())).collect();
+    }
+    METRICS
+        .iter()
+        .map(|m| (m.name, m.higher_is_better, m.name != "peak RSS", case.runs.iter().map(m.value).collect()))
+        .collect()
+}
 
 pub fn run(args: &DiffArgs) -> Result<Outcome> {
     let a = load_report(&args.a)?;
@@ -55,9 +79,7 @@ pub fn run(args: &DiffArgs) -> Result<Outcome> {
     let mut out = String::from("case | metric | A mean | B mean | change | 95% interval | significant\n");
     let mut worst_slowdown: f64 = 0.0;
     for (ca, cb) in pairs {
-        for m in &METRICS {
-            let sa: Vec<f64> = ca.runs.iter().map(m.value).collect();
-            let sb: Vec<f64> = cb.runs.iter().map(m.value).collect();
+        for ((name, higher_is_better, speed, sa), (_, _, _, sb)) in samples(ca).into_iter().zip(samples(cb)) {
             if sa.is_empty() || sb.is_empty() {
                 continue;
             }
@@ -65,8 +87,8 @@ pub fn run(args: &DiffArgs) -> Result<Outcome> {
             let (ma, mb) = (mean(&sa), mean(&sb));
             let (relative, interval, verdict) = match welch_change(&sa, &sb) {
                 Some(change) => {
-                    let slowdown = if m.higher_is_better { -change.relative } else { change.relative };
-                    if change.significant && m.name != "peak RSS" {
+                    let slowdown = if higher_is_better { -change.relative } else { change.relative };
+                    if change.significant && speed {
                         worst_slowdown = worst_slowdown.max(slowdown * 100.0);
                     }
                     let verdict = match (change.significant, slowdown > 0.0) {
@@ -86,7 +108,7 @@ pub fn run(args: &DiffArgs) -> Result<Outcome> {
                 "{} {} | {} | {ma:.4} | {mb:.4} | {:+.2}% | {interval} | {verdict}\n",
                 ca.params.model(),
                 ca.params.label(),
-                m.name,
+                name,
                 relative * 100.0,
             );
         }

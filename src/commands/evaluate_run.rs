@@ -38,7 +38,7 @@ pub fn run(args: &PipelineArgs) -> Result<Outcome> {
     validate(args)?;
     let truthfulqa = args.task == EvaluateTask::Truthfulqa;
     let questions = if truthfulqa {
-        super::sled::load_questions(&args.truthfulqa, "--truthfulqa", args.limit)?
+        super::truthfulqa::load_questions(&args.truthfulqa, "--truthfulqa", args.limit)?
     } else {
         vec![]
     };
@@ -399,9 +399,15 @@ impl Pipeline<'_> {
             _ => None,
         };
         let truthfulqa = if self.args.task == EvaluateTask::Truthfulqa && evaluate {
-            let (scored, seconds) =
-                super::sled::score_questions(loaded, self.device, None, self.questions)?;
-            Some(super::sled::summarize(
+            let (scored, seconds) = super::truthfulqa::score_questions(
+                loaded,
+                self.device,
+                None,
+                self.questions,
+                &mut || !super::harness::interrupted(),
+            )?
+            .ok_or_else(|| anyhow::anyhow!("interrupted while scoring TruthfulQA"))?;
+            Some(super::truthfulqa::summarize(
                 &scored,
                 seconds,
                 TRUTHFULQA_BOOTSTRAP,

@@ -22,6 +22,7 @@ mod setup;
 pub mod sled;
 mod speculative;
 pub mod specdec;
+mod truthfulqa;
 
 pub use setup::{load_model, Loaded};
 

@@ -124,9 +124,9 @@ pub fn layer_logits(
     Ok(rows.pop().expect("one row"))
 }
 
-/// Per position from `first` to the last of `ids`: the final logits and each of `layers'`
-/// logits (teacher forcing: scoring a continuation).
-pub fn layer_logits_rows(
+/// The final logits `[n, vocab]` and each of `layers`' logits `[layers, n, vocab]` (f32, where
+/// the model runs) at positions `first..` of `ids`, from one forward pass.
+pub fn layer_logits_tensors(
     model: &dyn Model,
     ids: &Tensor,
     start_pos: usize,
@@ -134,13 +134,13 @@ pub fn layer_logits_rows(
     layers: &[usize],
     premature_norm: bool,
     first: usize,
-) -> Result<Vec<PositionLogits>> {
+) -> Result<(Tensor, Tensor)> {
     let states = model.forward_layer_states(ids, start_pos, cache)?;
     let t = states.last.dim(1)?;
     let n = t - first;
-    let final_rows: Vec<Vec<f32>> = model
+    let final_logits = model
         .lm_head(&states.last.narrow(1, first, n)?.squeeze(0)?)?
-        .to_vec2()?;
+        .to_dtype(candle_core::DType::F32)?;
     // [layers, n, hidden] -> one head matmul.
     let stacked = layers
         .iter()
@@ -150,22 +150,53 @@ pub fn layer_logits_rows(
     if premature_norm {
         stacked = model.final_norm(&stacked)?;
     }
-    let premature: Vec<Vec<f32>> = model
-        .lm_head(&stacked)?
-        .to_dtype(candle_core::DType::F32)?
-        .to_vec2()?;
+    let premature = model.lm_head(&stacked)?.to_dtype(candle_core::DType::F32)?;
+    let vocab = premature.dim(1)?;
+    Ok((final_logits, premature.reshape((layers.len(), n, vocab))?))
+}
+
+/// Per position from `first` to the last of `ids`: the final logits and each of `layers'`
+/// logits on the host (teacher forcing: scoring a continuation).
+pub fn layer_logits_rows(
+    model: &dyn Model,
+    ids: &Tensor,
+    start_pos: usize,
+    cache: &mut dyn crate::kv::KvCache,
+    layers: &[usize],
+    premature_norm: bool,
+    first: usize,
+) -> Result<Vec<PositionLogits>> {
+    let (final_logits, premature) = layer_logits_tensors(model, ids, start_pos, cache, layers, premature_norm, first)?;
+    let final_rows: Vec<Vec<f32>> = final_logits.to_vec2()?;
+    let premature: Vec<Vec<Vec<f32>>> = premature.to_vec3()?;
     Ok(final_rows
         .into_iter()
         .enumerate()
-        .map(|(i, f)| {
-            (
-                f,
-                (0..layers.len())
-                    .map(|l| premature[l * n + i].clone())
-                    .collect(),
-            )
-        })
+        .map(|(i, f)| (f, premature.iter().map(|layer| layer[i].clone()).collect()))
         .collect())
+}
+
+/// Per position from `first` on, the contrast's logits: SLED's evolution from the tensors
+/// where they are (`sled_evolution::evolve_rows`), DoLa's on the host.
+pub fn contrast_rows(
+    model: &dyn Model,
+    ids: &Tensor,
+    start_pos: usize,
+    cache: &mut dyn crate::kv::KvCache,
+    config: &ContrastConfig,
+    layers: &[usize],
+    first: usize,
+) -> Result<Vec<Vec<f32>>> {
+    match &config.contrast {
+        Contrast::Sled(e) => {
+            let (final_logits, premature) = layer_logits_tensors(model, ids, start_pos, cache, layers, config.premature_norm, first)?;
+            Ok(sled_evolution::evolve_rows(&final_logits, &premature, e)?)
+        }
+        Contrast::Dola(_) => Ok(layer_logits_rows(model, ids, start_pos, cache, layers, config.premature_norm, first)?
+            .into_iter()
+            .map(|(f, p)| contrast_logits(&config.contrast, &f, &p, layers))
+            .collect()),
+    }
 }
 
 /// The contrast's next-token logits from the final and premature logits of one position.
@@ -187,15 +218,10 @@ impl DecodeStrategy for LayerContrast {
         let input = Tensor::new(&ctx.tokens[pos..], ctx.device)?.unsqueeze(0)?;
         let cfg = ctx.model.config();
         let layers = self.config.layers(cfg.n_layers(), cfg.tied_embeddings());
-        let (final_logits, premature) = layer_logits(
-            ctx.model,
-            &input,
-            pos,
-            ctx.cache,
-            &layers,
-            self.config.premature_norm,
-        )?;
-        let mut logits = contrast_logits(&self.config.contrast, &final_logits, &premature, &layers);
+        let t = input.dim(1)?;
+        let mut logits = contrast_rows(ctx.model, &input, pos, ctx.cache, &self.config, &layers, t - 1)?
+            .pop()
+            .ok_or_else(|| anyhow::anyhow!("no position to decode from"))?;
         if let Some(log) = ctx.logits_log.as_deref_mut() {
             log.push(logits.clone());
         }

@@ -15,6 +15,8 @@
 //! norm, as their code does (an option adds the norm). Where every cosine is at most 0 their
 //! code divides 0 by 0 and yields NaN; here P is then 0 (the update only lowers softmax(z)).
 
+use candle_core::{DType, Tensor, D};
+
 /// SLED's knobs (`--evolution-*`).
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Evolution {
@@ -50,35 +52,60 @@ fn softmax(logits: &[f32]) -> Vec<f64> {
 /// The indices of the `k` largest values (ties: the lower index first).
 fn top_k(values: &[f64], k: usize) -> Vec<usize> {
     let mut order: Vec<usize> = (0..values.len()).collect();
-    order.sort_by(|&a, &b| values[b].total_cmp(&values[a]).then(a.cmp(&b)));
-    order.truncate(k);
+    let by_value = |a: &usize, b: &usize| values[*b].total_cmp(&values[*a]).then(a.cmp(b));
+    // Select the k first under the total order, then sort only them (a full sort of the
+    // vocabulary cost as much as the evolution itself).
+    if k < order.len() {
+        if k == 0 {
+            return vec![];
+        }
+        order.select_nth_unstable_by(k - 1, by_value);
+        order.truncate(k);
+    }
+    order.sort_by(by_value);
     order
 }
 
 /// torch's `cosine_similarity` eps: the product of the norms is clamped below at it.
 const COSINE_EPS: f64 = 1e-8;
 
-/// The evolved logits of one position: `final_logits` the model's own (after the final norm),
-/// `premature` the head's logits of each premature layer.
-pub fn evolve(final_logits: &[f32], premature: &[Vec<f32>], e: &Evolution) -> Vec<f32> {
-    let vocab = final_logits.len();
-    let top = top_k(&softmax(final_logits), e.scale.min(vocab));
+/// What the cosines of one premature layer n need at one position, with d = l_n - l_N and
+/// q = softmax(l_n): q.d, |d|^2, |q|^2, and q_j, d_j at each top-k token j.
+struct LayerMoments {
+    q_dot_d: f64,
+    d_norm2: f64,
+    q_norm2: f64,
+    q_top: Vec<f64>,
+    d_top: Vec<f64>,
+}
+
+fn moments(final_logits: &[f32], layer: &[f32], top: &[usize]) -> LayerMoments {
+    let q = softmax(layer);
+    let (mut q_dot_d, mut d_norm2, mut q_norm2) = (0f64, 0f64, 0f64);
+    for ((&ln, &lf), &qv) in layer.iter().zip(final_logits).zip(&q) {
+        let d = ln as f64 - lf as f64;
+        q_dot_d += qv * d;
+        d_norm2 += d * d;
+        q_norm2 += qv * qv;
+    }
+    LayerMoments {
+        q_dot_d,
+        d_norm2,
+        q_norm2,
+        q_top: top.iter().map(|&j| q[j]).collect(),
+        d_top: top.iter().map(|&j| layer[j] as f64 - final_logits[j] as f64).collect(),
+    }
+}
+
+/// Steps 3-5 from the layers' moments: the latent distribution, the updates, the floor.
+fn evolve_from(final_logits: &[f32], top: &[usize], layers: &[LayerMoments], e: &Evolution) -> Vec<f32> {
     // P over the top-k (indexed like `top`).
     let mut latent = vec![0f64; top.len()];
-    for layer in premature {
-        let q = softmax(layer);
-        // d = l_n - l_N; cos(q - e_j, d) = (q.d - d_j) / (|q - e_j| |d|), |q - e_j|^2 = |q|^2 - 2 q_j + 1.
-        let (mut q_dot_d, mut d_norm2, mut q_norm2) = (0f64, 0f64, 0f64);
-        for ((&ln, &lf), &qv) in layer.iter().zip(final_logits).zip(&q) {
-            let d = ln as f64 - lf as f64;
-            q_dot_d += qv * d;
-            d_norm2 += d * d;
-            q_norm2 += qv * qv;
-        }
-        for (slot, &j) in latent.iter_mut().zip(&top) {
-            let d_j = layer[j] as f64 - final_logits[j] as f64;
-            let grad_norm2 = (q_norm2 - 2.0 * q[j] + 1.0).max(0.0);
-            let cos = (q_dot_d - d_j) / (grad_norm2 * d_norm2).sqrt().max(COSINE_EPS);
+    for m in layers {
+        // cos(q - e_j, d) = (q.d - d_j) / (|q - e_j| |d|), |q - e_j|^2 = |q|^2 - 2 q_j + 1.
+        for (i, slot) in latent.iter_mut().enumerate() {
+            let grad_norm2 = (m.q_norm2 - 2.0 * m.q_top[i] + 1.0).max(0.0);
+            let cos = (m.q_dot_d - m.d_top[i]) / (grad_norm2 * m.d_norm2).sqrt().max(COSINE_EPS);
             *slot += cos.max(0.0).powi(2);
         }
     }
@@ -89,8 +116,7 @@ pub fn evolve(final_logits: &[f32], premature: &[Vec<f32>], e: &Evolution) -> Ve
     let mut z: Vec<f32> = final_logits.to_vec();
     for t in 0..e.steps {
         let rate = e.rate * (1.0 - t as f64 / e.steps as f64);
-        let s = softmax(&z);
-        let mut grad: Vec<f64> = s;
+        let mut grad = softmax(&z);
         for (&j, &p) in top.iter().zip(&latent) {
             grad[j] -= p;
         }
@@ -98,11 +124,57 @@ pub fn evolve(final_logits: &[f32], premature: &[Vec<f32>], e: &Evolution) -> Ve
             *zi = (*zi as f64 - rate * g) as f32;
         }
     }
-    let mut out = vec![e.lower_bound; vocab];
-    for &j in &top {
+    let mut out = vec![e.lower_bound; final_logits.len()];
+    for &j in top {
         out[j] = z[j];
     }
     out
+}
+
+/// The evolved logits of one position: `final_logits` the model's own (after the final norm),
+/// `premature` the head's logits of each premature layer.
+pub fn evolve(final_logits: &[f32], premature: &[Vec<f32>], e: &Evolution) -> Vec<f32> {
+    let top = top_k(&softmax(final_logits), e.scale.min(final_logits.len()));
+    let layers: Vec<LayerMoments> = premature.iter().map(|l| moments(final_logits, l, &top)).collect();
+    evolve_from(final_logits, &top, &layers, e)
+}
+
+/// `evolve` for every position at once, the per-layer sums over the vocabulary computed where
+/// the logits are (on the GPU they never cross to the host: only `[layers, n]` sums and the
+/// top-k values do), in f64 as `evolve` computes them. `final_logits` is `[n, vocab]`,
+/// `premature` `[layers, n, vocab]`.
+pub fn evolve_rows(final_logits: &Tensor, premature: &Tensor, e: &Evolution) -> candle_core::Result<Vec<Vec<f32>>> {
+    use rayon::prelude::*;
+    let final_rows: Vec<Vec<f32>> = final_logits.to_dtype(DType::F32)?.to_vec2()?;
+    let (layers, n, vocab) = premature.dims3()?;
+    let k = e.scale.min(vocab);
+    let tops: Vec<Vec<usize>> = final_rows.par_iter().map(|f| top_k(&softmax(f), k)).collect();
+    let p = premature.to_dtype(DType::F64)?;
+    let d = p.broadcast_sub(&final_logits.to_dtype(DType::F64)?.unsqueeze(0)?)?;
+    let exp = p.broadcast_sub(&p.max_keepdim(D::Minus1)?)?.exp()?;
+    let q = exp.broadcast_div(&exp.sum_keepdim(D::Minus1)?)?;
+    let q_dot_d: Vec<Vec<f64>> = (&q * &d)?.sum(D::Minus1)?.to_vec2()?;
+    let d_norm2: Vec<Vec<f64>> = d.sqr()?.sum(D::Minus1)?.to_vec2()?;
+    let q_norm2: Vec<Vec<f64>> = q.sqr()?.sum(D::Minus1)?.to_vec2()?;
+    let ids: Vec<u32> = tops.iter().flatten().map(|&j| j as u32).collect();
+    let ids = Tensor::from_vec(ids, (1, n, k), p.device())?.broadcast_as((layers, n, k))?.contiguous()?;
+    let q_top: Vec<Vec<Vec<f64>>> = q.gather(&ids, D::Minus1)?.to_vec3()?;
+    let d_top: Vec<Vec<Vec<f64>>> = d.gather(&ids, D::Minus1)?.to_vec3()?;
+    Ok((0..n)
+        .into_par_iter()
+        .map(|i| {
+            let moments: Vec<LayerMoments> = (0..layers)
+                .map(|l| LayerMoments {
+                    q_dot_d: q_dot_d[l][i],
+                    d_norm2: d_norm2[l][i],
+                    q_norm2: q_norm2[l][i],
+                    q_top: q_top[l][i].clone(),
+                    d_top: d_top[l][i].clone(),
+                })
+                .collect();
+            evolve_from(&final_rows[i], &tops[i], &moments, e)
+        })
+        .collect())
 }
 
 #[cfg(test)]
@@ -167,5 +239,27 @@ mod tests {
             "the layers moved towards token 1: {m1} {m3}"
         );
         assert_eq!((out[0], out[2]), (-50.0, -50.0));
+    }
+
+    /// The batched path (sums over the vocabulary as tensor ops) gives what the one-position
+    /// reference gives, position by position.
+    #[test]
+    fn rows_at_once_equal_one_position_at_a_time() {
+        let (layers, n, vocab) = (3, 4, 50);
+        let value = |i: usize| ((i * 7919 % 113) as f32 / 113.0 - 0.5) * 6.0;
+        let final_rows: Vec<Vec<f32>> = (0..n).map(|r| (0..vocab).map(|v| value(r * vocab + v + 5)).collect()).collect();
+        let premature: Vec<Vec<Vec<f32>>> =
+            (0..layers).map(|l| (0..n).map(|r| (0..vocab).map(|v| value((l + 1) * 1000 + r * vocab + v)).collect()).collect()).collect();
+        let e = Evolution { rate: 2.5, scale: 7, lower_bound: -100.0, steps: 3 };
+        let device = candle_core::Device::Cpu;
+        let f = Tensor::new(final_rows.clone(), &device).unwrap();
+        let p = Tensor::new(premature.clone(), &device).unwrap();
+        let batched = evolve_rows(&f, &p, &e).unwrap();
+        for r in 0..n {
+            let one = evolve(&final_rows[r], &premature.iter().map(|l| l[r].clone()).collect::<Vec<_>>(), &e);
+            for (a, b) in batched[r].iter().zip(&one) {
+                assert!((a - b).abs() <= 1e-5 * (1.0 + b.abs()), "row {r}: {a} vs {b}");
+            }
+        }
     }
 }

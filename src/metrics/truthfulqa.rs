@@ -186,6 +186,44 @@ pub fn mc_scores(best: f64, correct: &[f64], incorrect: &[f64]) -> (f64, f64, f6
     (mc1, if mc2.is_nan() { 0.0 } else { mc2 }, mc3)
 }
 
+/// An answer's two scores under a decoding.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+pub struct AnswerScore {
+    /// Sum of the decoding's raw values at the answer's tokens (the SLED authors' score).
+    pub raw: f64,
+    /// Sum of log-probabilities (log_softmax of the decoding's values).
+    pub log_prob: f64,
+}
+
+impl AnswerScore {
+    pub fn raw(&self) -> f64 {
+        self.raw
+    }
+
+    pub fn log_prob(&self) -> f64 {
+        self.log_prob
+    }
+}
+
+/// One question's answer scores: the best answer's, the correct and the incorrect ones'.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+pub struct QuestionScores {
+    pub best: AnswerScore,
+    pub correct: Vec<AnswerScore>,
+    pub incorrect: Vec<AnswerScore>,
+}
+
+impl QuestionScores {
+    /// MC1, MC2, MC3 of this question from one of the two scores.
+    pub fn mc(&self, get: fn(&AnswerScore) -> f64) -> (f64, f64, f64) {
+        mc_scores(
+            get(&self.best),
+            &self.correct.iter().map(get).collect::<Vec<_>>(),
+            &self.incorrect.iter().map(get).collect::<Vec<_>>(),
+        )
+    }
+}
+
 /// The 95% percentile interval of the mean of `values` over `resamples` bootstrap resamples
 /// (seeded: the same values give the same interval).
 pub fn bootstrap_mean_ci(values: &[f64], resamples: usize, seed: u64) -> (f64, f64) {

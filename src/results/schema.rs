@@ -12,6 +12,7 @@ use crate::kv::{KvOptions, KvStats};
 use crate::measure::stats::Summary;
 use crate::measure::system::Provenance;
 pub use super::schema_evaluate::{EvaluateParams, EvaluateQuality, EvaluateSettings, Interval, McScores, TextScores, TruthfulqaScores};
+pub use super::schema_sled::{SledParams, SledQuality, SledSettings};
 pub use super::schema_quantize::{QuantizeParams, QuantizeQuality, QuantizeSettings};
 pub use super::schema_specdec::{Ratio, SpecdecParams, SpecdecQuality, SpecdecSettings, SpeculativeRun};
 use serde::{Deserialize, Serialize};
@@ -29,6 +30,7 @@ pub enum CommandName {
     Specdec,
     Quantize,
     Evaluate,
+    Sled,
 }
 
 impl CommandName {
@@ -39,6 +41,7 @@ impl CommandName {
             Self::Specdec => "specdec",
             Self::Quantize => "quantize",
             Self::Evaluate => "evaluate",
+            Self::Sled => "sled",
         }
     }
 }
@@ -89,6 +92,7 @@ pub enum CommandSettings {
     Specdec(SpecdecSettings),
     Quantize(QuantizeSettings),
     Evaluate(EvaluateSettings),
+    Sled(SledSettings),
 }
 
 impl CommandSettings {
@@ -99,6 +103,7 @@ impl CommandSettings {
             Self::Specdec(_) => CommandName::Specdec,
             Self::Quantize(_) => CommandName::Quantize,
             Self::Evaluate(_) => CommandName::Evaluate,
+            Self::Sled(_) => CommandName::Sled,
         }
     }
 }
@@ -132,6 +137,7 @@ pub enum CaseParams {
     Specdec(SpecdecParams),
     Quantize(QuantizeParams),
     Evaluate(EvaluateParams),
+    Sled(SledParams),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
@@ -178,6 +184,7 @@ impl CaseParams {
             Self::Specdec(_) => CommandName::Specdec,
             Self::Quantize(_) => CommandName::Quantize,
             Self::Evaluate(_) => CommandName::Evaluate,
+            Self::Sled(_) => CommandName::Sled,
         }
     }
 
@@ -188,6 +195,7 @@ impl CaseParams {
             Self::Specdec(p) => &p.model,
             Self::Quantize(p) => &p.model,
             Self::Evaluate(p) => &p.model,
+            Self::Sled(p) => &p.model,
         }
     }
 
@@ -198,6 +206,8 @@ impl CaseParams {
             Self::Specdec(p) => p.max_new_tokens,
             Self::Quantize(p) => p.max_new_tokens,
             Self::Evaluate(p) => p.max_new_tokens,
+            // Scoring teacher-forces answers: nothing is generated.
+            Self::Sled(_) => 0,
         }
     }
 
@@ -237,6 +247,7 @@ impl CaseParams {
             },
             Self::Quantize(p) => p.format.clone(),
             Self::Evaluate(p) => p.format.clone(),
+            Self::Sled(p) => p.label(),
         }
     }
 
@@ -271,6 +282,13 @@ impl CaseParams {
     pub fn as_evaluate(&self) -> Option<&EvaluateParams> {
         match self {
             Self::Evaluate(p) => Some(p),
+            _ => None,
+        }
+    }
+
+    pub fn as_sled(&self) -> Option<&SledParams> {
+        match self {
+            Self::Sled(p) => Some(p),
             _ => None,
         }
     }
@@ -422,6 +440,7 @@ pub enum Quality {
     Specdec(SpecdecQuality),
     Quantize(QuantizeQuality),
     Evaluate(EvaluateQuality),
+    Sled(SledQuality),
 }
 
 impl Quality {
@@ -432,6 +451,7 @@ impl Quality {
             Self::Specdec(_) => CommandName::Specdec,
             Self::Quantize(_) => CommandName::Quantize,
             Self::Evaluate(_) => CommandName::Evaluate,
+            Self::Sled(_) => CommandName::Sled,
         }
     }
 
@@ -445,6 +465,13 @@ impl Quality {
     pub fn as_evaluate(&self) -> Option<&EvaluateQuality> {
         match self {
             Self::Evaluate(q) => Some(q),
+            _ => None,
+        }
+    }
+
+    pub fn as_sled(&self) -> Option<&SledQuality> {
+        match self {
+            Self::Sled(q) => Some(q),
             _ => None,
         }
     }
@@ -552,6 +579,13 @@ impl Report {
     pub fn evaluate_settings(&self) -> Option<&EvaluateSettings> {
         match &self.settings.command_settings {
             CommandSettings::Evaluate(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    pub fn sled_settings(&self) -> Option<&SledSettings> {
+        match &self.settings.command_settings {
+            CommandSettings::Sled(s) => Some(s),
             _ => None,
         }
     }

@@ -7,6 +7,7 @@ mod compare;
 mod evaluate;
 mod kvcache;
 mod quantize;
+mod sled;
 mod specdec;
 
 use super::schema::{CaseResult, CaseStatus, CommandName, Report};
@@ -48,6 +49,7 @@ pub fn human(report: &Report) -> Table {
         CommandName::Specdec => specdec::human(report),
         CommandName::Quantize => quantize::human(report),
         CommandName::Evaluate => evaluate::human(report),
+        CommandName::Sled => sled::human(report),
     }
 }
 
@@ -59,6 +61,7 @@ pub fn csv(report: &Report) -> Table {
         CommandName::Specdec => specdec::csv(report),
         CommandName::Quantize => quantize::csv(report),
         CommandName::Evaluate => evaluate::csv(report),
+        CommandName::Sled => sled::csv(report),
     }
 }
 
