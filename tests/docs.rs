@@ -9,10 +9,10 @@ fn stdout_of(args: &[&str]) -> String {
 
 #[test]
 fn completions_and_man_page_cover_every_subcommand_and_their_flags() {
-    let subcommands = ["generate", "compare", "kvcache", "specdec", "quantize", "evaluate", "plot", "diff", "completions", "man"];
+    let subcommands = ["generate", "compare", "kvcache", "specdec", "quantize", "evaluate", "sled", "plot", "diff", "completions", "man"];
     let bash = stdout_of(&["completions", "bash"]);
     assert!(bash.contains("_llmbench()") && bash.contains("complete -F _llmbench"), "not a bash completion script");
-    for flag in ["--plan", "--kv-cache", "--strategies", "--fail-on-regression", "--formats", "--group-size", "--hypotheses", "--data", "--ignore-eos"] {
+    for flag in ["--plan", "--kv-cache", "--strategies", "--fail-on-regression", "--formats", "--group-size", "--hypotheses", "--data", "--ignore-eos", "--variant", "--bootstrap"] {
         assert!(bash.contains(flag), "bash completion lacks {flag}");
     }
     let zsh = stdout_of(&["completions", "zsh"]);

@@ -112,10 +112,6 @@ pub(super) fn read_data(args: &PipelineArgs) -> Result<Data> {
     Ok(data)
 }
 
-pub(super) fn file_sha256(path: &std::path::Path) -> Result<String> {
-    Ok(format!("{:x}", sha2::Sha256::digest(std::fs::read(path)?)))
-}
-
 /// A model to run and how.
 pub(super) struct Entry {
     pub(super) id: String,

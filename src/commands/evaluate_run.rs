@@ -8,7 +8,8 @@
 //! one sink as they finish, so `--resume`, `plot`, `diff` and the exporters work as for any
 //! command.
 
-use super::evaluate_inputs::{entries, file_sha256, metrics, read_data, validate, Data};
+use super::evaluate_inputs::{entries, metrics, read_data, validate, Data};
+use super::harness::file_sha256;
 use super::evaluate_score::{self, ScoreOptions};
 use super::harness::{self, CaseSpec};
 use super::{model_list, output, Outcome};

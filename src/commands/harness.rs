@@ -193,7 +193,8 @@ pub fn model_record(spec: &ModelSpec) -> Result<ModelRecord> {
     })
 }
 
-fn file_sha256(path: &std::path::Path) -> Result<String> {
+/// The sha256 of a file, streamed (weights are large).
+pub(super) fn file_sha256(path: &std::path::Path) -> Result<String> {
     let mut hasher = sha2::Sha256::new();
     let mut file = std::fs::File::open(path).with_context(|| format!("hashing {}", path.display()))?;
     std::io::copy(&mut file, &mut hasher)?;

@@ -124,7 +124,7 @@ fn run_truthfulqa(args: &SledArgs) -> Result<Outcome> {
         CommandSettings::Sled(SledSettings {
             task: "truthfulqa".into(),
             data: args.data.display().to_string(),
-            data_sha256: super::evaluate_inputs::file_sha256(&args.data)?,
+            data_sha256: harness::file_sha256(&args.data)?,
             questions: questions.len(),
             bootstrap_resamples: args.bootstrap,
         }),
@@ -134,6 +134,7 @@ fn run_truthfulqa(args: &SledArgs) -> Result<Outcome> {
     harness::install_interrupt_handler();
     let model_record = harness::model_record(&loaded.model.spec)?;
     let progress = super::progress::bar((decodings.len() * questions.len()) as u64);
+    let mut any_failed = false;
     for (method, contrast) in &decodings {
         let params = CaseParams::Sled(SledParams {
             model: loaded.model.spec.id.clone(),
@@ -153,7 +154,7 @@ fn run_truthfulqa(args: &SledArgs) -> Result<Outcome> {
             Ok(Some(s)) => s,
             Ok(None) => return Ok(output::interrupted(&sink, &progress)),
             Err(e) if output::goes_on_after(&args.output, &e) => {
-                output::record_not_run(&mut sink, params, &settings, &e)?;
+                any_failed |= output::record_not_run(&mut sink, params, &settings, &e)?;
                 continue;
             }
             Err(e) => return Err(e.context(params.label())),
@@ -163,5 +164,5 @@ fn run_truthfulqa(args: &SledArgs) -> Result<Outcome> {
     }
     progress.finish_and_clear();
     output::finish(&mut sink, &args.output)?;
-    Ok(Outcome::Success)
+    Ok(if any_failed { Outcome::CasesFailed } else { Outcome::Success })
 }
