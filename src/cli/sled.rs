@@ -14,8 +14,9 @@ pub const DEFAULT_TRUTHFULQA: &str = "../shared/data/truthfulqa/TruthfulQA.csv";
 /// Decoding and DoLa scored on TruthfulQA.
 ///
 /// The window study's defaults (256 new tokens, windows 25-200, stride W/2, 1 warm-up and 2
-/// measured runs of 5 prompts) take about 10 minutes on 2 CPU cores with SmolLM2; the
-/// committed study runs with `--plan configs/sled-window-smollm2.toml`.
+/// measured runs of the 5 built-in prompts) take over an hour on 2 CPU cores with SmolLM2,
+/// nearly all of it sled:recompute re-encoding up to 200 tokens per token; one prompt (`-p`)
+/// takes about 20 minutes, as the committed study (`--plan configs/sled-window-smollm2.toml`).
 #[derive(Debug, Clone, Args)]
 #[command(mut_arg("max_new_tokens", |a| a.default_value("256")))]
 pub struct SledArgs {

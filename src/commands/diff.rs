@@ -98,6 +98,9 @@ pub fn run(args: &DiffArgs) -> Result<Outcome> {
                     };
                     (change.relative, format!("[{:+.2}%, {:+.2}%]", change.ci_low * 100.0, change.ci_high * 100.0), verdict)
                 }
+                // No spread to test (a constant metric, such as an MC score of 0 on every
+                // question): equal samples are no change.
+                None if sa == sb => (0.0, "-".into(), "no".into()),
                 // One run a side (kvcache's default): the change, without an interval or a verdict.
                 None if ma != 0.0 => {
                     (mb / ma - 1.0, "-".into(), format!("n/a ({} and {} runs: repeat with -r 2 or more)", sa.len(), sb.len()))

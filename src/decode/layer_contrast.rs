@@ -135,6 +135,12 @@ pub fn layer_logits_tensors(
     premature_norm: bool,
     first: usize,
 ) -> Result<(Tensor, Tensor)> {
+    if !model.has_layer_states() {
+        return Err(crate::error::LlmbenchError::Unsupported(
+            "layer-contrast decoding (sled-evolution, dola) needs per-layer hidden states, and this model does not expose per-layer hidden states; use --decoding standard".into(),
+        )
+        .into());
+    }
     let states = model.forward_layer_states(ids, start_pos, cache)?;
     let t = states.last.dim(1)?;
     let n = t - first;

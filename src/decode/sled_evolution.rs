@@ -139,11 +139,28 @@ pub fn evolve(final_logits: &[f32], premature: &[Vec<f32>], e: &Evolution) -> Ve
     evolve_from(final_logits, &top, &layers, e)
 }
 
-/// `evolve` for every position at once, the per-layer sums over the vocabulary computed where
-/// the logits are (on the GPU they never cross to the host: only `[layers, n]` sums and the
-/// top-k values do), in f64 as `evolve` computes them. `final_logits` is `[n, vocab]`,
-/// `premature` `[layers, n, vocab]`.
+/// `evolve` for every position at once: `final_logits` is `[n, vocab]`, `premature`
+/// `[layers, n, vocab]`. On a GPU the sums over the vocabulary run there (`evolve_on_device`);
+/// on the CPU the one-position loop, positions in parallel, is faster than tensor ops with their
+/// temporaries (11 against 20 tok/s for SmolLM2 on 2 cores).
 pub fn evolve_rows(final_logits: &Tensor, premature: &Tensor, e: &Evolution) -> candle_core::Result<Vec<Vec<f32>>> {
+    use rayon::prelude::*;
+    if !premature.device().is_cpu() {
+        return evolve_on_device(final_logits, premature, e);
+    }
+    let final_rows: Vec<Vec<f32>> = final_logits.to_dtype(DType::F32)?.to_vec2()?;
+    let layers: Vec<Vec<Vec<f32>>> = premature.to_dtype(DType::F32)?.to_vec3()?;
+    Ok(final_rows
+        .par_iter()
+        .enumerate()
+        .map(|(i, f)| evolve(f, &layers.iter().map(|l| l[i].clone()).collect::<Vec<_>>(), e))
+        .collect())
+}
+
+/// `evolve_rows` with the per-layer sums over the vocabulary computed where the logits are (on
+/// the GPU they never cross to the host: only `[layers, n]` sums and the top-k values do), in
+/// f64 as `evolve` computes them.
+pub fn evolve_on_device(final_logits: &Tensor, premature: &Tensor, e: &Evolution) -> candle_core::Result<Vec<Vec<f32>>> {
     use rayon::prelude::*;
     let final_rows: Vec<Vec<f32>> = final_logits.to_dtype(DType::F32)?.to_vec2()?;
     let (layers, n, vocab) = premature.dims3()?;
@@ -241,8 +258,8 @@ mod tests {
         assert_eq!((out[0], out[2]), (-50.0, -50.0));
     }
 
-    /// The batched path (sums over the vocabulary as tensor ops) gives what the one-position
-    /// reference gives, position by position.
+    /// The device path (sums over the vocabulary as tensor ops, run here on CPU tensors) gives
+    /// what the one-position reference gives, position by position.
     #[test]
     fn rows_at_once_equal_one_position_at_a_time() {
         let (layers, n, vocab) = (3, 4, 50);
@@ -254,7 +271,7 @@ mod tests {
         let device = candle_core::Device::Cpu;
         let f = Tensor::new(final_rows.clone(), &device).unwrap();
         let p = Tensor::new(premature.clone(), &device).unwrap();
-        let batched = evolve_rows(&f, &p, &e).unwrap();
+        let batched = evolve_on_device(&f, &p, &e).unwrap();
         for r in 0..n {
             let one = evolve(&final_rows[r], &premature.iter().map(|l| l[r].clone()).collect::<Vec<_>>(), &e);
             for (a, b) in batched[r].iter().zip(&one) {

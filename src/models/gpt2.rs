@@ -123,6 +123,9 @@ impl Model for Gpt2 {
     fn forward_blocks(&self, ids: &Tensor, start: usize, blocks: usize, mode: VerifyAttention, cache: &mut dyn KvCache) -> candle_core::Result<Tensor> {
         self.forward_hidden_impl(ids, start, blocks, mode, cache, None)
     }
+    fn has_layer_states(&self) -> bool {
+        true
+    }
     fn forward_layer_states(&self, ids: &Tensor, start_pos: usize, cache: &mut dyn KvCache) -> candle_core::Result<LayerStates> {
         let mut states = Vec::with_capacity(self.blocks.len());
         let last = self.forward_hidden_impl(ids, start_pos, self.blocks.len(), VerifyAttention::Batched, cache, Some(&mut states))?;

@@ -80,6 +80,11 @@ pub trait Model: Send {
     /// The hidden states entering every block (transformers' `hidden_states[0..n_layers]`:
     /// the embedding output first, no final norm) and the final-norm output, for layer-contrast
     /// decoding (SLED's evolution, DoLa). Models without it refuse with `Unsupported`.
+    /// Whether `forward_layer_states` is implemented (callers check before a run: a candle
+    /// error cannot carry the `Unsupported` kind to the exit code).
+    fn has_layer_states(&self) -> bool {
+        false
+    }
     fn forward_layer_states(&self, _ids: &Tensor, _start_pos: usize, _cache: &mut dyn KvCache) -> candle_core::Result<LayerStates> {
         Err(candle_core::Error::wrap(crate::error::LlmbenchError::Unsupported("this model does not expose per-layer hidden states".into())))
     }
