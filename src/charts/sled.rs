@@ -15,23 +15,41 @@ struct SledFigure<'a> {
 }
 
 fn scored(report: &Report) -> impl Iterator<Item = (String, &SledQuality)> {
-    report.cases.iter().filter_map(|c| Some((c.params.label(), c.quality.as_ref()?.as_sled()?)))
+    report
+        .cases
+        .iter()
+        .filter_map(|c| Some((c.params.label(), c.quality.as_ref()?.as_sled()?)))
 }
 
-fn mc_bars(report: &Report, pick: fn(&SledQuality) -> &McScores) -> Vec<(String, Vec<(f64, f64, f64)>)> {
+fn mc_bars(
+    report: &Report,
+    pick: fn(&SledQuality) -> &McScores,
+) -> Vec<(String, Vec<(f64, f64, f64)>)> {
     scored(report)
         .map(|(label, q)| {
             let m = pick(q);
-            (label, [m.mc1, m.mc2, m.mc3].iter().map(|i| (i.mean, i.ci95[0], i.ci95[1])).collect())
+            (
+                label,
+                [m.mc1, m.mc2, m.mc3]
+                    .iter()
+                    .map(|i| (i.mean, i.ci95[0], i.ci95[1]))
+                    .collect(),
+            )
         })
         .collect()
 }
 
 impl Figure for SledFigure<'_> {
-    fn draw<B: DrawingBackend>(&self, root: &DrawingArea<B, plotters::coord::Shift>) -> Result<(), DrawingAreaErrorKind<B::ErrorType>> {
+    fn draw<B: DrawingBackend>(
+        &self,
+        root: &DrawingArea<B, plotters::coord::Shift>,
+    ) -> Result<(), DrawingAreaErrorKind<B::ErrorType>> {
         root.fill(&WHITE)?;
         let report = self.report;
-        let questions = scored(report).map(|(_, q)| q.truthfulqa.questions).max().unwrap_or(0);
+        let questions = scored(report)
+            .map(|(_, q)| q.truthfulqa.questions)
+            .max()
+            .unwrap_or(0);
         match self.chart {
             ChartKind::TruthfulqaMc => draw::grouped_interval_chart(
                 root,
@@ -59,5 +77,10 @@ impl Figure for SledFigure<'_> {
 
 /// Renders one of `ChartKind::SLED`.
 pub fn render(chart: ChartKind, report: &Report, format: ImageFormat) -> Result<Vec<u8>> {
-    render_figure(&SledFigure { chart, report }, (WIDTH, HEIGHT), chart.name(), format)
+    render_figure(
+        &SledFigure { chart, report },
+        (WIDTH, HEIGHT),
+        chart.name(),
+        format,
+    )
 }

@@ -14,7 +14,9 @@ use plotters::prelude::*;
 
 /// The windows of a report's finished cases, in order.
 pub fn windows(report: &Report) -> Vec<usize> {
-    let set: std::collections::BTreeSet<usize> = ok_cases(report).filter_map(|c| c.params.as_compare()?.window).collect();
+    let set: std::collections::BTreeSet<usize> = ok_cases(report)
+        .filter_map(|c| c.params.as_compare()?.window)
+        .collect();
     set.into_iter().collect()
 }
 
@@ -24,7 +26,12 @@ fn mean(case: &CaseResult, f: fn(&crate::results::schema::RunRecord) -> f64) -> 
 
 /// Peak device memory where the runs recorded it (CUDA), else peak resident memory.
 fn peak_memory(case: &CaseResult) -> Option<f64> {
-    let device: Vec<f64> = case.runs.iter().filter_map(|r| r.peak_device_memory_bytes).map(|b| b as f64).collect();
+    let device: Vec<f64> = case
+        .runs
+        .iter()
+        .filter_map(|r| r.peak_device_memory_bytes)
+        .map(|b| b as f64)
+        .collect();
     if device.len() == case.runs.len() && !device.is_empty() {
         return Summary::of(&device).map(|s| s.mean / MIB);
     }
@@ -35,10 +42,15 @@ fn peak_memory(case: &CaseResult) -> Option<f64> {
 /// x the window; a windowless method is flat across the swept windows.
 fn window_series(report: &Report, metric: fn(&CaseResult) -> Option<f64>) -> Vec<Series> {
     let swept = windows(report);
-    let (lo, hi) = (swept.first().copied().unwrap_or(0) as f64, swept.last().copied().unwrap_or(0) as f64);
+    let (lo, hi) = (
+        swept.first().copied().unwrap_or(0) as f64,
+        swept.last().copied().unwrap_or(0) as f64,
+    );
     let mut series: Vec<Series> = Vec::new();
     for case in ok_cases(report) {
-        let Some(p) = case.params.as_compare() else { continue };
+        let Some(p) = case.params.as_compare() else {
+            continue;
+        };
         let Some(y) = metric(case) else { continue };
         let label = match p.window {
             Some(_) => p.method.clone(),
@@ -65,14 +77,28 @@ struct WindowFigure<'a> {
 }
 
 impl Figure for WindowFigure<'_> {
-    fn draw<B: DrawingBackend>(&self, root: &DrawingArea<B, plotters::coord::Shift>) -> Result<(), DrawingAreaErrorKind<B::ErrorType>> {
+    fn draw<B: DrawingBackend>(
+        &self,
+        root: &DrawingArea<B, plotters::coord::Shift>,
+    ) -> Result<(), DrawingAreaErrorKind<B::ErrorType>> {
         root.fill(&WHITE)?;
-        let (title, y_desc, metric): (&str, &str, fn(&CaseResult) -> Option<f64>) = match self.chart {
-            ChartKind::KvBytesVsWindow => {
-                ("KV-cache bytes at the end of a run against the window", "MiB", |c| mean(c, |r| r.kv_cache_bytes as f64 / MIB))
+        let (title, y_desc, metric): (&str, &str, fn(&CaseResult) -> Option<f64>) = match self.chart
+        {
+            ChartKind::KvBytesVsWindow => (
+                "KV-cache bytes at the end of a run against the window",
+                "MiB",
+                |c| mean(c, |r| r.kv_cache_bytes as f64 / MIB),
+            ),
+            ChartKind::PeakMemoryVsWindow => (
+                "Peak memory against the window (device where measured, else RSS)",
+                "MiB",
+                peak_memory,
+            ),
+            ChartKind::ThroughputVsWindow => {
+                ("Decode throughput against the window", "tokens/s", |c| {
+                    mean(c, |r| r.decode_tokens_per_s)
+                })
             }
-            ChartKind::PeakMemoryVsWindow => ("Peak memory against the window (device where measured, else RSS)", "MiB", peak_memory),
-            ChartKind::ThroughputVsWindow => ("Decode throughput against the window", "tokens/s", |c| mean(c, |r| r.decode_tokens_per_s)),
             ChartKind::AgreementVsWindow => (
                 "Tokens equal to standard decoding's against the window",
                 "agreement",
@@ -84,16 +110,32 @@ impl Figure for WindowFigure<'_> {
                 |c| c.quality.as_ref()?.as_compare()?.perplexity,
             ),
         };
-        draw::line_chart(root, title, "window (tokens)", y_desc, &window_series(self.report, metric))
+        draw::line_chart(
+            root,
+            title,
+            "window (tokens)",
+            y_desc,
+            &window_series(self.report, metric),
+        )
     }
 }
 
 /// Renders one of `ChartKind::WINDOW`.
 pub fn render(chart: ChartKind, report: &Report, format: ImageFormat) -> Result<Vec<u8>> {
-    render_figure(&WindowFigure { chart, report }, (WIDTH, HEIGHT), chart.name(), format)
+    render_figure(
+        &WindowFigure { chart, report },
+        (WIDTH, HEIGHT),
+        chart.name(),
+        format,
+    )
 }
 
 /// Whether any finished case has a perplexity to draw (compare's `--quality`).
 pub fn has_perplexity(report: &Report) -> bool {
-    ok_cases(report).any(|c| c.quality.as_ref().and_then(|q| q.as_compare()).is_some_and(|q| q.perplexity.is_some()))
+    ok_cases(report).any(|c| {
+        c.quality
+            .as_ref()
+            .and_then(|q| q.as_compare())
+            .is_some_and(|q| q.perplexity.is_some())
+    })
 }

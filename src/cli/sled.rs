@@ -3,7 +3,9 @@
 //! compare's machinery. `--task truthfulqa` scores TruthfulQA's multiple choice (MC1, MC2, MC3)
 //! under standard decoding, Self Logits Evolution Decoding and DoLa on one model.
 
-use super::args::{DeviceArgs, GenerationArgs, LayerContrastArgs, ModelArgs, NumList, OutputArgs, RunArgs};
+use super::args::{
+    DeviceArgs, GenerationArgs, LayerContrastArgs, ModelArgs, NumList, OutputArgs, RunArgs,
+};
 use clap::{Args, Parser, ValueEnum};
 use std::path::PathBuf;
 

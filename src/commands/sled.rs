@@ -17,7 +17,10 @@ use crate::cli::sled::{SledArgs, SledTask, VariantArgs};
 use crate::decode::layer_contrast::ContrastConfig;
 use crate::decode::Method;
 use crate::measure::system::Provenance;
-use crate::results::schema::{CaseParams, CaseResult, CommandName, CommandSettings, Quality, Report, SledParams, SledQuality, SledSettings};
+use crate::results::schema::{
+    CaseParams, CaseResult, CommandName, CommandSettings, Quality, Report, SledParams, SledQuality,
+    SledSettings,
+};
 use anyhow::Result;
 
 pub fn run(args: &SledArgs) -> Result<Outcome> {
@@ -38,7 +41,12 @@ fn check_task_flags(args: &SledArgs) -> Result<()> {
     };
     if let Some(m) = args.methods.iter().find(|m| !methods.contains(m)) {
         let names: Vec<&str> = methods.iter().map(|m| m.name()).collect();
-        crate::bail_input!("--methods {}: --task {} runs {}", m.name(), task_name(args.task), names.join(", "));
+        crate::bail_input!(
+            "--methods {}: --task {} runs {}",
+            m.name(),
+            task_name(args.task),
+            names.join(", ")
+        );
     }
     if args.task == SledTask::Window && !args.variant.is_empty() {
         crate::bail_input!("--variant is for --task truthfulqa; the window study's variants are --methods and --window");
@@ -57,7 +65,11 @@ fn task_name(task: SledTask) -> &'static str {
 /// flags, the three methods (or those asked) and stride W/2 unless `--stride` is given.
 fn run_window(args: &SledArgs) -> Result<Outcome> {
     check_task_flags(args)?;
-    let methods = if args.methods.is_empty() { WINDOW_METHODS.to_vec() } else { args.methods.clone() };
+    let methods = if args.methods.is_empty() {
+        WINDOW_METHODS.to_vec()
+    } else {
+        args.methods.clone()
+    };
     let half_window_stride = args.stride.is_none();
     let mut output = args.output.clone();
     if output.out.is_none() && output.resume.is_none() {
@@ -84,10 +96,21 @@ fn run_window(args: &SledArgs) -> Result<Outcome> {
 /// The decodings scored: `--methods` (default all three) with the shared contrast flags, then
 /// each `--variant` with its own.
 fn decodings(args: &SledArgs) -> Result<Vec<(Method, Option<ContrastConfig>)>> {
-    let methods = if args.methods.is_empty() && args.variant.is_empty() { TRUTHFULQA_METHODS.to_vec() } else { args.methods.clone() };
+    let methods = if args.methods.is_empty() && args.variant.is_empty() {
+        TRUTHFULQA_METHODS.to_vec()
+    } else {
+        args.methods.clone()
+    };
     let mut out = Vec::new();
     for m in methods {
-        out.push((m, if m == Method::Standard { None } else { Some(args.contrast.config(m)?) }));
+        out.push((
+            m,
+            if m == Method::Standard {
+                None
+            } else {
+                Some(args.contrast.config(m)?)
+            },
+        ));
     }
     for text in &args.variant {
         let v = VariantArgs::parse(text)?;
@@ -102,7 +125,9 @@ fn decodings(args: &SledArgs) -> Result<Vec<(Method, Option<ContrastConfig>)>> {
 fn run_truthfulqa(args: &SledArgs) -> Result<Outcome> {
     check_task_flags(args)?;
     if args.bootstrap == 0 {
-        crate::bail_input!("--bootstrap 0: the 95% intervals need at least one resample (1000 is usual)");
+        crate::bail_input!(
+            "--bootstrap 0: the 95% intervals need at least one resample (1000 is usual)"
+        );
     }
     let questions = truthfulqa::load_questions(&args.data, "--data", args.limit)?;
     let decodings = decodings(args)?;
@@ -111,7 +136,8 @@ fn run_truthfulqa(args: &SledArgs) -> Result<Outcome> {
     // Every decoding fits this model before anything is written.
     for (_, contrast) in &decodings {
         if let Some(c) = contrast {
-            c.validate(cfg.n_layers(), cfg.vocab_size(), cfg.tied_embeddings()).map_err(crate::error::LlmbenchError::invalid)?;
+            c.validate(cfg.n_layers(), cfg.vocab_size(), cfg.tied_embeddings())
+                .map_err(crate::error::LlmbenchError::invalid)?;
         }
     }
     let settings = harness::settings(
@@ -129,7 +155,11 @@ fn run_truthfulqa(args: &SledArgs) -> Result<Outcome> {
             bootstrap_resamples: args.bootstrap,
         }),
     );
-    let report = Report::new(CommandName::Sled, Provenance::collect(&loaded.device_info.name, loaded.threads), settings.clone());
+    let report = Report::new(
+        CommandName::Sled,
+        Provenance::collect(&loaded.device_info.name, loaded.threads),
+        settings.clone(),
+    );
     let (mut sink, done) = output::open(&args.output, report)?;
     harness::install_interrupt_handler();
     let model_record = harness::model_record(&loaded.model.spec)?;
@@ -146,10 +176,16 @@ fn run_truthfulqa(args: &SledArgs) -> Result<Outcome> {
             continue;
         }
         progress.set_message(params.label());
-        let scored = truthfulqa::score_questions(&loaded.model, &loaded.device, contrast.as_ref(), &questions, &mut || {
-            progress.inc(1);
-            !harness::interrupted()
-        });
+        let scored = truthfulqa::score_questions(
+            &loaded.model,
+            &loaded.device,
+            contrast.as_ref(),
+            &questions,
+            &mut || {
+                progress.inc(1);
+                !harness::interrupted()
+            },
+        );
         let (scored, seconds) = match scored {
             Ok(Some(s)) => s,
             Ok(None) => return Ok(output::interrupted(&sink, &progress)),
@@ -159,10 +195,24 @@ fn run_truthfulqa(args: &SledArgs) -> Result<Outcome> {
             }
             Err(e) => return Err(e.context(params.label())),
         };
-        let quality = SledQuality { truthfulqa: truthfulqa::summarize(&scored, seconds, args.bootstrap), questions: scored };
-        sink.record(CaseResult::ran(params, &settings, model_record.clone(), vec![], None, Some(Quality::Sled(quality))))?;
+        let quality = SledQuality {
+            truthfulqa: truthfulqa::summarize(&scored, seconds, args.bootstrap),
+            questions: scored,
+        };
+        sink.record(CaseResult::ran(
+            params,
+            &settings,
+            model_record.clone(),
+            vec![],
+            None,
+            Some(Quality::Sled(quality)),
+        ))?;
     }
     progress.finish_and_clear();
     output::finish(&mut sink, &args.output)?;
-    Ok(if any_failed { Outcome::CasesFailed } else { Outcome::Success })
+    Ok(if any_failed {
+        Outcome::CasesFailed
+    } else {
+        Outcome::Success
+    })
 }

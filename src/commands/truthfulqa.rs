@@ -10,8 +10,8 @@
 //! relative-top filter (their script's `relative_top` 0: the filter's -inf would make every
 //! filtered answer -inf).
 
-use crate::decode::layer_contrast::{contrast_rows, layer_logits_rows, Contrast, ContrastConfig};
 use crate::decode::dola;
+use crate::decode::layer_contrast::{contrast_rows, layer_logits_rows, Contrast, ContrastConfig};
 use crate::kv::{self, KvKind};
 use crate::metrics::truthfulqa::{self, AnswerScore, Question, QuestionScores};
 use crate::models::tokenizer::TextTokenizer;
@@ -94,13 +94,31 @@ impl QuestionScorer<'_> {
                     // in parallel, and the sums are taken in order (thread-independent).
                     use rayon::prelude::*;
                     let rows: Vec<Vec<f32>> = match &c.contrast {
-                        Contrast::Sled(_) => contrast_rows(self.model, &fed, p - 1, cache.as_mut(), c, &self.layers, 0)?,
+                        Contrast::Sled(_) => contrast_rows(
+                            self.model,
+                            &fed,
+                            p - 1,
+                            cache.as_mut(),
+                            c,
+                            &self.layers,
+                            0,
+                        )?,
                         Contrast::Dola(_) => {
                             let layers = &self.layers;
-                            layer_logits_rows(self.model, &fed, p - 1, cache.as_mut(), layers, c.premature_norm, 0)?
-                                .par_iter()
-                                .map(|(final_logits, premature)| dola_unfiltered(final_logits, premature, layers))
-                                .collect()
+                            layer_logits_rows(
+                                self.model,
+                                &fed,
+                                p - 1,
+                                cache.as_mut(),
+                                layers,
+                                c.premature_norm,
+                                0,
+                            )?
+                            .par_iter()
+                            .map(|(final_logits, premature)| {
+                                dola_unfiltered(final_logits, premature, layers)
+                            })
+                            .collect()
                         }
                     };
                     let per_position: Vec<(f64, f64)> = rows

@@ -26,13 +26,20 @@ fn getter(kind: &str) -> fn(&AnswerScore) -> f64 {
 
 /// The two scores of a case, labelled as the CSV and the charts label them.
 fn scores(q: &SledQuality) -> [(&'static str, &McScores); 2] {
-    [("raw", &q.truthfulqa.raw), ("log_prob", &q.truthfulqa.log_prob)]
+    [
+        ("raw", &q.truthfulqa.raw),
+        ("log_prob", &q.truthfulqa.log_prob),
+    ]
 }
 
 /// Per MC score, the paired difference from standard decoding's on the same questions: the
 /// mean of the per-question differences and its 95% bootstrap interval (the report's
 /// resamples, seed 0). A difference is only called one when that interval excludes 0.
-fn against_standard(report: &Report, case: &CaseResult, get: fn(&AnswerScore) -> f64) -> Option<[Interval; 3]> {
+fn against_standard(
+    report: &Report,
+    case: &CaseResult,
+    get: fn(&AnswerScore) -> f64,
+) -> Option<[Interval; 3]> {
     let p = case.params.as_sled()?;
     if p.method == "standard" {
         return None;
@@ -40,27 +47,47 @@ fn against_standard(report: &Report, case: &CaseResult, get: fn(&AnswerScore) ->
     let standard = report
         .cases
         .iter()
-        .find(|c| c.params.as_sled().is_some_and(|s| s.method == "standard" && s.model == p.model))
+        .find(|c| {
+            c.params
+                .as_sled()
+                .is_some_and(|s| s.method == "standard" && s.model == p.model)
+        })
         .and_then(quality)?;
     let ours = quality(case)?;
     if standard.questions.len() != ours.questions.len() {
         return None;
     }
-    let resamples = report.sled_settings().map_or(1000, |s| s.bootstrap_resamples);
-    let pairs: Vec<((f64, f64, f64), (f64, f64, f64))> =
-        ours.questions.iter().zip(&standard.questions).map(|(a, b)| (a.mc(get), b.mc(get))).collect();
+    let resamples = report
+        .sled_settings()
+        .map_or(1000, |s| s.bootstrap_resamples);
+    let pairs: Vec<((f64, f64, f64), (f64, f64, f64))> = ours
+        .questions
+        .iter()
+        .zip(&standard.questions)
+        .map(|(a, b)| (a.mc(get), b.mc(get)))
+        .collect();
     let delta = |f: fn(&(f64, f64, f64)) -> f64| {
         let d: Vec<f64> = pairs.iter().map(|(a, b)| f(a) - f(b)).collect();
         let (lo, hi) = bootstrap_mean_ci(&d, resamples, 0);
-        Interval { mean: d.iter().sum::<f64>() / d.len().max(1) as f64, ci95: [lo, hi] }
+        Interval {
+            mean: d.iter().sum::<f64>() / d.len().max(1) as f64,
+            ci95: [lo, hi],
+        }
     };
     Some([delta(|x| x.0), delta(|x| x.1), delta(|x| x.2)])
 }
 
 /// "+0.0346 [+0.011, +0.058] *": the star when the interval excludes 0.
 fn delta_cell(i: &Interval) -> String {
-    let star = if i.ci95[0] > 0.0 || i.ci95[1] < 0.0 { " *" } else { "" };
-    format!("{:+.4} [{:+.3}, {:+.3}]{star}", i.mean, i.ci95[0], i.ci95[1])
+    let star = if i.ci95[0] > 0.0 || i.ci95[1] < 0.0 {
+        " *"
+    } else {
+        ""
+    };
+    format!(
+        "{:+.4} [{:+.3}, {:+.3}]{star}",
+        i.mean, i.ci95[0], i.ci95[1]
+    )
 }
 
 pub fn human(report: &Report) -> Table {
@@ -79,12 +106,19 @@ pub fn human(report: &Report) -> Table {
     for case in &report.cases {
         let label = case.params.label();
         let Some(q) = quality(case) else {
-            table.push(vec![label, not_run(case).unwrap_or_else(|| "no scores".into())]);
+            table.push(vec![
+                label,
+                not_run(case).unwrap_or_else(|| "no scores".into()),
+            ]);
             continue;
         };
         for (kind, m) in scores(q) {
             let deltas = against_standard(report, case, getter(kind));
-            let delta = |i: usize| deltas.as_ref().map_or_else(|| "-".to_string(), |d| delta_cell(&d[i]));
+            let delta = |i: usize| {
+                deltas
+                    .as_ref()
+                    .map_or_else(|| "-".to_string(), |d| delta_cell(&d[i]))
+            };
             table.push(vec![
                 label.clone(),
                 kind.into(),
@@ -131,8 +165,17 @@ pub fn csv(report: &Report) -> Table {
         "seconds_per_question",
     ]);
     for case in &report.cases {
-        let Some(p) = case.params.as_sled() else { continue };
-        let base = || vec![p.model.clone(), p.method.clone(), p.contrast.clone().unwrap_or_default(), format!("{:?}", case.status).to_lowercase()];
+        let Some(p) = case.params.as_sled() else {
+            continue;
+        };
+        let base = || {
+            vec![
+                p.model.clone(),
+                p.method.clone(),
+                p.contrast.clone().unwrap_or_default(),
+                format!("{:?}", case.status).to_lowercase(),
+            ]
+        };
         let Some(q) = quality(case) else {
             table.push(base());
             continue;
@@ -141,12 +184,20 @@ pub fn csv(report: &Report) -> Table {
             let mut row = base();
             row.extend([kind.to_string(), q.truthfulqa.questions.to_string()]);
             for i in [m.mc1, m.mc2, m.mc3] {
-                row.extend([opt(Some(i.mean)), opt(Some(i.ci95[0])), opt(Some(i.ci95[1]))]);
+                row.extend([
+                    opt(Some(i.mean)),
+                    opt(Some(i.ci95[0])),
+                    opt(Some(i.ci95[1])),
+                ]);
             }
             let deltas = against_standard(report, case, getter(kind));
             for i in 0..3 {
                 let d = deltas.as_ref().map(|d| d[i]);
-                row.extend([opt(d.map(|d| d.mean)), opt(d.map(|d| d.ci95[0])), opt(d.map(|d| d.ci95[1]))]);
+                row.extend([
+                    opt(d.map(|d| d.mean)),
+                    opt(d.map(|d| d.ci95[0])),
+                    opt(d.map(|d| d.ci95[1])),
+                ]);
             }
             row.push(opt(Some(q.truthfulqa.seconds_per_question)));
             table.push(row);
