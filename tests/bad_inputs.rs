@@ -255,6 +255,9 @@ fn every_bad_input_in_the_catalogue_is_one_clear_line_and_exit_code_2() {
         (plain(&["sled", "--device", "cpu", "--model", &llama, "--window", "0", "--prompt", "hi"]), "--window 0"),
         (plain(&["sled", "--device", "cpu", "--model", &llama, "--methods", "dola", "--prompt", "hi"]), "--methods dola: --task window runs"),
         (plain(&["sled", "--device", "cpu", "--model", &llama, "--variant", "dola", "--prompt", "hi"]), "--variant is for --task truthfulqa"),
+        (plain(&["sled", "--device", "cpu", "--model", &llama, "--limit", "3", "--prompt", "hi"]), "--limit is for --task truthfulqa"),
+        (plain(&["sled", "--task", "truthfulqa", "--device", "cpu", "--model", &llama, "--data", &tfqa, "--window", "8"]), "--window is for --task window"),
+        (plain(&["sled", "--task", "truthfulqa", "--device", "cpu", "--model", &llama, "--data", &tfqa, "--methods", "dola", "--variant", "dola"]), "is asked for twice"),
     ];
     assert!(catalogue.len() >= 50, "the README promises the whole catalogue");
     for (i, (args, needle)) in catalogue.iter().enumerate() {

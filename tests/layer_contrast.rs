@@ -234,6 +234,7 @@ fn truthfulqa_answer_scores_equal_the_references() {
     assert_eq!(report["command"], "sled");
     assert_eq!(report["settings"]["command_settings"]["questions"], 3);
     let cases = report["cases"].as_array().unwrap();
+    assert_eq!(cases.len(), 3, "one case per decoding");
     for (case, (prefix, method_name, contrast)) in cases.iter().zip([
         ("standard", "standard", None),
         ("sled", "sled-evolution", Some("rate=2.5 k=75 steps=10 floor=-100")),
@@ -306,6 +307,10 @@ fn a_model_without_layer_states_is_refused_clearly() {
     let mut cache = kv::build(KvKind::Full, model.0.config().n_layers(), 16);
     let config = ContrastConfig { contrast: Contrast::Sled(Evolution::default()), premature_layers: None, premature_norm: false };
     let err = contrast_rows(&model, &ids, 0, cache.as_mut(), &config, &[0, 1], 2).unwrap_err();
+    assert!(format!("{err:#}").contains("does not expose per-layer hidden states"), "{err:#}");
+    assert_eq!(llmbench::error::exit_code(&err), 2);
+    // What generate, compare and sled check before a run: the same refusal.
+    let err = config.check(&model).unwrap_err();
     assert!(format!("{err:#}").contains("does not expose per-layer hidden states"), "{err:#}");
     assert_eq!(llmbench::error::exit_code(&err), 2);
     assert!(llmbench::models::Model::forward(&model, &ids, 0, cache.as_mut()).is_ok());

@@ -148,6 +148,34 @@ fn truthfulqa_runs_through_the_sink_and_resumes_and_diffs() {
     for chart in ["truthfulqa-mc", "truthfulqa-mc-raw", "seconds-per-question"] {
         assert!(out.join(format!("{chart}.png")).exists() && out.join(format!("{chart}.svg")).exists(), "{chart}");
     }
+    // The table's paired differences: the mean per-question difference is the difference of
+    // the means (same questions), and each interval holds its mean.
+    let mut csv = llmbench();
+    base(&mut csv);
+    let csv = csv.args(["--methods", "standard", "--variant", "sled-evolution --evolution-rate 2.5", "--variant", "dola --dola-layers low", "-o", "csv"]).arg("--resume").arg(&out).assert().success();
+    let csv = String::from_utf8_lossy(&csv.get_output().stdout).into_owned();
+    let rows: Vec<Vec<&str>> = csv.lines().map(|l| l.split(',').collect()).collect();
+    let col = |name: &str| rows[0].iter().position(|h| *h == name).unwrap();
+    let num = |r: &Vec<&str>, name: &str| r[col(name)].parse::<f64>().unwrap();
+    let standard_log_prob = rows.iter().find(|r| r[col("method")] == "standard" && r[col("score")] == "log_prob").unwrap();
+    for r in rows.iter().skip(1).filter(|r| r[col("method")] != "standard" && r[col("score")] == "log_prob") {
+        for mc in ["mc1", "mc2", "mc3"] {
+            let d = num(r, &format!("d_{mc}_vs_standard"));
+            assert!((d - (num(r, mc) - num(standard_log_prob, mc))).abs() < 1e-12, "{mc}: {csv}");
+            assert!(num(r, &format!("d_{mc}_ci95_low")) <= d && d <= num(r, &format!("d_{mc}_ci95_high")), "{csv}");
+        }
+    }
+    // Resuming with other questions is refused: the paired differences need the same ones.
+    let mut other = llmbench();
+    base(&mut other);
+    let refused = other.args(["--methods", "standard", "--limit", "2"]).arg("--resume").arg(&out).assert().code(2);
+    assert!(String::from_utf8_lossy(&refused.get_output().stderr).contains("resume with the same --data, --limit"));
+    // diff of two runs over different questions is refused too.
+    let fewer = dir.path().join("fewer");
+    let mut two = llmbench();
+    base(&mut two);
+    two.args(["--methods", "standard", "--limit", "2"]).arg("--out").arg(&fewer).assert().success();
+    llmbench().arg("diff").arg(&out).arg(&fewer).assert().code(2);
     let diff = llmbench().arg("diff").arg(&out).arg(&out).assert().success();
     let text = String::from_utf8_lossy(&diff.get_output().stdout).into_owned();
     // Six TruthfulQA metrics per case, each one unchanged against itself.

@@ -38,13 +38,25 @@ fn peak_memory(case: &CaseResult) -> Option<f64> {
     mean(case, |r| r.peak_rss_bytes as f64 / MIB)
 }
 
-/// One series per method (and stride, where strides vary with the window only through W/2),
-/// x the window; a windowless method is flat across the swept windows.
+/// One series per method, x the window; a windowless method is flat across the swept windows.
+/// A series also names its model and length where a report holds several, and its stride where
+/// it is not half the window (the study's rule), so different sweeps never share a line.
 fn window_series(report: &Report, metric: fn(&CaseResult) -> Option<f64>) -> Vec<Series> {
     let swept = windows(report);
     let (lo, hi) = (
         swept.first().copied().unwrap_or(0) as f64,
         swept.last().copied().unwrap_or(0) as f64,
+    );
+    let distinct = |f: fn(&CaseResult) -> String| {
+        ok_cases(report)
+            .map(f)
+            .collect::<std::collections::BTreeSet<_>>()
+            .len()
+            > 1
+    };
+    let (models, lengths) = (
+        distinct(|c| c.params.model().to_string()),
+        distinct(|c| c.params.max_new_tokens().to_string()),
     );
     let mut series: Vec<Series> = Vec::new();
     for case in ok_cases(report) {
@@ -52,10 +64,21 @@ fn window_series(report: &Report, metric: fn(&CaseResult) -> Option<f64>) -> Vec
             continue;
         };
         let Some(y) = metric(case) else { continue };
-        let label = match p.window {
+        let mut label = match p.window {
             Some(_) => p.method.clone(),
             None => format!("{} (no window)", p.method),
         };
+        if let (Some(w), Some(st)) = (p.window, p.stride) {
+            if st != (w / 2).max(1) {
+                label += &format!(" s={st}");
+            }
+        }
+        if lengths {
+            label += &format!(" n={}", p.max_new_tokens);
+        }
+        if models {
+            label = format!("{} {label}", p.model.rsplit('/').next().unwrap_or(&p.model));
+        }
         let points = match p.window {
             Some(w) => vec![(w as f64, y)],
             None => vec![(lo, y), (hi, y)],

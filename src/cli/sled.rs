@@ -12,6 +12,12 @@ use std::path::PathBuf;
 /// The TruthfulQA file of the shared data directory (the authors' CSV).
 pub const DEFAULT_TRUTHFULQA: &str = "../shared/data/truthfulqa/TruthfulQA.csv";
 
+/// The window study's windows (seed 000's custom window configurations).
+pub const DEFAULT_WINDOWS: [usize; 4] = [25, 50, 100, 200];
+
+/// Bootstrap resamples of the TruthfulQA intervals.
+pub const DEFAULT_BOOTSTRAP: usize = 1000;
+
 /// The SLED studies: sliding-window decoding across window sizes, or Self Logits Evolution
 /// Decoding and DoLa scored on TruthfulQA.
 ///
@@ -54,8 +60,8 @@ pub struct SledArgs {
     #[arg(long)]
     pub limit: Option<usize>,
     /// Decodings, comma-separated. window: standard, sled:recompute, sled:stride (default all
-    /// three); truthfulqa: standard, sled-evolution, dola (default all three, with the
-    /// --evolution-* and --dola-layers flags).
+    /// three); truthfulqa: standard, sled-evolution, dola (default all three with the
+    /// --evolution-* and --dola-layers flags; standard alone when --variant is given).
     #[arg(long, value_enum, value_delimiter = ',')]
     pub methods: Vec<crate::decode::Method>,
     /// truthfulqa: one more decoding with its own settings, in generate's flags, e.g.
@@ -66,7 +72,7 @@ pub struct SledArgs {
     #[command(flatten)]
     pub contrast: LayerContrastArgs,
     /// truthfulqa: resamples of the bootstrap over questions for the 95% intervals.
-    #[arg(long, default_value_t = 1000)]
+    #[arg(long, default_value_t = DEFAULT_BOOTSTRAP)]
     pub bootstrap: usize,
 }
 

@@ -120,8 +120,7 @@ pub fn run(args: &CompareArgs) -> Result<Outcome> {
                 spec.n_layers = n_layers;
             }
             if let Some(c) = &method_params.contrast {
-                let cfg = loaded.model.model.config();
-                c.validate(n_layers, cfg.vocab_size(), cfg.tied_embeddings()).map_err(crate::error::LlmbenchError::invalid)?;
+                c.check(loaded.model.model.as_ref())?;
             }
             let mut strategy = decode::build(p.method, &method_params)?;
             let outcome = harness::run_case(&loaded.model, &engine, strategy.as_mut(), &spec, &mut || progress.inc(1));

@@ -62,6 +62,19 @@ pub fn run(args: &DiffArgs) -> Result<Outcome> {
             b.command.name()
         );
     }
+    if let (Some(sa), Some(sb)) = (a.sled_settings(), b.sled_settings()) {
+        if (&sa.data_sha256, sa.questions) != (&sb.data_sha256, sb.questions) {
+            crate::bail_input!(
+                "{} scored {} questions of {} and {} scored {} of {}: diff compares runs over the same questions",
+                args.a.display(),
+                sa.questions,
+                sa.data,
+                args.b.display(),
+                sb.questions,
+                sb.data
+            );
+        }
+    }
     let ok = |c: &&CaseResult| c.status == CaseStatus::Ok;
     let pairs: Vec<(&CaseResult, &CaseResult)> = a
         .cases

@@ -400,14 +400,17 @@ impl Pipeline<'_> {
             _ => None,
         };
         let truthfulqa = if self.args.task == EvaluateTask::Truthfulqa && evaluate {
-            let (scored, seconds) = super::truthfulqa::score_questions(
+            let Some((scored, seconds)) = super::truthfulqa::score_questions(
                 loaded,
                 self.device,
                 None,
                 self.questions,
                 &mut || !super::harness::interrupted(),
             )?
-            .ok_or_else(|| anyhow::anyhow!("interrupted while scoring TruthfulQA"))?;
+            else {
+                // Ctrl-C: the run stops like an interrupted generation.
+                return Ok(None);
+            };
             Some(super::truthfulqa::summarize(
                 &scored,
                 seconds,

@@ -41,8 +41,7 @@ pub fn run(args: &GenerateArgs) -> Result<Outcome> {
             None | Some(crate::decode::Method::Standard) => Box::new(crate::decode::Standard),
             Some(method) if method.uses_layers() => {
                 let config = args.contrast.config(method)?;
-                let cfg = loaded.model.model.config();
-                config.validate(cfg.n_layers(), cfg.vocab_size(), cfg.tied_embeddings()).map_err(crate::error::LlmbenchError::invalid)?;
+                config.check(loaded.model.model.as_ref())?;
                 if method == crate::decode::Method::Dola {
                     crate::decode::dola::warn_if_low_penalty(args.generation.repetition_penalty);
                 }

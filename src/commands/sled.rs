@@ -48,8 +48,50 @@ fn check_task_flags(args: &SledArgs) -> Result<()> {
             names.join(", ")
         );
     }
-    if args.task == SledTask::Window && !args.variant.is_empty() {
-        crate::bail_input!("--variant is for --task truthfulqa; the window study's variants are --methods and --window");
+    // Flags of the other task would be ignored without a word: refuse them instead.
+    let (given, other): (Vec<&str>, &str) = match args.task {
+        SledTask::Window => (
+            [
+                (!args.variant.is_empty(), "--variant"),
+                (args.limit.is_some(), "--limit"),
+                (
+                    args.data.as_os_str() != crate::cli::sled::DEFAULT_TRUTHFULQA,
+                    "--data",
+                ),
+                (
+                    args.bootstrap != crate::cli::sled::DEFAULT_BOOTSTRAP,
+                    "--bootstrap",
+                ),
+            ]
+            .into_iter()
+            .filter_map(|(set, flag)| set.then_some(flag))
+            .collect(),
+            "truthfulqa",
+        ),
+        SledTask::Truthfulqa => (
+            [
+                (
+                    args.window.values != crate::cli::sled::DEFAULT_WINDOWS,
+                    "--window",
+                ),
+                (args.stride.is_some(), "--stride"),
+                (args.quality, "--quality"),
+                (
+                    !args.run.prompts.is_empty() || args.run.prompts_file.is_some(),
+                    "--prompt",
+                ),
+            ]
+            .into_iter()
+            .filter_map(|(set, flag)| set.then_some(flag))
+            .collect(),
+            "window",
+        ),
+    };
+    if let Some(flag) = given.first() {
+        crate::bail_input!(
+            "{flag} is for --task {other}; --task {} does not use it",
+            task_name(args.task)
+        );
     }
     Ok(())
 }
@@ -96,10 +138,12 @@ fn run_window(args: &SledArgs) -> Result<Outcome> {
 /// The decodings scored: `--methods` (default all three) with the shared contrast flags, then
 /// each `--variant` with its own.
 fn decodings(args: &SledArgs) -> Result<Vec<(Method, Option<ContrastConfig>)>> {
-    let methods = if args.methods.is_empty() && args.variant.is_empty() {
-        TRUTHFULQA_METHODS.to_vec()
-    } else {
-        args.methods.clone()
+    // Standard decoding is the reference of every paired difference: it runs unless
+    // --methods leaves it out.
+    let methods = match (args.methods.is_empty(), args.variant.is_empty()) {
+        (true, true) => TRUTHFULQA_METHODS.to_vec(),
+        (true, false) => vec![Method::Standard],
+        (false, _) => args.methods.clone(),
     };
     let mut out = Vec::new();
     for m in methods {
@@ -119,7 +163,57 @@ fn decodings(args: &SledArgs) -> Result<Vec<(Method, Option<ContrastConfig>)>> {
         }
         out.push((v.method, Some(v.contrast.config(v.method)?)));
     }
+    let labels: Vec<String> = out.iter().map(|(m, c)| label(*m, c.as_ref())).collect();
+    if let Some(i) = (1..labels.len()).find(|&i| labels[..i].contains(&labels[i])) {
+        crate::bail_input!(
+            "--methods/--variant: `{}` is asked for twice; give each decoding once",
+            labels[i]
+        );
+    }
     Ok(out)
+}
+
+/// A decoding as its case labels it.
+fn label(method: Method, contrast: Option<&ContrastConfig>) -> String {
+    SledParams {
+        model: String::new(),
+        method: method.name().into(),
+        contrast: contrast.map(|c| c.label()),
+    }
+    .label()
+}
+
+/// `--resume DIR` continues a run over the same questions only (the paired differences and
+/// `diff` compare question by question).
+fn check_resume(args: &SledArgs, settings: &SledSettings) -> Result<()> {
+    let Some(dir) = &args.output.resume else {
+        return Ok(());
+    };
+    let previous = crate::results::sink::load_report(dir)
+        .map_err(|e| e.context(format!("--resume {}", dir.display())))?;
+    if let Some(p) = previous.sled_settings() {
+        // The path too: it is part of the settings every case id hashes.
+        if (
+            p.data.as_str(),
+            p.data_sha256.as_str(),
+            p.questions,
+            p.bootstrap_resamples,
+        ) != (
+            settings.data.as_str(),
+            settings.data_sha256.as_str(),
+            settings.questions,
+            settings.bootstrap_resamples,
+        ) {
+            crate::bail_input!(
+                "--resume {}: it scored {} questions of {} ({} resamples); resume with the same --data, --limit and --bootstrap",
+                dir.display(),
+                p.questions,
+                p.data,
+                p.bootstrap_resamples
+            );
+        }
+    }
+    Ok(())
 }
 
 fn run_truthfulqa(args: &SledArgs) -> Result<Outcome> {
@@ -132,28 +226,29 @@ fn run_truthfulqa(args: &SledArgs) -> Result<Outcome> {
     let questions = truthfulqa::load_questions(&args.data, "--data", args.limit)?;
     let decodings = decodings(args)?;
     let loaded = load_model(&args.model, &args.device, args.generation.seed)?;
-    let cfg = loaded.model.model.config();
     // Every decoding fits this model before anything is written.
     for (_, contrast) in &decodings {
         if let Some(c) = contrast {
-            c.validate(cfg.n_layers(), cfg.vocab_size(), cfg.tied_embeddings())
-                .map_err(crate::error::LlmbenchError::invalid)?;
+            c.check(loaded.model.model.as_ref())?;
         }
     }
+    let sled_settings = SledSettings {
+        task: "truthfulqa".into(),
+        data: args.data.display().to_string(),
+        data_sha256: harness::file_sha256(&args.data)?,
+        questions: questions.len(),
+        bootstrap_resamples: args.bootstrap,
+    };
+    check_resume(args, &sled_settings)?;
+    // Scoring samples nothing: the sampling flags are not the run's settings (nor its case ids).
     let settings = harness::settings(
-        &args.generation.sampling(),
+        &crate::decode::sampling::SamplingConfig::default(),
         0,
         1,
         false,
         format!("{:?}", args.model.dtype).to_lowercase(),
         None,
-        CommandSettings::Sled(SledSettings {
-            task: "truthfulqa".into(),
-            data: args.data.display().to_string(),
-            data_sha256: harness::file_sha256(&args.data)?,
-            questions: questions.len(),
-            bootstrap_resamples: args.bootstrap,
-        }),
+        CommandSettings::Sled(sled_settings),
     );
     let report = Report::new(
         CommandName::Sled,

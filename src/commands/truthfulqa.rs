@@ -31,20 +31,6 @@ fn log_softmax_at(row: &[f32], target: usize) -> f64 {
     row[target] as f64 - max - sum.ln()
 }
 
-/// DoLa's contrast without relative-top filtering, as the SLED authors' TruthfulQA scoring
-/// runs it: log_softmax(final) - log_softmax(the most divergent candidate).
-fn dola_unfiltered(final_logits: &[f32], premature: &[Vec<f32>], candidates: &[usize]) -> Vec<f32> {
-    let (_, layer) = dola::contrast(final_logits, premature, candidates);
-    let chosen = candidates.iter().position(|&l| l == layer).unwrap_or(0);
-    let lsm = |x: &[f32]| {
-        let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        let log_sum = x.iter().map(|&v| (v - max).exp()).sum::<f32>().ln() + max;
-        x.iter().map(|&v| v - log_sum).collect::<Vec<f32>>()
-    };
-    let (f, b) = (lsm(final_logits), lsm(&premature[chosen]));
-    f.iter().zip(&b).map(|(a, b)| a - b).collect()
-}
-
 /// Scores answers of one prompt, the prompt's prefix cached once.
 struct QuestionScorer<'a> {
     model: &'a dyn Model,
@@ -116,7 +102,7 @@ impl QuestionScorer<'_> {
                             )?
                             .par_iter()
                             .map(|(final_logits, premature)| {
-                                dola_unfiltered(final_logits, premature, layers)
+                                dola::contrast_unfiltered(final_logits, premature)
                             })
                             .collect()
                         }
@@ -193,8 +179,7 @@ pub(super) fn score_questions(
 ) -> Result<Option<(Vec<QuestionScores>, f64)>> {
     let cfg = loaded.model.config();
     if let Some(c) = contrast {
-        c.validate(cfg.n_layers(), cfg.vocab_size(), cfg.tied_embeddings())
-            .map_err(crate::error::LlmbenchError::invalid)?;
+        c.check(loaded.model.as_ref())?;
     }
     let layers = contrast.map_or(vec![], |c| c.layers(cfg.n_layers(), cfg.tied_embeddings()));
     let scorer = QuestionScorer {

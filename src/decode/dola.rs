@@ -76,25 +76,29 @@ fn js_divergence(final_log: &[f32], premature_log: &[f32]) -> f64 {
     0.5 * (kl1 / n + kl2 / n)
 }
 
+/// The index in `premature` of the candidate with the largest divergence from the final
+/// distribution (`final_log` its log-softmax); with one candidate it is taken without it.
+fn select(final_log: &[f32], premature: &[Vec<f32>]) -> usize {
+    if premature.len() == 1 {
+        return 0;
+    }
+    let js: Vec<f64> = premature
+        .iter()
+        .map(|q| js_divergence(final_log, &log_softmax(q)))
+        .collect();
+    // torch.argmax: the first of equal maxima.
+    (0..js.len()).fold(0, |best, i| if js[i] > js[best] { i } else { best })
+}
+
 /// The contrast logits of one position and the premature layer chosen: `final_logits` are the
 /// model's own (after the final norm), `premature[i]` the head's logits of `candidates[i]`.
-/// With one candidate it is taken without the divergence.
 pub fn contrast(
     final_logits: &[f32],
     premature: &[Vec<f32>],
     candidates: &[usize],
 ) -> (Vec<f32>, usize) {
     let final_log = log_softmax(final_logits);
-    let chosen = if premature.len() == 1 {
-        0
-    } else {
-        let js: Vec<f64> = premature
-            .iter()
-            .map(|q| js_divergence(&final_log, &log_softmax(q)))
-            .collect();
-        // torch.argmax: the first of equal maxima.
-        (0..js.len()).fold(0, |best, i| if js[i] > js[best] { i } else { best })
-    };
+    let chosen = select(&final_log, premature);
     let base_log = log_softmax(&premature[chosen]);
     let top = final_log.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     let threshold = (top as f64 + RELATIVE_TOP.ln()) as f32;
@@ -110,6 +114,15 @@ pub fn contrast(
         })
         .collect();
     (out, candidates[chosen])
+}
+
+/// The contrast without the relative-top filter (the SLED authors' TruthfulQA scoring runs DoLa
+/// with `relative_top` 0: the filter's -inf would make every filtered answer -inf):
+/// log_softmax(final) - log_softmax(the most divergent candidate).
+pub fn contrast_unfiltered(final_logits: &[f32], premature: &[Vec<f32>]) -> Vec<f32> {
+    let final_log = log_softmax(final_logits);
+    let base_log = log_softmax(&premature[select(&final_log, premature)]);
+    final_log.iter().zip(&base_log).map(|(f, b)| f - b).collect()
 }
 
 /// transformers warns (at info level, as an invalid-flag note) when DoLa runs with a

@@ -11,6 +11,9 @@ use crate::models::Model;
 use anyhow::Result;
 use candle_core::Tensor;
 
+/// Why a model without `Model::forward_layer_states` cannot run a layer contrast.
+const NO_LAYER_STATES: &str = "layer-contrast decoding (sled-evolution, dola) needs per-layer hidden states, and this model does not expose per-layer hidden states; use standard decoding with it";
+
 /// Which contrast, and over which layers.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum Contrast {
@@ -61,6 +64,17 @@ impl ContrastConfig {
             s += " norm";
         }
         s
+    }
+
+    /// Checks the settings against a loaded model: per-layer hidden states (`Unsupported`
+    /// without them), then `validate` (input errors).
+    pub fn check(&self, model: &dyn Model) -> Result<()> {
+        if !model.has_layer_states() {
+            return Err(crate::error::LlmbenchError::Unsupported(NO_LAYER_STATES.into()).into());
+        }
+        let cfg = model.config();
+        self.validate(cfg.n_layers(), cfg.vocab_size(), cfg.tied_embeddings())
+            .map_err(crate::error::LlmbenchError::invalid)
     }
 
     /// Checks the settings against a model: layers in range, k within the vocabulary.
@@ -136,10 +150,7 @@ pub fn layer_logits_tensors(
     first: usize,
 ) -> Result<(Tensor, Tensor)> {
     if !model.has_layer_states() {
-        return Err(crate::error::LlmbenchError::Unsupported(
-            "layer-contrast decoding (sled-evolution, dola) needs per-layer hidden states, and this model does not expose per-layer hidden states; use --decoding standard".into(),
-        )
-        .into());
+        return Err(crate::error::LlmbenchError::Unsupported(NO_LAYER_STATES.into()).into());
     }
     let states = model.forward_layer_states(ids, start_pos, cache)?;
     let t = states.last.dim(1)?;

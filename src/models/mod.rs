@@ -77,14 +77,14 @@ pub trait Model: Send {
     ) -> candle_core::Result<Tensor>;
     /// Logits (f32) for hidden states.
     fn lm_head(&self, hidden: &Tensor) -> candle_core::Result<Tensor>;
-    /// The hidden states entering every block (transformers' `hidden_states[0..n_layers]`:
-    /// the embedding output first, no final norm) and the final-norm output, for layer-contrast
-    /// decoding (SLED's evolution, DoLa). Models without it refuse with `Unsupported`.
     /// Whether `forward_layer_states` is implemented (callers check before a run: a candle
     /// error cannot carry the `Unsupported` kind to the exit code).
     fn has_layer_states(&self) -> bool {
         false
     }
+    /// The hidden states entering every block (transformers' `hidden_states[0..n_layers]`:
+    /// the embedding output first, no final norm) and the final-norm output, for layer-contrast
+    /// decoding (SLED's evolution, DoLa). Models without it refuse with `Unsupported`.
     fn forward_layer_states(&self, _ids: &Tensor, _start_pos: usize, _cache: &mut dyn KvCache) -> candle_core::Result<LayerStates> {
         Err(candle_core::Error::wrap(crate::error::LlmbenchError::Unsupported("this model does not expose per-layer hidden states".into())))
     }
