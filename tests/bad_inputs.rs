@@ -157,6 +157,8 @@ fn every_bad_input_in_the_catalogue_is_one_clear_line_and_exit_code_2() {
         (plain(&["generate", "--config", "/x.json", "--prompt", "hi"]), "--no-weights"),
         // compare
         (compare(&["--window", "0"]), "--window 0"),
+        (compare(&["--input", "word_removal:1"]), "word_removal:1: N must be at least 2"),
+        (compare(&["--input", "word_removal:3", "--prompt-tokens", "16"]), "drop --prompt-tokens"),
         (compare(&["--methods", "sled:stride", "--window", "10", "--stride", "20"]), "--stride 20"),
         (compare(&["--methods", "standard,beam"]), "invalid value 'beam' for '--methods"),
         (compare(&["--repetitions", "0"]), "--repetitions 0"),

@@ -449,3 +449,39 @@ fn generate_takes_a_plan_file() {
     let record: Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
     assert_eq!(record["generated_ids"].as_array().unwrap().len(), 3, "the command line's -n wins");
 }
+
+/// `--input word_removal:N` runs every method on the rewritten prompts too: the prompts as
+/// written come first (standard decoding on them is the reference), the rewritten ones are kept
+/// in the case with their token count and reduction, and agreement is against the prompts as
+/// written.
+#[test]
+fn input_methods_rewrite_the_prompts_and_are_measured_against_the_written_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let prompt = "The quick brown fox jumps over the lazy dog. It was 1999 and the sun rose.";
+    compare(
+        &["--model", fixture("tiny-llama").to_str().unwrap(), "-n", "6", "-r", "1", "--methods", "standard"]
+            .into_iter()
+            .chain(["--input", "word_removal:2,none", "--prompt", prompt, "--no-charts"])
+            .collect::<Vec<_>>(),
+        &out,
+    )
+    .success();
+    let results = read_json(&out.join("results.json"));
+    validate(&results);
+    let cases = results["cases"].as_array().unwrap();
+    assert_eq!(cases.len(), 2);
+    assert!(cases[0]["params"].get("input").is_none(), "the prompts as written run first");
+    assert_eq!(cases[1]["params"]["input"], "word_removal:2");
+    let q = &cases[1]["quality"];
+    // The(1) quick(2) brown(3) fox(4) jumps(5) over(6) the(7) lazy(8) dog(9) It(10) was(11)
+    // and(12) the(13) sun(14) rose(15): the even ones go, 1999 is kept and not counted.
+    assert_eq!(q["inputs"][0], "The brown jumps the dog. was 1999 the rose.");
+    let written = cases[0]["runs"][0]["prompt_tokens"].as_u64().unwrap();
+    let rewritten = cases[1]["runs"][0]["prompt_tokens"].as_u64().unwrap();
+    assert_eq!(q["input_tokens"].as_u64().unwrap(), rewritten);
+    assert!(rewritten < written, "{rewritten} < {written}");
+    assert!((q["input_reduction"].as_f64().unwrap() - (1.0 - rewritten as f64 / written as f64)).abs() < 1e-12);
+    assert!(q["agreement_with_standard"].is_number(), "agreement against the written prompts' standard run");
+    assert!(cases[0]["quality"].get("input_tokens").is_none());
+}

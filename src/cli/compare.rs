@@ -39,6 +39,11 @@ pub struct CompareArgs {
     /// Also compute the perplexity of each method's output under the full model.
     #[arg(long)]
     pub quality: bool,
+    /// Input-side methods, comma-separated, each run with every method: none (the prompts as
+    /// written) and word_removal:N (every Nth word dropped, punctuation and numbers kept).
+    /// Agreement and speed are measured against standard decoding on the prompts as written.
+    #[arg(long, value_delimiter = ',', default_value = "none")]
+    pub input: Vec<crate::input::InputMethod>,
     #[command(flatten)]
     pub contrast: super::args::LayerContrastArgs,
     /// sled:stride's stride is half of each window instead of `--stride` (`llmbench sled`'s

@@ -12,6 +12,7 @@ use crate::results::schema::{
     CaseParams, CaseResult, CommandName, CommandSettings, CompareParams, CompareQuality, CompareSettings,
     Quality, Report,
 };
+use crate::input::InputMethod;
 use anyhow::Result;
 use std::collections::HashMap;
 
@@ -21,6 +22,7 @@ struct Planned {
     compare: CompareParams,
     method: Method,
     method_params: MethodParams,
+    input: InputMethod,
 }
 
 pub fn run(args: &CompareArgs) -> Result<Outcome> {
@@ -59,7 +61,7 @@ pub fn run(args: &CompareArgs) -> Result<Outcome> {
     // Standard decoding's tokens per (model, length), for agreement.
     let mut reference: HashMap<(String, usize), Vec<Vec<u32>>> = HashMap::new();
     for case in &sink.report().cases {
-        if let Some(p) = case.params.as_compare().filter(|p| p.method == Method::Standard.name()) {
+        if let Some(p) = case.params.as_compare().filter(|p| p.method == Method::Standard.name() && p.input.is_none()) {
             reference.insert((p.model.clone(), p.max_new_tokens), first_repetition(case));
         }
     }
@@ -85,14 +87,21 @@ pub fn run(args: &CompareArgs) -> Result<Outcome> {
             Err(e) => return Err(e),
         };
         let model_record = harness::model_record(&loaded.model.spec)?;
-        let prompt_ids = prompts::token_ids(&loaded.model.tokenizer, &prompt_texts, args.run.prompt_tokens)?;
+        // The prompts each input-side method makes, and their tokens.
+        let mut inputs: HashMap<String, (Vec<String>, Vec<Vec<u32>>)> = HashMap::new();
+        for input in &args.input {
+            let texts: Vec<String> = prompt_texts.iter().map(|t| input.apply(t)).collect();
+            let ids = prompts::token_ids(&loaded.model.tokenizer, &texts, args.run.prompt_tokens)?;
+            inputs.insert(input.label(), (texts, ids));
+        }
+        let written_tokens: usize = prompts::token_ids(&loaded.model.tokenizer, &prompt_texts, args.run.prompt_tokens)?.iter().map(Vec::len).sum();
         let engine = Engine::new(loaded.model.model.as_ref(), &loaded.device);
         let n_layers = loaded.model.model.config().n_layers();
         // Every case of this model fits its context window, before the first one runs (with
         // --continue-on-error the harness records the ones that do not instead).
         if !args.output.continue_on_error {
             for p in &todo {
-                for prompt in &prompt_ids {
+                for prompt in &inputs[&p.input.label()].1 {
                     let request = GenerateRequest {
                         prompt_ids: prompt,
                         max_new_tokens: p.compare.max_new_tokens,
@@ -105,8 +114,9 @@ pub fn run(args: &CompareArgs) -> Result<Outcome> {
         }
         for p in todo {
             progress.set_message(format!("{} {}", short(model_id), p.params.label()));
+            let (input_texts, prompt_ids) = &inputs[&p.input.label()];
             let spec = CaseSpec {
-                prompts: &prompt_ids,
+                prompts: prompt_ids,
                 max_new_tokens: p.compare.max_new_tokens,
                 sampling,
                 stop_at_eos: args.run.stop_at_eos,
@@ -137,20 +147,27 @@ pub fn run(args: &CompareArgs) -> Result<Outcome> {
             let summary = harness::summarize(&label, &runs);
             let mut case = CaseResult::ran(p.params.clone(), &settings, model_record.clone(), runs, summary, None);
             let key = (model_id.clone(), p.compare.max_new_tokens);
-            if p.method == Method::Standard {
+            if p.method == Method::Standard && p.input == InputMethod::None {
                 reference.insert(key.clone(), first_repetition(&case));
             }
             let perplexity = if args.quality {
                 let per_prompt = first_repetition(&case)
                     .iter()
-                    .zip(&prompt_ids)
+                    .zip(prompt_ids)
                     .map(|(generated, prompt)| harness::perplexity(&engine, n_layers, prompt, generated))
                     .collect::<Result<Vec<f64>>>()?;
                 Some(per_prompt.iter().sum::<f64>() / per_prompt.len() as f64)
             } else {
                 None
             };
-            case.quality = Some(Quality::Compare(quality(&first_repetition(&case), reference.get(&key), perplexity)));
+            let mut q = quality(&first_repetition(&case), reference.get(&key), perplexity);
+            if p.input != InputMethod::None {
+                let tokens: usize = prompt_ids.iter().map(Vec::len).sum();
+                q.input_tokens = Some(tokens);
+                q.input_reduction = Some(1.0 - tokens as f64 / written_tokens.max(1) as f64);
+                q.inputs = input_texts.clone();
+            }
+            case.quality = Some(Quality::Compare(q));
             sink.record(case)?;
         }
     }
@@ -174,6 +191,12 @@ fn validate(args: &CompareArgs, methods: &[Method]) -> Result<()> {
     }
     if args.run.repetitions == 0 {
         crate::bail_input!("--repetitions 0: measure at least one run");
+    }
+    if args.input.is_empty() {
+        crate::bail_input!("--input is empty: name at least one input method (none for the prompts as written)");
+    }
+    if args.run.prompt_tokens.is_some() && args.input.iter().any(|i| *i != InputMethod::None) {
+        crate::bail_input!("--input word_removal with --prompt-tokens: prompts are cut or repeated to a fixed length after the input method, so its reduction would not show; drop --prompt-tokens");
     }
     if methods.iter().any(|m| m.uses_window()) && args.window.values.contains(&0) {
         crate::bail_input!("--window 0: the window must hold at least 1 token");
@@ -203,8 +226,16 @@ fn validate(args: &CompareArgs, methods: &[Method]) -> Result<()> {
 
 fn plan(args: &CompareArgs, models: &[String], methods: &[Method], kv_options: &crate::kv::KvOptions) -> Vec<Planned> {
     let mut out = Vec::new();
+    // The prompts as written come first, so standard decoding on them is every case's reference.
+    let mut inputs: Vec<InputMethod> = vec![];
+    for i in std::iter::once(InputMethod::None).filter(|n| args.input.contains(n)).chain(args.input.iter().copied().filter(|i| *i != InputMethod::None)) {
+        if !inputs.contains(&i) {
+            inputs.push(i);
+        }
+    }
     for model in models {
         for &n in &args.generation.max_new_tokens.values {
+            for &input in &inputs {
             for &method in methods {
                 let windows: Vec<Option<usize>> =
                     if method.uses_window() { args.window.values.iter().map(|&w| Some(w)).collect() } else { vec![None] };
@@ -235,12 +266,14 @@ fn plan(args: &CompareArgs, models: &[String], methods: &[Method], kv_options: &
                             stride,
                             k,
                             contrast: method_params.contrast.as_ref().map(|c| c.label()),
+                            input: (input != InputMethod::None).then(|| input.label()),
                             max_new_tokens: n,
                             kv_cache: kv.label(kv_options),
                         };
-                        out.push(Planned { params: CaseParams::Compare(compare.clone()), compare, method, method_params });
+                        out.push(Planned { params: CaseParams::Compare(compare.clone()), compare, method, method_params, input });
                     }
                 }
+            }
             }
         }
     }
@@ -273,13 +306,23 @@ fn first_repetition(case: &CaseResult) -> Vec<Vec<u32>> {
 /// Token agreement with standard decoding, position by position, and first divergences.
 fn quality(ours: &[Vec<u32>], standard: Option<&Vec<Vec<u32>>>, perplexity: Option<f64>) -> CompareQuality {
     let Some(standard) = standard else {
-        return CompareQuality { agreement_with_standard: None, first_divergence: vec![], perplexity };
+        return CompareQuality {
+            agreement_with_standard: None,
+            first_divergence: vec![],
+            perplexity,
+            input_tokens: None,
+            input_reduction: None,
+            inputs: vec![],
+        };
     };
     let (agreement_with_standard, first_divergence) = harness::agreement(ours, standard);
     CompareQuality {
         agreement_with_standard,
         first_divergence,
         perplexity,
+        input_tokens: None,
+        input_reduction: None,
+        inputs: vec![],
     }
 }
 

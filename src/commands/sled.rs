@@ -129,6 +129,7 @@ fn run_window(args: &SledArgs) -> Result<Outcome> {
         stride: args.stride.clone().unwrap_or_else(|| NumList::of(25)),
         k: NumList::of(4),
         quality: args.quality,
+        input: vec![crate::input::InputMethod::None],
         contrast: args.contrast.clone(),
         half_window_stride,
     };

@@ -155,6 +155,10 @@ pub struct CompareParams {
     /// candidate layers); absent otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub contrast: Option<String>,
+    /// The input-side method that rewrote the prompts (`word_removal:3`); absent for the
+    /// prompts as written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input: Option<String>,
     pub max_new_tokens: usize,
     pub kv_cache: String,
 }
@@ -227,6 +231,9 @@ impl CaseParams {
                 }
                 if let Some(c) = &p.contrast {
                     s += &format!(" {c}");
+                }
+                if let Some(i) = &p.input {
+                    s += &format!(" in={i}");
                 }
                 s
             }
@@ -508,6 +515,15 @@ pub struct CompareQuality {
     pub first_divergence: Vec<Option<usize>>,
     /// Perplexity of the generated tokens under the full model with a full cache (`--quality`).
     pub perplexity: Option<f64>,
+    /// Input-side methods only: the prompts' tokens after the method (summed over prompts),
+    /// their reduction against the prompts as written (1 - ours / theirs), and the prompts as
+    /// the model saw them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_tokens: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_reduction: Option<f64>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub inputs: Vec<String>,
 }
 
 /// kvcache: quality against the full cache at the same context.

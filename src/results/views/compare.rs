@@ -29,7 +29,7 @@ pub fn human(report: &Report) -> Table {
         match (not_run(case), &case.summary) {
             (None, Some(s)) => {
                 let rel = relative(report, case);
-                let is_standard = p.method == "standard";
+                let is_standard = p.method == "standard" && p.input.is_none();
                 cells.push(format!("{:.1}", s.ttft_ms.median));
                 cells.push(format!("{:.2} ± {:.2}", s.tpot_ms.median, s.tpot_ms.std));
                 cells.push(format!("{:.1} ± {:.1}", s.decode_tokens_per_s.mean, s.decode_tokens_per_s.std));
@@ -59,6 +59,16 @@ pub fn human(report: &Report) -> Table {
         .map(|c| parts(c).1.and_then(|q| q.perplexity).map(|p| format!("{p:.2}")))
         .collect();
     table.push_column_if_any("perplexity", perplexity);
+    let input = report
+        .cases
+        .iter()
+        .filter(|c| c.params.as_compare().is_some())
+        .map(|c| {
+            let q = parts(c).1?;
+            Some(format!("{} ({:.1}% fewer)", q.input_tokens?, q.input_reduction? * 100.0))
+        })
+        .collect();
+    table.push_column_if_any("input tokens", input);
     table
 }
 
@@ -86,6 +96,9 @@ pub fn csv(report: &Report) -> Table {
         "kv_reduction_pct",
         "agreement_with_standard",
         "perplexity",
+        "input",
+        "input_tokens",
+        "input_reduction",
     ]);
     for case in &report.cases {
         let (Some(p), q) = parts(case) else { continue };
@@ -114,6 +127,9 @@ pub fn csv(report: &Report) -> Table {
             opt(rel.map(|r| r.kv_reduction_pct)),
             opt(q.and_then(|q| q.agreement_with_standard)),
             opt(q.and_then(|q| q.perplexity)),
+            p.input.clone().unwrap_or_default(),
+            q.and_then(|q| q.input_tokens).map_or(String::new(), |t| t.to_string()),
+            opt(q.and_then(|q| q.input_reduction)),
         ]);
     }
     table
