@@ -485,3 +485,32 @@ fn input_methods_rewrite_the_prompts_and_are_measured_against_the_written_ones()
     assert!(q["agreement_with_standard"].is_number(), "agreement against the written prompts' standard run");
     assert!(cases[0]["quality"].get("input_tokens").is_none());
 }
+
+/// `--quick` is seed 002's quick mode (30 new tokens); the built-in prompts carry their query
+/// types and keywords, and every case reports its keyword hit rate.
+#[test]
+fn quick_mode_on_the_built_in_queries_reports_keyword_hits() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    compare(
+        &["--model", fixture("layer_contrast/tiny-llama-6l").to_str().unwrap(), "--quick", "-r", "1", "--methods", "standard", "--no-charts"],
+        &out,
+    )
+    .success();
+    let results = read_json(&out.join("results.json"));
+    validate(&results);
+    let settings = &results["settings"]["command_settings"];
+    assert_eq!(settings["query_types"].as_array().unwrap().len(), 5);
+    assert_eq!(settings["keywords"][2][0], "refrigerant");
+    let case = &results["cases"][0];
+    assert_eq!(case["params"]["max_new_tokens"], 30);
+    assert_eq!(case["runs"][0]["generated_tokens"], 30);
+    let rate = case["quality"]["keyword_hit_rate"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&rate), "{rate}");
+    // Other prompts carry no keywords, so no rate.
+    let other = dir.path().join("other");
+    compare(&["--model", fixture("tiny-llama").to_str().unwrap(), "-n", "2", "-r", "1", "--methods", "standard", "--prompt", "hi", "--no-charts"], &other).success();
+    let results = read_json(&other.join("results.json"));
+    assert!(results["cases"][0]["quality"].get("keyword_hit_rate").is_none());
+    assert!(results["settings"]["command_settings"].get("keywords").is_none());
+}

@@ -36,6 +36,9 @@ pub struct CompareArgs {
     /// Tokens the specdec: methods draft per step (list or range sweeps).
     #[arg(long, default_value = "4")]
     pub k: NumList,
+    /// Seed 002's quick mode: 30 new tokens (instead of --max-new-tokens).
+    #[arg(long, conflicts_with = "max_new_tokens")]
+    pub quick: bool,
     /// Also compute the perplexity of each method's output under the full model.
     #[arg(long)]
     pub quality: bool,

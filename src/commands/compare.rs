@@ -25,7 +25,19 @@ struct Planned {
     input: InputMethod,
 }
 
+/// Seed 002's quick mode: `--quick` makes this many new tokens.
+const QUICK_NEW_TOKENS: usize = 30;
+
 pub fn run(args: &CompareArgs) -> Result<Outcome> {
+    let quick;
+    let args = if args.quick {
+        let mut a = args.clone();
+        a.generation.max_new_tokens = crate::cli::args::NumList::of(QUICK_NEW_TOKENS);
+        quick = a;
+        &quick
+    } else {
+        args
+    };
     let methods = sorted_methods(&args.methods)?;
     validate(args, &methods)?;
     let kv_options = args.generation.kv_options()?;
@@ -36,6 +48,7 @@ pub fn run(args: &CompareArgs) -> Result<Outcome> {
     if models.iter().any(String::is_empty) {
         crate::bail_input!("--model {}: empty entry in the list", args.model.model);
     }
+    let (query_types, keywords) = prompts::built_in_queries(&prompt_texts);
     let mut settings = harness::settings(
         &sampling,
         args.run.warmup,
@@ -43,7 +56,12 @@ pub fn run(args: &CompareArgs) -> Result<Outcome> {
         args.run.stop_at_eos,
         format!("{:?}", args.model.dtype).to_lowercase(),
         None,
-        CommandSettings::Compare(CompareSettings { prompts: prompt_texts.clone(), quality: args.quality }),
+        CommandSettings::Compare(CompareSettings {
+            prompts: prompt_texts.clone(),
+            query_types,
+            keywords: keywords.clone(),
+            quality: args.quality,
+        }),
     );
     let plan = plan(args, &models, &methods, &kv_options);
 
@@ -161,6 +179,7 @@ pub fn run(args: &CompareArgs) -> Result<Outcome> {
                 None
             };
             let mut q = quality(&first_repetition(&case), reference.get(&key), perplexity);
+            q.keyword_hit_rate = keyword_hit_rate(&case, &keywords);
             if p.input != InputMethod::None {
                 let tokens: usize = prompt_ids.iter().map(Vec::len).sum();
                 q.input_tokens = Some(tokens);
@@ -313,6 +332,7 @@ fn quality(ours: &[Vec<u32>], standard: Option<&Vec<Vec<u32>>>, perplexity: Opti
             input_tokens: None,
             input_reduction: None,
             inputs: vec![],
+            keyword_hit_rate: None,
         };
     };
     let (agreement_with_standard, first_divergence) = harness::agreement(ours, standard);
@@ -323,7 +343,25 @@ fn quality(ours: &[Vec<u32>], standard: Option<&Vec<Vec<u32>>>, perplexity: Opti
         input_tokens: None,
         input_reduction: None,
         inputs: vec![],
+        keyword_hit_rate: None,
     }
+}
+
+/// The mean over prompts of the share of each prompt's keywords in its first repetition's
+/// text; None without keywords.
+fn keyword_hit_rate(case: &CaseResult, keywords: &[Vec<String>]) -> Option<f64> {
+    if keywords.is_empty() {
+        return None;
+    }
+    let rates: Vec<f64> = keywords
+        .iter()
+        .enumerate()
+        .filter_map(|(i, k)| {
+            let run = case.runs.iter().find(|r| r.prompt_index == i && r.repetition == 0)?;
+            Some(crate::metrics::diversity::keyword_coverage(&run.text, k))
+        })
+        .collect();
+    (!rates.is_empty()).then(|| rates.iter().sum::<f64>() / rates.len() as f64)
 }
 
 fn short(model: &str) -> &str {

@@ -31,6 +31,27 @@ pub const BUILT_IN: [&str; 5] = [
      fragments, while stressing that cutting greenhouse gas emissions remains essential.\n\nSummary:",
 ];
 
+/// Each built-in prompt's query type and the keywords a good answer mentions (seed 002's query
+/// set: definition, explanation, how-it-works and two summarisations), in `BUILT_IN`'s order.
+pub const BUILT_IN_QUERIES: [(&str, &[&str]); 5] = [
+    ("definition", &["light", "energy", "carbon dioxide", "oxygen", "glucose"]),
+    ("explanation", &["scattering", "wavelength", "blue", "sunlight", "atmosphere"]),
+    ("how-it-works", &["refrigerant", "compressor", "evaporator", "condenser", "heat"]),
+    ("summarisation", &["Gutenberg", "printing", "books", "Europe", "1440"]),
+    ("summarisation", &["coral", "reef", "bleaching", "algae", "species"]),
+];
+
+/// The query types and keywords of `texts` when they are the built-in set; empty otherwise.
+pub fn built_in_queries(texts: &[String]) -> (Vec<String>, Vec<Vec<String>>) {
+    if texts.len() != BUILT_IN.len() || texts.iter().zip(BUILT_IN).any(|(t, b)| t != b) {
+        return (vec![], vec![]);
+    }
+    BUILT_IN_QUERIES
+        .iter()
+        .map(|(kind, keywords)| (kind.to_string(), keywords.iter().map(|k| k.to_string()).collect()))
+        .unzip()
+}
+
 /// The prompts a run uses, from flags or the built-in set.
 pub fn load(prompts: &[String], file: Option<&Path>) -> Result<Vec<String>> {
     let mut out: Vec<String> = prompts.to_vec();
@@ -115,6 +136,22 @@ pub fn tokens_of_prefix(tokenizer: &crate::models::tokenizer::TextTokenizer, tex
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The built-in set carries its query types and keywords; any other prompt set carries none,
+    /// and every keyword of a summarisation occurs in the passage it summarises.
+    #[test]
+    fn built_in_queries_come_with_types_and_keywords() {
+        let built_in: Vec<String> = BUILT_IN.iter().map(|s| s.to_string()).collect();
+        let (types, keywords) = built_in_queries(&built_in);
+        assert_eq!(types, ["definition", "explanation", "how-it-works", "summarisation", "summarisation"]);
+        assert!(keywords.iter().all(|k| k.len() == 5));
+        for i in [3, 4] {
+            let coverage = crate::metrics::diversity::keyword_coverage(BUILT_IN[i], &keywords[i]);
+            assert_eq!(coverage, 1.0, "{:?}", keywords[i]);
+        }
+        assert_eq!(built_in_queries(&built_in[..4]), (vec![], vec![]));
+        assert_eq!(built_in_queries(&["hi".to_string()]), (vec![], vec![]));
+    }
 
     #[test]
     fn sizes_prompts_by_cutting_or_cycling() {

@@ -111,6 +111,11 @@ impl CommandSettings {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct CompareSettings {
     pub prompts: Vec<String>,
+    /// The built-in prompts' query types and expected keywords (empty for other prompts).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub query_types: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub keywords: Vec<Vec<String>>,
     /// Whether the perplexity of each output under the full model was computed.
     pub quality: bool,
 }
@@ -524,6 +529,10 @@ pub struct CompareQuality {
     pub input_reduction: Option<f64>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub inputs: Vec<String>,
+    /// The mean over prompts of the share of each prompt's expected keywords in its output
+    /// (first repetition, case-insensitive); absent when the prompts have no keywords.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keyword_hit_rate: Option<f64>,
 }
 
 /// kvcache: quality against the full cache at the same context.

@@ -69,6 +69,13 @@ pub fn human(report: &Report) -> Table {
         })
         .collect();
     table.push_column_if_any("input tokens", input);
+    let keywords = report
+        .cases
+        .iter()
+        .filter(|c| c.params.as_compare().is_some())
+        .map(|c| parts(c).1.and_then(|q| q.keyword_hit_rate).map(|k| format!("{:.0}%", k * 100.0)))
+        .collect();
+    table.push_column_if_any("keywords", keywords);
     table
 }
 
@@ -99,6 +106,7 @@ pub fn csv(report: &Report) -> Table {
         "input",
         "input_tokens",
         "input_reduction",
+        "keyword_hit_rate",
     ]);
     for case in &report.cases {
         let (Some(p), q) = parts(case) else { continue };
@@ -130,6 +138,7 @@ pub fn csv(report: &Report) -> Table {
             p.input.clone().unwrap_or_default(),
             q.and_then(|q| q.input_tokens).map_or(String::new(), |t| t.to_string()),
             opt(q.and_then(|q| q.input_reduction)),
+            opt(q.and_then(|q| q.keyword_hit_rate)),
         ]);
     }
     table
