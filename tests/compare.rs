@@ -128,6 +128,11 @@ fn compare_on_the_real_model_writes_valid_results_charts_and_csv() {
     }
     // A 6-token window over 12 new tokens after a 6-token prompt must leave standard's path.
     assert!(cases[1]["quality"]["agreement_with_standard"].as_f64().unwrap() < 1.0, "sled:recompute equal to standard");
+    // Text similarity to standard's outputs: 1 and 100 for standard itself, less once the path left.
+    assert_eq!(cases[0]["quality"]["rouge_l_vs_standard"].as_f64(), Some(1.0));
+    assert!((cases[0]["quality"]["bleu_vs_standard"].as_f64().unwrap() - 100.0).abs() < 1e-9);
+    assert!(cases[1]["quality"]["rouge_l_vs_standard"].as_f64().unwrap() < 1.0);
+    assert!(cases[1]["quality"]["bleu_vs_standard"].as_f64().unwrap() < 100.0);
 
     let charts = check_charts(&out);
     assert_eq!(charts.len(), 14, "{charts:?}");
@@ -484,6 +489,14 @@ fn input_methods_rewrite_the_prompts_and_are_measured_against_the_written_ones()
     assert!((q["input_reduction"].as_f64().unwrap() - (1.0 - rewritten as f64 / written as f64)).abs() < 1e-12);
     assert!(q["agreement_with_standard"].is_number(), "agreement against the written prompts' standard run");
     assert!(cases[0]["quality"].get("input_tokens").is_none());
+    // Text similarity to standard decoding's outputs: identical for standard itself.
+    assert_eq!(cases[0]["quality"]["rouge_l_vs_standard"], 1.0);
+    // BLEU of a text against itself: 100 from four words up, 0 for shorter outputs (sacrebleu).
+    let text = cases[0]["runs"][0]["text"].as_str().unwrap();
+    let own = llmbench::metrics::bleu::Bleu::default().corpus(&[text], &[text]).score;
+    assert_eq!(cases[0]["quality"]["bleu_vs_standard"].as_f64().unwrap(), own);
+    let rouge = q["rouge_l_vs_standard"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&rouge) && q["bleu_vs_standard"].as_f64().unwrap() <= 100.0);
 }
 
 /// `--quick` is seed 002's quick mode (30 new tokens); the built-in prompts carry their query

@@ -78,9 +78,11 @@ pub fn run(args: &CompareArgs) -> Result<Outcome> {
     let mut any_failed = false;
     // Standard decoding's tokens per (model, length), for agreement.
     let mut reference: HashMap<(String, usize), Vec<Vec<u32>>> = HashMap::new();
+    let mut reference_texts: HashMap<(String, usize), Vec<String>> = HashMap::new();
     for case in &sink.report().cases {
         if let Some(p) = case.params.as_compare().filter(|p| p.method == Method::Standard.name() && p.input.is_none()) {
             reference.insert((p.model.clone(), p.max_new_tokens), first_repetition(case));
+            reference_texts.insert((p.model.clone(), p.max_new_tokens), first_texts(case));
         }
     }
 
@@ -167,6 +169,7 @@ pub fn run(args: &CompareArgs) -> Result<Outcome> {
             let key = (model_id.clone(), p.compare.max_new_tokens);
             if p.method == Method::Standard && p.input == InputMethod::None {
                 reference.insert(key.clone(), first_repetition(&case));
+                reference_texts.insert(key.clone(), first_texts(&case));
             }
             let perplexity = if args.quality {
                 let per_prompt = first_repetition(&case)
@@ -180,6 +183,11 @@ pub fn run(args: &CompareArgs) -> Result<Outcome> {
             };
             let mut q = quality(&first_repetition(&case), reference.get(&key), perplexity);
             q.keyword_hit_rate = keyword_hit_rate(&case, &keywords);
+            if let Some(texts) = reference_texts.get(&key) {
+                let (rouge_l, bleu) = text_similarity(&first_texts(&case), texts);
+                q.rouge_l_vs_standard = Some(rouge_l);
+                q.bleu_vs_standard = Some(bleu);
+            }
             if p.input != InputMethod::None {
                 let tokens: usize = prompt_ids.iter().map(Vec::len).sum();
                 q.input_tokens = Some(tokens);
@@ -333,6 +341,8 @@ fn quality(ours: &[Vec<u32>], standard: Option<&Vec<Vec<u32>>>, perplexity: Opti
             input_reduction: None,
             inputs: vec![],
             keyword_hit_rate: None,
+            rouge_l_vs_standard: None,
+            bleu_vs_standard: None,
         };
     };
     let (agreement_with_standard, first_divergence) = harness::agreement(ours, standard);
@@ -344,7 +354,27 @@ fn quality(ours: &[Vec<u32>], standard: Option<&Vec<Vec<u32>>>, perplexity: Opti
         input_reduction: None,
         inputs: vec![],
         keyword_hit_rate: None,
+        rouge_l_vs_standard: None,
+        bleu_vs_standard: None,
     }
+}
+
+/// The first repetition's output text per prompt, in prompt order.
+fn first_texts(case: &CaseResult) -> Vec<String> {
+    let mut runs: Vec<&crate::results::schema::RunRecord> = case.runs.iter().filter(|r| r.repetition == 0).collect();
+    runs.sort_by_key(|r| r.prompt_index);
+    runs.iter().map(|r| r.text.clone()).collect()
+}
+
+/// ROUGE-L F1 (mean over prompts, rouge-score's tokenizer without stemming) and corpus BLEU
+/// (sacrebleu's defaults) of `ours` against standard decoding's outputs: how far a method moved
+/// what the model writes (evaluate's fidelity, per case here).
+fn text_similarity(ours: &[String], standard: &[String]) -> (f64, f64) {
+    let ours: Vec<&str> = ours.iter().map(String::as_str).collect();
+    let standard: Vec<&str> = standard.iter().map(String::as_str).collect();
+    let rouge = crate::metrics::rouge::Rouge::default().corpus(&standard, &ours).rouge_l.fmeasure;
+    let bleu = crate::metrics::bleu::Bleu::default().corpus(&ours, &standard).score;
+    (rouge, bleu)
 }
 
 /// The mean over prompts of the share of each prompt's keywords in its first repetition's

@@ -533,6 +533,12 @@ pub struct CompareQuality {
     /// (first repetition, case-insensitive); absent when the prompts have no keywords.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub keyword_hit_rate: Option<f64>,
+    /// ROUGE-L F1 (0-1, mean over prompts) and corpus BLEU (0-100, sacrebleu's defaults) of the
+    /// outputs against standard decoding's on the prompts as written (first repetitions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rouge_l_vs_standard: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bleu_vs_standard: Option<f64>,
 }
 
 /// kvcache: quality against the full cache at the same context.

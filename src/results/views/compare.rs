@@ -76,6 +76,13 @@ pub fn human(report: &Report) -> Table {
         .map(|c| parts(c).1.and_then(|q| q.keyword_hit_rate).map(|k| format!("{:.0}%", k * 100.0)))
         .collect();
     table.push_column_if_any("keywords", keywords);
+    for (header, pick) in [
+        ("ROUGE-L vs standard", (|q: &CompareQuality| q.rouge_l_vs_standard.map(|r| format!("{r:.3}"))) as fn(&CompareQuality) -> Option<String>),
+        ("BLEU vs standard", |q: &CompareQuality| q.bleu_vs_standard.map(|b| format!("{b:.1}"))),
+    ] {
+        let cells = report.cases.iter().filter(|c| c.params.as_compare().is_some()).map(|c| parts(c).1.and_then(pick)).collect();
+        table.push_column_if_any(header, cells);
+    }
     table
 }
 
@@ -107,6 +114,8 @@ pub fn csv(report: &Report) -> Table {
         "input_tokens",
         "input_reduction",
         "keyword_hit_rate",
+        "rouge_l_vs_standard",
+        "bleu_vs_standard",
     ]);
     for case in &report.cases {
         let (Some(p), q) = parts(case) else { continue };
@@ -139,6 +148,8 @@ pub fn csv(report: &Report) -> Table {
             q.and_then(|q| q.input_tokens).map_or(String::new(), |t| t.to_string()),
             opt(q.and_then(|q| q.input_reduction)),
             opt(q.and_then(|q| q.keyword_hit_rate)),
+            opt(q.and_then(|q| q.rouge_l_vs_standard)),
+            opt(q.and_then(|q| q.bleu_vs_standard)),
         ]);
     }
     table
