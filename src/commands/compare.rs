@@ -108,13 +108,17 @@ pub fn run(args: &CompareArgs) -> Result<Outcome> {
         };
         let model_record = harness::model_record(&loaded.model.spec)?;
         // The prompts each input-side method makes, and their tokens.
+        let written_ids = prompts::token_ids(&loaded.model.tokenizer, &prompt_texts, args.run.prompt_tokens)?;
+        let written_tokens: usize = written_ids.iter().map(Vec::len).sum();
         let mut inputs: HashMap<String, (Vec<String>, Vec<Vec<u32>>)> = HashMap::new();
         for input in &args.input {
             let texts: Vec<String> = prompt_texts.iter().map(|t| input.apply(t)).collect();
-            let ids = prompts::token_ids(&loaded.model.tokenizer, &texts, args.run.prompt_tokens)?;
+            let ids = match input {
+                InputMethod::None => written_ids.clone(),
+                _ => prompts::token_ids(&loaded.model.tokenizer, &texts, args.run.prompt_tokens)?,
+            };
             inputs.insert(input.label(), (texts, ids));
         }
-        let written_tokens: usize = prompts::token_ids(&loaded.model.tokenizer, &prompt_texts, args.run.prompt_tokens)?.iter().map(Vec::len).sum();
         let engine = Engine::new(loaded.model.model.as_ref(), &loaded.device);
         let n_layers = loaded.model.model.config().n_layers();
         // Every case of this model fits its context window, before the first one runs (with
@@ -332,31 +336,11 @@ fn first_repetition(case: &CaseResult) -> Vec<Vec<u32>> {
 
 /// Token agreement with standard decoding, position by position, and first divergences.
 fn quality(ours: &[Vec<u32>], standard: Option<&Vec<Vec<u32>>>, perplexity: Option<f64>) -> CompareQuality {
-    let Some(standard) = standard else {
-        return CompareQuality {
-            agreement_with_standard: None,
-            first_divergence: vec![],
-            perplexity,
-            input_tokens: None,
-            input_reduction: None,
-            inputs: vec![],
-            keyword_hit_rate: None,
-            rouge_l_vs_standard: None,
-            bleu_vs_standard: None,
-        };
+    let (agreement_with_standard, first_divergence) = match standard {
+        Some(standard) => harness::agreement(ours, standard),
+        None => (None, vec![]),
     };
-    let (agreement_with_standard, first_divergence) = harness::agreement(ours, standard);
-    CompareQuality {
-        agreement_with_standard,
-        first_divergence,
-        perplexity,
-        input_tokens: None,
-        input_reduction: None,
-        inputs: vec![],
-        keyword_hit_rate: None,
-        rouge_l_vs_standard: None,
-        bleu_vs_standard: None,
-    }
+    CompareQuality { agreement_with_standard, first_divergence, perplexity, ..Default::default() }
 }
 
 /// The first repetition's output text per prompt, in prompt order.

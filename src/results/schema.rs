@@ -510,7 +510,7 @@ impl Quality {
 }
 
 /// compare: each method's tokens against standard decoding's.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct CompareQuality {
     /// Fraction of generated tokens equal to standard decoding's, position by position
     /// (first repetition of each prompt); 1 for standard itself.
