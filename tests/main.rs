@@ -13,6 +13,7 @@ mod exporters;
 mod sled;
 mod hf_goldens;
 mod hub;
+mod input_methods;
 mod kvcache;
 mod layer_contrast;
 mod loaders;

@@ -43,10 +43,16 @@ pub struct CompareArgs {
     #[arg(long)]
     pub quality: bool,
     /// Input-side methods, comma-separated, each run with every method: none (the prompts as
-    /// written) and word_removal:N (every Nth word dropped, punctuation and numbers kept).
-    /// Agreement and speed are measured against standard decoding on the prompts as written.
+    /// written), word_removal:N (every Nth word dropped, punctuation and numbers kept) and
+    /// lingua:RATE (LLMLingua-style: the share RATE of each 200-token segment kept, the tokens
+    /// the compressor finds least predictable). Agreement and speed are measured against
+    /// standard decoding on the prompts as written.
     #[arg(long, value_delimiter = ',', default_value = "none")]
     pub input: Vec<crate::input::InputMethod>,
+    /// The model that scores prompt tokens for lingua:RATE (any --model form, loaded like
+    /// --model); the target model itself when not given.
+    #[arg(long, value_name = "MODEL")]
+    pub compressor: Option<String>,
     #[command(flatten)]
     pub contrast: super::args::LayerContrastArgs,
     /// sled:stride's stride is half of each window instead of `--stride` (`llmbench sled`'s

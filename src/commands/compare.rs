@@ -12,7 +12,7 @@ use crate::results::schema::{
     CaseParams, CaseResult, CommandName, CommandSettings, CompareParams, CompareQuality, CompareSettings,
     Quality, Report,
 };
-use crate::input::InputMethod;
+use crate::input::{Compressor, InputMethod};
 use anyhow::Result;
 use std::collections::HashMap;
 
@@ -61,6 +61,7 @@ pub fn run(args: &CompareArgs) -> Result<Outcome> {
             query_types,
             keywords: keywords.clone(),
             quality: args.quality,
+            compressor: args.compressor.clone(),
         }),
     );
     let plan = plan(args, &models, &methods, &kv_options);
@@ -76,6 +77,16 @@ pub fn run(args: &CompareArgs) -> Result<Outcome> {
     let total_runs = plan.len() * (args.run.warmup + args.run.repetitions * prompt_texts.len());
     let progress = super::progress::bar(total_runs as u64);
     let mut any_failed = false;
+    // --compressor: one model scores every target's prompts for lingua.
+    let compressor = match &args.compressor {
+        Some(id) if args.input.iter().any(InputMethod::needs_compressor) => {
+            let mut compressor_args = args.model.clone();
+            compressor_args.model = id.clone();
+            Some(load_model(&compressor_args, &args.device, sampling.seed).map_err(|e| e.context(format!("--compressor {id}")))?)
+        }
+        _ => None,
+    };
+    let compressor_engine = compressor.as_ref().map(|c| Engine::new(c.model.model.as_ref(), &c.device));
     // Standard decoding's tokens per (model, length), for agreement.
     let mut reference: HashMap<(String, usize), Vec<Vec<u32>>> = HashMap::new();
     let mut reference_texts: HashMap<(String, usize), Vec<String>> = HashMap::new();
@@ -107,25 +118,23 @@ pub fn run(args: &CompareArgs) -> Result<Outcome> {
             Err(e) => return Err(e),
         };
         let model_record = harness::model_record(&loaded.model.spec)?;
-        // The prompts each input-side method makes, and their tokens.
-        let written_ids = prompts::token_ids(&loaded.model.tokenizer, &prompt_texts, args.run.prompt_tokens)?;
-        let written_tokens: usize = written_ids.iter().map(Vec::len).sum();
-        let mut inputs: HashMap<String, (Vec<String>, Vec<Vec<u32>>)> = HashMap::new();
-        for input in &args.input {
-            let texts: Vec<String> = prompt_texts.iter().map(|t| input.apply(t)).collect();
-            let ids = match input {
-                InputMethod::None => written_ids.clone(),
-                _ => prompts::token_ids(&loaded.model.tokenizer, &texts, args.run.prompt_tokens)?,
-            };
-            inputs.insert(input.label(), (texts, ids));
-        }
         let engine = Engine::new(loaded.model.model.as_ref(), &loaded.device);
         let n_layers = loaded.model.model.config().n_layers();
+        let written_ids = prompts::token_ids(&loaded.model.tokenizer, &prompt_texts, args.run.prompt_tokens)?;
+        let written_tokens: usize = written_ids.iter().map(Vec::len).sum();
+        let scorer = match (&compressor, &compressor_engine) {
+            (Some(c), Some(e)) => Compressor { engine: e, tokenizer: &c.model.tokenizer },
+            _ => Compressor { engine: &engine, tokenizer: &loaded.model.tokenizer },
+        };
+        let mut inputs: HashMap<String, PreparedInput> = HashMap::new();
+        for input in &args.input {
+            inputs.insert(input.label(), prepare_input(input, &prompt_texts, &written_ids, &scorer, &engine, &loaded.model.tokenizer, args.run.prompt_tokens)?);
+        }
         // Every case of this model fits its context window, before the first one runs (with
         // --continue-on-error the harness records the ones that do not instead).
         if !args.output.continue_on_error {
             for p in &todo {
-                for prompt in &inputs[&p.input.label()].1 {
+                for prompt in &inputs[&p.input.label()].ids {
                     let request = GenerateRequest {
                         prompt_ids: prompt,
                         max_new_tokens: p.compare.max_new_tokens,
@@ -138,7 +147,8 @@ pub fn run(args: &CompareArgs) -> Result<Outcome> {
         }
         for p in todo {
             progress.set_message(format!("{} {}", short(model_id), p.params.label()));
-            let (input_texts, prompt_ids) = &inputs[&p.input.label()];
+            let prepared = &inputs[&p.input.label()];
+            let prompt_ids = &prepared.ids;
             let spec = CaseSpec {
                 prompts: prompt_ids,
                 max_new_tokens: p.compare.max_new_tokens,
@@ -179,7 +189,7 @@ pub fn run(args: &CompareArgs) -> Result<Outcome> {
                 let per_prompt = first_repetition(&case)
                     .iter()
                     .zip(prompt_ids)
-                    .map(|(generated, prompt)| harness::perplexity(&engine, n_layers, prompt, generated))
+                    .map(|(generated, prompt)| harness::perplexity(&engine, prompt, generated))
                     .collect::<Result<Vec<f64>>>()?;
                 Some(per_prompt.iter().sum::<f64>() / per_prompt.len() as f64)
             } else {
@@ -192,11 +202,13 @@ pub fn run(args: &CompareArgs) -> Result<Outcome> {
                 q.rouge_l_vs_standard = Some(rouge_l);
                 q.bleu_vs_standard = Some(bleu);
             }
+            q.prompt_bits_per_byte = prepared.bits_per_byte;
             if p.input != InputMethod::None {
                 let tokens: usize = prompt_ids.iter().map(Vec::len).sum();
                 q.input_tokens = Some(tokens);
                 q.input_reduction = Some(1.0 - tokens as f64 / written_tokens.max(1) as f64);
-                q.inputs = input_texts.clone();
+                q.inputs = prepared.texts.clone();
+                q.input_seconds = Some(prepared.seconds_per_prompt);
             }
             case.quality = Some(Quality::Compare(q));
             sink.record(case)?;
@@ -205,6 +217,53 @@ pub fn run(args: &CompareArgs) -> Result<Outcome> {
     progress.finish_and_clear();
     output::finish(&mut sink, &args.output)?;
     Ok(if any_failed { Outcome::CasesFailed } else { Outcome::Success })
+}
+
+/// The prompts one input-side method makes for one model.
+struct PreparedInput {
+    texts: Vec<String>,
+    ids: Vec<Vec<u32>>,
+    /// Mean seconds per prompt the method took.
+    seconds_per_prompt: f64,
+    /// The model's bits per byte on these prompts (None with --prompt-tokens, whose cut and
+    /// repeated prompts are not the texts).
+    bits_per_byte: Option<f64>,
+}
+
+fn prepare_input(
+    input: &InputMethod,
+    written: &[String],
+    written_ids: &[Vec<u32>],
+    compressor: &Compressor,
+    engine: &Engine,
+    tokenizer: &crate::models::tokenizer::TextTokenizer,
+    prompt_tokens: Option<usize>,
+) -> Result<PreparedInput> {
+    let started = std::time::Instant::now();
+    let texts = written.iter().map(|t| input.apply(t, Some(compressor))).collect::<Result<Vec<String>>>()?;
+    let ids = match input {
+        InputMethod::None => written_ids.to_vec(),
+        _ => prompts::token_ids(tokenizer, &texts, prompt_tokens)?,
+    };
+    let seconds_per_prompt = started.elapsed().as_secs_f64() / written.len().max(1) as f64;
+    let bits_per_byte = match prompt_tokens {
+        Some(_) => None,
+        None => Some(bits_per_byte(engine, tokenizer, &ids)?),
+    };
+    Ok(PreparedInput { texts, ids, seconds_per_prompt, bits_per_byte })
+}
+
+/// Bits per UTF-8 byte of `prompts` under the model: the surprisal of every token after each
+/// prompt's first, over the bytes those tokens decode to.
+fn bits_per_byte(engine: &Engine, tokenizer: &crate::models::tokenizer::TextTokenizer, prompts: &[Vec<u32>]) -> Result<f64> {
+    let (mut nats, mut bytes) = (0.0, 0usize);
+    for ids in prompts.iter().filter(|ids| ids.len() > 1) {
+        nats -= engine.token_log_probs(ids)?.iter().sum::<f64>();
+        let whole = tokenizer.decode(ids)?.len();
+        let first = tokenizer.decode(&ids[..1])?.len();
+        bytes += whole.saturating_sub(first);
+    }
+    Ok(nats / std::f64::consts::LN_2 / bytes.max(1) as f64)
 }
 
 /// The methods in their canonical order, once each: standard first, so its tokens are there
@@ -227,7 +286,10 @@ fn validate(args: &CompareArgs, methods: &[Method]) -> Result<()> {
         crate::bail_input!("--input is empty: name at least one input method (none for the prompts as written)");
     }
     if args.run.prompt_tokens.is_some() && args.input.iter().any(|i| *i != InputMethod::None) {
-        crate::bail_input!("--input word_removal with --prompt-tokens: prompts are cut or repeated to a fixed length after the input method, so its reduction would not show; drop --prompt-tokens");
+        crate::bail_input!("--input with --prompt-tokens: prompts are cut or repeated to a fixed length after the input method, so its reduction would not show; drop --prompt-tokens");
+    }
+    if args.compressor.is_some() && !args.input.iter().any(InputMethod::needs_compressor) {
+        crate::bail_input!("--compressor without --input lingua:RATE: only lingua scores the prompt with a model; add --input none,lingua:0.5 or drop --compressor");
     }
     if methods.iter().any(|m| m.uses_window()) && args.window.values.contains(&0) {
         crate::bail_input!("--window 0: the window must hold at least 1 token");

@@ -223,15 +223,13 @@ pub fn agreement(ours: &[Vec<u32>], reference: &[Vec<u32>]) -> (Option<f64>, Vec
 }
 
 /// Perplexity of `generated` after `prompt` under the model with a full cache.
-pub fn perplexity(engine: &Engine, n_layers: usize, prompt: &[u32], generated: &[u32]) -> Result<f64> {
+pub fn perplexity(engine: &Engine, prompt: &[u32], generated: &[u32]) -> Result<f64> {
     if generated.is_empty() {
         return Ok(f64::NAN);
     }
     let ids: Vec<u32> = prompt.iter().chain(generated).copied().collect();
-    let mut cache = kv::build(KvKind::Full, n_layers, ids.len());
-    let logits = engine.teacher_force(cache.as_mut(), &ids[..ids.len() - 1])?;
-    let log_probs = candle_nn::ops::log_softmax(&logits, candle_core::D::Minus1)?;
-    let rows: Vec<Vec<f32>> = log_probs.to_vec2()?;
-    let nll: f64 = (prompt.len()..ids.len()).map(|i| -(rows[i - 1][ids[i] as usize] as f64)).sum();
+    let log_probs = engine.token_log_probs(&ids)?;
+    // Row i - 1 scores token i: the generated tokens are the last `generated.len()` rows.
+    let nll: f64 = -log_probs[log_probs.len() - generated.len()..].iter().sum::<f64>();
     Ok((nll / generated.len() as f64).exp())
 }

@@ -130,6 +130,7 @@ fn run_window(args: &SledArgs) -> Result<Outcome> {
         k: NumList::of(4),
         quality: args.quality,
         input: vec![crate::input::InputMethod::None],
+        compressor: None,
         quick: false,
         contrast: args.contrast.clone(),
         half_window_stride,

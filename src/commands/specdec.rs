@@ -109,7 +109,6 @@ pub fn run(args: &SpecdecArgs) -> Result<Outcome> {
     let runs_per_case = args.run.warmup + args.run.repetitions * prompt_texts.len();
     let progress = super::progress::bar((plan.len() * runs_per_case) as u64);
     let model_record = harness::model_record(&loaded.model.spec)?;
-    let n_layers = loaded.model.model.config().n_layers();
     let mut baseline: Option<Vec<RunRecord>> = sink
         .report()
         .cases
@@ -160,7 +159,7 @@ pub fn run(args: &SpecdecArgs) -> Result<Outcome> {
         if p.draft.is_none() {
             baseline = Some(runs.clone());
         }
-        let output_quality = output_quality(&engine, n_layers, &prompt_ids, &runs, baseline.as_deref(), sampling.temperature == 0.0)?;
+        let output_quality = output_quality(&engine, &prompt_ids, &runs, baseline.as_deref(), sampling.temperature == 0.0)?;
         let lossless = p.policy.is_none_or(|pol| pol.kind().is_lossless());
         let k = p.draft.map(|_| p.k);
         let summary = harness::summarize(&p.params.label(), &runs);
@@ -177,14 +176,13 @@ pub fn run(args: &SpecdecArgs) -> Result<Outcome> {
 /// perplexity of the output under the target with a full cache.
 fn output_quality(
     engine: &Engine,
-    n_layers: usize,
     prompts: &[Vec<u32>],
     runs: &[RunRecord],
     baseline: Option<&[RunRecord]>,
     greedy: bool,
 ) -> Result<OutputQuality> {
     let ours = harness::first_repetition(runs);
-    let per_prompt = ours.iter().zip(prompts).map(|(g, p)| harness::perplexity(engine, n_layers, p, g)).collect::<Result<Vec<f64>>>()?;
+    let per_prompt = ours.iter().zip(prompts).map(|(g, p)| harness::perplexity(engine, p, g)).collect::<Result<Vec<f64>>>()?;
     let perplexity = (!per_prompt.is_empty()).then(|| per_prompt.iter().sum::<f64>() / per_prompt.len() as f64);
     let (agreement_with_target, first_divergence) = match (baseline, greedy) {
         (Some(base), true) => harness::agreement(&ours, &harness::first_repetition(base)),

@@ -285,4 +285,18 @@ impl<'a> Engine<'a> {
         let input = Tensor::new(ids, &self.device)?.unsqueeze(0)?;
         Ok(self.model.forward_all(&input, 0, cache)?.squeeze(0)?)
     }
+
+    /// `log p(ids[i] | ids[..i])` for i in 1..len, in one pass over a full cache: the gather
+    /// runs where the logits are, so only one value per position crosses to the host.
+    pub fn token_log_probs(&self, ids: &[u32]) -> Result<Vec<f64>> {
+        if ids.len() < 2 {
+            return Ok(vec![]);
+        }
+        let mut cache = crate::kv::build(crate::kv::KvKind::Full, self.model.config().n_layers(), ids.len());
+        let logits = self.teacher_force(cache.as_mut(), &ids[..ids.len() - 1])?.to_dtype(candle_core::DType::F32)?;
+        let log_probs = crate::models::layers::log_softmax(&logits)?;
+        let next = Tensor::new(&ids[1..], &self.device)?.unsqueeze(1)?;
+        let picked: Vec<f32> = log_probs.gather(&next, 1)?.squeeze(1)?.to_vec1()?;
+        Ok(picked.into_iter().map(f64::from).collect())
+    }
 }

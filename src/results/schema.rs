@@ -118,6 +118,9 @@ pub struct CompareSettings {
     pub keywords: Vec<Vec<String>>,
     /// Whether the perplexity of each output under the full model was computed.
     pub quality: bool,
+    /// The model that scored tokens for `lingua` when it was not the target (`--compressor`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compressor: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -529,6 +532,16 @@ pub struct CompareQuality {
     pub input_reduction: Option<f64>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub inputs: Vec<String>,
+    /// Input-side methods only: the mean seconds per prompt the method took (lingua's scoring
+    /// pass, adaptivocab's merging), a cost the decode timings do not include.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_seconds: Option<f64>,
+    /// The model's bits per UTF-8 byte on the prompts as it saw them (summed surprisal of every
+    /// token after the first, in bits, over the bytes those tokens spell): comparable across
+    /// vocabularies where per-token perplexity is not, so it shows what merged tokens cost the
+    /// model's reading of the same text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt_bits_per_byte: Option<f64>,
     /// The mean over prompts of the share of each prompt's expected keywords in its output
     /// (first repetition, case-insensitive); absent when the prompts have no keywords.
     #[serde(default, skip_serializing_if = "Option::is_none")]
