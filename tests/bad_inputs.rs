@@ -19,6 +19,7 @@ impl Files {
         let files = [
             ("empty-prompts.txt", "\n \n"),
             ("empty-text.txt", "   \n"),
+            ("no-phrases.txt", "\n# a comment only\n  \n"),
             ("corrupt.json", "{\"schema_version\": 2, \"cases\": ["),
             ("future.json", "{\"schema_version\": 99}"),
             ("not-results.json", "{\"hello\": 1}"),
@@ -163,6 +164,10 @@ fn every_bad_input_in_the_catalogue_is_one_clear_line_and_exit_code_2() {
         (compare(&["--input", "none,lingua:0"]), "strictly between 0 and 1"),
         (compare(&["--compressor", "gpt2"]), "--compressor without --input lingua:RATE"),
         (compare(&["--input", "lingua:0.5", "--compressor", "/no/such/compressor.gguf"]), "--compressor /no/such/compressor.gguf"),
+        (compare(&["--input", "none,adaptivocab", "--phrases", &files.path("no-phrases.txt")]), "has no phrases; write one phrase per line"),
+        (compare(&["--phrases", &files.path("hyps.txt")]), "--phrases / --phrase-corpus without --input adaptivocab"),
+        (compare(&["--input", "adaptivocab", "--phrase-corpus", "/no/such/corpus.txt"]), "--phrase-corpus /no/such/corpus.txt"),
+        (compare(&["--input", "adaptivocab"]), "--input adaptivocab: phrase tokens are added to Llama-family models"),
         (compare(&["--methods", "sled:stride", "--window", "10", "--stride", "20"]), "--stride 20"),
         (compare(&["--methods", "standard,beam"]), "invalid value 'beam' for '--methods"),
         (compare(&["--repetitions", "0"]), "--repetitions 0"),

@@ -499,6 +499,48 @@ fn input_methods_rewrite_the_prompts_and_are_measured_against_the_written_ones()
     assert!((0.0..=1.0).contains(&rouge) && q["bleu_vs_standard"].as_f64().unwrap() <= 100.0);
 }
 
+/// lingua and adaptivocab through compare: lingua keeps about half the prompt (counted in the
+/// target's tokens, the written prompt's run first), adaptivocab keeps the text and reads it in
+/// fewer tokens on the extended model, and every case reports its bits per byte and input time.
+#[test]
+fn lingua_and_adaptivocab_cases_report_their_tokens_and_costs() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let phrases = dir.path().join("phrases.txt");
+    std::fs::write(&phrases, "quick brown fox\nlazy dog\n").unwrap();
+    let prompt = "The quick brown fox jumps over the lazy dog, and the quick brown fox sleeps.";
+    compare(
+        &["--model", fixture("tiny-llama").to_str().unwrap(), "-n", "5", "-r", "1", "--methods", "standard", "--prompt", prompt]
+            .into_iter()
+            .chain(["--input", "none,lingua:0.5,adaptivocab", "--phrases", phrases.to_str().unwrap(), "--no-charts"])
+            .collect::<Vec<_>>(),
+        &out,
+    )
+    .success();
+    let results = read_json(&out.join("results.json"));
+    validate(&results);
+    let cases = results["cases"].as_array().unwrap();
+    let inputs: Vec<&str> = cases.iter().map(|c| c["params"]["input"].as_str().unwrap_or("none")).collect();
+    assert_eq!(inputs, ["none", "lingua:0.5", "adaptivocab"]);
+    let written = cases[0]["runs"][0]["prompt_tokens"].as_u64().unwrap() as f64;
+    let lingua = &cases[1]["quality"];
+    let kept = lingua["input_tokens"].as_u64().unwrap() as f64;
+    assert!(kept < written && lingua["inputs"][0].as_str().unwrap() != prompt, "{kept} of {written}");
+    assert!(lingua["input_seconds"].as_f64().unwrap() > 0.0);
+    let av = &cases[2]["quality"];
+    assert_eq!(av["inputs"][0], prompt, "adaptivocab keeps the text");
+    assert!(av["input_tokens"].as_u64().unwrap() < written as u64);
+    assert_eq!(av["phrases"], serde_json::json!(["quick brown fox", "lazy dog"]));
+    assert!(av["phrase_tokens"].as_u64().unwrap() >= 2);
+    assert!(cases[2]["model"]["weights_format"].as_str().unwrap().contains("phrase tokens"));
+    for case in cases {
+        let bpb = case["quality"]["prompt_bits_per_byte"].as_f64().unwrap();
+        assert!(bpb.is_finite() && bpb > 0.0);
+    }
+    // Same text, different tokens: the bits per byte are comparable and not equal.
+    assert_ne!(cases[0]["quality"]["prompt_bits_per_byte"], av["prompt_bits_per_byte"]);
+}
+
 /// `--quick` is seed 002's quick mode (30 new tokens); the built-in prompts carry their query
 /// types and keywords, and every case reports its keyword hit rate.
 #[test]

@@ -45,10 +45,18 @@ pub struct CompareArgs {
     /// Input-side methods, comma-separated, each run with every method: none (the prompts as
     /// written), word_removal:N (every Nth word dropped, punctuation and numbers kept) and
     /// lingua:RATE (LLMLingua-style: the share RATE of each 200-token segment kept, the tokens
-    /// the compressor finds least predictable). Agreement and speed are measured against
+    /// the compressor finds least predictable) and adaptivocab (multi-word phrases merged into
+    /// new tokens whose rows are built from their parts, no retraining). Agreement and speed are measured against
     /// standard decoding on the prompts as written.
     #[arg(long, value_delimiter = ',', default_value = "none")]
     pub input: Vec<crate::input::InputMethod>,
+    /// adaptivocab's phrases, one per line, instead of seed 002's defaults.
+    #[arg(long, value_name = "FILE", conflicts_with = "phrase_corpus")]
+    pub phrases: Option<std::path::PathBuf>,
+    /// adaptivocab's phrases mined from this text: the 100 word n-grams (2-4 words, 3 or more
+    /// occurrences) with the most tokens saved (occurrences x tokens merged away).
+    #[arg(long, value_name = "FILE")]
+    pub phrase_corpus: Option<std::path::PathBuf>,
     /// The model that scores prompt tokens for lingua:RATE (any --model form, loaded like
     /// --model); the target model itself when not given.
     #[arg(long, value_name = "MODEL")]

@@ -12,6 +12,7 @@ use crate::results::schema::{
     CaseParams, CaseResult, CommandName, CommandSettings, CompareParams, CompareQuality, CompareSettings,
     Quality, Report,
 };
+use crate::input::adaptivocab::{self, PhraseSource};
 use crate::input::{Compressor, InputMethod};
 use anyhow::Result;
 use std::collections::HashMap;
@@ -127,14 +128,22 @@ pub fn run(args: &CompareArgs) -> Result<Outcome> {
             _ => Compressor { engine: &engine, tokenizer: &loaded.model.tokenizer },
         };
         let mut inputs: HashMap<String, PreparedInput> = HashMap::new();
-        for input in &args.input {
+        for input in args.input.iter().filter(|i| **i != InputMethod::AdaptiVocab) {
             inputs.insert(input.label(), prepare_input(input, &prompt_texts, &written_ids, &scorer, &engine, &loaded.model.tokenizer, args.run.prompt_tokens)?);
         }
+        if args.input.contains(&InputMethod::AdaptiVocab) {
+            crate::models::vocab_extension::llama_config(loaded.model.model.config())?;
+        }
+        // adaptivocab's model (the phrase tokens' rows added), loaded before its first case so
+        // the cases before it do not carry its memory.
+        let mut extended: Option<(super::setup::Loaded, Vec<String>)> = None;
         // Every case of this model fits its context window, before the first one runs (with
         // --continue-on-error the harness records the ones that do not instead).
         if !args.output.continue_on_error {
             for p in &todo {
-                for prompt in &inputs[&p.input.label()].ids {
+                // adaptivocab only shortens prompts: the written ones fitting is enough.
+                let label = if p.input == InputMethod::AdaptiVocab { InputMethod::None.label() } else { p.input.label() };
+                for prompt in inputs.get(&label).map_or(&written_ids, |i| &i.ids) {
                     let request = GenerateRequest {
                         prompt_ids: prompt,
                         max_new_tokens: p.compare.max_new_tokens,
@@ -147,6 +156,23 @@ pub fn run(args: &CompareArgs) -> Result<Outcome> {
         }
         for p in todo {
             progress.set_message(format!("{} {}", short(model_id), p.params.label()));
+            if p.input == InputMethod::AdaptiVocab && extended.is_none() {
+                let phrase_list = adaptivocab::phrases(&phrase_source(args), &loaded.model.tokenizer)?;
+                let extension = adaptivocab::extension(&phrase_list, &loaded.model.tokenizer)?;
+                let mut model_args = args.model.clone();
+                model_args.model = model_id.clone();
+                let x = super::setup::load_model_extended(&model_args, &args.device, sampling.seed, &extension)?;
+                let x_engine = Engine::new(x.model.model.as_ref(), &x.device);
+                let prepared = prepare_input(&p.input, &prompt_texts, &written_ids, &scorer, &x_engine, &x.model.tokenizer, None)?;
+                inputs.insert(p.input.label(), prepared);
+                extended = Some((x, phrase_list));
+            }
+            let (case_model, case_device) = match (&extended, p.input) {
+                (Some((x, _)), InputMethod::AdaptiVocab) => (&x.model, &x.device),
+                _ => (&loaded.model, &loaded.device),
+            };
+            let case_engine = Engine::new(case_model.model.as_ref(), case_device);
+            let engine = &case_engine;
             let prepared = &inputs[&p.input.label()];
             let prompt_ids = &prepared.ids;
             let spec = CaseSpec {
@@ -164,10 +190,10 @@ pub fn run(args: &CompareArgs) -> Result<Outcome> {
                 spec.n_layers = n_layers;
             }
             if let Some(c) = &method_params.contrast {
-                c.check(loaded.model.model.as_ref())?;
+                c.check(case_model.model.as_ref())?;
             }
             let mut strategy = decode::build(p.method, &method_params)?;
-            let outcome = harness::run_case(&loaded.model, &engine, strategy.as_mut(), &spec, &mut || progress.inc(1));
+            let outcome = harness::run_case(case_model, engine, strategy.as_mut(), &spec, &mut || progress.inc(1));
             let runs = match outcome {
                 Ok(Some(runs)) => runs,
                 Ok(None) => return Ok(output::interrupted(&sink, &progress)),
@@ -179,7 +205,12 @@ pub fn run(args: &CompareArgs) -> Result<Outcome> {
             };
             let label = format!("{} {}", short(model_id), p.params.label());
             let summary = harness::summarize(&label, &runs);
-            let mut case = CaseResult::ran(p.params.clone(), &settings, model_record.clone(), runs, summary, None);
+            let mut record = model_record.clone();
+            if p.input == InputMethod::AdaptiVocab {
+                record.weights_format = case_model.spec.weights_format.clone();
+                record.tokenizer = case_model.spec.tokenizer.clone();
+            }
+            let mut case = CaseResult::ran(p.params.clone(), &settings, record, runs, summary, None);
             let key = (model_id.clone(), p.compare.max_new_tokens);
             if p.method == Method::Standard && p.input == InputMethod::None {
                 reference.insert(key.clone(), first_repetition(&case));
@@ -189,7 +220,7 @@ pub fn run(args: &CompareArgs) -> Result<Outcome> {
                 let per_prompt = first_repetition(&case)
                     .iter()
                     .zip(prompt_ids)
-                    .map(|(generated, prompt)| harness::perplexity(&engine, prompt, generated))
+                    .map(|(generated, prompt)| harness::perplexity(engine, prompt, generated))
                     .collect::<Result<Vec<f64>>>()?;
                 Some(per_prompt.iter().sum::<f64>() / per_prompt.len() as f64)
             } else {
@@ -210,6 +241,10 @@ pub fn run(args: &CompareArgs) -> Result<Outcome> {
                 q.inputs = prepared.texts.clone();
                 q.input_seconds = Some(prepared.seconds_per_prompt);
             }
+            if let (Some((x, phrase_list)), InputMethod::AdaptiVocab) = (&extended, p.input) {
+                q.phrases = phrase_list.clone();
+                q.phrase_tokens = Some(x.model.model.config().vocab_size() - loaded.model.model.config().vocab_size());
+            }
             case.quality = Some(Quality::Compare(q));
             sink.record(case)?;
         }
@@ -217,6 +252,14 @@ pub fn run(args: &CompareArgs) -> Result<Outcome> {
     progress.finish_and_clear();
     output::finish(&mut sink, &args.output)?;
     Ok(if any_failed { Outcome::CasesFailed } else { Outcome::Success })
+}
+
+fn phrase_source(args: &CompareArgs) -> PhraseSource {
+    match (&args.phrases, &args.phrase_corpus) {
+        (Some(file), _) => PhraseSource::File(file.clone()),
+        (None, Some(corpus)) => PhraseSource::Corpus(corpus.clone()),
+        (None, None) => PhraseSource::Defaults,
+    }
 }
 
 /// The prompts one input-side method makes for one model.
@@ -287,6 +330,21 @@ fn validate(args: &CompareArgs, methods: &[Method]) -> Result<()> {
     }
     if args.run.prompt_tokens.is_some() && args.input.iter().any(|i| *i != InputMethod::None) {
         crate::bail_input!("--input with --prompt-tokens: prompts are cut or repeated to a fixed length after the input method, so its reduction would not show; drop --prompt-tokens");
+    }
+    let adaptivocab = args.input.contains(&InputMethod::AdaptiVocab);
+    if let (Some(_), false) = (args.phrases.as_ref().or(args.phrase_corpus.as_ref()), adaptivocab) {
+        crate::bail_input!("--phrases / --phrase-corpus without --input adaptivocab: add --input none,adaptivocab or drop them");
+    }
+    if adaptivocab {
+        if let PhraseSource::File(_) = phrase_source(args) {
+            // Read now, so a bad file stops the run before any case.
+            adaptivocab::phrases(&phrase_source(args), &crate::models::tokenizer::TextTokenizer::Bytes)?;
+        }
+        if let Some(corpus) = &args.phrase_corpus {
+            if std::fs::metadata(corpus).is_err() {
+                crate::bail_input!("--phrase-corpus {}: no such file; give a text file to mine phrases from", corpus.display());
+            }
+        }
     }
     if args.compressor.is_some() && !args.input.iter().any(InputMethod::needs_compressor) {
         crate::bail_input!("--compressor without --input lingua:RATE: only lingua scores the prompt with a model; add --input none,lingua:0.5 or drop --compressor");

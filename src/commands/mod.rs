@@ -15,7 +15,7 @@ mod output;
 pub mod kvcache;
 pub mod plot;
 mod progress;
-mod prompts;
+pub mod prompts;
 pub mod quantize;
 mod quantize_list;
 mod setup;

@@ -131,6 +131,8 @@ fn run_window(args: &SledArgs) -> Result<Outcome> {
         quality: args.quality,
         input: vec![crate::input::InputMethod::None],
         compressor: None,
+        phrases: None,
+        phrase_corpus: None,
         quick: false,
         contrast: args.contrast.clone(),
         half_window_stride,

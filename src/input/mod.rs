@@ -2,6 +2,7 @@
 //! and loss-based compression transform the prompt text, so any decoding method and cache run
 //! on their output, and the quality cost is measured against the uncompressed prompt's run.
 
+pub mod adaptivocab;
 pub mod lingua;
 pub mod word_removal;
 
@@ -20,6 +21,9 @@ pub enum InputMethod {
     /// `lingua:RATE`: the share `rate` of each segment's tokens kept, those the compressor
     /// finds least predictable (`lingua`).
     Lingua { rate: f64 },
+    /// `adaptivocab`: the prompt as written, read through a vocabulary with phrase tokens
+    /// (`adaptivocab`); the model gains the phrases' rows, so it runs as its own model.
+    AdaptiVocab,
 }
 
 /// The model that scores tokens for `lingua` (the target itself unless `--compressor`).
@@ -34,6 +38,7 @@ impl InputMethod {
             Self::None => "none".into(),
             Self::WordRemoval { every } => format!("word_removal:{every}"),
             Self::Lingua { rate } => format!("lingua:{rate}"),
+            Self::AdaptiVocab => "adaptivocab".into(),
         }
     }
 
@@ -46,7 +51,7 @@ impl InputMethod {
     /// `needs_compressor` says so).
     pub fn apply(&self, text: &str, compressor: Option<&Compressor>) -> Result<String> {
         Ok(match self {
-            Self::None => text.to_string(),
+            Self::None | Self::AdaptiVocab => text.to_string(),
             Self::WordRemoval { every } => word_removal::remove_every_nth_word(text, *every).text,
             Self::Lingua { rate } => {
                 let c = compressor.ok_or_else(|| anyhow::anyhow!("lingua needs a compressor model"))?;
@@ -64,6 +69,7 @@ impl FromStr for InputMethod {
     fn from_str(s: &str) -> Result<Self, String> {
         match s.split_once(':') {
             None if s == "none" => Ok(Self::None),
+            None if s == "adaptivocab" => Ok(Self::AdaptiVocab),
             Some(("word_removal", n)) => match n.parse::<usize>() {
                 Ok(every) if every >= 2 => Ok(Self::WordRemoval { every }),
                 Ok(every) => Err(format!("word_removal:{every}: N must be at least 2 (every Nth word is dropped; 1 would drop them all)")),
@@ -75,7 +81,7 @@ impl FromStr for InputMethod {
                 _ => Err(format!("lingua:{r}: RATE is the share of tokens kept, strictly between 0 and 1, e.g. lingua:0.5")),
             },
             None if s == "lingua" => Err("lingua needs RATE: lingua:0.5 keeps half of the prompt's tokens".into()),
-            _ => Err(format!("{s}: unknown input method; use none, word_removal:N or lingua:RATE")),
+            _ => Err(format!("{s}: unknown input method; use none, word_removal:N, lingua:RATE or adaptivocab")),
         }
     }
 }
@@ -86,7 +92,7 @@ mod tests {
 
     #[test]
     fn labels_parse_back_and_bad_ones_say_why() {
-        for label in ["none", "word_removal:2", "word_removal:5", "lingua:0.5", "lingua:0.33"] {
+        for label in ["none", "word_removal:2", "word_removal:5", "lingua:0.5", "lingua:0.33", "adaptivocab"] {
             assert_eq!(label.parse::<InputMethod>().unwrap().label(), label);
         }
         assert!("word_removal:1"

@@ -89,9 +89,17 @@ impl Llama {
             (Linear::Int { weights, bias: None, .. }, true) => Some(TokenEmbedding::Int(weights.clone())),
             _ => None,
         };
+        // An untied GGUF table is looked up quantized too (rows dequantized per token), rather
+        // than held dequantized in f32.
         let embed = match quantized_table {
             Some(table) => table,
-            None => TokenEmbedding::Dense(Embedding::new(w.tensor("model.embed_tokens.weight", (cfg.vocab_size, h))?, h)),
+            None => match w.qtensor("model.embed_tokens.weight", (cfg.vocab_size, h))? {
+                Some(q) => {
+                    let q = std::sync::Arc::new(q);
+                    TokenEmbedding::quantized(&q).map_or_else(|| Ok::<_, anyhow::Error>(TokenEmbedding::Dense(Embedding::new(q.dequantize(w.device())?, h))), Ok)?
+                }
+                None => TokenEmbedding::Dense(Embedding::new(w.tensor("model.embed_tokens.weight", (cfg.vocab_size, h))?, h)),
+            },
         };
         let mut inv_freq = inverse_frequencies(cfg.head_dim, cfg.rope_theta, cfg.rope_scaling.as_ref());
         // Llama 3.1+ GGUF files carry the llama3 scaling as per-frequency divisors.

@@ -23,6 +23,7 @@ pub mod requantize;
 pub mod sentence_encoder;
 pub mod source;
 pub mod tokenizer;
+pub mod vocab_extension;
 pub mod weights;
 
 use crate::kv::KvCache;
@@ -195,7 +196,19 @@ pub fn build(cfg: &ModelConfig, weights: &Weights) -> Result<Box<dyn Model>> {
 
 /// Loads a resolved model onto `device`.
 pub fn load(resolved: &ResolvedModel, dtype: DTypeArg, seed: u64, device: &Device) -> Result<LoadedModel> {
-    load_with(resolved, dtype, seed, device, None)
+    load_with(resolved, dtype, seed, device, None, None)
+}
+
+/// Loads a resolved model with new tokens added to its vocabulary (`vocab_extension`), and a
+/// tokenizer that merges them.
+pub fn load_extended(
+    resolved: &ResolvedModel,
+    dtype: DTypeArg,
+    seed: u64,
+    device: &Device,
+    extension: &vocab_extension::VocabExtension,
+) -> Result<LoadedModel> {
+    load_with(resolved, dtype, seed, device, None, Some(extension))
 }
 
 /// Loads a resolved model with every linear weight converted to `format` as it loads (the
@@ -208,7 +221,7 @@ pub fn load_converted(resolved: &ResolvedModel, format: crate::quant::format::We
     };
     // A GGUF source is dequantized in f32 and converted from there (Weights::converted).
     let load_dtype = if matches!(resolved.files, ModelFiles::Gguf(_)) { DTypeArg::F32 } else { dtype };
-    load_with(resolved, load_dtype, seed, device, Some(format))
+    load_with(resolved, load_dtype, seed, device, Some(format), None)
 }
 
 fn load_with(
@@ -217,6 +230,7 @@ fn load_with(
     seed: u64,
     device: &Device,
     conversion: Option<crate::quant::format::WeightFormat>,
+    extension: Option<&vocab_extension::VocabExtension>,
 ) -> Result<LoadedModel> {
     let (config, weights, tokenizer, weights_format, dtype_name) = match &resolved.files {
         ModelFiles::Gguf(path) => {
@@ -259,6 +273,16 @@ fn load_with(
     let weights = match conversion {
         Some(format) => weights.converted(format),
         None => weights,
+    };
+    let (config, weights, tokenizer, weights_format) = match extension {
+        Some(extension) => {
+            let (config, weights) = vocab_extension::extend(&config, weights, extension)?;
+            let first_id = (config.vocab_size() - extension.constituents.len()) as u32;
+            let merges = tokenizer::PhraseMerges::new(first_id, extension.constituents.clone());
+            let format = format!("{weights_format} + {} phrase tokens", extension.constituents.len());
+            (config, weights, TextTokenizer::Merged { base: Box::new(tokenizer), merges }, format)
+        }
+        None => (config, weights, tokenizer, weights_format),
     };
     let model = build(&config, &weights).with_context(|| format!("building {} from {}", config.family(), resolved.id))?;
     let weights_format = match weights.conversion() {

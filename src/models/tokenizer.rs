@@ -27,6 +27,66 @@ pub enum TextTokenizer {
     Hf { tokenizer: Box<Tokenizer>, origin: String, ids: usize },
     /// One token per UTF-8 byte: for random-weight speed runs that have no vocabulary.
     Bytes,
+    /// A base tokenizer plus phrase tokens (adaptivocab): the base encodes, then every run of
+    /// base ids that spells a phrase becomes the phrase's id (`PhraseMerges`); decoding
+    /// expands phrase ids back, so decode(encode(x)) is the base tokenizer's round trip.
+    Merged { base: Box<TextTokenizer>, merges: PhraseMerges },
+}
+
+/// Phrase tokens over a base vocabulary: phrase k is `first_id + k` and stands for
+/// `constituents[k]`.
+#[derive(Debug, Clone)]
+pub struct PhraseMerges {
+    pub first_id: u32,
+    pub constituents: Vec<Vec<u32>>,
+    /// Phrase indices by first constituent, longest first.
+    by_first: std::collections::HashMap<u32, Vec<usize>>,
+}
+
+impl PhraseMerges {
+    pub fn new(first_id: u32, constituents: Vec<Vec<u32>>) -> Self {
+        let mut by_first: std::collections::HashMap<u32, Vec<usize>> = std::collections::HashMap::new();
+        for (k, ids) in constituents.iter().enumerate() {
+            by_first.entry(ids[0]).or_default().push(k);
+        }
+        for list in by_first.values_mut() {
+            list.sort_by_key(|&k| std::cmp::Reverse(constituents[k].len()));
+        }
+        Self { first_id, constituents, by_first }
+    }
+
+    /// `ids` with every phrase merged, left to right, the longest phrase first at each
+    /// position. Phrases have two or more constituents, so a merge always shortens.
+    pub fn merge(&self, ids: &[u32]) -> Vec<u32> {
+        let mut out = Vec::with_capacity(ids.len());
+        let mut i = 0;
+        while i < ids.len() {
+            let found = self.by_first.get(&ids[i]).and_then(|list| list.iter().find(|&&k| ids[i..].starts_with(&self.constituents[k])));
+            match found {
+                Some(&k) => {
+                    out.push(self.first_id + k as u32);
+                    i += self.constituents[k].len();
+                }
+                None => {
+                    out.push(ids[i]);
+                    i += 1;
+                }
+            }
+        }
+        out
+    }
+
+    /// `ids` with every phrase id replaced by its constituents.
+    pub fn expand(&self, ids: &[u32]) -> Vec<u32> {
+        let mut out = Vec::with_capacity(ids.len());
+        for &id in ids {
+            match id.checked_sub(self.first_id).and_then(|k| self.constituents.get(k as usize)) {
+                Some(parts) => out.extend_from_slice(parts),
+                None => out.push(id),
+            }
+        }
+        out
+    }
 }
 
 impl TextTokenizer {
@@ -136,6 +196,7 @@ impl TextTokenizer {
         match self {
             Self::Hf { tokenizer, .. } => tokenizer.to_string(false).map_err(|e| anyhow::anyhow!("serializing the tokenizer: {e}")),
             Self::Bytes => anyhow::bail!("a byte tokenizer (random weights without a vocabulary) has no tokenizer.json"),
+            Self::Merged { .. } => anyhow::bail!("a tokenizer with phrase tokens (adaptivocab) has no tokenizer.json"),
         }
     }
 
@@ -144,6 +205,7 @@ impl TextTokenizer {
         match self {
             Self::Hf { ids, .. } => *ids,
             Self::Bytes => 256,
+            Self::Merged { merges, .. } => merges.first_id as usize + merges.constituents.len(),
         }
     }
 
@@ -167,6 +229,7 @@ impl TextTokenizer {
                 .get_ids()
                 .to_vec()),
             Self::Bytes => Ok(text.bytes().map(u32::from).collect()),
+            Self::Merged { base, merges } => Ok(merges.merge(&base.encode_ids(text, special_tokens)?)),
         }
     }
 
@@ -175,6 +238,7 @@ impl TextTokenizer {
         match self {
             Self::Hf { tokenizer, .. } => tokenizer.decode(ids, false).map_err(|e| anyhow::anyhow!("decoding: {e}")),
             Self::Bytes => Ok(String::from_utf8_lossy(&ids.iter().map(|&i| (i % 256) as u8).collect::<Vec<_>>()).into_owned()),
+            Self::Merged { base, merges } => base.decode(&merges.expand(ids)),
         }
     }
 
@@ -184,6 +248,9 @@ impl TextTokenizer {
         match (self, other) {
             (Self::Hf { tokenizer: a, .. }, Self::Hf { tokenizer: b, .. }) => a.get_vocab(true) == b.get_vocab(true),
             (Self::Bytes, Self::Bytes) => true,
+            (Self::Merged { base: a, merges: m }, Self::Merged { base: b, merges: n }) => {
+                a.same_vocabulary(b) && m.first_id == n.first_id && m.constituents == n.constituents
+            }
             _ => false,
         }
     }
@@ -192,6 +259,7 @@ impl TextTokenizer {
         match self {
             Self::Hf { origin, .. } => origin.clone(),
             Self::Bytes => "bytes (no tokenizer: one id per UTF-8 byte)".into(),
+            Self::Merged { base, merges } => format!("{} + {} phrase tokens (adaptivocab)", base.describe(), merges.constituents.len()),
         }
     }
 }

@@ -8,7 +8,7 @@ use super::layers::{FusedLinear, Linear};
 use super::requantize::Conversion;
 use crate::quant::int_weights::IntWeights;
 use anyhow::{Context, Result};
-use candle_core::quantized::QMatMul;
+use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{DType, Device, Shape, Tensor};
 use candle_nn::var_builder::SimpleBackend;
 use candle_nn::VarBuilder;
@@ -25,6 +25,9 @@ pub struct Weights {
     device: Device,
     /// Linear weights converted to another format as they load (`quantize`, `quant:FORMAT` drafts).
     conversion: Option<Conversion>,
+    /// Rows appended to a tensor as it loads: name -> (the stored tensor it extends, f32 rows).
+    /// adaptivocab's phrase tokens (`vocab_extension`); quantized tables keep their format.
+    extra_rows: HashMap<String, (String, Tensor)>,
 }
 
 enum Store {
@@ -45,18 +48,18 @@ impl Weights {
         // SAFETY: the files are not modified while mapped; they live in the model cache.
         let vb = unsafe { VarBuilder::from_mmaped_safetensors(files, dtype, device) }
             .with_context(|| format!("reading weights {}", display_list(files)))?;
-        Ok(Self { store: Store::Dense { vb, tensors: Some(tensors) }, dtype, device: device.clone(), conversion: None })
+        Ok(Self { store: Store::Dense { vb, tensors: Some(tensors) }, dtype, device: device.clone(), conversion: None, extra_rows: HashMap::new() })
     }
 
     /// Seeded random weights with the same names and shapes as a real checkpoint.
     pub fn random(seed: u64, dtype: DType, device: &Device) -> Self {
         let backend: Box<dyn SimpleBackend> = Box::new(RandomWeights { seed });
         let vb = VarBuilder::from_backend(backend, dtype, device.clone());
-        Self { store: Store::Dense { vb, tensors: None }, dtype, device: device.clone(), conversion: None }
+        Self { store: Store::Dense { vb, tensors: None }, dtype, device: device.clone(), conversion: None, extra_rows: HashMap::new() }
     }
 
     pub fn from_gguf(file: GgufFile, device: &Device) -> Self {
-        Self { store: Store::Gguf(file), dtype: DType::F32, device: device.clone(), conversion: None }
+        Self { store: Store::Gguf(file), dtype: DType::F32, device: device.clone(), conversion: None, extra_rows: HashMap::new() }
     }
 
     /// These weights with every linear layer converted to `format` as it loads; the model
@@ -67,6 +70,13 @@ impl Weights {
             *vb = vb.clone().set_dtype(self.dtype);
         }
         self.conversion = Some(Conversion::new(format));
+        self
+    }
+
+    /// These weights with `rows` appended to tensor `name`, whose stored rows come from
+    /// `source` (itself, or the table a tied head shares).
+    pub fn with_extra_rows(mut self, name: &str, source: &str, rows: Tensor) -> Self {
+        self.extra_rows.insert(name.to_string(), (source.to_string(), rows));
         self
     }
 
@@ -86,6 +96,9 @@ impl Weights {
     }
 
     pub fn contains(&self, name: &str) -> bool {
+        if self.extra_rows.contains_key(name) {
+            return true;
+        }
         match &self.store {
             // Our int formats store `{prefix}.qweight` (and scales) in place of `{prefix}.weight`.
             Store::Dense { vb, .. } => {
@@ -98,6 +111,29 @@ impl Weights {
     /// A plain tensor (norm weights, biases, embeddings) in the compute dtype.
     pub fn tensor(&self, name: &str, shape: impl Into<Shape>) -> Result<Tensor> {
         let shape = shape.into();
+        if let Some((source, rows)) = self.extra_rows.get(name) {
+            let (total, cols) = shape.dims2()?;
+            let stored = self.stored_tensor(source, (total - rows.dim(0)?, cols).into())?;
+            return Ok(Tensor::cat(&[stored, rows.to_dtype(self.dtype)?.to_device(&self.device)?], 0)?);
+        }
+        self.stored_tensor(name, shape)
+    }
+
+    /// The GGUF tensor `name` still quantized (its appended rows quantized to its format), or
+    /// None where weights are dense or converted as they load.
+    pub fn qtensor(&self, name: &str, shape: impl Into<Shape>) -> Result<Option<QTensor>> {
+        let (Store::Gguf(g), None) = (&self.store, &self.conversion) else {
+            return Ok(None);
+        };
+        let q = match self.extra_rows.get(name) {
+            Some((source, rows)) => append_rows(&g.qtensor(source, &Device::Cpu)?, rows, &self.device)?,
+            None => g.qtensor(name, &self.device)?,
+        };
+        check_gguf_shape(g, name, q.shape().dims(), shape.into().dims())?;
+        Ok(Some(q))
+    }
+
+    fn stored_tensor(&self, name: &str, shape: Shape) -> Result<Tensor> {
         match &self.store {
             Store::Dense { vb, tensors } => {
                 if let Some(tensors) = tensors {
@@ -129,9 +165,8 @@ impl Weights {
                 let w = self.tensor(&name, (out_dim, in_dim))?;
                 Ok(Linear::Dense(candle_nn::Linear::new(w, bias)))
             }
-            Store::Gguf(g) => {
-                let q = g.qtensor(&name, &self.device)?;
-                check_gguf_shape(g, &name, q.shape().dims(), &[out_dim, in_dim])?;
+            Store::Gguf(_) => {
+                let q = self.qtensor(&name, (out_dim, in_dim))?.ok_or_else(|| anyhow::anyhow!("`{name}` is not quantized"))?;
                 Ok(Linear::Quantized { weight: QMatMul::from_qtensor(q)?, bias })
             }
         }
@@ -284,6 +319,25 @@ fn check_dense_shape(tensors: &HashMap<String, (Vec<usize>, PathBuf)>, name: &st
                  download the model again",
                 display_list(&files)
             )
+        }
+    }
+}
+
+/// `q` (on the CPU) with `rows` quantized to its format appended, on `device`: the stored rows
+/// keep their exact bytes. A format whose blocks do not tile a row falls back to f32.
+fn append_rows(q: &QTensor, rows: &Tensor, device: &Device) -> Result<QTensor> {
+    let (stored, cols) = q.shape().dims2()?;
+    let total = stored + rows.dim(0)?;
+    let rows = rows.to_dtype(DType::F32)?.to_device(&Device::Cpu)?;
+    match QTensor::quantize(&rows, q.dtype()) {
+        Ok(new) if !matches!(q.dtype(), GgmlDType::F32 | GgmlDType::F16 | GgmlDType::BF16) => {
+            let mut bytes = q.data()?.to_vec();
+            bytes.extend_from_slice(&new.data()?);
+            Ok(candle_core::quantized::ggml_file::qtensor_from_ggml(q.dtype(), &bytes, vec![total, cols], device)?)
+        }
+        _ => {
+            let table = Tensor::cat(&[q.dequantize(&Device::Cpu)?, rows], 0)?.to_device(device)?;
+            Ok(QTensor::quantize(&table, GgmlDType::F32)?)
         }
     }
 }

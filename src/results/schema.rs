@@ -542,6 +542,11 @@ pub struct CompareQuality {
     /// model's reading of the same text.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prompt_bits_per_byte: Option<f64>,
+    /// adaptivocab only: the phrases merged and how many tokens they added (surface forms).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub phrases: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phrase_tokens: Option<usize>,
     /// The mean over prompts of the share of each prompt's expected keywords in its output
     /// (first repetition, case-insensitive); absent when the prompts have no keywords.
     #[serde(default, skip_serializing_if = "Option::is_none")]
