@@ -512,7 +512,7 @@ fn lingua_and_adaptivocab_cases_report_their_tokens_and_costs() {
     compare(
         &["--model", fixture("tiny-llama").to_str().unwrap(), "-n", "5", "-r", "1", "--methods", "standard", "--prompt", prompt]
             .into_iter()
-            .chain(["--input", "none,lingua:0.5,adaptivocab", "--phrases", phrases.to_str().unwrap(), "--no-charts"])
+            .chain(["--input", "none,lingua:0.5,adaptivocab", "--phrases", phrases.to_str().unwrap()])
             .collect::<Vec<_>>(),
         &out,
     )
@@ -539,6 +539,19 @@ fn lingua_and_adaptivocab_cases_report_their_tokens_and_costs() {
     }
     // Same text, different tokens: the bits per byte are comparable and not equal.
     assert_ne!(cases[0]["quality"]["prompt_bits_per_byte"], av["prompt_bits_per_byte"]);
+
+    // The multi-query charts join compare's, and `plot` redraws them byte for byte.
+    let charts = check_charts(&out);
+    for name in ["time-metrics", "token-metrics", "memory-metrics", "efficiency-metrics", "comprehensive-dashboard", "quality-by-query", "input-output", "performance-dashboard"] {
+        assert!(charts.contains(&format!("{name}.png")) && charts.contains(&format!("{name}.svg")), "{name}: {charts:?}");
+    }
+    let svg = std::fs::read_to_string(out.join("input-output.svg")).unwrap();
+    assert!(svg.contains("lingua:0.5") && svg.contains("adaptivocab"), "the cases head the columns");
+    let redrawn = dir.path().join("redrawn");
+    llmbench().arg("plot").arg(&out).arg("--out").arg(&redrawn).assert().success();
+    for name in &charts {
+        assert_eq!(std::fs::read(out.join(name)).unwrap(), std::fs::read(redrawn.join(name)).unwrap(), "{name} differs");
+    }
 }
 
 /// `--quick` is seed 002's quick mode (30 new tokens); the built-in prompts carry their query

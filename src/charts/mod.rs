@@ -6,6 +6,7 @@ mod draw;
 mod evaluate;
 mod kvcache;
 mod quantize;
+mod queries;
 mod sled;
 mod specdec;
 mod style;
@@ -74,6 +75,22 @@ pub enum ChartKind {
     TruthfulqaMcRaw,
     /// sled: wall time per TruthfulQA question per decoding.
     SecondsPerQuestion,
+    /// compare with input methods or the built-in queries: TTFT, TPOT and end-to-end latency.
+    TimeMetrics,
+    /// ... prompt tokens read, input tokens saved, tokens generated.
+    TokenMetrics,
+    /// ... peak RSS, KV-cache bytes, weight bytes.
+    MemoryMetrics,
+    /// ... decode and prefill tokens/s, tokens/s per GiB.
+    EfficiencyMetrics,
+    /// ... nine panels: time, tokens, memory and quality together.
+    ComprehensiveDashboard,
+    /// ... keyword hit rate and ROUGE-L against standard, per query and case.
+    QualityByQuery,
+    /// ... each case's input and output per query, as text.
+    InputOutput,
+    /// ... speed and TTFT against standard, fidelity against speed, keywords against savings.
+    PerformanceDashboard,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -93,7 +110,7 @@ impl ImageFormat {
 }
 
 impl ChartKind {
-    pub const ALL: [ChartKind; 27] = [
+    pub const ALL: [ChartKind; 35] = [
         ChartKind::Latency,
         ChartKind::Throughput,
         ChartKind::Memory,
@@ -121,6 +138,27 @@ impl ChartKind {
         ChartKind::TruthfulqaMc,
         ChartKind::TruthfulqaMcRaw,
         ChartKind::SecondsPerQuestion,
+        ChartKind::TimeMetrics,
+        ChartKind::TokenMetrics,
+        ChartKind::MemoryMetrics,
+        ChartKind::EfficiencyMetrics,
+        ChartKind::ComprehensiveDashboard,
+        ChartKind::QualityByQuery,
+        ChartKind::InputOutput,
+        ChartKind::PerformanceDashboard,
+    ];
+
+    /// The multi-query comparison's charts (compare runs with input methods or the built-in
+    /// queries).
+    pub const QUERIES: [ChartKind; 8] = [
+        ChartKind::TimeMetrics,
+        ChartKind::TokenMetrics,
+        ChartKind::MemoryMetrics,
+        ChartKind::EfficiencyMetrics,
+        ChartKind::ComprehensiveDashboard,
+        ChartKind::QualityByQuery,
+        ChartKind::InputOutput,
+        ChartKind::PerformanceDashboard,
     ];
 
     /// The charts of kvcache runs.
@@ -176,6 +214,14 @@ impl ChartKind {
             Self::TruthfulqaMc => "truthfulqa-mc",
             Self::TruthfulqaMcRaw => "truthfulqa-mc-raw",
             Self::SecondsPerQuestion => "seconds-per-question",
+            Self::TimeMetrics => "time-metrics",
+            Self::TokenMetrics => "token-metrics",
+            Self::MemoryMetrics => "memory-metrics",
+            Self::EfficiencyMetrics => "efficiency-metrics",
+            Self::ComprehensiveDashboard => "comprehensive-dashboard",
+            Self::QualityByQuery => "quality-by-query",
+            Self::InputOutput => "input-output",
+            Self::PerformanceDashboard => "performance-dashboard",
         }
     }
 
@@ -195,6 +241,9 @@ pub fn available(report: &Report) -> Vec<ChartKind> {
             if window::windows(report).len() > 1 {
                 let perplexity = window::has_perplexity(report);
                 charts.extend(ChartKind::WINDOW.iter().copied().filter(|k| *k != ChartKind::PerplexityVsWindow || perplexity));
+            }
+            if queries::applies(report) {
+                charts.extend(ChartKind::QUERIES);
             }
             charts
         }
@@ -241,6 +290,9 @@ pub fn render(kind: ChartKind, report: &Report, format: ImageFormat) -> Result<V
     }
     if ChartKind::SLED.contains(&kind) {
         return sled::render(kind, report, format);
+    }
+    if ChartKind::QUERIES.contains(&kind) {
+        return queries::render(kind, report, format);
     }
     let size = match kind {
         ChartKind::Dashboard => (style::DASHBOARD_WIDTH, style::DASHBOARD_HEIGHT),
@@ -382,6 +434,15 @@ fn draw_kind<B: DrawingBackend>(
         | ChartKind::TruthfulqaMc
         | ChartKind::TruthfulqaMcRaw
         | ChartKind::SecondsPerQuestion => Ok(()),
+        // Drawn by queries::render.
+        ChartKind::TimeMetrics
+        | ChartKind::TokenMetrics
+        | ChartKind::MemoryMetrics
+        | ChartKind::EfficiencyMetrics
+        | ChartKind::ComprehensiveDashboard
+        | ChartKind::QualityByQuery
+        | ChartKind::InputOutput
+        | ChartKind::PerformanceDashboard => Ok(()),
         ChartKind::Dashboard => {
             let panels = root.split_evenly((2, 3));
             // The six single charts come first in ALL; the dashboard shows them in that order.
