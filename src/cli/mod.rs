@@ -1,6 +1,7 @@
 //! Command-line definitions (clap). Shared flag groups live in `args`; one file per subcommand.
 
 pub mod args;
+pub mod chat;
 pub mod compare;
 pub mod diff;
 pub mod evaluate;
@@ -32,6 +33,8 @@ pub struct Cli {
 pub enum Command {
     /// Generate from one prompt: streamed text and a timing summary.
     Generate(generate::GenerateArgs),
+    /// Chat with a model: its chat template, history kept in the KV cache, streamed replies.
+    Chat(chat::ChatArgs),
     /// Run decoding methods side by side: speed, memory and quality, with results and charts.
     Compare(compare::CompareArgs),
     /// KV-cache strategies over real text and growing contexts: speed, exact bytes, quality.

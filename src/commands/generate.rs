@@ -9,6 +9,32 @@ use crate::results::sink::write_atomic;
 use anyhow::{Context, Result};
 use std::io::Write;
 
+/// The strategy `--decoding` names for `command` (generate, chat): standard, or a
+/// layer-contrast method with its flags checked against the model.
+pub(super) fn decoding_strategy(
+    command: &str,
+    method: Option<crate::decode::Method>,
+    contrast: &crate::cli::args::LayerContrastArgs,
+    model: &dyn crate::models::Model,
+    repetition_penalty: f32,
+) -> Result<Box<dyn crate::decode::DecodeStrategy>> {
+    Ok(match method {
+        None | Some(crate::decode::Method::Standard) => Box::new(crate::decode::Standard),
+        Some(method) if method.uses_layers() => {
+            let config = contrast.config(method)?;
+            config.check(model)?;
+            if method == crate::decode::Method::Dola {
+                crate::decode::dola::warn_if_low_penalty(repetition_penalty);
+            }
+            Box::new(crate::decode::layer_contrast::LayerContrast::new(config))
+        }
+        Some(other) => crate::bail_input!(
+            "--decoding {}: {command} takes standard, sled-evolution or dola (the sliding-window and speculative methods are compare's --methods, or --draft)",
+            other.name()
+        ),
+    })
+}
+
 pub fn run(args: &GenerateArgs) -> Result<Outcome> {
     if args.prompt.trim().is_empty() {
         crate::bail_input!("--prompt is empty: give the text to continue");
@@ -37,21 +63,7 @@ pub fn run(args: &GenerateArgs) -> Result<Outcome> {
     };
     engine.validate(&request)?;
     let mut strategy: Box<dyn crate::decode::DecodeStrategy> = match &args.draft {
-        None => match args.decoding {
-            None | Some(crate::decode::Method::Standard) => Box::new(crate::decode::Standard),
-            Some(method) if method.uses_layers() => {
-                let config = args.contrast.config(method)?;
-                config.check(loaded.model.model.as_ref())?;
-                if method == crate::decode::Method::Dola {
-                    crate::decode::dola::warn_if_low_penalty(args.generation.repetition_penalty);
-                }
-                Box::new(crate::decode::layer_contrast::LayerContrast::new(config))
-            }
-            Some(other) => crate::bail_input!(
-                "--decoding {}: generate takes standard, sled-evolution or dola (the sliding-window and speculative methods are compare's --methods, or --draft)",
-                other.name()
-            ),
-        },
+        None => decoding_strategy("generate", args.decoding, &args.contrast, loaded.model.model.as_ref(), args.generation.repetition_penalty)?,
         Some(source) => {
             let temperature = args.generation.temperature;
             let policies = super::speculative::policies(args.policy.as_slice(), temperature);

@@ -8,6 +8,7 @@ mod evaluate_inputs;
 mod evaluate_perplexity;
 mod evaluate_run;
 mod evaluate_score;
+pub mod chat;
 pub mod generate;
 mod harness;
 mod model_list;

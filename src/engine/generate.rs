@@ -194,6 +194,34 @@ impl<'a> Engine<'a> {
         req: &GenerateRequest,
         on_token: &mut dyn FnMut(u32),
     ) -> Result<Generation> {
+        cache.reset();
+        self.run(strategy, cache, req, on_token)
+    }
+
+    /// `generate_with` on a cache that already holds the keys and values of the prompt's
+    /// first `cache.seq_len()` tokens (a chat's earlier turns): only the rest is prefilled.
+    /// The caller keeps at least one prompt token out of the cache, so the first step has
+    /// something to feed.
+    pub fn generate_continuing(
+        &self,
+        strategy: &mut dyn DecodeStrategy,
+        cache: &mut dyn KvCache,
+        req: &GenerateRequest,
+        on_token: &mut dyn FnMut(u32),
+    ) -> Result<Generation> {
+        if cache.seq_len() >= req.prompt_ids.len() {
+            anyhow::bail!("the cache holds {} tokens of a {}-token prompt: keep at least one to feed", cache.seq_len(), req.prompt_ids.len());
+        }
+        self.run(strategy, cache, req, on_token)
+    }
+
+    fn run(
+        &self,
+        strategy: &mut dyn DecodeStrategy,
+        cache: &mut dyn KvCache,
+        req: &GenerateRequest,
+        on_token: &mut dyn FnMut(u32),
+    ) -> Result<Generation> {
         self.validate(req)?;
         let eos = self.model.config().eos_token_ids().to_vec();
         let mut sampler = Sampler::new(req.sampling);
@@ -202,7 +230,6 @@ impl<'a> Engine<'a> {
         let mut drafts = Vec::new();
         let mut stop_reason = StopReason::MaxNewTokens;
         let mut logits = Vec::new();
-        cache.reset();
         strategy.start();
         device_memory::reset_peak(&self.device)?;
         let rss = RssSampler::start();

@@ -3,6 +3,7 @@
 //! and their tokenizers. Everything above this module sees a `Model` trait object.
 
 pub mod attention;
+pub mod chat_template;
 pub mod config;
 mod cpu_attention;
 mod cpu_rows;
