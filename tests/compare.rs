@@ -341,6 +341,7 @@ fn plot_and_diff_work_on_every_committed_results_directory() {
     let expected = [
         "compare-contrast-smollm2",
         "compare-contrast-tinyllama-h200",
+        "compare-queries-smollm2",
         "compare-smollm2-1024",
         "evaluate-smollm2",
         "kvcache-smollm2",

@@ -293,10 +293,18 @@ impl TokenEmbedding {
     }
 
     /// The table's own footprint: none when it is the (tied) head's quantized weight, shared.
-    pub fn footprint(&self) -> Footprint {
-        match self {
-            Self::Dense(e) => Footprint::of_tensor(e.embeddings()),
-            Self::Quantized { .. } | Self::Int(_) => Footprint::default(),
+    /// The table's bytes, or nothing where it is the head's own weight (a tied quantized or
+    /// int table, counted with the head).
+    pub fn footprint(&self, head: &Linear) -> Footprint {
+        match (self, head) {
+            (Self::Dense(e), _) => Footprint::of_tensor(e.embeddings()),
+            (Self::Quantized { table, .. }, Linear::Quantized { weight: QMatMul::QTensor(q), .. }) if std::sync::Arc::ptr_eq(table, q) => Footprint::default(),
+            (Self::Int(table), Linear::Int { weights, .. }) if std::sync::Arc::ptr_eq(table, weights) => Footprint::default(),
+            (Self::Quantized { table, .. }, _) => Footprint { params: table.shape().elem_count() as u64, bytes: table.storage_size_in_bytes() as u64 },
+            (Self::Int(table), _) => {
+                let (n, k) = table.dims();
+                Footprint { params: (n * k) as u64, bytes: table.bytes() as u64 }
+            }
         }
     }
 

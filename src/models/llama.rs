@@ -431,6 +431,6 @@ impl Model for Llama {
             .iter()
             .map(|b| norm(&b.input_norm) + b.qkv.footprint() + b.o.footprint() + norm(&b.post_norm) + b.gate_up.footprint() + b.down.footprint())
             .sum();
-        self.embed.footprint() + blocks + norm(&self.norm) + self.head.footprint()
+        self.embed.footprint(&self.head) + blocks + norm(&self.norm) + self.head.footprint()
     }
 }
