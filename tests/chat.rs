@@ -69,13 +69,8 @@ fn turns(stdout: &[u8]) -> Vec<Value> {
 /// (every generated token but the last): only the rest is prefilled. After /reset nothing is.
 #[test]
 fn chat_on_stdin_reuses_the_cache_across_turns_and_resets() {
-    let out = llmbench()
+    let out = chat(&smollm2_gguf())
         .args([
-            "chat",
-            "--device",
-            "cpu",
-            "--model",
-            smollm2_gguf().to_str().unwrap(),
             "-n",
             "24",
             "--json",
@@ -140,54 +135,28 @@ fn chat_on_stdin_reuses_the_cache_across_turns_and_resets() {
     );
 }
 
+/// `llmbench chat` on the CPU with `model`.
+fn chat(model: &std::path::Path) -> assert_cmd::Command {
+    let mut cmd = llmbench();
+    cmd.args(["chat", "--device", "cpu", "--model", model.to_str().unwrap()]);
+    cmd
+}
+
 /// A model without a chat template is refused with the flag that fixes it; the flag then works.
 #[test]
 fn a_model_without_a_template_names_the_flag_and_the_flag_works() {
     let model = fixture("tiny-llama");
-    let out = llmbench()
-        .args([
-            "chat",
-            "--device",
-            "cpu",
-            "--model",
-            model.to_str().unwrap(),
-            "--message",
-            "hi",
-        ])
-        .assert()
-        .code(2);
+    let out = chat(&model).args(["--message", "hi"]).assert().code(2);
     let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
-    assert!(
-        stderr.contains("no chat template") && stderr.contains("--chat-template FILE"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("no chat template") && stderr.contains("--chat-template FILE"), "{stderr}");
 
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("template.jinja");
     std::fs::write(&file, "{% for m in messages %}<{{ m.role }}>{{ m.content }}\n{% endfor %}{% if add_generation_prompt %}<assistant>{% endif %}").unwrap();
-    let out = llmbench()
-        .args([
-            "chat",
-            "--device",
-            "cpu",
-            "--model",
-            model.to_str().unwrap(),
-            "-n",
-            "5",
-            "--json",
-            "--message",
-            "hi there",
-        ])
-        .arg("--chat-template")
-        .arg(&file)
-        .assert()
-        .success();
+    let out = chat(&model).args(["-n", "5", "--json", "--message", "hi there", "--chat-template"]).arg(&file).assert().success();
     let records = turns(&out.get_output().stdout);
     assert_eq!(records.len(), 1);
-    assert_eq!(
-        records[0]["generated_tokens"], 5,
-        "the random model never ends its turn"
-    );
+    assert_eq!(records[0]["generated_tokens"], 5, "the random model never ends its turn");
     assert_eq!(records[0]["message"], "hi there");
 }
