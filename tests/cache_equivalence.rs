@@ -155,6 +155,7 @@ fn strategies_covering_the_sequence_are_bitwise_full_and_short_ones_are_not() {
         (KvKind::Chunked, kv::KvOptions { keep_last: n, ..d }),
         (KvKind::H2o, kv::KvOptions { budget: n, ..d }),
         (KvKind::Cake, kv::KvOptions { budget: n + kv::CAKE_WINDOW, ..d }),
+        (KvKind::Hybrid, kv::KvOptions { budget: n + kv::CAKE_WINDOW, ..d }),
         (KvKind::Kivi, kv::KvOptions { residual: n, ..d }),
     ];
     for name in ["tiny-gpt2", "tiny-llama"] {
@@ -173,6 +174,7 @@ fn strategies_covering_the_sequence_are_bitwise_full_and_short_ones_are_not() {
         (KvKind::Chunked, kv::KvOptions { keep_last: 8, chunk: 4, ..d }, 8, 1),
         (KvKind::H2o, kv::KvOptions { budget: 8, ..d }, 5, 1),
         (KvKind::Cake, kv::KvOptions { budget: kv::CAKE_WINDOW + 8, ..d }, 37, 1),
+        (KvKind::Hybrid, kv::KvOptions { budget: kv::CAKE_WINDOW + 8, ..d }, 0, 38),
         // A residual shorter than the sequence: the older tokens are quantized (8 bits too).
         (KvKind::Kivi, kv::KvOptions { residual: 4, group: 4, bits: kv::Bits::Eight, ..d }, 4, 0),
         (KvKind::Kivi, kv::KvOptions { residual: 4, group: 4, bits: kv::Bits::Two, ..d }, 4, 0),
@@ -181,6 +183,42 @@ fn strategies_covering_the_sequence_are_bitwise_full_and_short_ones_are_not() {
         let first = first_difference("tiny-llama", kind, options);
         assert_eq!(first, FirstDifference { logits: Some(held + later), held: Some(held) }, "{kind:?}");
     }
+}
+
+/// hybrid is CAKE in preallocated buffers: with a budget that must evict, every step's logits
+/// are bitwise cake's (the compaction keeps exactly CAKE's chosen tokens, in order: any other
+/// token would change the attention), it fills exactly the bytes cake holds, and it reserves
+/// the analytic count: layers x 2 x kv_heads x head_dim x 4 bytes x (budget + 1) slots (the
+/// old-token budget, the recent window and the one token a step appends before evicting; a
+/// short prompt gives every layer the average budget).
+#[test]
+fn hybrid_is_cake_compacted_into_buffers_of_the_analytic_size() {
+    let loaded = load(&fixture("tiny-llama"));
+    let model = loaded.model.as_ref();
+    let n_layers = model.config().n_layers();
+    let (kv_heads, head_dim) = model.config().kv_shape();
+    let per_slot = (n_layers * 2 * kv_heads * head_dim * 4) as u64;
+    let options = kv::KvOptions { budget: kv::CAKE_WINDOW + 8, ..Default::default() };
+    let mut cake = kv::build_with(KvKind::Cake, options, n_layers, 4 + STEPS);
+    let mut hybrid = kv::build_with(KvKind::Hybrid, options, n_layers, 4 + STEPS);
+    let mut tokens: Vec<u32> = vec![5, 17, 42, 7];
+    let mut pos = 0;
+    let mut evicted = false;
+    for step in 0..STEPS {
+        let input = Tensor::new(&tokens[pos..], &Device::Cpu).unwrap().unsqueeze(0).unwrap();
+        let a: Vec<f32> = model.forward(&input, pos, cake.as_mut()).unwrap().squeeze(0).unwrap().to_vec1().unwrap();
+        let b: Vec<f32> = model.forward(&input, pos, hybrid.as_mut()).unwrap().squeeze(0).unwrap().to_vec1().unwrap();
+        assert!(a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()), "step {step}: logits differ from cake's");
+        let (c, h) = (cake.stats(), hybrid.stats());
+        assert_eq!((h.tokens_held, h.evictions), (c.tokens_held, c.evictions), "step {step}");
+        assert_eq!(h.used_bytes, Some(c.kv_cache_bytes), "step {step}: filled bytes");
+        assert_eq!(h.kv_cache_bytes, per_slot * (options.budget as u64 + 1), "step {step}: reserved bytes");
+        evicted |= c.evictions > 0;
+        pos = tokens.len();
+        tokens.push(argmax(&a));
+    }
+    assert!(evicted, "the budget must have evicted within {STEPS} steps");
+    assert!(hybrid.truncate(1).is_err(), "evictions cannot be rolled back");
 }
 
 /// Bytes each strategy reports equal the analytic count: layers x 2 x kv_heads x head_dim x

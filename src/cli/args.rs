@@ -201,7 +201,7 @@ impl KvArgs {
             crate::bail_input!("--kv-group {}: must be a multiple of 4 (2-bit codes pack 4 to a byte)", self.kv_group);
         }
         if self.budget < 2 {
-            crate::bail_input!("--budget {}: h2o keeps half recent, half heavy hitters: use at least 2", self.budget);
+            crate::bail_input!("--budget {}: h2o, cake and hybrid keep at least 2 tokens (h2o: half recent, half heavy hitters)", self.budget);
         }
         Ok(KvOptions {
             window: self.kv_window,

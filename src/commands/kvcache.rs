@@ -63,17 +63,17 @@ pub fn parse_strategies(list: &str, base: &KvArgs) -> Result<Vec<StrategySpec>> 
                 KvKind::Paged => args.kv_block_size = n,
                 KvKind::Chunked => args.kv_keep_last = n,
                 KvKind::Kivi => args.kv_bits = n as u32,
-                KvKind::H2o | KvKind::Cake => args.budget = n,
+                KvKind::H2o | KvKind::Cake | KvKind::Hybrid => args.budget = n,
                 _ => crate::bail_input!("--strategies {item}: {name} takes no option; write `{name}`"),
             }
         }
-        let options = args.options().map_err(|e| crate::error::LlmbenchError::invalid(format!("--strategies {item}: {e}")))?;
-        if kind == KvKind::Cake && options.budget <= CAKE_WINDOW {
+        if matches!(kind, KvKind::Cake | KvKind::Hybrid) && args.budget <= CAKE_WINDOW {
             crate::bail_input!(
-                "--strategies {item}: cake's budget {} must exceed its recent window of {CAKE_WINDOW} tokens: raise --budget",
-                options.budget
+                "--strategies {item}: {name}'s budget {} must exceed its recent window of {CAKE_WINDOW} tokens: raise --budget",
+                args.budget
             );
         }
+        let options = args.options().map_err(|e| crate::error::LlmbenchError::invalid(format!("--strategies {item}: {e}")))?;
         let spec = StrategySpec { kind, options };
         if !specs.iter().any(|s| s.label() == spec.label()) {
             specs.push(spec);
@@ -99,7 +99,7 @@ fn validate(args: &KvcacheArgs, specs: &[StrategySpec]) -> Result<()> {
         crate::bail_input!("--eval-tokens {}: teacher-force at least 2 tokens of the continuation", args.eval_tokens);
     }
     let longest = args.context.values.iter().copied().max().unwrap_or(0);
-    for s in specs.iter().filter(|s| matches!(s.kind, KvKind::H2o | KvKind::Cake)) {
+    for s in specs.iter().filter(|s| s.kind.evicts_by_budget()) {
         if s.options.budget >= longest {
             crate::bail_input!(
                 "--budget {} is larger than every --context ({}): {} would evict nothing; lower --budget or raise --context",
@@ -115,7 +115,7 @@ fn validate(args: &KvcacheArgs, specs: &[StrategySpec]) -> Result<()> {
 /// Why a strategy is skipped at a context, if it is: a budget that covers the whole context
 /// would only measure `full` again under another name.
 fn skip_reason(spec: &StrategySpec, context: usize) -> Option<String> {
-    let evicts_by_budget = matches!(spec.kind, KvKind::H2o | KvKind::Cake);
+    let evicts_by_budget = spec.kind.evicts_by_budget();
     (evicts_by_budget && spec.options.budget >= context).then(|| {
         format!("budget {} covers the context of {context} tokens: {} would evict nothing", spec.options.budget, spec.label())
     })

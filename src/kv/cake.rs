@@ -20,8 +20,16 @@
 //! decoding, a layer over its budget drops the old token the current query attends to least
 //! (smoothed), as the reference's decoding step does.
 
-use super::scored::{gather_per_head, grow_held, keep_indices, per_kv_head, SEQ_DIM};
-use super::{tensor_bytes, KvCache, KvKind, KvStats, ObservesAttention};
+//!
+//! `hybrid:BUDGET` is the same policy in vAttention's layout (the `static` cache's): once the
+//! budgets are set, each layer's kept tokens are compacted into one preallocated contiguous
+//! buffer sized to its budget plus the recent window (plus the one token a decode step appends
+//! before it evicts), written in place from then on, so attention reads one contiguous view and
+//! no step allocates. The prefill is held as CAKE holds it (every layer must report before any
+//! budget is known), then compacted.
+
+use super::scored::{gather_per_head, keep_indices, per_kv_head, SEQ_DIM};
+use super::{grow, tensor_bytes, KvCache, KvKind, KvStats, ObservesAttention};
 use candle_core::{Result, Tensor};
 
 /// Queries whose attention decides (CAKE's observation window), always kept.
@@ -32,9 +40,107 @@ const GAMMA: f32 = 200.0;
 /// Width of the smoothing over neighbouring keys (the reference's avg_pool1d, zero-padded).
 const POOL: usize = 5;
 
+/// Where a layer's kept keys and values live.
+#[derive(Clone, Default)]
+enum Store {
+    #[default]
+    Empty,
+    /// Tensors that grow by concatenation and are re-gathered on eviction (cake; hybrid's
+    /// prefill).
+    Growing(Tensor, Tensor),
+    /// One preallocated `[1, n_kv, capacity, d]` buffer per side, the first `len` slots filled.
+    Buffer { k: Tensor, v: Tensor, len: usize },
+}
+
+impl Store {
+    fn append(&mut self, k: &Tensor, v: &Tensor) -> Result<(Tensor, Tensor)> {
+        match self {
+            Self::Buffer { k: kb, v: vb, len } => {
+                let t = k.dim(SEQ_DIM)?;
+                let capacity = kb.dim(SEQ_DIM)?;
+                if *len + t > capacity {
+                    candle_core::bail!("hybrid kv cache buffer full: {} tokens for {capacity} slots (one step appends at most one token)", *len + t);
+                }
+                kb.slice_set(&k.contiguous()?, SEQ_DIM, *len)?;
+                vb.slice_set(&v.contiguous()?, SEQ_DIM, *len)?;
+                *len += t;
+                Ok((kb.narrow(SEQ_DIM, 0, *len)?, vb.narrow(SEQ_DIM, 0, *len)?))
+            }
+            Self::Growing(hk, hv) => {
+                let (k, v) = grow(Some((hk.clone(), hv.clone())), k, v)?;
+                *self = Self::Growing(k.clone(), v.clone());
+                Ok((k, v))
+            }
+            Self::Empty => {
+                let (k, v) = grow(None, k, v)?;
+                *self = Self::Growing(k.clone(), v.clone());
+                Ok((k, v))
+            }
+        }
+    }
+
+    /// The kept keys and values (a view of the filled part of a buffer).
+    fn held(&self) -> Result<Option<(Tensor, Tensor)>> {
+        Ok(match self {
+            Self::Empty => None,
+            Self::Growing(k, v) => Some((k.clone(), v.clone())),
+            Self::Buffer { k, v, len } => Some((k.narrow(SEQ_DIM, 0, *len)?, v.narrow(SEQ_DIM, 0, *len)?)),
+        })
+    }
+
+    /// Keeps only `keep[head]` of each head's tokens, in order: re-gathered tensors, or
+    /// compacted to the front of the buffer in place.
+    fn keep(&mut self, keep: &[Vec<u32>]) -> Result<()> {
+        let Some((k, v)) = self.held()? else { return Ok(()) };
+        let (k, v) = (gather_per_head(&k, keep)?, gather_per_head(&v, keep)?);
+        match self {
+            Self::Buffer { k: kb, v: vb, len } => {
+                kb.slice_set(&k, SEQ_DIM, 0)?;
+                vb.slice_set(&v, SEQ_DIM, 0)?;
+                *len = k.dim(SEQ_DIM)?;
+            }
+            _ => *self = Self::Growing(k, v),
+        }
+        Ok(())
+    }
+
+    /// Moves growing tensors into a buffer of `capacity` slots.
+    fn into_buffer(&mut self, capacity: usize) -> Result<()> {
+        if let Self::Growing(k, v) = self {
+            let (b, h, len, d) = k.dims4()?;
+            let zeros = || Tensor::zeros((b, h, capacity.max(len), d), k.dtype(), k.device());
+            let (kb, vb) = (zeros()?, zeros()?);
+            kb.slice_set(&k.contiguous()?, SEQ_DIM, 0)?;
+            vb.slice_set(&v.contiguous()?, SEQ_DIM, 0)?;
+            *self = Self::Buffer { k: kb, v: vb, len };
+        }
+        Ok(())
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Self::Empty => 0,
+            Self::Growing(k, _) => k.dim(SEQ_DIM).unwrap_or(0),
+            Self::Buffer { len, .. } => *len,
+        }
+    }
+
+    /// (bytes reserved, bytes filled).
+    fn bytes(&self) -> (u64, u64) {
+        match self {
+            Self::Empty => (0, 0),
+            Self::Growing(k, v) => (tensor_bytes(k) + tensor_bytes(v), tensor_bytes(k) + tensor_bytes(v)),
+            Self::Buffer { k, v, len } => {
+                let reserved = tensor_bytes(k) + tensor_bytes(v);
+                (reserved, reserved / k.dim(SEQ_DIM).unwrap_or(1).max(1) as u64 * *len as u64)
+            }
+        }
+    }
+}
+
 #[derive(Clone, Default)]
 struct Layer {
-    kv: Option<(Tensor, Tensor)>,
+    kv: Store,
     /// The layer's preference score, once its prefill was observed.
     preference: Option<f64>,
     /// `[n_kv][held - window]` prefill indicators of the old tokens, until budgets are set.
@@ -49,19 +155,31 @@ pub struct CakeCache {
     positions: usize,
     /// Tokens evicted, summed over layers (layers evict different numbers).
     evicted_slots: u64,
+    /// hybrid: kept tokens live in preallocated buffers once the budgets are set.
+    compacted: bool,
 }
 
 impl CakeCache {
     /// `budget` is the average number of tokens a layer keeps, the recent window included.
     pub fn new(n_layers: usize, budget: usize) -> Self {
-        Self { budget, layers: vec![Layer::default(); n_layers], positions: 0, evicted_slots: 0 }
+        Self { budget, layers: vec![Layer::default(); n_layers], positions: 0, evicted_slots: 0, compacted: false }
+    }
+
+    /// The hybrid cache: CAKE's budgets and evictions in preallocated per-layer buffers.
+    pub fn hybrid(n_layers: usize, budget: usize) -> Self {
+        Self { compacted: true, ..Self::new(n_layers, budget) }
+    }
+
+    /// The slots hybrid reserves for a layer of `budget` old tokens: the budget, the recent
+    /// window, and the token a decode step appends before its eviction.
+    pub fn buffer_slots(budget: usize) -> usize {
+        budget + CAKE_WINDOW + 1
     }
 
     /// Splits `(budget - window) · layers` old-token slots by preference, then evicts. A
     /// prompt that fits the total keeps everything with equal budgets, as the reference does.
     fn allocate_and_evict(&mut self) -> Result<()> {
-        let held: Vec<usize> =
-            self.layers.iter().map(|l| l.kv.as_ref().map_or(0, |(k, _)| k.dim(SEQ_DIM).unwrap_or(0))).collect();
+        let held: Vec<usize> = self.layers.iter().map(|l| l.kv.len()).collect();
         let caps: Vec<usize> = held.iter().map(|h| h.saturating_sub(CAKE_WINDOW)).collect();
         let per_layer = self.budget.saturating_sub(CAKE_WINDOW);
         let total = per_layer * self.layers.len();
@@ -74,16 +192,16 @@ impl CakeCache {
         for (slot, b) in self.layers.iter_mut().zip(budgets) {
             slot.budget = Some(b);
             let indicator = std::mem::take(&mut slot.indicator);
-            let Some((k, v)) = slot.kv.take() else { continue };
-            let len = k.dim(SEQ_DIM)?;
+            let len = slot.kv.len();
             let old = len.saturating_sub(CAKE_WINDOW);
-            slot.kv = Some(if b < old {
+            if b < old {
                 let keep: Vec<Vec<u32>> = indicator.iter().map(|s| keep_indices_padded(s, len, old, b)).collect();
                 self.evicted_slots += (old - b) as u64;
-                (gather_per_head(&k, &keep)?, gather_per_head(&v, &keep)?)
-            } else {
-                (k, v)
-            });
+                slot.kv.keep(&keep)?;
+            }
+            if self.compacted {
+                slot.kv.into_buffer(Self::buffer_slots(b))?;
+            }
         }
         Ok(())
     }
@@ -137,7 +255,7 @@ impl KvCache for CakeCache {
             self.positions += k.dim(SEQ_DIM)?;
         }
         let slot = self.layers.get_mut(layer).ok_or_else(|| candle_core::Error::Msg(format!("kv cache has no layer {layer}")))?;
-        grow_held(&mut slot.kv, k, v)
+        slot.kv.append(k, v)
     }
 
     fn seq_len(&self) -> usize {
@@ -150,7 +268,7 @@ impl KvCache for CakeCache {
         if len >= self.positions {
             return Ok(());
         }
-        candle_core::bail!("cake kv cache cannot roll back (budgets and evictions depend on the whole history)")
+        candle_core::bail!("{} kv cache cannot roll back (budgets and evictions depend on the whole history)", self.kind().name())
     }
 
     fn reset(&mut self) {
@@ -160,18 +278,14 @@ impl KvCache for CakeCache {
     }
 
     /// Layers hold different numbers of tokens: `tokens_held` and `evictions` are means over
-    /// layers, rounded.
+    /// layers, rounded. hybrid's bytes are its reserved buffers, `used_bytes` the filled part.
     fn stats(&self) -> KvStats {
-        let held: Vec<(u64, usize)> = self
-            .layers
-            .iter()
-            .filter_map(|l| l.kv.as_ref())
-            .map(|(k, v)| (tensor_bytes(k) + tensor_bytes(v), k.dim(SEQ_DIM).unwrap_or(0)))
-            .collect();
-        let tokens: usize = held.iter().map(|h| h.1).sum();
+        let tokens: usize = self.layers.iter().map(|l| l.kv.len()).sum();
+        let (reserved, used) = self.layers.iter().map(|l| l.kv.bytes()).fold((0, 0), |(r, u), (a, b)| (r + a, u + b));
         let layers = self.layers.len().max(1) as f64;
         KvStats {
-            kv_cache_bytes: held.iter().map(|h| h.0).sum(),
+            kv_cache_bytes: reserved,
+            used_bytes: self.compacted.then_some(used),
             tokens_held: (tokens as f64 / layers).round() as usize,
             evictions: (self.evicted_slots as f64 / layers).round() as u64,
             ..KvStats::default()
@@ -183,7 +297,11 @@ impl KvCache for CakeCache {
     }
 
     fn kind(&self) -> KvKind {
-        KvKind::Cake
+        if self.compacted {
+            KvKind::Hybrid
+        } else {
+            KvKind::Cake
+        }
     }
 }
 
@@ -191,7 +309,7 @@ impl ObservesAttention for CakeCache {
     fn observe(&mut self, layer: usize, attn: &Tensor) -> Result<()> {
         let n_layers = self.layers.len();
         let slot = self.layers.get_mut(layer).ok_or_else(|| candle_core::Error::Msg(format!("kv cache has no layer {layer}")))?;
-        let Some((k, v)) = slot.kv.take() else { return Ok(()) };
+        let Some((k, _)) = slot.kv.held()? else { return Ok(()) };
         let (n_kv, len) = (k.dim(1)?, k.dim(SEQ_DIM)?);
         let (_, _, q, _) = attn.dims4()?;
         let window = CAKE_WINDOW.min(len);
@@ -216,7 +334,6 @@ impl ObservesAttention for CakeCache {
                 slot.preference = Some(entropy * variance);
                 let indicator = (mean + (var * GAMMA as f64)?)?;
                 slot.indicator = per_kv_head(&indicator, n_kv, true)?.iter().map(|s| smooth(&s[..old])).collect();
-                slot.kv = Some((k, v));
                 if layer + 1 == n_layers {
                     self.allocate_and_evict()?;
                 }
@@ -224,10 +341,10 @@ impl ObservesAttention for CakeCache {
             Some(budget) if old > budget => {
                 let scores: Vec<Vec<f32>> = per_kv_head(attn, n_kv, false)?.iter().map(|s| smooth(&s[..old])).collect();
                 let keep: Vec<Vec<u32>> = scores.iter().map(|s| keep_indices_padded(s, len, old, budget)).collect();
-                slot.kv = Some((gather_per_head(&k, &keep)?, gather_per_head(&v, &keep)?));
+                slot.kv.keep(&keep)?;
                 self.evicted_slots += (old - budget) as u64;
             }
-            Some(_) => slot.kv = Some((k, v)),
+            Some(_) => {}
         }
         Ok(())
     }

@@ -156,6 +156,10 @@ pub enum KvKind {
     /// CAKE: per-layer budgets from attention entropy and variance (average `--budget`),
     /// eviction by the mean plus variance of attention.
     Cake,
+    /// CAKE's budgets and evictions with the kept tokens compacted in place into one
+    /// preallocated buffer per layer, sized to its budget plus the recent window (vAttention's
+    /// contiguous layout).
+    Hybrid,
 }
 
 impl KvKind {
@@ -175,11 +179,12 @@ impl KvKind {
             Self::Kivi => format!("kivi:{}", options.bits.bits()),
             Self::H2o => format!("h2o:{}", options.budget),
             Self::Cake => format!("cake:{}", options.budget),
+            Self::Hybrid => format!("hybrid:{}", options.budget),
         }
     }
 
     /// Every strategy, in the order results list them.
-    pub const ALL: [KvKind; 13] = [
+    pub const ALL: [KvKind; 14] = [
         KvKind::None,
         KvKind::Full,
         KvKind::Static,
@@ -193,7 +198,13 @@ impl KvKind {
         KvKind::Kivi,
         KvKind::H2o,
         KvKind::Cake,
+        KvKind::Hybrid,
     ];
+
+    /// Whether the strategy keeps a `--budget` of tokens chosen by attention scores.
+    pub fn evicts_by_budget(self) -> bool {
+        matches!(self, Self::H2o | Self::Cake | Self::Hybrid)
+    }
 
     /// The name `--strategies` and `--kv-cache` take.
     pub fn name(self) -> &'static str {
@@ -211,6 +222,7 @@ impl KvKind {
             Self::Kivi => "kivi",
             Self::H2o => "h2o",
             Self::Cake => "cake",
+            Self::Hybrid => "hybrid",
         }
     }
 }
@@ -318,6 +330,7 @@ pub fn build_with(kind: KvKind, options: KvOptions, n_layers: usize, max_tokens:
         KvKind::Kivi => Box::new(KiviCache::new(n_layers, options.bits, options.group, options.residual)),
         KvKind::H2o => Box::new(H2oCache::new(n_layers, options.budget)),
         KvKind::Cake => Box::new(CakeCache::new(n_layers, options.budget)),
+        KvKind::Hybrid => Box::new(CakeCache::hybrid(n_layers, options.budget)),
     }
 }
 
