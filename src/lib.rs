@@ -17,3 +17,4 @@ pub mod metrics;
 pub mod models;
 pub mod quant;
 pub mod results;
+pub mod sparse;

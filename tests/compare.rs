@@ -344,6 +344,7 @@ fn plot_and_diff_work_on_every_committed_results_directory() {
         "compare-queries-smollm2",
         "compare-smollm2-1024",
         "evaluate-smollm2",
+        "kvcache-hybrid-smollm2",
         "kvcache-smollm2",
         "quantize-h200",
         "quantize-smollm2",
