@@ -213,7 +213,7 @@ fn every_bad_input_in_the_catalogue_is_one_clear_line_and_exit_code_2() {
         (kvcache(&["--strategies", "int8:4"]), "takes no option"),
         (kvcache(&["--strategies", "window:x"]), "not a whole number"),
         (kvcache(&["--strategies", "hybrid:0"]), "hybrid's budget 0 must exceed its recent window of 32 tokens"),
-        (generate(&["--kv-cache", "hybrid", "--budget", "0"]), "--budget 0: h2o, cake and hybrid keep at least 2 tokens"),
+        (generate(&["--kv-cache", "hybrid", "--budget", "0"]), "--budget 0: the budget must keep at least 2 tokens"),
         (kvcache(&["--context", "0"]), "--context 0"),
         (kvcache(&["--eval-tokens", "1"]), "--eval-tokens 1"),
         (kvcache(&["--repetitions", "0"]), "--repetitions 0"),
