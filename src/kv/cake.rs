@@ -91,6 +91,27 @@ impl Store {
     /// Keeps only `keep[head]` of each head's tokens, in order: re-gathered tensors, or
     /// compacted to the front of the buffer in place.
     fn keep(&mut self, keep: &[Vec<u32>]) -> Result<()> {
+        if let Self::Buffer { k, v, len } = self {
+            if keep.iter().all(|idx| idx.len() + 1 == *len) {
+                // A decode step's eviction: one token per head. Shift each head's tail over it
+                // in place (copying only the tail) instead of gathering every kept token.
+                for (h, idx) in keep.iter().enumerate() {
+                    let evicted = idx.iter().enumerate().position(|(i, &j)| i as u32 != j).unwrap_or(idx.len());
+                    let moved = *len - evicted - 1;
+                    if moved == 0 {
+                        continue;
+                    }
+                    for buffer in [&*k, &*v] {
+                        let head = buffer.narrow(1, h, 1)?;
+                        // A copy: slice_set refuses a source in the same storage.
+                        let tail = head.narrow(SEQ_DIM, evicted + 1, moved)?.copy()?;
+                        head.slice_set(&tail, SEQ_DIM, evicted)?;
+                    }
+                }
+                *len -= 1;
+                return Ok(());
+            }
+        }
         let Some((k, v)) = self.held()? else { return Ok(()) };
         let (k, v) = (gather_per_head(&k, keep)?, gather_per_head(&v, keep)?);
         match self {
