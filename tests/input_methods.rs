@@ -158,6 +158,7 @@ fn adaptivocab_round_trips_text_and_never_lengthens() {
             ours.len(),
             theirs.len()
         );
+        assert_eq!(merged.base_ids(&ours), theirs, "expanding the phrase tokens gives the base ids");
         let phrase_ids = ours.iter().filter(|&&id| id >= vocab).count();
         assert_eq!(
             theirs.len() - ours.len(),

@@ -70,7 +70,7 @@ fn case_bars(report: &Report, metric: impl Fn(&CaseResult) -> Option<f64>) -> Ve
         .filter_map(|c| {
             Some(Bar {
                 label: label(report, c),
-                value: metric(c)?,
+                value: metric(c).filter(|v| v.is_finite())?,
                 spread: 0.0,
             })
         })

@@ -220,7 +220,17 @@ impl KvArgs {
 impl GenerationArgs {
     /// The KV-cache options, checked.
     pub fn kv_options(&self) -> anyhow::Result<KvOptions> {
-        self.kv.options()
+        let options = self.kv.options()?;
+        if matches!(self.kv_cache, KvKind::Cake | KvKind::Hybrid) && options.budget <= crate::kv::CAKE_WINDOW {
+            crate::bail_input!(
+                "--budget {}: {} keeps the last {} tokens besides its budget; give a budget above {}",
+                options.budget,
+                self.kv_cache.name(),
+                crate::kv::CAKE_WINDOW,
+                crate::kv::CAKE_WINDOW
+            );
+        }
+        Ok(options)
     }
 
     pub fn sampling(&self) -> SamplingConfig {

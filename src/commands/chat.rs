@@ -207,6 +207,9 @@ impl Session<'_> {
         let prompt = self
             .tokenizer
             .encode(&self.template.render(&messages, true)?)?;
+        if prompt.is_empty() {
+            crate::bail_input!("{}: the template renders the conversation to nothing; check the template", self.template.source);
+        }
         let (max_new_tokens, sampling) = self.request;
         let window = self.engine.model.config().context_window();
         if prompt.len() + max_new_tokens > window {
@@ -275,8 +278,10 @@ impl Session<'_> {
             .filter(|id| !eos.contains(id))
             .collect();
         let reply = self.tokenizer.decode(&reply_ids)?;
-        if !json && printed < reply.len() {
-            write!(out, "{}", &reply[printed..])?;
+        if !json {
+            // The streamed text is a prefix of the reply's; a decoder that rewrote earlier text
+            // would break that, and then nothing more is printed rather than a panic.
+            write!(out, "{}", reply.get(printed..).unwrap_or(""))?;
         }
         // What the cache now holds: the prompt, then the replies' tokens it was fed.
         let fed: Vec<u32> = prompt

@@ -131,9 +131,15 @@ pub fn run(args: &CompareArgs) -> Result<Outcome> {
         for input in args.input.iter().filter(|i| **i != InputMethod::AdaptiVocab) {
             inputs.insert(input.label(), prepare_input(input, &prompt_texts, &written_ids, &scorer, &engine, &loaded.model.tokenizer, args.run.prompt_tokens)?);
         }
-        if args.input.contains(&InputMethod::AdaptiVocab) {
+        // adaptivocab's phrase tokens, checked before any case runs (its model loads later).
+        let phrase_tokens = if args.input.contains(&InputMethod::AdaptiVocab) {
             crate::models::vocab_extension::llama_config(loaded.model.model.config())?;
-        }
+            let phrase_list = adaptivocab::phrases(&phrase_source(args)?, &loaded.model.tokenizer)?;
+            let extension = adaptivocab::extension(&phrase_list, &loaded.model.tokenizer)?;
+            Some((phrase_list, extension))
+        } else {
+            None
+        };
         // adaptivocab's model (the phrase tokens' rows added), loaded before its first case so
         // the cases before it do not carry its memory.
         let mut extended: Option<(super::setup::Loaded, Vec<String>)> = None;
@@ -156,16 +162,14 @@ pub fn run(args: &CompareArgs) -> Result<Outcome> {
         }
         for p in todo {
             progress.set_message(format!("{} {}", short(model_id), p.params.label()));
-            if p.input == InputMethod::AdaptiVocab && extended.is_none() {
-                let phrase_list = adaptivocab::phrases(&phrase_source(args)?, &loaded.model.tokenizer)?;
-                let extension = adaptivocab::extension(&phrase_list, &loaded.model.tokenizer)?;
+            if let (InputMethod::AdaptiVocab, None, Some((phrase_list, extension))) = (p.input, &extended, &phrase_tokens) {
                 let mut model_args = args.model.clone();
                 model_args.model = model_id.clone();
-                let x = super::setup::load_model_extended(&model_args, &args.device, sampling.seed, &extension)?;
+                let x = super::setup::load_model_extended(&model_args, &args.device, sampling.seed, extension)?;
                 let x_engine = Engine::new(x.model.model.as_ref(), &x.device);
                 let prepared = prepare_input(&p.input, &prompt_texts, &written_ids, &scorer, &x_engine, &x.model.tokenizer, None)?;
                 inputs.insert(p.input.label(), prepared);
-                extended = Some((x, phrase_list));
+                extended = Some((x, phrase_list.clone()));
             }
             let (case_model, case_device) = match (&extended, p.input) {
                 (Some((x, _)), InputMethod::AdaptiVocab) => (&x.model, &x.device),
@@ -226,7 +230,9 @@ pub fn run(args: &CompareArgs) -> Result<Outcome> {
             } else {
                 None
             };
-            let mut q = quality(&first_repetition(&case), reference.get(&key), perplexity);
+            // adaptivocab's outputs hold phrase tokens: compared in base ids, position by position.
+            let ours: Vec<Vec<u32>> = first_repetition(&case).iter().map(|ids| case_model.tokenizer.base_ids(ids)).collect();
+            let mut q = quality(&ours, reference.get(&key), perplexity);
             q.keyword_hit_rate = keyword_hit_rate(&case, &keywords);
             if let Some(texts) = reference_texts.get(&key) {
                 let (rouge_l, bleu) = text_similarity(&first_texts(&case), texts);
@@ -271,7 +277,7 @@ struct PreparedInput {
     /// Mean seconds per prompt the method took.
     seconds_per_prompt: f64,
     /// The model's bits per byte on these prompts (None with --prompt-tokens, whose cut and
-    /// repeated prompts are not the texts).
+    /// repeated prompts are not the texts, and when a prompt does not fit the context).
     bits_per_byte: Option<f64>,
 }
 
@@ -291,9 +297,11 @@ fn prepare_input(
         _ => prompts::token_ids(tokenizer, &texts, prompt_tokens)?,
     };
     let seconds_per_prompt = started.elapsed().as_secs_f64() / written.len().max(1) as f64;
+    // Only over prompts the model can read in one pass (a longer one fails its own case later).
+    let fits = ids.iter().all(|p| p.len() < engine.model.config().context_window());
     let bits_per_byte = match prompt_tokens {
-        Some(_) => None,
-        None => Some(bits_per_byte(engine, tokenizer, &ids)?),
+        None if fits => Some(bits_per_byte(engine, tokenizer, &ids)?),
+        _ => None,
     };
     Ok(PreparedInput { texts, ids, seconds_per_prompt, bits_per_byte })
 }

@@ -107,7 +107,7 @@ fn read(path: &Path, flag: &str) -> Result<String> {
 }
 
 /// The phrase tokens: every surface form of every phrase that the base tokenizer spells in two
-/// or more tokens, once each.
+/// or more tokens, once each; an input error when there are none.
 pub fn extension(phrases: &[String], tokenizer: &TextTokenizer) -> Result<VocabExtension> {
     let mut constituents: Vec<Vec<u32>> = vec![];
     for phrase in phrases {
@@ -117,6 +117,12 @@ pub fn extension(phrases: &[String], tokenizer: &TextTokenizer) -> Result<VocabE
                 constituents.push(ids);
             }
         }
+    }
+    if constituents.is_empty() {
+        crate::bail_input!(
+            "adaptivocab: none of the {} phrases spans two or more tokens of this model's tokenizer, so none would merge; give multi-word phrases (--phrases FILE)",
+            phrases.len()
+        );
     }
     Ok(VocabExtension { constituents })
 }

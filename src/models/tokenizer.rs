@@ -242,6 +242,16 @@ impl TextTokenizer {
         }
     }
 
+    /// `ids` in the base vocabulary: phrase tokens expanded to their constituents (the ids
+    /// unchanged for every other tokenizer), so outputs compare position by position with a
+    /// base model's.
+    pub fn base_ids(&self, ids: &[u32]) -> Vec<u32> {
+        match self {
+            Self::Merged { merges, .. } => merges.expand(ids),
+            _ => ids.to_vec(),
+        }
+    }
+
     /// Whether both map the same token strings to the same ids (speculative decoding's draft
     /// must share the target's vocabulary; raw bytes match raw bytes).
     pub fn same_vocabulary(&self, other: &TextTokenizer) -> bool {
