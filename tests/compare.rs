@@ -64,6 +64,14 @@ fn check_charts(dir: &Path) -> Vec<String> {
     names
 }
 
+/// `plot` on the run in `out` writes `charts` into `redrawn` byte for byte as the run did.
+fn assert_plot_redraws(out: &Path, redrawn: &Path, charts: &[String]) {
+    llmbench().arg("plot").arg(out).arg("--out").arg(redrawn).assert().success();
+    for name in charts {
+        assert_eq!(std::fs::read(out.join(name)).unwrap(), std::fs::read(redrawn.join(name)).unwrap(), "{name} differs");
+    }
+}
+
 #[test]
 fn compare_on_the_real_model_writes_valid_results_charts_and_csv() {
     let gguf = smollm2_gguf();
@@ -136,11 +144,7 @@ fn compare_on_the_real_model_writes_valid_results_charts_and_csv() {
 
     let charts = check_charts(&out);
     assert_eq!(charts.len(), 14, "{charts:?}");
-    let redrawn = dir.path().join("redrawn");
-    llmbench().arg("plot").arg(&out).arg("--out").arg(&redrawn).assert().success();
-    for name in &charts {
-        assert_eq!(std::fs::read(out.join(name)).unwrap(), std::fs::read(redrawn.join(name)).unwrap(), "{name} differs");
-    }
+    assert_plot_redraws(&out, &dir.path().join("redrawn"), &charts);
 }
 
 #[test]
@@ -549,11 +553,7 @@ fn lingua_and_adaptivocab_cases_report_their_tokens_and_costs() {
     }
     let svg = std::fs::read_to_string(out.join("input-output.svg")).unwrap();
     assert!(svg.contains("lingua:0.5") && svg.contains("adaptivocab"), "the cases head the columns");
-    let redrawn = dir.path().join("redrawn");
-    llmbench().arg("plot").arg(&out).arg("--out").arg(&redrawn).assert().success();
-    for name in &charts {
-        assert_eq!(std::fs::read(out.join(name)).unwrap(), std::fs::read(redrawn.join(name)).unwrap(), "{name} differs");
-    }
+    assert_plot_redraws(&out, &dir.path().join("redrawn"), &charts);
 }
 
 /// `--quick` is seed 002's quick mode (30 new tokens); the built-in prompts carry their query

@@ -12,6 +12,7 @@ use crate::results::schema::{
     CaseParams, CaseResult, CommandName, CommandSettings, CompareParams, CompareQuality, CompareSettings,
     Quality, Report,
 };
+use super::compare_inputs;
 use crate::input::adaptivocab::{self, PhraseSource};
 use crate::input::{Compressor, InputMethod};
 use anyhow::Result;
@@ -127,14 +128,14 @@ pub fn run(args: &CompareArgs) -> Result<Outcome> {
             (Some(c), Some(e)) => Compressor { engine: e, tokenizer: &c.model.tokenizer },
             _ => Compressor { engine: &engine, tokenizer: &loaded.model.tokenizer },
         };
-        let mut inputs: HashMap<String, PreparedInput> = HashMap::new();
+        let mut inputs: HashMap<String, compare_inputs::PreparedInput> = HashMap::new();
         for input in args.input.iter().filter(|i| **i != InputMethod::AdaptiVocab) {
-            inputs.insert(input.label(), prepare_input(input, &prompt_texts, &written_ids, &scorer, &engine, &loaded.model.tokenizer, args.run.prompt_tokens)?);
+            inputs.insert(input.label(), compare_inputs::prepare(input, &prompt_texts, &written_ids, &scorer, &engine, &loaded.model.tokenizer, args.run.prompt_tokens)?);
         }
         // adaptivocab's phrase tokens, checked before any case runs (its model loads later).
         let phrase_tokens = if args.input.contains(&InputMethod::AdaptiVocab) {
             crate::models::vocab_extension::llama_config(loaded.model.model.config())?;
-            let phrase_list = adaptivocab::phrases(&phrase_source(args)?, &loaded.model.tokenizer)?;
+            let phrase_list = adaptivocab::phrases(&compare_inputs::phrase_source(args)?, &loaded.model.tokenizer)?;
             let extension = adaptivocab::extension(&phrase_list, &loaded.model.tokenizer)?;
             Some((phrase_list, extension))
         } else {
@@ -167,7 +168,7 @@ pub fn run(args: &CompareArgs) -> Result<Outcome> {
                 model_args.model = model_id.clone();
                 let x = super::setup::load_model_extended(&model_args, &args.device, sampling.seed, extension)?;
                 let x_engine = Engine::new(x.model.model.as_ref(), &x.device);
-                let prepared = prepare_input(&p.input, &prompt_texts, &written_ids, &scorer, &x_engine, &x.model.tokenizer, None)?;
+                let prepared = compare_inputs::prepare(&p.input, &prompt_texts, &written_ids, &scorer, &x_engine, &x.model.tokenizer, None)?;
                 inputs.insert(p.input.label(), prepared);
                 extended = Some((x, phrase_list.clone()));
             }
@@ -261,64 +262,6 @@ pub fn run(args: &CompareArgs) -> Result<Outcome> {
     Ok(if any_failed { Outcome::CasesFailed } else { Outcome::Success })
 }
 
-/// Where adaptivocab's phrases come from (a pip: corpus is fetched here, once).
-fn phrase_source(args: &CompareArgs) -> Result<PhraseSource> {
-    Ok(match (&args.phrases, &args.phrase_corpus) {
-        (Some(file), _) => PhraseSource::File(file.clone()),
-        (None, Some(corpus)) => PhraseSource::Corpus(crate::models::source::data_file(corpus, "--phrase-corpus")?),
-        (None, None) => PhraseSource::Defaults,
-    })
-}
-
-/// The prompts one input-side method makes for one model.
-struct PreparedInput {
-    texts: Vec<String>,
-    ids: Vec<Vec<u32>>,
-    /// Mean seconds per prompt the method took.
-    seconds_per_prompt: f64,
-    /// The model's bits per byte on these prompts (None with --prompt-tokens, whose cut and
-    /// repeated prompts are not the texts, and when a prompt does not fit the context).
-    bits_per_byte: Option<f64>,
-}
-
-fn prepare_input(
-    input: &InputMethod,
-    written: &[String],
-    written_ids: &[Vec<u32>],
-    compressor: &Compressor,
-    engine: &Engine,
-    tokenizer: &crate::models::tokenizer::TextTokenizer,
-    prompt_tokens: Option<usize>,
-) -> Result<PreparedInput> {
-    let started = std::time::Instant::now();
-    let texts = written.iter().map(|t| input.apply(t, Some(compressor))).collect::<Result<Vec<String>>>()?;
-    let ids = match input {
-        InputMethod::None => written_ids.to_vec(),
-        _ => prompts::token_ids(tokenizer, &texts, prompt_tokens)?,
-    };
-    let seconds_per_prompt = started.elapsed().as_secs_f64() / written.len().max(1) as f64;
-    // Only over prompts the model can read in one pass (a longer one fails its own case later).
-    let fits = ids.iter().all(|p| p.len() < engine.model.config().context_window());
-    let bits_per_byte = match prompt_tokens {
-        None if fits => Some(bits_per_byte(engine, tokenizer, &ids)?),
-        _ => None,
-    };
-    Ok(PreparedInput { texts, ids, seconds_per_prompt, bits_per_byte })
-}
-
-/// Bits per UTF-8 byte of `prompts` under the model: the surprisal of every token after each
-/// prompt's first, over the bytes those tokens decode to.
-fn bits_per_byte(engine: &Engine, tokenizer: &crate::models::tokenizer::TextTokenizer, prompts: &[Vec<u32>]) -> Result<f64> {
-    let (mut nats, mut bytes) = (0.0, 0usize);
-    for ids in prompts.iter().filter(|ids| ids.len() > 1) {
-        nats -= engine.token_log_probs(ids)?.iter().sum::<f64>();
-        let whole = tokenizer.decode(ids)?.len();
-        let first = tokenizer.decode(&ids[..1])?.len();
-        bytes += whole.saturating_sub(first);
-    }
-    Ok(nats / std::f64::consts::LN_2 / bytes.max(1) as f64)
-}
-
 /// The methods in their canonical order, once each: standard first, so its tokens are there
 /// for the others' agreement.
 fn sorted_methods(methods: &[Method]) -> Result<Vec<Method>> {
@@ -347,7 +290,7 @@ fn validate(args: &CompareArgs, methods: &[Method]) -> Result<()> {
     }
     if adaptivocab {
         // Read now, so a bad file stops the run before any case.
-        match phrase_source(args)? {
+        match compare_inputs::phrase_source(args)? {
             source @ PhraseSource::File(_) => {
                 adaptivocab::phrases(&source, &crate::models::tokenizer::TextTokenizer::Bytes)?;
             }

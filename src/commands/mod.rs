@@ -1,6 +1,7 @@
 //! Subcommands: each turns validated arguments into engine runs and a report.
 
 pub mod compare;
+mod compare_inputs;
 pub mod diff;
 pub mod docs;
 pub mod evaluate;
