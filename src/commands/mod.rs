@@ -22,6 +22,7 @@ pub mod quantize;
 mod quantize_list;
 mod setup;
 pub mod sled;
+mod sparsity;
 mod speculative;
 pub mod specdec;
 mod truthfulqa;

@@ -22,6 +22,8 @@ use crate::models::gguf::GgufFile;
 use crate::models::source::{self, ModelFiles, ResolvedModel};
 use crate::models::{self, gguf_writer, int_writer, LoadedModel};
 use crate::quant::format::WeightFormat;
+use crate::sparse::SparsityMethod;
+use super::sparsity::Calibrator;
 use crate::quant::int_weights::GROUP_SIZES;
 use crate::results::schema::{
     CaseParams, CaseResult, CommandName, CommandSettings, QuantizeParams, QuantizeQuality, QuantizeSettings, Quality,
@@ -244,6 +246,7 @@ pub(super) fn run_one(args: &QuantizeArgs) -> Result<Outcome> {
         (path, text)
     };
     let prompt_texts = prompts::load(&args.run.prompts, args.run.prompts_file.as_deref())?;
+    let calibrator = Calibrator::new(&args.sparsity)?;
 
     let threads = set_cpu_threads(args.device.threads)?;
     let (device, device_info) = args.device.device.open()?;
@@ -278,6 +281,9 @@ pub(super) fn run_one(args: &QuantizeArgs) -> Result<Outcome> {
         crate::bail_input!("--eval-context {ctx} exceeds the model's context window of {}", config.context_window());
     }
     let prompt_ids = prompts::token_ids(&reference.tokenizer, &prompt_texts, args.run.prompt_tokens)?;
+    if let Some(c) = &calibrator {
+        c.check(&reference, &device)?;
+    }
 
     let sampling = SamplingConfig::default();
     let reference_label = format!("{} dequantized to f32", reference.spec.weights_format.split(',').next().unwrap_or("the source"));
@@ -300,6 +306,7 @@ pub(super) fn run_one(args: &QuantizeArgs) -> Result<Outcome> {
             prompts: prompt_texts.clone(),
             skip_evaluate: args.skip_evaluate,
             save_dir: args.save.as_ref().map(|d| d.display().to_string()),
+            sparsity: calibrator.as_ref().map(|c| c.settings(&args.sparsity.sparsity)),
         }),
     );
     let report = Report::new(CommandName::Quantize, Provenance::collect(&device_info.name, threads), settings.clone());
@@ -307,7 +314,9 @@ pub(super) fn run_one(args: &QuantizeArgs) -> Result<Outcome> {
     harness::install_interrupt_handler();
     let n_layers = config.n_layers();
     let runs_per_case = args.run.warmup + args.run.repetitions * prompt_ids.len();
-    let progress = super::progress::bar((formats.len() * runs_per_case) as u64);
+    // Each format runs dense, then under each --sparsity method.
+    let variants: Vec<Option<SparsityMethod>> = std::iter::once(None).chain(args.sparsity.sparsity.iter().copied().map(Some)).collect();
+    let progress = super::progress::bar((formats.len() * variants.len() * runs_per_case) as u64);
     progress.set_message("reference distributions");
     let mut reference_rows = if args.skip_evaluate {
         None
@@ -320,47 +329,78 @@ pub(super) fn run_one(args: &QuantizeArgs) -> Result<Outcome> {
     let mut reference_greedy: Option<Vec<Vec<u32>>> = None;
     let mut any_failed = false;
     for format in &formats {
-        let params = CaseParams::Quantize(QuantizeParams { model: args.model.model.clone(), format: format.name(), max_new_tokens: args.max_new_tokens });
-        let case_id = params.id(&settings);
-        if done.contains(&case_id) {
-            progress.inc(runs_per_case as u64);
-            if *format == WeightFormat::Dense(DType::F32) {
-                reference_greedy = sink.report().cases.iter().find(|c| c.case_id == case_id).map(|c| harness::first_repetition(&c.runs));
-            }
-            continue;
-        }
-        progress.set_message(format.name());
-        let loaded = match (format, reference.take()) {
-            (WeightFormat::Dense(DType::F32), Some(r)) => Ok(r),
-            (_, _) => load(&resolved, *format, seed, &device, args.device.no_cuda_graph),
-        };
-        let measured = loaded.and_then(|(loaded, load_s)| {
-            case.measure(&loaded, load_s, format, reference_rows.as_mut(), reference_greedy.as_deref(), source_gguf.as_ref(), &mut || progress.inc(1))
-        });
-        let (result, greedy) = match measured {
-            Ok(Some(m)) => m,
-            Ok(None) => return Ok(output::interrupted(&sink, &progress)),
-            Err(e) if output::goes_on_after(&args.output, &e) => {
-                any_failed |= output::record_not_run(&mut sink, params, &settings, &e)?;
+        // Loaded once for the format's dense case and its sparsity cases.
+        let mut model: Option<(LoadedModel, f64)> = None;
+        for &variant in &variants {
+            let params = CaseParams::Quantize(QuantizeParams {
+                model: args.model.model.clone(),
+                format: format.name(),
+                max_new_tokens: args.max_new_tokens,
+                sparsity: variant.map(|m| m.to_string()),
+            });
+            let case_id = params.id(&settings);
+            let label = params.as_quantize().map_or_else(String::new, QuantizeParams::variant);
+            if done.contains(&case_id) {
+                progress.inc(runs_per_case as u64);
+                if *format == WeightFormat::Dense(DType::F32) && variant.is_none() {
+                    reference_greedy = sink.report().cases.iter().find(|c| c.case_id == case_id).map(|c| harness::first_repetition(&c.runs));
+                }
                 continue;
             }
-            Err(e) => return Err(e),
-        };
-        if *format == WeightFormat::Dense(DType::F32) {
-            reference_greedy = Some(greedy);
+            progress.set_message(label.clone());
+            if model.is_none() {
+                let loaded = match (format, reference.take()) {
+                    (WeightFormat::Dense(DType::F32), Some(r)) => Ok(r),
+                    (_, _) => load(&resolved, *format, seed, &device, args.device.no_cuda_graph),
+                };
+                match loaded {
+                    Ok(m) => model = Some(m),
+                    Err(e) if output::goes_on_after(&args.output, &e) => {
+                        any_failed |= output::record_not_run(&mut sink, params, &settings, &e)?;
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            let Some((loaded, load_s)) = model.as_mut() else { continue };
+            let measured = (|| -> Result<_> {
+                let applied = match (variant, &calibrator) {
+                    (Some(method), Some(c)) => {
+                        let (seconds, cached) = c.apply(loaded, &resolved, &format.name(), method)?;
+                        Some((method, seconds, cached))
+                    }
+                    _ => {
+                        loaded.model.set_sparsity(None)?;
+                        None
+                    }
+                };
+                case.measure(loaded, *load_s, format, applied, reference_rows.as_mut(), reference_greedy.as_deref(), source_gguf.as_ref(), &mut || progress.inc(1))
+            })();
+            let (result, greedy) = match measured {
+                Ok(Some(m)) => m,
+                Ok(None) => return Ok(output::interrupted(&sink, &progress)),
+                Err(e) if output::goes_on_after(&args.output, &e) => {
+                    any_failed |= output::record_not_run(&mut sink, params, &settings, &e)?;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            if *format == WeightFormat::Dense(DType::F32) && variant.is_none() {
+                reference_greedy = Some(greedy);
+            }
+            if let (Some(s), Some(Quality::Quantize(q))) = (&result.summary, &result.quality) {
+                let quality = q.shift.as_ref().map_or(String::new(), |d| format!("  PPL {:>8.4}  KLD {:.6}", d.perplexity, d.kld_mean));
+                let zeroed = q.sparsity.as_ref().map_or(String::new(), |z| format!("  zeroed {:.1}%", z.zeroed_share_overall * 100.0));
+                super::progress::note(&progress, &format!(
+                    "{label:<16} {:>5.2} bpw {:>7.1} MiB  prefill {:>6.0} tok/s  decode {:>6.1} tok/s{quality}{zeroed}",
+                    q.bits_per_weight,
+                    q.weight_bytes as f64 / (1u64 << 20) as f64,
+                    s.prefill_tokens_per_s.median,
+                    s.decode_tokens_per_s.median,
+                ));
+            }
+            sink.record(result)?;
         }
-        if let (Some(s), Some(Quality::Quantize(q))) = (&result.summary, &result.quality) {
-            let quality = q.shift.as_ref().map_or(String::new(), |d| format!("  PPL {:>8.4}  KLD {:.6}", d.perplexity, d.kld_mean));
-            super::progress::note(&progress, &format!(
-                "{:<10} {:>5.2} bpw {:>7.1} MiB  prefill {:>6.0} tok/s  decode {:>6.1} tok/s{quality}",
-                format.name(),
-                q.bits_per_weight,
-                q.weight_bytes as f64 / (1u64 << 20) as f64,
-                s.prefill_tokens_per_s.median,
-                s.decode_tokens_per_s.median,
-            ));
-        }
-        sink.record(result)?;
     }
     progress.finish_and_clear();
     output::finish(&mut sink, &args.output)?;
@@ -386,6 +426,7 @@ impl CaseContext<'_> {
         loaded: &LoadedModel,
         load_s: f64,
         format: &WeightFormat,
+        sparsity: Option<(SparsityMethod, f64, bool)>,
         reference: Option<&mut ReferenceRows>,
         reference_greedy: Option<&[Vec<u32>]>,
         source_gguf: Option<&GgufFile>,
@@ -411,14 +452,16 @@ impl CaseContext<'_> {
         // the same numbers bit for bit).
         let shift = match reference {
             None => None,
-            Some(r) if *format == WeightFormat::Dense(DType::F32) => Some(reference_shift(self.windows, r)?),
+            Some(r) if *format == WeightFormat::Dense(DType::F32) && sparsity.is_none() => Some(reference_shift(self.windows, r)?),
             Some(r) => Some(distribution_shift(&engine, n_layers, self.windows, r)?),
         };
         let (greedy_agreement, first_divergence) = match reference_greedy {
             Some(r) => harness::agreement(&greedy, r),
             None => (Some(1.0), vec![None; greedy.len()]),
         };
-        let saved = match (&self.args.save, source_gguf, format) {
+        // A sparsity case saves nothing: its weights are the dense case's.
+        let save = self.args.save.as_ref().filter(|_| sparsity.is_none());
+        let saved = match (save, source_gguf, format) {
             (Some(dir), Some(source), WeightFormat::Int(int)) => {
                 let path = dir.join(saved_name(self.resolved, format).with_extension(""));
                 int_writer::write(source, &loaded.tokenizer, *int, &path)?;
@@ -444,10 +487,16 @@ impl CaseContext<'_> {
             greedy_agreement,
             first_divergence,
             saved,
+            sparsity: sparsity.and_then(|(m, seconds, cached)| super::sparsity::record(loaded, m, seconds, cached)),
         };
-        let label = format.name();
-        let summary = harness::summarize(&label, &runs);
-        let params = CaseParams::Quantize(QuantizeParams { model: self.args.model.model.clone(), format: label, max_new_tokens: self.args.max_new_tokens });
+        let params = QuantizeParams {
+            model: self.args.model.model.clone(),
+            format: format.name(),
+            max_new_tokens: self.args.max_new_tokens,
+            sparsity: sparsity.map(|(m, _, _)| m.to_string()),
+        };
+        let summary = harness::summarize(&params.variant(), &runs);
+        let params = CaseParams::Quantize(params);
         let result = CaseResult::ran(params, self.settings, harness::model_record(&loaded.spec)?, runs, summary, Some(Quality::Quantize(quality)));
         Ok(Some((result, greedy)))
     }

@@ -117,6 +117,13 @@ impl ModelConfig {
             Self::Llama(c) => c.num_hidden_layers,
         }
     }
+    /// Width of the residual stream.
+    pub fn hidden_size(&self) -> usize {
+        match self {
+            Self::Gpt2(c) => c.n_embd,
+            Self::Llama(c) => c.hidden_size,
+        }
+    }
     pub fn vocab_size(&self) -> usize {
         match self {
             Self::Gpt2(c) => c.vocab_size,

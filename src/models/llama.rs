@@ -10,11 +10,14 @@ use candle_core::quantized::QMatMul;
 use crate::quant::block_cuda::DeviceBlockWeights;
 use super::weights::Weights;
 use super::config::ModelConfig;
-use super::{LayerStates, Model};
+use super::{LayerStates, Model, SparsityCounts};
 use crate::kv::KvCache;
 use anyhow::Result;
 use candle_core::{DType, Tensor};
 use candle_nn::Embedding;
+use super::sparse_projection::{fused_rows, dense_rows, project_rows, project_tensor, Select, SparseProjection};
+use crate::sparse::calibration::{ActivationStats, Calibration, Site, SITES};
+use crate::sparse::SparsityMethod;
 
 /// Positions beyond this are not tabulated even if the config allows more (Llama 3.2 says
 /// 131,072): the tables would cost memory for contexts no benchmark here reaches.
@@ -44,6 +47,8 @@ pub struct Llama {
     graph_enabled: bool,
     /// `all_quantized()`, computed once at load.
     cpu_rows: bool,
+    /// Activation sparsity (`set_sparsity`): per block, the four projections' sparse forms.
+    sparse: Option<Vec<[SparseProjection; 4]>>,
 }
 
 impl Llama {
@@ -120,6 +125,7 @@ impl Llama {
             graph: None,
             graph_enabled: true,
             cpu_rows: false,
+            sparse: None,
         };
         model.cpu_rows = model.all_quantized();
         if let Some(weights) = model.graph_weights() {
@@ -218,7 +224,7 @@ impl Llama {
         let (b, t) = ids.dims2()?;
         let d = self.cfg.head_dim;
         Ok(ids.device().is_cpu()
-            && self.cpu_rows
+            && (self.cpu_rows || self.sparse.is_some())
             && crate::quant::cpu_matmul::enabled()
             && self.embed.dtype() == DType::F32
             && b == 1
@@ -249,7 +255,7 @@ impl Llama {
         let (mut hs, mut qkv, mut att, mut o, mut gate_up, mut mlp) = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for (layer, blk) in self.blocks.iter().take(n_blocks).enumerate() {
             with_slice(&blk.input_norm.weight, |w| rms_norm(&x, w, eps, &mut hs))?;
-            blk.qkv.forward_rows(&hs, h, &mut qkv)?;
+            project_rows(self.sparse_site(layer, Site::AttentionInput), &hs, &mut qkv, |x, out| blk.qkv.forward_rows(x, h, out))?;
             rope(&mut qkv, qkv_w, 0, n_head, d, 0, tables, interleaved);
             rope(&mut qkv, qkv_w, n_head, n_kv, d, 0, tables, interleaved);
             // Keys and values `[1, n_kv, t, d]` for the cache, from rows `[q | k | v]`.
@@ -264,12 +270,12 @@ impl Llama {
             if !attend(&qkv, Strides { head: d, row: qkv_w }, n_head, t, &k, &v, &mut att, Strides { head: d, row: q_w })? {
                 candle_core::bail!("the CPU attention kernel refused keys {:?} from the {:?} cache", k.dims(), cache.kind());
             }
-            blk.o.forward_rows(&att, q_w, &mut o)?;
+            project_rows(self.sparse_site(layer, Site::AttentionOutput), &att, &mut o, |x, out| blk.o.forward_rows(x, q_w, out))?;
             add(&mut x, &o);
             with_slice(&blk.post_norm.weight, |w| rms_norm(&x, w, eps, &mut hs))?;
-            blk.gate_up.forward_rows(&hs, h, &mut gate_up)?;
+            project_rows(self.sparse_site(layer, Site::MlpInput), &hs, &mut gate_up, |x, out| blk.gate_up.forward_rows(x, h, out))?;
             silu_mul(&gate_up, inter, &mut mlp);
-            blk.down.forward_rows(&mlp, inter, &mut o)?;
+            project_rows(self.sparse_site(layer, Site::MlpHidden), &mlp, &mut o, |x, out| blk.down.forward_rows(x, inter, out))?;
             add(&mut x, &o);
         }
         with_slice(&self.norm.weight, |w| rms_norm(&x, w, eps, &mut hs))?;
@@ -286,7 +292,7 @@ impl Llama {
             }
             return self.forward_rows_cpu(&ids.flatten_all()?.to_vec1::<u32>()?, start, n_blocks, cache);
         }
-        self.forward_generic(ids, start, n_blocks, mode, cache, None)
+        self.forward_generic(ids, start, n_blocks, mode, cache, None, None)
     }
 
     /// The forward pass on candle tensors (every device, batch and cache). With `states`, the
@@ -300,6 +306,7 @@ impl Llama {
         mode: VerifyAttention,
         cache: &mut dyn KvCache,
         mut states: Option<&mut Vec<Tensor>>,
+        mut calibration: Option<&mut ActivationStats>,
     ) -> candle_core::Result<Tensor> {
         let (b, t) = ids.dims2()?;
         // A cache that positions keys itself (sinks) rotates queries at its own positions.
@@ -316,7 +323,11 @@ impl Llama {
             }
             let residual = &x;
             let hs = blk.input_norm.forward(&x)?;
-            let qkv = blk.qkv.forward(&hs)?;
+            observe(calibration.as_deref_mut(), layer, Site::AttentionInput, &hs)?;
+            let qkv = match self.sparse_site(layer, Site::AttentionInput) {
+                None => blk.qkv.forward(&hs)?,
+                Some(s) => split(&project_tensor(Some(s), &hs, |x| Tensor::cat(&blk.qkv.forward(x)?, candle_core::D::Minus1))?, &[n_head * d, n_kv * d, n_kv * d])?,
+            };
             let q = qkv[0].reshape((b, t, n_head, d))?.transpose(1, 2)?;
             let k = qkv[1].reshape((b, t, n_kv, d))?.transpose(1, 2)?;
             let v = qkv[2].reshape((b, t, n_kv, d))?.transpose(1, 2)?.contiguous()?;
@@ -335,11 +346,18 @@ impl Llama {
                 observer.observe(layer, &weights)?;
             }
             let y = y.transpose(1, 2)?.reshape((b, t, n_head * d))?;
-            let x1 = (blk.o.forward(&y)? + residual)?;
+            observe(calibration.as_deref_mut(), layer, Site::AttentionOutput, &y)?;
+            let x1 = (project_tensor(self.sparse_site(layer, Site::AttentionOutput), &y, |x| blk.o.forward(x))? + residual)?;
             let hs = blk.post_norm.forward(&x1)?;
-            let gate_up = blk.gate_up.forward(&hs)?;
+            observe(calibration.as_deref_mut(), layer, Site::MlpInput, &hs)?;
+            let inter = self.cfg.intermediate_size;
+            let gate_up = match self.sparse_site(layer, Site::MlpInput) {
+                None => blk.gate_up.forward(&hs)?,
+                Some(s) => split(&project_tensor(Some(s), &hs, |x| Tensor::cat(&blk.gate_up.forward(x)?, candle_core::D::Minus1))?, &[inter, inter])?,
+            };
             let mlp = (candle_nn::ops::silu(&gate_up[0])? * &gate_up[1])?;
-            x = (blk.down.forward(&mlp)? + x1)?;
+            observe(calibration.as_deref_mut(), layer, Site::MlpHidden, &mlp)?;
+            x = (project_tensor(self.sparse_site(layer, Site::MlpHidden), &mlp, |x| blk.down.forward(x))? + x1)?;
         }
         self.norm.forward(&x)
     }
@@ -347,6 +365,60 @@ impl Llama {
     fn lm_head_impl(&self, hidden: &Tensor) -> candle_core::Result<Tensor> {
         self.head.forward(hidden)?.to_dtype(DType::F32)
     }
+
+    fn sparse_site(&self, layer: usize, site: Site) -> Option<&SparseProjection> {
+        self.sparse.as_ref().map(|blocks| &blocks[layer][site as usize])
+    }
+
+    /// The four sparse projections of one block under `method`, from `calibration`.
+    fn sparse_block(&self, layer: usize, method: SparsityMethod, calibration: &Calibration, thresholds: &[[f32; 4]]) -> anyhow::Result<[SparseProjection; 4]> {
+        let blk = &self.blocks[layer];
+        let share = method.share();
+        let make = |site: Site| -> anyhow::Result<SparseProjection> {
+            let (rows, out, bias, quantized) = match site {
+                Site::AttentionInput => fused_rows(&blk.qkv)?,
+                Site::AttentionOutput => dense_rows(&blk.o)?,
+                Site::MlpInput => fused_rows(&blk.gate_up)?,
+                Site::MlpHidden => dense_rows(&blk.down)?,
+            };
+            let in_dim = rows.len() / out;
+            let (select, rotation) = match method {
+                SparsityMethod::Teal(_) => (Select::Threshold(thresholds[layer][site as usize]), None),
+                SparsityMethod::Larosa(_) => {
+                    let k = ((1.0 - share) * in_dim as f64).round() as usize;
+                    let rotation = match (site.rotated_slot(), &calibration.rotations) {
+                        (Some(slot), Some(r)) => Some(r[layer][slot].as_slice()),
+                        (Some(_), None) => anyhow::bail!("LaRoSA needs the calibration's rotations; this calibration has none"),
+                        (None, _) => None,
+                    };
+                    (Select::TopK(k), rotation)
+                }
+            };
+            SparseProjection::new(&rows, out, bias, quantized, select, rotation)
+        };
+        Ok([make(SITES[0])?, make(SITES[1])?, make(SITES[2])?, make(SITES[3])?])
+    }
+}
+
+/// Records a projection input for calibration, when calibrating.
+fn observe(stats: Option<&mut ActivationStats>, layer: usize, site: Site, x: &Tensor) -> candle_core::Result<()> {
+    let Some(stats) = stats else { return Ok(()) };
+    let width = x.dim(candle_core::D::Minus1)?;
+    let rows: Vec<f32> = x.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
+    stats.observe(layer, site, &rows, width)
+}
+
+/// A fused projection's output split back into its parts along the last dimension.
+fn split(y: &Tensor, sizes: &[usize]) -> candle_core::Result<Vec<Tensor>> {
+    let mut offset = 0;
+    sizes
+        .iter()
+        .map(|&n| {
+            let part = y.narrow(candle_core::D::Minus1, offset, n);
+            offset += n;
+            part
+        })
+        .collect()
 }
 
 /// Where `layer`'s queries are rotated: their absolute position `start`, unless the cache
@@ -412,11 +484,52 @@ impl Model for Llama {
     }
     fn forward_layer_states(&self, ids: &Tensor, start_pos: usize, cache: &mut dyn KvCache) -> candle_core::Result<LayerStates> {
         let mut states = Vec::with_capacity(self.blocks.len());
-        let last = self.forward_generic(ids, start_pos, self.blocks.len(), VerifyAttention::Batched, cache, Some(&mut states))?;
+        let last = self.forward_generic(ids, start_pos, self.blocks.len(), VerifyAttention::Batched, cache, Some(&mut states), None)?;
         Ok(LayerStates { states, last })
     }
     fn final_norm(&self, hidden: &Tensor) -> candle_core::Result<Tensor> {
         self.norm.forward(hidden)
+    }
+    fn calibrate_activations(&self, windows: &[Vec<u32>], stats: &mut ActivationStats) -> candle_core::Result<()> {
+        let device = self.norm.weight.device().clone();
+        for w in windows {
+            let mut cache = crate::kv::build(crate::kv::KvKind::Full, self.blocks.len(), w.len());
+            let ids = Tensor::new(w.as_slice(), &device)?.unsqueeze(0)?;
+            self.forward_generic(&ids, 0, self.blocks.len(), VerifyAttention::Batched, cache.as_mut(), None, Some(stats))?;
+            stats.tokens += w.len();
+        }
+        Ok(())
+    }
+    fn set_sparsity(&mut self, sparsity: Option<(SparsityMethod, &Calibration)>) -> anyhow::Result<()> {
+        self.sparse = None;
+        // Share 0 zeroes nothing: the dense model, bit for bit.
+        let Some((method, calibration)) = sparsity.filter(|(m, _)| m.share() > 0.0) else { return Ok(()) };
+        if !self.norm.weight.device().is_cpu() || self.embed.dtype() != DType::F32 {
+            crate::bail_input!(
+                "--sparsity {method}: the sparse kernels of the model run on the CPU in f32 (the CUDA kernel is measured alone by `.ci/gpu-bench sparse`); use --device cpu and f32 or a quantized format"
+            );
+        }
+        anyhow::ensure!(calibration.histograms.len() == self.blocks.len(), "the calibration covers {} layers, the model {}", calibration.histograms.len(), self.blocks.len());
+        let thresholds = match method {
+            SparsityMethod::Teal(s) => calibration.thresholds(s)?,
+            SparsityMethod::Larosa(_) => Vec::new(),
+        };
+        let blocks = (0..self.blocks.len()).map(|l| self.sparse_block(l, method, calibration, &thresholds)).collect::<anyhow::Result<Vec<_>>>()?;
+        self.sparse = Some(blocks);
+        Ok(())
+    }
+    fn sparsity_counts(&self) -> Option<SparsityCounts> {
+        let blocks = self.sparse.as_ref()?;
+        let mut counts = SparsityCounts::default();
+        for block in blocks {
+            for (slot, p) in block.iter().enumerate() {
+                let (kept, seen) = p.counts();
+                counts.kept[slot] += kept;
+                counts.seen[slot] += seen;
+                counts.bytes += p.bytes() as u64;
+            }
+        }
+        Some(counts)
     }
     fn lm_head(&self, hidden: &Tensor) -> candle_core::Result<Tensor> {
         self.lm_head_impl(hidden)

@@ -23,6 +23,7 @@ pub mod llama;
 pub mod requantize;
 pub mod sentence_encoder;
 pub mod source;
+pub mod sparse_projection;
 pub mod tokenizer;
 pub mod vocab_extension;
 pub mod weights;
@@ -95,6 +96,24 @@ pub trait Model: Send {
         Err(candle_core::Error::wrap(crate::error::LlmbenchError::Unsupported("this model does not expose its final norm".into())))
     }
     fn config(&self) -> &ModelConfig;
+    /// Runs `windows` (one full pass each, from position 0) recording every projection input
+    /// into `stats` (activation sparsity's calibration). Models without it refuse.
+    fn calibrate_activations(&self, _windows: &[Vec<u32>], _stats: &mut crate::sparse::calibration::ActivationStats) -> candle_core::Result<()> {
+        Err(candle_core::Error::wrap(crate::error::LlmbenchError::Unsupported("activation sparsity is implemented for the Llama family".into())))
+    }
+    /// Turns activation sparsity on (`Some`, from a calibration) or off (`None`; a share of 0
+    /// is off too, so the model is the dense one bit for bit).
+    fn set_sparsity(&mut self, sparsity: Option<(crate::sparse::SparsityMethod, &crate::sparse::calibration::Calibration)>) -> anyhow::Result<()> {
+        match sparsity {
+            Some((m, _)) if m.share() > 0.0 => crate::bail_input!("--sparsity {m}: activation sparsity is implemented for the Llama family, not this model"),
+            _ => Ok(()),
+        }
+    }
+    /// Input entries kept and seen per projection site since sparsity was set, and the bytes
+    /// of the sparse weight copies; `None` when sparsity is off.
+    fn sparsity_counts(&self) -> Option<SparsityCounts> {
+        None
+    }
     /// Turns the CUDA graph decode step on or off (`--no-cuda-graph`); models without one ignore it.
     fn set_cuda_graph(&mut self, _enabled: bool) {}
     /// Whether single-token steps on a static cache will run as a captured CUDA graph.
@@ -152,6 +171,15 @@ pub trait Model: Send {
         let hidden = self.forward_hidden(ids, start_pos, cache)?;
         self.lm_head(&hidden)
     }
+}
+
+/// Activation sparsity's measured effect: per site (`sparse::calibration::SITES` order) the
+/// input entries kept and seen, and the bytes of the column-major weight copies.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SparsityCounts {
+    pub kept: [u64; 4],
+    pub seen: [u64; 4],
+    pub bytes: u64,
 }
 
 /// What was loaded, for results and provenance.

@@ -13,7 +13,7 @@ use crate::measure::stats::Summary;
 use crate::measure::system::Provenance;
 pub use super::schema_evaluate::{EvaluateParams, EvaluateQuality, EvaluateSettings, Interval, McScores, TextScores, TruthfulqaScores};
 pub use super::schema_sled::{SledParams, SledQuality, SledSettings};
-pub use super::schema_quantize::{QuantizeParams, QuantizeQuality, QuantizeSettings};
+pub use super::schema_quantize::{QuantizeParams, QuantizeQuality, QuantizeSettings, SparsityRecord, SparsitySettings};
 pub use super::schema_specdec::{Ratio, SpecdecParams, SpecdecQuality, SpecdecSettings, SpeculativeRun};
 use serde::{Deserialize, Serialize};
 

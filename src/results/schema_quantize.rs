@@ -32,6 +32,40 @@ pub struct QuantizeSettings {
     /// Where `--save` wrote the quantized models, if it did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub save_dir: Option<String>,
+    /// Activation sparsity run on every format (`--sparsity`), and its calibration.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sparsity: Option<SparsitySettings>,
+}
+
+/// `--sparsity`'s methods and the text their thresholds and rotations came from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct SparsitySettings {
+    /// `teal:S` / `larosa:S`, each run after the format's dense case.
+    pub methods: Vec<String>,
+    pub calibration_file: String,
+    pub calibration_file_sha256: String,
+    /// Tokens the calibration pass ran (windows of `calibration_window_tokens`).
+    pub calibration_tokens: usize,
+    pub calibration_window_tokens: usize,
+}
+
+/// What activation sparsity did in one case: the share of projection inputs really zeroed
+/// (TEAL's thresholds come from other text, so it drifts from the target; LaRoSA's top-k is
+/// exact), counted over every token the case ran, and the bytes of the sparse weight copies.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct SparsityRecord {
+    pub method: String,
+    /// The target share S.
+    pub target_share: f64,
+    /// Share zeroed per projection input: `qkv`, `o`, `gate_up`, `down`.
+    pub zeroed_share: BTreeMap<String, f64>,
+    /// Over all four inputs' entries (each weighted by its width).
+    pub zeroed_share_overall: f64,
+    /// Column-major weights (and LaRoSA's rotations) held beside the model's own.
+    pub sparse_weight_bytes: u64,
+    /// Seconds spent on calibration (0 when it came from the cache) and building the copies.
+    pub calibration_s: f64,
+    pub calibration_cached: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
@@ -40,6 +74,19 @@ pub struct QuantizeParams {
     /// f32, f16, bf16, a GGUF type (q4_0, q6_k) or int8 / int4:gG.
     pub format: String,
     pub max_new_tokens: usize,
+    /// The activation sparsity method on top of the format (`teal:0.4`), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sparsity: Option<String>,
+}
+
+impl QuantizeParams {
+    /// The case's label: the format, and its sparsity method after a `+` (`f32+teal:0.4`).
+    pub fn variant(&self) -> String {
+        match &self.sparsity {
+            Some(s) => format!("{}+{s}", self.format),
+            None => self.format.clone(),
+        }
+    }
 }
 
 /// One format's measurements next to its speed runs.
@@ -64,4 +111,7 @@ pub struct QuantizeQuality {
     /// The file `--save` wrote for this format, if it did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub saved: Option<String>,
+    /// Activation sparsity's measured effect, for a `--sparsity` case.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sparsity: Option<SparsityRecord>,
 }

@@ -58,6 +58,22 @@ impl MagnitudeHistogram {
         self.total
     }
 
+    /// Counts per bin (for saving a calibration).
+    pub fn counts(&self) -> &[u64] {
+        &self.counts
+    }
+
+    /// A histogram from saved counts.
+    pub fn from_counts(counts: Vec<u64>) -> Result<Self> {
+        anyhow::ensure!(
+            counts.len() == BINS,
+            "a histogram has {BINS} bins, not {}",
+            counts.len()
+        );
+        let total = counts.iter().sum();
+        Ok(Self { counts, total })
+    }
+
     /// The magnitude under which the share `sparsity` of the observations falls (the upper
     /// edge of the bin where the cumulative share reaches it); 0 for sparsity 0, so nothing is
     /// zeroed.

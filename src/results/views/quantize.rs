@@ -27,10 +27,11 @@ pub fn human(report: &Report) -> Table {
         "RMS Δp %",
         "same top-1 %",
         "greedy agree",
+        "zeroed %",
     ]);
     for case in &report.cases {
         let (Some(p), q) = parts(case) else { continue };
-        let mut cells = vec![p.format.clone()];
+        let mut cells = vec![p.variant()];
         match (not_run(case), &case.summary, q) {
             (None, Some(s), Some(q)) => {
                 cells.extend([
@@ -56,6 +57,7 @@ pub fn human(report: &Report) -> Table {
                     None => cells.extend(std::iter::repeat_n("-".to_string(), 7)),
                 }
                 cells.push(q.greedy_agreement.map_or("-".into(), |a| format!("{a:.3}")));
+                cells.push(q.sparsity.as_ref().map_or("-".into(), |z| format!("{:.1}", z.zeroed_share_overall * 100.0)));
             }
             (why, _, _) => cells.push(why.unwrap_or_else(|| "no measurements".into())),
         }
@@ -96,6 +98,8 @@ pub fn csv(report: &Report) -> Table {
         "delta_p_rms",
         "same_top1",
         "greedy_agreement",
+        "zeroed_share",
+        "sparse_weight_bytes",
     ]);
     for case in &report.cases {
         let (Some(p), q) = parts(case) else { continue };
@@ -104,7 +108,7 @@ pub fn csv(report: &Report) -> Table {
         table.push(vec![
             case.case_id.clone(),
             p.model.clone(),
-            p.format.clone(),
+            p.variant(),
             p.max_new_tokens.to_string(),
             format!("{:?}", case.status).to_lowercase(),
             case.runs.len().to_string(),
@@ -132,6 +136,8 @@ pub fn csv(report: &Report) -> Table {
             opt(d.map(|d| d.delta_p_rms)),
             opt(d.map(|d| d.same_top1)),
             opt(q.and_then(|q| q.greedy_agreement)),
+            opt(q.and_then(|q| q.sparsity.as_ref()).map(|z| z.zeroed_share_overall)),
+            opt(q.and_then(|q| q.sparsity.as_ref()).map(|z| z.sparse_weight_bytes as f64)),
         ]);
     }
     table
