@@ -30,6 +30,7 @@ fn main() {
         compile_ptx("src/models/kernels/llama_decode.cu", "llama_decode.ptx");
         compile_ptx("src/models/kernels/causal_attention.cu", "causal_attention.ptx");
         compile_ptx("src/quant/kernels/int_matvec.cu", "int_matvec.ptx");
+        compile_ptx("src/sparse/kernels/sparse_gemv.cu", "sparse_gemv.ptx");
     }
 }
 

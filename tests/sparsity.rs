@@ -215,3 +215,47 @@ fn quantize_sparsity_caches_its_calibration_and_records_the_share_zeroed() {
         1
     );
 }
+
+/// `compare --combine`: the baseline, each part alone and all_combined, each case carrying
+/// exactly its parts, and each part saving what it claims (prompt tokens, KV bytes, zeroed
+/// projection inputs) against the baseline of the same run.
+#[test]
+fn compare_combine_runs_each_part_alone_and_all_of_them_stacked() {
+    let cache = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    // A ~90-token prompt (the tiny model covers 128 positions): the hybrid cache's 40 + 32
+    // slots must evict.
+    let prompt = "Romania elected its members of the European Parliament for the first time on 25 November 2007; the election was initially scheduled for 13 May, but the PM postponed it for domestic political reasons. A referendum on a new voting system was held on the same day.";
+    llmbench()
+        .env("LLMBENCH_CACHE", cache.path())
+        .args(["compare", "--device", "cpu", "--combine", "--input", "none,word_removal:3", "--sparsity", "teal:0.4"])
+        .args(["--kv-cache", "hybrid", "--budget", "40", "-n", "8", "--warmup", "0", "-r", "1", "--no-charts", "-q", "--model"])
+        .arg(fixture("tiny-llama"))
+        .arg("--calibration")
+        .arg(fixture("wiki-excerpt.txt"))
+        .args(["--prompt", prompt, "--out"])
+        .arg(&out)
+        .assert()
+        .success();
+    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
+    let cases = report["cases"].as_array().unwrap();
+    let parts: Vec<&str> = cases.iter().map(|c| c["params"]["part"].as_str().unwrap()).collect();
+    assert_eq!(parts, ["baseline", "input", "sparsity", "kv", "all_combined"]);
+    for c in cases {
+        let p = &c["params"];
+        let part = p["part"].as_str().unwrap();
+        let has = |name: &str| part == name || part == "all_combined";
+        assert_eq!(p["input"].as_str().is_some(), has("input"), "{part}: {p}");
+        assert_eq!(p["sparsity"].as_str(), has("sparsity").then_some("teal:0.4"), "{part}");
+        assert_eq!(p["kv_cache"].as_str().unwrap().starts_with("hybrid"), has("kv"), "{part}: {}", p["kv_cache"]);
+        let zeroed = c["quality"]["sparsity"]["zeroed_share_overall"].as_f64();
+        assert_eq!(zeroed.is_some_and(|z| z > 0.2), has("sparsity"), "{part}: {zeroed:?}");
+    }
+    let kv_bytes = |i: usize| cases[i]["summary"]["kv_cache_bytes"]["max"].as_f64().unwrap();
+    assert!(kv_bytes(3) < kv_bytes(0) && kv_bytes(4) < kv_bytes(0), "hybrid holds less: {} / {} vs {}", kv_bytes(3), kv_bytes(4), kv_bytes(0));
+    let tokens = |i: usize| cases[i]["quality"]["input_tokens"].as_u64().unwrap();
+    assert_eq!(tokens(1), tokens(4));
+    assert!(cases[1]["quality"]["input_reduction"].as_f64().unwrap() > 0.2);
+    assert_eq!(cases[0]["quality"]["agreement_with_standard"].as_f64(), Some(1.0), "the baseline is the reference");
+}

@@ -1,6 +1,6 @@
 //! `llmbench compare`: decoding methods side by side on the same engine.
 
-use super::args::{DeviceArgs, GenerationArgs, ModelArgs, NumList, OutputArgs, RunArgs};
+use super::args::{DeviceArgs, GenerationArgs, ModelArgs, NumList, OutputArgs, RunArgs, SparsityArgs};
 use crate::decode::Method;
 use clap::Args;
 
@@ -62,6 +62,14 @@ pub struct CompareArgs {
     /// --model); the target model itself when not given.
     #[arg(long, value_name = "MODEL")]
     pub compressor: Option<String>,
+    #[command(flatten)]
+    pub sparsity: SparsityArgs,
+    /// The all_combined study: standard decoding as the baseline (prompts as written, dense,
+    /// full cache), each part alone (the one non-none --input, the one --sparsity method, the
+    /// --kv-cache strategy) and all three stacked (`all_combined`), so what the combination
+    /// saves (prompt tokens, KV bytes, time) is measured against each part in the same run.
+    #[arg(long, conflicts_with = "methods")]
+    pub combine: bool,
     #[command(flatten)]
     pub contrast: super::args::LayerContrastArgs,
     /// sled:stride's stride is half of each window instead of `--stride` (`llmbench sled`'s

@@ -15,6 +15,9 @@ use crate::results::schema::{
 use super::compare_inputs;
 use crate::input::adaptivocab::{self, PhraseSource};
 use crate::input::{Compressor, InputMethod};
+use crate::kv::KvKind;
+use crate::sparse::SparsityMethod;
+use super::sparsity::Calibrator;
 use anyhow::Result;
 use std::collections::HashMap;
 
@@ -25,6 +28,11 @@ struct Planned {
     method: Method,
     method_params: MethodParams,
     input: InputMethod,
+    sparsity: Option<SparsityMethod>,
+    kv: KvKind,
+    /// Standard decoding on the prompts as written, dense, on the run's cache (the all_combined
+    /// study's baseline on the full cache): every case's reference for agreement.
+    reference: bool,
 }
 
 /// Seed 002's quick mode: `--quick` makes this many new tokens.
@@ -44,6 +52,7 @@ pub fn run(args: &CompareArgs) -> Result<Outcome> {
     validate(args, &methods)?;
     let kv_options = args.generation.kv_options()?;
     let prompt_texts = prompts::load(&args.run.prompts, args.run.prompts_file.as_deref())?;
+    let calibrator = Calibrator::new(&args.sparsity)?;
     let sampling = args.generation.sampling();
     sampling.validate()?;
     let models: Vec<String> = args.model.model.split(',').map(|m| m.trim().to_string()).collect();
@@ -93,7 +102,7 @@ pub fn run(args: &CompareArgs) -> Result<Outcome> {
     let mut reference: HashMap<(String, usize), Vec<Vec<u32>>> = HashMap::new();
     let mut reference_texts: HashMap<(String, usize), Vec<String>> = HashMap::new();
     for case in &sink.report().cases {
-        if let Some(p) = case.params.as_compare().filter(|p| p.method == Method::Standard.name() && p.input.is_none()) {
+        if let Some(p) = case.params.as_compare().filter(|p| is_reference(p)) {
             reference.insert((p.model.clone(), p.max_new_tokens), first_repetition(case));
             reference_texts.insert((p.model.clone(), p.max_new_tokens), first_texts(case));
         }
@@ -119,6 +128,9 @@ pub fn run(args: &CompareArgs) -> Result<Outcome> {
             }
             Err(e) => return Err(e),
         };
+        if let Some(c) = &calibrator {
+            c.check(&loaded.model, &loaded.device)?;
+        }
         let model_record = harness::model_record(&loaded.model.spec)?;
         let engine = Engine::new(loaded.model.model.as_ref(), &loaded.device);
         let n_layers = loaded.model.model.config().n_layers();
@@ -172,6 +184,18 @@ pub fn run(args: &CompareArgs) -> Result<Outcome> {
                 inputs.insert(p.input.label(), prepared);
                 extended = Some((x, phrase_list.clone()));
             }
+            // The case's sparsity on the model it runs (adaptivocab's own, where it is that).
+            let target = match (&extended, p.input) {
+                (Some((x, _)), InputMethod::AdaptiVocab) => &x.model,
+                _ => &loaded.model,
+            };
+            let applied = match (p.sparsity, &calibrator) {
+                (Some(method), Some(c)) => Some((method, c.apply(target, method)?)),
+                _ => {
+                    target.model.set_sparsity(None)?;
+                    None
+                }
+            };
             let (case_model, case_device) = match (&extended, p.input) {
                 (Some((x, _)), InputMethod::AdaptiVocab) => (&x.model, &x.device),
                 _ => (&loaded.model, &loaded.device),
@@ -187,7 +211,7 @@ pub fn run(args: &CompareArgs) -> Result<Outcome> {
                 stop_at_eos: args.run.stop_at_eos,
                 warmup: args.run.warmup,
                 repetitions: args.run.repetitions,
-                kv: args.generation.kv_cache,
+                kv: p.kv,
                 kv_options,
             };
             let mut method_params = p.method_params.clone();
@@ -217,7 +241,7 @@ pub fn run(args: &CompareArgs) -> Result<Outcome> {
             }
             let mut case = CaseResult::ran(p.params.clone(), &settings, record, runs, summary, None);
             let key = (model_id.clone(), p.compare.max_new_tokens);
-            if p.method == Method::Standard && p.input == InputMethod::None {
+            if p.reference {
                 reference.insert(key.clone(), first_repetition(&case));
                 reference_texts.insert(key.clone(), first_texts(&case));
             }
@@ -253,6 +277,7 @@ pub fn run(args: &CompareArgs) -> Result<Outcome> {
                 q.phrases = phrase_list.clone();
                 q.phrase_tokens = Some(x.model.model.config().vocab_size() - loaded.model.model.config().vocab_size());
             }
+            q.sparsity = applied.and_then(|(m, (seconds, cached))| super::sparsity::record(case_model, m, seconds, cached));
             case.quality = Some(Quality::Compare(q));
             sink.record(case)?;
         }
@@ -280,6 +305,18 @@ fn validate(args: &CompareArgs, methods: &[Method]) -> Result<()> {
     }
     if args.input.is_empty() {
         crate::bail_input!("--input is empty: name at least one input method (none for the prompts as written)");
+    }
+    if args.combine {
+        let inputs: Vec<&InputMethod> = args.input.iter().filter(|i| **i != InputMethod::None).collect();
+        if inputs.len() != 1 {
+            crate::bail_input!("--combine stacks one input method: give one of word_removal:N, lingua:RATE, adaptivocab in --input (not {})", inputs.len());
+        }
+        if args.sparsity.sparsity.len() != 1 {
+            crate::bail_input!("--combine stacks one sparsity method: give one --sparsity (e.g. larosa:0.4), not {}", args.sparsity.sparsity.len());
+        }
+        if args.generation.kv_cache == KvKind::Full {
+            crate::bail_input!("--combine stacks a cache that holds less than full: give --kv-cache hybrid (or another strategy)");
+        }
     }
     if args.run.prompt_tokens.is_some() && args.input.iter().any(|i| *i != InputMethod::None) {
         crate::bail_input!("--input with --prompt-tokens: prompts are cut or repeated to a fixed length after the input method, so its reduction would not show; drop --prompt-tokens");
@@ -330,6 +367,9 @@ fn validate(args: &CompareArgs, methods: &[Method]) -> Result<()> {
 }
 
 fn plan(args: &CompareArgs, models: &[String], methods: &[Method], kv_options: &crate::kv::KvOptions) -> Vec<Planned> {
+    if args.combine {
+        return plan_combined(args, models, kv_options);
+    }
     let mut out = Vec::new();
     // The prompts as written come first, so standard decoding on them is every case's reference.
     let mut inputs: Vec<InputMethod> = vec![];
@@ -338,9 +378,11 @@ fn plan(args: &CompareArgs, models: &[String], methods: &[Method], kv_options: &
             inputs.push(i);
         }
     }
+    // The dense model first (the reference), then each --sparsity method.
+    let sparsities: Vec<Option<SparsityMethod>> = std::iter::once(None).chain(args.sparsity.sparsity.iter().copied().map(Some)).collect();
     for model in models {
         for &n in &args.generation.max_new_tokens.values {
-            for &input in &inputs {
+            for (&input, &sparsity) in inputs.iter().flat_map(|i| sparsities.iter().map(move |s| (i, s))) {
             for &method in methods {
                 let windows: Vec<Option<usize>> =
                     if method.uses_window() { args.window.values.iter().map(|&w| Some(w)).collect() } else { vec![None] };
@@ -374,8 +416,11 @@ fn plan(args: &CompareArgs, models: &[String], methods: &[Method], kv_options: &
                             input: (input != InputMethod::None).then(|| input.label()),
                             max_new_tokens: n,
                             kv_cache: kv.label(kv_options),
+                            sparsity: sparsity.map(|m| m.to_string()),
+                            part: None,
                         };
-                        out.push(Planned { params: CaseParams::Compare(compare.clone()), compare, method, method_params, input });
+                        let reference = method == Method::Standard && input == InputMethod::None && sparsity.is_none();
+                        out.push(Planned { params: CaseParams::Compare(compare.clone()), compare, method, method_params, input, sparsity, kv, reference });
                     }
                 }
             }
@@ -383,6 +428,50 @@ fn plan(args: &CompareArgs, models: &[String], methods: &[Method], kv_options: &
         }
     }
     out
+}
+
+/// The all_combined study (`--combine`): standard decoding as the baseline (prompts as written,
+/// dense, full cache), each part alone, and all three parts stacked. `validate` checked there is
+/// one input method, one sparsity method and a cache other than full.
+fn plan_combined(args: &CompareArgs, models: &[String], kv_options: &crate::kv::KvOptions) -> Vec<Planned> {
+    let input = args.input.iter().copied().find(|i| *i != InputMethod::None).unwrap_or(InputMethod::None);
+    let sparsity = args.sparsity.sparsity.first().copied();
+    let kv = args.generation.kv_cache;
+    let parts: [(&str, InputMethod, Option<SparsityMethod>, KvKind); 5] = [
+        ("baseline", InputMethod::None, None, KvKind::Full),
+        ("input", input, None, KvKind::Full),
+        ("sparsity", InputMethod::None, sparsity, KvKind::Full),
+        ("kv", InputMethod::None, None, kv),
+        ("all_combined", input, sparsity, kv),
+    ];
+    let mut out = Vec::new();
+    for model in models {
+        for &n in &args.generation.max_new_tokens.values {
+            for (part, input, sparsity, kv) in parts {
+                let compare = CompareParams {
+                    model: model.clone(),
+                    method: Method::Standard.name().into(),
+                    window: None,
+                    stride: None,
+                    k: None,
+                    contrast: None,
+                    input: (input != InputMethod::None).then(|| input.label()),
+                    max_new_tokens: n,
+                    kv_cache: kv.label(kv_options),
+                    sparsity: sparsity.map(|m| m.to_string()),
+                    part: Some(part.into()),
+                };
+                let method_params = MethodParams::sled(0, 0);
+                out.push(Planned { params: CaseParams::Compare(compare.clone()), compare, method: Method::Standard, method_params, input, sparsity, kv, reference: part == "baseline" });
+            }
+        }
+    }
+    out
+}
+
+/// Whether a recorded case is the reference for agreement (as `Planned::reference`).
+fn is_reference(p: &CompareParams) -> bool {
+    p.method == Method::Standard.name() && p.input.is_none() && p.sparsity.is_none() && p.part.as_deref().is_none_or(|part| part == "baseline")
 }
 
 /// A speculative method's settings: K fixed, greedy verification (rejection when sampling),

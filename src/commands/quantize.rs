@@ -366,7 +366,7 @@ pub(super) fn run_one(args: &QuantizeArgs) -> Result<Outcome> {
             let measured = (|| -> Result<_> {
                 let applied = match (variant, &calibrator) {
                     (Some(method), Some(c)) => {
-                        let (seconds, cached) = c.apply(loaded, &resolved, &format.name(), method)?;
+                        let (seconds, cached) = c.apply(loaded, method)?;
                         Some((method, seconds, cached))
                     }
                     _ => {

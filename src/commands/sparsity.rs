@@ -5,7 +5,7 @@
 
 use super::prompts;
 use crate::cli::args::SparsityArgs;
-use crate::models::source::{self, ResolvedModel};
+use crate::models::source;
 use crate::models::LoadedModel;
 use crate::results::schema::{SparsityRecord, SparsitySettings};
 use crate::sparse::calibration::{ActivationStats, Calibration, SITES};
@@ -16,7 +16,7 @@ use sha2::Digest;
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-/// Tokens per calibration window (the eval windows' length).
+/// Tokens per calibration window (the eval windows' length), or the model's context if shorter.
 const WINDOW: usize = 512;
 
 /// The calibration text, read once per run.
@@ -93,9 +93,7 @@ impl Calibrator {
     /// seconds calibration and building took and whether the calibration was cached.
     pub fn apply(
         &self,
-        loaded: &mut LoadedModel,
-        resolved: &ResolvedModel,
-        format: &str,
+        loaded: &LoadedModel,
         method: SparsityMethod,
     ) -> Result<(f64, bool)> {
         let started = Instant::now();
@@ -103,7 +101,7 @@ impl Calibrator {
             loaded.model.set_sparsity(None)?;
             return Ok((0.0, false));
         }
-        let path = cache_path(&self.cache_key(resolved, format));
+        let path = cache_path(&self.cache_key(loaded));
         let layers = loaded.model.config().n_layers();
         let cached = Calibration::load(&path, layers)
             .ok()
@@ -114,7 +112,7 @@ impl Calibrator {
             None => {
                 let ids = prompts::tokens_of_prefix(&loaded.tokenizer, &self.text, self.tokens)?;
                 let windows: Vec<Vec<u32>> = ids[..ids.len().min(self.tokens)]
-                    .chunks(WINDOW)
+                    .chunks(WINDOW.min(loaded.model.config().context_window()))
                     .filter(|w| w.len() >= 2)
                     .map(<[u32]>::to_vec)
                     .collect();
@@ -148,11 +146,13 @@ impl Calibrator {
         Ok((started.elapsed().as_secs_f64(), was_cached))
     }
 
-    /// The model's files (path, size, modification time), the format and the calibration.
-    fn cache_key(&self, resolved: &ResolvedModel, format: &str) -> String {
-        let files: Vec<String> = resolved
-            .files
-            .weight_paths()
+    /// The model's files (path, size, modification time), its weight format (a conversion at
+    /// load included), dtype and vocabulary (adaptivocab's phrase tokens tokenize the
+    /// calibration text differently), and the calibration.
+    fn cache_key(&self, loaded: &LoadedModel) -> String {
+        let spec = &loaded.spec;
+        let files: Vec<String> = spec
+            .weight_files
             .iter()
             .map(|p| {
                 let meta = std::fs::metadata(p).ok();
@@ -164,10 +164,14 @@ impl Calibrator {
                 format!("{}:{}:{modified}", p.display(), meta.map_or(0, |m| m.len()))
             })
             .collect();
+        let conversion = loaded.conversion.as_ref().map_or_else(String::new, |c| format!("{:?}", c.tensors));
         format!(
-            "v1|{}|{}|{format}|{}|{}|{WINDOW}",
-            resolved.id,
+            "v1|{}|{}|{}{conversion}|{}|{}|{}|{}|{WINDOW}",
+            spec.id,
             files.join(","),
+            spec.weights_format,
+            spec.dtype,
+            loaded.model.config().vocab_size(),
             self.sha256,
             self.tokens
         )

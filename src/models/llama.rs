@@ -48,7 +48,9 @@ pub struct Llama {
     /// `all_quantized()`, computed once at load.
     cpu_rows: bool,
     /// Activation sparsity (`set_sparsity`): per block, the four projections' sparse forms.
-    sparse: Option<Vec<[SparseProjection; 4]>>,
+    /// Behind a lock so a run can switch it between cases while engines borrow the model; each
+    /// forward pass takes one `Arc` of it.
+    sparse: std::sync::Mutex<Option<SparseBlocks>>,
 }
 
 impl Llama {
@@ -125,7 +127,7 @@ impl Llama {
             graph: None,
             graph_enabled: true,
             cpu_rows: false,
-            sparse: None,
+            sparse: std::sync::Mutex::new(None),
         };
         model.cpu_rows = model.all_quantized();
         if let Some(weights) = model.graph_weights() {
@@ -224,7 +226,7 @@ impl Llama {
         let (b, t) = ids.dims2()?;
         let d = self.cfg.head_dim;
         Ok(ids.device().is_cpu()
-            && (self.cpu_rows || self.sparse.is_some())
+            && (self.cpu_rows || self.sparse_now().is_some())
             && crate::quant::cpu_matmul::enabled()
             && self.embed.dtype() == DType::F32
             && b == 1
@@ -253,9 +255,10 @@ impl Llama {
         let tables = (cos.as_slice(), sin.as_slice());
         let interleaved = self.cfg.rope_interleaved;
         let (mut hs, mut qkv, mut att, mut o, mut gate_up, mut mlp) = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let sparse = self.sparse_now();
         for (layer, blk) in self.blocks.iter().take(n_blocks).enumerate() {
             with_slice(&blk.input_norm.weight, |w| rms_norm(&x, w, eps, &mut hs))?;
-            project_rows(self.sparse_site(layer, Site::AttentionInput), &hs, &mut qkv, |x, out| blk.qkv.forward_rows(x, h, out))?;
+            project_rows(sparse_site(&sparse, layer, Site::AttentionInput), &hs, &mut qkv, |x, out| blk.qkv.forward_rows(x, h, out))?;
             rope(&mut qkv, qkv_w, 0, n_head, d, 0, tables, interleaved);
             rope(&mut qkv, qkv_w, n_head, n_kv, d, 0, tables, interleaved);
             // Keys and values `[1, n_kv, t, d]` for the cache, from rows `[q | k | v]`.
@@ -270,12 +273,12 @@ impl Llama {
             if !attend(&qkv, Strides { head: d, row: qkv_w }, n_head, t, &k, &v, &mut att, Strides { head: d, row: q_w })? {
                 candle_core::bail!("the CPU attention kernel refused keys {:?} from the {:?} cache", k.dims(), cache.kind());
             }
-            project_rows(self.sparse_site(layer, Site::AttentionOutput), &att, &mut o, |x, out| blk.o.forward_rows(x, q_w, out))?;
+            project_rows(sparse_site(&sparse, layer, Site::AttentionOutput), &att, &mut o, |x, out| blk.o.forward_rows(x, q_w, out))?;
             add(&mut x, &o);
             with_slice(&blk.post_norm.weight, |w| rms_norm(&x, w, eps, &mut hs))?;
-            project_rows(self.sparse_site(layer, Site::MlpInput), &hs, &mut gate_up, |x, out| blk.gate_up.forward_rows(x, h, out))?;
+            project_rows(sparse_site(&sparse, layer, Site::MlpInput), &hs, &mut gate_up, |x, out| blk.gate_up.forward_rows(x, h, out))?;
             silu_mul(&gate_up, inter, &mut mlp);
-            project_rows(self.sparse_site(layer, Site::MlpHidden), &mlp, &mut o, |x, out| blk.down.forward_rows(x, inter, out))?;
+            project_rows(sparse_site(&sparse, layer, Site::MlpHidden), &mlp, &mut o, |x, out| blk.down.forward_rows(x, inter, out))?;
             add(&mut x, &o);
         }
         with_slice(&self.norm.weight, |w| rms_norm(&x, w, eps, &mut hs))?;
@@ -316,6 +319,7 @@ impl Llama {
         }
         let (n_head, n_kv, d) = (self.cfg.num_attention_heads, self.cfg.num_key_value_heads, self.cfg.head_dim);
         let wants_attention = cache.attention_observer().is_some();
+        let sparse = self.sparse_now();
         let mut x = self.embed.forward(ids)?;
         for (layer, blk) in self.blocks.iter().take(n_blocks).enumerate() {
             if let Some(states) = states.as_deref_mut() {
@@ -324,7 +328,7 @@ impl Llama {
             let residual = &x;
             let hs = blk.input_norm.forward(&x)?;
             observe(calibration.as_deref_mut(), layer, Site::AttentionInput, &hs)?;
-            let qkv = match self.sparse_site(layer, Site::AttentionInput) {
+            let qkv = match sparse_site(&sparse, layer, Site::AttentionInput) {
                 None => blk.qkv.forward(&hs)?,
                 Some(s) => split(&project_tensor(Some(s), &hs, |x| Tensor::cat(&blk.qkv.forward(x)?, candle_core::D::Minus1))?, &[n_head * d, n_kv * d, n_kv * d])?,
             };
@@ -347,17 +351,17 @@ impl Llama {
             }
             let y = y.transpose(1, 2)?.reshape((b, t, n_head * d))?;
             observe(calibration.as_deref_mut(), layer, Site::AttentionOutput, &y)?;
-            let x1 = (project_tensor(self.sparse_site(layer, Site::AttentionOutput), &y, |x| blk.o.forward(x))? + residual)?;
+            let x1 = (project_tensor(sparse_site(&sparse, layer, Site::AttentionOutput), &y, |x| blk.o.forward(x))? + residual)?;
             let hs = blk.post_norm.forward(&x1)?;
             observe(calibration.as_deref_mut(), layer, Site::MlpInput, &hs)?;
             let inter = self.cfg.intermediate_size;
-            let gate_up = match self.sparse_site(layer, Site::MlpInput) {
+            let gate_up = match sparse_site(&sparse, layer, Site::MlpInput) {
                 None => blk.gate_up.forward(&hs)?,
                 Some(s) => split(&project_tensor(Some(s), &hs, |x| Tensor::cat(&blk.gate_up.forward(x)?, candle_core::D::Minus1))?, &[inter, inter])?,
             };
             let mlp = (candle_nn::ops::silu(&gate_up[0])? * &gate_up[1])?;
             observe(calibration.as_deref_mut(), layer, Site::MlpHidden, &mlp)?;
-            x = (project_tensor(self.sparse_site(layer, Site::MlpHidden), &mlp, |x| blk.down.forward(x))? + x1)?;
+            x = (project_tensor(sparse_site(&sparse, layer, Site::MlpHidden), &mlp, |x| blk.down.forward(x))? + x1)?;
         }
         self.norm.forward(&x)
     }
@@ -366,8 +370,8 @@ impl Llama {
         self.head.forward(hidden)?.to_dtype(DType::F32)
     }
 
-    fn sparse_site(&self, layer: usize, site: Site) -> Option<&SparseProjection> {
-        self.sparse.as_ref().map(|blocks| &blocks[layer][site as usize])
+    fn sparse_now(&self) -> Option<SparseBlocks> {
+        self.sparse.lock().map_or(None, |s| s.clone())
     }
 
     /// The four sparse projections of one block under `method`, from `calibration`.
@@ -398,6 +402,13 @@ impl Llama {
         };
         Ok([make(SITES[0])?, make(SITES[1])?, make(SITES[2])?, make(SITES[3])?])
     }
+}
+
+/// Per block, the four projections under activation sparsity.
+type SparseBlocks = std::sync::Arc<Vec<[SparseProjection; 4]>>;
+
+fn sparse_site(sparse: &Option<SparseBlocks>, layer: usize, site: Site) -> Option<&SparseProjection> {
+    sparse.as_ref().map(|blocks| &blocks[layer][site as usize])
 }
 
 /// Records a projection input for calibration, when calibrating.
@@ -500,8 +511,12 @@ impl Model for Llama {
         }
         Ok(())
     }
-    fn set_sparsity(&mut self, sparsity: Option<(SparsityMethod, &Calibration)>) -> anyhow::Result<()> {
-        self.sparse = None;
+    fn set_sparsity(&self, sparsity: Option<(SparsityMethod, &Calibration)>) -> anyhow::Result<()> {
+        let set = |blocks: Option<SparseBlocks>| -> anyhow::Result<()> {
+            *self.sparse.lock().map_err(|_| anyhow::anyhow!("the sparsity lock was poisoned"))? = blocks;
+            Ok(())
+        };
+        set(None)?;
         // Share 0 zeroes nothing: the dense model, bit for bit.
         let Some((method, calibration)) = sparsity.filter(|(m, _)| m.share() > 0.0) else { return Ok(()) };
         if !self.norm.weight.device().is_cpu() || self.embed.dtype() != DType::F32 {
@@ -515,13 +530,12 @@ impl Model for Llama {
             SparsityMethod::Larosa(_) => Vec::new(),
         };
         let blocks = (0..self.blocks.len()).map(|l| self.sparse_block(l, method, calibration, &thresholds)).collect::<anyhow::Result<Vec<_>>>()?;
-        self.sparse = Some(blocks);
-        Ok(())
+        set(Some(std::sync::Arc::new(blocks)))
     }
     fn sparsity_counts(&self) -> Option<SparsityCounts> {
-        let blocks = self.sparse.as_ref()?;
+        let blocks = self.sparse_now()?;
         let mut counts = SparsityCounts::default();
-        for block in blocks {
+        for block in blocks.iter() {
             for (slot, p) in block.iter().enumerate() {
                 let (kept, seen) = p.counts();
                 counts.kept[slot] += kept;

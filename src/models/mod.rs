@@ -103,7 +103,7 @@ pub trait Model: Send {
     }
     /// Turns activation sparsity on (`Some`, from a calibration) or off (`None`; a share of 0
     /// is off too, so the model is the dense one bit for bit).
-    fn set_sparsity(&mut self, sparsity: Option<(crate::sparse::SparsityMethod, &crate::sparse::calibration::Calibration)>) -> anyhow::Result<()> {
+    fn set_sparsity(&self, sparsity: Option<(crate::sparse::SparsityMethod, &crate::sparse::calibration::Calibration)>) -> anyhow::Result<()> {
         match sparsity {
             Some((m, _)) if m.share() > 0.0 => crate::bail_input!("--sparsity {m}: activation sparsity is implemented for the Llama family, not this model"),
             _ => Ok(()),

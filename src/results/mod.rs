@@ -6,6 +6,7 @@ pub mod convert;
 pub mod export;
 pub mod relative;
 pub mod schema;
+mod schema_compare;
 mod schema_evaluate;
 mod schema_quantize;
 mod schema_sled;

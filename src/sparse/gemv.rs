@@ -4,7 +4,7 @@
 //! activation skips one contiguous stretch of memory; decoding is bound by reading weights,
 //! so the work saved is the bytes not read.
 //!
-//! Formats: f32, and Q8_0 blocks along the output dimension (32 outputs of one column share an
+//! Formats: f32, f16, bf16 (widened to f32 8 at a time), and Q8_0 blocks along the output dimension (32 outputs of one column share an
 //! f16 scale: 34 bytes, as GGUF's Q8_0 but transposed). The output is split into contiguous
 //! stretches, one per thread of candle's pool; each thread walks the nonzero columns four at a
 //! time, accumulating into its stretch of `y` (which stays in L1).
@@ -15,6 +15,40 @@ use anyhow::Result;
 pub const BLOCK: usize = 32;
 /// Bytes of one Q8_0 block: an f16 scale and 32 signed codes.
 const Q8_0_BYTES: usize = 2 + BLOCK;
+
+/// How the columns are stored (the CUDA kernels, `gemv_cuda`, take the same four).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ColumnFormat {
+    F32,
+    F16,
+    Bf16,
+    Q8_0,
+}
+
+impl ColumnFormat {
+    pub const ALL: [Self; 4] = [Self::F32, Self::F16, Self::Bf16, Self::Q8_0];
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::F32 => "f32",
+            Self::F16 => "f16",
+            Self::Bf16 => "bf16",
+            Self::Q8_0 => "q8_0",
+        }
+    }
+}
+
+/// One Q8_0 block of 32 values: scale = max |w| / 127 (stored as f16), codes rounded to
+/// nearest with the f32 scale, as GGUF's Q8_0.
+pub fn quantize_q8_0_block(values: &[f32]) -> (half::f16, [i8; BLOCK]) {
+    let amax = values.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let d = amax / 127.0;
+    let inv = if d > 0.0 { 1.0 / d } else { 0.0 };
+    let mut codes = [0i8; BLOCK];
+    for (c, v) in codes.iter_mut().zip(values) {
+        *c = (v * inv).round() as i8;
+    }
+    (half::f16::from_f32(d), codes)
+}
 
 /// A matrix `[out, in]` stored by columns, for sparse products.
 #[derive(Debug, Clone)]
@@ -28,6 +62,9 @@ pub struct ColumnMajor {
 enum Columns {
     /// `in_dim` columns of `out_dim` values.
     F32(Vec<f32>),
+    /// The same in f16 / bf16 bits.
+    F16(Vec<u16>),
+    Bf16(Vec<u16>),
     /// `in_dim` columns of `out_dim / 32` blocks.
     Q8_0(Vec<u8>),
 }
@@ -53,6 +90,21 @@ impl ColumnMajor {
         })
     }
 
+    /// From a row-major `[out, in]` f32 matrix in `format`.
+    pub fn from_rows(rows: &[f32], out_dim: usize, in_dim: usize, format: ColumnFormat) -> Result<Self> {
+        let halves = |to: fn(f32) -> u16| -> Result<Vec<u16>> {
+            let ColumnMajor { data: Columns::F32(c), .. } = Self::f32_from_rows(rows, out_dim, in_dim)? else { unreachable!("f32 columns") };
+            Ok(c.into_iter().map(to).collect())
+        };
+        let data = match format {
+            ColumnFormat::F32 => return Self::f32_from_rows(rows, out_dim, in_dim),
+            ColumnFormat::Q8_0 => return Self::q8_0_from_rows(rows, out_dim, in_dim),
+            ColumnFormat::F16 => Columns::F16(halves(|v| half::f16::from_f32(v).to_bits())?),
+            ColumnFormat::Bf16 => Columns::Bf16(halves(|v| half::bf16::from_f32(v).to_bits())?),
+        };
+        Ok(Self { out_dim, in_dim, data })
+    }
+
     /// From a row-major `[out, in]` f32 matrix, each column quantized to Q8_0 blocks of 32
     /// outputs (scale = max |w| / 127, codes rounded to nearest, as GGUF's Q8_0).
     pub fn q8_0_from_rows(rows: &[f32], out_dim: usize, in_dim: usize) -> Result<Self> {
@@ -72,13 +124,11 @@ impl ColumnMajor {
                 let values: Vec<f32> = (0..BLOCK)
                     .map(|r| rows[(b * BLOCK + r) * in_dim + i])
                     .collect();
-                let amax = values.iter().fold(0f32, |m, v| m.max(v.abs()));
-                let d = amax / 127.0;
-                let inv = if d > 0.0 { 1.0 / d } else { 0.0 };
+                let (d, codes) = quantize_q8_0_block(&values);
                 let at = (i * blocks + b) * Q8_0_BYTES;
-                data[at..at + 2].copy_from_slice(&half::f16::from_f32(d).to_le_bytes());
-                for (r, v) in values.iter().enumerate() {
-                    data[at + 2 + r] = ((v * inv).round() as i8) as u8;
+                data[at..at + 2].copy_from_slice(&d.to_le_bytes());
+                for (r, c) in codes.iter().enumerate() {
+                    data[at + 2 + r] = *c as u8;
                 }
             }
         }
@@ -93,6 +143,7 @@ impl ColumnMajor {
     pub fn bytes(&self) -> usize {
         match &self.data {
             Columns::F32(c) => c.len() * 4,
+            Columns::F16(c) | Columns::Bf16(c) => c.len() * 2,
             Columns::Q8_0(c) => c.len(),
         }
     }
@@ -101,6 +152,8 @@ impl ColumnMajor {
     pub fn column(&self, i: usize) -> Vec<f32> {
         match &self.data {
             Columns::F32(c) => c[i * self.out_dim..(i + 1) * self.out_dim].to_vec(),
+            Columns::F16(c) => c[i * self.out_dim..(i + 1) * self.out_dim].iter().map(|&b| half::f16::from_bits(b).to_f32()).collect(),
+            Columns::Bf16(c) => c[i * self.out_dim..(i + 1) * self.out_dim].iter().map(|&b| half::bf16::from_bits(b).to_f32()).collect(),
             Columns::Q8_0(c) => {
                 let blocks = self.out_dim / BLOCK;
                 (0..self.out_dim)
@@ -167,6 +220,20 @@ impl ColumnMajor {
                     y.iter_mut().zip(col).for_each(|(acc, w)| *acc += x[i] * w);
                 }
             }
+            Columns::F16(c) | Columns::Bf16(c) => {
+                let bf16 = matches!(self.data, Columns::Bf16(_));
+                #[cfg(target_arch = "x86_64")]
+                if crate::quant::cpu_matmul::available() {
+                    // SAFETY: as above (F16C comes with every AVX2 CPU the check accepts).
+                    unsafe { avx2::half_columns(c, bf16, self.out_dim, x, nonzero, lo, y) };
+                    return;
+                }
+                let widen = |b: u16| if bf16 { half::bf16::from_bits(b).to_f32() } else { half::f16::from_bits(b).to_f32() };
+                for &i in nonzero {
+                    let col = &c[i * self.out_dim + lo..i * self.out_dim + lo + y.len()];
+                    y.iter_mut().zip(col).for_each(|(acc, &w)| *acc += x[i] * widen(w));
+                }
+            }
             Columns::Q8_0(c) => {
                 let blocks = self.out_dim / BLOCK;
                 #[cfg(target_arch = "x86_64")]
@@ -231,6 +298,42 @@ mod avx2 {
             for o in vec_end..n {
                 for j in 0..k {
                     *yp.add(o) += xs[j] * *cols[j].add(o);
+                }
+            }
+        }
+    }
+
+    /// f16 / bf16 columns: as `f32_columns`, each 8 weights widened to f32 on load (F16C's
+    /// conversion; bf16 is the top half of an f32, so a 16-bit shift).
+    #[target_feature(enable = "avx2,fma,f16c")]
+    #[allow(clippy::too_many_arguments)]
+    pub(super) unsafe fn half_columns(c: &[u16], bf16: bool, out_dim: usize, x: &[f32], nonzero: &[usize], lo: usize, y: &mut [f32]) {
+        let n = y.len();
+        let vec_end = n / 8 * 8;
+        let yp = y.as_mut_ptr();
+        let widen = |b: u16| if bf16 { half::bf16::from_bits(b).to_f32() } else { half::f16::from_bits(b).to_f32() };
+        for group in nonzero.chunks(4) {
+            let k = group.len();
+            let mut cols = [std::ptr::null::<u16>(); 4];
+            let mut xs = [0f32; 4];
+            for (j, &i) in group.iter().enumerate() {
+                cols[j] = c.as_ptr().add(i * out_dim + lo);
+                xs[j] = x[i];
+            }
+            let mut o = 0;
+            while o < vec_end {
+                let mut acc = _mm256_loadu_ps(yp.add(o));
+                for j in 0..k {
+                    let bits = _mm_loadu_si128(cols[j].add(o) as *const __m128i);
+                    let w = if bf16 { _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(bits), 16)) } else { _mm256_cvtph_ps(bits) };
+                    acc = _mm256_fmadd_ps(_mm256_set1_ps(xs[j]), w, acc);
+                }
+                _mm256_storeu_ps(yp.add(o), acc);
+                o += 8;
+            }
+            for o in vec_end..n {
+                for j in 0..k {
+                    *yp.add(o) += xs[j] * widen(*cols[j].add(o));
                 }
             }
         }
@@ -315,10 +418,7 @@ mod tests {
     fn sparse_products_equal_the_dense_product_on_the_kept_entries() {
         for (out_dim, in_dim) in [(64, 48), (96, 577), (576, 1536)] {
             let rows = matrix(out_dim, in_dim);
-            for w in [
-                ColumnMajor::f32_from_rows(&rows, out_dim, in_dim).unwrap(),
-                ColumnMajor::q8_0_from_rows(&rows, out_dim, in_dim).unwrap(),
-            ] {
+            for w in ColumnFormat::ALL.map(|f| ColumnMajor::from_rows(&rows, out_dim, in_dim, f).unwrap()) {
                 for sparsity in [0.0, 0.25, 0.5, 0.9, 1.0] {
                     let x = sparse_input(in_dim, sparsity);
                     let mut y = vec![f32::NAN; out_dim];

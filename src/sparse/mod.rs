@@ -1,13 +1,16 @@
 //! Activation sparsity (issue 17: TEAL, LaRoSA): what makes skipping zeroed activations pay.
 //! `gemv` holds the sparse matrix-vector products on column-major weights, `histogram` the
 //! magnitude histograms TEAL's thresholds come from, `eigen` the symmetric eigensolver for
-//! LaRoSA's rotations, `calibration` the statistics collected over a calibration text (and
+//! LaRoSA's rotations, `gemv_cuda` the CUDA kernel, `calibration` the statistics collected over a calibration text (and
 //! their cache). The model side (which inputs are sparsified, the folded weights) is
 //! `models::sparse_projection`.
 
 pub mod calibration;
 pub mod eigen;
 pub mod gemv;
+/// The CUDA kernel (`kernels/sparse_gemv.cu`); only the GPU benchmark calls it, so no twin.
+#[cfg(feature = "cuda")]
+pub mod gemv_cuda;
 pub mod histogram;
 
 use serde::{Deserialize, Serialize};

@@ -1,0 +1,262 @@
+//! The sparse matrix-vector product on CUDA (`kernels/sparse_gemv.cu`): column-major weights
+//! in f32, f16, bf16 or Q8_0 (codes `[in][out]` and one f16 scale per 32 outputs of a column,
+//! the blocks of `gemv::ColumnMajor` split into two arrays so every load is 16-byte aligned),
+//! an activation vector thresholded on the device (one ballot per 32 inputs, no compaction
+//! pass), and only the kept columns read. `stored_rows` gives the values the kernel multiplies, for references. Checked against
+//! the host and timed against cuBLAS by benches/sparse_gemv_cuda.rs on the lent GPU.
+
+use super::gemv::{quantize_q8_0_block, ColumnFormat, BLOCK};
+use candle_core::cuda_backend::cudarc::driver::{
+    CudaFunction, CudaSlice, LaunchConfig, PushKernelArg,
+};
+use candle_core::cuda_backend::CudaDevice;
+use candle_core::{Device, Result};
+
+const PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/sparse_gemv.ptx"));
+const MODULE: &str = "llmbench_sparse_gemv";
+/// Warps per block: each takes 8 inputs of the block's 64, all over the same tile of 32 lanes x
+/// 16 bytes of outputs; their sums meet in shared memory (one atomic per output and block).
+const WARPS: u32 = 8;
+/// Inputs per block (as compiled: 8 per warp).
+const INPUTS_PER_BLOCK: usize = 8 * WARPS as usize;
+
+fn wrap(e: impl std::fmt::Display) -> candle_core::Error {
+    candle_core::Error::Msg(format!("sparse gemv (CUDA): {e}"))
+}
+
+enum Columns {
+    F32(CudaSlice<f32>),
+    F16(CudaSlice<half::f16>),
+    Bf16(CudaSlice<half::bf16>),
+    Q8_0 {
+        codes: CudaSlice<i8>,
+        scales: CudaSlice<half::f16>,
+    },
+}
+
+/// A `[n, k]` matrix on the device for sparse products, with the compaction scratch.
+pub struct DeviceSparseGemv {
+    n: usize,
+    k: usize,
+    format: ColumnFormat,
+    columns: Columns,
+    device: CudaDevice,
+    gemv: CudaFunction,
+    /// Kept-input counter for `forward_counted`.
+    kept: CudaSlice<i32>,
+}
+
+/// Values per thread (16 bytes of the format).
+fn per_thread(format: ColumnFormat) -> usize {
+    match format {
+        ColumnFormat::F32 => 4,
+        ColumnFormat::F16 | ColumnFormat::Bf16 => 8,
+        ColumnFormat::Q8_0 => 16,
+    }
+}
+
+/// Column-major `[k][n]` copy of row-major `[n, k]`.
+fn transpose(rows: &[f32], n: usize, k: usize) -> Vec<f32> {
+    let mut c = vec![0f32; rows.len()];
+    for o in 0..n {
+        for i in 0..k {
+            c[i * n + o] = rows[o * k + i];
+        }
+    }
+    c
+}
+
+/// Q8_0 codes `[k][n]` and scales `[k][n / 32]` of column-major values.
+fn q8_0_columns(columns: &[f32], n: usize) -> (Vec<i8>, Vec<half::f16>) {
+    let mut codes = Vec::with_capacity(columns.len());
+    let mut scales = Vec::with_capacity(columns.len() / BLOCK);
+    for block in columns.chunks_exact(BLOCK) {
+        let (d, q) = quantize_q8_0_block(block);
+        scales.push(d);
+        codes.extend(q);
+    }
+    debug_assert_eq!(scales.len(), columns.len() / n * (n / BLOCK));
+    (codes, scales)
+}
+
+impl DeviceSparseGemv {
+    /// Copies row-major `[n, k]` f32 weights to `device` as `format` columns. `n` must fill
+    /// whole 16-byte loads (and Q8_0 blocks of 32).
+    pub fn upload(
+        rows: &[f32],
+        n: usize,
+        k: usize,
+        format: ColumnFormat,
+        device: &Device,
+    ) -> Result<Self> {
+        let Device::Cuda(dev) = device else {
+            candle_core::bail!("sparse gemv (CUDA): {device:?} is not a CUDA device")
+        };
+        if rows.len() != n * k
+            || n % per_thread(format) != 0
+            || (format == ColumnFormat::Q8_0 && n % BLOCK != 0)
+        {
+            candle_core::bail!("sparse gemv (CUDA): a {n} x {k} {} matrix from {} values (outputs must be a multiple of {})", format.name(), rows.len(), per_thread(format).max(if format == ColumnFormat::Q8_0 { BLOCK } else { 1 }));
+        }
+        let stream = dev.cuda_stream();
+        let c = transpose(rows, n, k);
+        let columns = match format {
+            ColumnFormat::F32 => Columns::F32(stream.clone_htod(&c).map_err(wrap)?),
+            ColumnFormat::F16 => Columns::F16(
+                stream
+                    .clone_htod(
+                        &c.iter()
+                            .map(|&v| half::f16::from_f32(v))
+                            .collect::<Vec<_>>(),
+                    )
+                    .map_err(wrap)?,
+            ),
+            ColumnFormat::Bf16 => Columns::Bf16(
+                stream
+                    .clone_htod(
+                        &c.iter()
+                            .map(|&v| half::bf16::from_f32(v))
+                            .collect::<Vec<_>>(),
+                    )
+                    .map_err(wrap)?,
+            ),
+            ColumnFormat::Q8_0 => {
+                let (codes, scales) = q8_0_columns(&c, n);
+                Columns::Q8_0 {
+                    codes: stream.clone_htod(&codes).map_err(wrap)?,
+                    scales: stream.clone_htod(&scales).map_err(wrap)?,
+                }
+            }
+        };
+        let load = |name: &str| -> Result<CudaFunction> {
+            Ok(dev
+                .get_or_load_custom_func(name, MODULE, PTX)?
+                .into_cuda_function())
+        };
+        Ok(Self {
+            n,
+            k,
+            format,
+            columns,
+            device: dev.clone(),
+            gemv: load(&format!("sparse_gemv_{}", format.name()))?,
+            kept: stream.alloc_zeros::<i32>(1).map_err(wrap)?,
+        })
+    }
+
+    /// The weights as the kernel multiplies them (rounded to the format), row-major `[n, k]`.
+    pub fn stored_rows(rows: &[f32], n: usize, k: usize, format: ColumnFormat) -> Vec<f32> {
+        let c = transpose(rows, n, k);
+        let stored: Vec<f32> = match format {
+            ColumnFormat::F32 => c,
+            ColumnFormat::F16 => c.iter().map(|&v| half::f16::from_f32(v).to_f32()).collect(),
+            ColumnFormat::Bf16 => c
+                .iter()
+                .map(|&v| half::bf16::from_f32(v).to_f32())
+                .collect(),
+            ColumnFormat::Q8_0 => {
+                let (codes, scales) = q8_0_columns(&c, n);
+                codes
+                    .iter()
+                    .enumerate()
+                    .map(|(j, &q)| scales[j / BLOCK].to_f32() * q as f32)
+                    .collect()
+            }
+        };
+        transpose(&stored, k, n)
+    }
+
+    pub fn dims(&self) -> (usize, usize) {
+        (self.n, self.k)
+    }
+    pub fn format(&self) -> ColumnFormat {
+        self.format
+    }
+    /// Bytes of weights on the device.
+    pub fn bytes(&self) -> usize {
+        match &self.columns {
+            Columns::F32(c) => 4 * c.len(),
+            Columns::F16(c) => 2 * c.len(),
+            Columns::Bf16(c) => 2 * c.len(),
+            Columns::Q8_0 { codes, scales } => codes.len() + 2 * scales.len(),
+        }
+    }
+
+    /// `y = W x` over the entries of `x` with |x| >= `threshold` (and x != 0); `y` is
+    /// overwritten. A memset and one kernel on the device's stream, no host synchronization
+    /// (so the call can be captured in a CUDA graph).
+    pub fn forward(
+        &self,
+        x: &CudaSlice<f32>,
+        threshold: f32,
+        y: &mut CudaSlice<f32>,
+    ) -> Result<()> {
+        self.launch(x, threshold, y, false)
+    }
+
+    /// `forward`, also counting the entries kept (synchronizes to read the count).
+    pub fn forward_counted(
+        &mut self,
+        x: &CudaSlice<f32>,
+        threshold: f32,
+        y: &mut CudaSlice<f32>,
+    ) -> Result<usize> {
+        self.device
+            .cuda_stream()
+            .memset_zeros(&mut self.kept)
+            .map_err(wrap)?;
+        self.launch(x, threshold, y, true)?;
+        let v = self
+            .device
+            .cuda_stream()
+            .clone_dtoh(&self.kept)
+            .map_err(wrap)?;
+        Ok(v[0] as usize)
+    }
+
+    fn launch(
+        &self,
+        x: &CudaSlice<f32>,
+        threshold: f32,
+        y: &mut CudaSlice<f32>,
+        count: bool,
+    ) -> Result<()> {
+        if x.len() != self.k || y.len() != self.n {
+            candle_core::bail!(
+                "sparse gemv (CUDA): x of {} (want {}), y of {} (want {})",
+                x.len(),
+                self.k,
+                y.len(),
+                self.n
+            );
+        }
+        let stream = self.device.cuda_stream();
+        stream.memset_zeros(y).map_err(wrap)?;
+        let tile = 32 * per_thread(self.format);
+        let tiles = self.n.div_ceil(tile) as u32;
+        let groups = self.k.div_ceil(INPUTS_PER_BLOCK) as u32;
+        let shared = (WARPS as usize * tile * 4) as u32;
+        let cfg = LaunchConfig {
+            grid_dim: (tiles, groups, 1),
+            block_dim: (32 * WARPS, 1, 1),
+            shared_mem_bytes: shared,
+        };
+        let (k, n) = (self.k as i32, self.n as i32);
+        let null = 0u64;
+        let mut b = stream.launch_builder(&self.gemv);
+        match &self.columns {
+            Columns::F32(w) => b.arg(w),
+            Columns::F16(w) => b.arg(w),
+            Columns::Bf16(w) => b.arg(w),
+            Columns::Q8_0 { codes, scales } => b.arg(codes).arg(scales),
+        };
+        b.arg(x).arg(&threshold).arg(&k).arg(&n).arg(y);
+        if count {
+            b.arg(&self.kept);
+        } else {
+            b.arg(&null);
+        }
+        unsafe { b.launch(cfg) }.map_err(wrap)?;
+        Ok(())
+    }
+}
