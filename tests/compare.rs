@@ -343,6 +343,7 @@ fn plot_and_diff_work_on_every_committed_results_directory() {
     }
     checked.sort();
     let expected = [
+        "compare-combined-smollm2",
         "compare-contrast-smollm2",
         "compare-contrast-tinyllama-h200",
         "compare-queries-smollm2",
@@ -352,6 +353,7 @@ fn plot_and_diff_work_on_every_committed_results_directory() {
         "kvcache-smollm2",
         "quantize-h200",
         "quantize-smollm2",
+        "quantize-sparsity-smollm2",
         "sled-truthfulqa-smollm2-h200",
         "sled-window-smollm2",
         "specdec-smollm2",

@@ -21,16 +21,31 @@ pub fn applies(report: &Report) -> bool {
     queries || ok_cases(report).any(|c| c.params.as_compare().is_some_and(|p| p.input.is_some()))
 }
 
-/// Cases are named by what differs: the input method where every case decodes the same way,
-/// else compare's full label.
+/// Cases are named by what differs: an all_combined study's parts by name; the input method
+/// (and sparsity, where cases differ in it) where every case decodes the same way; else
+/// compare's full label.
 fn label(report: &Report, case: &CaseResult) -> String {
     let methods: std::collections::BTreeSet<&str> = ok_cases(report)
         .filter_map(|c| c.params.as_compare())
         .map(|p| p.method.as_str())
         .collect();
+    let sparsities: std::collections::BTreeSet<Option<&str>> = ok_cases(report)
+        .filter_map(|c| c.params.as_compare())
+        .map(|p| p.sparsity.as_deref())
+        .collect();
     match case.params.as_compare() {
+        // An all_combined study: its parts by name (`sparsity teal:0.25`, `kv hybrid:48`).
+        Some(p) if p.part.is_some() => match p.part.as_deref() {
+            Some("input") => p.input.clone().unwrap_or_default(),
+            Some("sparsity") => p.sparsity.clone().unwrap_or_default(),
+            Some("kv") => p.kv_cache.clone(),
+            other => other.unwrap_or_default().to_string(),
+        },
         Some(p) if methods.len() == 1 && p.window.is_none() && p.k.is_none() => {
-            let input = p.input.clone().unwrap_or_else(|| "as written".into());
+            let mut input = p.input.clone().unwrap_or_else(|| "as written".into());
+            if sparsities.len() > 1 {
+                input += &format!(" {}", p.sparsity.as_deref().unwrap_or("dense"));
+            }
             if ok_cases(report)
                 .map(|c| c.params.max_new_tokens())
                 .collect::<std::collections::BTreeSet<_>>()
@@ -227,17 +242,9 @@ fn first_text(case: &CaseResult, prompt: usize) -> Option<&str> {
         .map(|r| r.text.as_str())
 }
 
-/// The reference case: standard decoding on the prompts as written, same model and length.
+/// The reference case: the run's baseline (`relative::baseline`), same model and length.
 fn reference<'a>(report: &'a Report, case: &CaseResult) -> Option<&'a CaseResult> {
-    let p = case.params.as_compare()?;
-    ok_cases(report).find(|c| {
-        c.params.as_compare().is_some_and(|q| {
-            q.method == "standard"
-                && q.input.is_none()
-                && q.model == p.model
-                && q.max_new_tokens == p.max_new_tokens
-        })
-    })
+    crate::results::relative::baseline(report, case)
 }
 
 /// Per query, per case: (keyword hit %, ROUGE-L F1 against standard's output to that query).

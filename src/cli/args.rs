@@ -330,8 +330,8 @@ impl std::str::FromStr for NumList {
 /// Activation sparsity (TEAL, LaRoSA) and the text it is calibrated on.
 #[derive(Debug, Clone, Args)]
 pub struct SparsityArgs {
-    /// Activation sparsity, comma-separated, each run on every format after its dense case:
-    /// teal:S (projection inputs under per-layer magnitude thresholds zeroed, TEAL) or
+    /// Activation sparsity, comma-separated, each run after the dense model (quantize: on every
+    /// format; compare: with every method and input): teal:S (projection inputs under per-layer magnitude thresholds zeroed, TEAL) or
     /// larosa:S (hidden-size inputs rotated into their principal axes, then the top (1-S)
     /// kept, LaRoSA), S the share zeroed in [0, 1). Decoding skips the zeroed inputs' weight
     /// columns (CPU, f32 or quantized formats; quantized weights get Q8_0 column copies).

@@ -102,7 +102,7 @@ pub fn run(args: &CompareArgs) -> Result<Outcome> {
     let mut reference: HashMap<(String, usize), Vec<Vec<u32>>> = HashMap::new();
     let mut reference_texts: HashMap<(String, usize), Vec<String>> = HashMap::new();
     for case in &sink.report().cases {
-        if let Some(p) = case.params.as_compare().filter(|p| is_reference(p)) {
+        if let Some(p) = case.params.as_compare().filter(|p| p.is_baseline()) {
             reference.insert((p.model.clone(), p.max_new_tokens), first_repetition(case));
             reference_texts.insert((p.model.clone(), p.max_new_tokens), first_texts(case));
         }
@@ -469,10 +469,6 @@ fn plan_combined(args: &CompareArgs, models: &[String], kv_options: &crate::kv::
     out
 }
 
-/// Whether a recorded case is the reference for agreement (as `Planned::reference`).
-fn is_reference(p: &CompareParams) -> bool {
-    p.method == Method::Standard.name() && p.input.is_none() && p.sparsity.is_none() && p.part.as_deref().is_none_or(|part| part == "baseline")
-}
 
 /// A speculative method's settings: K fixed, greedy verification (rejection when sampling),
 /// the run's cache. The layer count is filled in once the model is loaded.

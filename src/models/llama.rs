@@ -15,7 +15,7 @@ use crate::kv::KvCache;
 use anyhow::Result;
 use candle_core::{DType, Tensor};
 use candle_nn::Embedding;
-use super::sparse_projection::{fused_rows, dense_rows, project_rows, project_tensor, Select, SparseProjection};
+use super::sparse_projection::{project_rows, project_tensor, DenseWeights, Select, SparseProjection};
 use crate::sparse::calibration::{ActivationStats, Calibration, Site, SITES};
 use crate::sparse::SparsityMethod;
 
@@ -379,13 +379,13 @@ impl Llama {
         let blk = &self.blocks[layer];
         let share = method.share();
         let make = |site: Site| -> anyhow::Result<SparseProjection> {
-            let (rows, out, bias, quantized) = match site {
-                Site::AttentionInput => fused_rows(&blk.qkv)?,
-                Site::AttentionOutput => dense_rows(&blk.o)?,
-                Site::MlpInput => fused_rows(&blk.gate_up)?,
-                Site::MlpHidden => dense_rows(&blk.down)?,
+            let dense = match site {
+                Site::AttentionInput => DenseWeights::of_fused(&blk.qkv)?,
+                Site::AttentionOutput => DenseWeights::of(&blk.o)?,
+                Site::MlpInput => DenseWeights::of_fused(&blk.gate_up)?,
+                Site::MlpHidden => DenseWeights::of(&blk.down)?,
             };
-            let in_dim = rows.len() / out;
+            let in_dim = dense.rows.len() / dense.out_dim;
             let (select, rotation) = match method {
                 SparsityMethod::Teal(_) => (Select::Threshold(thresholds[layer][site as usize]), None),
                 SparsityMethod::Larosa(_) => {
@@ -398,7 +398,7 @@ impl Llama {
                     (Select::TopK(k), rotation)
                 }
             };
-            SparseProjection::new(&rows, out, bias, quantized, select, rotation)
+            SparseProjection::new(dense, select, rotation)
         };
         Ok([make(SITES[0])?, make(SITES[1])?, make(SITES[2])?, make(SITES[3])?])
     }

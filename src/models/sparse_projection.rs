@@ -53,81 +53,60 @@ pub struct SparseProjection {
     seen: AtomicU64,
 }
 
-/// The dense `[out, in]` f32 weights and bias of a projection (dequantized where stored
-/// quantized), and whether they were quantized.
-pub fn dense_rows(linear: &Linear) -> Result<(Vec<f32>, usize, Option<Vec<f32>>, bool)> {
-    let bias = |b: &Option<Tensor>| -> Result<Option<Vec<f32>>> {
-        b.as_ref()
-            .map(|b| b.to_dtype(DType::F32)?.to_vec1())
-            .transpose()
-    };
-    let (w, bias, quantized) = match linear {
-        Linear::Dense(l) => (
-            l.weight().to_dtype(DType::F32)?,
-            bias(&l.bias().cloned())?,
-            false,
-        ),
-        Linear::Quantized {
-            weight: QMatMul::QTensor(q),
-            bias: b,
-        } => (q.dequantize(&Device::Cpu)?, bias(b)?, true),
-        Linear::Quantized {
-            weight: QMatMul::Tensor(t) | QMatMul::TensorF16(t),
-            bias: b,
-        } => (t.to_dtype(DType::F32)?, bias(b)?, false),
-        Linear::Int {
-            weights, bias: b, ..
-        } => (
-            Tensor::from_vec(weights.dequantize(), weights.dims(), &Device::Cpu)?,
-            bias(b)?,
-            true,
-        ),
-    };
-    let out = w.dim(0)?;
-    Ok((
-        w.to_device(&Device::Cpu)?.flatten_all()?.to_vec1()?,
-        out,
-        bias,
-        quantized,
-    ))
+/// A projection's weights as dense f32 rows `[out, in]` (dequantized where stored quantized),
+/// its bias, and whether the model stores it quantized (its sparse copy is then Q8_0).
+pub struct DenseWeights {
+    pub rows: Vec<f32>,
+    pub out_dim: usize,
+    pub bias: Option<Vec<f32>>,
+    pub quantized: bool,
 }
 
-/// A fused projection's parts stacked (`[q; k; v]` rows), as `dense_rows`.
-pub fn fused_rows(fused: &FusedLinear) -> Result<(Vec<f32>, usize, Option<Vec<f32>>, bool)> {
-    match fused {
-        FusedLinear::Fused { linear, .. } => dense_rows(linear),
-        FusedLinear::Separate(parts) => {
-            let (mut rows, mut out, mut bias, mut quantized) =
-                (Vec::new(), 0, Some(Vec::new()), false);
-            for p in parts {
-                let (r, o, b, q) = dense_rows(p)?;
-                rows.extend(r);
-                out += o;
-                quantized |= q;
-                bias = match (bias, b) {
-                    (Some(mut all), Some(b)) => {
-                        all.extend(b);
-                        Some(all)
-                    }
-                    _ => None,
-                };
+impl DenseWeights {
+    pub fn of(linear: &Linear) -> Result<Self> {
+        let bias = |b: Option<&Tensor>| -> Result<Option<Vec<f32>>> { b.map(|b| b.to_dtype(DType::F32)?.to_vec1()).transpose() };
+        let (w, bias, quantized) = match linear {
+            Linear::Dense(l) => (l.weight().to_dtype(DType::F32)?, bias(l.bias())?, false),
+            Linear::Quantized { weight: QMatMul::QTensor(q), bias: b } => (q.dequantize(&Device::Cpu)?, bias(b.as_ref())?, true),
+            Linear::Quantized { weight: QMatMul::Tensor(t) | QMatMul::TensorF16(t), bias: b } => (t.to_dtype(DType::F32)?, bias(b.as_ref())?, false),
+            Linear::Int { weights, bias: b, .. } => (Tensor::from_vec(weights.dequantize(), weights.dims(), &Device::Cpu)?, bias(b.as_ref())?, true),
+        };
+        let out_dim = w.dim(0)?;
+        Ok(Self { rows: w.to_device(&Device::Cpu)?.flatten_all()?.to_vec1()?, out_dim, bias, quantized })
+    }
+
+    /// A fused projection's parts stacked (`[q; k; v]` rows).
+    pub fn of_fused(fused: &FusedLinear) -> Result<Self> {
+        match fused {
+            FusedLinear::Fused { linear, .. } => Self::of(linear),
+            FusedLinear::Separate(parts) => {
+                let mut all = Self { rows: Vec::new(), out_dim: 0, bias: Some(Vec::new()), quantized: false };
+                for p in parts {
+                    let part = Self::of(p)?;
+                    all.rows.extend(part.rows);
+                    all.out_dim += part.out_dim;
+                    all.quantized |= part.quantized;
+                    all.bias = match (all.bias, part.bias) {
+                        (Some(mut b), Some(more)) => {
+                            b.extend(more);
+                            Some(b)
+                        }
+                        _ => None,
+                    };
+                }
+                all.bias = all.bias.filter(|b| !b.is_empty());
+                Ok(all)
             }
-            Ok((rows, out, bias.filter(|b| !b.is_empty()), quantized))
         }
     }
 }
 
 impl SparseProjection {
-    /// From the projection's `[out, in]` weights; `rotation` is LaRoSA's `Q` (`[in, in]`
-    /// row-major). `quantized` weights get Q8_0 columns, dense ones f32.
-    pub fn new(
-        weights: &[f32],
-        out_dim: usize,
-        bias: Option<Vec<f32>>,
-        quantized: bool,
-        select: Select,
-        rotation: Option<&[f32]>,
-    ) -> anyhow::Result<Self> {
+    /// From the projection's weights; `rotation` is LaRoSA's `Q` (`[in, in]` row-major).
+    /// Quantized weights get Q8_0 columns, dense ones f32.
+    pub fn new(dense: DenseWeights, select: Select, rotation: Option<&[f32]>) -> anyhow::Result<Self> {
+        let DenseWeights { rows, out_dim, bias, quantized } = dense;
+        let weights = rows.as_slice();
         let in_dim = weights.len() / out_dim;
         let columns_of = |rows: &[f32]| {
             if quantized {
@@ -307,6 +286,10 @@ mod tests {
     use super::*;
     use rand::{Rng, SeedableRng};
 
+    fn dense(w: &[f32], out_dim: usize, bias: Option<Vec<f32>>) -> DenseWeights {
+        DenseWeights { rows: w.to_vec(), out_dim, bias, quantized: false }
+    }
+
     fn random(n: usize, seed: u64) -> Vec<f32> {
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
         (0..n).map(|_| rng.random_range(-1.0f32..1.0)).collect()
@@ -331,7 +314,7 @@ mod tests {
             .collect()
     }
 
-    fn dense(w: &[f32], x: &[f32], out: usize) -> Vec<f32> {
+    fn product(w: &[f32], x: &[f32], out: usize) -> Vec<f32> {
         let n = x.len();
         (0..out)
             .map(|o| (0..n).map(|i| w[o * n + i] * x[i]).sum())
@@ -353,22 +336,14 @@ mod tests {
         let (out, n) = (64, 48);
         let w = random(out * n, 1);
         let x = random(n, 2);
-        let p = SparseProjection::new(
-            &w,
-            out,
-            Some(vec![0.5; out]),
-            false,
-            Select::Threshold(0.4),
-            None,
-        )
-        .unwrap();
+        let p = SparseProjection::new(dense(&w, out, Some(vec![0.5; out])), Select::Threshold(0.4), None).unwrap();
         let mut y = Vec::new();
         p.decode_row(&x, &mut y).unwrap();
         let kept: Vec<f32> = x
             .iter()
             .map(|&v| if v.abs() < 0.4 { 0.0 } else { v })
             .collect();
-        let want: Vec<f32> = dense(&w, &kept, out).iter().map(|v| v + 0.5).collect();
+        let want: Vec<f32> = product(&w, &kept, out).iter().map(|v| v + 0.5).collect();
         for (a, b) in y.iter().zip(&want) {
             assert!((a - b).abs() < 1e-5, "{a} vs {b}");
         }
@@ -386,19 +361,19 @@ mod tests {
         let (out, n) = (32, 24);
         let w = random(out * n, 3);
         let q = rotation(n);
-        let p = SparseProjection::new(&w, out, None, false, Select::TopK(12), Some(&q)).unwrap();
+        let p = SparseProjection::new(dense(&w, out, None), Select::TopK(12), Some(&q)).unwrap();
         let x = random(n, 4);
         let mut folded = Vec::new();
         p.decode_row(&x, &mut folded).unwrap();
-        let runtime = dense(&w, &p.masked_rows(&x).unwrap(), out);
+        let runtime = product(&w, &p.masked_rows(&x).unwrap(), out);
         for (a, b) in folded.iter().zip(&runtime) {
             assert!((a - b).abs() < 1e-4, "{a} vs {b}");
         }
         // With everything kept, the rotation is the identity on the output.
-        let all = SparseProjection::new(&w, out, None, false, Select::TopK(n), Some(&q)).unwrap();
+        let all = SparseProjection::new(dense(&w, out, None), Select::TopK(n), Some(&q)).unwrap();
         let mut y = Vec::new();
         all.decode_row(&x, &mut y).unwrap();
-        for (a, b) in y.iter().zip(dense(&w, &x, out)) {
+        for (a, b) in y.iter().zip(product(&w, &x, out)) {
             assert!((a - b).abs() < 1e-4, "{a} vs {b}");
         }
         // Kept entries are exactly k per row.

@@ -1,5 +1,5 @@
-//! Each compare case against its standard-decoding baseline (same model and length, the prompts
-//! as written): decode speed
+//! Each compare case against its baseline (`CompareParams::is_baseline`: standard decoding, same
+//! model and length, the prompts as written, dense): decode speed
 //! ratio with a 95% interval (Welch, from the raw per-run samples) and memory reductions.
 
 use super::schema::{CaseResult, CaseStatus, Report};
@@ -23,7 +23,7 @@ pub fn baseline<'a>(report: &'a Report, case: &CaseResult) -> Option<&'a CaseRes
     report.cases.iter().find(|c| {
         c.status == CaseStatus::Ok
             && c.params.as_compare().is_some_and(|p| {
-                p.method == "standard" && p.input.is_none() && p.model == this.model && p.max_new_tokens == this.max_new_tokens
+                p.is_baseline() && p.model == this.model && p.max_new_tokens == this.max_new_tokens
             })
     })
 }

@@ -50,6 +50,15 @@ pub struct CompareParams {
     pub part: Option<String>,
 }
 
+impl CompareParams {
+    /// Whether this case is its run's baseline: standard decoding on the prompts as written,
+    /// dense (in an all_combined study, the `baseline` part on the full cache). Speed ratios,
+    /// KV savings and agreement are measured against it.
+    pub fn is_baseline(&self) -> bool {
+        self.method == "standard" && self.input.is_none() && self.sparsity.is_none() && self.part.as_deref().is_none_or(|p| p == "baseline")
+    }
+}
+
 /// compare: each method's tokens against standard decoding's.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct CompareQuality {

@@ -29,7 +29,7 @@ pub fn human(report: &Report) -> Table {
         match (not_run(case), &case.summary) {
             (None, Some(s)) => {
                 let rel = relative(report, case);
-                let is_standard = p.method == "standard" && p.input.is_none();
+                let is_standard = p.is_baseline();
                 cells.push(format!("{:.1}", s.ttft_ms.median));
                 cells.push(format!("{:.2} ± {:.2}", s.tpot_ms.median, s.tpot_ms.std));
                 cells.push(format!("{:.1} ± {:.1}", s.decode_tokens_per_s.mean, s.decode_tokens_per_s.std));
