@@ -6,6 +6,7 @@
 
 use candle_core::cuda_backend::cudarc::driver::{sys, CudaGraph, CudaStream};
 use candle_core::cuda_backend::CudaDevice;
+use candle_core::Device;
 use llmbench::quant::int_cuda::copy_with_kernel;
 use std::sync::Arc;
 use std::time::Instant;
@@ -151,4 +152,26 @@ pub fn copy_bandwidth_gb_s(
 
 pub fn copies_for(bytes: usize) -> usize {
     PASS_BYTES.div_ceil(bytes).clamp(2, 256)
+}
+
+/// A benchmark's main: the device as the engine opens it (one stream, no per-tensor events),
+/// every check, then (unless `--check`) the timings; exit 1 if any check failed.
+pub fn run_checks_then_bench(
+    check: fn(&CudaDevice, &Device, &mut Checks) -> candle_core::Result<()>,
+    bench: fn(&CudaDevice, &Device) -> candle_core::Result<()>,
+) -> candle_core::Result<()> {
+    let dev = CudaDevice::new_with_stream(0)?;
+    // As the engine does (engine/device.rs).
+    unsafe { dev.disable_event_tracking() };
+    let device = Device::Cuda(dev.clone());
+    let mut checks = Checks { failed: 0, run: 0 };
+    check(&dev, &device, &mut checks)?;
+    println!("{} of {} checks passed", checks.run - checks.failed, checks.run);
+    if !std::env::args().any(|a| a == "--check") {
+        bench(&dev, &device)?;
+    }
+    if checks.failed > 0 {
+        std::process::exit(1);
+    }
+    Ok(())
 }

@@ -166,19 +166,5 @@ fn bench(dev: &CudaDevice, device: &Device) -> candle_core::Result<()> {
 }
 
 fn main() -> candle_core::Result<()> {
-    let dev = CudaDevice::new_with_stream(0)?;
-    // As the engine does (engine/device.rs): one stream, no per-tensor events.
-    unsafe { dev.disable_event_tracking() };
-    let device = Device::Cuda(dev.clone());
-    let mut checks = Checks { failed: 0, run: 0 };
-    let only_check = std::env::args().any(|a| a == "--check");
-    check(&dev, &device, &mut checks)?;
-    println!("{} of {} checks passed", checks.run - checks.failed, checks.run);
-    if !only_check {
-        bench(&dev, &device)?;
-    }
-    if checks.failed > 0 {
-        std::process::exit(1);
-    }
-    Ok(())
+    run_checks_then_bench(check, bench)
 }

@@ -44,7 +44,7 @@ fn check(dev: &CudaDevice, device: &Device, checks: &mut Checks) -> candle_core:
         for &(n, k) in &[(2560, 2048), (2048, 5632), (96, 200)] {
             seed += 1;
             let rows = values(n * k, seed);
-            let stored = DeviceSparseGemv::stored_rows(&rows, n, k, format);
+            let stored = DeviceSparseGemv::stored_rows(&rows, n, k, format).map_err(|e| candle_core::Error::Msg(format!("{e:#}")))?;
             let mut gemv = DeviceSparseGemv::upload(&rows, n, k, format, device)?;
             for s in [0.0, 0.25, 0.5, 0.9, 1.0] {
                 seed += 1;
@@ -226,22 +226,5 @@ fn bench(dev: &CudaDevice, device: &Device) -> candle_core::Result<()> {
 }
 
 fn main() -> candle_core::Result<()> {
-    let dev = CudaDevice::new_with_stream(0)?;
-    // As the engine does (engine/device.rs): one stream, no per-tensor events.
-    unsafe { dev.disable_event_tracking() };
-    let device = Device::Cuda(dev.clone());
-    let mut checks = Checks { failed: 0, run: 0 };
-    check(&dev, &device, &mut checks)?;
-    println!(
-        "{} of {} checks passed",
-        checks.run - checks.failed,
-        checks.run
-    );
-    if !std::env::args().any(|a| a == "--check") {
-        bench(&dev, &device)?;
-    }
-    if checks.failed > 0 {
-        std::process::exit(1);
-    }
-    Ok(())
+    run_checks_then_bench(check, bench)
 }

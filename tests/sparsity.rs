@@ -61,7 +61,7 @@ fn logits(loaded: &LoadedModel, ids: &[u32]) -> (Vec<f32>, Vec<f32>) {
 
 #[test]
 fn share_zero_is_the_dense_model_and_teal_zeroes_what_its_thresholds_say() {
-    let mut loaded = load(&smollm2_gguf());
+    let loaded = load(&smollm2_gguf());
     let calibration = calibrate(&loaded, false);
     let ids = loaded
         .tokenizer
@@ -119,7 +119,7 @@ fn share_zero_is_the_dense_model_and_teal_zeroes_what_its_thresholds_say() {
 /// the two differ by f32 rounding alone.
 #[test]
 fn larosa_folded_weights_give_the_logits_of_rotating_at_run_time() {
-    let mut loaded = load(&fixture("tiny-llama"));
+    let loaded = load(&fixture("tiny-llama"));
     let calibration = calibrate(&loaded, true);
     let ids: Vec<u32> = (0..12).map(|i| (i * 37 + 5) % 1000).collect();
     let dense = logits(&loaded, &ids);

@@ -343,9 +343,19 @@ pub struct SparsityArgs {
     pub calibration: String,
     /// Tokens of --calibration run (fewer if the text is shorter; each histogram needs 65,536
     /// activations, 114 tokens of a 576-wide input).
-    #[arg(long, default_value_t = 4096)]
+    #[arg(long, default_value_t = DEFAULT_CALIBRATION_TOKENS)]
     pub calibration_tokens: usize,
 }
+
+impl Default for SparsityArgs {
+    /// No sparsity, the flags' defaults otherwise (commands that build compare's arguments).
+    fn default() -> Self {
+        Self { sparsity: Vec::new(), calibration: DEFAULT_CALIBRATION_FILE.into(), calibration_tokens: DEFAULT_CALIBRATION_TOKENS }
+    }
+}
+
+/// Tokens of the calibration text run by default.
+pub const DEFAULT_CALIBRATION_TOKENS: usize = 4096;
 
 /// TEAL's and LaRoSA's calibration text: the C4 web text exllamav2 0.3.2 ships (TEAL
 /// calibrates on C4 too), apart from the Wikipedia text quality is measured on.

@@ -73,12 +73,16 @@ pub fn run(args: &CompareArgs) -> Result<Outcome> {
             keywords: keywords.clone(),
             quality: args.quality,
             compressor: args.compressor.clone(),
+            sparsity: calibrator.as_ref().map(Calibrator::settings),
         }),
     );
     let plan = plan(args, &models, &methods, &kv_options);
 
     let threads = crate::engine::device::set_cpu_threads(args.device.threads)?;
-    let (_, device_info) = args.device.device.open()?;
+    let (device, device_info) = args.device.device.open()?;
+    if calibrator.is_some() {
+        Calibrator::check_device(&device)?;
+    }
     if device_info.name.starts_with("cuda") {
         settings.cuda_graph = Some(!args.device.no_cuda_graph);
     }
@@ -129,7 +133,7 @@ pub fn run(args: &CompareArgs) -> Result<Outcome> {
             Err(e) => return Err(e),
         };
         if let Some(c) = &calibrator {
-            c.check(&loaded.model, &loaded.device)?;
+            c.check(&loaded.model)?;
         }
         let model_record = harness::model_record(&loaded.model.spec)?;
         let engine = Engine::new(loaded.model.model.as_ref(), &loaded.device);
@@ -245,6 +249,10 @@ pub fn run(args: &CompareArgs) -> Result<Outcome> {
                 reference.insert(key.clone(), first_repetition(&case));
                 reference_texts.insert(key.clone(), first_texts(&case));
             }
+            // What sparsity did, read before the perplexity pass, which scores under the dense
+            // model ("under the full model", like every other case's).
+            let sparsity_record = applied.and_then(|(m, (seconds, cached))| super::sparsity::record(case_model, m, seconds, cached));
+            case_model.model.set_sparsity(None)?;
             let perplexity = if args.quality {
                 let per_prompt = first_repetition(&case)
                     .iter()
@@ -277,7 +285,7 @@ pub fn run(args: &CompareArgs) -> Result<Outcome> {
                 q.phrases = phrase_list.clone();
                 q.phrase_tokens = Some(x.model.model.config().vocab_size() - loaded.model.model.config().vocab_size());
             }
-            q.sparsity = applied.and_then(|(m, (seconds, cached))| super::sparsity::record(case_model, m, seconds, cached));
+            q.sparsity = sparsity_record;
             case.quality = Some(Quality::Compare(q));
             sink.record(case)?;
         }
@@ -419,8 +427,7 @@ fn plan(args: &CompareArgs, models: &[String], methods: &[Method], kv_options: &
                             sparsity: sparsity.map(|m| m.to_string()),
                             part: None,
                         };
-                        let reference = method == Method::Standard && input == InputMethod::None && sparsity.is_none();
-                        out.push(Planned { params: CaseParams::Compare(compare.clone()), compare, method, method_params, input, sparsity, kv, reference });
+                        out.push(Planned { params: CaseParams::Compare(compare.clone()), reference: compare.is_baseline(), compare, method, method_params, input, sparsity, kv });
                     }
                 }
             }
@@ -462,7 +469,7 @@ fn plan_combined(args: &CompareArgs, models: &[String], kv_options: &crate::kv::
                     part: Some(part.into()),
                 };
                 let method_params = MethodParams::sled(0, 0);
-                out.push(Planned { params: CaseParams::Compare(compare.clone()), compare, method: Method::Standard, method_params, input, sparsity, kv, reference: part == "baseline" });
+                out.push(Planned { params: CaseParams::Compare(compare.clone()), reference: compare.is_baseline(), compare, method: Method::Standard, method_params, input, sparsity, kv });
             }
         }
     }

@@ -282,7 +282,9 @@ pub(super) fn run_one(args: &QuantizeArgs) -> Result<Outcome> {
     }
     let prompt_ids = prompts::token_ids(&reference.tokenizer, &prompt_texts, args.run.prompt_tokens)?;
     if let Some(c) = &calibrator {
-        c.check(&reference, &device)?;
+        Calibrator::check_device(&device)?;
+        Calibrator::check_formats(&formats)?;
+        c.check(&reference)?;
     }
 
     let sampling = SamplingConfig::default();
@@ -306,7 +308,7 @@ pub(super) fn run_one(args: &QuantizeArgs) -> Result<Outcome> {
             prompts: prompt_texts.clone(),
             skip_evaluate: args.skip_evaluate,
             save_dir: args.save.as_ref().map(|d| d.display().to_string()),
-            sparsity: calibrator.as_ref().map(|c| c.settings(&args.sparsity.sparsity)),
+            sparsity: calibrator.as_ref().map(Calibrator::settings),
         }),
     );
     let report = Report::new(CommandName::Quantize, Provenance::collect(&device_info.name, threads), settings.clone());
@@ -342,7 +344,7 @@ pub(super) fn run_one(args: &QuantizeArgs) -> Result<Outcome> {
             let label = params.as_quantize().map_or_else(String::new, QuantizeParams::variant);
             if done.contains(&case_id) {
                 progress.inc(runs_per_case as u64);
-                if *format == WeightFormat::Dense(DType::F32) && variant.is_none() {
+                if is_reference(format, variant) {
                     reference_greedy = sink.report().cases.iter().find(|c| c.case_id == case_id).map(|c| harness::first_repetition(&c.runs));
                 }
                 continue;
@@ -385,7 +387,7 @@ pub(super) fn run_one(args: &QuantizeArgs) -> Result<Outcome> {
                 }
                 Err(e) => return Err(e),
             };
-            if *format == WeightFormat::Dense(DType::F32) && variant.is_none() {
+            if is_reference(format, variant) {
                 reference_greedy = Some(greedy);
             }
             if let (Some(s), Some(Quality::Quantize(q))) = (&result.summary, &result.quality) {
@@ -452,7 +454,7 @@ impl CaseContext<'_> {
         // the same numbers bit for bit).
         let shift = match reference {
             None => None,
-            Some(r) if *format == WeightFormat::Dense(DType::F32) && sparsity.is_none() => Some(reference_shift(self.windows, r)?),
+            Some(r) if is_reference(format, sparsity.map(|(m, _, _)| m)) => Some(reference_shift(self.windows, r)?),
             Some(r) => Some(distribution_shift(&engine, n_layers, self.windows, r)?),
         };
         let (greedy_agreement, first_divergence) = match reference_greedy {
@@ -500,6 +502,11 @@ impl CaseContext<'_> {
         let result = CaseResult::ran(params, self.settings, harness::model_record(&loaded.spec)?, runs, summary, Some(Quality::Quantize(quality)));
         Ok(Some((result, greedy)))
     }
+}
+
+/// Whether a case is the reference: f32, dense.
+fn is_reference(format: &WeightFormat, sparsity: Option<SparsityMethod>) -> bool {
+    *format == WeightFormat::Dense(DType::F32) && sparsity.is_none()
 }
 
 /// `SmolLM2-135M-Instruct.q8_0.gguf` for a source `SmolLM2-135M-Instruct.Q4_1.gguf`.

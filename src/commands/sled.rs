@@ -134,7 +134,7 @@ fn run_window(args: &SledArgs) -> Result<Outcome> {
         phrases: None,
         phrase_corpus: None,
         quick: false,
-        sparsity: crate::cli::args::SparsityArgs { sparsity: vec![], calibration: crate::cli::args::DEFAULT_CALIBRATION_FILE.into(), calibration_tokens: 4096 },
+        sparsity: Default::default(),
         combine: false,
         contrast: args.contrast.clone(),
         half_window_stride,

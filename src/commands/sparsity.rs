@@ -8,7 +8,7 @@ use crate::cli::args::SparsityArgs;
 use crate::models::source;
 use crate::models::LoadedModel;
 use crate::results::schema::{SparsityRecord, SparsitySettings};
-use crate::sparse::calibration::{ActivationStats, Calibration, SITES};
+use crate::sparse::calibration::{ActivationStats, Calibration, MOMENT_BYTES_LIMIT, SITES};
 use crate::sparse::histogram::MIN_OBSERVATIONS;
 use crate::sparse::SparsityMethod;
 use anyhow::Result;
@@ -25,6 +25,8 @@ pub struct Calibrator {
     text: String,
     sha256: String,
     tokens: usize,
+    /// Whether a LaRoSA method will ask for second moments.
+    larosa: bool,
 }
 
 impl Calibrator {
@@ -52,12 +54,12 @@ impl Calibrator {
             text,
             sha256,
             tokens: args.calibration_tokens,
+            larosa: args.sparsity.iter().any(|m| m.needs_moments()),
         }))
     }
 
-    pub fn settings(&self, methods: &[SparsityMethod]) -> SparsitySettings {
+    pub fn settings(&self) -> SparsitySettings {
         SparsitySettings {
-            methods: methods.iter().map(ToString::to_string).collect(),
             calibration_file: self.spec.clone(),
             calibration_file_sha256: self.sha256.clone(),
             calibration_tokens: self.tokens,
@@ -65,16 +67,40 @@ impl Calibrator {
         }
     }
 
-    /// Everything that would fail a sparsity case, checked before any case runs (so a bad
-    /// flag never leaves half a run): the model family, the device, and enough calibration
-    /// text to fill every histogram.
-    pub fn check(&self, loaded: &LoadedModel, device: &candle_core::Device) -> Result<()> {
+    /// The device, checked before a run directory is opened.
+    pub fn check_device(device: &candle_core::Device) -> Result<()> {
+        if !device.is_cpu() {
+            crate::bail_input!("--sparsity: the sparse model runs on the CPU (the CUDA kernel is measured alone by `.ci/gpu-bench sparse`); use --device cpu");
+        }
+        Ok(())
+    }
+
+    /// Formats whose model computes in f32 (f16/bf16 compute in their own dtype), checked before
+    /// any case runs.
+    pub fn check_formats(formats: &[crate::quant::format::WeightFormat]) -> Result<()> {
+        if let Some(f) = formats.iter().find(|f| f.compute_dtype() != candle_core::DType::F32) {
+            crate::bail_input!("--sparsity with --formats {}: the sparse model computes in f32; give --formats without f16/bf16 (e.g. f32,q8_0)", f.name());
+        }
+        Ok(())
+    }
+
+    /// Everything else that would fail a sparsity case, checked before any case of the model
+    /// runs: the model family, f32 compute, and enough calibration text to fill every histogram.
+    pub fn check(&self, loaded: &LoadedModel) -> Result<()> {
         let config = loaded.model.config();
         if !matches!(config, crate::models::config::ModelConfig::Llama(_)) {
             crate::bail_input!("--sparsity: activation sparsity is implemented for the Llama family, not this model; drop --sparsity");
         }
-        if !device.is_cpu() {
-            crate::bail_input!("--sparsity: the sparse model runs on the CPU (the CUDA kernel is measured alone by `.ci/gpu-bench sparse`); use --device cpu");
+        if loaded.spec.dtype != "f32" {
+            crate::bail_input!("--sparsity: the sparse model computes in f32, not {}; drop --dtype", loaded.spec.dtype);
+        }
+        let moment_bytes = 2 * (config.n_layers() * config.hidden_size() * config.hidden_size() * 8) as u64;
+        if self.larosa && moment_bytes > MOMENT_BYTES_LIMIT {
+            crate::bail_input!(
+                "--sparsity larosa: its calibration holds {:.1} GB of second moments for this model (limit {} GB); use teal, or a smaller model",
+                moment_bytes as f64 / 1e9,
+                MOMENT_BYTES_LIMIT >> 30
+            );
         }
         let ids = prompts::tokens_of_prefix(&loaded.tokenizer, &self.text, self.tokens)?;
         let tokens = ids.len().min(self.tokens);
@@ -97,13 +123,16 @@ impl Calibrator {
         method: SparsityMethod,
     ) -> Result<(f64, bool)> {
         let started = Instant::now();
+        // Off first: calibration must see the dense model's activations, never the previous
+        // case's sparsified ones.
+        loaded.model.set_sparsity(None)?;
         if method.share() == 0.0 {
-            loaded.model.set_sparsity(None)?;
             return Ok((0.0, false));
         }
         let path = cache_path(&self.cache_key(loaded));
         let layers = loaded.model.config().n_layers();
-        let cached = Calibration::load(&path, layers)
+        let hidden = loaded.model.config().hidden_size();
+        let cached = Calibration::load(&path, layers, hidden)
             .ok()
             .filter(|c| !method.needs_moments() || c.rotations.is_some());
         let was_cached = cached.is_some();

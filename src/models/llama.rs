@@ -226,7 +226,7 @@ impl Llama {
         let (b, t) = ids.dims2()?;
         let d = self.cfg.head_dim;
         Ok(ids.device().is_cpu()
-            && (self.cpu_rows || self.sparse_now().is_some())
+            && self.cpu_rows
             && crate::quant::cpu_matmul::enabled()
             && self.embed.dtype() == DType::F32
             && b == 1
@@ -300,7 +300,9 @@ impl Llama {
 
     /// The forward pass on candle tensors (every device, batch and cache). With `states`, the
     /// hidden state entering each block is appended to it (transformers' `hidden_states[i]`:
-    /// the embedding output first), for logits of premature layers.
+    /// the embedding output first), for logits of premature layers. With `calibration`, every
+    /// projection input is recorded into it (activation sparsity's calibration pass).
+    #[allow(clippy::too_many_arguments)]
     fn forward_generic(
         &self,
         ids: &Tensor,

@@ -232,7 +232,7 @@ impl CaseParams {
                 }
                 _ => "standard".into(),
             },
-            Self::Quantize(p) => p.format.clone(),
+            Self::Quantize(p) => p.variant(),
             Self::Evaluate(p) => p.format.clone(),
             Self::Sled(p) => p.label(),
         }

@@ -2,7 +2,7 @@
 //! per-case quality (agreement with standard decoding, text similarity, what the input-side
 //! method did to the prompts, what activation sparsity zeroed).
 
-use super::schema_quantize::SparsityRecord;
+use super::schema_quantize::{SparsityRecord, SparsitySettings};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -18,6 +18,9 @@ pub struct CompareSettings {
     /// The model that scored tokens for `lingua` when it was not the target (`--compressor`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub compressor: Option<String>,
+    /// The text `--sparsity` was calibrated on, when a case ran with it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sparsity: Option<SparsitySettings>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]

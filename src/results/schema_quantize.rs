@@ -37,11 +37,10 @@ pub struct QuantizeSettings {
     pub sparsity: Option<SparsitySettings>,
 }
 
-/// `--sparsity`'s methods and the text their thresholds and rotations came from.
+/// The text `--sparsity`'s thresholds and rotations came from (the methods are in each case's
+/// params, so adding one on `--resume` keeps the other cases' ids).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct SparsitySettings {
-    /// `teal:S` / `larosa:S`, each run after the format's dense case.
-    pub methods: Vec<String>,
     pub calibration_file: String,
     pub calibration_file_sha256: String,
     /// Tokens the calibration pass ran (windows of `calibration_window_tokens`).

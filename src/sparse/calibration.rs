@@ -103,16 +103,7 @@ impl ActivationStats {
 
     /// TEAL's threshold per layer and site for `share` (0 everywhere for share 0).
     pub fn thresholds(&self, share: f64) -> Result<Vec<[f32; 4]>> {
-        self.histograms
-            .iter()
-            .map(|sites| {
-                let mut t = [0f32; 4];
-                for (slot, h) in sites.iter().enumerate() {
-                    t[slot] = h.threshold(share)?;
-                }
-                Ok(t)
-            })
-            .collect()
+        thresholds(&self.histograms, share)
     }
 
     /// LaRoSA's rotations per layer: for the attention and MLP inputs, `Q` (`[hidden, hidden]`
@@ -166,6 +157,24 @@ impl ActivationStats {
     }
 }
 
+/// The magnitude under which the share `share` of each layer's and site's inputs fell.
+fn thresholds(histograms: &[[MagnitudeHistogram; 4]], share: f64) -> Result<Vec<[f32; 4]>> {
+    histograms
+        .iter()
+        .map(|sites| {
+            let mut t = [0f32; 4];
+            for (slot, h) in sites.iter().enumerate() {
+                t[slot] = h.threshold(share)?;
+            }
+            Ok(t)
+        })
+        .collect()
+}
+
+/// Bytes LaRoSA's f64 moments may take (2 x layers x hidden^2 x 8): SmolLM2 needs 159 MB,
+/// TinyLlama 2.1 GB, an 8B Llama 8.6 GB, which this machine class cannot hold beside the model.
+pub const MOMENT_BYTES_LIMIT: u64 = 4 << 30;
+
 /// What a cached calibration holds: the histograms always, the rotations once computed.
 pub struct Calibration {
     pub tokens: usize,
@@ -189,13 +198,7 @@ impl Calibration {
     }
 
     pub fn thresholds(&self, share: f64) -> Result<Vec<[f32; 4]>> {
-        let stats = ActivationStats {
-            tokens: self.tokens,
-            histograms: self.histograms.clone(),
-            moments: Vec::new(),
-            hidden: 0,
-        };
-        stats.thresholds(share)
+        thresholds(&self.histograms, share)
     }
 
     /// Saved as safetensors: `hist.{layer}.{site}` (i64 counts, then the total),
@@ -225,15 +228,19 @@ impl Calibration {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         }
-        // Written beside and renamed, so a reader never sees half a file.
-        let partial = path.with_extension("partial");
-        candle_core::safetensors::save(&tensors, &partial)
-            .with_context(|| format!("writing {}", partial.display()))?;
-        std::fs::rename(&partial, path).with_context(|| format!("writing {}", path.display()))?;
+        // Written to a temporary file beside it and renamed, so a reader (or a second process
+        // calibrating the same model) never sees half a file.
+        let dir = path.parent().unwrap_or(Path::new("."));
+        let partial = tempfile::NamedTempFile::new_in(dir).with_context(|| format!("writing in {}", dir.display()))?;
+        candle_core::safetensors::save(&tensors, partial.path())
+            .with_context(|| format!("writing {}", partial.path().display()))?;
+        partial.persist(path).with_context(|| format!("writing {}", path.display()))?;
         Ok(())
     }
 
-    pub fn load(path: &Path, layers: usize) -> Result<Self> {
+    /// A saved calibration of a `layers`-layer model of width `hidden`; any missing or
+    /// mis-sized entry is an error (the caller then calibrates again).
+    pub fn load(path: &Path, layers: usize, hidden: usize) -> Result<Self> {
         let tensors = candle_core::safetensors::load(path, &Device::Cpu)?;
         let get = |name: &str| {
             tensors
@@ -256,17 +263,19 @@ impl Calibration {
             Some(
                 (0..layers)
                     .map(|l| {
-                        Ok([
-                            get(&format!("rot.{l}.0"))?.to_vec1()?,
-                            get(&format!("rot.{l}.1"))?.to_vec1()?,
-                        ])
+                        let rotation = |slot: usize| -> Result<Vec<f32>> {
+                            let q: Vec<f32> = get(&format!("rot.{l}.{slot}"))?.to_vec1()?;
+                            anyhow::ensure!(q.len() == hidden * hidden, "{}: rotation {l}.{slot} has {} values, not {hidden}^2", path.display(), q.len());
+                            Ok(q)
+                        };
+                        Ok([rotation(0)?, rotation(1)?])
                     })
                     .collect::<Result<Vec<_>>>()?,
             )
         } else {
             None
         };
-        let tokens = get("tokens")?.to_vec1::<i64>()?[0] as usize;
+        let tokens = get("tokens")?.to_vec1::<i64>()?.first().copied().with_context(|| format!("{}: empty `tokens`", path.display()))? as usize;
         Ok(Self {
             tokens,
             histograms,
@@ -302,7 +311,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.safetensors");
         calibration.save(&path).unwrap();
-        let back = Calibration::load(&path, 2).unwrap();
+        let back = Calibration::load(&path, 2, 3).unwrap();
+        assert!(Calibration::load(&path, 2, 4).is_err(), "rotations of another width are refused");
         assert_eq!(back.tokens, 40_000);
         assert_eq!(back.histograms, calibration.histograms);
         assert_eq!(back.rotations, calibration.rotations);

@@ -62,9 +62,9 @@ fn tridiagonalize(v: &mut [f64], d: &mut [f64], e: &mut [f64], n: usize) {
                 v[at(j, i)] = 0.0;
             }
         } else {
-            for k in 0..i {
-                d[k] /= scale;
-                h += d[k] * d[k];
+            for dk in d[..i].iter_mut() {
+                *dk /= scale;
+                h += *dk * *dk;
             }
             let mut f = d[i - 1];
             let mut g = h.sqrt();

@@ -39,7 +39,7 @@ impl ColumnFormat {
 
 /// One Q8_0 block of 32 values: scale = max |w| / 127 (stored as f16), codes rounded to
 /// nearest with the f32 scale, as GGUF's Q8_0.
-pub fn quantize_q8_0_block(values: &[f32]) -> (half::f16, [i8; BLOCK]) {
+fn quantize_q8_0_block(values: &[f32]) -> (half::f16, [i8; BLOCK]) {
     let amax = values.iter().fold(0f32, |m, v| m.max(v.abs()));
     let d = amax / 127.0;
     let inv = if d > 0.0 { 1.0 / d } else { 0.0 };
@@ -48,6 +48,34 @@ pub fn quantize_q8_0_block(values: &[f32]) -> (half::f16, [i8; BLOCK]) {
         *c = (v * inv).round() as i8;
     }
     (half::f16::from_f32(d), codes)
+}
+
+/// `ColumnMajor::data`: the stored columns by format.
+pub enum ColumnData<'a> {
+    F32(&'a [f32]),
+    F16(&'a [half::f16]),
+    Bf16(&'a [half::bf16]),
+    Q8_0 { codes: Vec<i8>, scales: Vec<half::f16> },
+}
+
+/// A float column kernel: `(columns, out_dim, x, nonzero, lo, y)` (`avx2::*_columns`).
+type ColumnKernel<T> = unsafe fn(&[T], usize, &[f32], &[usize], usize, &mut [f32]);
+
+/// The AVX2 float kernels, where the target has them (none off x86-64: scalar there).
+mod kernels {
+    use super::ColumnKernel;
+    #[cfg(target_arch = "x86_64")]
+    pub const F32: Option<ColumnKernel<f32>> = Some(super::avx2::f32_columns);
+    #[cfg(target_arch = "x86_64")]
+    pub const F16: Option<ColumnKernel<half::f16>> = Some(super::avx2::f16_columns);
+    #[cfg(target_arch = "x86_64")]
+    pub const BF16: Option<ColumnKernel<half::bf16>> = Some(super::avx2::bf16_columns);
+    #[cfg(not(target_arch = "x86_64"))]
+    pub const F32: Option<ColumnKernel<f32>> = None;
+    #[cfg(not(target_arch = "x86_64"))]
+    pub const F16: Option<ColumnKernel<half::f16>> = None;
+    #[cfg(not(target_arch = "x86_64"))]
+    pub const BF16: Option<ColumnKernel<half::bf16>> = None;
 }
 
 /// A matrix `[out, in]` stored by columns, for sparse products.
@@ -62,9 +90,9 @@ pub struct ColumnMajor {
 enum Columns {
     /// `in_dim` columns of `out_dim` values.
     F32(Vec<f32>),
-    /// The same in f16 / bf16 bits.
-    F16(Vec<u16>),
-    Bf16(Vec<u16>),
+    /// The same in f16 / bf16.
+    F16(Vec<half::f16>),
+    Bf16(Vec<half::bf16>),
     /// `in_dim` columns of `out_dim / 32` blocks.
     Q8_0(Vec<u8>),
 }
@@ -92,15 +120,15 @@ impl ColumnMajor {
 
     /// From a row-major `[out, in]` f32 matrix in `format`.
     pub fn from_rows(rows: &[f32], out_dim: usize, in_dim: usize, format: ColumnFormat) -> Result<Self> {
-        let halves = |to: fn(f32) -> u16| -> Result<Vec<u16>> {
+        let f32_columns = || -> Result<Vec<f32>> {
             let ColumnMajor { data: Columns::F32(c), .. } = Self::f32_from_rows(rows, out_dim, in_dim)? else { unreachable!("f32 columns") };
-            Ok(c.into_iter().map(to).collect())
+            Ok(c)
         };
         let data = match format {
             ColumnFormat::F32 => return Self::f32_from_rows(rows, out_dim, in_dim),
             ColumnFormat::Q8_0 => return Self::q8_0_from_rows(rows, out_dim, in_dim),
-            ColumnFormat::F16 => Columns::F16(halves(|v| half::f16::from_f32(v).to_bits())?),
-            ColumnFormat::Bf16 => Columns::Bf16(halves(|v| half::bf16::from_f32(v).to_bits())?),
+            ColumnFormat::F16 => Columns::F16(f32_columns()?.into_iter().map(half::f16::from_f32).collect()),
+            ColumnFormat::Bf16 => Columns::Bf16(f32_columns()?.into_iter().map(half::bf16::from_f32).collect()),
         };
         Ok(Self { out_dim, in_dim, data })
     }
@@ -114,7 +142,7 @@ impl ColumnMajor {
             rows.len()
         );
         anyhow::ensure!(
-            out_dim % BLOCK == 0,
+            out_dim.is_multiple_of(BLOCK),
             "Q8_0 columns need a multiple of {BLOCK} outputs, not {out_dim}"
         );
         let blocks = out_dim / BLOCK;
@@ -143,8 +171,26 @@ impl ColumnMajor {
     pub fn bytes(&self) -> usize {
         match &self.data {
             Columns::F32(c) => c.len() * 4,
-            Columns::F16(c) | Columns::Bf16(c) => c.len() * 2,
+            Columns::F16(c) => c.len() * 2,
+            Columns::Bf16(c) => c.len() * 2,
             Columns::Q8_0(c) => c.len(),
+        }
+    }
+
+    /// The stored columns as flat arrays, for copying to a device: f32 values, f16 / bf16 bits,
+    /// or Q8_0's blocks split into codes `[in][out]` and scales `[in][out / 32]` (so a device
+    /// load of 16 codes is aligned).
+    pub fn data(&self) -> ColumnData<'_> {
+        match &self.data {
+            Columns::F32(c) => ColumnData::F32(c),
+            Columns::F16(c) => ColumnData::F16(c),
+            Columns::Bf16(c) => ColumnData::Bf16(c),
+            Columns::Q8_0(c) => {
+                let blocks = c.chunks_exact(Q8_0_BYTES);
+                let scales = blocks.clone().map(|b| half::f16::from_le_bytes([b[0], b[1]])).collect();
+                let codes = blocks.flat_map(|b| b[2..].iter().map(|&q| q as i8)).collect();
+                ColumnData::Q8_0 { codes, scales }
+            }
         }
     }
 
@@ -152,8 +198,8 @@ impl ColumnMajor {
     pub fn column(&self, i: usize) -> Vec<f32> {
         match &self.data {
             Columns::F32(c) => c[i * self.out_dim..(i + 1) * self.out_dim].to_vec(),
-            Columns::F16(c) => c[i * self.out_dim..(i + 1) * self.out_dim].iter().map(|&b| half::f16::from_bits(b).to_f32()).collect(),
-            Columns::Bf16(c) => c[i * self.out_dim..(i + 1) * self.out_dim].iter().map(|&b| half::bf16::from_bits(b).to_f32()).collect(),
+            Columns::F16(c) => c[i * self.out_dim..(i + 1) * self.out_dim].iter().map(|v| v.to_f32()).collect(),
+            Columns::Bf16(c) => c[i * self.out_dim..(i + 1) * self.out_dim].iter().map(|v| v.to_f32()).collect(),
             Columns::Q8_0(c) => {
                 let blocks = self.out_dim / BLOCK;
                 (0..self.out_dim)
@@ -205,35 +251,27 @@ impl ColumnMajor {
         Ok(())
     }
 
+    /// f32 / f16 / bf16 columns into one stretch: the AVX2 kernel where the CPU has it, else
+    /// scalar (`widen` each weight to f32).
+    #[allow(clippy::too_many_arguments)]
+    fn float_columns<T: Copy>(&self, c: &[T], kernel: Option<ColumnKernel<T>>, widen: fn(T) -> f32, x: &[f32], nonzero: &[usize], lo: usize, y: &mut [f32]) {
+        if let Some(kernel) = kernel.filter(|_| crate::quant::cpu_matmul::available()) {
+            // SAFETY: AVX2, FMA and F16C are present (checked); every column slice is in bounds.
+            unsafe { kernel(c, self.out_dim, x, nonzero, lo, y) };
+            return;
+        }
+        for &i in nonzero {
+            let col = &c[i * self.out_dim + lo..i * self.out_dim + lo + y.len()];
+            y.iter_mut().zip(col).for_each(|(acc, &w)| *acc += x[i] * widen(w));
+        }
+    }
+
     /// `y[..] += sum over nonzero i of x[i] * W[lo.., i]` for one stretch.
     fn accumulate(&self, x: &[f32], nonzero: &[usize], lo: usize, y: &mut [f32]) {
         match &self.data {
-            Columns::F32(c) => {
-                #[cfg(target_arch = "x86_64")]
-                if crate::quant::cpu_matmul::available() {
-                    // SAFETY: AVX2 and FMA are present (checked); every column slice is in bounds.
-                    unsafe { avx2::f32_columns(c, self.out_dim, x, nonzero, lo, y) };
-                    return;
-                }
-                for &i in nonzero {
-                    let col = &c[i * self.out_dim + lo..i * self.out_dim + lo + y.len()];
-                    y.iter_mut().zip(col).for_each(|(acc, w)| *acc += x[i] * w);
-                }
-            }
-            Columns::F16(c) | Columns::Bf16(c) => {
-                let bf16 = matches!(self.data, Columns::Bf16(_));
-                #[cfg(target_arch = "x86_64")]
-                if crate::quant::cpu_matmul::available() {
-                    // SAFETY: as above (F16C comes with every AVX2 CPU the check accepts).
-                    unsafe { avx2::half_columns(c, bf16, self.out_dim, x, nonzero, lo, y) };
-                    return;
-                }
-                let widen = |b: u16| if bf16 { half::bf16::from_bits(b).to_f32() } else { half::f16::from_bits(b).to_f32() };
-                for &i in nonzero {
-                    let col = &c[i * self.out_dim + lo..i * self.out_dim + lo + y.len()];
-                    y.iter_mut().zip(col).for_each(|(acc, &w)| *acc += x[i] * widen(w));
-                }
-            }
+            Columns::F32(c) => self.float_columns(c, kernels::F32, |w| w, x, nonzero, lo, y),
+            Columns::F16(c) => self.float_columns(c, kernels::F16, half::f16::to_f32, x, nonzero, lo, y),
+            Columns::Bf16(c) => self.float_columns(c, kernels::BF16, half::bf16::to_f32, x, nonzero, lo, y),
             Columns::Q8_0(c) => {
                 let blocks = self.out_dim / BLOCK;
                 #[cfg(target_arch = "x86_64")]
@@ -261,83 +299,47 @@ mod avx2 {
     use super::{BLOCK, Q8_0_BYTES};
     use std::arch::x86_64::*;
 
-    /// Four nonzero columns at a time into 8-wide stretches of `y` (scalar tail).
-    #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn f32_columns(
-        c: &[f32],
-        out_dim: usize,
-        x: &[f32],
-        nonzero: &[usize],
-        lo: usize,
-        y: &mut [f32],
-    ) {
-        let n = y.len();
-        let vec_end = n / 8 * 8;
-        let yp = y.as_mut_ptr();
-        for group in nonzero.chunks(4) {
-            let k = group.len();
-            let mut cols = [std::ptr::null::<f32>(); 4];
-            let mut xs = [0f32; 4];
-            for (j, &i) in group.iter().enumerate() {
-                cols[j] = c.as_ptr().add(i * out_dim + lo);
-                xs[j] = x[i];
-            }
-            let mut o = 0;
-            while o < vec_end {
-                let mut acc = _mm256_loadu_ps(yp.add(o));
-                for j in 0..k {
-                    acc = _mm256_fmadd_ps(
-                        _mm256_set1_ps(xs[j]),
-                        _mm256_loadu_ps(cols[j].add(o)),
-                        acc,
-                    );
-                }
-                _mm256_storeu_ps(yp.add(o), acc);
-                o += 8;
-            }
-            for o in vec_end..n {
-                for j in 0..k {
-                    *yp.add(o) += xs[j] * *cols[j].add(o);
+    /// Four nonzero columns at a time into 8-wide stretches of `y` (scalar tail), each 8 weights
+    /// loaded as f32 by `$load` (f16 through F16C's conversion; bf16 is the top half of an f32,
+    /// so a 16-bit shift).
+    macro_rules! column_kernel {
+        ($name:ident, $t:ty, |$p:ident| $load:expr, |$w:ident| $widen:expr) => {
+            #[target_feature(enable = "avx2,fma,f16c")]
+            pub(super) unsafe fn $name(c: &[$t], out_dim: usize, x: &[f32], nonzero: &[usize], lo: usize, y: &mut [f32]) {
+                let n = y.len();
+                let vec_end = n / 8 * 8;
+                let yp = y.as_mut_ptr();
+                for group in nonzero.chunks(4) {
+                    let k = group.len();
+                    let mut cols = [std::ptr::null::<$t>(); 4];
+                    let mut xs = [0f32; 4];
+                    for (j, &i) in group.iter().enumerate() {
+                        cols[j] = c.as_ptr().add(i * out_dim + lo);
+                        xs[j] = x[i];
+                    }
+                    let mut o = 0;
+                    while o < vec_end {
+                        let mut acc = _mm256_loadu_ps(yp.add(o));
+                        for j in 0..k {
+                            let $p = cols[j].add(o);
+                            acc = _mm256_fmadd_ps(_mm256_set1_ps(xs[j]), $load, acc);
+                        }
+                        _mm256_storeu_ps(yp.add(o), acc);
+                        o += 8;
+                    }
+                    for o in vec_end..n {
+                        for j in 0..k {
+                            let $w = *cols[j].add(o);
+                            *yp.add(o) += xs[j] * $widen;
+                        }
+                    }
                 }
             }
-        }
+        };
     }
-
-    /// f16 / bf16 columns: as `f32_columns`, each 8 weights widened to f32 on load (F16C's
-    /// conversion; bf16 is the top half of an f32, so a 16-bit shift).
-    #[target_feature(enable = "avx2,fma,f16c")]
-    #[allow(clippy::too_many_arguments)]
-    pub(super) unsafe fn half_columns(c: &[u16], bf16: bool, out_dim: usize, x: &[f32], nonzero: &[usize], lo: usize, y: &mut [f32]) {
-        let n = y.len();
-        let vec_end = n / 8 * 8;
-        let yp = y.as_mut_ptr();
-        let widen = |b: u16| if bf16 { half::bf16::from_bits(b).to_f32() } else { half::f16::from_bits(b).to_f32() };
-        for group in nonzero.chunks(4) {
-            let k = group.len();
-            let mut cols = [std::ptr::null::<u16>(); 4];
-            let mut xs = [0f32; 4];
-            for (j, &i) in group.iter().enumerate() {
-                cols[j] = c.as_ptr().add(i * out_dim + lo);
-                xs[j] = x[i];
-            }
-            let mut o = 0;
-            while o < vec_end {
-                let mut acc = _mm256_loadu_ps(yp.add(o));
-                for j in 0..k {
-                    let bits = _mm_loadu_si128(cols[j].add(o) as *const __m128i);
-                    let w = if bf16 { _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(bits), 16)) } else { _mm256_cvtph_ps(bits) };
-                    acc = _mm256_fmadd_ps(_mm256_set1_ps(xs[j]), w, acc);
-                }
-                _mm256_storeu_ps(yp.add(o), acc);
-                o += 8;
-            }
-            for o in vec_end..n {
-                for j in 0..k {
-                    *yp.add(o) += xs[j] * widen(*cols[j].add(o));
-                }
-            }
-        }
-    }
+    column_kernel!(f32_columns, f32, |p| _mm256_loadu_ps(p), |w| w);
+    column_kernel!(f16_columns, half::f16, |p| _mm256_cvtph_ps(_mm_loadu_si128(p as *const __m128i)), |w| w.to_f32());
+    column_kernel!(bf16_columns, half::bf16, |p| _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128(p as *const __m128i)), 16)), |w| w.to_f32());
 
     /// Q8_0 columns: per block, the scale times x in one broadcast, codes widened 8 at a time.
     #[target_feature(enable = "avx2,fma,f16c")]
@@ -450,6 +452,12 @@ mod tests {
             }
         }
         assert_eq!(q.bytes(), in_dim * 2 * Q8_0_BYTES);
+        // The device copy's split arrays hold the same values.
+        let ColumnData::Q8_0 { codes, scales } = q.data() else { panic!("q8_0 columns") };
+        for i in 0..in_dim {
+            let split: Vec<f32> = (0..out_dim).map(|o| scales[(i * out_dim + o) / BLOCK].to_f32() * codes[i * out_dim + o] as f32).collect();
+            assert_eq!(split, q.column(i));
+        }
         assert!(ColumnMajor::q8_0_from_rows(&rows[..60], 20, 3).is_err());
     }
 }

@@ -5,7 +5,7 @@
 //! pass), and only the kept columns read. `stored_rows` gives the values the kernel multiplies, for references. Checked against
 //! the host and timed against cuBLAS by benches/sparse_gemv_cuda.rs on the lent GPU.
 
-use super::gemv::{quantize_q8_0_block, ColumnFormat, BLOCK};
+use super::gemv::{ColumnData, ColumnFormat, ColumnMajor, BLOCK};
 use candle_core::cuda_backend::cudarc::driver::{
     CudaFunction, CudaSlice, LaunchConfig, PushKernelArg,
 };
@@ -55,30 +55,6 @@ fn per_thread(format: ColumnFormat) -> usize {
     }
 }
 
-/// Column-major `[k][n]` copy of row-major `[n, k]`.
-fn transpose(rows: &[f32], n: usize, k: usize) -> Vec<f32> {
-    let mut c = vec![0f32; rows.len()];
-    for o in 0..n {
-        for i in 0..k {
-            c[i * n + o] = rows[o * k + i];
-        }
-    }
-    c
-}
-
-/// Q8_0 codes `[k][n]` and scales `[k][n / 32]` of column-major values.
-fn q8_0_columns(columns: &[f32], n: usize) -> (Vec<i8>, Vec<half::f16>) {
-    let mut codes = Vec::with_capacity(columns.len());
-    let mut scales = Vec::with_capacity(columns.len() / BLOCK);
-    for block in columns.chunks_exact(BLOCK) {
-        let (d, q) = quantize_q8_0_block(block);
-        scales.push(d);
-        codes.extend(q);
-    }
-    debug_assert_eq!(scales.len(), columns.len() / n * (n / BLOCK));
-    (codes, scales)
-}
-
 impl DeviceSparseGemv {
     /// Copies row-major `[n, k]` f32 weights to `device` as `format` columns. `n` must fill
     /// whole 16-byte loads (and Q8_0 blocks of 32).
@@ -99,34 +75,13 @@ impl DeviceSparseGemv {
             candle_core::bail!("sparse gemv (CUDA): a {n} x {k} {} matrix from {} values (outputs must be a multiple of {})", format.name(), rows.len(), per_thread(format).max(if format == ColumnFormat::Q8_0 { BLOCK } else { 1 }));
         }
         let stream = dev.cuda_stream();
-        let c = transpose(rows, n, k);
-        let columns = match format {
-            ColumnFormat::F32 => Columns::F32(stream.clone_htod(&c).map_err(wrap)?),
-            ColumnFormat::F16 => Columns::F16(
-                stream
-                    .clone_htod(
-                        &c.iter()
-                            .map(|&v| half::f16::from_f32(v))
-                            .collect::<Vec<_>>(),
-                    )
-                    .map_err(wrap)?,
-            ),
-            ColumnFormat::Bf16 => Columns::Bf16(
-                stream
-                    .clone_htod(
-                        &c.iter()
-                            .map(|&v| half::bf16::from_f32(v))
-                            .collect::<Vec<_>>(),
-                    )
-                    .map_err(wrap)?,
-            ),
-            ColumnFormat::Q8_0 => {
-                let (codes, scales) = q8_0_columns(&c, n);
-                Columns::Q8_0 {
-                    codes: stream.clone_htod(&codes).map_err(wrap)?,
-                    scales: stream.clone_htod(&scales).map_err(wrap)?,
-                }
-            }
+        // The CPU kernels' columns, copied as they are (one quantizer, one layout definition).
+        let host = ColumnMajor::from_rows(rows, n, k, format).map_err(|e| candle_core::Error::Msg(format!("sparse gemv (CUDA): {e}")))?;
+        let columns = match host.data() {
+            ColumnData::F32(c) => Columns::F32(stream.clone_htod(c).map_err(wrap)?),
+            ColumnData::F16(c) => Columns::F16(stream.clone_htod(c).map_err(wrap)?),
+            ColumnData::Bf16(c) => Columns::Bf16(stream.clone_htod(c).map_err(wrap)?),
+            ColumnData::Q8_0 { codes, scales } => Columns::Q8_0 { codes: stream.clone_htod(&codes).map_err(wrap)?, scales: stream.clone_htod(&scales).map_err(wrap)? },
         };
         let load = |name: &str| -> Result<CudaFunction> {
             Ok(dev
@@ -145,25 +100,15 @@ impl DeviceSparseGemv {
     }
 
     /// The weights as the kernel multiplies them (rounded to the format), row-major `[n, k]`.
-    pub fn stored_rows(rows: &[f32], n: usize, k: usize, format: ColumnFormat) -> Vec<f32> {
-        let c = transpose(rows, n, k);
-        let stored: Vec<f32> = match format {
-            ColumnFormat::F32 => c,
-            ColumnFormat::F16 => c.iter().map(|&v| half::f16::from_f32(v).to_f32()).collect(),
-            ColumnFormat::Bf16 => c
-                .iter()
-                .map(|&v| half::bf16::from_f32(v).to_f32())
-                .collect(),
-            ColumnFormat::Q8_0 => {
-                let (codes, scales) = q8_0_columns(&c, n);
-                codes
-                    .iter()
-                    .enumerate()
-                    .map(|(j, &q)| scales[j / BLOCK].to_f32() * q as f32)
-                    .collect()
+    pub fn stored_rows(rows: &[f32], n: usize, k: usize, format: ColumnFormat) -> anyhow::Result<Vec<f32>> {
+        let host = ColumnMajor::from_rows(rows, n, k, format)?;
+        let mut stored = vec![0f32; n * k];
+        for i in 0..k {
+            for (o, v) in host.column(i).into_iter().enumerate() {
+                stored[o * k + i] = v;
             }
-        };
-        transpose(&stored, k, n)
+        }
+        Ok(stored)
     }
 
     pub fn dims(&self) -> (usize, usize) {
