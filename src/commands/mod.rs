@@ -2,6 +2,7 @@
 
 pub mod compare;
 mod compare_inputs;
+mod compare_plan;
 pub mod diff;
 pub mod docs;
 pub mod evaluate;
@@ -20,6 +21,7 @@ mod progress;
 pub mod prompts;
 pub mod quantize;
 mod quantize_list;
+mod quantize_reference;
 mod setup;
 pub mod sled;
 mod sparsity;

@@ -341,21 +341,23 @@ pub enum FusedLinear {
 impl FusedLinear {
     pub fn forward(&self, x: &Tensor) -> Result<Vec<Tensor>> {
         match self {
-            Self::Fused { linear, sizes } => {
-                let y = linear.forward(x)?;
-                let mut offset = 0;
-                sizes
-                    .iter()
-                    .map(|&n| {
-                        let part = y.narrow(D::Minus1, offset, n);
-                        offset += n;
-                        part
-                    })
-                    .collect()
-            }
+            Self::Fused { linear, sizes } => split_last(&linear.forward(x)?, sizes),
             Self::Separate(parts) => parts.iter().map(|l| l.forward(x)).collect(),
         }
     }
+}
+
+/// `y` split along its last dimension into parts of `sizes` (a fused projection's outputs).
+pub fn split_last(y: &Tensor, sizes: &[usize]) -> Result<Vec<Tensor>> {
+    let mut offset = 0;
+    sizes
+        .iter()
+        .map(|&n| {
+            let part = y.narrow(D::Minus1, offset, n);
+            offset += n;
+            part
+        })
+        .collect()
 }
 
 /// RMSNorm as in Llama (candle's fused op, the one `quantized_llama` uses).

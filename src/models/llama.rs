@@ -5,7 +5,7 @@
 
 use super::config::{Llama3RopeScaling, LlamaConfig};
 use super::cuda_graph::{DecodeShape, DecodeWeights, GraphDecoder, GraphWeight, LayerWeights};
-use super::layers::{attention, attention_row_by_row, Footprint, FusedLinear, Linear, RmsNorm, Rope, TokenEmbedding, VerifyAttention, BATCHED_DEQUANT_MIN_ROWS};
+use super::layers::{split_last, attention, attention_row_by_row, Footprint, FusedLinear, Linear, RmsNorm, Rope, TokenEmbedding, VerifyAttention, BATCHED_DEQUANT_MIN_ROWS};
 use candle_core::quantized::QMatMul;
 use crate::quant::block_cuda::DeviceBlockWeights;
 use super::weights::Weights;
@@ -15,8 +15,11 @@ use crate::kv::KvCache;
 use anyhow::Result;
 use candle_core::{DType, Tensor};
 use candle_nn::Embedding;
-use super::sparse_projection::{project_rows, project_tensor, DenseWeights, Select, SparseProjection};
+use super::sparse_projection::{project_rows, project_tensor};
+use sparsity::{observe, sparse_site, SparseBlocks};
 use crate::sparse::calibration::{ActivationStats, Calibration, Site, SITES};
+
+mod sparsity;
 use crate::sparse::SparsityMethod;
 
 /// Positions beyond this are not tabulated even if the config allows more (Llama 3.2 says
@@ -332,7 +335,7 @@ impl Llama {
             observe(calibration.as_deref_mut(), layer, Site::AttentionInput, &hs)?;
             let qkv = match sparse_site(&sparse, layer, Site::AttentionInput) {
                 None => blk.qkv.forward(&hs)?,
-                Some(s) => split(&project_tensor(Some(s), &hs, |x| Tensor::cat(&blk.qkv.forward(x)?, candle_core::D::Minus1))?, &[n_head * d, n_kv * d, n_kv * d])?,
+                Some(s) => split_last(&project_tensor(Some(s), &hs, |x| Tensor::cat(&blk.qkv.forward(x)?, candle_core::D::Minus1))?, &[n_head * d, n_kv * d, n_kv * d])?,
             };
             let q = qkv[0].reshape((b, t, n_head, d))?.transpose(1, 2)?;
             let k = qkv[1].reshape((b, t, n_kv, d))?.transpose(1, 2)?;
@@ -359,7 +362,7 @@ impl Llama {
             let inter = self.cfg.intermediate_size;
             let gate_up = match sparse_site(&sparse, layer, Site::MlpInput) {
                 None => blk.gate_up.forward(&hs)?,
-                Some(s) => split(&project_tensor(Some(s), &hs, |x| Tensor::cat(&blk.gate_up.forward(x)?, candle_core::D::Minus1))?, &[inter, inter])?,
+                Some(s) => split_last(&project_tensor(Some(s), &hs, |x| Tensor::cat(&blk.gate_up.forward(x)?, candle_core::D::Minus1))?, &[inter, inter])?,
             };
             let mlp = (candle_nn::ops::silu(&gate_up[0])? * &gate_up[1])?;
             observe(calibration.as_deref_mut(), layer, Site::MlpHidden, &mlp)?;
@@ -372,66 +375,6 @@ impl Llama {
         self.head.forward(hidden)?.to_dtype(DType::F32)
     }
 
-    fn sparse_now(&self) -> Option<SparseBlocks> {
-        self.sparse.lock().map_or(None, |s| s.clone())
-    }
-
-    /// The four sparse projections of one block under `method`, from `calibration`.
-    fn sparse_block(&self, layer: usize, method: SparsityMethod, calibration: &Calibration, thresholds: &[[f32; 4]]) -> anyhow::Result<[SparseProjection; 4]> {
-        let blk = &self.blocks[layer];
-        let share = method.share();
-        let make = |site: Site| -> anyhow::Result<SparseProjection> {
-            let dense = match site {
-                Site::AttentionInput => DenseWeights::of_fused(&blk.qkv)?,
-                Site::AttentionOutput => DenseWeights::of(&blk.o)?,
-                Site::MlpInput => DenseWeights::of_fused(&blk.gate_up)?,
-                Site::MlpHidden => DenseWeights::of(&blk.down)?,
-            };
-            let in_dim = dense.rows.len() / dense.out_dim;
-            let (select, rotation) = match method {
-                SparsityMethod::Teal(_) => (Select::Threshold(thresholds[layer][site as usize]), None),
-                SparsityMethod::Larosa(_) => {
-                    let k = ((1.0 - share) * in_dim as f64).round() as usize;
-                    let rotation = match (site.rotated_slot(), &calibration.rotations) {
-                        (Some(slot), Some(r)) => Some(r[layer][slot].as_slice()),
-                        (Some(_), None) => anyhow::bail!("LaRoSA needs the calibration's rotations; this calibration has none"),
-                        (None, _) => None,
-                    };
-                    (Select::TopK(k), rotation)
-                }
-            };
-            SparseProjection::new(dense, select, rotation)
-        };
-        Ok([make(SITES[0])?, make(SITES[1])?, make(SITES[2])?, make(SITES[3])?])
-    }
-}
-
-/// Per block, the four projections under activation sparsity.
-type SparseBlocks = std::sync::Arc<Vec<[SparseProjection; 4]>>;
-
-fn sparse_site(sparse: &Option<SparseBlocks>, layer: usize, site: Site) -> Option<&SparseProjection> {
-    sparse.as_ref().map(|blocks| &blocks[layer][site as usize])
-}
-
-/// Records a projection input for calibration, when calibrating.
-fn observe(stats: Option<&mut ActivationStats>, layer: usize, site: Site, x: &Tensor) -> candle_core::Result<()> {
-    let Some(stats) = stats else { return Ok(()) };
-    let width = x.dim(candle_core::D::Minus1)?;
-    let rows: Vec<f32> = x.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
-    stats.observe(layer, site, &rows, width)
-}
-
-/// A fused projection's output split back into its parts along the last dimension.
-fn split(y: &Tensor, sizes: &[usize]) -> candle_core::Result<Vec<Tensor>> {
-    let mut offset = 0;
-    sizes
-        .iter()
-        .map(|&n| {
-            let part = y.narrow(candle_core::D::Minus1, offset, n);
-            offset += n;
-            part
-        })
-        .collect()
 }
 
 /// Where `layer`'s queries are rotated: their absolute position `start`, unless the cache
@@ -504,48 +447,13 @@ impl Model for Llama {
         self.norm.forward(hidden)
     }
     fn calibrate_activations(&self, windows: &[Vec<u32>], stats: &mut ActivationStats) -> candle_core::Result<()> {
-        let device = self.norm.weight.device().clone();
-        for w in windows {
-            let mut cache = crate::kv::build(crate::kv::KvKind::Full, self.blocks.len(), w.len());
-            let ids = Tensor::new(w.as_slice(), &device)?.unsqueeze(0)?;
-            self.forward_generic(&ids, 0, self.blocks.len(), VerifyAttention::Batched, cache.as_mut(), None, Some(stats))?;
-            stats.tokens += w.len();
-        }
-        Ok(())
+        self.calibrate(windows, stats)
     }
     fn set_sparsity(&self, sparsity: Option<(SparsityMethod, &Calibration)>) -> anyhow::Result<()> {
-        let set = |blocks: Option<SparseBlocks>| -> anyhow::Result<()> {
-            *self.sparse.lock().map_err(|_| anyhow::anyhow!("the sparsity lock was poisoned"))? = blocks;
-            Ok(())
-        };
-        set(None)?;
-        // Share 0 zeroes nothing: the dense model, bit for bit.
-        let Some((method, calibration)) = sparsity.filter(|(m, _)| m.share() > 0.0) else { return Ok(()) };
-        if !self.norm.weight.device().is_cpu() || self.embed.dtype() != DType::F32 {
-            crate::bail_input!(
-                "--sparsity {method}: the sparse kernels of the model run on the CPU in f32 (the CUDA kernel is measured alone by `.ci/gpu-bench sparse`); use --device cpu and f32 or a quantized format"
-            );
-        }
-        anyhow::ensure!(calibration.histograms.len() == self.blocks.len(), "the calibration covers {} layers, the model {}", calibration.histograms.len(), self.blocks.len());
-        let thresholds = match method {
-            SparsityMethod::Teal(s) => calibration.thresholds(s)?,
-            SparsityMethod::Larosa(_) => Vec::new(),
-        };
-        let blocks = (0..self.blocks.len()).map(|l| self.sparse_block(l, method, calibration, &thresholds)).collect::<anyhow::Result<Vec<_>>>()?;
-        set(Some(std::sync::Arc::new(blocks)))
+        self.set_sparse(sparsity)
     }
     fn sparsity_counts(&self) -> Option<SparsityCounts> {
-        let blocks = self.sparse_now()?;
-        let mut counts = SparsityCounts::default();
-        for block in blocks.iter() {
-            for (slot, p) in block.iter().enumerate() {
-                let (kept, seen) = p.counts();
-                counts.kept[slot] += kept;
-                counts.seen[slot] += seen;
-                counts.bytes += p.bytes() as u64;
-            }
-        }
-        Some(counts)
+        self.sparse_counts()
     }
     fn lm_head(&self, hidden: &Tensor) -> candle_core::Result<Tensor> {
         self.lm_head_impl(hidden)
