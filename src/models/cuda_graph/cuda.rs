@@ -10,6 +10,7 @@
 //! serves every step (what vLLM and llama.cpp do for CUDA graphs). The weights and cache stay
 //! candle tensors (or our quantized device matrices); this file only takes their addresses.
 
+use super::gemv_choice::{GemvChoice, STREAM_THREADS};
 use super::{DecodeShape, DecodeWeights, GraphWeight};
 use crate::kv::InPlaceBuffers;
 use crate::quant::KernelOperands;
@@ -76,6 +77,7 @@ struct GemvArgs {
     interleaved: i32,
     attn_splits: i32,
     warps_per_pair: i32,
+    stage_rows: i32,
     eps: f32,
 }
 
@@ -85,6 +87,16 @@ struct Projection {
     kernel: CudaFunction,
     args: GemvArgs,
     shared_bytes: u32,
+    kind: GemvKind,
+}
+
+/// Which gemv kernel a projection launches (gemv_stream.cuh says why there are two).
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum GemvKind {
+    /// `gemv_*_c4/_c8`: a warp a row pair, its loads in registers; a block per 4 pairs.
+    Warp,
+    /// `gemv_stream_*`: rows streamed through shared memory, about one block a multiprocessor.
+    Stream,
 }
 
 /// A graph-captured decode step; `None` from `new` where the weights or shapes do not qualify.
@@ -126,6 +138,7 @@ struct Inner {
     weights: DecodeWeights,
     layers: Vec<LayerOps>,
     head: Projection,
+    choice: GemvChoice,
     buffers: Buffers,
     scratch: Option<AttentionScratch>,
     shape: DecodeShape,
@@ -164,7 +177,9 @@ impl GraphDecoder {
         let f = |name: &str| module.load_function(name).map_err(wrap);
         let q_dim = shape.n_head * d;
         let qkv_dim = q_dim + 2 * shape.n_kv * d;
-        let project = |w: &GraphWeight, n: usize, k: usize| Projection::new(w, n, k, dtype, suffix, &stream, &f);
+        let sms = ctx.attribute(sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT).map_err(wrap)?;
+        let choice = GemvChoice::from_env(sms as u32)?;
+        let project = |w: &GraphWeight, n: usize, k: usize| Projection::new(w, n, k, dtype, suffix, &stream, &f, &choice);
         let mut layers = Vec::with_capacity(weights.layers.len());
         for lw in &weights.layers {
             let (Some(qkv), Some(o), Some(gate_up), Some(down)) = (
@@ -195,6 +210,7 @@ impl GraphDecoder {
             weights,
             layers,
             head,
+            choice,
             buffers,
             scratch: None,
             shape,
@@ -232,6 +248,7 @@ impl Projection {
         suffix: &str,
         stream: &Arc<CudaStream>,
         load: &dyn Fn(&str) -> Result<CudaFunction>,
+        choice: &GemvChoice,
     ) -> Result<Option<Self>> {
         let refuse = |why: String| {
             tracing::debug!("CUDA graph: a {n} x {k} projection is not taken: {why}");
@@ -248,7 +265,15 @@ impl Projection {
                 if k % per_load != 0 || args.codes % 16 != 0 {
                     return refuse("rows are not whole 16-byte chunks".into());
                 }
-                (format!("gemv_dense_{suffix}"), k / per_load, k * dtype.size_in_bytes())
+                let row_bytes = k * dtype.size_in_bytes();
+                if let Some(shape) = choice.stream(row_bytes, COMBINE_SHARED_BYTES) {
+                    let kernel = load(&format!("gemv_stream_{suffix}"))?;
+                    let most = shape.shared_bytes + COMBINE_SHARED_BYTES;
+                    kernel.set_attribute(sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, most as i32).map_err(wrap)?;
+                    args.stage_rows = shape.stage_rows as i32;
+                    return Ok(Some(Self { kernel, args, shared_bytes: shape.shared_bytes as u32, kind: GemvKind::Stream }));
+                }
+                (format!("gemv_dense_{suffix}"), k / per_load, row_bytes)
             }
             GraphWeight::Int(m) => match quantized(&mut args, m.operands(stream), n, k, dtype) {
                 Ok(found) => found,
@@ -271,7 +296,7 @@ impl Projection {
         kernel
             .set_attribute(sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, (MAX_GEMV_SHARED_BYTES + COMBINE_SHARED_BYTES) as i32)
             .map_err(wrap)?;
-        Ok(Some(Self { kernel, args, shared_bytes: shared as u32 }))
+        Ok(Some(Self { kernel, args, shared_bytes: shared as u32, kind: GemvKind::Warp }))
     }
 }
 
@@ -444,6 +469,7 @@ impl Inner {
             act_block_shift: a.act_block_shift,
             act_il: a.act_il,
             warps_per_pair: a.warps_per_pair,
+            stage_rows: a.stage_rows,
             input,
             norm_w,
             out,
@@ -454,10 +480,13 @@ impl Inner {
         // Two rows a pair: adjacent ones, or the pairs an epilogue combines (n / 2 pairs); each
         // pair on `warps_per_pair` warps.
         let pairs = if epilogue == EPI_SILU || epilogue == EPI_ROPE { a.n as usize / 2 } else { (a.n as usize).div_ceil(2) };
-        let blocks = (pairs * a.warps_per_pair as usize).div_ceil(WARPS_PER_BLOCK) as u32;
+        let (blocks, threads) = match p.kind {
+            GemvKind::Warp => ((pairs * a.warps_per_pair as usize).div_ceil(WARPS_PER_BLOCK) as u32, GEMV_THREADS),
+            GemvKind::Stream => (self.choice.blocks(pairs, a.stage_rows as usize), STREAM_THREADS),
+        };
         // The split-combine's factors, one per (split, head), after the input vector.
         let combine = if prologue == PRO_COMBINE { 4 * base.attn_splits as u32 * base.n_head as u32 } else { 0 };
-        let cfg = LaunchConfig { grid_dim: (blocks, 1, 1), block_dim: (GEMV_THREADS, 1, 1), shared_mem_bytes: p.shared_bytes + combine };
+        let cfg = LaunchConfig { grid_dim: (blocks, 1, 1), block_dim: (threads, 1, 1), shared_mem_bytes: p.shared_bytes + combine };
         self.launch_after_previous(&p.kernel, cfg, &mut [arg(&args)])
     }
 

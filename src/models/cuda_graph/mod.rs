@@ -4,6 +4,9 @@
 
 #[cfg(feature = "cuda")]
 mod cuda;
+// Plain arithmetic, built (and unit-tested) without the cuda feature too.
+#[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+mod gemv_choice;
 #[cfg(not(feature = "cuda"))]
 mod disabled;
 

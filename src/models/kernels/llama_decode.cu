@@ -92,6 +92,7 @@ struct GemvArgs {
   int n_head, n_kv, head_dim, capacity, interleaved;
   int attn_splits;                // COMBINE: splits the partials are laid out for
   int warps_per_pair;             // 1, 2 or 4 warps share a row pair's chunks (long rows)
+  int stage_rows;                 // gemv_stream: rows a shared-memory stage holds (2, 4 or 8)
   float eps;
 };
 
@@ -279,10 +280,33 @@ template <typename T> struct Dense {
   static __device__ __forceinline__ float finish(const QMatrix&, int, float v) { return v; }
 };
 
-// The epilogue of a warp's two rows (lane 0). res0, res1: the residual stream at r0, r1
-// (EPI_RESIDUAL), loaded by the caller as soon as the previous kernel is done.
+// What an epilogue reads besides the two rows' values: the residual stream at r0, r1
+// (EPI_RESIDUAL) or the position's cos and sin (EPI_ROPE). Loaded by the thread that applies the
+// epilogue as soon as the previous kernel is done, so that the epilogue does not wait for them.
+template <typename T> struct EpiAux {
+  float res0, res1;
+  T c, s;
+};
 template <typename T>
-__device__ void epilogue(const GemvArgs& a, int r0, int r1, int aux, float v0, float v1, float res0, float res1) {
+__device__ __forceinline__ EpiAux<T> load_aux(const GemvArgs& a, int r0, int r1, int aux) {
+  EpiAux<T> e{0.f, 0.f, from_f<T>(0.f), from_f<T>(0.f)};
+  if (r0 < 0) return e;
+  if (a.epilogue == EPI_RESIDUAL) {
+    const T* x = static_cast<const T*>(a.out);
+    e.res0 = to_f(x[r0]);
+    if (r1 >= 0) e.res1 = to_f(x[r1]);
+  } else if (a.epilogue == EPI_ROPE) {
+    size_t at = (size_t)a.params[1] * (a.head_dim >> 1) + aux;
+    e.c = static_cast<const T*>(a.cos)[at];
+    e.s = static_cast<const T*>(a.sin)[at];
+  }
+  return e;
+}
+
+// The epilogue of two rows (one thread), with their aux values from load_aux.
+template <typename T>
+__device__ void epilogue(const GemvArgs& a, int r0, int r1, int aux, float v0, float v1, const EpiAux<T>& e) {
+  float res0 = e.res0, res1 = e.res1;
   switch (a.epilogue) {
     case EPI_LOGITS: {  // candle: logits stored in T, then cast to f32
       float* out = static_cast<float*>(a.out);
@@ -303,10 +327,10 @@ __device__ void epilogue(const GemvArgs& a, int r0, int r1, int aux, float v0, f
       break;
     }
     case EPI_ROPE: {  // candle's rope / rope_i arithmetic in T; k rotated and v stored into the cache
-      int pos = a.params[1], half = a.head_dim >> 1;
+      int pos = a.params[1];
       int head = r0 / a.head_dim, i1 = r0 - head * a.head_dim, i2 = r1 - head * a.head_dim;
       T x1 = from_f<T>(v0), x2 = from_f<T>(v1);
-      T c = static_cast<const T*>(a.cos)[(size_t)pos * half + aux], s = static_cast<const T*>(a.sin)[(size_t)pos * half + aux];
+      T c = e.c, s = e.s;
       if (head < a.n_head) {
         T* q = static_cast<T*>(a.out) + head * a.head_dim;
         q[i1] = x1 * c - x2 * s;
@@ -359,13 +383,8 @@ __device__ void gemv(const GemvArgs& a) {
   issue(0);
   wait_for_previous();
   release_next();
-  // The residual stream's two values, read now so that the epilogue does not wait for them.
-  float res0 = 0.f, res1 = 0.f;
-  if (a.epilogue == EPI_RESIDUAL && lane == 0 && sub == 0) {
-    const T* x = static_cast<const T*>(a.out);
-    if (r0 >= 0) res0 = to_f(x[r0]);
-    if (r1 >= 0) res1 = to_f(x[r1]);
-  }
+  EpiAux<T> e{};
+  if (lane == 0 && sub == 0) e = load_aux<T>(a, r0, r1, aux);
   size_t layout = (size_t)a.k * sizeof(T) + (FMT != FMT_DENSE ? (size_t)a.k + 8 * (size_t)(a.k >> 5) : 0);
   build_input<T>(a, xs, reinterpret_cast<float*>(smem + layout));
   __syncthreads();
@@ -407,108 +426,12 @@ __device__ void gemv(const GemvArgs& a) {
   if (lane == 0 && sub == 0 && r0 >= 0) {
     float v0 = F::finish(m, r0, acc0);
     float v1 = r1 >= 0 ? F::finish(m, r1, acc1) : 0.f;
-    epilogue<T>(a, r0, r1, aux, v0, v1, res0, res1);
+    epilogue<T>(a, r0, r1, aux, v0, v1, e);
   }
 }
 
-// Attention over the static cache, split-K (flash-decoding): block (head, split) takes positions
-// [split * SPLIT, (split + 1) * SPLIT) of the current length, so a long context spreads over
-// many blocks (one block per head left the 1,024-token rows 10-20% slower than the 128-token
-// ones), and writes its partial result: acc[split][head * d + j] = sum_p e^(s_p - m) v_p[j] with
-// m its largest score, and stats[split][head] = (m, sum_p e^(s_p - m)). The O projection's
-// prologue combines the splits. Scores are candle's (q.k rounded to T, times 1/sqrt(d) in T);
-// the probabilities stay f32 (candle rounds the softmax output to T: closer to an f32
-// reference, and one kernel instead of two). Grouped-query: query head h reads kv head
-// h / (n_head / n_kv). Scores: one position per thread, 16-byte key loads; values: thread
-// (position group, 16-byte chunk), groups summed at the end.
-template <typename T>
-__device__ void attn_split(const T* q, const T* k_cache, const T* v_cache, const int* params, float* acc_out, int n_head,
-                           int n_kv, int d, int capacity, float inv_sqrt_d, int max_splits) {
-  constexpr int V = Vec<T>::N;
-  __shared__ float qs[256];
-  __shared__ float probs[SPLIT];
-  __shared__ float red[SPLIT * 8];
-  __shared__ float scratch[32];
-  wait_for_previous();
-  release_next();
-  int len = params[1] + 1, head = blockIdx.x, split = blockIdx.y;
-  int start = split * SPLIT;
-  if (start >= len) return;
-  int kvh = head / (n_head / n_kv);
-  for (int j = threadIdx.x; j < d; j += blockDim.x) qs[j] = to_f(q[head * d + j]);
-  __syncthreads();
-  int p = start + threadIdx.x;
-  float s = -INFINITY;
-  if (p < len) {
-    const uint4* row = reinterpret_cast<const uint4*>(k_cache + ((size_t)kvh * capacity + p) * d);
-    int chunks = d / V;
-    float acc = 0.f;
-    for (int c0 = 0; c0 < chunks; c0 += 8) {
-      uint4 raw[8];
-#pragma unroll
-      for (int c = 0; c < 8; ++c) raw[c] = c0 + c < chunks ? row[c0 + c] : make_uint4(0, 0, 0, 0);
-#pragma unroll
-      for (int c = 0; c < 8; ++c) {
-        const T* kv = reinterpret_cast<const T*>(&raw[c]);
-        if (c0 + c < chunks) {
-#pragma unroll
-          for (int i = 0; i < V; ++i) acc += qs[(c0 + c) * V + i] * to_f(kv[i]);
-        }
-      }
-    }
-    s = round_t<T>(round_t<T>(acc) * inv_sqrt_d);
-  }
-  // The split's values do not depend on the scores: their first loads go out now, in the
-  // same round trip as the keys'.
-  int count = min(SPLIT, len - start);
-  const T* vals = v_cache + ((size_t)kvh * capacity + start) * d;
-  int chunks = d / V, groups = blockDim.x / chunks;
-  int c = threadIdx.x % chunks, g = threadIdx.x / chunks;
-  constexpr int PRE = 8;
-  uint4 vpre[PRE];
-#pragma unroll
-  for (int j = 0; j < PRE; ++j) {
-    int pp = g + j * groups;
-    vpre[j] = pp < count ? reinterpret_cast<const uint4*>(vals + (size_t)pp * d)[c] : make_uint4(0, 0, 0, 0);
-  }
-  float m = block_max(s, scratch);
-  float e = p < len ? expf(s - m) : 0.f;
-  probs[threadIdx.x] = e;
-  float l = block_sum(e, scratch);  // its barriers also publish probs
-  float acc[V];
-#pragma unroll
-  for (int i = 0; i < V; ++i) acc[i] = 0.f;
-#pragma unroll
-  for (int j = 0; j < PRE; ++j) {
-    int pp = g + j * groups;
-    const T* vv = reinterpret_cast<const T*>(&vpre[j]);
-    float w = pp < count ? probs[pp] : 0.f;
-#pragma unroll
-    for (int i = 0; i < V; ++i) acc[i] += w * to_f(vv[i]);
-  }
-#pragma unroll 4
-  for (int pp = g + PRE * groups; pp < count; pp += groups) {
-    uint4 raw = reinterpret_cast<const uint4*>(vals + (size_t)pp * d)[c];
-    const T* vv = reinterpret_cast<const T*>(&raw);
-    float w = probs[pp];
-#pragma unroll
-    for (int i = 0; i < V; ++i) acc[i] += w * to_f(vv[i]);
-  }
-#pragma unroll
-  for (int i = 0; i < V; ++i) red[g * d + c * V + i] = acc[i];
-  __syncthreads();
-  int k = n_head * d;
-  for (int j = threadIdx.x; j < d; j += blockDim.x) {
-    float total = 0.f;
-    for (int gg = 0; gg < groups; ++gg) total += red[gg * d + j];
-    acc_out[(size_t)split * k + head * d + j] = total;
-  }
-  if (threadIdx.x == 0) {
-    float* stats = acc_out + (size_t)max_splits * k + ((size_t)split * n_head + head) * 2;
-    stats[0] = m;
-    stats[1] = l;
-  }
-}
+#include "decode_attention.cuh"
+#include "gemv_stream.cuh"
 
 #define GEMV_KERNEL(NAME, T, FMT, F)                                                                              \
   extern "C" __global__ void __launch_bounds__(128) NAME##_c4(const GemvArgs a) { gemv<T, FMT, 4, F>(a); }       \
@@ -523,7 +446,10 @@ __device__ void attn_split(const T* q, const T* k_cache, const T* v_cache, const
                                             float inv_sqrt_d, int max_splits) {                                \
     attn_split<T>(q, k_cache, v_cache, params, acc, n_head, n_kv, d, capacity, inv_sqrt_d, max_splits);       \
   }                                                                                                            \
-  GEMV_KERNEL(gemv_dense_##S, T, FMT_DENSE, Dense<T>)
+  GEMV_KERNEL(gemv_dense_##S, T, FMT_DENSE, Dense<T>)                                                          \
+  extern "C" __global__ void __launch_bounds__(STREAM_THREADS) gemv_stream_##S(const GemvArgs a) {             \
+    gemv_stream<T>(a);                                                                                         \
+  }
 
 DECODE_KERNELS(float, f32)
 DECODE_KERNELS(__half, f16)
