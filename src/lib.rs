@@ -10,6 +10,7 @@ pub mod commands;
 pub mod decode;
 pub mod engine;
 pub mod error;
+pub mod http;
 pub mod input;
 pub mod kv;
 pub mod measure;
