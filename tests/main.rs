@@ -13,6 +13,7 @@ mod bad_inputs;
 mod exporters;
 mod sled;
 mod hf_goldens;
+mod http;
 mod hub;
 mod input_methods;
 mod kvcache;
