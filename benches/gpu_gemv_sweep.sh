@@ -11,6 +11,7 @@ PROMPT=$(python3 -c 'print(("The quick brown fox jumps over the lazy dog. " * 4)
 # Settings: space-separated VAR=value lists, "-" for the defaults.
 SETTINGS=${SETTINGS:-"LLMBENCH_CUDA_GEMV=warp;-"}
 IFS=';' read -r -a settings <<< "$SETTINGS"
+mkdir -p "$OUT/gemv-sweep"
 for round in $(seq 1 "${ROUNDS:-2}"); do
   for setting in "${settings[@]}"; do
     for model in ${MODELS:-tinyllama-1.1b smollm2-135m}; do

@@ -78,6 +78,7 @@ struct GemvArgs {
     attn_splits: i32,
     warps_per_pair: i32,
     stage_rows: i32,
+    stages: i32,
     eps: f32,
 }
 
@@ -266,11 +267,12 @@ impl Projection {
                     return refuse("rows are not whole 16-byte chunks".into());
                 }
                 let row_bytes = k * dtype.size_in_bytes();
-                if let Some(shape) = choice.stream(row_bytes, COMBINE_SHARED_BYTES) {
+                if let Some(shape) = choice.stream(n, row_bytes, COMBINE_SHARED_BYTES) {
                     let kernel = load(&format!("gemv_stream_{suffix}"))?;
                     let most = shape.shared_bytes + COMBINE_SHARED_BYTES;
                     kernel.set_attribute(sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, most as i32).map_err(wrap)?;
                     args.stage_rows = shape.stage_rows as i32;
+                    args.stages = shape.stages as i32;
                     return Ok(Some(Self { kernel, args, shared_bytes: shape.shared_bytes as u32, kind: GemvKind::Stream }));
                 }
                 (format!("gemv_dense_{suffix}"), k / per_load, row_bytes)
@@ -470,6 +472,7 @@ impl Inner {
             act_il: a.act_il,
             warps_per_pair: a.warps_per_pair,
             stage_rows: a.stage_rows,
+            stages: a.stages,
             input,
             norm_w,
             out,

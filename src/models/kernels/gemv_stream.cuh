@@ -6,74 +6,96 @@
 // products; its prologue, reduction and epilogue run with nothing in flight, and its 116-128
 // registers a thread leave 16 warps a multiprocessor. ncu put TinyLlama's gate/up projection at
 // 53% of the DRAM peak and the down projection at 39% (results/gpu/NOTES.md, v7). Here a block
-// streams its rows through a ring of STREAM_STAGES shared-memory stages filled with cp.async
-// (the copies are held by shared memory, not registers): while it computes one stage the next
-// ones are on their way, and the first STREAM_STAGES - 1 are issued before the block waits for
-// the previous kernel, so they overlap its tail. The grid is about one block a multiprocessor,
-// each with a contiguous run of row pairs (its `items` of stage_rows / 2 pairs), so the input
-// vector (norm, split-combine) is built once a multiprocessor rather than once per 8 rows.
-// Every block computes its rows in a fixed order: results do not depend on timing.
+// streams its rows through a ring of `stages` shared-memory stages, each filled by the bulk copy
+// engine (one `cp.async.bulk` a row, issued by one thread, completing on the stage's mbarrier):
+// the bytes in flight are held by shared memory, not registers, and cost no instructions per 16
+// bytes (a first version with per-thread 16-byte cp.async copies spent more issuing them than
+// the loads took: NOTES, v8). While the block computes one stage the others are on their way,
+// and the first stages - 1 are issued before the block waits for the previous kernel, so they
+// overlap its tail. The grid is about one block a multiprocessor, each with a contiguous run of
+// row pairs (its `items` of stage_rows / 2 pairs), so the input vector (norm, split-combine) is
+// built once a block rather than once per 8 rows. Every block computes its rows in a fixed
+// order: results do not depend on timing.
 
 #define STREAM_THREADS 256
-#define STREAM_STAGES 4
+#define STREAM_MAX_STAGES 16
 
-__device__ __forceinline__ uint64_t evict_first_policy() {
-  uint64_t policy;
-  asm volatile("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;" : "=l"(policy));
-  return policy;
+__device__ __forceinline__ uint32_t smem_addr(const void* p) { return (uint32_t)__cvta_generic_to_shared(p); }
+__device__ __forceinline__ void mbar_init(uint64_t* bar, int count) {
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"(smem_addr(bar)), "r"(count) : "memory");
 }
-// 16 bytes global -> shared, asynchronously (sm_80+); weights are read once a step, so they are
-// marked first to leave L2 (the cache and the activations stay).
-__device__ __forceinline__ void copy_async16(void* dst, const void* src, uint64_t policy) {
-  unsigned s = (unsigned)__cvta_generic_to_shared(dst);
-  asm volatile("cp.async.cg.shared.global.L2::cache_hint [%0], [%1], 16, %2;" ::"r"(s), "l"(src), "l"(policy) : "memory");
+// One arrival that also expects `bytes` from the copies that complete on this barrier.
+__device__ __forceinline__ void mbar_expect(uint64_t* bar, uint32_t bytes) {
+  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(smem_addr(bar)), "r"(bytes) : "memory");
 }
-__device__ __forceinline__ void copy_async_commit() { asm volatile("cp.async.commit_group;" ::: "memory"); }
-// Waits until at most N of this thread's committed groups are still in flight.
-template <int N> __device__ __forceinline__ void copy_async_wait() { asm volatile("cp.async.wait_group %0;" ::"n"(N) : "memory"); }
+__device__ __forceinline__ void mbar_wait(uint64_t* bar, uint32_t parity) {
+  asm volatile(
+      "{\n"
+      ".reg .pred done;\n"
+      "WAIT_%=:\n"
+      "mbarrier.try_wait.parity.shared::cta.b64 done, [%0], %1;\n"
+      "@!done bra WAIT_%=;\n"
+      "}\n" ::"r"(smem_addr(bar)),
+      "r"(parity)
+      : "memory");
+}
+// `bytes` global -> shared by the bulk copy engine (sm_90), completing on `bar`.
+__device__ __forceinline__ void bulk_copy(void* dst, const void* src, uint32_t bytes, uint64_t* bar) {
+  asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];" ::"r"(smem_addr(dst)),
+               "l"(src), "r"(bytes), "r"(smem_addr(bar))
+               : "memory");
+}
 
 // Row pairs of a projection (rows_of): n / 2 where an epilogue combines two rows, else ceil(n / 2).
 __device__ __forceinline__ int pairs_of(const GemvArgs& a) {
   return a.epilogue == EPI_SILU || a.epilogue == EPI_ROPE ? a.n >> 1 : (a.n + 1) >> 1;
 }
 
-// Dynamic shared memory: STREAM_STAGES stages of stage_rows x k values of T, the input vector
-// T[k], then the split-combine's factors (O projection). Stage rows are ordered pair by pair
-// (r0, r1); warp w computes stage row w / wpr, its lanes striding over the row's 16-byte chunks
-// with wpr - 1 sibling warps (wpr = 8 / stage_rows).
+// Dynamic shared memory: `stages` stages of stage_rows x k values of T, the input vector T[k],
+// then the split-combine's factors (O projection). Stage rows are ordered pair by pair (r0, r1);
+// warp w computes stage row w / wpr, its lanes striding over the row's 16-byte chunks with
+// wpr - 1 sibling warps (wpr = 8 / stage_rows).
 template <typename T>
 __device__ void gemv_stream(const GemvArgs& a) {
   extern __shared__ __align__(16) unsigned char smem[];
-  __shared__ float part[STREAM_THREADS / 32];
+  __shared__ float part[2][STREAM_THREADS / 32];
+  __shared__ __align__(8) uint64_t full[STREAM_MAX_STAGES];
   constexpr int V = Vec<T>::N, WARPS = STREAM_THREADS / 32;
-  const int chunks = a.k / V, R = a.stage_rows, G = R >> 1, wpr = WARPS / R;
+  const int chunks = a.k / V, R = a.stage_rows, G = R >> 1, wpr = WARPS / R, S = a.stages;
   const int stage_chunks = R * chunks;
+  const uint32_t row_bytes = (uint32_t)chunks * 16;
   uint4* stages = reinterpret_cast<uint4*>(smem);
-  T* xs = reinterpret_cast<T*>(stages + STREAM_STAGES * stage_chunks);
+  T* xs = reinterpret_cast<T*>(stages + S * stage_chunks);
   float* combine = reinterpret_cast<float*>(xs + a.k);
   // The block's items (groups of G pairs): an even share of them, contiguous.
   const int items = (pairs_of(a) + G - 1) / G;
   const int first = (int)((long long)blockIdx.x * items / gridDim.x);
   const int count = (int)((long long)(blockIdx.x + 1) * items / gridDim.x) - first;
-  const uint64_t policy = evict_first_policy();
-  const uint4* codes = a.codes;
-  // Item `it`'s rows into its stage; every thread commits a group per call, empty or not, so
-  // that wait_group counts the same items in every thread.
+  // Thread 0 fills item `it`'s stage: one bulk copy a row.
   auto issue = [&](int it) {
-    if (it < count) {
-      uint4* dst = stages + (it % STREAM_STAGES) * stage_chunks;
-      int pair0 = (first + it) * G;
-      for (int f = threadIdx.x; f < stage_chunks; f += STREAM_THREADS) {
-        int rr = f / chunks, c = f - rr * chunks, r0, r1, aux;
-        rows_of(a, pair0 + (rr >> 1), r0, r1, aux);
-        int row = rr & 1 ? r1 : r0;
-        if (row >= 0) copy_async16(dst + f, codes + (size_t)row * chunks + c, policy);
-      }
+    if (threadIdx.x != 0 || it >= count) return;
+    int slot = it % S, pair0 = (first + it) * G;
+    uint32_t bytes = 0;
+    for (int rr = 0; rr < R; rr += 2) {
+      int r0, r1, aux;
+      rows_of(a, pair0 + (rr >> 1), r0, r1, aux);
+      bytes += (r0 >= 0 ? row_bytes : 0) + (r1 >= 0 ? row_bytes : 0);
     }
-    copy_async_commit();
+    mbar_expect(&full[slot], bytes);
+    uint4* dst = stages + slot * stage_chunks;
+    for (int rr = 0; rr < R; rr += 2) {
+      int r0, r1, aux;
+      rows_of(a, pair0 + (rr >> 1), r0, r1, aux);
+      if (r0 >= 0) bulk_copy(dst + rr * chunks, a.codes + (size_t)r0 * chunks, row_bytes, &full[slot]);
+      if (r1 >= 0) bulk_copy(dst + (rr + 1) * chunks, a.codes + (size_t)r1 * chunks, row_bytes, &full[slot]);
+    }
   };
-#pragma unroll
-  for (int s = 0; s < STREAM_STAGES - 1; ++s) issue(s);
+  if (threadIdx.x == 0) {
+    for (int s = 0; s < S; ++s) mbar_init(&full[s], 1);
+    asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+  }
+  __syncthreads();
+  for (int s = 0; s < S - 1; ++s) issue(s);
   wait_for_previous();
   release_next();
   // Thread t applies the epilogue of the block's pair t (and t + 256, ...); its aux values for
@@ -84,19 +106,22 @@ __device__ void gemv_stream(const GemvArgs& a) {
     rows_of(a, first * G + threadIdx.x, r0, r1, aux);
     e = load_aux<T>(a, r0, r1, aux);
   }
-  build_input<T>(a, xs, combine);  // published by the loop's first barrier
+  build_input<T>(a, xs, combine);
+  __syncthreads();
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int stage_row = warp / wpr, sub = warp - stage_row * wpr;
   for (int it = 0; it < count; ++it) {
-    issue(it + STREAM_STAGES - 1);
-    copy_async_wait<STREAM_STAGES - 1>();
-    __syncthreads();  // every thread's copies of item `it` have landed
-    const uint4* w = stages + (it % STREAM_STAGES) * stage_chunks + stage_row * chunks;
+    // The stage refilled here was last read at it - 1, before that iteration's barrier.
+    issue(it + S - 1);
+    mbar_wait(&full[it % S], (it / S) & 1);
+    const uint4* w = stages + (it % S) * stage_chunks + stage_row * chunks;
     float acc = 0.f;
     for (int c = sub * 32 + lane; c < chunks; c += 32 * wpr) acc += Dense<T>::dot(typename Dense<T>::Chunk{w[c]}, xs, c);
     acc = warp_sum(acc);
-    if (lane == 0) part[warp] = acc;
-    __syncthreads();  // also frees the stage for the copies issued at the next iteration
+    // Two sets of partial sums: a warp may write the next item's while the epilogue threads
+    // still read this one's.
+    if (lane == 0) part[it & 1][warp] = acc;
+    __syncthreads();  // the partial sums are in, and every warp is done with this stage
     // 256 % G == 0, so the item's G pairs sit on threads base .. base + G - 1 without wrapping.
     int j = threadIdx.x - (it * G) % STREAM_THREADS;
     if (j >= 0 && j < G) {
@@ -104,7 +129,7 @@ __device__ void gemv_stream(const GemvArgs& a) {
       rows_of(a, (first + it) * G + j, r0, r1, aux);
       if (r0 >= 0) {
         float v0 = 0.f, v1 = 0.f;
-        for (int s = 0; s < wpr; ++s) v0 += part[(2 * j) * wpr + s], v1 += part[(2 * j + 1) * wpr + s];
+        for (int s = 0; s < wpr; ++s) v0 += part[it & 1][(2 * j) * wpr + s], v1 += part[it & 1][(2 * j + 1) * wpr + s];
         EpiAux<T> ej = it * G + j < STREAM_THREADS ? e : load_aux<T>(a, r0, r1, aux);
         epilogue<T>(a, r0, r1, aux, v0, r1 >= 0 ? v1 : 0.f, ej);
       }
