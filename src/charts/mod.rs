@@ -4,6 +4,7 @@
 mod data;
 mod draw;
 mod evaluate;
+mod http;
 mod kvcache;
 mod quantize;
 mod queries;
@@ -91,6 +92,14 @@ pub enum ChartKind {
     InputOutput,
     /// ... speed and TTFT against standard, fidelity against speed, keywords against savings.
     PerformanceDashboard,
+    /// http: TTFT p50/p90/p99 against the offered rate (or concurrency).
+    TtftVsLoad,
+    /// http: TPOT p50/p90/p99 against the offered rate (or concurrency).
+    TpotVsLoad,
+    /// http: output tokens/s against the offered rate (or concurrency).
+    ThroughputVsLoad,
+    /// http: each load level's TTFT distribution (empirical CDF).
+    TtftDistribution,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -110,7 +119,7 @@ impl ImageFormat {
 }
 
 impl ChartKind {
-    pub const ALL: [ChartKind; 35] = [
+    pub const ALL: [ChartKind; 39] = [
         ChartKind::Latency,
         ChartKind::Throughput,
         ChartKind::Memory,
@@ -146,6 +155,10 @@ impl ChartKind {
         ChartKind::QualityByQuery,
         ChartKind::InputOutput,
         ChartKind::PerformanceDashboard,
+        ChartKind::TtftVsLoad,
+        ChartKind::TpotVsLoad,
+        ChartKind::ThroughputVsLoad,
+        ChartKind::TtftDistribution,
     ];
 
     /// The multi-query comparison's charts (compare runs with input methods or the built-in
@@ -183,6 +196,7 @@ impl ChartKind {
     pub const SLED: [ChartKind; 3] = [ChartKind::TruthfulqaMc, ChartKind::TruthfulqaMcRaw, ChartKind::SecondsPerQuestion];
 
     /// The charts of specdec runs.
+    pub const HTTP: [ChartKind; 4] = [ChartKind::TtftVsLoad, ChartKind::TpotVsLoad, ChartKind::ThroughputVsLoad, ChartKind::TtftDistribution];
     pub const SPECDEC: [ChartKind; 3] = [ChartKind::SpeedupVsK, ChartKind::AcceptanceByPosition, ChartKind::TimeBreakdown];
 
     pub fn name(self) -> &'static str {
@@ -222,6 +236,10 @@ impl ChartKind {
             Self::QualityByQuery => "quality-by-query",
             Self::InputOutput => "input-output",
             Self::PerformanceDashboard => "performance-dashboard",
+            Self::TtftVsLoad => "ttft-vs-load",
+            Self::TpotVsLoad => "tpot-vs-load",
+            Self::ThroughputVsLoad => "throughput-vs-load",
+            Self::TtftDistribution => "ttft-distribution",
         }
     }
 
@@ -250,6 +268,7 @@ pub fn available(report: &Report) -> Vec<ChartKind> {
         CommandName::Kvcache => ChartKind::KVCACHE.to_vec(),
         CommandName::Sled => ChartKind::SLED.to_vec(),
         CommandName::Specdec => ChartKind::SPECDEC.to_vec(),
+        CommandName::Http => ChartKind::HTTP.to_vec(),
         CommandName::Quantize => {
             // No KLD chart for a speed-only run (--skip-evaluate): it would be an empty frame.
             let evaluated = report.cases.iter().any(|c| c.quality.as_ref().and_then(|q| q.as_quantize()).is_some_and(|q| q.shift.is_some()));
@@ -278,6 +297,9 @@ pub fn render(kind: ChartKind, report: &Report, format: ImageFormat) -> Result<V
     }
     if ChartKind::SPECDEC.contains(&kind) {
         return specdec::render(kind, report, format);
+    }
+    if ChartKind::HTTP.contains(&kind) {
+        return http::render(kind, report, format);
     }
     if ChartKind::QUANTIZE.contains(&kind) {
         return quantize::render(kind, report, format);
@@ -443,6 +465,8 @@ fn draw_kind<B: DrawingBackend>(
         | ChartKind::QualityByQuery
         | ChartKind::InputOutput
         | ChartKind::PerformanceDashboard => Ok(()),
+        // Drawn by http::render.
+        ChartKind::TtftVsLoad | ChartKind::TpotVsLoad | ChartKind::ThroughputVsLoad | ChartKind::TtftDistribution => Ok(()),
         ChartKind::Dashboard => {
             let panels = root.split_evenly((2, 3));
             // The six single charts come first in ALL; the dashboard shows them in that order.

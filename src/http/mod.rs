@@ -2,6 +2,7 @@
 //! SGLang) over HTTP. The wire format (`openai`), the event-stream parser (`sse`).
 
 pub mod client;
+pub mod dataset;
 pub mod load;
 pub mod metrics;
 pub mod openai;

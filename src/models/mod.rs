@@ -223,6 +223,16 @@ pub fn build(cfg: &ModelConfig, weights: &Weights) -> Result<Box<dyn Model>> {
     })
 }
 
+/// Only a resolved model's tokenizer (`http` counts and builds prompts with it; no weights).
+pub fn load_tokenizer(resolved: &ResolvedModel) -> Result<TextTokenizer> {
+    match &resolved.files {
+        ModelFiles::Gguf(path) => TextTokenizer::from_gguf(&gguf::GgufFile::open(path)?),
+        ModelFiles::Dense { tokenizer, .. } => TextTokenizer::from_file(tokenizer),
+        ModelFiles::NoWeights { tokenizer: Some(path), .. } => TextTokenizer::from_file(path),
+        ModelFiles::NoWeights { tokenizer: None, .. } => Ok(TextTokenizer::Bytes),
+    }
+}
+
 /// Loads a resolved model onto `device`.
 pub fn load(resolved: &ResolvedModel, dtype: DTypeArg, seed: u64, device: &Device) -> Result<LoadedModel> {
     load_with(resolved, dtype, seed, device, None, None)

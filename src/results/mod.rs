@@ -8,6 +8,7 @@ pub mod relative;
 pub mod schema;
 mod schema_compare;
 mod schema_evaluate;
+mod schema_http;
 mod schema_quantize;
 mod schema_sled;
 mod schema_specdec;

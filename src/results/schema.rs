@@ -12,6 +12,7 @@ use crate::kv::{KvOptions, KvStats};
 use crate::measure::stats::Summary;
 use crate::measure::system::Provenance;
 pub use super::schema_compare::{CompareParams, CompareQuality, CompareSettings};
+pub use super::schema_http::{HttpParams, HttpQuality, HttpSettings};
 pub use super::schema_evaluate::{EvaluateParams, EvaluateQuality, EvaluateSettings, Interval, McScores, TextScores, TruthfulqaScores};
 pub use super::schema_sled::{SledParams, SledQuality, SledSettings};
 pub use super::schema_quantize::{QuantizeParams, QuantizeQuality, QuantizeSettings, SparsityRecord, SparsitySettings};
@@ -32,6 +33,7 @@ pub enum CommandName {
     Quantize,
     Evaluate,
     Sled,
+    Http,
 }
 
 impl CommandName {
@@ -43,6 +45,7 @@ impl CommandName {
             Self::Quantize => "quantize",
             Self::Evaluate => "evaluate",
             Self::Sled => "sled",
+            Self::Http => "http",
         }
     }
 }
@@ -94,6 +97,7 @@ pub enum CommandSettings {
     Quantize(QuantizeSettings),
     Evaluate(EvaluateSettings),
     Sled(SledSettings),
+    Http(HttpSettings),
 }
 
 impl CommandSettings {
@@ -105,6 +109,7 @@ impl CommandSettings {
             Self::Quantize(_) => CommandName::Quantize,
             Self::Evaluate(_) => CommandName::Evaluate,
             Self::Sled(_) => CommandName::Sled,
+            Self::Http(_) => CommandName::Http,
         }
     }
 }
@@ -132,6 +137,7 @@ pub enum CaseParams {
     Quantize(QuantizeParams),
     Evaluate(EvaluateParams),
     Sled(SledParams),
+    Http(HttpParams),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
@@ -160,6 +166,7 @@ impl CaseParams {
             Self::Quantize(_) => CommandName::Quantize,
             Self::Evaluate(_) => CommandName::Evaluate,
             Self::Sled(_) => CommandName::Sled,
+            Self::Http(_) => CommandName::Http,
         }
     }
 
@@ -171,6 +178,7 @@ impl CaseParams {
             Self::Quantize(p) => &p.model,
             Self::Evaluate(p) => &p.model,
             Self::Sled(p) => &p.model,
+            Self::Http(p) => &p.model,
         }
     }
 
@@ -183,6 +191,7 @@ impl CaseParams {
             Self::Evaluate(p) => p.max_new_tokens,
             // Scoring teacher-forces answers: nothing is generated.
             Self::Sled(_) => 0,
+            Self::Http(p) => p.max_new_tokens,
         }
     }
 
@@ -235,6 +244,7 @@ impl CaseParams {
             Self::Quantize(p) => p.variant(),
             Self::Evaluate(p) => p.format.clone(),
             Self::Sled(p) => p.label(),
+            Self::Http(p) => p.label(),
         }
     }
 
@@ -276,6 +286,13 @@ impl CaseParams {
     pub fn as_sled(&self) -> Option<&SledParams> {
         match self {
             Self::Sled(p) => Some(p),
+            _ => None,
+        }
+    }
+
+    pub fn as_http(&self) -> Option<&HttpParams> {
+        match self {
+            Self::Http(p) => Some(p),
             _ => None,
         }
     }
@@ -428,6 +445,7 @@ pub enum Quality {
     Quantize(QuantizeQuality),
     Evaluate(EvaluateQuality),
     Sled(SledQuality),
+    Http(HttpQuality),
 }
 
 impl Quality {
@@ -439,6 +457,7 @@ impl Quality {
             Self::Quantize(_) => CommandName::Quantize,
             Self::Evaluate(_) => CommandName::Evaluate,
             Self::Sled(_) => CommandName::Sled,
+            Self::Http(_) => CommandName::Http,
         }
     }
 
@@ -459,6 +478,13 @@ impl Quality {
     pub fn as_sled(&self) -> Option<&SledQuality> {
         match self {
             Self::Sled(q) => Some(q),
+            _ => None,
+        }
+    }
+
+    pub fn as_http(&self) -> Option<&HttpQuality> {
+        match self {
+            Self::Http(q) => Some(q),
             _ => None,
         }
     }
@@ -560,6 +586,13 @@ impl Report {
     pub fn sled_settings(&self) -> Option<&SledSettings> {
         match &self.settings.command_settings {
             CommandSettings::Sled(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    pub fn http_settings(&self) -> Option<&HttpSettings> {
+        match &self.settings.command_settings {
+            CommandSettings::Http(s) => Some(s),
             _ => None,
         }
     }

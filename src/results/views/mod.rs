@@ -5,6 +5,7 @@
 
 mod compare;
 mod evaluate;
+mod http;
 mod kvcache;
 mod quantize;
 mod sled;
@@ -50,6 +51,7 @@ pub fn human(report: &Report) -> Table {
         CommandName::Quantize => quantize::human(report),
         CommandName::Evaluate => evaluate::human(report),
         CommandName::Sled => sled::human(report),
+        CommandName::Http => http::human(report),
     }
 }
 
@@ -62,6 +64,7 @@ pub fn csv(report: &Report) -> Table {
         CommandName::Quantize => quantize::csv(report),
         CommandName::Evaluate => evaluate::csv(report),
         CommandName::Sled => sled::csv(report),
+        CommandName::Http => http::csv(report),
     }
 }
 
