@@ -27,6 +27,7 @@ fn main() {
         Command::Quantize(args) => commands::quantize::run(args),
         Command::Evaluate(args) => commands::evaluate::run(args),
         Command::Sled(args) => commands::sled::run(args),
+        Command::Http(args) => commands::http::run(args),
         Command::Plot(args) => commands::plot::run(args),
         Command::Diff(args) => commands::diff::run(args),
         Command::Completions(args) => commands::docs::completions(args.shell),

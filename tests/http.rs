@@ -3,7 +3,7 @@
 
 use crate::common::sse_server::{serve, End, Script};
 use llmbench::http::client::{Endpoint, Failure, Timeouts};
-use llmbench::http::load::{run_level, Load};
+use llmbench::http::load::{run_level, Load, Request};
 use llmbench::http::metrics::{level_metrics, Slo};
 use llmbench::http::openai::{Api, RequestOptions};
 use llmbench::http::request::RequestRecord;
@@ -21,7 +21,7 @@ fn timeouts() -> Timeouts {
 
 fn run(url: &str, n: usize, concurrency: Option<usize>) -> Vec<RequestRecord> {
     let ep = Endpoint::parse(url).unwrap();
-    let prompts: Vec<String> = (0..n).map(|i| format!("prompt {i}")).collect();
+    let prompts: Vec<Request> = (0..n).map(|i| Request { prompt: format!("prompt {i}"), max_tokens: 8 }).collect();
     let load = Load { arrivals: vec![Duration::ZERO; n], max_concurrency: concurrency, duration: None };
     run_level(&ep, &opts(Api::Chat), &prompts, &load, timeouts()).unwrap().0
 }
@@ -111,10 +111,70 @@ fn sends_follow_the_schedule_not_the_free_slots() {
     let server = serve(|_| Script::chat(2 * MS, MS, &["a"], Some(1)));
     let ep = Endpoint::parse(&server.url()).unwrap();
     let arrivals: Vec<Duration> = (0..20).map(|i| i * 10 * MS).collect();
-    let prompts = vec!["p".to_string(); 20];
+    let prompts = vec![Request { prompt: "p".into(), max_tokens: 4 }; 20];
     let (recs, _) = run_level(&ep, &opts(Api::Completions), &prompts, &Load { arrivals, max_concurrency: None, duration: None }, timeouts()).unwrap();
     for (i, r) in recs.iter().enumerate() {
         assert!((r.scheduled_s - i as f64 * 0.010).abs() < 1e-3, "request {i} scheduled at {}", r.scheduled_s);
         assert!(r.queue_s < 2e-3, "request {i} left {} s late", r.queue_s);
+    }
+}
+
+fn llmbench() -> assert_cmd::Command {
+    assert_cmd::Command::cargo_bin("llmbench").unwrap()
+}
+
+/// The whole command against the scripted server: a concurrency sweep recorded as cases,
+/// results.json valid under the schema's rules, the table and charts written.
+#[test]
+fn the_command_sweeps_concurrency_and_writes_results() {
+    let server = serve(|_| Script::chat(20 * MS, 5 * MS, &["a", "b", "c"], Some(3)));
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let assert = llmbench()
+        .args(["http", "--endpoint", &server.url(), "--api", "chat", "--dataset", "prompts", "--num-prompts", "6"])
+        .args(["--max-concurrency", "1,3", "--warmup-requests", "1", "--goodput", "ttft:1000", "-o", "json", "--out"])
+        .arg(&out)
+        .assert()
+        .success();
+    let report: serde_json::Value = serde_json::from_slice(&assert.get_output().stdout).unwrap();
+    let cases = report["cases"].as_array().unwrap();
+    assert_eq!(cases.len(), 2);
+    for (case, c) in cases.iter().zip([1, 3]) {
+        assert_eq!(case["params"]["max_concurrency"], c);
+        let m = &case["quality"]["metrics"];
+        assert_eq!((m["completed"].as_u64(), m["failed"].as_u64(), m["total_output_tokens"].as_u64()), (Some(6), Some(0), Some(18)));
+        assert!(m["ttft_ms"]["median"].as_f64().unwrap() >= 20.0);
+        assert_eq!(case["runs"].as_array().unwrap().len(), 6);
+        assert!(m["goodput"].as_f64().unwrap() > 0.0);
+    }
+    // 1 probe + 1 warm-up and 6 measured a level.
+    assert_eq!(server.requests.load(std::sync::atomic::Ordering::SeqCst), 1 + 2 * (1 + 6));
+    for file in ["results.json", "table.md", "ttft-vs-load.png", "tpot-vs-load.svg", "throughput-vs-load.png", "ttft-distribution.png"] {
+        assert!(out.join(file).exists(), "{file}");
+    }
+}
+
+#[test]
+fn bad_input_is_one_line_and_exit_2_with_no_run_directory() {
+    let html = serve(|_| Script::status(404, "<html>not here</html>"));
+    let dir = tempfile::tempdir().unwrap();
+    let sharegpt = dir.path().join("empty.json");
+    std::fs::write(&sharegpt, r#"[{"id": 1}]"#).unwrap();
+    let dead = format!("http://127.0.0.1:{}", std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port());
+    let live = serve(|_| Script::chat(MS, MS, &["a"], Some(1)));
+    let cases: [(Vec<String>, &str); 5] = [
+        (vec!["--endpoint".into(), dead], "is the server running"),
+        (vec!["--endpoint".into(), html.url()], "HTTP 404"),
+        (vec!["--endpoint".into(), live.url(), "--request-rate".into(), "0".into()], "--request-rate 0"),
+        (vec!["--endpoint".into(), live.url(), "--dataset".into(), format!("sharegpt:{}", sharegpt.display())], "has no conversations"),
+        (vec!["--endpoint".into(), "localhost:8080".into()], "expected http://HOST:PORT"),
+    ];
+    for (args, needle) in cases {
+        let out = dir.path().join("never");
+        let assert = llmbench().arg("http").args(&args).arg("--out").arg(&out).assert().code(2);
+        let stderr = String::from_utf8_lossy(&assert.get_output().stderr).to_string();
+        assert!(stderr.contains(needle), "{args:?}: {stderr}");
+        assert_eq!(stderr.trim().lines().count(), 1, "{args:?}: {stderr}");
+        assert!(!out.exists(), "{args:?} left a run directory");
     }
 }

@@ -6,6 +6,7 @@ pub mod compare;
 pub mod diff;
 pub mod evaluate;
 pub mod generate;
+pub mod http;
 pub mod kvcache;
 pub mod plan;
 pub mod plot;
@@ -50,6 +51,9 @@ pub enum Command {
     /// SLED studies: TruthfulQA multiple choice under standard decoding, Self Logits Evolution
     /// Decoding and DoLa.
     Sled(sled::SledArgs),
+    /// Benchmark an OpenAI-compatible server (llama-server, vLLM, TGI, SGLang) under load:
+    /// throughput, TTFT, TPOT, ITL and end-to-end latency per request rate or concurrency.
+    Http(http::HttpArgs),
     /// Redraw charts from a saved results.json.
     Plot(plot::PlotArgs),
     /// Compare two runs case by case, with confidence intervals.

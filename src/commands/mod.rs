@@ -13,6 +13,7 @@ mod evaluate_score;
 pub mod chat;
 pub mod generate;
 mod harness;
+pub mod http;
 mod model_list;
 mod output;
 pub mod kvcache;

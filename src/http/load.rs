@@ -10,6 +10,13 @@ use super::request::{run_one, RequestRecord};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// One request to send: its prompt and how many tokens to ask for.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Request {
+    pub prompt: String,
+    pub max_tokens: usize,
+}
+
 /// A level's load.
 #[derive(Debug, Clone)]
 pub struct Load {
@@ -34,20 +41,20 @@ async fn wait_until(due: Instant) {
     }
 }
 
-/// Runs a level; `prompts[i]` is sent at `load.arrivals[i]`. Returns every request's record
+/// Runs a level; `requests[i]` is sent at `load.arrivals[i]` with `opts` (its own max_tokens). Returns every request's record
 /// (in send order) and the instant the level started.
-pub fn run_level(ep: &Endpoint, opts: &RequestOptions, prompts: &[String], load: &Load, timeouts: Timeouts) -> std::io::Result<(Vec<RequestRecord>, Instant)> {
+pub fn run_level(ep: &Endpoint, opts: &RequestOptions, requests: &[Request], load: &Load, timeouts: Timeouts) -> std::io::Result<(Vec<RequestRecord>, Instant)> {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    Ok(rt.block_on(run_level_async(ep, opts, prompts, load, timeouts)))
+    Ok(rt.block_on(run_level_async(ep, opts, requests, load, timeouts)))
 }
 
-async fn run_level_async(ep: &Endpoint, opts: &RequestOptions, prompts: &[String], load: &Load, timeouts: Timeouts) -> (Vec<RequestRecord>, Instant) {
+async fn run_level_async(ep: &Endpoint, opts: &RequestOptions, requests: &[Request], load: &Load, timeouts: Timeouts) -> (Vec<RequestRecord>, Instant) {
     let pool = Arc::new(Pool::default());
     let slots = Arc::new(tokio::sync::Semaphore::new(load.max_concurrency.unwrap_or(tokio::sync::Semaphore::MAX_PERMITS)));
-    let (ep, opts) = (Arc::new(ep.clone()), Arc::new(opts.clone()));
+    let ep = Arc::new(ep.clone());
     let start = Instant::now() + Duration::from_millis(5);
     let mut tasks = tokio::task::JoinSet::new();
-    for (index, (prompt, offset)) in prompts.iter().zip(&load.arrivals).enumerate() {
+    for (index, (request, offset)) in requests.iter().zip(&load.arrivals).enumerate() {
         if load.duration.is_some_and(|d| *offset >= d) {
             break;
         }
@@ -55,14 +62,15 @@ async fn run_level_async(ep: &Endpoint, opts: &RequestOptions, prompts: &[String
         wait_until(scheduled).await;
         // Waits for a slot here, in order: later requests queue behind this one.
         let Ok(permit) = slots.clone().acquire_owned().await else { break };
-        let (pool, ep, opts, prompt) = (pool.clone(), ep.clone(), opts.clone(), prompt.clone());
+        let opts = RequestOptions { max_tokens: request.max_tokens, ..opts.clone() };
+        let (pool, ep, prompt) = (pool.clone(), ep.clone(), request.prompt.clone());
         tasks.spawn(async move {
             let rec = run_one(&pool, &ep, &opts, &prompt, timeouts, index, start, scheduled).await;
             drop(permit);
             rec
         });
     }
-    let mut records = Vec::with_capacity(prompts.len());
+    let mut records = Vec::with_capacity(requests.len());
     while let Some(done) = tasks.join_next().await {
         if let Ok(rec) = done {
             records.push(rec);
