@@ -1,7 +1,7 @@
 //! `llmbench http` against the scripted loopback server (common/sse_server.rs): each metric
 //! equals its definition on scripted timings, within what the timer and scheduler allow.
 
-use crate::common::sse_server::{serve, End, Script};
+use llmbench::http::scripted::{serve, End, Script};
 use llmbench::http::client::{Endpoint, Failure, Timeouts};
 use llmbench::http::load::{run_level, Load, Request};
 use llmbench::http::metrics::{level_metrics, Slo};
@@ -40,13 +40,19 @@ fn ttft_skips_the_role_only_chunk_and_tpot_itl_follow_the_script() {
     let ttft = m.ttft_ms.unwrap();
     // Sequential (concurrency 1): the 2nd and 3rd wait in the client's queue, and their TTFT
     // counts from their scheduled time (0), so it grows by a whole request each time.
-    assert!(ttft.min >= 40.0 && ttft.min < 48.0, "{ttft:?}");
+    // Lower bounds are the script's; upper bounds leave room for a busy 2-core CI machine.
+    assert!(ttft.min >= 40.0 && ttft.min < 60.0, "{ttft:?}");
     assert!(ttft.max >= 2.0 * 70.0 + 40.0, "queued requests' TTFT includes the queue: {ttft:?}");
     let itl = m.itl_ms.unwrap();
     assert_eq!(itl.n, 3 * 3);
-    assert!(itl.median >= 9.5 && itl.median < 13.0, "{itl:?}");
+    assert!(itl.median >= 9.5 && itl.median < 25.0, "{itl:?}");
     let tpot = m.tpot_ms.unwrap();
-    assert!(tpot.median >= 9.5 && tpot.median < 13.0, "{tpot:?}");
+    assert!(tpot.median >= 9.5 && tpot.median < 25.0, "{tpot:?}");
+    // Exactly their definitions, recomputed from the raw records.
+    let gaps: Vec<f64> = recs.iter().flat_map(|r| r.chunk_s.windows(2).map(|w| (w[1] - w[0]) * 1e3).collect::<Vec<_>>()).collect();
+    assert_eq!(itl, llmbench::measure::stats::Summary::of(&gaps).unwrap());
+    let tpots: Vec<f64> = recs.iter().map(|r| (r.e2e_s - r.ttft_s().unwrap()) * 1e3 / 3.0).collect();
+    assert_eq!(tpot, llmbench::measure::stats::Summary::of(&tpots).unwrap());
     assert!(m.queue_ms.unwrap().max >= 140.0);
     assert_eq!((m.total_output_tokens, m.output_tokens_from_tokenizer, m.multi_token_chunk_requests), (12, 0, 0));
     assert_eq!(server.requests.load(std::sync::atomic::Ordering::SeqCst), 3);
@@ -58,7 +64,7 @@ fn multi_token_chunks_divide_the_gap_and_missing_usage_falls_back_to_the_tokeniz
     let multi = serve(|_| Script::chat(20 * MS, 30 * MS, &["abc", "def"], Some(6)));
     let m = level_metrics(&run(&multi.url(), 1, None), &Slo::default(), &chars);
     assert_eq!((m.multi_token_chunk_requests, m.itl_ms.as_ref().unwrap().n), (1, 3));
-    assert!((9.5..13.0).contains(&m.itl_ms.unwrap().median));
+    assert!((9.5..20.0).contains(&m.itl_ms.unwrap().median));
     // No usage trailer: our tokenizer (here characters) counts "ab" + "cde" = 5.
     let bare = serve(|_| Script::chat(5 * MS, 5 * MS, &["ab", "cde"], None));
     let m = level_metrics(&run(&bare.url(), 1, None), &Slo::default(), &chars);
@@ -76,7 +82,7 @@ fn reasoning_deltas_count_as_output_and_are_reported_apart() {
     let m = level_metrics(&recs, &Slo::default(), &chars);
     assert_eq!((m.reasoning_chunks, recs[0].chunk_s.len()), (1, 2));
     // TTFT is the reasoning chunk (10 ms), not the content (15 ms later).
-    assert!((10.0..14.0).contains(&m.ttft_ms.unwrap().median));
+    assert!((10.0..25.0).contains(&m.ttft_ms.unwrap().median));
 }
 
 #[test]
@@ -114,9 +120,12 @@ fn sends_follow_the_schedule_not_the_free_slots() {
     let prompts = vec![Request { prompt: "p".into(), max_tokens: 4 }; 20];
     let (recs, _) = run_level(&ep, &opts(Api::Completions), &prompts, &Load { arrivals, max_concurrency: None, duration: None }, timeouts()).unwrap();
     for (i, r) in recs.iter().enumerate() {
-        assert!((r.scheduled_s - i as f64 * 0.010).abs() < 1e-3, "request {i} scheduled at {}", r.scheduled_s);
-        assert!(r.queue_s < 2e-3, "request {i} left {} s late", r.queue_s);
+        assert!((r.scheduled_s - i as f64 * 0.010).abs() < 1e-9, "request {i} scheduled at {}", r.scheduled_s);
+        assert!(r.queue_s < 20e-3, "request {i} left {} s late", r.queue_s);
     }
+    let queue: Vec<f64> = recs.iter().map(|r| r.queue_s).collect();
+    let median = llmbench::measure::stats::Summary::of(&queue).unwrap().median;
+    assert!(median < 1e-3, "sends leave within a millisecond of their schedule (median {median} s)");
 }
 
 fn llmbench() -> assert_cmd::Command {
@@ -176,5 +185,72 @@ fn bad_input_is_one_line_and_exit_2_with_no_run_directory() {
         assert!(stderr.contains(needle), "{args:?}: {stderr}");
         assert_eq!(stderr.trim().lines().count(), 1, "{args:?}: {stderr}");
         assert!(!out.exists(), "{args:?} left a run directory");
+    }
+}
+
+/// A llama-server child, killed when dropped.
+struct LlamaServer(std::process::Child, u16);
+
+impl Drop for LlamaServer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// llama.cpp's llama-server (LLMBENCH_LLAMA_SERVER names the binary; ../shared/LLAMA-CPP.md and
+/// benches/http_llama_server.sh build it) serving the real SmolLM2 GGUF with 4 slots.
+fn llama_server() -> LlamaServer {
+    let binary = std::env::var("LLMBENCH_LLAMA_SERVER").expect("LLMBENCH_LLAMA_SERVER: the llama-server binary");
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let child = std::process::Command::new(binary)
+        .args(["-m", crate::common::smollm2_gguf().to_str().unwrap(), "--host", "127.0.0.1", "--port", &port.to_string()])
+        .args(["-t", "2", "-c", "4096", "-np", "4", "--no-webui"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let server = LlamaServer(child, port);
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let health = std::net::TcpStream::connect(("127.0.0.1", port)).ok().and_then(|mut s| {
+            use std::io::{Read, Write};
+            s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").ok()?;
+            let mut text = String::new();
+            s.read_to_string(&mut text).ok()?;
+            Some(text)
+        });
+        if health.is_some_and(|t| t.starts_with("HTTP/1.1 200")) {
+            return server;
+        }
+        assert!(std::time::Instant::now() < deadline, "llama-server did not become healthy within 120 s");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Against a real server nobody here wrote: fixed output lengths through ignore_eos, token
+/// counts from its usage, and our TPOT beside its own per-token time.
+#[test]
+#[ignore = "needs llama.cpp's llama-server: set LLMBENCH_LLAMA_SERVER (benches/http_llama_server.sh builds it) and run with --ignored"]
+fn llama_server_answers_a_concurrency_sweep_with_its_own_timings_beside_ours() {
+    let server = llama_server();
+    let dir = tempfile::tempdir().unwrap();
+    let assert = llmbench()
+        .args(["http", "--endpoint", &format!("http://127.0.0.1:{}", server.1), "--dataset", "random:32:16"])
+        .args(["--num-prompts", "8", "--max-concurrency", "1,4", "--warmup-requests", "1", "-o", "json", "--no-charts", "--out"])
+        .arg(dir.path().join("run"))
+        .assert()
+        .success();
+    let report: serde_json::Value = serde_json::from_slice(&assert.get_output().stdout).unwrap();
+    for case in report["cases"].as_array().unwrap() {
+        let q = &case["quality"];
+        let m = &q["metrics"];
+        assert_eq!((m["completed"].as_u64(), m["failed"].as_u64()), (Some(8), Some(0)), "{m}");
+        assert_eq!(m["total_output_tokens"].as_u64(), Some(8 * 16), "ignore_eos gives every request its 16 tokens");
+        assert_eq!(m["output_tokens_from_tokenizer"].as_u64(), Some(0), "llama-server sends usage");
+        let ours = m["tpot_ms"]["median"].as_f64().unwrap();
+        let theirs = q["server_per_token_ms"]["median"].as_f64().unwrap();
+        // Ours adds HTTP and the event stream to the server's own decode time, never less.
+        assert!(ours >= 0.9 * theirs && ours < 3.0 * theirs + 5.0, "TPOT {ours} ms against the server's {theirs} ms");
     }
 }

@@ -1,5 +1,9 @@
 //! `llmbench http`: benchmarking OpenAI-compatible servers (llama.cpp's llama-server, vLLM, TGI,
-//! SGLang) over HTTP. The wire format (`openai`), the event-stream parser (`sse`).
+//! SGLang) over HTTP. The wire format (`openai`), the event-stream parser (`sse`), the HTTP/1.1
+//! client (`client`), one timed request (`request`), the arrival schedule (`schedule`), a load
+//! level (`load`), its metrics (`metrics`), the datasets (`dataset`), and a scripted loopback
+//! server for the tests and the client-overhead benchmark (`scripted`). The command itself is
+//! `commands::http`.
 
 pub mod client;
 pub mod dataset;
@@ -8,4 +12,5 @@ pub mod metrics;
 pub mod openai;
 pub mod request;
 pub mod schedule;
+pub mod scripted;
 pub mod sse;

@@ -1,7 +1,5 @@
 //! Shared fixtures: the committed random-weight checkpoints and the real SmolLM2 GGUF.
 
-pub mod sse_server;
-
 use candle_core::{Device, Tensor};
 use llmbench::models::source::{self, SourceOptions};
 use llmbench::models::{self, DTypeArg, LoadedModel};

@@ -180,20 +180,21 @@ impl GraphDecoder {
         let qkv_dim = q_dim + 2 * shape.n_kv * d;
         let sms = ctx.attribute(sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT).map_err(wrap)?;
         let choice = GemvChoice::from_env(sms as u32)?;
-        let project = |w: &GraphWeight, n: usize, k: usize| Projection::new(w, n, k, dtype, suffix, &stream, &f, &choice);
+        // Only the O projection's prologue keeps split-combine factors in shared memory.
+        let project = |w: &GraphWeight, n: usize, k: usize, reserved: usize| Projection::new(w, n, k, dtype, suffix, &stream, &f, &choice, reserved);
         let mut layers = Vec::with_capacity(weights.layers.len());
         for lw in &weights.layers {
             let (Some(qkv), Some(o), Some(gate_up), Some(down)) = (
-                project(&lw.qkv, qkv_dim, shape.hidden)?,
-                project(&lw.o, shape.hidden, q_dim)?,
-                project(&lw.gate_up, 2 * shape.intermediate, shape.hidden)?,
-                project(&lw.down, shape.hidden, shape.intermediate)?,
+                project(&lw.qkv, qkv_dim, shape.hidden, 0)?,
+                project(&lw.o, shape.hidden, q_dim, COMBINE_SHARED_BYTES)?,
+                project(&lw.gate_up, 2 * shape.intermediate, shape.hidden, 0)?,
+                project(&lw.down, shape.hidden, shape.intermediate, 0)?,
             ) else {
                 return Ok(None);
             };
             layers.push(LayerOps { input_norm: ptr(&lw.input_norm, &stream)?, post_norm: ptr(&lw.post_norm, &stream)?, qkv, o, gate_up, down });
         }
-        let Some(head) = project(&weights.head, shape.vocab, shape.hidden)? else { return Ok(None) };
+        let Some(head) = project(&weights.head, shape.vocab, shape.hidden, 0)? else { return Ok(None) };
         let zeros = |n: usize, dt: DType| Tensor::zeros(n, dt, device);
         let buffers = Buffers {
             params: zeros(2, DType::U32)?,
@@ -250,6 +251,7 @@ impl Projection {
         stream: &Arc<CudaStream>,
         load: &dyn Fn(&str) -> Result<CudaFunction>,
         choice: &GemvChoice,
+        reserved: usize,
     ) -> Result<Option<Self>> {
         let refuse = |why: String| {
             tracing::debug!("CUDA graph: a {n} x {k} projection is not taken: {why}");
@@ -267,9 +269,9 @@ impl Projection {
                     return refuse("rows are not whole 16-byte chunks".into());
                 }
                 let row_bytes = k * dtype.size_in_bytes();
-                if let Some(shape) = choice.stream(n, row_bytes, COMBINE_SHARED_BYTES) {
+                if let Some(shape) = choice.stream(row_bytes, reserved) {
                     let kernel = load(&format!("gemv_stream_{suffix}"))?;
-                    let most = shape.shared_bytes + COMBINE_SHARED_BYTES;
+                    let most = shape.shared_bytes + reserved;
                     kernel.set_attribute(sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, most as i32).map_err(wrap)?;
                     args.stage_rows = shape.stage_rows as i32;
                     args.stages = shape.stages as i32;

@@ -1,8 +1,9 @@
-//! A scripted OpenAI-compatible streaming server on 127.0.0.1 for the `http` tests: every
-//! request is answered by a `Script` (chosen from the request's JSON body), with known delays
-//! before each event, so that measured TTFT, ITL, TPOT and E2E can be checked against their
-//! definitions. Keep-alive HTTP/1.1, chunked bodies (one HTTP chunk per event), a thread per
-//! connection.
+//! A scripted OpenAI-compatible streaming server on 127.0.0.1, for the `http` tests and the
+//! client-overhead benchmark: every request is answered by a `Script` (chosen from the
+//! request's JSON body), with known delays before each event, so that measured TTFT, ITL, TPOT
+//! and E2E can be checked against their definitions. Keep-alive HTTP/1.1, chunked bodies (one
+//! HTTP chunk per event), a thread per connection. A script with no delays is written in one
+//! piece, as fast as the socket takes it (the benchmark's instant server).
 
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -121,18 +122,32 @@ fn handle(conn: TcpStream, script: &dyn Fn(&Value) -> Script, count: &AtomicUsiz
             write!(out, "HTTP/1.1 {} Error\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{text}", s.status, text.len())?;
             continue;
         }
-        write!(out, "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n")?;
-        out.flush()?;
+        let mut head = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+        let instant = s.events.iter().all(|(d, _)| d.is_zero());
+        if !instant {
+            out.write_all(&head)?;
+            out.flush()?;
+            head.clear();
+        }
         for (delay, data) in &s.events {
             if !delay.is_zero() {
                 std::thread::sleep(*delay);
             }
             let event = format!("data: {data}\n\n");
-            write!(out, "{:x}\r\n{event}\r\n", event.len())?;
-            out.flush()?;
+            head.extend_from_slice(format!("{:x}\r\n{event}\r\n", event.len()).as_bytes());
+            if !instant {
+                out.write_all(&head)?;
+                out.flush()?;
+                head.clear();
+            }
         }
+        if s.end == End::Done {
+            head.extend_from_slice(b"0\r\n\r\n");
+        }
+        out.write_all(&head)?;
+        out.flush()?;
         match s.end {
-            End::Done => write!(out, "0\r\n\r\n")?,
+            End::Done => {}
             End::Drop => return Ok(()),
             End::Stall => {
                 std::thread::sleep(Duration::from_secs(30));

@@ -1,0 +1,73 @@
+//! What `llmbench http`'s client costs: the scripted loopback server (src/http/scripted.rs)
+//! answers every request at once with a whole stream (a role-only chunk, CHUNKS one-token
+//! content chunks, the usage trailer, [DONE]) written in one piece, and the client runs it as
+//! `llmbench http` does (one current-thread runtime). Both share this machine's cores, so the
+//! numbers bound the client from below: a server elsewhere leaves it more CPU.
+//!
+//!   closed loop: REQUESTS requests at 64 concurrent: requests/s and streamed chunks/s the
+//!     client sustains, parsing every event;
+//!   open loop: Poisson arrivals at RATE requests/s: TTFT against a server that answers at
+//!     once is what the client (and loopback) add to every request's TTFT; p50/p99 shown.
+//!
+//! `cargo bench --bench http_client_overhead` (OUT=DIR also writes DIR/overhead.json).
+
+use llmbench::http::client::{Endpoint, Timeouts};
+use llmbench::http::load::{run_level, Load, Request};
+use llmbench::http::metrics::{level_metrics, Slo};
+use llmbench::http::openai::{Api, RequestOptions};
+use llmbench::http::schedule::{arrivals, Rate};
+use llmbench::http::scripted::{serve, Script};
+use std::time::{Duration, Instant};
+
+const CHUNKS: usize = 100;
+const REQUESTS: usize = 5_000;
+const CONCURRENCY: usize = 64;
+const RATE: f64 = 1_000.0;
+const OPEN_LOOP_REQUESTS: usize = 5_000;
+
+fn main() {
+    let pieces: Vec<String> = (0..CHUNKS).map(|i| format!("t{i}")).collect();
+    let refs: Vec<&str> = pieces.iter().map(String::as_str).collect();
+    let script = Script::chat(Duration::ZERO, Duration::ZERO, &refs, Some(CHUNKS as u64));
+    let server = serve(move |_| script.clone());
+    let ep = Endpoint::parse(&server.url()).unwrap();
+    let opts = RequestOptions { api: Api::Chat, served_model: None, max_tokens: CHUNKS, ignore_eos: true, temperature: 0.0, seed: None };
+    let timeouts = Timeouts { connect: Duration::from_secs(5), read: Duration::from_secs(10) };
+    let chars = |s: &str| s.len();
+
+    // Closed loop: as fast as the client goes.
+    let requests = vec![Request { prompt: "hi".into(), max_tokens: CHUNKS }; REQUESTS];
+    let load = Load { arrivals: vec![Duration::ZERO; REQUESTS], max_concurrency: Some(CONCURRENCY), duration: None };
+    let t = Instant::now();
+    let (records, _) = run_level(&ep, &opts, &requests, &load, timeouts).unwrap();
+    let wall = t.elapsed().as_secs_f64();
+    let closed = level_metrics(&records, &Slo::default(), &chars);
+    assert_eq!(closed.failed, 0, "{:?}", closed.failures_by_cause);
+    let chunks: usize = records.iter().map(|r| r.chunk_s.len()).sum();
+    let (req_s, chunk_s) = (REQUESTS as f64 / wall, chunks as f64 / wall);
+
+    // Open loop: Poisson arrivals; TTFT from the scheduled send time.
+    let requests = vec![Request { prompt: "hi".into(), max_tokens: CHUNKS }; OPEN_LOOP_REQUESTS];
+    let load = Load { arrivals: arrivals(OPEN_LOOP_REQUESTS, Rate::PerSecond(RATE), 1.0, 0), max_concurrency: None, duration: None };
+    let (records, _) = run_level(&ep, &opts, &requests, &load, timeouts).unwrap();
+    let open = level_metrics(&records, &Slo::default(), &chars);
+    assert_eq!(open.failed, 0, "{:?}", open.failures_by_cause);
+    let ttft = open.ttft_ms.clone().unwrap();
+    let queue = open.queue_ms.clone().unwrap();
+
+    println!("closed loop, {REQUESTS} requests x {CHUNKS} chunks at {CONCURRENCY} concurrent: {wall:.2} s");
+    println!("  {req_s:.0} requests/s, {chunk_s:.0} chunks/s (targets: 1,000 and 100,000)");
+    println!("open loop, {OPEN_LOOP_REQUESTS} requests, Poisson {RATE} requests/s (achieved {:.0}):", open.achieved_rate.unwrap_or(0.0));
+    println!("  TTFT against an instant server: p50 {:.3} ms, p90 {:.3} ms, p99 {:.3} ms (target p99 < 1 ms)", ttft.p50, ttft.p90, ttft.p99);
+    println!("  send lateness (queue): p50 {:.3} ms, p99 {:.3} ms", queue.p50, queue.p99);
+    if let Ok(dir) = std::env::var("OUT") {
+        let json = serde_json::json!({
+            "chunks_per_request": CHUNKS,
+            "closed_loop": {"requests": REQUESTS, "concurrency": CONCURRENCY, "wall_s": wall, "requests_per_s": req_s, "chunks_per_s": chunk_s},
+            "open_loop": {"requests": OPEN_LOOP_REQUESTS, "rate": RATE, "achieved_rate": open.achieved_rate, "ttft_ms": ttft, "queue_ms": queue},
+            "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+        });
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(format!("{dir}/overhead.json"), serde_json::to_string_pretty(&json).unwrap() + "\n").unwrap();
+    }
+}

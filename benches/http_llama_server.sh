@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# `llmbench http` against llama.cpp's llama-server serving the default model (SmolLM2-135M-Instruct
+# Q4_1 GGUF) on 127.0.0.1: the committed results/http-llama-server/ runs (a concurrency sweep
+# 1, 2, 4, 8 and a Poisson rate sweep), then the ignored integration test against the same binary.
+# llama-server comes from LLMBENCH_LLAMA_SERVER, else it is built once into ~/.cache/llmbench/
+# llama.cpp from the PyPI source package as ../shared/LLAMA-CPP.md describes (8-10 minutes on
+# 2 cores). Server and client share this machine: -t 2 for the server, one core's worth of
+# client (a current-thread runtime).
+#   bash benches/http_llama_server.sh [OUT_DIR]   (default results/http-llama-server)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+OUT=${1:-results/http-llama-server}
+D=~/.cache/llmbench/llama.cpp
+if [ -z "${LLMBENCH_LLAMA_SERVER:-}" ]; then
+  if [ ! -x "$D/build/bin/llama-server" ]; then
+    echo "building llama-server into $D (once; 8-10 minutes on 2 cores)" >&2
+    mkdir -p "$D" && cd "$D"
+    [ -x v/bin/pip ] || python3 -m venv v
+    v/bin/pip install -q scikit-build-core cmake
+    [ -f llama_cpp_python-0.3.36.tar.gz ] || v/bin/pip download -q --no-deps --no-binary :all: --no-build-isolation llama-cpp-python==0.3.36 -d .
+    [ -d src ] || { tar xzf llama_cpp_python-0.3.36.tar.gz && mv llama_cpp_python-0.3.36/vendor/llama.cpp src; }
+    v/bin/cmake -S src -B build -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=ON -DLLAMA_CURL=OFF -DBUILD_SHARED_LIBS=OFF > /dev/null
+    v/bin/cmake --build build -j2 --target llama-server > /dev/null
+    cd - > /dev/null
+  fi
+  export LLMBENCH_LLAMA_SERVER=$D/build/bin/llama-server
+fi
+cargo build --release --locked -q
+BIN=target/release/llmbench
+# The default model's GGUF, fetched through llmbench's own pip source.
+GGUF=$(find ~/.cache/llmbench/pip -name 'SmolLM2-135M-Instruct.Q4_1.gguf' | head -n 1)
+[ -f "$GGUF" ] || { echo "the SmolLM2 GGUF is not in ~/.cache/llmbench/pip: run llmbench once (it fetches it)" >&2; exit 2; }
+PORT=$(python3 -c "import socket; s = socket.socket(); s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])")
+"$LLMBENCH_LLAMA_SERVER" -m "$GGUF" --host 127.0.0.1 --port "$PORT" -t 2 -c 8192 -np 8 --no-webui > /tmp/llama-server.log 2>&1 &
+SERVER=$!
+trap 'kill $SERVER 2>/dev/null; wait $SERVER 2>/dev/null' EXIT
+for _ in $(seq 1 600); do
+  python3 -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:$PORT/health')" 2>/dev/null && break
+  sleep 0.2
+done
+"$LLMBENCH_LLAMA_SERVER" --version 2>&1 | head -n 2 > "$OUT.llama-server-version.txt" || true
+COMMON=(--endpoint "http://127.0.0.1:$PORT" --tokenizer "$GGUF" --dataset random:128:64 --num-prompts 32 --warmup-requests 2 --seed 0)
+rm -rf "$OUT/concurrency" "$OUT/poisson"
+mkdir -p "$OUT"
+"$BIN" http "${COMMON[@]}" --max-concurrency 1,2,4,8 --out "$OUT/concurrency"
+"$BIN" http "${COMMON[@]}" --request-rate 0.5,1,2,4 --burstiness 1 --out "$OUT/poisson"
+mv "$OUT.llama-server-version.txt" "$OUT/llama-server-version.txt"
+kill $SERVER; wait $SERVER 2>/dev/null || true
+trap - EXIT
+cargo test --locked --test main http::llama_server -- --ignored
