@@ -6,8 +6,10 @@
 //!
 //!   closed loop: REQUESTS requests at 64 concurrent: requests/s and streamed chunks/s the
 //!     client sustains, parsing every event;
-//!   open loop: Poisson arrivals at RATE requests/s: TTFT against a server that answers at
-//!     once is what the client (and loopback) add to every request's TTFT; p50/p99 shown.
+//!   open loop: Poisson arrivals at each of RATES requests/s, after a warm-up pass at the same
+//!     rate: TTFT against a server that answers at once is what the client, the loopback and
+//!     the server's thread add to every request's TTFT (an upper bound of the client's share),
+//!     with the client parked between events (the default) and with --busy-poll.
 //!
 //! `cargo bench --bench http_client_overhead` (OUT=DIR also writes DIR/overhead.json).
 
@@ -22,7 +24,7 @@ use std::time::{Duration, Instant};
 const CHUNKS: usize = 100;
 const REQUESTS: usize = 5_000;
 const CONCURRENCY: usize = 64;
-const RATE: f64 = 1_000.0;
+const RATES: [f64; 3] = [100.0, 500.0, 1_000.0];
 const OPEN_LOOP_REQUESTS: usize = 5_000;
 
 fn main() {
@@ -37,7 +39,7 @@ fn main() {
 
     // Closed loop: as fast as the client goes.
     let requests = vec![Request { prompt: "hi".into(), max_tokens: CHUNKS }; REQUESTS];
-    let load = Load { arrivals: vec![Duration::ZERO; REQUESTS], max_concurrency: Some(CONCURRENCY), duration: None };
+    let load = Load { arrivals: vec![Duration::ZERO; REQUESTS], max_concurrency: Some(CONCURRENCY), duration: None, busy_poll: false };
     let t = Instant::now();
     let (records, _) = run_level(&ep, &opts, &requests, &load, timeouts).unwrap();
     let wall = t.elapsed().as_secs_f64();
@@ -46,25 +48,37 @@ fn main() {
     let chunks: usize = records.iter().map(|r| r.chunk_s.len()).sum();
     let (req_s, chunk_s) = (REQUESTS as f64 / wall, chunks as f64 / wall);
 
-    // Open loop: Poisson arrivals; TTFT from the scheduled send time.
-    let requests = vec![Request { prompt: "hi".into(), max_tokens: CHUNKS }; OPEN_LOOP_REQUESTS];
-    let load = Load { arrivals: arrivals(OPEN_LOOP_REQUESTS, Rate::PerSecond(RATE), 1.0, 0), max_concurrency: None, duration: None };
-    let (records, _) = run_level(&ep, &opts, &requests, &load, timeouts).unwrap();
-    let open = level_metrics(&records, &Slo::default(), &chars);
-    assert_eq!(open.failed, 0, "{:?}", open.failures_by_cause);
-    let ttft = open.ttft_ms.clone().unwrap();
-    let queue = open.queue_ms.clone().unwrap();
+    // Open loop: Poisson arrivals; TTFT from the scheduled send time. A first pass at the same
+    // rate warms the connection pool (and the server's connection threads): steady state.
+    let mut open = Vec::new();
+    for busy_poll in [false, true] {
+        for rate in RATES {
+            let requests = vec![Request { prompt: "hi".into(), max_tokens: CHUNKS }; OPEN_LOOP_REQUESTS];
+            let load = Load { arrivals: arrivals(OPEN_LOOP_REQUESTS, Rate::PerSecond(rate), 1.0, 0), max_concurrency: None, duration: None, busy_poll };
+            run_level(&ep, &opts, &requests, &load, timeouts).unwrap();
+            let (records, _) = run_level(&ep, &opts, &requests, &load, timeouts).unwrap();
+            let m = level_metrics(&records, &Slo::default(), &chars);
+            assert_eq!(m.failed, 0, "{:?}", m.failures_by_cause);
+            open.push((busy_poll, rate, m));
+        }
+    }
 
     println!("closed loop, {REQUESTS} requests x {CHUNKS} chunks at {CONCURRENCY} concurrent: {wall:.2} s");
     println!("  {req_s:.0} requests/s, {chunk_s:.0} chunks/s (targets: 1,000 and 100,000)");
-    println!("open loop, {OPEN_LOOP_REQUESTS} requests, Poisson {RATE} requests/s (achieved {:.0}):", open.achieved_rate.unwrap_or(0.0));
-    println!("  TTFT against an instant server: p50 {:.3} ms, p90 {:.3} ms, p99 {:.3} ms (target p99 < 1 ms)", ttft.p50, ttft.p90, ttft.p99);
-    println!("  send lateness (queue): p50 {:.3} ms, p99 {:.3} ms", queue.p50, queue.p99);
+    let mut levels = Vec::new();
+    for (busy_poll, rate, m) in &open {
+        let (ttft, queue) = (m.ttft_ms.clone().unwrap(), m.queue_ms.clone().unwrap());
+        let mode = if *busy_poll { "--busy-poll" } else { "parked between events (default)" };
+        println!("open loop, {OPEN_LOOP_REQUESTS} requests, Poisson {rate} requests/s (achieved {:.0}), {mode}:", m.achieved_rate.unwrap_or(0.0));
+        println!("  TTFT against an instant server: p50 {:.3} ms, p90 {:.3} ms, p99 {:.3} ms (target p99 < 1 ms)", ttft.p50, ttft.p90, ttft.p99);
+        println!("  send lateness (queue): p50 {:.3} ms, p99 {:.3} ms", queue.p50, queue.p99);
+        levels.push(serde_json::json!({"rate": rate, "busy_poll": busy_poll, "achieved_rate": m.achieved_rate, "ttft_ms": ttft, "queue_ms": queue}));
+    }
     if let Ok(dir) = std::env::var("OUT") {
         let json = serde_json::json!({
             "chunks_per_request": CHUNKS,
             "closed_loop": {"requests": REQUESTS, "concurrency": CONCURRENCY, "wall_s": wall, "requests_per_s": req_s, "chunks_per_s": chunk_s},
-            "open_loop": {"requests": OPEN_LOOP_REQUESTS, "rate": RATE, "achieved_rate": open.achieved_rate, "ttft_ms": ttft, "queue_ms": queue},
+            "open_loop": {"requests": OPEN_LOOP_REQUESTS, "levels": levels},
             "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
         });
         std::fs::create_dir_all(&dir).unwrap();

@@ -22,7 +22,7 @@ fn timeouts() -> Timeouts {
 fn run(url: &str, n: usize, concurrency: Option<usize>) -> Vec<RequestRecord> {
     let ep = Endpoint::parse(url).unwrap();
     let prompts: Vec<Request> = (0..n).map(|i| Request { prompt: format!("prompt {i}"), max_tokens: 8 }).collect();
-    let load = Load { arrivals: vec![Duration::ZERO; n], max_concurrency: concurrency, duration: None };
+    let load = Load { arrivals: vec![Duration::ZERO; n], max_concurrency: concurrency, duration: None, busy_poll: false };
     run_level(&ep, &opts(Api::Chat), &prompts, &load, timeouts()).unwrap().0
 }
 
@@ -118,7 +118,7 @@ fn sends_follow_the_schedule_not_the_free_slots() {
     let ep = Endpoint::parse(&server.url()).unwrap();
     let arrivals: Vec<Duration> = (0..20).map(|i| i * 10 * MS).collect();
     let prompts = vec![Request { prompt: "p".into(), max_tokens: 4 }; 20];
-    let (recs, _) = run_level(&ep, &opts(Api::Completions), &prompts, &Load { arrivals, max_concurrency: None, duration: None }, timeouts()).unwrap();
+    let (recs, _) = run_level(&ep, &opts(Api::Completions), &prompts, &Load { arrivals, max_concurrency: None, duration: None, busy_poll: false }, timeouts()).unwrap();
     for (i, r) in recs.iter().enumerate() {
         assert!((r.scheduled_s - i as f64 * 0.010).abs() < 1e-9, "request {i} scheduled at {}", r.scheduled_s);
         assert!(r.queue_s < 20e-3, "request {i} left {} s late", r.queue_s);

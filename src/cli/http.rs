@@ -65,6 +65,12 @@ pub struct HttpArgs {
     /// no usage (any --model form: the served model's own is best).
     #[arg(long, default_value = DEFAULT_MODEL)]
     pub tokenizer: String,
+    /// Keep the client's core spinning between events, so that every timestamp is taken within
+    /// microseconds of the bytes' arrival (p99 TTFT overhead ~0.3-0.5 ms instead of ~1-2 ms on
+    /// a 2-core machine, benches/http_client_overhead.rs). It costs that core: leave it off when
+    /// the server shares this machine's CPUs.
+    #[arg(long)]
+    pub busy_poll: bool,
     /// Seconds to wait for a connection.
     #[arg(long, default_value_t = 5.0)]
     pub connect_timeout: f64,

@@ -84,6 +84,7 @@ pub fn run(args: &HttpArgs) -> Result<Outcome> {
             burstiness: args.burstiness,
             slo,
             tokenizer: format!("{} ({})", args.tokenizer, tokenizer.describe()),
+            busy_poll: args.busy_poll,
             connect_timeout_s: args.connect_timeout,
             read_timeout_s: args.read_timeout,
         }),
@@ -118,13 +119,14 @@ pub fn run(args: &HttpArgs) -> Result<Outcome> {
             let as_request = |item: &Item| Request { prompt: item.prompt.clone(), max_tokens: args.max_tokens.or(item.max_tokens).unwrap_or(max_tokens) };
             // Warm-up: one request at a time, not recorded.
             for item in &warmup {
-                let load = Load { arrivals: vec![Duration::ZERO], max_concurrency: Some(1), duration: None };
+                let load = Load { arrivals: vec![Duration::ZERO], max_concurrency: Some(1), duration: None, busy_poll: false };
                 run_level(&ep, &opts, &[as_request(item)], &load, timeouts)?;
             }
             let load = Load {
                 arrivals: arrivals(requests.len(), rate, args.burstiness, args.seed),
                 max_concurrency: concurrency,
                 duration: args.duration.map(Duration::from_secs_f64),
+                busy_poll: args.busy_poll,
             };
             let batch: Vec<Request> = requests.iter().map(as_request).collect();
             let (records, _) = run_level(&ep, &opts, &batch, &load, timeouts)?;
@@ -234,7 +236,7 @@ fn dataset_label(args: &HttpArgs) -> String {
 /// of failed requests.
 fn probe(ep: &Endpoint, url: &str, opts: &RequestOptions, prompt: &str, timeouts: Timeouts) -> Result<()> {
     let one = [Request { prompt: prompt.to_string(), max_tokens: 1 }];
-    let load = Load { arrivals: vec![Duration::ZERO], max_concurrency: Some(1), duration: None };
+    let load = Load { arrivals: vec![Duration::ZERO], max_concurrency: Some(1), duration: None, busy_poll: false };
     let (records, _) = run_level(ep, opts, &one, &load, timeouts)?;
     match records.first().and_then(|r| r.failure.as_ref()) {
         None => Ok(()),

@@ -28,6 +28,8 @@ pub struct HttpSettings {
     pub slo: Slo,
     /// The tokenizer that counts tokens when a server sends no usage (and builds random prompts).
     pub tokenizer: String,
+    /// The client spun between events instead of parking (`--busy-poll`).
+    pub busy_poll: bool,
     pub connect_timeout_s: f64,
     pub read_timeout_s: f64,
 }
