@@ -33,13 +33,34 @@ fn main() {
     let script = Script::chat(Duration::ZERO, Duration::ZERO, &refs, Some(CHUNKS as u64));
     let server = serve(move |_| script.clone());
     let ep = Endpoint::parse(&server.url()).unwrap();
-    let opts = RequestOptions { api: Api::Chat, served_model: None, max_tokens: CHUNKS, ignore_eos: true, temperature: 0.0, seed: None };
-    let timeouts = Timeouts { connect: Duration::from_secs(5), read: Duration::from_secs(10) };
+    let opts = RequestOptions {
+        api: Api::Chat,
+        served_model: None,
+        max_tokens: CHUNKS,
+        ignore_eos: true,
+        temperature: 0.0,
+        seed: None,
+    };
+    let timeouts = Timeouts {
+        connect: Duration::from_secs(5),
+        read: Duration::from_secs(10),
+    };
     let chars = |s: &str| s.len();
 
     // Closed loop: as fast as the client goes.
-    let requests = vec![Request { prompt: "hi".into(), max_tokens: CHUNKS }; REQUESTS];
-    let load = Load { arrivals: vec![Duration::ZERO; REQUESTS], max_concurrency: Some(CONCURRENCY), duration: None, busy_poll: false };
+    let requests = vec![
+        Request {
+            prompt: "hi".into(),
+            max_tokens: CHUNKS
+        };
+        REQUESTS
+    ];
+    let load = Load {
+        arrivals: vec![Duration::ZERO; REQUESTS],
+        max_concurrency: Some(CONCURRENCY),
+        duration: None,
+        busy_poll: false,
+    };
     let t = Instant::now();
     let (records, _) = run_level(&ep, &opts, &requests, &load, timeouts).unwrap();
     let wall = t.elapsed().as_secs_f64();
@@ -53,8 +74,19 @@ fn main() {
     let mut open = Vec::new();
     for busy_poll in [false, true] {
         for rate in RATES {
-            let requests = vec![Request { prompt: "hi".into(), max_tokens: CHUNKS }; OPEN_LOOP_REQUESTS];
-            let load = Load { arrivals: arrivals(OPEN_LOOP_REQUESTS, Rate::PerSecond(rate), 1.0, 0), max_concurrency: None, duration: None, busy_poll };
+            let requests = vec![
+                Request {
+                    prompt: "hi".into(),
+                    max_tokens: CHUNKS
+                };
+                OPEN_LOOP_REQUESTS
+            ];
+            let load = Load {
+                arrivals: arrivals(OPEN_LOOP_REQUESTS, Rate::PerSecond(rate), 1.0, 0),
+                max_concurrency: None,
+                duration: None,
+                busy_poll,
+            };
             run_level(&ep, &opts, &requests, &load, timeouts).unwrap();
             let (records, _) = run_level(&ep, &opts, &requests, &load, timeouts).unwrap();
             let m = level_metrics(&records, &Slo::default(), &chars);
@@ -68,10 +100,17 @@ fn main() {
     let mut levels = Vec::new();
     for (busy_poll, rate, m) in &open {
         let (ttft, queue) = (m.ttft_ms.clone().unwrap(), m.queue_ms.clone().unwrap());
-        let mode = if *busy_poll { "--busy-poll" } else { "parked between events (default)" };
+        let mode = if *busy_poll {
+            "--busy-poll"
+        } else {
+            "parked between events (default)"
+        };
         println!("open loop, {OPEN_LOOP_REQUESTS} requests, Poisson {rate} requests/s (achieved {:.0}), {mode}:", m.achieved_rate.unwrap_or(0.0));
         println!("  TTFT against an instant server: p50 {:.3} ms, p90 {:.3} ms, p99 {:.3} ms (target p99 < 1 ms)", ttft.p50, ttft.p90, ttft.p99);
-        println!("  send lateness (queue): p50 {:.3} ms, p99 {:.3} ms", queue.p50, queue.p99);
+        println!(
+            "  send lateness (queue): p50 {:.3} ms, p99 {:.3} ms",
+            queue.p50, queue.p99
+        );
         levels.push(serde_json::json!({"rate": rate, "busy_poll": busy_poll, "achieved_rate": m.achieved_rate, "ttft_ms": ttft, "queue_ms": queue}));
     }
     if let Ok(dir) = std::env::var("OUT") {
@@ -82,6 +121,10 @@ fn main() {
             "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
         });
         std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(format!("{dir}/overhead.json"), serde_json::to_string_pretty(&json).unwrap() + "\n").unwrap();
+        std::fs::write(
+            format!("{dir}/overhead.json"),
+            serde_json::to_string_pretty(&json).unwrap() + "\n",
+        )
+        .unwrap();
     }
 }

@@ -1,29 +1,56 @@
 //! `llmbench http` against the scripted loopback server (common/sse_server.rs): each metric
 //! equals its definition on scripted timings, within what the timer and scheduler allow.
 
-use llmbench::http::scripted::{serve, End, Script};
 use llmbench::http::client::{Endpoint, Failure, Timeouts};
 use llmbench::http::load::{run_level, Load, Request};
 use llmbench::http::metrics::{level_metrics, Slo};
 use llmbench::http::openai::{Api, RequestOptions};
 use llmbench::http::request::RequestRecord;
+use llmbench::http::scripted::{serve, End, Script};
 use std::time::Duration;
 
 const MS: Duration = Duration::from_millis(1);
 
 fn opts(api: Api) -> RequestOptions {
-    RequestOptions { api, served_model: None, max_tokens: 8, ignore_eos: true, temperature: 0.0, seed: None }
+    RequestOptions {
+        api,
+        served_model: None,
+        max_tokens: 8,
+        ignore_eos: true,
+        temperature: 0.0,
+        seed: None,
+    }
 }
 
 fn timeouts() -> Timeouts {
-    Timeouts { connect: Duration::from_secs(2), read: Duration::from_millis(500) }
+    Timeouts {
+        connect: Duration::from_secs(2),
+        read: Duration::from_millis(500),
+    }
 }
 
 fn run(url: &str, n: usize, concurrency: Option<usize>) -> Vec<RequestRecord> {
+    run_at(url, vec![Duration::ZERO; n], concurrency)
+}
+
+fn run_at(url: &str, arrivals: Vec<Duration>, concurrency: Option<usize>) -> Vec<RequestRecord> {
+    let n = arrivals.len();
     let ep = Endpoint::parse(url).unwrap();
-    let prompts: Vec<Request> = (0..n).map(|i| Request { prompt: format!("prompt {i}"), max_tokens: 8 }).collect();
-    let load = Load { arrivals: vec![Duration::ZERO; n], max_concurrency: concurrency, duration: None, busy_poll: false };
-    run_level(&ep, &opts(Api::Chat), &prompts, &load, timeouts()).unwrap().0
+    let prompts: Vec<Request> = (0..n)
+        .map(|i| Request {
+            prompt: format!("prompt {i}"),
+            max_tokens: 8,
+        })
+        .collect();
+    let load = Load {
+        arrivals,
+        max_concurrency: concurrency,
+        duration: None,
+        busy_poll: false,
+    };
+    run_level(&ep, &opts(Api::Chat), &prompts, &load, timeouts())
+        .unwrap()
+        .0
 }
 
 fn chars(s: &str) -> usize {
@@ -34,28 +61,55 @@ fn chars(s: &str) -> usize {
 #[test]
 fn ttft_skips_the_role_only_chunk_and_tpot_itl_follow_the_script() {
     let server = serve(|_| Script::chat(40 * MS, 10 * MS, &["a", "b", "c", "d"], Some(4)));
-    let recs = run(&server.url(), 3, Some(1));
+    // An open loop (due at 0, 1 and 2 ms) through one slot: the 2nd and 3rd wait in the
+    // client's queue, and their TTFT counts from their scheduled time, so it grows by a whole
+    // request each time (no coordinated omission).
+    let recs = run_at(&server.url(), vec![Duration::ZERO, MS, 2 * MS], Some(1));
     assert!(recs.iter().all(|r| r.failure.is_none()), "{recs:?}");
     let m = level_metrics(&recs, &Slo::default(), &chars);
     let ttft = m.ttft_ms.unwrap();
-    // Sequential (concurrency 1): the 2nd and 3rd wait in the client's queue, and their TTFT
-    // counts from their scheduled time (0), so it grows by a whole request each time.
     // Lower bounds are the script's; upper bounds leave room for a busy 2-core CI machine.
     assert!(ttft.min >= 40.0 && ttft.min < 60.0, "{ttft:?}");
-    assert!(ttft.max >= 2.0 * 70.0 + 40.0, "queued requests' TTFT includes the queue: {ttft:?}");
+    assert!(
+        ttft.max >= 2.0 * 70.0 + 40.0 - 2.0,
+        "queued requests' TTFT includes the queue: {ttft:?}"
+    );
     let itl = m.itl_ms.unwrap();
     assert_eq!(itl.n, 3 * 3);
     assert!(itl.median >= 9.5 && itl.median < 25.0, "{itl:?}");
     let tpot = m.tpot_ms.unwrap();
     assert!(tpot.median >= 9.5 && tpot.median < 25.0, "{tpot:?}");
     // Exactly their definitions, recomputed from the raw records.
-    let gaps: Vec<f64> = recs.iter().flat_map(|r| r.chunk_s.windows(2).map(|w| (w[1] - w[0]) * 1e3).collect::<Vec<_>>()).collect();
+    let gaps: Vec<f64> = recs
+        .iter()
+        .flat_map(|r| {
+            r.chunk_s
+                .windows(2)
+                .map(|w| (w[1] - w[0]) * 1e3)
+                .collect::<Vec<_>>()
+        })
+        .collect();
     assert_eq!(itl, llmbench::measure::stats::Summary::of(&gaps).unwrap());
-    let tpots: Vec<f64> = recs.iter().map(|r| (r.e2e_s - r.ttft_s().unwrap()) * 1e3 / 3.0).collect();
+    let tpots: Vec<f64> = recs
+        .iter()
+        .map(|r| (r.e2e_s - r.ttft_s().unwrap()) * 1e3 / 3.0)
+        .collect();
     assert_eq!(tpot, llmbench::measure::stats::Summary::of(&tpots).unwrap());
-    assert!(m.queue_ms.unwrap().max >= 140.0);
-    assert_eq!((m.total_output_tokens, m.output_tokens_from_tokenizer, m.multi_token_chunk_requests), (12, 0, 0));
-    assert_eq!(server.requests.load(std::sync::atomic::Ordering::SeqCst), 3);
+    assert!(m.queue_ms.unwrap().max >= 138.0);
+    // A closed loop (all due at once, one slot): each request is due when the slot frees, so
+    // its TTFT is the server's alone and nothing waits in a queue.
+    let closed = level_metrics(&run(&server.url(), 3, Some(1)), &Slo::default(), &chars);
+    assert!(closed.ttft_ms.unwrap().max < 60.0);
+    assert!(closed.queue_ms.unwrap().max < 1.0);
+    assert_eq!(
+        (
+            m.total_output_tokens,
+            m.output_tokens_from_tokenizer,
+            m.multi_token_chunk_requests
+        ),
+        (12, 0, 0)
+    );
+    assert_eq!(server.requests.load(std::sync::atomic::Ordering::SeqCst), 6);
 }
 
 #[test]
@@ -63,19 +117,31 @@ fn multi_token_chunks_divide_the_gap_and_missing_usage_falls_back_to_the_tokeniz
     // Two chunks of 3 tokens (usage 6): ITL = 30 ms / 3, three samples a gap.
     let multi = serve(|_| Script::chat(20 * MS, 30 * MS, &["abc", "def"], Some(6)));
     let m = level_metrics(&run(&multi.url(), 1, None), &Slo::default(), &chars);
-    assert_eq!((m.multi_token_chunk_requests, m.itl_ms.as_ref().unwrap().n), (1, 3));
+    assert_eq!(
+        (m.multi_token_chunk_requests, m.itl_ms.as_ref().unwrap().n),
+        (1, 3)
+    );
     assert!((9.5..20.0).contains(&m.itl_ms.unwrap().median));
     // No usage trailer: our tokenizer (here characters) counts "ab" + "cde" = 5.
     let bare = serve(|_| Script::chat(5 * MS, 5 * MS, &["ab", "cde"], None));
     let m = level_metrics(&run(&bare.url(), 1, None), &Slo::default(), &chars);
-    assert_eq!((m.total_output_tokens, m.output_tokens_from_tokenizer), (5, 1));
+    assert_eq!(
+        (m.total_output_tokens, m.output_tokens_from_tokenizer),
+        (5, 1)
+    );
 }
 
 #[test]
 fn reasoning_deltas_count_as_output_and_are_reported_apart() {
     let server = serve(|_| {
         let mut s = Script::chat(10 * MS, 5 * MS, &["x"], Some(2));
-        s.events.insert(1, (10 * MS, r#"{"choices":[{"delta":{"reasoning_content":"think"}}]}"#.into()));
+        s.events.insert(
+            1,
+            (
+                10 * MS,
+                r#"{"choices":[{"delta":{"reasoning_content":"think"}}]}"#.into(),
+            ),
+        );
         s
     });
     let recs = run(&server.url(), 1, None);
@@ -87,17 +153,38 @@ fn reasoning_deltas_count_as_output_and_are_reported_apart() {
 
 #[test]
 fn failures_are_counted_by_cause_and_kept_out_of_latency() {
-    let server = serve(|req| match req["messages"][0]["content"].as_str().unwrap_or("") {
-        "prompt 0" => Script::status(500, r#"{"error":{"message":"boom"}}"#),
-        "prompt 1" => Script { end: End::Drop, events: Script::chat(MS, MS, &["a"], None).events[..1].to_vec(), status: 200 },
-        "prompt 2" => Script { end: End::Stall, events: vec![], status: 200 },
-        "prompt 3" => Script::chat(MS, MS, &["a"], None).with_error(),
-        _ => Script::chat(5 * MS, MS, &["ok"], Some(1)),
-    });
+    let server = serve(
+        |req| match req["messages"][0]["content"].as_str().unwrap_or("") {
+            "prompt 0" => Script::status(500, r#"{"error":{"message":"boom"}}"#),
+            "prompt 1" => Script {
+                end: End::Drop,
+                events: Script::chat(MS, MS, &["a"], None).events[..1].to_vec(),
+                status: 200,
+            },
+            "prompt 2" => Script {
+                end: End::Stall,
+                events: vec![],
+                status: 200,
+            },
+            "prompt 3" => Script::chat(MS, MS, &["a"], None).with_error(),
+            _ => Script::chat(5 * MS, MS, &["ok"], Some(1)),
+        },
+    );
     let recs = run(&server.url(), 5, None);
-    let causes: Vec<String> = recs.iter().map(|r| r.failure.as_ref().map(Failure::cause).unwrap_or_default()).collect();
-    assert_eq!(causes, ["http_500", "dropped", "stalled", "server_error", ""]);
-    assert!(recs[0].failure.as_ref().unwrap().to_string().contains("boom"));
+    let causes: Vec<String> = recs
+        .iter()
+        .map(|r| r.failure.as_ref().map(Failure::cause).unwrap_or_default())
+        .collect();
+    assert_eq!(
+        causes,
+        ["http_500", "dropped", "stalled", "server_error", ""]
+    );
+    assert!(recs[0]
+        .failure
+        .as_ref()
+        .unwrap()
+        .to_string()
+        .contains("boom"));
     let m = level_metrics(&recs, &Slo::default(), &chars);
     assert_eq!((m.completed, m.failed, m.e2el_ms.unwrap().n), (1, 4, 1));
 }
@@ -105,11 +192,17 @@ fn failures_are_counted_by_cause_and_kept_out_of_latency() {
 #[test]
 fn an_unreachable_endpoint_fails_within_the_connect_timeout() {
     // A port nothing listens on (bound, then released).
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let t = std::time::Instant::now();
     let recs = run(&format!("http://127.0.0.1:{port}"), 2, None);
     assert!(t.elapsed() < Duration::from_secs(3));
-    assert!(recs.iter().all(|r| r.failure.as_ref().is_some_and(|f| f.cause() == "connect")));
+    assert!(recs
+        .iter()
+        .all(|r| r.failure.as_ref().is_some_and(|f| f.cause() == "connect")));
 }
 
 #[test]
@@ -117,15 +210,42 @@ fn sends_follow_the_schedule_not_the_free_slots() {
     let server = serve(|_| Script::chat(2 * MS, MS, &["a"], Some(1)));
     let ep = Endpoint::parse(&server.url()).unwrap();
     let arrivals: Vec<Duration> = (0..20).map(|i| i * 10 * MS).collect();
-    let prompts = vec![Request { prompt: "p".into(), max_tokens: 4 }; 20];
-    let (recs, _) = run_level(&ep, &opts(Api::Completions), &prompts, &Load { arrivals, max_concurrency: None, duration: None, busy_poll: false }, timeouts()).unwrap();
+    let prompts = vec![
+        Request {
+            prompt: "p".into(),
+            max_tokens: 4
+        };
+        20
+    ];
+    let (recs, _) = run_level(
+        &ep,
+        &opts(Api::Completions),
+        &prompts,
+        &Load {
+            arrivals,
+            max_concurrency: None,
+            duration: None,
+            busy_poll: false,
+        },
+        timeouts(),
+    )
+    .unwrap();
     for (i, r) in recs.iter().enumerate() {
-        assert!((r.scheduled_s - i as f64 * 0.010).abs() < 1e-9, "request {i} scheduled at {}", r.scheduled_s);
+        assert!(
+            (r.scheduled_s - i as f64 * 0.010).abs() < 1e-9,
+            "request {i} scheduled at {}",
+            r.scheduled_s
+        );
         assert!(r.queue_s < 20e-3, "request {i} left {} s late", r.queue_s);
     }
     let queue: Vec<f64> = recs.iter().map(|r| r.queue_s).collect();
-    let median = llmbench::measure::stats::Summary::of(&queue).unwrap().median;
-    assert!(median < 1e-3, "sends leave within a millisecond of their schedule (median {median} s)");
+    let median = llmbench::measure::stats::Summary::of(&queue)
+        .unwrap()
+        .median;
+    assert!(
+        median < 1e-3,
+        "sends leave within a millisecond of their schedule (median {median} s)"
+    );
 }
 
 fn llmbench() -> assert_cmd::Command {
@@ -140,8 +260,28 @@ fn the_command_sweeps_concurrency_and_writes_results() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("run");
     let assert = llmbench()
-        .args(["http", "--endpoint", &server.url(), "--api", "chat", "--dataset", "prompts", "--num-prompts", "6"])
-        .args(["--max-concurrency", "1,3", "--warmup-requests", "1", "--goodput", "ttft:1000", "-o", "json", "--out"])
+        .args([
+            "http",
+            "--endpoint",
+            &server.url(),
+            "--api",
+            "chat",
+            "--dataset",
+            "prompts",
+            "--num-prompts",
+            "6",
+        ])
+        .args([
+            "--max-concurrency",
+            "1,3",
+            "--warmup-requests",
+            "1",
+            "--goodput",
+            "ttft:1000",
+            "-o",
+            "json",
+            "--out",
+        ])
         .arg(&out)
         .assert()
         .success();
@@ -151,14 +291,31 @@ fn the_command_sweeps_concurrency_and_writes_results() {
     for (case, c) in cases.iter().zip([1, 3]) {
         assert_eq!(case["params"]["max_concurrency"], c);
         let m = &case["quality"]["metrics"];
-        assert_eq!((m["completed"].as_u64(), m["failed"].as_u64(), m["total_output_tokens"].as_u64()), (Some(6), Some(0), Some(18)));
+        assert_eq!(
+            (
+                m["completed"].as_u64(),
+                m["failed"].as_u64(),
+                m["total_output_tokens"].as_u64()
+            ),
+            (Some(6), Some(0), Some(18))
+        );
         assert!(m["ttft_ms"]["median"].as_f64().unwrap() >= 20.0);
         assert_eq!(case["runs"].as_array().unwrap().len(), 6);
         assert!(m["goodput"].as_f64().unwrap() > 0.0);
     }
     // 1 probe + 1 warm-up and 6 measured a level.
-    assert_eq!(server.requests.load(std::sync::atomic::Ordering::SeqCst), 1 + 2 * (1 + 6));
-    for file in ["results.json", "table.md", "ttft-vs-load.png", "tpot-vs-load.svg", "throughput-vs-load.png", "ttft-distribution.png"] {
+    assert_eq!(
+        server.requests.load(std::sync::atomic::Ordering::SeqCst),
+        1 + 2 * (1 + 6)
+    );
+    for file in [
+        "results.json",
+        "table.md",
+        "ttft-vs-load.png",
+        "tpot-vs-load.svg",
+        "throughput-vs-load.png",
+        "ttft-distribution.png",
+    ] {
         assert!(out.join(file).exists(), "{file}");
     }
 }
@@ -169,18 +326,50 @@ fn bad_input_is_one_line_and_exit_2_with_no_run_directory() {
     let dir = tempfile::tempdir().unwrap();
     let sharegpt = dir.path().join("empty.json");
     std::fs::write(&sharegpt, r#"[{"id": 1}]"#).unwrap();
-    let dead = format!("http://127.0.0.1:{}", std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port());
+    let dead = format!(
+        "http://127.0.0.1:{}",
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    );
     let live = serve(|_| Script::chat(MS, MS, &["a"], Some(1)));
     let cases: [(Vec<String>, &str); 5] = [
         (vec!["--endpoint".into(), dead], "is the server running"),
         (vec!["--endpoint".into(), html.url()], "HTTP 404"),
-        (vec!["--endpoint".into(), live.url(), "--request-rate".into(), "0".into()], "--request-rate 0"),
-        (vec!["--endpoint".into(), live.url(), "--dataset".into(), format!("sharegpt:{}", sharegpt.display())], "has no conversations"),
-        (vec!["--endpoint".into(), "localhost:8080".into()], "expected http://HOST:PORT"),
+        (
+            vec![
+                "--endpoint".into(),
+                live.url(),
+                "--request-rate".into(),
+                "0".into(),
+            ],
+            "--request-rate 0",
+        ),
+        (
+            vec![
+                "--endpoint".into(),
+                live.url(),
+                "--dataset".into(),
+                format!("sharegpt:{}", sharegpt.display()),
+            ],
+            "has no conversations",
+        ),
+        (
+            vec!["--endpoint".into(), "localhost:8080".into()],
+            "expected http://HOST:PORT",
+        ),
     ];
     for (args, needle) in cases {
         let out = dir.path().join("never");
-        let assert = llmbench().arg("http").args(&args).arg("--out").arg(&out).assert().code(2);
+        let assert = llmbench()
+            .arg("http")
+            .args(&args)
+            .arg("--out")
+            .arg(&out)
+            .assert()
+            .code(2);
         let stderr = String::from_utf8_lossy(&assert.get_output().stderr).to_string();
         assert!(stderr.contains(needle), "{args:?}: {stderr}");
         assert_eq!(stderr.trim().lines().count(), 1, "{args:?}: {stderr}");
@@ -201,10 +390,22 @@ impl Drop for LlamaServer {
 /// llama.cpp's llama-server (LLMBENCH_LLAMA_SERVER names the binary; ../shared/LLAMA-CPP.md and
 /// benches/http_llama_server.sh build it) serving the real SmolLM2 GGUF with 4 slots.
 fn llama_server() -> LlamaServer {
-    let binary = std::env::var("LLMBENCH_LLAMA_SERVER").expect("LLMBENCH_LLAMA_SERVER: the llama-server binary");
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let binary = std::env::var("LLMBENCH_LLAMA_SERVER")
+        .expect("LLMBENCH_LLAMA_SERVER: the llama-server binary");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let child = std::process::Command::new(binary)
-        .args(["-m", crate::common::smollm2_gguf().to_str().unwrap(), "--host", "127.0.0.1", "--port", &port.to_string()])
+        .args([
+            "-m",
+            crate::common::smollm2_gguf().to_str().unwrap(),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &port.to_string(),
+        ])
         .args(["-t", "2", "-c", "4096", "-np", "4", "--no-webui"])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
@@ -213,17 +414,23 @@ fn llama_server() -> LlamaServer {
     let server = LlamaServer(child, port);
     let deadline = std::time::Instant::now() + Duration::from_secs(120);
     loop {
-        let health = std::net::TcpStream::connect(("127.0.0.1", port)).ok().and_then(|mut s| {
-            use std::io::{Read, Write};
-            s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").ok()?;
-            let mut text = String::new();
-            s.read_to_string(&mut text).ok()?;
-            Some(text)
-        });
+        let health = std::net::TcpStream::connect(("127.0.0.1", port))
+            .ok()
+            .and_then(|mut s| {
+                use std::io::{Read, Write};
+                s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                    .ok()?;
+                let mut text = String::new();
+                s.read_to_string(&mut text).ok()?;
+                Some(text)
+            });
         if health.is_some_and(|t| t.starts_with("HTTP/1.1 200")) {
             return server;
         }
-        assert!(std::time::Instant::now() < deadline, "llama-server did not become healthy within 120 s");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "llama-server did not become healthy within 120 s"
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
 }
@@ -236,8 +443,25 @@ fn llama_server_answers_a_concurrency_sweep_with_its_own_timings_beside_ours() {
     let server = llama_server();
     let dir = tempfile::tempdir().unwrap();
     let assert = llmbench()
-        .args(["http", "--endpoint", &format!("http://127.0.0.1:{}", server.1), "--dataset", "random:32:16"])
-        .args(["--num-prompts", "8", "--max-concurrency", "1,4", "--warmup-requests", "1", "-o", "json", "--no-charts", "--out"])
+        .args([
+            "http",
+            "--endpoint",
+            &format!("http://127.0.0.1:{}", server.1),
+            "--dataset",
+            "random:32:16",
+        ])
+        .args([
+            "--num-prompts",
+            "8",
+            "--max-concurrency",
+            "1,4",
+            "--warmup-requests",
+            "1",
+            "-o",
+            "json",
+            "--no-charts",
+            "--out",
+        ])
         .arg(dir.path().join("run"))
         .assert()
         .success();
@@ -245,12 +469,27 @@ fn llama_server_answers_a_concurrency_sweep_with_its_own_timings_beside_ours() {
     for case in report["cases"].as_array().unwrap() {
         let q = &case["quality"];
         let m = &q["metrics"];
-        assert_eq!((m["completed"].as_u64(), m["failed"].as_u64()), (Some(8), Some(0)), "{m}");
-        assert_eq!(m["total_output_tokens"].as_u64(), Some(8 * 16), "ignore_eos gives every request its 16 tokens");
-        assert_eq!(m["output_tokens_from_tokenizer"].as_u64(), Some(0), "llama-server sends usage");
+        assert_eq!(
+            (m["completed"].as_u64(), m["failed"].as_u64()),
+            (Some(8), Some(0)),
+            "{m}"
+        );
+        assert_eq!(
+            m["total_output_tokens"].as_u64(),
+            Some(8 * 16),
+            "ignore_eos gives every request its 16 tokens"
+        );
+        assert_eq!(
+            m["output_tokens_from_tokenizer"].as_u64(),
+            Some(0),
+            "llama-server sends usage"
+        );
         let ours = m["tpot_ms"]["median"].as_f64().unwrap();
         let theirs = q["server_per_token_ms"]["median"].as_f64().unwrap();
         // Ours adds HTTP and the event stream to the server's own decode time, never less.
-        assert!(ours >= 0.9 * theirs && ours < 3.0 * theirs + 5.0, "TPOT {ours} ms against the server's {theirs} ms");
+        assert!(
+            ours >= 0.9 * theirs && ours < 3.0 * theirs + 5.0,
+            "TPOT {ours} ms against the server's {theirs} ms"
+        );
     }
 }

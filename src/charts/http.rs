@@ -13,7 +13,8 @@ use plotters::prelude::*;
 
 /// The load axis: concurrency when every level's rate is unlimited, else the offered rate.
 fn load_axis(report: &Report) -> (&'static str, impl Fn(&CaseResult) -> Option<f64>) {
-    let by_concurrency = ok_cases(report).all(|c| c.params.as_http().is_some_and(|p| p.request_rate == "inf"));
+    let by_concurrency =
+        ok_cases(report).all(|c| c.params.as_http().is_some_and(|p| p.request_rate == "inf"));
     let x = move |c: &CaseResult| {
         let p = c.params.as_http()?;
         if by_concurrency {
@@ -22,7 +23,14 @@ fn load_axis(report: &Report) -> (&'static str, impl Fn(&CaseResult) -> Option<f
             p.request_rate.parse::<f64>().ok()
         }
     };
-    (if by_concurrency { "max concurrency" } else { "offered requests/s" }, x)
+    (
+        if by_concurrency {
+            "max concurrency"
+        } else {
+            "offered requests/s"
+        },
+        x,
+    )
 }
 
 fn metrics(c: &CaseResult) -> Option<&LevelMetrics> {
@@ -30,15 +38,25 @@ fn metrics(c: &CaseResult) -> Option<&LevelMetrics> {
 }
 
 /// One line per (percentile) of `summary`, over the load.
-fn percentile_series(report: &Report, name: &str, summary: fn(&LevelMetrics) -> Option<&Summary>) -> (Vec<Series>, &'static str) {
+fn percentile_series(
+    report: &Report,
+    name: &str,
+    summary: fn(&LevelMetrics) -> Option<&Summary>,
+) -> (Vec<Series>, &'static str) {
     let (axis, x) = load_axis(report);
-    let picks: [(&str, fn(&Summary) -> f64); 3] = [("p50", |s| s.p50), ("p90", |s| s.p90), ("p99", |s| s.p99)];
+    let picks: [(&str, fn(&Summary) -> f64); 3] =
+        [("p50", |s| s.p50), ("p90", |s| s.p90), ("p99", |s| s.p99)];
     let series = picks
         .iter()
         .map(|(label, pick)| {
-            let mut points: Vec<(f64, f64)> = ok_cases(report).filter_map(|c| Some((x(c)?, pick(summary(metrics(c)?)?)))).collect();
+            let mut points: Vec<(f64, f64)> = ok_cases(report)
+                .filter_map(|c| Some((x(c)?, pick(summary(metrics(c)?)?))))
+                .collect();
             points.sort_by(|a, b| a.0.total_cmp(&b.0));
-            Series { label: format!("{name} {label}"), points }
+            Series {
+                label: format!("{name} {label}"),
+                points,
+            }
         })
         .filter(|s| !s.points.is_empty())
         .collect();
@@ -51,43 +69,95 @@ struct HttpFigure<'a> {
 }
 
 impl Figure for HttpFigure<'_> {
-    fn draw<B: DrawingBackend>(&self, root: &DrawingArea<B, plotters::coord::Shift>) -> Result<(), DrawingAreaErrorKind<B::ErrorType>> {
+    fn draw<B: DrawingBackend>(
+        &self,
+        root: &DrawingArea<B, plotters::coord::Shift>,
+    ) -> Result<(), DrawingAreaErrorKind<B::ErrorType>> {
         root.fill(&WHITE)?;
         let report = self.report;
         let server = report.cases.first().map_or("", |c| c.params.model());
         match self.chart {
             ChartKind::TtftVsLoad => {
                 let (series, axis) = percentile_series(report, "TTFT", |m| m.ttft_ms.as_ref());
-                draw::line_chart(root, &format!("Time to first token against load ({server})"), axis, "ms", &series)
+                draw::line_chart(
+                    root,
+                    &format!("Time to first token against load ({server})"),
+                    axis,
+                    "ms",
+                    &series,
+                )
             }
             ChartKind::TpotVsLoad => {
                 let (series, axis) = percentile_series(report, "TPOT", |m| m.tpot_ms.as_ref());
-                draw::line_chart(root, &format!("Time per output token against load ({server})"), axis, "ms", &series)
+                draw::line_chart(
+                    root,
+                    &format!("Time per output token against load ({server})"),
+                    axis,
+                    "ms",
+                    &series,
+                )
             }
             ChartKind::ThroughputVsLoad => {
                 let (axis, x) = load_axis(report);
-                let mut points: Vec<(f64, f64)> = ok_cases(report).filter_map(|c| Some((x(c)?, metrics(c)?.output_throughput))).collect();
+                let mut points: Vec<(f64, f64)> = ok_cases(report)
+                    .filter_map(|c| Some((x(c)?, metrics(c)?.output_throughput)))
+                    .collect();
                 points.sort_by(|a, b| a.0.total_cmp(&b.0));
-                let series = [Series { label: "output tokens/s".into(), points }];
-                draw::line_chart(root, &format!("Output throughput against load ({server})"), axis, "tokens/s", &series)
+                let series = [Series {
+                    label: "output tokens/s".into(),
+                    points,
+                }];
+                draw::line_chart(
+                    root,
+                    &format!("Output throughput against load ({server})"),
+                    axis,
+                    "tokens/s",
+                    &series,
+                )
             }
             _ => {
                 // Empirical CDF of each level's TTFT over its requests.
                 let series: Vec<Series> = ok_cases(report)
                     .map(|c| {
-                        let mut ttft: Vec<f64> = c.runs.iter().map(|r| r.ttft_ms).filter(|t| t.is_finite()).collect();
+                        let mut ttft: Vec<f64> = c
+                            .runs
+                            .iter()
+                            .map(|r| r.ttft_ms)
+                            .filter(|t| t.is_finite())
+                            .collect();
                         ttft.sort_by(f64::total_cmp);
                         let n = ttft.len() as f64;
-                        Series { label: c.params.label(), points: ttft.iter().enumerate().map(|(i, t)| (*t, (i + 1) as f64 / n)).collect() }
+                        Series {
+                            label: c.params.label(),
+                            points: ttft
+                                .iter()
+                                .enumerate()
+                                .map(|(i, t)| (*t, (i + 1) as f64 / n))
+                                .collect(),
+                        }
                     })
                     .filter(|s| !s.points.is_empty())
                     .collect();
-                draw::line_chart(root, &format!("TTFT distribution per load level ({server})"), "TTFT ms", "fraction of requests", &series)
+                draw::line_chart(
+                    root,
+                    &format!("TTFT distribution per load level ({server})"),
+                    "TTFT ms",
+                    "fraction of requests",
+                    &series,
+                )
             }
         }
     }
 }
 
 pub fn render(kind: ChartKind, report: &Report, format: ImageFormat) -> Result<Vec<u8>> {
-    render_figure(&HttpFigure { chart: kind, report }, (WIDTH, HEIGHT), kind.name(), format)
+    render_figure(
+        &HttpFigure {
+            chart: kind,
+            report,
+        },
+        (WIDTH, HEIGHT),
+        kind.name(),
+        format,
+    )
 }

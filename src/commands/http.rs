@@ -17,8 +17,8 @@ use crate::http::schedule::{arrivals, Rate};
 use crate::measure::stats::Summary;
 use crate::measure::system::Provenance;
 use crate::results::schema::{
-    CaseParams, CaseResult, CaseStatus, CommandName, CommandSettings, HttpParams, HttpQuality, HttpSettings, Quality, Report, RunRecord,
-    Settings,
+    CaseParams, CaseResult, CaseStatus, CommandName, CommandSettings, HttpParams, HttpQuality,
+    HttpSettings, Quality, Report, RunRecord, Settings,
 };
 use anyhow::Result;
 use std::time::Duration;
@@ -28,9 +28,16 @@ const DEFAULT_MAX_TOKENS: usize = 128;
 
 pub fn run(args: &HttpArgs) -> Result<Outcome> {
     let ep = Endpoint::parse(&args.endpoint).map_err(crate::error::LlmbenchError::invalid)?;
-    let rates = args.request_rate.iter().map(|r| parse_rate(r)).collect::<Result<Vec<_>>>()?;
+    let rates = args
+        .request_rate
+        .iter()
+        .map(|r| parse_rate(r))
+        .collect::<Result<Vec<_>>>()?;
     if !(args.burstiness.is_finite() && args.burstiness > 0.0) {
-        crate::bail_input!("--burstiness {}: must be above 0 (1 is a Poisson process)", args.burstiness);
+        crate::bail_input!(
+            "--burstiness {}: must be above 0 (1 is a Poisson process)",
+            args.burstiness
+        );
     }
     if args.num_prompts == 0 {
         crate::bail_input!("--num-prompts 0: send at least 1 request a level");
@@ -38,7 +45,10 @@ pub fn run(args: &HttpArgs) -> Result<Outcome> {
     if args.duration.is_some_and(|d| !(d.is_finite() && d > 0.0)) {
         crate::bail_input!("--duration: must be a number of seconds above 0");
     }
-    for (flag, v) in [("--connect-timeout", args.connect_timeout), ("--read-timeout", args.read_timeout)] {
+    for (flag, v) in [
+        ("--connect-timeout", args.connect_timeout),
+        ("--read-timeout", args.read_timeout),
+    ] {
         if !(v.is_finite() && v > 0.0) {
             crate::bail_input!("{flag} {v}: must be a number of seconds above 0");
         }
@@ -47,18 +57,30 @@ pub fn run(args: &HttpArgs) -> Result<Outcome> {
         crate::bail_input!("--max-tokens 0: ask for at least 1 token");
     }
     let slo = parse_slo(args.goodput.as_deref())?;
-    let timeouts = Timeouts { connect: Duration::from_secs_f64(args.connect_timeout), read: Duration::from_secs_f64(args.read_timeout) };
+    let timeouts = Timeouts {
+        connect: Duration::from_secs_f64(args.connect_timeout),
+        read: Duration::from_secs_f64(args.read_timeout),
+    };
     check_reachable(&ep, &args.endpoint, timeouts.connect)?;
     let resolved = crate::models::source::resolve(&args.tokenizer, &Default::default())?;
     let tokenizer = crate::models::load_tokenizer(&resolved)?;
-    let (items, dataset_sha256) = dataset::load(&args.dataset, &tokenizer, &prompts::BUILT_IN, args.seed, args.num_prompts)?;
+    let (items, dataset_sha256) = dataset::load(
+        &args.dataset,
+        &tokenizer,
+        &prompts::BUILT_IN,
+        args.seed,
+        args.num_prompts,
+    )?;
     let requests = dataset::sample(&items, args.num_prompts, args.seed);
     let warmup = dataset::sample(&items, args.warmup_requests, args.seed.wrapping_add(1));
     let concurrencies: Vec<Option<usize>> = match &args.max_concurrency {
         Some(list) => list.values.iter().map(|&c| Some(c)).collect(),
         None => vec![None],
     };
-    let max_tokens = args.max_tokens.or(requests.first().and_then(|i| i.max_tokens)).unwrap_or(DEFAULT_MAX_TOKENS);
+    let max_tokens = args
+        .max_tokens
+        .or(requests.first().and_then(|i| i.max_tokens))
+        .unwrap_or(DEFAULT_MAX_TOKENS);
     let settings = Settings {
         warmup: args.warmup_requests,
         repetitions: 1,
@@ -98,62 +120,161 @@ pub fn run(args: &HttpArgs) -> Result<Outcome> {
         temperature: args.temperature,
         seed: Some(args.seed),
     };
-    probe(&ep, &args.endpoint, &base, requests.first().map_or("Hello", |i| i.prompt.as_str()), timeouts)?;
-    let report = Report::new(CommandName::Http, Provenance::collect("http client", 1), settings.clone());
+    probe(
+        &ep,
+        &args.endpoint,
+        &base,
+        requests.first().map_or("Hello", |i| i.prompt.as_str()),
+        timeouts,
+    )?;
+    let report = Report::new(
+        CommandName::Http,
+        Provenance::collect("http client", 1),
+        settings.clone(),
+    );
     let (mut sink, done) = output::open(&args.output, report)?;
     harness::install_interrupt_handler();
     let count = |text: &str| tokenizer.encode(text).map(|ids| ids.len()).unwrap_or(0);
     let mut any_failed = false;
-    for &(rate_text, rate) in &rates.iter().map(|(t, r)| (t.as_str(), *r)).collect::<Vec<_>>() {
-        for &concurrency in &concurrencies {
-            if harness::interrupted() {
-                eprintln!("stopped: finished levels are in {}; continue with --resume {}", sink.dir().display(), sink.dir().display());
-                return Ok(Outcome::Interrupted);
-            }
-            let params = CaseParams::Http(HttpParams { model: server.clone(), request_rate: rate_text.to_string(), max_concurrency: concurrency, max_new_tokens: max_tokens });
-            if done.contains(&params.id(&settings)) {
-                continue;
-            }
-            eprintln!("{}: {} requests", params.label(), requests.len());
-            let opts = base.clone();
-            let as_request = |item: &Item| Request { prompt: item.prompt.clone(), max_tokens: args.max_tokens.or(item.max_tokens).unwrap_or(max_tokens) };
-            // Warm-up: one request at a time, not recorded.
-            for item in &warmup {
-                let load = Load { arrivals: vec![Duration::ZERO], max_concurrency: Some(1), duration: None, busy_poll: false };
-                run_level(&ep, &opts, &[as_request(item)], &load, timeouts)?;
-            }
-            let load = Load {
-                arrivals: arrivals(requests.len(), rate, args.burstiness, args.seed),
-                max_concurrency: concurrency,
-                duration: args.duration.map(Duration::from_secs_f64),
-                busy_poll: args.busy_poll,
-            };
-            let batch: Vec<Request> = requests.iter().map(as_request).collect();
-            let (records, _) = run_level(&ep, &opts, &batch, &load, timeouts)?;
-            let case = level_case(params, &settings, &records, &slo, &count);
-            any_failed |= case.status == CaseStatus::Failed;
-            sink.record(case)?;
+    let levels: Vec<(&str, Rate, Option<usize>)> = rates
+        .iter()
+        .flat_map(|(t, r)| concurrencies.iter().map(move |c| (t.as_str(), *r, *c)))
+        .collect();
+    for (level, &(rate_text, rate, concurrency)) in levels.iter().enumerate() {
+        if harness::interrupted() {
+            eprintln!(
+                "stopped: finished levels are in {}; continue with --resume {}",
+                sink.dir().display(),
+                sink.dir().display()
+            );
+            return Ok(Outcome::Interrupted);
         }
+        let params = CaseParams::Http(HttpParams {
+            model: server.clone(),
+            request_rate: rate_text.to_string(),
+            max_concurrency: concurrency,
+            max_new_tokens: max_tokens,
+        });
+        if done.contains(&params.id(&settings)) {
+            continue;
+        }
+        // Random prompts are drawn anew for every level and its warm-up (from the seed and
+        // the level's index): a server that caches prompt prefixes (llama-server's slots,
+        // vLLM's prefix cache) would otherwise answer a later level from an earlier one's
+        // cache. Dataset files repeat their prompts, as in vLLM's bench.
+        let (requests, warmup) = if matches!(args.dataset, dataset::Dataset::Random { .. }) {
+            let fresh = |salt: u64, n: usize| -> Result<Vec<Item>> {
+                Ok(dataset::load(
+                    &args.dataset,
+                    &tokenizer,
+                    &[],
+                    args.seed ^ salt.wrapping_mul(0x9e37_79b9_7f4a_7c15),
+                    n,
+                )?
+                .0)
+            };
+            (
+                fresh(2 * level as u64 + 2, args.num_prompts)?,
+                fresh(2 * level as u64 + 3, args.warmup_requests)?,
+            )
+        } else {
+            (requests.clone(), warmup.clone())
+        };
+        eprintln!("{}: {} requests", params.label(), requests.len());
+        let opts = base.clone();
+        let as_request = |item: &Item| Request {
+            prompt: item.prompt.clone(),
+            max_tokens: args.max_tokens.or(item.max_tokens).unwrap_or(max_tokens),
+        };
+        // Warm-up: one request at a time, not recorded.
+        for item in &warmup {
+            let load = Load {
+                arrivals: vec![Duration::ZERO],
+                max_concurrency: Some(1),
+                duration: None,
+                busy_poll: false,
+            };
+            run_level(&ep, &opts, &[as_request(item)], &load, timeouts)?;
+        }
+        let load = Load {
+            arrivals: arrivals(requests.len(), rate, args.burstiness, args.seed),
+            max_concurrency: concurrency,
+            duration: args.duration.map(Duration::from_secs_f64),
+            busy_poll: args.busy_poll,
+        };
+        let batch: Vec<Request> = requests.iter().map(as_request).collect();
+        let (records, _) = run_level(&ep, &opts, &batch, &load, timeouts)?;
+        let case = level_case(params, &settings, &records, &slo, &count);
+        any_failed |= case.status == CaseStatus::Failed;
+        sink.record(case)?;
     }
     output::finish(&mut sink, &args.output)?;
-    Ok(if any_failed { Outcome::CasesFailed } else { Outcome::Success })
+    Ok(if any_failed {
+        Outcome::CasesFailed
+    } else {
+        Outcome::Success
+    })
 }
 
 /// One level's case: its requests as runs, the metrics, the server's timings. A level where
 /// every request failed is a failed case, with the first failure as its reason.
-fn level_case(params: CaseParams, settings: &Settings, records: &[RequestRecord], slo: &Slo, count: &dyn Fn(&str) -> usize) -> CaseResult {
+fn level_case(
+    params: CaseParams,
+    settings: &Settings,
+    records: &[RequestRecord],
+    slo: &Slo,
+    count: &dyn Fn(&str) -> usize,
+) -> CaseResult {
     let metrics = level_metrics(records, slo, count);
     if metrics.completed == 0 {
-        let why = records.iter().find_map(|r| r.failure.as_ref()).map_or("no request was sent".into(), |f| format!("every request failed; the first: {f}"));
+        let why = records
+            .iter()
+            .find_map(|r| r.failure.as_ref())
+            .map_or("no request was sent".into(), |f| {
+                format!("every request failed; the first: {f}")
+            });
         return CaseResult::not_run(params, settings, CaseStatus::Failed, why);
     }
-    let runs: Vec<RunRecord> = records.iter().filter(|r| r.failure.is_none()).map(|r| run_record(r, count)).collect();
-    let timings: Vec<_> = records.iter().filter(|r| r.failure.is_none()).filter_map(|r| r.server_timings).collect();
-    let server_prompt_ms = Summary::of(&timings.iter().filter_map(|t| t.prompt_ms).collect::<Vec<_>>());
-    let server_per_token_ms = Summary::of(&timings.iter().filter_map(|t| t.predicted_per_token_ms).collect::<Vec<_>>());
-    let summary = harness::summarize(&params.label(), &runs);
-    let quality = Some(Quality::Http(HttpQuality { metrics, server_prompt_ms, server_per_token_ms }));
-    CaseResult { case_id: params.id(settings), params, status: CaseStatus::Ok, reason: None, model: None, runs, summary, quality }
+    let runs: Vec<RunRecord> = records
+        .iter()
+        .filter(|r| r.failure.is_none())
+        .map(|r| run_record(r, count))
+        .collect();
+    let timings: Vec<_> = records
+        .iter()
+        .filter(|r| r.failure.is_none())
+        .filter_map(|r| r.server_timings)
+        .collect();
+    let server_prompt_ms = Summary::of(
+        &timings
+            .iter()
+            .filter_map(|t| t.prompt_ms)
+            .collect::<Vec<_>>(),
+    );
+    let server_per_token_ms = Summary::of(
+        &timings
+            .iter()
+            .filter_map(|t| t.predicted_per_token_ms)
+            .collect::<Vec<_>>(),
+    );
+    // Not harness::summarize: requests under load vary by design, and its warning about the
+    // spread across runs (asking for more repetitions) does not apply to a load level.
+    let summary = crate::results::schema::CaseSummary::from_runs(&runs);
+    let quality = Some(Quality::Http(HttpQuality {
+        metrics,
+        server_prompt_ms,
+        server_per_token_ms,
+    }));
+    CaseResult {
+        case_id: params.id(settings),
+        params,
+        status: CaseStatus::Ok,
+        reason: None,
+        model: None,
+        runs,
+        summary,
+        quality,
+    }
 }
 
 /// A request as a run record: the engine's fields that a server's stream gives (TTFT, TPOT,
@@ -171,10 +292,22 @@ fn run_record(r: &RequestRecord, count: &dyn Fn(&str) -> usize) -> RunRecord {
         prompt_tokens,
         generated_tokens: n as usize,
         ttft_ms,
-        tpot_ms: if n > 1 { (e2e_ms - ttft_ms) / (n - 1) as f64 } else { 0.0 },
+        tpot_ms: if n > 1 {
+            (e2e_ms - ttft_ms) / (n - 1) as f64
+        } else {
+            0.0
+        },
         e2e_ms,
-        prefill_tokens_per_s: if ttft_ms > 0.0 { prompt_tokens as f64 / (ttft_ms / 1e3) } else { 0.0 },
-        decode_tokens_per_s: if n > 1 && decode_s > 0.0 { (n - 1) as f64 / decode_s } else { 0.0 },
+        prefill_tokens_per_s: if ttft_ms > 0.0 {
+            prompt_tokens as f64 / (ttft_ms / 1e3)
+        } else {
+            0.0
+        },
+        decode_tokens_per_s: if n > 1 && decode_s > 0.0 {
+            (n - 1) as f64 / decode_s
+        } else {
+            0.0
+        },
         itl_ms: r.chunk_s.windows(2).map(|w| (w[1] - w[0]) * 1e3).collect(),
         samples_ns: r.chunk_s.iter().map(|s| (s * 1e9) as u64).collect(),
         kv_cache_bytes_per_token: vec![],
@@ -184,7 +317,11 @@ fn run_record(r: &RequestRecord, count: &dyn Fn(&str) -> usize) -> RunRecord {
         peak_device_memory_bytes: None,
         device_memory_free_bytes: None,
         device_memory_total_bytes: None,
-        stop_reason: if r.usage.is_some() { "usage".into() } else { "tokenizer".into() },
+        stop_reason: if r.usage.is_some() {
+            "usage".into()
+        } else {
+            "tokenizer".into()
+        },
         generated_ids: vec![],
         text: r.chunk_text.concat(),
         speculative: None,
@@ -199,7 +336,9 @@ fn parse_rate(text: &str) -> Result<(String, Rate)> {
     }
     match t.parse::<f64>() {
         Ok(r) if r.is_finite() && r > 0.0 => Ok((t.to_string(), Rate::PerSecond(r))),
-        Ok(_) => crate::bail_input!("--request-rate {t}: a rate must be above 0 requests/s (or inf)"),
+        Ok(_) => {
+            crate::bail_input!("--request-rate {t}: a rate must be above 0 requests/s (or inf)")
+        }
         Err(_) => crate::bail_input!("--request-rate {t}: expected a number of requests/s or inf"),
     }
 }
@@ -210,8 +349,16 @@ fn parse_slo(text: Option<&str>) -> Result<Slo> {
     let Some(text) = text else { return Ok(slo) };
     for part in text.split(',') {
         let (key, value) = part.split_once(':').unwrap_or((part, ""));
-        let ms = value.trim().parse::<f64>().ok().filter(|v| v.is_finite() && *v > 0.0);
-        let Some(ms) = ms else { crate::bail_input!("--goodput {text}: `{part}` needs a limit in ms above 0 (ttft:MS,tpot:MS,e2el:MS)") };
+        let ms = value
+            .trim()
+            .parse::<f64>()
+            .ok()
+            .filter(|v| v.is_finite() && *v > 0.0);
+        let Some(ms) = ms else {
+            crate::bail_input!(
+                "--goodput {text}: `{part}` needs a limit in ms above 0 (ttft:MS,tpot:MS,e2el:MS)"
+            )
+        };
         match key.trim() {
             "ttft" => slo.ttft_ms = Some(ms),
             "tpot" => slo.tpot_ms = Some(ms),
@@ -234,9 +381,23 @@ fn dataset_label(args: &HttpArgs) -> String {
 /// One short request before the run directory exists: a server that does not answer like an
 /// OpenAI-compatible one (a 404, HTML, JSON without choices) is an input error, not a level
 /// of failed requests.
-fn probe(ep: &Endpoint, url: &str, opts: &RequestOptions, prompt: &str, timeouts: Timeouts) -> Result<()> {
-    let one = [Request { prompt: prompt.to_string(), max_tokens: 1 }];
-    let load = Load { arrivals: vec![Duration::ZERO], max_concurrency: Some(1), duration: None, busy_poll: false };
+fn probe(
+    ep: &Endpoint,
+    url: &str,
+    opts: &RequestOptions,
+    prompt: &str,
+    timeouts: Timeouts,
+) -> Result<()> {
+    let one = [Request {
+        prompt: prompt.to_string(),
+        max_tokens: 1,
+    }];
+    let load = Load {
+        arrivals: vec![Duration::ZERO],
+        max_concurrency: Some(1),
+        duration: None,
+        busy_poll: false,
+    };
     let (records, _) = run_level(ep, opts, &one, &load, timeouts)?;
     match records.first().and_then(|r| r.failure.as_ref()) {
         None => Ok(()),
@@ -249,9 +410,13 @@ fn probe(ep: &Endpoint, url: &str, opts: &RequestOptions, prompt: &str, timeouts
 
 /// A connection to the endpoint before anything else, so that a wrong URL is an input error.
 fn check_reachable(ep: &Endpoint, url: &str, timeout: Duration) -> Result<()> {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     match rt.block_on(client::connect(ep, timeout)) {
         Ok(_) => Ok(()),
-        Err(e) => crate::bail_input!("--endpoint {url}: {e}; is the server running and listening there?"),
+        Err(e) => {
+            crate::bail_input!("--endpoint {url}: {e}; is the server running and listening there?")
+        }
     }
 }

@@ -31,18 +31,36 @@ impl Endpoint {
                 format!("--endpoint {url}: expected http://HOST:PORT, e.g. http://127.0.0.1:8080")
             }
         })?;
-        let (authority, path) = rest.split_once('/').map(|(a, p)| (a, format!("/{p}"))).unwrap_or((rest, String::new()));
+        let (authority, path) = rest
+            .split_once('/')
+            .map(|(a, p)| (a, format!("/{p}")))
+            .unwrap_or((rest, String::new()));
         let (host, port) = match authority.rsplit_once(':') {
-            Some((h, p)) => (h, p.parse::<u16>().map_err(|_| format!("--endpoint {url}: port {p:?} is not a number from 1 to 65535"))?),
+            Some((h, p)) => (
+                h,
+                p.parse::<u16>().map_err(|_| {
+                    format!("--endpoint {url}: port {p:?} is not a number from 1 to 65535")
+                })?,
+            ),
             None => (authority, 80),
         };
         if host.is_empty() || port == 0 {
-            return Err(format!("--endpoint {url}: expected http://HOST:PORT, e.g. http://127.0.0.1:8080"));
+            return Err(format!(
+                "--endpoint {url}: expected http://HOST:PORT, e.g. http://127.0.0.1:8080"
+            ));
         }
         let prefix = path.trim_end_matches('/').to_string();
         // A URL given with the API path already on it is a common slip: keep the base.
-        let prefix = ["/v1/completions", "/v1/chat/completions", "/v1"].iter().find_map(|p| prefix.strip_suffix(p)).map(str::to_string).unwrap_or(prefix);
-        Ok(Self { host: host.to_string(), port, prefix })
+        let prefix = ["/v1/completions", "/v1/chat/completions", "/v1"]
+            .iter()
+            .find_map(|p| prefix.strip_suffix(p))
+            .map(str::to_string)
+            .unwrap_or(prefix);
+        Ok(Self {
+            host: host.to_string(),
+            port,
+            prefix,
+        })
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -120,7 +138,12 @@ impl Pool {
 /// Opens a connection (for the endpoint check before a run, and for new requests).
 pub async fn connect(ep: &Endpoint, timeout: Duration) -> Result<TcpStream, Failure> {
     match tokio::time::timeout(timeout, TcpStream::connect((ep.host.as_str(), ep.port))).await {
-        Err(_) => Err(Failure::Connect(format!("no answer from {}:{} within {:.1} s", ep.host, ep.port, timeout.as_secs_f64()))),
+        Err(_) => Err(Failure::Connect(format!(
+            "no answer from {}:{} within {:.1} s",
+            ep.host,
+            ep.port,
+            timeout.as_secs_f64()
+        ))),
         Ok(Err(e)) => Err(Failure::Connect(format!("{}:{}: {e}", ep.host, ep.port))),
         Ok(Ok(s)) => {
             let _ = s.set_nodelay(true);
@@ -170,7 +193,9 @@ pub async fn post_stream(
     let mut events = Vec::new();
     let mut ended = false;
     while !ended {
-        let Some((bytes, at)) = reader.next_body(&mut stream, timeouts).await? else { break };
+        let Some((bytes, at)) = reader.next_body(&mut stream, timeouts).await? else {
+            break;
+        };
         parser.feed(&bytes, at, &mut events);
         for e in events.drain(..) {
             if !on_event(&e) {
@@ -196,8 +221,15 @@ pub async fn post_stream(
     Ok(())
 }
 
-async fn send_and_read_head(stream: &mut TcpStream, request: &[u8], timeouts: Timeouts) -> Result<Body, Failure> {
-    stream.write_all(request).await.map_err(|_| Failure::Dropped)?;
+async fn send_and_read_head(
+    stream: &mut TcpStream,
+    request: &[u8],
+    timeouts: Timeouts,
+) -> Result<Body, Failure> {
+    stream
+        .write_all(request)
+        .await
+        .map_err(|_| Failure::Dropped)?;
     Body::read_head(stream, timeouts).await
 }
 
@@ -213,7 +245,9 @@ struct Body {
 enum Framing {
     Length(usize),
     /// Chunked: bytes left in the current chunk, or None between chunks.
-    Chunked { left: Option<usize> },
+    Chunked {
+        left: Option<usize>,
+    },
     UntilClose,
     Done,
 }
@@ -230,11 +264,17 @@ impl Body {
                 return Self::from_head(&head, rest);
             }
             if buf.len() > MAX_HEAD_BYTES {
-                return Err(Failure::Protocol("a response head over 64 KiB: not an HTTP server?".into()));
+                return Err(Failure::Protocol(
+                    "a response head over 64 KiB: not an HTTP server?".into(),
+                ));
             }
             let (n, _) = read_some(stream, &mut buf, timeouts).await?;
             if n == 0 {
-                return Err(if buf.is_empty() { Failure::Dropped } else { Failure::Protocol("the connection closed inside the response head".into()) });
+                return Err(if buf.is_empty() {
+                    Failure::Dropped
+                } else {
+                    Failure::Protocol("the connection closed inside the response head".into())
+                });
             }
         }
     }
@@ -246,21 +286,32 @@ impl Body {
         let (version, code) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
         let status = match (version.starts_with("HTTP/1."), code.parse::<u16>()) {
             (true, Ok(c)) => c,
-            _ => return Err(Failure::Protocol(format!("not an HTTP/1.x response: {:?}", status_line.chars().take(80).collect::<String>()))),
+            _ => {
+                return Err(Failure::Protocol(format!(
+                    "not an HTTP/1.x response: {:?}",
+                    status_line.chars().take(80).collect::<String>()
+                )))
+            }
         };
         let mut keep_alive = version == "HTTP/1.1";
         let mut framing = Framing::UntilClose;
         for line in lines {
-            let Some((name, value)) = line.split_once(':') else { continue };
+            let Some((name, value)) = line.split_once(':') else {
+                continue;
+            };
             let value = value.trim();
             match name.trim().to_ascii_lowercase().as_str() {
                 "content-length" => {
-                    let n = value.parse().map_err(|_| Failure::Protocol(format!("Content-Length {value:?}")))?;
+                    let n = value
+                        .parse()
+                        .map_err(|_| Failure::Protocol(format!("Content-Length {value:?}")))?;
                     if framing == Framing::UntilClose {
                         framing = Framing::Length(n);
                     }
                 }
-                "transfer-encoding" if value.to_ascii_lowercase().contains("chunked") => framing = Framing::Chunked { left: None },
+                "transfer-encoding" if value.to_ascii_lowercase().contains("chunked") => {
+                    framing = Framing::Chunked { left: None }
+                }
                 "connection" => keep_alive = !value.eq_ignore_ascii_case("close"),
                 _ => {}
             }
@@ -268,11 +319,20 @@ impl Body {
         if framing == Framing::UntilClose {
             keep_alive = false;
         }
-        Ok(Self { status, keep_alive, framing, buf: rest })
+        Ok(Self {
+            status,
+            keep_alive,
+            framing,
+            buf: rest,
+        })
     }
 
     /// The next piece of body payload and when it was read; `None` at the body's end.
-    async fn next_body(&mut self, stream: &mut TcpStream, timeouts: Timeouts) -> Result<Option<(Vec<u8>, Instant)>, Failure> {
+    async fn next_body(
+        &mut self,
+        stream: &mut TcpStream,
+        timeouts: Timeouts,
+    ) -> Result<Option<(Vec<u8>, Instant)>, Failure> {
         let mut at = Instant::now();
         loop {
             if let Some(payload) = self.take_payload()? {
@@ -310,7 +370,11 @@ impl Body {
                 Framing::Length(left) => {
                     let n = left.min(self.buf.len());
                     out.extend(self.buf.drain(..n));
-                    self.framing = if left == n { Framing::Done } else { Framing::Length(left - n) };
+                    self.framing = if left == n {
+                        Framing::Done
+                    } else {
+                        Framing::Length(left - n)
+                    };
                     break;
                 }
                 Framing::Chunked { left: Some(0) } => {
@@ -330,7 +394,9 @@ impl Body {
                     }
                     let n = left.min(self.buf.len());
                     out.extend(self.buf.drain(..n));
-                    self.framing = Framing::Chunked { left: Some(left - n) };
+                    self.framing = Framing::Chunked {
+                        left: Some(left - n),
+                    };
                 }
                 Framing::Chunked { left: None } => {
                     let Some(end) = find(&self.buf, b"\r\n") else {
@@ -341,10 +407,13 @@ impl Body {
                     };
                     let line = String::from_utf8_lossy(&self.buf[..end]).to_string();
                     let size_text = line.split(';').next().unwrap_or("").trim();
-                    let size = usize::from_str_radix(size_text, 16).map_err(|_| Failure::Protocol(format!("chunk size {size_text:?}")))?;
+                    let size = usize::from_str_radix(size_text, 16)
+                        .map_err(|_| Failure::Protocol(format!("chunk size {size_text:?}")))?;
                     if size == 0 {
                         // Last chunk; trailers end with an empty line.
-                        let Some(trailer_end) = find(&self.buf[end..], b"\r\n\r\n") else { break };
+                        let Some(trailer_end) = find(&self.buf[end..], b"\r\n\r\n") else {
+                            break;
+                        };
                         self.buf.drain(..end + trailer_end + 4);
                         self.framing = Framing::Done;
                         break;
@@ -377,12 +446,21 @@ impl Body {
                 _ => break,
             }
         }
-        String::from_utf8_lossy(&text).chars().take(200).collect::<String>().trim().to_string()
+        String::from_utf8_lossy(&text)
+            .chars()
+            .take(200)
+            .collect::<String>()
+            .trim()
+            .to_string()
     }
 }
 
 /// One read into `buf`: bytes read (0 at end of stream) and when.
-async fn read_some(stream: &mut TcpStream, buf: &mut Vec<u8>, timeouts: Timeouts) -> Result<(usize, Instant), Failure> {
+async fn read_some(
+    stream: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    timeouts: Timeouts,
+) -> Result<(usize, Instant), Failure> {
     let mut tmp = [0u8; 16 * 1024];
     match tokio::time::timeout(timeouts.read, stream.read(&mut tmp)).await {
         Err(_) => Err(Failure::Stalled),
@@ -406,13 +484,27 @@ mod tests {
     #[test]
     fn endpoints_parse_or_say_the_form() {
         let e = Endpoint::parse("http://127.0.0.1:8080").unwrap();
-        assert_eq!((e.host.as_str(), e.port, e.prefix.as_str()), ("127.0.0.1", 8080, ""));
+        assert_eq!(
+            (e.host.as_str(), e.port, e.prefix.as_str()),
+            ("127.0.0.1", 8080, "")
+        );
         assert_eq!(Endpoint::parse("http://h:1/v1").unwrap().prefix, "");
-        assert_eq!(Endpoint::parse("http://h:1/proxy/v1/chat/completions").unwrap().prefix, "/proxy");
+        assert_eq!(
+            Endpoint::parse("http://h:1/proxy/v1/chat/completions")
+                .unwrap()
+                .prefix,
+            "/proxy"
+        );
         assert_eq!(Endpoint::parse("http://h").unwrap().port, 80);
-        assert!(Endpoint::parse("https://h:1").unwrap_err().contains("https is not supported"));
-        assert!(Endpoint::parse("h:1").unwrap_err().contains("expected http://HOST:PORT"));
-        assert!(Endpoint::parse("http://h:99999").unwrap_err().contains("port"));
+        assert!(Endpoint::parse("https://h:1")
+            .unwrap_err()
+            .contains("https is not supported"));
+        assert!(Endpoint::parse("h:1")
+            .unwrap_err()
+            .contains("expected http://HOST:PORT"));
+        assert!(Endpoint::parse("http://h:99999")
+            .unwrap_err()
+            .contains("port"));
     }
 
     fn body(head: &str, rest: &[u8]) -> Body {
@@ -423,7 +515,10 @@ mod tests {
     fn chunked_bodies_decode_across_any_split() {
         let wire = b"5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\n\r\n";
         for cut in 0..wire.len() {
-            let mut b = body("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked", &wire[..cut]);
+            let mut b = body(
+                "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked",
+                &wire[..cut],
+            );
             let mut got = b.take_payload().unwrap().unwrap();
             b.buf.extend_from_slice(&wire[cut..]);
             got.extend(b.take_payload().unwrap().unwrap());
@@ -435,11 +530,27 @@ mod tests {
 
     #[test]
     fn heads_give_status_framing_and_keep_alive() {
-        let b = body("HTTP/1.1 500 Internal Server Error\r\ncontent-length: 3", b"");
-        assert_eq!((b.status, b.framing, b.keep_alive), (500, Framing::Length(3), true));
+        let b = body(
+            "HTTP/1.1 500 Internal Server Error\r\ncontent-length: 3",
+            b"",
+        );
+        assert_eq!(
+            (b.status, b.framing, b.keep_alive),
+            (500, Framing::Length(3), true)
+        );
         let b = body("HTTP/1.0 200 OK\r\nContent-Type: text/event-stream", b"");
         assert_eq!((b.framing, b.keep_alive), (Framing::UntilClose, false));
-        assert!(body("HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0", b"").keep_alive == false);
-        assert!(matches!(Body::from_head("SSH-2.0-OpenSSH", vec![]), Err(Failure::Protocol(_))));
+        assert!(
+            body(
+                "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0",
+                b""
+            )
+            .keep_alive
+                == false
+        );
+        assert!(matches!(
+            Body::from_head("SSH-2.0-OpenSSH", vec![]),
+            Err(Failure::Protocol(_))
+        ));
     }
 }

@@ -30,9 +30,19 @@ impl std::str::FromStr for Dataset {
             return Ok(Self::Prompts);
         }
         if let Some(rest) = s.strip_prefix("random:") {
-            let (i, o) = rest.split_once(':').ok_or_else(|| format!("--dataset {s}: {form}"))?;
-            let num = |t: &str| t.parse::<usize>().ok().filter(|n| *n > 0).ok_or_else(|| format!("--dataset {s}: lengths must be whole numbers above 0"));
-            return Ok(Self::Random { input: num(i)?, output: num(o)? });
+            let (i, o) = rest
+                .split_once(':')
+                .ok_or_else(|| format!("--dataset {s}: {form}"))?;
+            let num = |t: &str| {
+                t.parse::<usize>()
+                    .ok()
+                    .filter(|n| *n > 0)
+                    .ok_or_else(|| format!("--dataset {s}: lengths must be whole numbers above 0"))
+            };
+            return Ok(Self::Random {
+                input: num(i)?,
+                output: num(o)?,
+            });
         }
         if let Some(p) = s.strip_prefix("jsonl:").filter(|p| !p.is_empty()) {
             return Ok(Self::Jsonl(p.into()));
@@ -52,7 +62,13 @@ pub struct Item {
 }
 
 /// The items of a dataset (before cycling to `--num-prompts`), and the sha256 of its file.
-pub fn load(dataset: &Dataset, tokenizer: &TextTokenizer, builtin: &[&str], seed: u64, count: usize) -> Result<(Vec<Item>, Option<String>)> {
+pub fn load(
+    dataset: &Dataset,
+    tokenizer: &TextTokenizer,
+    builtin: &[&str],
+    seed: u64,
+    count: usize,
+) -> Result<(Vec<Item>, Option<String>)> {
     Ok(match dataset {
         Dataset::Random { input, output } => {
             let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
@@ -60,21 +76,53 @@ pub fn load(dataset: &Dataset, tokenizer: &TextTokenizer, builtin: &[&str], seed
             let items = (0..count)
                 .map(|_| {
                     let ids: Vec<u32> = (0..*input).map(|_| rng.random_range(0..bound)).collect();
-                    Ok(Item { prompt: tokenizer.decode(&ids)?, max_tokens: Some(*output) })
+                    Ok(Item {
+                        prompt: tokenizer.decode(&ids)?,
+                        max_tokens: Some(*output),
+                    })
                 })
                 .collect::<Result<Vec<_>>>()?;
             (items, None)
         }
-        Dataset::Prompts => (builtin.iter().map(|p| Item { prompt: p.to_string(), max_tokens: None }).collect(), None),
+        Dataset::Prompts => (
+            builtin
+                .iter()
+                .map(|p| Item {
+                    prompt: p.to_string(),
+                    max_tokens: None,
+                })
+                .collect(),
+            None,
+        ),
         Dataset::Jsonl(path) => {
             let text = read(path)?;
             let mut items = Vec::new();
-            for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
-                let v: Value = serde_json::from_str(line).map_err(|e| bad(path, &format!("line {} is not JSON ({e})", i + 1)))?;
-                let prompt = v.get("prompt").or_else(|| v.get("text")).and_then(Value::as_str);
-                let prompt = prompt.ok_or_else(|| bad(path, &format!("line {} has no \"prompt\" (or \"text\") string", i + 1)))?;
-                let max_tokens = v.get("max_tokens").or_else(|| v.get("output_len")).and_then(Value::as_u64).map(|n| n as usize);
-                items.push(Item { prompt: prompt.to_string(), max_tokens });
+            for (i, line) in text
+                .lines()
+                .enumerate()
+                .filter(|(_, l)| !l.trim().is_empty())
+            {
+                let v: Value = serde_json::from_str(line)
+                    .map_err(|e| bad(path, &format!("line {} is not JSON ({e})", i + 1)))?;
+                let prompt = v
+                    .get("prompt")
+                    .or_else(|| v.get("text"))
+                    .and_then(Value::as_str);
+                let prompt = prompt.ok_or_else(|| {
+                    bad(
+                        path,
+                        &format!("line {} has no \"prompt\" (or \"text\") string", i + 1),
+                    )
+                })?;
+                let max_tokens = v
+                    .get("max_tokens")
+                    .or_else(|| v.get("output_len"))
+                    .and_then(Value::as_u64)
+                    .map(|n| n as usize);
+                items.push(Item {
+                    prompt: prompt.to_string(),
+                    max_tokens,
+                });
             }
             if items.is_empty() {
                 return Err(bad(path, "holds no prompts").into());
@@ -83,16 +131,34 @@ pub fn load(dataset: &Dataset, tokenizer: &TextTokenizer, builtin: &[&str], seed
         }
         Dataset::ShareGpt(path) => {
             let text = read(path)?;
-            let v: Value = serde_json::from_str(&text).map_err(|e| bad(path, &format!("is not JSON ({e})")))?;
-            let entries = v.as_array().ok_or_else(|| bad(path, "is not a JSON array of conversations"))?;
+            let v: Value = serde_json::from_str(&text)
+                .map_err(|e| bad(path, &format!("is not JSON ({e})")))?;
+            let entries = v
+                .as_array()
+                .ok_or_else(|| bad(path, "is not a JSON array of conversations"))?;
             let mut items = Vec::new();
             for entry in entries {
-                let Some(turns) = entry.get("conversations").and_then(Value::as_array) else { continue };
-                let text_of = |t: &Value| t.get("value").and_then(Value::as_str).map(str::to_string);
-                let role = |t: &Value| t.get("from").and_then(Value::as_str).unwrap_or("").to_string();
-                let Some(first) = turns.iter().position(|t| role(t) == "human") else { continue };
-                let Some(prompt) = text_of(&turns[first]) else { continue };
-                let reply = turns[first + 1..].iter().find(|t| role(t) == "gpt").and_then(text_of);
+                let Some(turns) = entry.get("conversations").and_then(Value::as_array) else {
+                    continue;
+                };
+                let text_of =
+                    |t: &Value| t.get("value").and_then(Value::as_str).map(str::to_string);
+                let role = |t: &Value| {
+                    t.get("from")
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                        .to_string()
+                };
+                let Some(first) = turns.iter().position(|t| role(t) == "human") else {
+                    continue;
+                };
+                let Some(prompt) = text_of(&turns[first]) else {
+                    continue;
+                };
+                let reply = turns[first + 1..]
+                    .iter()
+                    .find(|t| role(t) == "gpt")
+                    .and_then(text_of);
                 let max_tokens = match reply {
                     Some(r) => Some(tokenizer.encode(&r)?.len().max(1)),
                     None => None,
@@ -114,13 +180,20 @@ pub fn sample(items: &[Item], n: usize, seed: u64) -> Vec<Item> {
     while out.len() < n && !items.is_empty() {
         let mut order: Vec<usize> = (0..items.len()).collect();
         order.shuffle(&mut rng);
-        out.extend(order.into_iter().take(n - out.len()).map(|i| items[i].clone()));
+        out.extend(
+            order
+                .into_iter()
+                .take(n - out.len())
+                .map(|i| items[i].clone()),
+        );
     }
     out
 }
 
 fn read(path: &Path) -> Result<String> {
-    std::fs::read_to_string(path).map_err(|e| LlmbenchError::invalid(format!("--dataset {}: cannot read ({e})", path.display())))
+    std::fs::read_to_string(path).map_err(|e| {
+        LlmbenchError::invalid(format!("--dataset {}: cannot read ({e})", path.display()))
+    })
 }
 
 fn bad(path: &Path, why: &str) -> anyhow::Error {
@@ -138,25 +211,43 @@ mod tests {
 
     #[test]
     fn parses_the_four_forms_or_says_them() {
-        assert_eq!("random:32:8".parse::<Dataset>().unwrap(), Dataset::Random { input: 32, output: 8 });
+        assert_eq!(
+            "random:32:8".parse::<Dataset>().unwrap(),
+            Dataset::Random {
+                input: 32,
+                output: 8
+            }
+        );
         assert_eq!("prompts".parse::<Dataset>().unwrap(), Dataset::Prompts);
-        assert_eq!("sharegpt:a.json".parse::<Dataset>().unwrap(), Dataset::ShareGpt("a.json".into()));
+        assert_eq!(
+            "sharegpt:a.json".parse::<Dataset>().unwrap(),
+            Dataset::ShareGpt("a.json".into())
+        );
         for bad in ["random:0:8", "random:8", "jsonl:", "x"] {
-            assert!(bad.parse::<Dataset>().unwrap_err().contains("--dataset"), "{bad}");
+            assert!(
+                bad.parse::<Dataset>().unwrap_err().contains("--dataset"),
+                "{bad}"
+            );
         }
     }
 
     #[test]
     fn random_prompts_are_seeded_and_sampling_cycles() {
         let t = TextTokenizer::Bytes;
-        let d = Dataset::Random { input: 16, output: 4 };
+        let d = Dataset::Random {
+            input: 16,
+            output: 4,
+        };
         let (a, _) = load(&d, &t, &[], 1, 3).unwrap();
         assert_eq!(a, load(&d, &t, &[], 1, 3).unwrap().0);
         assert_ne!(a, load(&d, &t, &[], 2, 3).unwrap().0);
         assert_eq!(a[0].max_tokens, Some(4));
         let s = sample(&a, 7, 0);
         assert_eq!(s.len(), 7);
-        assert!(a.iter().all(|i| s[..3].contains(i)), "each pass takes every item once");
+        assert!(
+            a.iter().all(|i| s[..3].contains(i)),
+            "each pass takes every item once"
+        );
     }
 
     #[test]
@@ -164,11 +255,26 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s.json");
         std::fs::write(&path, r#"[{"conversations":[{"from":"system","value":"x"},{"from":"human","value":"hi"},{"from":"gpt","value":"hello there"}]},{"id":1}]"#).unwrap();
-        let (items, sha) = load(&Dataset::ShareGpt(path.clone()), &TextTokenizer::Bytes, &[], 0, 0).unwrap();
-        assert_eq!(items, vec![Item { prompt: "hi".into(), max_tokens: Some(11) }]);
+        let (items, sha) = load(
+            &Dataset::ShareGpt(path.clone()),
+            &TextTokenizer::Bytes,
+            &[],
+            0,
+            0,
+        )
+        .unwrap();
+        assert_eq!(
+            items,
+            vec![Item {
+                prompt: "hi".into(),
+                max_tokens: Some(11)
+            }]
+        );
         assert!(sha.is_some());
         std::fs::write(&path, r#"[{"id":1}]"#).unwrap();
-        let err = load(&Dataset::ShareGpt(path), &TextTokenizer::Bytes, &[], 0, 0).unwrap_err().to_string();
+        let err = load(&Dataset::ShareGpt(path), &TextTokenizer::Bytes, &[], 0, 0)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("has no conversations"), "{err}");
     }
 }

@@ -29,6 +29,13 @@ pub struct Load {
     pub busy_poll: bool,
 }
 
+impl Load {
+    /// Every request due at once under a concurrency cap: a closed loop.
+    pub fn closed_loop(&self) -> bool {
+        self.max_concurrency.is_some() && self.arrivals.iter().all(|a| a.is_zero())
+    }
+}
+
 /// Timers of the runtime fire on millisecond ticks: a sleep ends up to ~1 ms late. The last
 /// stretch before a send is spent yielding to the runtime, so sends leave within microseconds
 /// of their schedule while other requests' reads go on.
@@ -45,14 +52,31 @@ async fn wait_until(due: Instant) {
 
 /// Runs a level; `requests[i]` is sent at `load.arrivals[i]` with `opts` (its own max_tokens). Returns every request's record
 /// (in send order) and the instant the level started.
-pub fn run_level(ep: &Endpoint, opts: &RequestOptions, requests: &[Request], load: &Load, timeouts: Timeouts) -> std::io::Result<(Vec<RequestRecord>, Instant)> {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+pub fn run_level(
+    ep: &Endpoint,
+    opts: &RequestOptions,
+    requests: &[Request],
+    load: &Load,
+    timeouts: Timeouts,
+) -> std::io::Result<(Vec<RequestRecord>, Instant)> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     Ok(rt.block_on(run_level_async(ep, opts, requests, load, timeouts)))
 }
 
-async fn run_level_async(ep: &Endpoint, opts: &RequestOptions, requests: &[Request], load: &Load, timeouts: Timeouts) -> (Vec<RequestRecord>, Instant) {
+async fn run_level_async(
+    ep: &Endpoint,
+    opts: &RequestOptions,
+    requests: &[Request],
+    load: &Load,
+    timeouts: Timeouts,
+) -> (Vec<RequestRecord>, Instant) {
     let pool = Arc::new(Pool::default());
-    let slots = Arc::new(tokio::sync::Semaphore::new(load.max_concurrency.unwrap_or(tokio::sync::Semaphore::MAX_PERMITS)));
+    let slots = Arc::new(tokio::sync::Semaphore::new(
+        load.max_concurrency
+            .unwrap_or(tokio::sync::Semaphore::MAX_PERMITS),
+    ));
     let ep = Arc::new(ep.clone());
     let start = Instant::now() + Duration::from_millis(5);
     let mut tasks = tokio::task::JoinSet::new();
@@ -71,14 +95,28 @@ async fn run_level_async(ep: &Endpoint, opts: &RequestOptions, requests: &[Reque
         if load.duration.is_some_and(|d| *offset >= d) {
             break;
         }
-        let scheduled = start + *offset;
+        let mut scheduled = start + *offset;
         wait_until(scheduled).await;
         // Waits for a slot here, in order: later requests queue behind this one.
-        let Ok(permit) = slots.clone().acquire_owned().await else { break };
-        let opts = RequestOptions { max_tokens: request.max_tokens, ..opts.clone() };
+        let Ok(permit) = slots.clone().acquire_owned().await else {
+            break;
+        };
+        // A closed loop (every request due at once, a concurrency cap) sends each request when
+        // a slot frees: that is its schedule, and its latency counts from there. An open loop
+        // keeps its schedule, and the wait for a slot is part of the latency (and queue_s).
+        if load.closed_loop() {
+            scheduled = Instant::now();
+        }
+        let opts = RequestOptions {
+            max_tokens: request.max_tokens,
+            ..opts.clone()
+        };
         let (pool, ep, prompt) = (pool.clone(), ep.clone(), request.prompt.clone());
         tasks.spawn(async move {
-            let rec = run_one(&pool, &ep, &opts, &prompt, timeouts, index, start, scheduled).await;
+            let rec = run_one(
+                &pool, &ep, &opts, &prompt, timeouts, index, start, scheduled,
+            )
+            .await;
             drop(permit);
             rec
         });

@@ -18,7 +18,16 @@ use crate::measure::stats::Summary;
 use std::collections::BTreeMap;
 
 /// Service-level objectives for goodput, in milliseconds (`--goodput ttft:MS,tpot:MS,e2el:MS`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    serde::Serialize,
+    serde::Deserialize,
+    schemars::JsonSchema,
+)]
 pub struct Slo {
     pub ttft_ms: Option<f64>,
     pub tpot_ms: Option<f64>,
@@ -70,23 +79,42 @@ pub struct LevelMetrics {
 pub fn output_tokens(r: &RequestRecord, count: &dyn Fn(&str) -> usize) -> (u64, TokenSource) {
     match r.usage {
         Some(u) => (u.completion_tokens, TokenSource::Usage),
-        None => (r.chunk_text.iter().map(|t| count(t) as u64).sum(), TokenSource::Tokenizer),
+        None => (
+            r.chunk_text.iter().map(|t| count(t) as u64).sum(),
+            TokenSource::Tokenizer,
+        ),
     }
 }
 
 /// Computes a level's metrics; `count` tokenizes text (for servers without usage, and for the
 /// share of tokens among a request's chunks when some carry several).
-pub fn level_metrics(records: &[RequestRecord], slo: &Slo, count: &dyn Fn(&str) -> usize) -> LevelMetrics {
+pub fn level_metrics(
+    records: &[RequestRecord],
+    slo: &Slo,
+    count: &dyn Fn(&str) -> usize,
+) -> LevelMetrics {
     let ok: Vec<&RequestRecord> = records.iter().filter(|r| r.failure.is_none()).collect();
     let mut failures_by_cause = BTreeMap::new();
     for r in records.iter().filter_map(|r| r.failure.as_ref()) {
         *failures_by_cause.entry(r.cause()).or_insert(0) += 1;
     }
-    let start = records.iter().map(|r| r.scheduled_s).fold(f64::INFINITY, f64::min);
-    let end = records.iter().map(|r| r.scheduled_s + r.e2e_s).fold(f64::NEG_INFINITY, f64::max);
-    let duration_s = if records.is_empty() { 0.0 } else { (end - start).max(1e-9) };
-    let (mut ttft, mut tpot, mut itl, mut e2el, mut queue) = (vec![], vec![], vec![], vec![], vec![]);
-    let (mut input, mut output, mut from_tokenizer, mut multi, mut reasoning, mut good) = (0u64, 0u64, 0, 0, 0, 0);
+    let start = records
+        .iter()
+        .map(|r| r.scheduled_s)
+        .fold(f64::INFINITY, f64::min);
+    let end = records
+        .iter()
+        .map(|r| r.scheduled_s + r.e2e_s)
+        .fold(f64::NEG_INFINITY, f64::max);
+    let duration_s = if records.is_empty() {
+        0.0
+    } else {
+        (end - start).max(1e-9)
+    };
+    let (mut ttft, mut tpot, mut itl, mut e2el, mut queue) =
+        (vec![], vec![], vec![], vec![], vec![]);
+    let (mut input, mut output, mut from_tokenizer, mut multi, mut reasoning, mut good) =
+        (0u64, 0u64, 0, 0, 0, 0);
     let mut arrivals: Vec<(f64, u64)> = Vec::new();
     for r in &ok {
         let (n, source) = output_tokens(r, count);
@@ -115,15 +143,23 @@ pub fn level_metrics(records: &[RequestRecord], slo: &Slo, count: &dyn Fn(&str) 
         for (at, t) in r.chunk_s.iter().zip(&per_chunk) {
             arrivals.push((r.scheduled_s + at - start, *t));
         }
-        let meets = |v: Option<f64>, limit: Option<f64>| limit.is_none_or(|l| v.is_some_and(|v| v <= l));
-        if meets(first.map(|t| t * 1e3), slo.ttft_ms) && meets(tpot_ms.or(Some(0.0)), slo.tpot_ms) && meets(Some(r.e2e_s * 1e3), slo.e2el_ms) {
+        let meets =
+            |v: Option<f64>, limit: Option<f64>| limit.is_none_or(|l| v.is_some_and(|v| v <= l));
+        if meets(first.map(|t| t * 1e3), slo.ttft_ms)
+            && meets(tpot_ms.or(Some(0.0)), slo.tpot_ms)
+            && meets(Some(r.e2e_s * 1e3), slo.e2el_ms)
+        {
             good += 1;
         }
     }
-    let rate = |count: usize, span: f64| (count > 1 && span > 0.0).then(|| (count - 1) as f64 / span);
+    let rate =
+        |count: usize, span: f64| (count > 1 && span > 0.0).then(|| (count - 1) as f64 / span);
     let scheduled: Vec<f64> = records.iter().map(|r| r.scheduled_s).collect();
     let sent: Vec<f64> = records.iter().map(|r| r.scheduled_s + r.queue_s).collect();
-    let span = |v: &[f64]| v.iter().copied().fold(f64::NEG_INFINITY, f64::max) - v.iter().copied().fold(f64::INFINITY, f64::min);
+    let span = |v: &[f64]| {
+        v.iter().copied().fold(f64::NEG_INFINITY, f64::max)
+            - v.iter().copied().fold(f64::INFINITY, f64::min)
+    };
     let step = concurrency_step(duration_s);
     LevelMetrics {
         completed: ok.len(),
@@ -159,10 +195,17 @@ fn tokens_per_chunk(r: &RequestRecord, n: u64, count: &dyn Fn(&str) -> usize) ->
     if chunks == 0 || n <= chunks {
         return vec![1; chunks as usize];
     }
-    let raw: Vec<f64> = r.chunk_text.iter().map(|t| count(t).max(1) as f64).collect();
+    let raw: Vec<f64> = r
+        .chunk_text
+        .iter()
+        .map(|t| count(t).max(1) as f64)
+        .collect();
     let total: f64 = raw.iter().sum();
     // Largest remainders: whole tokens that add up to n exactly.
-    let exact: Vec<f64> = raw.iter().map(|c| (c / total * n as f64).max(1.0)).collect();
+    let exact: Vec<f64> = raw
+        .iter()
+        .map(|c| (c / total * n as f64).max(1.0))
+        .collect();
     let mut out: Vec<u64> = exact.iter().map(|e| e.floor() as u64).collect();
     let mut left = n.saturating_sub(out.iter().sum());
     let mut order: Vec<usize> = (0..out.len()).collect();
@@ -229,7 +272,10 @@ mod tests {
             chunk_text: chunks.iter().map(|_| "ab".to_string()).collect(),
             reasoning_chunks: 0,
             e2e_s: e2e,
-            usage: tokens.map(|t| Usage { prompt_tokens: 10, completion_tokens: t }),
+            usage: tokens.map(|t| Usage {
+                prompt_tokens: 10,
+                completion_tokens: t,
+            }),
             server_timings: None,
             failure: None,
         }
@@ -247,9 +293,22 @@ mod tests {
         let b = rec(1.0, &[0.050, 0.090, 0.130], 0.130, Some(6));
         let mut failed = rec(0.5, &[], 0.2, None);
         failed.failure = Some(Failure::Status(500, "boom".into()));
-        let m = level_metrics(&[a, b, failed], &Slo { ttft_ms: Some(60.0), ..Slo::default() }, &chars);
-        assert_eq!((m.completed, m.failed, m.failures_by_cause.get("http_500")), (2, 1, Some(&1)));
-        assert_eq!(m.ttft_ms.as_ref().map(|s| (s.min, s.max)), Some((50.0, 100.0)));
+        let m = level_metrics(
+            &[a, b, failed],
+            &Slo {
+                ttft_ms: Some(60.0),
+                ..Slo::default()
+            },
+            &chars,
+        );
+        assert_eq!(
+            (m.completed, m.failed, m.failures_by_cause.get("http_500")),
+            (2, 1, Some(&1))
+        );
+        assert_eq!(
+            m.ttft_ms.as_ref().map(|s| (s.min, s.max)),
+            Some((50.0, 100.0))
+        );
         let tpot = m.tpot_ms.unwrap();
         assert!((tpot.min - 80.0 / 5.0).abs() < 1e-9 && (tpot.max - 20.0).abs() < 1e-9);
         let itl = m.itl_ms.unwrap();
@@ -258,7 +317,10 @@ mod tests {
         assert_eq!(m.multi_token_chunk_requests, 1);
         assert_eq!((m.total_output_tokens, m.total_input_tokens), (9, 20));
         assert!((m.duration_s - 1.13).abs() < 1e-9);
-        assert!((m.goodput.unwrap() - 1.0 / 1.13).abs() < 1e-9, "only b meets TTFT <= 60 ms");
+        assert!(
+            (m.goodput.unwrap() - 1.0 / 1.13).abs() < 1e-9,
+            "only b meets TTFT <= 60 ms"
+        );
         // The window from 0.14 s holds a's last token and all six of b's.
         assert_eq!(m.peak_output_throughput, 7.0);
     }
@@ -266,7 +328,10 @@ mod tests {
     #[test]
     fn without_usage_the_tokenizer_counts() {
         let m = level_metrics(&[rec(0.0, &[0.1, 0.2], 0.2, None)], &Slo::default(), &chars);
-        assert_eq!((m.total_output_tokens, m.output_tokens_from_tokenizer), (4, 1));
+        assert_eq!(
+            (m.total_output_tokens, m.output_tokens_from_tokenizer),
+            (4, 1)
+        );
         assert_eq!(m.goodput, None);
     }
 
@@ -281,7 +346,10 @@ mod tests {
 
     #[test]
     fn concurrency_counts_requests_in_flight() {
-        let recs = [rec(0.0, &[0.5], 1.0, Some(1)), rec(0.5, &[0.1], 1.0, Some(1))];
+        let recs = [
+            rec(0.0, &[0.5], 1.0, Some(1)),
+            rec(0.5, &[0.1], 1.0, Some(1)),
+        ];
         let m = level_metrics(&recs, &Slo::default(), &chars);
         let at = |t: f64| m.concurrency[(t / m.concurrency_step_s).round() as usize];
         assert_eq!((at(0.25), at(0.75), at(1.25)), (1, 2, 1));

@@ -7,7 +7,9 @@ use super::openai::{parse_chunk, request_body, RequestOptions, ServerTimings, Us
 use std::time::Instant;
 
 /// Where a request's output token count came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum TokenSource {
     /// The server's `usage.completion_tokens` (the last usage object of the stream).
@@ -73,18 +75,26 @@ pub async fn run_one(
     let mut finished = false;
     let result = post_stream(pool, ep, opts.api.path(), &body, timeouts, |event| {
         if event.event.as_deref() == Some("error") {
-            stream_error = Some(Failure::Server(format!("the server sent an error event: {}", event.data)));
+            stream_error = Some(Failure::Server(format!(
+                "the server sent an error event: {}",
+                event.data
+            )));
             return false;
         }
         match parse_chunk(&event.data) {
             Err(why) => {
-                stream_error = Some(if why.starts_with("the server sent an error") { Failure::Server(why) } else { Failure::Protocol(why) });
+                stream_error = Some(if why.starts_with("the server sent an error") {
+                    Failure::Server(why)
+                } else {
+                    Failure::Protocol(why)
+                });
                 false
             }
             Ok(chunk) => {
                 if chunk.has_output() {
                     rec.chunk_s.push(since(event.at));
-                    rec.chunk_text.push(format!("{}{}", chunk.reasoning, chunk.content));
+                    rec.chunk_text
+                        .push(format!("{}{}", chunk.reasoning, chunk.content));
                     rec.reasoning_chunks += usize::from(!chunk.reasoning.is_empty());
                 }
                 // The last usage object counts (some servers send running totals).

@@ -19,7 +19,9 @@ pub enum Rate {
 
 /// Send offsets from the start of the run for `n` requests, non-decreasing; the first is 0.
 pub fn arrivals(n: usize, rate: Rate, burstiness: f64, seed: u64) -> Vec<Duration> {
-    let Rate::PerSecond(rate) = rate else { return vec![Duration::ZERO; n] };
+    let Rate::PerSecond(rate) = rate else {
+        return vec![Duration::ZERO; n];
+    };
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let scale = 1.0 / (rate * burstiness);
     let mut t = 0.0f64;
@@ -82,8 +84,14 @@ mod tests {
         // Gamma(k, 1 / (k r)): mean 1 / r, coefficient of variation 1 / sqrt(k).
         for (rate, k) in [(10.0, 1.0), (250.0, 0.25), (4.0, 4.0)] {
             let (m, cv) = mean_cv(&gaps(rate, k));
-            assert!((m * rate - 1.0).abs() < 0.03, "rate {rate} k {k}: mean gap {m}");
-            assert!((cv * k.sqrt() - 1.0).abs() < 0.05, "rate {rate} k {k}: cv {cv}");
+            assert!(
+                (m * rate - 1.0).abs() < 0.03,
+                "rate {rate} k {k}: mean gap {m}"
+            );
+            assert!(
+                (cv * k.sqrt() - 1.0).abs() < 0.05,
+                "rate {rate} k {k}: cv {cv}"
+            );
         }
     }
 
@@ -94,6 +102,9 @@ mod tests {
         assert_ne!(a, arrivals(100, Rate::PerSecond(5.0), 1.0, 2));
         assert_eq!(a[0], Duration::ZERO);
         assert!(a.windows(2).all(|w| w[0] <= w[1]));
-        assert_eq!(arrivals(3, Rate::Unlimited, 1.0, 1), vec![Duration::ZERO; 3]);
+        assert_eq!(
+            arrivals(3, Rate::Unlimited, 1.0, 1),
+            vec![Duration::ZERO; 3]
+        );
     }
 }

@@ -35,28 +35,50 @@ impl Script {
     /// A chat stream: a role-only first delta at once, then `pieces` (each a delta's content) at
     /// `gap` apart after `ttft`, then a usage trailer with `usage` tokens when given.
     pub fn chat(ttft: Duration, gap: Duration, pieces: &[&str], usage: Option<u64>) -> Self {
-        let mut events = vec![(Duration::ZERO, r#"{"choices":[{"index":0,"delta":{"role":"assistant"},"finish_reason":null}]}"#.to_string())];
+        let mut events = vec![(
+            Duration::ZERO,
+            r#"{"choices":[{"index":0,"delta":{"role":"assistant"},"finish_reason":null}]}"#
+                .to_string(),
+        )];
         for (i, p) in pieces.iter().enumerate() {
             let delay = if i == 0 { ttft } else { gap };
-            let finish = if i + 1 == pieces.len() { r#""stop""# } else { "null" };
+            let finish = if i + 1 == pieces.len() {
+                r#""stop""#
+            } else {
+                "null"
+            };
             events.push((delay, format!(r#"{{"choices":[{{"index":0,"delta":{{"content":{}}},"finish_reason":{finish}}}]}}"#, serde_json::to_string(p).unwrap())));
         }
         if let Some(n) = usage {
             events.push((Duration::ZERO, format!(r#"{{"choices":[],"usage":{{"prompt_tokens":4,"completion_tokens":{n},"total_tokens":{}}}}}"#, n + 4)));
         }
         events.push((Duration::ZERO, "[DONE]".into()));
-        Self { status: 200, events, end: End::Done }
+        Self {
+            status: 200,
+            events,
+            end: End::Done,
+        }
     }
 
     /// This stream with an OpenAI error object sent before its `[DONE]`.
     pub fn with_error(mut self) -> Self {
         let at = self.events.len() - 1;
-        self.events.insert(at, (Duration::ZERO, r#"{"error":{"message":"overloaded","code":503}}"#.into()));
+        self.events.insert(
+            at,
+            (
+                Duration::ZERO,
+                r#"{"error":{"message":"overloaded","code":503}}"#.into(),
+            ),
+        );
         self
     }
 
     pub fn status(code: u16, body: &str) -> Self {
-        Self { status: code, events: vec![(Duration::ZERO, body.to_string())], end: End::Done }
+        Self {
+            status: code,
+            events: vec![(Duration::ZERO, body.to_string())],
+            end: End::Done,
+        }
     }
 }
 
@@ -89,7 +111,11 @@ pub fn serve(script: impl Fn(&Value) -> Script + Send + Sync + 'static) -> Serve
     Server { port, requests }
 }
 
-fn handle(conn: TcpStream, script: &dyn Fn(&Value) -> Script, count: &AtomicUsize) -> std::io::Result<()> {
+fn handle(
+    conn: TcpStream,
+    script: &dyn Fn(&Value) -> Script,
+    count: &AtomicUsize,
+) -> std::io::Result<()> {
     conn.set_nodelay(true)?;
     let mut reader = BufReader::new(conn.try_clone()?);
     let mut out = conn;

@@ -85,7 +85,10 @@ impl SseParser {
         }
         let text = String::from_utf8_lossy(&line);
         let (field, value) = match text.find(':') {
-            Some(i) => (&text[..i], text[i + 1..].strip_prefix(' ').unwrap_or(&text[i + 1..])),
+            Some(i) => (
+                &text[..i],
+                text[i + 1..].strip_prefix(' ').unwrap_or(&text[i + 1..]),
+            ),
             None => (&text[..], ""),
         };
         match field {
@@ -105,7 +108,11 @@ impl SseParser {
         let event = self.event.take();
         if self.has_data {
             self.has_data = false;
-            out.push(SseEvent { event, data: std::mem::take(&mut self.data), at });
+            out.push(SseEvent {
+                event,
+                data: std::mem::take(&mut self.data),
+                at,
+            });
         }
     }
 }
@@ -135,7 +142,11 @@ mod tests {
         let whole = parse(&[stream]);
         assert_eq!(whole, data(&["{\"a\":1}", "{\"b\":2}", "[DONE]"]));
         for cut in 0..stream.len() {
-            assert_eq!(parse(&[&stream[..cut], &stream[cut..]]), whole, "cut at {cut}");
+            assert_eq!(
+                parse(&[&stream[..cut], &stream[cut..]]),
+                whole,
+                "cut at {cut}"
+            );
         }
         let bytes: Vec<&[u8]> = stream.chunks(1).collect();
         assert_eq!(parse(&bytes), whole);
@@ -144,7 +155,10 @@ mod tests {
     #[test]
     fn line_endings_fields_and_multi_line_data() {
         assert_eq!(parse(&[b"data:x\rdata:  y\r\n\r"]), data(&["x\n y"]));
-        assert_eq!(parse(&[b"event: error\ndata: {}\n\n"]), vec![(Some("error".into()), "{}".into())]);
+        assert_eq!(
+            parse(&[b"event: error\ndata: {}\n\n"]),
+            vec![(Some("error".into()), "{}".into())]
+        );
         assert_eq!(parse(&[b"id: 3\nretry: 10\n\n"]), vec![]);
         assert_eq!(parse(&[b"data\n\n"]), data(&[""]));
     }

@@ -46,22 +46,48 @@ impl GemvChoice {
         let stream = match std::env::var("LLMBENCH_CUDA_GEMV").ok().as_deref() {
             None | Some("") | Some("warp") => false,
             Some("stream") => true,
-            Some(other) => return Err(Error::Msg(format!("LLMBENCH_CUDA_GEMV={other}: expected warp (the default) or stream"))),
-        };
-        let number = |name: &str, default: usize, range: std::ops::RangeInclusive<usize>| -> Result<usize> {
-            match std::env::var(name) {
-                Err(_) => Ok(default),
-                Ok(v) => v
-                    .parse::<usize>()
-                    .ok()
-                    .filter(|n| range.contains(n))
-                    .ok_or_else(|| Error::Msg(format!("{name}={v}: expected a whole number in {}..={}", range.start(), range.end()))),
+            Some(other) => {
+                return Err(Error::Msg(format!(
+                    "LLMBENCH_CUDA_GEMV={other}: expected warp (the default) or stream"
+                )))
             }
         };
-        let stage_bytes = number("LLMBENCH_CUDA_GEMV_STAGE_BYTES", STAGE_BYTES, 1024..=64 * 1024)?;
-        let ring_bytes = number("LLMBENCH_CUDA_GEMV_RING_BYTES", RING_BYTES, 8 * 1024..=224 * 1024)?;
-        let blocks_per_sm = number("LLMBENCH_CUDA_GEMV_BLOCKS_PER_SM", BLOCKS_PER_SM, 1..=4)? as u32;
-        Ok(Self { stream, stage_bytes, ring_bytes, blocks_per_sm, sms: sms.max(1) })
+        let number =
+            |name: &str, default: usize, range: std::ops::RangeInclusive<usize>| -> Result<usize> {
+                match std::env::var(name) {
+                    Err(_) => Ok(default),
+                    Ok(v) => v
+                        .parse::<usize>()
+                        .ok()
+                        .filter(|n| range.contains(n))
+                        .ok_or_else(|| {
+                            Error::Msg(format!(
+                                "{name}={v}: expected a whole number in {}..={}",
+                                range.start(),
+                                range.end()
+                            ))
+                        }),
+                }
+            };
+        let stage_bytes = number(
+            "LLMBENCH_CUDA_GEMV_STAGE_BYTES",
+            STAGE_BYTES,
+            1024..=64 * 1024,
+        )?;
+        let ring_bytes = number(
+            "LLMBENCH_CUDA_GEMV_RING_BYTES",
+            RING_BYTES,
+            8 * 1024..=224 * 1024,
+        )?;
+        let blocks_per_sm =
+            number("LLMBENCH_CUDA_GEMV_BLOCKS_PER_SM", BLOCKS_PER_SM, 1..=4)? as u32;
+        Ok(Self {
+            stream,
+            stage_bytes,
+            ring_bytes,
+            blocks_per_sm,
+            sms: sms.max(1),
+        })
     }
 
     /// The streaming shape of a dense projection with `row_bytes` a row, or `None` where the
@@ -72,7 +98,10 @@ impl GemvChoice {
         if !self.stream {
             return None;
         }
-        let stage_rows = [8, 4, 2].into_iter().find(|r| r * row_bytes <= self.stage_bytes).unwrap_or(2);
+        let stage_rows = [8, 4, 2]
+            .into_iter()
+            .find(|r| r * row_bytes <= self.stage_bytes)
+            .unwrap_or(2);
         let stages = (self.ring_bytes / (stage_rows * row_bytes)).clamp(2, MAX_STAGES);
         let shared_bytes = stages * stage_rows * row_bytes + row_bytes;
         if shared_bytes + reserved > MAX_BLOCK_SHARED {
@@ -81,7 +110,11 @@ impl GemvChoice {
             );
             return None;
         }
-        Some(StreamShape { stage_rows, stages, shared_bytes })
+        Some(StreamShape {
+            stage_rows,
+            stages,
+            shared_bytes,
+        })
     }
 
     /// Blocks of a streaming launch over `pairs` row pairs: about `blocks_per_sm` a
@@ -97,30 +130,75 @@ mod tests {
     use super::*;
 
     fn stream() -> GemvChoice {
-        GemvChoice { stream: true, stage_bytes: STAGE_BYTES, ring_bytes: RING_BYTES, blocks_per_sm: 1, sms: 132 }
+        GemvChoice {
+            stream: true,
+            stage_bytes: STAGE_BYTES,
+            ring_bytes: RING_BYTES,
+            blocks_per_sm: 1,
+            sms: 132,
+        }
     }
 
     #[test]
     fn stage_rows_and_ring_depth_follow_the_row_size() {
         // TinyLlama bf16: 2,048 inputs (4 KiB rows) and 5,632 (11 KiB rows); SmolLM2's 576.
-        assert_eq!(stream().stream(4096, 0), Some(StreamShape { stage_rows: 4, stages: 6, shared_bytes: 6 * 4 * 4096 + 4096 }));
-        assert_eq!(stream().stream(11264, 0).map(|s| (s.stage_rows, s.stages)), Some((2, 4)));
-        assert_eq!(stream().stream(1152, 0).map(|s| (s.stage_rows, s.stages)), Some((8, 10)));
+        assert_eq!(
+            stream().stream(4096, 0),
+            Some(StreamShape {
+                stage_rows: 4,
+                stages: 6,
+                shared_bytes: 6 * 4 * 4096 + 4096
+            })
+        );
+        assert_eq!(
+            stream().stream(11264, 0).map(|s| (s.stage_rows, s.stages)),
+            Some((2, 4))
+        );
+        assert_eq!(
+            stream().stream(1152, 0).map(|s| (s.stage_rows, s.stages)),
+            Some((8, 10))
+        );
     }
 
     #[test]
     fn the_warp_gemv_by_default_and_where_the_ring_does_not_fit() {
-        assert_eq!(GemvChoice { stream: false, ..stream() }.stream(4096, 0), None);
+        assert_eq!(
+            GemvChoice {
+                stream: false,
+                ..stream()
+            }
+            .stream(4096, 0),
+            None
+        );
         assert_eq!(stream().stream(60 * 1024, 0), None);
         // The ring that fooled v8's first sweep: 192 KiB beside the O projection's 40 KiB.
-        assert_eq!(GemvChoice { ring_bytes: 192 * 1024, ..stream() }.stream(4096, 40 * 1024), None);
-        assert!(GemvChoice { ring_bytes: 192 * 1024, ..stream() }.stream(4096, 0).is_some());
+        assert_eq!(
+            GemvChoice {
+                ring_bytes: 192 * 1024,
+                ..stream()
+            }
+            .stream(4096, 40 * 1024),
+            None
+        );
+        assert!(GemvChoice {
+            ring_bytes: 192 * 1024,
+            ..stream()
+        }
+        .stream(4096, 0)
+        .is_some());
     }
 
     #[test]
     fn blocks_cover_the_pairs_once() {
         assert_eq!(stream().blocks(5632, 4), 132);
-        assert_eq!(GemvChoice { blocks_per_sm: 2, ..stream() }.blocks(5632, 4), 264);
+        assert_eq!(
+            GemvChoice {
+                blocks_per_sm: 2,
+                ..stream()
+            }
+            .blocks(5632, 4),
+            264
+        );
         assert_eq!(stream().blocks(100, 8), 25);
         assert_eq!(stream().blocks(0, 2), 1);
     }

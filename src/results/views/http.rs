@@ -12,7 +12,8 @@ fn quality(case: &CaseResult) -> Option<&HttpQuality> {
 }
 
 fn ms(s: &Option<Summary>) -> String {
-    s.as_ref().map_or("-".into(), |s| format!("{:.1} / {:.1}", s.median, s.p99))
+    s.as_ref()
+        .map_or("-".into(), |s| format!("{:.1} / {:.1}", s.median, s.p99))
 }
 
 fn rate(v: Option<f64>) -> String {
@@ -23,7 +24,11 @@ fn failures(m: &LevelMetrics) -> String {
     if m.failed == 0 {
         return "0".into();
     }
-    let causes: Vec<String> = m.failures_by_cause.iter().map(|(c, n)| format!("{c} {n}")).collect();
+    let causes: Vec<String> = m
+        .failures_by_cause
+        .iter()
+        .map(|(c, n)| format!("{c} {n}"))
+        .collect();
     format!("{} ({})", m.failed, causes.join(", "))
 }
 
@@ -57,7 +62,11 @@ pub fn human(report: &Report) -> Table {
                 cells.push(ms(&m.tpot_ms));
                 cells.push(ms(&m.itl_ms));
                 cells.push(ms(&m.e2el_ms));
-                cells.push(format!("{} / {}", rate(m.offered_rate), rate(m.achieved_rate)));
+                cells.push(format!(
+                    "{} / {}",
+                    rate(m.offered_rate),
+                    rate(m.achieved_rate)
+                ));
                 goodput.push(m.goodput.map(|g| format!("{g:.2}")));
                 server.push(match (&q.server_prompt_ms, &q.server_per_token_ms) {
                     (Some(p), Some(t)) => Some(format!("{:.1} / {:.2}", p.median, t.median)),
@@ -110,9 +119,14 @@ pub fn csv(report: &Report) -> Table {
             headers.push(format!("{stat}_{name}"));
         }
     }
-    let mut table = Table { headers, rows: vec![] };
+    let mut table = Table {
+        headers,
+        rows: vec![],
+    };
     for case in &report.cases {
-        let Some(p) = case.params.as_http() else { continue };
+        let Some(p) = case.params.as_http() else {
+            continue;
+        };
         let mut cells = vec![
             p.model.clone(),
             p.request_rate.clone(),
@@ -142,7 +156,9 @@ pub fn csv(report: &Report) -> Table {
             ]);
             for s in [&m.ttft_ms, &m.tpot_ms, &m.itl_ms, &m.e2el_ms, &m.queue_ms] {
                 match s {
-                    Some(s) => cells.extend([s.mean, s.median, s.std, s.p90, s.p95, s.p99].map(|x| x.to_string())),
+                    Some(s) => cells.extend(
+                        [s.mean, s.median, s.std, s.p90, s.p95, s.p99].map(|x| x.to_string()),
+                    ),
                     None => cells.extend(std::iter::repeat_n(String::new(), 6)),
                 }
             }
