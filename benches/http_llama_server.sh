@@ -39,11 +39,13 @@ for _ in $(seq 1 600); do
   sleep 0.2
 done
 "$LLMBENCH_LLAMA_SERVER" --version 2>&1 | head -n 2 > "$OUT.llama-server-version.txt" || true
-COMMON=(--endpoint "http://127.0.0.1:$PORT" --tokenizer "$GGUF" --dataset random:128:64 --num-prompts 32 --warmup-requests 2 --seed 0)
+# Each sweep its own seed: llama-server keeps the prompts it has seen (its slots and a host-memory
+# prompt cache), so a second run with the same random prompts would be answered from that cache.
+COMMON=(--endpoint "http://127.0.0.1:$PORT" --tokenizer "$GGUF" --dataset random:128:64 --num-prompts 32 --warmup-requests 2)
 rm -rf "$OUT/concurrency" "$OUT/poisson"
 mkdir -p "$OUT"
-"$BIN" http "${COMMON[@]}" --max-concurrency 1,2,4,8 --out "$OUT/concurrency"
-"$BIN" http "${COMMON[@]}" --request-rate 0.5,1,2,4 --burstiness 1 --out "$OUT/poisson"
+"$BIN" http "${COMMON[@]}" --seed 0 --max-concurrency 1,2,4,8 --out "$OUT/concurrency"
+"$BIN" http "${COMMON[@]}" --seed 1 --request-rate 0.5,1,2,4 --burstiness 1 --out "$OUT/poisson"
 mv "$OUT.llama-server-version.txt" "$OUT/llama-server-version.txt"
 kill $SERVER; wait $SERVER 2>/dev/null || true
 trap - EXIT
