@@ -315,6 +315,7 @@ fn the_command_sweeps_concurrency_and_writes_results() {
         "tpot-vs-load.svg",
         "throughput-vs-load.png",
         "ttft-distribution.png",
+        "tpot-distribution.svg",
     ] {
         assert!(out.join(file).exists(), "{file}");
     }
@@ -335,7 +336,7 @@ fn bad_input_is_one_line_and_exit_2_with_no_run_directory() {
             .port()
     );
     let live = serve(|_| Script::chat(MS, MS, &["a"], Some(1)));
-    let cases: [(Vec<String>, &str); 5] = [
+    let cases: [(Vec<String>, &str); 6] = [
         (vec!["--endpoint".into(), dead], "is the server running"),
         (vec!["--endpoint".into(), html.url()], "HTTP 404"),
         (
@@ -355,6 +356,10 @@ fn bad_input_is_one_line_and_exit_2_with_no_run_directory() {
                 format!("sharegpt:{}", sharegpt.display()),
             ],
             "has no conversations",
+        ),
+        (
+            vec!["--endpoint".into(), live.url(), "--ramp-up".into(), "5".into()],
+            "--ramp-up ramps a request rate",
         ),
         (
             vec!["--endpoint".into(), "localhost:8080".into()],

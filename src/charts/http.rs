@@ -1,13 +1,13 @@
 //! Charts of an http run, from its report alone: TTFT and TPOT percentiles against the load
 //! (offered request rate, or concurrency when every level sends at once), output throughput
-//! against the load, and each level's TTFT distribution (empirical CDF).
+//! against the load, and each level's TTFT and TPOT distributions (empirical CDFs).
 
 use super::data::{ok_cases, Series};
 use super::style::{HEIGHT, WIDTH};
 use super::{draw, render_figure, ChartKind, Figure, ImageFormat};
 use crate::http::metrics::LevelMetrics;
 use crate::measure::stats::Summary;
-use crate::results::schema::{CaseResult, Report};
+use crate::results::schema::{CaseResult, Report, RunRecord};
 use anyhow::Result;
 use plotters::prelude::*;
 
@@ -115,39 +115,47 @@ impl Figure for HttpFigure<'_> {
                     &series,
                 )
             }
-            _ => {
-                // Empirical CDF of each level's TTFT over its requests.
-                let series: Vec<Series> = ok_cases(report)
-                    .map(|c| {
-                        let mut ttft: Vec<f64> = c
-                            .runs
-                            .iter()
-                            .map(|r| r.ttft_ms)
-                            .filter(|t| t.is_finite())
-                            .collect();
-                        ttft.sort_by(f64::total_cmp);
-                        let n = ttft.len() as f64;
-                        Series {
-                            label: c.params.label(),
-                            points: ttft
-                                .iter()
-                                .enumerate()
-                                .map(|(i, t)| (*t, (i + 1) as f64 / n))
-                                .collect(),
-                        }
-                    })
-                    .filter(|s| !s.points.is_empty())
-                    .collect();
-                draw::line_chart(
-                    root,
-                    &format!("TTFT distribution per load level ({server})"),
-                    "TTFT ms",
-                    "fraction of requests",
-                    &series,
-                )
-            }
+            ChartKind::TpotDistribution => draw::line_chart(
+                root,
+                &format!("TPOT distribution per load level ({server})"),
+                "TPOT ms",
+                "fraction of requests",
+                &cdf(report, |r| (r.generated_tokens > 1).then_some(r.tpot_ms)),
+            ),
+            _ => draw::line_chart(
+                root,
+                &format!("TTFT distribution per load level ({server})"),
+                "TTFT ms",
+                "fraction of requests",
+                &cdf(report, |r| Some(r.ttft_ms)),
+            ),
         }
     }
+}
+
+/// Each level's empirical CDF of a per-request value (requests with one token have no TPOT).
+fn cdf(report: &Report, value: fn(&RunRecord) -> Option<f64>) -> Vec<Series> {
+    ok_cases(report)
+        .map(|c| {
+            let mut v: Vec<f64> = c
+                .runs
+                .iter()
+                .filter_map(value)
+                .filter(|t| t.is_finite())
+                .collect();
+            v.sort_by(f64::total_cmp);
+            let n = v.len() as f64;
+            Series {
+                label: c.params.label(),
+                points: v
+                    .iter()
+                    .enumerate()
+                    .map(|(i, t)| (*t, (i + 1) as f64 / n))
+                    .collect(),
+            }
+        })
+        .filter(|s| !s.points.is_empty())
+        .collect()
 }
 
 pub fn render(kind: ChartKind, report: &Report, format: ImageFormat) -> Result<Vec<u8>> {

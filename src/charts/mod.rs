@@ -100,6 +100,8 @@ pub enum ChartKind {
     ThroughputVsLoad,
     /// http: each load level's TTFT distribution (empirical CDF).
     TtftDistribution,
+    /// http: each load level's TPOT distribution (empirical CDF).
+    TpotDistribution,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -119,7 +121,7 @@ impl ImageFormat {
 }
 
 impl ChartKind {
-    pub const ALL: [ChartKind; 39] = [
+    pub const ALL: [ChartKind; 40] = [
         ChartKind::Latency,
         ChartKind::Throughput,
         ChartKind::Memory,
@@ -159,6 +161,7 @@ impl ChartKind {
         ChartKind::TpotVsLoad,
         ChartKind::ThroughputVsLoad,
         ChartKind::TtftDistribution,
+        ChartKind::TpotDistribution,
     ];
 
     /// The multi-query comparison's charts (compare runs with input methods or the built-in
@@ -196,7 +199,8 @@ impl ChartKind {
     pub const SLED: [ChartKind; 3] = [ChartKind::TruthfulqaMc, ChartKind::TruthfulqaMcRaw, ChartKind::SecondsPerQuestion];
 
     /// The charts of specdec runs.
-    pub const HTTP: [ChartKind; 4] = [ChartKind::TtftVsLoad, ChartKind::TpotVsLoad, ChartKind::ThroughputVsLoad, ChartKind::TtftDistribution];
+    pub const HTTP: [ChartKind; 5] =
+        [ChartKind::TtftVsLoad, ChartKind::TpotVsLoad, ChartKind::ThroughputVsLoad, ChartKind::TtftDistribution, ChartKind::TpotDistribution];
     pub const SPECDEC: [ChartKind; 3] = [ChartKind::SpeedupVsK, ChartKind::AcceptanceByPosition, ChartKind::TimeBreakdown];
 
     pub fn name(self) -> &'static str {
@@ -240,6 +244,7 @@ impl ChartKind {
             Self::TpotVsLoad => "tpot-vs-load",
             Self::ThroughputVsLoad => "throughput-vs-load",
             Self::TtftDistribution => "ttft-distribution",
+            Self::TpotDistribution => "tpot-distribution",
         }
     }
 
@@ -466,7 +471,11 @@ fn draw_kind<B: DrawingBackend>(
         | ChartKind::InputOutput
         | ChartKind::PerformanceDashboard => Ok(()),
         // Drawn by http::render.
-        ChartKind::TtftVsLoad | ChartKind::TpotVsLoad | ChartKind::ThroughputVsLoad | ChartKind::TtftDistribution => Ok(()),
+        ChartKind::TtftVsLoad
+        | ChartKind::TpotVsLoad
+        | ChartKind::ThroughputVsLoad
+        | ChartKind::TtftDistribution
+        | ChartKind::TpotDistribution => Ok(()),
         ChartKind::Dashboard => {
             let panels = root.split_evenly((2, 3));
             // The six single charts come first in ALL; the dashboard shows them in that order.

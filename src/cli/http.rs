@@ -29,6 +29,9 @@ pub struct HttpArgs {
     /// Gamma shape of the inter-arrival times: 1 is a Poisson process, below 1 burstier.
     #[arg(long, default_value_t = 1.0)]
     pub burstiness: f64,
+    /// Ramp each level's rate up linearly from 0 over this many seconds (open loop only).
+    #[arg(long)]
+    pub ramp_up: Option<f64>,
     /// Most requests in flight (a list or range sweeps: 1,2,4,8 or 1-64*2); default unlimited.
     #[arg(long)]
     pub max_concurrency: Option<NumList>,

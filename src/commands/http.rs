@@ -13,7 +13,7 @@ use crate::http::load::{run_level, Load, Request};
 use crate::http::metrics::{level_metrics, output_tokens, Slo};
 use crate::http::openai::RequestOptions;
 use crate::http::request::RequestRecord;
-use crate::http::schedule::{arrivals, Rate};
+use crate::http::schedule::{arrivals, ramped, Rate};
 use crate::measure::stats::Summary;
 use crate::measure::system::Provenance;
 use crate::results::schema::{
@@ -38,6 +38,14 @@ pub fn run(args: &HttpArgs) -> Result<Outcome> {
             "--burstiness {}: must be above 0 (1 is a Poisson process)",
             args.burstiness
         );
+    }
+    if let Some(r) = args.ramp_up {
+        if !(r.is_finite() && r > 0.0) {
+            crate::bail_input!("--ramp-up {r}: must be a number of seconds above 0");
+        }
+        if rates.iter().any(|(_, rate)| *rate == Rate::Unlimited) {
+            crate::bail_input!("--ramp-up ramps a request rate: give --request-rate a number of requests/s (not inf)");
+        }
     }
     if args.num_prompts == 0 {
         crate::bail_input!("--num-prompts 0: send at least 1 request a level");
@@ -104,6 +112,7 @@ pub fn run(args: &HttpArgs) -> Result<Outcome> {
             max_tokens,
             ignore_eos: !args.stop_at_eos,
             burstiness: args.burstiness,
+            ramp_up_s: args.ramp_up,
             slo,
             tokenizer: format!("{} ({})", args.tokenizer, tokenizer.describe()),
             busy_poll: args.busy_poll,
@@ -197,7 +206,13 @@ pub fn run(args: &HttpArgs) -> Result<Outcome> {
             run_level(&ep, &opts, &[as_request(item)], &load, timeouts)?;
         }
         let load = Load {
-            arrivals: arrivals(requests.len(), rate, args.burstiness, args.seed),
+            arrivals: match args.ramp_up {
+                Some(r) => ramped(
+                    &arrivals(requests.len(), rate, args.burstiness, args.seed),
+                    Duration::from_secs_f64(r),
+                ),
+                None => arrivals(requests.len(), rate, args.burstiness, args.seed),
+            },
             max_concurrency: concurrency,
             duration: args.duration.map(Duration::from_secs_f64),
             busy_poll: args.busy_poll,

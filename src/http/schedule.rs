@@ -35,6 +35,25 @@ pub fn arrivals(n: usize, rate: Rate, burstiness: f64, seed: u64) -> Vec<Duratio
         .collect()
 }
 
+/// The schedule with its rate ramped up linearly from 0 over `ramp` (`--ramp-up`), as vLLM's
+/// linear ramp-up: the offered intensity R t / ramp until `ramp`, then R. The same draws, with
+/// time warped so that the cumulative intensity matches: an arrival due at t under the full rate
+/// comes at sqrt(2 ramp t) while t < ramp / 2, and at t + ramp / 2 after.
+pub fn ramped(arrivals: &[Duration], ramp: Duration) -> Vec<Duration> {
+    let r = ramp.as_secs_f64();
+    arrivals
+        .iter()
+        .map(|a| {
+            let t = a.as_secs_f64();
+            Duration::from_secs_f64(if t < r / 2.0 {
+                (2.0 * r * t).sqrt()
+            } else {
+                t + r / 2.0
+            })
+        })
+        .collect()
+}
+
 /// A Gamma(shape, 1) sample: Marsaglia and Tsang's method (ACM TOMS 26(3), 2000), with
 /// Gamma(a) = Gamma(a + 1) * U^(1/a) for shapes below 1.
 fn gamma(rng: &mut impl Rng, shape: f64) -> f64 {
@@ -93,6 +112,27 @@ mod tests {
                 "rate {rate} k {k}: cv {cv}"
             );
         }
+    }
+
+    #[test]
+    fn a_ramp_offers_the_rate_linearly_then_in_full() {
+        // 20 requests/s over 10 s ramped over 4 s: 20 * 4 / 2 = 40 requests in the ramp, the
+        // first half of them in its first 2.83 s (sqrt(1/2) of it), full rate after.
+        let plain = arrivals(200_001, Rate::PerSecond(20.0), 1.0, 3);
+        let ramp = ramped(&plain, Duration::from_secs(4));
+        let count = |a: &[Duration], from: f64, to: f64| {
+            a.iter()
+                .filter(|d| (from..to).contains(&d.as_secs_f64()))
+                .count() as f64
+        };
+        assert!((count(&ramp, 0.0, 4.0) - 40.0).abs() < 15.0);
+        assert!(ramp.windows(2).all(|w| w[0] <= w[1]));
+        // After the ramp, the same gaps as the plain schedule.
+        let (i, j) = (1_000, 1_001);
+        assert!(
+            ((ramp[j] - ramp[i]).as_secs_f64() - (plain[j] - plain[i]).as_secs_f64()).abs() < 1e-9
+        );
+        assert_eq!(ramped(&plain[..3], Duration::ZERO), plain[..3].to_vec());
     }
 
     #[test]

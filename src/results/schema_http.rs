@@ -25,6 +25,8 @@ pub struct HttpSettings {
     pub ignore_eos: bool,
     /// Gamma shape of the inter-arrival times (1: Poisson).
     pub burstiness: f64,
+    /// Seconds over which each level's rate ramped up from 0 (`--ramp-up`).
+    pub ramp_up_s: Option<f64>,
     pub slo: Slo,
     /// The tokenizer that counts tokens when a server sends no usage (and builds random prompts).
     pub tokenizer: String,
