@@ -358,7 +358,12 @@ fn bad_input_is_one_line_and_exit_2_with_no_run_directory() {
             "has no conversations",
         ),
         (
-            vec!["--endpoint".into(), live.url(), "--ramp-up".into(), "5".into()],
+            vec![
+                "--endpoint".into(),
+                live.url(),
+                "--ramp-up".into(),
+                "5".into(),
+            ],
             "--ramp-up ramps a request rate",
         ),
         (
@@ -497,4 +502,46 @@ fn llama_server_answers_a_concurrency_sweep_with_its_own_timings_beside_ours() {
             "TPOT {ours} ms against the server's {theirs} ms"
         );
     }
+}
+
+/// A finished sweep resumed sends nothing again (case ids do not depend on the prompts drawn),
+/// and plot redraws its charts from results.json alone.
+#[test]
+fn a_finished_sweep_resumes_without_sending_and_replots() {
+    let server = serve(|_| Script::chat(MS, MS, &["a", "b"], Some(2)));
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let args = [
+        "http",
+        "--endpoint",
+        &server.url(),
+        "--num-prompts",
+        "3",
+        "--max-concurrency",
+        "1,2",
+        "--warmup-requests",
+        "0",
+        "--no-charts",
+    ];
+    llmbench()
+        .args(args)
+        .arg("--out")
+        .arg(&out)
+        .assert()
+        .success();
+    let sent = server.requests.load(std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(sent, 1 + 2 * 3);
+    llmbench()
+        .args(args)
+        .arg("--resume")
+        .arg(&out)
+        .assert()
+        .success();
+    // Only the probe request of the resumed run.
+    assert_eq!(
+        server.requests.load(std::sync::atomic::Ordering::SeqCst),
+        sent + 1
+    );
+    llmbench().arg("plot").arg(&out).assert().success();
+    assert!(out.join("ttft-vs-load.svg").exists() && out.join("tpot-distribution.png").exists());
 }
