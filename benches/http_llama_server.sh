@@ -49,4 +49,4 @@ mkdir -p "$OUT"
 mv "$OUT.llama-server-version.txt" "$OUT/llama-server-version.txt"
 kill $SERVER; wait $SERVER 2>/dev/null || true
 trap - EXIT
-cargo test --locked --test main http::llama_server -- --ignored
+cargo test --locked --test main http_llama_server -- --ignored

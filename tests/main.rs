@@ -14,6 +14,7 @@ mod exporters;
 mod sled;
 mod hf_goldens;
 mod http;
+mod http_llama_server;
 mod hub;
 mod input_methods;
 mod kvcache;

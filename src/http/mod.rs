@@ -5,6 +5,7 @@
 //! server for the tests and the client-overhead benchmark (`scripted`). The command itself is
 //! `commands::http`.
 
+mod body;
 pub mod client;
 pub mod dataset;
 pub mod load;

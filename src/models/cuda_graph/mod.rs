@@ -4,6 +4,8 @@
 
 #[cfg(feature = "cuda")]
 mod cuda;
+#[cfg(feature = "cuda")]
+mod projection;
 // Plain arithmetic, built (and unit-tested) without the cuda feature too.
 #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
 mod gemv_choice;

@@ -1,0 +1,159 @@
+//! One projection of the graph decode step, ready to launch: the gemv kernel chosen for its
+//! weight's format and dtype (warp or streaming, `gemv_choice.rs`), and the weight's fields of
+//! the kernel arguments, mirrored field for field from `GemvArgs` in
+//! `../kernels/llama_decode.cu`.
+
+use super::cuda::{ptr, wrap, COMBINE_SHARED_BYTES, MAX_GEMV_SHARED_BYTES};
+use super::gemv_choice::GemvChoice;
+use super::GraphWeight;
+use crate::quant::KernelOperands;
+use candle_core::cuda_backend::cudarc::driver::{sys, CudaFunction, CudaStream};
+use candle_core::{DType, Result};
+use std::sync::Arc;
+
+/// One gemv launch's parameters, field for field the `GemvArgs` struct of the .cu file
+/// (pointers first, then 32-bit fields; passed by value through `cuLaunchKernelEx`).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct GemvArgs {
+    pub(super) codes: u64,
+    pub(super) scales: u64,
+    pub(super) zeros: u64,
+    pub(super) input: u64,
+    pub(super) norm_w: u64,
+    pub(super) out: u64,
+    pub(super) params: u64,
+    pub(super) cos: u64,
+    pub(super) sin: u64,
+    pub(super) k_cache: u64,
+    pub(super) v_cache: u64,
+    pub(super) n: i32,
+    pub(super) k: i32,
+    pub(super) prologue: i32,
+    pub(super) epilogue: i32,
+    pub(super) groups: i32,
+    pub(super) group_shift: i32,
+    pub(super) act_block_shift: i32,
+    pub(super) act_il: i32,
+    pub(super) n_head: i32,
+    pub(super) n_kv: i32,
+    pub(super) head_dim: i32,
+    pub(super) capacity: i32,
+    pub(super) interleaved: i32,
+    pub(super) attn_splits: i32,
+    pub(super) warps_per_pair: i32,
+    pub(super) stage_rows: i32,
+    pub(super) stages: i32,
+    pub(super) eps: f32,
+}
+
+/// A projection ready to launch: its kernel (format, dtype and loads in flight chosen once) and
+/// the weight fields of its arguments.
+pub(super) struct Projection {
+    pub(super) kernel: CudaFunction,
+    pub(super) args: GemvArgs,
+    pub(super) shared_bytes: u32,
+    pub(super) kind: GemvKind,
+}
+
+/// Which gemv kernel a projection launches (gemv_stream.cuh says why there are two).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(super) enum GemvKind {
+    /// `gemv_*_c4/_c8`: a warp a row pair, its loads in registers; a block per 4 pairs.
+    Warp,
+    /// `gemv_stream_*`: rows streamed through shared memory, about one block a multiprocessor.
+    Stream,
+}
+
+impl Projection {
+    /// The launch of `y[n] = W[n, k] x[k]` for `w`, or `None` (logged) where no kernel takes it.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn new(
+        w: &GraphWeight,
+        n: usize,
+        k: usize,
+        dtype: DType,
+        suffix: &str,
+        stream: &Arc<CudaStream>,
+        load: &dyn Fn(&str) -> Result<CudaFunction>,
+        choice: &GemvChoice,
+        reserved: usize,
+    ) -> Result<Option<Self>> {
+        let refuse = |why: String| {
+            tracing::debug!("CUDA graph: a {n} x {k} projection is not taken: {why}");
+            Ok(None)
+        };
+        let mut args = GemvArgs { n: n as i32, k: k as i32, ..GemvArgs::default() };
+        let (name, chunks, shared) = match w {
+            GraphWeight::Dense(t) => {
+                if t.dtype() != dtype || t.dims() != [n, k] || !t.is_contiguous() {
+                    return refuse(format!("dense weight {:?} {:?}", t.dims(), t.dtype()));
+                }
+                args.codes = ptr(t, stream)?;
+                let per_load = 16 / dtype.size_in_bytes();
+                if k % per_load != 0 || args.codes % 16 != 0 {
+                    return refuse("rows are not whole 16-byte chunks".into());
+                }
+                let row_bytes = k * dtype.size_in_bytes();
+                if let Some(shape) = choice.stream(row_bytes, reserved) {
+                    let kernel = load(&format!("gemv_stream_{suffix}"))?;
+                    let most = shape.shared_bytes + reserved;
+                    kernel.set_attribute(sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, most as i32).map_err(wrap)?;
+                    args.stage_rows = shape.stage_rows as i32;
+                    args.stages = shape.stages as i32;
+                    return Ok(Some(Self { kernel, args, shared_bytes: shape.shared_bytes as u32, kind: GemvKind::Stream }));
+                }
+                (format!("gemv_dense_{suffix}"), k / per_load, row_bytes)
+            }
+            GraphWeight::Int(m) => match quantized(&mut args, m.operands(stream), n, k, dtype) {
+                Ok(found) => found,
+                Err(why) => return refuse(why),
+            },
+            GraphWeight::Blocks(m) => match quantized(&mut args, m.operands(stream), n, k, dtype) {
+                Ok(found) => found,
+                Err(why) => return refuse(why),
+            },
+        };
+        if shared > MAX_GEMV_SHARED_BYTES {
+            return refuse(format!("{shared} bytes of shared memory"));
+        }
+        // One round of loads for a row where registers allow: up to 8 chunks a lane in flight,
+        // and rows longer than 32 x 8 chunks split over 2 or 4 warps.
+        let warps = chunks.div_ceil(32 * 8).next_power_of_two().min(4);
+        args.warps_per_pair = warps as i32;
+        let per_lane = chunks.div_ceil(32 * warps);
+        let kernel = load(&format!("{name}_c{}", if per_lane > 4 { 8 } else { 4 }))?;
+        kernel
+            .set_attribute(sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, (MAX_GEMV_SHARED_BYTES + COMBINE_SHARED_BYTES) as i32)
+            .map_err(wrap)?;
+        Ok(Some(Self { kernel, args, shared_bytes: shared as u32, kind: GemvKind::Warp }))
+    }
+}
+
+/// Fills the quantized weight's fields of `args`; the kernel name, 16-byte chunks a row and the
+/// shared memory it needs, or why the graph cannot take it.
+fn quantized(args: &mut GemvArgs, m: KernelOperands, n: usize, k: usize, dtype: DType) -> std::result::Result<(String, usize, usize), String> {
+    if dtype != DType::F32 {
+        return Err(format!("quantized weights in a {dtype:?} graph (they take f32 activations)"));
+    }
+    if (m.n, m.k) != (n, k) || k % 32 != 0 || ![32, 64, 128].contains(&m.act_block) {
+        return Err(format!("{:?} matrix {} x {} (activation blocks of {})", m.format, m.n, m.k, m.act_block));
+    }
+    args.codes = m.codes;
+    args.scales = m.scales;
+    args.zeros = m.zeros;
+    args.act_block_shift = (m.act_block / 32).trailing_zeros() as i32;
+    args.act_il = m.act_il as i32;
+    if m.group > 0 {
+        args.groups = (k / m.group) as i32;
+        args.group_shift = (m.group / 32).trailing_zeros() as i32;
+    }
+    let chunks = match m.format {
+        crate::quant::KernelFormat::Q8_0 | crate::quant::KernelFormat::Int8 => k / 16,
+        _ => k / 32,
+    };
+    // The f32 input vector, its codes, block scales and 32-value code sums.
+    let shared = 4 * k + k + 8 * (k / 32);
+    Ok((format!("gemv_{}_f32", m.format.kernel_name()), chunks, shared))
+}
+
