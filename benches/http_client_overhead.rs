@@ -48,19 +48,12 @@ fn main() {
     let chars = |s: &str| s.len();
 
     // Closed loop: as fast as the client goes.
-    let requests = vec![
-        Request {
-            prompt: "hi".into(),
-            max_tokens: CHUNKS
-        };
-        REQUESTS
-    ];
-    let load = Load {
-        arrivals: vec![Duration::ZERO; REQUESTS],
-        max_concurrency: Some(CONCURRENCY),
-        duration: None,
-        busy_poll: false,
-    };
+    let (requests, load) = level(
+        REQUESTS,
+        vec![Duration::ZERO; REQUESTS],
+        Some(CONCURRENCY),
+        false,
+    );
     let t = Instant::now();
     let (records, _) = run_level(&ep, &opts, &requests, &load, timeouts).unwrap();
     let wall = t.elapsed().as_secs_f64();
@@ -74,19 +67,8 @@ fn main() {
     let mut open = Vec::new();
     for busy_poll in [false, true] {
         for rate in RATES {
-            let requests = vec![
-                Request {
-                    prompt: "hi".into(),
-                    max_tokens: CHUNKS
-                };
-                OPEN_LOOP_REQUESTS
-            ];
-            let load = Load {
-                arrivals: arrivals(OPEN_LOOP_REQUESTS, Rate::PerSecond(rate), 1.0, 0),
-                max_concurrency: None,
-                duration: None,
-                busy_poll,
-            };
+            let poisson = arrivals(OPEN_LOOP_REQUESTS, Rate::PerSecond(rate), 1.0, 0);
+            let (requests, load) = level(OPEN_LOOP_REQUESTS, poisson, None, busy_poll);
             run_level(&ep, &opts, &requests, &load, timeouts).unwrap();
             let (records, _) = run_level(&ep, &opts, &requests, &load, timeouts).unwrap();
             let m = level_metrics(&records, &Slo::default(), &chars);
@@ -127,4 +109,26 @@ fn main() {
         )
         .unwrap();
     }
+}
+
+/// `n` identical requests and their load.
+fn level(
+    n: usize,
+    arrivals: Vec<Duration>,
+    max_concurrency: Option<usize>,
+    busy_poll: bool,
+) -> (Vec<Request>, Load) {
+    let request = Request {
+        prompt: "hi".into(),
+        max_tokens: CHUNKS,
+    };
+    (
+        vec![request; n],
+        Load {
+            arrivals,
+            max_concurrency,
+            duration: None,
+            busy_poll,
+        },
+    )
 }
