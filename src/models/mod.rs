@@ -26,6 +26,7 @@ pub mod source;
 pub mod sparse_projection;
 pub mod tokenizer;
 pub mod vocab_extension;
+mod safetensors_header;
 pub mod weights;
 
 use crate::kv::KvCache;
