@@ -31,7 +31,7 @@ fn main() {
     let pieces: Vec<String> = (0..CHUNKS).map(|i| format!("t{i}")).collect();
     let refs: Vec<&str> = pieces.iter().map(String::as_str).collect();
     let script = Script::chat(Duration::ZERO, Duration::ZERO, &refs, Some(CHUNKS as u64));
-    let server = serve(move |_| script.clone());
+    let server = serve(move |_| script.clone()).unwrap();
     let ep = Endpoint::parse(&server.url()).unwrap();
     let opts = RequestOptions {
         api: Api::Chat,

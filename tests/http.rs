@@ -60,7 +60,7 @@ fn chars(s: &str) -> usize {
 /// Scripted: role-only chunk at once, content at 40 ms, then every 10 ms (4 chunks), usage 4.
 #[test]
 fn ttft_skips_the_role_only_chunk_and_tpot_itl_follow_the_script() {
-    let server = serve(|_| Script::chat(40 * MS, 10 * MS, &["a", "b", "c", "d"], Some(4)));
+    let server = serve(|_| Script::chat(40 * MS, 10 * MS, &["a", "b", "c", "d"], Some(4))).unwrap();
     // An open loop (due at 0, 1 and 2 ms) through one slot: the 2nd and 3rd wait in the
     // client's queue, and their TTFT counts from their scheduled time, so it grows by a whole
     // request each time (no coordinated omission).
@@ -115,7 +115,7 @@ fn ttft_skips_the_role_only_chunk_and_tpot_itl_follow_the_script() {
 #[test]
 fn multi_token_chunks_divide_the_gap_and_missing_usage_falls_back_to_the_tokenizer() {
     // Two chunks of 3 tokens (usage 6): ITL = 30 ms / 3, three samples a gap.
-    let multi = serve(|_| Script::chat(20 * MS, 30 * MS, &["abc", "def"], Some(6)));
+    let multi = serve(|_| Script::chat(20 * MS, 30 * MS, &["abc", "def"], Some(6))).unwrap();
     let m = level_metrics(&run(&multi.url(), 1, None), &Slo::default(), &chars);
     assert_eq!(
         (m.multi_token_chunk_requests, m.itl_ms.as_ref().unwrap().n),
@@ -123,7 +123,7 @@ fn multi_token_chunks_divide_the_gap_and_missing_usage_falls_back_to_the_tokeniz
     );
     assert!((9.5..20.0).contains(&m.itl_ms.unwrap().median));
     // No usage trailer: our tokenizer (here characters) counts "ab" + "cde" = 5.
-    let bare = serve(|_| Script::chat(5 * MS, 5 * MS, &["ab", "cde"], None));
+    let bare = serve(|_| Script::chat(5 * MS, 5 * MS, &["ab", "cde"], None)).unwrap();
     let m = level_metrics(&run(&bare.url(), 1, None), &Slo::default(), &chars);
     assert_eq!(
         (m.total_output_tokens, m.output_tokens_from_tokenizer),
@@ -143,7 +143,8 @@ fn reasoning_deltas_count_as_output_and_are_reported_apart() {
             ),
         );
         s
-    });
+    })
+    .unwrap();
     let recs = run(&server.url(), 1, None);
     let m = level_metrics(&recs, &Slo::default(), &chars);
     assert_eq!((m.reasoning_chunks, recs[0].chunk_s.len()), (1, 2));
@@ -169,7 +170,8 @@ fn failures_are_counted_by_cause_and_kept_out_of_latency() {
             "prompt 3" => Script::chat(MS, MS, &["a"], None).with_error(),
             _ => Script::chat(5 * MS, MS, &["ok"], Some(1)),
         },
-    );
+    )
+    .unwrap();
     let recs = run(&server.url(), 5, None);
     let causes: Vec<String> = recs
         .iter()
@@ -207,7 +209,7 @@ fn an_unreachable_endpoint_fails_within_the_connect_timeout() {
 
 #[test]
 fn sends_follow_the_schedule_not_the_free_slots() {
-    let server = serve(|_| Script::chat(2 * MS, MS, &["a"], Some(1)));
+    let server = serve(|_| Script::chat(2 * MS, MS, &["a"], Some(1))).unwrap();
     let ep = Endpoint::parse(&server.url()).unwrap();
     let arrivals: Vec<Duration> = (0..20).map(|i| i * 10 * MS).collect();
     let prompts = vec![
@@ -256,7 +258,7 @@ fn llmbench() -> assert_cmd::Command {
 /// results.json valid under the schema's rules, the table and charts written.
 #[test]
 fn the_command_sweeps_concurrency_and_writes_results() {
-    let server = serve(|_| Script::chat(20 * MS, 5 * MS, &["a", "b", "c"], Some(3)));
+    let server = serve(|_| Script::chat(20 * MS, 5 * MS, &["a", "b", "c"], Some(3))).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("run");
     let assert = llmbench()
@@ -323,7 +325,7 @@ fn the_command_sweeps_concurrency_and_writes_results() {
 
 #[test]
 fn bad_input_is_one_line_and_exit_2_with_no_run_directory() {
-    let html = serve(|_| Script::status(404, "<html>not here</html>"));
+    let html = serve(|_| Script::status(404, "<html>not here</html>")).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let sharegpt = dir.path().join("empty.json");
     std::fs::write(&sharegpt, r#"[{"id": 1}]"#).unwrap();
@@ -335,7 +337,7 @@ fn bad_input_is_one_line_and_exit_2_with_no_run_directory() {
             .unwrap()
             .port()
     );
-    let live = serve(|_| Script::chat(MS, MS, &["a"], Some(1)));
+    let live = serve(|_| Script::chat(MS, MS, &["a"], Some(1))).unwrap();
     let cases: [(Vec<String>, &str); 6] = [
         (vec!["--endpoint".into(), dead], "is the server running"),
         (vec!["--endpoint".into(), html.url()], "HTTP 404"),
@@ -391,7 +393,7 @@ fn bad_input_is_one_line_and_exit_2_with_no_run_directory() {
 /// and plot redraws its charts from results.json alone.
 #[test]
 fn a_finished_sweep_resumes_without_sending_and_replots() {
-    let server = serve(|_| Script::chat(MS, MS, &["a", "b"], Some(2)));
+    let server = serve(|_| Script::chat(MS, MS, &["a", "b"], Some(2))).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("run");
     let args = [

@@ -47,7 +47,7 @@ impl Script {
             } else {
                 "null"
             };
-            events.push((delay, format!(r#"{{"choices":[{{"index":0,"delta":{{"content":{}}},"finish_reason":{finish}}}]}}"#, serde_json::to_string(p).unwrap())));
+            events.push((delay, format!(r#"{{"choices":[{{"index":0,"delta":{{"content":{}}},"finish_reason":{finish}}}]}}"#, Value::from(*p))));
         }
         if let Some(n) = usage {
             events.push((Duration::ZERO, format!(r#"{{"choices":[],"usage":{{"prompt_tokens":4,"completion_tokens":{n},"total_tokens":{}}}}}"#, n + 4)));
@@ -94,10 +94,10 @@ impl Server {
     }
 }
 
-/// Starts the server; it lives until the test process ends.
-pub fn serve(script: impl Fn(&Value) -> Script + Send + Sync + 'static) -> Server {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
+/// Starts the server on a free port; it lives until the process ends.
+pub fn serve(script: impl Fn(&Value) -> Script + Send + Sync + 'static) -> std::io::Result<Server> {
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    let port = listener.local_addr()?.port();
     let requests = Arc::new(AtomicUsize::new(0));
     let (script, count) = (Arc::new(script), requests.clone());
     std::thread::spawn(move || {
@@ -108,7 +108,7 @@ pub fn serve(script: impl Fn(&Value) -> Script + Send + Sync + 'static) -> Serve
             });
         }
     });
-    Server { port, requests }
+    Ok(Server { port, requests })
 }
 
 fn handle(
