@@ -72,13 +72,9 @@ pub fn run(args: &HttpArgs) -> Result<Outcome> {
     check_reachable(&ep, &args.endpoint, timeouts.connect)?;
     let resolved = crate::models::source::resolve(&args.tokenizer, &Default::default())?;
     let tokenizer = crate::models::load_tokenizer(&resolved)?;
-    let (items, dataset_sha256) = dataset::load(
-        &args.dataset,
-        &tokenizer,
-        &prompts::BUILT_IN,
-        args.seed,
-        args.num_prompts,
-    )?;
+    // A random dataset's prompts are drawn per level below; one here serves the probe.
+    let (items, dataset_sha256) =
+        dataset::load(&args.dataset, &tokenizer, &prompts::BUILT_IN, args.seed, 1)?;
     let requests = dataset::sample(&items, args.num_prompts, args.seed);
     let warmup = dataset::sample(&items, args.warmup_requests, args.seed.wrapping_add(1));
     let concurrencies: Vec<Option<usize>> = match &args.max_concurrency {
