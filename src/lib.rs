@@ -18,4 +18,5 @@ pub mod metrics;
 pub mod models;
 pub mod quant;
 pub mod results;
+pub mod serve;
 pub mod sparse;

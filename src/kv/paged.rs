@@ -1,15 +1,12 @@
-//! The paged cache (PagedAttention, Kwon et al. 2023): per layer one pool of fixed-size blocks
-//! `[batch, kv_heads, blocks * block_size, head_dim]`, filled through a block table
-//! (`block_pool.rs`) instead of one contiguous region per sequence. Attention reads keys and
-//! values through the table: a gather of the sequence's slots in position order (vLLM's kernel
-//! reads them in place; here the gather is a copy, which keeps candle's attention unchanged and
-//! the logits bit for bit those of the full cache).
+//! The paged cache (PagedAttention, Kwon et al. 2023) of one sequence: blocks of a
+//! `PagedKvPool` (`paged_pool.rs`) through one block table instead of one contiguous region.
+//! Attention reads keys and values through the table, so the logits are bit for bit those of
+//! the full cache.
 
-use super::block_pool::{BlockPool, BlockTable};
-use super::{tensor_bytes, KvCache, KvKind, KvStats};
+use super::block_pool::BlockTable;
+use super::paged_pool::PagedKvPool;
+use super::{KvCache, KvKind, KvStats};
 use candle_core::{Result, Tensor};
-
-const SEQ_DIM: usize = 2;
 
 /// Block usage of a paged cache, for results.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
@@ -19,72 +16,44 @@ pub struct PagedUsage {
     pub wasted_slots: usize,
 }
 
+/// One sequence's paged cache: the shared pool (`paged_pool.rs`) with a single block table.
 pub struct PagedCache {
-    pool: BlockPool,
+    pool: PagedKvPool,
     table: BlockTable,
-    /// Per-layer block storage, allocated on the first append.
-    layers: Vec<Option<(Tensor, Tensor)>>,
     lens: Vec<usize>,
 }
 
 impl PagedCache {
     /// A pool with enough blocks of `block_size` for `max_tokens` positions.
     pub fn new(n_layers: usize, block_size: usize, max_tokens: usize) -> Self {
-        Self {
-            pool: BlockPool::new(block_size, max_tokens.div_ceil(block_size).max(1)),
-            table: BlockTable::default(),
-            layers: vec![None; n_layers],
-            lens: vec![0; n_layers],
-        }
+        Self { pool: PagedKvPool::new(n_layers, block_size, max_tokens.div_ceil(block_size).max(1)), table: BlockTable::default(), lens: vec![0; n_layers] }
     }
 
     pub fn usage(&self) -> PagedUsage {
         PagedUsage {
             blocks_used: self.table.blocks.len(),
-            blocks_free: self.pool.free(),
+            blocks_free: self.pool.free_blocks(),
             wasted_slots: self.table.wasted_slots(self.pool.block_size()),
         }
-    }
-
-    fn bytes_per_slot(&self) -> u64 {
-        let slots = (self.pool.total() * self.pool.block_size()) as u64;
-        self.layers.iter().flatten().map(|(k, v)| (tensor_bytes(k) + tensor_bytes(v)) / slots).sum()
     }
 }
 
 impl KvCache for PagedCache {
     fn append(&mut self, layer: usize, k: &Tensor, v: &Tensor) -> Result<(Tensor, Tensor)> {
-        let (b, h, t, d) = k.dims4()?;
+        let t = k.dim(2)?;
         let len = *self.lens.get(layer).ok_or_else(|| candle_core::Error::Msg(format!("kv cache has no layer {layer}")))?;
-        let bs = self.pool.block_size();
-        if self.table.reserve(&mut self.pool, len + t).is_none() {
+        if !self.pool.reserve(&mut self.table, len + t) {
+            let bs = self.pool.block_size();
             candle_core::bail!(
                 "paged kv cache out of blocks: {} tokens need {} blocks of {bs}, the pool has {}",
                 len + t,
                 (len + t).div_ceil(bs),
-                self.pool.total()
+                self.pool.total_blocks()
             );
         }
-        self.table.len = self.table.len.max(len + t);
-        if self.layers[layer].is_none() {
-            let zeros = || Tensor::zeros((b, h, self.pool.total() * bs, d), k.dtype(), k.device());
-            self.layers[layer] = Some((zeros()?, zeros()?));
-        }
-        let (kb, vb) = self.layers[layer].as_ref().expect("allocated above");
-        let (k, v) = (k.contiguous()?, v.contiguous()?);
-        // Write the new positions block by block: each run stays inside one block.
-        let mut pos = len;
-        while pos < len + t {
-            let (block, offset) = (self.table.blocks[pos / bs], pos % bs);
-            let run = (bs - offset).min(len + t - pos);
-            let slot = block * bs + offset;
-            kb.slice_set(&k.narrow(SEQ_DIM, pos - len, run)?.contiguous()?, SEQ_DIM, slot)?;
-            vb.slice_set(&v.narrow(SEQ_DIM, pos - len, run)?.contiguous()?, SEQ_DIM, slot)?;
-            pos += run;
-        }
+        let out = self.pool.append(layer, &mut self.table, len, k, v)?;
         self.lens[layer] = len + t;
-        let slots = Tensor::new(self.table.slots(bs, len + t), k.device())?;
-        Ok((kb.index_select(&slots, SEQ_DIM)?, vb.index_select(&slots, SEQ_DIM)?))
+        Ok(out)
     }
 
     fn seq_len(&self) -> usize {
@@ -93,7 +62,7 @@ impl KvCache for PagedCache {
 
     fn truncate(&mut self, len: usize) -> Result<()> {
         self.lens.iter_mut().for_each(|l| *l = (*l).min(len));
-        self.table.truncate(&mut self.pool, len);
+        self.pool.truncate(&mut self.table, len);
         Ok(())
     }
 
@@ -103,7 +72,7 @@ impl KvCache for PagedCache {
 
     /// Bytes of the blocks this sequence holds (whole blocks, the last one's tail included).
     fn stats(&self) -> KvStats {
-        let held = (self.table.blocks.len() * self.pool.block_size()) as u64 * self.bytes_per_slot();
+        let held = (self.table.blocks.len() * self.pool.block_size()) as u64 * self.pool.bytes_per_slot();
         KvStats { kv_cache_bytes: held, tokens_held: self.seq_len(), paged: Some(self.usage()), ..KvStats::default() }
     }
 

@@ -1,6 +1,7 @@
-//! Measurement: statistics over raw samples, process memory, and the provenance recorded with
+//! Measurement: statistics over raw samples, process memory, batched steps, and the provenance recorded with
 //! every result.
 
 pub mod memory;
 pub mod stats;
+pub mod steps;
 pub mod system;

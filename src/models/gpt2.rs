@@ -8,7 +8,8 @@ use super::layers::{attention, attention_row_by_row, Footprint, LayerNorm, Linea
 use super::weights::Weights;
 use super::config::ModelConfig;
 use super::{LayerStates, Model};
-use crate::kv::KvCache;
+use super::batch::{BatchPart, FlatBatch};
+use crate::kv::{KvCache, PagedKvPool};
 use anyhow::Result;
 use candle_core::{DType, Module, Tensor};
 use candle_nn::Embedding;
@@ -114,6 +115,27 @@ impl Gpt2 {
         self.ln_f.forward(&x)
     }
 
+    /// One batched step (`Model::forward_batch`): all parts' rows through each projection,
+    /// learned positions per row, attention per sequence over the shared pool.
+    fn forward_batch_impl(&self, parts: &mut [BatchPart], pool: &mut PagedKvPool) -> candle_core::Result<Tensor> {
+        let (n_head, e) = (self.cfg.n_head, self.cfg.n_embd);
+        let d = e / n_head;
+        let device = self.ln_f.weight.device().clone();
+        let flat = FlatBatch::new(parts, self.cfg.n_positions, pool, &device)?;
+        let rows = flat.rows();
+        let positions = Tensor::new(flat.positions.as_slice(), &device)?;
+        let mut x = self.wte.forward(&flat.ids)?.broadcast_add(&self.wpe.forward(&positions)?)?;
+        for (layer, blk) in self.blocks.iter().enumerate() {
+            let qkv = blk.c_attn.forward(&blk.ln_1.forward(&x)?)?;
+            let split = |i: usize| -> candle_core::Result<Tensor> { qkv.narrow(2, i * e, e)?.reshape((1, rows, n_head, d))?.transpose(1, 2)?.contiguous() };
+            let y = flat.attention(layer, parts, &split(0)?, &split(1)?, &split(2)?, pool)?;
+            x = (blk.attn_proj.forward(&y)? + x)?;
+            let mlp = blk.mlp_proj.forward(&blk.c_fc.forward(&blk.ln_2.forward(&x)?)?.gelu()?)?;
+            x = (mlp + x)?;
+        }
+        self.lm_head_impl(&flat.last_of_each(&self.ln_f.forward(&x)?)?)
+    }
+
     fn lm_head_impl(&self, hidden: &Tensor) -> candle_core::Result<Tensor> {
         self.head.forward(hidden)?.to_dtype(DType::F32)
     }
@@ -122,6 +144,12 @@ impl Gpt2 {
 impl Model for Gpt2 {
     fn forward_blocks(&self, ids: &Tensor, start: usize, blocks: usize, mode: VerifyAttention, cache: &mut dyn KvCache) -> candle_core::Result<Tensor> {
         self.forward_hidden_impl(ids, start, blocks, mode, cache, None)
+    }
+    fn has_batch(&self) -> bool {
+        true
+    }
+    fn forward_batch(&self, parts: &mut [BatchPart], pool: &mut PagedKvPool) -> candle_core::Result<Tensor> {
+        self.forward_batch_impl(parts, pool)
     }
     fn has_layer_states(&self) -> bool {
         true

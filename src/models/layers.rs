@@ -437,6 +437,23 @@ impl Rope {
     }
 }
 
+impl Rope {
+    /// The table rows of `positions` (one per token of a batched step): `cos`, `sin` `[t, d/2]`.
+    pub fn rows(&self, positions: &Tensor) -> Result<(Tensor, Tensor)> {
+        Ok((self.cos.index_select(positions, 0)?, self.sin.index_select(positions, 0)?))
+    }
+
+    /// Rotates `x: [b, h, t, d]` by table rows from `rows` (row i rotates token i).
+    pub fn apply_rows(&self, x: &Tensor, (cos, sin): &(Tensor, Tensor)) -> Result<Tensor> {
+        let x = x.contiguous()?;
+        if self.interleaved {
+            candle_nn::rotary_emb::rope_i(&x, cos, sin)
+        } else {
+            candle_nn::rotary_emb::rope(&x, cos, sin)
+        }
+    }
+}
+
 /// Keeps the logits of the last position: `[b, t, v] -> [b, v]`.
 pub fn last_position(x: &Tensor) -> Result<Tensor> {
     let t = x.dim(1)?;

@@ -5,7 +5,7 @@
 
 use super::config::{Llama3RopeScaling, LlamaConfig};
 use super::cuda_graph::{DecodeShape, DecodeWeights, GraphDecoder, GraphWeight, LayerWeights};
-use super::layers::{split_last, attention, attention_row_by_row, Footprint, FusedLinear, Linear, RmsNorm, Rope, TokenEmbedding, VerifyAttention, BATCHED_DEQUANT_MIN_ROWS};
+use super::layers::{split_last, attention, attention_row_by_row, Footprint, FusedLinear, Linear, RmsNorm, Rope, TokenEmbedding, VerifyAttention};
 use candle_core::quantized::QMatMul;
 use crate::quant::block_cuda::DeviceBlockWeights;
 use super::weights::Weights;
@@ -15,10 +15,12 @@ use crate::kv::KvCache;
 use anyhow::Result;
 use candle_core::{DType, Tensor};
 use candle_nn::Embedding;
-use super::sparse_projection::{project_rows, project_tensor};
+use super::sparse_projection::project_tensor;
 use sparsity::{observe, sparse_site, SparseBlocks};
 use crate::sparse::calibration::{ActivationStats, Calibration, Site, SITES};
 
+mod batch;
+mod rows;
 mod sparsity;
 use crate::sparse::SparsityMethod;
 
@@ -221,73 +223,6 @@ impl Llama {
         quantized(&self.head) && self.blocks.iter().all(|b| fused(&b.qkv) && quantized(&b.o) && fused(&b.gate_up) && quantized(&b.down))
     }
 
-    /// Whether `forward_rows_cpu` takes this pass: quantized weights, one sequence of fewer
-    /// rows than a batched prefill on the CPU in f32, with a cache that neither observes
-    /// attention nor positions keys itself (those need the generic path's weights and
-    /// rotation hooks).
-    fn takes_cpu_rows(&self, ids: &Tensor, cache: &mut dyn KvCache) -> candle_core::Result<bool> {
-        let (b, t) = ids.dims2()?;
-        let d = self.cfg.head_dim;
-        Ok(ids.device().is_cpu()
-            && self.cpu_rows
-            && crate::quant::cpu_matmul::enabled()
-            && self.embed.dtype() == DType::F32
-            && b == 1
-            && t < BATCHED_DEQUANT_MIN_ROWS
-            && d.is_multiple_of(8)
-            && d <= 256
-            && cache.attention_observer().is_none()
-            && cache.key_positions().is_none())
-    }
-
-    /// The forward pass of `takes_cpu_rows` on plain buffers (see `cpu_rows`): our quantized
-    /// kernels and one-pass attention, one buffer set for all layers, no candle op per step
-    /// but the cache's append. The same function as `forward_hidden_impl`, to rounding.
-    fn forward_rows_cpu(&self, ids: &[u32], start: usize, n_blocks: usize, cache: &mut dyn KvCache) -> candle_core::Result<Tensor> {
-        use super::cpu_attention::{attend, Strides};
-        use super::cpu_rows::{add, rms_norm, rope, silu_mul, values, with_slice};
-        let (h, n_head, n_kv, d) = (self.cfg.hidden_size, self.cfg.num_attention_heads, self.cfg.num_key_value_heads, self.cfg.head_dim);
-        let (t, eps, inter) = (ids.len(), self.cfg.rms_norm_eps as f32, self.cfg.intermediate_size);
-        let (q_w, kv_w) = (n_head * d, n_kv * d);
-        let qkv_w = q_w + 2 * kv_w;
-        let mut x = Vec::with_capacity(t * h);
-        self.embed.rows_into(ids, &mut x)?;
-        let (cos, sin) = self.rope.tables();
-        // This pass's rows of the tables only: rows `start..start + t` become rows `0..t`.
-        let (cos, sin) = (values(&cos.narrow(0, start, t)?)?, values(&sin.narrow(0, start, t)?)?);
-        let tables = (cos.as_slice(), sin.as_slice());
-        let interleaved = self.cfg.rope_interleaved;
-        let (mut hs, mut qkv, mut att, mut o, mut gate_up, mut mlp) = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        let sparse = self.sparse_now();
-        for (layer, blk) in self.blocks.iter().take(n_blocks).enumerate() {
-            with_slice(&blk.input_norm.weight, |w| rms_norm(&x, w, eps, &mut hs))?;
-            project_rows(sparse_site(&sparse, layer, Site::AttentionInput), &hs, &mut qkv, |x, out| blk.qkv.forward_rows(x, h, out))?;
-            rope(&mut qkv, qkv_w, 0, n_head, d, 0, tables, interleaved);
-            rope(&mut qkv, qkv_w, n_head, n_kv, d, 0, tables, interleaved);
-            // Keys and values `[1, n_kv, t, d]` for the cache, from rows `[q | k | v]`.
-            let rows = &qkv;
-            let heads_of = |offset: usize| -> Vec<f32> {
-                (0..n_kv).flat_map(|g| (0..t).flat_map(move |r| rows[r * qkv_w + offset + g * d..][..d].iter().copied())).collect()
-            };
-            let k = Tensor::from_vec(heads_of(q_w), (1, n_kv, t, d), &candle_core::Device::Cpu)?;
-            let v = Tensor::from_vec(heads_of(q_w + kv_w), (1, n_kv, t, d), &candle_core::Device::Cpu)?;
-            let (k, v) = cache.append(layer, &k, &v)?;
-            att.resize(t * q_w, 0.0);
-            if !attend(&qkv, Strides { head: d, row: qkv_w }, n_head, t, &k, &v, &mut att, Strides { head: d, row: q_w })? {
-                candle_core::bail!("the CPU attention kernel refused keys {:?} from the {:?} cache", k.dims(), cache.kind());
-            }
-            project_rows(sparse_site(&sparse, layer, Site::AttentionOutput), &att, &mut o, |x, out| blk.o.forward_rows(x, q_w, out))?;
-            add(&mut x, &o);
-            with_slice(&blk.post_norm.weight, |w| rms_norm(&x, w, eps, &mut hs))?;
-            project_rows(sparse_site(&sparse, layer, Site::MlpInput), &hs, &mut gate_up, |x, out| blk.gate_up.forward_rows(x, h, out))?;
-            silu_mul(&gate_up, inter, &mut mlp);
-            project_rows(sparse_site(&sparse, layer, Site::MlpHidden), &mlp, &mut o, |x, out| blk.down.forward_rows(x, inter, out))?;
-            add(&mut x, &o);
-        }
-        with_slice(&self.norm.weight, |w| rms_norm(&x, w, eps, &mut hs))?;
-        Tensor::from_vec(hs, (1, t, h), &candle_core::Device::Cpu)
-    }
-
     /// Final-norm hidden states `[b, t, hidden]` for `ids` at positions `start..`.
     fn forward_hidden_impl(&self, ids: &Tensor, start: usize, n_blocks: usize, mode: VerifyAttention, cache: &mut dyn KvCache) -> candle_core::Result<Tensor> {
         let (_, t) = ids.dims2()?;
@@ -296,7 +231,9 @@ impl Llama {
             if last > self.rope.positions() {
                 candle_core::bail!("position {last} is past the {} positions this model covers", self.rope.positions());
             }
-            return self.forward_rows_cpu(&ids.flatten_all()?.to_vec1::<u32>()?, start, n_blocks, cache);
+            let ids = ids.flatten_all()?.to_vec1::<u32>()?;
+            let x = self.forward_rows_cpu(&ids, &[(start, t)], n_blocks, &mut |_, layer, k, v| cache.append(layer, k, v))?;
+            return Tensor::from_vec(x, (1, t, self.cfg.hidden_size), &candle_core::Device::Cpu);
         }
         self.forward_generic(ids, start, n_blocks, mode, cache, None, None)
     }
@@ -425,6 +362,12 @@ impl Model for Llama {
         }
         let hidden = self.forward_hidden_impl(ids, start_pos, self.blocks.len(), VerifyAttention::Batched, cache)?;
         self.lm_head_impl(&super::layers::last_position(&hidden)?)
+    }
+    fn has_batch(&self) -> bool {
+        true
+    }
+    fn forward_batch(&self, parts: &mut [super::batch::BatchPart], pool: &mut crate::kv::PagedKvPool) -> candle_core::Result<Tensor> {
+        self.forward_batch_impl(parts, pool)
     }
     fn set_cuda_graph(&mut self, enabled: bool) {
         self.graph_enabled = enabled;

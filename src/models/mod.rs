@@ -3,6 +3,7 @@
 //! and their tokenizers. Everything above this module sees a `Model` trait object.
 
 pub mod attention;
+pub mod batch;
 pub mod chat_template;
 pub mod config;
 mod cpu_attention;
@@ -114,6 +115,16 @@ pub trait Model: Send {
     /// of the sparse weight copies; `None` when sparsity is off.
     fn sparsity_counts(&self) -> Option<SparsityCounts> {
         None
+    }
+    /// Whether `forward_batch` is implemented.
+    fn has_batch(&self) -> bool {
+        false
+    }
+    /// One step of batched decoding: every part's tokens in one forward pass, keys and values
+    /// written to and read from `pool` through each part's block table (see `batch.rs`).
+    /// Returns the next-token logits after each part's last token, `[parts, vocab]` in f32.
+    fn forward_batch(&self, _parts: &mut [batch::BatchPart], _pool: &mut crate::kv::PagedKvPool) -> candle_core::Result<Tensor> {
+        Err(candle_core::Error::wrap(crate::error::LlmbenchError::Unsupported("this model has no batched forward pass".into())))
     }
     /// Turns the CUDA graph decode step on or off (`--no-cuda-graph`); models without one ignore it.
     fn set_cuda_graph(&mut self, _enabled: bool) {}

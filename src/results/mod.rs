@@ -6,6 +6,7 @@ pub mod convert;
 pub mod export;
 pub mod relative;
 pub mod schema;
+mod schema_batch;
 mod schema_compare;
 mod schema_evaluate;
 mod schema_http;

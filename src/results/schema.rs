@@ -12,6 +12,7 @@ use crate::kv::{KvOptions, KvStats};
 use crate::measure::stats::Summary;
 use crate::measure::system::Provenance;
 pub use super::schema_compare::{CompareParams, CompareQuality, CompareSettings};
+pub use super::schema_batch::{BatchParams, BatchQuality, BatchRepetition, BatchSettings};
 pub use super::schema_http::{HttpParams, HttpQuality, HttpSettings};
 pub use super::schema_evaluate::{EvaluateParams, EvaluateQuality, EvaluateSettings, Interval, McScores, TextScores, TruthfulqaScores};
 pub use super::schema_sled::{SledParams, SledQuality, SledSettings};
@@ -34,6 +35,7 @@ pub enum CommandName {
     Evaluate,
     Sled,
     Http,
+    Batch,
 }
 
 impl CommandName {
@@ -46,6 +48,7 @@ impl CommandName {
             Self::Evaluate => "evaluate",
             Self::Sled => "sled",
             Self::Http => "http",
+            Self::Batch => "batch",
         }
     }
 }
@@ -98,6 +101,7 @@ pub enum CommandSettings {
     Evaluate(EvaluateSettings),
     Sled(SledSettings),
     Http(HttpSettings),
+    Batch(BatchSettings),
 }
 
 impl CommandSettings {
@@ -110,6 +114,7 @@ impl CommandSettings {
             Self::Evaluate(_) => CommandName::Evaluate,
             Self::Sled(_) => CommandName::Sled,
             Self::Http(_) => CommandName::Http,
+            Self::Batch(_) => CommandName::Batch,
         }
     }
 }
@@ -138,6 +143,7 @@ pub enum CaseParams {
     Evaluate(EvaluateParams),
     Sled(SledParams),
     Http(HttpParams),
+    Batch(BatchParams),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
@@ -167,6 +173,7 @@ impl CaseParams {
             Self::Evaluate(_) => CommandName::Evaluate,
             Self::Sled(_) => CommandName::Sled,
             Self::Http(_) => CommandName::Http,
+            Self::Batch(_) => CommandName::Batch,
         }
     }
 
@@ -179,6 +186,7 @@ impl CaseParams {
             Self::Evaluate(p) => &p.model,
             Self::Sled(p) => &p.model,
             Self::Http(p) => &p.model,
+            Self::Batch(p) => &p.model,
         }
     }
 
@@ -192,6 +200,7 @@ impl CaseParams {
             // Scoring teacher-forces answers: nothing is generated.
             Self::Sled(_) => 0,
             Self::Http(p) => p.max_new_tokens,
+            Self::Batch(p) => p.max_new_tokens,
         }
     }
 
@@ -245,6 +254,7 @@ impl CaseParams {
             Self::Evaluate(p) => p.format.clone(),
             Self::Sled(p) => p.label(),
             Self::Http(p) => p.label(),
+            Self::Batch(p) => p.label(),
         }
     }
 
@@ -286,6 +296,13 @@ impl CaseParams {
     pub fn as_sled(&self) -> Option<&SledParams> {
         match self {
             Self::Sled(p) => Some(p),
+            _ => None,
+        }
+    }
+
+    pub fn as_batch(&self) -> Option<&BatchParams> {
+        match self {
+            Self::Batch(p) => Some(p),
             _ => None,
         }
     }
@@ -446,6 +463,7 @@ pub enum Quality {
     Evaluate(EvaluateQuality),
     Sled(SledQuality),
     Http(HttpQuality),
+    Batch(BatchQuality),
 }
 
 impl Quality {
@@ -458,6 +476,7 @@ impl Quality {
             Self::Evaluate(_) => CommandName::Evaluate,
             Self::Sled(_) => CommandName::Sled,
             Self::Http(_) => CommandName::Http,
+            Self::Batch(_) => CommandName::Batch,
         }
     }
 
@@ -478,6 +497,13 @@ impl Quality {
     pub fn as_sled(&self) -> Option<&SledQuality> {
         match self {
             Self::Sled(q) => Some(q),
+            _ => None,
+        }
+    }
+
+    pub fn as_batch(&self) -> Option<&BatchQuality> {
+        match self {
+            Self::Batch(q) => Some(q),
             _ => None,
         }
     }

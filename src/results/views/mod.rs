@@ -3,6 +3,7 @@
 //! Exporters own the formats; views own the columns, so a new command adds one file here and
 //! gets every format.
 
+mod batch;
 mod compare;
 mod evaluate;
 mod http;
@@ -52,6 +53,7 @@ pub fn human(report: &Report) -> Table {
         CommandName::Evaluate => evaluate::human(report),
         CommandName::Sled => sled::human(report),
         CommandName::Http => http::human(report),
+        CommandName::Batch => batch::human(report),
     }
 }
 
@@ -65,6 +67,7 @@ pub fn csv(report: &Report) -> Table {
         CommandName::Evaluate => evaluate::csv(report),
         CommandName::Sled => sled::csv(report),
         CommandName::Http => http::csv(report),
+        CommandName::Batch => batch::csv(report),
     }
 }
 

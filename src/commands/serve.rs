@@ -1,0 +1,47 @@
+//! `llmbench serve`: loads the model, sizes the KV pool and hands both to `serve::run`.
+
+use super::{load_model, Outcome};
+use crate::cli::serve::ServeArgs;
+use crate::engine::batch::BatchLimits;
+use crate::models::chat_template::ChatTemplate;
+use anyhow::Result;
+use std::time::Duration;
+
+pub fn run(args: &ServeArgs) -> Result<Outcome> {
+    if args.max_batch == 0 || args.kv_block_size == 0 || args.max_step_tokens == 0 || args.kv_blocks == Some(0) {
+        crate::bail_input!("--max-batch, --kv-block-size, --max-step-tokens and --kv-blocks must be at least 1");
+    }
+    if !(args.shutdown_grace >= 0.0 && args.shutdown_grace.is_finite()) {
+        crate::bail_input!("--shutdown-grace {}: give a number of seconds, 0 or more", args.shutdown_grace);
+    }
+    let resolved = crate::models::source::resolve(&args.model.model, &args.model.source_options())?;
+    let loaded = load_model(&args.model, &args.device, args.seed)?;
+    let model = loaded.model.model;
+    let tokenizer = loaded.model.tokenizer;
+    if !model.has_batch() {
+        crate::bail_input!("--model {}: this architecture has no batched forward pass", args.model.model);
+    }
+    let config = model.config();
+    let special = |id: Option<u32>| -> Result<String> { Ok(id.map(|i| tokenizer.decode(&[i])).transpose()?.unwrap_or_default()) };
+    // A model without a template still serves completions; chat requests get the reason.
+    let template = ChatTemplate::load(&resolved, args.chat_template.as_deref(), &special(config.bos_token_id())?, &special(config.eos_token_ids().first().copied())?);
+    let template = match (template, &args.chat_template) {
+        (Err(e), Some(_)) => return Err(e),
+        (t, _) => t.map_err(|e| format!("{e:#}")),
+    };
+    let window = config.context_window();
+    let kv_blocks = args.kv_blocks.unwrap_or(args.max_batch * window.div_ceil(args.kv_block_size));
+    let limits = BatchLimits { max_batch: args.max_batch, max_step_tokens: args.max_step_tokens, block_size: args.kv_block_size, kv_blocks };
+    let opts = crate::serve::ServeOptions {
+        host: args.host.clone(),
+        port: args.port,
+        model_name: args.served_model_name.clone().unwrap_or_else(|| args.model.model.clone()),
+        limits,
+        max_queue: args.max_queue,
+        max_body: args.max_body_bytes,
+        shutdown_grace: Duration::from_secs_f64(args.shutdown_grace),
+        seed: args.seed,
+    };
+    crate::serve::run(model, tokenizer, template, loaded.device, opts)?;
+    Ok(Outcome::Success)
+}
