@@ -23,6 +23,7 @@ mod layer_contrast;
 mod loaders;
 mod quantize;
 mod sampling;
+mod serve;
 mod smollm2;
 mod sparsity;
 mod text_metrics;
