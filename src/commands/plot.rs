@@ -10,16 +10,31 @@ use crate::results::sink::{load_report, write_atomic};
 use anyhow::{Context, Result};
 
 pub fn run(args: &PlotArgs) -> Result<Outcome> {
+    let first = &args.results[0];
     let out_dir = match &args.out {
         Some(dir) => dir.clone(),
-        None if args.results.is_dir() => args.results.clone(),
-        None => args.results.parent().map(|p| p.to_path_buf()).unwrap_or_default(),
+        None if args.results.len() > 1 => crate::bail_input!("plot with {} runs: say where the overlaid charts go with --out DIR", args.results.len()),
+        None if first.is_dir() => first.clone(),
+        None => first.parent().map(|p| p.to_path_buf()).unwrap_or_default(),
     };
     let formats = match args.format {
         Some(f) => vec![f],
         None => vec![ImageFormat::Png, ImageFormat::Svg],
     };
-    let report = load_report(&args.results)?;
+    let mut report = load_report(first)?;
+    for path in &args.results[1..] {
+        let other = load_report(path)?;
+        if other.command != report.command {
+            crate::bail_input!(
+                "{}: a {} run cannot be drawn with {}, a {} run; overlay runs of one command",
+                path.display(),
+                other.command.name(),
+                first.display(),
+                report.command.name()
+            );
+        }
+        report.cases.extend(other.cases);
+    }
     let available = charts::available(&report);
     let kinds = match args.chart {
         Some(kind) if !available.contains(&kind) => crate::bail_input!(

@@ -7,6 +7,9 @@ use crate::models::chat_template::ChatTemplate;
 use anyhow::Result;
 use std::time::Duration;
 
+/// KV tokens per batch slot in the default pool.
+const DEFAULT_TOKENS_PER_SLOT: usize = 1024;
+
 pub fn run(args: &ServeArgs) -> Result<Outcome> {
     if args.max_batch == 0 || args.kv_block_size == 0 || args.max_step_tokens == 0 || args.kv_blocks == Some(0) {
         crate::bail_input!("--max-batch, --kv-block-size, --max-step-tokens and --kv-blocks must be at least 1");
@@ -30,7 +33,10 @@ pub fn run(args: &ServeArgs) -> Result<Outcome> {
         (t, _) => t.map_err(|e| format!("{e:#}")),
     };
     let window = config.context_window();
-    let kv_blocks = args.kv_blocks.unwrap_or(args.max_batch * window.div_ceil(args.kv_block_size));
+    // Default: one full context, or 1,024 tokens per batch slot where that is more (as llama-server's
+    // -c is one pool its slots share): any single request fits, and a full batch of long ones
+    // gets preempted and recomputed rather than holding max-batch whole contexts of f32 keys.
+    let kv_blocks = args.kv_blocks.unwrap_or(window.max(args.max_batch * DEFAULT_TOKENS_PER_SLOT).div_ceil(args.kv_block_size));
     let limits = BatchLimits { max_batch: args.max_batch, max_step_tokens: args.max_step_tokens, block_size: args.kv_block_size, kv_blocks };
     let opts = crate::serve::ServeOptions {
         host: args.host.clone(),

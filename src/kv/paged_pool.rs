@@ -63,9 +63,8 @@ impl PagedKvPool {
     }
 
     /// Writes keys and values `[1, kv_heads, t, head_dim]` of positions `start..start + t` into
-    /// `layer`'s slots of `table` (which must already cover them) and returns the sequence's keys
-    /// and values of positions `0..start + t`, in order.
-    pub fn append(&mut self, layer: usize, table: &mut BlockTable, start: usize, k: &Tensor, v: &Tensor) -> Result<(Tensor, Tensor)> {
+    /// `layer`'s slots of `table` (which must already cover them).
+    pub fn write(&mut self, layer: usize, table: &mut BlockTable, start: usize, k: &Tensor, v: &Tensor) -> Result<()> {
         let (b, h, t, d) = k.dims4()?;
         if b != 1 {
             candle_core::bail!("the paged pool stores one sequence per table: got keys for a batch of {b}");
@@ -94,7 +93,22 @@ impl PagedKvPool {
             pos += run;
         }
         table.len = table.len.max(end);
-        let slots = Tensor::new(table.slots(bs, end), k.device())?;
+        Ok(())
+    }
+
+    /// `layer`'s whole key and value buffers `[1, kv_heads, slots, head_dim]`, once written:
+    /// attention that reads through a block table in place (`cpu_attention::KeyRows::Slots`).
+    pub fn buffers(&self, layer: usize) -> Option<&(Tensor, Tensor)> {
+        self.layers.get(layer)?.as_ref()
+    }
+
+    /// `write`, then the sequence's keys and values of positions `0..start + t` gathered in
+    /// order (a copy: for attention kernels that want a sequence contiguous).
+    pub fn append(&mut self, layer: usize, table: &mut BlockTable, start: usize, k: &Tensor, v: &Tensor) -> Result<(Tensor, Tensor)> {
+        self.write(layer, table, start, k, v)?;
+        let end = start + k.dim(2)?;
+        let (kb, vb) = self.buffers(layer).expect("written above");
+        let slots = Tensor::new(table.slots(self.block_size(), end), k.device())?;
         Ok((kb.index_select(&slots, SEQ_DIM)?, vb.index_select(&slots, SEQ_DIM)?))
     }
 

@@ -52,7 +52,7 @@ pub fn causal_attention(q: &Tensor, k: &Tensor, v: &Tensor) -> Result<Option<Ten
     for batch in 0..b {
         let (k, v) = (k.get(batch)?.unsqueeze(0)?, v.get(batch)?.unsqueeze(0)?);
         let (q, o) = (&qd[batch * per_batch..(batch + 1) * per_batch], &mut out[batch * per_batch..(batch + 1) * per_batch]);
-        if !attend(q, strides, n_head, q_len, &k, &v, o, strides)? {
+        if !attend(q, strides, n_head, q_len, &k, &v, KeyRows::InOrder, o, strides)? {
             return Ok(None);
         }
     }
@@ -130,16 +130,32 @@ pub struct Strides {
     pub row: usize,
 }
 
+/// Where attention finds key (and value) j of a sequence in the `[1, h_kv, rows, d]` buffers.
+#[derive(Debug, Clone, Copy)]
+pub enum KeyRows<'a> {
+    /// Row j: the buffers hold the sequence itself, in order.
+    InOrder,
+    /// Row `slots[j]`: the buffers are a paged pool and the sequence's positions sit in the
+    /// slots its block table maps them to (PagedAttention's read in place, no gather).
+    Slots(&'a [u32]),
+}
+
 /// The kernel on plain buffers: `q_len` query rows of `n_head` heads in `q` (laid out by
-/// `q_strides`), keys and values `[1, h_kv, kv_len, d]` (any strides but the last), the
-/// outputs written into `out` at `out_strides`. Returns false, writing nothing, where the
-/// kernel does not apply.
+/// `q_strides`), keys and values `[1, h_kv, rows, d]` (any strides but the last) read as
+/// `rows` says, the outputs written into `out` at `out_strides`. Returns false, writing
+/// nothing, where the kernel does not apply. Each output's arithmetic is the same whichever
+/// way the keys are laid out.
 #[allow(clippy::too_many_arguments)]
-pub fn attend(q: &[f32], q_strides: Strides, n_head: usize, q_len: usize, k: &Tensor, v: &Tensor, out: &mut [f32], out_strides: Strides) -> Result<bool> {
+pub fn attend(q: &[f32], q_strides: Strides, n_head: usize, q_len: usize, k: &Tensor, v: &Tensor, rows: KeyRows, out: &mut [f32], out_strides: Strides) -> Result<bool> {
     if [k.dtype(), v.dtype()].iter().any(|&t| t != DType::F32) || !k.device().is_cpu() {
         return Ok(false);
     }
-    let (kb, n_kv, kv_len, d) = k.dims4()?;
+    let (kb, n_kv, buffer_rows, d) = k.dims4()?;
+    let kv_len = match rows {
+        KeyRows::InOrder => buffer_rows,
+        KeyRows::Slots(slots) if slots.iter().all(|&s| (s as usize) < buffer_rows) => slots.len(),
+        KeyRows::Slots(_) => return Ok(false),
+    };
     if kb != 1 || v.dims() != k.dims() || n_kv == 0 || !n_head.is_multiple_of(n_kv) || q_len > kv_len || q_len == 0 {
         return Ok(false);
     }
@@ -161,17 +177,22 @@ pub fn attend(q: &[f32], q_strides: Strides, n_head: usize, q_len: usize, k: &Te
     let shape = Shape { q_len, kv_len, d };
     let (k_head, k_row, v_head, v_row) = (k.stride()[1], k.stride()[2], v.stride()[1], v.stride()[2]);
     let rep = n_head / n_kv;
+    let key_rows = rows;
     let tiles_per_head = q_len.div_ceil(ROW_BLOCK);
     let out_addr = out.as_mut_ptr() as usize;
     candle_core::utils::barrier_pool().execute_chunked(n_head * tiles_per_head, |items| {
         for item in items {
             let (head, tile) = (item / tiles_per_head, item % tiles_per_head);
-            let rows = tile * ROW_BLOCK..(q_len.min((tile + 1) * ROW_BLOCK));
+            let tile = tile * ROW_BLOCK..(q_len.min((tile + 1) * ROW_BLOCK));
             let kv_head = head / rep;
-            let queries = &q[head * q_strides.head + rows.start * q_strides.row..];
+            let queries = &q[head * q_strides.head + tile.start * q_strides.row..];
             let mut result = [[0f32; MAX_HEAD_DIM]; ROW_BLOCK];
-            attend_tile(&shape, queries, q_strides.row, rows.clone(), &kd[kv_head * k_head..], k_row, &vd[kv_head * v_head..], v_row, &mut result);
-            for (r, i) in rows.enumerate() {
+            let (keys, values) = (&kd[kv_head * k_head..], &vd[kv_head * v_head..]);
+            match key_rows {
+                KeyRows::InOrder => attend_tile(&shape, queries, q_strides.row, tile.clone(), keys, k_row, values, v_row, |j| j, &mut result),
+                KeyRows::Slots(slots) => attend_tile(&shape, queries, q_strides.row, tile.clone(), keys, k_row, values, v_row, |j| slots[j] as usize, &mut result),
+            }
+            for (r, i) in tile.enumerate() {
                 // SAFETY: each (head, row) output lies in `out` (checked above) and is written
                 // by exactly one work item; `out` outlives the pool call.
                 let dst = unsafe { std::slice::from_raw_parts_mut((out_addr as *mut f32).add(head * out_strides.head + i * out_strides.row), d) };
@@ -200,6 +221,7 @@ fn attend_tile(
     k_row: usize,
     values: &[f32],
     v_row: usize,
+    row_of: impl Fn(usize) -> usize,
     dst: &mut [[f32; MAX_HEAD_DIM]; ROW_BLOCK],
 ) {
     let d = shape.d;
@@ -220,7 +242,8 @@ fn attend_tile(
             row.fill(f32::NEG_INFINITY);
         }
         for j in j0..j1 {
-            let key = &keys[j * k_row..j * k_row + d];
+            let at = row_of(j) * k_row;
+            let key = &keys[at..at + d];
             for r in 0..n {
                 if j <= bound[r] {
                     scores[r][j - j0] = dot(query(r), key) * scale;
@@ -244,7 +267,8 @@ fn attend_tile(
             }
             for j in j0..(j1.min(bound[r] + 1)) {
                 let w = p[j - j0];
-                let value = &values[j * v_row..j * v_row + d];
+                let at = row_of(j) * v_row;
+                let value = &values[at..at + d];
                 acc_r.iter_mut().zip(value).for_each(|(a, &x)| *a = w.mul_add(x, *a));
             }
             max[r] = new_max;
@@ -391,6 +415,37 @@ mod tests {
             let one: Vec<f32> = one.flatten_all().unwrap().to_vec1().unwrap();
             assert!(row.iter().zip(&one).all(|(a, b)| a.to_bits() == b.to_bits()), "row {i}");
         }
+    }
+
+    /// Keys read in place through a block table's slots give bitwise the output of the same
+    /// keys laid out in order (the paged pool's read equals the gathered copy's).
+    #[test]
+    fn slots_read_in_place_equal_keys_in_order() {
+        let (n_head, n_kv, q_len, kv_len, d) = (4, 2, 3, 40, 64);
+        let q = randn((1, n_head, q_len, d), 21).contiguous().unwrap();
+        let (k, v) = (randn((1, n_kv, kv_len, d), 22), randn((1, n_kv, kv_len, d), 23));
+        // A pool of 64 rows; position j sits at slot (j * 37 + 5) % 64 (distinct for j < 64).
+        let slots: Vec<u32> = (0..kv_len as u32).map(|j| (j * 37 + 5) % 64).collect();
+        let (mut kp, mut vp) = (vec![0f32; n_kv * 64 * d], vec![0f32; n_kv * 64 * d]);
+        let (kd, vd) = (k.flatten_all().unwrap().to_vec1::<f32>().unwrap(), v.flatten_all().unwrap().to_vec1::<f32>().unwrap());
+        for h in 0..n_kv {
+            for (j, &slot) in slots.iter().enumerate() {
+                let (src, dst) = ((h * kv_len + j) * d, (h * 64 + slot as usize) * d);
+                kp[dst..dst + d].copy_from_slice(&kd[src..src + d]);
+                vp[dst..dst + d].copy_from_slice(&vd[src..src + d]);
+            }
+        }
+        let (kp, vp) = (Tensor::from_vec(kp, (1, n_kv, 64, d), &Device::Cpu).unwrap(), Tensor::from_vec(vp, (1, n_kv, 64, d), &Device::Cpu).unwrap());
+        let qs = q.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let strides = Strides { head: q_len * d, row: d };
+        let run = |k: &Tensor, v: &Tensor, rows: KeyRows| {
+            let mut out = vec![0f32; n_head * q_len * d];
+            assert!(attend(&qs, strides, n_head, q_len, k, v, rows, &mut out, strides).unwrap());
+            out
+        };
+        assert_eq!(run(&kp, &vp, KeyRows::Slots(&slots)), run(&k, &v, KeyRows::InOrder));
+        let mut out = vec![0f32; n_head * q_len * d];
+        assert!(!attend(&qs, strides, n_head, q_len, &kp, &vp, KeyRows::Slots(&[3, 64]), &mut out, strides).unwrap(), "a slot past the buffer is refused");
     }
 
     #[test]

@@ -232,7 +232,10 @@ impl Llama {
                 candle_core::bail!("position {last} is past the {} positions this model covers", self.rope.positions());
             }
             let ids = ids.flatten_all()?.to_vec1::<u32>()?;
-            let x = self.forward_rows_cpu(&ids, &[(start, t)], n_blocks, &mut |_, layer, k, v| cache.append(layer, k, v))?;
+            let x = self.forward_rows_cpu(&ids, &[(start, t)], n_blocks, &mut |_, layer, k, v| {
+                let (k, v) = cache.append(layer, k, v)?;
+                Ok(rows::KvRead::InOrder(k, v))
+            })?;
             return Tensor::from_vec(x, (1, t, self.cfg.hidden_size), &candle_core::Device::Cpu);
         }
         self.forward_generic(ids, start, n_blocks, mode, cache, None, None)

@@ -10,6 +10,7 @@
 //! take the candle path (dense GEMMs; a quantized weight is dequantized for the step, as a long
 //! prefill alone does).
 
+use super::rows::KvRead;
 use super::Llama;
 use crate::kv::PagedKvPool;
 use crate::models::batch::{BatchPart, FlatBatch};
@@ -34,9 +35,13 @@ impl Llama {
         let h = self.cfg.hidden_size;
         let ids: Vec<u32> = parts.iter().flat_map(|p| p.ids.iter().copied()).collect();
         let spans: Vec<(usize, usize)> = parts.iter().map(|p| (p.start, p.ids.len())).collect();
+        let block_size = pool.block_size();
+        // Attention reads each sequence's keys in place through its block table (no gather).
         let hidden = self.forward_rows_cpu(&ids, &spans, self.blocks.len(), &mut |span, layer, k, v| {
             let part = &mut parts[span];
-            pool.append(layer, part.table, part.start, k, v)
+            pool.write(layer, part.table, part.start, k, v)?;
+            let (kb, vb) = pool.buffers(layer).expect("written above");
+            Ok(KvRead::Paged(kb.clone(), vb.clone(), part.table.slots(block_size, part.start + part.ids.len())))
         })?;
         let last: Vec<f32> = flat.last_rows.iter().flat_map(|&r| hidden[r as usize * h..][..h].iter().copied()).collect();
         // The head through the kernels whatever the number of rows (as each row alone).

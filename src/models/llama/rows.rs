@@ -13,7 +13,15 @@ use candle_core::{DType, Tensor};
 
 /// Where a forward pass's keys and values go: `(span, layer, k, v)` with k, v `[1, kv_heads, t,
 /// d]` for the span's new rows; returns the span's keys and values to attend over.
-pub(super) type AppendKv<'a> = dyn FnMut(usize, usize, &Tensor, &Tensor) -> candle_core::Result<(Tensor, Tensor)> + 'a;
+pub(super) type AppendKv<'a> = dyn FnMut(usize, usize, &Tensor, &Tensor) -> candle_core::Result<KvRead> + 'a;
+
+/// A span's keys and values for attention.
+pub(super) enum KvRead {
+    /// The sequence's own keys and values `[1, kv_heads, len, d]`, in order (a cache's append).
+    InOrder(Tensor, Tensor),
+    /// A paged pool's whole buffers and the slots of the sequence's positions, read in place.
+    Paged(Tensor, Tensor, Vec<u32>),
+}
 
 impl Llama {
     /// Whether the rows path can run this model here at all: quantized weights and our kernels
@@ -44,7 +52,7 @@ impl Llama {
     /// another (each `(first position, rows)`, one per sequence). The same function as
     /// `forward_generic`, to rounding; each row's arithmetic is independent of the other rows.
     pub(super) fn forward_rows_cpu(&self, ids: &[u32], spans: &[(usize, usize)], n_blocks: usize, append: &mut AppendKv) -> candle_core::Result<Vec<f32>> {
-        use crate::models::cpu_attention::{attend, Strides};
+        use crate::models::cpu_attention::{attend, KeyRows, Strides};
         use crate::models::cpu_rows::{add, rms_norm, rope, silu_mul, values, with_slice};
         let (h, n_head, n_kv, d) = (self.cfg.hidden_size, self.cfg.num_attention_heads, self.cfg.num_key_value_heads, self.cfg.head_dim);
         let (rows, eps, inter) = (ids.len(), self.cfg.rms_norm_eps as f32, self.cfg.intermediate_size);
@@ -81,9 +89,13 @@ impl Llama {
                 };
                 let k = Tensor::from_vec(heads_of(q_w), (1, n_kv, t, d), &candle_core::Device::Cpu)?;
                 let v = Tensor::from_vec(heads_of(q_w + kv_w), (1, n_kv, t, d), &candle_core::Device::Cpu)?;
-                let (k, v) = append(span, layer, &k, &v)?;
+                let read = append(span, layer, &k, &v)?;
+                let (k, v, rows) = match &read {
+                    KvRead::InOrder(k, v) => (k, v, KeyRows::InOrder),
+                    KvRead::Paged(k, v, slots) => (k, v, KeyRows::Slots(slots)),
+                };
                 let out = &mut att[first * q_w..(first + t) * q_w];
-                if !attend(span_rows, Strides { head: d, row: qkv_w }, n_head, t, &k, &v, out, Strides { head: d, row: q_w })? {
+                if !attend(span_rows, Strides { head: d, row: qkv_w }, n_head, t, k, v, rows, out, Strides { head: d, row: q_w })? {
                     candle_core::bail!("the CPU attention kernel refused keys {:?}", k.dims());
                 }
                 first += t;

@@ -48,8 +48,10 @@ pub fn human(report: &Report) -> Table {
     ]);
     let mut goodput = Vec::new();
     let mut server = Vec::new();
+    // Runs of several servers overlaid (`plot A B`): each row names its server.
+    let several = report.cases.iter().any(|c| c.params.model() != report.cases[0].params.model());
     for case in &report.cases {
-        let mut cells = vec![case.params.label()];
+        let mut cells = vec![if several { format!("{} {}", case.params.model(), case.params.label()) } else { case.params.label() }];
         match quality(case) {
             Some(q) => {
                 let m = &q.metrics;
