@@ -128,6 +128,17 @@ fn alone(text: &str, max_new: usize) -> (Vec<u32>, String) {
     (prompt, loaded.tokenizer.decode(&g.generated_ids).unwrap())
 }
 
+/// A reader of a streamed response positioned after its first `data:` line (the first token).
+fn until_first_event(s: &TcpStream) -> BufReader<TcpStream> {
+    let mut reader = BufReader::new(s.try_clone().unwrap());
+    let mut line = String::new();
+    while !line.starts_with("data: ") {
+        line.clear();
+        reader.read_line(&mut line).unwrap();
+    }
+    reader
+}
+
 fn completion(prompt: &str, max_tokens: usize, stream: bool) -> Value {
     json!({"prompt": prompt, "max_tokens": max_tokens, "temperature": 0, "ignore_eos": true, "stream": stream, "stream_options": {"include_usage": true}})
 }
@@ -200,12 +211,7 @@ fn a_disconnect_mid_stream_frees_its_blocks() {
     let mut s = server.connect();
     let body = completion("a long story", 2000, true).to_string();
     write!(s, "POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n{body}", body.len()).unwrap();
-    let mut reader = BufReader::new(s.try_clone().unwrap());
-    let mut line = String::new();
-    while !line.starts_with("data: ") {
-        line.clear();
-        reader.read_line(&mut line).unwrap();
-    }
+    let mut reader = until_first_event(&s);
     let busy = server.wait_for("llmbench:num_requests_running", 1.0);
     assert!(sample(&busy, "llmbench:kv_cache_blocks_used").unwrap() > 0.0, "the stream holds blocks: {busy}");
     drop(reader);
@@ -260,12 +266,7 @@ fn sigterm_finishes_in_flight_streams_and_exits_cleanly() {
     let mut s = server.connect();
     let body = completion("keep going", 100, true).to_string();
     write!(s, "POST /v1/completions HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}", body.len()).unwrap();
-    let mut reader = BufReader::new(s.try_clone().unwrap());
-    let mut line = String::new();
-    while !line.starts_with("data: ") {
-        line.clear();
-        reader.read_line(&mut line).unwrap();
-    }
+    let mut reader = until_first_event(&s);
     Command::new("kill").args(["-TERM", &server.child.id().to_string()]).status().unwrap();
     let mut rest = String::new();
     reader.read_to_string(&mut rest).unwrap();

@@ -72,6 +72,11 @@ impl FlatBatch {
     /// and values `[1, kv_heads, rows, d]` are written to `layer` of the pool through each part's
     /// table, and each part's queries attend over its whole sequence. Returns `[1, rows, heads * d]`.
     pub fn attention(&self, layer: usize, parts: &mut [BatchPart], q: &Tensor, k: &Tensor, v: &Tensor, pool: &mut PagedKvPool) -> Result<Tensor> {
+        // On a GPU a step of decodes attends in one set of launches for all sequences; one
+        // sequence at a time would cost B launches of each op per layer.
+        if q.device().is_cuda() && parts.iter().all(|p| p.ids.len() == 1) {
+            return decode_attention_padded(layer, parts, q, k, v, pool);
+        }
         let (_, n_head, rows, d) = q.dims4()?;
         let outputs = parts
             .iter_mut()
@@ -84,5 +89,86 @@ impl FlatBatch {
             })
             .collect::<Result<Vec<_>>>()?;
         Tensor::cat(&outputs, 2)?.transpose(1, 2)?.reshape((1, rows, n_head * d))
+    }
+}
+
+/// Attention of a step where every part decodes one token, for all parts at once: this step's
+/// keys and values scattered into the pool in one write per layer, every sequence's keys
+/// gathered into `[B, kv_heads, longest, d]` (shorter ones padded with their own first slot and
+/// masked out: exact zeros after the softmax), then two batched matmuls. The pool stores no
+/// padding; only this step's scores do. `q, k, v: [1, heads, B, d]`; returns `[1, B, heads * d]`.
+pub fn decode_attention_padded(layer: usize, parts: &mut [BatchPart], q: &Tensor, k: &Tensor, v: &Tensor, pool: &mut PagedKvPool) -> Result<Tensor> {
+    let (_, n_head, b, d) = q.dims4()?;
+    let n_kv = k.dim(1)?;
+    if b != parts.len() || parts.iter().any(|p| p.ids.len() != 1) {
+        candle_core::bail!("padded decode attention takes one token per sequence");
+    }
+    let bs = pool.block_size();
+    let new_slots: Vec<u32> = parts.iter().map(|p| p.table.slots(bs, p.start + 1)[p.start]).collect();
+    pool.write_slots(layer, &new_slots, k, v)?;
+    for p in parts.iter_mut() {
+        p.table.len = p.table.len.max(p.start + 1);
+    }
+    let longest = parts.iter().map(|p| p.start + 1).max().unwrap_or(1);
+    let (mut index, mut mask) = (Vec::with_capacity(b * longest), Vec::with_capacity(b * longest));
+    for p in parts.iter() {
+        let slots = p.table.slots(bs, p.start + 1);
+        index.extend((0..longest).map(|j| slots.get(j).copied().unwrap_or(slots[0])));
+        mask.extend((0..longest).map(|j| u8::from(j > p.start)));
+    }
+    let device = q.device();
+    let (kb, vb) = pool.buffers(layer).ok_or_else(|| candle_core::Error::Msg("the pool has no buffers for this layer".into()))?;
+    let index = Tensor::from_vec(index, b * longest, device)?;
+    let gather = |t: &Tensor| -> Result<Tensor> { t.index_select(&index, 2)?.reshape((n_kv, b, longest, d))?.transpose(0, 1)?.contiguous() };
+    let (keys, values) = (gather(kb)?, gather(vb)?);
+    let rep = n_head / n_kv;
+    // Query heads that share a key head side by side: [B, n_kv, rep, d].
+    let q = q.squeeze(0)?.reshape((n_kv, rep, b, d))?.permute((2, 0, 1, 3))?.contiguous()?;
+    let scores = (q.matmul(&keys.t()?)? / (d as f64).sqrt())?.to_dtype(candle_core::DType::F32)?;
+    let mask = Tensor::from_vec(mask, (b, 1, 1, longest), device)?.broadcast_as(scores.shape())?;
+    let neg_inf = Tensor::new(f32::NEG_INFINITY, device)?.broadcast_as(scores.shape())?;
+    let probs = candle_nn::ops::softmax_last_dim(&mask.where_cond(&neg_inf, &scores)?)?;
+    let out = probs.to_dtype(values.dtype())?.matmul(&values)?;
+    out.reshape((1, b, n_head * d))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    /// The one-launch-set decode attention equals attending sequence by sequence (to f32
+    /// summation order), for sequences of different lengths sharing the pool.
+    #[test]
+    fn padded_decode_attention_equals_per_sequence() {
+        let (n_head, n_kv, d, lens) = (4, 2, 16, [5usize, 1, 9]);
+        let dev = Device::Cpu;
+        let mut pool_a = PagedKvPool::new(1, 4, 16);
+        let mut pool_b = PagedKvPool::new(1, 4, 16);
+        let mut tables_a: Vec<BlockTable> = vec![BlockTable::default(); 3];
+        let mut tables_b: Vec<BlockTable> = vec![BlockTable::default(); 3];
+        // History: each sequence's first len - 1 positions, written the same into both pools.
+        for (i, &len) in lens.iter().enumerate() {
+            for (pool, table) in [(&mut pool_a, &mut tables_a[i]), (&mut pool_b, &mut tables_b[i])] {
+                assert!(pool.reserve(table, len));
+                if len > 1 {
+                    let hist_k = Tensor::arange(0f32, (n_kv * (len - 1) * d) as f32, &dev).unwrap().affine(0.01 * (i + 1) as f64, -0.3).unwrap().sin().unwrap().reshape((1, n_kv, len - 1, d)).unwrap();
+                    let hist_v = hist_k.cos().unwrap();
+                    pool.write(0, table, 0, &hist_k, &hist_v).unwrap();
+                }
+            }
+        }
+        let ids = [[1u32], [2], [3]];
+        let step = |seed: f32, heads: usize| Tensor::arange(0f32, (heads * 3 * d) as f32, &dev).unwrap().affine(0.037, seed as f64).unwrap().sin().unwrap().reshape((1, heads, 3, d)).unwrap();
+        let (q, k, v) = (step(0.1, n_head), step(0.7, n_kv), step(1.3, n_kv));
+        let mut parts_a: Vec<BatchPart> = tables_a.iter_mut().zip(&lens).zip(&ids).map(|((t, &len), id)| BatchPart { ids: id, start: len - 1, table: t }).collect();
+        let flat = FlatBatch::new(&parts_a, 64, &pool_a, &dev).unwrap();
+        let per_sequence = flat.attention(0, &mut parts_a, &q, &k, &v, &mut pool_a).unwrap();
+        let mut parts_b: Vec<BatchPart> = tables_b.iter_mut().zip(&lens).zip(&ids).map(|((t, &len), id)| BatchPart { ids: id, start: len - 1, table: t }).collect();
+        let padded = decode_attention_padded(0, &mut parts_b, &q, &k, &v, &mut pool_b).unwrap();
+        let (a, b): (Vec<f32>, Vec<f32>) = (per_sequence.flatten_all().unwrap().to_vec1().unwrap(), padded.flatten_all().unwrap().to_vec1().unwrap());
+        let worst = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
+        assert!(worst < 1e-5, "padded decode attention differs by {worst}");
+        assert_eq!(tables_b.iter().map(|t| t.len).collect::<Vec<_>>(), lens.to_vec());
     }
 }

@@ -147,56 +147,109 @@ pub enum KeyRows<'a> {
 /// way the keys are laid out.
 #[allow(clippy::too_many_arguments)]
 pub fn attend(q: &[f32], q_strides: Strides, n_head: usize, q_len: usize, k: &Tensor, v: &Tensor, rows: KeyRows, out: &mut [f32], out_strides: Strides) -> Result<bool> {
-    if [k.dtype(), v.dtype()].iter().any(|&t| t != DType::F32) || !k.device().is_cpu() {
-        return Ok(false);
+    attend_all(q, q_strides, n_head, &[AttendJob { q_offset: 0, out_offset: 0, q_len, k, v, rows }], out, out_strides)
+}
+
+/// One sequence of an `attend_all` call: where its query rows start in `q` and its outputs in
+/// `out`, and its keys and values.
+pub struct AttendJob<'a> {
+    pub q_offset: usize,
+    pub out_offset: usize,
+    pub q_len: usize,
+    pub k: &'a Tensor,
+    pub v: &'a Tensor,
+    pub rows: KeyRows<'a>,
+}
+
+/// A job checked, with its buffers.
+struct Ready<'a> {
+    q: &'a [f32],
+    keys: &'a [f32],
+    values: &'a [f32],
+    shape: Shape,
+    strides: [usize; 4],
+    rep: usize,
+    rows: KeyRows<'a>,
+    out_offset: usize,
+}
+
+/// `attend` for many sequences at once (a batched step's), every (sequence, head, row tile) one
+/// item of a single thread-pool call instead of one call per sequence. False, writing nothing,
+/// if the kernel does not apply to any job.
+pub fn attend_all(q: &[f32], q_strides: Strides, n_head: usize, jobs: &[AttendJob], out: &mut [f32], out_strides: Strides) -> Result<bool> {
+    let mut checked = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        let (k, v) = (job.k, job.v);
+        if [k.dtype(), v.dtype()].iter().any(|&t| t != DType::F32) || !k.device().is_cpu() || !v.device().is_cpu() {
+            return Ok(false);
+        }
+        let (kb, n_kv, buffer_rows, d) = k.dims4()?;
+        let kv_len = match job.rows {
+            KeyRows::InOrder => buffer_rows,
+            KeyRows::Slots(slots) if slots.iter().all(|&s| (s as usize) < buffer_rows) => slots.len(),
+            KeyRows::Slots(_) => return Ok(false),
+        };
+        let q_len = job.q_len;
+        if kb != 1 || v.dims() != k.dims() || n_kv == 0 || !n_head.is_multiple_of(n_kv) || q_len > kv_len || q_len == 0 {
+            return Ok(false);
+        }
+        if d % LANES != 0 || d > MAX_HEAD_DIM || k.stride()[3] != 1 || v.stride()[3] != 1 {
+            return Ok(false);
+        }
+        let last_q = job.q_offset + (n_head - 1) * q_strides.head + (q_len - 1) * q_strides.row + d;
+        let last_out = job.out_offset + (n_head - 1) * out_strides.head + (q_len - 1) * out_strides.row + d;
+        if q.len() < last_q || out.len() < last_out {
+            return Ok(false);
+        }
+        checked.push((Shape { q_len, kv_len, d }, n_head / n_kv));
     }
-    let (kb, n_kv, buffer_rows, d) = k.dims4()?;
-    let kv_len = match rows {
-        KeyRows::InOrder => buffer_rows,
-        KeyRows::Slots(slots) if slots.iter().all(|&s| (s as usize) < buffer_rows) => slots.len(),
-        KeyRows::Slots(_) => return Ok(false),
-    };
-    if kb != 1 || v.dims() != k.dims() || n_kv == 0 || !n_head.is_multiple_of(n_kv) || q_len > kv_len || q_len == 0 {
-        return Ok(false);
+    let guards: Vec<_> = jobs.iter().map(|j| (j.k.storage_and_layout(), j.v.storage_and_layout())).collect();
+    let mut ready = Vec::with_capacity(jobs.len());
+    for ((job, ((kg, kl), (vg, vl))), (shape, rep)) in jobs.iter().zip(&guards).zip(checked) {
+        let (Storage::Cpu(ks), Storage::Cpu(vs)) = (&**kg, &**vg) else { return Ok(false) };
+        let (k, v) = (job.k.stride(), job.v.stride());
+        ready.push(Ready {
+            q: &q[job.q_offset..],
+            keys: &ks.as_slice::<f32>()?[kl.start_offset()..],
+            values: &vs.as_slice::<f32>()?[vl.start_offset()..],
+            strides: [k[1], k[2], v[1], v[2]],
+            rep,
+            rows: job.rows,
+            out_offset: job.out_offset,
+            shape,
+        });
     }
-    if d % LANES != 0 || d > MAX_HEAD_DIM || k.stride()[3] != 1 || v.stride()[3] != 1 {
-        return Ok(false);
+    // Items: per job n_head x tiles, jobs one after another (`first_item[j]` is job j's first).
+    let mut first_item = Vec::with_capacity(ready.len() + 1);
+    first_item.push(0);
+    for r in &ready {
+        first_item.push(first_item.last().copied().unwrap_or(0) + n_head * r.shape.q_len.div_ceil(ROW_BLOCK));
     }
-    let last_q = (n_head - 1) * q_strides.head + (q_len - 1) * q_strides.row + d;
-    let last_out = (n_head - 1) * out_strides.head + (q_len - 1) * out_strides.row + d;
-    if q.len() < last_q || out.len() < last_out {
-        return Ok(false);
-    }
-    let (k_guard, k_layout) = k.storage_and_layout();
-    let (v_guard, v_layout) = v.storage_and_layout();
-    let (Storage::Cpu(ks), Storage::Cpu(vs)) = (&*k_guard, &*v_guard) else {
-        return Ok(false);
-    };
-    let kd = &ks.as_slice::<f32>()?[k_layout.start_offset()..];
-    let vd = &vs.as_slice::<f32>()?[v_layout.start_offset()..];
-    let shape = Shape { q_len, kv_len, d };
-    let (k_head, k_row, v_head, v_row) = (k.stride()[1], k.stride()[2], v.stride()[1], v.stride()[2]);
-    let rep = n_head / n_kv;
-    let key_rows = rows;
-    let tiles_per_head = q_len.div_ceil(ROW_BLOCK);
+    let total = first_item.last().copied().unwrap_or(0);
     let out_addr = out.as_mut_ptr() as usize;
-    candle_core::utils::barrier_pool().execute_chunked(n_head * tiles_per_head, |items| {
+    candle_core::utils::barrier_pool().execute_chunked(total, |items| {
         for item in items {
-            let (head, tile) = (item / tiles_per_head, item % tiles_per_head);
-            let tile = tile * ROW_BLOCK..(q_len.min((tile + 1) * ROW_BLOCK));
-            let kv_head = head / rep;
-            let queries = &q[head * q_strides.head + tile.start * q_strides.row..];
+            let job = first_item.partition_point(|&f| f <= item) - 1;
+            let r = &ready[job];
+            let tiles_per_head = r.shape.q_len.div_ceil(ROW_BLOCK);
+            let local = item - first_item[job];
+            let (head, tile) = (local / tiles_per_head, local % tiles_per_head);
+            let tile = tile * ROW_BLOCK..(r.shape.q_len.min((tile + 1) * ROW_BLOCK));
+            let kv_head = head / r.rep;
+            let queries = &r.q[head * q_strides.head + tile.start * q_strides.row..];
             let mut result = [[0f32; MAX_HEAD_DIM]; ROW_BLOCK];
-            let (keys, values) = (&kd[kv_head * k_head..], &vd[kv_head * v_head..]);
-            match key_rows {
-                KeyRows::InOrder => attend_tile(&shape, queries, q_strides.row, tile.clone(), keys, k_row, values, v_row, |j| j, &mut result),
-                KeyRows::Slots(slots) => attend_tile(&shape, queries, q_strides.row, tile.clone(), keys, k_row, values, v_row, |j| slots[j] as usize, &mut result),
+            let [k_head, k_row, v_head, v_row] = r.strides;
+            let (keys, values) = (&r.keys[kv_head * k_head..], &r.values[kv_head * v_head..]);
+            match r.rows {
+                KeyRows::InOrder => attend_tile(&r.shape, queries, q_strides.row, tile.clone(), keys, k_row, values, v_row, |j| j, &mut result),
+                KeyRows::Slots(slots) => attend_tile(&r.shape, queries, q_strides.row, tile.clone(), keys, k_row, values, v_row, |j| slots[j] as usize, &mut result),
             }
-            for (r, i) in tile.enumerate() {
-                // SAFETY: each (head, row) output lies in `out` (checked above) and is written
-                // by exactly one work item; `out` outlives the pool call.
-                let dst = unsafe { std::slice::from_raw_parts_mut((out_addr as *mut f32).add(head * out_strides.head + i * out_strides.row), d) };
-                dst.copy_from_slice(&result[r][..d]);
+            let d = r.shape.d;
+            for (row, i) in tile.enumerate() {
+                // SAFETY: each (job, head, row) output lies in `out` (checked above) and is
+                // written by exactly one work item; `out` outlives the pool call.
+                let dst = unsafe { std::slice::from_raw_parts_mut((out_addr as *mut f32).add(r.out_offset + head * out_strides.head + i * out_strides.row), d) };
+                dst.copy_from_slice(&result[row][..d]);
             }
         }
     });

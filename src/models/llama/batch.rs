@@ -35,13 +35,14 @@ impl Llama {
         let h = self.cfg.hidden_size;
         let ids: Vec<u32> = parts.iter().flat_map(|p| p.ids.iter().copied()).collect();
         let spans: Vec<(usize, usize)> = parts.iter().map(|p| (p.start, p.ids.len())).collect();
-        let block_size = pool.block_size();
-        // Attention reads each sequence's keys in place through its block table (no gather).
+        // Attention reads each sequence's keys in place through its block table (no gather);
+        // the tables cover the step already, so each sequence's slots hold for every layer.
+        let slots: Vec<std::sync::Arc<[u32]>> = parts.iter().map(|p| p.table.slots(pool.block_size(), p.start + p.ids.len()).into()).collect();
         let hidden = self.forward_rows_cpu(&ids, &spans, self.blocks.len(), &mut |span, layer, k, v| {
             let part = &mut parts[span];
             pool.write(layer, part.table, part.start, k, v)?;
             let (kb, vb) = pool.buffers(layer).expect("written above");
-            Ok(KvRead::Paged(kb.clone(), vb.clone(), part.table.slots(block_size, part.start + part.ids.len())))
+            Ok(KvRead::Paged(kb.clone(), vb.clone(), slots[span].clone()))
         })?;
         let last: Vec<f32> = flat.last_rows.iter().flat_map(|&r| hidden[r as usize * h..][..h].iter().copied()).collect();
         // The head through the kernels whatever the number of rows (as each row alone).

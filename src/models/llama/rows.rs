@@ -19,8 +19,9 @@ pub(super) type AppendKv<'a> = dyn FnMut(usize, usize, &Tensor, &Tensor) -> cand
 pub(super) enum KvRead {
     /// The sequence's own keys and values `[1, kv_heads, len, d]`, in order (a cache's append).
     InOrder(Tensor, Tensor),
-    /// A paged pool's whole buffers and the slots of the sequence's positions, read in place.
-    Paged(Tensor, Tensor, Vec<u32>),
+    /// A paged pool's whole buffers and the slots of the sequence's positions, read in place
+    /// (the same slots for every layer of a step, so shared).
+    Paged(Tensor, Tensor, std::sync::Arc<[u32]>),
 }
 
 impl Llama {
@@ -52,7 +53,7 @@ impl Llama {
     /// another (each `(first position, rows)`, one per sequence). The same function as
     /// `forward_generic`, to rounding; each row's arithmetic is independent of the other rows.
     pub(super) fn forward_rows_cpu(&self, ids: &[u32], spans: &[(usize, usize)], n_blocks: usize, append: &mut AppendKv) -> candle_core::Result<Vec<f32>> {
-        use crate::models::cpu_attention::{attend, KeyRows, Strides};
+        use crate::models::cpu_attention::{attend_all, AttendJob, KeyRows, Strides};
         use crate::models::cpu_rows::{add, rms_norm, rope, silu_mul, values, with_slice};
         let (h, n_head, n_kv, d) = (self.cfg.hidden_size, self.cfg.num_attention_heads, self.cfg.num_key_value_heads, self.cfg.head_dim);
         let (rows, eps, inter) = (ids.len(), self.cfg.rms_norm_eps as f32, self.cfg.intermediate_size);
@@ -80,6 +81,9 @@ impl Llama {
             rope(&mut qkv, qkv_w, 0, n_head, d, 0, tables, interleaved);
             rope(&mut qkv, qkv_w, n_head, n_kv, d, 0, tables, interleaved);
             att.resize(rows * q_w, 0.0);
+            // Every span's keys and values into its cache first, then one attention call for
+            // all spans (one thread-pool dispatch per layer, not one per sequence).
+            let mut reads = Vec::with_capacity(spans.len());
             let mut first = 0;
             for (span, &(_, t)) in spans.iter().enumerate() {
                 // Keys and values `[1, n_kv, t, d]` for the cache, from the span's rows `[q | k | v]`.
@@ -89,16 +93,21 @@ impl Llama {
                 };
                 let k = Tensor::from_vec(heads_of(q_w), (1, n_kv, t, d), &candle_core::Device::Cpu)?;
                 let v = Tensor::from_vec(heads_of(q_w + kv_w), (1, n_kv, t, d), &candle_core::Device::Cpu)?;
-                let read = append(span, layer, &k, &v)?;
-                let (k, v, rows) = match &read {
-                    KvRead::InOrder(k, v) => (k, v, KeyRows::InOrder),
-                    KvRead::Paged(k, v, slots) => (k, v, KeyRows::Slots(slots)),
-                };
-                let out = &mut att[first * q_w..(first + t) * q_w];
-                if !attend(span_rows, Strides { head: d, row: qkv_w }, n_head, t, k, v, rows, out, Strides { head: d, row: q_w })? {
-                    candle_core::bail!("the CPU attention kernel refused keys {:?}", k.dims());
-                }
+                reads.push((first, t, append(span, layer, &k, &v)?));
                 first += t;
+            }
+            let jobs: Vec<AttendJob> = reads
+                .iter()
+                .map(|(first, t, read)| {
+                    let (k, v, rows) = match read {
+                        KvRead::InOrder(k, v) => (k, v, KeyRows::InOrder),
+                        KvRead::Paged(k, v, slots) => (k, v, KeyRows::Slots(slots)),
+                    };
+                    AttendJob { q_offset: first * qkv_w, out_offset: first * q_w, q_len: *t, k, v, rows }
+                })
+                .collect();
+            if !attend_all(&qkv, Strides { head: d, row: qkv_w }, n_head, &jobs, &mut att, Strides { head: d, row: q_w })? {
+                candle_core::bail!("the CPU attention kernel refused this layer's keys");
             }
             project_rows(sparse_site(&sparse, layer, Site::AttentionOutput), &att, &mut o, |x, out| blk.o.forward_rows(x, q_w, out))?;
             add(&mut x, &o);
