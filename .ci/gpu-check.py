@@ -213,8 +213,29 @@ def long_prompt():
             tokens_check(model, dtype, f"long-{path}", gpu, gpu_logits, cpu, cpu_logits)
 
 
+def batched():
+    """`llmbench batch` on the GPU against the CPU: each sequence's greedy tokens (the same seeded
+    random prompts on both devices), for the fixtures in f32, a decode-only batch and one whose
+    prompts are chunked beside decodes (--max-step-tokens 8)."""
+    for name in ["tiny-gpt2", "tiny-llama", "tiny-llama3"]:
+        for extra in [[], ["--max-step-tokens", "8"]]:
+            args = ["batch", "--model", f"tests/fixtures/{name}", "-b", "4", "--prompt-tokens", "12", "-n", "24",
+                    "-r", "1", "--warmup", "0", "-o", "json", "--no-charts"] + extra
+            ids = {}
+            for device in ["cpu", "cuda"]:
+                res = subprocess.run([BIN] + args + ["--device", device, "--out", f"{OUT}/batch-{name}-{device}-{len(extra)}"],
+                                     capture_output=True, text=True)
+                if res.returncode != 0:
+                    raise RuntimeError(f"batch on {device}: {res.stderr.strip().splitlines()[-1:]}")
+                case = json.loads(res.stdout)["cases"][0]
+                ids[device] = [r["generated_ids"] for r in case["runs"]]
+            equal = sum(a == b for a, b in zip(ids["cpu"], ids["cuda"]))
+            path = "batched" + (" chunked" if extra else "")
+            record("batch", name, "f32", path, f"{equal}/{len(ids['cpu'])} sequences equal", "all", equal == len(ids["cpu"]))
+
+
 def main():
-    parts = [fixtures, random_weights, long_prompt, int_formats, gguf]
+    parts = [fixtures, random_weights, long_prompt, int_formats, gguf, batched]
     if len(sys.argv) > 1:  # a subset by name, e.g. `gpu-check.py gguf`
         parts = [p for p in parts if p.__name__ in sys.argv[1:]]
     for part in parts:
