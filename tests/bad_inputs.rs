@@ -7,7 +7,7 @@ use crate::common::{fixture, llmbench};
 use std::path::{Path, PathBuf};
 
 /// The commands that write a run directory, so the check can pass one that must stay absent.
-const WRITES_RESULTS: [&str; 5] = ["compare", "kvcache", "specdec", "sled", "quantize"];
+const WRITES_RESULTS: [&str; 6] = ["compare", "kvcache", "specdec", "sled", "quantize", "batch"];
 
 struct Files {
     dir: tempfile::TempDir,
@@ -144,6 +144,13 @@ fn every_bad_input_in_the_catalogue_is_one_clear_line_and_exit_code_2() {
             .collect()
     };
     let plain = |args: &[&str]| -> Vec<String> { args.iter().map(|s| s.to_string()).collect() };
+    let batch = |extra: &[&str]| -> Vec<String> {
+        ["batch", "--device", "cpu", "--model", &llama, "--no-charts", "--warmup", "0"].iter().chain(extra).map(|s| s.to_string()).collect()
+    };
+    let serve = |extra: &[&str]| -> Vec<String> { ["serve", "--device", "cpu", "--model", &llama].iter().chain(extra).map(|s| s.to_string()).collect() };
+    // A port already taken, for serve's bind error.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken_port = taken.local_addr().unwrap().port().to_string();
     let catalogue: Vec<(Vec<String>, &str)> = vec![
         // generate
         (plain(&["generate", "--device", "cpu", "--model", "/no/such/model.gguf", "--prompt", "hi"]), "/no/such/model.gguf"),
@@ -164,6 +171,18 @@ fn every_bad_input_in_the_catalogue_is_one_clear_line_and_exit_code_2() {
         (generate(&["-n", "4", "--decoding", "sled:stride"]), "--decoding sled:stride: generate takes standard, sled-evolution or dola"),
         (plain(&["generate", "--device", "cpu", "--model", "no-such-arch", "--no-weights", "--prompt", "hi"]), "--no-weights needs an architecture"),
         (plain(&["generate", "--config", "/x.json", "--prompt", "hi"]), "--no-weights"),
+        // batch
+        (batch(&["--batch-size", "0"]), "--batch-size 0"),
+        (batch(&["--prompt-tokens", "0"]), "--prompt-tokens 0"),
+        (batch(&["--prompt-tokens", "100", "-n", "100"]), "exceeds the model's context window of 128"),
+        (batch(&["--prompt-tokens", "8", "-n", "8", "--kv-block-size", "4", "--kv-blocks", "2"]), "--kv-blocks 2: one sequence of 8 + 8 tokens needs 4 blocks"),
+        (batch(&["--repetitions", "0"]), "--repetitions 0"),
+        (plain(&["batch", "--device", "cpu", "--model", &llama, "--batch-size", "2-1*2"]), "--batch-size"),
+        // serve
+        (serve(&["--port", &taken_port]), "cannot listen there"),
+        (serve(&["--max-batch", "0"]), "--max-batch"),
+        (serve(&["--chat-template", "/no/such/template.jinja"]), "--chat-template /no/such/template.jinja"),
+        (serve(&["--shutdown-grace=-1"]), "--shutdown-grace -1"),
         // chat
         (plain(&["chat", "--device", "cpu", "--model", &llama, "--message", "hi"]), "has no chat template"),
         (plain(&["chat", "--device", "cpu", "--model", &llama, "--message", "hi", "--chat-template", "/no/such/template.jinja"]), "--chat-template /no/such/template.jinja"),

@@ -129,3 +129,25 @@ fn smollm2_batched_with_long_chunks_differs_only_at_near_ties() {
     }
     eprintln!("{exact}/{} sequences equal their alone run token for token", prompts.len());
 }
+
+/// The decode attention a GPU runs (all sequences padded into one set of matmuls), run on the
+/// CPU through `LLMBENCH_BATCH_ATTENTION`: the same greedy tokens as the per-sequence kernel.
+#[test]
+fn the_gpus_all_sequences_decode_attention_gives_the_same_tokens() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |mode: &str| -> Vec<Vec<u64>> {
+        let out = crate::common::llmbench()
+            .env("LLMBENCH_BATCH_ATTENTION", mode)
+            .args(["batch", "--device", "cpu", "-b", "4", "--prompt-tokens", "6", "-n", "20", "-r", "1", "--warmup", "0", "-o", "json", "--no-charts", "--model"])
+            .arg(fixture("tiny-llama3"))
+            .arg("--out")
+            .arg(dir.path().join(mode))
+            .assert()
+            .success();
+        let report: serde_json::Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
+        report["cases"][0]["runs"].as_array().unwrap().iter().map(|r| r["generated_ids"].as_array().unwrap().iter().map(|t| t.as_u64().unwrap()).collect()).collect()
+    };
+    let (padded, per_sequence) = (run("padded"), run("per-sequence"));
+    assert_eq!(padded.len(), 4);
+    assert_eq!(padded, per_sequence);
+}

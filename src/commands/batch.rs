@@ -41,6 +41,14 @@ pub fn run(args: &BatchArgs) -> Result<Outcome> {
     if !model.has_batch() {
         crate::bail_input!("--model {}: this architecture has no batched forward pass", args.model.model);
     }
+    // The last token is never fed: a sequence holds PP + TG - 1 positions at most.
+    let blocks_per_seq = (pp + tg - 1).div_ceil(args.kv_block_size);
+    if let Some(blocks) = args.kv_blocks.filter(|&b| b < blocks_per_seq) {
+        crate::bail_input!(
+            "--kv-blocks {blocks}: one sequence of {pp} + {tg} tokens needs {blocks_per_seq} blocks of {}; raise --kv-blocks or lower the tokens",
+            args.kv_block_size
+        );
+    }
     let max_b = args.batch_size.values.iter().copied().max().unwrap_or(1);
     let prompts = random_prompts(args.seed, max_b, pp, model.config().vocab_size());
     let sampling = SamplingConfig { seed: args.seed, ..SamplingConfig::default() };
@@ -73,8 +81,6 @@ pub fn run(args: &BatchArgs) -> Result<Outcome> {
         if done.contains(&params.id(&settings)) {
             continue;
         }
-        // The last token is never fed: a sequence holds PP + TG - 1 positions at most.
-        let blocks_per_seq = (pp + tg - 1).div_ceil(args.kv_block_size);
         let limits = BatchLimits {
             max_batch: b,
             max_step_tokens: args.max_step_tokens.unwrap_or(b * pp),

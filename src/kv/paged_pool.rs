@@ -162,7 +162,7 @@ mod tests {
         let (mut a, mut b) = (BlockTable::default(), BlockTable::default());
         let (mut full_a, mut full_b) = (FullCache::new(1), FullCache::new(1));
         let flat = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
-        let mut step = |pool: &mut PagedKvPool, table: &mut BlockTable, full: &mut FullCache, t: usize, seed: f32| {
+        let step = |pool: &mut PagedKvPool, table: &mut BlockTable, full: &mut FullCache, t: usize, seed: f32| {
             let start = table.len;
             assert!(pool.reserve(table, start + t));
             let got = pool.append(0, table, start, &kv(t, seed), &kv(t, -seed)).unwrap();

@@ -74,7 +74,7 @@ impl FlatBatch {
     pub fn attention(&self, layer: usize, parts: &mut [BatchPart], q: &Tensor, k: &Tensor, v: &Tensor, pool: &mut PagedKvPool) -> Result<Tensor> {
         // On a GPU a step of decodes attends in one set of launches for all sequences; one
         // sequence at a time would cost B launches of each op per layer.
-        if q.device().is_cuda() && parts.iter().all(|p| p.ids.len() == 1) {
+        if padded_decode(q.device()) && parts.iter().all(|p| p.ids.len() == 1) {
             return decode_attention_padded(layer, parts, q, k, v, pool);
         }
         let (_, n_head, rows, d) = q.dims4()?;
@@ -90,6 +90,25 @@ impl FlatBatch {
             .collect::<Result<Vec<_>>>()?;
         Tensor::cat(&outputs, 2)?.transpose(1, 2)?.reshape((1, rows, n_head * d))
     }
+}
+
+/// `LLMBENCH_BATCH_ATTENTION=padded|per-sequence` picks how a step of decodes attends on the
+/// candle path (A/B timing on a GPU; the GPU's path run on the CPU in tests). Unset: padded on
+/// CUDA, per sequence elsewhere (the CPU kernel is bitwise what decoding alone computes).
+pub const ATTENTION_SWITCH: &str = "LLMBENCH_BATCH_ATTENTION";
+
+fn padded_decode(device: &Device) -> bool {
+    static CHOICE: std::sync::OnceLock<Option<bool>> = std::sync::OnceLock::new();
+    let choice = CHOICE.get_or_init(|| match std::env::var(ATTENTION_SWITCH).as_deref() {
+        Ok("padded") => Some(true),
+        Ok("per-sequence") => Some(false),
+        Ok(other) => {
+            tracing::warn!("{ATTENTION_SWITCH}={other}: not padded or per-sequence; using the device's default");
+            None
+        }
+        Err(_) => None,
+    });
+    choice.unwrap_or(device.is_cuda())
 }
 
 /// Attention of a step where every part decodes one token, for all parts at once: this step's

@@ -7,6 +7,7 @@ pub mod batch;
 pub mod chat_template;
 pub mod config;
 mod cpu_attention;
+mod cpu_prefill_attention;
 mod cpu_rows;
 #[cfg(feature = "cuda")]
 mod cuda_attention;

@@ -58,7 +58,7 @@ impl ApiError {
     /// `{"error": {"message", "type", "param", "code"}}`.
     pub fn body(&self) -> String {
         let kind = match self.status {
-            400 | 404 | 405 | 413 | 431 => "invalid_request_error",
+            400 | 404 | 405 | 413 | 417 | 431 => "invalid_request_error",
             429 => "rate_limit_error",
             503 => "service_unavailable",
             _ => "server_error",

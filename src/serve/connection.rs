@@ -54,6 +54,9 @@ pub async fn handle(mut stream: TcpStream, state: Arc<ServerState>) {
             }
         };
         buf.drain(..head_len);
+        if head.expect_continue && buf.len() < head.content_length && stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await.is_err() {
+            return;
+        }
         while buf.len() < head.content_length {
             match tokio::time::timeout(REQUEST_READ_TIMEOUT, read_more(&mut stream, &mut buf)).await {
                 Ok(Ok(0)) | Ok(Err(_)) => return,

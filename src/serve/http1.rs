@@ -19,6 +19,9 @@ pub struct Head {
     /// Whether the connection stays open after the response (HTTP/1.1 unless `Connection:
     /// close`; HTTP/1.0 only with `Connection: keep-alive`).
     pub keep_alive: bool,
+    /// `Expect: 100-continue`: the client (curl, for bodies over 1 KiB) waits for a 100 before
+    /// sending the body.
+    pub expect_continue: bool,
 }
 
 /// A request refused before it reaches the API: the status and why.
@@ -66,6 +69,7 @@ pub fn parse_head(buf: &[u8], max_body: usize) -> Result<Option<(Head, usize)>, 
     };
     let mut content_length: Option<usize> = None;
     let mut keep_alive = !http10;
+    let mut expect_continue = false;
     for (i, line) in lines.enumerate() {
         if i >= MAX_HEADERS {
             return Err(HttpError::new(431, format!("more than {MAX_HEADERS} headers")));
@@ -86,6 +90,12 @@ pub fn parse_head(buf: &[u8], max_body: usize) -> Result<Option<(Head, usize)>, 
                 }
                 content_length = Some(n);
             }
+            "expect" => {
+                if !value.eq_ignore_ascii_case("100-continue") {
+                    return Err(HttpError::new(417, format!("Expect `{}` is not 100-continue", truncate(value))));
+                }
+                expect_continue = !http10;
+            }
             "transfer-encoding" => {
                 return Err(HttpError::new(501, "chunked request bodies are not supported: send the body with Content-Length"));
             }
@@ -105,7 +115,7 @@ pub fn parse_head(buf: &[u8], max_body: usize) -> Result<Option<(Head, usize)>, 
         return Err(HttpError::new(413, format!("the request body is {content_length} bytes, over the server's limit of {max_body} (--max-body-bytes)")));
     }
     let path = target.split('?').next().unwrap_or(target).to_string();
-    Ok(Some((Head { method: method.to_string(), path, content_length, keep_alive }, end + 4)))
+    Ok(Some((Head { method: method.to_string(), path, content_length, keep_alive, expect_continue }, end + 4)))
 }
 
 /// At most 64 characters of untrusted text for an error message.
@@ -121,6 +131,7 @@ fn reason(status: u16) -> &'static str {
         405 => "Method Not Allowed",
         408 => "Request Timeout",
         413 => "Content Too Large",
+        417 => "Expectation Failed",
         429 => "Too Many Requests",
         431 => "Request Header Fields Too Large",
         500 => "Internal Server Error",
@@ -171,7 +182,9 @@ mod tests {
     fn parses_a_post_with_a_body_length() {
         let raw = "POST /v1/completions?x=1 HTTP/1.1\r\nHost: a\r\ncontent-length: 12\r\n\r\n{\"prompt\":1}";
         let (h, n) = head(raw).unwrap().unwrap();
-        assert_eq!(h, Head { method: "POST".into(), path: "/v1/completions".into(), content_length: 12, keep_alive: true });
+        assert_eq!(h, Head { method: "POST".into(), path: "/v1/completions".into(), content_length: 12, keep_alive: true, expect_continue: false });
+        assert!(head("POST / HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n").unwrap().unwrap().0.expect_continue);
+        assert_eq!(head("POST / HTTP/1.1\r\nExpect: tea\r\n\r\n").unwrap_err().status, 417);
         assert_eq!(&raw[n..], "{\"prompt\":1}");
         assert_eq!(head("GET / HTTP/1.0\r\n\r\n").unwrap().unwrap().0.keep_alive, false);
         assert_eq!(head("GET / HTTP/1.1\r\nConnection: close\r\n\r\n").unwrap().unwrap().0.keep_alive, false);
