@@ -96,27 +96,23 @@ impl PagedKvPool {
         Ok(())
     }
 
-    /// Writes one position per row of `k, v: [1, kv_heads, n, head_dim]` into `slots[i]` of
-    /// `layer` in one scatter (a step of decodes; the caller's tables already cover them).
-    pub fn write_slots(&mut self, layer: usize, slots: &[u32], k: &Tensor, v: &Tensor) -> Result<()> {
-        let (b, h, n, d) = k.dims4()?;
-        if b != 1 || n != slots.len() {
-            candle_core::bail!("write_slots: {n} rows of keys for {} slots", slots.len());
+    /// Writes `k, v: [1, kv_heads, n, head_dim]` into `layer` in one scatter along the slot axis:
+    /// `index` has their shape and holds each value's slot (a step of decodes builds it once
+    /// for all layers: `models::batch::DecodePlan`; the caller's tables already cover the slots).
+    pub fn write_indexed(&mut self, layer: usize, index: &Tensor, k: &Tensor, v: &Tensor) -> Result<()> {
+        let (b, h, _, d) = k.dims4()?;
+        if b != 1 || index.dims() != k.dims() {
+            candle_core::bail!("write_indexed: an index of {:?} for keys of {:?}", index.dims(), k.dims());
         }
         let total_slots = self.total_blocks() * self.block_size();
-        if slots.iter().any(|&s| s as usize >= total_slots) {
-            candle_core::bail!("write_slots: a slot past the pool's {total_slots}");
-        }
         let storage = self.layers.get_mut(layer).ok_or_else(|| candle_core::Error::Msg(format!("kv pool has no layer {layer}")))?;
         if storage.is_none() {
             let zeros = || Tensor::zeros((1, h, total_slots, d), k.dtype(), k.device());
             *storage = Some((zeros()?, zeros()?));
         }
         let (kb, vb) = storage.as_ref().expect("allocated above");
-        let index: Vec<u32> = (0..h).flat_map(|_| slots.iter().flat_map(|&s| std::iter::repeat_n(s, d))).collect();
-        let index = Tensor::from_vec(index, (1, h, n, d), k.device())?;
-        kb.scatter_set(&index, &k.contiguous()?, SEQ_DIM)?;
-        vb.scatter_set(&index, &v.contiguous()?, SEQ_DIM)?;
+        kb.scatter_set(index, &k.contiguous()?, SEQ_DIM)?;
+        vb.scatter_set(index, &v.contiguous()?, SEQ_DIM)?;
         Ok(())
     }
 

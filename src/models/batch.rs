@@ -29,6 +29,8 @@ pub struct FlatBatch {
     pub positions: Vec<u32>,
     /// Each part's last row (where its next-token logits come from).
     pub last_rows: Vec<u32>,
+    /// A step of decodes' indexes, built at the first layer and reused by the others.
+    decode_plan: std::cell::OnceCell<DecodePlan>,
 }
 
 impl FlatBatch {
@@ -55,7 +57,7 @@ impl FlatBatch {
             last_rows.push(ids.len() as u32 - 1);
         }
         let rows = ids.len();
-        Ok(Self { ids: Tensor::from_vec(ids, (1, rows), device)?, offsets, positions, last_rows })
+        Ok(Self { ids: Tensor::from_vec(ids, (1, rows), device)?, offsets, positions, last_rows, decode_plan: std::cell::OnceCell::new() })
     }
 
     pub fn rows(&self) -> usize {
@@ -75,7 +77,10 @@ impl FlatBatch {
         // On a GPU a step of decodes attends in one set of launches for all sequences; one
         // sequence at a time would cost B launches of each op per layer.
         if padded_decode(q.device()) && parts.iter().all(|p| p.ids.len() == 1) {
-            return decode_attention_padded(layer, parts, q, k, v, pool);
+            if self.decode_plan.get().is_none() {
+                let _ = self.decode_plan.set(DecodePlan::new(parts, k, pool.block_size())?);
+            }
+            return self.decode_plan.get().expect("set above").attend(layer, parts, q, k, v, pool);
         }
         let (_, n_head, rows, d) = q.dims4()?;
         let outputs = parts
@@ -117,38 +122,70 @@ fn padded_decode(device: &Device) -> bool {
 /// masked out: exact zeros after the softmax), then two batched matmuls. The pool stores no
 /// padding; only this step's scores do. `q, k, v: [1, heads, B, d]`; returns `[1, B, heads * d]`.
 pub fn decode_attention_padded(layer: usize, parts: &mut [BatchPart], q: &Tensor, k: &Tensor, v: &Tensor, pool: &mut PagedKvPool) -> Result<Tensor> {
-    let (_, n_head, b, d) = q.dims4()?;
-    let n_kv = k.dim(1)?;
-    if b != parts.len() || parts.iter().any(|p| p.ids.len() != 1) {
-        candle_core::bail!("padded decode attention takes one token per sequence");
+    let plan = DecodePlan::new(parts, k, pool.block_size())?;
+    plan.attend(layer, parts, q, k, v, pool)
+}
+
+/// A step of decodes' indexes, the same for every layer: built once per step (on a GPU each is
+/// a host-to-device copy) and reused by every layer's attention.
+pub struct DecodePlan {
+    /// `[1, kv_heads, B, d]`: every value of row i goes to slot i's position (scatter).
+    write_index: Tensor,
+    /// `[B * longest]`: sequence i's slots in position order, padded with its first slot.
+    gather_index: Tensor,
+    /// `[B, 1, 1, longest]`: 1 where position j is padding for sequence i.
+    mask: Tensor,
+    longest: usize,
+}
+
+impl DecodePlan {
+    /// For `parts` that each decode one token; `k: [1, kv_heads, B, d]` gives the shapes.
+    pub fn new(parts: &[BatchPart], k: &Tensor, block_size: usize) -> Result<Self> {
+        let (_, n_kv, b, d) = k.dims4()?;
+        if b != parts.len() || parts.iter().any(|p| p.ids.len() != 1) {
+            candle_core::bail!("padded decode attention takes one token per sequence");
+        }
+        let device = k.device();
+        let slots: Vec<Vec<u32>> = parts.iter().map(|p| p.table.slots(block_size, p.start + 1)).collect();
+        let new_slots: Vec<u32> = parts.iter().zip(&slots).map(|(p, s)| s[p.start]).collect();
+        let write: Vec<u32> = (0..n_kv).flat_map(|_| new_slots.iter().flat_map(|&s| std::iter::repeat_n(s, d))).collect();
+        let longest = parts.iter().map(|p| p.start + 1).max().unwrap_or(1);
+        let (mut gather, mut mask) = (Vec::with_capacity(b * longest), Vec::with_capacity(b * longest));
+        for (p, s) in parts.iter().zip(&slots) {
+            gather.extend((0..longest).map(|j| s.get(j).copied().unwrap_or(s[0])));
+            mask.extend((0..longest).map(|j| u8::from(j > p.start)));
+        }
+        Ok(Self {
+            write_index: Tensor::from_vec(write, (1, n_kv, b, d), device)?,
+            gather_index: Tensor::from_vec(gather, b * longest, device)?,
+            mask: Tensor::from_vec(mask, (b, 1, 1, longest), device)?,
+            longest,
+        })
     }
-    let bs = pool.block_size();
-    let new_slots: Vec<u32> = parts.iter().map(|p| p.table.slots(bs, p.start + 1)[p.start]).collect();
-    pool.write_slots(layer, &new_slots, k, v)?;
-    for p in parts.iter_mut() {
-        p.table.len = p.table.len.max(p.start + 1);
+
+    /// One layer: this step's keys and values scattered into the pool, then attention of every
+    /// sequence over its gathered keys. `q: [1, heads, B, d]`; returns `[1, B, heads * d]`.
+    pub fn attend(&self, layer: usize, parts: &mut [BatchPart], q: &Tensor, k: &Tensor, v: &Tensor, pool: &mut PagedKvPool) -> Result<Tensor> {
+        let (_, n_head, b, d) = q.dims4()?;
+        let n_kv = k.dim(1)?;
+        pool.write_indexed(layer, &self.write_index, k, v)?;
+        for p in parts.iter_mut() {
+            p.table.len = p.table.len.max(p.start + 1);
+        }
+        let (kb, vb) = pool.buffers(layer).ok_or_else(|| candle_core::Error::Msg("the pool has no buffers for this layer".into()))?;
+        let longest = self.longest;
+        let gather = |t: &Tensor| -> Result<Tensor> { t.index_select(&self.gather_index, 2)?.reshape((n_kv, b, longest, d))?.transpose(0, 1)?.contiguous() };
+        let (keys, values) = (gather(kb)?, gather(vb)?);
+        let rep = n_head / n_kv;
+        // Query heads that share a key head side by side: [B, n_kv, rep, d].
+        let q = q.squeeze(0)?.reshape((n_kv, rep, b, d))?.permute((2, 0, 1, 3))?.contiguous()?;
+        let scores = (q.matmul(&keys.t()?)? / (d as f64).sqrt())?.to_dtype(candle_core::DType::F32)?;
+        let mask = self.mask.broadcast_as(scores.shape())?;
+        let neg_inf = Tensor::new(f32::NEG_INFINITY, q.device())?.broadcast_as(scores.shape())?;
+        let probs = candle_nn::ops::softmax_last_dim(&mask.where_cond(&neg_inf, &scores)?)?;
+        let out = probs.to_dtype(values.dtype())?.matmul(&values)?;
+        out.reshape((1, b, n_head * d))
     }
-    let longest = parts.iter().map(|p| p.start + 1).max().unwrap_or(1);
-    let (mut index, mut mask) = (Vec::with_capacity(b * longest), Vec::with_capacity(b * longest));
-    for p in parts.iter() {
-        let slots = p.table.slots(bs, p.start + 1);
-        index.extend((0..longest).map(|j| slots.get(j).copied().unwrap_or(slots[0])));
-        mask.extend((0..longest).map(|j| u8::from(j > p.start)));
-    }
-    let device = q.device();
-    let (kb, vb) = pool.buffers(layer).ok_or_else(|| candle_core::Error::Msg("the pool has no buffers for this layer".into()))?;
-    let index = Tensor::from_vec(index, b * longest, device)?;
-    let gather = |t: &Tensor| -> Result<Tensor> { t.index_select(&index, 2)?.reshape((n_kv, b, longest, d))?.transpose(0, 1)?.contiguous() };
-    let (keys, values) = (gather(kb)?, gather(vb)?);
-    let rep = n_head / n_kv;
-    // Query heads that share a key head side by side: [B, n_kv, rep, d].
-    let q = q.squeeze(0)?.reshape((n_kv, rep, b, d))?.permute((2, 0, 1, 3))?.contiguous()?;
-    let scores = (q.matmul(&keys.t()?)? / (d as f64).sqrt())?.to_dtype(candle_core::DType::F32)?;
-    let mask = Tensor::from_vec(mask, (b, 1, 1, longest), device)?.broadcast_as(scores.shape())?;
-    let neg_inf = Tensor::new(f32::NEG_INFINITY, device)?.broadcast_as(scores.shape())?;
-    let probs = candle_nn::ops::softmax_last_dim(&mask.where_cond(&neg_inf, &scores)?)?;
-    let out = probs.to_dtype(values.dtype())?.matmul(&values)?;
-    out.reshape((1, b, n_head * d))
 }
 
 #[cfg(test)]
