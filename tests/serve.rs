@@ -211,7 +211,7 @@ fn a_disconnect_mid_stream_frees_its_blocks() {
     let mut s = server.connect();
     let body = completion("a long story", 2000, true).to_string();
     write!(s, "POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n{body}", body.len()).unwrap();
-    let mut reader = until_first_event(&s);
+    let reader = until_first_event(&s);
     let busy = server.wait_for("llmbench:num_requests_running", 1.0);
     assert!(sample(&busy, "llmbench:kv_cache_blocks_used").unwrap() > 0.0, "the stream holds blocks: {busy}");
     drop(reader);
