@@ -1,7 +1,7 @@
 //! Charts of a batch run, from its report alone: aggregate decode tokens/s (S_TG) and each
 //! sequence's own decode tokens/s against the batch size (throughput rises while the weights'
 //! reads are shared, until compute binds; each sequence slows as the step grows), and TTFT and
-//! TPOT percentiles against the batch size.
+//! TPOT percentiles against the batch size (two charts: they differ by orders of magnitude).
 
 use super::data::{ok_cases, Series};
 use super::style::{HEIGHT, WIDTH};
@@ -50,10 +50,13 @@ impl Figure for BatchFigure<'_> {
                 ];
                 draw::line_chart(root, &format!("Decode throughput against batch size ({model}, {device})"), "batch size B", "tokens/s", &series)
             }
+            ChartKind::TtftVsBatch => {
+                let series = percentiles(report, "TTFT", |s| &s.ttft_ms);
+                draw::line_chart(root, &format!("Time to first token against batch size ({model}, {device})"), "batch size B", "ms", &series)
+            }
             _ => {
-                let mut series = percentiles(report, "TTFT", |s| &s.ttft_ms);
-                series.extend(percentiles(report, "TPOT", |s| &s.tpot_ms));
-                draw::line_chart(root, &format!("Latency per sequence against batch size ({model}, {device})"), "batch size B", "ms", &series)
+                let series = percentiles(report, "TPOT", |s| &s.tpot_ms);
+                draw::line_chart(root, &format!("Time per output token against batch size ({model}, {device})"), "batch size B", "ms", &series)
             }
         }
     }

@@ -105,8 +105,10 @@ pub enum ChartKind {
     TpotDistribution,
     /// batch: aggregate and per-sequence decode tokens/s against the batch size.
     ThroughputVsBatch,
-    /// batch: TTFT and TPOT percentiles against the batch size.
-    LatencyVsBatch,
+    /// batch: TTFT percentiles against the batch size.
+    TtftVsBatch,
+    /// batch: TPOT percentiles against the batch size.
+    TpotVsBatch,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -126,7 +128,7 @@ impl ImageFormat {
 }
 
 impl ChartKind {
-    pub const ALL: [ChartKind; 42] = [
+    pub const ALL: [ChartKind; 43] = [
         ChartKind::Latency,
         ChartKind::Throughput,
         ChartKind::Memory,
@@ -168,7 +170,8 @@ impl ChartKind {
         ChartKind::TtftDistribution,
         ChartKind::TpotDistribution,
         ChartKind::ThroughputVsBatch,
-        ChartKind::LatencyVsBatch,
+        ChartKind::TtftVsBatch,
+        ChartKind::TpotVsBatch,
     ];
 
     /// The multi-query comparison's charts (compare runs with input methods or the built-in
@@ -208,7 +211,7 @@ impl ChartKind {
     /// The charts of specdec runs.
     pub const HTTP: [ChartKind; 5] =
         [ChartKind::TtftVsLoad, ChartKind::TpotVsLoad, ChartKind::ThroughputVsLoad, ChartKind::TtftDistribution, ChartKind::TpotDistribution];
-    pub const BATCH: [ChartKind; 2] = [ChartKind::ThroughputVsBatch, ChartKind::LatencyVsBatch];
+    pub const BATCH: [ChartKind; 3] = [ChartKind::ThroughputVsBatch, ChartKind::TtftVsBatch, ChartKind::TpotVsBatch];
     pub const SPECDEC: [ChartKind; 3] = [ChartKind::SpeedupVsK, ChartKind::AcceptanceByPosition, ChartKind::TimeBreakdown];
 
     pub fn name(self) -> &'static str {
@@ -254,7 +257,8 @@ impl ChartKind {
             Self::TtftDistribution => "ttft-distribution",
             Self::TpotDistribution => "tpot-distribution",
             Self::ThroughputVsBatch => "throughput-vs-batch",
-            Self::LatencyVsBatch => "latency-vs-batch",
+            Self::TtftVsBatch => "ttft-vs-batch",
+            Self::TpotVsBatch => "tpot-vs-batch",
         }
     }
 
@@ -491,7 +495,8 @@ fn draw_kind<B: DrawingBackend>(
         | ChartKind::TtftDistribution
         | ChartKind::TpotDistribution
         | ChartKind::ThroughputVsBatch
-        | ChartKind::LatencyVsBatch => Ok(()),
+        | ChartKind::TtftVsBatch
+        | ChartKind::TpotVsBatch => Ok(()),
         ChartKind::Dashboard => {
             let panels = root.split_evenly((2, 3));
             // The six single charts come first in ALL; the dashboard shows them in that order.
