@@ -52,6 +52,8 @@ pub fn run(args: &BatchArgs) -> Result<Outcome> {
     let max_b = args.batch_size.values.iter().copied().max().unwrap_or(1);
     let prompts = random_prompts(args.seed, max_b, pp, model.config().vocab_size());
     let sampling = SamplingConfig { seed: args.seed, ..SamplingConfig::default() };
+    // Batched steps never run the captured graph (it covers the one-sequence decode step):
+    // recorded as off on CUDA, as the other commands record --no-cuda-graph.
     let cuda_graph = loaded.device_info.name.starts_with("cuda").then_some(false);
     let settings = harness::settings(
         &sampling,
@@ -167,7 +169,6 @@ fn batch_quality(runs: &[BatchRun], records: &[RunRecord], pp: usize, kv_blocks:
         per_sequence_decode_tokens_per_s: Summary::of(&per_sequence),
         kv_blocks,
         peak_kv_blocks_used: repetitions.iter().flat_map(|r| r.steps.iter().map(|s| s.blocks_used)).max().unwrap_or(0),
-        cuda_graph: false,
         repetitions,
     })
 }

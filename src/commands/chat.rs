@@ -57,19 +57,8 @@ pub fn run(args: &ChatArgs) -> Result<Outcome> {
     };
     let model = loaded.model.model.as_ref();
     let tokenizer = &loaded.model.tokenizer;
-    let special = |id: Option<u32>| -> Result<String> {
-        Ok(id
-            .map(|i| tokenizer.decode(&[i]))
-            .transpose()?
-            .unwrap_or_default())
-    };
     let config = model.config();
-    let template = ChatTemplate::load(
-        &resolved,
-        args.chat_template.as_deref(),
-        &special(config.bos_token_id())?,
-        &special(config.eos_token_ids().first().copied())?,
-    )?;
+    let template = ChatTemplate::for_model(&resolved, args.chat_template.as_deref(), tokenizer, config)?;
     let strategy = super::generate::decoding_strategy(
         "chat",
         args.decoding,

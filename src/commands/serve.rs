@@ -25,9 +25,8 @@ pub fn run(args: &ServeArgs) -> Result<Outcome> {
         crate::bail_input!("--model {}: this architecture has no batched forward pass", args.model.model);
     }
     let config = model.config();
-    let special = |id: Option<u32>| -> Result<String> { Ok(id.map(|i| tokenizer.decode(&[i])).transpose()?.unwrap_or_default()) };
     // A model without a template still serves completions; chat requests get the reason.
-    let template = ChatTemplate::load(&resolved, args.chat_template.as_deref(), &special(config.bos_token_id())?, &special(config.eos_token_ids().first().copied())?);
+    let template = ChatTemplate::for_model(&resolved, args.chat_template.as_deref(), &tokenizer, config);
     let template = match (template, &args.chat_template) {
         (Err(e), Some(_)) => return Err(e),
         (t, _) => t.map_err(|e| format!("{e:#}")),

@@ -144,10 +144,6 @@ impl<'m> BatchEngine<'m> {
         &self.device
     }
 
-    pub fn limits(&self) -> BatchLimits {
-        self.limits
-    }
-
     /// Queues a sequence after checking it against the model and the pool: a sequence whose
     /// whole length could never fit the pool is refused here rather than preempted forever.
     pub fn submit(&mut self, req: SeqRequest) -> Result<SeqId> {
@@ -313,11 +309,5 @@ impl<'m> BatchEngine<'m> {
             self.pool.release(&mut seq.table);
         }
         Ok(StepReport { events, started, finished, prefill_tokens, decode_tokens })
-    }
-
-    /// The tokens a sequence has generated so far (for a caller that keeps none itself).
-    pub fn generated(&self, id: SeqId) -> Option<&[u32]> {
-        let seq = self.running.iter().chain(self.waiting.iter()).find(|s| s.id == id)?;
-        Some(&seq.tokens[seq.req.prompt_ids.len()..])
     }
 }

@@ -65,7 +65,7 @@ impl PagedKvPool {
     /// Writes keys and values `[1, kv_heads, t, head_dim]` of positions `start..start + t` into
     /// `layer`'s slots of `table` (which must already cover them).
     pub fn write(&mut self, layer: usize, table: &mut BlockTable, start: usize, k: &Tensor, v: &Tensor) -> Result<()> {
-        let (b, h, t, d) = k.dims4()?;
+        let (b, _, t, _) = k.dims4()?;
         if b != 1 {
             candle_core::bail!("the paged pool stores one sequence per table: got keys for a batch of {b}");
         }
@@ -74,13 +74,7 @@ impl PagedKvPool {
         if table.blocks.len() * bs < end {
             candle_core::bail!("block table covers {} positions, the step writes up to {end}: reserve first", table.blocks.len() * bs);
         }
-        let total_slots = self.total_blocks() * bs;
-        let storage = self.layers.get_mut(layer).ok_or_else(|| candle_core::Error::Msg(format!("kv pool has no layer {layer}")))?;
-        if storage.is_none() {
-            let zeros = || Tensor::zeros((1, h, total_slots, d), k.dtype(), k.device());
-            *storage = Some((zeros()?, zeros()?));
-        }
-        let (kb, vb) = storage.as_ref().expect("allocated above");
+        let (kb, vb) = self.storage(layer, k)?;
         let (k, v) = (k.contiguous()?, v.contiguous()?);
         // Block by block: each run of positions stays inside one block, so it is one slice.
         let mut pos = start;
@@ -96,21 +90,27 @@ impl PagedKvPool {
         Ok(())
     }
 
-    /// Writes `k, v: [1, kv_heads, n, head_dim]` into `layer` in one scatter along the slot axis:
-    /// `index` has their shape and holds each value's slot (a step of decodes builds it once
-    /// for all layers: `models::batch::DecodePlan`; the caller's tables already cover the slots).
-    pub fn write_indexed(&mut self, layer: usize, index: &Tensor, k: &Tensor, v: &Tensor) -> Result<()> {
-        let (b, h, _, d) = k.dims4()?;
-        if b != 1 || index.dims() != k.dims() {
-            candle_core::bail!("write_indexed: an index of {:?} for keys of {:?}", index.dims(), k.dims());
-        }
+    /// `layer`'s buffers, allocated (zeros, shaped and typed like `k: [1, kv_heads, _, head_dim]`)
+    /// on its first write.
+    fn storage(&mut self, layer: usize, k: &Tensor) -> Result<&(Tensor, Tensor)> {
+        let (_, h, _, d) = k.dims4()?;
         let total_slots = self.total_blocks() * self.block_size();
         let storage = self.layers.get_mut(layer).ok_or_else(|| candle_core::Error::Msg(format!("kv pool has no layer {layer}")))?;
         if storage.is_none() {
             let zeros = || Tensor::zeros((1, h, total_slots, d), k.dtype(), k.device());
             *storage = Some((zeros()?, zeros()?));
         }
-        let (kb, vb) = storage.as_ref().expect("allocated above");
+        Ok(storage.as_ref().expect("allocated above"))
+    }
+
+    /// Writes `k, v: [1, kv_heads, n, head_dim]` into `layer` in one scatter along the slot axis:
+    /// `index` has their shape and holds each value's slot (a step of decodes builds it once
+    /// for all layers: `models::batch::DecodePlan`; the caller's tables already cover the slots).
+    pub fn write_indexed(&mut self, layer: usize, index: &Tensor, k: &Tensor, v: &Tensor) -> Result<()> {
+        if k.dim(0)? != 1 || index.dims() != k.dims() {
+            candle_core::bail!("write_indexed: an index of {:?} for keys of {:?}", index.dims(), k.dims());
+        }
+        let (kb, vb) = self.storage(layer, k)?;
         kb.scatter_set(index, &k.contiguous()?, SEQ_DIM)?;
         vb.scatter_set(index, &v.contiguous()?, SEQ_DIM)?;
         Ok(())

@@ -121,13 +121,9 @@ fn padded_decode(device: &Device) -> bool {
 /// gathered into `[B, kv_heads, longest, d]` (shorter ones padded with their own first slot and
 /// masked out: exact zeros after the softmax), then two batched matmuls. The pool stores no
 /// padding; only this step's scores do. `q, k, v: [1, heads, B, d]`; returns `[1, B, heads * d]`.
-pub fn decode_attention_padded(layer: usize, parts: &mut [BatchPart], q: &Tensor, k: &Tensor, v: &Tensor, pool: &mut PagedKvPool) -> Result<Tensor> {
-    let plan = DecodePlan::new(parts, k, pool.block_size())?;
-    plan.attend(layer, parts, q, k, v, pool)
-}
-
-/// A step of decodes' indexes, the same for every layer: built once per step (on a GPU each is
-/// a host-to-device copy) and reused by every layer's attention.
+///
+/// The plan holds a step of decodes' indexes, the same for every layer: built once per step
+/// (on a GPU each is a host-to-device copy) and reused by every layer's attention.
 pub struct DecodePlan {
     /// `[1, kv_heads, B, d]`: every value of row i goes to slot i's position (scatter).
     write_index: Tensor,
@@ -221,7 +217,7 @@ mod tests {
         let flat = FlatBatch::new(&parts_a, 64, &pool_a, &dev).unwrap();
         let per_sequence = flat.attention(0, &mut parts_a, &q, &k, &v, &mut pool_a).unwrap();
         let mut parts_b: Vec<BatchPart> = tables_b.iter_mut().zip(&lens).zip(&ids).map(|((t, &len), id)| BatchPart { ids: id, start: len - 1, table: t }).collect();
-        let padded = decode_attention_padded(0, &mut parts_b, &q, &k, &v, &mut pool_b).unwrap();
+        let padded = DecodePlan::new(&parts_b, &k, pool_b.block_size()).unwrap().attend(0, &mut parts_b, &q, &k, &v, &mut pool_b).unwrap();
         let (a, b): (Vec<f32>, Vec<f32>) = (per_sequence.flatten_all().unwrap().to_vec1().unwrap(), padded.flatten_all().unwrap().to_vec1().unwrap());
         let worst = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
         assert!(worst < 1e-5, "padded decode attention differs by {worst}");

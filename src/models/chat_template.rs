@@ -103,6 +103,25 @@ impl ChatTemplate {
         }
     }
 
+    /// `load` with the special-token strings of the model itself: its BOS and first EOS ids
+    /// decoded by its tokenizer (what `chat` and `serve` render with).
+    pub fn for_model(
+        resolved: &ResolvedModel,
+        file: Option<&Path>,
+        tokenizer: &super::tokenizer::TextTokenizer,
+        config: &super::config::ModelConfig,
+    ) -> Result<Self> {
+        let special = |id: Option<u32>| -> Result<String> {
+            Ok(id.map(|i| tokenizer.decode(&[i])).transpose()?.unwrap_or_default())
+        };
+        Self::load(
+            resolved,
+            file,
+            &special(config.bos_token_id())?,
+            &special(config.eos_token_ids().first().copied())?,
+        )
+    }
+
     /// The conversation as the model reads it.
     pub fn render(&self, messages: &[Message], add_generation_prompt: bool) -> Result<String> {
         let env = environment();

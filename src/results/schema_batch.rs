@@ -74,7 +74,4 @@ pub struct BatchQuality {
     /// Blocks of the pool and the most in use at the end of a step.
     pub kv_blocks: usize,
     pub peak_kv_blocks_used: usize,
-    /// The batched forward pass ran on a captured CUDA graph (it does not: graphs cover the
-    /// one-sequence decode step only).
-    pub cuda_graph: bool,
 }

@@ -131,8 +131,8 @@ fn prepare(state: &ServerState, endpoint: Endpoint, req: &api::GenerateBody) -> 
     let text = match &req.input {
         Input::Prompt(p) => p.clone(),
         Input::Messages(messages) => match &state.template {
-            Some(t) => t.render(messages, true).map_err(|e| ApiError::bad("messages", format!("the chat template failed: {e:#}")))?,
-            None => return Err(ApiError::status(400, format!("{}: start the server with --chat-template FILE", state.template_error))),
+            Ok(t) => t.render(messages, true).map_err(|e| ApiError::bad("messages", format!("the chat template failed: {e:#}")))?,
+            Err(why) => return Err(ApiError::status(400, format!("{why}: start the server with --chat-template FILE"))),
         },
     };
     let ids = state.tokenizer.encode(&text).map_err(|e| ApiError::bad("prompt", format!("{e:#}")))?;

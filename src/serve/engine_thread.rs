@@ -84,10 +84,7 @@ fn run(model: &dyn Model, device: &Device, limits: BatchLimits, metrics: &Metric
             }
         }
         if shutdown {
-            for (id, (_, updates)) in clients.drain() {
-                engine.cancel(id);
-                let _ = updates.send(Update::Failed("the server is shutting down".into()));
-            }
+            fail_all(&mut engine, &mut clients, &mut by_request, "the server is shutting down");
             publish(&engine);
             return;
         }
@@ -121,13 +118,18 @@ fn run(model: &dyn Model, device: &Device, limits: BatchLimits, metrics: &Metric
             Err(e) => {
                 // A failed step leaves no sequence in a known state: fail them all, free the pool.
                 tracing::error!("batched step failed: {e:#}");
-                for (id, (_, updates)) in clients.drain() {
-                    engine.cancel(id);
-                    let _ = updates.send(Update::Failed(format!("the engine failed: {e:#}")));
-                }
-                by_request.clear();
+                fail_all(&mut engine, &mut clients, &mut by_request, &format!("the engine failed: {e:#}"));
             }
         }
         publish(&engine);
     }
+}
+
+/// Cancels every sequence a client waits on, freeing its blocks, and tells the client why.
+fn fail_all(engine: &mut BatchEngine, clients: &mut HashMap<SeqId, (u64, UnboundedSender<Update>)>, by_request: &mut HashMap<u64, SeqId>, why: &str) {
+    for (id, (_, updates)) in clients.drain() {
+        engine.cancel(id);
+        let _ = updates.send(Update::Failed(why.to_string()));
+    }
+    by_request.clear();
 }

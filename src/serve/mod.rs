@@ -48,9 +48,8 @@ pub struct ServeOptions {
 pub struct ServerState {
     model_name: String,
     tokenizer: TextTokenizer,
-    template: Option<ChatTemplate>,
-    /// Why there is no template (the chat endpoint's 400 says it).
-    template_error: String,
+    /// The chat template, or why there is none (the chat endpoint's 400 says it).
+    template: Result<ChatTemplate, String>,
     context_window: usize,
     /// Positions the KV pool holds in all.
     pool_positions: usize,
@@ -81,15 +80,10 @@ pub fn run(model: Box<dyn Model>, tokenizer: TextTokenizer, template: Result<Cha
         let metrics = Arc::new(Metrics::default());
         let (commands, receiver) = std::sync::mpsc::channel();
         let engine = engine_thread::spawn(model, device, opts.limits, metrics.clone(), receiver).context("starting the engine thread")?;
-        let (template, template_error) = match template {
-            Ok(t) => (Some(t), String::new()),
-            Err(e) => (None, e),
-        };
         let state = Arc::new(ServerState {
             model_name: opts.model_name.clone(),
             tokenizer,
             template,
-            template_error,
             context_window,
             pool_positions: opts.limits.kv_blocks * opts.limits.block_size,
             commands,

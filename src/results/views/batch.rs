@@ -3,17 +3,16 @@
 //! run), each sequence's own speed and latency, and the KV pool.
 
 use super::{bytes, Table};
+use crate::measure::stats::Summary;
 use crate::results::schema::{BatchQuality, CaseResult, Report};
 
 fn quality(case: &CaseResult) -> Option<&BatchQuality> {
     case.quality.as_ref().and_then(|q| q.as_batch())
 }
 
-/// The median repetition's value of `f`.
+/// The median over the repetitions of `f`.
 fn median(q: &BatchQuality, f: fn(&crate::results::schema::BatchRepetition) -> f64) -> f64 {
-    let mut v: Vec<f64> = q.repetitions.iter().map(f).collect();
-    v.sort_by(f64::total_cmp);
-    v.get(v.len() / 2).copied().unwrap_or(0.0)
+    Summary::of(&q.repetitions.iter().map(f).collect::<Vec<_>>()).map_or(0.0, |s| s.median)
 }
 
 /// Median aggregate decode tokens/s of the B = 1 case, where the run has one.
