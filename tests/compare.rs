@@ -343,6 +343,8 @@ fn plot_and_diff_work_on_every_committed_results_directory() {
     }
     checked.sort();
     let expected = [
+        "batch-h200-smollm2",
+        "batch-h200-tinyllama",
         "compare-combined-smollm2",
         "compare-contrast-smollm2",
         "compare-contrast-tinyllama-h200",
