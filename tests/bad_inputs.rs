@@ -183,6 +183,8 @@ fn every_bad_input_in_the_catalogue_is_one_clear_line_and_exit_code_2() {
         (serve(&["--max-batch", "0"]), "--max-batch"),
         (serve(&["--chat-template", "/no/such/template.jinja"]), "--chat-template /no/such/template.jinja"),
         (serve(&["--shutdown-grace=-1"]), "--shutdown-grace -1"),
+        (serve(&["--draft", "layers:2"]), "--draft layers:2: serve drafts by prompt lookup only"),
+        (serve(&["--draft", "lookup:99"]), "--draft lookup:99: K must be from 1 to 16"),
         // chat
         (plain(&["chat", "--device", "cpu", "--model", &llama, "--message", "hi"]), "has no chat template"),
         (plain(&["chat", "--device", "cpu", "--model", &llama, "--message", "hi", "--chat-template", "/no/such/template.jinja"]), "--chat-template /no/such/template.jinja"),

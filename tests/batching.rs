@@ -6,7 +6,8 @@
 use crate::common::{fixture, load, smollm2_gguf};
 use candle_core::Device;
 use llmbench::decode::sampling::SamplingConfig;
-use llmbench::engine::batch::{BatchEngine, BatchLimits, SeqEvent, SeqId, SeqRequest};
+use llmbench::engine::batch::{BatchEngine, BatchLimits, BatchUsage, SeqEvent, SeqId, SeqRequest};
+use llmbench::engine::batch_spec::BatchSpeculation;
 use llmbench::engine::{Engine, GenerateRequest};
 use llmbench::kv::{self, KvKind};
 use llmbench::models::LoadedModel;
@@ -34,7 +35,16 @@ fn alone(loaded: &LoadedModel, prompt: &[u32], max_new: usize) -> (Vec<u32>, Vec
 
 /// All prompts submitted at once and stepped to the end; tokens per sequence and preemptions.
 fn batched(loaded: &LoadedModel, prompts: &[Vec<u32>], max_new: usize, limits: BatchLimits) -> (Vec<Vec<u32>>, u64) {
+    let (tokens, usage) = batched_with(loaded, prompts, max_new, limits, None);
+    (tokens, usage.preemptions)
+}
+
+/// `batched`, speculating when asked; tokens per sequence and the engine's usage at the end.
+fn batched_with(loaded: &LoadedModel, prompts: &[Vec<u32>], max_new: usize, limits: BatchLimits, spec: Option<BatchSpeculation>) -> (Vec<Vec<u32>>, BatchUsage) {
     let mut engine = BatchEngine::new(loaded.model.as_ref(), &Device::Cpu, limits).unwrap();
+    if let Some(spec) = spec {
+        engine = engine.with_speculation(spec).unwrap();
+    }
     let ids: Vec<SeqId> = prompts
         .iter()
         .map(|p| engine.submit(SeqRequest { prompt_ids: p.clone(), max_new_tokens: max_new, sampling: SamplingConfig::default(), stop_at_eos: false }).unwrap())
@@ -53,7 +63,7 @@ fn batched(loaded: &LoadedModel, prompts: &[Vec<u32>], max_new: usize, limits: B
     assert_eq!(finished, prompts.len());
     let usage = engine.usage();
     assert_eq!((usage.blocks_used, usage.blocks_free), (0, limits.kv_blocks), "finished sequences give every block back");
-    (ids.iter().map(|id| out.remove(id).unwrap_or_default()).collect(), usage.preemptions)
+    (ids.iter().map(|id| out.remove(id).unwrap_or_default()).collect(), usage)
 }
 
 fn limits(max_batch: usize, max_step_tokens: usize, kv_blocks: usize) -> BatchLimits {
@@ -150,4 +160,50 @@ fn the_gpus_all_sequences_decode_attention_gives_the_same_tokens() {
     let (padded, per_sequence) = (run("padded"), run("per-sequence"));
     assert_eq!(padded.len(), 4);
     assert_eq!(padded, per_sequence);
+}
+
+/// Prompts that repeat a short pattern, so that prompt lookup has something to propose.
+fn repeating_prompts(lengths: &[usize], vocab: usize) -> Vec<Vec<u32>> {
+    lengths.iter().enumerate().map(|(i, &n)| (0..n).map(|j| ((i * 31 + (j % (3 + i % 3)) * 977 + 5) % (vocab - 1)) as u32).collect()).collect()
+}
+
+/// Prompt-lookup speculation inside the batch: greedy verification keeps each sequence's tokens
+/// exactly those decoded alone, on the fixtures (with chunked prefill, a batch cap and, in the
+/// last case, a pool small enough to preempt), and drafts are both accepted and rejected, so
+/// the rollback of rejected drafts' blocks runs too.
+#[test]
+fn speculation_in_the_batch_keeps_every_sequence_its_greedy_tokens() {
+    let spec = Some(BatchSpeculation { k: 4, max_ngram: 3 });
+    for (name, lengths, max_new, limits) in [
+        ("tiny-llama3", vec![12, 7, 30, 9], 24, limits(3, 24, 256)),
+        ("tiny-gpt2", vec![10, 20, 6], 20, limits(4, 64, 256)),
+        ("tiny-llama3", vec![8, 8, 8, 8], 24, limits(4, 64, 20)),
+    ] {
+        let loaded = load(&fixture(name));
+        let prompts = repeating_prompts(&lengths, loaded.model.config().vocab_size());
+        let (got, usage) = batched_with(&loaded, &prompts, max_new, limits, spec);
+        for (i, (prompt, tokens)) in prompts.iter().zip(&got).enumerate() {
+            assert_eq!(tokens, &alone(&loaded, prompt, max_new).0, "{name}: sequence {i} with speculation");
+        }
+        let counters = usage.spec.expect("a speculating engine reports its counters");
+        eprintln!("{name} {lengths:?}: {counters:?}, {} preemptions", usage.preemptions);
+        assert!(counters.accepted_tokens > 0, "{name}: no drafted token was accepted: {counters:?}");
+        assert!(counters.accepted_tokens < counters.draft_tokens, "{name}: no draft was rejected: {counters:?}");
+    }
+}
+
+/// The real GGUF: verification parts take the per-row kernels, so speculation changes no bit
+/// and every sequence gets exactly its tokens decoded alone (a step budget of 24 tokens keeps
+/// the prompt chunks' steps under the 32 rows from which a step dequantizes).
+#[test]
+fn smollm2_speculation_in_the_batch_equals_alone_exactly() {
+    let loaded = load(&smollm2_gguf());
+    let prompts = repeating_prompts(&[9, 12, 6, 15], loaded.model.config().vocab_size());
+    let (got, usage) = batched_with(&loaded, &prompts, 24, limits(4, 24, 64), Some(BatchSpeculation { k: 4, max_ngram: 3 }));
+    for (i, (prompt, tokens)) in prompts.iter().zip(&got).enumerate() {
+        assert_eq!(tokens, &alone(&loaded, prompt, 24).0, "sequence {i}");
+    }
+    let counters = usage.spec.unwrap();
+    eprintln!("smollm2: {counters:?}");
+    assert!(counters.accepted_tokens > 0, "{counters:?}");
 }

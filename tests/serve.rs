@@ -202,6 +202,34 @@ fn concurrent_clients_each_get_their_own_tokens() {
     let page = server.metrics();
     assert_eq!(sample(&page, "llmbench:generation_tokens_total"), Some(96.0));
     assert_eq!(sample(&page, "llmbench:kv_cache_blocks_used"), Some(0.0));
+    assert!(!page.contains("spec_decode"), "no --draft, no spec-decode counters");
+}
+
+/// `--draft lookup:4`: sequences draft by prompt lookup inside the batch and greedy
+/// verification keeps every client's tokens those decoded alone, whole and streamed; /metrics
+/// counts drafted and accepted tokens, and every block comes back.
+#[test]
+fn speculation_keeps_the_greedy_tokens_and_counts_its_drafts() {
+    let server = Server::start(&["--draft", "lookup:4", "--max-batch", "3", "--max-step-tokens", "16"]);
+    let prompts: Vec<String> = (0..4).map(|i| format!("{}and {i}", "one two three four ".repeat(2 + i))).collect();
+    let answers: Vec<(u16, Value)> = std::thread::scope(|s| {
+        let handles: Vec<_> = prompts.iter().map(|p| s.spawn(|| server.post("/v1/completions", &completion(p, 24, false)))).collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for (p, (status, v)) in prompts.iter().zip(answers) {
+        assert_eq!(status, 200, "{v}");
+        assert_eq!(v["choices"][0]["text"], alone(p, 24).1.as_str(), "prompt {p:?}");
+        assert_eq!(v["usage"]["completion_tokens"].as_u64(), Some(24));
+    }
+    let chunks = server.stream("/v1/completions", &completion(&prompts[1], 24, true));
+    let text: String = chunks.iter().filter_map(|c| c["choices"].get(0)?["text"].as_str()).collect();
+    assert_eq!(text, alone(&prompts[1], 24).1);
+    let page = server.metrics();
+    let drafted = sample(&page, "llmbench:spec_decode_num_draft_tokens_total").expect("spec-decode counters with --draft");
+    let accepted = sample(&page, "llmbench:spec_decode_num_accepted_tokens_total").unwrap();
+    assert!(accepted > 0.0 && accepted <= drafted, "drafted {drafted}, accepted {accepted}");
+    assert_eq!(sample(&page, "llmbench:generation_tokens_total"), Some(120.0));
+    assert_eq!(sample(&page, "llmbench:kv_cache_blocks_used"), Some(0.0));
 }
 
 /// A client that hangs up mid-stream is cancelled: its blocks come back and it counts as cancelled.

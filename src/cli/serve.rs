@@ -48,6 +48,12 @@ pub struct ServeArgs {
     /// A Jinja chat template for /v1/chat/completions (default: the model's own).
     #[arg(long, value_name = "FILE")]
     pub chat_template: Option<PathBuf>,
+    /// Speculative decoding inside the batch: lookup[:K] drafts up to K tokens (default 4) per
+    /// decoding sequence and step by prompt lookup (vLLM's n-gram proposer) and verifies them
+    /// in the step (lossless: greedy and sampled outputs keep the model's distribution); the
+    /// spec-decode counters appear in /metrics. Draft networks are not served yet.
+    #[arg(long, value_name = "lookup[:K]")]
+    pub draft: Option<crate::decode::speculative::DraftSource>,
     /// Sampling seed of requests that send none (each request adds its number).
     #[arg(long, default_value_t = 42)]
     pub seed: u64,

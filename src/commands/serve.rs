@@ -2,13 +2,17 @@
 
 use super::{load_model, Outcome};
 use crate::cli::serve::ServeArgs;
+use crate::decode::speculative::{DraftSource, MAX_NGRAM};
 use crate::engine::batch::BatchLimits;
+use crate::engine::batch_spec::{BatchSpeculation, MAX_DRAFT_TOKENS};
 use crate::models::chat_template::ChatTemplate;
 use anyhow::Result;
 use std::time::Duration;
 
 /// KV tokens per batch slot in the default pool.
 const DEFAULT_TOKENS_PER_SLOT: usize = 1024;
+/// Tokens drafted per step by `--draft lookup` (vLLM's examples use 3-5 for n-gram drafts).
+const DEFAULT_DRAFT_TOKENS: usize = 4;
 
 pub fn run(args: &ServeArgs) -> Result<Outcome> {
     if args.max_batch == 0 || args.kv_block_size == 0 || args.max_step_tokens == 0 || args.kv_blocks == Some(0) {
@@ -16,6 +20,18 @@ pub fn run(args: &ServeArgs) -> Result<Outcome> {
     }
     if !(args.shutdown_grace >= 0.0 && args.shutdown_grace.is_finite()) {
         crate::bail_input!("--shutdown-grace {}: give a number of seconds, 0 or more", args.shutdown_grace);
+    }
+    let speculation = match &args.draft {
+        None => None,
+        Some(DraftSource::Lookup(k)) => Some(BatchSpeculation { k: k.unwrap_or(DEFAULT_DRAFT_TOKENS), max_ngram: MAX_NGRAM }),
+        Some(other) => crate::bail_input!(
+            "--draft {other}: serve drafts by prompt lookup only (--draft lookup or lookup:K); a draft network needs its own paged cache in the batch, not built yet"
+        ),
+    };
+    if let Some(s) = speculation {
+        if s.k == 0 || s.k > MAX_DRAFT_TOKENS {
+            crate::bail_input!("--draft lookup:{}: K must be from 1 to {MAX_DRAFT_TOKENS}", s.k);
+        }
     }
     let resolved = crate::models::source::resolve(&args.model.model, &args.model.source_options())?;
     let loaded = load_model(&args.model, &args.device, args.seed)?;
@@ -46,6 +62,7 @@ pub fn run(args: &ServeArgs) -> Result<Outcome> {
         max_body: args.max_body_bytes,
         shutdown_grace: Duration::from_secs_f64(args.shutdown_grace),
         seed: args.seed,
+        speculation,
     };
     crate::serve::run(model, tokenizer, template, loaded.device, opts)?;
     Ok(Outcome::Success)

@@ -10,6 +10,7 @@
 //! The engine owns the clock, as the one-sequence engine does: every step ends with a device
 //! synchronisation, and its events carry that instant.
 
+use super::batch_spec::{verify_draft, BatchSpeculation, SpecCounters, MAX_DRAFT_TOKENS};
 use super::device::synchronize;
 use super::generate::{Engine, GenerateRequest, StopReason};
 use crate::decode::sampling::{Sampler, SamplingConfig};
@@ -70,6 +71,9 @@ pub struct StepReport {
     pub prefill_tokens: usize,
     /// Sequences that fed one generated token.
     pub decode_tokens: usize,
+    /// Drafted tokens verified this step, and how many of them were accepted.
+    pub draft_tokens: usize,
+    pub accepted_tokens: usize,
 }
 
 /// The pool and queue right now.
@@ -84,6 +88,8 @@ pub struct BatchUsage {
     /// Bytes of the blocks in use.
     pub kv_used_bytes: u64,
     pub preemptions: u64,
+    /// Speculation's counters; `None` when the engine does not speculate.
+    pub spec: Option<SpecCounters>,
 }
 
 struct Seq {
@@ -96,12 +102,19 @@ struct Seq {
     computed: usize,
     table: BlockTable,
     sampler: Sampler,
+    /// Tokens drafted for this step, fed after the last sampled one (speculation only).
+    draft: Vec<u32>,
 }
 
 impl Seq {
     /// Tokens not yet fed: the prompt (or its rest) while prefilling, the last sampled one after.
     fn pending(&self) -> usize {
         self.tokens.len() - self.computed
+    }
+
+    /// Whether the sequence's only pending token is one it generated.
+    fn decoding(&self) -> bool {
+        self.generated > 0 && self.pending() == 1
     }
 }
 
@@ -117,6 +130,8 @@ pub struct BatchEngine<'m> {
     next_id: SeqId,
     eos: Vec<u32>,
     preemptions: u64,
+    speculation: Option<BatchSpeculation>,
+    spec: SpecCounters,
 }
 
 impl<'m> BatchEngine<'m> {
@@ -137,7 +152,19 @@ impl<'m> BatchEngine<'m> {
             next_id: 0,
             eos: model.config().eos_token_ids().to_vec(),
             preemptions: 0,
+            speculation: None,
+            spec: SpecCounters::default(),
         })
+    }
+
+    /// Decoding sequences draft by prompt lookup and verify their drafts in the step
+    /// (`batch_spec`).
+    pub fn with_speculation(mut self, speculation: BatchSpeculation) -> Result<Self> {
+        if speculation.k == 0 || speculation.k > MAX_DRAFT_TOKENS || speculation.max_ngram == 0 {
+            crate::bail_input!("--draft lookup:K takes K from 1 to {MAX_DRAFT_TOKENS} (got {})", speculation.k);
+        }
+        self.speculation = Some(speculation);
+        Ok(self)
     }
 
     pub fn device(&self) -> &Device {
@@ -162,7 +189,7 @@ impl<'m> BatchEngine<'m> {
         let id = self.next_id;
         self.next_id += 1;
         let sampler = Sampler::new(req.sampling);
-        self.waiting.push_back(Seq { id, tokens: req.prompt_ids.clone(), req, generated: 0, computed: 0, table: BlockTable::default(), sampler });
+        self.waiting.push_back(Seq { id, tokens: req.prompt_ids.clone(), req, generated: 0, computed: 0, table: BlockTable::default(), sampler, draft: Vec::new() });
         Ok(id)
     }
 
@@ -195,6 +222,7 @@ impl<'m> BatchEngine<'m> {
             kv_pool_bytes: self.pool.allocated_bytes(),
             kv_used_bytes: (blocks_used * self.pool.block_size()) as u64 * self.pool.bytes_per_slot(),
             preemptions: self.preemptions,
+            spec: self.speculation.map(|_| self.spec),
         }
     }
 
@@ -203,6 +231,7 @@ impl<'m> BatchEngine<'m> {
         if let Some(mut seq) = self.running.pop() {
             self.pool.release(&mut seq.table);
             seq.computed = 0;
+            seq.draft.clear();
             self.preemptions += 1;
             events.push(SeqEvent::Preempted { seq: seq.id });
             self.waiting.push_front(seq);
@@ -215,13 +244,19 @@ impl<'m> BatchEngine<'m> {
         let mut counts = Vec::with_capacity(self.running.len());
         let mut i = 0;
         while i < self.running.len() {
-            let n = self.running[i].pending().min(budget);
+            let mut n = self.running[i].pending().min(budget);
             if n == 0 {
                 counts.push(0);
                 i += 1;
                 continue;
             }
-            // Make room by preempting from the back; the sequence itself goes last.
+            if let (Some(spec), true) = (self.speculation, self.running[i].decoding()) {
+                let seq = &mut self.running[i];
+                seq.draft = spec.propose(&seq.tokens, seq.req.max_new_tokens - seq.generated, budget - 1);
+                n += seq.draft.len();
+            }
+            // Make room by giving up the draft, then by preempting from the back; the
+            // sequence itself goes last.
             loop {
                 let seq = &mut self.running[i];
                 if self.pool.reserve(&mut seq.table, seq.computed + n) {
@@ -229,6 +264,11 @@ impl<'m> BatchEngine<'m> {
                     budget -= n;
                     i += 1;
                     break;
+                }
+                if !seq.draft.is_empty() {
+                    n -= seq.draft.len();
+                    seq.draft.clear();
+                    continue;
                 }
                 self.preempt_last(events);
                 if i == self.running.len() {
@@ -257,57 +297,88 @@ impl<'m> BatchEngine<'m> {
         let mut events = Vec::new();
         let counts = self.schedule(&mut events);
         let (mut prefill_tokens, mut decode_tokens) = (0, 0);
+        // Each part's tokens: what the sequence has not fed yet, then its draft.
+        let inputs: Vec<Vec<u32>> = self
+            .running
+            .iter()
+            .zip(&counts)
+            .map(|(seq, &n)| match n {
+                0 => Vec::new(),
+                _ => seq.tokens[seq.computed..seq.computed + n - seq.draft.len()].iter().chain(&seq.draft).copied().collect(),
+            })
+            .collect();
         let mut parts = Vec::new();
-        for (seq, &n) in self.running.iter_mut().zip(&counts) {
+        for ((seq, &n), ids) in self.running.iter_mut().zip(&counts).zip(&inputs) {
             if n == 0 {
                 continue;
             }
-            if seq.generated > 0 && seq.pending() == 1 {
+            if seq.decoding() {
                 decode_tokens += 1;
             } else {
                 prefill_tokens += n;
             }
-            parts.push(BatchPart { ids: &seq.tokens[seq.computed..seq.computed + n], start: seq.computed, table: &mut seq.table });
+            parts.push(BatchPart { ids, start: seq.computed, table: &mut seq.table, logit_rows: 1 + seq.draft.len() });
         }
         if parts.is_empty() {
-            return Ok(StepReport { events, started, finished: Instant::now(), prefill_tokens, decode_tokens });
+            return Ok(StepReport { events, started, finished: Instant::now(), prefill_tokens, decode_tokens, draft_tokens: 0, accepted_tokens: 0 });
         }
         let logits = self.model.forward_batch(&mut parts, &mut self.pool).context("batched step")?;
         drop(parts);
         let mut rows = logits.to_vec2::<f32>().context("reading the step's logits")?.into_iter();
         synchronize(&self.device)?;
         let finished = Instant::now();
+        let (mut draft_tokens, mut accepted_tokens) = (0, 0);
         let mut done = Vec::new();
         let block_bytes = self.pool.block_size() as u64 * self.pool.bytes_per_slot();
         for (index, (seq, &n)) in self.running.iter_mut().zip(&counts).enumerate() {
             if n == 0 {
                 continue;
             }
-            let mut row = rows.next().context("a step returned fewer logit rows than sequences")?;
-            seq.computed += n;
-            if seq.pending() > 0 {
-                continue; // a prompt chunk that does not reach the end samples nothing
-            }
-            let token = seq.sampler.next(&mut row, &seq.tokens);
-            seq.tokens.push(token);
-            seq.generated += 1;
-            events.push(SeqEvent::Token { seq: seq.id, token, kv_bytes: seq.table.blocks.len() as u64 * block_bytes });
-            let reason = if seq.req.stop_at_eos && self.eos.contains(&token) {
-                Some(StopReason::Eos)
-            } else if seq.generated == seq.req.max_new_tokens {
-                Some(StopReason::MaxNewTokens)
+            let emitted = if seq.draft.is_empty() {
+                let mut row = rows.next().context("a step returned fewer logit rows than sequences")?;
+                seq.computed += n;
+                if seq.pending() > 0 {
+                    continue; // a prompt chunk that does not reach the end samples nothing
+                }
+                vec![seq.sampler.next(&mut row, &seq.tokens)]
             } else {
-                None
+                let draft = std::mem::take(&mut seq.draft);
+                let mut verified: Vec<Vec<f32>> = rows.by_ref().take(draft.len() + 1).collect();
+                if verified.len() != draft.len() + 1 {
+                    anyhow::bail!("a step returned fewer logit rows than its drafts need");
+                }
+                let (emitted, accepted) = verify_draft(&mut seq.sampler, &seq.tokens, &draft, &mut verified);
+                // The last token and the accepted drafts stay in the pool; the rest is given back.
+                seq.computed += 1 + accepted;
+                self.pool.truncate(&mut seq.table, seq.computed);
+                (draft_tokens, accepted_tokens) = (draft_tokens + draft.len(), accepted_tokens + accepted);
+                self.spec.drafts += 1;
+                self.spec.draft_tokens += draft.len() as u64;
+                self.spec.accepted_tokens += accepted as u64;
+                emitted
             };
-            if let Some(reason) = reason {
-                events.push(SeqEvent::Finished { seq: seq.id, reason });
-                done.push(index);
+            for token in emitted {
+                seq.tokens.push(token);
+                seq.generated += 1;
+                events.push(SeqEvent::Token { seq: seq.id, token, kv_bytes: seq.table.blocks.len() as u64 * block_bytes });
+                let reason = if seq.req.stop_at_eos && self.eos.contains(&token) {
+                    Some(StopReason::Eos)
+                } else if seq.generated == seq.req.max_new_tokens {
+                    Some(StopReason::MaxNewTokens)
+                } else {
+                    None
+                };
+                if let Some(reason) = reason {
+                    events.push(SeqEvent::Finished { seq: seq.id, reason });
+                    done.push(index);
+                    break;
+                }
             }
         }
         for index in done.into_iter().rev() {
             let mut seq = self.running.remove(index);
             self.pool.release(&mut seq.table);
         }
-        Ok(StepReport { events, started, finished, prefill_tokens, decode_tokens })
+        Ok(StepReport { events, started, finished, prefill_tokens, decode_tokens, draft_tokens, accepted_tokens })
     }
 }

@@ -10,6 +10,7 @@ pub mod device_memory;
 pub mod device_memory;
 pub mod batch;
 pub mod batch_run;
+pub mod batch_spec;
 pub mod generate;
 
 pub use generate::{Engine, GenerateRequest, Generation, PhaseTimes, StopReason, Timings, TokenEvent};

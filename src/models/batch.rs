@@ -3,7 +3,8 @@
 //! every projection is one GEMM over all of them, and attention runs per sequence over its own
 //! keys and values in the shared paged pool. A part is a sequence's new tokens this step: one
 //! for a decoding sequence, a chunk of its prompt for one prefilling (chunked prefill), so
-//! prefills and decodes share a step and no row is padding.
+//! prefills and decodes share a step and no row is padding. A part that verifies a speculative
+//! draft (its last token and the drafted ones) asks for the logits of all its rows.
 
 use crate::kv::block_pool::BlockTable;
 use crate::kv::PagedKvPool;
@@ -17,6 +18,17 @@ pub struct BatchPart<'a> {
     pub start: usize,
     /// The sequence's blocks, already reserved to cover `start + ids.len()` positions.
     pub table: &'a mut BlockTable,
+    /// How many of the part's last rows to return logits for: 1 (the next token), or every
+    /// row of a speculative verification (the last token plus each drafted one).
+    pub logit_rows: usize,
+}
+
+impl BatchPart<'_> {
+    /// Whether every row of the part needs its logits (a decode, or a draft to verify), as
+    /// opposed to a prompt chunk whose rows only fill the cache.
+    pub fn is_decode_or_verify(&self) -> bool {
+        self.logit_rows == self.ids.len()
+    }
 }
 
 /// The flat layout of a step: where each part's rows start, and every row's position.
@@ -27,8 +39,8 @@ pub struct FlatBatch {
     pub offsets: Vec<usize>,
     /// Each row's absolute position in its sequence.
     pub positions: Vec<u32>,
-    /// Each part's last row (where its next-token logits come from).
-    pub last_rows: Vec<u32>,
+    /// The rows whose logits the step returns, part by part (each part's last `logit_rows`).
+    pub logit_rows: Vec<u32>,
     /// A step of decodes' indexes, built at the first layer and reused by the others.
     decode_plan: std::cell::OnceCell<DecodePlan>,
 }
@@ -39,11 +51,14 @@ impl FlatBatch {
         if parts.is_empty() {
             candle_core::bail!("a batched step needs at least one sequence");
         }
-        let (mut ids, mut offsets, mut positions, mut last_rows) = (vec![], vec![], vec![], vec![]);
+        let (mut ids, mut offsets, mut positions, mut logit_rows) = (vec![], vec![], vec![], vec![]);
         for part in parts {
             let end = part.start + part.ids.len();
             if part.ids.is_empty() {
                 candle_core::bail!("a sequence in the batch has no tokens this step");
+            }
+            if part.logit_rows == 0 || part.logit_rows > part.ids.len() {
+                candle_core::bail!("a part of {} tokens asks for the logits of {} rows", part.ids.len(), part.logit_rows);
             }
             if end > max_positions {
                 candle_core::bail!("position {end} is past the {max_positions} positions this model covers");
@@ -54,19 +69,19 @@ impl FlatBatch {
             offsets.push(ids.len());
             positions.extend((part.start..end).map(|p| p as u32));
             ids.extend_from_slice(part.ids);
-            last_rows.push(ids.len() as u32 - 1);
+            logit_rows.extend((ids.len() - part.logit_rows..ids.len()).map(|r| r as u32));
         }
         let rows = ids.len();
-        Ok(Self { ids: Tensor::from_vec(ids, (1, rows), device)?, offsets, positions, last_rows, decode_plan: std::cell::OnceCell::new() })
+        Ok(Self { ids: Tensor::from_vec(ids, (1, rows), device)?, offsets, positions, logit_rows, decode_plan: std::cell::OnceCell::new() })
     }
 
     pub fn rows(&self) -> usize {
         self.positions.len()
     }
 
-    /// The rows of `x: [1, rows, width]` that end each part: `[parts, width]`.
-    pub fn last_of_each(&self, x: &Tensor) -> Result<Tensor> {
-        let idx = Tensor::new(self.last_rows.as_slice(), x.device())?;
+    /// The rows of `x: [1, rows, width]` whose logits the step returns: `[logit rows, width]`.
+    pub fn logit_rows_of(&self, x: &Tensor) -> Result<Tensor> {
+        let idx = Tensor::new(self.logit_rows.as_slice(), x.device())?;
         x.squeeze(0)?.index_select(&idx, 0)
     }
 
@@ -213,10 +228,10 @@ mod tests {
         let ids = [[1u32], [2], [3]];
         let step = |seed: f32, heads: usize| Tensor::arange(0f32, (heads * 3 * d) as f32, &dev).unwrap().affine(0.037, seed as f64).unwrap().sin().unwrap().reshape((1, heads, 3, d)).unwrap();
         let (q, k, v) = (step(0.1, n_head), step(0.7, n_kv), step(1.3, n_kv));
-        let mut parts_a: Vec<BatchPart> = tables_a.iter_mut().zip(&lens).zip(&ids).map(|((t, &len), id)| BatchPart { ids: id, start: len - 1, table: t }).collect();
+        let mut parts_a: Vec<BatchPart> = tables_a.iter_mut().zip(&lens).zip(&ids).map(|((t, &len), id)| BatchPart { ids: id, start: len - 1, table: t, logit_rows: 1 }).collect();
         let flat = FlatBatch::new(&parts_a, 64, &pool_a, &dev).unwrap();
         let per_sequence = flat.attention(0, &mut parts_a, &q, &k, &v, &mut pool_a).unwrap();
-        let mut parts_b: Vec<BatchPart> = tables_b.iter_mut().zip(&lens).zip(&ids).map(|((t, &len), id)| BatchPart { ids: id, start: len - 1, table: t }).collect();
+        let mut parts_b: Vec<BatchPart> = tables_b.iter_mut().zip(&lens).zip(&ids).map(|((t, &len), id)| BatchPart { ids: id, start: len - 1, table: t, logit_rows: 1 }).collect();
         let padded = DecodePlan::new(&parts_b, &k, pool_b.block_size()).unwrap().attend(0, &mut parts_b, &q, &k, &v, &mut pool_b).unwrap();
         let (a, b): (Vec<f32>, Vec<f32>) = (per_sequence.flatten_all().unwrap().to_vec1().unwrap(), padded.flatten_all().unwrap().to_vec1().unwrap());
         let worst = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);

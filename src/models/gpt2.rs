@@ -133,7 +133,7 @@ impl Gpt2 {
             let mlp = blk.mlp_proj.forward(&blk.c_fc.forward(&blk.ln_2.forward(&x)?)?.gelu()?)?;
             x = (mlp + x)?;
         }
-        self.lm_head_impl(&flat.last_of_each(&self.ln_f.forward(&x)?)?)
+        self.lm_head_impl(&flat.logit_rows_of(&self.ln_f.forward(&x)?)?)
     }
 
     fn lm_head_impl(&self, hidden: &Tensor) -> candle_core::Result<Tensor> {

@@ -123,7 +123,8 @@ pub trait Model: Send {
     }
     /// One step of batched decoding: every part's tokens in one forward pass, keys and values
     /// written to and read from `pool` through each part's block table (see `batch.rs`).
-    /// Returns the next-token logits after each part's last token, `[parts, vocab]` in f32.
+    /// Returns the logits of each part's last `logit_rows` rows, part by part:
+    /// `[sum of logit_rows, vocab]` in f32 (one row a part unless a part verifies a draft).
     fn forward_batch(&self, _parts: &mut [batch::BatchPart], _pool: &mut crate::kv::PagedKvPool) -> candle_core::Result<Tensor> {
         Err(candle_core::Error::wrap(crate::error::LlmbenchError::Unsupported("this model has no batched forward pass".into())))
     }

@@ -6,6 +6,7 @@
 
 use super::metrics::{Metrics, SchedulerGauges};
 use crate::engine::batch::{BatchEngine, BatchLimits, SeqEvent, SeqId, SeqRequest};
+use crate::engine::batch_spec::BatchSpeculation;
 use crate::engine::StopReason;
 use crate::models::Model;
 use candle_core::Device;
@@ -33,12 +34,23 @@ pub enum Update {
 }
 
 /// Starts the thread; it runs until `Shutdown` or until every sender is dropped.
-pub fn spawn(model: Box<dyn Model>, device: Device, limits: BatchLimits, metrics: Arc<Metrics>, commands: Receiver<Command>) -> std::io::Result<std::thread::JoinHandle<()>> {
-    std::thread::Builder::new().name("llmbench-engine".into()).spawn(move || run(model.as_ref(), &device, limits, &metrics, commands))
+pub fn spawn(
+    model: Box<dyn Model>,
+    device: Device,
+    limits: BatchLimits,
+    speculation: Option<BatchSpeculation>,
+    metrics: Arc<Metrics>,
+    commands: Receiver<Command>,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new().name("llmbench-engine".into()).spawn(move || run(model.as_ref(), &device, limits, speculation, &metrics, commands))
 }
 
-fn run(model: &dyn Model, device: &Device, limits: BatchLimits, metrics: &Metrics, commands: Receiver<Command>) {
-    let mut engine = match BatchEngine::new(model, device, limits) {
+fn run(model: &dyn Model, device: &Device, limits: BatchLimits, speculation: Option<BatchSpeculation>, metrics: &Metrics, commands: Receiver<Command>) {
+    let engine = BatchEngine::new(model, device, limits).and_then(|e| match speculation {
+        Some(s) => e.with_speculation(s),
+        None => Ok(e),
+    });
+    let mut engine = match engine {
         Ok(e) => e,
         Err(e) => {
             tracing::error!("the batch engine cannot start: {e:#}");
@@ -49,7 +61,7 @@ fn run(model: &dyn Model, device: &Device, limits: BatchLimits, metrics: &Metric
     let mut by_request: HashMap<u64, SeqId> = HashMap::new();
     let publish = |engine: &BatchEngine| {
         let u = engine.usage();
-        metrics.set_gauges(SchedulerGauges { running: u.running, waiting: u.waiting, kv_blocks_used: u.blocks_used, kv_blocks_free: u.blocks_free, preemptions: u.preemptions });
+        metrics.set_gauges(SchedulerGauges { running: u.running, waiting: u.waiting, kv_blocks_used: u.blocks_used, kv_blocks_free: u.blocks_free, preemptions: u.preemptions, spec: u.spec });
     };
     publish(&engine);
     loop {

@@ -4,6 +4,7 @@
 //! preemptions, and TTFT, TPOT and end-to-end latency histograms. The engine thread sets the
 //! scheduler's gauges after every step; connections count requests and observe latencies.
 
+use crate::engine::batch_spec::SpecCounters;
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::Mutex;
@@ -54,6 +55,8 @@ pub struct SchedulerGauges {
     pub kv_blocks_used: usize,
     pub kv_blocks_free: usize,
     pub preemptions: u64,
+    /// Speculation's counters when the server speculates (`--draft`).
+    pub spec: Option<SpecCounters>,
 }
 
 #[derive(Debug, Clone)]
@@ -144,6 +147,11 @@ impl Metrics {
             counter(&mut out, "llmbench:prompt_tokens_total", "Prompt tokens of finished requests.", s.prompt_tokens);
             counter(&mut out, "llmbench:generation_tokens_total", "Tokens generated for finished requests.", s.generation_tokens);
             counter(&mut out, "llmbench:num_preemptions_total", "Sequences preempted to free KV blocks.", s.gauges.preemptions);
+            if let Some(spec) = s.gauges.spec {
+                counter(&mut out, "llmbench:spec_decode_num_drafts_total", "Drafts verified (sequence steps that drafted).", spec.drafts);
+                counter(&mut out, "llmbench:spec_decode_num_draft_tokens_total", "Tokens drafted by prompt lookup.", spec.draft_tokens);
+                counter(&mut out, "llmbench:spec_decode_num_accepted_tokens_total", "Drafted tokens the model accepted.", spec.accepted_tokens);
+            }
             gauge(&mut out, "llmbench:num_requests_running", "Sequences in the running batch.", s.gauges.running);
             gauge(&mut out, "llmbench:num_requests_waiting", "Sequences waiting for admission.", s.gauges.waiting);
             gauge(&mut out, "llmbench:kv_cache_blocks_used", "KV blocks held by sequences.", s.gauges.kv_blocks_used);
@@ -168,7 +176,7 @@ mod tests {
     #[test]
     fn renders_counters_gauges_and_cumulative_buckets() {
         let m = Metrics::default();
-        m.set_gauges(SchedulerGauges { running: 2, waiting: 1, kv_blocks_used: 5, kv_blocks_free: 11, preemptions: 3 });
+        m.set_gauges(SchedulerGauges { running: 2, waiting: 1, kv_blocks_used: 5, kv_blocks_free: 11, preemptions: 3, spec: None });
         m.finished("length", 10, 4, Some(0.03), Some(0.02), 0.1);
         m.finished("length", 10, 4, Some(0.3), None, 0.5);
         m.refused("rejected");
@@ -180,5 +188,11 @@ mod tests {
         assert!(page.contains("llmbench:time_to_first_token_seconds_bucket{le=\"0.04\"} 1\n"));
         assert!(page.contains("llmbench:time_to_first_token_seconds_bucket{le=\"+Inf\"} 2\n"));
         assert_eq!(sample(&page, "llmbench:time_per_output_token_seconds_count"), Some(1.0));
+        assert!(!page.contains("spec_decode"), "no speculation, no spec-decode counters");
+        m.set_gauges(SchedulerGauges { spec: Some(SpecCounters { drafts: 2, draft_tokens: 7, accepted_tokens: 5 }), ..SchedulerGauges::default() });
+        let page = m.render();
+        assert_eq!(sample(&page, "llmbench:spec_decode_num_draft_tokens_total"), Some(7.0));
+        assert_eq!(sample(&page, "llmbench:spec_decode_num_accepted_tokens_total"), Some(5.0));
+        assert_eq!(sample(&page, "llmbench:spec_decode_num_drafts_total"), Some(2.0));
     }
 }

@@ -42,6 +42,8 @@ pub struct ServeOptions {
     pub shutdown_grace: Duration,
     /// Sampling seed of requests that send none (plus the request's number).
     pub seed: u64,
+    /// Prompt-lookup speculation in the batch (`--draft lookup[:K]`).
+    pub speculation: Option<crate::engine::batch_spec::BatchSpeculation>,
 }
 
 /// What every connection shares.
@@ -79,7 +81,7 @@ pub fn run(model: Box<dyn Model>, tokenizer: TextTokenizer, template: Result<Cha
         let addr = listener.local_addr()?;
         let metrics = Arc::new(Metrics::default());
         let (commands, receiver) = std::sync::mpsc::channel();
-        let engine = engine_thread::spawn(model, device, opts.limits, metrics.clone(), receiver).context("starting the engine thread")?;
+        let engine = engine_thread::spawn(model, device, opts.limits, opts.speculation, metrics.clone(), receiver).context("starting the engine thread")?;
         let state = Arc::new(ServerState {
             model_name: opts.model_name.clone(),
             tokenizer,

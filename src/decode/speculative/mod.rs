@@ -11,11 +11,12 @@ mod source;
 pub mod verify;
 
 pub use draft_model::{DraftNet, ModelDraft, SharedModel};
-pub use lookup::{Lookup, MAX_NGRAM};
+pub use lookup::{propose as propose_by_lookup, Lookup, MAX_NGRAM};
 pub use schedule::{KController, Schedule, ScheduleKind};
 pub use source::DraftSource;
 pub use verify::{Policy, PolicyKind, TYPICAL_DELTA, TYPICAL_EPS};
 
+use super::sampling::Sampler;
 use super::{DecodeStrategy, DraftOutcome, Phase, Step, StepContext};
 use crate::models::layers::VerifyAttention;
 use anyhow::Result;
@@ -153,25 +154,30 @@ impl DecodeStrategy for Speculative {
 }
 
 impl Speculative {
-    /// Turns the target's logits into what the policy needs and applies it.
     fn judge(&self, ctx: &mut StepContext<'_>, draft: &Draft, rows: &mut [Vec<f32>]) -> Result<verify::Verdict> {
-        let greedy = ctx.sampler.is_greedy();
-        let lossy = !self.policy.kind().is_lossless();
-        // Lossy rules judge with real probabilities, at temperature 1 when decoding greedily.
-        let judge: Option<Vec<Vec<f32>>> = (lossy && greedy).then(|| rows.iter().map(|r| softmax(r)).collect());
-        let mut context = ctx.tokens.to_vec();
-        let mut target = Vec::with_capacity(rows.len());
-        for (i, row) in rows.iter_mut().enumerate() {
-            // One-hot at the argmax when greedy (after the repetition penalty, as `next` picks).
-            target.push(ctx.sampler.distribution(row, &context));
-            if let Some(&t) = draft.tokens.get(i) {
-                context.push(t);
-            }
-        }
-        let rows = Rows { target: &target, draft: draft.probs.as_deref(), judge: judge.as_deref(), greedy };
-        let sampler = &mut *ctx.sampler;
-        Ok(verify(self.policy, &draft.tokens, &rows, &mut || sampler.uniform()))
+        Ok(judge(self.policy, ctx.sampler, ctx.tokens, &draft.tokens, draft.probs.as_deref(), rows))
     }
+}
+
+/// Turns the target's logits at the drafted positions (`drafts.len() + 1` rows after `tokens`)
+/// into what `policy` needs and applies it, drawing from the sequence's own sampler: the one
+/// verification of the single-sequence strategy and of the batch engine's speculation.
+pub fn judge(policy: Policy, sampler: &mut Sampler, tokens: &[u32], drafts: &[u32], draft_probs: Option<&[Vec<f32>]>, rows: &mut [Vec<f32>]) -> verify::Verdict {
+    let greedy = sampler.is_greedy();
+    let lossy = !policy.kind().is_lossless();
+    // Lossy rules judge with real probabilities, at temperature 1 when decoding greedily.
+    let judged: Option<Vec<Vec<f32>>> = (lossy && greedy).then(|| rows.iter().map(|r| softmax(r)).collect());
+    let mut context = tokens.to_vec();
+    let mut target = Vec::with_capacity(rows.len());
+    for (i, row) in rows.iter_mut().enumerate() {
+        // One-hot at the argmax when greedy (after the repetition penalty, as `next` picks).
+        target.push(sampler.distribution(row, &context));
+        if let Some(&t) = drafts.get(i) {
+            context.push(t);
+        }
+    }
+    let rows = Rows { target: &target, draft: draft_probs, judge: judged.as_deref(), greedy };
+    verify(policy, drafts, &rows, &mut || sampler.uniform())
 }
 
 fn softmax(logits: &[f32]) -> Vec<f32> {

@@ -24,8 +24,10 @@ impl Llama {
         }
         let device = self.norm.weight.device().clone();
         let flat = FlatBatch::new(parts, self.rope.positions(), pool, &device)?;
-        let decode_only = parts.iter().all(|p| p.ids.len() == 1);
-        if self.rows_path_available(&device) && (decode_only || flat.rows() < BATCHED_DEQUANT_MIN_ROWS) {
+        // Decodes and draft verifications (a few rows a sequence) take the kernels at any B;
+        // a step with a prompt chunk only while it is small.
+        let no_prompt_chunk = parts.iter().all(|p| p.is_decode_or_verify());
+        if self.rows_path_available(&device) && (no_prompt_chunk || flat.rows() < BATCHED_DEQUANT_MIN_ROWS) {
             return self.forward_batch_rows(parts, pool, &flat);
         }
         self.forward_batch_generic(parts, pool, &flat)
@@ -44,11 +46,11 @@ impl Llama {
             let (kb, vb) = pool.buffers(layer).expect("written above");
             Ok(KvRead::Paged(kb.clone(), vb.clone(), slots[span].clone()))
         })?;
-        let last: Vec<f32> = flat.last_rows.iter().flat_map(|&r| hidden[r as usize * h..][..h].iter().copied()).collect();
+        let last: Vec<f32> = flat.logit_rows.iter().flat_map(|&r| hidden[r as usize * h..][..h].iter().copied()).collect();
         // The head through the kernels whatever the number of rows (as each row alone).
         let mut logits = Vec::new();
         self.head.forward_rows(&last, h, &mut logits)?;
-        let n = parts.len();
+        let n = flat.logit_rows.len();
         Tensor::from_vec(logits, (n, self.cfg.vocab_size), &candle_core::Device::Cpu)
     }
 
@@ -71,7 +73,7 @@ impl Llama {
             let mlp = (candle_nn::ops::silu(&gate_up[0])? * &gate_up[1])?;
             x = (blk.down.forward(&mlp)? + x1)?;
         }
-        let last = flat.last_of_each(&self.norm.forward(&x)?)?;
+        let last = flat.logit_rows_of(&self.norm.forward(&x)?)?;
         self.head.forward(&last)?.to_dtype(DType::F32)
     }
 }
