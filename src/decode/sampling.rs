@@ -79,6 +79,12 @@ impl Sampler {
         self.cfg.temperature == 0.0
     }
 
+    /// Whether `next` is the argmax of the logits as they come (greedy, no repetition
+    /// penalty): a device can pick the token without the logits leaving it.
+    pub fn is_plain_argmax(&self) -> bool {
+        self.is_greedy() && self.cfg.repetition_penalty == 1.0
+    }
+
     /// The distribution `next` samples from, over the whole vocabulary (zero outside top-k /
     /// top-p; one-hot at the argmax when greedy): what speculative rejection sampling compares.
     pub fn distribution(&self, logits: &mut [f32], context: &[u32]) -> Vec<f32> {

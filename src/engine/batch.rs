@@ -118,6 +118,12 @@ impl Seq {
     }
 }
 
+/// A part's share of a step's output: its logits, or its token already picked on the device.
+enum Picked {
+    Row(Vec<f32>),
+    Token(u32),
+}
+
 /// Runs many sequences through one model at once.
 pub struct BatchEngine<'m> {
     model: &'m dyn Model,
@@ -324,7 +330,17 @@ impl<'m> BatchEngine<'m> {
         }
         let logits = self.model.forward_batch(&mut parts, &mut self.pool).context("batched step")?;
         drop(parts);
-        let mut rows = logits.to_vec2::<f32>().context("reading the step's logits")?.into_iter();
+        // On a GPU a step whose every token is a plain argmax picks them there: B token ids
+        // cross to the host instead of B x vocab logits, and the host scans no rows.
+        let on_device_argmax = !self.device.is_cpu()
+            && self.running.iter().zip(&counts).all(|(s, &n)| n == 0 || (s.draft.is_empty() && s.sampler.is_plain_argmax()));
+        let (mut rows, picks) = if on_device_argmax {
+            let picks = logits.argmax(candle_core::D::Minus1)?.to_vec1::<u32>().context("reading the step's tokens")?;
+            (Vec::new().into_iter(), Some(picks.into_iter()))
+        } else {
+            (logits.to_vec2::<f32>().context("reading the step's logits")?.into_iter(), None)
+        };
+        let mut picks = picks.into_iter().flatten();
         synchronize(&self.device)?;
         let finished = Instant::now();
         let (mut draft_tokens, mut accepted_tokens) = (0, 0);
@@ -335,12 +351,18 @@ impl<'m> BatchEngine<'m> {
                 continue;
             }
             let emitted = if seq.draft.is_empty() {
-                let mut row = rows.next().context("a step returned fewer logit rows than sequences")?;
+                let picked = match on_device_argmax {
+                    true => Picked::Token(picks.next().context("a step returned fewer tokens than sequences")?),
+                    false => Picked::Row(rows.next().context("a step returned fewer logit rows than sequences")?),
+                };
                 seq.computed += n;
                 if seq.pending() > 0 {
                     continue; // a prompt chunk that does not reach the end samples nothing
                 }
-                vec![seq.sampler.next(&mut row, &seq.tokens)]
+                vec![match picked {
+                    Picked::Token(token) => token,
+                    Picked::Row(mut row) => seq.sampler.next(&mut row, &seq.tokens),
+                }]
             } else {
                 let draft = std::mem::take(&mut seq.draft);
                 let mut verified: Vec<Vec<f32>> = rows.by_ref().take(draft.len() + 1).collect();

@@ -125,11 +125,16 @@ impl PagedKvPool {
     /// `write`, then the sequence's keys and values of positions `0..start + t` gathered in
     /// order (a copy: for attention kernels that want a sequence contiguous).
     pub fn append(&mut self, layer: usize, table: &mut BlockTable, start: usize, k: &Tensor, v: &Tensor) -> Result<(Tensor, Tensor)> {
+        let slots = Tensor::new(table.slots(self.block_size(), start + k.dim(2)?), k.device())?;
+        self.append_at(layer, table, start, k, v, &slots)
+    }
+
+    /// `append` with the slots of positions `0..start + t` made by the caller: a batched step
+    /// makes every part's before its first kernel (`models::batch::FlatBatch` says why).
+    pub fn append_at(&mut self, layer: usize, table: &mut BlockTable, start: usize, k: &Tensor, v: &Tensor, slots: &Tensor) -> Result<(Tensor, Tensor)> {
         self.write(layer, table, start, k, v)?;
-        let end = start + k.dim(2)?;
         let (kb, vb) = self.buffers(layer).expect("written above");
-        let slots = Tensor::new(table.slots(self.block_size(), end), k.device())?;
-        Ok((kb.index_select(&slots, SEQ_DIM)?, vb.index_select(&slots, SEQ_DIM)?))
+        Ok((kb.index_select(slots, SEQ_DIM)?, vb.index_select(slots, SEQ_DIM)?))
     }
 
     /// Bytes of one slot across all layers (keys and values), once the layers are allocated.

@@ -32,22 +32,35 @@ impl BatchPart<'_> {
 }
 
 /// The flat layout of a step: where each part's rows start, and every row's position.
+///
+/// Every tensor built from host data is made here, before the step's first kernel: on CUDA a
+/// copy from pageable host memory synchronises the stream, so one made between layers would
+/// stall the host until the GPU caught up, layer after layer, and launches would stop
+/// overlapping the GPU's work.
 pub struct FlatBatch {
     /// `[1, rows]` token ids, parts one after another.
     pub ids: Tensor,
+    /// `[rows]` each row's position, on the device.
+    pub position_ids: Tensor,
+    /// `[logit rows]` the indexes of `logit_rows`, on the device.
+    logit_index: Tensor,
+    /// Each part's slots in position order, on the device (sequence-by-sequence attention).
+    part_slots: Vec<Tensor>,
     /// Each part's first row.
     pub offsets: Vec<usize>,
     /// Each row's absolute position in its sequence.
     pub positions: Vec<u32>,
     /// The rows whose logits the step returns, part by part (each part's last `logit_rows`).
     pub logit_rows: Vec<u32>,
-    /// A step of decodes' indexes, built at the first layer and reused by the others.
-    decode_plan: std::cell::OnceCell<DecodePlan>,
+    /// A step of decodes' indexes for the padded decode attention (when it runs), reused by
+    /// every layer.
+    decode_plan: Option<DecodePlan>,
 }
 
 impl FlatBatch {
-    /// Checks the parts against the positions the model covers and the pool, and lays them out.
-    pub fn new(parts: &[BatchPart], max_positions: usize, pool: &PagedKvPool, device: &Device) -> Result<Self> {
+    /// Checks the parts against the positions the model covers and the pool, and lays them out;
+    /// `kv_shape` is the model's (key heads, head size).
+    pub fn new(parts: &[BatchPart], max_positions: usize, kv_shape: (usize, usize), pool: &PagedKvPool, device: &Device) -> Result<Self> {
         if parts.is_empty() {
             candle_core::bail!("a batched step needs at least one sequence");
         }
@@ -72,7 +85,24 @@ impl FlatBatch {
             logit_rows.extend((ids.len() - part.logit_rows..ids.len()).map(|r| r as u32));
         }
         let rows = ids.len();
-        Ok(Self { ids: Tensor::from_vec(ids, (1, rows), device)?, offsets, positions, logit_rows, decode_plan: std::cell::OnceCell::new() })
+        // On a GPU a step of decodes attends in one set of launches for all sequences; one
+        // sequence at a time would cost B launches of each op per layer.
+        let decode_only = parts.iter().all(|p| p.ids.len() == 1);
+        let decode_plan = (decode_only && padded_decode(device)).then(|| DecodePlan::new(parts, kv_shape, pool.block_size(), device)).transpose()?;
+        let part_slots = match decode_plan {
+            Some(_) => Vec::new(),
+            None => parts.iter().map(|p| Tensor::new(p.table.slots(pool.block_size(), p.start + p.ids.len()), device)).collect::<Result<_>>()?,
+        };
+        Ok(Self {
+            ids: Tensor::from_vec(ids, (1, rows), device)?,
+            position_ids: Tensor::new(positions.as_slice(), device)?,
+            logit_index: Tensor::new(logit_rows.as_slice(), device)?,
+            part_slots,
+            offsets,
+            positions,
+            logit_rows,
+            decode_plan,
+        })
     }
 
     pub fn rows(&self) -> usize {
@@ -81,29 +111,23 @@ impl FlatBatch {
 
     /// The rows of `x: [1, rows, width]` whose logits the step returns: `[logit rows, width]`.
     pub fn logit_rows_of(&self, x: &Tensor) -> Result<Tensor> {
-        let idx = Tensor::new(self.logit_rows.as_slice(), x.device())?;
-        x.squeeze(0)?.index_select(&idx, 0)
+        x.squeeze(0)?.index_select(&self.logit_index, 0)
     }
 
     /// Causal attention of every part: `q: [1, heads, rows, d]` (rotated), this step's keys
     /// and values `[1, kv_heads, rows, d]` are written to `layer` of the pool through each part's
     /// table, and each part's queries attend over its whole sequence. Returns `[1, rows, heads * d]`.
     pub fn attention(&self, layer: usize, parts: &mut [BatchPart], q: &Tensor, k: &Tensor, v: &Tensor, pool: &mut PagedKvPool) -> Result<Tensor> {
-        // On a GPU a step of decodes attends in one set of launches for all sequences; one
-        // sequence at a time would cost B launches of each op per layer.
-        if padded_decode(q.device()) && parts.iter().all(|p| p.ids.len() == 1) {
-            if self.decode_plan.get().is_none() {
-                let _ = self.decode_plan.set(DecodePlan::new(parts, k, pool.block_size())?);
-            }
-            return self.decode_plan.get().expect("set above").attend(layer, parts, q, k, v, pool);
+        if let Some(plan) = &self.decode_plan {
+            return plan.attend(layer, parts, q, k, v, pool);
         }
         let (_, n_head, rows, d) = q.dims4()?;
         let outputs = parts
             .iter_mut()
-            .zip(&self.offsets)
-            .map(|(part, &offset)| {
+            .zip(self.offsets.iter().zip(&self.part_slots))
+            .map(|(part, (&offset, slots))| {
                 let t = part.ids.len();
-                let (keys, values) = pool.append(layer, part.table, part.start, &k.narrow(2, offset, t)?, &v.narrow(2, offset, t)?)?;
+                let (keys, values) = pool.append_at(layer, part.table, part.start, &k.narrow(2, offset, t)?, &v.narrow(2, offset, t)?, slots)?;
                 let (y, _) = super::attention::attention(&q.narrow(2, offset, t)?.contiguous()?, keys, values, false)?;
                 Ok(y)
             })
@@ -134,7 +158,7 @@ fn padded_decode(device: &Device) -> bool {
 /// Attention of a step where every part decodes one token, for all parts at once: this step's
 /// keys and values scattered into the pool in one write per layer, every sequence's keys
 /// gathered into `[B, kv_heads, longest, d]` (shorter ones padded with their own first slot and
-/// masked out: exact zeros after the softmax), then two batched matmuls. The pool stores no
+/// masked out by a -inf bias: exact zeros after the softmax), then two batched matmuls. The pool stores no
 /// padding; only this step's scores do. `q, k, v: [1, heads, B, d]`; returns `[1, B, heads * d]`.
 ///
 /// The plan holds a step of decodes' indexes, the same for every layer: built once per step
@@ -144,19 +168,19 @@ pub struct DecodePlan {
     write_index: Tensor,
     /// `[B * longest]`: sequence i's slots in position order, padded with its first slot.
     gather_index: Tensor,
-    /// `[B, 1, 1, longest]`: 1 where position j is padding for sequence i.
-    mask: Tensor,
+    /// `[B, 1, 1, longest]` f32, added to the scores: -inf where position j is padding for
+    /// sequence i, 0 elsewhere.
+    bias: Tensor,
     longest: usize,
 }
 
 impl DecodePlan {
-    /// For `parts` that each decode one token; `k: [1, kv_heads, B, d]` gives the shapes.
-    pub fn new(parts: &[BatchPart], k: &Tensor, block_size: usize) -> Result<Self> {
-        let (_, n_kv, b, d) = k.dims4()?;
-        if b != parts.len() || parts.iter().any(|p| p.ids.len() != 1) {
+    /// For `parts` that each decode one token, with `(kv_heads, head size)` keys.
+    pub fn new(parts: &[BatchPart], (n_kv, d): (usize, usize), block_size: usize, device: &Device) -> Result<Self> {
+        let b = parts.len();
+        if parts.iter().any(|p| p.ids.len() != 1) {
             candle_core::bail!("padded decode attention takes one token per sequence");
         }
-        let device = k.device();
         let slots: Vec<Vec<u32>> = parts.iter().map(|p| p.table.slots(block_size, p.start + 1)).collect();
         let new_slots: Vec<u32> = parts.iter().zip(&slots).map(|(p, s)| s[p.start]).collect();
         let write: Vec<u32> = (0..n_kv).flat_map(|_| new_slots.iter().flat_map(|&s| std::iter::repeat_n(s, d))).collect();
@@ -164,12 +188,12 @@ impl DecodePlan {
         let (mut gather, mut mask) = (Vec::with_capacity(b * longest), Vec::with_capacity(b * longest));
         for (p, s) in parts.iter().zip(&slots) {
             gather.extend((0..longest).map(|j| s.get(j).copied().unwrap_or(s[0])));
-            mask.extend((0..longest).map(|j| u8::from(j > p.start)));
+            mask.extend((0..longest).map(|j| if j > p.start { f32::NEG_INFINITY } else { 0.0 }));
         }
         Ok(Self {
             write_index: Tensor::from_vec(write, (1, n_kv, b, d), device)?,
             gather_index: Tensor::from_vec(gather, b * longest, device)?,
-            mask: Tensor::from_vec(mask, (b, 1, 1, longest), device)?,
+            bias: Tensor::from_vec(mask, (b, 1, 1, longest), device)?,
             longest,
         })
     }
@@ -179,6 +203,9 @@ impl DecodePlan {
     pub fn attend(&self, layer: usize, parts: &mut [BatchPart], q: &Tensor, k: &Tensor, v: &Tensor, pool: &mut PagedKvPool) -> Result<Tensor> {
         let (_, n_head, b, d) = q.dims4()?;
         let n_kv = k.dim(1)?;
+        if b != parts.len() || self.gather_index.dim(0)? != b * self.longest {
+            candle_core::bail!("a decode plan for other sequences than this step's");
+        }
         pool.write_indexed(layer, &self.write_index, k, v)?;
         for p in parts.iter_mut() {
             p.table.len = p.table.len.max(p.start + 1);
@@ -191,9 +218,7 @@ impl DecodePlan {
         // Query heads that share a key head side by side: [B, n_kv, rep, d].
         let q = q.squeeze(0)?.reshape((n_kv, rep, b, d))?.permute((2, 0, 1, 3))?.contiguous()?;
         let scores = (q.matmul(&keys.t()?)? / (d as f64).sqrt())?.to_dtype(candle_core::DType::F32)?;
-        let mask = self.mask.broadcast_as(scores.shape())?;
-        let neg_inf = Tensor::new(f32::NEG_INFINITY, q.device())?.broadcast_as(scores.shape())?;
-        let probs = candle_nn::ops::softmax_last_dim(&mask.where_cond(&neg_inf, &scores)?)?;
+        let probs = candle_nn::ops::softmax_last_dim(&scores.broadcast_add(&self.bias)?)?;
         let out = probs.to_dtype(values.dtype())?.matmul(&values)?;
         out.reshape((1, b, n_head * d))
     }
@@ -229,10 +254,10 @@ mod tests {
         let step = |seed: f32, heads: usize| Tensor::arange(0f32, (heads * 3 * d) as f32, &dev).unwrap().affine(0.037, seed as f64).unwrap().sin().unwrap().reshape((1, heads, 3, d)).unwrap();
         let (q, k, v) = (step(0.1, n_head), step(0.7, n_kv), step(1.3, n_kv));
         let mut parts_a: Vec<BatchPart> = tables_a.iter_mut().zip(&lens).zip(&ids).map(|((t, &len), id)| BatchPart { ids: id, start: len - 1, table: t, logit_rows: 1 }).collect();
-        let flat = FlatBatch::new(&parts_a, 64, &pool_a, &dev).unwrap();
+        let flat = FlatBatch::new(&parts_a, 64, (n_kv, d), &pool_a, &dev).unwrap();
         let per_sequence = flat.attention(0, &mut parts_a, &q, &k, &v, &mut pool_a).unwrap();
         let mut parts_b: Vec<BatchPart> = tables_b.iter_mut().zip(&lens).zip(&ids).map(|((t, &len), id)| BatchPart { ids: id, start: len - 1, table: t, logit_rows: 1 }).collect();
-        let padded = DecodePlan::new(&parts_b, &k, pool_b.block_size()).unwrap().attend(0, &mut parts_b, &q, &k, &v, &mut pool_b).unwrap();
+        let padded = DecodePlan::new(&parts_b, (n_kv, d), pool_b.block_size(), &dev).unwrap().attend(0, &mut parts_b, &q, &k, &v, &mut pool_b).unwrap();
         let (a, b): (Vec<f32>, Vec<f32>) = (per_sequence.flatten_all().unwrap().to_vec1().unwrap(), padded.flatten_all().unwrap().to_vec1().unwrap());
         let worst = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
         assert!(worst < 1e-5, "padded decode attention differs by {worst}");

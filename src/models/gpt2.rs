@@ -121,10 +121,9 @@ impl Gpt2 {
         let (n_head, e) = (self.cfg.n_head, self.cfg.n_embd);
         let d = e / n_head;
         let device = self.ln_f.weight.device().clone();
-        let flat = FlatBatch::new(parts, self.cfg.n_positions, pool, &device)?;
+        let flat = FlatBatch::new(parts, self.cfg.n_positions, (n_head, d), pool, &device)?;
         let rows = flat.rows();
-        let positions = Tensor::new(flat.positions.as_slice(), &device)?;
-        let mut x = self.wte.forward(&flat.ids)?.broadcast_add(&self.wpe.forward(&positions)?)?;
+        let mut x = self.wte.forward(&flat.ids)?.broadcast_add(&self.wpe.forward(&flat.position_ids)?)?;
         for (layer, blk) in self.blocks.iter().enumerate() {
             let qkv = blk.c_attn.forward(&blk.ln_1.forward(&x)?)?;
             let split = |i: usize| -> candle_core::Result<Tensor> { qkv.narrow(2, i * e, e)?.reshape((1, rows, n_head, d))?.transpose(1, 2)?.contiguous() };

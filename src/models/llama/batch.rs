@@ -23,7 +23,7 @@ impl Llama {
             candle_core::bail!("activation sparsity is not implemented for batched steps: run without --sparsity");
         }
         let device = self.norm.weight.device().clone();
-        let flat = FlatBatch::new(parts, self.rope.positions(), pool, &device)?;
+        let flat = FlatBatch::new(parts, self.rope.positions(), (self.cfg.num_key_value_heads, self.cfg.head_dim), pool, &device)?;
         // Decodes and draft verifications (a few rows a sequence) take the kernels at any B;
         // a step with a prompt chunk only while it is small.
         let no_prompt_chunk = parts.iter().all(|p| p.is_decode_or_verify());
@@ -57,8 +57,7 @@ impl Llama {
     fn forward_batch_generic(&self, parts: &mut [BatchPart], pool: &mut PagedKvPool, flat: &FlatBatch) -> candle_core::Result<Tensor> {
         let (n_head, n_kv, d) = (self.cfg.num_attention_heads, self.cfg.num_key_value_heads, self.cfg.head_dim);
         let rows = flat.rows();
-        let positions = Tensor::new(flat.positions.as_slice(), flat.ids.device())?;
-        let tables = self.rope.rows(&positions)?;
+        let tables = self.rope.rows(&flat.position_ids)?;
         let mut x = self.embed.forward(&flat.ids)?;
         for (layer, blk) in self.blocks.iter().enumerate() {
             let hs = blk.input_norm.forward(&x)?;
