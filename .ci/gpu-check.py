@@ -234,8 +234,45 @@ def batched():
             record("batch", name, "f32", path, f"{equal}/{len(ids['cpu'])} sequences equal", "all", equal == len(ids["cpu"]))
 
 
+def served_draft():
+    """`llmbench serve --draft lookup:4` on the GPU against the CPU: the same greedy completions
+    for four concurrent clients (drafts verified in the batch: parts of several rows, attended
+    sequence by sequence), and accepted drafts counted in /metrics."""
+    import threading
+    import urllib.request
+
+    prompts = [("one two three four " * (2 + i)) + f"and {i}" for i in range(4)]
+
+    def serve(device):
+        proc = subprocess.Popen([BIN, "serve", "--device", device, "--port", "0", "--model", "tests/fixtures/tiny-llama",
+                                 "--draft", "lookup:4", "--max-batch", "4"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        try:
+            base = proc.stdout.readline().strip().split()[-1]
+            texts = [None] * len(prompts)
+
+            def ask(i):
+                body = json.dumps({"prompt": prompts[i], "max_tokens": 24, "temperature": 0, "ignore_eos": True}).encode()
+                req = urllib.request.Request(base + "/v1/completions", body, {"Content-Type": "application/json"})
+                texts[i] = json.loads(urllib.request.urlopen(req, timeout=120).read())["choices"][0]["text"]
+
+            threads = [threading.Thread(target=ask, args=(i,)) for i in range(len(prompts))]
+            [t.start() for t in threads]
+            [t.join() for t in threads]
+            page = urllib.request.urlopen(base + "/metrics", timeout=30).read().decode()
+            accepted = next(float(l.split()[-1]) for l in page.splitlines() if l.startswith("llmbench:spec_decode_num_accepted_tokens_total "))
+            return texts, accepted
+        finally:
+            proc.terminate()
+            proc.wait()
+
+    (cpu, _), (gpu, accepted) = serve("cpu"), serve("cuda")
+    equal = sum(a == b for a, b in zip(cpu, gpu))
+    record("serve", "tiny-llama", "f32", "--draft lookup:4", f"{equal}/{len(cpu)} completions equal, {accepted:.0f} drafts accepted",
+           "all, >0", equal == len(cpu) and accepted > 0)
+
+
 def main():
-    parts = [fixtures, random_weights, long_prompt, int_formats, gguf, batched]
+    parts = [fixtures, random_weights, long_prompt, int_formats, gguf, batched, served_draft]
     if len(sys.argv) > 1:  # a subset by name, e.g. `gpu-check.py gguf`
         parts = [p for p in parts if p.__name__ in sys.argv[1:]]
     for part in parts:
