@@ -14,6 +14,7 @@ use super::batch_spec::{verify_draft, BatchSpeculation, SpecCounters, MAX_DRAFT_
 use super::device::synchronize;
 use super::generate::{Engine, GenerateRequest, StopReason};
 use crate::decode::sampling::{Sampler, SamplingConfig};
+use crate::decode::speculative::KController;
 use crate::kv::block_pool::BlockTable;
 use crate::kv::PagedKvPool;
 use crate::models::batch::BatchPart;
@@ -104,6 +105,8 @@ struct Seq {
     sampler: Sampler,
     /// Tokens drafted for this step, fed after the last sampled one (speculation only).
     draft: Vec<u32>,
+    /// How many tokens the sequence drafts next (speculation only).
+    draft_k: Option<KController>,
 }
 
 impl Seq {
@@ -195,7 +198,8 @@ impl<'m> BatchEngine<'m> {
         let id = self.next_id;
         self.next_id += 1;
         let sampler = Sampler::new(req.sampling);
-        self.waiting.push_back(Seq { id, tokens: req.prompt_ids.clone(), req, generated: 0, computed: 0, table: BlockTable::default(), sampler, draft: Vec::new() });
+        let draft_k = self.speculation.map(|s| s.controller());
+        self.waiting.push_back(Seq { id, tokens: req.prompt_ids.clone(), req, generated: 0, computed: 0, table: BlockTable::default(), sampler, draft: Vec::new(), draft_k });
         Ok(id)
     }
 
@@ -258,7 +262,8 @@ impl<'m> BatchEngine<'m> {
             }
             if let (Some(spec), true) = (self.speculation, self.running[i].decoding()) {
                 let seq = &mut self.running[i];
-                seq.draft = spec.propose(&seq.tokens, seq.req.max_new_tokens - seq.generated, budget - 1);
+                let k = seq.draft_k.as_ref().map_or(spec.k, |c| c.k());
+                seq.draft = spec.propose(&seq.tokens, k, seq.req.max_new_tokens - seq.generated, budget - 1);
                 n += seq.draft.len();
             }
             // Make room by giving up the draft, then by preempting from the back; the
@@ -370,6 +375,9 @@ impl<'m> BatchEngine<'m> {
                     anyhow::bail!("a step returned fewer logit rows than its drafts need");
                 }
                 let (emitted, accepted) = verify_draft(&mut seq.sampler, &seq.tokens, &draft, &mut verified);
+                if let Some(k) = seq.draft_k.as_mut() {
+                    k.update(draft.len(), accepted);
+                }
                 // The last token and the accepted drafts stay in the pool; the rest is given back.
                 seq.computed += 1 + accepted;
                 self.pool.truncate(&mut seq.table, seq.computed);

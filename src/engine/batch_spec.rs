@@ -5,17 +5,20 @@
 //! greedy keeps the longest prefix of argmaxes, sampling keeps it by rejection sampling, so the
 //! output distribution is the target's), keeps the accepted tokens' keys and values and gives
 //! back the blocks past them. Sequences without a proposal decode as usual in the same step.
+//! Each sequence's K adapts (transformers' heuristic: +2 after a fully accepted draft, -1
+//! otherwise, between 1 and `--draft lookup:K`): a verified row costs compute even where it
+//! is rejected, and a sequence whose drafts keep failing should draft little.
 //!
 //! Only prompt lookup drafts here: a draft network would need its own paged pool, block tables
 //! and catch-up steps per sequence (not built; `serve --draft` refuses other sources).
 
 use crate::decode::sampling::Sampler;
-use crate::decode::speculative::{judge, propose_by_lookup, Policy};
+use crate::decode::speculative::{judge, propose_by_lookup, KController, Policy, Schedule, ScheduleKind};
 
 /// How sequences draft (`--draft lookup[:K]`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BatchSpeculation {
-    /// Tokens drafted at most per sequence and step.
+    /// Tokens drafted at most per sequence and step (each sequence's K starts there).
     pub k: usize,
     /// The longest n-gram prompt lookup matches.
     pub max_ngram: usize,
@@ -35,11 +38,16 @@ pub struct SpecCounters {
 }
 
 impl BatchSpeculation {
-    /// The draft for a decoding sequence: up to `k` tokens, never more than `room` (the step's
-    /// token budget left beside its last token) nor past its last wanted token (the target
-    /// always adds one: the correction or the bonus).
-    pub fn propose(&self, tokens: &[u32], still_wanted: usize, room: usize) -> Vec<u32> {
-        let k = self.k.min(still_wanted.saturating_sub(1)).min(room);
+    /// A new sequence's K controller.
+    pub fn controller(&self) -> KController {
+        KController::new(Schedule { kind: ScheduleKind::Heuristic, start: self.k, min: 1, max: self.k, target_acceptance: 0.0 })
+    }
+
+    /// The draft for a decoding sequence: up to `k` tokens (its controller's), never more than
+    /// `room` (the step's token budget left beside its last token) nor past its last wanted
+    /// token (the target always adds one: the correction or the bonus).
+    pub fn propose(&self, tokens: &[u32], k: usize, still_wanted: usize, room: usize) -> Vec<u32> {
+        let k = k.min(still_wanted.saturating_sub(1)).min(room);
         if k == 0 {
             return Vec::new();
         }
@@ -67,11 +75,28 @@ mod tests {
     fn drafts_stay_within_k_the_budget_and_the_tokens_still_wanted() {
         let spec = BatchSpeculation { k: 4, max_ngram: 3 };
         let tokens = [5, 6, 7, 8, 9, 10, 5, 6];
-        assert_eq!(spec.propose(&tokens, 100, 100), vec![7, 8, 9, 10]);
-        assert_eq!(spec.propose(&tokens, 100, 2), vec![7, 8]);
-        assert_eq!(spec.propose(&tokens, 3, 100), vec![7, 8], "two wanted tokens beside the target's own");
-        assert!(spec.propose(&tokens, 1, 100).is_empty());
-        assert!(spec.propose(&[1, 2, 3], 100, 100).is_empty(), "no earlier match");
+        assert_eq!(spec.propose(&tokens, 4, 100, 100), vec![7, 8, 9, 10]);
+        assert_eq!(spec.propose(&tokens, 3, 100, 100), vec![7, 8, 9]);
+        assert_eq!(spec.propose(&tokens, 4, 100, 2), vec![7, 8]);
+        assert_eq!(spec.propose(&tokens, 4, 3, 100), vec![7, 8], "two wanted tokens beside the target's own");
+        assert!(spec.propose(&tokens, 4, 1, 100).is_empty());
+        assert!(spec.propose(&[1, 2, 3], 4, 100, 100).is_empty(), "no earlier match");
+    }
+
+    #[test]
+    fn a_sequences_k_shrinks_after_rejections_and_regrows_within_the_flag() {
+        let mut k = BatchSpeculation { k: 4, max_ngram: 3 }.controller();
+        assert_eq!(k.k(), 4);
+        k.update(4, 1);
+        k.update(3, 0);
+        assert_eq!(k.k(), 2);
+        k.update(2, 2);
+        k.update(4, 4);
+        assert_eq!(k.k(), 4, "never past --draft lookup:K");
+        for _ in 0..6 {
+            k.update(1, 0);
+        }
+        assert_eq!(k.k(), 1, "at least one");
     }
 
     #[test]

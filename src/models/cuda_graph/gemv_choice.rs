@@ -6,6 +6,9 @@
 //! multiprocessor), an experiment that measured slower on the H200 (TinyLlama bf16 774 against
 //! 830 tok/s at its best shape; results/gpu/NOTES.md, v8, says why and what to try next);
 //! `LLMBENCH_CUDA_GEMV_STAGE_BYTES`, `_RING_BYTES` and `_BLOCKS_PER_SM` set its shape.
+//! `LLMBENCH_CUDA_GEMV_WARPS=1|2|4` sets the fewest warps the warp gemv splits a row pair over
+//! (default 1: rows are split only when one round of loads would not cover them), an experiment
+//! on the small projections, whose grids fill under one wave of the GPU (NOTES, 2026-12-05).
 
 use candle_core::{Error, Result};
 
@@ -29,6 +32,7 @@ pub struct GemvChoice {
     ring_bytes: usize,
     blocks_per_sm: u32,
     sms: u32,
+    min_warps: usize,
 }
 
 /// A streaming projection's shape: rows a stage (2, 4 or 8: whole pairs, and 8 warps split
@@ -81,13 +85,25 @@ impl GemvChoice {
         )?;
         let blocks_per_sm =
             number("LLMBENCH_CUDA_GEMV_BLOCKS_PER_SM", BLOCKS_PER_SM, 1..=4)? as u32;
+        let min_warps = number("LLMBENCH_CUDA_GEMV_WARPS", 1, 1..=4)?;
+        if !min_warps.is_power_of_two() {
+            return Err(Error::Msg(format!(
+                "LLMBENCH_CUDA_GEMV_WARPS={min_warps}: expected 1, 2 or 4"
+            )));
+        }
         Ok(Self {
             stream,
             stage_bytes,
             ring_bytes,
             blocks_per_sm,
             sms: sms.max(1),
+            min_warps,
         })
+    }
+
+    /// The fewest warps a row pair of the warp gemv is split over.
+    pub fn min_warps(&self) -> usize {
+        self.min_warps
     }
 
     /// The streaming shape of a dense projection with `row_bytes` a row, or `None` where the
@@ -136,6 +152,7 @@ mod tests {
             ring_bytes: RING_BYTES,
             blocks_per_sm: 1,
             sms: 132,
+            min_warps: 1,
         }
     }
 

@@ -119,7 +119,7 @@ impl Projection {
         }
         // One round of loads for a row where registers allow: up to 8 chunks a lane in flight,
         // and rows longer than 32 x 8 chunks split over 2 or 4 warps.
-        let warps = chunks.div_ceil(32 * 8).next_power_of_two().min(4);
+        let warps = chunks.div_ceil(32 * 8).next_power_of_two().max(choice.min_warps()).min(4);
         args.warps_per_pair = warps as i32;
         let per_lane = chunks.div_ceil(32 * warps);
         let kernel = load(&format!("{name}_c{}", if per_lane > 4 { 8 } else { 4 }))?;
