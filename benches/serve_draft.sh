@@ -51,5 +51,6 @@ for name in plain draft; do
   trap - EXIT
 done
 "$BIN" plot "$OUT/serve-plain" "$OUT/serve-draft" --out "$OUT/both"
+rm -f "$OUT"/serve-*/results.jsonl  # the resume journals: results.json holds the same records
 grep -E "^llmbench:(spec_decode|generation_tokens)" "$OUT/serve-draft/metrics.txt"
 cat "$OUT/both/table.md"
