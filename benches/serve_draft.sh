@@ -27,15 +27,7 @@ with open(sys.argv[2], "w") as f:
         f.write(json.dumps({"prompt": f"Repeat the following text word for word.\n\n{p}"}) + "\n")
 PY
 
-free_port() { python3 -c "import socket; s = socket.socket(); s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])"; }
-wait_healthy() {
-  for _ in $(seq 1 600); do
-    python3 -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:$1/health')" 2>/dev/null && return 0
-    sleep 0.2
-  done
-  echo "the server on port $1 never became healthy" >&2
-  return 1
-}
+source benches/local_server.sh
 COMMON=(--api chat --tokenizer "$GGUF" --dataset "jsonl:$OUT/prompts.jsonl" --max-tokens 128 --num-prompts 24 --warmup-requests 2 --seed 0 --max-concurrency 1,4)
 for name in plain draft; do
   extra=()

