@@ -335,10 +335,11 @@ impl<'m> BatchEngine<'m> {
         }
         let logits = self.model.forward_batch(&mut parts, &mut self.pool).context("batched step")?;
         drop(parts);
-        // On a GPU a step whose every token is a plain argmax picks them there: B token ids
-        // cross to the host instead of B x vocab logits, and the host scans no rows.
-        let on_device_argmax = !self.device.is_cpu()
-            && self.running.iter().zip(&counts).all(|(s, &n)| n == 0 || (s.draft.is_empty() && s.sampler.is_plain_argmax()));
+        // A step whose every token is a plain argmax picks them where the logits are: on a GPU
+        // B token ids cross to the host instead of B x vocab logits. The CPU takes the same
+        // path (candle's argmax keeps the first maximum, as the sampler's does), so the
+        // batched-equals-alone tests run it.
+        let on_device_argmax = self.running.iter().zip(&counts).all(|(s, &n)| n == 0 || (s.draft.is_empty() && s.sampler.is_plain_argmax()));
         let (mut rows, picks) = if on_device_argmax {
             let picks = logits.argmax(candle_core::D::Minus1)?.to_vec1::<u32>().context("reading the step's tokens")?;
             (Vec::new().into_iter(), Some(picks.into_iter()))

@@ -125,7 +125,11 @@ impl PagedKvPool {
     /// `write`, then the sequence's keys and values of positions `0..start + t` gathered in
     /// order (a copy: for attention kernels that want a sequence contiguous).
     pub fn append(&mut self, layer: usize, table: &mut BlockTable, start: usize, k: &Tensor, v: &Tensor) -> Result<(Tensor, Tensor)> {
-        let slots = Tensor::new(table.slots(self.block_size(), start + k.dim(2)?), k.device())?;
+        let end = start + k.dim(2)?;
+        if table.blocks.len() * self.block_size() < end {
+            candle_core::bail!("block table covers {} positions, the step writes up to {end}: reserve first", table.blocks.len() * self.block_size());
+        }
+        let slots = Tensor::new(table.slots(self.block_size(), end), k.device())?;
         self.append_at(layer, table, start, k, v, &slots)
     }
 
