@@ -223,11 +223,17 @@ fn speculation_keeps_the_greedy_tokens_and_counts_its_drafts() {
     let chunks = server.stream("/v1/completions", &completion(&prompts[1], 24, true));
     let text: String = chunks.iter().filter_map(|c| c["choices"].get(0)?["text"].as_str()).collect();
     assert_eq!(text, alone(&prompts[1], 24).1);
+    // Sampled requests verify by rejection sampling: the whole length, and the same text again
+    // for the same seed.
+    let sampled = json!({"prompt": prompts[2], "max_tokens": 24, "temperature": 0.8, "seed": 7, "ignore_eos": true});
+    let (first, second) = (server.post("/v1/completions", &sampled), server.post("/v1/completions", &sampled));
+    assert_eq!((first.0, first.1["usage"]["completion_tokens"].as_u64()), (200, Some(24)), "{}", first.1);
+    assert_eq!(first.1["choices"][0]["text"], second.1["choices"][0]["text"]);
     let page = server.metrics();
     let drafted = sample(&page, "llmbench:spec_decode_num_draft_tokens_total").expect("spec-decode counters with --draft");
     let accepted = sample(&page, "llmbench:spec_decode_num_accepted_tokens_total").unwrap();
     assert!(accepted > 0.0 && accepted <= drafted, "drafted {drafted}, accepted {accepted}");
-    assert_eq!(sample(&page, "llmbench:generation_tokens_total"), Some(120.0));
+    assert_eq!(sample(&page, "llmbench:generation_tokens_total"), Some(168.0));
     assert_eq!(sample(&page, "llmbench:kv_cache_blocks_used"), Some(0.0));
 }
 
