@@ -43,7 +43,7 @@ fn batched(loaded: &LoadedModel, prompts: &[Vec<u32>], max_new: usize, limits: B
 fn batched_with(loaded: &LoadedModel, prompts: &[Vec<u32>], max_new: usize, limits: BatchLimits, spec: Option<BatchSpeculation>) -> (Vec<Vec<u32>>, BatchUsage) {
     let mut engine = BatchEngine::new(loaded.model.as_ref(), &Device::Cpu, limits).unwrap();
     if let Some(spec) = spec {
-        engine = engine.with_speculation(spec).unwrap();
+        engine = engine.with_speculation(spec);
     }
     let ids: Vec<SeqId> = prompts
         .iter()
@@ -173,7 +173,7 @@ fn repeating_prompts(lengths: &[usize], vocab: usize) -> Vec<Vec<u32>> {
 /// the rollback of rejected drafts' blocks runs too.
 #[test]
 fn speculation_in_the_batch_keeps_every_sequence_its_greedy_tokens() {
-    let spec = Some(BatchSpeculation { k: 4, max_ngram: 3 });
+    let spec = Some(BatchSpeculation::lookup(4).unwrap());
     for (name, lengths, max_new, limits) in [
         ("tiny-llama3", vec![12, 7, 30, 9], 24, limits(3, 24, 256)),
         ("tiny-gpt2", vec![10, 20, 6], 20, limits(4, 64, 256)),
@@ -199,7 +199,7 @@ fn speculation_in_the_batch_keeps_every_sequence_its_greedy_tokens() {
 fn smollm2_speculation_in_the_batch_equals_alone_exactly() {
     let loaded = load(&smollm2_gguf());
     let prompts = repeating_prompts(&[9, 12, 6, 15], loaded.model.config().vocab_size());
-    let (got, usage) = batched_with(&loaded, &prompts, 24, limits(4, 24, 64), Some(BatchSpeculation { k: 4, max_ngram: 3 }));
+    let (got, usage) = batched_with(&loaded, &prompts, 24, limits(4, 24, 64), Some(BatchSpeculation::lookup(4).unwrap()));
     for (i, (prompt, tokens)) in prompts.iter().zip(&got).enumerate() {
         assert_eq!(tokens, &alone(&loaded, prompt, 24).0, "sequence {i}");
     }

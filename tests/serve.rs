@@ -206,7 +206,8 @@ fn concurrent_clients_each_get_their_own_tokens() {
     let server = Server::start(&["--max-batch", "3", "--max-step-tokens", "8"]);
     let prompts: Vec<String> = (0..6).map(|i| format!("client {i} says {}", "word ".repeat(i))).collect();
     all_at_once_get_their_alone_tokens(&server, &prompts, 16);
-    let page = server.metrics();
+    // The engine publishes its gauges after the step that ended the last request.
+    let page = server.wait_for("llmbench:kv_cache_blocks_used", 0.0);
     assert_eq!(sample(&page, "llmbench:generation_tokens_total"), Some(96.0));
     assert_eq!(sample(&page, "llmbench:kv_cache_blocks_used"), Some(0.0));
     assert!(!page.contains("spec_decode"), "no --draft, no spec-decode counters");
@@ -229,7 +230,8 @@ fn speculation_keeps_the_greedy_tokens_and_counts_its_drafts() {
     let (first, second) = (server.post("/v1/completions", &sampled), server.post("/v1/completions", &sampled));
     assert_eq!((first.0, first.1["usage"]["completion_tokens"].as_u64()), (200, Some(24)), "{}", first.1);
     assert_eq!(first.1["choices"][0]["text"], second.1["choices"][0]["text"]);
-    let page = server.metrics();
+    // The engine publishes its gauges after the step that ended the last request.
+    let page = server.wait_for("llmbench:kv_cache_blocks_used", 0.0);
     let drafted = sample(&page, "llmbench:spec_decode_num_draft_tokens_total").expect("spec-decode counters with --draft");
     let accepted = sample(&page, "llmbench:spec_decode_num_accepted_tokens_total").unwrap();
     assert!(accepted > 0.0 && accepted <= drafted, "drafted {drafted}, accepted {accepted}");

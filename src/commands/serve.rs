@@ -2,9 +2,9 @@
 
 use super::{load_model, Outcome};
 use crate::cli::serve::ServeArgs;
-use crate::decode::speculative::{DraftSource, MAX_NGRAM};
+use crate::decode::speculative::DraftSource;
 use crate::engine::batch::BatchLimits;
-use crate::engine::batch_spec::{BatchSpeculation, MAX_DRAFT_TOKENS};
+use crate::engine::batch_spec::BatchSpeculation;
 use crate::models::chat_template::ChatTemplate;
 use anyhow::Result;
 use std::time::Duration;
@@ -23,16 +23,11 @@ pub fn run(args: &ServeArgs) -> Result<Outcome> {
     }
     let speculation = match &args.draft {
         None => None,
-        Some(DraftSource::Lookup(k)) => Some(BatchSpeculation { k: k.unwrap_or(DEFAULT_DRAFT_TOKENS), max_ngram: MAX_NGRAM }),
+        Some(DraftSource::Lookup(k)) => Some(BatchSpeculation::lookup(k.unwrap_or(DEFAULT_DRAFT_TOKENS))?),
         Some(other) => crate::bail_input!(
             "--draft {other}: serve drafts by prompt lookup only (--draft lookup or lookup:K); a draft network needs its own paged cache in the batch, not built yet"
         ),
     };
-    if let Some(s) = speculation {
-        if s.k == 0 || s.k > MAX_DRAFT_TOKENS {
-            crate::bail_input!("--draft lookup:{}: K must be from 1 to {MAX_DRAFT_TOKENS}", s.k);
-        }
-    }
     let resolved = crate::models::source::resolve(&args.model.model, &args.model.source_options())?;
     let loaded = load_model(&args.model, &args.device, args.seed)?;
     let model = loaded.model.model;

@@ -10,7 +10,7 @@
 //! The engine owns the clock, as the one-sequence engine does: every step ends with a device
 //! synchronisation, and its events carry that instant.
 
-use super::batch_spec::{verify_draft, BatchSpeculation, SpecCounters, MAX_DRAFT_TOKENS};
+use super::batch_spec::{verify_draft, BatchSpeculation, SpecCounters};
 use super::device::synchronize;
 use super::generate::{Engine, GenerateRequest, StopReason};
 use crate::decode::sampling::{Sampler, SamplingConfig};
@@ -72,9 +72,6 @@ pub struct StepReport {
     pub prefill_tokens: usize,
     /// Sequences that fed one generated token.
     pub decode_tokens: usize,
-    /// Drafted tokens verified this step, and how many of them were accepted.
-    pub draft_tokens: usize,
-    pub accepted_tokens: usize,
 }
 
 /// The pool and queue right now.
@@ -168,12 +165,9 @@ impl<'m> BatchEngine<'m> {
 
     /// Decoding sequences draft by prompt lookup and verify their drafts in the step
     /// (`batch_spec`).
-    pub fn with_speculation(mut self, speculation: BatchSpeculation) -> Result<Self> {
-        if speculation.k == 0 || speculation.k > MAX_DRAFT_TOKENS || speculation.max_ngram == 0 {
-            crate::bail_input!("--draft lookup:K takes K from 1 to {MAX_DRAFT_TOKENS} (got {})", speculation.k);
-        }
+    pub fn with_speculation(mut self, speculation: BatchSpeculation) -> Self {
         self.speculation = Some(speculation);
-        Ok(self)
+        self
     }
 
     pub fn device(&self) -> &Device {
@@ -260,10 +254,9 @@ impl<'m> BatchEngine<'m> {
                 i += 1;
                 continue;
             }
-            if let (Some(spec), true) = (self.speculation, self.running[i].decoding()) {
-                let seq = &mut self.running[i];
-                let k = seq.draft_k.as_ref().map_or(spec.k, |c| c.k());
-                seq.draft = spec.propose(&seq.tokens, k, seq.req.max_new_tokens - seq.generated, budget - 1);
+            let seq = &mut self.running[i];
+            if let (Some(spec), Some(k), true) = (self.speculation, seq.draft_k.as_ref(), seq.decoding()) {
+                seq.draft = spec.propose(&seq.tokens, k.k(), seq.req.max_new_tokens - seq.generated, budget - 1);
                 n += seq.draft.len();
             }
             // Make room by giving up the draft, then by preempting from the back; the
@@ -331,7 +324,7 @@ impl<'m> BatchEngine<'m> {
             parts.push(BatchPart { ids, start: seq.computed, table: &mut seq.table, logit_rows: 1 + seq.draft.len() });
         }
         if parts.is_empty() {
-            return Ok(StepReport { events, started, finished: Instant::now(), prefill_tokens, decode_tokens, draft_tokens: 0, accepted_tokens: 0 });
+            return Ok(StepReport { events, started, finished: Instant::now(), prefill_tokens, decode_tokens });
         }
         let logits = self.model.forward_batch(&mut parts, &mut self.pool).context("batched step")?;
         drop(parts);
@@ -340,16 +333,14 @@ impl<'m> BatchEngine<'m> {
         // path (candle's argmax keeps the first maximum, as the sampler's does), so the
         // batched-equals-alone tests run it.
         let on_device_argmax = self.running.iter().zip(&counts).all(|(s, &n)| n == 0 || (s.draft.is_empty() && s.sampler.is_plain_argmax()));
-        let (mut rows, picks) = if on_device_argmax {
-            let picks = logits.argmax(candle_core::D::Minus1)?.to_vec1::<u32>().context("reading the step's tokens")?;
-            (Vec::new().into_iter(), Some(picks.into_iter()))
+        let (mut rows, mut picks) = (Vec::new().into_iter(), Vec::new().into_iter());
+        if on_device_argmax {
+            picks = logits.argmax(candle_core::D::Minus1)?.to_vec1::<u32>().context("reading the step's tokens")?.into_iter();
         } else {
-            (logits.to_vec2::<f32>().context("reading the step's logits")?.into_iter(), None)
-        };
-        let mut picks = picks.into_iter().flatten();
+            rows = logits.to_vec2::<f32>().context("reading the step's logits")?.into_iter();
+        }
         synchronize(&self.device)?;
         let finished = Instant::now();
-        let (mut draft_tokens, mut accepted_tokens) = (0, 0);
         let mut done = Vec::new();
         let block_bytes = self.pool.block_size() as u64 * self.pool.bytes_per_slot();
         for (index, (seq, &n)) in self.running.iter_mut().zip(&counts).enumerate() {
@@ -382,7 +373,6 @@ impl<'m> BatchEngine<'m> {
                 // The last token and the accepted drafts stay in the pool; the rest is given back.
                 seq.computed += 1 + accepted;
                 self.pool.truncate(&mut seq.table, seq.computed);
-                (draft_tokens, accepted_tokens) = (draft_tokens + draft.len(), accepted_tokens + accepted);
                 self.spec.drafts += 1;
                 self.spec.draft_tokens += draft.len() as u64;
                 self.spec.accepted_tokens += accepted as u64;
@@ -410,6 +400,6 @@ impl<'m> BatchEngine<'m> {
             let mut seq = self.running.remove(index);
             self.pool.release(&mut seq.table);
         }
-        Ok(StepReport { events, started, finished, prefill_tokens, decode_tokens, draft_tokens, accepted_tokens })
+        Ok(StepReport { events, started, finished, prefill_tokens, decode_tokens })
     }
 }

@@ -13,15 +13,15 @@
 //! and catch-up steps per sequence (not built; `serve --draft` refuses other sources).
 
 use crate::decode::sampling::Sampler;
-use crate::decode::speculative::{judge, propose_by_lookup, KController, Policy, Schedule, ScheduleKind};
+use crate::decode::speculative::{judge, propose_by_lookup, KController, Policy, Schedule, ScheduleKind, MAX_NGRAM};
 
-/// How sequences draft (`--draft lookup[:K]`).
+/// How sequences draft (`--draft lookup[:K]`); made by `lookup`, which checks K.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BatchSpeculation {
     /// Tokens drafted at most per sequence and step (each sequence's K starts there).
-    pub k: usize,
+    k: usize,
     /// The longest n-gram prompt lookup matches.
-    pub max_ngram: usize,
+    max_ngram: usize,
 }
 
 /// The most tokens a sequence may draft per step: its verification part stays a few rows, so
@@ -38,6 +38,15 @@ pub struct SpecCounters {
 }
 
 impl BatchSpeculation {
+    /// Prompt lookup drafting up to `k` tokens (1 to `MAX_DRAFT_TOKENS`) from n-grams of up to
+    /// `MAX_NGRAM` tokens.
+    pub fn lookup(k: usize) -> anyhow::Result<Self> {
+        if k == 0 || k > MAX_DRAFT_TOKENS {
+            crate::bail_input!("--draft lookup:{k}: K must be from 1 to {MAX_DRAFT_TOKENS}");
+        }
+        Ok(Self { k, max_ngram: MAX_NGRAM })
+    }
+
     /// A new sequence's K controller.
     pub fn controller(&self) -> KController {
         KController::new(Schedule { kind: ScheduleKind::Heuristic, start: self.k, min: 1, max: self.k, target_acceptance: 0.0 })
@@ -73,7 +82,7 @@ mod tests {
 
     #[test]
     fn drafts_stay_within_k_the_budget_and_the_tokens_still_wanted() {
-        let spec = BatchSpeculation { k: 4, max_ngram: 3 };
+        let spec = BatchSpeculation::lookup(4).unwrap();
         let tokens = [5, 6, 7, 8, 9, 10, 5, 6];
         assert_eq!(spec.propose(&tokens, 4, 100, 100), vec![7, 8, 9, 10]);
         assert_eq!(spec.propose(&tokens, 3, 100, 100), vec![7, 8, 9]);
@@ -85,7 +94,7 @@ mod tests {
 
     #[test]
     fn a_sequences_k_shrinks_after_rejections_and_regrows_within_the_flag() {
-        let mut k = BatchSpeculation { k: 4, max_ngram: 3 }.controller();
+        let mut k = BatchSpeculation::lookup(4).unwrap().controller();
         assert_eq!(k.k(), 4);
         k.update(4, 1);
         k.update(3, 0);

@@ -48,8 +48,6 @@ pub struct FlatBatch {
     part_slots: Vec<Tensor>,
     /// Each part's first row.
     pub offsets: Vec<usize>,
-    /// Each row's absolute position in its sequence.
-    pub positions: Vec<u32>,
     /// The rows whose logits the step returns, part by part (each part's last `logit_rows`).
     pub logit_rows: Vec<u32>,
     /// A step of decodes' indexes for the padded decode attention (when it runs), reused by
@@ -99,14 +97,13 @@ impl FlatBatch {
             logit_index: Tensor::new(logit_rows.as_slice(), device)?,
             part_slots,
             offsets,
-            positions,
             logit_rows,
             decode_plan,
         })
     }
 
     pub fn rows(&self) -> usize {
-        self.positions.len()
+        self.ids.dims()[1]
     }
 
     /// The rows of `x: [1, rows, width]` whose logits the step returns: `[logit rows, width]`.

@@ -46,9 +46,9 @@ pub fn spawn(
 }
 
 fn run(model: &dyn Model, device: &Device, limits: BatchLimits, speculation: Option<BatchSpeculation>, metrics: &Metrics, commands: Receiver<Command>) {
-    let engine = BatchEngine::new(model, device, limits).and_then(|e| match speculation {
+    let engine = BatchEngine::new(model, device, limits).map(|e| match speculation {
         Some(s) => e.with_speculation(s),
-        None => Ok(e),
+        None => e,
     });
     let mut engine = match engine {
         Ok(e) => e,
