@@ -13,20 +13,22 @@ NCU=$(command -v ncu || ls /usr/local/cuda*/bin/ncu /opt/nvidia/nsight-compute/*
 PROMPT=$(python3 -c 'print(("The quick brown fox jumps over the lazy dog. " * 4)[:128])')
 for model in ${MODELS:-smollm2-135m tinyllama-1.1b}; do
   layers=$("$BIN" generate --device cpu --no-weights --model "$model" -n 1 --json --prompt hi | python3 -c "import json,sys; print(json.load(sys.stdin)['model']['architecture']['num_hidden_layers'])")
-  count=$((5 * layers + 2))
-  "$NCU" --clock-control none -k 'regex:^(embed|gemv|attn_split)' -c "$count" --csv \
+  # Four kernels a layer with the fused MLP (the default), five with LLMBENCH_CUDA_MLP=split.
+  per_layer=$([ "${LLMBENCH_CUDA_MLP:-fused}" = split ] && echo 5 || echo 4)
+  count=$((per_layer * layers + 2))
+  "$NCU" --clock-control none -k 'regex:^(embed|gemv|attn_split|mlp_fused)' -c "$count" --csv \
     --metrics gpu__time_duration.sum,dram__bytes_read.sum,dram__throughput.avg.pct_of_peak_sustained_elapsed,sm__warps_active.avg.pct_of_peak_sustained_active,launch__registers_per_thread,launch__waves_per_multiprocessor \
     "$BIN" generate --device cuda --no-weights --model "$model" --dtype "${DTYPE:-bf16}" --kv-cache static -n 2 \
     --prompt "$PROMPT" > "$OUT/ncu-$model.csv" 2> "$OUT/ncu-$model.err"
-  python3 - "$OUT/ncu-$model.csv" "$model" <<'PY'
+  python3 - "$OUT/ncu-$model.csv" "$model" "$per_layer" <<'PY'
 import csv, sys, collections
 rows = [r for r in csv.DictReader(l for l in open(sys.argv[1]) if l.startswith('"'))]
 kernels = collections.OrderedDict()
 for r in rows:
     kernels.setdefault(r["ID"], {"name": r["Kernel Name"]})[r["Metric Name"]] = float(r["Metric Value"].replace(",", ""))
 seq = list(kernels.values())
-roles = ["qkv", "attention", "o", "gate_up", "down"]
-named = [("embed", seq[0])] + [(roles[i % 5], k) for i, k in enumerate(seq[1:-1])] + [("head", seq[-1])]
+roles = ["qkv", "attention", "o", "gate_up", "down"] if sys.argv[3] == "5" else ["qkv", "attention", "o", "mlp"]
+named = [("embed", seq[0])] + [(roles[i % len(roles)], k) for i, k in enumerate(seq[1:-1])] + [("head", seq[-1])]
 agg = collections.OrderedDict()
 for role, k in named:
     agg.setdefault(role, []).append(k)

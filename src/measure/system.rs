@@ -34,6 +34,11 @@ pub struct Provenance {
     pub hostname: String,
     /// RFC 3339, UTC.
     pub timestamp_utc: String,
+    /// Every LLMBENCH_* environment variable set for the run: the kernel switches
+    /// (LLMBENCH_CUDA_MLP, LLMBENCH_CPU_KERNELS, ...) change what ran and how fast, so a result
+    /// says which were on. Absent when none was set, and in older results.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub llmbench_env: std::collections::BTreeMap<String, String>,
 }
 
 impl Provenance {
@@ -76,8 +81,14 @@ impl Provenance {
             },
             hostname: System::host_name().unwrap_or_else(|_| "unknown".into()),
             timestamp_utc: utc_now_rfc3339(),
+            llmbench_env: llmbench_env(std::env::vars()),
         }
     }
+}
+
+/// The LLMBENCH_* variables among `vars`, sorted.
+fn llmbench_env(vars: impl Iterator<Item = (String, String)>) -> std::collections::BTreeMap<String, String> {
+    vars.filter(|(name, _)| name.starts_with("LLMBENCH_")).collect()
 }
 
 /// A GPU as NVML (the library nvidia-smi reads) describes it.
@@ -146,6 +157,13 @@ mod tests {
         assert_eq!(format_utc(0), "1970-01-01T00:00:00Z");
         assert_eq!(format_utc(951_782_400), "2000-02-29T00:00:00Z");
         assert_eq!(format_utc(1_795_435_200), "2026-11-23T12:00:00Z");
+    }
+
+    #[test]
+    fn records_only_llmbench_variables() {
+        let vars = [("PATH", "/bin"), ("LLMBENCH_CUDA_MLP", "split"), ("LLMBENCH_CPU_KERNELS", "0"), ("XLLMBENCH_NO", "1")];
+        let env = llmbench_env(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        assert_eq!(env.into_iter().collect::<Vec<_>>(), [("LLMBENCH_CPU_KERNELS".into(), "0".into()), ("LLMBENCH_CUDA_MLP".into(), "split".into())]);
     }
 
     #[test]

@@ -2,16 +2,17 @@
 //! weights, or an f32 graph over our int8/int4 or GGUF Q8_0/Q4_0/Q4_1 weights). Small-model
 //! decoding on a GPU is bound by launches and latency, not by bytes: candle's generic path issues
 //! ~25 kernels per layer, each with a host-side allocation. Here every buffer is allocated once,
-//! a layer is five launches of our kernels (`../kernels/llama_decode.cu`: four projections with
-//! the norms, RoPE, the cache store, SiLU, the residual adds and the attention split-combine fused
-//! into their prologues and epilogues, and a split-K attention), each launched to overlap the
+//! a layer is four launches of our kernels (`../kernels/llama_decode.cu`: the QKV and O
+//! projections with the norms, RoPE, the cache store, the residual adds and the attention
+//! split-combine fused into their prologues and epilogues, a split-K attention, and the whole MLP
+//! in one kernel), each launched to overlap the
 //! tail of the one before (programmatic dependent launch), and the whole step is
 //! captured once and replayed: the token and position live in device memory, so the same graph
 //! serves every step (what vLLM and llama.cpp do for CUDA graphs). The weights and cache stay
 //! candle tensors (or our quantized device matrices); this file only takes their addresses.
 
 use super::gemv_choice::{GemvChoice, STREAM_THREADS};
-use super::projection::{GemvArgs, GemvKind, Projection};
+use super::projection::{GemvArgs, GemvKind, Projection, MLP_THREADS};
 use super::{DecodeShape, DecodeWeights, GraphWeight};
 use crate::kv::InPlaceBuffers;
 use candle_core::cuda_backend::cudarc::driver::{
@@ -41,6 +42,7 @@ pub(super) const COMBINE_SHARED_BYTES: usize = 40 * 1024;
 const PRO_PLAIN: i32 = 0;
 const PRO_NORM: i32 = 1;
 const PRO_COMBINE: i32 = 2;
+const PRO_NORM_PENDING: i32 = 3;
 const EPI_LOGITS: i32 = 0;
 const EPI_RESIDUAL: i32 = 1;
 const EPI_SILU: i32 = 2;
@@ -56,15 +58,25 @@ struct LayerOps {
     post_norm: u64,
     qkv: Projection,
     o: Projection,
-    gate_up: Projection,
-    down: Projection,
+    mlp: Mlp,
+}
+
+/// A layer's MLP: one fused launch that leaves its down product in an f32 accumulator for the
+/// next kernel's prologue, or gate_up then down (quantized weights, `LLMBENCH_CUDA_MLP=split`).
+enum Mlp {
+    Fused(Projection),
+    Split { gate_up: Projection, down: Projection },
 }
 
 struct Buffers {
     params: Tensor,
-    x: Tensor,
+    /// The residual stream, in two buffers: a layer after a fused MLP writes `x + pending` into
+    /// the other one (its blocks still read the one they started from).
+    x: [Tensor; 2],
     q: Tensor,
     act: Tensor,
+    /// The fused MLPs' down products, f32 `[layers][hidden]`, zeroed by the embedding kernel.
+    mlp_acc: Tensor,
     logits: Tensor,
 }
 
@@ -130,23 +142,32 @@ impl GraphDecoder {
         let project = |w: &GraphWeight, n: usize, k: usize, reserved: usize| Projection::new(w, n, k, dtype, suffix, &stream, &f, &choice, reserved);
         let mut layers = Vec::with_capacity(weights.layers.len());
         for lw in &weights.layers {
-            let (Some(qkv), Some(o), Some(gate_up), Some(down)) = (
-                project(&lw.qkv, qkv_dim, shape.hidden, 0)?,
-                project(&lw.o, shape.hidden, q_dim, COMBINE_SHARED_BYTES)?,
-                project(&lw.gate_up, 2 * shape.intermediate, shape.hidden, 0)?,
-                project(&lw.down, shape.hidden, shape.intermediate, 0)?,
-            ) else {
+            let (Some(qkv), Some(o)) = (project(&lw.qkv, qkv_dim, shape.hidden, 0)?, project(&lw.o, shape.hidden, q_dim, COMBINE_SHARED_BYTES)?) else {
                 return Ok(None);
             };
-            layers.push(LayerOps { input_norm: ptr(&lw.input_norm, &stream)?, post_norm: ptr(&lw.post_norm, &stream)?, qkv, o, gate_up, down });
+            let fused = Projection::fused_mlp(&lw.gate_up, &lw.down, shape.hidden, shape.intermediate, dtype, suffix, &stream, &f, &choice)?;
+            let mlp = match fused {
+                Some(p) => Mlp::Fused(p),
+                None => {
+                    let (Some(gate_up), Some(down)) = (
+                        project(&lw.gate_up, 2 * shape.intermediate, shape.hidden, 0)?,
+                        project(&lw.down, shape.hidden, shape.intermediate, 0)?,
+                    ) else {
+                        return Ok(None);
+                    };
+                    Mlp::Split { gate_up, down }
+                }
+            };
+            layers.push(LayerOps { input_norm: ptr(&lw.input_norm, &stream)?, post_norm: ptr(&lw.post_norm, &stream)?, qkv, o, mlp });
         }
         let Some(head) = project(&weights.head, shape.vocab, shape.hidden, 0)? else { return Ok(None) };
         let zeros = |n: usize, dt: DType| Tensor::zeros(n, dt, device);
         let buffers = Buffers {
             params: zeros(2, DType::U32)?,
-            x: zeros(shape.hidden, dtype)?,
+            x: [zeros(shape.hidden, dtype)?, zeros(shape.hidden, dtype)?],
             q: zeros(q_dim, dtype)?,
             act: zeros(shape.intermediate, dtype)?,
+            mlp_acc: zeros(layers.len() * shape.hidden, DType::F32)?,
             logits: Tensor::zeros((1, shape.vocab), DType::F32, device)?,
         };
         let inner = Inner {
@@ -272,7 +293,9 @@ impl Inner {
         let st = &self.stream;
         let b = &self.buffers;
         let scratch = self.scratch.as_ref().ok_or_else(|| wrap("no attention scratch"))?;
-        let (params, x, q, act, logits) = (ptr(&b.params, st)?, ptr(&b.x, st)?, ptr(&b.q, st)?, ptr(&b.act, st)?, ptr(&b.logits, st)?);
+        let (params, q, act, logits) = (ptr(&b.params, st)?, ptr(&b.q, st)?, ptr(&b.act, st)?, ptr(&b.logits, st)?);
+        let xs = [ptr(&b.x[0], st)?, ptr(&b.x[1], st)?];
+        let mlp_acc = ptr(&b.mlp_acc, st)?;
         let partial = ptr(&scratch.partial, st)?;
         let w = &self.weights;
         let (cos, sin) = (ptr(&w.cos, st)?, ptr(&w.sin, st)?);
@@ -293,24 +316,49 @@ impl Inner {
             ..GemvArgs::default()
         };
         let embed = ptr(&w.embed, st)?;
-        let one_block = LaunchConfig { grid_dim: (1, 1, 1), block_dim: (EMBED_THREADS, 1, 1), shared_mem_bytes: 0 };
-        unsafe { st.launch_builder(&self.embed).arg(&embed).arg(&params).arg(&x).arg(&hidden).launch(one_block) }.map_err(wrap)?;
+        // The embedding row into x[0] (block 0); every block zeroes its share of the MLP sums.
+        let acc4 = (self.layers.len() * s.hidden / 4) as i32;
+        let embed_blocks = (acc4 as u32).div_ceil(EMBED_THREADS).clamp(1, 64);
+        let embed_cfg = LaunchConfig { grid_dim: (embed_blocks, 1, 1), block_dim: (EMBED_THREADS, 1, 1), shared_mem_bytes: 0 };
+        unsafe { st.launch_builder(&self.embed).arg(&embed).arg(&params).arg(&xs[0]).arg(&hidden).arg(&mlp_acc).arg(&acc4).launch(embed_cfg) }.map_err(wrap)?;
         let heads = LaunchConfig { grid_dim: (s.n_head as u32, max_splits as u32, 1), block_dim: (SPLIT as u32, 1, 1), shared_mem_bytes: 0 };
+        // The residual stream's buffer (index into xs), and the fused MLP sum not yet added to it.
+        let mut x = 0;
+        let mut pending = None;
         for (l, ops) in self.layers.iter().enumerate() {
             let (kc, vc) = (cache[2 * l], cache[2 * l + 1]);
             let rope = GemvArgs { k_cache: kc, v_cache: vc, ..shape_args };
-            self.gemv(&ops.qkv, rope, (PRO_NORM, x, ops.input_norm), (EPI_ROPE, q))?;
+            match pending.take() {
+                None => self.gemv(&ops.qkv, rope, (PRO_NORM, xs[x], ops.input_norm), (EPI_ROPE, q))?,
+                Some(acc) => {
+                    let with_pending = GemvArgs { pending: acc, resid_out: xs[1 - x], ..rope };
+                    self.gemv(&ops.qkv, with_pending, (PRO_NORM_PENDING, xs[x], ops.input_norm), (EPI_ROPE, q))?;
+                    x = 1 - x;
+                }
+            }
             let mut attention_args = [
                 arg(&q), arg(&kc), arg(&vc), arg(&params), arg(&partial),
                 arg(&n_head), arg(&n_kv), arg(&d), arg(&capacity_i), arg(&inv_sqrt_d), arg(&max_splits),
             ];
             self.launch_after_previous(&self.attention, heads, &mut attention_args)?;
-            self.gemv(&ops.o, shape_args, (PRO_COMBINE, partial, 0), (EPI_RESIDUAL, x))?;
-            self.gemv(&ops.gate_up, shape_args, (PRO_NORM, x, ops.post_norm), (EPI_SILU, act))?;
-            self.gemv(&ops.down, shape_args, (PRO_PLAIN, act, 0), (EPI_RESIDUAL, x))?;
+            self.gemv(&ops.o, shape_args, (PRO_COMBINE, partial, 0), (EPI_RESIDUAL, xs[x]))?;
+            match &ops.mlp {
+                Mlp::Fused(p) => {
+                    let acc = mlp_acc + (4 * l * s.hidden) as u64;
+                    self.gemv(p, GemvArgs { acc, ..shape_args }, (PRO_NORM, xs[x], ops.post_norm), (EPI_SILU, 0))?;
+                    pending = Some(acc);
+                }
+                Mlp::Split { gate_up, down } => {
+                    self.gemv(gate_up, shape_args, (PRO_NORM, xs[x], ops.post_norm), (EPI_SILU, act))?;
+                    self.gemv(down, shape_args, (PRO_PLAIN, act, 0), (EPI_RESIDUAL, xs[x]))?;
+                }
+            }
         }
         let final_norm = ptr(&w.final_norm, st)?;
-        self.gemv(&self.head, shape_args, (PRO_NORM, x, final_norm), (EPI_LOGITS, logits))
+        match pending {
+            None => self.gemv(&self.head, shape_args, (PRO_NORM, xs[x], final_norm), (EPI_LOGITS, logits)),
+            Some(acc) => self.gemv(&self.head, GemvArgs { pending: acc, ..shape_args }, (PRO_NORM_PENDING, xs[x], final_norm), (EPI_LOGITS, logits)),
+        }
     }
 
     /// Launches `p` with a prologue `(kind, input, norm weight)` and an epilogue `(kind, output)`
@@ -330,6 +378,7 @@ impl Inner {
             warps_per_pair: a.warps_per_pair,
             stage_rows: a.stage_rows,
             stages: a.stages,
+            down: a.down,
             input,
             norm_w,
             out,
@@ -343,6 +392,7 @@ impl Inner {
         let (blocks, threads) = match p.kind {
             GemvKind::Warp => ((pairs * a.warps_per_pair as usize).div_ceil(WARPS_PER_BLOCK) as u32, GEMV_THREADS),
             GemvKind::Stream => (self.choice.blocks(pairs, a.stage_rows as usize), STREAM_THREADS),
+            GemvKind::FusedMlp { blocks } => (blocks, MLP_THREADS),
         };
         // The split-combine's factors, one per (split, head), after the input vector.
         let combine = if prologue == PRO_COMBINE { 4 * base.attn_splits as u32 * base.n_head as u32 } else { 0 };

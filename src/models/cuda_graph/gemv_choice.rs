@@ -6,9 +6,12 @@
 //! multiprocessor), an experiment that measured slower on the H200 (TinyLlama bf16 774 against
 //! 830 tok/s at its best shape; results/gpu/NOTES.md, v8, says why and what to try next);
 //! `LLMBENCH_CUDA_GEMV_STAGE_BYTES`, `_RING_BYTES` and `_BLOCKS_PER_SM` set its shape.
-//! `LLMBENCH_CUDA_GEMV_WARPS=1|2|4` sets the fewest warps the warp gemv splits a row pair over
-//! (default 1: rows are split only when one round of loads would not cover them), an experiment
-//! on the small projections, whose grids fill under one wave of the GPU (NOTES, 2026-12-05).
+//!
+//! A layer's MLP runs as one fused launch (`../kernels/mlp_fused.cuh`) where its weights are
+//! dense and each block's slice of a down row fills a 32-byte sector (TinyLlama bf16: yes,
+//! +9% on the H200; SmolLM2 bf16: no, and measured slower fused); `LLMBENCH_CUDA_MLP=split`
+//! runs every MLP as the two warp-gemv launches (gate_up, then down), whose f32 sums are
+//! deterministic (NOTES, 2026-12-05, session 4).
 
 use candle_core::{Error, Result};
 
@@ -32,7 +35,8 @@ pub struct GemvChoice {
     ring_bytes: usize,
     blocks_per_sm: u32,
     sms: u32,
-    min_warps: usize,
+    /// The fused MLP kernel where it fits (else gate_up and down as two warp-gemv launches).
+    pub mlp_fused: bool,
 }
 
 /// A streaming projection's shape: rows a stage (2, 4 or 8: whole pairs, and 8 warps split
@@ -85,25 +89,35 @@ impl GemvChoice {
         )?;
         let blocks_per_sm =
             number("LLMBENCH_CUDA_GEMV_BLOCKS_PER_SM", BLOCKS_PER_SM, 1..=4)? as u32;
-        let min_warps = number("LLMBENCH_CUDA_GEMV_WARPS", 1, 1..=4)?;
-        if !min_warps.is_power_of_two() {
-            return Err(Error::Msg(format!(
-                "LLMBENCH_CUDA_GEMV_WARPS={min_warps}: expected 1, 2 or 4"
-            )));
-        }
+        let mlp_fused = match std::env::var("LLMBENCH_CUDA_MLP").ok().as_deref() {
+            None | Some("") | Some("fused") => true,
+            Some("split") => false,
+            Some(other) => {
+                return Err(Error::Msg(format!(
+                    "LLMBENCH_CUDA_MLP={other}: expected fused (the default) or split"
+                )))
+            }
+        };
         Ok(Self {
             stream,
             stage_bytes,
             ring_bytes,
             blocks_per_sm,
             sms: sms.max(1),
-            min_warps,
+            mlp_fused,
         })
     }
 
-    /// The fewest warps a row pair of the warp gemv is split over.
-    pub fn min_warps(&self) -> usize {
-        self.min_warps
+    /// Blocks of a fused-MLP launch over `groups` runs of 8 intermediate indices of
+    /// `value_bytes` each, where `fit` blocks fit a multiprocessor at once: one wave at most
+    /// (every block's loads in flight together, none waiting for another to leave). `None`
+    /// (two launches) when fusing is off, or where the narrowest block's slice of a down row
+    /// would be under a 32-byte sector: two blocks would then share each sector, and the small
+    /// model where that happens (SmolLM2 bf16, 16 bytes) measured slower fused.
+    pub fn mlp_blocks(&self, groups: usize, fit: u32, value_bytes: usize) -> Option<u32> {
+        let blocks = (self.sms * fit.max(1)).min(groups as u32).max(1);
+        let narrowest = 8 * (groups / blocks as usize) * value_bytes;
+        (self.mlp_fused && narrowest >= 32).then_some(blocks)
     }
 
     /// The streaming shape of a dense projection with `row_bytes` a row, or `None` where the
@@ -152,7 +166,7 @@ mod tests {
             ring_bytes: RING_BYTES,
             blocks_per_sm: 1,
             sms: 132,
-            min_warps: 1,
+            mlp_fused: true,
         }
     }
 
@@ -218,5 +232,17 @@ mod tests {
         );
         assert_eq!(stream().blocks(100, 8), 25);
         assert_eq!(stream().blocks(0, 2), 1);
+    }
+
+    #[test]
+    fn fused_mlp_blocks_fill_one_wave_of_whole_sectors() {
+        // TinyLlama: 5,632 intermediate values, 704 groups of 8: 264 blocks, 16 or 24 a block.
+        assert_eq!(stream().mlp_blocks(704, 2, 2), Some(264));
+        assert_eq!(stream().mlp_blocks(704, 1, 2), Some(132));
+        assert_eq!(stream().mlp_blocks(704, 0, 2), Some(132));
+        // SmolLM2: 1,536 values, 192 groups: a block each, 16 bytes of a bf16 row; 32 in f32.
+        assert_eq!(stream().mlp_blocks(192, 2, 2), None);
+        assert_eq!(stream().mlp_blocks(192, 2, 4), Some(192));
+        assert_eq!(GemvChoice { mlp_fused: false, ..stream() }.mlp_blocks(704, 2, 2), None);
     }
 }

@@ -27,6 +27,10 @@ pub(super) struct GemvArgs {
     pub(super) sin: u64,
     pub(super) k_cache: u64,
     pub(super) v_cache: u64,
+    pub(super) down: u64,
+    pub(super) acc: u64,
+    pub(super) pending: u64,
+    pub(super) resid_out: u64,
     pub(super) n: i32,
     pub(super) k: i32,
     pub(super) prologue: i32,
@@ -63,7 +67,12 @@ pub(super) enum GemvKind {
     Warp,
     /// `gemv_stream_*`: rows streamed through shared memory, about one block a multiprocessor.
     Stream,
+    /// `mlp_fused_*`: gate_up, SiLU and the down product in one launch of `blocks` blocks.
+    FusedMlp { blocks: u32 },
 }
+
+/// Threads of a fused-MLP block (MLP_THREADS in mlp_fused.cuh).
+pub(super) const MLP_THREADS: u32 = 256;
 
 impl Projection {
     /// The launch of `y[n] = W[n, k] x[k]` for `w`, or `None` (logged) where no kernel takes it.
@@ -119,7 +128,7 @@ impl Projection {
         }
         // One round of loads for a row where registers allow: up to 8 chunks a lane in flight,
         // and rows longer than 32 x 8 chunks split over 2 or 4 warps.
-        let warps = chunks.div_ceil(32 * 8).next_power_of_two().max(choice.min_warps()).min(4);
+        let warps = chunks.div_ceil(32 * 8).next_power_of_two().min(4);
         args.warps_per_pair = warps as i32;
         let per_lane = chunks.div_ceil(32 * warps);
         let kernel = load(&format!("{name}_c{}", if per_lane > 4 { 8 } else { 4 }))?;
@@ -127,6 +136,50 @@ impl Projection {
             .set_attribute(sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, (MAX_GEMV_SHARED_BYTES + COMBINE_SHARED_BYTES) as i32)
             .map_err(wrap)?;
         Ok(Some(Self { kernel, args, shared_bytes: shared as u32, kind: GemvKind::Warp }))
+    }
+}
+
+impl Projection {
+    /// The fused launch of a layer's MLP (`../kernels/mlp_fused.cuh`), or `None` (logged) where
+    /// it does not apply: weights not dense in the graph's dtype, or shapes its blocking needs
+    /// (intermediate size a multiple of 8, hidden size of 4).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn fused_mlp(
+        gate_up: &GraphWeight,
+        down: &GraphWeight,
+        hidden: usize,
+        inter: usize,
+        dtype: DType,
+        suffix: &str,
+        stream: &Arc<CudaStream>,
+        load: &dyn Fn(&str) -> Result<CudaFunction>,
+        choice: &GemvChoice,
+    ) -> Result<Option<Self>> {
+        let (GraphWeight::Dense(gu), GraphWeight::Dense(dn)) = (gate_up, down) else { return Ok(None) };
+        let dense_ok = |t: &candle_core::Tensor, dims: [usize; 2]| t.dtype() == dtype && t.dims() == dims && t.is_contiguous();
+        if !dense_ok(gu, [2 * inter, hidden]) || !dense_ok(dn, [hidden, inter]) || inter % 8 != 0 || hidden % 4 != 0 {
+            tracing::debug!("CUDA graph: the MLP ({hidden} x {inter}) runs as two launches");
+            return Ok(None);
+        }
+        let size = dtype.size_in_bytes();
+        let args = GemvArgs { codes: ptr(gu, stream)?, down: ptr(dn, stream)?, n: 2 * inter as i32, k: hidden as i32, ..GemvArgs::default() };
+        if args.codes % 16 != 0 || args.down % 16 != 0 || (hidden * size) % 16 != 0 {
+            return Ok(None);
+        }
+        let kernel = load(&format!("mlp_fused_{suffix}"))?;
+        // Shared memory: the normalised input, then a block's activations (its widest run).
+        let groups = inter / 8;
+        let shared_for = |blocks: usize| hidden * size + 8 * groups.div_ceil(blocks) * size;
+        kernel
+            .set_attribute(sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, shared_for(1) as i32)
+            .map_err(wrap)?;
+        let fit = kernel.occupancy_max_active_blocks_per_multiprocessor(MLP_THREADS, shared_for(1), None).map_err(wrap)?;
+        let Some(blocks) = choice.mlp_blocks(groups, fit, size) else {
+            tracing::debug!("CUDA graph: the MLP ({hidden} x {inter}) runs as two launches (slices under a sector, or LLMBENCH_CUDA_MLP=split)");
+            return Ok(None);
+        };
+        tracing::debug!("CUDA graph: fused MLP {hidden} x {inter}, {blocks} blocks ({fit} fit a multiprocessor)");
+        Ok(Some(Self { kernel, args, shared_bytes: shared_for(blocks as usize) as u32, kind: GemvKind::FusedMlp { blocks } }))
     }
 }
 

@@ -1,13 +1,14 @@
 // Kernels of the graph-captured Llama decode step (src/models/cuda_graph/cuda.rs): one token, batch
 // 1, every buffer preallocated, the position read from device memory so that one captured CUDA
-// graph replays at every step. Five launches a layer (results/gpu/NOTES.md says why each):
+// graph replays at every step. Four launches a layer (results/gpu/NOTES.md says why each):
 //
-//   gemv (norm prologue, RoPE + cache-store epilogue)      x -> q, and k, v into the cache
+//   gemv (norm prologue, RoPE + cache-store epilogue)      x (+ pending) -> q, and k, v into the cache
 //   attn_split (split-K, flash-decoding)                   q, cache -> per-split partial outputs
 //   gemv (split-combine prologue, residual epilogue)       partials -> x += o
-//   gemv (norm prologue, SiLU(gate) * up epilogue)         x -> act
-//   gemv (plain prologue, residual epilogue)               act -> x += down
+//   mlp_fused (norm prologue; gate/up, SiLU, down slice)   x -> pending += down(act)  (mlp_fused.cuh)
 //
+// where the MLP's weights are dense; quantized ones (and LLMBENCH_CUDA_MLP=split) run it as two
+// gemvs, (norm prologue, SiLU(gate) * up epilogue) x -> act and (plain, residual) act -> x += down.
 // plus the token's embedding row first and the head (norm prologue, logits epilogue) last. Each
 // gemv block first issues its weight loads, then builds its input vector in shared memory while
 // they are in flight (the normalisation, or the sum over attention splits, recomputed by every
@@ -54,11 +55,14 @@ __device__ float block_max(float v, float* scratch) {
 __device__ __forceinline__ void wait_for_previous() { asm volatile("griddepcontrol.wait;" ::: "memory"); }
 __device__ __forceinline__ void release_next() { asm volatile("griddepcontrol.launch_dependents;" :::); }
 
-// x = table[token]
+// x = table[token] (block 0), and every layer's MLP accumulator zeroed (all blocks: the fused
+// MLP adds its down products into them, mlp_fused.cuh).
 template <typename T>
-__device__ void embed(const T* table, const int* params, T* x, int h) {
+__device__ void embed(const T* table, const int* params, T* x, int h, float4* accs, int acc4) {
   wait_for_previous();
   release_next();
+  for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < acc4; i += gridDim.x * blockDim.x) accs[i] = make_float4(0.f, 0.f, 0.f, 0.f);
+  if (blockIdx.x != 0) return;
   const T* row = table + (size_t)params[0] * h;
   for (int i = threadIdx.x; i < h; i += blockDim.x) x[i] = row[i];
 }
@@ -66,6 +70,7 @@ __device__ void embed(const T* table, const int* params, T* x, int h) {
 #define PRO_PLAIN 0
 #define PRO_NORM 1
 #define PRO_COMBINE 2
+#define PRO_NORM_PENDING 3
 #define EPI_LOGITS 0
 #define EPI_RESIDUAL 1
 #define EPI_SILU 2
@@ -86,6 +91,10 @@ struct GemvArgs {
   const void* sin;
   void* k_cache;        // ROPE: T [n_kv][capacity][head_dim]
   void* v_cache;
+  const uint4* down;    // MLP: the down projection T [k][n / 2]
+  float* acc;           // MLP: f32 [k], its down products added to (zeroed by embed each step)
+  const float* pending; // NORM_PENDING: the previous layer's MLP accumulator, f32 [k]
+  void* resid_out;      // NORM_PENDING: the residual stream x + pending, T [k], written (or null)
   int n, k, prologue, epilogue;
   int groups, group_shift;        // int4
   int act_block_shift, act_il;    // activation quantization: block = 32 << shift; int4's interleave
@@ -141,6 +150,48 @@ __device__ __forceinline__ void for_chunks(const uint4* src, int n, F f) {
   }
 }
 
+// NORM_PENDING's first pass: x + round(pending) rounded to T (candle's residual add of the
+// previous layer's MLP output, which the fused MLP left as an f32 sum, mlp_fused.cuh) into
+// shared memory, its squares into `ss`; each chunk also written to `resid_out` by exactly one
+// block (chunk c by block c % gridDim.x) for the residual adds that follow.
+template <typename T>
+__device__ void pending_residual(const GemvArgs& a, T* xs, float& ss) {
+  // One chunk a thread in flight, not LOAD_BATCH: this runs while a gemv's first round of
+  // weights sits in registers, and four chunks with their f32 sums took the c8 kernel from 128
+  // to 162 registers, two from 80 to 96 in c4 (fewer warps a multiprocessor); one keeps both.
+  constexpr int V = Vec<T>::N, F4 = V / 4, BATCH = 1;  // F4: float4s of pending a chunk of T
+  const uint4* x = static_cast<const uint4*>(a.in);
+  const float4* p = reinterpret_cast<const float4*>(a.pending);
+  int chunks = a.k / V;
+  for (int base = threadIdx.x; base < chunks; base += BATCH * blockDim.x) {
+    uint4 v[BATCH];
+    float4 y[BATCH][F4];
+#pragma unroll
+    for (int i = 0; i < BATCH; ++i) {
+      int c = base + i * blockDim.x;
+      if (c < chunks) {
+        v[i] = x[c];
+#pragma unroll
+        for (int f = 0; f < F4; ++f) y[i][f] = p[c * F4 + f];
+      }
+    }
+#pragma unroll
+    for (int i = 0; i < BATCH; ++i) {
+      int c = base + i * blockDim.x;
+      if (c >= chunks) continue;
+      T* xv = reinterpret_cast<T*>(&v[i]);
+      const float* yv = reinterpret_cast<const float*>(y[i]);
+#pragma unroll
+      for (int e = 0; e < V; ++e) {
+        xv[e] = from_f<T>(to_f(xv[e]) + round_t<T>(yv[e]));
+        ss += to_f(xv[e]) * to_f(xv[e]);
+      }
+      reinterpret_cast<uint4*>(xs)[c] = v[i];
+      if (a.resid_out != nullptr && c % gridDim.x == blockIdx.x) static_cast<uint4*>(a.resid_out)[c] = v[i];
+    }
+  }
+}
+
 // The block's input vector, T[k] in shared memory (16-byte chunks: k * sizeof(T) % 16 == 0).
 // `weights`: shared scratch of n_head * attn_splits floats for the split-combine. Every load
 // that does not depend on another is issued before any is used: each dependent round trip
@@ -151,7 +202,7 @@ __device__ void build_input(const GemvArgs& a, T* xs, float* weights) {
   constexpr int V = Vec<T>::N;
   __shared__ float scratch[32];
   int chunks = a.k / V;
-  if (a.prologue == PRO_NORM) {
+  if (a.prologue == PRO_NORM || a.prologue == PRO_NORM_PENDING) {
     // candle's rms_norm: f32 sum of squares, out = (scale * x) * w rounded once to T. x goes to
     // shared memory on the first pass; the first two norm-weight chunks a thread needs are
     // loaded with it.
@@ -164,12 +215,16 @@ __device__ void build_input(const GemvArgs& a, T* xs, float* weights) {
       int c = threadIdx.x + j * blockDim.x;
       if (c < chunks) wpre[j] = w[c];
     }
-    for_chunks(x, chunks, [&](int c, uint4 raw) {
-      reinterpret_cast<uint4*>(xs)[c] = raw;
-      const T* v = reinterpret_cast<const T*>(&raw);
+    if (a.prologue == PRO_NORM) {
+      for_chunks(x, chunks, [&](int c, uint4 raw) {
+        reinterpret_cast<uint4*>(xs)[c] = raw;
+        const T* v = reinterpret_cast<const T*>(&raw);
 #pragma unroll
-      for (int i = 0; i < V; ++i) ss += to_f(v[i]) * to_f(v[i]);
-    });
+        for (int i = 0; i < V; ++i) ss += to_f(v[i]) * to_f(v[i]);
+      });
+    } else {
+      pending_residual<T>(a, xs, ss);
+    }
     ss = block_sum(ss, scratch);
     float scale = rsqrtf(ss / a.k + a.eps);
     for (int j = 0, c = threadIdx.x; c < chunks; ++j, c += blockDim.x) {
@@ -433,14 +488,15 @@ __device__ void gemv(const GemvArgs& a) {
 
 #include "decode_attention.cuh"
 #include "gemv_stream.cuh"
+#include "mlp_fused.cuh"
 
 #define GEMV_KERNEL(NAME, T, FMT, F)                                                                              \
   extern "C" __global__ void __launch_bounds__(128) NAME##_c4(const GemvArgs a) { gemv<T, FMT, 4, F>(a); }       \
   extern "C" __global__ void __launch_bounds__(128) NAME##_c8(const GemvArgs a) { gemv<T, FMT, 8, F>(a); }
 
 #define DECODE_KERNELS(T, S)                                                                                   \
-  extern "C" __global__ void embed_##S(const T* table, const int* params, T* x, int h) {                       \
-    embed<T>(table, params, x, h);                                                                             \
+  extern "C" __global__ void embed_##S(const T* table, const int* params, T* x, int h, float4* accs, int acc4) { \
+    embed<T>(table, params, x, h, accs, acc4);                                                                 \
   }                                                                                                            \
   extern "C" __global__ void attn_split_##S(const T* q, const T* k_cache, const T* v_cache, const int* params, \
                                             float* acc, int n_head, int n_kv, int d, int capacity,             \
@@ -450,7 +506,8 @@ __device__ void gemv(const GemvArgs& a) {
   GEMV_KERNEL(gemv_dense_##S, T, FMT_DENSE, Dense<T>)                                                          \
   extern "C" __global__ void __launch_bounds__(STREAM_THREADS) gemv_stream_##S(const GemvArgs a) {             \
     gemv_stream<T>(a);                                                                                         \
-  }
+  }                                                                                                            \
+  extern "C" __global__ void __launch_bounds__(MLP_THREADS) mlp_fused_##S(const GemvArgs a) { mlp_fused<T>(a); }
 
 DECODE_KERNELS(float, f32)
 DECODE_KERNELS(__half, f16)

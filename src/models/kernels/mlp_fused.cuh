@@ -1,0 +1,103 @@
+// A layer's whole MLP in one launch of the graph decode step (included by llama_decode.cu):
+// x_norm = rms_norm(x), act = SiLU(gate x_norm) * (up x_norm), acc += down act.
+//
+// Why: as two launches (gate_up, then down) the down kernel could start only once every gate/up
+// row was done, and each of its ~1,000 blocks rebuilt the 5,632-value activation vector from L2
+// before its first product (ncu: down at 39% of the DRAM peak; NOTES, 2026-12-05). Here block b
+// owns a run of intermediate indices [i0, i0 + width): it computes those gate and up rows (a
+// warp a pair, as the warp gemv does), keeps their activations in shared memory, then multiplies
+// the down matrix's matching column slice for every output row ("split-K" over the intermediate
+// dimension) and adds the partial sums into an f32 accumulator with vector reductions. Nothing
+// waits for another block; the next kernel's prologue (PRO_NORM_PENDING) adds the accumulator
+// to the residual stream, rounded as candle rounds the down output and the residual add.
+//
+// Cost of that: the sum over blocks happens in L2 atomics, in no fixed order, so the down
+// output's f32 sum can differ in its last bits from run to run (bf16 rounding hides most of it;
+// `LLMBENCH_CUDA_MLP=split` keeps the two deterministic launches).
+//
+// Runs are in whole groups of 8 indices (a 16-byte chunk of a 16-bit row slice), spread evenly
+// over the grid (blocks differ by at most one group). Measured and dropped: asking L2 for the
+// down slice at the start (prefetch.global.L2::evict_last, first and last byte of each row's
+// slice) made the step 15% slower on the H200 (NOTES, 2026-12-05, session 4).
+#define MLP_THREADS 256
+
+// acc[0..4) += v[0..4): one 16-byte reduction in L2 (sm_90).
+__device__ __forceinline__ void red_add_v4(float* acc, const float* v) {
+  asm volatile("red.global.add.v4.f32 [%0], {%1, %2, %3, %4};" ::"l"(acc), "f"(v[0]), "f"(v[1]), "f"(v[2]), "f"(v[3]) : "memory");
+}
+
+template <typename T>
+__device__ void mlp_fused(const GemvArgs& a) {
+  constexpr int V = Vec<T>::N, CPL = 8;
+  extern __shared__ __align__(16) unsigned char smem[];
+  T* xs = reinterpret_cast<T*>(smem);
+  T* act = xs + a.k;  // k * sizeof(T) is a multiple of 16
+  int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
+  int inter = a.n >> 1, groups = inter >> 3;
+  int g0 = (int)((long long)blockIdx.x * groups / gridDim.x), g1 = (int)((long long)(blockIdx.x + 1) * groups / gridDim.x);
+  int i0 = 8 * g0, width = 8 * (g1 - g0);
+  int chunks = a.k / V, down_chunks = inter / V, slice_chunks = width / V;
+
+  // Phase 1: gate row i0 + p and up row inter + i0 + p by warp p % warps; lane L reads chunks
+  // L + 32 i, CPL a round, the next pair's first round issued before this pair's reduction.
+  QMatrix m{a.codes, nullptr, nullptr, chunks, 0, 0};
+  typename Dense<T>::Chunk w[CPL][2];
+  auto issue = [&](int p, int c0) {
+#pragma unroll
+    for (int i = 0; i < CPL; ++i) {
+      int c = c0 + lane + 32 * i;
+      bool in = p < width && c < chunks;
+      w[i][0] = in ? Dense<T>::load(m, i0 + p, c) : typename Dense<T>::Chunk{};
+      w[i][1] = in ? Dense<T>::load(m, inter + i0 + p, c) : typename Dense<T>::Chunk{};
+    }
+  };
+  issue(warp, 0);
+  wait_for_previous();
+  release_next();
+  build_input<T>(a, xs, nullptr);
+  __syncthreads();
+  for (int p = warp; p < width; p += warps) {
+    float g = 0.f, u = 0.f;
+    for (int c0 = 0; c0 < chunks; c0 += 32 * CPL) {
+      if (c0 > 0) issue(p, c0);
+#pragma unroll
+      for (int i = 0; i < CPL; ++i) {
+        int c = c0 + lane + 32 * i;
+        if (c < chunks) {
+          g += Dense<T>::dot(w[i][0], xs, c);
+          u += Dense<T>::dot(w[i][1], xs, c);
+        }
+      }
+    }
+    issue(p + warps, 0);
+    g = warp_sum(g);
+    u = warp_sum(u);
+    if (lane == 0) {  // candle: silu on the stored gate, times the stored up (EPI_SILU)
+      g = round_t<T>(g);
+      float s = round_t<T>(g / (1.f + expf(-g)));
+      act[p] = from_f<T>(s * round_t<T>(u));
+    }
+  }
+  __syncthreads();
+
+  // Phase 2: rows 4q .. 4q + 3 of the down matrix by thread q % blockDim.x, each row's slice
+  // (slice_chunks chunks) against the activations, then one 4-wide reduction into acc.
+  const uint4* down = a.down + i0 / V;
+  for (int q = threadIdx.x; q < a.k / 4; q += blockDim.x) {
+    float s[4] = {0.f, 0.f, 0.f, 0.f};
+    for (int c0 = 0; c0 < slice_chunks; c0 += 4) {
+      uint4 wv[4][4];
+#pragma unroll
+      for (int r = 0; r < 4; ++r)
+#pragma unroll
+        for (int j = 0; j < 4; ++j)
+          if (c0 + j < slice_chunks) wv[r][j] = load_streaming(down + (size_t)(4 * q + r) * down_chunks + c0 + j);
+#pragma unroll
+      for (int r = 0; r < 4; ++r)
+#pragma unroll
+        for (int j = 0; j < 4; ++j)
+          if (c0 + j < slice_chunks) s[r] += Dense<T>::dot({wv[r][j]}, act, c0 + j);
+    }
+    red_add_v4(a.acc + 4 * q, s);
+  }
+}
