@@ -12,7 +12,7 @@
 //! candle tensors (or our quantized device matrices); this file only takes their addresses.
 
 use super::gemv_choice::{GemvChoice, STREAM_THREADS};
-use super::projection::{GemvArgs, GemvKind, Projection, MLP_THREADS};
+use super::projection::{GemvArgs, GemvKind, Kernels, Projection, MLP_THREADS};
 use super::{DecodeShape, DecodeWeights, GraphWeight};
 use crate::kv::InPlaceBuffers;
 use candle_core::cuda_backend::cudarc::driver::{
@@ -139,13 +139,14 @@ impl GraphDecoder {
         let sms = ctx.attribute(sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT).map_err(wrap)?;
         let choice = GemvChoice::from_env(sms as u32)?;
         // Only the O projection's prologue keeps split-combine factors in shared memory.
-        let project = |w: &GraphWeight, n: usize, k: usize, reserved: usize| Projection::new(w, n, k, dtype, suffix, &stream, &f, &choice, reserved);
+        let kernels = Kernels { dtype, suffix, stream: &stream, load: &f, choice: &choice };
+        let project = |w: &GraphWeight, n: usize, k: usize, reserved: usize| kernels.projection(w, n, k, reserved);
         let mut layers = Vec::with_capacity(weights.layers.len());
         for lw in &weights.layers {
             let (Some(qkv), Some(o)) = (project(&lw.qkv, qkv_dim, shape.hidden, 0)?, project(&lw.o, shape.hidden, q_dim, COMBINE_SHARED_BYTES)?) else {
                 return Ok(None);
             };
-            let fused = Projection::fused_mlp(&lw.gate_up, &lw.down, shape.hidden, shape.intermediate, dtype, suffix, &stream, &f, &choice)?;
+            let fused = kernels.fused_mlp(&lw.gate_up, &lw.down, shape.hidden, shape.intermediate)?;
             let mlp = match fused {
                 Some(p) => Mlp::Fused(p),
                 None => {

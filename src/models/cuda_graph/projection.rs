@@ -74,20 +74,21 @@ pub(super) enum GemvKind {
 /// Threads of a fused-MLP block (MLP_THREADS in mlp_fused.cuh).
 pub(super) const MLP_THREADS: u32 = 256;
 
-impl Projection {
-    /// The launch of `y[n] = W[n, k] x[k]` for `w`, or `None` (logged) where no kernel takes it.
-    #[allow(clippy::too_many_arguments)]
-    pub(super) fn new(
-        w: &GraphWeight,
-        n: usize,
-        k: usize,
-        dtype: DType,
-        suffix: &str,
-        stream: &Arc<CudaStream>,
-        load: &dyn Fn(&str) -> Result<CudaFunction>,
-        choice: &GemvChoice,
-        reserved: usize,
-    ) -> Result<Option<Self>> {
+/// What every projection of one decoder is built from: the graph's dtype and kernel-name suffix,
+/// its stream, the module's kernels by name, and the kernel choices read from the environment.
+pub(super) struct Kernels<'a> {
+    pub(super) dtype: DType,
+    pub(super) suffix: &'a str,
+    pub(super) stream: &'a Arc<CudaStream>,
+    pub(super) load: &'a dyn Fn(&str) -> Result<CudaFunction>,
+    pub(super) choice: &'a GemvChoice,
+}
+
+impl Kernels<'_> {
+    /// The launch of `y[n] = W[n, k] x[k]` for `w`, or `None` (logged) where no kernel takes it;
+    /// `reserved`: shared memory its prologue needs beside the input (the split-combine's).
+    pub(super) fn projection(&self, w: &GraphWeight, n: usize, k: usize, reserved: usize) -> Result<Option<Projection>> {
+        let Self { dtype, suffix, stream, load, choice } = *self;
         let refuse = |why: String| {
             tracing::debug!("CUDA graph: a {n} x {k} projection is not taken: {why}");
             Ok(None)
@@ -110,7 +111,7 @@ impl Projection {
                     kernel.set_attribute(sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, most as i32).map_err(wrap)?;
                     args.stage_rows = shape.stage_rows as i32;
                     args.stages = shape.stages as i32;
-                    return Ok(Some(Self { kernel, args, shared_bytes: shape.shared_bytes as u32, kind: GemvKind::Stream }));
+                    return Ok(Some(Projection { kernel, args, shared_bytes: shape.shared_bytes as u32, kind: GemvKind::Stream }));
                 }
                 (format!("gemv_dense_{suffix}"), k / per_load, row_bytes)
             }
@@ -135,26 +136,14 @@ impl Projection {
         kernel
             .set_attribute(sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, (MAX_GEMV_SHARED_BYTES + COMBINE_SHARED_BYTES) as i32)
             .map_err(wrap)?;
-        Ok(Some(Self { kernel, args, shared_bytes: shared as u32, kind: GemvKind::Warp }))
+        Ok(Some(Projection { kernel, args, shared_bytes: shared as u32, kind: GemvKind::Warp }))
     }
-}
 
-impl Projection {
     /// The fused launch of a layer's MLP (`../kernels/mlp_fused.cuh`), or `None` (logged) where
-    /// it does not apply: weights not dense in the graph's dtype, or shapes its blocking needs
-    /// (intermediate size a multiple of 8, hidden size of 4).
-    #[allow(clippy::too_many_arguments)]
-    pub(super) fn fused_mlp(
-        gate_up: &GraphWeight,
-        down: &GraphWeight,
-        hidden: usize,
-        inter: usize,
-        dtype: DType,
-        suffix: &str,
-        stream: &Arc<CudaStream>,
-        load: &dyn Fn(&str) -> Result<CudaFunction>,
-        choice: &GemvChoice,
-    ) -> Result<Option<Self>> {
+    /// it does not apply: weights not dense in the graph's dtype, shapes its blocking cannot
+    /// take (intermediate size a multiple of 8, hidden size of 4), slices under a sector.
+    pub(super) fn fused_mlp(&self, gate_up: &GraphWeight, down: &GraphWeight, hidden: usize, inter: usize) -> Result<Option<Projection>> {
+        let Self { dtype, suffix, stream, load, choice } = *self;
         let (GraphWeight::Dense(gu), GraphWeight::Dense(dn)) = (gate_up, down) else { return Ok(None) };
         let dense_ok = |t: &candle_core::Tensor, dims: [usize; 2]| t.dtype() == dtype && t.dims() == dims && t.is_contiguous();
         if !dense_ok(gu, [2 * inter, hidden]) || !dense_ok(dn, [hidden, inter]) || inter % 8 != 0 || hidden % 4 != 0 {
@@ -179,7 +168,7 @@ impl Projection {
             return Ok(None);
         };
         tracing::debug!("CUDA graph: fused MLP {hidden} x {inter}, {blocks} blocks ({fit} fit a multiprocessor)");
-        Ok(Some(Self { kernel, args, shared_bytes: shared_for(blocks as usize) as u32, kind: GemvKind::FusedMlp { blocks } }))
+        Ok(Some(Projection { kernel, args, shared_bytes: shared_for(blocks as usize) as u32, kind: GemvKind::FusedMlp { blocks } }))
     }
 }
 
