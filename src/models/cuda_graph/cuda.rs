@@ -13,6 +13,7 @@
 
 use super::gemv_choice::{GemvChoice, STREAM_THREADS};
 use super::projection::{GemvArgs, GemvKind, Kernels, Projection, MLP_THREADS};
+use super::trace::StepTrace;
 use super::{DecodeShape, DecodeWeights, GraphWeight};
 use crate::kv::InPlaceBuffers;
 use candle_core::cuda_backend::cudarc::driver::{
@@ -104,6 +105,8 @@ struct Inner {
     dtype: DType,
     /// The captured step and the cache addresses and capacity it was captured for.
     graph: Option<(CudaGraph, Vec<u64>)>,
+    /// LLMBENCH_CUDA_TRACE: the replayed step's timeline, launch by launch (`trace.rs`).
+    trace: Option<StepTrace>,
 }
 
 // The graph, stream and handles are only touched through the Mutex, one thread at a time;
@@ -171,6 +174,7 @@ impl GraphDecoder {
             mlp_acc: zeros(layers.len() * shape.hidden, DType::F32)?,
             logits: Tensor::zeros((1, shape.vocab), DType::F32, device)?,
         };
+        let trace = StepTrace::from_env(launch_names(&layers), device)?;
         let inner = Inner {
             device: dev.clone(),
             embed: f(&format!("embed_{suffix}"))?,
@@ -186,6 +190,7 @@ impl GraphDecoder {
             shape,
             dtype,
             graph: None,
+            trace,
         };
         Ok(Some(Self { inner: Mutex::new(inner) }))
     }
@@ -206,6 +211,21 @@ impl GraphDecoder {
         factors <= COMBINE_SHARED_BYTES
             && cache.buffers(0).is_some_and(|(k, _)| k.dtype() == inner.dtype && k.device().is_cuda() && k.dim(0).ok() == Some(1))
     }
+}
+
+/// One step's launches in `enqueue`'s order, named for the trace: embed, then per layer qkv,
+/// attention, o and the MLP's one or two launches, then head.
+fn launch_names(layers: &[LayerOps]) -> Vec<String> {
+    let mut names = vec!["embed".to_string()];
+    for (l, ops) in layers.iter().enumerate() {
+        names.extend(["qkv", "attention", "o"].map(|k| format!("{l}.{k}")));
+        match ops.mlp {
+            Mlp::Fused(_) => names.push(format!("{l}.mlp")),
+            Mlp::Split { .. } => names.extend(["gate_up", "down"].map(|k| format!("{l}.{k}"))),
+        }
+    }
+    names.push("head".into());
+    names
 }
 
 /// A kernel parameter for `cuLaunchKernelEx`: the address of its value.
@@ -230,6 +250,7 @@ pub(super) fn ptr(t: &Tensor, stream: &Arc<CudaStream>) -> Result<u64> {
         CudaStorageSlice::BF16(s) => s.device_ptr(stream).0,
         CudaStorageSlice::U32(s) => s.device_ptr(stream).0,
         CudaStorageSlice::U8(s) => s.device_ptr(stream).0,
+        CudaStorageSlice::I64(s) => s.device_ptr(stream).0,
         _ => candle_core::bail!("cuda graph decoder: unsupported storage dtype {:?}", t.dtype()),
     };
     Ok(base + (layout.start_offset() * t.dtype().size_in_bytes()) as u64)
@@ -268,7 +289,13 @@ impl Inner {
         }
         match &self.graph {
             Some((graph, captured_for)) if *captured_for == key => {
+                if let Some(trace) = &self.trace {
+                    trace.reset(&self.stream)?;
+                }
                 graph.launch().map_err(wrap)?;
+                if let Some(trace) = &mut self.trace {
+                    trace.collect(&self.stream)?;
+                }
             }
             _ => {
                 self.graph = None;
@@ -316,19 +343,27 @@ impl Inner {
             eps: s.eps,
             ..GemvArgs::default()
         };
+        // Each launch's trace slot in launch order (0, recording nothing, when not tracing).
+        let mut launches = 0;
+        let mut slot = || -> Result<u64> {
+            launches += 1;
+            self.trace.as_ref().map_or(Ok(0), |t| t.slot(launches - 1, st))
+        };
         let embed = ptr(&w.embed, st)?;
         // The embedding row into x[0] (block 0); every block zeroes its share of the MLP sums.
         let acc4 = (self.layers.len() * s.hidden / 4) as i32;
         let embed_blocks = (acc4 as u32).div_ceil(EMBED_THREADS).clamp(1, 64);
         let embed_cfg = LaunchConfig { grid_dim: (embed_blocks, 1, 1), block_dim: (EMBED_THREADS, 1, 1), shared_mem_bytes: 0 };
-        unsafe { st.launch_builder(&self.embed).arg(&embed).arg(&params).arg(&xs[0]).arg(&hidden).arg(&mlp_acc).arg(&acc4).launch(embed_cfg) }.map_err(wrap)?;
+        let embed_slot = slot()?;
+        unsafe { st.launch_builder(&self.embed).arg(&embed).arg(&params).arg(&xs[0]).arg(&hidden).arg(&mlp_acc).arg(&acc4).arg(&embed_slot).launch(embed_cfg) }
+            .map_err(wrap)?;
         let heads = LaunchConfig { grid_dim: (s.n_head as u32, max_splits as u32, 1), block_dim: (SPLIT as u32, 1, 1), shared_mem_bytes: 0 };
         // The residual stream's buffer (index into xs), and the fused MLP sum not yet added to it.
         let mut x = 0;
         let mut pending = None;
         for (l, ops) in self.layers.iter().enumerate() {
             let (kc, vc) = (cache[2 * l], cache[2 * l + 1]);
-            let rope = GemvArgs { k_cache: kc, v_cache: vc, ..shape_args };
+            let rope = GemvArgs { k_cache: kc, v_cache: vc, trace: slot()?, ..shape_args };
             match pending.take() {
                 None => self.gemv(&ops.qkv, rope, (PRO_NORM, xs[x], ops.input_norm), (EPI_ROPE, q))?,
                 Some(acc) => {
@@ -337,28 +372,30 @@ impl Inner {
                     x = 1 - x;
                 }
             }
+            let attention_slot = slot()?;
             let mut attention_args = [
                 arg(&q), arg(&kc), arg(&vc), arg(&params), arg(&partial),
-                arg(&n_head), arg(&n_kv), arg(&d), arg(&capacity_i), arg(&inv_sqrt_d), arg(&max_splits),
+                arg(&n_head), arg(&n_kv), arg(&d), arg(&capacity_i), arg(&inv_sqrt_d), arg(&max_splits), arg(&attention_slot),
             ];
             self.launch_after_previous(&self.attention, heads, &mut attention_args)?;
-            self.gemv(&ops.o, shape_args, (PRO_COMBINE, partial, 0), (EPI_RESIDUAL, xs[x]))?;
+            self.gemv(&ops.o, GemvArgs { trace: slot()?, ..shape_args }, (PRO_COMBINE, partial, 0), (EPI_RESIDUAL, xs[x]))?;
             match &ops.mlp {
                 Mlp::Fused(p) => {
                     let acc = mlp_acc + (4 * l * s.hidden) as u64;
-                    self.gemv(p, GemvArgs { acc, ..shape_args }, (PRO_NORM, xs[x], ops.post_norm), (EPI_SILU, 0))?;
+                    self.gemv(p, GemvArgs { acc, trace: slot()?, ..shape_args }, (PRO_NORM, xs[x], ops.post_norm), (EPI_SILU, 0))?;
                     pending = Some(acc);
                 }
                 Mlp::Split { gate_up, down } => {
-                    self.gemv(gate_up, shape_args, (PRO_NORM, xs[x], ops.post_norm), (EPI_SILU, act))?;
-                    self.gemv(down, shape_args, (PRO_PLAIN, act, 0), (EPI_RESIDUAL, xs[x]))?;
+                    self.gemv(gate_up, GemvArgs { trace: slot()?, ..shape_args }, (PRO_NORM, xs[x], ops.post_norm), (EPI_SILU, act))?;
+                    self.gemv(down, GemvArgs { trace: slot()?, ..shape_args }, (PRO_PLAIN, act, 0), (EPI_RESIDUAL, xs[x]))?;
                 }
             }
         }
         let final_norm = ptr(&w.final_norm, st)?;
+        let head = GemvArgs { trace: slot()?, ..shape_args };
         match pending {
-            None => self.gemv(&self.head, shape_args, (PRO_NORM, xs[x], final_norm), (EPI_LOGITS, logits)),
-            Some(acc) => self.gemv(&self.head, GemvArgs { pending: acc, ..shape_args }, (PRO_NORM_PENDING, xs[x], final_norm), (EPI_LOGITS, logits)),
+            None => self.gemv(&self.head, head, (PRO_NORM, xs[x], final_norm), (EPI_LOGITS, logits)),
+            Some(acc) => self.gemv(&self.head, GemvArgs { pending: acc, ..head }, (PRO_NORM_PENDING, xs[x], final_norm), (EPI_LOGITS, logits)),
         }
     }
 

@@ -6,9 +6,13 @@
 mod cuda;
 #[cfg(feature = "cuda")]
 mod projection;
+#[cfg(feature = "cuda")]
+mod trace;
 // Plain arithmetic, built (and unit-tested) without the cuda feature too.
 #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
 mod gemv_choice;
+#[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+mod timeline;
 #[cfg(not(feature = "cuda"))]
 mod disabled;
 

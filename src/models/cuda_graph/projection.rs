@@ -31,6 +31,7 @@ pub(super) struct GemvArgs {
     pub(super) acc: u64,
     pub(super) pending: u64,
     pub(super) resid_out: u64,
+    pub(super) trace: u64,
     pub(super) n: i32,
     pub(super) k: i32,
     pub(super) prologue: i32,

@@ -14,14 +14,16 @@
 // (position group, 16-byte chunk), groups summed at the end.
 template <typename T>
 __device__ void attn_split(const T* q, const T* k_cache, const T* v_cache, const int* params, float* acc_out, int n_head,
-                           int n_kv, int d, int capacity, float inv_sqrt_d, int max_splits) {
+                           int n_kv, int d, int capacity, float inv_sqrt_d, int max_splits, unsigned long long* trace) {
   constexpr int V = Vec<T>::N;
   __shared__ float qs[256];
   __shared__ float probs[SPLIT];
   __shared__ float red[SPLIT * 8];
   __shared__ float scratch[32];
+  trace_start(trace);
   wait_for_previous();
   release_next();
+  trace_released(trace);
   int len = params[1] + 1, head = blockIdx.x, split = blockIdx.y;
   int start = split * SPLIT;
   if (start >= len) return;
@@ -99,4 +101,5 @@ __device__ void attn_split(const T* q, const T* k_cache, const T* v_cache, const
     stats[0] = m;
     stats[1] = l;
   }
+  trace_end(trace);
 }

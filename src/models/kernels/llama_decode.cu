@@ -23,6 +23,7 @@
 
 #include "block_dot.cuh"
 #include "float_ops.cuh"
+#include "trace.cuh"
 
 // Elements of T in one 16-byte load.
 template <typename T> struct Vec { static constexpr int N = 16 / sizeof(T); };
@@ -58,13 +59,17 @@ __device__ __forceinline__ void release_next() { asm volatile("griddepcontrol.la
 // x = table[token] (block 0), and every layer's MLP accumulator zeroed (all blocks: the fused
 // MLP adds its down products into them, mlp_fused.cuh).
 template <typename T>
-__device__ void embed(const T* table, const int* params, T* x, int h, float4* accs, int acc4) {
+__device__ void embed(const T* table, const int* params, T* x, int h, float4* accs, int acc4, unsigned long long* trace) {
+  trace_start(trace);
   wait_for_previous();
   release_next();
+  trace_released(trace);
   for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < acc4; i += gridDim.x * blockDim.x) accs[i] = make_float4(0.f, 0.f, 0.f, 0.f);
-  if (blockIdx.x != 0) return;
-  const T* row = table + (size_t)params[0] * h;
-  for (int i = threadIdx.x; i < h; i += blockDim.x) x[i] = row[i];
+  if (blockIdx.x == 0) {
+    const T* row = table + (size_t)params[0] * h;
+    for (int i = threadIdx.x; i < h; i += blockDim.x) x[i] = row[i];
+  }
+  trace_end(trace);
 }
 
 #define PRO_PLAIN 0
@@ -95,6 +100,7 @@ struct GemvArgs {
   float* acc;           // MLP: f32 [k], its down products added to (zeroed by embed each step)
   const float* pending; // NORM_PENDING: the previous layer's MLP accumulator, f32 [k]
   void* resid_out;      // NORM_PENDING: the residual stream x + pending, T [k], written (or null)
+  unsigned long long* trace;  // this launch's timeline slot (trace.cuh), or null
   int n, k, prologue, epilogue;
   int groups, group_shift;        // int4
   int act_block_shift, act_il;    // activation quantization: block = 32 << shift; int4's interleave
@@ -436,9 +442,11 @@ __device__ void gemv(const GemvArgs& a) {
       w[i][1] = c < m.chunks && r1 >= 0 ? F::load(m, r1, c) : typename F::Chunk{};
     }
   };
+  trace_start(a.trace);
   issue(0);
   wait_for_previous();
   release_next();
+  trace_released(a.trace);
   EpiAux<T> e{};
   if (lane == 0 && sub == 0) e = load_aux<T>(a, r0, r1, aux);
   size_t layout = (size_t)a.k * sizeof(T) + (FMT != FMT_DENSE ? (size_t)a.k + 8 * (size_t)(a.k >> 5) : 0);
@@ -484,6 +492,7 @@ __device__ void gemv(const GemvArgs& a) {
     float v1 = r1 >= 0 ? F::finish(m, r1, acc1) : 0.f;
     epilogue<T>(a, r0, r1, aux, v0, v1, e);
   }
+  trace_end(a.trace);
 }
 
 #include "decode_attention.cuh"
@@ -495,13 +504,14 @@ __device__ void gemv(const GemvArgs& a) {
   extern "C" __global__ void __launch_bounds__(128) NAME##_c8(const GemvArgs a) { gemv<T, FMT, 8, F>(a); }
 
 #define DECODE_KERNELS(T, S)                                                                                   \
-  extern "C" __global__ void embed_##S(const T* table, const int* params, T* x, int h, float4* accs, int acc4) { \
-    embed<T>(table, params, x, h, accs, acc4);                                                                 \
+  extern "C" __global__ void embed_##S(const T* table, const int* params, T* x, int h, float4* accs, int acc4, \
+                                       unsigned long long* trace) {                                            \
+    embed<T>(table, params, x, h, accs, acc4, trace);                                                          \
   }                                                                                                            \
   extern "C" __global__ void attn_split_##S(const T* q, const T* k_cache, const T* v_cache, const int* params, \
                                             float* acc, int n_head, int n_kv, int d, int capacity,             \
-                                            float inv_sqrt_d, int max_splits) {                                \
-    attn_split<T>(q, k_cache, v_cache, params, acc, n_head, n_kv, d, capacity, inv_sqrt_d, max_splits);       \
+                                            float inv_sqrt_d, int max_splits, unsigned long long* trace) {     \
+    attn_split<T>(q, k_cache, v_cache, params, acc, n_head, n_kv, d, capacity, inv_sqrt_d, max_splits, trace); \
   }                                                                                                            \
   GEMV_KERNEL(gemv_dense_##S, T, FMT_DENSE, Dense<T>)                                                          \
   extern "C" __global__ void __launch_bounds__(STREAM_THREADS) gemv_stream_##S(const GemvArgs a) {             \

@@ -51,9 +51,11 @@ __device__ void mlp_fused(const GemvArgs& a) {
       w[i][1] = in ? Dense<T>::load(m, inter + i0 + p, c) : typename Dense<T>::Chunk{};
     }
   };
+  trace_start(a.trace);
   issue(warp, 0);
   wait_for_previous();
   release_next();
+  trace_released(a.trace);
   build_input<T>(a, xs, nullptr);
   __syncthreads();
   for (int p = warp; p < width; p += warps) {
@@ -100,4 +102,5 @@ __device__ void mlp_fused(const GemvArgs& a) {
     }
     red_add_v4(a.acc + 4 * q, s);
   }
+  trace_end(a.trace);
 }
