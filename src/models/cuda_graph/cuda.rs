@@ -12,7 +12,7 @@
 //! candle tensors (or our quantized device matrices); this file only takes their addresses.
 
 use super::gemv_choice::{GemvChoice, STREAM_THREADS};
-use super::projection::{GemvArgs, GemvKind, Kernels, Projection, MLP_THREADS};
+use super::projection::{GemvArgs, GemvKind, Kernels, Projection, MLP_THREADS, QKV_ATTN_THREADS};
 use super::trace::StepTrace;
 use super::{DecodeShape, DecodeWeights, GraphWeight};
 use crate::kv::InPlaceBuffers;
@@ -58,6 +58,9 @@ struct LayerOps {
     input_norm: u64,
     post_norm: u64,
     qkv: Projection,
+    /// The QKV projection with the attention as its tail (LLMBENCH_CUDA_QKV=attention), used
+    /// where a step's grid allows it (`Inner::qkv_with_attention`).
+    qkv_attention: Option<Projection>,
     o: Projection,
     mlp: Mlp,
 }
@@ -76,8 +79,10 @@ struct Buffers {
     x: [Tensor; 2],
     q: Tensor,
     act: Tensor,
-    /// The fused MLPs' down products, f32 `[layers][hidden]`, zeroed by the embedding kernel.
-    mlp_acc: Tensor,
+    /// Zeroed by the embedding kernel at each step: the fused MLPs' down products, f32
+    /// `[layers][hidden]` (rounded up to a multiple of 4), then one 16-byte slot a layer whose
+    /// first i32 counts the QKV blocks done (QKV with the attention as its tail).
+    zeroed: Tensor,
     logits: Tensor,
 }
 
@@ -149,6 +154,7 @@ impl GraphDecoder {
             let (Some(qkv), Some(o)) = (project(&lw.qkv, qkv_dim, shape.hidden, 0)?, project(&lw.o, shape.hidden, q_dim, COMBINE_SHARED_BYTES)?) else {
                 return Ok(None);
             };
+            let qkv_attention = kernels.qkv_attention(&lw.qkv, qkv_dim, shape.hidden)?;
             let fused = kernels.fused_mlp(&lw.gate_up, &lw.down, shape.hidden, shape.intermediate)?;
             let mlp = match fused {
                 Some(p) => Mlp::Fused(p),
@@ -162,7 +168,7 @@ impl GraphDecoder {
                     Mlp::Split { gate_up, down }
                 }
             };
-            layers.push(LayerOps { input_norm: ptr(&lw.input_norm, &stream)?, post_norm: ptr(&lw.post_norm, &stream)?, qkv, o, mlp });
+            layers.push(LayerOps { input_norm: ptr(&lw.input_norm, &stream)?, post_norm: ptr(&lw.post_norm, &stream)?, qkv, qkv_attention, o, mlp });
         }
         let Some(head) = project(&weights.head, shape.vocab, shape.hidden, 0)? else { return Ok(None) };
         let zeros = |n: usize, dt: DType| Tensor::zeros(n, dt, device);
@@ -171,10 +177,10 @@ impl GraphDecoder {
             x: [zeros(shape.hidden, dtype)?, zeros(shape.hidden, dtype)?],
             q: zeros(q_dim, dtype)?,
             act: zeros(shape.intermediate, dtype)?,
-            mlp_acc: zeros(layers.len() * shape.hidden, DType::F32)?,
+            zeroed: zeros(mlp_sums_len(layers.len(), shape.hidden) + 4 * layers.len(), DType::F32)?,
             logits: Tensor::zeros((1, shape.vocab), DType::F32, device)?,
         };
-        let trace = StepTrace::from_env(launch_names(&layers), device)?;
+        let trace = StepTrace::from_env(device)?;
         let inner = Inner {
             device: dev.clone(),
             embed: f(&format!("embed_{suffix}"))?,
@@ -213,19 +219,9 @@ impl GraphDecoder {
     }
 }
 
-/// One step's launches in `enqueue`'s order, named for the trace: embed, then per layer qkv,
-/// attention, o and the MLP's one or two launches, then head.
-fn launch_names(layers: &[LayerOps]) -> Vec<String> {
-    let mut names = vec!["embed".to_string()];
-    for (l, ops) in layers.iter().enumerate() {
-        names.extend(["qkv", "attention", "o"].map(|k| format!("{l}.{k}")));
-        match ops.mlp {
-            Mlp::Fused(_) => names.push(format!("{l}.mlp")),
-            Mlp::Split { .. } => names.extend(["gate_up", "down"].map(|k| format!("{l}.{k}"))),
-        }
-    }
-    names.push("head".into());
-    names
+/// Floats of the fused MLPs' sums in `Buffers::zeroed` (whole float4s, for the zeroing).
+fn mlp_sums_len(layers: usize, hidden: usize) -> usize {
+    (layers * hidden).next_multiple_of(4)
 }
 
 /// A kernel parameter for `cuLaunchKernelEx`: the address of its value.
@@ -299,6 +295,10 @@ impl Inner {
             }
             _ => {
                 self.graph = None;
+                let names = self.launch_names(capacity.div_ceil(SPLIT));
+                if let Some(trace) = &mut self.trace {
+                    trace.prepare(names)?;
+                }
                 // Eagerly first: modules load lazily, which a capture forbids.
                 self.enqueue(&cache_ptrs, capacity)?;
                 self.stream.synchronize().map_err(wrap)?;
@@ -323,7 +323,8 @@ impl Inner {
         let scratch = self.scratch.as_ref().ok_or_else(|| wrap("no attention scratch"))?;
         let (params, q, act, logits) = (ptr(&b.params, st)?, ptr(&b.q, st)?, ptr(&b.act, st)?, ptr(&b.logits, st)?);
         let xs = [ptr(&b.x[0], st)?, ptr(&b.x[1], st)?];
-        let mlp_acc = ptr(&b.mlp_acc, st)?;
+        let mlp_acc = ptr(&b.zeroed, st)?;
+        let arrivals = mlp_acc + 4 * mlp_sums_len(self.layers.len(), s.hidden) as u64;
         let partial = ptr(&scratch.partial, st)?;
         let w = &self.weights;
         let (cos, sin) = (ptr(&w.cos, st)?, ptr(&w.sin, st)?);
@@ -351,7 +352,7 @@ impl Inner {
         };
         let embed = ptr(&w.embed, st)?;
         // The embedding row into x[0] (block 0); every block zeroes its share of the MLP sums.
-        let acc4 = (self.layers.len() * s.hidden / 4) as i32;
+        let acc4 = (b.zeroed.elem_count() / 4) as i32;
         let embed_blocks = (acc4 as u32).div_ceil(EMBED_THREADS).clamp(1, 64);
         let embed_cfg = LaunchConfig { grid_dim: (embed_blocks, 1, 1), block_dim: (EMBED_THREADS, 1, 1), shared_mem_bytes: 0 };
         let embed_slot = slot()?;
@@ -363,21 +364,25 @@ impl Inner {
         let mut pending = None;
         for (l, ops) in self.layers.iter().enumerate() {
             let (kc, vc) = (cache[2 * l], cache[2 * l + 1]);
-            let rope = GemvArgs { k_cache: kc, v_cache: vc, trace: slot()?, ..shape_args };
+            let with_attention = self.qkv_with_attention(ops, max_splits as usize);
+            let rope = GemvArgs { k_cache: kc, v_cache: vc, trace: slot()?, arrivals: arrivals + 16 * l as u64, attn_out: partial, inv_sqrt_d, ..shape_args };
+            let qkv = with_attention.unwrap_or(&ops.qkv);
             match pending.take() {
-                None => self.gemv(&ops.qkv, rope, (PRO_NORM, xs[x], ops.input_norm), (EPI_ROPE, q))?,
+                None => self.gemv(qkv, rope, (PRO_NORM, xs[x], ops.input_norm), (EPI_ROPE, q))?,
                 Some(acc) => {
                     let with_pending = GemvArgs { pending: acc, resid_out: xs[1 - x], ..rope };
-                    self.gemv(&ops.qkv, with_pending, (PRO_NORM_PENDING, xs[x], ops.input_norm), (EPI_ROPE, q))?;
+                    self.gemv(qkv, with_pending, (PRO_NORM_PENDING, xs[x], ops.input_norm), (EPI_ROPE, q))?;
                     x = 1 - x;
                 }
             }
-            let attention_slot = slot()?;
-            let mut attention_args = [
-                arg(&q), arg(&kc), arg(&vc), arg(&params), arg(&partial),
-                arg(&n_head), arg(&n_kv), arg(&d), arg(&capacity_i), arg(&inv_sqrt_d), arg(&max_splits), arg(&attention_slot),
-            ];
-            self.launch_after_previous(&self.attention, heads, &mut attention_args)?;
+            if with_attention.is_none() {
+                let attention_slot = slot()?;
+                let mut attention_args = [
+                    arg(&q), arg(&kc), arg(&vc), arg(&params), arg(&partial),
+                    arg(&n_head), arg(&n_kv), arg(&d), arg(&capacity_i), arg(&inv_sqrt_d), arg(&max_splits), arg(&attention_slot),
+                ];
+                self.launch_after_previous(&self.attention, heads, &mut attention_args)?;
+            }
             self.gemv(&ops.o, GemvArgs { trace: slot()?, ..shape_args }, (PRO_COMBINE, partial, 0), (EPI_RESIDUAL, xs[x]))?;
             match &ops.mlp {
                 Mlp::Fused(p) => {
@@ -397,6 +402,35 @@ impl Inner {
             None => self.gemv(&self.head, head, (PRO_NORM, xs[x], final_norm), (EPI_LOGITS, logits)),
             Some(acc) => self.gemv(&self.head, GemvArgs { pending: acc, ..head }, (PRO_NORM_PENDING, xs[x], final_norm), (EPI_LOGITS, logits)),
         }
+    }
+
+    /// The layer's QKV-with-attention launch where a step over `max_splits` attention splits
+    /// can use it: its whole grid resident at once (its blocks wait for each other) and at
+    /// least one block for each (head, split).
+    fn qkv_with_attention<'a>(&self, ops: &'a LayerOps, max_splits: usize) -> Option<&'a Projection> {
+        let p = ops.qkv_attention.as_ref()?;
+        let GemvKind::QkvAttention { resident } = p.kind else { return None };
+        let blocks = (p.args.n as usize / 2).div_ceil(QKV_ATTN_THREADS as usize / 32);
+        (blocks <= resident as usize && self.shape.n_head * max_splits <= blocks).then_some(p)
+    }
+
+    /// One step's launches in `enqueue`'s order, named for the trace: embed, then per layer qkv
+    /// (with or without the attention), attention, o and the MLP's one or two launches, then head.
+    fn launch_names(&self, max_splits: usize) -> Vec<String> {
+        let mut names = vec!["embed".to_string()];
+        for (l, ops) in self.layers.iter().enumerate() {
+            match self.qkv_with_attention(ops, max_splits) {
+                Some(_) => names.push(format!("{l}.qkv_attention")),
+                None => names.extend(["qkv", "attention"].map(|k| format!("{l}.{k}"))),
+            }
+            names.push(format!("{l}.o"));
+            match ops.mlp {
+                Mlp::Fused(_) => names.push(format!("{l}.mlp")),
+                Mlp::Split { .. } => names.extend(["gate_up", "down"].map(|k| format!("{l}.{k}"))),
+            }
+        }
+        names.push("head".into());
+        names
     }
 
     /// Launches `p` with a prologue `(kind, input, norm weight)` and an epilogue `(kind, output)`
@@ -431,6 +465,7 @@ impl Inner {
             GemvKind::Warp => ((pairs * a.warps_per_pair as usize).div_ceil(WARPS_PER_BLOCK) as u32, GEMV_THREADS),
             GemvKind::Stream => (self.choice.blocks(pairs, a.stage_rows as usize), STREAM_THREADS),
             GemvKind::FusedMlp { blocks } => (blocks, MLP_THREADS),
+            GemvKind::QkvAttention { .. } => (pairs.div_ceil(QKV_ATTN_THREADS as usize / 32) as u32, QKV_ATTN_THREADS),
         };
         // The split-combine's factors, one per (split, head), after the input vector.
         let combine = if prologue == PRO_COMBINE { 4 * base.attn_splits as u32 * base.n_head as u32 } else { 0 };

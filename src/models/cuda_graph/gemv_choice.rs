@@ -11,7 +11,8 @@
 //! dense and each block's slice of a down row fills a 32-byte sector (TinyLlama bf16: yes,
 //! +9% on the H200; SmolLM2 bf16: no, and measured slower fused); `LLMBENCH_CUDA_MLP=split`
 //! runs every MLP as the two warp-gemv launches (gate_up, then down), whose f32 sums are
-//! deterministic (NOTES, 2026-12-05, session 4).
+//! deterministic (NOTES, 2026-12-05, session 4). `LLMBENCH_CUDA_QKV=attention` runs each QKV
+//! projection with the attention as its tail (one launch fewer a layer; not measured yet).
 
 use candle_core::{Error, Result};
 
@@ -37,6 +38,8 @@ pub struct GemvChoice {
     sms: u32,
     /// The fused MLP kernel where it fits (else gate_up and down as two warp-gemv launches).
     pub mlp_fused: bool,
+    /// The QKV projection with the attention as its tail (else two launches).
+    pub qkv_attention: bool,
 }
 
 /// A streaming projection's shape: rows a stage (2, 4 or 8: whole pairs, and 8 warps split
@@ -98,6 +101,15 @@ impl GemvChoice {
                 )))
             }
         };
+        let qkv_attention = match std::env::var("LLMBENCH_CUDA_QKV").ok().as_deref() {
+            None | Some("") | Some("separate") => false,
+            Some("attention") => true,
+            Some(other) => {
+                return Err(Error::Msg(format!(
+                    "LLMBENCH_CUDA_QKV={other}: expected separate (the default) or attention"
+                )))
+            }
+        };
         Ok(Self {
             stream,
             stage_bytes,
@@ -105,7 +117,13 @@ impl GemvChoice {
             blocks_per_sm,
             sms: sms.max(1),
             mlp_fused,
+            qkv_attention,
         })
+    }
+
+    /// Multiprocessors of the device.
+    pub fn sms(&self) -> u32 {
+        self.sms
     }
 
     /// Blocks of a fused-MLP launch over `groups` runs of 8 intermediate indices of
@@ -167,6 +185,7 @@ mod tests {
             blocks_per_sm: 1,
             sms: 132,
             mlp_fused: true,
+            qkv_attention: false,
         }
     }
 

@@ -32,6 +32,8 @@ pub(super) struct GemvArgs {
     pub(super) pending: u64,
     pub(super) resid_out: u64,
     pub(super) trace: u64,
+    pub(super) arrivals: u64,
+    pub(super) attn_out: u64,
     pub(super) n: i32,
     pub(super) k: i32,
     pub(super) prologue: i32,
@@ -50,6 +52,7 @@ pub(super) struct GemvArgs {
     pub(super) stage_rows: i32,
     pub(super) stages: i32,
     pub(super) eps: f32,
+    pub(super) inv_sqrt_d: f32,
 }
 
 /// A projection ready to launch: its kernel (format, dtype and loads in flight chosen once) and
@@ -70,10 +73,15 @@ pub(super) enum GemvKind {
     Stream,
     /// `mlp_fused_*`: gate_up, SiLU and the down product in one launch of `blocks` blocks.
     FusedMlp { blocks: u32 },
+    /// `qkv_attn_dense_*`: the warp gemv in blocks of 8 warps with the attention as its tail;
+    /// `resident`: blocks the device holds at once (the launch needs its whole grid resident).
+    QkvAttention { resident: u32 },
 }
 
 /// Threads of a fused-MLP block (MLP_THREADS in mlp_fused.cuh).
 pub(super) const MLP_THREADS: u32 = 256;
+/// Threads of a QKV-with-attention block (QKV_ATTN_THREADS, the attention's SPLIT).
+pub(super) const QKV_ATTN_THREADS: u32 = 256;
 
 /// What every projection of one decoder is built from: the graph's dtype and kernel-name suffix,
 /// its stream, the module's kernels by name, and the kernel choices read from the environment.
@@ -138,6 +146,29 @@ impl Kernels<'_> {
             .set_attribute(sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, (MAX_GEMV_SHARED_BYTES + COMBINE_SHARED_BYTES) as i32)
             .map_err(wrap)?;
         Ok(Some(Projection { kernel, args, shared_bytes: shared as u32, kind: GemvKind::Warp }))
+    }
+
+    /// The QKV projection with the attention as its tail (`qkv_attention` in llama_decode.cu),
+    /// or `None` where it does not apply: `LLMBENCH_CUDA_QKV=attention` not set, weights not
+    /// dense, or rows too long for one warp a pair. Whether a step can launch it (the grid
+    /// resident at once, enough blocks for the attention's splits) is `GemvKind::QkvAttention`'s
+    /// to answer at capture time, when the cache's capacity is known.
+    pub(super) fn qkv_attention(&self, w: &GraphWeight, n: usize, k: usize) -> Result<Option<Projection>> {
+        if !self.choice.qkv_attention || !matches!(w, GraphWeight::Dense(_)) {
+            return Ok(None);
+        }
+        let Some(p) = self.projection(w, n, k, 0)? else { return Ok(None) };
+        if p.kind != GemvKind::Warp || p.args.warps_per_pair != 1 {
+            return Ok(None);
+        }
+        let per_lane = (k / (16 / self.dtype.size_in_bytes())).div_ceil(32);
+        let kernel = (self.load)(&format!("qkv_attn_dense_{}_c{}", self.suffix, if per_lane > 4 { 8 } else { 4 }))?;
+        kernel
+            .set_attribute(sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, p.shared_bytes as i32)
+            .map_err(wrap)?;
+        let fit = kernel.occupancy_max_active_blocks_per_multiprocessor(QKV_ATTN_THREADS, p.shared_bytes as usize, None).map_err(wrap)?;
+        let resident = fit * self.choice.sms();
+        Ok(Some(Projection { kernel, kind: GemvKind::QkvAttention { resident }, ..p }))
     }
 
     /// The fused launch of a layer's MLP (`../kernels/mlp_fused.cuh`), or `None` (logged) where

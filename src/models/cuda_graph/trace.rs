@@ -16,17 +16,30 @@ use std::sync::Arc;
 
 pub(super) struct StepTrace {
     path: PathBuf,
+    device: Device,
     /// `[launches][STAMPS]` nanoseconds, as i64 (the kernels treat them as u64).
     stamps: Tensor,
     timeline: Timeline,
+    names: Vec<String>,
 }
 
 impl StepTrace {
-    /// From LLMBENCH_CUDA_TRACE, for the launches `names` of one step in order; `None` unset.
-    pub(super) fn from_env(names: Vec<String>, device: &Device) -> Result<Option<Self>> {
+    /// From LLMBENCH_CUDA_TRACE; `None` where it is not set.
+    pub(super) fn from_env(device: &Device) -> Result<Option<Self>> {
         let Some(path) = std::env::var_os("LLMBENCH_CUDA_TRACE").filter(|p| !p.is_empty()) else { return Ok(None) };
-        let stamps = Tensor::zeros(names.len() * STAMPS, DType::I64, device)?;
-        Ok(Some(Self { path: PathBuf::from(path), stamps, timeline: Timeline::new(names) }))
+        let stamps = Tensor::zeros(STAMPS, DType::I64, device)?;
+        Ok(Some(Self { path: PathBuf::from(path), device: device.clone(), stamps, timeline: Timeline::new(vec![]), names: vec![] }))
+    }
+
+    /// Before a capture: the step's launches in order. A step of other launches (another cache
+    /// capacity can change them) starts a new timeline.
+    pub(super) fn prepare(&mut self, names: Vec<String>) -> Result<()> {
+        if names != self.names {
+            self.stamps = Tensor::zeros(names.len() * STAMPS, DType::I64, &self.device)?;
+            self.timeline = Timeline::new(names.clone());
+            self.names = names;
+        }
+        Ok(())
     }
 
     /// The device address of launch `i`'s slot.

@@ -12,19 +12,18 @@
 // reference, and one kernel instead of two). Grouped-query: query head h reads kv head
 // h / (n_head / n_kv). Scores: one position per thread, 16-byte key loads; values: thread
 // (position group, 16-byte chunk), groups summed at the end.
+//
+// attn_split_at is the work of one (head, split) block of SPLIT threads, once q and the cache
+// are in memory: the attn_split kernel's, and the tail of the fused QKV kernel (qkv_attention).
 template <typename T>
-__device__ void attn_split(const T* q, const T* k_cache, const T* v_cache, const int* params, float* acc_out, int n_head,
-                           int n_kv, int d, int capacity, float inv_sqrt_d, int max_splits, unsigned long long* trace) {
+__device__ void attn_split_at(const T* q, const T* k_cache, const T* v_cache, const int* params, float* acc_out, int n_head,
+                              int n_kv, int d, int capacity, float inv_sqrt_d, int max_splits, int head, int split) {
   constexpr int V = Vec<T>::N;
   __shared__ float qs[256];
   __shared__ float probs[SPLIT];
   __shared__ float red[SPLIT * 8];
   __shared__ float scratch[32];
-  trace_start(trace);
-  wait_for_previous();
-  release_next();
-  trace_released(trace);
-  int len = params[1] + 1, head = blockIdx.x, split = blockIdx.y;
+  int len = params[1] + 1;
   int start = split * SPLIT;
   if (start >= len) return;
   int kvh = head / (n_head / n_kv);
@@ -101,5 +100,17 @@ __device__ void attn_split(const T* q, const T* k_cache, const T* v_cache, const
     stats[0] = m;
     stats[1] = l;
   }
+}
+
+template <typename T>
+__device__ void attn_split(const T* q, const T* k_cache, const T* v_cache, const int* params, float* acc_out, int n_head,
+                           int n_kv, int d, int capacity, float inv_sqrt_d, int max_splits, unsigned long long* trace) {
+  trace_start(trace);
+  wait_for_previous();
+  release_next();
+  trace_released(trace);
+  int len = params[1] + 1;
+  if ((int)blockIdx.y * SPLIT >= len) return;  // a split past the current length: nothing to do
+  attn_split_at<T>(q, k_cache, v_cache, params, acc_out, n_head, n_kv, d, capacity, inv_sqrt_d, max_splits, blockIdx.x, blockIdx.y);
   trace_end(trace);
 }

@@ -101,6 +101,8 @@ struct GemvArgs {
   const float* pending; // NORM_PENDING: the previous layer's MLP accumulator, f32 [k]
   void* resid_out;      // NORM_PENDING: the residual stream x + pending, T [k], written (or null)
   unsigned long long* trace;  // this launch's timeline slot (trace.cuh), or null
+  int* arrivals;        // QKV + attention: blocks done with their rows (zeroed by embed each step)
+  float* attn_out;      // QKV + attention: attn_split's partial outputs
   int n, k, prologue, epilogue;
   int groups, group_shift;        // int4
   int act_block_shift, act_il;    // activation quantization: block = 32 << shift; int4's interleave
@@ -110,6 +112,7 @@ struct GemvArgs {
   int stage_rows;                 // gemv_stream: rows a shared-memory stage holds (2, 4 or 8)
   int stages;                     // gemv_stream: stages of its ring (2 to 16)
   float eps;
+  float inv_sqrt_d;               // QKV + attention: the host's 1 / sqrt(head_dim)
 };
 
 // The two output rows of warp `pair`: adjacent rows, or the pairs an epilogue combines (gate row
@@ -421,7 +424,7 @@ __device__ void epilogue(const GemvArgs& a, int r0, int r1, int aux, float v0, f
 // weights' round trip. Shared memory: the input vector T[k], then (quantized formats, T = f32)
 // its codes i8[k], block scales f32[k / 32] and code sums i32[k / 32], then the split-combine's
 // factors (O projection).
-template <typename T, int FMT, int CPL, typename F>
+template <typename T, int FMT, int CPL, typename F, bool TAIL = false>
 __device__ void gemv(const GemvArgs& a) {
   extern __shared__ __align__(16) unsigned char smem[];
   __shared__ float partial[2][8];
@@ -492,12 +495,46 @@ __device__ void gemv(const GemvArgs& a) {
     float v1 = r1 >= 0 ? F::finish(m, r1, acc1) : 0.f;
     epilogue<T>(a, r0, r1, aux, v0, v1, e);
   }
-  trace_end(a.trace);
+  if constexpr (!TAIL) trace_end(a.trace);  // a kernel with a tail ends its own trace
 }
 
 #include "decode_attention.cuh"
 #include "gemv_stream.cuh"
 #include "mlp_fused.cuh"
+
+// The QKV projection with the attention as its tail, one launch instead of two
+// (LLMBENCH_CUDA_QKV=attention; an experiment not yet measured, NOTES 2026-12-05 session 4):
+// once a block's rows (q, and k, v into the cache) are stored, it counts itself done (every
+// thread fences, then one atomic: release); blocks 0 .. n_head * splits - 1 then wait until every
+// block has (acquire) and each runs one (head, split) of the attention (attn_split_at), whose
+// inputs are this grid's own stores. A waiting block must never hold the place of one it waits
+// for, so the host launches this only where the whole grid is resident at once (one wave) and
+// has at least as many blocks as (head, split) pairs; SPLIT threads a block, as attn_split_at needs.
+#define QKV_ATTN_THREADS SPLIT
+__device__ __forceinline__ int load_acquire(const int* p) {
+  int v;
+  asm volatile("ld.acquire.gpu.global.b32 %0, [%1];" : "=r"(v) : "l"(p) : "memory");
+  return v;
+}
+
+template <typename T, int CPL>
+__device__ void qkv_attention(const GemvArgs& a) {
+  gemv<T, FMT_DENSE, CPL, Dense<T>, true>(a);
+  __threadfence();
+  __syncthreads();
+  if (threadIdx.x == 0) atomicAdd(a.arrivals, 1);
+  int splits = (a.params[1] + SPLIT) / SPLIT;  // positions 0 .. params[1]
+  if ((int)blockIdx.x < a.n_head * splits) {
+    if (threadIdx.x == 0) {
+      while (load_acquire(a.arrivals) < (int)gridDim.x) __nanosleep(64);
+    }
+    __syncthreads();
+    int head = blockIdx.x % a.n_head, split = blockIdx.x / a.n_head;
+    attn_split_at<T>(static_cast<const T*>(a.out), static_cast<const T*>(a.k_cache), static_cast<const T*>(a.v_cache), a.params,
+                     a.attn_out, a.n_head, a.n_kv, a.head_dim, a.capacity, a.inv_sqrt_d, a.attn_splits, head, split);
+  }
+  trace_end(a.trace);
+}
 
 #define GEMV_KERNEL(NAME, T, FMT, F)                                                                              \
   extern "C" __global__ void __launch_bounds__(128) NAME##_c4(const GemvArgs a) { gemv<T, FMT, 4, F>(a); }       \
@@ -517,7 +554,13 @@ __device__ void gemv(const GemvArgs& a) {
   extern "C" __global__ void __launch_bounds__(STREAM_THREADS) gemv_stream_##S(const GemvArgs a) {             \
     gemv_stream<T>(a);                                                                                         \
   }                                                                                                            \
-  extern "C" __global__ void __launch_bounds__(MLP_THREADS) mlp_fused_##S(const GemvArgs a) { mlp_fused<T>(a); }
+  extern "C" __global__ void __launch_bounds__(MLP_THREADS) mlp_fused_##S(const GemvArgs a) { mlp_fused<T>(a); }  \
+  extern "C" __global__ void __launch_bounds__(QKV_ATTN_THREADS) qkv_attn_dense_##S##_c4(const GemvArgs a) {    \
+    qkv_attention<T, 4>(a);                                                                                    \
+  }                                                                                                            \
+  extern "C" __global__ void __launch_bounds__(QKV_ATTN_THREADS) qkv_attn_dense_##S##_c8(const GemvArgs a) {    \
+    qkv_attention<T, 8>(a);                                                                                    \
+  }
 
 DECODE_KERNELS(float, f32)
 DECODE_KERNELS(__half, f16)
