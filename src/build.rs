@@ -24,9 +24,13 @@ fn main() {
         println!("cargo:rerun-if-changed={path}");
     }
     if std::env::var_os("CARGO_FEATURE_CUDA").is_some() {
-        // Both include the per-format chunk dot products of src/quant/kernels/block_dot.cuh.
-        println!("cargo:rerun-if-changed=src/quant/kernels/block_dot.cuh");
-        println!("cargo:rerun-if-changed=src/models/kernels/float_ops.cuh");
+        // The .cu files include headers from all three kernel folders (block_dot.cuh's per-format
+        // dot products, float_ops.cuh, llama_decode.cu's own .cuh parts): a directory makes cargo
+        // watch every file in it, so an edit to any header rebuilds the PTX (listing headers one
+        // by one once left mlp_fused.cuh and decode_attention.cuh unwatched: a stale PTX).
+        for dir in ["src/models/kernels", "src/quant/kernels", "src/sparse/kernels"] {
+            println!("cargo:rerun-if-changed={dir}");
+        }
         compile_ptx("src/models/kernels/llama_decode.cu", "llama_decode.ptx");
         compile_ptx("src/models/kernels/causal_attention.cu", "causal_attention.ptx");
         compile_ptx("src/quant/kernels/int_matvec.cu", "int_matvec.ptx");

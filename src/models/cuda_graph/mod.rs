@@ -5,6 +5,8 @@
 #[cfg(feature = "cuda")]
 mod cuda;
 #[cfg(feature = "cuda")]
+mod launch;
+#[cfg(feature = "cuda")]
 mod projection;
 #[cfg(feature = "cuda")]
 mod trace;

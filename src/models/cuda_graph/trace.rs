@@ -7,7 +7,7 @@
 //! mean times in microseconds from the step's first start. The stamps cost four 64-bit atomics a
 //! block and one stream synchronisation a step, so a traced run's tok/s is not the untraced one.
 
-use super::cuda::{ptr, wrap};
+use super::launch::{ptr, wrap};
 use super::timeline::{Timeline, STAMPS};
 use candle_core::cuda_backend::cudarc::driver::{sys, CudaStream};
 use candle_core::{DType, Device, Result, Tensor};
