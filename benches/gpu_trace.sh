@@ -5,25 +5,36 @@
 # and writes the means per launch as CSV under $OUT. Then, per kernel role (qkv, attention, o,
 # mlp or gate_up + down, head), the mean duration, and the launch gap: how long after the
 # previous kernel's last block ended this one's first block was released. Random bf16 weights,
-# 128-token prompt, 128 new tokens, for the fused MLP and LLMBENCH_CUDA_MLP=split side by side.
+# 128-token prompt, 128 new tokens, for each setting side by side: SETTINGS as in
+# gpu_gemv_sweep.sh (";"-separated, each a space-separated VAR=value list, "-" for the defaults);
+# by default the fused MLP, the split one, the transposed one, the QKV with the attention and
+# the O projection in the MLP's launch.
 set -uo pipefail
 BIN=${LLMBENCH:-dist/llmbench-cuda}
 PROMPT=$(python3 -c 'print(("The quick brown fox jumps over the lazy dog. " * 4)[:128])')
+SETTINGS=${SETTINGS:-"-;LLMBENCH_CUDA_MLP=split;LLMBENCH_CUDA_MLP=transposed;LLMBENCH_CUDA_QKV=attention;LLMBENCH_CUDA_O=mlp"}
+IFS=';' read -r -a settings <<< "$SETTINGS"
 for model in ${MODELS:-tinyllama-1.1b smollm2-135m}; do
-  for mlp in fused split; do
-    csv="$OUT/trace-$model-$mlp.csv"
-    LLMBENCH_CUDA_MLP=$mlp LLMBENCH_CUDA_TRACE="$csv" "$BIN" generate --device cuda --no-weights --model "$model" \
+  for setting in "${settings[@]}"; do
+    csv="$OUT/trace-$model-$(echo "$setting" | tr ' =' '_-').csv"
+    env_args=()
+    [ "$setting" != "-" ] && read -r -a env_args <<< "$setting"
+    env "${env_args[@]}" LLMBENCH_CUDA_TRACE="$csv" "$BIN" generate --device cuda --no-weights --model "$model" \
       --dtype bf16 --kv-cache static -n "${NEW_TOKENS:-128}" --ignore-eos --prompt "$PROMPT" > /dev/null 2> "$csv.err" \
-      || { echo "$model $mlp: failed: $(tail -c 300 "$csv.err")"; continue; }
-    python3 - "$csv" "$model" "$mlp" <<'PY'
+      || { echo "$model $setting: failed: $(tail -c 300 "$csv.err")"; continue; }
+    python3 - "$csv" "$model" "$setting" <<'PY'
 import collections, csv, sys
 rows = [r for r in csv.DictReader(l for l in open(sys.argv[1]) if not l.startswith("#"))]
 tail = [l for l in open(sys.argv[1]) if l.startswith("#")]
 roles = collections.OrderedDict()
 for r in rows:
     roles.setdefault(r["kernel"].split(".")[-1], []).append(r)
-print(f"{sys.argv[2]} mlp={sys.argv[3]}: {tail[0][2:].strip() if tail else ''}")
+print(f"{sys.argv[2]} {sys.argv[3]}: {tail[0][2:].strip() if tail else ''}")
 for role, rs in roles.items():
+    rs = [r for r in rs if r["duration_us"]]  # launches that never stamped (none should) have empty rows
+    if not rs:
+        print(f"  {role:9s} recorded nothing")
+        continue
     dur = sum(float(r["duration_us"]) for r in rs) / len(rs)
     gaps = [float(r["released_after_previous_end_us"]) for r in rs if r["released_after_previous_end_us"]]
     lead = [float(r["first_release_us"]) - float(r["start_us"]) for r in rs]

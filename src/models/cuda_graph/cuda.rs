@@ -5,22 +5,23 @@
 //! a layer is four launches of our kernels (`../kernels/llama_decode.cu`: the QKV and O
 //! projections with the norms, RoPE, the cache store, the residual adds and the attention
 //! split-combine fused into their prologues and epilogues, a split-K attention, and the whole MLP
-//! in one kernel), each launched to overlap the
-//! tail of the one before (programmatic dependent launch), and the whole step is
-//! captured once and replayed: the token and position live in device memory, so the same graph
+//! in one kernel; experiments merge the attention into the QKV launch and the O projection into
+//! the MLP's), each launched to overlap the tail of the one before (programmatic dependent
+//! launch), and the whole step is captured once and replayed: the token and position live in device memory, so the same graph
 //! serves every step (what vLLM and llama.cpp do for CUDA graphs). The weights and cache stay
 //! candle tensors (or our quantized device matrices); this file only takes their addresses.
 
 use super::gemv_choice::{GemvChoice, STREAM_THREADS};
+use super::launch::{arg, launch_after_previous, ptr, wrap};
 use super::projection::{GemvArgs, GemvKind, Kernels, Projection, MLP_THREADS, QKV_ATTN_THREADS};
 use super::trace::StepTrace;
 use super::{DecodeShape, DecodeWeights, GraphWeight};
 use crate::kv::InPlaceBuffers;
 use candle_core::cuda_backend::cudarc::driver::{
-    sys, CudaFunction, CudaGraph, CudaModule, CudaStream, DevicePtr, LaunchConfig, PushKernelArg,
+    sys, CudaFunction, CudaGraph, CudaModule, CudaStream, LaunchConfig, PushKernelArg,
 };
-use candle_core::cuda_backend::{CudaDevice, CudaStorageSlice};
-use candle_core::{DType, Device, Result, Storage, Tensor};
+use candle_core::cuda_backend::CudaDevice;
+use candle_core::{DType, Device, Result, Tensor};
 use std::sync::{Arc, Mutex};
 
 const PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/llama_decode.ptx"));
@@ -63,6 +64,8 @@ struct LayerOps {
     qkv_attention: Option<Projection>,
     o: Projection,
     mlp: Mlp,
+    /// The O projection run by the fused MLP's launch (LLMBENCH_CUDA_O=mlp), where it applies.
+    o_mlp: Option<Projection>,
 }
 
 /// A layer's MLP: one fused launch that leaves its down product in an f32 accumulator for the
@@ -81,7 +84,8 @@ struct Buffers {
     act: Tensor,
     /// Zeroed by the embedding kernel at each step: the fused MLPs' down products, f32
     /// `[layers][hidden]` (rounded up to a multiple of 4), then one 16-byte slot a layer whose
-    /// first i32 counts the QKV blocks done (QKV with the attention as its tail).
+    /// first i32 counts the QKV blocks done (QKV with the attention as its tail), the second the
+    /// O blocks done (O in the MLP's launch).
     zeroed: Tensor,
     logits: Tensor,
 }
@@ -168,8 +172,21 @@ impl GraphDecoder {
                     Mlp::Split { gate_up, down }
                 }
             };
-            layers.push(LayerOps { input_norm: ptr(&lw.input_norm, &stream)?, post_norm: ptr(&lw.post_norm, &stream)?, qkv, qkv_attention, o, mlp });
+            let o_mlp = match &mlp {
+                Mlp::Fused(p) => kernels.o_mlp(&o, p)?,
+                Mlp::Split { .. } => None,
+            };
+            layers.push(LayerOps { input_norm: ptr(&lw.input_norm, &stream)?, post_norm: ptr(&lw.post_norm, &stream)?, qkv, qkv_attention, o, mlp, o_mlp });
         }
+        // Said, not silent: a sweep row labelled with an experiment must not time the default
+        // (the reasons per layer are logged at debug level).
+        let declined = |set: bool, taken: usize, what: &str| {
+            if set && taken < layers.len() {
+                tracing::warn!("{what}: {} of {} layers run without it (RUST_LOG=debug says why)", layers.len() - taken, layers.len());
+            }
+        };
+        declined(choice.qkv_attention, layers.iter().filter(|l| l.qkv_attention.is_some()).count(), "LLMBENCH_CUDA_QKV=attention");
+        declined(choice.o_mlp, layers.iter().filter(|l| l.o_mlp.is_some()).count(), "LLMBENCH_CUDA_O=mlp");
         let Some(head) = project(&weights.head, shape.vocab, shape.hidden, 0)? else { return Ok(None) };
         let zeros = |n: usize, dt: DType| Tensor::zeros(n, dt, device);
         let buffers = Buffers {
@@ -224,34 +241,6 @@ fn mlp_sums_len(layers: usize, hidden: usize) -> usize {
     (layers * hidden).next_multiple_of(4)
 }
 
-/// A kernel parameter for `cuLaunchKernelEx`: the address of its value.
-fn arg<T>(value: &T) -> *mut std::ffi::c_void {
-    value as *const T as *mut std::ffi::c_void
-}
-
-pub(super) fn wrap(e: impl std::fmt::Display) -> candle_core::Error {
-    candle_core::Error::Msg(format!("cuda graph decoder: {e}"))
-}
-
-/// The device address of a contiguous CUDA tensor's first element.
-pub(super) fn ptr(t: &Tensor, stream: &Arc<CudaStream>) -> Result<u64> {
-    let (storage, layout) = t.storage_and_layout();
-    let Storage::Cuda(cs) = &*storage else { candle_core::bail!("cuda graph decoder: tensor is not on a CUDA device") };
-    if !layout.is_contiguous() {
-        candle_core::bail!("cuda graph decoder: tensor is not contiguous");
-    }
-    let base = match &cs.slice {
-        CudaStorageSlice::F32(s) => s.device_ptr(stream).0,
-        CudaStorageSlice::F16(s) => s.device_ptr(stream).0,
-        CudaStorageSlice::BF16(s) => s.device_ptr(stream).0,
-        CudaStorageSlice::U32(s) => s.device_ptr(stream).0,
-        CudaStorageSlice::U8(s) => s.device_ptr(stream).0,
-        CudaStorageSlice::I64(s) => s.device_ptr(stream).0,
-        _ => candle_core::bail!("cuda graph decoder: unsupported storage dtype {:?}", t.dtype()),
-    };
-    Ok(base + (layout.start_offset() * t.dtype().size_in_bytes()) as u64)
-}
-
 impl Inner {
     fn step(&mut self, token: u32, pos: usize, cache: &mut dyn InPlaceBuffers) -> Result<Tensor> {
         let candle_stream = self.device.cuda_stream();
@@ -295,7 +284,11 @@ impl Inner {
             }
             _ => {
                 self.graph = None;
-                let names = self.launch_names(capacity.div_ceil(SPLIT));
+                let max_splits = capacity.div_ceil(SPLIT);
+                if self.choice.qkv_attention && self.layers.iter().any(|ops| self.qkv_with_attention(ops, max_splits).is_none()) {
+                    tracing::warn!("LLMBENCH_CUDA_QKV=attention: at a cache of {capacity} positions, QKV and attention run as two launches (the grid is not resident at once, or has fewer blocks than heads x splits)");
+                }
+                let names = self.launch_names(max_splits);
                 if let Some(trace) = &mut self.trace {
                     trace.prepare(names)?;
                 }
@@ -365,7 +358,7 @@ impl Inner {
         for (l, ops) in self.layers.iter().enumerate() {
             let (kc, vc) = (cache[2 * l], cache[2 * l + 1]);
             let with_attention = self.qkv_with_attention(ops, max_splits as usize);
-            let rope = GemvArgs { k_cache: kc, v_cache: vc, trace: slot()?, arrivals: arrivals + 16 * l as u64, attn_out: partial, inv_sqrt_d, ..shape_args };
+            let rope = GemvArgs { k_cache: kc, v_cache: vc, trace: slot()?, arrivals: arrivals + 16 * (l as u64), attn_out: partial, inv_sqrt_d, ..shape_args };
             let qkv = with_attention.unwrap_or(&ops.qkv);
             match pending.take() {
                 None => self.gemv(qkv, rope, (PRO_NORM, xs[x], ops.input_norm), (EPI_ROPE, q))?,
@@ -381,7 +374,17 @@ impl Inner {
                     arg(&q), arg(&kc), arg(&vc), arg(&params), arg(&partial),
                     arg(&n_head), arg(&n_kv), arg(&d), arg(&capacity_i), arg(&inv_sqrt_d), arg(&max_splits), arg(&attention_slot),
                 ];
-                self.launch_after_previous(&self.attention, heads, &mut attention_args)?;
+                launch_after_previous(&self.stream, &self.attention, heads, &mut attention_args)?;
+            }
+            let layer_arrivals = arrivals + 16 * l as u64;
+            if let (Mlp::Fused(p), Some(om)) = (&ops.mlp, &ops.o_mlp) {
+                // O's blocks count on the second i32 of the layer's slot (QKV's on the first).
+                let o_args = launch_args(om, GemvArgs { trace: slot()?, arrivals: layer_arrivals + 4, ..shape_args }, (PRO_COMBINE, partial, 0), (EPI_RESIDUAL, xs[x]));
+                let acc = mlp_acc + (4 * l * s.hidden) as u64;
+                let mlp_args = launch_args(p, GemvArgs { acc, ..shape_args }, (PRO_NORM, xs[x], ops.post_norm), (EPI_SILU, 0));
+                self.o_mlp(om, p, o_args, mlp_args)?;
+                pending = Some(acc);
+                continue;
             }
             self.gemv(&ops.o, GemvArgs { trace: slot()?, ..shape_args }, (PRO_COMBINE, partial, 0), (EPI_RESIDUAL, xs[x]))?;
             match &ops.mlp {
@@ -415,7 +418,7 @@ impl Inner {
     }
 
     /// One step's launches in `enqueue`'s order, named for the trace: embed, then per layer qkv
-    /// (with or without the attention), attention, o and the MLP's one or two launches, then head.
+    /// (or qkv_attention), attention, o and the MLP's one or two launches (or o_mlp), then head.
     fn launch_names(&self, max_splits: usize) -> Vec<String> {
         let mut names = vec!["embed".to_string()];
         for (l, ops) in self.layers.iter().enumerate() {
@@ -423,10 +426,10 @@ impl Inner {
                 Some(_) => names.push(format!("{l}.qkv_attention")),
                 None => names.extend(["qkv", "attention"].map(|k| format!("{l}.{k}"))),
             }
-            names.push(format!("{l}.o"));
-            match ops.mlp {
-                Mlp::Fused(_) => names.push(format!("{l}.mlp")),
-                Mlp::Split { .. } => names.extend(["gate_up", "down"].map(|k| format!("{l}.{k}"))),
+            match (&ops.mlp, &ops.o_mlp) {
+                (Mlp::Fused(_), Some(_)) => names.push(format!("{l}.o_mlp")),
+                (Mlp::Fused(_), None) => names.extend(["o", "mlp"].map(|k| format!("{l}.{k}"))),
+                (Mlp::Split { .. }, _) => names.extend(["o", "gate_up", "down"].map(|k| format!("{l}.{k}"))),
             }
         }
         names.push("head".into());
@@ -435,29 +438,10 @@ impl Inner {
 
     /// Launches `p` with a prologue `(kind, input, norm weight)` and an epilogue `(kind, output)`
     /// over `base`'s shape fields.
-    fn gemv(&self, p: &Projection, base: GemvArgs, (prologue, input, norm_w): (i32, u64, u64), (epilogue, out): (i32, u64)) -> Result<()> {
+    fn gemv(&self, p: &Projection, base: GemvArgs, prologue: (i32, u64, u64), epilogue: (i32, u64)) -> Result<()> {
+        let args = launch_args(p, base, prologue, epilogue);
         let a = &p.args;
-        let args = GemvArgs {
-            codes: a.codes,
-            scales: a.scales,
-            zeros: a.zeros,
-            n: a.n,
-            k: a.k,
-            groups: a.groups,
-            group_shift: a.group_shift,
-            act_block_shift: a.act_block_shift,
-            act_il: a.act_il,
-            warps_per_pair: a.warps_per_pair,
-            stage_rows: a.stage_rows,
-            stages: a.stages,
-            down: a.down,
-            input,
-            norm_w,
-            out,
-            prologue,
-            epilogue,
-            ..base
-        };
+        let (prologue, epilogue) = (prologue.0, epilogue.0);
         // Two rows a pair: adjacent ones, or the pairs an epilogue combines (n / 2 pairs); each
         // pair on `warps_per_pair` warps.
         let pairs = if epilogue == EPI_SILU || epilogue == EPI_ROPE { a.n as usize / 2 } else { (a.n as usize).div_ceil(2) };
@@ -466,37 +450,48 @@ impl Inner {
             GemvKind::Stream => (self.choice.blocks(pairs, a.stage_rows as usize), STREAM_THREADS),
             GemvKind::FusedMlp { blocks } => (blocks, MLP_THREADS),
             GemvKind::QkvAttention { .. } => (pairs.div_ceil(QKV_ATTN_THREADS as usize / 32) as u32, QKV_ATTN_THREADS),
+            GemvKind::OMlp { .. } => return Err(wrap("the O-and-MLP launch goes through o_mlp")),
         };
         // The split-combine's factors, one per (split, head), after the input vector.
         let combine = if prologue == PRO_COMBINE { 4 * base.attn_splits as u32 * base.n_head as u32 } else { 0 };
         let cfg = LaunchConfig { grid_dim: (blocks, 1, 1), block_dim: (threads, 1, 1), shared_mem_bytes: p.shared_bytes + combine };
-        self.launch_after_previous(&p.kernel, cfg, &mut [arg(&args)])
+        launch_after_previous(&self.stream, &p.kernel, cfg, &mut [arg(&args)])
     }
 
-    /// Launches `f` with programmatic dependent launch: it may start while the kernel before it
-    /// on the stream finishes, and waits for it at its `griddepcontrol.wait` (the kernels'
-    /// `wait_for_previous`). A capture records this as a programmatic edge of the graph. The
-    /// gain is the launch latency and the weights' first round trip, hidden behind the previous
-    /// kernel's tail (results/gpu/NOTES.md).
-    fn launch_after_previous(&self, f: &CudaFunction, cfg: LaunchConfig, args: &mut [*mut std::ffi::c_void]) -> Result<()> {
-        // SAFETY: zeroed is a valid launch attribute (id 0, no value), then set field by field.
-        let mut attr: sys::CUlaunchAttribute = unsafe { std::mem::zeroed() };
-        attr.id = sys::CUlaunchAttributeID::CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION;
-        attr.value.programmaticStreamSerializationAllowed = 1;
-        let config = sys::CUlaunchConfig {
-            gridDimX: cfg.grid_dim.0,
-            gridDimY: cfg.grid_dim.1,
-            gridDimZ: cfg.grid_dim.2,
-            blockDimX: cfg.block_dim.0,
-            blockDimY: cfg.block_dim.1,
-            blockDimZ: cfg.block_dim.2,
-            sharedMemBytes: cfg.shared_mem_bytes,
-            hStream: self.stream.cu_stream(),
-            attrs: &mut attr,
-            numAttrs: 1,
-        };
-        // SAFETY: `args` points at one value per kernel parameter, in order and of the kernel's
-        // types, alive for the call (the driver copies them).
-        unsafe { sys::cuLaunchKernelEx(&config, f.cu_function(), args.as_mut_ptr(), std::ptr::null_mut()).result() }.map_err(wrap)
+    /// Launches the layer's O projection and fused MLP as one (`o_mlp`): `o_args` and
+    /// `mlp_args` are each part's arguments, the grid the MLP's.
+    fn o_mlp(&self, om: &Projection, mlp: &Projection, o_args: GemvArgs, mlp_args: GemvArgs) -> Result<()> {
+        let GemvKind::OMlp { blocks } = om.kind else { return Err(wrap("not an O-and-MLP launch")) };
+        let combine = 4 * o_args.attn_splits as u32 * o_args.n_head as u32;
+        let shared = (om.shared_bytes + combine).max(mlp.shared_bytes);
+        let cfg = LaunchConfig { grid_dim: (blocks, 1, 1), block_dim: (MLP_THREADS, 1, 1), shared_mem_bytes: shared };
+        launch_after_previous(&self.stream, &om.kernel, cfg, &mut [arg(&o_args), arg(&mlp_args)])
+    }
+}
+
+/// The arguments of one launch of `p`: its weight's fields, a prologue `(kind, input, norm
+/// weight)` and an epilogue `(kind, output)`, over `base`'s shape fields.
+fn launch_args(p: &Projection, base: GemvArgs, (prologue, input, norm_w): (i32, u64, u64), (epilogue, out): (i32, u64)) -> GemvArgs {
+    let a = &p.args;
+    GemvArgs {
+        codes: a.codes,
+        scales: a.scales,
+        zeros: a.zeros,
+        n: a.n,
+        k: a.k,
+        groups: a.groups,
+        group_shift: a.group_shift,
+        act_block_shift: a.act_block_shift,
+        act_il: a.act_il,
+        warps_per_pair: a.warps_per_pair,
+        stage_rows: a.stage_rows,
+        stages: a.stages,
+        down: a.down,
+        input,
+        norm_w,
+        out,
+        prologue,
+        epilogue,
+        ..base
     }
 }

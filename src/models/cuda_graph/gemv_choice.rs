@@ -11,8 +11,12 @@
 //! dense and each block's slice of a down row fills a 32-byte sector (TinyLlama bf16: yes,
 //! +9% on the H200; SmolLM2 bf16: no, and measured slower fused); `LLMBENCH_CUDA_MLP=split`
 //! runs every MLP as the two warp-gemv launches (gate_up, then down), whose f32 sums are
-//! deterministic (NOTES, 2026-12-05, session 4). `LLMBENCH_CUDA_QKV=attention` runs each QKV
-//! projection with the attention as its tail (one launch fewer a layer; not measured yet).
+//! deterministic (NOTES, 2026-12-05, session 4); `LLMBENCH_CUDA_MLP=transposed` fuses every dense
+//! MLP over a transposed copy of its down matrix (a block's slice whole contiguous rows, not a
+//! few bytes of every row; not measured yet, NOTES 2026-12-05 session 5; costs the down
+//! matrices' memory again). `LLMBENCH_CUDA_QKV=attention` runs each QKV
+//! projection with the attention as its tail, and `LLMBENCH_CUDA_O=mlp` runs each O projection
+//! in the fused MLP's launch before its MLP (one launch fewer a layer each; not measured yet).
 
 use candle_core::{Error, Result};
 
@@ -36,10 +40,23 @@ pub struct GemvChoice {
     ring_bytes: usize,
     blocks_per_sm: u32,
     sms: u32,
-    /// The fused MLP kernel where it fits (else gate_up and down as two warp-gemv launches).
-    pub mlp_fused: bool,
+    /// How a layer's MLP is launched.
+    pub mlp: MlpChoice,
     /// The QKV projection with the attention as its tail (else two launches).
     pub qkv_attention: bool,
+    /// The O projection run by the fused MLP's grid before its MLP (else two launches).
+    pub o_mlp: bool,
+}
+
+/// How a layer's MLP is launched (LLMBENCH_CUDA_MLP).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum MlpChoice {
+    /// One launch where its down slices fill whole sectors (else `Split`).
+    Fused,
+    /// gate_up then down, two warp-gemv launches with deterministic sums.
+    Split,
+    /// One launch over a transposed copy of the down matrix, wherever the weights are dense.
+    Transposed,
 }
 
 /// A streaming projection's shape: rows a stage (2, 4 or 8: whole pairs, and 8 warps split
@@ -54,15 +71,7 @@ pub struct StreamShape {
 impl GemvChoice {
     /// From the environment, for a device of `sms` multiprocessors.
     pub fn from_env(sms: u32) -> Result<Self> {
-        let stream = match std::env::var("LLMBENCH_CUDA_GEMV").ok().as_deref() {
-            None | Some("") | Some("warp") => false,
-            Some("stream") => true,
-            Some(other) => {
-                return Err(Error::Msg(format!(
-                    "LLMBENCH_CUDA_GEMV={other}: expected warp (the default) or stream"
-                )))
-            }
-        };
+        let stream = env_choice("LLMBENCH_CUDA_GEMV", &[("warp", false), ("stream", true)])?;
         let number =
             |name: &str, default: usize, range: std::ops::RangeInclusive<usize>| -> Result<usize> {
                 match std::env::var(name) {
@@ -92,32 +101,28 @@ impl GemvChoice {
         )?;
         let blocks_per_sm =
             number("LLMBENCH_CUDA_GEMV_BLOCKS_PER_SM", BLOCKS_PER_SM, 1..=4)? as u32;
-        let mlp_fused = match std::env::var("LLMBENCH_CUDA_MLP").ok().as_deref() {
-            None | Some("") | Some("fused") => true,
-            Some("split") => false,
-            Some(other) => {
-                return Err(Error::Msg(format!(
-                    "LLMBENCH_CUDA_MLP={other}: expected fused (the default) or split"
-                )))
-            }
-        };
-        let qkv_attention = match std::env::var("LLMBENCH_CUDA_QKV").ok().as_deref() {
-            None | Some("") | Some("separate") => false,
-            Some("attention") => true,
-            Some(other) => {
-                return Err(Error::Msg(format!(
-                    "LLMBENCH_CUDA_QKV={other}: expected separate (the default) or attention"
-                )))
-            }
-        };
+        let mlp = env_choice(
+            "LLMBENCH_CUDA_MLP",
+            &[
+                ("fused", MlpChoice::Fused),
+                ("split", MlpChoice::Split),
+                ("transposed", MlpChoice::Transposed),
+            ],
+        )?;
+        let qkv_attention = env_choice(
+            "LLMBENCH_CUDA_QKV",
+            &[("separate", false), ("attention", true)],
+        )?;
+        let o_mlp = env_choice("LLMBENCH_CUDA_O", &[("separate", false), ("mlp", true)])?;
         Ok(Self {
             stream,
             stage_bytes,
             ring_bytes,
             blocks_per_sm,
             sms: sms.max(1),
-            mlp_fused,
+            mlp,
             qkv_attention,
+            o_mlp,
         })
     }
 
@@ -129,13 +134,18 @@ impl GemvChoice {
     /// Blocks of a fused-MLP launch over `groups` runs of 8 intermediate indices of
     /// `value_bytes` each, where `fit` blocks fit a multiprocessor at once: one wave at most
     /// (every block's loads in flight together, none waiting for another to leave). `None`
-    /// (two launches) when fusing is off, or where the narrowest block's slice of a down row
-    /// would be under a 32-byte sector: two blocks would then share each sector, and the small
-    /// model where that happens (SmolLM2 bf16, 16 bytes) measured slower fused.
+    /// (two launches) when fusing is off, or, with the down matrix as stored, where the
+    /// narrowest block's slice of a down row would be under a 32-byte sector: two blocks would
+    /// then share each sector, and the small model where that happens (SmolLM2 bf16, 16 bytes)
+    /// measured slower fused. A transposed down matrix has whole rows a block: no such limit.
     pub fn mlp_blocks(&self, groups: usize, fit: u32, value_bytes: usize) -> Option<u32> {
         let blocks = (self.sms * fit.max(1)).min(groups as u32).max(1);
         let narrowest = 8 * (groups / blocks as usize) * value_bytes;
-        (self.mlp_fused && narrowest >= 32).then_some(blocks)
+        match self.mlp {
+            MlpChoice::Split => None,
+            MlpChoice::Fused => (narrowest >= 32).then_some(blocks),
+            MlpChoice::Transposed => Some(blocks),
+        }
     }
 
     /// The streaming shape of a dense projection with `row_bytes` a row, or `None` where the
@@ -173,6 +183,27 @@ impl GemvChoice {
     }
 }
 
+/// The value of the environment variable `name` among `options` (name, value), the first being
+/// the default (also for an unset or empty variable); anything else is an error naming them all.
+fn env_choice<T: Copy>(name: &str, options: &[(&str, T)]) -> Result<T> {
+    let set = std::env::var(name).unwrap_or_default();
+    if set.is_empty() {
+        return Ok(options[0].1);
+    }
+    options
+        .iter()
+        .find(|(option, _)| *option == set)
+        .map(|&(_, value)| value)
+        .ok_or_else(|| {
+            let names: Vec<&str> = options.iter().map(|(option, _)| *option).collect();
+            Error::Msg(format!(
+                "{name}={set}: expected one of {} ({} is the default)",
+                names.join(", "),
+                names[0]
+            ))
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -184,8 +215,9 @@ mod tests {
             ring_bytes: RING_BYTES,
             blocks_per_sm: 1,
             sms: 132,
-            mlp_fused: true,
+            mlp: MlpChoice::Fused,
             qkv_attention: false,
+            o_mlp: false,
         }
     }
 
@@ -254,6 +286,17 @@ mod tests {
     }
 
     #[test]
+    fn env_choice_takes_the_first_option_by_default_and_names_all_on_error() {
+        let options = [("fused", 0), ("split", 1)];
+        assert_eq!(env_choice("LLMBENCH_TEST_UNSET_CHOICE", &options).unwrap(), 0);
+        std::env::set_var("LLMBENCH_TEST_SET_CHOICE", "split");
+        assert_eq!(env_choice("LLMBENCH_TEST_SET_CHOICE", &options).unwrap(), 1);
+        std::env::set_var("LLMBENCH_TEST_BAD_CHOICE", "fast");
+        let err = env_choice("LLMBENCH_TEST_BAD_CHOICE", &options).unwrap_err().to_string();
+        assert!(err.contains("LLMBENCH_TEST_BAD_CHOICE=fast: expected one of fused, split (fused is the default)"), "{err}");
+    }
+
+    #[test]
     fn fused_mlp_blocks_fill_one_wave_of_whole_sectors() {
         // TinyLlama: 5,632 intermediate values, 704 groups of 8: 264 blocks, 16 or 24 a block.
         assert_eq!(stream().mlp_blocks(704, 2, 2), Some(264));
@@ -262,6 +305,10 @@ mod tests {
         // SmolLM2: 1,536 values, 192 groups: a block each, 16 bytes of a bf16 row; 32 in f32.
         assert_eq!(stream().mlp_blocks(192, 2, 2), None);
         assert_eq!(stream().mlp_blocks(192, 2, 4), Some(192));
-        assert_eq!(GemvChoice { mlp_fused: false, ..stream() }.mlp_blocks(704, 2, 2), None);
+        assert_eq!(GemvChoice { mlp: MlpChoice::Split, ..stream() }.mlp_blocks(704, 2, 2), None);
+        // Transposed: whole rows of the copy a block, SmolLM2 bf16 included.
+        let transposed = GemvChoice { mlp: MlpChoice::Transposed, ..stream() };
+        assert_eq!(transposed.mlp_blocks(192, 2, 2), Some(192));
+        assert_eq!(transposed.mlp_blocks(704, 2, 2), Some(264));
     }
 }

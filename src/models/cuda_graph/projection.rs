@@ -3,12 +3,13 @@
 //! the kernel arguments, mirrored field for field from `GemvArgs` in
 //! `../kernels/llama_decode.cu`.
 
-use super::cuda::{ptr, wrap, COMBINE_SHARED_BYTES, MAX_GEMV_SHARED_BYTES};
-use super::gemv_choice::GemvChoice;
+use super::cuda::{COMBINE_SHARED_BYTES, MAX_GEMV_SHARED_BYTES};
+use super::launch::{ptr, wrap};
+use super::gemv_choice::{GemvChoice, MlpChoice};
 use super::GraphWeight;
 use crate::quant::KernelOperands;
 use candle_core::cuda_backend::cudarc::driver::{sys, CudaFunction, CudaStream};
-use candle_core::{DType, Result};
+use candle_core::{DType, Result, Tensor};
 use std::sync::Arc;
 
 /// One gemv launch's parameters, field for field the `GemvArgs` struct of the .cu file
@@ -62,6 +63,10 @@ pub(super) struct Projection {
     pub(super) args: GemvArgs,
     pub(super) shared_bytes: u32,
     pub(super) kind: GemvKind,
+    /// A weight copy made for this launch (the fused MLP's transposed down matrix): never read,
+    /// held so that it lives as long as `args` holds its address.
+    #[allow(dead_code)]
+    pub(super) owned: Option<Tensor>,
 }
 
 /// Which gemv kernel a projection launches (gemv_stream.cuh says why there are two).
@@ -76,6 +81,9 @@ pub(super) enum GemvKind {
     /// `qkv_attn_dense_*`: the warp gemv in blocks of 8 warps with the attention as its tail;
     /// `resident`: blocks the device holds at once (the launch needs its whole grid resident).
     QkvAttention { resident: u32 },
+    /// `o_mlp_*`: the O projection (these args) in the first blocks of the layer's fused-MLP
+    /// launch of `blocks` blocks, then the MLP (the fused projection's args).
+    OMlp { blocks: u32 },
 }
 
 /// Threads of a fused-MLP block (MLP_THREADS in mlp_fused.cuh).
@@ -120,7 +128,7 @@ impl Kernels<'_> {
                     kernel.set_attribute(sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, most as i32).map_err(wrap)?;
                     args.stage_rows = shape.stage_rows as i32;
                     args.stages = shape.stages as i32;
-                    return Ok(Some(Projection { kernel, args, shared_bytes: shape.shared_bytes as u32, kind: GemvKind::Stream }));
+                    return Ok(Some(Projection { kernel, args, shared_bytes: shape.shared_bytes as u32, kind: GemvKind::Stream, owned: None }));
                 }
                 (format!("gemv_dense_{suffix}"), k / per_load, row_bytes)
             }
@@ -145,7 +153,7 @@ impl Kernels<'_> {
         kernel
             .set_attribute(sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, (MAX_GEMV_SHARED_BYTES + COMBINE_SHARED_BYTES) as i32)
             .map_err(wrap)?;
-        Ok(Some(Projection { kernel, args, shared_bytes: shared as u32, kind: GemvKind::Warp }))
+        Ok(Some(Projection { kernel, args, shared_bytes: shared as u32, kind: GemvKind::Warp, owned: None }))
     }
 
     /// The QKV projection with the attention as its tail (`qkv_attention` in llama_decode.cu),
@@ -154,12 +162,19 @@ impl Kernels<'_> {
     /// resident at once, enough blocks for the attention's splits) is `GemvKind::QkvAttention`'s
     /// to answer at capture time, when the cache's capacity is known.
     pub(super) fn qkv_attention(&self, w: &GraphWeight, n: usize, k: usize) -> Result<Option<Projection>> {
-        if !self.choice.qkv_attention || !matches!(w, GraphWeight::Dense(_)) {
+        if !self.choice.qkv_attention {
             return Ok(None);
+        }
+        let declined = |why: &str| {
+            tracing::debug!("LLMBENCH_CUDA_QKV=attention: a {n} x {k} QKV projection runs as two launches ({why})");
+            Ok(None)
+        };
+        if !matches!(w, GraphWeight::Dense(_)) {
+            return declined("quantized weights");
         }
         let Some(p) = self.projection(w, n, k, 0)? else { return Ok(None) };
         if p.kind != GemvKind::Warp || p.args.warps_per_pair != 1 {
-            return Ok(None);
+            return declined("rows longer than one warp's round of loads, or LLMBENCH_CUDA_GEMV=stream");
         }
         let per_lane = (k / (16 / self.dtype.size_in_bytes())).div_ceil(32);
         let kernel = (self.load)(&format!("qkv_attn_dense_{}_c{}", self.suffix, if per_lane > 4 { 8 } else { 4 }))?;
@@ -169,6 +184,42 @@ impl Kernels<'_> {
         let fit = kernel.occupancy_max_active_blocks_per_multiprocessor(QKV_ATTN_THREADS, p.shared_bytes as usize, None).map_err(wrap)?;
         let resident = fit * self.choice.sms();
         Ok(Some(Projection { kernel, kind: GemvKind::QkvAttention { resident }, ..p }))
+    }
+
+    /// The O projection `o` (`hidden x q_dim`) run by the layer's fused-MLP launch `mlp` before
+    /// its MLP (`o_mlp` in `../kernels/o_mlp.cuh`), or `None` where it does not apply:
+    /// `LLMBENCH_CUDA_O=mlp` not set, or (logged) the MLP not fused, O not a dense warp
+    /// gemv of one warp a pair, fewer MLP blocks than O needs, or that grid not resident at once.
+    pub(super) fn o_mlp(&self, o: &Projection, mlp: &Projection) -> Result<Option<Projection>> {
+        if !self.choice.o_mlp {
+            return Ok(None);
+        }
+        let declined = |why: &str| {
+            tracing::debug!("LLMBENCH_CUDA_O=mlp: the O projection runs as its own launch ({why})");
+            Ok(None)
+        };
+        let GemvKind::FusedMlp { blocks } = mlp.kind else { return declined("the MLP is not one fused launch") };
+        if o.kind != GemvKind::Warp || o.args.warps_per_pair != 1 || o.args.scales != 0 {
+            return declined("O is not a dense warp gemv of one warp a row pair");
+        }
+        let o_blocks = (o.args.n as u32).div_ceil(2).div_ceil(MLP_THREADS / 32);
+        if o_blocks > blocks {
+            return declined("the MLP's grid has fewer blocks than O's row pairs need");
+        }
+        let per_lane = (o.args.k as usize / (16 / self.dtype.size_in_bytes())).div_ceil(32);
+        let transposed = if self.choice.mlp == MlpChoice::Transposed { "t_" } else { "" };
+        let kernel = (self.load)(&format!("o_mlp_{transposed}{}_c{}", self.suffix, if per_lane > 4 { 8 } else { 4 }))?;
+        // The most a step asks: O's input and split-combine factors, or the MLP's input and
+        // activations (the two use the same shared memory one after the other).
+        let shared = (o.shared_bytes as usize + COMBINE_SHARED_BYTES).max(mlp.shared_bytes as usize);
+        kernel
+            .set_attribute(sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, shared as i32)
+            .map_err(wrap)?;
+        let fit = kernel.occupancy_max_active_blocks_per_multiprocessor(MLP_THREADS, shared, None).map_err(wrap)?;
+        if blocks > fit * self.choice.sms() {
+            return declined("its grid would not be resident at once");
+        }
+        Ok(Some(Projection { kernel, args: o.args, shared_bytes: o.shared_bytes, kind: GemvKind::OMlp { blocks }, owned: None }))
     }
 
     /// The fused launch of a layer's MLP (`../kernels/mlp_fused.cuh`), or `None` (logged) where
@@ -183,11 +234,15 @@ impl Kernels<'_> {
             return Ok(None);
         }
         let size = dtype.size_in_bytes();
-        let args = GemvArgs { codes: ptr(gu, stream)?, down: ptr(dn, stream)?, n: 2 * inter as i32, k: hidden as i32, ..GemvArgs::default() };
+        let transposed = choice.mlp == MlpChoice::Transposed;
+        // [inter][hidden]: each block's slice is then whole contiguous rows (mlp_fused.cuh).
+        let owned = if transposed { Some(dn.t()?.contiguous()?) } else { None };
+        let down = ptr(owned.as_ref().unwrap_or(dn), stream)?;
+        let args = GemvArgs { codes: ptr(gu, stream)?, down, n: 2 * inter as i32, k: hidden as i32, ..GemvArgs::default() };
         if args.codes % 16 != 0 || args.down % 16 != 0 || (hidden * size) % 16 != 0 {
             return Ok(None);
         }
-        let kernel = load(&format!("mlp_fused_{suffix}"))?;
+        let kernel = load(&format!("mlp_fused_{}{suffix}", if transposed { "t_" } else { "" }))?;
         // Shared memory: the normalised input, then a block's activations (its widest run).
         let groups = inter / 8;
         let shared_for = |blocks: usize| hidden * size + 8 * groups.div_ceil(blocks) * size;
@@ -199,8 +254,8 @@ impl Kernels<'_> {
             tracing::debug!("CUDA graph: the MLP ({hidden} x {inter}) runs as two launches (slices under a sector, or LLMBENCH_CUDA_MLP=split)");
             return Ok(None);
         };
-        tracing::debug!("CUDA graph: fused MLP {hidden} x {inter}, {blocks} blocks ({fit} fit a multiprocessor)");
-        Ok(Some(Projection { kernel, args, shared_bytes: shared_for(blocks as usize) as u32, kind: GemvKind::FusedMlp { blocks } }))
+        tracing::debug!("CUDA graph: fused MLP {hidden} x {inter}, {blocks} blocks ({fit} fit a multiprocessor), down transposed: {transposed}");
+        Ok(Some(Projection { kernel, args, shared_bytes: shared_for(blocks as usize) as u32, kind: GemvKind::FusedMlp { blocks }, owned }))
     }
 }
 

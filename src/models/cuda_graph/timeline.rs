@@ -6,18 +6,21 @@
 /// Stamps a launch's slot holds (trace.cuh's order).
 pub const STAMPS: usize = 4;
 
-/// Running sums of microseconds from each step's first start, a launch at a time.
+/// Running sums of microseconds from each step's first start, a launch at a time, and how many
+/// replays each launch recorded in (a kernel that stamps nothing has no row values).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Timeline {
     names: Vec<String>,
     sums: Vec<[f64; STAMPS]>,
+    recorded: Vec<usize>,
     steps: usize,
 }
 
 impl Timeline {
     pub fn new(names: Vec<String>) -> Self {
         let sums = vec![[0.0; STAMPS]; names.len()];
-        Self { names, sums, steps: 0 }
+        let recorded = vec![0; names.len()];
+        Self { names, sums, recorded, steps: 0 }
     }
 
     pub fn launches(&self) -> usize {
@@ -29,29 +32,35 @@ impl Timeline {
     pub fn add(&mut self, stamps: &[u64]) {
         let recorded = |s: &[u64]| s[0] != u64::MAX && s[3] != 0;
         let Some(origin) = stamps.chunks(STAMPS).filter(|s| recorded(s)).map(|s| s[0]).min() else { return };
-        for (sum, s) in self.sums.iter_mut().zip(stamps.chunks(STAMPS)) {
+        for ((sum, count), s) in self.sums.iter_mut().zip(&mut self.recorded).zip(stamps.chunks(STAMPS)) {
             if recorded(s) {
                 for (acc, &t) in sum.iter_mut().zip(s) {
                     *acc += t.saturating_sub(origin) as f64 / 1e3;
                 }
+                *count += 1;
             }
         }
         self.steps += 1;
     }
 
-    /// Mean stamps per launch, its duration, and how long after the previous launch's last
-    /// block ended its first block was released (the launch gap).
+    /// Mean stamps per launch over the replays it recorded in, its duration, and how long
+    /// after the previous launch's last block ended its first block was released (the launch
+    /// gap). A launch that recorded nothing gets empty fields, and so does the gap after it.
     pub fn csv(&self) -> String {
-        let n = self.steps.max(1) as f64;
         let mut out = String::from("launch,kernel,start_us,first_release_us,last_release_us,end_us,duration_us,released_after_previous_end_us\n");
         let mut previous_end = None;
-        for (i, (name, sum)) in self.names.iter().zip(&self.sums).enumerate() {
-            let [start, first, last, end] = sum.map(|t| t / n);
+        for (i, ((name, sum), &count)) in self.names.iter().zip(&self.sums).zip(&self.recorded).enumerate() {
+            if count == 0 {
+                out += &format!("{i},{name},,,,,,\n");
+                previous_end = None;
+                continue;
+            }
+            let [start, first, last, end] = sum.map(|t| t / count as f64);
             let gap = previous_end.map_or(String::new(), |p: f64| format!("{:.2}", first - p));
             out += &format!("{i},{name},{start:.2},{first:.2},{last:.2},{end:.2},{:.2},{gap}\n", end - start);
             previous_end = Some(end);
         }
-        let step = self.sums.iter().map(|s| s[3] / n).fold(0.0, f64::max);
+        let step = self.sums.iter().zip(&self.recorded).filter(|(_, &c)| c > 0).map(|(s, &c)| s[3] / c as f64).fold(0.0, f64::max);
         out += &format!("# {} replays; mean step {step:.2} us from the first block's start to the last block's end\n", self.steps);
         out
     }
@@ -83,5 +92,19 @@ mod tests {
         t.add(&[5_000, 6_000, 6_000, 7_000, u64::MAX, u64::MAX, 0, 0]);
         assert_eq!(t.sums, vec![[0.0, 1.0, 1.0, 2.0], [0.0; STAMPS]]);
         assert_eq!(t.steps, 1);
+    }
+
+    #[test]
+    fn a_launch_that_never_stamps_leaves_its_row_and_the_next_gap_empty() {
+        let mut t = Timeline::new(vec!["a".into(), "silent".into(), "c".into()]);
+        t.add(&[1_000, 2_000, 2_000, 3_000, u64::MAX, u64::MAX, 0, 0, 5_000, 6_000, 6_000, 9_000]);
+        // A launch recorded in only one of two replays is the mean of that one.
+        t.add(&[1_000, 2_000, 2_000, 3_000, u64::MAX, u64::MAX, 0, 0, u64::MAX, u64::MAX, 0, 0]);
+        let csv = t.csv();
+        let lines: Vec<&str> = csv.lines().collect();
+        assert_eq!(lines[1], "0,a,0.00,1.00,1.00,2.00,2.00,");
+        assert_eq!(lines[2], "1,silent,,,,,,");
+        assert_eq!(lines[3], "2,c,4.00,5.00,5.00,8.00,4.00,");
+        assert_eq!(lines[4], "# 2 replays; mean step 8.00 us from the first block's start to the last block's end");
     }
 }

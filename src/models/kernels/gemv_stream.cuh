@@ -94,10 +94,12 @@ __device__ void gemv_stream(const GemvArgs& a) {
     for (int s = 0; s < S; ++s) mbar_init(&full[s], 1);
     asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
   }
+  trace_start(a.trace);
   __syncthreads();
   for (int s = 0; s < S - 1; ++s) issue(s);
   wait_for_previous();
   release_next();
+  trace_released(a.trace);
   // Thread t applies the epilogue of the block's pair t (and t + 256, ...); its aux values for
   // the first of them are read now.
   EpiAux<T> e{};
@@ -135,4 +137,5 @@ __device__ void gemv_stream(const GemvArgs& a) {
       }
     }
   }
+  trace_end(a.trace);
 }

@@ -137,194 +137,7 @@ __device__ __forceinline__ void rows_of(const GemvArgs& a, int pair, int& r0, in
   }
 }
 
-// Calls f(c, src[c]) for the block's chunks c = threadIdx.x + blockDim.x * i of src[0..n), the
-// loads of a thread issued LOAD_BATCH at a time before any is used: a use waits for its load, so
-// a loop that loads and stores chunk by chunk pays one round trip to L2 a chunk (ncu: the down
-// projection's 704-chunk input made every block wait 6 trips; results/gpu/NOTES.md v7).
-#define LOAD_BATCH 4
-template <typename F>
-__device__ __forceinline__ void for_chunks(const uint4* src, int n, F f) {
-  for (int base = threadIdx.x; base < n; base += LOAD_BATCH * blockDim.x) {
-    uint4 v[LOAD_BATCH];
-#pragma unroll
-    for (int i = 0; i < LOAD_BATCH; ++i) {
-      int c = base + i * blockDim.x;
-      if (c < n) v[i] = src[c];
-    }
-#pragma unroll
-    for (int i = 0; i < LOAD_BATCH; ++i) {
-      int c = base + i * blockDim.x;
-      if (c < n) f(c, v[i]);
-    }
-  }
-}
-
-// NORM_PENDING's first pass: x + round(pending) rounded to T (candle's residual add of the
-// previous layer's MLP output, which the fused MLP left as an f32 sum, mlp_fused.cuh) into
-// shared memory, its squares into `ss`; each chunk also written to `resid_out` by exactly one
-// block (chunk c by block c % gridDim.x) for the residual adds that follow.
-template <typename T>
-__device__ void pending_residual(const GemvArgs& a, T* xs, float& ss) {
-  // One chunk a thread in flight, not LOAD_BATCH: this runs while a gemv's first round of
-  // weights sits in registers, and four chunks with their f32 sums took the c8 kernel from 128
-  // to 162 registers, two from 80 to 96 in c4 (fewer warps a multiprocessor); one keeps both.
-  constexpr int V = Vec<T>::N, F4 = V / 4, BATCH = 1;  // F4: float4s of pending a chunk of T
-  const uint4* x = static_cast<const uint4*>(a.in);
-  const float4* p = reinterpret_cast<const float4*>(a.pending);
-  int chunks = a.k / V;
-  for (int base = threadIdx.x; base < chunks; base += BATCH * blockDim.x) {
-    uint4 v[BATCH];
-    float4 y[BATCH][F4];
-#pragma unroll
-    for (int i = 0; i < BATCH; ++i) {
-      int c = base + i * blockDim.x;
-      if (c < chunks) {
-        v[i] = x[c];
-#pragma unroll
-        for (int f = 0; f < F4; ++f) y[i][f] = p[c * F4 + f];
-      }
-    }
-#pragma unroll
-    for (int i = 0; i < BATCH; ++i) {
-      int c = base + i * blockDim.x;
-      if (c >= chunks) continue;
-      T* xv = reinterpret_cast<T*>(&v[i]);
-      const float* yv = reinterpret_cast<const float*>(y[i]);
-#pragma unroll
-      for (int e = 0; e < V; ++e) {
-        xv[e] = from_f<T>(to_f(xv[e]) + round_t<T>(yv[e]));
-        ss += to_f(xv[e]) * to_f(xv[e]);
-      }
-      reinterpret_cast<uint4*>(xs)[c] = v[i];
-      if (a.resid_out != nullptr && c % gridDim.x == blockIdx.x) static_cast<uint4*>(a.resid_out)[c] = v[i];
-    }
-  }
-}
-
-// The block's input vector, T[k] in shared memory (16-byte chunks: k * sizeof(T) % 16 == 0).
-// `weights`: shared scratch of n_head * attn_splits floats for the split-combine. Every load
-// that does not depend on another is issued before any is used: each dependent round trip
-// here is paid by every block of every projection (ncu: a two-pass norm and a combine with a
-// serial loop per element made the O projection 2x slower than the QKV one of the same size).
-template <typename T>
-__device__ void build_input(const GemvArgs& a, T* xs, float* weights) {
-  constexpr int V = Vec<T>::N;
-  __shared__ float scratch[32];
-  int chunks = a.k / V;
-  if (a.prologue == PRO_NORM || a.prologue == PRO_NORM_PENDING) {
-    // candle's rms_norm: f32 sum of squares, out = (scale * x) * w rounded once to T. x goes to
-    // shared memory on the first pass; the first two norm-weight chunks a thread needs are
-    // loaded with it.
-    const uint4* x = static_cast<const uint4*>(a.in);
-    const uint4* w = static_cast<const uint4*>(a.norm_w);
-    uint4 wpre[2];
-    float ss = 0.f;
-#pragma unroll
-    for (int j = 0; j < 2; ++j) {
-      int c = threadIdx.x + j * blockDim.x;
-      if (c < chunks) wpre[j] = w[c];
-    }
-    if (a.prologue == PRO_NORM) {
-      for_chunks(x, chunks, [&](int c, uint4 raw) {
-        reinterpret_cast<uint4*>(xs)[c] = raw;
-        const T* v = reinterpret_cast<const T*>(&raw);
-#pragma unroll
-        for (int i = 0; i < V; ++i) ss += to_f(v[i]) * to_f(v[i]);
-      });
-    } else {
-      pending_residual<T>(a, xs, ss);
-    }
-    ss = block_sum(ss, scratch);
-    float scale = rsqrtf(ss / a.k + a.eps);
-    for (int j = 0, c = threadIdx.x; c < chunks; ++j, c += blockDim.x) {
-      uint4 raw = reinterpret_cast<const uint4*>(xs)[c], wraw = j == 0 ? wpre[0] : j == 1 ? wpre[1] : w[c], o;
-      const T* v = reinterpret_cast<const T*>(&raw);
-      const T* wv = reinterpret_cast<const T*>(&wraw);
-      T* ov = reinterpret_cast<T*>(&o);
-#pragma unroll
-      for (int i = 0; i < V; ++i) ov[i] = from_f<T>(scale * to_f(v[i]) * to_f(wv[i]));
-      reinterpret_cast<uint4*>(xs)[c] = o;
-    }
-  } else if (a.prologue == PRO_COMBINE) {
-    // The attention output from the splits' partial sums (attn_split): with M the largest split
-    // max of a head, out = sum_s acc_s e^(m_s - M) / sum_s l_s e^(m_s - M), rounded to T. The
-    // per-(split, head) factors e^(m_s - M) / L first, one thread a head; then 4 values a
-    // thread, all splits' loads independent.
-    const float* acc = static_cast<const float*>(a.in);
-    const float* stats = acc + (size_t)a.attn_splits * a.k;
-    int splits = (a.params[1] + SPLIT) / SPLIT, heads = a.k / a.head_dim;
-    for (int h = threadIdx.x; h < heads; h += blockDim.x) {
-      float m = -INFINITY, den = 0.f;
-      for (int s = 0; s < splits; ++s) m = fmaxf(m, stats[((size_t)s * heads + h) * 2]);
-      for (int s = 0; s < splits; ++s) {
-        float e = expf(stats[((size_t)s * heads + h) * 2] - m);
-        weights[s * heads + h] = e;
-        den += stats[((size_t)s * heads + h) * 2 + 1] * e;
-      }
-      float inv = 1.f / den;
-      for (int s = 0; s < splits; ++s) weights[s * heads + h] *= inv;
-    }
-    __syncthreads();
-    for (int i4 = threadIdx.x; i4 < a.k / 4; i4 += blockDim.x) {
-      int h = 4 * i4 / a.head_dim;
-      float4 t = make_float4(0.f, 0.f, 0.f, 0.f);
-#pragma unroll 4
-      for (int s = 0; s < splits; ++s) {
-        float4 v = reinterpret_cast<const float4*>(acc + (size_t)s * a.k)[i4];
-        float w = weights[s * heads + h];
-        t.x += v.x * w, t.y += v.y * w, t.z += v.z * w, t.w += v.w * w;
-      }
-      xs[4 * i4] = from_f<T>(t.x), xs[4 * i4 + 1] = from_f<T>(t.y), xs[4 * i4 + 2] = from_f<T>(t.z), xs[4 * i4 + 3] = from_f<T>(t.w);
-    }
-  } else {
-    for_chunks(static_cast<const uint4*>(a.in), chunks, [&](int c, uint4 raw) { reinterpret_cast<uint4*>(xs)[c] = raw; });
-  }
-}
-
-// Quantizes the f32 vector xs[0..k) to 8 bits per block of 32 << block_shift values, the CPU's
-// QuantizedRows::fill_blocks arithmetic (d = amax / 127, q = round(x * (1 / d))), 8 values a lane
-// and block / 8 lanes a block; codes interleaved per `il` values (0: none) as int4 reads them.
-__device__ void quantize_input(const float* xs, int8_t* qs, float* d, int* sums32, int k, int block_shift, int il) {
-  int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
-  int lanes = 4 << block_shift;  // lanes a block
-  for (int base = warp * 256; base < k; base += warps * 256) {
-    int i0 = base + lane * 8;
-    bool in = i0 < k;  // k is a multiple of the block: a block is all in or all out
-    float v[8];
-    float4 lo = in ? *reinterpret_cast<const float4*>(xs + i0) : make_float4(0.f, 0.f, 0.f, 0.f);
-    float4 hi = in ? *reinterpret_cast<const float4*>(xs + i0 + 4) : make_float4(0.f, 0.f, 0.f, 0.f);
-    v[0] = lo.x, v[1] = lo.y, v[2] = lo.z, v[3] = lo.w, v[4] = hi.x, v[5] = hi.y, v[6] = hi.z, v[7] = hi.w;
-    float amax = 0.f;
-#pragma unroll
-    for (int i = 0; i < 8; ++i) amax = fmaxf(amax, fabsf(v[i]));
-    for (int m = 1; m < lanes; m <<= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffff, amax, m));
-    float dd = amax / 127.0f;
-    float id = dd > 0.f ? 1.0f / dd : 0.f;
-    int q[8], sum = 0;
-#pragma unroll
-    for (int i = 0; i < 8; ++i) {
-      q[i] = (int)roundf(__fmul_rn(v[i], id));
-      sum += q[i];
-    }
-    sum += __shfl_xor_sync(0xffffffff, sum, 1);
-    sum += __shfl_xor_sync(0xffffffff, sum, 2);
-    if (!in) continue;
-    auto pack = [](int a, int b, int c, int e) {
-      return (uint32_t)(a & 255) | ((uint32_t)(b & 255) << 8) | ((uint32_t)(c & 255) << 16) | ((uint32_t)(e & 255) << 24);
-    };
-    if (il == 0) {
-      *reinterpret_cast<uint2*>(qs + i0) = make_uint2(pack(q[0], q[1], q[2], q[3]), pack(q[4], q[5], q[6], q[7]));
-    } else {
-      // Within an interleave unit, value p goes to (p odd ? il/2 : 0) + p/2: a lane's 8 values
-      // land as 4 contiguous even codes and 4 contiguous odd ones.
-      int p0 = i0 % il, unit = i0 - p0;
-      *reinterpret_cast<uint32_t*>(qs + unit + (p0 >> 1)) = pack(q[0], q[2], q[4], q[6]);
-      *reinterpret_cast<uint32_t*>(qs + unit + (il >> 1) + (p0 >> 1)) = pack(q[1], q[3], q[5], q[7]);
-    }
-    if ((lane & 3) == 0) sums32[i0 >> 5] = sum;
-    if ((lane & (lanes - 1)) == 0) d[i0 >> (5 + block_shift)] = dd;
-  }
-}
+#include "gemv_input.cuh"
 
 // Dense rows of T against the T input vector in shared memory.
 template <typename T> struct Dense {
@@ -501,40 +314,9 @@ __device__ void gemv(const GemvArgs& a) {
 #include "decode_attention.cuh"
 #include "gemv_stream.cuh"
 #include "mlp_fused.cuh"
-
-// The QKV projection with the attention as its tail, one launch instead of two
-// (LLMBENCH_CUDA_QKV=attention; an experiment not yet measured, NOTES 2026-12-05 session 4):
-// once a block's rows (q, and k, v into the cache) are stored, it counts itself done (every
-// thread fences, then one atomic: release); blocks 0 .. n_head * splits - 1 then wait until every
-// block has (acquire) and each runs one (head, split) of the attention (attn_split_at), whose
-// inputs are this grid's own stores. A waiting block must never hold the place of one it waits
-// for, so the host launches this only where the whole grid is resident at once (one wave) and
-// has at least as many blocks as (head, split) pairs; SPLIT threads a block, as attn_split_at needs.
-#define QKV_ATTN_THREADS SPLIT
-__device__ __forceinline__ int load_acquire(const int* p) {
-  int v;
-  asm volatile("ld.acquire.gpu.global.b32 %0, [%1];" : "=r"(v) : "l"(p) : "memory");
-  return v;
-}
-
-template <typename T, int CPL>
-__device__ void qkv_attention(const GemvArgs& a) {
-  gemv<T, FMT_DENSE, CPL, Dense<T>, true>(a);
-  __threadfence();
-  __syncthreads();
-  if (threadIdx.x == 0) atomicAdd(a.arrivals, 1);
-  int splits = (a.params[1] + SPLIT) / SPLIT;  // positions 0 .. params[1]
-  if ((int)blockIdx.x < a.n_head * splits) {
-    if (threadIdx.x == 0) {
-      while (load_acquire(a.arrivals) < (int)gridDim.x) __nanosleep(64);
-    }
-    __syncthreads();
-    int head = blockIdx.x % a.n_head, split = blockIdx.x / a.n_head;
-    attn_split_at<T>(static_cast<const T*>(a.out), static_cast<const T*>(a.k_cache), static_cast<const T*>(a.v_cache), a.params,
-                     a.attn_out, a.n_head, a.n_kv, a.head_dim, a.capacity, a.inv_sqrt_d, a.attn_splits, head, split);
-  }
-  trace_end(a.trace);
-}
+#include "grid_arrivals.cuh"
+#include "qkv_attention.cuh"
+#include "o_mlp.cuh"
 
 #define GEMV_KERNEL(NAME, T, FMT, F)                                                                              \
   extern "C" __global__ void __launch_bounds__(128) NAME##_c4(const GemvArgs a) { gemv<T, FMT, 4, F>(a); }       \
@@ -554,7 +336,9 @@ __device__ void qkv_attention(const GemvArgs& a) {
   extern "C" __global__ void __launch_bounds__(STREAM_THREADS) gemv_stream_##S(const GemvArgs a) {             \
     gemv_stream<T>(a);                                                                                         \
   }                                                                                                            \
-  extern "C" __global__ void __launch_bounds__(MLP_THREADS) mlp_fused_##S(const GemvArgs a) { mlp_fused<T>(a); }  \
+  extern "C" __global__ void __launch_bounds__(MLP_THREADS) mlp_fused_##S(const GemvArgs a) { mlp_fused<T, false>(a, [] {}); } \
+  extern "C" __global__ void __launch_bounds__(MLP_THREADS) mlp_fused_t_##S(const GemvArgs a) { mlp_fused<T, true>(a, [] {}); } \
+  O_MLP_KERNELS(T, S)                                                                                          \
   extern "C" __global__ void __launch_bounds__(QKV_ATTN_THREADS) qkv_attn_dense_##S##_c4(const GemvArgs a) {    \
     qkv_attention<T, 4>(a);                                                                                    \
   }                                                                                                            \

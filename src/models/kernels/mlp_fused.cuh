@@ -26,8 +26,49 @@ __device__ __forceinline__ void red_add_v4(float* acc, const float* v) {
   asm volatile("red.global.add.v4.f32 [%0], {%1, %2, %3, %4};" ::"l"(acc), "f"(v[0]), "f"(v[1]), "f"(v[2]), "f"(v[3]) : "memory");
 }
 
+// DOWN_T: `a.down` holds the down matrix transposed, [n / 2][k] (LLMBENCH_CUDA_MLP=transposed,
+// a copy made when the graph is built): a block's slice is then `width` whole contiguous rows
+// instead of `width` values of each of k rows, so phase 2 streams as phase 1 does.
+// Phase 2 over the transposed down matrix: acc[j] += sum over the block's rows i of act[i] *
+// down_t[i0 + i][j]. Thread t owns output chunk t % chunks (V values) and the block's rows
+// t / chunks + R * m (R = blockDim.x / chunks row lanes, so a narrow model's threads all work:
+// SmolLM2's 72 chunks a row take 216 of 256); a warp reads 512 contiguous bytes a load, 8 rows'
+// loads in flight before any is used. The R partial sums of an output chunk meet in the
+// reductions; a lane with no rows adds nothing.
 template <typename T>
-__device__ void mlp_fused(const GemvArgs& a) {
+__device__ void down_transposed(const GemvArgs& a, const T* act, int i0, int width) {
+  constexpr int V = Vec<T>::N, ROWS = 8;
+  int chunks = a.k / V, lanes = max(1, (int)blockDim.x / chunks);
+  const uint4* down_t = a.down + (size_t)i0 * chunks;
+  for (int t = threadIdx.x; t < chunks * lanes; t += blockDim.x) {
+    int c = t % chunks, r0 = t / chunks;
+    if (r0 >= width) continue;
+    float s[V];
+#pragma unroll
+    for (int e = 0; e < V; ++e) s[e] = 0.f;
+    for (int p0 = r0; p0 < width; p0 += lanes * ROWS) {
+      uint4 w[ROWS];
+#pragma unroll
+      for (int j = 0; j < ROWS; ++j)
+        if (p0 + lanes * j < width) w[j] = load_streaming(down_t + (size_t)(p0 + lanes * j) * chunks + c);
+#pragma unroll
+      for (int j = 0; j < ROWS; ++j) {
+        if (p0 + lanes * j >= width) continue;
+        float x = to_f(act[p0 + lanes * j]);
+        const T* wv = reinterpret_cast<const T*>(&w[j]);
+#pragma unroll
+        for (int e = 0; e < V; ++e) s[e] += x * to_f(wv[e]);
+      }
+    }
+#pragma unroll
+    for (int e = 0; e < V; e += 4) red_add_v4(a.acc + (size_t)c * V + e, s + e);
+  }
+}
+
+// `wait_inputs`: called once the block's first gate/up loads are in flight, before it reads the
+// residual stream (o_mlp.cuh waits there for the O projection's blocks of its own grid).
+template <typename T, bool DOWN_T, typename Wait>
+__device__ void mlp_fused(const GemvArgs& a, Wait wait_inputs) {
   constexpr int V = Vec<T>::N, CPL = 8;
   extern __shared__ __align__(16) unsigned char smem[];
   T* xs = reinterpret_cast<T*>(smem);
@@ -56,6 +97,7 @@ __device__ void mlp_fused(const GemvArgs& a) {
   wait_for_previous();
   release_next();
   trace_released(a.trace);
+  wait_inputs();
   build_input<T>(a, xs, nullptr);
   __syncthreads();
   for (int p = warp; p < width; p += warps) {
@@ -82,6 +124,11 @@ __device__ void mlp_fused(const GemvArgs& a) {
   }
   __syncthreads();
 
+  if constexpr (DOWN_T) {
+    down_transposed<T>(a, act, i0, width);
+    trace_end(a.trace);
+    return;
+  }
   // Phase 2: rows 4q .. 4q + 3 of the down matrix by thread q % blockDim.x, each row's slice
   // (slice_chunks chunks) against the activations, then one 4-wide reduction into acc.
   const uint4* down = a.down + i0 / V;
