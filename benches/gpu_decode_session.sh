@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# Issue 13's measurements in one device call (run through `.ci/gpu-bench decode-session`): every
+# experiment the graph decode step carries, checked against the CPU and timed side by side, in
+# the order that matters if the call is cut short. Device calls are rare and at most 600 s, so
+# each stage is skipped when the time left (LIMIT, default 560 s of this script) is below what
+# it took before (its estimate, in seconds), and everything small under $OUT (JSON, text, CSV;
+# not the sweep's per-run folders) is packed into $PACK after every stage, so a call killed at
+# its limit still brings back the stages it finished.
+#
+#   1. the default step's checks: fixtures and random weights (the default changed since the
+#      last measured binary: fused MLP only where its down slices fill a sector, no prefetch)
+#   2. the experiments' checks: LLMBENCH_CUDA_MLP=transposed, LLMBENCH_CUDA_QKV=attention,
+#      LLMBENCH_CUDA_O=mlp, and all three together (random weights: f32 logits against the
+#      CPU within 1e-4, bf16 within 4e-2)
+#   3. decode tok/s, settings round-robin (benches/gpu_gemv_sweep.sh): default, split, each
+#      experiment, all three together
+#   4. the replayed step's timeline per setting (benches/gpu_trace.sh)
+#   5. the README's GPU table: llmbench graph against PyTorch's compiled static cache
+#   6. the long-prompt, batched and served-draft checks (unchanged code paths; last)
+#
+# Usage (device tool): R=$OUT; export OUT=/tmp/o PACK=$R/out.tgz; bash .ci/gpu-bench decode-session
+set -uo pipefail
+LIMIT=${LIMIT:-560}
+PACK=${PACK:-$OUT/../decode-session.tgz}
+EXPERIMENTS="LLMBENCH_CUDA_MLP=transposed;LLMBENCH_CUDA_QKV=attention;LLMBENCH_CUDA_O=mlp"
+ALL="LLMBENCH_CUDA_MLP=transposed LLMBENCH_CUDA_QKV=attention LLMBENCH_CUDA_O=mlp"
+
+pack() {
+  (cd "$OUT" && find . -maxdepth 2 -type f \( -name '*.json' -o -name '*.txt' -o -name '*.csv' -o -name '*.log' -o -name '*.md' -o -name '*.err' \) -print0 \
+    | tar --null -czf "$PACK.tmp" -T - && mv "$PACK.tmp" "$PACK")
+}
+
+# stage NAME ESTIMATE_S COMMAND...: runs COMMAND (output teed to $OUT/NAME.txt) if ESTIMATE_S
+# seconds are left, then packs.
+stage() {
+  local name=$1 estimate=$2
+  shift 2
+  if [ $((SECONDS + estimate)) -gt "$LIMIT" ]; then
+    echo "== $name: skipped ($SECONDS s used, ~$estimate s needed, limit $LIMIT)" | tee -a "$OUT/skipped.txt"
+    return
+  fi
+  local start=$SECONDS
+  echo "== $name"
+  "$@" 2>&1 | tee "$OUT/$name.txt"
+  echo "== $name: $((SECONDS - start)) s" | tee -a "$OUT/stage-times.txt"
+  pack
+}
+
+check_with() {  # check_with "VAR=value ..." PART...
+  local setting=$1
+  shift
+  local env_args=()
+  read -r -a env_args <<< "$setting"
+  echo "-- $setting"
+  env "${env_args[@]}" python3 .ci/gpu-check.py "$@"
+}
+
+experiment_checks() {
+  IFS=';' read -r -a settings <<< "$EXPERIMENTS"
+  for setting in "${settings[@]}" "$ALL"; do check_with "$setting" random_weights; done
+}
+
+tables() {
+  for model in tinyllama-1.1b smollm2-135m; do
+    python3 benches/gpu_vs_pytorch.py --model "$model" --out "$OUT" --skip-eager
+  done
+}
+
+mkdir -p "$OUT"
+stage check-default 90 python3 .ci/gpu-check.py fixtures random_weights
+stage check-experiments 120 experiment_checks
+stage sweep 220 env SETTINGS="-;LLMBENCH_CUDA_MLP=split;$EXPERIMENTS;$ALL" \
+  ROUNDS=2 bash benches/gpu_gemv_sweep.sh
+stage trace 60 bash benches/gpu_trace.sh
+stage tables 150 tables
+stage check-rest 90 python3 .ci/gpu-check.py long_prompt batched served_draft
+echo "== done in $SECONDS s"
+pack
