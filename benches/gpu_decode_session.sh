@@ -2,8 +2,9 @@
 # Issue 13's measurements in one device call (run through `.ci/gpu-bench decode-session`): every
 # experiment the graph decode step carries, checked against the CPU and timed side by side, in
 # the order that matters if the call is cut short. Device calls are rare and at most 600 s, so
-# each stage is skipped when the time left (LIMIT, default 560 s of this script) is below what
-# it took before (its estimate, in seconds), and everything small under $OUT (JSON, text, CSV;
+# each stage is skipped when the time left (LIMIT, default 560 s of this script) is below its
+# estimate (seconds, guessed; stage-times.txt records the real ones to correct them), and
+# everything small under $OUT (JSON, text, CSV, SVG;
 # not the sweep's per-run folders) is packed into $PACK after every stage, so a call killed at
 # its limit still brings back the stages it finished.
 #
@@ -26,7 +27,7 @@ EXPERIMENTS="LLMBENCH_CUDA_MLP=transposed;LLMBENCH_CUDA_QKV=attention;LLMBENCH_C
 ALL="LLMBENCH_CUDA_MLP=transposed LLMBENCH_CUDA_QKV=attention LLMBENCH_CUDA_O=mlp"
 
 pack() {
-  (cd "$OUT" && find . -maxdepth 2 -type f \( -name '*.json' -o -name '*.txt' -o -name '*.csv' -o -name '*.log' -o -name '*.md' -o -name '*.err' \) -print0 \
+  (cd "$OUT" && find . -maxdepth 2 -type f \( -name '*.json' -o -name '*.txt' -o -name '*.csv' -o -name '*.log' -o -name '*.md' -o -name '*.err' -o -name '*.svg' \) -print0 \
     | tar --null -czf "$PACK.tmp" -T - && mv "$PACK.tmp" "$PACK")
 }
 

@@ -183,6 +183,17 @@ impl GemvChoice {
     }
 }
 
+/// Warps a row pair of the O projection takes in the O-and-MLP launch (`o_mlp.cuh`), whose
+/// `blocks` blocks of `warps` warps hold O's `pairs` row pairs of `chunks` 16-byte chunks: the
+/// most of 4, 2, 1 whose blocks fit the grid and leave no lane without a chunk, so that O spreads
+/// over as many blocks as it can (each O block does its MLP share after its O share). `None`
+/// where even one warp a pair needs more blocks than the grid has.
+pub fn o_warps_per_pair(pairs: usize, chunks: usize, warps: usize, blocks: usize) -> Option<usize> {
+    [4, 2, 1]
+        .into_iter()
+        .find(|&w| (pairs * w).div_ceil(warps) <= blocks && (w == 1 || 32 * w <= chunks))
+}
+
 /// The value of the environment variable `name` among `options` (name, value), the first being
 /// the default (also for an unset or empty variable); anything else is an error naming them all.
 fn env_choice<T: Copy>(name: &str, options: &[(&str, T)]) -> Result<T> {
@@ -294,6 +305,19 @@ mod tests {
         std::env::set_var("LLMBENCH_TEST_BAD_CHOICE", "fast");
         let err = env_choice("LLMBENCH_TEST_BAD_CHOICE", &options).unwrap_err().to_string();
         assert!(err.contains("LLMBENCH_TEST_BAD_CHOICE=fast: expected one of fused, split (fused is the default)"), "{err}");
+    }
+
+    #[test]
+    fn o_spreads_over_as_many_mlp_blocks_as_hold_it() {
+        // TinyLlama bf16: 1,024 pairs of 256 chunks in 264 blocks of 8 warps: two warps a pair
+        // (256 blocks); four would need 512.
+        assert_eq!(o_warps_per_pair(1024, 256, 8, 264), Some(2));
+        // SmolLM2 bf16 (transposed MLP, 192 blocks): 288 pairs of 72 chunks: four warps would
+        // leave lanes without a chunk.
+        assert_eq!(o_warps_per_pair(288, 72, 8, 192), Some(2));
+        // A 4096-wide model: 2,048 pairs need 256 blocks at one warp a pair.
+        assert_eq!(o_warps_per_pair(2048, 512, 8, 264), Some(1));
+        assert_eq!(o_warps_per_pair(2048, 512, 8, 255), None);
     }
 
     #[test]

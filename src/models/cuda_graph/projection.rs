@@ -5,7 +5,7 @@
 
 use super::cuda::{COMBINE_SHARED_BYTES, MAX_GEMV_SHARED_BYTES};
 use super::launch::{ptr, wrap};
-use super::gemv_choice::{GemvChoice, MlpChoice};
+use super::gemv_choice::{o_warps_per_pair, GemvChoice, MlpChoice};
 use super::GraphWeight;
 use crate::quant::KernelOperands;
 use candle_core::cuda_backend::cudarc::driver::{sys, CudaFunction, CudaStream};
@@ -188,8 +188,8 @@ impl Kernels<'_> {
 
     /// The O projection `o` (`hidden x q_dim`) run by the layer's fused-MLP launch `mlp` before
     /// its MLP (`o_mlp` in `../kernels/o_mlp.cuh`), or `None` where it does not apply:
-    /// `LLMBENCH_CUDA_O=mlp` not set, or (logged) the MLP not fused, O not a dense warp
-    /// gemv of one warp a pair, fewer MLP blocks than O needs, or that grid not resident at once.
+    /// `LLMBENCH_CUDA_O=mlp` not set, or (logged) the MLP not fused, O not a dense warp gemv,
+    /// fewer MLP blocks than O needs, or that grid not resident at once.
     pub(super) fn o_mlp(&self, o: &Projection, mlp: &Projection) -> Result<Option<Projection>> {
         if !self.choice.o_mlp {
             return Ok(None);
@@ -199,14 +199,15 @@ impl Kernels<'_> {
             Ok(None)
         };
         let GemvKind::FusedMlp { blocks } = mlp.kind else { return declined("the MLP is not one fused launch") };
-        if o.kind != GemvKind::Warp || o.args.warps_per_pair != 1 || o.args.scales != 0 {
-            return declined("O is not a dense warp gemv of one warp a row pair");
+        if o.kind != GemvKind::Warp || o.args.scales != 0 {
+            return declined("O is not a dense warp gemv");
         }
-        let o_blocks = (o.args.n as u32).div_ceil(2).div_ceil(MLP_THREADS / 32);
-        if o_blocks > blocks {
+        let chunks = o.args.k as usize / (16 / self.dtype.size_in_bytes());
+        let pairs = (o.args.n as usize).div_ceil(2);
+        let Some(warps_per_pair) = o_warps_per_pair(pairs, chunks, MLP_THREADS as usize / 32, blocks as usize) else {
             return declined("the MLP's grid has fewer blocks than O's row pairs need");
-        }
-        let per_lane = (o.args.k as usize / (16 / self.dtype.size_in_bytes())).div_ceil(32);
+        };
+        let per_lane = chunks.div_ceil(32 * warps_per_pair);
         let transposed = if self.choice.mlp == MlpChoice::Transposed { "t_" } else { "" };
         let kernel = (self.load)(&format!("o_mlp_{transposed}{}_c{}", self.suffix, if per_lane > 4 { 8 } else { 4 }))?;
         // The most a step asks: O's input and split-combine factors, or the MLP's input and
@@ -219,7 +220,8 @@ impl Kernels<'_> {
         if blocks > fit * self.choice.sms() {
             return declined("its grid would not be resident at once");
         }
-        Ok(Some(Projection { kernel, args: o.args, shared_bytes: o.shared_bytes, kind: GemvKind::OMlp { blocks }, owned: None }))
+        let args = GemvArgs { warps_per_pair: warps_per_pair as i32, ..o.args };
+        Ok(Some(Projection { kernel, args, shared_bytes: o.shared_bytes, kind: GemvKind::OMlp { blocks }, owned: None }))
     }
 
     /// The fused launch of a layer's MLP (`../kernels/mlp_fused.cuh`), or `None` (logged) where

@@ -336,8 +336,12 @@ __device__ void gemv(const GemvArgs& a) {
   extern "C" __global__ void __launch_bounds__(STREAM_THREADS) gemv_stream_##S(const GemvArgs a) {             \
     gemv_stream<T>(a);                                                                                         \
   }                                                                                                            \
-  extern "C" __global__ void __launch_bounds__(MLP_THREADS) mlp_fused_##S(const GemvArgs a) { mlp_fused<T, false>(a, [] {}); } \
-  extern "C" __global__ void __launch_bounds__(MLP_THREADS) mlp_fused_t_##S(const GemvArgs a) { mlp_fused<T, true>(a, [] {}); } \
+  extern "C" __global__ void __launch_bounds__(MLP_THREADS, MLP_BLOCKS_PER_SM) mlp_fused_##S(const GemvArgs a) {   \
+    mlp_fused<T, false>(a, a.trace, [] {});                                                                   \
+  }                                                                                                            \
+  extern "C" __global__ void __launch_bounds__(MLP_THREADS, MLP_BLOCKS_PER_SM) mlp_fused_t_##S(const GemvArgs a) { \
+    mlp_fused<T, true>(a, a.trace, [] {});                                                                    \
+  }                                                                                                            \
   O_MLP_KERNELS(T, S)                                                                                          \
   extern "C" __global__ void __launch_bounds__(QKV_ATTN_THREADS) qkv_attn_dense_##S##_c4(const GemvArgs a) {    \
     qkv_attention<T, 4>(a);                                                                                    \

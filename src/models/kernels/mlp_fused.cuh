@@ -20,6 +20,10 @@
 // down slice at the start (prefetch.global.L2::evict_last, first and last byte of each row's
 // slice) made the step 15% slower on the H200 (NOTES, 2026-12-05, session 4).
 #define MLP_THREADS 256
+// Two blocks a multiprocessor, asked of the compiler (at most 128 registers a thread): the grid
+// is one wave of them, and the driver's JIT of the PTX must not give a kernel more registers
+// than that (o_mlp.cuh's grid needs every block resident at once).
+#define MLP_BLOCKS_PER_SM 2
 
 // acc[0..4) += v[0..4): one 16-byte reduction in L2 (sm_90).
 __device__ __forceinline__ void red_add_v4(float* acc, const float* v) {
@@ -65,10 +69,11 @@ __device__ void down_transposed(const GemvArgs& a, const T* act, int i0, int wid
   }
 }
 
-// `wait_inputs`: called once the block's first gate/up loads are in flight, before it reads the
-// residual stream (o_mlp.cuh waits there for the O projection's blocks of its own grid).
+// `trace`: the launch's trace slot for this block (the args' own, or none where the block has
+// stamped it already); `wait_inputs`: called once the block's first gate/up loads are in
+// flight, before it reads the residual stream (o_mlp.cuh waits there for its grid's O blocks).
 template <typename T, bool DOWN_T, typename Wait>
-__device__ void mlp_fused(const GemvArgs& a, Wait wait_inputs) {
+__device__ void mlp_fused(const GemvArgs& a, unsigned long long* trace, Wait wait_inputs) {
   constexpr int V = Vec<T>::N, CPL = 8;
   extern __shared__ __align__(16) unsigned char smem[];
   T* xs = reinterpret_cast<T*>(smem);
@@ -92,11 +97,11 @@ __device__ void mlp_fused(const GemvArgs& a, Wait wait_inputs) {
       w[i][1] = in ? Dense<T>::load(m, inter + i0 + p, c) : typename Dense<T>::Chunk{};
     }
   };
-  trace_start(a.trace);
+  trace_start(trace);
   issue(warp, 0);
   wait_for_previous();
   release_next();
-  trace_released(a.trace);
+  trace_released(trace);
   wait_inputs();
   build_input<T>(a, xs, nullptr);
   __syncthreads();
@@ -126,7 +131,7 @@ __device__ void mlp_fused(const GemvArgs& a, Wait wait_inputs) {
 
   if constexpr (DOWN_T) {
     down_transposed<T>(a, act, i0, width);
-    trace_end(a.trace);
+    trace_end(trace);
     return;
   }
   // Phase 2: rows 4q .. 4q + 3 of the down matrix by thread q % blockDim.x, each row's slice
@@ -149,5 +154,5 @@ __device__ void mlp_fused(const GemvArgs& a, Wait wait_inputs) {
     }
     red_add_v4(a.acc + 4 * q, s);
   }
-  trace_end(a.trace);
+  trace_end(trace);
 }
