@@ -56,9 +56,33 @@ check_with() {  # check_with "VAR=value ..." PART...
   env "${env_args[@]}" python3 .ci/gpu-check.py "$@"
 }
 
+# Whether each model's graph took the setting in every layer: the decoder warns where it runs
+# layers without an experiment (grid not resident, weights it cannot take), and a check or sweep
+# row of a declined setting measured the default.
+taken() {  # taken "VAR=value ..."
+  local env_args=()
+  read -r -a env_args <<< "$1"
+  for model in tinyllama-1.1b smollm2-135m; do
+    for dtype in bf16 f32; do
+      local err
+      if ! err=$(env "${env_args[@]}" "${LLMBENCH:-dist/llmbench-cuda}" generate --device cuda --no-weights --model "$model" \
+          --dtype "$dtype" --kv-cache static -n 2 --prompt "The quick brown fox" 2>&1 >/dev/null); then
+        echo "   taken: $model $dtype: failed: $(echo "$err" | tail -n 1)"
+        continue
+      fi
+      local said
+      said=$(echo "$err" | grep -i "without it" | head -n 2)
+      echo "   taken: $model $dtype: ${said:-every layer}"
+    done
+  done
+}
+
 experiment_checks() {
   IFS=';' read -r -a settings <<< "$EXPERIMENTS"
-  for setting in "${settings[@]}" "$ALL"; do check_with "$setting" random_weights; done
+  for setting in "${settings[@]}" "$ALL"; do
+    check_with "$setting" random_weights
+    taken "$setting"
+  done
 }
 
 tables() {

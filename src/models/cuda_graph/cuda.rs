@@ -182,7 +182,7 @@ impl GraphDecoder {
         // (the reasons per layer are logged at debug level).
         let declined = |set: bool, taken: usize, what: &str| {
             if set && taken < layers.len() {
-                tracing::warn!("{what}: {} of {} layers run without it (RUST_LOG=debug says why)", layers.len() - taken, layers.len());
+                tracing::warn!("{what}: {} of {} layers run without it (-vv or LLMBENCH_LOG=debug says why)", layers.len() - taken, layers.len());
             }
         };
         declined(choice.qkv_attention, layers.iter().filter(|l| l.qkv_attention.is_some()).count(), "LLMBENCH_CUDA_QKV=attention");
