@@ -12,7 +12,8 @@
 #      last measured binary: fused MLP only where its down slices fill a sector, no prefetch)
 #   2. the experiments' checks: LLMBENCH_CUDA_MLP=transposed, LLMBENCH_CUDA_QKV=attention,
 #      LLMBENCH_CUDA_O=mlp, and all three together (random weights: f32 logits against the
-#      CPU within 1e-4, bf16 within 4e-2)
+#      CPU within 1e-4, bf16 within 4e-2; all three on 300-token prompts too), and whether each
+#      model took each setting in every layer
 #   3. decode tok/s, settings round-robin (benches/gpu_gemv_sweep.sh): default, split, each
 #      experiment, all three together
 #   4. the replayed step's timeline per setting (benches/gpu_trace.sh)
@@ -83,6 +84,9 @@ experiment_checks() {
     check_with "$setting" random_weights
     taken "$setting"
   done
+  # 300-token prompts: the graph's decode steps then attend over two splits (the QKV kernel's
+  # attention tail and O's split-combine with more than one partial).
+  check_with "$ALL" long_prompt
 }
 
 tables() {
@@ -93,7 +97,7 @@ tables() {
 
 mkdir -p "$OUT"
 stage check-default 90 python3 .ci/gpu-check.py fixtures random_weights
-stage check-experiments 120 experiment_checks
+stage check-experiments 160 experiment_checks
 stage sweep 220 env SETTINGS="-;LLMBENCH_CUDA_MLP=split;$EXPERIMENTS;$ALL" \
   ROUNDS=2 bash benches/gpu_gemv_sweep.sh
 stage trace 60 bash benches/gpu_trace.sh
