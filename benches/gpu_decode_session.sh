@@ -21,6 +21,8 @@
 #   6. the long-prompt, batched and served-draft checks (unchanged code paths; last)
 #
 # Usage (device tool): R=$OUT; export OUT=/tmp/o PACK=$R/out.tgz; bash .ci/gpu-bench decode-session
+# The estimates add up to more than one call: a second call on the same machine runs what the
+# first skipped, with SKIP="check-default check-experiments sweep" (stage names, as printed).
 set -uo pipefail
 LIMIT=${LIMIT:-560}
 PACK=${PACK:-$OUT/../decode-session.tgz}
@@ -37,6 +39,10 @@ pack() {
 stage() {
   local name=$1 estimate=$2
   shift 2
+  if [[ " ${SKIP:-} " == *" $name "* ]]; then
+    echo "== $name: skipped (SKIP)"
+    return
+  fi
   if [ $((SECONDS + estimate)) -gt "$LIMIT" ]; then
     echo "== $name: skipped ($SECONDS s used, ~$estimate s needed, limit $LIMIT)" | tee -a "$OUT/skipped.txt"
     return
