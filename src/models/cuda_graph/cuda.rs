@@ -413,7 +413,7 @@ impl Inner {
     fn qkv_with_attention<'a>(&self, ops: &'a LayerOps, max_splits: usize) -> Option<&'a Projection> {
         let p = ops.qkv_attention.as_ref()?;
         let GemvKind::QkvAttention { resident } = p.kind else { return None };
-        let blocks = (p.args.n as usize / 2 * p.args.warps_per_pair as usize).div_ceil(QKV_ATTN_THREADS as usize / 32);
+        let blocks = (p.args.n as usize / 2).div_ceil(QKV_ATTN_THREADS as usize / 32);
         (blocks <= resident as usize && self.shape.n_head * max_splits <= blocks).then_some(p)
     }
 
@@ -449,7 +449,7 @@ impl Inner {
             GemvKind::Warp => ((pairs * a.warps_per_pair as usize).div_ceil(WARPS_PER_BLOCK) as u32, GEMV_THREADS),
             GemvKind::Stream => (self.choice.blocks(pairs, a.stage_rows as usize), STREAM_THREADS),
             GemvKind::FusedMlp { blocks } => (blocks, MLP_THREADS),
-            GemvKind::QkvAttention { .. } => ((pairs * a.warps_per_pair as usize).div_ceil(QKV_ATTN_THREADS as usize / 32) as u32, QKV_ATTN_THREADS),
+            GemvKind::QkvAttention { .. } => (pairs.div_ceil(QKV_ATTN_THREADS as usize / 32) as u32, QKV_ATTN_THREADS),
             GemvKind::OMlp { .. } => return Err(wrap("the O-and-MLP launch goes through o_mlp")),
         };
         // The split-combine's factors, one per (split, head), after the input vector.

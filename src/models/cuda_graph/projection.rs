@@ -158,7 +158,7 @@ impl Kernels<'_> {
 
     /// The QKV projection with the attention as its tail (`qkv_attention` in llama_decode.cu),
     /// or `None` where it does not apply: `LLMBENCH_CUDA_QKV=attention` not set, weights not
-    /// dense, or the streaming gemv chosen. Whether a step can launch it (the grid
+    /// dense, or rows too long for one warp a pair. Whether a step can launch it (the grid
     /// resident at once, enough blocks for the attention's splits) is `GemvKind::QkvAttention`'s
     /// to answer at capture time, when the cache's capacity is known.
     pub(super) fn qkv_attention(&self, w: &GraphWeight, n: usize, k: usize) -> Result<Option<Projection>> {
@@ -173,11 +173,10 @@ impl Kernels<'_> {
             return declined("quantized weights");
         }
         let Some(p) = self.projection(w, n, k, 0)? else { return Ok(None) };
-        if p.kind != GemvKind::Warp {
-            return declined("LLMBENCH_CUDA_GEMV=stream");
+        if p.kind != GemvKind::Warp || p.args.warps_per_pair != 1 {
+            return declined("rows longer than one warp's round of loads, or LLMBENCH_CUDA_GEMV=stream");
         }
-        // Long rows keep the warps a pair the projection chose (its blocks then hold fewer pairs).
-        let per_lane = (k / (16 / self.dtype.size_in_bytes())).div_ceil(32 * p.args.warps_per_pair as usize);
+        let per_lane = (k / (16 / self.dtype.size_in_bytes())).div_ceil(32);
         let kernel = (self.load)(&format!("qkv_attn_dense_{}_c{}", self.suffix, if per_lane > 4 { 8 } else { 4 }))?;
         kernel
             .set_attribute(sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, p.shared_bytes as i32)
