@@ -2,6 +2,7 @@
 //! (here, shared by both builds), the decoder itself in `cuda.rs`, and its stand-in for builds
 //! without the `cuda` feature in `disabled.rs` (same signatures; `new` never returns a decoder).
 
+mod args_mirror;
 #[cfg(feature = "cuda")]
 mod cuda;
 #[cfg(feature = "cuda")]
