@@ -7,8 +7,9 @@
 //! split-combine fused into their prologues and epilogues, a split-K attention, and the whole MLP
 //! in one kernel; experiments merge the attention into the QKV launch and the O projection into
 //! the MLP's), each launched to overlap the tail of the one before (programmatic dependent
-//! launch), and the whole step is captured once and replayed: the token and position live in device memory, so the same graph
-//! serves every step (what vLLM and llama.cpp do for CUDA graphs). The weights and cache stay
+//! launch), and the whole step is captured once and replayed: the token and position live in
+//! device memory, so the same graph serves every step (what vLLM and llama.cpp do for CUDA
+//! graphs). The weights and cache stay
 //! candle tensors (or our quantized device matrices); this file only takes their addresses.
 
 use super::gemv_choice::{GemvChoice, STREAM_THREADS};
@@ -358,7 +359,10 @@ impl Inner {
         for (l, ops) in self.layers.iter().enumerate() {
             let (kc, vc) = (cache[2 * l], cache[2 * l + 1]);
             let with_attention = self.qkv_with_attention(ops, max_splits as usize);
-            let rope = GemvArgs { k_cache: kc, v_cache: vc, trace: slot()?, arrivals: arrivals + 16 * (l as u64), attn_out: partial, inv_sqrt_d, ..shape_args };
+            // The layer's arrival counters: QKV's blocks count on the first i32, O's on the second.
+            let layer_arrivals = arrivals + 16 * l as u64;
+            let acc = mlp_acc + (4 * l * s.hidden) as u64;
+            let rope = GemvArgs { k_cache: kc, v_cache: vc, trace: slot()?, arrivals: layer_arrivals, attn_out: partial, inv_sqrt_d, ..shape_args };
             let qkv = with_attention.unwrap_or(&ops.qkv);
             match pending.take() {
                 None => self.gemv(qkv, rope, (PRO_NORM, xs[x], ops.input_norm), (EPI_ROPE, q))?,
@@ -376,25 +380,23 @@ impl Inner {
                 ];
                 launch_after_previous(&self.stream, &self.attention, heads, &mut attention_args)?;
             }
-            let layer_arrivals = arrivals + 16 * l as u64;
-            if let (Mlp::Fused(p), Some(om)) = (&ops.mlp, &ops.o_mlp) {
-                // O's blocks count on the second i32 of the layer's slot (QKV's on the first).
-                let o_args = launch_args(om, GemvArgs { trace: slot()?, arrivals: layer_arrivals + 4, ..shape_args }, (PRO_COMBINE, partial, 0), (EPI_RESIDUAL, xs[x]));
-                let acc = mlp_acc + (4 * l * s.hidden) as u64;
-                let mlp_args = launch_args(p, GemvArgs { acc, ..shape_args }, (PRO_NORM, xs[x], ops.post_norm), (EPI_SILU, 0));
-                self.o_mlp(om, p, o_args, mlp_args)?;
-                pending = Some(acc);
-                continue;
-            }
-            self.gemv(&ops.o, GemvArgs { trace: slot()?, ..shape_args }, (PRO_COMBINE, partial, 0), (EPI_RESIDUAL, xs[x]))?;
-            match &ops.mlp {
-                Mlp::Fused(p) => {
-                    let acc = mlp_acc + (4 * l * s.hidden) as u64;
-                    self.gemv(p, GemvArgs { acc, trace: slot()?, ..shape_args }, (PRO_NORM, xs[x], ops.post_norm), (EPI_SILU, 0))?;
+            let o = (PRO_COMBINE, partial, 0);
+            let mlp_in = (PRO_NORM, xs[x], ops.post_norm);
+            match (&ops.mlp, &ops.o_mlp) {
+                (Mlp::Fused(p), Some(om)) => {
+                    let o_args = launch_args(om, GemvArgs { trace: slot()?, arrivals: layer_arrivals + 4, ..shape_args }, o, (EPI_RESIDUAL, xs[x]));
+                    let mlp_args = launch_args(p, GemvArgs { acc, ..shape_args }, mlp_in, (EPI_SILU, 0));
+                    self.o_mlp(om, p, o_args, mlp_args)?;
                     pending = Some(acc);
                 }
-                Mlp::Split { gate_up, down } => {
-                    self.gemv(gate_up, GemvArgs { trace: slot()?, ..shape_args }, (PRO_NORM, xs[x], ops.post_norm), (EPI_SILU, act))?;
+                (Mlp::Fused(p), None) => {
+                    self.gemv(&ops.o, GemvArgs { trace: slot()?, ..shape_args }, o, (EPI_RESIDUAL, xs[x]))?;
+                    self.gemv(p, GemvArgs { acc, trace: slot()?, ..shape_args }, mlp_in, (EPI_SILU, 0))?;
+                    pending = Some(acc);
+                }
+                (Mlp::Split { gate_up, down }, _) => {
+                    self.gemv(&ops.o, GemvArgs { trace: slot()?, ..shape_args }, o, (EPI_RESIDUAL, xs[x]))?;
+                    self.gemv(gate_up, GemvArgs { trace: slot()?, ..shape_args }, mlp_in, (EPI_SILU, act))?;
                     self.gemv(down, GemvArgs { trace: slot()?, ..shape_args }, (PRO_PLAIN, act, 0), (EPI_RESIDUAL, xs[x]))?;
                 }
             }

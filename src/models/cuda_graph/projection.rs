@@ -149,7 +149,7 @@ impl Kernels<'_> {
         let warps = chunks.div_ceil(32 * 8).next_power_of_two().min(4);
         args.warps_per_pair = warps as i32;
         let per_lane = chunks.div_ceil(32 * warps);
-        let kernel = load(&format!("{name}_c{}", if per_lane > 4 { 8 } else { 4 }))?;
+        let kernel = load(&format!("{name}_{}", loads_variant(per_lane)))?;
         kernel
             .set_attribute(sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, (MAX_GEMV_SHARED_BYTES + COMBINE_SHARED_BYTES) as i32)
             .map_err(wrap)?;
@@ -177,11 +177,8 @@ impl Kernels<'_> {
             return declined("rows longer than one warp's round of loads, or LLMBENCH_CUDA_GEMV=stream");
         }
         let per_lane = (k / (16 / self.dtype.size_in_bytes())).div_ceil(32);
-        let kernel = (self.load)(&format!("qkv_attn_dense_{}_c{}", self.suffix, if per_lane > 4 { 8 } else { 4 }))?;
-        kernel
-            .set_attribute(sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, p.shared_bytes as i32)
-            .map_err(wrap)?;
-        let fit = kernel.occupancy_max_active_blocks_per_multiprocessor(QKV_ATTN_THREADS, p.shared_bytes as usize, None).map_err(wrap)?;
+        let kernel = (self.load)(&format!("qkv_attn_dense_{}_{}", self.suffix, loads_variant(per_lane)))?;
+        let fit = allow_shared(&kernel, QKV_ATTN_THREADS, p.shared_bytes as usize)?;
         let resident = fit * self.choice.sms();
         Ok(Some(Projection { kernel, kind: GemvKind::QkvAttention { resident }, ..p }))
     }
@@ -209,14 +206,11 @@ impl Kernels<'_> {
         };
         let per_lane = chunks.div_ceil(32 * warps_per_pair);
         let transposed = if self.choice.mlp == MlpChoice::Transposed { "t_" } else { "" };
-        let kernel = (self.load)(&format!("o_mlp_{transposed}{}_c{}", self.suffix, if per_lane > 4 { 8 } else { 4 }))?;
+        let kernel = (self.load)(&format!("o_mlp_{transposed}{}_{}", self.suffix, loads_variant(per_lane)))?;
         // The most a step asks: O's input and split-combine factors, or the MLP's input and
         // activations (the two use the same shared memory one after the other).
         let shared = (o.shared_bytes as usize + COMBINE_SHARED_BYTES).max(mlp.shared_bytes as usize);
-        kernel
-            .set_attribute(sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, shared as i32)
-            .map_err(wrap)?;
-        let fit = kernel.occupancy_max_active_blocks_per_multiprocessor(MLP_THREADS, shared, None).map_err(wrap)?;
+        let fit = allow_shared(&kernel, MLP_THREADS, shared)?;
         if blocks > fit * self.choice.sms() {
             return declined("its grid would not be resident at once");
         }
@@ -236,26 +230,28 @@ impl Kernels<'_> {
             return Ok(None);
         }
         let size = dtype.size_in_bytes();
-        let transposed = choice.mlp == MlpChoice::Transposed;
-        // [inter][hidden]: each block's slice is then whole contiguous rows (mlp_fused.cuh).
-        let owned = if transposed { Some(dn.t()?.contiguous()?) } else { None };
-        let down = ptr(owned.as_ref().unwrap_or(dn), stream)?;
-        let args = GemvArgs { codes: ptr(gu, stream)?, down, n: 2 * inter as i32, k: hidden as i32, ..GemvArgs::default() };
-        if args.codes % 16 != 0 || args.down % 16 != 0 || (hidden * size) % 16 != 0 {
+        let codes = ptr(gu, stream)?;
+        if codes % 16 != 0 || ptr(dn, stream)? % 16 != 0 || (hidden * size) % 16 != 0 {
             return Ok(None);
         }
+        let transposed = choice.mlp == MlpChoice::Transposed;
         let kernel = load(&format!("mlp_fused_{}{suffix}", if transposed { "t_" } else { "" }))?;
         // Shared memory: the normalised input, then a block's activations (its widest run).
         let groups = inter / 8;
         let shared_for = |blocks: usize| hidden * size + 8 * groups.div_ceil(blocks) * size;
-        kernel
-            .set_attribute(sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, shared_for(1) as i32)
-            .map_err(wrap)?;
-        let fit = kernel.occupancy_max_active_blocks_per_multiprocessor(MLP_THREADS, shared_for(1), None).map_err(wrap)?;
+        let fit = allow_shared(&kernel, MLP_THREADS, shared_for(1))?;
         let Some(blocks) = choice.mlp_blocks(groups, fit, size) else {
             tracing::debug!("CUDA graph: the MLP ({hidden} x {inter}) runs as two launches (slices under a sector, or LLMBENCH_CUDA_MLP=split)");
             return Ok(None);
         };
+        // [inter][hidden], made only once the launch is decided: each block's slice is then
+        // whole contiguous rows (mlp_fused.cuh).
+        let owned = if transposed { Some(dn.t()?.contiguous()?) } else { None };
+        let down = ptr(owned.as_ref().unwrap_or(dn), stream)?;
+        if down % 16 != 0 {
+            return Ok(None);
+        }
+        let args = GemvArgs { codes, down, n: 2 * inter as i32, k: hidden as i32, ..GemvArgs::default() };
         tracing::debug!("CUDA graph: fused MLP {hidden} x {inter}, {blocks} blocks ({fit} fit a multiprocessor), down transposed: {transposed}");
         Ok(Some(Projection { kernel, args, shared_bytes: shared_for(blocks as usize) as u32, kind: GemvKind::FusedMlp { blocks }, owned }))
     }
@@ -288,3 +284,19 @@ fn quantized(args: &mut GemvArgs, m: KernelOperands, n: usize, k: usize, dtype: 
     Ok((format!("gemv_{}_f32", m.format.kernel_name()), chunks, shared))
 }
 
+/// The gemv kernel variant for `per_lane` 16-byte chunks a lane: `_c8` (8 loads a lane in flight)
+/// where more than 4 are needed, else `_c4` (fewer registers).
+fn loads_variant(per_lane: usize) -> &'static str {
+    if per_lane > 4 {
+        "c8"
+    } else {
+        "c4"
+    }
+}
+
+/// Lets `kernel` take `shared` bytes of dynamic shared memory and returns how many of its
+/// blocks of `threads` a multiprocessor holds at once with that much.
+fn allow_shared(kernel: &CudaFunction, threads: u32, shared: usize) -> Result<u32> {
+    kernel.set_attribute(sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, shared as i32).map_err(wrap)?;
+    kernel.occupancy_max_active_blocks_per_multiprocessor(threads, shared, None).map_err(wrap)
+}
