@@ -57,6 +57,7 @@ impl DeviceChoice {
                         feature: "cuda",
                     }));
                 }
+                crate::models::check_graph_settings()?;
                 let device = Device::new_cuda(i).map_err(|e| {
                     LlmbenchError::invalid(format!("--device cuda:{i}: cannot open the GPU ({e}); check nvidia-smi and the device number"))
                 })?;
@@ -76,6 +77,7 @@ impl DeviceChoice {
             // the CPU would label a CPU benchmark as the GPU run the user meant.
             Self::Auto => {
                 if candle_core::utils::cuda_is_available() {
+                    crate::models::check_graph_settings()?;
                     let device = Device::new_cuda(0).map_err(|e| {
                         LlmbenchError::invalid(format!(
                             "--device auto: this build has CUDA but GPU 0 cannot be opened ({}); check nvidia-smi, or pass --device cpu",

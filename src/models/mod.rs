@@ -15,6 +15,7 @@ mod cuda_attention;
 #[path = "cuda_attention_disabled.rs"]
 mod cuda_attention;
 mod cuda_graph;
+pub use cuda_graph::check_settings as check_graph_settings;
 pub mod gguf;
 pub mod gguf_reader;
 pub mod gguf_writer;

@@ -72,3 +72,10 @@ pub struct DecodeShape {
     pub eps: f32,
     pub interleaved: bool,
 }
+
+/// The LLMBENCH_CUDA_* kernel settings the graph decoder reads (`gemv_choice.rs`), checked when
+/// a GPU is opened: a misspelt value is an input error (exit 2) naming the variable and its
+/// values, not a failure deep in model loading.
+pub fn check_settings() -> anyhow::Result<()> {
+    gemv_choice::GemvChoice::from_env(1).map(|_| ()).map_err(|e| crate::error::LlmbenchError::invalid(e.to_string()))
+}
