@@ -19,10 +19,10 @@ template <typename T>
 __device__ void attn_split_at(const T* q, const T* k_cache, const T* v_cache, const int* params, float* acc_out, int n_head,
                               int n_kv, int d, int capacity, float inv_sqrt_d, int max_splits, int head, int split) {
   constexpr int V = Vec<T>::N;
-  __shared__ float qs[256];
-  __shared__ float probs[SPLIT];
-  __shared__ float red[SPLIT * 8];
-  __shared__ float scratch[32];
+  static __shared__ float qs[256];
+  static __shared__ float probs[SPLIT];
+  static __shared__ float red[SPLIT * 8];
+  static __shared__ float scratch[32];
   int len = params[1] + 1;
   int start = split * SPLIT;
   if (start >= len) return;

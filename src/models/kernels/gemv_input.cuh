@@ -75,7 +75,7 @@ __device__ void pending_residual(const GemvArgs& a, T* xs, float& ss) {
 template <typename T>
 __device__ void build_input(const GemvArgs& a, T* xs, float* weights) {
   constexpr int V = Vec<T>::N;
-  __shared__ float scratch[32];
+  static __shared__ float scratch[32];
   int chunks = a.k / V;
   if (a.prologue == PRO_NORM || a.prologue == PRO_NORM_PENDING) {
     // candle's rms_norm: f32 sum of squares, out = (scale * x) * w rounded once to T. x goes to

@@ -20,32 +20,6 @@
 #define STREAM_THREADS 256
 #define STREAM_MAX_STAGES 16
 
-__device__ __forceinline__ uint32_t smem_addr(const void* p) { return (uint32_t)__cvta_generic_to_shared(p); }
-__device__ __forceinline__ void mbar_init(uint64_t* bar, int count) {
-  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"(smem_addr(bar)), "r"(count) : "memory");
-}
-// One arrival that also expects `bytes` from the copies that complete on this barrier.
-__device__ __forceinline__ void mbar_expect(uint64_t* bar, uint32_t bytes) {
-  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(smem_addr(bar)), "r"(bytes) : "memory");
-}
-__device__ __forceinline__ void mbar_wait(uint64_t* bar, uint32_t parity) {
-  asm volatile(
-      "{\n"
-      ".reg .pred done;\n"
-      "WAIT_%=:\n"
-      "mbarrier.try_wait.parity.shared::cta.b64 done, [%0], %1;\n"
-      "@!done bra WAIT_%=;\n"
-      "}\n" ::"r"(smem_addr(bar)),
-      "r"(parity)
-      : "memory");
-}
-// `bytes` global -> shared by the bulk copy engine (sm_90), completing on `bar`.
-__device__ __forceinline__ void bulk_copy(void* dst, const void* src, uint32_t bytes, uint64_t* bar) {
-  asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];" ::"r"(smem_addr(dst)),
-               "l"(src), "r"(bytes), "r"(smem_addr(bar))
-               : "memory");
-}
-
 // Row pairs of a projection (rows_of): n / 2 where an epilogue combines two rows, else ceil(n / 2).
 __device__ __forceinline__ int pairs_of(const GemvArgs& a) {
   return a.epilogue == EPI_SILU || a.epilogue == EPI_ROPE ? a.n >> 1 : (a.n + 1) >> 1;
@@ -58,8 +32,8 @@ __device__ __forceinline__ int pairs_of(const GemvArgs& a) {
 template <typename T>
 __device__ void gemv_stream(const GemvArgs& a) {
   extern __shared__ __align__(16) unsigned char smem[];
-  __shared__ float part[2][STREAM_THREADS / 32];
-  __shared__ __align__(8) uint64_t full[STREAM_MAX_STAGES];
+  static __shared__ float part[2][STREAM_THREADS / 32];
+  static __shared__ __align__(8) uint64_t full[STREAM_MAX_STAGES];
   constexpr int V = Vec<T>::N, WARPS = STREAM_THREADS / 32;
   const int chunks = a.k / V, R = a.stage_rows, G = R >> 1, wpr = WARPS / R, S = a.stages;
   const int stage_chunks = R * chunks;
@@ -92,7 +66,7 @@ __device__ void gemv_stream(const GemvArgs& a) {
   };
   if (threadIdx.x == 0) {
     for (int s = 0; s < S; ++s) mbar_init(&full[s], 1);
-    asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+    fence_mbar_init();
   }
   trace_start(a.trace);
   __syncthreads();

@@ -13,12 +13,6 @@
 
 #define ARRIVAL_SPIN_NS 200000000ull
 
-__device__ __forceinline__ int load_relaxed(const int* p) {
-  int v;
-  asm volatile("ld.relaxed.gpu.global.b32 %0, [%1];" : "=r"(v) : "l"(p) : "memory");
-  return v;
-}
-
 // Every thread of the block calls it, after its last store that other blocks will read.
 __device__ __forceinline__ void arrive(int* counter) {
   __syncthreads();
@@ -37,7 +31,7 @@ __device__ __forceinline__ void wait_for_arrivals(const int* counter, int expect
       if (global_ns() > deadline) __trap();
       __nanosleep(64);
     }
-    asm volatile("fence.acq_rel.gpu;" ::: "memory");
+    fence_acq_rel_gpu();
   }
   __syncthreads();
 }

@@ -21,6 +21,7 @@
 
 #include <stdint.h>
 
+#include "ptx.cuh"
 #include "block_dot.cuh"
 #include "float_ops.cuh"
 #include "trace.cuh"
@@ -47,14 +48,6 @@ __device__ float block_max(float v, float* scratch) {
   v = lane < warps ? scratch[lane] : -INFINITY;
   return warp_max(v);
 }
-
-// Programmatic dependent launch (every kernel after the first is launched with it): a kernel
-// may start while the one before it finishes, does what reads no earlier output (a gemv issues
-// its weight loads), then waits for the previous grid's completion and memory. Each block lets the
-// next kernel launch once it is past its wait, so the next grid's blocks arrive with this grid's
-// last wave, never ahead of it.
-__device__ __forceinline__ void wait_for_previous() { asm volatile("griddepcontrol.wait;" ::: "memory"); }
-__device__ __forceinline__ void release_next() { asm volatile("griddepcontrol.launch_dependents;" :::); }
 
 // x = table[token] (block 0), and every layer's MLP accumulator zeroed (all blocks: the fused
 // MLP adds its down products into them, mlp_fused.cuh).
@@ -240,7 +233,7 @@ __device__ void epilogue(const GemvArgs& a, int r0, int r1, int aux, float v0, f
 template <typename T, int FMT, int CPL, typename F, bool TAIL = false>
 __device__ void gemv(const GemvArgs& a) {
   extern __shared__ __align__(16) unsigned char smem[];
-  __shared__ float partial[2][8];
+  static __shared__ float partial[2][8];
   T* xs = reinterpret_cast<T*>(smem);
   int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   int W = a.warps_per_pair, sub = warp % W;

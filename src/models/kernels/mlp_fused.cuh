@@ -25,11 +25,6 @@
 // than that (o_mlp.cuh's grid needs every block resident at once).
 #define MLP_BLOCKS_PER_SM 2
 
-// acc[0..4) += v[0..4): one 16-byte reduction in L2 (sm_90).
-__device__ __forceinline__ void red_add_v4(float* acc, const float* v) {
-  asm volatile("red.global.add.v4.f32 [%0], {%1, %2, %3, %4};" ::"l"(acc), "f"(v[0]), "f"(v[1]), "f"(v[2]), "f"(v[3]) : "memory");
-}
-
 // DOWN_T: `a.down` holds the down matrix transposed, [n / 2][k] (LLMBENCH_CUDA_MLP=transposed,
 // a copy made when the graph is built): a block's slice is then `width` whole contiguous rows
 // instead of `width` values of each of k rows, so phase 2 streams as phase 1 does.

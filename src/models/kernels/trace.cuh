@@ -5,15 +5,9 @@
 // (the default) records nothing; thread 0 of a block writes, through 64-bit atomics.
 #pragma once
 
-__device__ __forceinline__ unsigned long long global_ns() {
-  unsigned long long t;
-  asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
-  return t;
-}
-
 // The block's start, kept in shared memory (not a register held through the kernel).
 __device__ __forceinline__ unsigned long long& trace_t0() {
-  __shared__ unsigned long long t0;
+  static __shared__ unsigned long long t0;
   return t0;
 }
 

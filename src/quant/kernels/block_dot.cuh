@@ -27,7 +27,8 @@
 #define FMT_INT4 5
 
 // Weights are read once per token: stream them past L1 (the activations, read by every warp,
-// stay cached).
+// stay cached). The CPU emulator of the decode kernels (tests/cuda_host/) supplies its own.
+#ifndef LLMBENCH_HOST_EMULATION
 __device__ __forceinline__ uint4 load_streaming(const uint4* p) {
   uint4 v;
   asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
@@ -35,6 +36,7 @@ __device__ __forceinline__ uint4 load_streaming(const uint4* p) {
                : "l"(p));
   return v;
 }
+#endif
 
 // A matrix's device operands.
 struct QMatrix {

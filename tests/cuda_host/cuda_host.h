@@ -1,0 +1,409 @@
+// The CUDA of the decode-step kernels (src/models/kernels/llama_decode.cu and what it includes),
+// emulated on the CPU, so that CI, which has no GPU, runs the kernels themselves: their indexing,
+// blocking, barriers, warp shuffles and grid-wide waits, against a reference (decode_kernels.cpp).
+// GPU time is scarce (one device call is worth a session), and a kernel that indexes one row
+// wrong is found here in seconds.
+//
+// The model: blocks run one after another, or, where the kernel's blocks wait for each other,
+// each in a forked process, so that the kernels' `static __shared__` arrays and the dynamic
+// `smem` are the block's own, while device memory, mapped shared before the fork, is common to
+// all blocks. A block's threads are fibers (ucontext) run one at a time by a
+// scheduler: a fiber runs until it reaches a barrier (__syncthreads, __syncwarp, each warp
+// shuffle's exchange), the scheduler releases a warp once all its live threads are at the warp
+// barrier and the block once all are at __syncthreads, and a barrier that can never complete
+// (threads of one warp at different barriers) stops the block with a message instead of hanging.
+// Grid-wide waits (grid_arrivals.cuh) need every block running at once: such launches fork the
+// whole grid together, as the host launches them only where the grid is resident.
+//
+// What it cannot show: timing, the GPU's weak memory ordering (x86 stores are seen in order; a
+// missing fence is not caught here), and the streaming loads' cache behaviour. rsqrtf is exact
+// here and approximate on the GPU: results agree to f32 rounding, not bit for bit.
+#pragma once
+#define LLMBENCH_HOST_EMULATION 1
+
+#include <sched.h>
+#include <setjmp.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <ucontext.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <vector>
+
+// ---- CUDA's declaration specifiers ----
+#define __global__
+#define __device__
+#define __host__
+#define __forceinline__ inline
+#define __launch_bounds__(...)
+#define __align__(n) __attribute__((aligned(n)))
+// Block-scope shared arrays are declared `static __shared__` in the kernels: a static local is
+// per process here, i.e. per block.
+#define __shared__
+
+// ---- vector types ----
+struct dim3 {
+  unsigned x = 1, y = 1, z = 1;
+};
+struct alignas(16) uint4 {
+  unsigned x, y, z, w;
+};
+struct alignas(8) uint2 {
+  unsigned x, y;
+};
+struct alignas(16) int4 {
+  int x, y, z, w;
+};
+struct alignas(16) float4 {
+  float x, y, z, w;
+};
+struct alignas(8) float2 {
+  float x, y;
+};
+inline uint4 make_uint4(unsigned x, unsigned y, unsigned z, unsigned w) { return {x, y, z, w}; }
+inline uint2 make_uint2(unsigned x, unsigned y) { return {x, y}; }
+inline float4 make_float4(float x, float y, float z, float w) { return {x, y, z, w}; }
+using std::max;
+using std::min;
+inline float rsqrtf(float x) { return 1.f / std::sqrt(x); }
+inline float __fmul_rn(float a, float b) { return a * b; }
+inline int __dp4a(int a, int b, int c) {
+  for (int i = 0; i < 4; ++i) c += (int)(int8_t)(a >> (8 * i)) * (int)(int8_t)(b >> (8 * i));
+  return c;
+}
+
+// ---- 16-bit floats: the bits of CUDA's types, arithmetic rounded once per operation as sm_90's
+// bf16/f16 instructions round ----
+struct __nv_bfloat16 {
+  uint16_t bits;
+};
+inline float __bfloat162float(__nv_bfloat16 h) {
+  uint32_t u = (uint32_t)h.bits << 16;
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+inline __nv_bfloat16 __float2bfloat16(float f) {  // round to nearest even
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  if (std::isnan(f)) return {0x7fc0};
+  u += 0x7fff + ((u >> 16) & 1);
+  return {(uint16_t)(u >> 16)};
+}
+inline __nv_bfloat16 operator*(__nv_bfloat16 a, __nv_bfloat16 b) { return __float2bfloat16(__bfloat162float(a) * __bfloat162float(b)); }
+inline __nv_bfloat16 operator+(__nv_bfloat16 a, __nv_bfloat16 b) { return __float2bfloat16(__bfloat162float(a) + __bfloat162float(b)); }
+inline __nv_bfloat16 operator-(__nv_bfloat16 a, __nv_bfloat16 b) { return __float2bfloat16(__bfloat162float(a) - __bfloat162float(b)); }
+
+struct __half {
+  uint16_t bits;
+};
+struct __half2 {
+  __half x, y;
+};
+inline float __half2float(__half h) {
+  _Float16 f;
+  std::memcpy(&f, &h.bits, 2);
+  return (float)f;
+}
+inline __half __float2half(float f) {
+  _Float16 h = (_Float16)f;
+  __half r;
+  std::memcpy(&r.bits, &h, 2);
+  return r;
+}
+inline float2 __half22float2(__half2 h) { return {__half2float(h.x), __half2float(h.y)}; }
+inline __half operator*(__half a, __half b) { return __float2half(__half2float(a) * __half2float(b)); }
+inline __half operator+(__half a, __half b) { return __float2half(__half2float(a) + __half2float(b)); }
+inline __half operator-(__half a, __half b) { return __float2half(__half2float(a) - __half2float(b)); }
+
+// ---- threads: fibers of one block ----
+inline dim3 threadIdx, blockIdx, blockDim, gridDim;
+
+namespace emu {
+enum class At { Running, Warp, Block, Done };
+// A fiber starts through makecontext/setcontext on its own stack and then switches with
+// _setjmp/_longjmp, which, unlike swapcontext, make no system call (swapcontext saves the
+// signal mask on every switch: most of the emulator's time went there).
+struct Fiber {
+  jmp_buf buf;
+  ucontext_t start;
+  At at = At::Running;
+  bool started = false;
+};
+constexpr size_t STACK_BYTES = 64 * 1024;
+inline jmp_buf scheduler;
+inline std::vector<Fiber> fibers;
+inline char* stacks = nullptr;  // 1,024 stacks, mapped once a process and reused by every block
+inline int current = 0;
+inline std::function<void()> kernel_body;
+// A warp shuffle's exchange slots, one per thread.
+inline uint64_t exchange[1024];
+
+inline void yield_at(At at) {
+  fibers[current].at = at;
+  if (_setjmp(fibers[current].buf) == 0) _longjmp(scheduler, 1);
+}
+
+inline void fiber_main() {
+  kernel_body();
+  fibers[current].at = At::Done;
+  _longjmp(scheduler, 1);
+}
+
+[[noreturn]] inline void stop(const char* why) {
+  std::fprintf(stderr, "block (%u, %u) thread %u: %s\n", blockIdx.x, blockIdx.y, threadIdx.x, why);
+  std::fflush(stderr);
+  _exit(3);
+}
+
+inline void resume(unsigned t) {
+  current = (int)t;
+  threadIdx = dim3{t, 0, 0};
+  if (_setjmp(scheduler) != 0) return;
+  Fiber& f = fibers[t];
+  if (f.started) _longjmp(f.buf, 1);
+  f.started = true;
+  setcontext(&f.start);
+}
+
+// Runs one block's threads to completion (see the file's head for the barrier rules).
+inline void run_block(unsigned threads) {
+  if (stacks == nullptr) {
+    void* p = mmap(nullptr, 1024 * STACK_BYTES, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (p == MAP_FAILED) stop("cannot map fiber stacks");
+    stacks = static_cast<char*>(p);
+  }
+  fibers.assign(threads, Fiber{});
+  for (unsigned t = 0; t < threads; ++t) {
+    Fiber& f = fibers[t];
+    getcontext(&f.start);
+    f.start.uc_stack.ss_sp = stacks + t * STACK_BYTES;
+    f.start.uc_stack.ss_size = STACK_BYTES;
+    f.start.uc_link = nullptr;
+    makecontext(&f.start, fiber_main, 0);
+  }
+  for (;;) {
+    bool ran = true;
+    while (ran) {
+      ran = false;
+      for (unsigned t = 0; t < threads; ++t) {
+        if (fibers[t].at != At::Running) continue;
+        resume(t);
+        ran = true;
+      }
+    }
+    bool released = false;
+    for (unsigned w = 0; w * 32 < threads; ++w) {
+      bool all = true, any = false;
+      for (unsigned t = 32 * w; t < std::min(threads, 32 * w + 32); ++t) {
+        if (fibers[t].at == At::Done) continue;
+        any = true;
+        all = all && fibers[t].at == At::Warp;
+      }
+      if (any && all) {
+        for (unsigned t = 32 * w; t < std::min(threads, 32 * w + 32); ++t)
+          if (fibers[t].at == At::Warp) fibers[t].at = At::Running;
+        released = true;
+      }
+    }
+    if (released) continue;
+    bool live = false, block = true;
+    for (auto& f : fibers) {
+      if (f.at == At::Done) continue;
+      live = true;
+      block = block && f.at == At::Block;
+    }
+    if (!live) return;
+    if (!block) {
+      std::fprintf(stderr, "block (%u, %u): threads wait at barriers that cannot complete:", blockIdx.x, blockIdx.y);
+      for (unsigned t = 0; t < threads; ++t) std::fprintf(stderr, " %u:%d", t, (int)fibers[t].at);
+      std::fprintf(stderr, "\n");
+      _exit(4);
+    }
+    for (auto& f : fibers)
+      if (f.at == At::Block) f.at = At::Running;
+  }
+}
+}  // namespace emu
+
+inline void __syncthreads() { emu::yield_at(emu::At::Block); }
+inline void __syncwarp(unsigned = 0xffffffffu) { emu::yield_at(emu::At::Warp); }
+template <typename V>
+inline V __shfl_xor_sync(unsigned, V v, int mask) {
+  static_assert(sizeof(V) <= 8, "one exchange slot a thread");
+  std::memcpy(&emu::exchange[threadIdx.x], &v, sizeof v);
+  __syncwarp();
+  V r;
+  std::memcpy(&r, &emu::exchange[(threadIdx.x & ~31u) | ((threadIdx.x & 31u) ^ (unsigned)mask)], sizeof r);
+  __syncwarp();  // nobody overwrites a slot before its reader is done
+  return r;
+}
+
+// ---- atomics and fences on device memory (shared between the blocks' processes) ----
+inline int atomicAdd(int* p, int v) { return __atomic_fetch_add(p, v, __ATOMIC_SEQ_CST); }
+inline unsigned long long atomicMin(unsigned long long* p, unsigned long long v) {
+  unsigned long long old = __atomic_load_n(p, __ATOMIC_SEQ_CST);
+  while (v < old && !__atomic_compare_exchange_n(p, &old, v, false, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST)) {
+  }
+  return old;
+}
+inline unsigned long long atomicMax(unsigned long long* p, unsigned long long v) {
+  unsigned long long old = __atomic_load_n(p, __ATOMIC_SEQ_CST);
+  while (v > old && !__atomic_compare_exchange_n(p, &old, v, false, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST)) {
+  }
+  return old;
+}
+inline void atomic_add_float(float* p, float v) {
+  float old, sum;
+  __atomic_load(p, &old, __ATOMIC_SEQ_CST);
+  do {
+    sum = old + v;
+  } while (!__atomic_compare_exchange(p, &old, &sum, false, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST));
+}
+inline void __threadfence() { __atomic_thread_fence(__ATOMIC_SEQ_CST); }
+// Another block's process is what a waiting block waits for: give it the core.
+inline void __nanosleep(unsigned) { usleep(20); }
+[[noreturn]] inline void __trap() { emu::stop("__trap()"); }
+
+// ---- src/models/kernels/ptx.cuh and block_dot.cuh's load_streaming, for the host ----
+inline void wait_for_previous() {}  // launches run one after another here
+inline void release_next() {}
+// Time runs 1,000 times slower for the kernels: grid_arrivals.cuh's 200 ms bound on a wait
+// (a guard against a grid that is not resident) becomes 200 s, as emulated blocks are slow.
+inline unsigned long long global_ns() {
+  timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return ((unsigned long long)t.tv_sec * 1000000000ull + (unsigned long long)t.tv_nsec) / 1000;
+}
+inline int load_relaxed(const int* p) { return __atomic_load_n(p, __ATOMIC_RELAXED); }
+inline void fence_acq_rel_gpu() { __atomic_thread_fence(__ATOMIC_ACQ_REL); }
+inline void red_add_v4(float* acc, const float* v) {
+  for (int i = 0; i < 4; ++i) atomic_add_float(acc + i, v[i]);
+}
+inline uint4 load_streaming(const uint4* p) { return *p; }
+// mbarriers: pending arrivals in bits 0-15, the arrival count in 16-31, pending bytes in 32-62,
+// the phase in bit 63. Bulk copies complete at once here, so a barrier's phase ends as soon as
+// its expected arrival and bytes are in.
+inline void mbar_complete_if_done(uint64_t* bar) {
+  uint64_t b = *bar;
+  if ((b & 0xffff) == 0 && ((b >> 32) & 0x7fffffff) == 0) {
+    uint64_t count = (b >> 16) & 0xffff;
+    *bar = ((b ^ (1ull << 63)) & (1ull << 63)) | (count << 16) | count;
+  }
+}
+inline void mbar_init(uint64_t* bar, int count) { *bar = ((uint64_t)count << 16) | (uint64_t)count; }
+inline void fence_mbar_init() {}
+inline void mbar_expect(uint64_t* bar, uint32_t bytes) {
+  *bar = *bar - 1 + ((uint64_t)bytes << 32);
+  mbar_complete_if_done(bar);
+}
+inline void bulk_copy(void* dst, const void* src, uint32_t bytes, uint64_t* bar) {
+  std::memcpy(dst, src, bytes);
+  *bar -= (uint64_t)bytes << 32;
+  mbar_complete_if_done(bar);
+}
+// try_wait.parity P succeeds once the phase of parity P has completed: the current phase bit
+// differs from P.
+inline void mbar_wait(uint64_t* bar, uint32_t parity) {
+  for (long spins = 0; (*bar >> 63) == parity; ++spins) {
+    if (spins > 1000000) emu::stop("mbarrier wait never completed");
+    emu::yield_at(emu::At::Running);
+  }
+}
+
+// ---- device memory and launches ----
+// CUDA's dynamic shared memory: every `extern __shared__ unsigned char smem[]` of the kernels is
+// this array, one per block process (defined by the including program).
+extern unsigned char smem[];
+#define EMU_SHARED_BYTES (227 * 1024)
+
+namespace emu {
+// Device memory: one mapping shared by the parent and every block process it forks.
+struct Arena {
+  unsigned char* base = nullptr;
+  size_t used = 0, size = 0;
+};
+inline Arena arena;
+
+template <typename T>
+T* device_alloc(size_t n) {
+  if (arena.base == nullptr) {
+    arena.size = size_t(1) << 30;
+    void* p = mmap(nullptr, arena.size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (p == MAP_FAILED) {
+      std::perror("mmap");
+      std::exit(2);
+    }
+    arena.base = static_cast<unsigned char*>(p);
+  }
+  size_t bytes = (n * sizeof(T) + 255) & ~size_t(255);
+  if (arena.used + bytes > arena.size) {
+    std::fprintf(stderr, "device arena exhausted\n");
+    std::exit(2);
+  }
+  T* p = reinterpret_cast<T*>(arena.base + arena.used);
+  arena.used += bytes;
+  std::memset(p, 0, bytes);
+  return p;
+}
+inline void device_reset() { arena.used = 0; }
+
+// Launches `body` (one call of the kernel, run by every thread) over `grid` x `block` threads
+// with `shared` bytes of dynamic shared memory. `together`: every block at once, each a forked
+// process (the grid-wide waits need them all running; the host launches such kernels only
+// where the grid is resident); otherwise the blocks run one after another in this process,
+// shared memory refilled with garbage for each. False, with a message, if a block failed
+// (trapped, stopped at a barrier that cannot complete, or crashed).
+inline bool launch(const char* name, dim3 grid, dim3 block, size_t shared, bool together, std::function<void()> body) {
+  if (shared > EMU_SHARED_BYTES || block.x > 1024 || block.x % 32 != 0) {
+    std::fprintf(stderr, "%s: launch of %u threads, %zu shared bytes is not valid\n", name, block.x, shared);
+    return false;
+  }
+  unsigned blocks = grid.x * grid.y;
+  kernel_body = std::move(body);
+  blockDim = block;
+  gridDim = grid;
+  auto enter = [&](unsigned b) {
+    blockIdx = dim3{b % grid.x, b / grid.x, 0};
+    std::memset(smem, 0xcd, shared);
+    run_block(block.x);
+  };
+  if (!together) {
+    for (unsigned b = 0; b < blocks; ++b) enter(b);
+    return true;
+  }
+  std::fflush(stdout);
+  std::fflush(stderr);
+  std::vector<pid_t> children;
+  for (unsigned b = 0; b < blocks; ++b) {
+    pid_t pid = fork();
+    if (pid < 0) {
+      std::perror("fork");
+      _exit(2);
+    }
+    if (pid == 0) {
+      enter(b);
+      _exit(0);
+    }
+    children.push_back(pid);
+  }
+  bool ok = true;
+  for (pid_t pid : children) {
+    int status = 0;
+    waitpid(pid, &status, 0);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+      std::fprintf(stderr, "%s: a block failed (status %d)\n", name, status);
+      ok = false;
+    }
+  }
+  return ok;
+}
+}  // namespace emu

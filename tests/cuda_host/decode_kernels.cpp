@@ -1,0 +1,594 @@
+// The graph decode step's kernels (src/models/kernels/llama_decode.cu), run on the CPU emulator
+// (cuda_host.h) for a two-layer Llama of random weights, two steps at a time, every way the host
+// can wire them (src/models/cuda_graph/cuda.rs): the default launches, the split MLP, the
+// streaming gemv, and each experiment (the transposed down matrix, QKV with the attention as
+// its tail, O in the MLP's launch, all three). After each launch that completes a stage, its
+// outputs are compared with a double-precision reference computed from the device's inputs to
+// that stage (the reference rounds to T where candle and the kernels store T, so the
+// tolerance is a few units of T's rounding, and a wrong row or index is off by the values'
+// whole scale).
+//
+// The launch shapes (blocks, threads, shared memory, warps a row pair, loads a lane) follow the
+// host's rules in cuda.rs, projection.rs and gemv_choice.rs; a change there that a kernel
+// depends on is to be made here too. Run by tests/cuda_kernels_on_cpu.rs; prints one line per
+// check and "checks: N, failed: F", exit status 1 if any failed.
+#include "cuda_host.h"
+
+#include "llama_decode.cu"
+
+alignas(16) unsigned char smem[EMU_SHARED_BYTES];
+
+#include <string>
+
+// ---- the kernels of one dtype ----
+template <typename T> struct Kernels;
+#define KERNELS(T, S)                                        \
+  template <> struct Kernels<T> {                            \
+    static constexpr const char* name = #S;                  \
+    static constexpr auto embed = embed_##S;                 \
+    static constexpr auto attn = attn_split_##S;             \
+    static constexpr auto gemv_c4 = gemv_dense_##S##_c4;     \
+    static constexpr auto gemv_c8 = gemv_dense_##S##_c8;     \
+    static constexpr auto stream = gemv_stream_##S;          \
+    static constexpr auto mlp = mlp_fused_##S;               \
+    static constexpr auto mlp_t = mlp_fused_t_##S;           \
+    static constexpr auto o_mlp_c4 = o_mlp_##S##_c4;         \
+    static constexpr auto o_mlp_c8 = o_mlp_##S##_c8;         \
+    static constexpr auto o_mlp_t_c4 = o_mlp_t_##S##_c4;     \
+    static constexpr auto o_mlp_t_c8 = o_mlp_t_##S##_c8;     \
+    static constexpr auto qkv_attn_c4 = qkv_attn_dense_##S##_c4; \
+    static constexpr auto qkv_attn_c8 = qkv_attn_dense_##S##_c8; \
+  };
+KERNELS(float, f32)
+KERNELS(__half, f16)
+KERNELS(__nv_bfloat16, bf16)
+
+// ---- shapes and wirings ----
+struct Shape {
+  const char* name;
+  int hidden, n_head, n_kv, head_dim, inter, vocab, capacity;
+  bool interleaved;
+  unsigned sms;  // multiprocessors the host would see (sets the fused MLP's grid)
+  int positions[2];  // first positions of the two-step runs
+};
+// narrow: one warp a row pair everywhere but the down projection (f32: two warps, 8 loads a
+// lane), 8-16 row lanes a chunk in the transposed down product, two attention splits at 300.
+// wide: GQA 4:1, interleaved RoPE, 64 blocks of O in the MLP grid, three splits of capacity.
+const Shape SHAPES[] = {
+    {"narrow", 128, 2, 1, 64, 1152, 96, 512, false, 4, {5, 300}},
+    {"wide", 1024, 8, 2, 128, 768, 160, 600, true, 32, {259, 7}},
+};
+
+enum class Qkv { Separate, Attention };
+enum class Mlp { Fused, Transposed, Split, Stream };
+struct Wiring {
+  const char* name;
+  Qkv qkv;
+  Mlp mlp;
+  bool o_in_mlp;
+};
+const Wiring WIRINGS[] = {
+    {"default", Qkv::Separate, Mlp::Fused, false},
+    {"split", Qkv::Separate, Mlp::Split, false},
+    {"stream", Qkv::Separate, Mlp::Stream, false},
+    {"transposed", Qkv::Separate, Mlp::Transposed, false},
+    {"qkv-attention", Qkv::Attention, Mlp::Fused, false},
+    {"o-mlp", Qkv::Separate, Mlp::Fused, true},
+    {"o-mlp-transposed", Qkv::Separate, Mlp::Transposed, true},
+    {"all-three", Qkv::Attention, Mlp::Transposed, true},
+};
+
+// ---- random data ----
+struct Rng {
+  uint64_t s;
+  float uniform() {  // [-1, 1)
+    s += 0x9e3779b97f4a7c15ull;
+    uint64_t z = s;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    z ^= z >> 31;
+    return (float)((double)(z >> 11) / (double)(1ull << 53) * 2.0 - 1.0);
+  }
+};
+
+// A device array of T and the same values as floats (what the reference reads).
+template <typename T> struct Tensor {
+  T* dev = nullptr;
+  std::vector<float> host;
+};
+template <typename T> Tensor<T> upload(std::vector<float> v) {
+  Tensor<T> t;
+  t.dev = emu::device_alloc<T>(v.size());
+  for (size_t i = 0; i < v.size(); ++i) {
+    t.dev[i] = from_f<T>(v[i]);
+    v[i] = to_f(t.dev[i]);
+  }
+  t.host = std::move(v);
+  return t;
+}
+template <typename T> Tensor<T> random(Rng& rng, size_t n, float scale, float offset = 0.f) {
+  std::vector<float> v(n);
+  for (auto& x : v) x = offset + scale * rng.uniform();
+  return upload<T>(std::move(v));
+}
+template <typename T> std::vector<float> download(const T* p, size_t n) {
+  std::vector<float> v(n);
+  for (size_t i = 0; i < n; ++i) v[i] = to_f(p[i]);
+  return v;
+}
+
+template <typename T> struct Layer {
+  Tensor<T> input_norm, post_norm, qkv, o, gate_up, down, down_t;
+};
+template <typename T> struct Model {
+  Shape s;
+  int q_dim, kv_dim, qkv_dim, max_splits;
+  Tensor<T> embed, final_norm, head, cos, sin;
+  std::vector<Layer<T>> layers;
+  // Device buffers of a step (cuda.rs's Buffers and AttentionScratch).
+  int* params;
+  T* xs[2];
+  T* q;
+  T* act;
+  float* zeroed;  // the fused MLPs' sums, then 4 arrival counters a layer
+  int zeroed_len, sums_len;
+  float* logits;
+  float* partial;
+  std::vector<Tensor<T>> k_cache, v_cache;  // per layer, [n_kv][capacity][head_dim]
+};
+
+template <typename T> Model<T> build(const Shape& s, uint64_t seed) {
+  Rng rng{seed};
+  Model<T> m;
+  m.s = s;
+  m.q_dim = s.n_head * s.head_dim;
+  m.kv_dim = s.n_kv * s.head_dim;
+  m.qkv_dim = m.q_dim + 2 * m.kv_dim;
+  m.max_splits = (s.capacity + SPLIT - 1) / SPLIT;
+  auto w = [&](int n, int k) { return random<T>(rng, (size_t)n * k, std::sqrt(3.f / k)); };
+  m.embed = random<T>(rng, (size_t)s.vocab * s.hidden, 1.f);
+  for (int l = 0; l < 2; ++l) {
+    Layer<T> L;
+    L.input_norm = random<T>(rng, s.hidden, 0.2f, 1.f);
+    L.post_norm = random<T>(rng, s.hidden, 0.2f, 1.f);
+    L.qkv = w(m.qkv_dim, s.hidden);
+    L.o = w(s.hidden, m.q_dim);
+    L.gate_up = w(2 * s.inter, s.hidden);
+    L.down = w(s.hidden, s.inter);
+    std::vector<float> t((size_t)s.inter * s.hidden);
+    for (int r = 0; r < s.hidden; ++r)
+      for (int c = 0; c < s.inter; ++c) t[(size_t)c * s.hidden + r] = L.down.host[(size_t)r * s.inter + c];
+    L.down_t = upload<T>(std::move(t));
+    m.layers.push_back(std::move(L));
+  }
+  m.final_norm = random<T>(rng, s.hidden, 0.2f, 1.f);
+  m.head = w(s.vocab, s.hidden);
+  std::vector<float> c((size_t)s.capacity * s.head_dim / 2), sn(c.size());
+  for (int p = 0; p < s.capacity; ++p)
+    for (int i = 0; i < s.head_dim / 2; ++i) {
+      double angle = p * std::pow(10000.0, -2.0 * i / s.head_dim);
+      c[(size_t)p * s.head_dim / 2 + i] = (float)std::cos(angle);
+      sn[(size_t)p * s.head_dim / 2 + i] = (float)std::sin(angle);
+    }
+  m.cos = upload<T>(std::move(c));
+  m.sin = upload<T>(std::move(sn));
+  m.params = emu::device_alloc<int>(2);
+  m.xs[0] = emu::device_alloc<T>(s.hidden);
+  m.xs[1] = emu::device_alloc<T>(s.hidden);
+  m.q = emu::device_alloc<T>(m.q_dim);
+  m.act = emu::device_alloc<T>(s.inter);
+  m.sums_len = (2 * s.hidden + 3) / 4 * 4;  // cuda.rs's mlp_sums_len: whole float4s
+  m.zeroed_len = m.sums_len + 4 * 2;
+  m.zeroed = emu::device_alloc<float>(m.zeroed_len);
+  m.logits = emu::device_alloc<float>(s.vocab);
+  m.partial = emu::device_alloc<float>((size_t)m.max_splits * s.n_head * (s.head_dim + 2));
+  return m;
+}
+
+// Caches of random history before `pos` (the prefill's), the same for every wiring.
+template <typename T> void reset_caches(Model<T>& m, int pos, uint64_t seed) {
+  Rng rng{seed};
+  m.k_cache.clear();
+  m.v_cache.clear();
+  for (int l = 0; l < 2; ++l) {
+    size_t n = (size_t)m.s.n_kv * m.s.capacity * m.s.head_dim;
+    std::vector<float> k(n, 0.f), v(n, 0.f);
+    for (int h = 0; h < m.s.n_kv; ++h)
+      for (int p = 0; p < pos; ++p)
+        for (int j = 0; j < m.s.head_dim; ++j) {
+          size_t at = ((size_t)h * m.s.capacity + p) * m.s.head_dim + j;
+          k[at] = rng.uniform();
+          v[at] = rng.uniform();
+        }
+    m.k_cache.push_back(upload<T>(std::move(k)));
+    m.v_cache.push_back(upload<T>(std::move(v)));
+  }
+}
+
+// ---- the reference, in double, rounding to T where the kernels store T ----
+template <typename T> float rt(double x) { return round_t<T>((float)x); }
+
+template <typename T> std::vector<float> rms_norm(const std::vector<float>& x, const std::vector<float>& w, float eps) {
+  double ss = 0;
+  for (float v : x) ss += (double)v * v;
+  double scale = 1.0 / std::sqrt(ss / x.size() + eps);
+  std::vector<float> out(x.size());
+  for (size_t i = 0; i < x.size(); ++i) out[i] = rt<T>(scale * x[i] * w[i]);
+  return out;
+}
+std::vector<double> matvec(const std::vector<float>& w, int n, int k, const std::vector<float>& x) {
+  std::vector<double> y(n);
+  for (int r = 0; r < n; ++r) {
+    double acc = 0;
+    for (int c = 0; c < k; ++c) acc += (double)w[(size_t)r * k + c] * x[c];
+    y[r] = acc;
+  }
+  return y;
+}
+// x + round(pending) rounded to T: the residual add of a fused MLP's sum (PRO_NORM_PENDING).
+template <typename T> std::vector<float> add_pending(const std::vector<float>& x, const float* pending) {
+  std::vector<float> out(x.size());
+  for (size_t i = 0; i < x.size(); ++i) out[i] = rt<T>(x[i] + round_t<T>(pending[i]));
+  return out;
+}
+
+// ---- checks ----
+struct Tally {
+  int checks = 0, failed = 0;
+} tally;
+
+// Largest difference relative to the reference's largest magnitude.
+void check(const std::string& where, const char* what, const std::vector<float>& got, const std::vector<double>& want, double tol) {
+  double scale = 1e-3, worst = 0;
+  size_t at = 0;
+  for (double v : want) scale = std::max(scale, std::fabs(v));
+  for (size_t i = 0; i < want.size(); ++i) {
+    double d = std::fabs((double)got[i] - want[i]);
+    if (!(d <= worst)) worst = d, at = i;  // NaN counts as worst
+  }
+  double rel = worst / scale;
+  bool ok = rel <= tol;
+  tally.checks++;
+  if (!ok) tally.failed++;
+  std::printf("%s %-8s rel %.2e (tol %.0e)%s\n", where.c_str(), what, rel, tol,
+              ok ? "" : (" FAILED at " + std::to_string(at) + ": got " + std::to_string(got[at]) + ", want " + std::to_string(want[at])).c_str());
+}
+// Measured worst cases over every check (2026-12-05): f32 5.2e-7, f16 7.1e-4, bf16 5.6e-3 (a
+// stored value one unit of T off where a sum lands near a rounding boundary). A wrong row,
+// split or block is off by about the values' scale (0.02-1.6 in the mutations tried).
+template <typename T> double tolerance() {
+  if constexpr (std::is_same_v<T, float>) return 1e-5;
+  if constexpr (std::is_same_v<T, __half>) return 4e-3;
+  return 2e-2;
+}
+std::vector<double> widen(const std::vector<float>& v) { return std::vector<double>(v.begin(), v.end()); }
+
+// ---- launches, shaped as the host shapes them ----
+constexpr unsigned GEMV_THREADS = 128, WARPS_PER_BLOCK = 4, EMBED_THREADS = 512;
+int next_pow2(int v) {
+  int p = 1;
+  while (p < v) p <<= 1;
+  return p;
+}
+int pairs_for(const GemvArgs& a) { return a.epilogue == EPI_SILU || a.epilogue == EPI_ROPE ? a.n / 2 : (a.n + 1) / 2; }
+int combine_bytes(const GemvArgs& a) { return a.prologue == PRO_COMBINE ? 4 * a.attn_splits * a.n_head : 0; }
+
+// The warp gemv or (stream) the streaming gemv: projection.rs's choice of warps a pair and
+// loads a lane, gemv_choice.rs's stream shape, cuda.rs's grid.
+template <typename T> bool gemv(const char* name, GemvArgs a, bool stream, unsigned sms) {
+  using K = Kernels<T>;
+  int size = sizeof(T), chunks = a.k / (16 / size), pairs = pairs_for(a), combine = combine_bytes(a);
+  if (stream) {
+    int row_bytes = a.k * size, rows = 2;
+    for (int r : {8, 4, 2})
+      if (r * row_bytes <= 16 * 1024) {
+        rows = r;
+        break;
+      }
+    int stages = std::clamp(96 * 1024 / (rows * row_bytes), 2, 16);
+    a.stage_rows = rows;
+    a.stages = stages;
+    unsigned blocks = std::max(1u, std::min((unsigned)((pairs + rows / 2 - 1) / (rows / 2)), sms * 2));
+    size_t shared = (size_t)stages * rows * row_bytes + row_bytes + combine;
+    return emu::launch(name, dim3{blocks}, dim3{256}, shared, false, [a] { K::stream(a); });
+  }
+  int W = std::min(4, next_pow2((chunks + 255) / 256));
+  a.warps_per_pair = W;
+  int per_lane = (chunks + 32 * W - 1) / (32 * W);
+  unsigned blocks = (unsigned)((pairs * W + WARPS_PER_BLOCK - 1) / WARPS_PER_BLOCK);
+  size_t shared = (size_t)a.k * size + combine;
+  if (per_lane > 4) return emu::launch(name, dim3{blocks}, dim3{GEMV_THREADS}, shared, false, [a] { K::gemv_c8(a); });
+  return emu::launch(name, dim3{blocks}, dim3{GEMV_THREADS}, shared, false, [a] { K::gemv_c4(a); });
+}
+
+// The fused MLP's grid (GemvChoice::mlp_blocks: one wave of two blocks a multiprocessor, at most
+// one block a group of 8 intermediate indices) and its shared memory.
+unsigned mlp_blocks(int inter, unsigned sms) { return std::max(1u, std::min(sms * 2, (unsigned)(inter / 8))); }
+size_t mlp_shared(int hidden, int inter, unsigned blocks, int size) {
+  int groups = inter / 8;
+  return (size_t)hidden * size + 8 * (size_t)((groups + blocks - 1) / blocks) * size;
+}
+
+// ---- one decode step, as cuda.rs's enqueue queues it, with the checks between launches ----
+template <typename T> bool step(Model<T>& m, const Wiring& wiring, int token, int pos) {
+  using K = Kernels<T>;
+  const Shape& s = m.s;
+  const int size = sizeof(T), d = s.head_dim, half = d / 2;
+  const double tol = tolerance<T>();
+  const bool stream = wiring.mlp == Mlp::Stream, fused = wiring.mlp == Mlp::Fused || wiring.mlp == Mlp::Transposed;
+  const bool transposed = wiring.mlp == Mlp::Transposed;
+  std::string where = std::string(K::name) + " " + s.name + " " + wiring.name + " pos " + std::to_string(pos);
+  m.params[0] = token;
+  m.params[1] = pos;
+  float inv_sqrt_d = 1.f / std::sqrt((float)d);
+  GemvArgs shape{};
+  shape.params = m.params;
+  shape.cos = m.cos.dev;
+  shape.sin = m.sin.dev;
+  shape.n_head = s.n_head;
+  shape.n_kv = s.n_kv;
+  shape.head_dim = d;
+  shape.capacity = s.capacity;
+  shape.interleaved = s.interleaved;
+  shape.attn_splits = m.max_splits;
+  shape.eps = 1e-5f;
+  int acc4 = m.zeroed_len / 4;
+  unsigned embed_blocks = std::clamp((unsigned)((acc4 + EMBED_THREADS - 1) / EMBED_THREADS), 1u, 64u);
+  float4* accs = reinterpret_cast<float4*>(m.zeroed);
+  T* table = m.embed.dev;
+  T* x0 = m.xs[0];
+  int hidden = s.hidden;
+  int* params = m.params;
+  if (!emu::launch("embed", dim3{embed_blocks}, dim3{EMBED_THREADS}, 0, false,
+                   [=] { K::embed(table, params, x0, hidden, accs, acc4, nullptr); }))
+    return false;
+  int x = 0;
+  float* pending = nullptr;
+  for (int l = 0; l < 2; ++l) {
+    Layer<T>& L = m.layers[l];
+    std::string at = where + " layer " + std::to_string(l);
+    T* kc = m.k_cache[l].dev;
+    T* vc = m.v_cache[l].dev;
+    int* arrivals = reinterpret_cast<int*>(m.zeroed + m.sums_len) + 4 * l;
+    float* acc = m.zeroed + (size_t)l * s.hidden;
+
+    // QKV (norm, or the pending residual add and norm; RoPE and the cache store), and the
+    // attention, as one launch or two.
+    std::vector<float> x_in = download(m.xs[x], s.hidden);
+    if (pending != nullptr) x_in = add_pending<T>(x_in, pending);
+    GemvArgs qa = shape;
+    qa.codes = reinterpret_cast<const uint4*>(L.qkv.dev);
+    qa.n = m.qkv_dim;
+    qa.k = s.hidden;
+    qa.in = m.xs[x];
+    qa.norm_w = L.input_norm.dev;
+    qa.out = m.q;
+    qa.k_cache = kc;
+    qa.v_cache = vc;
+    qa.arrivals = arrivals;
+    qa.attn_out = m.partial;
+    qa.inv_sqrt_d = inv_sqrt_d;
+    qa.prologue = PRO_NORM;
+    qa.epilogue = EPI_ROPE;
+    if (pending != nullptr) {
+      qa.prologue = PRO_NORM_PENDING;
+      qa.pending = pending;
+      qa.resid_out = m.xs[1 - x];
+    }
+    bool ok;
+    if (wiring.qkv == Qkv::Attention) {
+      // projection.rs's qkv_attention: one warp a pair; cuda.rs: blocks of 8 pairs, every one
+      // resident, at least one a (head, split).
+      int chunks = s.hidden / (16 / size);
+      if (chunks > 256 || (m.qkv_dim / 2 + 7) / 8 < s.n_head * m.max_splits) {
+        std::printf("%s: QKV with attention does not apply to this shape\n", at.c_str());
+        return false;
+      }
+      qa.warps_per_pair = 1;
+      unsigned blocks = (unsigned)((m.qkv_dim / 2 + 7) / 8);
+      size_t shared = (size_t)s.hidden * size;
+      ok = (chunks + 31) / 32 > 4 ? emu::launch("qkv_attention", dim3{blocks}, dim3{256}, shared, true, [qa] { K::qkv_attn_c8(qa); })
+                                  : emu::launch("qkv_attention", dim3{blocks}, dim3{256}, shared, true, [qa] { K::qkv_attn_c4(qa); });
+    } else {
+      ok = gemv<T>("qkv", qa, stream, s.sms);
+    }
+    if (!ok) return false;
+    if (pending != nullptr) {
+      check(at, "resid", download(m.xs[1 - x], s.hidden), widen(x_in), 0.0);
+      x = 1 - x;
+    }
+    {
+      std::vector<float> xn = rms_norm<T>(x_in, L.input_norm.host, shape.eps);
+      std::vector<double> y = matvec(L.qkv.host, m.qkv_dim, s.hidden, xn);
+      std::vector<double> q(m.q_dim), k(m.kv_dim), v(m.kv_dim);
+      const float* cs = &m.cos.host[(size_t)pos * half];
+      const float* sn = &m.sin.host[(size_t)pos * half];
+      for (int h = 0; h < s.n_head + 2 * s.n_kv; ++h)
+        for (int i = 0; i < half; ++i) {
+          int i1 = s.interleaved ? 2 * i : i, i2 = s.interleaved ? 2 * i + 1 : i + half;
+          double x1 = rt<T>(y[h * d + i1]), x2 = rt<T>(y[h * d + i2]);
+          double o1 = x1 * cs[i] - x2 * sn[i], o2 = x1 * sn[i] + x2 * cs[i];
+          if (h >= s.n_head + s.n_kv) o1 = x1, o2 = x2;
+          std::vector<double>& out = h < s.n_head ? q : h < s.n_head + s.n_kv ? k : v;
+          int base = (h < s.n_head ? h : h < s.n_head + s.n_kv ? h - s.n_head : h - s.n_head - s.n_kv) * d;
+          out[base + i1] = o1;
+          out[base + i2] = o2;
+        }
+      std::vector<float> kd(m.kv_dim), vd(m.kv_dim);
+      for (int h = 0; h < s.n_kv; ++h)
+        for (int j = 0; j < d; ++j) {
+          kd[h * d + j] = to_f(kc[((size_t)h * s.capacity + pos) * d + j]);
+          vd[h * d + j] = to_f(vc[((size_t)h * s.capacity + pos) * d + j]);
+        }
+      check(at, "q", download(m.q, m.q_dim), q, tol);
+      check(at, "k", kd, k, tol);
+      check(at, "v", vd, v, tol);
+    }
+    if (wiring.qkv == Qkv::Separate) {
+      const T *qp = m.q, *kcp = kc, *vcp = vc;
+      float* part = m.partial;
+      int n_head = s.n_head, n_kv = s.n_kv, capacity = s.capacity, max_splits = m.max_splits;
+      if (!emu::launch("attention", dim3{(unsigned)s.n_head, (unsigned)m.max_splits}, dim3{SPLIT}, 0, false, [=] {
+            K::attn(qp, kcp, vcp, params, part, n_head, n_kv, d, capacity, inv_sqrt_d, max_splits, nullptr);
+          }))
+        return false;
+    }
+
+    // The reference attention and O from the device's q and cache: x1 = x + O attn.
+    std::vector<float> x_before_o = download(m.xs[x], s.hidden);
+    std::vector<double> x1(s.hidden);
+    {
+      std::vector<float> qd = download(m.q, m.q_dim), attn(m.q_dim);
+      int len = pos + 1, group = s.n_head / s.n_kv;
+      for (int h = 0; h < s.n_head; ++h) {
+        int kvh = h / group;
+        std::vector<double> score(len);
+        double top = -INFINITY;
+        for (int p = 0; p < len; ++p) {
+          double dot = 0;
+          for (int j = 0; j < d; ++j) dot += (double)qd[h * d + j] * to_f(kc[((size_t)kvh * s.capacity + p) * d + j]);
+          score[p] = rt<T>(rt<T>(dot) * inv_sqrt_d);
+          top = std::max(top, score[p]);
+        }
+        double den = 0;
+        for (double& e : score) den += (e = std::exp(e - top));
+        for (int j = 0; j < d; ++j) {
+          double o = 0;
+          for (int p = 0; p < len; ++p) o += score[p] * to_f(vc[((size_t)kvh * s.capacity + p) * d + j]);
+          attn[h * d + j] = rt<T>(o / den);
+        }
+      }
+      std::vector<double> o = matvec(L.o.host, s.hidden, m.q_dim, attn);
+      for (int i = 0; i < s.hidden; ++i) x1[i] = rt<T>(x_before_o[i] + rt<T>(o[i]));
+    }
+    GemvArgs oa = shape;
+    oa.codes = reinterpret_cast<const uint4*>(L.o.dev);
+    oa.n = s.hidden;
+    oa.k = m.q_dim;
+    oa.in = m.partial;
+    oa.out = m.xs[x];
+    oa.prologue = PRO_COMBINE;
+    oa.epilogue = EPI_RESIDUAL;
+    GemvArgs ma = shape;
+    ma.codes = reinterpret_cast<const uint4*>(L.gate_up.dev);
+    ma.down = reinterpret_cast<const uint4*>(transposed ? L.down_t.dev : L.down.dev);
+    ma.acc = acc;
+    ma.n = 2 * s.inter;
+    ma.k = s.hidden;
+    ma.in = m.xs[x];
+    ma.norm_w = L.post_norm.dev;
+    ma.prologue = PRO_NORM;
+    ma.epilogue = EPI_SILU;
+    unsigned blocks = mlp_blocks(s.inter, s.sms);
+    size_t shared = mlp_shared(s.hidden, s.inter, blocks, size);
+    if (wiring.o_in_mlp) {
+      // projection.rs's o_mlp: O's warps a pair from o_warps_per_pair, O's blocks first.
+      int chunks = m.q_dim / (16 / size), pairs = (s.hidden + 1) / 2, W = 0;
+      for (int w : {4, 2, 1})
+        if ((pairs * w + 7) / 8 <= (int)blocks && (w == 1 || 32 * w <= chunks)) {
+          W = w;
+          break;
+        }
+      if (W == 0) {
+        std::printf("%s: O in the MLP's launch does not apply to this shape\n", at.c_str());
+        return false;
+      }
+      oa.warps_per_pair = W;
+      oa.arrivals = arrivals + 1;
+      bool c8 = (chunks + 32 * W - 1) / (32 * W) > 4;
+      size_t both = std::max((size_t)m.q_dim * size + combine_bytes(oa), shared);
+      auto kernel = transposed ? (c8 ? K::o_mlp_t_c8 : K::o_mlp_t_c4) : (c8 ? K::o_mlp_c8 : K::o_mlp_c4);
+      if (!emu::launch("o_mlp", dim3{blocks}, dim3{256}, both, true, [=] { kernel(oa, ma); })) return false;
+    } else if (!gemv<T>("o", oa, stream, s.sms)) {
+      return false;
+    }
+    std::vector<float> x1_dev = download(m.xs[x], s.hidden);
+    check(at, "x+o", x1_dev, x1, tol);
+
+    // The MLP from the device's x1: fused into acc, or split into x.
+    std::vector<float> xn = rms_norm<T>(x1_dev, L.post_norm.host, shape.eps);
+    std::vector<double> gu = matvec(L.gate_up.host, 2 * s.inter, s.hidden, xn);
+    std::vector<float> act(s.inter);
+    for (int i = 0; i < s.inter; ++i) {
+      float g = rt<T>(gu[i]), u = rt<T>(gu[s.inter + i]);
+      act[i] = rt<T>(rt<T>(g / (1.0 + std::exp(-(double)g))) * u);
+    }
+    std::vector<double> down = matvec(L.down.host, s.hidden, s.inter, act);
+    if (fused) {
+      if (!wiring.o_in_mlp) {
+        auto kernel = transposed ? K::mlp_t : K::mlp;
+        if (!emu::launch("mlp", dim3{blocks}, dim3{256}, shared, false, [=] { kernel(ma); })) return false;
+      }
+      check(at, "mlp-sum", std::vector<float>(acc, acc + s.hidden), down, tol);
+      pending = acc;
+    } else {
+      GemvArgs ga = ma;
+      ga.down = nullptr;
+      ga.acc = nullptr;
+      ga.out = m.act;
+      if (!gemv<T>("gate_up", ga, stream, s.sms)) return false;
+      GemvArgs da = shape;
+      da.codes = reinterpret_cast<const uint4*>(L.down.dev);
+      da.n = s.hidden;
+      da.k = s.inter;
+      da.in = m.act;
+      da.out = m.xs[x];
+      da.prologue = PRO_PLAIN;
+      da.epilogue = EPI_RESIDUAL;
+      if (!gemv<T>("down", da, stream, s.sms)) return false;
+      std::vector<double> x2(s.hidden);
+      for (int i = 0; i < s.hidden; ++i) x2[i] = rt<T>(x1_dev[i] + rt<T>(down[i]));
+      check(at, "act", download(m.act, s.inter), widen(act), tol);
+      check(at, "x+mlp", download(m.xs[x], s.hidden), x2, tol);
+    }
+  }
+
+  // The head: norm (with the last fused MLP's sum added) and logits.
+  std::vector<float> x_last = download(m.xs[x], s.hidden);
+  if (pending != nullptr) x_last = add_pending<T>(x_last, pending);
+  GemvArgs ha = shape;
+  ha.codes = reinterpret_cast<const uint4*>(m.head.dev);
+  ha.n = s.vocab;
+  ha.k = s.hidden;
+  ha.in = m.xs[x];
+  ha.norm_w = m.final_norm.dev;
+  ha.out = m.logits;
+  ha.prologue = pending != nullptr ? PRO_NORM_PENDING : PRO_NORM;
+  ha.pending = pending;
+  ha.epilogue = EPI_LOGITS;
+  if (!gemv<T>("head", ha, stream, s.sms)) return false;
+  std::vector<double> logits = matvec(m.head.host, s.vocab, s.hidden, rms_norm<T>(x_last, m.final_norm.host, shape.eps));
+  for (double& v : logits) v = rt<T>(v);
+  check(where, "logits", std::vector<float>(m.logits, m.logits + s.vocab), logits, tol);
+  return true;
+}
+
+template <typename T> void run_all(const char* only) {
+  for (const Shape& s : SHAPES) {
+    emu::device_reset();
+    Model<T> m = build<T>(s, 1);
+    for (const Wiring& w : WIRINGS) {
+      if (only != nullptr && std::string(only) != w.name) continue;
+      for (int first : s.positions) {
+        reset_caches(m, first, 2);
+        for (int i = 0; i < 2; ++i) {
+          if (!step(m, w, 3 + 5 * i, first + i)) {
+            tally.checks++;
+            tally.failed++;
+            std::printf("%s %s %s pos %d: a launch failed\n", Kernels<T>::name, s.name, w.name, first + i);
+          }
+        }
+      }
+    }
+  }
+}
+
+// Usage: decode_kernels [wiring]   (every wiring by default)
+int main(int argc, char** argv) {
+  const char* only = argc > 1 ? argv[1] : nullptr;
+  run_all<float>(only);
+  run_all<__nv_bfloat16>(only);
+  run_all<__half>(only);
+  std::printf("checks: %d, failed: %d\n", tally.checks, tally.failed);
+  return tally.failed == 0 ? 0 : 1;
+}

@@ -1,0 +1,45 @@
+//! The graph decode step's CUDA kernels, run on the CPU: `tests/cuda_host/` emulates the CUDA they
+//! use (blocks, fibers for threads, barriers, warp shuffles, atomics, grid-wide waits) and checks
+//! every launch of a two-layer model, two steps at a time, in every wiring the host can choose
+//! (default, split MLP, streaming gemv, the transposed down matrix, QKV with attention, O in the
+//! MLP's launch, all three) and every dtype, against a double-precision reference. CI has no GPU;
+//! without this, a kernel change was first run on the lent GPU, in a call worth a session.
+
+use std::path::Path;
+use std::process::Command;
+
+#[test]
+fn decode_kernels_match_the_reference_in_every_wiring() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = tempfile::tempdir().unwrap();
+    let exe = dir.path().join("decode_kernels");
+    let cxx = std::env::var("CXX").unwrap_or_else(|_| "g++".into());
+    // -U_FORTIFY_SOURCE: the fibers switch stacks with _longjmp, which fortified glibc refuses.
+    let compiled = Command::new(&cxx)
+        .args(["-std=c++20", "-O2", "-U_FORTIFY_SOURCE", "-fno-strict-aliasing", "-w"])
+        .arg("-I")
+        .arg(root.join("tests/cuda_host/include"))
+        .arg("-I")
+        .arg(root.join("src/models/kernels"))
+        .arg("-I")
+        .arg(root.join("src/quant/kernels"))
+        .arg(root.join("tests/cuda_host/decode_kernels.cpp"))
+        .arg("-o")
+        .arg(&exe)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cxx} (a C++20 compiler; set CXX): {e}"));
+    assert!(compiled.status.success(), "{cxx} failed on the emulated kernels:\n{}", String::from_utf8_lossy(&compiled.stderr));
+    let run = Command::new(&exe).output().unwrap();
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    let failures: Vec<&str> = stdout.lines().filter(|l| l.contains("FAILED") || l.contains("failed") && !l.starts_with("checks:")).collect();
+    assert!(run.status.success(), "kernel checks failed:\n{}\n{}", failures.join("\n"), String::from_utf8_lossy(&run.stderr));
+    // 3 dtypes x 2 shapes x 8 wirings x 4 steps, 10-13 checks a step: a harness that stopped
+    // checking (a wiring or dtype skipped) must not pass.
+    let summary = stdout.lines().last().unwrap_or_default();
+    let checks: usize = summary
+        .strip_prefix("checks: ")
+        .and_then(|r| r.split(',').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no summary line: {summary}"));
+    assert_eq!(checks, 2352, "{summary}");
+}
