@@ -10,24 +10,29 @@
 #
 #   1. the default step's checks: fixtures and random weights (the default changed since the
 #      last measured binary: fused MLP only where its down slices fill a sector, no prefetch)
-#   2. the experiments' checks: LLMBENCH_CUDA_MLP=transposed, LLMBENCH_CUDA_QKV=attention,
-#      LLMBENCH_CUDA_O=mlp, and all three together (random weights: f32 logits against the
-#      CPU within 1e-4, bf16 within 4e-2; all three on 300-token prompts too), and whether each
-#      model took each setting in every layer
-#   3. decode tok/s, settings round-robin (benches/gpu_gemv_sweep.sh): default, split, each
-#      experiment, all three together
+#   2. decode tok/s, settings round-robin (benches/gpu_gemv_sweep.sh): default, split, each
+#      experiment, all three together, the layer in one launch (alone and with the transposed
+#      down matrix). Before the experiments' GPU checks: their kernels are checked on the CPU
+#      in CI (tests/cuda_host), and a sweep row that fails or traps says so; an experiment is
+#      adopted only once stage 3 passes too.
+#   3. the experiments' checks: LLMBENCH_CUDA_MLP=transposed, LLMBENCH_CUDA_QKV=attention,
+#      LLMBENCH_CUDA_O=mlp, all three together, LLMBENCH_CUDA_LAYER=fused (random weights: f32
+#      logits against the CPU within 1e-4, bf16 within 4e-2; all three and the layer on
+#      300-token prompts too), and whether each model took each setting in every layer
 #   4. the replayed step's timeline per setting (benches/gpu_trace.sh)
 #   5. the README's GPU table: llmbench graph against PyTorch's compiled static cache
 #   6. the long-prompt, batched and served-draft checks (unchanged code paths; last)
 #
 # Usage (device tool): R=$OUT; export OUT=/tmp/o PACK=$R/out.tgz; bash .ci/gpu-bench decode-session
 # The estimates add up to more than one call: a second call on the same machine runs what the
-# first skipped, with SKIP="check-default check-experiments sweep" (stage names, as printed).
+# first skipped, with SKIP="check-default sweep" (the stage names it finished, as printed).
 set -uo pipefail
 LIMIT=${LIMIT:-560}
 PACK=${PACK:-$OUT/../decode-session.tgz}
 EXPERIMENTS="LLMBENCH_CUDA_MLP=transposed;LLMBENCH_CUDA_QKV=attention;LLMBENCH_CUDA_O=mlp"
 ALL="LLMBENCH_CUDA_MLP=transposed LLMBENCH_CUDA_QKV=attention LLMBENCH_CUDA_O=mlp"
+LAYER="LLMBENCH_CUDA_LAYER=fused"
+LAYER_T="LLMBENCH_CUDA_LAYER=fused LLMBENCH_CUDA_MLP=transposed"
 
 pack() {
   (cd "$OUT" && find . -maxdepth 2 -type f \( -name '*.json' -o -name '*.txt' -o -name '*.csv' -o -name '*.log' -o -name '*.md' -o -name '*.err' -o -name '*.svg' \) -print0 \
@@ -86,13 +91,14 @@ taken() {  # taken "VAR=value ..."
 
 experiment_checks() {
   IFS=';' read -r -a settings <<< "$EXPERIMENTS"
-  for setting in "${settings[@]}" "$ALL"; do
+  for setting in "${settings[@]}" "$ALL" "$LAYER" "$LAYER_T"; do
     check_with "$setting" random_weights
     taken "$setting"
   done
   # 300-token prompts: the graph's decode steps then attend over two splits (the QKV kernel's
-  # attention tail and O's split-combine with more than one partial).
+  # and the layer kernel's attention phases, O's split-combine with more than one partial).
   check_with "$ALL" long_prompt
+  check_with "$LAYER" long_prompt
 }
 
 tables() {
@@ -103,10 +109,10 @@ tables() {
 
 mkdir -p "$OUT"
 stage check-default 90 python3 .ci/gpu-check.py fixtures random_weights
-stage check-experiments 160 experiment_checks
-stage sweep 220 env SETTINGS="-;LLMBENCH_CUDA_MLP=split;$EXPERIMENTS;$ALL" \
+stage sweep 300 env SETTINGS="-;LLMBENCH_CUDA_MLP=split;$EXPERIMENTS;$ALL;$LAYER;$LAYER_T" \
   ROUNDS=2 bash benches/gpu_gemv_sweep.sh
-stage trace 60 bash benches/gpu_trace.sh
+stage check-experiments 230 experiment_checks
+stage trace 85 bash benches/gpu_trace.sh
 stage tables 150 tables
 stage check-rest 90 python3 .ci/gpu-check.py long_prompt batched served_draft
 echo "== done in $SECONDS s"

@@ -21,7 +21,9 @@
 #pragma once
 #define LLMBENCH_HOST_EMULATION 1
 
+#include <linux/futex.h>
 #include <sched.h>
+#include <sys/syscall.h>
 #include <setjmp.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
@@ -248,7 +250,19 @@ inline V __shfl_xor_sync(unsigned, V v, int mask) {
 }
 
 // ---- atomics and fences on device memory (shared between the blocks' processes) ----
-inline int atomicAdd(int* p, int v) { return __atomic_fetch_add(p, v, __ATOMIC_SEQ_CST); }
+// A block waiting on a counter (grid_arrivals.cuh: relaxed polls, __nanosleep between them)
+// sleeps on a futex instead: the address and value of its last poll, woken by atomicAdd. With a
+// hundred block processes on two cores, timed polls took most of the run.
+namespace emu {
+inline const int* last_polled = nullptr;
+inline int last_seen = 0;
+inline void wake(int* p) { syscall(SYS_futex, p, FUTEX_WAKE, INT32_MAX, nullptr, nullptr, 0); }
+}  // namespace emu
+inline int atomicAdd(int* p, int v) {
+  int old = __atomic_fetch_add(p, v, __ATOMIC_SEQ_CST);
+  emu::wake(p);
+  return old;
+}
 inline unsigned long long atomicMin(unsigned long long* p, unsigned long long v) {
   unsigned long long old = __atomic_load_n(p, __ATOMIC_SEQ_CST);
   while (v < old && !__atomic_compare_exchange_n(p, &old, v, false, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST)) {
@@ -269,8 +283,14 @@ inline void atomic_add_float(float* p, float v) {
   } while (!__atomic_compare_exchange(p, &old, &sum, false, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST));
 }
 inline void __threadfence() { __atomic_thread_fence(__ATOMIC_SEQ_CST); }
-// Another block's process is what a waiting block waits for: give it the core.
-inline void __nanosleep(unsigned) { usleep(20); }
+inline void __nanosleep(unsigned) {
+  if (emu::last_polled == nullptr) {
+    sched_yield();
+    return;
+  }
+  timespec limit{0, 1000000};  // a missed wake costs 1 ms, not a hang
+  syscall(SYS_futex, emu::last_polled, FUTEX_WAIT, emu::last_seen, &limit, nullptr, 0);
+}
 [[noreturn]] inline void __trap() { emu::stop("__trap()"); }
 
 // ---- src/models/kernels/ptx.cuh and block_dot.cuh's load_streaming, for the host ----
@@ -283,7 +303,10 @@ inline unsigned long long global_ns() {
   clock_gettime(CLOCK_MONOTONIC, &t);
   return ((unsigned long long)t.tv_sec * 1000000000ull + (unsigned long long)t.tv_nsec) / 1000;
 }
-inline int load_relaxed(const int* p) { return __atomic_load_n(p, __ATOMIC_RELAXED); }
+inline int load_relaxed(const int* p) {
+  emu::last_polled = p;
+  return emu::last_seen = __atomic_load_n(p, __ATOMIC_RELAXED);
+}
 inline void fence_acq_rel_gpu() { __atomic_thread_fence(__ATOMIC_ACQ_REL); }
 inline void red_add_v4(float* acc, const float* v) {
   for (int i = 0; i < 4; ++i) atomic_add_float(acc + i, v[i]);

@@ -38,6 +38,10 @@ template <typename T> struct Kernels;
     static constexpr auto o_mlp_t_c8 = o_mlp_t_##S##_c8;     \
     static constexpr auto qkv_attn_c4 = qkv_attn_dense_##S##_c4; \
     static constexpr auto qkv_attn_c8 = qkv_attn_dense_##S##_c8; \
+    static constexpr auto layer_c4 = layer_##S##_c4;         \
+    static constexpr auto layer_c8 = layer_##S##_c8;         \
+    static constexpr auto layer_t_c4 = layer_t_##S##_c4;     \
+    static constexpr auto layer_t_c8 = layer_t_##S##_c8;     \
   };
 KERNELS(float, f32)
 KERNELS(__half, f16)
@@ -53,10 +57,11 @@ struct Shape {
 };
 // narrow: one warp a row pair everywhere but the down projection (f32: two warps, 8 loads a
 // lane), 8-16 row lanes a chunk in the transposed down product, two attention splits at 300.
-// wide: GQA 4:1, interleaved RoPE, 64 blocks of O in the MLP grid, three splits of capacity.
+// wide: GQA 4:1, interleaved RoPE, 64 blocks of O in the MLP's 96, three splits of capacity.
+// Both MLP grids hold the QKV rows one warp a pair, as the layer in one launch needs.
 const Shape SHAPES[] = {
-    {"narrow", 128, 2, 1, 64, 1152, 96, 512, false, 4, {5, 300}},
-    {"wide", 1024, 8, 2, 128, 768, 160, 600, true, 32, {259, 7}},
+    {"narrow", 128, 2, 1, 64, 1152, 96, 512, false, 8, {5, 300}},
+    {"wide", 1024, 8, 2, 128, 768, 160, 600, true, 48, {259, 7}},
 };
 
 enum class Qkv { Separate, Attention };
@@ -66,16 +71,19 @@ struct Wiring {
   Qkv qkv;
   Mlp mlp;
   bool o_in_mlp;
+  bool layer;  // the whole layer in one launch (layer_fused.cuh)
 };
 const Wiring WIRINGS[] = {
-    {"default", Qkv::Separate, Mlp::Fused, false},
-    {"split", Qkv::Separate, Mlp::Split, false},
-    {"stream", Qkv::Separate, Mlp::Stream, false},
-    {"transposed", Qkv::Separate, Mlp::Transposed, false},
-    {"qkv-attention", Qkv::Attention, Mlp::Fused, false},
-    {"o-mlp", Qkv::Separate, Mlp::Fused, true},
-    {"o-mlp-transposed", Qkv::Separate, Mlp::Transposed, true},
-    {"all-three", Qkv::Attention, Mlp::Transposed, true},
+    {"default", Qkv::Separate, Mlp::Fused, false, false},
+    {"split", Qkv::Separate, Mlp::Split, false, false},
+    {"stream", Qkv::Separate, Mlp::Stream, false, false},
+    {"transposed", Qkv::Separate, Mlp::Transposed, false, false},
+    {"qkv-attention", Qkv::Attention, Mlp::Fused, false, false},
+    {"o-mlp", Qkv::Separate, Mlp::Fused, true, false},
+    {"o-mlp-transposed", Qkv::Separate, Mlp::Transposed, true, false},
+    {"all-three", Qkv::Attention, Mlp::Transposed, true, false},
+    {"layer", Qkv::Separate, Mlp::Fused, false, true},
+    {"layer-transposed", Qkv::Separate, Mlp::Transposed, false, true},
 };
 
 // ---- random data ----
@@ -351,11 +359,12 @@ template <typename T> bool step(Model<T>& m, const Wiring& wiring, int token, in
     T* vc = m.v_cache[l].dev;
     int* arrivals = reinterpret_cast<int*>(m.zeroed + m.sums_len) + 4 * l;
     float* acc = m.zeroed + (size_t)l * s.hidden;
-
-    // QKV (norm, or the pending residual add and norm; RoPE and the cache store), and the
-    // attention, as one launch or two.
+    // The layer's input: the residual stream, with the previous fused MLP's sum added.
     std::vector<float> x_in = download(m.xs[x], s.hidden);
     if (pending != nullptr) x_in = add_pending<T>(x_in, pending);
+    const int x_out = pending != nullptr ? 1 - x : x;  // where the QKV prologue leaves the stream
+
+    // The launches' arguments, as enqueue builds them.
     GemvArgs qa = shape;
     qa.codes = reinterpret_cast<const uint4*>(L.qkv.dev);
     qa.n = m.qkv_dim;
@@ -373,30 +382,82 @@ template <typename T> bool step(Model<T>& m, const Wiring& wiring, int token, in
     if (pending != nullptr) {
       qa.prologue = PRO_NORM_PENDING;
       qa.pending = pending;
-      qa.resid_out = m.xs[1 - x];
+      qa.resid_out = m.xs[x_out];
     }
-    bool ok;
-    if (wiring.qkv == Qkv::Attention) {
+    GemvArgs oa = shape;
+    oa.codes = reinterpret_cast<const uint4*>(L.o.dev);
+    oa.n = s.hidden;
+    oa.k = m.q_dim;
+    oa.in = m.partial;
+    oa.out = m.xs[x_out];
+    oa.prologue = PRO_COMBINE;
+    oa.epilogue = EPI_RESIDUAL;
+    GemvArgs ma = shape;
+    ma.codes = reinterpret_cast<const uint4*>(L.gate_up.dev);
+    ma.down = reinterpret_cast<const uint4*>(transposed ? L.down_t.dev : L.down.dev);
+    ma.acc = acc;
+    ma.n = 2 * s.inter;
+    ma.k = s.hidden;
+    ma.in = m.xs[x_out];
+    ma.norm_w = L.post_norm.dev;
+    ma.prologue = PRO_NORM;
+    ma.epilogue = EPI_SILU;
+    const unsigned blocks = mlp_blocks(s.inter, s.sms);
+    const size_t shared = mlp_shared(s.hidden, s.inter, blocks, size);
+    const int q_chunks = s.hidden / (16 / size), o_chunks = m.q_dim / (16 / size);
+    // projection.rs's o_warps_per_pair: O's row pairs over as many of the MLP grid's warps as
+    // it holds (0: it does not fit).
+    int o_warps = 0;
+    for (int w : {4, 2, 1})
+      if (((s.hidden + 1) / 2 * w + 7) / 8 <= (int)blocks && (w == 1 || 32 * w <= o_chunks)) {
+        o_warps = w;
+        break;
+      }
+    auto fits = [&](bool ok, const char* what) {
+      if (!ok) std::printf("%s: %s does not apply to this shape\n", at.c_str(), what);
+      return ok;
+    };
+
+    // QKV and attention (one launch or two), O and the MLP (one launch, two or three); or the
+    // whole layer in one launch, every check after it.
+    if (wiring.layer) {
+      // projection.rs's layer: QKV one warp a pair over the MLP's grid, a block a (head, split).
+      if (!fits(q_chunks <= 256 && m.qkv_dim / 2 <= (int)blocks * 8 && s.n_head * m.max_splits <= (int)blocks && o_warps > 0,
+                "the layer in one launch"))
+        return false;
+      qa.warps_per_pair = 1;
+      oa.warps_per_pair = o_warps;
+      size_t most = std::max({(size_t)s.hidden * size, (size_t)m.q_dim * size + combine_bytes(oa), shared});
+      auto kernel = transposed ? ((q_chunks + 31) / 32 > 4 ? K::layer_t_c8 : K::layer_t_c4)
+                               : ((q_chunks + 31) / 32 > 4 ? K::layer_c8 : K::layer_c4);
+      if (!emu::launch("layer", dim3{blocks}, dim3{256}, most, true, [=] { kernel(qa, oa, ma); })) return false;
+    } else if (wiring.qkv == Qkv::Attention) {
       // projection.rs's qkv_attention: one warp a pair; cuda.rs: blocks of 8 pairs, every one
       // resident, at least one a (head, split).
-      int chunks = s.hidden / (16 / size);
-      if (chunks > 256 || (m.qkv_dim / 2 + 7) / 8 < s.n_head * m.max_splits) {
-        std::printf("%s: QKV with attention does not apply to this shape\n", at.c_str());
-        return false;
-      }
+      unsigned q_blocks = (unsigned)((m.qkv_dim / 2 + 7) / 8);
+      if (!fits(q_chunks <= 256 && s.n_head * m.max_splits <= (int)q_blocks, "QKV with attention")) return false;
       qa.warps_per_pair = 1;
-      unsigned blocks = (unsigned)((m.qkv_dim / 2 + 7) / 8);
-      size_t shared = (size_t)s.hidden * size;
-      ok = (chunks + 31) / 32 > 4 ? emu::launch("qkv_attention", dim3{blocks}, dim3{256}, shared, true, [qa] { K::qkv_attn_c8(qa); })
-                                  : emu::launch("qkv_attention", dim3{blocks}, dim3{256}, shared, true, [qa] { K::qkv_attn_c4(qa); });
+      size_t q_shared = (size_t)s.hidden * size;
+      bool ok = (q_chunks + 31) / 32 > 4 ? emu::launch("qkv_attention", dim3{q_blocks}, dim3{256}, q_shared, true, [qa] { K::qkv_attn_c8(qa); })
+                                         : emu::launch("qkv_attention", dim3{q_blocks}, dim3{256}, q_shared, true, [qa] { K::qkv_attn_c4(qa); });
+      if (!ok) return false;
     } else {
-      ok = gemv<T>("qkv", qa, stream, s.sms);
+      if (!gemv<T>("qkv", qa, stream, s.sms)) return false;
+      const T *qp = m.q, *kcp = kc, *vcp = vc;
+      float* part = m.partial;
+      int n_head = s.n_head, n_kv = s.n_kv, capacity = s.capacity, max_splits = m.max_splits;
+      if (!emu::launch("attention", dim3{(unsigned)s.n_head, (unsigned)m.max_splits}, dim3{SPLIT}, 0, false, [=] {
+            K::attn(qp, kcp, vcp, params, part, n_head, n_kv, d, capacity, inv_sqrt_d, max_splits, nullptr);
+          }))
+        return false;
     }
-    if (!ok) return false;
-    if (pending != nullptr) {
-      check(at, "resid", download(m.xs[1 - x], s.hidden), widen(x_in), 0.0);
-      x = 1 - x;
+    // The stream O adds to: the QKV prologue's copy (checked exactly), or its input.
+    std::vector<float> x_before_o = x_in;
+    if (!wiring.layer) {
+      x_before_o = download(m.xs[x_out], s.hidden);
+      if (pending != nullptr) check(at, "resid", x_before_o, widen(x_in), 0.0);
     }
+    x = x_out;
     {
       std::vector<float> xn = rms_norm<T>(x_in, L.input_norm.host, shape.eps);
       std::vector<double> y = matvec(L.qkv.host, m.qkv_dim, s.hidden, xn);
@@ -424,18 +485,8 @@ template <typename T> bool step(Model<T>& m, const Wiring& wiring, int token, in
       check(at, "k", kd, k, tol);
       check(at, "v", vd, v, tol);
     }
-    if (wiring.qkv == Qkv::Separate) {
-      const T *qp = m.q, *kcp = kc, *vcp = vc;
-      float* part = m.partial;
-      int n_head = s.n_head, n_kv = s.n_kv, capacity = s.capacity, max_splits = m.max_splits;
-      if (!emu::launch("attention", dim3{(unsigned)s.n_head, (unsigned)m.max_splits}, dim3{SPLIT}, 0, false, [=] {
-            K::attn(qp, kcp, vcp, params, part, n_head, n_kv, d, capacity, inv_sqrt_d, max_splits, nullptr);
-          }))
-        return false;
-    }
 
     // The reference attention and O from the device's q and cache: x1 = x + O attn.
-    std::vector<float> x_before_o = download(m.xs[x], s.hidden);
     std::vector<double> x1(s.hidden);
     {
       std::vector<float> qd = download(m.q, m.q_dim), attn(m.q_dim);
@@ -461,41 +512,13 @@ template <typename T> bool step(Model<T>& m, const Wiring& wiring, int token, in
       std::vector<double> o = matvec(L.o.host, s.hidden, m.q_dim, attn);
       for (int i = 0; i < s.hidden; ++i) x1[i] = rt<T>(x_before_o[i] + rt<T>(o[i]));
     }
-    GemvArgs oa = shape;
-    oa.codes = reinterpret_cast<const uint4*>(L.o.dev);
-    oa.n = s.hidden;
-    oa.k = m.q_dim;
-    oa.in = m.partial;
-    oa.out = m.xs[x];
-    oa.prologue = PRO_COMBINE;
-    oa.epilogue = EPI_RESIDUAL;
-    GemvArgs ma = shape;
-    ma.codes = reinterpret_cast<const uint4*>(L.gate_up.dev);
-    ma.down = reinterpret_cast<const uint4*>(transposed ? L.down_t.dev : L.down.dev);
-    ma.acc = acc;
-    ma.n = 2 * s.inter;
-    ma.k = s.hidden;
-    ma.in = m.xs[x];
-    ma.norm_w = L.post_norm.dev;
-    ma.prologue = PRO_NORM;
-    ma.epilogue = EPI_SILU;
-    unsigned blocks = mlp_blocks(s.inter, s.sms);
-    size_t shared = mlp_shared(s.hidden, s.inter, blocks, size);
-    if (wiring.o_in_mlp) {
-      // projection.rs's o_mlp: O's warps a pair from o_warps_per_pair, O's blocks first.
-      int chunks = m.q_dim / (16 / size), pairs = (s.hidden + 1) / 2, W = 0;
-      for (int w : {4, 2, 1})
-        if ((pairs * w + 7) / 8 <= (int)blocks && (w == 1 || 32 * w <= chunks)) {
-          W = w;
-          break;
-        }
-      if (W == 0) {
-        std::printf("%s: O in the MLP's launch does not apply to this shape\n", at.c_str());
-        return false;
-      }
-      oa.warps_per_pair = W;
+    if (wiring.layer) {
+    } else if (wiring.o_in_mlp) {
+      // projection.rs's o_mlp: O's blocks first in the MLP's grid.
+      if (!fits(o_warps > 0, "O in the MLP's launch")) return false;
+      oa.warps_per_pair = o_warps;
       oa.arrivals = arrivals + 1;
-      bool c8 = (chunks + 32 * W - 1) / (32 * W) > 4;
+      bool c8 = (o_chunks + 32 * o_warps - 1) / (32 * o_warps) > 4;
       size_t both = std::max((size_t)m.q_dim * size + combine_bytes(oa), shared);
       auto kernel = transposed ? (c8 ? K::o_mlp_t_c8 : K::o_mlp_t_c4) : (c8 ? K::o_mlp_c8 : K::o_mlp_c4);
       if (!emu::launch("o_mlp", dim3{blocks}, dim3{256}, both, true, [=] { kernel(oa, ma); })) return false;
@@ -515,7 +538,7 @@ template <typename T> bool step(Model<T>& m, const Wiring& wiring, int token, in
     }
     std::vector<double> down = matvec(L.down.host, s.hidden, s.inter, act);
     if (fused) {
-      if (!wiring.o_in_mlp) {
+      if (!wiring.o_in_mlp && !wiring.layer) {
         auto kernel = transposed ? K::mlp_t : K::mlp;
         if (!emu::launch("mlp", dim3{blocks}, dim3{256}, shared, false, [=] { kernel(ma); })) return false;
       }

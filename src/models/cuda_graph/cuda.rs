@@ -67,6 +67,9 @@ struct LayerOps {
     mlp: Mlp,
     /// The O projection run by the fused MLP's launch (LLMBENCH_CUDA_O=mlp), where it applies.
     o_mlp: Option<Projection>,
+    /// The whole layer in one launch (LLMBENCH_CUDA_LAYER=fused), used where a step's grid
+    /// allows it (`Inner::whole_layer`).
+    layer: Option<Projection>,
 }
 
 /// A layer's MLP: one fused launch that leaves its down product in an f32 accumulator for the
@@ -173,11 +176,15 @@ impl GraphDecoder {
                     Mlp::Split { gate_up, down }
                 }
             };
-            let o_mlp = match &mlp {
-                Mlp::Fused(p) => kernels.o_mlp(&o, p)?,
-                Mlp::Split { .. } => None,
+            let (o_mlp, layer) = match &mlp {
+                Mlp::Fused(p) => (kernels.o_mlp(&o, p)?, kernels.layer(&qkv, &o, p)?),
+                Mlp::Split { .. } => (None, None),
             };
-            layers.push(LayerOps { input_norm: ptr(&lw.input_norm, &stream)?, post_norm: ptr(&lw.post_norm, &stream)?, qkv, qkv_attention, o, mlp, o_mlp });
+            if choice.layer && matches!(mlp, Mlp::Split { .. }) {
+                tracing::debug!("LLMBENCH_CUDA_LAYER=fused: the layer runs as separate launches (its MLP is two launches)");
+            }
+            let (input_norm, post_norm) = (ptr(&lw.input_norm, &stream)?, ptr(&lw.post_norm, &stream)?);
+            layers.push(LayerOps { input_norm, post_norm, qkv, qkv_attention, o, mlp, o_mlp, layer });
         }
         // Said, not silent: a sweep row labelled with an experiment must not time the default
         // (the reasons per layer are logged at debug level).
@@ -188,6 +195,7 @@ impl GraphDecoder {
         };
         declined(choice.qkv_attention, layers.iter().filter(|l| l.qkv_attention.is_some()).count(), "LLMBENCH_CUDA_QKV=attention");
         declined(choice.o_mlp, layers.iter().filter(|l| l.o_mlp.is_some()).count(), "LLMBENCH_CUDA_O=mlp");
+        declined(choice.layer, layers.iter().filter(|l| l.layer.is_some()).count(), "LLMBENCH_CUDA_LAYER=fused");
         let Some(head) = project(&weights.head, shape.vocab, shape.hidden, 0)? else { return Ok(None) };
         let zeros = |n: usize, dt: DType| Tensor::zeros(n, dt, device);
         let buffers = Buffers {
@@ -289,6 +297,9 @@ impl Inner {
                 if self.choice.qkv_attention && self.layers.iter().any(|ops| self.qkv_with_attention(ops, max_splits).is_none()) {
                     tracing::warn!("LLMBENCH_CUDA_QKV=attention: at a cache of {capacity} positions, QKV and attention run as two launches (the grid is not resident at once, or has fewer blocks than heads x splits)");
                 }
+                if self.choice.layer && self.layers.iter().any(|ops| self.whole_layer(ops, max_splits).is_none()) {
+                    tracing::warn!("LLMBENCH_CUDA_LAYER=fused: at a cache of {capacity} positions, layers run as separate launches (the MLP's grid has fewer blocks than heads x splits, or the layer was declined)");
+                }
                 let names = self.launch_names(max_splits);
                 if let Some(trace) = &mut self.trace {
                     trace.prepare(names)?;
@@ -363,6 +374,23 @@ impl Inner {
             let layer_arrivals = arrivals + 16 * l as u64;
             let acc = mlp_acc + (4 * l * s.hidden) as u64;
             let rope = GemvArgs { k_cache: kc, v_cache: vc, trace: slot()?, arrivals: layer_arrivals, attn_out: partial, inv_sqrt_d, ..shape_args };
+            if let (Some(layer), Mlp::Fused(p)) = (self.whole_layer(ops, max_splits as usize), &ops.mlp) {
+                // One launch: QKV (the pending residual add into the other buffer, as below),
+                // attention, O into that buffer, the MLP into `acc`.
+                let qkv_args = match pending.take() {
+                    None => launch_args(&ops.qkv, rope, (PRO_NORM, xs[x], ops.input_norm), (EPI_ROPE, q)),
+                    Some(acc) => {
+                        let (input, out) = (xs[x], xs[1 - x]);
+                        x = 1 - x;
+                        launch_args(&ops.qkv, GemvArgs { pending: acc, resid_out: out, ..rope }, (PRO_NORM_PENDING, input, ops.input_norm), (EPI_ROPE, q))
+                    }
+                };
+                let o_args = launch_args(layer, shape_args, (PRO_COMBINE, partial, 0), (EPI_RESIDUAL, xs[x]));
+                let mlp_args = launch_args(p, GemvArgs { acc, ..shape_args }, (PRO_NORM, xs[x], ops.post_norm), (EPI_SILU, 0));
+                self.layer(layer, &ops.qkv, p, [qkv_args, o_args, mlp_args])?;
+                pending = Some(acc);
+                continue;
+            }
             let qkv = with_attention.unwrap_or(&ops.qkv);
             match pending.take() {
                 None => self.gemv(qkv, rope, (PRO_NORM, xs[x], ops.input_norm), (EPI_ROPE, q))?,
@@ -419,11 +447,23 @@ impl Inner {
         (blocks <= resident as usize && self.shape.n_head * max_splits <= blocks).then_some(p)
     }
 
+    /// The layer's whole-layer launch where a step over `max_splits` attention splits can use
+    /// it: a block of the MLP's grid for each (head, split).
+    fn whole_layer<'a>(&self, ops: &'a LayerOps, max_splits: usize) -> Option<&'a Projection> {
+        let p = ops.layer.as_ref()?;
+        let GemvKind::Layer { blocks } = p.kind else { return None };
+        (self.shape.n_head * max_splits <= blocks as usize).then_some(p)
+    }
+
     /// One step's launches in `enqueue`'s order, named for the trace: embed, then per layer qkv
     /// (or qkv_attention), attention, o and the MLP's one or two launches (or o_mlp), then head.
     fn launch_names(&self, max_splits: usize) -> Vec<String> {
         let mut names = vec!["embed".to_string()];
         for (l, ops) in self.layers.iter().enumerate() {
+            if self.whole_layer(ops, max_splits).is_some() {
+                names.push(format!("{l}.layer"));
+                continue;
+            }
             match self.qkv_with_attention(ops, max_splits) {
                 Some(_) => names.push(format!("{l}.qkv_attention")),
                 None => names.extend(["qkv", "attention"].map(|k| format!("{l}.{k}"))),
@@ -452,7 +492,7 @@ impl Inner {
             GemvKind::Stream => (self.choice.blocks(pairs, a.stage_rows as usize), STREAM_THREADS),
             GemvKind::FusedMlp { blocks } => (blocks, MLP_THREADS),
             GemvKind::QkvAttention { .. } => (pairs.div_ceil(QKV_ATTN_THREADS as usize / 32) as u32, QKV_ATTN_THREADS),
-            GemvKind::OMlp { .. } => return Err(wrap("the O-and-MLP launch goes through o_mlp")),
+            GemvKind::OMlp { .. } | GemvKind::Layer { .. } => return Err(wrap("a multi-part launch goes through o_mlp or layer")),
         };
         // The split-combine's factors, one per (split, head), after the input vector.
         let combine = if prologue == PRO_COMBINE { 4 * base.attn_splits as u32 * base.n_head as u32 } else { 0 };
@@ -468,6 +508,16 @@ impl Inner {
         let shared = (om.shared_bytes + combine).max(mlp.shared_bytes);
         let cfg = LaunchConfig { grid_dim: (blocks, 1, 1), block_dim: (MLP_THREADS, 1, 1), shared_mem_bytes: shared };
         launch_after_previous(&self.stream, &om.kernel, cfg, &mut [arg(&o_args), arg(&mlp_args)])
+    }
+
+    /// Launches a whole layer (`layer_fused`): `args` are QKV's, O's and the MLP's, the grid
+    /// the MLP's, the shared memory the most any of the three phases takes.
+    fn layer(&self, layer: &Projection, qkv: &Projection, mlp: &Projection, args: [GemvArgs; 3]) -> Result<()> {
+        let GemvKind::Layer { blocks } = layer.kind else { return Err(wrap("not a whole-layer launch")) };
+        let combine = 4 * args[1].attn_splits as u32 * args[1].n_head as u32;
+        let shared = qkv.shared_bytes.max(layer.shared_bytes + combine).max(mlp.shared_bytes);
+        let cfg = LaunchConfig { grid_dim: (blocks, 1, 1), block_dim: (MLP_THREADS, 1, 1), shared_mem_bytes: shared };
+        launch_after_previous(&self.stream, &layer.kernel, cfg, &mut [arg(&args[0]), arg(&args[1]), arg(&args[2])])
     }
 }
 

@@ -16,7 +16,9 @@
 //! few bytes of every row; not measured yet, NOTES 2026-12-05 session 5; costs the down
 //! matrices' memory again). `LLMBENCH_CUDA_QKV=attention` runs each QKV
 //! projection with the attention as its tail, and `LLMBENCH_CUDA_O=mlp` runs each O projection
-//! in the fused MLP's launch before its MLP (one launch fewer a layer each; not measured yet).
+//! in the fused MLP's launch before its MLP (one launch fewer a layer each; not measured yet);
+//! `LLMBENCH_CUDA_LAYER=fused` runs a whole layer (QKV, attention, O, fused MLP) as one launch
+//! (`../kernels/layer_fused.cuh`; not measured yet).
 
 use candle_core::{Error, Result};
 
@@ -46,6 +48,8 @@ pub struct GemvChoice {
     pub qkv_attention: bool,
     /// The O projection run by the fused MLP's grid before its MLP (else two launches).
     pub o_mlp: bool,
+    /// The whole layer in one launch, where its MLP is fused (else 2-4 launches).
+    pub layer: bool,
 }
 
 /// How a layer's MLP is launched (LLMBENCH_CUDA_MLP).
@@ -114,6 +118,7 @@ impl GemvChoice {
             &[("separate", false), ("attention", true)],
         )?;
         let o_mlp = env_choice("LLMBENCH_CUDA_O", &[("separate", false), ("mlp", true)])?;
+        let layer = env_choice("LLMBENCH_CUDA_LAYER", &[("separate", false), ("fused", true)])?;
         Ok(Self {
             stream,
             stage_bytes,
@@ -123,6 +128,7 @@ impl GemvChoice {
             mlp,
             qkv_attention,
             o_mlp,
+            layer,
         })
     }
 
@@ -229,6 +235,7 @@ mod tests {
             mlp: MlpChoice::Fused,
             qkv_attention: false,
             o_mlp: false,
+            layer: false,
         }
     }
 

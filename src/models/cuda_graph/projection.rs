@@ -84,6 +84,10 @@ pub(super) enum GemvKind {
     /// `o_mlp_*`: the O projection (these args) in the first blocks of the layer's fused-MLP
     /// launch of `blocks` blocks, then the MLP (the fused projection's args).
     OMlp { blocks: u32 },
+    /// `layer_*`: the whole layer in the fused MLP's grid of `blocks` blocks: QKV (its own
+    /// projection's args, one warp a pair), the attention, O (these args) and the MLP (the
+    /// fused projection's args); usable where the grid has a block for each (head, split).
+    Layer { blocks: u32 },
 }
 
 /// Threads of a fused-MLP block (MLP_THREADS in mlp_fused.cuh).
@@ -216,6 +220,47 @@ impl Kernels<'_> {
         }
         let args = GemvArgs { warps_per_pair: warps_per_pair as i32, ..o.args };
         Ok(Some(Projection { kernel, args, shared_bytes: o.shared_bytes, kind: GemvKind::OMlp { blocks }, owned: None }))
+    }
+
+    /// The whole layer in one launch (`layer_fused` in `../kernels/layer_fused.cuh`) over the
+    /// fused MLP's grid, or `None` where it does not apply: `LLMBENCH_CUDA_LAYER=fused` not set,
+    /// or (logged) the MLP not one fused launch, QKV or O not a dense warp gemv, QKV's rows not
+    /// one warp a pair or more than the grid's warps, O's rows more than its blocks hold, or the
+    /// grid not resident at once. The returned projection holds O's arguments (warps a pair
+    /// for the grid); QKV's and the MLP's come from their own projections.
+    pub(super) fn layer(&self, qkv: &Projection, o: &Projection, mlp: &Projection) -> Result<Option<Projection>> {
+        if !self.choice.layer {
+            return Ok(None);
+        }
+        let declined = |why: &str| {
+            tracing::debug!("LLMBENCH_CUDA_LAYER=fused: the layer runs as separate launches ({why})");
+            Ok(None)
+        };
+        let GemvKind::FusedMlp { blocks } = mlp.kind else { return declined("the MLP is not one fused launch") };
+        if qkv.kind != GemvKind::Warp || qkv.args.scales != 0 || o.kind != GemvKind::Warp || o.args.scales != 0 {
+            return declined("QKV or O is not a dense warp gemv");
+        }
+        let warps = MLP_THREADS as usize / 32;
+        if qkv.args.warps_per_pair != 1 || qkv.args.n as usize / 2 > blocks as usize * warps {
+            return declined("QKV's rows need more than one warp a pair, or more warps than the grid has");
+        }
+        let per_load = 16 / self.dtype.size_in_bytes();
+        let o_chunks = o.args.k as usize / per_load;
+        let Some(o_warps) = o_warps_per_pair((o.args.n as usize).div_ceil(2), o_chunks, warps, blocks as usize) else {
+            return declined("the grid has fewer blocks than O's row pairs need");
+        };
+        let qkv_per_lane = (qkv.args.k as usize / per_load).div_ceil(32);
+        let transposed = if self.choice.mlp == MlpChoice::Transposed { "t_" } else { "" };
+        let kernel = (self.load)(&format!("layer_{transposed}{}_{}", self.suffix, loads_variant(qkv_per_lane)))?;
+        // The most a step asks: QKV's input, O's input and split-combine factors, or the MLP's
+        // input and activations (one after the other in the same shared memory).
+        let shared = (qkv.shared_bytes as usize).max(o.shared_bytes as usize + COMBINE_SHARED_BYTES).max(mlp.shared_bytes as usize);
+        let fit = allow_shared(&kernel, MLP_THREADS, shared)?;
+        if blocks > fit * self.choice.sms() {
+            return declined("its grid would not be resident at once");
+        }
+        let args = GemvArgs { warps_per_pair: o_warps as i32, ..o.args };
+        Ok(Some(Projection { kernel, args, shared_bytes: o.shared_bytes, kind: GemvKind::Layer { blocks }, owned: None }))
     }
 
     /// The fused launch of a layer's MLP (`../kernels/mlp_fused.cuh`), or `None` (logged) where

@@ -230,8 +230,13 @@ __device__ void epilogue(const GemvArgs& a, int r0, int r1, int aux, float v0, f
 // weights' round trip. Shared memory: the input vector T[k], then (quantized formats, T = f32)
 // its codes i8[k], block scales f32[k / 32] and code sums i32[k / 32], then the split-combine's
 // factors (O projection).
-template <typename T, int FMT, int CPL, typename F, bool TAIL = false>
-__device__ void gemv(const GemvArgs& a) {
+// `wait_inputs`: called once the first round of loads is in flight, before the prologue reads
+// the input (layer_fused.cuh waits there for its grid's attention blocks).
+struct NoWait {
+  __device__ void operator()() const {}
+};
+template <typename T, int FMT, int CPL, typename F, bool TAIL = false, typename Wait = NoWait>
+__device__ void gemv(const GemvArgs& a, Wait wait_inputs = {}) {
   extern __shared__ __align__(16) unsigned char smem[];
   static __shared__ float partial[2][8];
   T* xs = reinterpret_cast<T*>(smem);
@@ -256,6 +261,7 @@ __device__ void gemv(const GemvArgs& a) {
   wait_for_previous();
   release_next();
   trace_released(a.trace);
+  wait_inputs();
   EpiAux<T> e{};
   if (lane == 0 && sub == 0) e = load_aux<T>(a, r0, r1, aux);
   size_t layout = (size_t)a.k * sizeof(T) + (FMT != FMT_DENSE ? (size_t)a.k + 8 * (size_t)(a.k >> 5) : 0);
@@ -310,6 +316,7 @@ __device__ void gemv(const GemvArgs& a) {
 #include "grid_arrivals.cuh"
 #include "qkv_attention.cuh"
 #include "o_mlp.cuh"
+#include "layer_fused.cuh"
 
 #define GEMV_KERNEL(NAME, T, FMT, F)                                                                              \
   extern "C" __global__ void __launch_bounds__(128) NAME##_c4(const GemvArgs a) { gemv<T, FMT, 4, F>(a); }       \
@@ -336,6 +343,7 @@ __device__ void gemv(const GemvArgs& a) {
     mlp_fused<T, true>(a, a.trace, [] {});                                                                    \
   }                                                                                                            \
   O_MLP_KERNELS(T, S)                                                                                          \
+  LAYER_KERNELS(T, S)                                                                                          \
   extern "C" __global__ void __launch_bounds__(QKV_ATTN_THREADS) qkv_attn_dense_##S##_c4(const GemvArgs a) {    \
     qkv_attention<T, 4>(a);                                                                                    \
   }                                                                                                            \
