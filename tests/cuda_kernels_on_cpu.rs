@@ -2,7 +2,8 @@
 //! use (blocks, fibers for threads, barriers, warp shuffles, atomics, grid-wide waits) and checks
 //! every launch of a two-layer model, two steps at a time, in every wiring the host can choose
 //! (default, split MLP, streaming gemv, the transposed down matrix, QKV with attention, O in the
-//! MLP's launch, all three, the whole layer in one launch) and every dtype, against a double-precision reference. CI has no GPU;
+//! MLP's launch, all three, the whole layer in one launch) and every dtype, and GGUF Q8_0, Q4_0
+//! and Q4_1 weights in an f32 graph, against a double-precision reference. CI has no GPU;
 //! without this, a kernel change was first run on the lent GPU, in a call worth a session.
 
 use std::path::Path;
@@ -33,13 +34,14 @@ fn decode_kernels_match_the_reference_in_every_wiring() {
     let stdout = String::from_utf8_lossy(&run.stdout);
     let failures: Vec<&str> = stdout.lines().filter(|l| l.contains("FAILED") || l.contains("failed") && !l.starts_with("checks:")).collect();
     assert!(run.status.success(), "kernel checks failed:\n{}\n{}", failures.join("\n"), String::from_utf8_lossy(&run.stderr));
-    // 3 dtypes x 2 shapes x 10 wirings x 4 steps, 11-13 checks a step: a harness that stopped
-    // checking (a wiring or dtype skipped) must not pass.
+    // 3 dtypes x 2 shapes x 10 dense wirings, and f32 x 2 shapes x 3 GGUF formats, x 4 steps,
+    // 11-13 checks a step: a harness that stopped checking (a wiring or dtype skipped) must not
+    // pass.
     let summary = stdout.lines().last().unwrap_or_default();
     let checks: usize = summary
         .strip_prefix("checks: ")
         .and_then(|r| r.split(',').next())
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("no summary line: {summary}"));
-    assert_eq!(checks, 2880, "{summary}");
+    assert_eq!(checks, 3192, "{summary}");
 }

@@ -8,7 +8,6 @@ mod chat;
 mod cli_errors;
 mod common;
 mod compare;
-mod cuda_kernels_on_cpu;
 mod docs;
 mod evaluate;
 mod bad_inputs;
