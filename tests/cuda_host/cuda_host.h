@@ -7,17 +7,25 @@
 // The model: blocks run one after another, or, where the kernel's blocks wait for each other,
 // each in a forked process, so that the kernels' `static __shared__` arrays and the dynamic
 // `smem` are the block's own, while device memory, mapped shared before the fork, is common to
-// all blocks. A block's threads are fibers (ucontext) run one at a time by a
-// scheduler: a fiber runs until it reaches a barrier (__syncthreads, __syncwarp, each warp
-// shuffle's exchange), the scheduler releases a warp once all its live threads are at the warp
-// barrier and the block once all are at __syncthreads, and a barrier that can never complete
-// (threads of one warp at different barriers) stops the block with a message instead of hanging.
+// all blocks. A block's threads are fibers run one at a time by a scheduler: a fiber runs until
+// it reaches a barrier (__syncthreads, __syncwarp, each warp shuffle's exchange); the scheduler
+// releases a warp once all its threads are at the warp barrier and the block once all live
+// threads are at __syncthreads, and stops the block with a message where a barrier can never
+// complete (threads of one warp at different barriers) or a warp barrier is reached with some
+// of its lanes exited, instead of hanging. So that code relying on one warp order (a read that
+// a missing barrier lets race with another warp's write) fails here as on a GPU, the scheduler
+// runs each pass's warps in a random order, holds a ready warp back at random, and between two
+// block barriers keeps one warp (at random) back until no other can go on, so that the others
+// run ahead through their warp-level steps (seeded: a run is reproducible).
 // Grid-wide waits (grid_arrivals.cuh) need every block running at once: such launches fork the
 // whole grid together, as the host launches them only where the grid is resident.
 //
 // What it cannot show: timing, the GPU's weak memory ordering (x86 stores are seen in order; a
-// missing fence is not caught here), and the streaming loads' cache behaviour. rsqrtf is exact
-// here and approximate on the GPU: results agree to f32 rounding, not bit for bit.
+// missing fence is not caught here), the streaming loads' cache behaviour, a bulk copy still in
+// flight (copies complete at once here), and a read of a static shared array before its first
+// write in a block (it sees the last block's values, not garbage; the dynamic shared memory is
+// refilled with garbage for each block). rsqrtf is exact here and approximate on the GPU:
+// results agree to f32 rounding, not bit for bit.
 #pragma once
 #define LLMBENCH_HOST_EMULATION 1
 
@@ -130,7 +138,8 @@ inline __half operator-(__half a, __half b) { return __float2half(__half2float(a
 inline dim3 threadIdx, blockIdx, blockDim, gridDim;
 
 namespace emu {
-enum class At { Running, Warp, Block, Done };
+// Held: past a barrier, not yet let run again (the scheduler lets warps go in a random order).
+enum class At { Running, Warp, Block, Held, Done };
 // A fiber starts through makecontext/setcontext on its own stack and then switches with
 // _setjmp/_longjmp, which, unlike swapcontext, make no system call (swapcontext saves the
 // signal mask on every switch: most of the emulator's time went there).
@@ -143,7 +152,8 @@ struct Fiber {
 constexpr size_t STACK_BYTES = 64 * 1024;
 inline jmp_buf scheduler;
 inline std::vector<Fiber> fibers;
-inline char* stacks = nullptr;  // 1,024 stacks, mapped once a process and reused by every block
+inline char* stacks = nullptr;  // 1,024 stacks with a guard page each, mapped once a process
+inline uint64_t order_state = 0;  // the scheduler's random order (seeded per block)
 inline int current = 0;
 inline std::function<void()> kernel_body;
 // A warp shuffle's exchange slots, one per thread.
@@ -166,6 +176,11 @@ inline void fiber_main() {
   _exit(3);
 }
 
+inline uint32_t random_below(uint32_t n) {
+  order_state = order_state * 6364136223846793005ull + 1442695040888963407ull;
+  return (uint32_t)((order_state >> 33) % n);
+}
+
 inline void resume(unsigned t) {
   current = (int)t;
   threadIdx = dim3{t, 0, 0};
@@ -182,13 +197,20 @@ inline void run_block(unsigned threads) {
     void* p = mmap(nullptr, 1024 * STACK_BYTES, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (p == MAP_FAILED) stop("cannot map fiber stacks");
     stacks = static_cast<char*>(p);
+    // The lowest page of each stack faults: an overflow stops the block instead of writing
+    // into the next fiber's stack.
+    for (int t = 0; t < 1024; ++t) mprotect(stacks + t * STACK_BYTES, 4096, PROT_NONE);
   }
+  const unsigned warps = (threads + 31) / 32;
+  int laggard = (int)random_below(warps);
+  std::vector<unsigned> order(warps);
+  for (unsigned w = 0; w < warps; ++w) order[w] = w;
   fibers.assign(threads, Fiber{});
   for (unsigned t = 0; t < threads; ++t) {
     Fiber& f = fibers[t];
     getcontext(&f.start);
-    f.start.uc_stack.ss_sp = stacks + t * STACK_BYTES;
-    f.start.uc_stack.ss_size = STACK_BYTES;
+    f.start.uc_stack.ss_sp = stacks + t * STACK_BYTES + 4096;
+    f.start.uc_stack.ss_size = STACK_BYTES - 4096;
     f.start.uc_link = nullptr;
     makecontext(&f.start, fiber_main, 0);
   }
@@ -196,27 +218,43 @@ inline void run_block(unsigned threads) {
     bool ran = true;
     while (ran) {
       ran = false;
-      for (unsigned t = 0; t < threads; ++t) {
-        if (fibers[t].at != At::Running) continue;
-        resume(t);
-        ran = true;
-      }
+      // Warps in a random order (lanes in order: a warp's lanes run together on the GPU).
+      for (unsigned i = warps; i > 1; --i) std::swap(order[i - 1], order[random_below(i)]);
+      for (unsigned w : order)
+        for (unsigned t = 32 * w; t < std::min(threads, 32 * w + 32); ++t) {
+          if (fibers[t].at != At::Running) continue;
+          resume(t);
+          ran = true;
+        }
     }
-    bool released = false;
+    // Warps free to go on: every lane at the warp barrier, or every live lane held past the
+    // block barrier. Each goes now or (at random, while another goes) waits another round.
+    std::vector<unsigned> ready;
     for (unsigned w = 0; w * 32 < threads; ++w) {
-      bool all = true, any = false;
+      int waiting = 0, held = 0, done = 0, lanes = (int)std::min(32u, threads - 32 * w);
       for (unsigned t = 32 * w; t < std::min(threads, 32 * w + 32); ++t) {
-        if (fibers[t].at == At::Done) continue;
-        any = true;
-        all = all && fibers[t].at == At::Warp;
+        waiting += fibers[t].at == At::Warp;
+        held += fibers[t].at == At::Held;
+        done += fibers[t].at == At::Done;
       }
-      if (any && all) {
-        for (unsigned t = 32 * w; t < std::min(threads, 32 * w + 32); ++t)
-          if (fibers[t].at == At::Warp) fibers[t].at = At::Running;
-        released = true;
+      if (waiting > 0 && done > 0 && waiting + done == lanes) {
+        std::fprintf(stderr, "block (%u, %u): warp %u reaches a warp barrier with %d of its lanes exited\n", blockIdx.x, blockIdx.y, w, done);
+        _exit(4);
       }
+      if (waiting == lanes || (held > 0 && held + done == lanes)) ready.push_back(w);
     }
-    if (released) continue;
+    // The laggard (a warp picked at each block barrier) goes only when no other warp can: every
+    // other warp runs ahead to the next block barrier first, as far as a missing barrier lets it.
+    if (ready.size() > 1) ready.erase(std::remove(ready.begin(), ready.end(), (unsigned)laggard), ready.end());
+    if (!ready.empty()) {
+      unsigned keep = ready.size() > 1 ? random_below((uint32_t)ready.size()) : 0;  // at least one goes
+      for (unsigned i = 0; i < ready.size(); ++i) {
+        if (i != keep && random_below(2) == 0) continue;
+        for (unsigned t = 32 * ready[i]; t < std::min(threads, 32 * ready[i] + 32); ++t)
+          if (fibers[t].at != At::Done) fibers[t].at = At::Running;
+      }
+      continue;
+    }
     bool live = false, block = true;
     for (auto& f : fibers) {
       if (f.at == At::Done) continue;
@@ -231,7 +269,8 @@ inline void run_block(unsigned threads) {
       _exit(4);
     }
     for (auto& f : fibers)
-      if (f.at == At::Block) f.at = At::Running;
+      if (f.at == At::Block) f.at = At::Held;
+    laggard = (int)random_below(warps);
   }
 }
 }  // namespace emu
@@ -355,6 +394,8 @@ struct Arena {
   size_t used = 0, size = 0;
 };
 inline Arena arena;
+// The scheduler's seed (EMU_SEED in decode_kernels.cpp; a run with one seed is reproducible).
+inline uint64_t seed = 1;
 
 template <typename T>
 T* device_alloc(size_t n) {
@@ -394,8 +435,11 @@ inline bool launch(const char* name, dim3 grid, dim3 block, size_t shared, bool 
   kernel_body = std::move(body);
   blockDim = block;
   gridDim = grid;
+  static uint64_t launches = 0;
+  ++launches;
   auto enter = [&](unsigned b) {
     blockIdx = dim3{b % grid.x, b / grid.x, 0};
+    order_state = seed ^ (launches << 20) ^ b;
     std::memset(smem, 0xcd, shared);
     run_block(block.x);
   };

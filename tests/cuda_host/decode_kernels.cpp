@@ -54,15 +54,22 @@ struct Shape {
   int hidden, n_head, n_kv, head_dim, inter, vocab, capacity;
   bool interleaved;
   unsigned sms;  // multiprocessors the host would see (sets the fused MLP's grid)
-  int positions[2];  // first positions of the two-step runs
+  int positions[2];  // first positions of the two-step runs (-1: none)
+  // A shape too slow to emulate everywhere (every block of its grid-wide launches a process):
+  // bf16 only, and only the wirings named (space-separated), or all where null.
+  bool bf16_only;
+  const char* wirings;
 };
 // narrow: one warp a row pair everywhere but the down projection (f32: two warps, 8 loads a
 // lane), 8-16 row lanes a chunk in the transposed down product, two attention splits at 300.
 // wide: GQA 4:1, interleaved RoPE, 64 blocks of O in the MLP's 96, three splits of capacity.
 // Both MLP grids hold the QKV rows one warp a pair, as the layer in one launch needs.
+// tall: TinyLlama's hidden size and grid (264 MLP blocks): QKV 8 loads a lane, O two warps a
+// row pair in the MLP's and the layer's grids, as the host launches TinyLlama bf16.
 const Shape SHAPES[] = {
-    {"narrow", 128, 2, 1, 64, 1152, 96, 512, false, 8, {5, 300}},
-    {"wide", 1024, 8, 2, 128, 768, 160, 600, true, 48, {259, 7}},
+    {"narrow", 128, 2, 1, 64, 1152, 96, 512, false, 8, {5, 300}, false, nullptr},
+    {"wide", 1024, 8, 2, 128, 768, 160, 600, true, 48, {259, 7}, false, nullptr},
+    {"tall", 2048, 16, 4, 128, 2112, 64, 300, false, 132, {260, -1}, true, " o-mlp all-three layer layer-transposed "},
 };
 
 enum class Qkv { Separate, Attention };
@@ -197,6 +204,7 @@ template <typename T> struct Model {
   int zeroed_len, sums_len;
   float* logits;
   float* partial;
+  unsigned long long* trace;  // 64 launches' timeline slots (trace.cuh), 4 stamps each
   std::vector<Tensor<T>> k_cache, v_cache;  // per layer, [n_kv][capacity][head_dim]
 };
 
@@ -250,6 +258,7 @@ template <typename T> Model<T> build(const Shape& s, uint64_t seed, int fmt = FM
   m.zeroed = emu::device_alloc<float>(m.zeroed_len);
   m.logits = emu::device_alloc<float>(s.vocab);
   m.partial = emu::device_alloc<float>((size_t)m.max_splits * s.n_head * (s.head_dim + 2));
+  m.trace = emu::device_alloc<unsigned long long>(64 * 4);
   return m;
 }
 
@@ -427,6 +436,11 @@ template <typename T> bool step(Model<T>& m, const Wiring& wiring, int token, in
   std::string where = std::string(K::name) + " " + s.name + " " + wiring.name + " pos " + std::to_string(pos);
   m.params[0] = token;
   m.params[1] = pos;
+  // Every launch stamps a trace slot, as under LLMBENCH_CUDA_TRACE (trace.rs's reset values);
+  // checked at the end: each slot stamped, in order.
+  int slots = 0;
+  for (int i = 0; i < 64 * 4; ++i) m.trace[i] = i % 4 < 2 ? ~0ull : 0ull;
+  auto slot = [&] { return m.trace + 4 * slots++; };
   float inv_sqrt_d = 1.f / std::sqrt((float)d);
   GemvArgs shape{};
   shape.params = m.params;
@@ -446,8 +460,9 @@ template <typename T> bool step(Model<T>& m, const Wiring& wiring, int token, in
   T* x0 = m.xs[0];
   int hidden = s.hidden;
   int* params = m.params;
+  unsigned long long* embed_slot = slot();
   if (!emu::launch("embed", dim3{embed_blocks}, dim3{EMBED_THREADS}, 0, false,
-                   [=] { K::embed(table, params, x0, hidden, accs, acc4, nullptr); }))
+                   [=] { K::embed(table, params, x0, hidden, accs, acc4, embed_slot); }))
     return false;
   int x = 0;
   float* pending = nullptr;
@@ -476,6 +491,7 @@ template <typename T> bool step(Model<T>& m, const Wiring& wiring, int token, in
     qa.arrivals = arrivals;
     qa.attn_out = m.partial;
     qa.inv_sqrt_d = inv_sqrt_d;
+    qa.trace = slot();
     qa.prologue = PRO_NORM;
     qa.epilogue = EPI_ROPE;
     if (pending != nullptr) {
@@ -545,8 +561,9 @@ template <typename T> bool step(Model<T>& m, const Wiring& wiring, int token, in
       const T *qp = m.q, *kcp = kc, *vcp = vc;
       float* part = m.partial;
       int n_head = s.n_head, n_kv = s.n_kv, capacity = s.capacity, max_splits = m.max_splits;
+      unsigned long long* attention_slot = slot();
       if (!emu::launch("attention", dim3{(unsigned)s.n_head, (unsigned)m.max_splits}, dim3{SPLIT}, 0, false, [=] {
-            K::attn(qp, kcp, vcp, params, part, n_head, n_kv, d, capacity, inv_sqrt_d, max_splits, nullptr);
+            K::attn(qp, kcp, vcp, params, part, n_head, n_kv, d, capacity, inv_sqrt_d, max_splits, attention_slot);
           }))
         return false;
     }
@@ -583,6 +600,18 @@ template <typename T> bool step(Model<T>& m, const Wiring& wiring, int token, in
       check(at, "q", download(m.q, m.q_dim), q, tol);
       check(at, "k", kd, k, tol);
       check(at, "v", vd, v, tol);
+      // The new rows join the host's copy of the cache; then the whole device cache must equal
+      // it: a store anywhere else (another position, another head) is a bug the k/v checks miss.
+      std::vector<float>& kh = m.k_cache[l].host;
+      std::vector<float>& vh = m.v_cache[l].host;
+      for (int h = 0; h < s.n_kv; ++h)
+        for (int j = 0; j < d; ++j) {
+          size_t i = ((size_t)h * s.capacity + pos) * d + j;
+          kh[i] = kd[h * d + j];
+          vh[i] = vd[h * d + j];
+        }
+      check(at, "cache", download(kc, kh.size()), widen(kh), 0.0);
+      check(at, "cache", download(vc, vh.size()), widen(vh), 0.0);
     }
 
     // The reference attention and O from the device's q and cache: x1 = x + O attn.
@@ -596,7 +625,7 @@ template <typename T> bool step(Model<T>& m, const Wiring& wiring, int token, in
         double top = -INFINITY;
         for (int p = 0; p < len; ++p) {
           double dot = 0;
-          for (int j = 0; j < d; ++j) dot += (double)qd[h * d + j] * to_f(kc[((size_t)kvh * s.capacity + p) * d + j]);
+          for (int j = 0; j < d; ++j) dot += (double)qd[h * d + j] * m.k_cache[l].host[((size_t)kvh * s.capacity + p) * d + j];
           score[p] = rt<T>(rt<T>(dot) * inv_sqrt_d);
           top = std::max(top, score[p]);
         }
@@ -604,7 +633,7 @@ template <typename T> bool step(Model<T>& m, const Wiring& wiring, int token, in
         for (double& e : score) den += (e = std::exp(e - top));
         for (int j = 0; j < d; ++j) {
           double o = 0;
-          for (int p = 0; p < len; ++p) o += score[p] * to_f(vc[((size_t)kvh * s.capacity + p) * d + j]);
+          for (int p = 0; p < len; ++p) o += score[p] * m.v_cache[l].host[((size_t)kvh * s.capacity + p) * d + j];
           attn[h * d + j] = rt<T>(o / den);
         }
       }
@@ -615,14 +644,16 @@ template <typename T> bool step(Model<T>& m, const Wiring& wiring, int token, in
     } else if (wiring.o_in_mlp) {
       // projection.rs's o_mlp: O's blocks first in the MLP's grid.
       if (!fits(o_warps > 0, "O in the MLP's launch")) return false;
+      oa.trace = slot();
       oa.warps_per_pair = o_warps;
       oa.arrivals = arrivals + 1;
       bool c8 = (o_chunks + 32 * o_warps - 1) / (32 * o_warps) > 4;
       size_t both = std::max((size_t)m.q_dim * size + combine_bytes(oa), shared);
       auto kernel = transposed ? (c8 ? K::o_mlp_t_c8 : K::o_mlp_t_c4) : (c8 ? K::o_mlp_c8 : K::o_mlp_c4);
       if (!emu::launch("o_mlp", dim3{blocks}, dim3{256}, both, true, [=] { kernel(oa, ma); })) return false;
-    } else if (!gemv<T>("o", oa, L.o, stream, s.sms)) {
-      return false;
+    } else {
+      oa.trace = slot();
+      if (!gemv<T>("o", oa, L.o, stream, s.sms)) return false;
     }
     std::vector<float> x1_dev = download(m.xs[x], s.hidden);
     check(at, "x+o", x1_dev, x1, tol);
@@ -639,7 +670,9 @@ template <typename T> bool step(Model<T>& m, const Wiring& wiring, int token, in
     if (fused) {
       if (!wiring.o_in_mlp && !wiring.layer) {
         auto kernel = transposed ? K::mlp_t : K::mlp;
-        if (!emu::launch("mlp", dim3{blocks}, dim3{256}, shared, false, [=] { kernel(ma); })) return false;
+        GemvArgs mt = ma;
+        mt.trace = slot();
+        if (!emu::launch("mlp", dim3{blocks}, dim3{256}, shared, false, [=] { kernel(mt); })) return false;
       }
       check(at, "mlp-sum", std::vector<float>(acc, acc + s.hidden), down, tol);
       pending = acc;
@@ -648,6 +681,7 @@ template <typename T> bool step(Model<T>& m, const Wiring& wiring, int token, in
       ga.down = nullptr;
       ga.acc = nullptr;
       ga.out = m.act;
+      ga.trace = slot();
       if (!gemv<T>("gate_up", ga, L.gate_up, stream, s.sms)) return false;
       GemvArgs da = shape;
       da.codes = L.down.codes;
@@ -657,6 +691,7 @@ template <typename T> bool step(Model<T>& m, const Wiring& wiring, int token, in
       da.out = m.xs[x];
       da.prologue = PRO_PLAIN;
       da.epilogue = EPI_RESIDUAL;
+      da.trace = slot();
       std::vector<float> act_dev = download(m.act, s.inter);
       check(at, "act", act_dev, widen(act), tol);
       if (!gemv<T>("down", da, L.down, stream, s.sms)) return false;
@@ -682,23 +717,39 @@ template <typename T> bool step(Model<T>& m, const Wiring& wiring, int token, in
   ha.prologue = pending != nullptr ? PRO_NORM_PENDING : PRO_NORM;
   ha.pending = pending;
   ha.epilogue = EPI_LOGITS;
+  ha.trace = slot();
   if (!gemv<T>("head", ha, m.head, stream, s.sms)) return false;
   std::vector<double> logits = project(m.head, s.vocab, s.hidden, rms_norm<T>(x_last, m.final_norm.host, shape.eps));
   for (double& v : logits) v = rt<T>(v);
   check(where, "logits", std::vector<float>(m.logits, m.logits + s.vocab), logits, tol);
+  // Each launch's stamps: its first block's start <= first release <= last release <= last
+  // block's end, none left at its reset value (a block that returned before trace_end would).
+  std::vector<float> unstamped(1, 0.f);
+  for (int i = 0; i < slots; ++i) {
+    const unsigned long long* t = m.trace + 4 * i;
+    if (t[0] == ~0ull || t[1] == ~0ull || t[3] == 0 || t[0] > t[1] || t[1] > t[2] || t[2] > t[3]) unstamped[0] += 1.f;
+  }
+  check(where, "trace", unstamped, {0.0}, 0.0);
   return true;
 }
 
 template <typename T> void run_all(const char* only) {
   for (const Shape& s : SHAPES) {
+    if (s.bf16_only && !std::is_same_v<T, __nv_bfloat16>) continue;
     emu::device_reset();
     Model<T> dense = build<T>(s, 1);
     for (const Wiring& w : WIRINGS) {
       if (only != nullptr && std::string(only) != w.name) continue;
       if (w.fmt != FMT_DENSE && !std::is_same_v<T, float>) continue;
+      // The grid-wide launches fork a process a block (most of the run's time): in f32 and
+      // bf16; f16 shares their code with bf16 but for the element type.
+      bool grid_wide = w.qkv == Qkv::Attention || w.o_in_mlp || w.layer;
+      if (grid_wide && std::is_same_v<T, __half>) continue;
+      if (s.wirings != nullptr && !std::strstr(s.wirings, (" " + std::string(w.name) + " ").c_str())) continue;
       Model<T> quantized_model = w.fmt != FMT_DENSE ? build<T>(s, 1, w.fmt) : Model<T>{};
       Model<T>& m = w.fmt != FMT_DENSE ? quantized_model : dense;
       for (int first : s.positions) {
+        if (first < 0) continue;
         reset_caches(m, first, 2);
         for (int i = 0; i < 2; ++i) {
           if (!step(m, w, 3 + 5 * i, first + i)) {
@@ -712,9 +763,11 @@ template <typename T> void run_all(const char* only) {
   }
 }
 
-// Usage: decode_kernels [wiring]   (every wiring by default; the quantized ones in f32 only)
+// Usage: [EMU_SEED=N] decode_kernels [wiring]   (every wiring by default; the quantized ones in
+// f32 only; EMU_SEED sets the scheduler's thread order, 1 by default)
 int main(int argc, char** argv) {
   const char* only = argc > 1 ? argv[1] : nullptr;
+  if (const char* seed = std::getenv("EMU_SEED")) emu::seed = std::strtoull(seed, nullptr, 10);
   run_all<float>(only);
   run_all<__nv_bfloat16>(only);
   run_all<__half>(only);

@@ -294,11 +294,15 @@ impl Inner {
             _ => {
                 self.graph = None;
                 let max_splits = capacity.div_ceil(SPLIT);
-                if self.choice.qkv_attention && self.layers.iter().any(|ops| self.qkv_with_attention(ops, max_splits).is_none()) {
+                // Said for layers that took a setting when the decoder was built (the others were
+                // warned about then) but cannot use it at this capacity; a layer run whole has
+                // no separate QKV launch.
+                let separate = |ops: &LayerOps| self.whole_layer(ops, max_splits).is_none();
+                if self.choice.qkv_attention && self.layers.iter().any(|ops| ops.qkv_attention.is_some() && separate(ops) && self.qkv_with_attention(ops, max_splits).is_none()) {
                     tracing::warn!("LLMBENCH_CUDA_QKV=attention: at a cache of {capacity} positions, QKV and attention run as two launches (the grid is not resident at once, or has fewer blocks than heads x splits)");
                 }
-                if self.choice.layer && self.layers.iter().any(|ops| self.whole_layer(ops, max_splits).is_none()) {
-                    tracing::warn!("LLMBENCH_CUDA_LAYER=fused: at a cache of {capacity} positions, layers run as separate launches (the MLP's grid has fewer blocks than heads x splits, or the layer was declined)");
+                if self.choice.layer && self.layers.iter().any(|ops| ops.layer.is_some() && self.whole_layer(ops, max_splits).is_none()) {
+                    tracing::warn!("LLMBENCH_CUDA_LAYER=fused: at a cache of {capacity} positions, layers run as separate launches (the MLP's grid has fewer blocks than heads x splits)");
                 }
                 let names = self.launch_names(max_splits);
                 if let Some(trace) = &mut self.trace {

@@ -110,7 +110,10 @@ __device__ void attn_split(const T* q, const T* k_cache, const T* v_cache, const
   release_next();
   trace_released(trace);
   int len = params[1] + 1;
-  if ((int)blockIdx.y * SPLIT >= len) return;  // a split past the current length: nothing to do
+  if ((int)blockIdx.y * SPLIT >= len) {  // a split past the current length: nothing to do
+    trace_end(trace);  // its release is stamped: without an end, the launch's last release would follow its last end
+    return;
+  }
   attn_split_at<T>(q, k_cache, v_cache, params, acc_out, n_head, n_kv, d, capacity, inv_sqrt_d, max_splits, blockIdx.x, blockIdx.y);
   trace_end(trace);
 }

@@ -27,6 +27,7 @@
 // host spreads O's rows over as many warps as the grid holds); ptxas: the bf16 kernels without
 // spills, the transposed ones 180-240 bytes (down_transposed's 8 rows in flight);
 // `m`: the MLP's.
+static_assert(MLP_THREADS == SPLIT, "the attention phase takes a block of SPLIT threads");
 template <typename T, int CPL, bool DOWN_T>
 __device__ void layer_fused(const GemvArgs& q, const GemvArgs& o, const GemvArgs& m) {
   int warps = blockDim.x >> 5;
