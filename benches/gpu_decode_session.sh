@@ -31,6 +31,9 @@ LIMIT=${LIMIT:-560}
 PACK=${PACK:-$OUT/../decode-session.tgz}
 EXPERIMENTS="LLMBENCH_CUDA_MLP=transposed;LLMBENCH_CUDA_QKV=attention;LLMBENCH_CUDA_O=mlp"
 ALL="LLMBENCH_CUDA_MLP=transposed LLMBENCH_CUDA_QKV=attention LLMBENCH_CUDA_O=mlp"
+# The layer alone applies where the MLP is fused: TinyLlama bf16, not SmolLM2 bf16 (its 16-byte
+# down slices keep two launches), whose sweep row under it times the default (`taken` says so);
+# with the transposed MLP it applies to both.
 LAYER="LLMBENCH_CUDA_LAYER=fused"
 LAYER_T="LLMBENCH_CUDA_LAYER=fused LLMBENCH_CUDA_MLP=transposed"
 
