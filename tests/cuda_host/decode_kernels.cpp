@@ -422,6 +422,18 @@ size_t mlp_shared(int hidden, int inter, unsigned blocks, int size) {
   return (size_t)hidden * size + 8 * (size_t)((groups + blocks - 1) / blocks) * size;
 }
 
+// A launch's arguments over `base`'s (cuda.rs's launch_args): its shape, input, output,
+// prologue and epilogue; the weight's fields are gemv's (or set by the caller).
+GemvArgs with_io(GemvArgs base, int n, int k, const void* in, void* out, int prologue, int epilogue) {
+  base.n = n;
+  base.k = k;
+  base.in = in;
+  base.out = out;
+  base.prologue = prologue;
+  base.epilogue = epilogue;
+  return base;
+}
+
 // ---- one decode step, as cuda.rs's enqueue queues it, with the checks between launches ----
 template <typename T> bool step(Model<T>& m, const Wiring& wiring, int token, int pos) {
   using K = Kernels<T>;
@@ -479,44 +491,27 @@ template <typename T> bool step(Model<T>& m, const Wiring& wiring, int token, in
     const int x_out = pending != nullptr ? 1 - x : x;  // where the QKV prologue leaves the stream
 
     // The launches' arguments, as enqueue builds them.
-    GemvArgs qa = shape;
+    GemvArgs qa = with_io(shape, m.qkv_dim, s.hidden, m.xs[x], m.q, PRO_NORM, EPI_ROPE);
     qa.codes = L.qkv.codes;
-    qa.n = m.qkv_dim;
-    qa.k = s.hidden;
-    qa.in = m.xs[x];
     qa.norm_w = L.input_norm.dev;
-    qa.out = m.q;
     qa.k_cache = kc;
     qa.v_cache = vc;
     qa.arrivals = arrivals;
     qa.attn_out = m.partial;
     qa.inv_sqrt_d = inv_sqrt_d;
     qa.trace = slot();
-    qa.prologue = PRO_NORM;
-    qa.epilogue = EPI_ROPE;
     if (pending != nullptr) {
       qa.prologue = PRO_NORM_PENDING;
       qa.pending = pending;
       qa.resid_out = m.xs[x_out];
     }
-    GemvArgs oa = shape;
+    GemvArgs oa = with_io(shape, s.hidden, m.q_dim, m.partial, m.xs[x_out], PRO_COMBINE, EPI_RESIDUAL);
     oa.codes = L.o.codes;
-    oa.n = s.hidden;
-    oa.k = m.q_dim;
-    oa.in = m.partial;
-    oa.out = m.xs[x_out];
-    oa.prologue = PRO_COMBINE;
-    oa.epilogue = EPI_RESIDUAL;
-    GemvArgs ma = shape;
+    GemvArgs ma = with_io(shape, 2 * s.inter, s.hidden, m.xs[x_out], nullptr, PRO_NORM, EPI_SILU);
     ma.codes = L.gate_up.codes;
+    ma.norm_w = L.post_norm.dev;
     ma.down = reinterpret_cast<const uint4*>(transposed ? L.down_t.dev : L.down.dev);
     ma.acc = acc;
-    ma.n = 2 * s.inter;
-    ma.k = s.hidden;
-    ma.in = m.xs[x_out];
-    ma.norm_w = L.post_norm.dev;
-    ma.prologue = PRO_NORM;
-    ma.epilogue = EPI_SILU;
     const unsigned blocks = mlp_blocks(s.inter, s.sms);
     const size_t shared = mlp_shared(s.hidden, s.inter, blocks, size);
     const int q_chunks = s.hidden / (16 / size), o_chunks = m.q_dim / (16 / size);
@@ -683,14 +678,7 @@ template <typename T> bool step(Model<T>& m, const Wiring& wiring, int token, in
       ga.out = m.act;
       ga.trace = slot();
       if (!gemv<T>("gate_up", ga, L.gate_up, stream, s.sms)) return false;
-      GemvArgs da = shape;
-      da.codes = L.down.codes;
-      da.n = s.hidden;
-      da.k = s.inter;
-      da.in = m.act;
-      da.out = m.xs[x];
-      da.prologue = PRO_PLAIN;
-      da.epilogue = EPI_RESIDUAL;
+      GemvArgs da = with_io(shape, s.hidden, s.inter, m.act, m.xs[x], PRO_PLAIN, EPI_RESIDUAL);
       da.trace = slot();
       std::vector<float> act_dev = download(m.act, s.inter);
       check(at, "act", act_dev, widen(act), tol);
@@ -707,16 +695,9 @@ template <typename T> bool step(Model<T>& m, const Wiring& wiring, int token, in
   // The head: norm (with the last fused MLP's sum added) and logits.
   std::vector<float> x_last = download(m.xs[x], s.hidden);
   if (pending != nullptr) x_last = add_pending<T>(x_last, pending);
-  GemvArgs ha = shape;
-  ha.codes = m.head.codes;
-  ha.n = s.vocab;
-  ha.k = s.hidden;
-  ha.in = m.xs[x];
+  GemvArgs ha = with_io(shape, s.vocab, s.hidden, m.xs[x], m.logits, pending != nullptr ? PRO_NORM_PENDING : PRO_NORM, EPI_LOGITS);
   ha.norm_w = m.final_norm.dev;
-  ha.out = m.logits;
-  ha.prologue = pending != nullptr ? PRO_NORM_PENDING : PRO_NORM;
   ha.pending = pending;
-  ha.epilogue = EPI_LOGITS;
   ha.trace = slot();
   if (!gemv<T>("head", ha, m.head, stream, s.sms)) return false;
   std::vector<double> logits = project(m.head, s.vocab, s.hidden, rms_norm<T>(x_last, m.final_norm.host, shape.eps));

@@ -199,27 +199,18 @@ impl Kernels<'_> {
             tracing::debug!("LLMBENCH_CUDA_O=mlp: the O projection runs as its own launch ({why})");
             Ok(None)
         };
-        let GemvKind::FusedMlp { blocks } = mlp.kind else { return declined("the MLP is not one fused launch") };
-        if o.kind != GemvKind::Warp || o.args.scales != 0 {
-            return declined("O is not a dense warp gemv");
-        }
-        let chunks = o.args.k as usize / (16 / self.dtype.size_in_bytes());
-        let pairs = (o.args.n as usize).div_ceil(2);
-        let Some(warps_per_pair) = o_warps_per_pair(pairs, chunks, MLP_THREADS as usize / 32, blocks as usize) else {
-            return declined("the MLP's grid has fewer blocks than O's row pairs need");
+        let (blocks, o_args) = match self.o_in_mlp_grid(o, mlp) {
+            Ok(found) => found,
+            Err(why) => return declined(why),
         };
-        let per_lane = chunks.div_ceil(32 * warps_per_pair);
-        let transposed = if self.choice.mlp == MlpChoice::Transposed { "t_" } else { "" };
-        let kernel = (self.load)(&format!("o_mlp_{transposed}{}_{}", self.suffix, loads_variant(per_lane)))?;
+        let per_lane = (o.args.k as usize / (16 / self.dtype.size_in_bytes())).div_ceil(32 * o_args.warps_per_pair as usize);
         // The most a step asks: O's input and split-combine factors, or the MLP's input and
         // activations (the two use the same shared memory one after the other).
         let shared = (o.shared_bytes as usize + COMBINE_SHARED_BYTES).max(mlp.shared_bytes as usize);
-        let fit = allow_shared(&kernel, MLP_THREADS, shared)?;
-        if blocks > fit * self.choice.sms() {
+        let Some(kernel) = self.resident_kernel("o_mlp", loads_variant(per_lane), shared, blocks)? else {
             return declined("its grid would not be resident at once");
-        }
-        let args = GemvArgs { warps_per_pair: warps_per_pair as i32, ..o.args };
-        Ok(Some(Projection { kernel, args, shared_bytes: o.shared_bytes, kind: GemvKind::OMlp { blocks }, owned: None }))
+        };
+        Ok(Some(Projection { kernel, args: o_args, shared_bytes: o.shared_bytes, kind: GemvKind::OMlp { blocks }, owned: None }))
     }
 
     /// The whole layer in one launch (`layer_fused` in `../kernels/layer_fused.cuh`) over the
@@ -236,31 +227,49 @@ impl Kernels<'_> {
             tracing::debug!("LLMBENCH_CUDA_LAYER=fused: the layer runs as separate launches ({why})");
             Ok(None)
         };
-        let GemvKind::FusedMlp { blocks } = mlp.kind else { return declined("the MLP is not one fused launch") };
-        if qkv.kind != GemvKind::Warp || qkv.args.scales != 0 || o.kind != GemvKind::Warp || o.args.scales != 0 {
-            return declined("QKV or O is not a dense warp gemv");
+        let (blocks, o_args) = match self.o_in_mlp_grid(o, mlp) {
+            Ok(found) => found,
+            Err(why) => return declined(why),
+        };
+        if qkv.kind != GemvKind::Warp || qkv.args.scales != 0 {
+            return declined("QKV is not a dense warp gemv");
         }
-        let warps = MLP_THREADS as usize / 32;
-        if qkv.args.warps_per_pair != 1 || qkv.args.n as usize / 2 > blocks as usize * warps {
+        if qkv.args.warps_per_pair != 1 || qkv.args.n as usize / 2 > blocks as usize * (MLP_THREADS as usize / 32) {
             return declined("QKV's rows need more than one warp a pair, or more warps than the grid has");
         }
-        let per_load = 16 / self.dtype.size_in_bytes();
-        let o_chunks = o.args.k as usize / per_load;
-        let Some(o_warps) = o_warps_per_pair((o.args.n as usize).div_ceil(2), o_chunks, warps, blocks as usize) else {
-            return declined("the grid has fewer blocks than O's row pairs need");
-        };
-        let qkv_per_lane = (qkv.args.k as usize / per_load).div_ceil(32);
-        let transposed = if self.choice.mlp == MlpChoice::Transposed { "t_" } else { "" };
-        let kernel = (self.load)(&format!("layer_{transposed}{}_{}", self.suffix, loads_variant(qkv_per_lane)))?;
+        let qkv_per_lane = (qkv.args.k as usize / (16 / self.dtype.size_in_bytes())).div_ceil(32);
         // The most a step asks: QKV's input, O's input and split-combine factors, or the MLP's
         // input and activations (one after the other in the same shared memory).
         let shared = (qkv.shared_bytes as usize).max(o.shared_bytes as usize + COMBINE_SHARED_BYTES).max(mlp.shared_bytes as usize);
-        let fit = allow_shared(&kernel, MLP_THREADS, shared)?;
-        if blocks > fit * self.choice.sms() {
+        let Some(kernel) = self.resident_kernel("layer", loads_variant(qkv_per_lane), shared, blocks)? else {
             return declined("its grid would not be resident at once");
+        };
+        Ok(Some(Projection { kernel, args: o_args, shared_bytes: o.shared_bytes, kind: GemvKind::Layer { blocks }, owned: None }))
+    }
+
+    /// What O-in-the-MLP's-grid launches (`o_mlp`, `layer`) share: the fused MLP's grid (its
+    /// blocks) and O's arguments with its row pairs spread over as many of the grid's warps as
+    /// hold them (`o_warps_per_pair`), or why the grid cannot hold O.
+    fn o_in_mlp_grid(&self, o: &Projection, mlp: &Projection) -> std::result::Result<(u32, GemvArgs), &'static str> {
+        let GemvKind::FusedMlp { blocks } = mlp.kind else { return Err("the MLP is not one fused launch") };
+        if o.kind != GemvKind::Warp || o.args.scales != 0 {
+            return Err("O is not a dense warp gemv");
         }
-        let args = GemvArgs { warps_per_pair: o_warps as i32, ..o.args };
-        Ok(Some(Projection { kernel, args, shared_bytes: o.shared_bytes, kind: GemvKind::Layer { blocks }, owned: None }))
+        let chunks = o.args.k as usize / (16 / self.dtype.size_in_bytes());
+        let pairs = (o.args.n as usize).div_ceil(2);
+        let warps_per_pair = o_warps_per_pair(pairs, chunks, MLP_THREADS as usize / 32, blocks as usize)
+            .ok_or("the MLP's grid has fewer blocks than O's row pairs need")?;
+        Ok((blocks, GemvArgs { warps_per_pair: warps_per_pair as i32, ..o.args }))
+    }
+
+    /// The kernel `{name}_{t_}{dtype}_{variant}` of a launch in the fused MLP's grid (`t_` with
+    /// the transposed down matrix), allowed `shared` bytes, or `None` where `blocks` of its
+    /// blocks would not all be resident at once (its blocks wait for each other).
+    fn resident_kernel(&self, name: &str, variant: &str, shared: usize, blocks: u32) -> Result<Option<CudaFunction>> {
+        let transposed = if self.choice.mlp == MlpChoice::Transposed { "t_" } else { "" };
+        let kernel = (self.load)(&format!("{name}_{transposed}{}_{variant}", self.suffix))?;
+        let fit = allow_shared(&kernel, MLP_THREADS, shared)?;
+        Ok((blocks <= fit * self.choice.sms()).then_some(kernel))
     }
 
     /// The fused launch of a layer's MLP (`../kernels/mlp_fused.cuh`), or `None` (logged) where
