@@ -89,7 +89,8 @@ struct Buffers {
     /// Zeroed by the embedding kernel at each step: the fused MLPs' down products, f32
     /// `[layers][hidden]` (rounded up to a multiple of 4), then one 16-byte slot a layer whose
     /// first i32 counts the QKV blocks done (QKV with the attention as its tail), the second the
-    /// O blocks done (O in the MLP's launch).
+    /// O blocks done (O in the MLP's launch); the layer in one launch counts QKV, attention and
+    /// O blocks on the first three.
     zeroed: Tensor,
     logits: Tensor,
 }
@@ -374,7 +375,8 @@ impl Inner {
         for (l, ops) in self.layers.iter().enumerate() {
             let (kc, vc) = (cache[2 * l], cache[2 * l + 1]);
             let with_attention = self.qkv_with_attention(ops, max_splits as usize);
-            // The layer's arrival counters: QKV's blocks count on the first i32, O's on the second.
+            // The layer's arrival counters: QKV's blocks count on the first i32, O's on the second
+            // (the layer in one launch: QKV's, the attention's and O's on the first three).
             let layer_arrivals = arrivals + 16 * l as u64;
             let acc = mlp_acc + (4 * l * s.hidden) as u64;
             let rope = GemvArgs { k_cache: kc, v_cache: vc, trace: slot()?, arrivals: layer_arrivals, attn_out: partial, inv_sqrt_d, ..shape_args };
