@@ -3,7 +3,8 @@
 // can wire them (src/models/cuda_graph/cuda.rs): the default launches, the split MLP, the
 // streaming gemv, each experiment (the transposed down matrix, QKV with the attention as its
 // tail, O in the MLP's launch, all three, the whole layer in one launch), and GGUF Q8_0, Q4_0
-// and Q4_1 weights in an f32 graph. After each launch that completes a stage, its
+// and Q4_1 and our int8 and int4 (groups of 32 and 128) weights in an f32 graph. After each
+// launch that completes a stage, its
 // outputs are compared with a double-precision reference computed from the device's inputs to
 // that stage (the reference rounds to T where candle and the kernels store T, so the
 // tolerance is a few units of T's rounding, and a wrong row or index is off by the values'
@@ -81,6 +82,7 @@ struct Wiring {
   bool o_in_mlp;
   bool layer;  // the whole layer in one launch (layer_fused.cuh)
   int fmt = FMT_DENSE;  // the projections' weights: quantized ones run in f32 graphs only
+  int group = 0;        // int4's group
 };
 const Wiring WIRINGS[] = {
     {"default", Qkv::Separate, Mlp::Fused, false, false},
@@ -96,6 +98,9 @@ const Wiring WIRINGS[] = {
     {"q8_0", Qkv::Separate, Mlp::Split, false, false, FMT_Q8_0},
     {"q4_0", Qkv::Separate, Mlp::Split, false, false, FMT_Q4_0},
     {"q4_1", Qkv::Separate, Mlp::Split, false, false, FMT_Q4_1},
+    {"int8", Qkv::Separate, Mlp::Split, false, false, FMT_INT8},
+    {"int4-g32", Qkv::Separate, Mlp::Split, false, false, FMT_INT4, 32},
+    {"int4-g128", Qkv::Separate, Mlp::Split, false, false, FMT_INT4, 128},
 };
 
 // ---- random data ----
@@ -120,6 +125,8 @@ template <typename T> struct Tensor {
   int fmt = FMT_DENSE;
   const uint4* codes = nullptr;
   const void* scales = nullptr;
+  const uint8_t* zeros = nullptr;  // int4
+  int group = 0;                   // int4: values a scale and zero point
 };
 template <typename T> Tensor<T> upload(std::vector<float> v) {
   Tensor<T> t;
@@ -187,6 +194,55 @@ template <typename T> Tensor<T> quantized(Rng& rng, int n, int k, int fmt) {
   return t;
 }
 
+// Our int8 (codes [n][k] i8, an f32 scale a row: x = s q) or int4 (GPTQ-packed: value i of a
+// row at bits 4 (i % 8) of word i / 8, [n][k / 8] u32; f16 scales and u8 zero points
+// [n / 4][k / group][4]: x = s (q - z)) matrix of random codes (src/quant/int_weights.rs, as
+// src/quant/int_cuda.rs uploads it).
+template <typename T> Tensor<T> int_quantized(Rng& rng, int n, int k, int fmt, int group) {
+  static_assert(std::is_same_v<T, float>, "quantized weights run in an f32 graph");
+  Tensor<T> t;
+  t.fmt = fmt;
+  t.group = group;
+  t.host.resize((size_t)n * k);
+  float unit = std::sqrt(3.f / k);
+  if (fmt == FMT_INT8) {
+    int8_t* codes = emu::device_alloc<int8_t>((size_t)n * k);
+    float* scales = emu::device_alloc<float>(n);
+    for (int r = 0; r < n; ++r) {
+      scales[r] = unit * (0.6f + 0.4f * rng.uniform()) / 127.f;
+      for (int i = 0; i < k; ++i) {
+        int q = (int)std::lround(127.f * rng.uniform());
+        codes[(size_t)r * k + i] = (int8_t)q;
+        t.host[(size_t)r * k + i] = scales[r] * q;
+      }
+    }
+    t.codes = reinterpret_cast<const uint4*>(codes);
+    t.scales = scales;
+    return t;
+  }
+  int groups = k / group;
+  uint32_t* packed = emu::device_alloc<uint32_t>((size_t)n * k / 8);
+  __half* scales = emu::device_alloc<__half>((size_t)n * groups);
+  uint8_t* zeros = emu::device_alloc<uint8_t>((size_t)n * groups);
+  for (int r = 0; r < n; ++r)
+    for (int g = 0; g < groups; ++g) {
+      size_t p = ((size_t)(r / 4) * groups + g) * 4 + (r % 4);
+      float sc = __half2float(__float2half(unit * (0.6f + 0.4f * rng.uniform()) / 7.5f));
+      int z = 6 + (int)((rng.uniform() + 1.f) * 2.f);  // 6 .. 9
+      scales[p] = __float2half(sc);
+      zeros[p] = (uint8_t)z;
+      for (int i = g * group; i < (g + 1) * group; ++i) {
+        uint32_t q = (uint32_t)((rng.uniform() + 1.f) * 8.f) & 15;
+        packed[((size_t)r * k + i) / 8] |= q << (4 * (i % 8));
+        t.host[(size_t)r * k + i] = sc * ((int)q - z);
+      }
+    }
+  t.codes = reinterpret_cast<const uint4*>(packed);
+  t.scales = scales;
+  t.zeros = zeros;
+  return t;
+}
+
 template <typename T> struct Layer {
   Tensor<T> input_norm, post_norm, qkv, o, gate_up, down, down_t;
 };
@@ -208,8 +264,8 @@ template <typename T> struct Model {
   std::vector<Tensor<T>> k_cache, v_cache;  // per layer, [n_kv][capacity][head_dim]
 };
 
-// `fmt`: the projections' format (the embedding and norms stay dense).
-template <typename T> Model<T> build(const Shape& s, uint64_t seed, int fmt = FMT_DENSE) {
+// `fmt`: the projections' format (the embedding and norms stay dense); `group`: int4's.
+template <typename T> Model<T> build(const Shape& s, uint64_t seed, int fmt = FMT_DENSE, int group = 0) {
   Rng rng{seed};
   Model<T> m;
   m.s = s;
@@ -218,8 +274,10 @@ template <typename T> Model<T> build(const Shape& s, uint64_t seed, int fmt = FM
   m.qkv_dim = m.q_dim + 2 * m.kv_dim;
   m.max_splits = (s.capacity + SPLIT - 1) / SPLIT;
   auto w = [&](int n, int k) {
-    if constexpr (std::is_same_v<T, float>)
+    if constexpr (std::is_same_v<T, float>) {
+      if (fmt == FMT_INT8 || fmt == FMT_INT4) return int_quantized<T>(rng, n, k, fmt, group);
       if (fmt != FMT_DENSE) return quantized<T>(rng, n, k, fmt);
+    }
     return random<T>(rng, (size_t)n * k, std::sqrt(3.f / k));
   };
   m.embed = random<T>(rng, (size_t)s.vocab * s.hidden, 1.f);
@@ -302,16 +360,17 @@ template <typename X> std::vector<double> matvec(const std::vector<float>& w, in
   }
   return y;
 }
-// W x as the kernel computes it: for a quantized W, against x quantized to 8 bits a block of 32
-// as quantize_input does (d = amax / 127, q = round(x (1 / d)), in f32).
+// W x as the kernel computes it: for a quantized W, against x quantized to 8 bits a block (32
+// values; int4: its group) as quantize_input does (d = amax / 127, q = round(x (1 / d)), in f32).
 template <typename T> std::vector<double> project(const Tensor<T>& w, int n, int k, const std::vector<float>& x) {
   if (w.fmt == FMT_DENSE) return matvec(w.host, n, k, x);
   std::vector<double> xq(k);
-  for (int b = 0; b < k; b += 32) {
+  int block = w.fmt == FMT_INT4 ? w.group : 32;
+  for (int b = 0; b < k; b += block) {
     float amax = 0.f;
-    for (int i = b; i < b + 32; ++i) amax = std::fmax(amax, std::fabs(x[i]));
+    for (int i = b; i < b + block; ++i) amax = std::fmax(amax, std::fabs(x[i]));
     float dd = amax / 127.0f, id = dd > 0.f ? 1.0f / dd : 0.f;
-    for (int i = b; i < b + 32; ++i) xq[i] = (double)std::round(x[i] * id) * dd;
+    for (int i = b; i < b + block; ++i) xq[i] = (double)std::round(x[i] * id) * dd;
   }
   return matvec(w.host, n, k, xq);
 }
@@ -372,7 +431,9 @@ GemvKernel quantized_gemv(int fmt, bool c8) {
   switch (fmt) {
     case FMT_Q8_0: return c8 ? gemv_q8_0_f32_c8 : gemv_q8_0_f32_c4;
     case FMT_Q4_0: return c8 ? gemv_q4_0_f32_c8 : gemv_q4_0_f32_c4;
-    default: return c8 ? gemv_q4_1_f32_c8 : gemv_q4_1_f32_c4;
+    case FMT_Q4_1: return c8 ? gemv_q4_1_f32_c8 : gemv_q4_1_f32_c4;
+    case FMT_INT8: return c8 ? gemv_int8_f32_c8 : gemv_int8_f32_c4;
+    default: return c8 ? gemv_int4_f32_c8 : gemv_int4_f32_c4;
   }
 }
 
@@ -383,7 +444,13 @@ template <typename T> bool gemv(const char* name, GemvArgs a, const Tensor<T>& w
   a.scales = w.scales;
   int size = sizeof(T), chunks = a.k / (16 / size), pairs = pairs_for(a), combine = combine_bytes(a);
   if (w.fmt != FMT_DENSE) {
-    chunks = w.fmt == FMT_Q8_0 ? a.k / 16 : a.k / 32;
+    chunks = w.fmt == FMT_Q8_0 || w.fmt == FMT_INT8 ? a.k / 16 : a.k / 32;
+    if (w.fmt == FMT_INT4) {  // projection.rs's quantized(): groups, activation blocks, interleave
+      a.zeros = w.zeros;
+      a.groups = a.k / w.group;
+      a.group_shift = a.act_block_shift = __builtin_ctz(w.group / 32);
+      a.act_il = w.group % 64 == 0 ? 64 : 32;
+    }
     int W = std::min(4, next_pow2((chunks + 255) / 256));
     a.warps_per_pair = W;
     GemvKernel kernel = quantized_gemv(w.fmt, (chunks + 32 * W - 1) / (32 * W) > 4);
@@ -727,7 +794,7 @@ template <typename T> void run_all(const char* only) {
       bool grid_wide = w.qkv == Qkv::Attention || w.o_in_mlp || w.layer;
       if (grid_wide && std::is_same_v<T, __half>) continue;
       if (s.wirings != nullptr && !std::strstr(s.wirings, (" " + std::string(w.name) + " ").c_str())) continue;
-      Model<T> quantized_model = w.fmt != FMT_DENSE ? build<T>(s, 1, w.fmt) : Model<T>{};
+      Model<T> quantized_model = w.fmt != FMT_DENSE ? build<T>(s, 1, w.fmt, w.group) : Model<T>{};
       Model<T>& m = w.fmt != FMT_DENSE ? quantized_model : dense;
       for (int first : s.positions) {
         if (first < 0) continue;
