@@ -11,7 +11,7 @@
 // whole scale).
 //
 // The launch shapes (blocks, threads, shared memory, warps a row pair, loads a lane) follow the
-// host's rules in cuda.rs, projection.rs and gemv_choice.rs; a change there that a kernel
+// host's rules in cuda.rs, launches.rs, projection.rs and gemv_choice.rs; a change there that a kernel
 // depends on is to be made here too. Run by tests/cuda_kernels_on_cpu.rs; prints one line per
 // check and "checks: N, failed: F", exit status 1 if any failed.
 #include "cuda_host.h"

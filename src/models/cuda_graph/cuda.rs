@@ -12,9 +12,10 @@
 //! graphs). The weights and cache stay
 //! candle tensors (or our quantized device matrices); this file only takes their addresses.
 
-use super::gemv_choice::{GemvChoice, STREAM_THREADS};
+use super::gemv_choice::GemvChoice;
 use super::launch::{arg, launch_after_previous, ptr, wrap};
-use super::projection::{GemvArgs, GemvKind, Kernels, Projection, MLP_THREADS, QKV_ATTN_THREADS};
+use super::launches::{launch_args, Launcher, EPI_LOGITS, EPI_RESIDUAL, EPI_ROPE, EPI_SILU, PRO_COMBINE, PRO_NORM, PRO_NORM_PENDING, PRO_PLAIN};
+use super::projection::{GemvArgs, GemvKind, Kernels, Projection, QKV_ATTN_THREADS};
 use super::trace::StepTrace;
 use super::{DecodeShape, DecodeWeights, GraphWeight};
 use crate::kv::InPlaceBuffers;
@@ -26,11 +27,6 @@ use candle_core::{DType, Device, Result, Tensor};
 use std::sync::{Arc, Mutex};
 
 const PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/llama_decode.ptx"));
-/// Threads of a gemv block: four warps, each on a pair of rows (or a share of one). Small blocks
-/// spread a projection of a few hundred rows over all 132 SMs; each block rebuilds the input
-/// vector (a few KB from L2).
-const GEMV_THREADS: u32 = 128;
-const WARPS_PER_BLOCK: usize = GEMV_THREADS as usize / 32;
 /// Positions per attention split (SPLIT in the .cu file): one per thread of the split kernels.
 const SPLIT: usize = 256;
 const EMBED_THREADS: u32 = 512;
@@ -40,16 +36,6 @@ pub(super) const MAX_GEMV_SHARED_BYTES: usize = 160 * 1024;
 /// Room beside it for the O projection's split-combine factors (one f32 per split and head:
 /// 32 heads x 320 splits of 256 positions).
 pub(super) const COMBINE_SHARED_BYTES: usize = 40 * 1024;
-
-// Prologues and epilogues of the gemv kernel (PRO_* and EPI_* in the .cu file).
-const PRO_PLAIN: i32 = 0;
-const PRO_NORM: i32 = 1;
-const PRO_COMBINE: i32 = 2;
-const PRO_NORM_PENDING: i32 = 3;
-const EPI_LOGITS: i32 = 0;
-const EPI_RESIDUAL: i32 = 1;
-const EPI_SILU: i32 = 2;
-const EPI_ROPE: i32 = 3;
 
 /// A graph-captured decode step; `None` from `new` where the weights or shapes do not qualify.
 pub struct GraphDecoder {
@@ -331,6 +317,7 @@ impl Inner {
         let st = &self.stream;
         let b = &self.buffers;
         let scratch = self.scratch.as_ref().ok_or_else(|| wrap("no attention scratch"))?;
+        let run = Launcher { stream: st, choice: &self.choice };
         let (params, q, act, logits) = (ptr(&b.params, st)?, ptr(&b.q, st)?, ptr(&b.act, st)?, ptr(&b.logits, st)?);
         let xs = [ptr(&b.x[0], st)?, ptr(&b.x[1], st)?];
         let mlp_acc = ptr(&b.zeroed, st)?;
@@ -393,16 +380,16 @@ impl Inner {
                 };
                 let o_args = launch_args(layer, shape_args, (PRO_COMBINE, partial, 0), (EPI_RESIDUAL, xs[x]));
                 let mlp_args = launch_args(p, GemvArgs { acc, ..shape_args }, (PRO_NORM, xs[x], ops.post_norm), (EPI_SILU, 0));
-                self.layer(layer, &ops.qkv, p, [qkv_args, o_args, mlp_args])?;
+                run.layer(layer, &ops.qkv, p, [qkv_args, o_args, mlp_args])?;
                 pending = Some(acc);
                 continue;
             }
             let qkv = with_attention.unwrap_or(&ops.qkv);
             match pending.take() {
-                None => self.gemv(qkv, rope, (PRO_NORM, xs[x], ops.input_norm), (EPI_ROPE, q))?,
+                None => run.gemv(qkv, rope, (PRO_NORM, xs[x], ops.input_norm), (EPI_ROPE, q))?,
                 Some(acc) => {
                     let with_pending = GemvArgs { pending: acc, resid_out: xs[1 - x], ..rope };
-                    self.gemv(qkv, with_pending, (PRO_NORM_PENDING, xs[x], ops.input_norm), (EPI_ROPE, q))?;
+                    run.gemv(qkv, with_pending, (PRO_NORM_PENDING, xs[x], ops.input_norm), (EPI_ROPE, q))?;
                     x = 1 - x;
                 }
             }
@@ -420,26 +407,26 @@ impl Inner {
                 (Mlp::Fused(p), Some(om)) => {
                     let o_args = launch_args(om, GemvArgs { trace: slot()?, arrivals: layer_arrivals + 4, ..shape_args }, o, (EPI_RESIDUAL, xs[x]));
                     let mlp_args = launch_args(p, GemvArgs { acc, ..shape_args }, mlp_in, (EPI_SILU, 0));
-                    self.o_mlp(om, p, o_args, mlp_args)?;
+                    run.o_mlp(om, p, o_args, mlp_args)?;
                     pending = Some(acc);
                 }
                 (Mlp::Fused(p), None) => {
-                    self.gemv(&ops.o, GemvArgs { trace: slot()?, ..shape_args }, o, (EPI_RESIDUAL, xs[x]))?;
-                    self.gemv(p, GemvArgs { acc, trace: slot()?, ..shape_args }, mlp_in, (EPI_SILU, 0))?;
+                    run.gemv(&ops.o, GemvArgs { trace: slot()?, ..shape_args }, o, (EPI_RESIDUAL, xs[x]))?;
+                    run.gemv(p, GemvArgs { acc, trace: slot()?, ..shape_args }, mlp_in, (EPI_SILU, 0))?;
                     pending = Some(acc);
                 }
                 (Mlp::Split { gate_up, down }, _) => {
-                    self.gemv(&ops.o, GemvArgs { trace: slot()?, ..shape_args }, o, (EPI_RESIDUAL, xs[x]))?;
-                    self.gemv(gate_up, GemvArgs { trace: slot()?, ..shape_args }, mlp_in, (EPI_SILU, act))?;
-                    self.gemv(down, GemvArgs { trace: slot()?, ..shape_args }, (PRO_PLAIN, act, 0), (EPI_RESIDUAL, xs[x]))?;
+                    run.gemv(&ops.o, GemvArgs { trace: slot()?, ..shape_args }, o, (EPI_RESIDUAL, xs[x]))?;
+                    run.gemv(gate_up, GemvArgs { trace: slot()?, ..shape_args }, mlp_in, (EPI_SILU, act))?;
+                    run.gemv(down, GemvArgs { trace: slot()?, ..shape_args }, (PRO_PLAIN, act, 0), (EPI_RESIDUAL, xs[x]))?;
                 }
             }
         }
         let final_norm = ptr(&w.final_norm, st)?;
         let head = GemvArgs { trace: slot()?, ..shape_args };
         match pending {
-            None => self.gemv(&self.head, head, (PRO_NORM, xs[x], final_norm), (EPI_LOGITS, logits)),
-            Some(acc) => self.gemv(&self.head, GemvArgs { pending: acc, ..head }, (PRO_NORM_PENDING, xs[x], final_norm), (EPI_LOGITS, logits)),
+            None => run.gemv(&self.head, head, (PRO_NORM, xs[x], final_norm), (EPI_LOGITS, logits)),
+            Some(acc) => run.gemv(&self.head, GemvArgs { pending: acc, ..head }, (PRO_NORM_PENDING, xs[x], final_norm), (EPI_LOGITS, logits)),
         }
     }
 
@@ -482,74 +469,5 @@ impl Inner {
         }
         names.push("head".into());
         names
-    }
-
-    /// Launches `p` with a prologue `(kind, input, norm weight)` and an epilogue `(kind, output)`
-    /// over `base`'s shape fields.
-    fn gemv(&self, p: &Projection, base: GemvArgs, prologue: (i32, u64, u64), epilogue: (i32, u64)) -> Result<()> {
-        let args = launch_args(p, base, prologue, epilogue);
-        let a = &p.args;
-        let (prologue, epilogue) = (prologue.0, epilogue.0);
-        // Two rows a pair: adjacent ones, or the pairs an epilogue combines (n / 2 pairs); each
-        // pair on `warps_per_pair` warps.
-        let pairs = if epilogue == EPI_SILU || epilogue == EPI_ROPE { a.n as usize / 2 } else { (a.n as usize).div_ceil(2) };
-        let (blocks, threads) = match p.kind {
-            GemvKind::Warp => ((pairs * a.warps_per_pair as usize).div_ceil(WARPS_PER_BLOCK) as u32, GEMV_THREADS),
-            GemvKind::Stream => (self.choice.blocks(pairs, a.stage_rows as usize), STREAM_THREADS),
-            GemvKind::FusedMlp { blocks } => (blocks, MLP_THREADS),
-            GemvKind::QkvAttention { .. } => (pairs.div_ceil(QKV_ATTN_THREADS as usize / 32) as u32, QKV_ATTN_THREADS),
-            GemvKind::OMlp { .. } | GemvKind::Layer { .. } => return Err(wrap("a multi-part launch goes through o_mlp or layer")),
-        };
-        // The split-combine's factors, one per (split, head), after the input vector.
-        let combine = if prologue == PRO_COMBINE { 4 * base.attn_splits as u32 * base.n_head as u32 } else { 0 };
-        let cfg = LaunchConfig { grid_dim: (blocks, 1, 1), block_dim: (threads, 1, 1), shared_mem_bytes: p.shared_bytes + combine };
-        launch_after_previous(&self.stream, &p.kernel, cfg, &mut [arg(&args)])
-    }
-
-    /// Launches the layer's O projection and fused MLP as one (`o_mlp`): `o_args` and
-    /// `mlp_args` are each part's arguments, the grid the MLP's.
-    fn o_mlp(&self, om: &Projection, mlp: &Projection, o_args: GemvArgs, mlp_args: GemvArgs) -> Result<()> {
-        let GemvKind::OMlp { blocks } = om.kind else { return Err(wrap("not an O-and-MLP launch")) };
-        let combine = 4 * o_args.attn_splits as u32 * o_args.n_head as u32;
-        let shared = (om.shared_bytes + combine).max(mlp.shared_bytes);
-        let cfg = LaunchConfig { grid_dim: (blocks, 1, 1), block_dim: (MLP_THREADS, 1, 1), shared_mem_bytes: shared };
-        launch_after_previous(&self.stream, &om.kernel, cfg, &mut [arg(&o_args), arg(&mlp_args)])
-    }
-
-    /// Launches a whole layer (`layer_fused`): `args` are QKV's, O's and the MLP's, the grid
-    /// the MLP's, the shared memory the most any of the three phases takes.
-    fn layer(&self, layer: &Projection, qkv: &Projection, mlp: &Projection, args: [GemvArgs; 3]) -> Result<()> {
-        let GemvKind::Layer { blocks } = layer.kind else { return Err(wrap("not a whole-layer launch")) };
-        let combine = 4 * args[1].attn_splits as u32 * args[1].n_head as u32;
-        let shared = qkv.shared_bytes.max(layer.shared_bytes + combine).max(mlp.shared_bytes);
-        let cfg = LaunchConfig { grid_dim: (blocks, 1, 1), block_dim: (MLP_THREADS, 1, 1), shared_mem_bytes: shared };
-        launch_after_previous(&self.stream, &layer.kernel, cfg, &mut [arg(&args[0]), arg(&args[1]), arg(&args[2])])
-    }
-}
-
-/// The arguments of one launch of `p`: its weight's fields, a prologue `(kind, input, norm
-/// weight)` and an epilogue `(kind, output)`, over `base`'s shape fields.
-fn launch_args(p: &Projection, base: GemvArgs, (prologue, input, norm_w): (i32, u64, u64), (epilogue, out): (i32, u64)) -> GemvArgs {
-    let a = &p.args;
-    GemvArgs {
-        codes: a.codes,
-        scales: a.scales,
-        zeros: a.zeros,
-        n: a.n,
-        k: a.k,
-        groups: a.groups,
-        group_shift: a.group_shift,
-        act_block_shift: a.act_block_shift,
-        act_il: a.act_il,
-        warps_per_pair: a.warps_per_pair,
-        stage_rows: a.stage_rows,
-        stages: a.stages,
-        down: a.down,
-        input,
-        norm_w,
-        out,
-        prologue,
-        epilogue,
-        ..base
     }
 }

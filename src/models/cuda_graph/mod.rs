@@ -8,6 +8,8 @@ mod cuda;
 #[cfg(feature = "cuda")]
 mod launch;
 #[cfg(feature = "cuda")]
+mod launches;
+#[cfg(feature = "cuda")]
 mod projection;
 #[cfg(feature = "cuda")]
 mod trace;

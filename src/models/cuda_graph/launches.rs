@@ -1,0 +1,102 @@
+//! The launch of each kind of kernel of the graph decode step (`cuda.rs`'s `enqueue` queues
+//! them): grid, block and shared memory from the projection's kind, and the arguments from its
+//! weight's fields and the step's prologue and epilogue.
+
+use super::gemv_choice::{GemvChoice, STREAM_THREADS};
+use super::launch::{arg, launch_after_previous, wrap};
+use super::projection::{GemvArgs, GemvKind, Projection, MLP_THREADS, QKV_ATTN_THREADS};
+use candle_core::cuda_backend::cudarc::driver::{CudaStream, LaunchConfig};
+use candle_core::Result;
+
+/// Threads of a gemv block: four warps, each on a pair of rows (or a share of one). Small blocks
+/// spread a projection of a few hundred rows over all 132 SMs; each block rebuilds the input
+/// vector (a few KB from L2).
+const GEMV_THREADS: u32 = 128;
+const WARPS_PER_BLOCK: usize = GEMV_THREADS as usize / 32;
+
+// Prologues and epilogues of the gemv kernel (PRO_* and EPI_* in the .cu file).
+pub(super) const PRO_PLAIN: i32 = 0;
+pub(super) const PRO_NORM: i32 = 1;
+pub(super) const PRO_COMBINE: i32 = 2;
+pub(super) const PRO_NORM_PENDING: i32 = 3;
+pub(super) const EPI_LOGITS: i32 = 0;
+pub(super) const EPI_RESIDUAL: i32 = 1;
+pub(super) const EPI_SILU: i32 = 2;
+pub(super) const EPI_ROPE: i32 = 3;
+
+/// Launches onto the decoder's stream with its kernel choices.
+pub(super) struct Launcher<'a> {
+    pub(super) stream: &'a CudaStream,
+    pub(super) choice: &'a GemvChoice,
+}
+
+impl Launcher<'_> {
+    /// Launches `p` with a prologue `(kind, input, norm weight)` and an epilogue `(kind, output)`
+    /// over `base`'s shape fields.
+    pub(super) fn gemv(&self, p: &Projection, base: GemvArgs, prologue: (i32, u64, u64), epilogue: (i32, u64)) -> Result<()> {
+        let args = launch_args(p, base, prologue, epilogue);
+        let a = &p.args;
+        let (prologue, epilogue) = (prologue.0, epilogue.0);
+        // Two rows a pair: adjacent ones, or the pairs an epilogue combines (n / 2 pairs); each
+        // pair on `warps_per_pair` warps.
+        let pairs = if epilogue == EPI_SILU || epilogue == EPI_ROPE { a.n as usize / 2 } else { (a.n as usize).div_ceil(2) };
+        let (blocks, threads) = match p.kind {
+            GemvKind::Warp => ((pairs * a.warps_per_pair as usize).div_ceil(WARPS_PER_BLOCK) as u32, GEMV_THREADS),
+            GemvKind::Stream => (self.choice.blocks(pairs, a.stage_rows as usize), STREAM_THREADS),
+            GemvKind::FusedMlp { blocks } => (blocks, MLP_THREADS),
+            GemvKind::QkvAttention { .. } => (pairs.div_ceil(QKV_ATTN_THREADS as usize / 32) as u32, QKV_ATTN_THREADS),
+            GemvKind::OMlp { .. } | GemvKind::Layer { .. } => return Err(wrap("a multi-part launch goes through o_mlp or layer")),
+        };
+        // The split-combine's factors, one per (split, head), after the input vector.
+        let combine = if prologue == PRO_COMBINE { 4 * base.attn_splits as u32 * base.n_head as u32 } else { 0 };
+        let cfg = LaunchConfig { grid_dim: (blocks, 1, 1), block_dim: (threads, 1, 1), shared_mem_bytes: p.shared_bytes + combine };
+        launch_after_previous(self.stream, &p.kernel, cfg, &mut [arg(&args)])
+    }
+
+    /// Launches the layer's O projection and fused MLP as one (`o_mlp`): `o_args` and
+    /// `mlp_args` are each part's arguments, the grid the MLP's.
+    pub(super) fn o_mlp(&self, om: &Projection, mlp: &Projection, o_args: GemvArgs, mlp_args: GemvArgs) -> Result<()> {
+        let GemvKind::OMlp { blocks } = om.kind else { return Err(wrap("not an O-and-MLP launch")) };
+        let combine = 4 * o_args.attn_splits as u32 * o_args.n_head as u32;
+        let shared = (om.shared_bytes + combine).max(mlp.shared_bytes);
+        let cfg = LaunchConfig { grid_dim: (blocks, 1, 1), block_dim: (MLP_THREADS, 1, 1), shared_mem_bytes: shared };
+        launch_after_previous(self.stream, &om.kernel, cfg, &mut [arg(&o_args), arg(&mlp_args)])
+    }
+
+    /// Launches a whole layer (`layer_fused`): `args` are QKV's, O's and the MLP's, the grid
+    /// the MLP's, the shared memory the most any of the three phases takes.
+    pub(super) fn layer(&self, layer: &Projection, qkv: &Projection, mlp: &Projection, args: [GemvArgs; 3]) -> Result<()> {
+        let GemvKind::Layer { blocks } = layer.kind else { return Err(wrap("not a whole-layer launch")) };
+        let combine = 4 * args[1].attn_splits as u32 * args[1].n_head as u32;
+        let shared = qkv.shared_bytes.max(layer.shared_bytes + combine).max(mlp.shared_bytes);
+        let cfg = LaunchConfig { grid_dim: (blocks, 1, 1), block_dim: (MLP_THREADS, 1, 1), shared_mem_bytes: shared };
+        launch_after_previous(self.stream, &layer.kernel, cfg, &mut [arg(&args[0]), arg(&args[1]), arg(&args[2])])
+    }
+}
+
+/// The arguments of one launch of `p`: its weight's fields, a prologue `(kind, input, norm
+/// weight)` and an epilogue `(kind, output)`, over `base`'s shape fields.
+pub(super) fn launch_args(p: &Projection, base: GemvArgs, (prologue, input, norm_w): (i32, u64, u64), (epilogue, out): (i32, u64)) -> GemvArgs {
+    let a = &p.args;
+    GemvArgs {
+        codes: a.codes,
+        scales: a.scales,
+        zeros: a.zeros,
+        n: a.n,
+        k: a.k,
+        groups: a.groups,
+        group_shift: a.group_shift,
+        act_block_shift: a.act_block_shift,
+        act_il: a.act_il,
+        warps_per_pair: a.warps_per_pair,
+        stage_rows: a.stage_rows,
+        stages: a.stages,
+        down: a.down,
+        input,
+        norm_w,
+        out,
+        prologue,
+        epilogue,
+        ..base
+    }
+}
