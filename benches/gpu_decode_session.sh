@@ -163,6 +163,7 @@ tables() {
   fi
   for model in tinyllama-1.1b smollm2-135m; do
     env "${env_args[@]}" python3 benches/gpu_vs_pytorch.py --model "$model" --out "$OUT" --skip-eager
+    pack  # a call killed at its limit during the second model still brings the first back
   done
 }
 
