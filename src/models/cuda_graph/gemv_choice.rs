@@ -7,18 +7,20 @@
 //! 830 tok/s at its best shape; results/gpu/NOTES.md, v8, says why and what to try next);
 //! `LLMBENCH_CUDA_GEMV_STAGE_BYTES`, `_RING_BYTES` and `_BLOCKS_PER_SM` set its shape.
 //!
-//! A layer's MLP runs as one fused launch (`../kernels/mlp_fused.cuh`) where its weights are
-//! dense and each block's slice of a down row fills a 32-byte sector (TinyLlama bf16: yes,
-//! +9% on the H200; SmolLM2 bf16: no, and measured slower fused); `LLMBENCH_CUDA_MLP=split`
-//! runs every MLP as the two warp-gemv launches (gate_up, then down), whose f32 sums are
-//! deterministic (NOTES, 2026-12-05, session 4); `LLMBENCH_CUDA_MLP=transposed` fuses every dense
-//! MLP over a transposed copy of its down matrix (a block's slice whole contiguous rows, not a
-//! few bytes of every row; not measured yet, NOTES 2026-12-05 session 5; costs the down
-//! matrices' memory again). `LLMBENCH_CUDA_QKV=attention` runs each QKV
-//! projection with the attention as its tail, and `LLMBENCH_CUDA_O=mlp` runs each O projection
-//! in the fused MLP's launch before its MLP (one launch fewer a layer each; not measured yet);
+//! A layer's MLP runs as one fused launch (`../kernels/mlp_fused.cuh`) over a transposed copy
+//! of its down matrix (a block's slice whole contiguous rows) where its weights are dense and
+//! each block's slice of a stored down row would fill a 32-byte sector, else as the two
+//! warp-gemv launches (gate_up, then down), whose f32 sums are deterministic. Measured on the
+//! H100 (NOTES, 2026-12-05 session 8, two rounds round-robin): TinyLlama bf16 fused over the
+//! copy 1-3% faster than fused over the stored matrix at 128 new tokens and 7% at 1,024; SmolLM2
+//! bf16 (16-byte slices) keeps two launches, since fusing it over the copy measured 32% slower.
+//! The copy costs the down matrices' memory again (TinyLlama bf16: 0.5 GB beside 2.2 GB), kept
+//! because the prefill reads the stored matrix. `LLMBENCH_CUDA_MLP=fused` fuses over the stored
+//! matrix (no copy; 1-7% slower), `LLMBENCH_CUDA_MLP=split` runs every MLP as two launches.
+//! `LLMBENCH_CUDA_QKV=attention` runs each QKV projection with the attention as its tail, and
+//! `LLMBENCH_CUDA_O=mlp` runs each O projection in the fused MLP's launch before its MLP;
 //! `LLMBENCH_CUDA_LAYER=fused` runs a whole layer (QKV, attention, O, fused MLP) as one launch
-//! (`../kernels/layer_fused.cuh`; not measured yet).
+//! (`../kernels/layer_fused.cuh`). All three measured slower on TinyLlama (NOTES, session 8).
 
 use candle_core::{Error, Result};
 
@@ -55,12 +57,13 @@ pub struct GemvChoice {
 /// How a layer's MLP is launched (LLMBENCH_CUDA_MLP).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum MlpChoice {
-    /// One launch where its down slices fill whole sectors (else `Split`).
+    /// One launch over a transposed copy of the down matrix where the stored slices would fill
+    /// whole sectors (else `Split`): the default.
+    Transposed,
+    /// One launch over the stored down matrix where its slices fill whole sectors (else `Split`).
     Fused,
     /// gate_up then down, two warp-gemv launches with deterministic sums.
     Split,
-    /// One launch over a transposed copy of the down matrix, wherever the weights are dense.
-    Transposed,
 }
 
 /// A streaming projection's shape: rows a stage (2, 4 or 8: whole pairs, and 8 warps split
@@ -108,9 +111,9 @@ impl GemvChoice {
         let mlp = env_choice(
             "LLMBENCH_CUDA_MLP",
             &[
+                ("transposed", MlpChoice::Transposed),
                 ("fused", MlpChoice::Fused),
                 ("split", MlpChoice::Split),
-                ("transposed", MlpChoice::Transposed),
             ],
         )?;
         let qkv_attention = env_choice(
@@ -140,17 +143,16 @@ impl GemvChoice {
     /// Blocks of a fused-MLP launch over `groups` runs of 8 intermediate indices of
     /// `value_bytes` each, where `fit` blocks fit a multiprocessor at once: one wave at most
     /// (every block's loads in flight together, none waiting for another to leave). `None`
-    /// (two launches) when fusing is off, or, with the down matrix as stored, where the
-    /// narrowest block's slice of a down row would be under a 32-byte sector: two blocks would
-    /// then share each sector, and the small model where that happens (SmolLM2 bf16, 16 bytes)
-    /// measured slower fused. A transposed down matrix has whole rows a block: no such limit.
+    /// (two launches) when fusing is off, or where the narrowest block's slice of a stored down
+    /// row would be under a 32-byte sector: the small model where that happens (SmolLM2 bf16,
+    /// 16 bytes) measured slower fused, over the stored matrix (two blocks a sector) and over the
+    /// transposed copy alike (32%, NOTES session 8), so the rule holds for both.
     pub fn mlp_blocks(&self, groups: usize, fit: u32, value_bytes: usize) -> Option<u32> {
         let blocks = (self.sms * fit.max(1)).min(groups as u32).max(1);
         let narrowest = 8 * (groups / blocks as usize) * value_bytes;
         match self.mlp {
             MlpChoice::Split => None,
-            MlpChoice::Fused => (narrowest >= 32).then_some(blocks),
-            MlpChoice::Transposed => Some(blocks),
+            MlpChoice::Fused | MlpChoice::Transposed => (narrowest >= 32).then_some(blocks),
         }
     }
 
@@ -232,7 +234,7 @@ mod tests {
             ring_bytes: RING_BYTES,
             blocks_per_sm: 1,
             sms: 132,
-            mlp: MlpChoice::Fused,
+            mlp: MlpChoice::Transposed,
             qkv_attention: false,
             o_mlp: false,
             layer: false,
@@ -337,9 +339,9 @@ mod tests {
         assert_eq!(stream().mlp_blocks(192, 2, 2), None);
         assert_eq!(stream().mlp_blocks(192, 2, 4), Some(192));
         assert_eq!(GemvChoice { mlp: MlpChoice::Split, ..stream() }.mlp_blocks(704, 2, 2), None);
-        // Transposed: whole rows of the copy a block, SmolLM2 bf16 included.
-        let transposed = GemvChoice { mlp: MlpChoice::Transposed, ..stream() };
-        assert_eq!(transposed.mlp_blocks(192, 2, 2), Some(192));
-        assert_eq!(transposed.mlp_blocks(704, 2, 2), Some(264));
+        // Over the stored matrix: the same rule (SmolLM2 bf16 two launches either way).
+        let stored = GemvChoice { mlp: MlpChoice::Fused, ..stream() };
+        assert_eq!(stored.mlp_blocks(192, 2, 2), None);
+        assert_eq!(stored.mlp_blocks(704, 2, 2), Some(264));
     }
 }
