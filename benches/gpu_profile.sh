@@ -13,11 +13,11 @@ NCU=$(command -v ncu || ls /usr/local/cuda*/bin/ncu /opt/nvidia/nsight-compute/*
 PROMPT=$(python3 -c 'print(("The quick brown fox jumps over the lazy dog. " * 4)[:128])')
 for model in ${MODELS:-smollm2-135m tinyllama-1.1b}; do
   layers=$("$BIN" generate --device cpu --no-weights --model "$model" -n 1 --json --prompt hi | python3 -c "import json,sys; print(json.load(sys.stdin)['model']['architecture']['num_hidden_layers'])")
-  # Three to five kernels a layer (the fused MLP or gate_up + down, the QKV with or without the
-  # attention as its tail, by model and LLMBENCH_CUDA_* settings): profile up to five a layer and
-  # name each kernel of the first step from the kernel names, in launch order (below).
+  # Four or five kernels a layer (the fused MLP or gate_up + down, by model and
+  # LLMBENCH_CUDA_MLP): profile up to five a layer and name each kernel of the first step from
+  # the kernel names, in launch order (below).
   count=$((5 * layers + 2))
-  "$NCU" --clock-control none -k 'regex:^(embed|gemv|attn_split|mlp_fused|qkv_attn|o_mlp|layer)' -c "$count" --csv \
+  "$NCU" --clock-control none -k 'regex:^(embed|gemv|attn_split|mlp_fused)' -c "$count" --csv \
     --metrics gpu__time_duration.sum,dram__bytes_read.sum,dram__throughput.avg.pct_of_peak_sustained_elapsed,sm__warps_active.avg.pct_of_peak_sustained_active,launch__registers_per_thread,launch__waves_per_multiprocessor \
     "$BIN" generate --device cuda --no-weights --model "$model" --dtype "${DTYPE:-bf16}" --kv-cache static -n 2 \
     --prompt "$PROMPT" > "$OUT/ncu-$model.csv" 2> "$OUT/ncu-$model.err"
@@ -28,28 +28,25 @@ kernels = collections.OrderedDict()
 for r in rows:
     kernels.setdefault(r["ID"], {"name": r["Kernel Name"]})[r["Metric Name"]] = float(r["Metric Value"].replace(",", ""))
 seq = list(kernels.values())
-# One step: embed, then per layer qkv (or qkv_attention), attention, o, mlp (or gate_up, down;
-# or o_mlp for both; or one layer launch for all), then head: a gemv's role follows from what
-# came before it.
+# One step: embed, then per layer qkv, attention, o, mlp (or gate_up, down), then head: a gemv's
+# role follows from what came before it.
 named, layers, state = [("embed", seq[0])], int(sys.argv[3]), "qkv"
 for k in seq[1:]:
     name = k["name"]
     if state == "qkv" and layers == 0:
         named.append(("head", k))
         break
-    if state == "qkv" and name.startswith("layer"):
-        role = "layer"
-    elif state == "qkv":
-        role, state = ("qkv_attention", "o") if name.startswith("qkv_attn") else ("qkv", "attention")
+    if state == "qkv":
+        role, state = "qkv", "attention"
     elif state == "attention":
         role, state = "attention", "o"
     elif state == "o":
-        role, state = ("o_mlp", "qkv") if name.startswith("o_mlp") else ("o", "mlp")
+        role, state = "o", "mlp"
     elif state == "mlp":
         role, state = ("mlp", "qkv") if name.startswith("mlp_fused") else ("gate_up", "down")
     else:
         role, state = "down", "qkv"
-    if state == "qkv" and role in ("mlp", "down", "o_mlp", "layer"):
+    if state == "qkv" and role in ("mlp", "down"):
         layers -= 1
     named.append((role, k))
 agg = collections.OrderedDict()

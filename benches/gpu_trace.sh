@@ -7,12 +7,12 @@
 # previous kernel's last block ended this one's first block was released. Random bf16 weights,
 # 128-token prompt, 128 new tokens, for each setting side by side: SETTINGS as in
 # gpu_gemv_sweep.sh (";"-separated, each a space-separated VAR=value list, "-" for the defaults);
-# by default the fused MLP, the split one, the transposed one, the QKV with the attention, the
-# O projection in the MLP's launch, all three, and the layer in one launch.
+# by default the fused MLP over the transposed down matrix (the default), over the stored one,
+# and the split one.
 set -uo pipefail
 BIN=${LLMBENCH:-dist/llmbench-cuda}
 PROMPT=$(python3 -c 'print(("The quick brown fox jumps over the lazy dog. " * 4)[:128])')
-SETTINGS=${SETTINGS:-"-;LLMBENCH_CUDA_MLP=split;LLMBENCH_CUDA_MLP=transposed;LLMBENCH_CUDA_QKV=attention;LLMBENCH_CUDA_O=mlp;LLMBENCH_CUDA_MLP=transposed LLMBENCH_CUDA_QKV=attention LLMBENCH_CUDA_O=mlp;LLMBENCH_CUDA_LAYER=fused"}
+SETTINGS=${SETTINGS:-"-;LLMBENCH_CUDA_MLP=fused;LLMBENCH_CUDA_MLP=split"}
 IFS=';' read -r -a settings <<< "$SETTINGS"
 for model in ${MODELS:-tinyllama-1.1b smollm2-135m}; do
   for setting in "${settings[@]}"; do

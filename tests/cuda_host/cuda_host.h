@@ -1,13 +1,12 @@
 // The CUDA of the decode-step kernels (src/models/kernels/llama_decode.cu and what it includes),
 // emulated on the CPU, so that CI, which has no GPU, runs the kernels themselves: their indexing,
-// blocking, barriers, warp shuffles and grid-wide waits, against a reference (decode_kernels.cpp).
+// blocking, barriers and warp shuffles, against a reference (decode_kernels.cpp).
 // GPU time is scarce (one device call is worth a session), and a kernel that indexes one row
 // wrong is found here in seconds.
 //
-// The model: blocks run one after another, or, where the kernel's blocks wait for each other,
-// each in a forked process, so that the kernels' `static __shared__` arrays and the dynamic
-// `smem` are the block's own, while device memory, mapped shared before the fork, is common to
-// all blocks. A block's threads are fibers run one at a time by a scheduler: a fiber runs until
+// The model: blocks run one after another (no kernel's blocks wait for each other: the
+// experiments whose blocks did, through grid-wide counters, ran each block in a forked process
+// here until they were measured slower and removed, results/gpu/NOTES.md session 8). A block's threads are fibers run one at a time by a scheduler: a fiber runs until
 // it reaches a barrier (__syncthreads, __syncwarp, each warp shuffle's exchange); the scheduler
 // releases a warp once all its threads are at the warp barrier and the block once all live
 // threads are at __syncthreads, and stops the block with a message where a barrier can never
@@ -17,8 +16,6 @@
 // runs each pass's warps in a random order, holds a ready warp back at random, and between two
 // block barriers keeps one warp (at random) back until no other can go on, so that the others
 // run ahead through their warp-level steps (seeded: a run is reproducible).
-// Grid-wide waits (grid_arrivals.cuh) need every block running at once: such launches fork the
-// whole grid together, as the host launches them only where the grid is resident.
 //
 // What it cannot show: timing, the GPU's weak memory ordering (x86 stores are seen in order; a
 // missing fence is not caught here), the streaming loads' cache behaviour, a bulk copy still in
@@ -29,12 +26,8 @@
 #pragma once
 #define LLMBENCH_HOST_EMULATION 1
 
-#include <linux/futex.h>
-#include <sched.h>
-#include <sys/syscall.h>
 #include <setjmp.h>
 #include <sys/mman.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <ucontext.h>
 #include <unistd.h>
@@ -55,8 +48,8 @@
 #define __forceinline__ inline
 #define __launch_bounds__(...)
 #define __align__(n) __attribute__((aligned(n)))
-// Block-scope shared arrays are declared `static __shared__` in the kernels: a static local is
-// per process here, i.e. per block.
+// Block-scope shared arrays are declared `static __shared__` in the kernels: a static local here,
+// shared by the blocks, which run one after another.
 #define __shared__
 
 // ---- vector types ----
@@ -288,20 +281,7 @@ inline V __shfl_xor_sync(unsigned, V v, int mask) {
   return r;
 }
 
-// ---- atomics and fences on device memory (shared between the blocks' processes) ----
-// A block waiting on a counter (grid_arrivals.cuh: relaxed polls, __nanosleep between them)
-// sleeps on a futex instead: the address and value of its last poll, woken by atomicAdd. With a
-// hundred block processes on two cores, timed polls took most of the run.
-namespace emu {
-inline const int* last_polled = nullptr;
-inline int last_seen = 0;
-inline void wake(int* p) { syscall(SYS_futex, p, FUTEX_WAKE, INT32_MAX, nullptr, nullptr, 0); }
-}  // namespace emu
-inline int atomicAdd(int* p, int v) {
-  int old = __atomic_fetch_add(p, v, __ATOMIC_SEQ_CST);
-  emu::wake(p);
-  return old;
-}
+// ---- atomics on device memory ----
 inline unsigned long long atomicMin(unsigned long long* p, unsigned long long v) {
   unsigned long long old = __atomic_load_n(p, __ATOMIC_SEQ_CST);
   while (v < old && !__atomic_compare_exchange_n(p, &old, v, false, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST)) {
@@ -321,32 +301,15 @@ inline void atomic_add_float(float* p, float v) {
     sum = old + v;
   } while (!__atomic_compare_exchange(p, &old, &sum, false, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST));
 }
-inline void __threadfence() { __atomic_thread_fence(__ATOMIC_SEQ_CST); }
-inline void __nanosleep(unsigned) {
-  if (emu::last_polled == nullptr) {
-    sched_yield();
-    return;
-  }
-  timespec limit{0, 1000000};  // a missed wake costs 1 ms, not a hang
-  syscall(SYS_futex, emu::last_polled, FUTEX_WAIT, emu::last_seen, &limit, nullptr, 0);
-}
-[[noreturn]] inline void __trap() { emu::stop("__trap()"); }
 
 // ---- src/models/kernels/ptx.cuh and block_dot.cuh's load_streaming, for the host ----
 inline void wait_for_previous() {}  // launches run one after another here
 inline void release_next() {}
-// Time runs 1,000 times slower for the kernels: grid_arrivals.cuh's 200 ms bound on a wait
-// (a guard against a grid that is not resident) becomes 200 s, as emulated blocks are slow.
 inline unsigned long long global_ns() {
   timespec t;
   clock_gettime(CLOCK_MONOTONIC, &t);
-  return ((unsigned long long)t.tv_sec * 1000000000ull + (unsigned long long)t.tv_nsec) / 1000;
+  return (unsigned long long)t.tv_sec * 1000000000ull + (unsigned long long)t.tv_nsec;
 }
-inline int load_relaxed(const int* p) {
-  emu::last_polled = p;
-  return emu::last_seen = __atomic_load_n(p, __ATOMIC_RELAXED);
-}
-inline void fence_acq_rel_gpu() { __atomic_thread_fence(__ATOMIC_ACQ_REL); }
 inline void red_add_v4(float* acc, const float* v) {
   for (int i = 0; i < 4; ++i) atomic_add_float(acc + i, v[i]);
 }
@@ -383,12 +346,12 @@ inline void mbar_wait(uint64_t* bar, uint32_t parity) {
 
 // ---- device memory and launches ----
 // CUDA's dynamic shared memory: every `extern __shared__ unsigned char smem[]` of the kernels is
-// this array, one per block process (defined by the including program).
+// this array (defined by the including program), refilled with garbage for each block.
 extern unsigned char smem[];
 #define EMU_SHARED_BYTES (227 * 1024)
 
 namespace emu {
-// Device memory: one mapping shared by the parent and every block process it forks.
+// Device memory: one arena, zeroed as it is handed out.
 struct Arena {
   unsigned char* base = nullptr;
   size_t used = 0, size = 0;
@@ -421,12 +384,10 @@ T* device_alloc(size_t n) {
 inline void device_reset() { arena.used = 0; }
 
 // Launches `body` (one call of the kernel, run by every thread) over `grid` x `block` threads
-// with `shared` bytes of dynamic shared memory. `together`: every block at once, each a forked
-// process (the grid-wide waits need them all running; the host launches such kernels only
-// where the grid is resident); otherwise the blocks run one after another in this process,
-// shared memory refilled with garbage for each. False, with a message, if a block failed
-// (trapped, stopped at a barrier that cannot complete, or crashed).
-inline bool launch(const char* name, dim3 grid, dim3 block, size_t shared, bool together, std::function<void()> body) {
+// with `shared` bytes of dynamic shared memory: the blocks one after another, shared memory
+// refilled with garbage for each. False, with a message, if the launch is not valid; a block
+// stopped at a barrier that cannot complete ends the program with its message.
+inline bool launch(const char* name, dim3 grid, dim3 block, size_t shared, std::function<void()> body) {
   if (shared > EMU_SHARED_BYTES || block.x > 1024 || block.x % 32 != 0) {
     std::fprintf(stderr, "%s: launch of %u threads, %zu shared bytes is not valid\n", name, block.x, shared);
     return false;
@@ -443,34 +404,7 @@ inline bool launch(const char* name, dim3 grid, dim3 block, size_t shared, bool 
     std::memset(smem, 0xcd, shared);
     run_block(block.x);
   };
-  if (!together) {
-    for (unsigned b = 0; b < blocks; ++b) enter(b);
-    return true;
-  }
-  std::fflush(stdout);
-  std::fflush(stderr);
-  std::vector<pid_t> children;
-  for (unsigned b = 0; b < blocks; ++b) {
-    pid_t pid = fork();
-    if (pid < 0) {
-      std::perror("fork");
-      _exit(2);
-    }
-    if (pid == 0) {
-      enter(b);
-      _exit(0);
-    }
-    children.push_back(pid);
-  }
-  bool ok = true;
-  for (pid_t pid : children) {
-    int status = 0;
-    waitpid(pid, &status, 0);
-    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-      std::fprintf(stderr, "%s: a block failed (status %d)\n", name, status);
-      ok = false;
-    }
-  }
-  return ok;
+  for (unsigned b = 0; b < blocks; ++b) enter(b);
+  return true;
 }
 }  // namespace emu

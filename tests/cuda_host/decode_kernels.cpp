@@ -1,9 +1,9 @@
 // The graph decode step's kernels (src/models/kernels/llama_decode.cu), run on the CPU emulator
 // (cuda_host.h) for a two-layer Llama of random weights, two steps at a time, every way the host
-// can wire them (src/models/cuda_graph/cuda.rs): the default launches, the split MLP, the
-// streaming gemv, each experiment (the transposed down matrix, QKV with the attention as its
-// tail, O in the MLP's launch, all three, the whole layer in one launch), and GGUF Q8_0, Q4_0
-// and Q4_1 and our int8 and int4 (groups of 32 and 128) weights in an f32 graph. After each
+// can wire them (src/models/cuda_graph/cuda.rs): the default launches (the fused MLP over the
+// transposed down matrix), the fused MLP over the stored one, the split MLP, the streaming
+// gemv, and GGUF Q8_0, Q4_0 and Q4_1 and our int8 and int4 (groups of 32 and 128) weights in an
+// f32 graph. After each
 // launch that completes a stage, its
 // outputs are compared with a double-precision reference computed from the device's inputs to
 // that stage (the reference rounds to T where candle and the kernels store T, so the
@@ -34,16 +34,6 @@ template <typename T> struct Kernels;
     static constexpr auto stream = gemv_stream_##S;          \
     static constexpr auto mlp = mlp_fused_##S;               \
     static constexpr auto mlp_t = mlp_fused_t_##S;           \
-    static constexpr auto o_mlp_c4 = o_mlp_##S##_c4;         \
-    static constexpr auto o_mlp_c8 = o_mlp_##S##_c8;         \
-    static constexpr auto o_mlp_t_c4 = o_mlp_t_##S##_c4;     \
-    static constexpr auto o_mlp_t_c8 = o_mlp_t_##S##_c8;     \
-    static constexpr auto qkv_attn_c4 = qkv_attn_dense_##S##_c4; \
-    static constexpr auto qkv_attn_c8 = qkv_attn_dense_##S##_c8; \
-    static constexpr auto layer_c4 = layer_##S##_c4;         \
-    static constexpr auto layer_c8 = layer_##S##_c8;         \
-    static constexpr auto layer_t_c4 = layer_t_##S##_c4;     \
-    static constexpr auto layer_t_c8 = layer_t_##S##_c8;     \
   };
 KERNELS(float, f32)
 KERNELS(__half, f16)
@@ -56,51 +46,40 @@ struct Shape {
   bool interleaved;
   unsigned sms;  // multiprocessors the host would see (sets the fused MLP's grid)
   int positions[2];  // first positions of the two-step runs (-1: none)
-  // A shape too slow to emulate everywhere (every block of its grid-wide launches a process):
-  // bf16 only, and only the wirings named (space-separated), or all where null.
+  // A shape too slow to emulate everywhere: bf16 only, and only the wirings named
+  // (space-separated), or all where null.
   bool bf16_only;
   const char* wirings;
 };
 // narrow: one warp a row pair everywhere but the down projection (f32: two warps, 8 loads a
 // lane), 8-16 row lanes a chunk in the transposed down product, two attention splits at 300.
-// wide: GQA 4:1, interleaved RoPE, 64 blocks of O in the MLP's 96, three splits of capacity.
-// Both MLP grids hold the QKV rows one warp a pair, as the layer in one launch needs.
-// tall: TinyLlama's hidden size and grid (264 MLP blocks): QKV 8 loads a lane, O two warps a
-// row pair in the MLP's and the layer's grids, as the host launches TinyLlama bf16.
+// wide: GQA 4:1, interleaved RoPE, three splits of capacity.
+// tall: TinyLlama's hidden size and MLP grid (264 blocks, 8 groups of 8 intermediate values a
+// block): QKV 8 loads a lane, as the host launches TinyLlama bf16.
 const Shape SHAPES[] = {
     {"narrow", 128, 2, 1, 64, 1152, 96, 512, false, 8, {5, 300}, false, nullptr},
     {"wide", 1024, 8, 2, 128, 768, 160, 600, true, 48, {259, 7}, false, nullptr},
-    {"tall", 2048, 16, 4, 128, 2112, 64, 300, false, 132, {260, -1}, true, " o-mlp all-three layer layer-transposed "},
+    {"tall", 2048, 16, 4, 128, 2112, 64, 300, false, 132, {260, -1}, true, " default fused "},
 };
 
-enum class Qkv { Separate, Attention };
-enum class Mlp { Fused, Transposed, Split, Stream };
+enum class Mlp { Transposed, Fused, Split, Stream };
 struct Wiring {
   const char* name;
-  Qkv qkv;
   Mlp mlp;
-  bool o_in_mlp;
-  bool layer;  // the whole layer in one launch (layer_fused.cuh)
   int fmt = FMT_DENSE;  // the projections' weights: quantized ones run in f32 graphs only
   int group = 0;        // int4's group
 };
 const Wiring WIRINGS[] = {
-    {"default", Qkv::Separate, Mlp::Fused, false, false},
-    {"split", Qkv::Separate, Mlp::Split, false, false},
-    {"stream", Qkv::Separate, Mlp::Stream, false, false},
-    {"transposed", Qkv::Separate, Mlp::Transposed, false, false},
-    {"qkv-attention", Qkv::Attention, Mlp::Fused, false, false},
-    {"o-mlp", Qkv::Separate, Mlp::Fused, true, false},
-    {"o-mlp-transposed", Qkv::Separate, Mlp::Transposed, true, false},
-    {"all-three", Qkv::Attention, Mlp::Transposed, true, false},
-    {"layer", Qkv::Separate, Mlp::Fused, false, true},
-    {"layer-transposed", Qkv::Separate, Mlp::Transposed, false, true},
-    {"q8_0", Qkv::Separate, Mlp::Split, false, false, FMT_Q8_0},
-    {"q4_0", Qkv::Separate, Mlp::Split, false, false, FMT_Q4_0},
-    {"q4_1", Qkv::Separate, Mlp::Split, false, false, FMT_Q4_1},
-    {"int8", Qkv::Separate, Mlp::Split, false, false, FMT_INT8},
-    {"int4-g32", Qkv::Separate, Mlp::Split, false, false, FMT_INT4, 32},
-    {"int4-g128", Qkv::Separate, Mlp::Split, false, false, FMT_INT4, 128},
+    {"default", Mlp::Transposed},
+    {"fused", Mlp::Fused},
+    {"split", Mlp::Split},
+    {"stream", Mlp::Stream},
+    {"q8_0", Mlp::Split, FMT_Q8_0},
+    {"q4_0", Mlp::Split, FMT_Q4_0},
+    {"q4_1", Mlp::Split, FMT_Q4_1},
+    {"int8", Mlp::Split, FMT_INT8},
+    {"int4-g32", Mlp::Split, FMT_INT4, 32},
+    {"int4-g128", Mlp::Split, FMT_INT4, 128},
 };
 
 // ---- random data ----
@@ -256,7 +235,7 @@ template <typename T> struct Model {
   T* xs[2];
   T* q;
   T* act;
-  float* zeroed;  // the fused MLPs' sums, then 4 arrival counters a layer
+  float* zeroed;  // the fused MLPs' sums
   int zeroed_len, sums_len;
   float* logits;
   float* partial;
@@ -312,7 +291,7 @@ template <typename T> Model<T> build(const Shape& s, uint64_t seed, int fmt = FM
   m.q = emu::device_alloc<T>(m.q_dim);
   m.act = emu::device_alloc<T>(s.inter);
   m.sums_len = (2 * s.hidden + 3) / 4 * 4;  // cuda.rs's mlp_sums_len: whole float4s
-  m.zeroed_len = m.sums_len + 4 * 2;
+  m.zeroed_len = m.sums_len;
   m.zeroed = emu::device_alloc<float>(m.zeroed_len);
   m.logits = emu::device_alloc<float>(s.vocab);
   m.partial = emu::device_alloc<float>((size_t)m.max_splits * s.n_head * (s.head_dim + 2));
@@ -456,7 +435,7 @@ template <typename T> bool gemv(const char* name, GemvArgs a, const Tensor<T>& w
     GemvKernel kernel = quantized_gemv(w.fmt, (chunks + 32 * W - 1) / (32 * W) > 4);
     unsigned blocks = (unsigned)((pairs * W + WARPS_PER_BLOCK - 1) / WARPS_PER_BLOCK);
     size_t shared = 4 * (size_t)a.k + a.k + 8 * (size_t)(a.k / 32) + combine;
-    return emu::launch(name, dim3{blocks}, dim3{GEMV_THREADS}, shared, false, [a, kernel] { kernel(a); });
+    return emu::launch(name, dim3{blocks}, dim3{GEMV_THREADS}, shared, [a, kernel] { kernel(a); });
   }
   if (stream) {
     int row_bytes = a.k * size, rows = 2;
@@ -470,15 +449,15 @@ template <typename T> bool gemv(const char* name, GemvArgs a, const Tensor<T>& w
     a.stages = stages;
     unsigned blocks = std::max(1u, std::min((unsigned)((pairs + rows / 2 - 1) / (rows / 2)), sms * 2));
     size_t shared = (size_t)stages * rows * row_bytes + row_bytes + combine;
-    return emu::launch(name, dim3{blocks}, dim3{256}, shared, false, [a] { K::stream(a); });
+    return emu::launch(name, dim3{blocks}, dim3{256}, shared, [a] { K::stream(a); });
   }
   int W = std::min(4, next_pow2((chunks + 255) / 256));
   a.warps_per_pair = W;
   int per_lane = (chunks + 32 * W - 1) / (32 * W);
   unsigned blocks = (unsigned)((pairs * W + WARPS_PER_BLOCK - 1) / WARPS_PER_BLOCK);
   size_t shared = (size_t)a.k * size + combine;
-  if (per_lane > 4) return emu::launch(name, dim3{blocks}, dim3{GEMV_THREADS}, shared, false, [a] { K::gemv_c8(a); });
-  return emu::launch(name, dim3{blocks}, dim3{GEMV_THREADS}, shared, false, [a] { K::gemv_c4(a); });
+  if (per_lane > 4) return emu::launch(name, dim3{blocks}, dim3{GEMV_THREADS}, shared, [a] { K::gemv_c8(a); });
+  return emu::launch(name, dim3{blocks}, dim3{GEMV_THREADS}, shared, [a] { K::gemv_c4(a); });
 }
 
 // The fused MLP's grid (GemvChoice::mlp_blocks: one wave of two blocks a multiprocessor, at most
@@ -540,7 +519,7 @@ template <typename T> bool step(Model<T>& m, const Wiring& wiring, int token, in
   int hidden = s.hidden;
   int* params = m.params;
   unsigned long long* embed_slot = slot();
-  if (!emu::launch("embed", dim3{embed_blocks}, dim3{EMBED_THREADS}, 0, false,
+  if (!emu::launch("embed", dim3{embed_blocks}, dim3{EMBED_THREADS}, 0,
                    [=] { K::embed(table, params, x0, hidden, accs, acc4, embed_slot); }))
     return false;
   int x = 0;
@@ -550,7 +529,6 @@ template <typename T> bool step(Model<T>& m, const Wiring& wiring, int token, in
     std::string at = where + " layer " + std::to_string(l);
     T* kc = m.k_cache[l].dev;
     T* vc = m.v_cache[l].dev;
-    int* arrivals = reinterpret_cast<int*>(m.zeroed + m.sums_len) + 4 * l;
     float* acc = m.zeroed + (size_t)l * s.hidden;
     // The layer's input: the residual stream, with the previous fused MLP's sum added.
     std::vector<float> x_in = download(m.xs[x], s.hidden);
@@ -563,9 +541,6 @@ template <typename T> bool step(Model<T>& m, const Wiring& wiring, int token, in
     qa.norm_w = L.input_norm.dev;
     qa.k_cache = kc;
     qa.v_cache = vc;
-    qa.arrivals = arrivals;
-    qa.attn_out = m.partial;
-    qa.inv_sqrt_d = inv_sqrt_d;
     qa.trace = slot();
     if (pending != nullptr) {
       qa.prologue = PRO_NORM_PENDING;
@@ -581,60 +556,22 @@ template <typename T> bool step(Model<T>& m, const Wiring& wiring, int token, in
     ma.acc = acc;
     const unsigned blocks = mlp_blocks(s.inter, s.sms);
     const size_t shared = mlp_shared(s.hidden, s.inter, blocks, size);
-    const int q_chunks = s.hidden / (16 / size), o_chunks = m.q_dim / (16 / size);
-    // projection.rs's o_warps_per_pair: O's row pairs over as many of the MLP grid's warps as
-    // it holds (0: it does not fit).
-    int o_warps = 0;
-    for (int w : {4, 2, 1})
-      if (((s.hidden + 1) / 2 * w + 7) / 8 <= (int)blocks && (w == 1 || 32 * w <= o_chunks)) {
-        o_warps = w;
-        break;
-      }
-    auto fits = [&](bool ok, const char* what) {
-      if (!ok) std::printf("%s: %s does not apply to this shape\n", at.c_str(), what);
-      return ok;
-    };
 
-    // QKV and attention (one launch or two), O and the MLP (one launch, two or three); or the
-    // whole layer in one launch, every check after it.
-    if (wiring.layer) {
-      // projection.rs's layer: QKV one warp a pair over the MLP's grid, a block a (head, split).
-      if (!fits(q_chunks <= 256 && m.qkv_dim / 2 <= (int)blocks * 8 && s.n_head * m.max_splits <= (int)blocks && o_warps > 0,
-                "the layer in one launch"))
-        return false;
-      qa.warps_per_pair = 1;
-      oa.warps_per_pair = o_warps;
-      size_t most = std::max({(size_t)s.hidden * size, (size_t)m.q_dim * size + combine_bytes(oa), shared});
-      auto kernel = transposed ? ((q_chunks + 31) / 32 > 4 ? K::layer_t_c8 : K::layer_t_c4)
-                               : ((q_chunks + 31) / 32 > 4 ? K::layer_c8 : K::layer_c4);
-      if (!emu::launch("layer", dim3{blocks}, dim3{256}, most, true, [=] { kernel(qa, oa, ma); })) return false;
-    } else if (wiring.qkv == Qkv::Attention) {
-      // projection.rs's qkv_attention: one warp a pair; cuda.rs: blocks of 8 pairs, every one
-      // resident, at least one a (head, split).
-      unsigned q_blocks = (unsigned)((m.qkv_dim / 2 + 7) / 8);
-      if (!fits(q_chunks <= 256 && s.n_head * m.max_splits <= (int)q_blocks, "QKV with attention")) return false;
-      qa.warps_per_pair = 1;
-      size_t q_shared = (size_t)s.hidden * size;
-      bool ok = (q_chunks + 31) / 32 > 4 ? emu::launch("qkv_attention", dim3{q_blocks}, dim3{256}, q_shared, true, [qa] { K::qkv_attn_c8(qa); })
-                                         : emu::launch("qkv_attention", dim3{q_blocks}, dim3{256}, q_shared, true, [qa] { K::qkv_attn_c4(qa); });
-      if (!ok) return false;
-    } else {
-      if (!gemv<T>("qkv", qa, L.qkv, stream, s.sms)) return false;
+    // QKV and the attention.
+    if (!gemv<T>("qkv", qa, L.qkv, stream, s.sms)) return false;
+    {
       const T *qp = m.q, *kcp = kc, *vcp = vc;
       float* part = m.partial;
       int n_head = s.n_head, n_kv = s.n_kv, capacity = s.capacity, max_splits = m.max_splits;
       unsigned long long* attention_slot = slot();
-      if (!emu::launch("attention", dim3{(unsigned)s.n_head, (unsigned)m.max_splits}, dim3{SPLIT}, 0, false, [=] {
+      if (!emu::launch("attention", dim3{(unsigned)s.n_head, (unsigned)m.max_splits}, dim3{SPLIT}, 0, [=] {
             K::attn(qp, kcp, vcp, params, part, n_head, n_kv, d, capacity, inv_sqrt_d, max_splits, attention_slot);
           }))
         return false;
     }
-    // The stream O adds to: the QKV prologue's copy (checked exactly), or its input.
-    std::vector<float> x_before_o = x_in;
-    if (!wiring.layer) {
-      x_before_o = download(m.xs[x_out], s.hidden);
-      if (pending != nullptr) check(at, "resid", x_before_o, widen(x_in), 0.0);
-    }
+    // The stream O adds to: the QKV prologue's copy (checked exactly).
+    std::vector<float> x_before_o = download(m.xs[x_out], s.hidden);
+    if (pending != nullptr) check(at, "resid", x_before_o, widen(x_in), 0.0);
     x = x_out;
     {
       std::vector<float> xn = rms_norm<T>(x_in, L.input_norm.host, shape.eps);
@@ -702,21 +639,8 @@ template <typename T> bool step(Model<T>& m, const Wiring& wiring, int token, in
       std::vector<double> o = project(L.o, s.hidden, m.q_dim, attn);
       for (int i = 0; i < s.hidden; ++i) x1[i] = rt<T>(x_before_o[i] + rt<T>(o[i]));
     }
-    if (wiring.layer) {
-    } else if (wiring.o_in_mlp) {
-      // projection.rs's o_mlp: O's blocks first in the MLP's grid.
-      if (!fits(o_warps > 0, "O in the MLP's launch")) return false;
-      oa.trace = slot();
-      oa.warps_per_pair = o_warps;
-      oa.arrivals = arrivals + 1;
-      bool c8 = (o_chunks + 32 * o_warps - 1) / (32 * o_warps) > 4;
-      size_t both = std::max((size_t)m.q_dim * size + combine_bytes(oa), shared);
-      auto kernel = transposed ? (c8 ? K::o_mlp_t_c8 : K::o_mlp_t_c4) : (c8 ? K::o_mlp_c8 : K::o_mlp_c4);
-      if (!emu::launch("o_mlp", dim3{blocks}, dim3{256}, both, true, [=] { kernel(oa, ma); })) return false;
-    } else {
-      oa.trace = slot();
-      if (!gemv<T>("o", oa, L.o, stream, s.sms)) return false;
-    }
+    oa.trace = slot();
+    if (!gemv<T>("o", oa, L.o, stream, s.sms)) return false;
     std::vector<float> x1_dev = download(m.xs[x], s.hidden);
     check(at, "x+o", x1_dev, x1, tol);
 
@@ -730,12 +654,10 @@ template <typename T> bool step(Model<T>& m, const Wiring& wiring, int token, in
     }
     std::vector<double> down = project(L.down, s.hidden, s.inter, act);
     if (fused) {
-      if (!wiring.o_in_mlp && !wiring.layer) {
-        auto kernel = transposed ? K::mlp_t : K::mlp;
-        GemvArgs mt = ma;
-        mt.trace = slot();
-        if (!emu::launch("mlp", dim3{blocks}, dim3{256}, shared, false, [=] { kernel(mt); })) return false;
-      }
+      auto kernel = transposed ? K::mlp_t : K::mlp;
+      GemvArgs mt = ma;
+      mt.trace = slot();
+      if (!emu::launch("mlp", dim3{blocks}, dim3{256}, shared, [=] { kernel(mt); })) return false;
       check(at, "mlp-sum", std::vector<float>(acc, acc + s.hidden), down, tol);
       pending = acc;
     } else {
@@ -789,10 +711,6 @@ template <typename T> void run_all(const char* only) {
     for (const Wiring& w : WIRINGS) {
       if (only != nullptr && std::string(only) != w.name) continue;
       if (w.fmt != FMT_DENSE && !std::is_same_v<T, float>) continue;
-      // The grid-wide launches fork a process a block (most of the run's time): in f32 and
-      // bf16; f16 shares their code with bf16 but for the element type.
-      bool grid_wide = w.qkv == Qkv::Attention || w.o_in_mlp || w.layer;
-      if (grid_wide && std::is_same_v<T, __half>) continue;
       if (s.wirings != nullptr && !std::strstr(s.wirings, (" " + std::string(w.name) + " ").c_str())) continue;
       Model<T> quantized_model = w.fmt != FMT_DENSE ? build<T>(s, 1, w.fmt, w.group) : Model<T>{};
       Model<T>& m = w.fmt != FMT_DENSE ? quantized_model : dense;

@@ -5,8 +5,7 @@
 //! a layer is four launches of our kernels (`../kernels/llama_decode.cu`: the QKV and O
 //! projections with the norms, RoPE, the cache store, the residual adds and the attention
 //! split-combine fused into their prologues and epilogues, a split-K attention, and the whole MLP
-//! in one kernel; experiments merge the attention into the QKV launch and the O projection into
-//! the MLP's), each launched to overlap the tail of the one before (programmatic dependent
+//! in one kernel), each launched to overlap the tail of the one before (programmatic dependent
 //! launch), and the whole step is captured once and replayed: the token and position live in
 //! device memory, so the same graph serves every step (what vLLM and llama.cpp do for CUDA
 //! graphs). The weights and cache stay
@@ -14,8 +13,8 @@
 
 use super::gemv_choice::GemvChoice;
 use super::launch::{arg, launch_after_previous, ptr, wrap};
-use super::launches::{launch_args, Launcher, EPI_LOGITS, EPI_RESIDUAL, EPI_ROPE, EPI_SILU, PRO_COMBINE, PRO_NORM, PRO_NORM_PENDING, PRO_PLAIN};
-use super::projection::{GemvArgs, GemvKind, Kernels, Projection, QKV_ATTN_THREADS};
+use super::launches::{Launcher, EPI_LOGITS, EPI_RESIDUAL, EPI_ROPE, EPI_SILU, PRO_COMBINE, PRO_NORM, PRO_NORM_PENDING, PRO_PLAIN};
+use super::projection::{GemvArgs, Kernels, Projection};
 use super::trace::StepTrace;
 use super::{DecodeShape, DecodeWeights, GraphWeight};
 use crate::kv::InPlaceBuffers;
@@ -46,16 +45,8 @@ struct LayerOps {
     input_norm: u64,
     post_norm: u64,
     qkv: Projection,
-    /// The QKV projection with the attention as its tail (LLMBENCH_CUDA_QKV=attention), used
-    /// where a step's grid allows it (`Inner::qkv_with_attention`).
-    qkv_attention: Option<Projection>,
     o: Projection,
     mlp: Mlp,
-    /// The O projection run by the fused MLP's launch (LLMBENCH_CUDA_O=mlp), where it applies.
-    o_mlp: Option<Projection>,
-    /// The whole layer in one launch (LLMBENCH_CUDA_LAYER=fused), used where a step's grid
-    /// allows it (`Inner::whole_layer`).
-    layer: Option<Projection>,
 }
 
 /// A layer's MLP: one fused launch that leaves its down product in an f32 accumulator for the
@@ -73,10 +64,7 @@ struct Buffers {
     q: Tensor,
     act: Tensor,
     /// Zeroed by the embedding kernel at each step: the fused MLPs' down products, f32
-    /// `[layers][hidden]` (rounded up to a multiple of 4), then one 16-byte slot a layer whose
-    /// first i32 counts the QKV blocks done (QKV with the attention as its tail), the second the
-    /// O blocks done (O in the MLP's launch); the layer in one launch counts QKV, attention and
-    /// O blocks on the first three.
+    /// `[layers][hidden]` (rounded up to a multiple of 4).
     zeroed: Tensor,
     logits: Tensor,
 }
@@ -149,7 +137,6 @@ impl GraphDecoder {
             let (Some(qkv), Some(o)) = (project(&lw.qkv, qkv_dim, shape.hidden, 0)?, project(&lw.o, shape.hidden, q_dim, COMBINE_SHARED_BYTES)?) else {
                 return Ok(None);
             };
-            let qkv_attention = kernels.qkv_attention(&lw.qkv, qkv_dim, shape.hidden)?;
             let fused = kernels.fused_mlp(&lw.gate_up, &lw.down, shape.hidden, shape.intermediate)?;
             let mlp = match fused {
                 Some(p) => Mlp::Fused(p),
@@ -163,26 +150,9 @@ impl GraphDecoder {
                     Mlp::Split { gate_up, down }
                 }
             };
-            let (o_mlp, layer) = match &mlp {
-                Mlp::Fused(p) => (kernels.o_mlp(&o, p)?, kernels.layer(&qkv, &o, p)?),
-                Mlp::Split { .. } => (None, None),
-            };
-            if choice.layer && matches!(mlp, Mlp::Split { .. }) {
-                tracing::debug!("LLMBENCH_CUDA_LAYER=fused: the layer runs as separate launches (its MLP is two launches)");
-            }
             let (input_norm, post_norm) = (ptr(&lw.input_norm, &stream)?, ptr(&lw.post_norm, &stream)?);
-            layers.push(LayerOps { input_norm, post_norm, qkv, qkv_attention, o, mlp, o_mlp, layer });
+            layers.push(LayerOps { input_norm, post_norm, qkv, o, mlp });
         }
-        // Said, not silent: a sweep row labelled with an experiment must not time the default
-        // (the reasons per layer are logged at debug level).
-        let declined = |set: bool, taken: usize, what: &str| {
-            if set && taken < layers.len() {
-                tracing::warn!("{what}: {} of {} layers run without it (-vv or LLMBENCH_LOG=debug says why)", layers.len() - taken, layers.len());
-            }
-        };
-        declined(choice.qkv_attention, layers.iter().filter(|l| l.qkv_attention.is_some()).count(), "LLMBENCH_CUDA_QKV=attention");
-        declined(choice.o_mlp, layers.iter().filter(|l| l.o_mlp.is_some()).count(), "LLMBENCH_CUDA_O=mlp");
-        declined(choice.layer, layers.iter().filter(|l| l.layer.is_some()).count(), "LLMBENCH_CUDA_LAYER=fused");
         let Some(head) = project(&weights.head, shape.vocab, shape.hidden, 0)? else { return Ok(None) };
         let zeros = |n: usize, dt: DType| Tensor::zeros(n, dt, device);
         let buffers = Buffers {
@@ -190,7 +160,7 @@ impl GraphDecoder {
             x: [zeros(shape.hidden, dtype)?, zeros(shape.hidden, dtype)?],
             q: zeros(q_dim, dtype)?,
             act: zeros(shape.intermediate, dtype)?,
-            zeroed: zeros(mlp_sums_len(layers.len(), shape.hidden) + 4 * layers.len(), DType::F32)?,
+            zeroed: zeros(mlp_sums_len(layers.len(), shape.hidden), DType::F32)?,
             logits: Tensor::zeros((1, shape.vocab), DType::F32, device)?,
         };
         let trace = StepTrace::from_env(device)?;
@@ -280,18 +250,7 @@ impl Inner {
             }
             _ => {
                 self.graph = None;
-                let max_splits = capacity.div_ceil(SPLIT);
-                // Said for layers that took a setting when the decoder was built (the others were
-                // warned about then) but cannot use it at this capacity; a layer run whole has
-                // no separate QKV launch.
-                let separate = |ops: &LayerOps| self.whole_layer(ops, max_splits).is_none();
-                if self.choice.qkv_attention && self.layers.iter().any(|ops| ops.qkv_attention.is_some() && separate(ops) && self.qkv_with_attention(ops, max_splits).is_none()) {
-                    tracing::warn!("LLMBENCH_CUDA_QKV=attention: at a cache of {capacity} positions, QKV and attention run as two launches (the grid is not resident at once, or has fewer blocks than heads x splits)");
-                }
-                if self.choice.layer && self.layers.iter().any(|ops| ops.layer.is_some() && self.whole_layer(ops, max_splits).is_none()) {
-                    tracing::warn!("LLMBENCH_CUDA_LAYER=fused: at a cache of {capacity} positions, layers run as separate launches (the MLP's grid has fewer blocks than heads x splits)");
-                }
-                let names = self.launch_names(max_splits);
+                let names = self.launch_names();
                 if let Some(trace) = &mut self.trace {
                     trace.prepare(names)?;
                 }
@@ -321,7 +280,6 @@ impl Inner {
         let (params, q, act, logits) = (ptr(&b.params, st)?, ptr(&b.q, st)?, ptr(&b.act, st)?, ptr(&b.logits, st)?);
         let xs = [ptr(&b.x[0], st)?, ptr(&b.x[1], st)?];
         let mlp_acc = ptr(&b.zeroed, st)?;
-        let arrivals = mlp_acc + 4 * mlp_sums_len(self.layers.len(), s.hidden) as u64;
         let partial = ptr(&scratch.partial, st)?;
         let w = &self.weights;
         let (cos, sin) = (ptr(&w.cos, st)?, ptr(&w.sin, st)?);
@@ -361,61 +319,31 @@ impl Inner {
         let mut pending = None;
         for (l, ops) in self.layers.iter().enumerate() {
             let (kc, vc) = (cache[2 * l], cache[2 * l + 1]);
-            let with_attention = self.qkv_with_attention(ops, max_splits as usize);
-            // The layer's arrival counters: QKV's blocks count on the first i32, O's on the second
-            // (the layer in one launch: QKV's, the attention's and O's on the first three).
-            let layer_arrivals = arrivals + 16 * l as u64;
             let acc = mlp_acc + (4 * l * s.hidden) as u64;
-            let rope = GemvArgs { k_cache: kc, v_cache: vc, trace: slot()?, arrivals: layer_arrivals, attn_out: partial, inv_sqrt_d, ..shape_args };
-            if let (Some(layer), Mlp::Fused(p)) = (self.whole_layer(ops, max_splits as usize), &ops.mlp) {
-                // One launch: QKV (the pending residual add into the other buffer, as below),
-                // attention, O into that buffer, the MLP into `acc`.
-                let qkv_args = match pending.take() {
-                    None => launch_args(&ops.qkv, rope, (PRO_NORM, xs[x], ops.input_norm), (EPI_ROPE, q)),
-                    Some(acc) => {
-                        let (input, out) = (xs[x], xs[1 - x]);
-                        x = 1 - x;
-                        launch_args(&ops.qkv, GemvArgs { pending: acc, resid_out: out, ..rope }, (PRO_NORM_PENDING, input, ops.input_norm), (EPI_ROPE, q))
-                    }
-                };
-                let o_args = launch_args(layer, shape_args, (PRO_COMBINE, partial, 0), (EPI_RESIDUAL, xs[x]));
-                let mlp_args = launch_args(p, GemvArgs { acc, ..shape_args }, (PRO_NORM, xs[x], ops.post_norm), (EPI_SILU, 0));
-                run.layer(layer, &ops.qkv, p, [qkv_args, o_args, mlp_args])?;
-                pending = Some(acc);
-                continue;
-            }
-            let qkv = with_attention.unwrap_or(&ops.qkv);
+            let rope = GemvArgs { k_cache: kc, v_cache: vc, trace: slot()?, ..shape_args };
             match pending.take() {
-                None => run.gemv(qkv, rope, (PRO_NORM, xs[x], ops.input_norm), (EPI_ROPE, q))?,
+                None => run.gemv(&ops.qkv, rope, (PRO_NORM, xs[x], ops.input_norm), (EPI_ROPE, q))?,
                 Some(acc) => {
                     let with_pending = GemvArgs { pending: acc, resid_out: xs[1 - x], ..rope };
-                    run.gemv(qkv, with_pending, (PRO_NORM_PENDING, xs[x], ops.input_norm), (EPI_ROPE, q))?;
+                    run.gemv(&ops.qkv, with_pending, (PRO_NORM_PENDING, xs[x], ops.input_norm), (EPI_ROPE, q))?;
                     x = 1 - x;
                 }
             }
-            if with_attention.is_none() {
-                let attention_slot = slot()?;
-                let mut attention_args = [
-                    arg(&q), arg(&kc), arg(&vc), arg(&params), arg(&partial),
-                    arg(&n_head), arg(&n_kv), arg(&d), arg(&capacity_i), arg(&inv_sqrt_d), arg(&max_splits), arg(&attention_slot),
-                ];
-                launch_after_previous(&self.stream, &self.attention, heads, &mut attention_args)?;
-            }
+            let attention_slot = slot()?;
+            let mut attention_args = [
+                arg(&q), arg(&kc), arg(&vc), arg(&params), arg(&partial),
+                arg(&n_head), arg(&n_kv), arg(&d), arg(&capacity_i), arg(&inv_sqrt_d), arg(&max_splits), arg(&attention_slot),
+            ];
+            launch_after_previous(&self.stream, &self.attention, heads, &mut attention_args)?;
             let o = (PRO_COMBINE, partial, 0);
             let mlp_in = (PRO_NORM, xs[x], ops.post_norm);
-            match (&ops.mlp, &ops.o_mlp) {
-                (Mlp::Fused(p), Some(om)) => {
-                    let o_args = launch_args(om, GemvArgs { trace: slot()?, arrivals: layer_arrivals + 4, ..shape_args }, o, (EPI_RESIDUAL, xs[x]));
-                    let mlp_args = launch_args(p, GemvArgs { acc, ..shape_args }, mlp_in, (EPI_SILU, 0));
-                    run.o_mlp(om, p, o_args, mlp_args)?;
-                    pending = Some(acc);
-                }
-                (Mlp::Fused(p), None) => {
+            match &ops.mlp {
+                Mlp::Fused(p) => {
                     run.gemv(&ops.o, GemvArgs { trace: slot()?, ..shape_args }, o, (EPI_RESIDUAL, xs[x]))?;
                     run.gemv(p, GemvArgs { acc, trace: slot()?, ..shape_args }, mlp_in, (EPI_SILU, 0))?;
                     pending = Some(acc);
                 }
-                (Mlp::Split { gate_up, down }, _) => {
+                Mlp::Split { gate_up, down } => {
                     run.gemv(&ops.o, GemvArgs { trace: slot()?, ..shape_args }, o, (EPI_RESIDUAL, xs[x]))?;
                     run.gemv(gate_up, GemvArgs { trace: slot()?, ..shape_args }, mlp_in, (EPI_SILU, act))?;
                     run.gemv(down, GemvArgs { trace: slot()?, ..shape_args }, (PRO_PLAIN, act, 0), (EPI_RESIDUAL, xs[x]))?;
@@ -430,41 +358,15 @@ impl Inner {
         }
     }
 
-    /// The layer's QKV-with-attention launch where a step over `max_splits` attention splits
-    /// can use it: its whole grid resident at once (its blocks wait for each other) and at
-    /// least one block for each (head, split).
-    fn qkv_with_attention<'a>(&self, ops: &'a LayerOps, max_splits: usize) -> Option<&'a Projection> {
-        let p = ops.qkv_attention.as_ref()?;
-        let GemvKind::QkvAttention { resident } = p.kind else { return None };
-        let blocks = (p.args.n as usize / 2).div_ceil(QKV_ATTN_THREADS as usize / 32);
-        (blocks <= resident as usize && self.shape.n_head * max_splits <= blocks).then_some(p)
-    }
-
-    /// The layer's whole-layer launch where a step over `max_splits` attention splits can use
-    /// it: a block of the MLP's grid for each (head, split).
-    fn whole_layer<'a>(&self, ops: &'a LayerOps, max_splits: usize) -> Option<&'a Projection> {
-        let p = ops.layer.as_ref()?;
-        let GemvKind::Layer { blocks } = p.kind else { return None };
-        (self.shape.n_head * max_splits <= blocks as usize).then_some(p)
-    }
-
-    /// One step's launches in `enqueue`'s order, named for the trace: embed, then per layer qkv
-    /// (or qkv_attention), attention, o and the MLP's one or two launches (or o_mlp), then head.
-    fn launch_names(&self, max_splits: usize) -> Vec<String> {
+    /// One step's launches in `enqueue`'s order, named for the trace: embed, then per layer qkv,
+    /// attention, o and the MLP's one or two launches, then head.
+    fn launch_names(&self) -> Vec<String> {
         let mut names = vec!["embed".to_string()];
         for (l, ops) in self.layers.iter().enumerate() {
-            if self.whole_layer(ops, max_splits).is_some() {
-                names.push(format!("{l}.layer"));
-                continue;
-            }
-            match self.qkv_with_attention(ops, max_splits) {
-                Some(_) => names.push(format!("{l}.qkv_attention")),
-                None => names.extend(["qkv", "attention"].map(|k| format!("{l}.{k}"))),
-            }
-            match (&ops.mlp, &ops.o_mlp) {
-                (Mlp::Fused(_), Some(_)) => names.push(format!("{l}.o_mlp")),
-                (Mlp::Fused(_), None) => names.extend(["o", "mlp"].map(|k| format!("{l}.{k}"))),
-                (Mlp::Split { .. }, _) => names.extend(["o", "gate_up", "down"].map(|k| format!("{l}.{k}"))),
+            names.extend(["qkv", "attention", "o"].map(|k| format!("{l}.{k}")));
+            match &ops.mlp {
+                Mlp::Fused(_) => names.push(format!("{l}.mlp")),
+                Mlp::Split { .. } => names.extend(["gate_up", "down"].map(|k| format!("{l}.{k}"))),
             }
         }
         names.push("head".into());

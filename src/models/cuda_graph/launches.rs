@@ -3,8 +3,8 @@
 //! weight's fields and the step's prologue and epilogue.
 
 use super::gemv_choice::{GemvChoice, STREAM_THREADS};
-use super::launch::{arg, launch_after_previous, wrap};
-use super::projection::{GemvArgs, GemvKind, Projection, MLP_THREADS, QKV_ATTN_THREADS};
+use super::launch::{arg, launch_after_previous};
+use super::projection::{GemvArgs, GemvKind, Projection, MLP_THREADS};
 use candle_core::cuda_backend::cudarc::driver::{CudaStream, LaunchConfig};
 use candle_core::Result;
 
@@ -44,39 +44,17 @@ impl Launcher<'_> {
             GemvKind::Warp => ((pairs * a.warps_per_pair as usize).div_ceil(WARPS_PER_BLOCK) as u32, GEMV_THREADS),
             GemvKind::Stream => (self.choice.blocks(pairs, a.stage_rows as usize), STREAM_THREADS),
             GemvKind::FusedMlp { blocks } => (blocks, MLP_THREADS),
-            GemvKind::QkvAttention { .. } => (pairs.div_ceil(QKV_ATTN_THREADS as usize / 32) as u32, QKV_ATTN_THREADS),
-            GemvKind::OMlp { .. } | GemvKind::Layer { .. } => return Err(wrap("a multi-part launch goes through o_mlp or layer")),
         };
         // The split-combine's factors, one per (split, head), after the input vector.
         let combine = if prologue == PRO_COMBINE { 4 * base.attn_splits as u32 * base.n_head as u32 } else { 0 };
         let cfg = LaunchConfig { grid_dim: (blocks, 1, 1), block_dim: (threads, 1, 1), shared_mem_bytes: p.shared_bytes + combine };
         launch_after_previous(self.stream, &p.kernel, cfg, &mut [arg(&args)])
     }
-
-    /// Launches the layer's O projection and fused MLP as one (`o_mlp`): `o_args` and
-    /// `mlp_args` are each part's arguments, the grid the MLP's.
-    pub(super) fn o_mlp(&self, om: &Projection, mlp: &Projection, o_args: GemvArgs, mlp_args: GemvArgs) -> Result<()> {
-        let GemvKind::OMlp { blocks } = om.kind else { return Err(wrap("not an O-and-MLP launch")) };
-        let combine = 4 * o_args.attn_splits as u32 * o_args.n_head as u32;
-        let shared = (om.shared_bytes + combine).max(mlp.shared_bytes);
-        let cfg = LaunchConfig { grid_dim: (blocks, 1, 1), block_dim: (MLP_THREADS, 1, 1), shared_mem_bytes: shared };
-        launch_after_previous(self.stream, &om.kernel, cfg, &mut [arg(&o_args), arg(&mlp_args)])
-    }
-
-    /// Launches a whole layer (`layer_fused`): `args` are QKV's, O's and the MLP's, the grid
-    /// the MLP's, the shared memory the most any of the three phases takes.
-    pub(super) fn layer(&self, layer: &Projection, qkv: &Projection, mlp: &Projection, args: [GemvArgs; 3]) -> Result<()> {
-        let GemvKind::Layer { blocks } = layer.kind else { return Err(wrap("not a whole-layer launch")) };
-        let combine = 4 * args[1].attn_splits as u32 * args[1].n_head as u32;
-        let shared = qkv.shared_bytes.max(layer.shared_bytes + combine).max(mlp.shared_bytes);
-        let cfg = LaunchConfig { grid_dim: (blocks, 1, 1), block_dim: (MLP_THREADS, 1, 1), shared_mem_bytes: shared };
-        launch_after_previous(self.stream, &layer.kernel, cfg, &mut [arg(&args[0]), arg(&args[1]), arg(&args[2])])
-    }
 }
 
 /// The arguments of one launch of `p`: its weight's fields, a prologue `(kind, input, norm
 /// weight)` and an epilogue `(kind, output)`, over `base`'s shape fields.
-pub(super) fn launch_args(p: &Projection, base: GemvArgs, (prologue, input, norm_w): (i32, u64, u64), (epilogue, out): (i32, u64)) -> GemvArgs {
+fn launch_args(p: &Projection, base: GemvArgs, (prologue, input, norm_w): (i32, u64, u64), (epilogue, out): (i32, u64)) -> GemvArgs {
     let a = &p.args;
     GemvArgs {
         codes: a.codes,

@@ -5,7 +5,7 @@
 
 use super::cuda::{COMBINE_SHARED_BYTES, MAX_GEMV_SHARED_BYTES};
 use super::launch::{ptr, wrap};
-use super::gemv_choice::{o_warps_per_pair, GemvChoice, MlpChoice};
+use super::gemv_choice::{GemvChoice, MlpChoice};
 use super::GraphWeight;
 use crate::quant::KernelOperands;
 use candle_core::cuda_backend::cudarc::driver::{sys, CudaFunction, CudaStream};
@@ -33,8 +33,6 @@ pub(super) struct GemvArgs {
     pub(super) pending: u64,
     pub(super) resid_out: u64,
     pub(super) trace: u64,
-    pub(super) arrivals: u64,
-    pub(super) attn_out: u64,
     pub(super) n: i32,
     pub(super) k: i32,
     pub(super) prologue: i32,
@@ -53,7 +51,6 @@ pub(super) struct GemvArgs {
     pub(super) stage_rows: i32,
     pub(super) stages: i32,
     pub(super) eps: f32,
-    pub(super) inv_sqrt_d: f32,
 }
 
 /// A projection ready to launch: its kernel (format, dtype and loads in flight chosen once) and
@@ -78,22 +75,10 @@ pub(super) enum GemvKind {
     Stream,
     /// `mlp_fused_*`: gate_up, SiLU and the down product in one launch of `blocks` blocks.
     FusedMlp { blocks: u32 },
-    /// `qkv_attn_dense_*`: the warp gemv in blocks of 8 warps with the attention as its tail;
-    /// `resident`: blocks the device holds at once (the launch needs its whole grid resident).
-    QkvAttention { resident: u32 },
-    /// `o_mlp_*`: the O projection (these args) in the first blocks of the layer's fused-MLP
-    /// launch of `blocks` blocks, then the MLP (the fused projection's args).
-    OMlp { blocks: u32 },
-    /// `layer_*`: the whole layer in the fused MLP's grid of `blocks` blocks: QKV (its own
-    /// projection's args, one warp a pair), the attention, O (these args) and the MLP (the
-    /// fused projection's args); usable where the grid has a block for each (head, split).
-    Layer { blocks: u32 },
 }
 
 /// Threads of a fused-MLP block (MLP_THREADS in mlp_fused.cuh).
 pub(super) const MLP_THREADS: u32 = 256;
-/// Threads of a QKV-with-attention block (QKV_ATTN_THREADS, the attention's SPLIT).
-pub(super) const QKV_ATTN_THREADS: u32 = 256;
 
 /// What every projection of one decoder is built from: the graph's dtype and kernel-name suffix,
 /// its stream, the module's kernels by name, and the kernel choices read from the environment.
@@ -158,118 +143,6 @@ impl Kernels<'_> {
             .set_attribute(sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, (MAX_GEMV_SHARED_BYTES + COMBINE_SHARED_BYTES) as i32)
             .map_err(wrap)?;
         Ok(Some(Projection { kernel, args, shared_bytes: shared as u32, kind: GemvKind::Warp, owned: None }))
-    }
-
-    /// The QKV projection with the attention as its tail (`qkv_attention` in llama_decode.cu),
-    /// or `None` where it does not apply: `LLMBENCH_CUDA_QKV=attention` not set, weights not
-    /// dense, or rows too long for one warp a pair. Whether a step can launch it (the grid
-    /// resident at once, enough blocks for the attention's splits) is `GemvKind::QkvAttention`'s
-    /// to answer at capture time, when the cache's capacity is known.
-    pub(super) fn qkv_attention(&self, w: &GraphWeight, n: usize, k: usize) -> Result<Option<Projection>> {
-        if !self.choice.qkv_attention {
-            return Ok(None);
-        }
-        let declined = |why: &str| {
-            tracing::debug!("LLMBENCH_CUDA_QKV=attention: a {n} x {k} QKV projection runs as two launches ({why})");
-            Ok(None)
-        };
-        if !matches!(w, GraphWeight::Dense(_)) {
-            return declined("quantized weights");
-        }
-        let Some(p) = self.projection(w, n, k, 0)? else { return Ok(None) };
-        if p.kind != GemvKind::Warp || p.args.warps_per_pair != 1 {
-            return declined("rows longer than one warp's round of loads, or LLMBENCH_CUDA_GEMV=stream");
-        }
-        let per_lane = (k / (16 / self.dtype.size_in_bytes())).div_ceil(32);
-        let kernel = (self.load)(&format!("qkv_attn_dense_{}_{}", self.suffix, loads_variant(per_lane)))?;
-        let fit = allow_shared(&kernel, QKV_ATTN_THREADS, p.shared_bytes as usize)?;
-        let resident = fit * self.choice.sms();
-        Ok(Some(Projection { kernel, kind: GemvKind::QkvAttention { resident }, ..p }))
-    }
-
-    /// The O projection `o` (`hidden x q_dim`) run by the layer's fused-MLP launch `mlp` before
-    /// its MLP (`o_mlp` in `../kernels/o_mlp.cuh`), or `None` where it does not apply:
-    /// `LLMBENCH_CUDA_O=mlp` not set, or (logged) the MLP not fused, O not a dense warp gemv,
-    /// fewer MLP blocks than O needs, or that grid not resident at once.
-    pub(super) fn o_mlp(&self, o: &Projection, mlp: &Projection) -> Result<Option<Projection>> {
-        if !self.choice.o_mlp {
-            return Ok(None);
-        }
-        let declined = |why: &str| {
-            tracing::debug!("LLMBENCH_CUDA_O=mlp: the O projection runs as its own launch ({why})");
-            Ok(None)
-        };
-        let (blocks, o_args) = match self.o_in_mlp_grid(o, mlp) {
-            Ok(found) => found,
-            Err(why) => return declined(why),
-        };
-        let per_lane = (o.args.k as usize / (16 / self.dtype.size_in_bytes())).div_ceil(32 * o_args.warps_per_pair as usize);
-        // The most a step asks: O's input and split-combine factors, or the MLP's input and
-        // activations (the two use the same shared memory one after the other).
-        let shared = (o.shared_bytes as usize + COMBINE_SHARED_BYTES).max(mlp.shared_bytes as usize);
-        let Some(kernel) = self.resident_kernel("o_mlp", loads_variant(per_lane), shared, blocks)? else {
-            return declined("its grid would not be resident at once");
-        };
-        Ok(Some(Projection { kernel, args: o_args, shared_bytes: o.shared_bytes, kind: GemvKind::OMlp { blocks }, owned: None }))
-    }
-
-    /// The whole layer in one launch (`layer_fused` in `../kernels/layer_fused.cuh`) over the
-    /// fused MLP's grid, or `None` where it does not apply: `LLMBENCH_CUDA_LAYER=fused` not set,
-    /// or (logged) the MLP not one fused launch, QKV or O not a dense warp gemv, QKV's rows not
-    /// one warp a pair or more than the grid's warps, O's rows more than its blocks hold, or the
-    /// grid not resident at once. The returned projection holds O's arguments (warps a pair
-    /// for the grid); QKV's and the MLP's come from their own projections.
-    pub(super) fn layer(&self, qkv: &Projection, o: &Projection, mlp: &Projection) -> Result<Option<Projection>> {
-        if !self.choice.layer {
-            return Ok(None);
-        }
-        let declined = |why: &str| {
-            tracing::debug!("LLMBENCH_CUDA_LAYER=fused: the layer runs as separate launches ({why})");
-            Ok(None)
-        };
-        let (blocks, o_args) = match self.o_in_mlp_grid(o, mlp) {
-            Ok(found) => found,
-            Err(why) => return declined(why),
-        };
-        if qkv.kind != GemvKind::Warp || qkv.args.scales != 0 {
-            return declined("QKV is not a dense warp gemv");
-        }
-        if qkv.args.warps_per_pair != 1 || qkv.args.n as usize / 2 > blocks as usize * (MLP_THREADS as usize / 32) {
-            return declined("QKV's rows need more than one warp a pair, or more warps than the grid has");
-        }
-        let qkv_per_lane = (qkv.args.k as usize / (16 / self.dtype.size_in_bytes())).div_ceil(32);
-        // The most a step asks: QKV's input, O's input and split-combine factors, or the MLP's
-        // input and activations (one after the other in the same shared memory).
-        let shared = (qkv.shared_bytes as usize).max(o.shared_bytes as usize + COMBINE_SHARED_BYTES).max(mlp.shared_bytes as usize);
-        let Some(kernel) = self.resident_kernel("layer", loads_variant(qkv_per_lane), shared, blocks)? else {
-            return declined("its grid would not be resident at once");
-        };
-        Ok(Some(Projection { kernel, args: o_args, shared_bytes: o.shared_bytes, kind: GemvKind::Layer { blocks }, owned: None }))
-    }
-
-    /// What O-in-the-MLP's-grid launches (`o_mlp`, `layer`) share: the fused MLP's grid (its
-    /// blocks) and O's arguments with its row pairs spread over as many of the grid's warps as
-    /// hold them (`o_warps_per_pair`), or why the grid cannot hold O.
-    fn o_in_mlp_grid(&self, o: &Projection, mlp: &Projection) -> std::result::Result<(u32, GemvArgs), &'static str> {
-        let GemvKind::FusedMlp { blocks } = mlp.kind else { return Err("the MLP is not one fused launch") };
-        if o.kind != GemvKind::Warp || o.args.scales != 0 {
-            return Err("O is not a dense warp gemv");
-        }
-        let chunks = o.args.k as usize / (16 / self.dtype.size_in_bytes());
-        let pairs = (o.args.n as usize).div_ceil(2);
-        let warps_per_pair = o_warps_per_pair(pairs, chunks, MLP_THREADS as usize / 32, blocks as usize)
-            .ok_or("the MLP's grid has fewer blocks than O's row pairs need")?;
-        Ok((blocks, GemvArgs { warps_per_pair: warps_per_pair as i32, ..o.args }))
-    }
-
-    /// The kernel `{name}_{t_}{dtype}_{variant}` of a launch in the fused MLP's grid (`t_` with
-    /// the transposed down matrix), allowed `shared` bytes, or `None` where `blocks` of its
-    /// blocks would not all be resident at once (its blocks wait for each other).
-    fn resident_kernel(&self, name: &str, variant: &str, shared: usize, blocks: u32) -> Result<Option<CudaFunction>> {
-        let transposed = if self.choice.mlp == MlpChoice::Transposed { "t_" } else { "" };
-        let kernel = (self.load)(&format!("{name}_{transposed}{}_{variant}", self.suffix))?;
-        let fit = allow_shared(&kernel, MLP_THREADS, shared)?;
-        Ok((blocks <= fit * self.choice.sms()).then_some(kernel))
     }
 
     /// The fused launch of a layer's MLP (`../kernels/mlp_fused.cuh`), or `None` (logged) where

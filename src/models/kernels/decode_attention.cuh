@@ -14,7 +14,7 @@
 // (position group, 16-byte chunk), groups summed at the end.
 //
 // attn_split_at is the work of one (head, split) block of SPLIT threads, once q and the cache
-// are in memory: the attn_split kernel's, and the tail of the fused QKV kernel (qkv_attention).
+// are in memory.
 template <typename T>
 __device__ void attn_split_at(const T* q, const T* k_cache, const T* v_cache, const int* params, float* acc_out, int n_head,
                               int n_kv, int d, int capacity, float inv_sqrt_d, int max_splits, int head, int split) {

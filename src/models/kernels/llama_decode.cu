@@ -94,8 +94,6 @@ struct GemvArgs {
   const float* pending; // NORM_PENDING: the previous layer's MLP accumulator, f32 [k]
   void* resid_out;      // NORM_PENDING: the residual stream x + pending, T [k], written (or null)
   unsigned long long* trace;  // this launch's timeline slot (trace.cuh), or null
-  int* arrivals;        // QKV + attention: blocks done with their rows (zeroed by embed each step)
-  float* attn_out;      // QKV + attention: attn_split's partial outputs
   int n, k, prologue, epilogue;
   int groups, group_shift;        // int4
   int act_block_shift, act_il;    // activation quantization: block = 32 << shift; int4's interleave
@@ -105,7 +103,6 @@ struct GemvArgs {
   int stage_rows;                 // gemv_stream: rows a shared-memory stage holds (2, 4 or 8)
   int stages;                     // gemv_stream: stages of its ring (2 to 16)
   float eps;
-  float inv_sqrt_d;               // QKV + attention: the host's 1 / sqrt(head_dim)
 };
 
 // The two output rows of warp `pair`: adjacent rows, or the pairs an epilogue combines (gate row
@@ -230,13 +227,8 @@ __device__ void epilogue(const GemvArgs& a, int r0, int r1, int aux, float v0, f
 // weights' round trip. Shared memory: the input vector T[k], then (quantized formats, T = f32)
 // its codes i8[k], block scales f32[k / 32] and code sums i32[k / 32], then the split-combine's
 // factors (O projection).
-// `wait_inputs`: called once the first round of loads is in flight, before the prologue reads
-// the input (layer_fused.cuh waits there for its grid's attention blocks).
-struct NoWait {
-  __device__ void operator()() const {}
-};
-template <typename T, int FMT, int CPL, typename F, bool TAIL = false, typename Wait = NoWait>
-__device__ void gemv(const GemvArgs& a, Wait wait_inputs = {}) {
+template <typename T, int FMT, int CPL, typename F>
+__device__ void gemv(const GemvArgs& a) {
   extern __shared__ __align__(16) unsigned char smem[];
   static __shared__ float partial[2][8];
   T* xs = reinterpret_cast<T*>(smem);
@@ -261,7 +253,6 @@ __device__ void gemv(const GemvArgs& a, Wait wait_inputs = {}) {
   wait_for_previous();
   release_next();
   trace_released(a.trace);
-  wait_inputs();
   EpiAux<T> e{};
   if (lane == 0 && sub == 0) e = load_aux<T>(a, r0, r1, aux);
   size_t layout = (size_t)a.k * sizeof(T) + (FMT != FMT_DENSE ? (size_t)a.k + 8 * (size_t)(a.k >> 5) : 0);
@@ -307,16 +298,12 @@ __device__ void gemv(const GemvArgs& a, Wait wait_inputs = {}) {
     float v1 = r1 >= 0 ? F::finish(m, r1, acc1) : 0.f;
     epilogue<T>(a, r0, r1, aux, v0, v1, e);
   }
-  if constexpr (!TAIL) trace_end(a.trace);  // a kernel with a tail ends its own trace
+  trace_end(a.trace);
 }
 
 #include "decode_attention.cuh"
 #include "gemv_stream.cuh"
 #include "mlp_fused.cuh"
-#include "grid_arrivals.cuh"
-#include "qkv_attention.cuh"
-#include "o_mlp.cuh"
-#include "layer_fused.cuh"
 
 #define GEMV_KERNEL(NAME, T, FMT, F)                                                                              \
   extern "C" __global__ void __launch_bounds__(128) NAME##_c4(const GemvArgs a) { gemv<T, FMT, 4, F>(a); }       \
@@ -337,18 +324,10 @@ __device__ void gemv(const GemvArgs& a, Wait wait_inputs = {}) {
     gemv_stream<T>(a);                                                                                         \
   }                                                                                                            \
   extern "C" __global__ void __launch_bounds__(MLP_THREADS, MLP_BLOCKS_PER_SM) mlp_fused_##S(const GemvArgs a) {   \
-    mlp_fused<T, false>(a, a.trace, [] {});                                                                   \
+    mlp_fused<T, false>(a);                                                                                   \
   }                                                                                                            \
   extern "C" __global__ void __launch_bounds__(MLP_THREADS, MLP_BLOCKS_PER_SM) mlp_fused_t_##S(const GemvArgs a) { \
-    mlp_fused<T, true>(a, a.trace, [] {});                                                                    \
-  }                                                                                                            \
-  O_MLP_KERNELS(T, S)                                                                                          \
-  LAYER_KERNELS(T, S)                                                                                          \
-  extern "C" __global__ void __launch_bounds__(QKV_ATTN_THREADS) qkv_attn_dense_##S##_c4(const GemvArgs a) {    \
-    qkv_attention<T, 4>(a);                                                                                    \
-  }                                                                                                            \
-  extern "C" __global__ void __launch_bounds__(QKV_ATTN_THREADS) qkv_attn_dense_##S##_c8(const GemvArgs a) {    \
-    qkv_attention<T, 8>(a);                                                                                    \
+    mlp_fused<T, true>(a);                                                                                    \
   }
 
 DECODE_KERNELS(float, f32)

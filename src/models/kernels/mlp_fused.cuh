@@ -22,12 +22,14 @@
 #define MLP_THREADS 256
 // Two blocks a multiprocessor, asked of the compiler (at most 128 registers a thread): the grid
 // is one wave of them, and the driver's JIT of the PTX must not give a kernel more registers
-// than that (o_mlp.cuh's grid needs every block resident at once).
+// than that (a second wave would wait for the first's slowest block).
 #define MLP_BLOCKS_PER_SM 2
 
-// DOWN_T: `a.down` holds the down matrix transposed, [n / 2][k] (LLMBENCH_CUDA_MLP=transposed,
-// a copy made when the graph is built): a block's slice is then `width` whole contiguous rows
-// instead of `width` values of each of k rows, so phase 2 streams as phase 1 does.
+// DOWN_T: `a.down` holds the down matrix transposed, [n / 2][k] (the default; a copy made when
+// the graph is built): a block's slice is then `width` whole contiguous rows instead of `width`
+// values of each of k rows, so phase 2 streams as phase 1 does (TinyLlama bf16 on the H100:
+// the kernel 34.9 -> 32.2 us, +1-3% tok/s at 128 new tokens, +7% at 1,024; NOTES session 8).
+// `LLMBENCH_CUDA_MLP=fused` reads the stored matrix instead (no copy).
 // Phase 2 over the transposed down matrix: acc[j] += sum over the block's rows i of act[i] *
 // down_t[i0 + i][j]. Thread t owns output chunk t % chunks (V values) and the block's rows
 // t / chunks + R * m (R = blockDim.x / chunks row lanes, so a narrow model's threads all work:
@@ -64,11 +66,8 @@ __device__ void down_transposed(const GemvArgs& a, const T* act, int i0, int wid
   }
 }
 
-// `trace`: the launch's trace slot for this block (the args' own, or none where the block has
-// stamped it already); `wait_inputs`: called once the block's first gate/up loads are in
-// flight, before it reads the residual stream (o_mlp.cuh waits there for its grid's O blocks).
-template <typename T, bool DOWN_T, typename Wait>
-__device__ void mlp_fused(const GemvArgs& a, unsigned long long* trace, Wait wait_inputs) {
+template <typename T, bool DOWN_T>
+__device__ void mlp_fused(const GemvArgs& a) {
   constexpr int V = Vec<T>::N, CPL = 8;
   extern __shared__ __align__(16) unsigned char smem[];
   T* xs = reinterpret_cast<T*>(smem);
@@ -92,12 +91,11 @@ __device__ void mlp_fused(const GemvArgs& a, unsigned long long* trace, Wait wai
       w[i][1] = in ? Dense<T>::load(m, inter + i0 + p, c) : typename Dense<T>::Chunk{};
     }
   };
-  trace_start(trace);
+  trace_start(a.trace);
   issue(warp, 0);
   wait_for_previous();
   release_next();
-  trace_released(trace);
-  wait_inputs();
+  trace_released(a.trace);
   build_input<T>(a, xs, nullptr);
   __syncthreads();
   for (int p = warp; p < width; p += warps) {
@@ -126,7 +124,7 @@ __device__ void mlp_fused(const GemvArgs& a, unsigned long long* trace, Wait wai
 
   if constexpr (DOWN_T) {
     down_transposed<T>(a, act, i0, width);
-    trace_end(trace);
+    trace_end(a.trace);
     return;
   }
   // Phase 2: rows 4q .. 4q + 3 of the down matrix by thread q % blockDim.x, each row's slice
@@ -149,5 +147,5 @@ __device__ void mlp_fused(const GemvArgs& a, unsigned long long* trace, Wait wai
     }
     red_add_v4(a.acc + 4 * q, s);
   }
-  trace_end(trace);
+  trace_end(a.trace);
 }

@@ -15,21 +15,12 @@
 __device__ __forceinline__ void wait_for_previous() { asm volatile("griddepcontrol.wait;" ::: "memory"); }
 __device__ __forceinline__ void release_next() { asm volatile("griddepcontrol.launch_dependents;" :::); }
 
-// The GPU's nanosecond clock (trace.cuh's stamps, grid_arrivals.cuh's deadline).
+// The GPU's nanosecond clock (trace.cuh's stamps).
 __device__ __forceinline__ unsigned long long global_ns() {
   unsigned long long t;
   asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
   return t;
 }
-
-// Grid-wide waits (grid_arrivals.cuh): a poll that does not invalidate L1 (an acquire load
-// would, on every poll), and the one fence after the loop that does.
-__device__ __forceinline__ int load_relaxed(const int* p) {
-  int v;
-  asm volatile("ld.relaxed.gpu.global.b32 %0, [%1];" : "=r"(v) : "l"(p) : "memory");
-  return v;
-}
-__device__ __forceinline__ void fence_acq_rel_gpu() { asm volatile("fence.acq_rel.gpu;" ::: "memory"); }
 
 // acc[0..4) += v[0..4): one 16-byte reduction in L2 (sm_90; mlp_fused.cuh).
 __device__ __forceinline__ void red_add_v4(float* acc, const float* v) {
