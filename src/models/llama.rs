@@ -348,23 +348,41 @@ pub fn inverse_frequencies(head_dim: usize, theta: f64, scaling: Option<&Llama3R
         .collect()
 }
 
+impl Llama {
+    /// The CUDA graph's decode step for one token (`token()`, asked only if the graph takes
+    /// the step) at the end of a static cache on this device, or `None` where the graph does
+    /// not take it (no graph, disabled, another cache, past the RoPE table).
+    fn graph_step(&self, start_pos: usize, cache: &mut dyn KvCache, token: impl FnOnce() -> candle_core::Result<u32>) -> Option<candle_core::Result<Tensor>> {
+        let graph = self.graph.as_ref().filter(|_| self.graph_enabled)?;
+        if cache.seq_len() != start_pos || start_pos >= self.rope.positions() {
+            return None;
+        }
+        let fixed = cache.in_place()?;
+        if !graph.supports(&*fixed) {
+            return None;
+        }
+        Some(token().and_then(|token| graph.step(token, start_pos, fixed)))
+    }
+}
+
 impl Model for Llama {
     /// One token at the end of a static cache on CUDA goes through the captured graph; all
     /// else (prefill, other caches, CPU) through the generic path.
     fn forward(&self, ids: &Tensor, start_pos: usize, cache: &mut dyn KvCache) -> candle_core::Result<Tensor> {
-        if let (Some(graph), true) = (&self.graph, self.graph_enabled) {
-            if ids.dims2()? == (1, 1) {
-                let at_end = cache.seq_len() == start_pos;
-                if let Some(fixed) = cache.in_place() {
-                    if at_end && start_pos < self.rope.positions() && graph.supports(&*fixed) {
-                        let token = ids.flatten_all()?.to_vec1::<u32>()?[0];
-                        return graph.step(token, start_pos, fixed);
-                    }
-                }
+        if ids.dims2()? == (1, 1) {
+            if let Some(logits) = self.graph_step(start_pos, cache, || Ok(ids.flatten_all()?.to_vec1::<u32>()?[0])) {
+                return logits;
             }
         }
         let hidden = self.forward_hidden_impl(ids, start_pos, self.blocks.len(), VerifyAttention::Batched, cache)?;
         self.lm_head_impl(&super::layers::last_position(&hidden)?)
+    }
+    /// The graph path without the id's round trip through the device (`forward` has it there).
+    fn forward_token(&self, token: u32, start_pos: usize, device: &candle_core::Device, cache: &mut dyn KvCache) -> candle_core::Result<Tensor> {
+        if let Some(logits) = self.graph_step(start_pos, cache, || Ok(token)) {
+            return logits;
+        }
+        self.forward(&Tensor::new(&[[token]], device)?, start_pos, cache)
     }
     fn has_batch(&self) -> bool {
         true

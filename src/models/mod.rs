@@ -150,6 +150,13 @@ pub trait Model: Send {
         let hidden = self.forward_hidden(ids, start_pos, cache)?;
         self.lm_head(&layers::last_position(&hidden)?)
     }
+    /// Logits `[1, vocab]` (f32) of one token, `token` at `start_pos`, on `device`: `forward`
+    /// over a one-token batch. A model whose fast path takes the id from the host (Llama's
+    /// CUDA graph writes it into the step's parameters) overrides it, sparing the step an
+    /// upload of the id and its read back.
+    fn forward_token(&self, token: u32, start_pos: usize, device: &candle_core::Device, cache: &mut dyn KvCache) -> candle_core::Result<Tensor> {
+        self.forward(&Tensor::new(&[[token]], device)?, start_pos, cache)
+    }
     /// Logits of the last `n` positions, `[b, n, vocab]` in f32, attending as `mode` says
     /// (speculative verification: the head runs only where a draft is judged).
     fn forward_verify(
