@@ -90,13 +90,6 @@ impl StepContext<'_> {
             [token] => self.model.forward_token(*token, start_pos, self.device, self.cache)?,
             fed => self.model.forward(&Tensor::new(fed, self.device)?.unsqueeze(0)?, start_pos, self.cache)?,
         };
-        // A plain argmax with no logits to keep picks the token where the logits are: on a GPU
-        // one id crosses to the host instead of vocab floats, and no host loop scans them
-        // (candle's argmax keeps the first maximum, as the sampler's does; engine/batch.rs
-        // does the same for batched steps).
-        if self.logits_log.is_none() && self.sampler.is_plain_argmax() {
-            return Ok(logits.squeeze(0)?.argmax(candle_core::D::Minus1)?.to_scalar::<u32>()?);
-        }
         let mut logits: Vec<f32> = logits.squeeze(0)?.to_vec1()?;
         if let Some(log) = self.logits_log.as_deref_mut() {
             log.push(logits.clone());

@@ -165,6 +165,19 @@ pub fn argmax(logits: &[f32]) -> u32 {
     best as u32
 }
 
+/// The argmax of each row of `logits` `[rows, vocab]`, taken on their device (on a GPU, rows ids
+/// cross to the host instead of rows x vocab floats), or `None` where some row's maximum is not
+/// unique: candle's CUDA argmax breaks ties by thread (index modulo its block size), not by
+/// index, while `argmax` keeps the first maximum, so a tie goes to the host's rule instead.
+pub fn device_argmax(logits: &candle_core::Tensor) -> candle_core::Result<Option<Vec<u32>>> {
+    use candle_core::{DType, Tensor, D};
+    let max = logits.max_keepdim(D::Minus1)?;
+    let maxima = logits.broadcast_eq(&max)?.to_dtype(DType::U32)?.sum(D::Minus1)?;
+    let picks = logits.argmax(D::Minus1)?;
+    let both = Tensor::stack(&[&picks, &maxima], 0)?.to_vec2::<u32>()?;
+    Ok(both[1].iter().all(|&n| n == 1).then(|| both[0].clone()))
+}
+
 /// Divides positive logits and multiplies negative ones of every token already seen.
 fn apply_repetition_penalty(logits: &mut [f32], context: &[u32], penalty: f32) {
     let mut seen = std::collections::HashSet::new();
@@ -183,6 +196,15 @@ mod tests {
 
     fn sampler(temperature: f64, top_k: Option<usize>, top_p: Option<f64>, seed: u64) -> Sampler {
         Sampler::new(SamplingConfig { temperature, top_k, top_p, repetition_penalty: 1.0, seed })
+    }
+
+    #[test]
+    fn device_argmax_answers_only_where_every_maximum_is_unique() {
+        let dev = candle_core::Device::Cpu;
+        let unique = candle_core::Tensor::new(&[[1f32, 3.0, 2.0], [5.0, -1.0, 0.0]], &dev).unwrap();
+        assert_eq!(device_argmax(&unique).unwrap(), Some(vec![1, 0]));
+        let tied = candle_core::Tensor::new(&[[1f32, 3.0, 2.0], [0.0, 4.0, 4.0]], &dev).unwrap();
+        assert_eq!(device_argmax(&tied).unwrap(), None);
     }
 
     #[test]

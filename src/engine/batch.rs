@@ -13,7 +13,7 @@
 use super::batch_spec::{verify_draft, BatchSpeculation, SpecCounters};
 use super::device::synchronize;
 use super::generate::{Engine, GenerateRequest, StopReason};
-use crate::decode::sampling::{Sampler, SamplingConfig};
+use crate::decode::sampling::{device_argmax, Sampler, SamplingConfig};
 use crate::decode::speculative::KController;
 use crate::kv::block_pool::BlockTable;
 use crate::kv::PagedKvPool;
@@ -329,14 +329,17 @@ impl<'m> BatchEngine<'m> {
         let logits = self.model.forward_batch(&mut parts, &mut self.pool).context("batched step")?;
         drop(parts);
         // A step whose every token is a plain argmax picks them where the logits are: on a GPU
-        // B token ids cross to the host instead of B x vocab logits. The CPU takes the same
-        // path (candle's argmax keeps the first maximum, as the sampler's does), so the
-        // batched-equals-alone tests run it.
-        let on_device_argmax = self.running.iter().zip(&counts).all(|(s, &n)| n == 0 || (s.draft.is_empty() && s.sampler.is_plain_argmax()));
-        let (mut rows, mut picks) = (Vec::new().into_iter(), Vec::new().into_iter());
-        if on_device_argmax {
-            picks = logits.argmax(candle_core::D::Minus1)?.to_vec1::<u32>().context("reading the step's tokens")?.into_iter();
-        } else {
+        // B token ids cross to the host instead of B x vocab logits, unless a row's maximum is
+        // tied (`device_argmax`: candle's CUDA argmax does not keep the first maximum, the
+        // sampler does). The CPU takes the same path, so the batched-equals-alone tests run it.
+        let plain_argmax = self.running.iter().zip(&counts).all(|(s, &n)| n == 0 || (s.draft.is_empty() && s.sampler.is_plain_argmax()));
+        let device_picks = match plain_argmax {
+            true => device_argmax(&logits).context("reading the step's tokens")?,
+            false => None,
+        };
+        let on_device_argmax = device_picks.is_some();
+        let (mut rows, mut picks) = (Vec::new().into_iter(), device_picks.unwrap_or_default().into_iter());
+        if !on_device_argmax {
             rows = logits.to_vec2::<f32>().context("reading the step's logits")?.into_iter();
         }
         synchronize(&self.device)?;

@@ -54,12 +54,15 @@ struct Shape {
 // narrow: one warp a row pair everywhere but the down projection (f32: two warps, 8 loads a
 // lane), 8-16 row lanes a chunk in the transposed down product, two attention splits at 300.
 // wide: GQA 4:1, interleaved RoPE, three splits of capacity.
-// tall: TinyLlama's hidden size and MLP grid (264 blocks, 8 groups of 8 intermediate values a
-// block): QKV 8 loads a lane, as the host launches TinyLlama bf16.
+// tall: TinyLlama's hidden size and MLP layout: 2-3 groups of 8 intermediate values a block,
+// spread unevenly (264 groups over 96 blocks; TinyLlama: 704 over 264), QKV 8 loads a lane.
+// The fused MLP also runs where the host would split it (GemvChoice::mlp_blocks' sector rule:
+// wide in bf16/f16, one 16-byte group a block): the kernels are checked beyond what the host
+// launches.
 const Shape SHAPES[] = {
     {"narrow", 128, 2, 1, 64, 1152, 96, 512, false, 8, {5, 300}, false, nullptr},
     {"wide", 1024, 8, 2, 128, 768, 160, 600, true, 48, {259, 7}, false, nullptr},
-    {"tall", 2048, 16, 4, 128, 2112, 64, 300, false, 132, {260, -1}, true, " default fused "},
+    {"tall", 2048, 16, 4, 128, 2112, 64, 300, false, 48, {260, -1}, true, " default fused "},
 };
 
 enum class Mlp { Transposed, Fused, Split, Stream };

@@ -89,7 +89,7 @@ struct GemvArgs {
   const void* sin;
   void* k_cache;        // ROPE: T [n_kv][capacity][head_dim]
   void* v_cache;
-  const uint4* down;    // MLP: the down projection T [k][n / 2]
+  const uint4* down;    // MLP: the down projection T [k][n / 2], or transposed [n / 2][k] (mlp_fused_t)
   float* acc;           // MLP: f32 [k], its down products added to (zeroed by embed each step)
   const float* pending; // NORM_PENDING: the previous layer's MLP accumulator, f32 [k]
   void* resid_out;      // NORM_PENDING: the residual stream x + pending, T [k], written (or null)

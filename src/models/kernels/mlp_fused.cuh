@@ -6,8 +6,9 @@
 // before its first product (ncu: down at 39% of the DRAM peak; NOTES, 2026-12-05). Here block b
 // owns a run of intermediate indices [i0, i0 + width): it computes those gate and up rows (a
 // warp a pair, as the warp gemv does), keeps their activations in shared memory, then multiplies
-// the down matrix's matching column slice for every output row ("split-K" over the intermediate
-// dimension) and adds the partial sums into an f32 accumulator with vector reductions. Nothing
+// the matching rows of the down matrix's transposed copy (by default; stored, the matching
+// column slice of every output row) ("split-K" over the intermediate dimension) and adds the
+// partial sums into an f32 accumulator with vector reductions. Nothing
 // waits for another block; the next kernel's prologue (PRO_NORM_PENDING) adds the accumulator
 // to the residual stream, rounded as candle rounds the down output and the residual add.
 //
