@@ -72,12 +72,17 @@ pub struct StreamShape {
 impl GemvChoice {
     /// From the environment, for a device of `sms` multiprocessors.
     pub fn from_env(sms: u32) -> Result<Self> {
-        let stream = env_choice("LLMBENCH_CUDA_GEMV", &[("warp", false), ("stream", true)])?;
+        Self::from_vars(sms, &|name| std::env::var(name).ok())
+    }
+
+    /// From the variables `var` returns (the environment's, or a test's).
+    fn from_vars(sms: u32, var: &dyn Fn(&str) -> Option<String>) -> Result<Self> {
+        let stream = env_choice(var, "LLMBENCH_CUDA_GEMV", &[("warp", false), ("stream", true)])?;
         let number =
             |name: &str, default: usize, range: std::ops::RangeInclusive<usize>| -> Result<usize> {
-                match std::env::var(name) {
-                    Err(_) => Ok(default),
-                    Ok(v) => v
+                match var(name) {
+                    None => Ok(default),
+                    Some(v) => v
                         .parse::<usize>()
                         .ok()
                         .filter(|n| range.contains(n))
@@ -105,13 +110,14 @@ impl GemvChoice {
         // Settings of experiments measured slower and removed (NOTES, session 8): an error, so
         // that a sweep still naming one does not time the default under its label.
         for removed in ["LLMBENCH_CUDA_QKV", "LLMBENCH_CUDA_O", "LLMBENCH_CUDA_LAYER"] {
-            if std::env::var(removed).is_ok_and(|v| !v.is_empty()) {
+            if var(removed).is_some_and(|v| !v.is_empty()) {
                 return Err(Error::Msg(format!(
                     "{removed}: this experiment was measured slower and removed (results/gpu/NOTES.md, session 8); unset it"
                 )));
             }
         }
         let mlp = env_choice(
+            var,
             "LLMBENCH_CUDA_MLP",
             &[
                 ("transposed", MlpChoice::Transposed),
@@ -182,8 +188,8 @@ impl GemvChoice {
 
 /// The value of the environment variable `name` among `options` (name, value), the first being
 /// the default (also for an unset or empty variable); anything else is an error naming them all.
-fn env_choice<T: Copy>(name: &str, options: &[(&str, T)]) -> Result<T> {
-    let set = std::env::var(name).unwrap_or_default();
+fn env_choice<T: Copy>(var: &dyn Fn(&str) -> Option<String>, name: &str, options: &[(&str, T)]) -> Result<T> {
+    let set = var(name).unwrap_or_default();
     if set.is_empty() {
         return Ok(options[0].1);
     }
@@ -280,15 +286,32 @@ mod tests {
         assert_eq!(stream().blocks(0, 2), 1);
     }
 
+    /// A variable lookup over `pairs` (name, value), in place of the environment.
+    fn vars(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let owned: Vec<(String, String)> = pairs.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect();
+        move |name| owned.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone())
+    }
+
     #[test]
     fn env_choice_takes_the_first_option_by_default_and_names_all_on_error() {
         let options = [("fused", 0), ("split", 1)];
-        assert_eq!(env_choice("LLMBENCH_TEST_UNSET_CHOICE", &options).unwrap(), 0);
-        std::env::set_var("LLMBENCH_TEST_SET_CHOICE", "split");
-        assert_eq!(env_choice("LLMBENCH_TEST_SET_CHOICE", &options).unwrap(), 1);
-        std::env::set_var("LLMBENCH_TEST_BAD_CHOICE", "fast");
-        let err = env_choice("LLMBENCH_TEST_BAD_CHOICE", &options).unwrap_err().to_string();
-        assert!(err.contains("LLMBENCH_TEST_BAD_CHOICE=fast: expected one of fused, split (fused is the default)"), "{err}");
+        assert_eq!(env_choice(&vars(&[]), "CHOICE", &options).unwrap(), 0);
+        assert_eq!(env_choice(&vars(&[("CHOICE", "")]), "CHOICE", &options).unwrap(), 0);
+        assert_eq!(env_choice(&vars(&[("CHOICE", "split")]), "CHOICE", &options).unwrap(), 1);
+        let err = env_choice(&vars(&[("CHOICE", "fast")]), "CHOICE", &options).unwrap_err().to_string();
+        assert!(err.contains("CHOICE=fast: expected one of fused, split (fused is the default)"), "{err}");
+    }
+
+    #[test]
+    fn the_transposed_mlp_is_the_default_and_removed_settings_are_refused() {
+        assert_eq!(GemvChoice::from_vars(132, &vars(&[])).unwrap().mlp, MlpChoice::Transposed);
+        assert_eq!(GemvChoice::from_vars(132, &vars(&[("LLMBENCH_CUDA_MLP", "fused")])).unwrap().mlp, MlpChoice::Fused);
+        for removed in ["LLMBENCH_CUDA_QKV", "LLMBENCH_CUDA_O", "LLMBENCH_CUDA_LAYER"] {
+            let err = GemvChoice::from_vars(132, &vars(&[(removed, "x")])).unwrap_err().to_string();
+            assert!(err.contains(removed) && err.contains("removed"), "{err}");
+        }
+        // Set but empty is unset, as for every setting.
+        assert!(GemvChoice::from_vars(132, &vars(&[("LLMBENCH_CUDA_LAYER", "")])).is_ok());
     }
 
     #[test]
