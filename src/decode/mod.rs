@@ -86,6 +86,14 @@ pub struct StepContext<'a> {
 impl StepContext<'_> {
     /// Feeds `tokens[from..]` at positions `start_pos..` and samples one token from the last logits.
     pub fn feed_and_sample(&mut self, from: usize, start_pos: usize) -> Result<u32> {
+        // A plain argmax with no logits to keep: where the model can pick it on its device (a
+        // first-maximum kernel in Llama's CUDA graph), one id crosses to the host instead of the
+        // logits, and no host loop scans them.
+        if let ([token], None, true) = (&self.tokens[from..], &self.logits_log, self.sampler.is_plain_argmax()) {
+            if let Some(next) = self.model.greedy_token(*token, start_pos, self.cache) {
+                return Ok(next?);
+            }
+        }
         let logits = match &self.tokens[from..] {
             [token] => self.model.forward_token(*token, start_pos, self.device, self.cache)?,
             fed => self.model.forward(&Tensor::new(fed, self.device)?.unsqueeze(0)?, start_pos, self.cache)?,

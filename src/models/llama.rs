@@ -349,19 +349,16 @@ pub fn inverse_frequencies(head_dim: usize, theta: f64, scaling: Option<&Llama3R
 }
 
 impl Llama {
-    /// The CUDA graph's decode step for one token (`token()`, asked only if the graph takes
-    /// the step) at the end of a static cache on this device, or `None` where the graph does
-    /// not take it (no graph, disabled, another cache, past the RoPE table).
-    fn graph_step(&self, start_pos: usize, cache: &mut dyn KvCache, token: impl FnOnce() -> candle_core::Result<u32>) -> Option<candle_core::Result<Tensor>> {
+    /// The CUDA graph and the static cache it decodes into, where the graph takes a one-token
+    /// step at `start_pos` (a graph, enabled, the step at the end of a static cache on this
+    /// device, within the RoPE table); `None` elsewhere.
+    fn graph_for<'c>(&self, start_pos: usize, cache: &'c mut dyn KvCache) -> Option<(&GraphDecoder, &'c mut dyn crate::kv::InPlaceBuffers)> {
         let graph = self.graph.as_ref().filter(|_| self.graph_enabled)?;
         if cache.seq_len() != start_pos || start_pos >= self.rope.positions() {
             return None;
         }
         let fixed = cache.in_place()?;
-        if !graph.supports(&*fixed) {
-            return None;
-        }
-        Some(token().and_then(|token| graph.step(token, start_pos, fixed)))
+        graph.supports(&*fixed).then_some((graph, fixed))
     }
 }
 
@@ -370,8 +367,9 @@ impl Model for Llama {
     /// else (prefill, other caches, CPU) through the generic path.
     fn forward(&self, ids: &Tensor, start_pos: usize, cache: &mut dyn KvCache) -> candle_core::Result<Tensor> {
         if ids.dims2()? == (1, 1) {
-            if let Some(logits) = self.graph_step(start_pos, cache, || Ok(ids.flatten_all()?.to_vec1::<u32>()?[0])) {
-                return logits;
+            if let Some((graph, fixed)) = self.graph_for(start_pos, cache) {
+                let token = ids.flatten_all()?.to_vec1::<u32>()?[0];
+                return graph.step(token, start_pos, fixed);
             }
         }
         let hidden = self.forward_hidden_impl(ids, start_pos, self.blocks.len(), VerifyAttention::Batched, cache)?;
@@ -379,10 +377,15 @@ impl Model for Llama {
     }
     /// The graph path without the id's round trip through the device (`forward` has it there).
     fn forward_token(&self, token: u32, start_pos: usize, device: &candle_core::Device, cache: &mut dyn KvCache) -> candle_core::Result<Tensor> {
-        if let Some(logits) = self.graph_step(start_pos, cache, || Ok(token)) {
-            return logits;
+        if let Some((graph, fixed)) = self.graph_for(start_pos, cache) {
+            return graph.step(token, start_pos, fixed);
         }
         self.forward(&Tensor::new(&[[token]], device)?, start_pos, cache)
+    }
+    /// The graph's step with its greedy token, picked on the device.
+    fn greedy_token(&self, token: u32, start_pos: usize, cache: &mut dyn KvCache) -> Option<candle_core::Result<u32>> {
+        let (graph, fixed) = self.graph_for(start_pos, cache)?;
+        Some(graph.step_greedy(token, start_pos, fixed))
     }
     fn has_batch(&self) -> bool {
         true

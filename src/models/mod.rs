@@ -157,6 +157,12 @@ pub trait Model: Send {
     fn forward_token(&self, token: u32, start_pos: usize, device: &candle_core::Device, cache: &mut dyn KvCache) -> candle_core::Result<Tensor> {
         self.forward(&Tensor::new(&[[token]], device)?, start_pos, cache)
     }
+    /// The greedy next token (the logits' first maximum) after `token` at `start_pos`, where the
+    /// model picks it without the logits leaving its device (Llama's CUDA graph); `None`, with
+    /// nothing done, elsewhere (the caller then runs `forward_token` and picks on the host).
+    fn greedy_token(&self, _token: u32, _start_pos: usize, _cache: &mut dyn KvCache) -> Option<candle_core::Result<u32>> {
+        None
+    }
     /// Logits of the last `n` positions, `[b, n, vocab]` in f32, attending as `mode` says
     /// (speculative verification: the head runs only where a draft is judged).
     fn forward_verify(

@@ -3,7 +3,7 @@
 // can wire them (src/models/cuda_graph/cuda.rs): the default launches (the fused MLP over the
 // transposed down matrix), the fused MLP over the stored one, the split MLP, the streaming
 // gemv, and GGUF Q8_0, Q4_0 and Q4_1 and our int8 and int4 (groups of 32 and 128) weights in an
-// f32 graph. After each
+// f32 graph, and the greedy token's kernel (also alone, on ties). After each
 // launch that completes a stage, its
 // outputs are compared with a double-precision reference computed from the device's inputs to
 // that stage (the reference rounds to T where candle and the kernels store T, so the
@@ -241,6 +241,7 @@ template <typename T> struct Model {
   float* zeroed;  // the fused MLPs' sums
   int zeroed_len, sums_len;
   float* logits;
+  unsigned* token;  // the greedy token (argmax_f32)
   float* partial;
   unsigned long long* trace;  // 64 launches' timeline slots (trace.cuh), 4 stamps each
   std::vector<Tensor<T>> k_cache, v_cache;  // per layer, [n_kv][capacity][head_dim]
@@ -297,6 +298,7 @@ template <typename T> Model<T> build(const Shape& s, uint64_t seed, int fmt = FM
   m.zeroed_len = m.sums_len;
   m.zeroed = emu::device_alloc<float>(m.zeroed_len);
   m.logits = emu::device_alloc<float>(s.vocab);
+  m.token = emu::device_alloc<unsigned>(1);
   m.partial = emu::device_alloc<float>((size_t)m.max_splits * s.n_head * (s.head_dim + 2));
   m.trace = emu::device_alloc<unsigned long long>(64 * 4);
   return m;
@@ -481,6 +483,42 @@ GemvArgs with_io(GemvArgs base, int n, int k, const void* in, void* out, int pro
   base.prologue = prologue;
   base.epilogue = epilogue;
   return base;
+}
+
+// The first index of the largest of `n` values (the host sampler's argmax, NaN never larger).
+int first_max(const float* v, int n) {
+  int best = 0;
+  for (int i = 1; i < n; ++i)
+    if (v[i] > v[best]) best = i;
+  return best;
+}
+
+// argmax_f32 on ties across threads (candle's CUDA argmax would take the lower thread, not the
+// lower index), on -inf and NaN, and on a vector shorter than the block.
+void argmax_cases() {
+  emu::device_reset();
+  const int n = 5000;
+  float* v = emu::device_alloc<float>(n);
+  unsigned* token = emu::device_alloc<unsigned>(1);
+  Rng rng{7};
+  auto run = [&](int len, const char* what, int expected) {
+    *token = 12345;
+    bool ok = emu::launch("argmax", dim3{1}, dim3{ARGMAX_THREADS}, 0, [=] { argmax_f32(v, len, token, nullptr); });
+    check(std::string("argmax ") + what, "token", {ok ? (float)*token : -1.f}, {(double)expected}, 0.0);
+  };
+  for (int i = 0; i < n; ++i) v[i] = rng.uniform();
+  // Thread 0 (which writes the token) holds the later index in each tie: a merge that kept its
+  // own pair on a tie would answer 1024.
+  v[1024] = v[5] = 2.f;  // one warp: threads 0 and 5
+  run(n, "tie within a warp", 5);
+  v[1024] = v[40] = 2.5f;  // warps 0 and 1
+  run(n, "tie across warps", 40);
+  v[4000] = 3.f;
+  v[3000] = NAN;
+  run(n, "with a NaN", 4000);
+  run(3, "shorter than the block", first_max(v, 3));
+  for (int i = 0; i < n; ++i) v[i] = -INFINITY;
+  run(n, "all -inf", 0);
 }
 
 // ---- one decode step, as cuda.rs's enqueue queues it, with the checks between launches ----
@@ -695,6 +733,15 @@ template <typename T> bool step(Model<T>& m, const Wiring& wiring, int token, in
   std::vector<double> logits = project(m.head, s.vocab, s.hidden, rms_norm<T>(x_last, m.final_norm.host, shape.eps));
   for (double& v : logits) v = rt<T>(v);
   check(where, "logits", std::vector<float>(m.logits, m.logits + s.vocab), logits, tol);
+  // The greedy token, from the device's logits: their first maximum.
+  {
+    float* lg = m.logits;
+    unsigned* token = m.token;
+    int vocab = s.vocab;
+    unsigned long long* argmax_slot = slot();
+    if (!emu::launch("argmax", dim3{1}, dim3{ARGMAX_THREADS}, 0, [=] { argmax_f32(lg, vocab, token, argmax_slot); })) return false;
+    check(where, "argmax", {(float)*m.token}, {(double)first_max(m.logits, s.vocab)}, 0.0);
+  }
   // Each launch's stamps: its first block's start <= first release <= last release <= last
   // block's end, none left at its reset value (a block that returned before trace_end would).
   std::vector<float> unstamped(1, 0.f);
@@ -737,6 +784,7 @@ template <typename T> void run_all(const char* only) {
 int main(int argc, char** argv) {
   const char* only = argc > 1 ? argv[1] : nullptr;
   if (const char* seed = std::getenv("EMU_SEED")) emu::seed = std::strtoull(seed, nullptr, 10);
+  if (only == nullptr) argmax_cases();
   run_all<float>(only);
   run_all<__nv_bfloat16>(only);
   run_all<__half>(only);

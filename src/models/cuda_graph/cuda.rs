@@ -29,6 +29,8 @@ const PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/llama_decode.ptx"));
 /// Positions per attention split (SPLIT in the .cu file): one per thread of the split kernels.
 const SPLIT: usize = 256;
 const EMBED_THREADS: u32 = 512;
+/// Threads of the greedy token's kernel (ARGMAX_THREADS in the .cu file): one block.
+const ARGMAX_THREADS: u32 = 1024;
 /// Most dynamic shared memory a gemv block may take (its input vector and, quantized, the codes:
 /// 5.25 bytes a value, so rows of up to ~30,000 inputs). Hopper allows 227 KiB per block.
 pub(super) const MAX_GEMV_SHARED_BYTES: usize = 160 * 1024;
@@ -63,6 +65,8 @@ struct Buffers {
     x: [Tensor; 2],
     q: Tensor,
     act: Tensor,
+    /// The greedy token (u32, one), the first maximum of `logits`, written by each step.
+    token: Tensor,
     /// Zeroed by the embedding kernel at each step: the fused MLPs' down products, f32
     /// `[layers][hidden]` (rounded up to a multiple of 4).
     zeroed: Tensor,
@@ -81,6 +85,7 @@ struct Inner {
     stream: Arc<CudaStream>,
     embed: CudaFunction,
     attention: CudaFunction,
+    argmax: CudaFunction,
     _module: Arc<CudaModule>,
     /// Holds the tensors (and quantized matrices) whose addresses the projections keep.
     weights: DecodeWeights,
@@ -160,6 +165,7 @@ impl GraphDecoder {
             x: [zeros(shape.hidden, dtype)?, zeros(shape.hidden, dtype)?],
             q: zeros(q_dim, dtype)?,
             act: zeros(shape.intermediate, dtype)?,
+            token: zeros(1, DType::U32)?,
             zeroed: zeros(mlp_sums_len(layers.len(), shape.hidden), DType::F32)?,
             logits: Tensor::zeros((1, shape.vocab), DType::F32, device)?,
         };
@@ -168,6 +174,7 @@ impl GraphDecoder {
             device: dev.clone(),
             embed: f(&format!("embed_{suffix}"))?,
             attention: f(&format!("attn_split_{suffix}"))?,
+            argmax: f("argmax_f32")?,
             _module: module.clone(),
             stream,
             weights,
@@ -189,7 +196,16 @@ impl GraphDecoder {
     /// later step replays it.
     pub fn step(&self, token: u32, pos: usize, cache: &mut dyn InPlaceBuffers) -> Result<Tensor> {
         let mut inner = self.inner.lock().map_err(|_| candle_core::Error::Msg("graph decoder poisoned".into()))?;
-        inner.step(token, pos, cache)
+        inner.step(token, pos, cache)?;
+        inner.buffers.logits.copy()
+    }
+
+    /// As `step`, but returns the greedy next token (the logits' first maximum, picked on the
+    /// device: 4 bytes cross to the host instead of the logits).
+    pub fn step_greedy(&self, token: u32, pos: usize, cache: &mut dyn InPlaceBuffers) -> Result<u32> {
+        let mut inner = self.inner.lock().map_err(|_| candle_core::Error::Msg("graph decoder poisoned".into()))?;
+        inner.step(token, pos, cache)?;
+        Ok(inner.buffers.token.to_vec1::<u32>()?[0])
     }
 
     /// Whether a cache can be decoded by this graph (allocated on this device, of its dtype,
@@ -208,7 +224,9 @@ fn mlp_sums_len(layers: usize, hidden: usize) -> usize {
 }
 
 impl Inner {
-    fn step(&mut self, token: u32, pos: usize, cache: &mut dyn InPlaceBuffers) -> Result<Tensor> {
+    /// Runs one decode step (eagerly and captured, or replayed); its logits and greedy token
+    /// are then in `buffers`, ordered before candle's stream's next work.
+    fn step(&mut self, token: u32, pos: usize, cache: &mut dyn InPlaceBuffers) -> Result<()> {
         let candle_stream = self.device.cuda_stream();
         let cache_ptrs = (0..self.layers.len())
             .map(|l| {
@@ -266,8 +284,7 @@ impl Inner {
             }
         }
         candle_stream.join(&self.stream).map_err(wrap)?;
-        cache.advance(1)?;
-        self.buffers.logits.copy()
+        cache.advance(1)
     }
 
     /// Queues one decode step on the decoder's stream.
@@ -353,13 +370,18 @@ impl Inner {
         let final_norm = ptr(&w.final_norm, st)?;
         let head = GemvArgs { trace: slot()?, ..shape_args };
         match pending {
-            None => run.gemv(&self.head, head, (PRO_NORM, xs[x], final_norm), (EPI_LOGITS, logits)),
-            Some(acc) => run.gemv(&self.head, GemvArgs { pending: acc, ..head }, (PRO_NORM_PENDING, xs[x], final_norm), (EPI_LOGITS, logits)),
+            None => run.gemv(&self.head, head, (PRO_NORM, xs[x], final_norm), (EPI_LOGITS, logits))?,
+            Some(acc) => run.gemv(&self.head, GemvArgs { pending: acc, ..head }, (PRO_NORM_PENDING, xs[x], final_norm), (EPI_LOGITS, logits))?,
         }
+        // The greedy token, in every step (a few microseconds), so that one graph serves
+        // greedy and sampled decoding alike.
+        let (token, vocab, argmax_slot) = (ptr(&b.token, st)?, s.vocab as i32, slot()?);
+        let one_block = LaunchConfig { grid_dim: (1, 1, 1), block_dim: (ARGMAX_THREADS, 1, 1), shared_mem_bytes: 0 };
+        launch_after_previous(&self.stream, &self.argmax, one_block, &mut [arg(&logits), arg(&vocab), arg(&token), arg(&argmax_slot)])
     }
 
     /// One step's launches in `enqueue`'s order, named for the trace: embed, then per layer qkv,
-    /// attention, o and the MLP's one or two launches, then head.
+    /// attention, o and the MLP's one or two launches, then head and the greedy token.
     fn launch_names(&self) -> Vec<String> {
         let mut names = vec!["embed".to_string()];
         for (l, ops) in self.layers.iter().enumerate() {
@@ -369,7 +391,7 @@ impl Inner {
                 Mlp::Split { .. } => names.extend(["gate_up", "down"].map(|k| format!("{l}.{k}"))),
             }
         }
-        names.push("head".into());
+        names.extend(["head".into(), "argmax".into()]);
         names
     }
 }

@@ -305,6 +305,52 @@ __device__ void gemv(const GemvArgs& a) {
 #include "gemv_stream.cuh"
 #include "mlp_fused.cuh"
 
+// The greedy next token, captured after the head so that a greedy step reads 4 bytes instead
+// of the logits: the first index of the largest logit (torch.argmax's rule, and the host
+// sampler's; candle's CUDA argmax breaks ties by thread, not by index). One block: each thread
+// keeps its first largest over a stride, then (value, index) pairs meet, the larger value or,
+// at equal values, the smaller index winning. NaN logits are never picked (nor by the host's
+// loop, unless the first logit is NaN); where every logit is NaN or -inf, index 0.
+#define ARGMAX_THREADS 1024
+extern "C" __global__ void __launch_bounds__(ARGMAX_THREADS) argmax_f32(const float* logits, int n, unsigned* token,
+                                                                          unsigned long long* trace) {
+  static __shared__ float best_of[ARGMAX_THREADS / 32];
+  static __shared__ int at_of[ARGMAX_THREADS / 32];
+  trace_start(trace);
+  wait_for_previous();
+  release_next();
+  trace_released(trace);
+  float best = -INFINITY;
+  int at = n;  // none yet
+  for (int i = threadIdx.x; i < n; i += blockDim.x) {
+    float v = logits[i];
+    if (v > best) best = v, at = i;
+  }
+  auto merge = [&](float v, int i) {
+    if (v > best || (v == best && i < at)) best = v, at = i;
+  };
+  for (int off = 16; off > 0; off >>= 1) {
+    float v = __shfl_xor_sync(0xffffffffu, best, off);
+    int i = __shfl_xor_sync(0xffffffffu, at, off);
+    merge(v, i);
+  }
+  int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  if (lane == 0) best_of[warp] = best, at_of[warp] = at;
+  __syncthreads();
+  if (warp == 0) {
+    int warps = blockDim.x >> 5;
+    best = lane < warps ? best_of[lane] : -INFINITY;
+    at = lane < warps ? at_of[lane] : n;
+    for (int off = 16; off > 0; off >>= 1) {
+      float v = __shfl_xor_sync(0xffffffffu, best, off);
+      int i = __shfl_xor_sync(0xffffffffu, at, off);
+      merge(v, i);
+    }
+    if (lane == 0) *token = at < n ? (unsigned)at : 0u;
+  }
+  trace_end(trace);
+}
+
 #define GEMV_KERNEL(NAME, T, FMT, F)                                                                              \
   extern "C" __global__ void __launch_bounds__(128) NAME##_c4(const GemvArgs a) { gemv<T, FMT, 4, F>(a); }       \
   extern "C" __global__ void __launch_bounds__(128) NAME##_c8(const GemvArgs a) { gemv<T, FMT, 8, F>(a); }
