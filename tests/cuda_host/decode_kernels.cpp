@@ -304,14 +304,16 @@ template <typename T> Model<T> build(const Shape& s, uint64_t seed, int fmt = FM
   return m;
 }
 
-// Caches of random history before `pos` (the prefill's), the same for every wiring.
+// Caches of random history before `pos` (the prefill's), the same for every wiring; NaN from
+// `pos` on, where nothing is written yet: attn_split's split 0 loads positions past the length
+// and must drop them (a NaN weighted by a zero probability would still reach the output).
 template <typename T> void reset_caches(Model<T>& m, int pos, uint64_t seed) {
   Rng rng{seed};
   m.k_cache.clear();
   m.v_cache.clear();
   for (int l = 0; l < 2; ++l) {
     size_t n = (size_t)m.s.n_kv * m.s.capacity * m.s.head_dim;
-    std::vector<float> k(n, 0.f), v(n, 0.f);
+    std::vector<float> k(n, NAN), v(n, NAN);
     for (int h = 0; h < m.s.n_kv; ++h)
       for (int p = 0; p < pos; ++p)
         for (int j = 0; j < m.s.head_dim; ++j) {
@@ -377,6 +379,7 @@ void check(const std::string& where, const char* what, const std::vector<float>&
   size_t at = 0;
   for (double v : want) scale = std::max(scale, std::fabs(v));
   for (size_t i = 0; i < want.size(); ++i) {
+    if (std::isnan(want[i]) && std::isnan(got[i])) continue;  // a cache's unwritten positions
     double d = std::fabs((double)got[i] - want[i]);
     if (!(d <= worst)) worst = d, at = i;  // NaN counts as worst
   }
@@ -493,11 +496,14 @@ int first_max(const float* v, int n) {
   return best;
 }
 
-// argmax_f32 on ties across threads (candle's CUDA argmax would take the lower thread, not the
-// lower index), on -inf and NaN, and on a vector shorter than the block.
+// argmax_f32 on ties: within a 16-byte load, across threads where the later index sits on the
+// lower thread (candle's CUDA argmax would take the lower thread, not the lower index), across
+// warps and across a thread's load rounds; on -inf and NaN; on a length that is not a multiple
+// of 4 (the last values read one at a time) and one shorter than the block. Thread t reads the
+// 4-value runs t + 1024 j, so index 4t + 4096 j + r is its; a round covers 8 runs (32,768 values).
 void argmax_cases() {
   emu::device_reset();
-  const int n = 5000;
+  const int n = 40003;  // two rounds and a 3-value tail
   float* v = emu::device_alloc<float>(n);
   unsigned* token = emu::device_alloc<unsigned>(1);
   Rng rng{7};
@@ -507,16 +513,28 @@ void argmax_cases() {
     check(std::string("argmax ") + what, "token", {ok ? (float)*token : -1.f}, {(double)expected}, 0.0);
   };
   for (int i = 0; i < n; ++i) v[i] = rng.uniform();
-  // Thread 0 (which writes the token) holds the later index in each tie: a merge that kept its
-  // own pair on a tie would answer 1024.
-  v[1024] = v[5] = 2.f;  // one warp: threads 0 and 5
-  run(n, "tie within a warp", 5);
-  v[1024] = v[40] = 2.5f;  // warps 0 and 1
-  run(n, "tie across warps", 40);
-  v[4000] = 3.f;
+  run(n, "random", first_max(v, n));
+  v[4096] = v[20] = 2.f;  // thread 0 (round 1's second run) and thread 5, one warp
+  run(n, "tie within a warp", 20);
+  v[101] = v[103] = 2.25f;  // one load of thread 25
+  run(n, "tie within a load", 101);
+  v[4096 + 4] = v[160] = 2.5f;  // thread 1 and thread 40 (warp 1)
+  run(n, "tie across warps", 160);
+  v[32768 + 8] = v[8 + 4096] = 2.75f;  // thread 2, rounds 2 and 1
+  run(n, "tie across a thread's rounds", 8 + 4096);
+  v[32768 + 12] = 2.8f;  // only in round 2
+  run(n, "largest in the second round", 32768 + 12);
+  v[n - 2] = 3.f;
+  run(n, "largest in the tail", n - 2);
+  v[n - 1] = v[n - 2];
+  run(n, "tie within the tail", n - 2);
+  v[30] = v[n - 2];
+  run(n, "tie between a load and the tail", 30);
+  v[4000] = 3.5f;
   v[3000] = NAN;
   run(n, "with a NaN", 4000);
-  run(3, "shorter than the block", first_max(v, 3));
+  run(3, "shorter than a load", first_max(v, 3));
+  run(4001, "shorter than a round", first_max(v, 4001));
   for (int i = 0; i < n; ++i) v[i] = -INFINITY;
   run(n, "all -inf", 0);
 }

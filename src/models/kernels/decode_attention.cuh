@@ -13,56 +13,72 @@
 // h / (n_head / n_kv). Scores: one position per thread, 16-byte key loads; values: thread
 // (position group, 16-byte chunk), groups summed at the end.
 //
-// attn_split_at is the work of one (head, split) block of SPLIT threads, once q and the cache
-// are in memory.
+// attn_split_at is the work of one (head, split) block of SPLIT threads. Every load that does
+// not depend on another goes out before any is used: the position, the query, the thread's key
+// row and the first values, in one round trip where the chain position -> query -> keys took
+// three (the query and the newest key were just written by the QKV launch; the rest of the cache
+// comes from DRAM). Split 0 always has positions (the length is at least 1), so its block loads
+// all of them without waiting for the length, up to the split's end or the capacity, and drops
+// what lies past the length (the cache holds finite values or zeros there, never used: a score
+// past the length is -inf, a value past it is skipped, not weighted by 0). A later split first
+// reads the length, so that the splits past it (most of a long capacity's at the start) return
+// without loading anything.
 template <typename T>
 __device__ void attn_split_at(const T* q, const T* k_cache, const T* v_cache, const int* params, float* acc_out, int n_head,
                               int n_kv, int d, int capacity, float inv_sqrt_d, int max_splits, int head, int split) {
-  constexpr int V = Vec<T>::N;
-  static __shared__ float qs[256];
+  constexpr int V = Vec<T>::N, KPRE = 8, PRE = 8;
+  static __shared__ float qs[256];  // d <= 256 <= SPLIT: one query value a thread
   static __shared__ float probs[SPLIT];
   static __shared__ float red[SPLIT * 8];
   static __shared__ float scratch[32];
-  int len = params[1] + 1;
   int start = split * SPLIT;
-  if (start >= len) return;
+  // Positions this block may load: all of the split below the capacity (split 0), or those
+  // below the length (later splits, which wait for it here).
+  int len = 0, loadable = min(SPLIT, capacity);
+  if (split > 0) {
+    len = params[1] + 1;
+    if (start >= len) return;
+    loadable = min(SPLIT, len - start);
+  }
+  float qv = threadIdx.x < d ? to_f(q[head * d + threadIdx.x]) : 0.f;  // first: its address needs no division
   int kvh = head / (n_head / n_kv);
-  for (int j = threadIdx.x; j < d; j += blockDim.x) qs[j] = to_f(q[head * d + j]);
-  __syncthreads();
   int p = start + threadIdx.x;
+  int chunks = d / V;
+  const uint4* row = reinterpret_cast<const uint4*>(k_cache + ((size_t)kvh * capacity + p) * d);
+  uint4 kpre[KPRE];
+#pragma unroll
+  for (int c = 0; c < KPRE; ++c) kpre[c] = threadIdx.x < loadable && c < chunks ? row[c] : make_uint4(0, 0, 0, 0);
+  const T* vals = v_cache + ((size_t)kvh * capacity + start) * d;
+  int groups = blockDim.x / chunks;
+  int c = threadIdx.x % chunks, g = threadIdx.x / chunks;
+  uint4 vpre[PRE];
+#pragma unroll
+  for (int j = 0; j < PRE; ++j) {
+    int pp = g + j * groups;
+    vpre[j] = pp < loadable ? reinterpret_cast<const uint4*>(vals + (size_t)pp * d)[c] : make_uint4(0, 0, 0, 0);
+  }
+  if (split == 0) len = params[1] + 1;  // in flight with the loads above
+  if (threadIdx.x < d) qs[threadIdx.x] = qv;
+  __syncthreads();
   float s = -INFINITY;
   if (p < len) {
-    const uint4* row = reinterpret_cast<const uint4*>(k_cache + ((size_t)kvh * capacity + p) * d);
-    int chunks = d / V;
     float acc = 0.f;
-    for (int c0 = 0; c0 < chunks; c0 += 8) {
-      uint4 raw[8];
+    for (int c0 = 0; c0 < chunks; c0 += KPRE) {
+      uint4 raw[KPRE];
 #pragma unroll
-      for (int c = 0; c < 8; ++c) raw[c] = c0 + c < chunks ? row[c0 + c] : make_uint4(0, 0, 0, 0);
+      for (int cc = 0; cc < KPRE; ++cc) raw[cc] = c0 == 0 ? kpre[cc] : c0 + cc < chunks ? row[c0 + cc] : make_uint4(0, 0, 0, 0);
 #pragma unroll
-      for (int c = 0; c < 8; ++c) {
-        const T* kv = reinterpret_cast<const T*>(&raw[c]);
-        if (c0 + c < chunks) {
+      for (int cc = 0; cc < KPRE; ++cc) {
+        const T* kv = reinterpret_cast<const T*>(&raw[cc]);
+        if (c0 + cc < chunks) {
 #pragma unroll
-          for (int i = 0; i < V; ++i) acc += qs[(c0 + c) * V + i] * to_f(kv[i]);
+          for (int i = 0; i < V; ++i) acc += qs[(c0 + cc) * V + i] * to_f(kv[i]);
         }
       }
     }
     s = round_t<T>(round_t<T>(acc) * inv_sqrt_d);
   }
-  // The split's values do not depend on the scores: their first loads go out now, in the
-  // same round trip as the keys'.
   int count = min(SPLIT, len - start);
-  const T* vals = v_cache + ((size_t)kvh * capacity + start) * d;
-  int chunks = d / V, groups = blockDim.x / chunks;
-  int c = threadIdx.x % chunks, g = threadIdx.x / chunks;
-  constexpr int PRE = 8;
-  uint4 vpre[PRE];
-#pragma unroll
-  for (int j = 0; j < PRE; ++j) {
-    int pp = g + j * groups;
-    vpre[j] = pp < count ? reinterpret_cast<const uint4*>(vals + (size_t)pp * d)[c] : make_uint4(0, 0, 0, 0);
-  }
   float m = block_max(s, scratch);
   float e = p < len ? expf(s - m) : 0.f;
   probs[threadIdx.x] = e;
@@ -73,10 +89,12 @@ __device__ void attn_split_at(const T* q, const T* k_cache, const T* v_cache, co
 #pragma unroll
   for (int j = 0; j < PRE; ++j) {
     int pp = g + j * groups;
-    const T* vv = reinterpret_cast<const T*>(&vpre[j]);
-    float w = pp < count ? probs[pp] : 0.f;
+    if (pp < count) {
+      const T* vv = reinterpret_cast<const T*>(&vpre[j]);
+      float w = probs[pp];
 #pragma unroll
-    for (int i = 0; i < V; ++i) acc[i] += w * to_f(vv[i]);
+      for (int i = 0; i < V; ++i) acc[i] += w * to_f(vv[i]);
+    }
   }
 #pragma unroll 4
   for (int pp = g + PRE * groups; pp < count; pp += groups) {
@@ -109,11 +127,8 @@ __device__ void attn_split(const T* q, const T* k_cache, const T* v_cache, const
   wait_for_previous();
   release_next();
   trace_released(trace);
-  int len = params[1] + 1;
-  if ((int)blockIdx.y * SPLIT >= len) {  // a split past the current length: nothing to do
-    trace_end(trace);  // its release is stamped: without an end, the launch's last release would follow its last end
-    return;
-  }
+  // A split past the current length returns at once; its end is stamped all the same (without
+  // one, the launch's last release would follow its last end).
   attn_split_at<T>(q, k_cache, v_cache, params, acc_out, n_head, n_kv, d, capacity, inv_sqrt_d, max_splits, blockIdx.x, blockIdx.y);
   trace_end(trace);
 }

@@ -8,6 +8,7 @@
 // a loop that loads and stores chunk by chunk pays one round trip to L2 a chunk (ncu: the down
 // projection's 704-chunk input made every block wait 6 trips; results/gpu/NOTES.md v7).
 #define LOAD_BATCH 4
+#define COMBINE_BATCH 2  // the split-combine's float4s a thread in flight (build_input says why 2)
 template <typename F>
 __device__ __forceinline__ void for_chunks(const uint4* src, int n, F f) {
   for (int base = threadIdx.x; base < n; base += LOAD_BATCH * blockDim.x) {
@@ -114,33 +115,58 @@ __device__ void build_input(const GemvArgs& a, T* xs, float* weights) {
   } else if (a.prologue == PRO_COMBINE) {
     // The attention output from the splits' partial sums (attn_split): with M the largest split
     // max of a head, out = sum_s acc_s e^(m_s - M) / sum_s l_s e^(m_s - M), rounded to T. The
-    // per-(split, head) factors e^(m_s - M) / L first, one thread a head; then 4 values a
-    // thread, all splits' loads independent.
+    // per-(split, head) factors e^(m_s - M) / L first, one thread a head, split 0's stats (it
+    // always holds positions) loaded with the position in one round trip; then COMBINE_BATCH
+    // float4s a thread at a time, all splits' loads independent. TinyLlama's O projection: three
+    // dependent round trips where the chain position -> stats -> one float4 at a time took six.
+    // Not LOAD_BATCH (4): that took the c4 kernels from 80 to 96 registers and the quantized c8
+    // ones from 128 to 155 (ptxas -v), fewer blocks a multiprocessor for every projection.
     const float* acc = static_cast<const float*>(a.in);
-    const float* stats = acc + (size_t)a.attn_splits * a.k;
-    int splits = (a.params[1] + SPLIT) / SPLIT, heads = a.k / a.head_dim;
+    const float4* acc4 = reinterpret_cast<const float4*>(acc);
+    const float2* stats = reinterpret_cast<const float2*>(acc + (size_t)a.attn_splits * a.k);  // (m, l) [split][head]
+    int heads = a.k / a.head_dim, k4 = a.k / 4;
+    int pos = a.params[1];
+    float2 stat0 = threadIdx.x < heads ? stats[threadIdx.x] : make_float2(0.f, 0.f);
+    int splits = (pos + SPLIT) / SPLIT;
     for (int h = threadIdx.x; h < heads; h += blockDim.x) {
-      float m = -INFINITY, den = 0.f;
-      for (int s = 0; s < splits; ++s) m = fmaxf(m, stats[((size_t)s * heads + h) * 2]);
+      float2 st = h == threadIdx.x ? stat0 : stats[h];
+      float m = fmaxf(-INFINITY, st.x), den = 0.f;
+      for (int s = 1; s < splits; ++s) m = fmaxf(m, stats[(size_t)s * heads + h].x);
       for (int s = 0; s < splits; ++s) {
-        float e = expf(stats[((size_t)s * heads + h) * 2] - m);
+        if (s > 0) st = stats[(size_t)s * heads + h];
+        float e = expf(st.x - m);
         weights[s * heads + h] = e;
-        den += stats[((size_t)s * heads + h) * 2 + 1] * e;
+        den += st.y * e;
       }
       float inv = 1.f / den;
       for (int s = 0; s < splits; ++s) weights[s * heads + h] *= inv;
     }
     __syncthreads();
-    for (int i4 = threadIdx.x; i4 < a.k / 4; i4 += blockDim.x) {
-      int h = 4 * i4 / a.head_dim;
-      float4 t = make_float4(0.f, 0.f, 0.f, 0.f);
-#pragma unroll 4
+    for (int base = threadIdx.x; base < k4; base += COMBINE_BATCH * blockDim.x) {
+      float4 t[COMBINE_BATCH];
+#pragma unroll
+      for (int i = 0; i < COMBINE_BATCH; ++i) t[i] = make_float4(0.f, 0.f, 0.f, 0.f);
       for (int s = 0; s < splits; ++s) {
-        float4 v = reinterpret_cast<const float4*>(acc + (size_t)s * a.k)[i4];
-        float w = weights[s * heads + h];
-        t.x += v.x * w, t.y += v.y * w, t.z += v.z * w, t.w += v.w * w;
+        float4 v[COMBINE_BATCH];
+#pragma unroll
+        for (int i = 0; i < COMBINE_BATCH; ++i) {
+          int c = base + i * blockDim.x;
+          if (c < k4) v[i] = acc4[(size_t)s * k4 + c];
+        }
+#pragma unroll
+        for (int i = 0; i < COMBINE_BATCH; ++i) {
+          int c = base + i * blockDim.x;
+          if (c >= k4) continue;
+          float w = weights[s * heads + 4 * c / a.head_dim];
+          t[i].x += v[i].x * w, t[i].y += v[i].y * w, t[i].z += v[i].z * w, t[i].w += v[i].w * w;
+        }
       }
-      xs[4 * i4] = from_f<T>(t.x), xs[4 * i4 + 1] = from_f<T>(t.y), xs[4 * i4 + 2] = from_f<T>(t.z), xs[4 * i4 + 3] = from_f<T>(t.w);
+#pragma unroll
+      for (int i = 0; i < COMBINE_BATCH; ++i) {
+        int c = base + i * blockDim.x;
+        if (c >= k4) continue;
+        xs[4 * c] = from_f<T>(t[i].x), xs[4 * c + 1] = from_f<T>(t[i].y), xs[4 * c + 2] = from_f<T>(t[i].z), xs[4 * c + 3] = from_f<T>(t[i].w);
+      }
     }
   } else {
     for_chunks(static_cast<const uint4*>(a.in), chunks, [&](int c, uint4 raw) { reinterpret_cast<uint4*>(xs)[c] = raw; });

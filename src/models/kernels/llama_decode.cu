@@ -308,10 +308,11 @@ __device__ void gemv(const GemvArgs& a) {
 // The greedy next token, captured after the head so that a greedy step reads 4 bytes instead
 // of the logits: the first index of the largest logit (torch.argmax's rule, and the host
 // sampler's; candle's CUDA argmax breaks ties by thread, not by index). One block: each thread
-// keeps its first largest over a stride, then (value, index) pairs meet, the larger value or,
+// keeps its first largest over its 4-value runs, then (value, index) pairs meet, the larger value or,
 // at equal values, the smaller index winning. NaN logits are never picked (nor by the host's
 // loop, unless the first logit is NaN); where every logit is NaN or -inf, index 0.
 #define ARGMAX_THREADS 1024
+#define ARGMAX_BATCH 8
 extern "C" __global__ void __launch_bounds__(ARGMAX_THREADS) argmax_f32(const float* logits, int n, unsigned* token,
                                                                           unsigned long long* trace) {
   static __shared__ float best_of[ARGMAX_THREADS / 32];
@@ -322,10 +323,29 @@ extern "C" __global__ void __launch_bounds__(ARGMAX_THREADS) argmax_f32(const fl
   trace_released(trace);
   float best = -INFINITY;
   int at = n;  // none yet
-  for (int i = threadIdx.x; i < n; i += blockDim.x) {
-    float v = logits[i];
+  // 16-byte loads, ARGMAX_BATCH of them a thread in flight before any is compared: a loop of
+  // one 4-byte load at a time paid a round trip to L2 per 1,024 logits (the trace: 10 us for
+  // TinyLlama's 32,000, 16 us for SmolLM2's 49,152). A thread's indices only grow, so a strict
+  // `>` keeps its first maximum; the merges below break ties by index.
+  auto take = [&](float v, int i) {
     if (v > best) best = v, at = i;
+  };
+  const float4* quads = reinterpret_cast<const float4*>(logits);  // logits: a device allocation, 16-byte aligned
+  int n4 = n / 4;
+  for (int base = threadIdx.x; base < n4; base += ARGMAX_BATCH * blockDim.x) {
+    float4 v[ARGMAX_BATCH];
+#pragma unroll
+    for (int j = 0; j < ARGMAX_BATCH; ++j) {
+      int c = base + j * blockDim.x;
+      v[j] = c < n4 ? quads[c] : make_float4(-INFINITY, -INFINITY, -INFINITY, -INFINITY);
+    }
+#pragma unroll
+    for (int j = 0; j < ARGMAX_BATCH; ++j) {
+      int i = 4 * (base + j * blockDim.x);
+      take(v[j].x, i), take(v[j].y, i + 1), take(v[j].z, i + 2), take(v[j].w, i + 3);
+    }
   }
+  for (int i = 4 * n4 + threadIdx.x; i < n; i += blockDim.x) take(logits[i], i);  // the last n % 4
   auto merge = [&](float v, int i) {
     if (v > best || (v == best && i < at)) best = v, at = i;
   };
