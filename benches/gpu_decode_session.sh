@@ -9,12 +9,13 @@
 #   1. the README's GPU table: llmbench graph against PyTorch's compiled static cache, TinyLlama
 #      then SmolLM2 (benches/gpu_vs_pytorch.py; packed after each model)
 #   2. the default step's checks: fixtures and random weights
-#   3. decode tok/s, settings round-robin over two rounds (benches/gpu_gemv_sweep.sh): the
+#   3. where the attention kernel's warps wait (Nsight Compute, benches/gpu_profile.sh STALLS)
+#   4. decode tok/s, settings round-robin over two rounds (benches/gpu_gemv_sweep.sh): the
 #      default (fused MLP over the transposed down matrix), the fused MLP over the stored one,
 #      the split MLP
-#   4. the replayed step's timeline per setting (benches/gpu_trace.sh): the kernels' span of a
+#   5. the replayed step's timeline per setting (benches/gpu_trace.sh): the kernels' span of a
 #      token, to set against its measured time (the rest is outside the graph)
-#   5. the long-prompt, batched and served-draft checks (unchanged code paths; last)
+#   6. the long-prompt, batched and served-draft checks (unchanged code paths; last)
 #
 # Usage (device tool): R=$OUT; export OUT=/tmp/o PACK=$R/out.tgz; bash .ci/gpu-bench decode-session
 # A second call on the same warm machine runs what the first skipped: SKIP="<the stage names it
@@ -57,6 +58,7 @@ tables() {
 mkdir -p "$OUT"
 stage tables 250 tables
 stage check-default 60 python3 .ci/gpu-check.py fixtures random_weights
+stage stalls 70 env STALLS=attn_split MODELS="tinyllama-1.1b smollm2-135m" bash benches/gpu_profile.sh
 stage sweep 150 env SETTINGS="-;LLMBENCH_CUDA_MLP=fused;LLMBENCH_CUDA_MLP=split" ROUNDS=2 bash benches/gpu_gemv_sweep.sh
 stage trace 50 bash benches/gpu_trace.sh
 stage check-rest 50 python3 .ci/gpu-check.py long_prompt batched served_draft

@@ -11,7 +11,7 @@ BIN=${LLMBENCH:-dist/llmbench-cuda}
 NCU=$(command -v ncu || ls /usr/local/cuda*/bin/ncu /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -n 1)
 # 128 byte-level tokens (no tokenizer with --no-weights), as benches/gpu_vs_pytorch.py uses.
 PROMPT=$(python3 -c 'print(("The quick brown fox jumps over the lazy dog. " * 4)[:128])')
-for model in ${MODELS:-smollm2-135m tinyllama-1.1b}; do
+for model in $([ -z "${STALLS:-}" ] && echo "${MODELS:-smollm2-135m tinyllama-1.1b}"); do  # STALLS alone skips this table
   layers=$("$BIN" generate --device cpu --no-weights --model "$model" -n 1 --json --prompt hi | python3 -c "import json,sys; print(json.load(sys.stdin)['model']['architecture']['num_hidden_layers'])")
   # Four or five kernels a layer (the fused MLP or gate_up + down, by model and
   # LLMBENCH_CUDA_MLP): profile up to five a layer and name each kernel of the first step from
@@ -85,5 +85,19 @@ print(f"{sys.argv[2]} prefill of {sys.argv[3]} tokens: {len(rows)} kernels, {tot
 for name, t in by.most_common(12):
     print(f"  {t / 1e3:9.1f} us  {100 * t / total:5.1f}%  x{count[name]:3d}  {name}")
 PY
+  done
+fi
+# STALLS=REGEX (instead of the table above): Nsight Compute's warp-state and occupancy sections for the first STALLS_COUNT
+# (default 4) kernels whose names match REGEX (e.g. attn_split), as text: where a
+# latency-bound kernel's warps wait (long scoreboard = global loads, barrier, short scoreboard
+# = shared memory, ...) before a change to it is guessed from arithmetic.
+if [ -n "${STALLS:-}" ]; then
+  for model in ${MODELS:-smollm2-135m tinyllama-1.1b}; do
+    "$NCU" --clock-control none -k "regex:${STALLS}" -c "${STALLS_COUNT:-4}" \
+      --section WarpStateStats --section Occupancy --section LaunchStats --section SpeedOfLight \
+      "$BIN" generate --device cuda --no-weights --model "$model" --dtype "${DTYPE:-bf16}" --kv-cache static -n 2 \
+      --prompt "$PROMPT" > "$OUT/ncu-stalls-$model.txt" 2> "$OUT/ncu-stalls-$model.err"
+    echo "== $model: $STALLS"
+    grep -E 'attn_split|gemv|mlp_fused|Duration|Stall|Warp Cycles|Achieved Occupancy|Registers Per|Block Limit|Theoretical Occupancy|Memory Throughput' "$OUT/ncu-stalls-$model.txt" | head -n 60
   done
 fi
