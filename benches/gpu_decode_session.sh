@@ -2,20 +2,22 @@
 # Issue 13's measurements in one device call (run through `.ci/gpu-bench decode-session`), in the
 # order that matters if the call is cut short. Device calls are rare and at most 600 s, so each
 # stage is skipped when the time left (LIMIT, default 560 s of this script) is below its estimate
-# (seconds; stage-times.txt records the real ones, session 8's on the H100), and everything small
+# (seconds; stage-times.txt records the real ones: session 9's H100 took tables 318, check-default 55,
+# the three-setting sweep 87, trace 18, check-rest 42), and everything small
 # under $OUT (JSON, text, CSV, SVG; not the sweep's per-run folders) is packed into $PACK after
 # every stage, so a call killed at its limit still brings back the stages it finished.
 #
 #   1. the README's GPU table: llmbench graph against PyTorch's compiled static cache, TinyLlama
 #      then SmolLM2 (benches/gpu_vs_pytorch.py; packed after each model)
 #   2. the default step's checks: fixtures and random weights
-#   3. where the attention kernel's warps wait (Nsight Compute, benches/gpu_profile.sh STALLS)
-#   4. decode tok/s, settings round-robin over two rounds (benches/gpu_gemv_sweep.sh): the
-#      default (fused MLP over the transposed down matrix), the fused MLP over the stored one,
-#      the split MLP
-#   5. the replayed step's timeline per setting (benches/gpu_trace.sh): the kernels' span of a
+#   3. decode tok/s over two rounds (benches/gpu_gemv_sweep.sh): the default, or settings
+#      round-robin with SWEEP_SETTINGS (e.g. "-;LLMBENCH_CUDA_MLP=fused;LLMBENCH_CUDA_MLP=split",
+#      ~90 s: sessions 8 and 9 measured those, the default won both times)
+#   4. the replayed step's timeline per MLP setting (benches/gpu_trace.sh): the kernels' span of a
 #      token, to set against its measured time (the rest is outside the graph)
-#   6. the long-prompt, batched and served-draft checks (unchanged code paths; last)
+#   5. the long-prompt, batched and served-draft checks (unchanged code paths)
+#   6. where the attention kernel's warps wait (Nsight Compute, benches/gpu_profile.sh STALLS:
+#      the next change to that kernel waits for it)
 #
 # Usage (device tool): R=$OUT; export OUT=/tmp/o PACK=$R/out.tgz; bash .ci/gpu-bench decode-session
 # A second call on the same warm machine runs what the first skipped: SKIP="<the stage names it
@@ -58,9 +60,9 @@ tables() {
 mkdir -p "$OUT"
 stage tables 250 tables
 stage check-default 60 python3 .ci/gpu-check.py fixtures random_weights
-stage stalls 70 env STALLS=attn_split MODELS="tinyllama-1.1b smollm2-135m" bash benches/gpu_profile.sh
-stage sweep 150 env SETTINGS="-;LLMBENCH_CUDA_MLP=fused;LLMBENCH_CUDA_MLP=split" ROUNDS=2 bash benches/gpu_gemv_sweep.sh
+stage sweep 50 env SETTINGS="${SWEEP_SETTINGS:--}" ROUNDS=2 bash benches/gpu_gemv_sweep.sh
 stage trace 50 bash benches/gpu_trace.sh
 stage check-rest 50 python3 .ci/gpu-check.py long_prompt batched served_draft
+stage stalls 70 env STALLS=attn_split MODELS="tinyllama-1.1b smollm2-135m" bash benches/gpu_profile.sh
 echo "== done in $SECONDS s"
 pack

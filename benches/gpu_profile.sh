@@ -95,9 +95,10 @@ if [ -n "${STALLS:-}" ]; then
   for model in ${MODELS:-smollm2-135m tinyllama-1.1b}; do
     "$NCU" --clock-control none -k "regex:${STALLS}" -c "${STALLS_COUNT:-4}" \
       --section WarpStateStats --section Occupancy --section LaunchStats --section SpeedOfLight \
+      --metrics 'regex:^smsp__average_warps_issue_stalled_.*_per_issue_active\.ratio$' \
       "$BIN" generate --device cuda --no-weights --model "$model" --dtype "${DTYPE:-bf16}" --kv-cache static -n 2 \
       --prompt "$PROMPT" > "$OUT/ncu-stalls-$model.txt" 2> "$OUT/ncu-stalls-$model.err"
     echo "== $model: $STALLS"
-    grep -E 'attn_split|gemv|mlp_fused|Duration|Stall|Warp Cycles|Achieved Occupancy|Registers Per|Block Limit|Theoretical Occupancy|Memory Throughput' "$OUT/ncu-stalls-$model.txt" | head -n 60
+    grep -iE 'attn_split|gemv|mlp_fused|duration|stall|warp cycles|achieved occupancy|registers per|block limit|theoretical occupancy|memory throughput' "$OUT/ncu-stalls-$model.txt" | head -n 200
   done
 fi

@@ -19,15 +19,16 @@
 // three (the query and the newest key were just written by the QKV launch; the rest of the cache
 // comes from DRAM). Split 0 always has positions (the length is at least 1), so its block loads
 // all of them without waiting for the length, up to the split's end or the capacity, and drops
-// what lies past the length (the cache holds finite values or zeros there, never used: a score
-// past the length is -inf, a value past it is skipped, not weighted by 0). A later split first
+// what lies past the length (the cache may hold any bits there, NaN included: a score past the
+// length is -inf, a value past it is skipped, not weighted by 0). A later split first
 // reads the length, so that the splits past it (most of a long capacity's at the start) return
 // without loading anything.
 template <typename T>
 __device__ void attn_split_at(const T* q, const T* k_cache, const T* v_cache, const int* params, float* acc_out, int n_head,
                               int n_kv, int d, int capacity, float inv_sqrt_d, int max_splits, int head, int split) {
   constexpr int V = Vec<T>::N, KPRE = 8, PRE = 8;
-  static __shared__ float qs[256];  // d <= 256 <= SPLIT: one query value a thread
+  static_assert(SPLIT >= 256, "one query value a thread: head_dim <= 256 (cuda.rs) <= SPLIT");
+  static __shared__ float qs[256];
   static __shared__ float probs[SPLIT];
   static __shared__ float red[SPLIT * 8];
   static __shared__ float scratch[32];
