@@ -9,6 +9,9 @@ the generic per-op path:
          teacher-forced on the same ids): relative L2 error <= the dtype's tolerance;
   cpu    the GPU's greedy tokens against the CPU's f32 tokens: equal, or the first divergence
          explained (the CPU's top-2 logit margin there is below twice the GPU's logit error);
+  argmax the graph's greedy tokens picked on the device (a run without --logits-out, which
+         keeps the logits on the device) against the same run's host picks: equal, or a
+         divergence at a near-tie;
 plus random-weight SmolLM2-135M and TinyLlama-1.1B shapes (GPU logits against CPU logits),
 our int8/int4 formats and the GGUF ones through whole models (`quantize` on both devices: the
 same perplexity and KLD against the f32 model, since prefills read the same exact weights, and
@@ -40,6 +43,38 @@ def llmbench(args, logits_path):
     if res.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)}: {res.stderr.strip().splitlines()[-1:]}")
     return json.loads(res.stdout), np.load(logits_path)
+
+
+def llmbench_tokens(args):
+    """A run without --logits-out: a greedy graph step then takes its token from the device's
+    argmax kernel (Model::greedy_token) instead of the host's scan of the logits."""
+    cmd = [BIN, "generate", "--json", "--ignore-eos"] + args
+    res = subprocess.run(cmd, capture_output=True, text=True)
+    if res.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)}: {res.stderr.strip().splitlines()[-1:]}")
+    return json.loads(res.stdout)
+
+
+def device_argmax_check(model, dtype, path, args, gpu, gpu_logits, cpu, cpu_logits):
+    """The graph's greedy tokens picked on the device against the same run's tokens picked on the
+    host from its logits: equal, or a first divergence at a near-tie of those logits (the fused
+    MLP's f32 sums come in no fixed order, so two graph runs may round a tie differently)."""
+    dev = llmbench_tokens(args)["generated_ids"]
+    host, cpu_ids = gpu["generated_ids"], cpu["generated_ids"]
+    first = next((i for i, (a, b) in enumerate(zip(dev, host)) if a != b), None)
+    if first is None and len(dev) == len(host):
+        record("argmax", model, dtype, path, f"{len(dev)}/{len(host)} tokens equal", "equal", True)
+        return
+    if first is None:
+        record("argmax", model, dtype, path, f"{len(dev)} tokens against {len(host)}", "equal", False)
+        return
+    top2 = np.sort(gpu_logits[first])[-2:]
+    margin = float(top2[1] - top2[0])
+    # The noise scale: this run's largest logit error against the CPU where both saw the same
+    # tokens (up to and including the CPU's first different pick).
+    same = next((i for i, (a, b) in enumerate(zip(host, cpu_ids)) if a != b), min(len(host), len(cpu_ids)) - 1)
+    err = max(float(np.abs(gpu_logits[i] - cpu_logits[i]).max()) for i in range(min(same + 1, len(gpu_logits), len(cpu_logits))))
+    record("argmax", model, dtype, path, f"diverge@{first}", "margin<=2*err", margin <= 2 * err, f"margin {margin:.4f} err {err:.4f}")
 
 
 def rel_err(a, b):
@@ -92,6 +127,8 @@ def fixtures():
                 err = max(rel_err(gpu_logits[i], ref[i]) for i in range(len(ref)))
                 record("hf", name, dtype, path, f"rel err {err:.2e}", f"<= {TOLERANCE[dtype]:.0e}", err <= TOLERANCE[dtype])
                 tokens_check(name, dtype, path, gpu, gpu_logits, cpu, cpu_logits)
+                if path == "graph":
+                    device_argmax_check(name, dtype, path, base + ["--device", "cuda", "--dtype", dtype] + extra, gpu, gpu_logits, cpu, cpu_logits)
 
 
 def random_weights():
@@ -107,6 +144,8 @@ def random_weights():
             err = max(rel_err(gpu_logits[i], cpu_logits[i]) for i in range(same + 1 if same < 8 else 8))
             record("cpu-logits", model, dtype, path, f"rel err {err:.2e}", f"<= {TOLERANCE[dtype]:.0e}", err <= TOLERANCE[dtype])
             tokens_check(model, dtype, path, gpu, gpu_logits, cpu, cpu_logits)
+            if path == "graph":
+                device_argmax_check(model, dtype, path, base + ["--device", "cuda", "--dtype", dtype] + extra, gpu, gpu_logits, cpu, cpu_logits)
 
 
 # Perplexity and mean KLD of one format, GPU against CPU: both evaluate the same exact weights
