@@ -165,17 +165,24 @@ pub fn argmax(logits: &[f32]) -> u32 {
     best as u32
 }
 
-/// The argmax of each row of `logits` `[rows, vocab]`, taken on their device (on a GPU, rows ids
-/// cross to the host instead of rows x vocab floats), or `None` where some row's maximum is not
-/// unique: candle's CUDA argmax breaks ties by thread (index modulo its block size), not by
-/// index, while `argmax` keeps the first maximum, so a tie goes to the host's rule instead.
-pub fn device_argmax(logits: &candle_core::Tensor) -> candle_core::Result<Option<Vec<u32>>> {
-    use candle_core::{DType, Tensor, D};
-    let max = logits.max_keepdim(D::Minus1)?;
-    let maxima = logits.broadcast_eq(&max)?.to_dtype(DType::U32)?.sum(D::Minus1)?;
-    let picks = logits.argmax(D::Minus1)?;
-    let both = Tensor::stack(&[&picks, &maxima], 0)?.to_vec2::<u32>()?;
-    Ok(both[1].iter().all(|&n| n == 1).then(|| both[0].clone()))
+/// `[vocab, vocab - 1, ..., 1]` (u32) on `device`: the weights `first_max_rows` ranks a row's
+/// maxima by, built once per engine (not on the timed step).
+pub fn descending_ranks(vocab: usize, device: &candle_core::Device) -> candle_core::Result<candle_core::Tensor> {
+    let ranks: Vec<u32> = (1..=vocab as u32).rev().collect();
+    candle_core::Tensor::new(ranks, device)
+}
+
+/// The first maximum of each row of `logits` `[rows, vocab]` (`argmax`'s rule), taken on their
+/// device, so that on a GPU `rows` ids cross to the host instead of rows x vocab floats. A row's
+/// maxima are weighted by `ranks` (`descending_ranks`: the smaller the index, the larger the
+/// weight) and the largest weight wins; candle's own CUDA argmax breaks ties by thread (index
+/// modulo its block size), not by index. A row with no maximum found (all NaN) picks 0.
+pub fn first_max_rows(logits: &candle_core::Tensor, ranks: &candle_core::Tensor) -> candle_core::Result<Vec<u32>> {
+    use candle_core::{DType, D};
+    let vocab = ranks.dim(0)? as u32;
+    let is_max = logits.broadcast_eq(&logits.max_keepdim(D::Minus1)?)?.to_dtype(DType::U32)?;
+    let best = is_max.broadcast_mul(ranks)?.max(D::Minus1)?.to_vec1::<u32>()?;
+    Ok(best.into_iter().map(|rank| if rank == 0 { 0 } else { vocab - rank }).collect())
 }
 
 /// Divides positive logits and multiplies negative ones of every token already seen.
@@ -199,12 +206,18 @@ mod tests {
     }
 
     #[test]
-    fn device_argmax_answers_only_where_every_maximum_is_unique() {
+    fn first_max_rows_keeps_each_rows_first_maximum() {
         let dev = candle_core::Device::Cpu;
-        let unique = candle_core::Tensor::new(&[[1f32, 3.0, 2.0], [5.0, -1.0, 0.0]], &dev).unwrap();
-        assert_eq!(device_argmax(&unique).unwrap(), Some(vec![1, 0]));
-        let tied = candle_core::Tensor::new(&[[1f32, 3.0, 2.0], [0.0, 4.0, 4.0]], &dev).unwrap();
-        assert_eq!(device_argmax(&tied).unwrap(), None);
+        let ranks = descending_ranks(4, &dev).unwrap();
+        let unique = candle_core::Tensor::new(&[[1f32, 3.0, 2.0, 0.0], [5.0, -1.0, 0.0, 4.0]], &dev).unwrap();
+        assert_eq!(first_max_rows(&unique, &ranks).unwrap(), vec![1, 0]);
+        // Ties: the smaller index, wherever the maxima sit; a row like the host's `argmax` sees it.
+        let tied = candle_core::Tensor::new(&[[1f32, 4.0, 2.0, 4.0], [7.0, 0.0, 7.0, 7.0], [2.0, 2.0, 2.0, 3.0]], &dev).unwrap();
+        assert_eq!(first_max_rows(&tied, &ranks).unwrap(), vec![1, 0, 3]);
+        for row in tied.to_vec2::<f32>().unwrap().iter().chain(unique.to_vec2::<f32>().unwrap().iter()) {
+            let picks = first_max_rows(&candle_core::Tensor::new(&row[..], &dev).unwrap().unsqueeze(0).unwrap(), &ranks).unwrap();
+            assert_eq!(picks, vec![argmax(row)]);
+        }
     }
 
     #[test]

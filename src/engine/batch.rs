@@ -13,7 +13,7 @@
 use super::batch_spec::{verify_draft, BatchSpeculation, SpecCounters};
 use super::device::synchronize;
 use super::generate::{Engine, GenerateRequest, StopReason};
-use crate::decode::sampling::{device_argmax, Sampler, SamplingConfig};
+use crate::decode::sampling::{descending_ranks, first_max_rows, Sampler, SamplingConfig};
 use crate::decode::speculative::KController;
 use crate::kv::block_pool::BlockTable;
 use crate::kv::PagedKvPool;
@@ -138,6 +138,9 @@ pub struct BatchEngine<'m> {
     preemptions: u64,
     speculation: Option<BatchSpeculation>,
     spec: SpecCounters,
+    /// `descending_ranks` over the logits' width, for greedy steps' picks on the device (made
+    /// at the first such step).
+    ranks: Option<candle_core::Tensor>,
 }
 
 impl<'m> BatchEngine<'m> {
@@ -160,6 +163,7 @@ impl<'m> BatchEngine<'m> {
             preemptions: 0,
             speculation: None,
             spec: SpecCounters::default(),
+            ranks: None,
         })
     }
 
@@ -329,17 +333,19 @@ impl<'m> BatchEngine<'m> {
         let logits = self.model.forward_batch(&mut parts, &mut self.pool).context("batched step")?;
         drop(parts);
         // A step whose every token is a plain argmax picks them where the logits are: on a GPU
-        // B token ids cross to the host instead of B x vocab logits, unless a row's maximum is
-        // tied (`device_argmax`: candle's CUDA argmax does not keep the first maximum, the
-        // sampler does). The CPU takes the same path, so the batched-equals-alone tests run it.
-        let plain_argmax = self.running.iter().zip(&counts).all(|(s, &n)| n == 0 || (s.draft.is_empty() && s.sampler.is_plain_argmax()));
-        let device_picks = match plain_argmax {
-            true => device_argmax(&logits).context("reading the step's tokens")?,
-            false => None,
-        };
-        let on_device_argmax = device_picks.is_some();
-        let (mut rows, mut picks) = (Vec::new().into_iter(), device_picks.unwrap_or_default().into_iter());
-        if !on_device_argmax {
+        // B token ids cross to the host instead of B x vocab logits (`first_max_rows`, the
+        // sampler's first-maximum rule). The CPU takes the same path, so the batched-equals-alone
+        // tests run it.
+        let on_device_argmax = self.running.iter().zip(&counts).all(|(s, &n)| n == 0 || (s.draft.is_empty() && s.sampler.is_plain_argmax()));
+        let (mut rows, mut picks) = (Vec::new().into_iter(), Vec::new().into_iter());
+        if on_device_argmax {
+            let vocab = logits.dim(candle_core::D::Minus1)?;
+            if self.ranks.as_ref().map(|r| r.elem_count()) != Some(vocab) {
+                self.ranks = Some(descending_ranks(vocab, &self.device)?);
+            }
+            let ranks = self.ranks.as_ref().context("ranks made above")?;
+            picks = first_max_rows(&logits, ranks).context("reading the step's tokens")?.into_iter();
+        } else {
             rows = logits.to_vec2::<f32>().context("reading the step's logits")?.into_iter();
         }
         synchronize(&self.device)?;
