@@ -304,7 +304,34 @@ inline void atomic_add_float(float* p, float v) {
 }
 
 // ---- src/models/kernels/ptx.cuh and block_dot.cuh's load_streaming, for the host ----
-inline void wait_for_previous() {}  // launches run one after another here
+// Launches run one after another here, so a load before the wait would always see the previous
+// launch's writes, which on the GPU it may not (programmatic dependent launch). A test names
+// what the previous launch wrote (emu::Unpublished): every block of the next launch starts with
+// those bytes set to NaN, and they come back once all its threads are at the wait, so a kernel
+// that reads them before its wait, or reads them after it through a line it loaded before
+// (a plain load where L1 may hold the old bytes), computes with NaN.
+namespace emu {
+struct Unpublished {
+  std::vector<std::pair<unsigned char*, std::vector<unsigned char>>> ranges;  // where, the real bytes
+  void add(void* at, size_t bytes) {
+    unsigned char* p = static_cast<unsigned char*>(at);
+    ranges.emplace_back(p, std::vector<unsigned char>(p, p + bytes));
+  }
+  void hide() const {
+    for (auto& [p, real] : ranges) std::memset(p, 0xff, real.size());  // NaN in f32, f16 and bf16
+  }
+  void show() const {
+    for (auto& [p, real] : ranges) std::memcpy(p, real.data(), real.size());
+  }
+};
+inline const Unpublished* unpublished = nullptr;
+}  // namespace emu
+inline void wait_for_previous() {
+  if (emu::unpublished == nullptr) return;
+  __syncthreads();
+  if (threadIdx.x == 0) emu::unpublished->show();
+  __syncthreads();
+}
 inline void release_next() {}
 inline unsigned long long global_ns() {
   timespec t;
@@ -315,6 +342,7 @@ inline void red_add_v4(float* acc, const float* v) {
   for (int i = 0; i < 4; ++i) atomic_add_float(acc + i, v[i]);
 }
 inline uint4 load_streaming(const uint4* p) { return *p; }
+inline uint4 __ldcg(const uint4* p) { return *p; }
 // mbarriers: pending arrivals in bits 0-15, the arrival count in 16-31, pending bytes in 32-62,
 // the phase in bit 63. Bulk copies complete at once here, so a barrier's phase ends as soon as
 // its expected arrival and bytes are in.
@@ -403,6 +431,7 @@ inline bool launch(const char* name, dim3 grid, dim3 block, size_t shared, std::
     blockIdx = dim3{b % grid.x, b / grid.x, 0};
     order_state = seed ^ (launches << 20) ^ b;
     std::memset(smem, 0xcd, shared);
+    if (unpublished != nullptr) unpublished->hide();
     run_block(block.x);
   };
   for (unsigned b = 0; b < blocks; ++b) enter(b);

@@ -71,6 +71,7 @@ struct Wiring {
   Mlp mlp;
   int fmt = FMT_DENSE;  // the projections' weights: quantized ones run in f32 graphs only
   int group = 0;        // int4's group
+  bool attn_early = true;  // the attention's cache loads before its wait (LLMBENCH_CUDA_ATTN_LOADS)
 };
 const Wiring WIRINGS[] = {
     {"default", Mlp::Transposed},
@@ -83,6 +84,7 @@ const Wiring WIRINGS[] = {
     {"int8", Mlp::Split, FMT_INT8},
     {"int4-g32", Mlp::Split, FMT_INT4, 32},
     {"int4-g128", Mlp::Split, FMT_INT4, 128},
+    {"after-wait", Mlp::Transposed, FMT_DENSE, 0, false},
 };
 
 // ---- random data ----
@@ -626,10 +628,21 @@ template <typename T> bool step(Model<T>& m, const Wiring& wiring, int token, in
       float* part = m.partial;
       int n_head = s.n_head, n_kv = s.n_kv, capacity = s.capacity, max_splits = m.max_splits;
       unsigned long long* attention_slot = slot();
-      if (!emu::launch("attention", dim3{(unsigned)s.n_head, (unsigned)m.max_splits}, dim3{SPLIT}, 0, [=] {
-            K::attn(qp, kcp, vcp, params, part, n_head, n_kv, d, capacity, inv_sqrt_d, max_splits, attention_slot);
-          }))
-        return false;
+      int early = wiring.attn_early;
+      // What the QKV launch wrote: the query and the newest position's cache rows.
+      emu::Unpublished qkv_out;
+      qkv_out.add(m.q, (size_t)n_head * d * size);
+      for (int h = 0; h < n_kv; ++h) {
+        qkv_out.add(kc + ((size_t)h * capacity + pos) * d, (size_t)d * size);
+        qkv_out.add(vc + ((size_t)h * capacity + pos) * d, (size_t)d * size);
+      }
+      emu::unpublished = &qkv_out;
+      bool launched = emu::launch("attention", dim3{(unsigned)s.n_head, (unsigned)m.max_splits}, dim3{SPLIT}, 0, [=] {
+        K::attn(qp, kcp, vcp, params, part, n_head, n_kv, d, capacity, inv_sqrt_d, max_splits, early, attention_slot);
+      });
+      qkv_out.show();
+      emu::unpublished = nullptr;
+      if (!launched) return false;
     }
     // The stream O adds to: the QKV prologue's copy (checked exactly).
     std::vector<float> x_before_o = download(m.xs[x_out], s.hidden);

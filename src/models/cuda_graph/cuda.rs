@@ -302,6 +302,7 @@ impl Inner {
         let (cos, sin) = (ptr(&w.cos, st)?, ptr(&w.sin, st)?);
         let (hidden, n_head, n_kv, d) = (s.hidden as i32, s.n_head as i32, s.n_kv as i32, s.head_dim as i32);
         let (capacity_i, max_splits) = (capacity as i32, capacity.div_ceil(SPLIT) as i32);
+        let attention_early = self.choice.attention_loads_early as i32;
         let inv_sqrt_d = 1f32 / (s.head_dim as f32).sqrt();
         let shape_args = GemvArgs {
             params,
@@ -349,7 +350,8 @@ impl Inner {
             let attention_slot = slot()?;
             let mut attention_args = [
                 arg(&q), arg(&kc), arg(&vc), arg(&params), arg(&partial),
-                arg(&n_head), arg(&n_kv), arg(&d), arg(&capacity_i), arg(&inv_sqrt_d), arg(&max_splits), arg(&attention_slot),
+                arg(&n_head), arg(&n_kv), arg(&d), arg(&capacity_i), arg(&inv_sqrt_d), arg(&max_splits), arg(&attention_early),
+                arg(&attention_slot),
             ];
             launch_after_previous(&self.stream, &self.attention, heads, &mut attention_args)?;
             let o = (PRO_COMBINE, partial, 0);

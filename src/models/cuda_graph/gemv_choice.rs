@@ -46,6 +46,9 @@ pub struct GemvChoice {
     sms: u32,
     /// How a layer's MLP is launched.
     pub mlp: MlpChoice,
+    /// Whether the attention issues its cache loads before its wait on the QKV launch (the
+    /// default; LLMBENCH_CUDA_ATTN_LOADS=after-wait: after it, as through session 9).
+    pub attention_loads_early: bool,
 }
 
 /// How a layer's MLP is launched (LLMBENCH_CUDA_MLP).
@@ -125,6 +128,7 @@ impl GemvChoice {
                 ("split", MlpChoice::Split),
             ],
         )?;
+        let attention_loads_early = env_choice(var, "LLMBENCH_CUDA_ATTN_LOADS", &[("early", true), ("after-wait", false)])?;
         Ok(Self {
             stream,
             stage_bytes,
@@ -132,6 +136,7 @@ impl GemvChoice {
             blocks_per_sm,
             sms: sms.max(1),
             mlp,
+            attention_loads_early,
         })
     }
 
@@ -219,6 +224,7 @@ mod tests {
             blocks_per_sm: 1,
             sms: 132,
             mlp: MlpChoice::Transposed,
+            attention_loads_early: true,
         }
     }
 
@@ -306,6 +312,9 @@ mod tests {
     fn the_transposed_mlp_is_the_default_and_removed_settings_are_refused() {
         assert_eq!(GemvChoice::from_vars(132, &vars(&[])).unwrap().mlp, MlpChoice::Transposed);
         assert_eq!(GemvChoice::from_vars(132, &vars(&[("LLMBENCH_CUDA_MLP", "fused")])).unwrap().mlp, MlpChoice::Fused);
+        assert!(GemvChoice::from_vars(132, &vars(&[])).unwrap().attention_loads_early);
+        assert!(!GemvChoice::from_vars(132, &vars(&[("LLMBENCH_CUDA_ATTN_LOADS", "after-wait")])).unwrap().attention_loads_early);
+        assert!(GemvChoice::from_vars(132, &vars(&[("LLMBENCH_CUDA_ATTN_LOADS", "late")])).is_err());
         for removed in ["LLMBENCH_CUDA_QKV", "LLMBENCH_CUDA_O", "LLMBENCH_CUDA_LAYER"] {
             let err = GemvChoice::from_vars(132, &vars(&[(removed, "x")])).unwrap_err().to_string();
             assert!(err.contains(removed) && err.contains("removed"), "{err}");

@@ -382,8 +382,10 @@ extern "C" __global__ void __launch_bounds__(ARGMAX_THREADS) argmax_f32(const fl
   }                                                                                                            \
   extern "C" __global__ void attn_split_##S(const T* q, const T* k_cache, const T* v_cache, const int* params, \
                                             float* acc, int n_head, int n_kv, int d, int capacity,             \
-                                            float inv_sqrt_d, int max_splits, unsigned long long* trace) {     \
-    attn_split<T>(q, k_cache, v_cache, params, acc, n_head, n_kv, d, capacity, inv_sqrt_d, max_splits, trace); \
+                                            float inv_sqrt_d, int max_splits, int early,                       \
+                                            unsigned long long* trace) {                                       \
+    attn_split<T>(q, k_cache, v_cache, params, acc, n_head, n_kv, d, capacity, inv_sqrt_d, max_splits, early,  \
+                  trace);                                                                                      \
   }                                                                                                            \
   GEMV_KERNEL(gemv_dense_##S, T, FMT_DENSE, Dense<T>)                                                          \
   extern "C" __global__ void __launch_bounds__(STREAM_THREADS) gemv_stream_##S(const GemvArgs a) {             \
