@@ -155,8 +155,8 @@ QUANTIZE_TOLERANCE = 1e-3
 
 def int_formats():
     cases = [
-        ("tiny-llama", ["--model", "tests/fixtures/tiny-llama", "--eval-context", "64", "--chunks", "8"], "int8,int4:32,int4:64,q8_0,q4_0"),
-        ("smollm2-135m", ["--no-weights", "--model", "smollm2-135m", "--eval-context", "256", "--chunks", "4"], "int8,int4:64,q8_0,q4_0"),
+        ("tiny-llama", ["--model", "tests/fixtures/tiny-llama", "--eval-context", "64", "--chunks", "8"], "int8,int4:32,int4:64,q8_0,q4_0,q4_1"),
+        ("smollm2-135m", ["--no-weights", "--model", "smollm2-135m", "--eval-context", "256", "--chunks", "4"], "int8,int4:64,q8_0,q4_0,q4_1"),
     ]
     for name, args, formats in cases:
         runs = {}
@@ -205,7 +205,7 @@ def gguf():
                "hundred small streams that join in the valley below the old town before they reach the sea."]
     for i, prompt in enumerate(prompts):
         bounded = i == len(prompts) - 1
-        model = f"smollm2 Q4_1 #{i}"
+        model = f"smollm2 Q4_1{' twin' if 'twin' in os.path.basename(GGUF) else ''} #{i}"
         base = ["--model", GGUF, "-n", "32", "--prompt", prompt]
         cpu, cpu_logits = llmbench(base + ["--device", "cpu"], f"{OUT}/gguf-{i}-cpu.npy")
         # graph: our kernels in the captured step; per-op: candle's quantized CUDA kernels.
