@@ -308,8 +308,9 @@ inline void atomic_add_float(float* p, float v) {
 // launch's writes, which on the GPU it may not (programmatic dependent launch). A test names
 // what the previous launch wrote (emu::Unpublished): every block of the next launch starts with
 // those bytes set to NaN, and they come back once all its threads are at the wait, so a kernel
-// that reads them before its wait, or reads them after it through a line it loaded before
-// (a plain load where L1 may hold the old bytes), computes with NaN.
+// that reads them before its wait and does not read them again after it computes with NaN.
+// Not modelled: L1. A plain load after the wait, of a line loaded before it, may return the old
+// bytes on the GPU (hence the kernels' __ldcg there) but reads memory here.
 namespace emu {
 struct Unpublished {
   std::vector<std::pair<unsigned char*, std::vector<unsigned char>>> ranges;  // where, the real bytes

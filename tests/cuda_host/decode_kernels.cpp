@@ -52,7 +52,9 @@ struct Shape {
   const char* wirings;
 };
 // narrow: one warp a row pair everywhere but the down projection (f32: two warps, 8 loads a
-// lane), 8-16 row lanes a chunk in the transposed down product, two attention splits at 300.
+// lane), 8-16 row lanes a chunk in the transposed down product, two attention splits from 256
+// (steps at 255 and 256: the newest position the last of split 0, then the first of split 1;
+// in f32, past the 128 positions whose values the attention loads before its wait).
 // wide: GQA 4:1, interleaved RoPE, three splits of capacity.
 // tall: TinyLlama's hidden size and MLP layout: 2-3 groups of 8 intermediate values a block,
 // spread unevenly (264 groups over 96 blocks; TinyLlama: 704 over 264), QKV 8 loads a lane.
@@ -60,9 +62,9 @@ struct Shape {
 // wide in bf16/f16, one 16-byte group a block): the kernels are checked beyond what the host
 // launches.
 const Shape SHAPES[] = {
-    {"narrow", 128, 2, 1, 64, 1152, 96, 512, false, 8, {5, 300}, false, nullptr},
+    {"narrow", 128, 2, 1, 64, 1152, 96, 512, false, 8, {5, 255}, false, nullptr},
     {"wide", 1024, 8, 2, 128, 768, 160, 600, true, 48, {259, 7}, false, nullptr},
-    {"tall", 2048, 16, 4, 128, 2112, 64, 300, false, 48, {260, -1}, true, " default fused "},
+    {"tall", 2048, 16, 4, 128, 2112, 64, 300, false, 48, {260, -1}, true, " default fused down-early "},
 };
 
 enum class Mlp { Transposed, Fused, Split, Stream };
@@ -72,6 +74,7 @@ struct Wiring {
   int fmt = FMT_DENSE;  // the projections' weights: quantized ones run in f32 graphs only
   int group = 0;        // int4's group
   bool attn_early = true;  // the attention's cache loads before its wait (LLMBENCH_CUDA_ATTN_LOADS)
+  bool down_early = false;  // the transposed MLP's first down loads as phase 1 ends (LLMBENCH_CUDA_MLP_DOWN)
 };
 const Wiring WIRINGS[] = {
     {"default", Mlp::Transposed},
@@ -85,6 +88,7 @@ const Wiring WIRINGS[] = {
     {"int4-g32", Mlp::Split, FMT_INT4, 32},
     {"int4-g128", Mlp::Split, FMT_INT4, 128},
     {"after-wait", Mlp::Transposed, FMT_DENSE, 0, false},
+    {"down-early", Mlp::Transposed, FMT_DENSE, 0, true, true},
 };
 
 // ---- random data ----
@@ -618,6 +622,7 @@ template <typename T> bool step(Model<T>& m, const Wiring& wiring, int token, in
     ma.norm_w = L.post_norm.dev;
     ma.down = reinterpret_cast<const uint4*>(transposed ? L.down_t.dev : L.down.dev);
     ma.acc = acc;
+    ma.down_early = wiring.down_early;
     const unsigned blocks = mlp_blocks(s.inter, s.sms);
     const size_t shared = mlp_shared(s.hidden, s.inter, blocks, size);
 

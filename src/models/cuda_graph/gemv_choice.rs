@@ -21,6 +21,13 @@
 //! projection in the MLP's launch, and the whole layer in one launch (blocks waiting for each
 //! other through grid-wide counters): each slower on TinyLlama (1-9%), since programmatic
 //! dependent launch had already left ~0.5 us a kernel boundary to remove.
+//!
+//! Two orders of loads, chosen here because they are measured A/B in one device call:
+//! `LLMBENCH_CUDA_ATTN_LOADS=after-wait` has the attention load its cache after its wait on the
+//! QKV launch (the default loads it before: +6-8% on the H200, NOTES session 10), and
+//! `LLMBENCH_CUDA_MLP_DOWN=early` has the fused MLP over the transposed copy issue its first down
+//! loads as each warp's gate/up rows end, not after the barrier between its phases (not yet
+//! measured on a GPU, so not the default).
 
 use candle_core::{Error, Result};
 
@@ -46,6 +53,10 @@ pub struct GemvChoice {
     sms: u32,
     /// How a layer's MLP is launched.
     pub mlp: MlpChoice,
+    /// Whether the fused MLP over the transposed down matrix issues its first down loads as each
+    /// warp's gate/up rows end (LLMBENCH_CUDA_MLP_DOWN=early; unmeasured, so not the default:
+    /// NOTES session 10) or after the barrier between its phases (the default).
+    pub mlp_down_early: bool,
     /// Whether the attention issues its cache loads before its wait on the QKV launch (the
     /// default; LLMBENCH_CUDA_ATTN_LOADS=after-wait: after it, as through session 9).
     pub attention_loads_early: bool,
@@ -128,6 +139,7 @@ impl GemvChoice {
                 ("split", MlpChoice::Split),
             ],
         )?;
+        let mlp_down_early = env_choice(var, "LLMBENCH_CUDA_MLP_DOWN", &[("after-sync", false), ("early", true)])?;
         let attention_loads_early = env_choice(var, "LLMBENCH_CUDA_ATTN_LOADS", &[("early", true), ("after-wait", false)])?;
         Ok(Self {
             stream,
@@ -136,6 +148,7 @@ impl GemvChoice {
             blocks_per_sm,
             sms: sms.max(1),
             mlp,
+            mlp_down_early,
             attention_loads_early,
         })
     }
@@ -224,6 +237,7 @@ mod tests {
             blocks_per_sm: 1,
             sms: 132,
             mlp: MlpChoice::Transposed,
+            mlp_down_early: false,
             attention_loads_early: true,
         }
     }
@@ -315,6 +329,8 @@ mod tests {
         assert!(GemvChoice::from_vars(132, &vars(&[])).unwrap().attention_loads_early);
         assert!(!GemvChoice::from_vars(132, &vars(&[("LLMBENCH_CUDA_ATTN_LOADS", "after-wait")])).unwrap().attention_loads_early);
         assert!(GemvChoice::from_vars(132, &vars(&[("LLMBENCH_CUDA_ATTN_LOADS", "late")])).is_err());
+        assert!(!GemvChoice::from_vars(132, &vars(&[])).unwrap().mlp_down_early);
+        assert!(GemvChoice::from_vars(132, &vars(&[("LLMBENCH_CUDA_MLP_DOWN", "early")])).unwrap().mlp_down_early);
         for removed in ["LLMBENCH_CUDA_QKV", "LLMBENCH_CUDA_O", "LLMBENCH_CUDA_LAYER"] {
             let err = GemvChoice::from_vars(132, &vars(&[(removed, "x")])).unwrap_err().to_string();
             assert!(err.contains(removed) && err.contains("removed"), "{err}");

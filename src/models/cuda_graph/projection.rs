@@ -50,6 +50,7 @@ pub(super) struct GemvArgs {
     pub(super) warps_per_pair: i32,
     pub(super) stage_rows: i32,
     pub(super) stages: i32,
+    pub(super) down_early: i32,
     pub(super) eps: f32,
 }
 
@@ -178,7 +179,8 @@ impl Kernels<'_> {
         if down % 16 != 0 {
             return Ok(None);
         }
-        let args = GemvArgs { codes, down, n: 2 * inter as i32, k: hidden as i32, ..GemvArgs::default() };
+        let down_early = (transposed && choice.mlp_down_early) as i32;
+        let args = GemvArgs { codes, down, down_early, n: 2 * inter as i32, k: hidden as i32, ..GemvArgs::default() };
         tracing::debug!("CUDA graph: fused MLP {hidden} x {inter}, {blocks} blocks ({fit} fit a multiprocessor), down transposed: {transposed}");
         Ok(Some(Projection { kernel, args, shared_bytes: shared_for(blocks as usize) as u32, kind: GemvKind::FusedMlp { blocks }, owned }))
     }

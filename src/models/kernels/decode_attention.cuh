@@ -19,9 +19,10 @@
 // three. Where `early` (the default; LLMBENCH_CUDA_ATTN_LOADS=after-wait turns it off), the
 // cache's loads go out before the wait on the QKV launch: only the newest position and the
 // query are that launch's, every older position was written by earlier steps, and the position
-// is the host's (copied before the replay). The newest position's rows and the query are read
-// after the wait, from L2 (__ldcg: a line loaded before the wait may hold the old bytes of the
-// newest row, rows of under 128 bytes sharing a line). Why: the trace showed TinyLlama's
+// is the host's (copied before the replay). After the wait: the query (a plain load: no block
+// reads it before its wait), and the newest position's rows and every other cache load from L2
+// (__ldcg: a line loaded before the wait may hold the old bytes of the newest row, rows of under
+// 128 bytes sharing a line). Why: the trace showed TinyLlama's
 // attention at 6.2 us after its release against SmolLM2's 3.65 for the same work a block, and
 // the O launch that follows issues its first loads (most of its 8.4 MB) the moment the
 // attention is released, so cache loads issued after the wait queue behind them; issued
@@ -158,8 +159,9 @@ template <typename T>
 __device__ void attn_split(const T* q, const T* k_cache, const T* v_cache, const int* params, float* acc_out, int n_head,
                            int n_kv, int d, int capacity, float inv_sqrt_d, int max_splits, int early, unsigned long long* trace) {
   trace_start(trace);
-  // A split past the current length returns at once; its end is stamped all the same (without
-  // one, the launch's last release would follow its last end).
+  // A split past the current length returns at once (early: before its wait, so it stamps no
+  // release); its end is stamped all the same (after-wait: without one, the launch's last
+  // release would follow its last end).
   attn_split_at<T>(q, k_cache, v_cache, params, acc_out, n_head, n_kv, d, capacity, inv_sqrt_d, max_splits, blockIdx.x,
                    blockIdx.y, early != 0, trace);
   trace_end(trace);

@@ -102,6 +102,7 @@ struct GemvArgs {
   int warps_per_pair;             // 1, 2 or 4 warps share a row pair's chunks (long rows)
   int stage_rows;                 // gemv_stream: rows a shared-memory stage holds (2, 4 or 8)
   int stages;                     // gemv_stream: stages of its ring (2 to 16)
+  int down_early;                 // mlp_fused_t: phase 2's first loads as phase 1 ends (mlp_fused.cuh)
   float eps;
 };
 

@@ -37,9 +37,29 @@
 // SmolLM2's 72 chunks a row take 216 of 256); a warp reads 512 contiguous bytes a load, 8 rows'
 // loads in flight before any is used. The R partial sums of an output chunk meet in the
 // reductions; a lane with no rows adds nothing.
+#define DOWN_ROWS 8
+
+// The first round of a thread's phase-2 loads (its first output chunk, first DOWN_ROWS rows),
+// issued as soon as the thread's warp has finished its gate/up rows (GemvArgs::down_early,
+// LLMBENCH_CUDA_MLP_DOWN=early): they need no activation, and issued there they are in flight
+// while the other warps finish phase 1 and through the barrier between the phases, where the
+// after-sync order leaves the block with no loads in flight for a round trip. The registers are
+// phase 1's, dead by then.
 template <typename T>
-__device__ void down_transposed(const GemvArgs& a, const T* act, int i0, int width) {
-  constexpr int V = Vec<T>::N, ROWS = 8;
+__device__ __forceinline__ void down_first_round(const GemvArgs& a, int i0, int width, uint4 (&w)[DOWN_ROWS]) {
+  constexpr int V = Vec<T>::N;
+  int chunks = a.k / V, lanes = max(1, (int)blockDim.x / chunks);
+  int t = threadIdx.x, c = t % chunks, r0 = t / chunks;
+  const uint4* down_t = a.down + (size_t)i0 * chunks;
+#pragma unroll
+  for (int j = 0; j < DOWN_ROWS; ++j)
+    if (t < chunks * lanes && r0 + lanes * j < width) w[j] = load_streaming(down_t + (size_t)(r0 + lanes * j) * chunks + c);
+}
+
+template <typename T>
+__device__ void down_transposed(const GemvArgs& a, const T* act, int i0, int width, bool have_first,
+                                const uint4 (&first)[DOWN_ROWS]) {
+  constexpr int V = Vec<T>::N, ROWS = DOWN_ROWS;
   int chunks = a.k / V, lanes = max(1, (int)blockDim.x / chunks);
   const uint4* down_t = a.down + (size_t)i0 * chunks;
   for (int t = threadIdx.x; t < chunks * lanes; t += blockDim.x) {
@@ -50,9 +70,10 @@ __device__ void down_transposed(const GemvArgs& a, const T* act, int i0, int wid
     for (int e = 0; e < V; ++e) s[e] = 0.f;
     for (int p0 = r0; p0 < width; p0 += lanes * ROWS) {
       uint4 w[ROWS];
+      bool pre = have_first && t == threadIdx.x && p0 == r0;  // down_first_round's loads
 #pragma unroll
       for (int j = 0; j < ROWS; ++j)
-        if (p0 + lanes * j < width) w[j] = load_streaming(down_t + (size_t)(p0 + lanes * j) * chunks + c);
+        if (p0 + lanes * j < width) w[j] = pre ? first[j] : load_streaming(down_t + (size_t)(p0 + lanes * j) * chunks + c);
 #pragma unroll
       for (int j = 0; j < ROWS; ++j) {
         if (p0 + lanes * j >= width) continue;
@@ -99,6 +120,8 @@ __device__ void mlp_fused(const GemvArgs& a) {
   trace_released(a.trace);
   build_input<T>(a, xs, nullptr);
   __syncthreads();
+  const bool down_early = DOWN_T && a.down_early != 0;
+  uint4 first[DOWN_ROWS];
   for (int p = warp; p < width; p += warps) {
     float g = 0.f, u = 0.f;
     for (int c0 = 0; c0 < chunks; c0 += 32 * CPL) {
@@ -121,10 +144,11 @@ __device__ void mlp_fused(const GemvArgs& a) {
       act[p] = from_f<T>(s * round_t<T>(u));
     }
   }
+  if (down_early) down_first_round<T>(a, i0, width, first);  // this warp's pairs are done
   __syncthreads();
 
   if constexpr (DOWN_T) {
-    down_transposed<T>(a, act, i0, width);
+    down_transposed<T>(a, act, i0, width, down_early, first);
     trace_end(a.trace);
     return;
   }

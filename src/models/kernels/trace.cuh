@@ -1,7 +1,9 @@
 // An optional timeline of the graph decode step (LLMBENCH_CUDA_TRACE, ../cuda_graph/trace.rs), for
 // the launch gaps inside a replayed graph, where nsys cannot look: each launch gets four
 // %globaltimer nanosecond stamps in its slot, the first block's start, the first and the last
-// block's release from the wait on the previous kernel, and the last block's end. A null slot
+// block's release from the wait on the previous kernel, and the last block's end (a block that
+// leaves before its wait, as the attention's splits past the length do, stamps only its end,
+// so the start is the first among the blocks that waited). A null slot
 // (the default) records nothing; thread 0 of a block writes, through 64-bit atomics.
 #pragma once
 
