@@ -3,7 +3,8 @@
 # order that matters if the call is cut short. Device calls are rare and at most 600 s, so each
 # stage is skipped when the time left (LIMIT, default 560 s of this script) is below its estimate
 # (seconds; stage-times.txt records the real ones: session 9's H100 took tables 318, check-default 55,
-# the three-setting sweep 87, trace 18, check-rest 42), and everything small
+# the three-setting sweep 87, trace 18, check-rest 42; session 10's H200 tables 252-264,
+# check-default 75-121, a two-setting sweep 53, trace 15-22), and everything small
 # under $OUT (JSON, text, CSV, SVG; not the sweep's per-run folders) is packed into $PACK after
 # every stage, so a call killed at its limit still brings back the stages it finished.
 #
@@ -16,8 +17,9 @@
 #   4. the replayed step's timeline per MLP setting (benches/gpu_trace.sh): the kernels' span of a
 #      token, to set against its measured time (the rest is outside the graph)
 #   5. the long-prompt, batched and served-draft checks (unchanged code paths)
-#   6. where the attention kernel's warps wait (Nsight Compute, benches/gpu_profile.sh STALLS:
-#      the next change to that kernel waits for it)
+#   6. the SmolLM2 Q4_1 GGUF (the real file, or its twin: benches/gguf_twin.py): its GPU-vs-CPU
+#      rows, then graph against candle's per-op kernels
+#   7. where the attention kernel's warps wait (Nsight Compute, benches/gpu_profile.sh STALLS)
 #
 # Usage (device tool): R=$OUT; export OUT=/tmp/o PACK=$R/out.tgz; bash .ci/gpu-bench decode-session
 # A second call on the same warm machine runs what the first skipped: SKIP="<the stage names it
@@ -57,12 +59,18 @@ tables() {
   done
 }
 
+gguf_rows() {
+  python3 .ci/gpu-check.py gguf
+  python3 benches/gpu_vs_pytorch.py --model smollm2-135m --gguf "${SMOLLM2_GGUF:-/tmp/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf}" --out "$OUT"
+}
+
 mkdir -p "$OUT"
 stage tables 250 tables
-stage check-default 60 python3 .ci/gpu-check.py fixtures random_weights
+stage check-default 100 python3 .ci/gpu-check.py fixtures random_weights
 stage sweep 50 env SETTINGS="${SWEEP_SETTINGS:--}" ROUNDS=2 bash benches/gpu_gemv_sweep.sh
 stage trace 50 bash benches/gpu_trace.sh
 stage check-rest 50 python3 .ci/gpu-check.py long_prompt batched served_draft
+stage gguf 100 gguf_rows
 stage stalls 70 env STALLS=attn_split MODELS="tinyllama-1.1b smollm2-135m" bash benches/gpu_profile.sh
 echo "== done in $SECONDS s"
 pack
