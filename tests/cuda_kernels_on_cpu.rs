@@ -6,7 +6,8 @@
 //! down loads early) and dtype, and GGUF Q8_0, Q4_0 and Q4_1 and our int8 and int4 weights in
 //! an f32 graph, against a double-precision reference, with threads scheduled
 //! in a seeded random warp order so that a missing barrier shows, and what the previous launch
-//! wrote hidden (NaN) until a launch waits for it. CI has no GPU;
+//! wrote hidden (NaN) until a launch waits for it (and in L1 lines loaded before the wait after
+//! it). CI has no GPU;
 //! without this, a kernel change was first run on the lent GPU, in a call worth a session.
 
 use std::path::Path;

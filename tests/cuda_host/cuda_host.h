@@ -39,6 +39,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <functional>
+#include <unordered_set>
 #include <vector>
 
 // ---- CUDA's declaration specifiers ----
@@ -309,8 +310,10 @@ inline void atomic_add_float(float* p, float v) {
 // what the previous launch wrote (emu::Unpublished): every block of the next launch starts with
 // those bytes set to NaN, and they come back once all its threads are at the wait, so a kernel
 // that reads them before its wait and does not read them again after it computes with NaN.
-// Not modelled: L1. A plain load after the wait, of a line loaded before it, may return the old
-// bytes on the GPU (hence the kernels' __ldcg there) but reads memory here.
+// L1, for the loads that name it (ld_cached): a 128-byte line that any block of the launch
+// loaded before its wait may still be in an L1 after it, with the old bytes, so a later
+// ld_cached of that line returns them (NaN where they were hidden); __ldcg reads memory (L2).
+// Strict: on the GPU only blocks of the same multiprocessor share an L1.
 namespace emu {
 struct Unpublished {
   std::vector<std::pair<unsigned char*, std::vector<unsigned char>>> ranges;  // where, the real bytes
@@ -326,12 +329,35 @@ struct Unpublished {
   }
 };
 inline const Unpublished* unpublished = nullptr;
+inline bool block_waited = false;                  // the running block is past its wait
+inline std::unordered_set<uintptr_t> lines_before_wait;  // 128-byte lines ld_cached read before a wait, this launch
 }  // namespace emu
 inline void wait_for_previous() {
   if (emu::unpublished == nullptr) return;
   __syncthreads();
-  if (threadIdx.x == 0) emu::unpublished->show();
+  if (threadIdx.x == 0) {
+    emu::unpublished->show();
+    emu::block_waited = true;
+  }
   __syncthreads();
+}
+inline uint4 ld_cached(const uint4* p) {
+  uint4 v = *p;
+  if (emu::unpublished == nullptr) return v;
+  uintptr_t line = reinterpret_cast<uintptr_t>(p) / 128;  // 16-byte aligned: one line
+  auto& lines = emu::lines_before_wait;
+  if (!emu::block_waited) {
+    lines.insert(line);
+    return v;
+  }
+  if (!lines.count(line)) return v;
+  // The line as L1 may hold it: the hidden bytes still NaN.
+  const unsigned char* from = reinterpret_cast<const unsigned char*>(p);
+  unsigned char* bytes = reinterpret_cast<unsigned char*>(&v);
+  for (auto& [at, real] : emu::unpublished->ranges)
+    for (int i = 0; i < 16; ++i)
+      if (from + i >= at && from + i < at + real.size()) bytes[i] = 0xff;
+  return v;
 }
 inline void release_next() {}
 inline unsigned long long global_ns() {
@@ -423,6 +449,7 @@ inline bool launch(const char* name, dim3 grid, dim3 block, size_t shared, std::
     return false;
   }
   unsigned blocks = grid.x * grid.y;
+  lines_before_wait.clear();
   kernel_body = std::move(body);
   blockDim = block;
   gridDim = grid;
@@ -432,7 +459,10 @@ inline bool launch(const char* name, dim3 grid, dim3 block, size_t shared, std::
     blockIdx = dim3{b % grid.x, b / grid.x, 0};
     order_state = seed ^ (launches << 20) ^ b;
     std::memset(smem, 0xcd, shared);
-    if (unpublished != nullptr) unpublished->hide();
+    if (unpublished != nullptr) {
+      unpublished->hide();
+      block_waited = false;
+    }
     run_block(block.x);
   };
   for (unsigned b = 0; b < blocks; ++b) enter(b);

@@ -66,7 +66,7 @@ __device__ void attn_split_at(const T* q, const T* k_cache, const T* v_cache, co
   const uint4* row = reinterpret_cast<const uint4*>(k_cache + ((size_t)kvh * capacity + p) * d);
   uint4 kpre[KPRE];
 #pragma unroll
-  for (int c = 0; c < KPRE; ++c) kpre[c] = threadIdx.x < loadable && c < chunks ? row[c] : make_uint4(0, 0, 0, 0);
+  for (int c = 0; c < KPRE; ++c) kpre[c] = threadIdx.x < loadable && c < chunks ? ld_cached(row + c) : make_uint4(0, 0, 0, 0);
   const T* vals = v_cache + ((size_t)kvh * capacity + start) * d;
   int groups = blockDim.x / chunks;
   int c = threadIdx.x % chunks, g = threadIdx.x / chunks;
@@ -74,10 +74,10 @@ __device__ void attn_split_at(const T* q, const T* k_cache, const T* v_cache, co
 #pragma unroll
   for (int j = 0; j < PRE; ++j) {
     int pp = g + j * groups;
-    vpre[j] = pp < loadable ? reinterpret_cast<const uint4*>(vals + (size_t)pp * d)[c] : make_uint4(0, 0, 0, 0);
+    vpre[j] = pp < loadable ? ld_cached(reinterpret_cast<const uint4*>(vals + (size_t)pp * d) + c) : make_uint4(0, 0, 0, 0);
   }
   // Loads after this point may meet the newest row's old bytes in L1 (early): from L2.
-  auto load = [&](const uint4* at) { return early ? __ldcg(at) : *at; };
+  auto load = [&](const uint4* at) { return early ? __ldcg(at) : ld_cached(at); };
   if (early) {
     pass_wait();
     if (threadIdx.x < d) qv = to_f(q[head * d + threadIdx.x]);

@@ -15,6 +15,11 @@
 __device__ __forceinline__ void wait_for_previous() { asm volatile("griddepcontrol.wait;" ::: "memory"); }
 __device__ __forceinline__ void release_next() { asm volatile("griddepcontrol.launch_dependents;" :::); }
 
+// A plain (L1-cached) 16-byte load of data another launch may write: a function of its own so
+// that the CPU emulator can model L1, where a line loaded before a wait may serve its old bytes
+// after it (decode_attention.cuh's cache loads; __ldcg reads L2).
+__device__ __forceinline__ uint4 ld_cached(const uint4* p) { return *p; }
+
 // The GPU's nanosecond clock (trace.cuh's stamps).
 __device__ __forceinline__ unsigned long long global_ns() {
   unsigned long long t;
