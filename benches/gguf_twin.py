@@ -16,13 +16,14 @@ F32 (the norms) uniform in [0.9, 1.1]; a fixed seed, so every twin of one header
   python3 benches/gguf_twin.py header MODEL.gguf HEADER.bin
   python3 benches/gguf_twin.py fill HEADER.bin TWIN.gguf
 """
+import os
 import struct
 import sys
 
 import numpy as np
 
-# GGML type -> (elements per block, bytes per block)
-BLOCKS = {0: (1, 4), 1: (1, 2), 2: (32, 18), 3: (32, 20), 8: (32, 34)}
+# The GGML types the twin writes (F32, Q4_1, Q8_0) -> values a block
+PER_BLOCK = {0: 1, 3: 32, 8: 32}
 SCALAR = {0: "B", 1: "b", 2: "H", 3: "h", 4: "I", 5: "i", 6: "f", 7: "?", 10: "Q", 11: "q", 12: "d"}
 
 
@@ -76,8 +77,9 @@ def parse(data):
 
 
 def random_blocks(rng, kind, elements):
-    per_block, block_bytes = BLOCKS[kind]
-    n = elements // per_block
+    if kind not in PER_BLOCK:
+        sys.exit(f"GGML type {kind}: the twin handles F32, Q4_1 and Q8_0 (add its values here)")
+    n = elements // PER_BLOCK[kind]
     if kind == 0:
         return rng.uniform(0.9, 1.1, n).astype("<f4").tobytes()
     if kind == 3:  # Q4_1: d, m (f16), 16 bytes of nibbles
@@ -85,11 +87,10 @@ def random_blocks(rng, kind, elements):
         m = (-7.5 * d.astype(np.float32)).astype("<f2")  # codes 0..15 centred: no shared bias
         q = rng.integers(0, 256, (n, 16), dtype=np.uint8)
         return np.concatenate([d.view(np.uint8).reshape(n, 2), m.view(np.uint8).reshape(n, 2), q], axis=1).tobytes()
-    if kind == 8:  # Q8_0: d (f16), 32 int8
-        d = rng.uniform(0.0005, 0.001, n).astype("<f2")
-        q = rng.integers(-127, 128, (n, 32), dtype=np.int8).view(np.uint8)
-        return np.concatenate([d.view(np.uint8).reshape(n, 2), q], axis=1).tobytes()
-    sys.exit(f"GGML type {kind}: the twin handles F32, Q4_1 and Q8_0 (add its values here)")
+    # Q8_0: d (f16), 32 int8
+    d = rng.uniform(0.0005, 0.001, n).astype("<f2")
+    q = rng.integers(-127, 128, (n, 32), dtype=np.int8).view(np.uint8)
+    return np.concatenate([d.view(np.uint8).reshape(n, 2), q], axis=1).tobytes()
 
 
 def main():
@@ -112,7 +113,6 @@ def main():
             out.write(b"\0" * pad)
             out.write(random_blocks(rng, kind, elements))
         out.write(b"\0" * (-out.tell() % alignment))
-    import os
     os.replace(dst + ".tmp", dst)
     print(f"{dst}: {len(tensors)} tensors of random values after {start} bytes of header")
 

@@ -166,7 +166,7 @@ pub fn argmax(logits: &[f32]) -> u32 {
 }
 
 /// `[vocab, vocab - 1, ..., 1]` (u32) on `device`: the weights `first_max_rows` ranks a row's
-/// maxima by, built once per engine (not on the timed step).
+/// maxima by, built once per engine (BatchEngine: at its first greedy step, then reused).
 pub fn descending_ranks(vocab: usize, device: &candle_core::Device) -> candle_core::Result<candle_core::Tensor> {
     let ranks: Vec<u32> = (1..=vocab as u32).rev().collect();
     candle_core::Tensor::new(ranks, device)

@@ -81,7 +81,7 @@ __device__ void attn_split_at(const T* q, const T* k_cache, const T* v_cache, co
   if (early) {
     pass_wait();
     if (threadIdx.x < d) qv = to_f(q[head * d + threadIdx.x]);
-    int newest = len - 1 - start;  // in [0, loadable): this split holds the newest position
+    int newest = len - 1 - start;  // below loadable where this split holds the newest position, else >= SPLIT: no thread
     if (threadIdx.x == newest) {
 #pragma unroll
       for (int cc = 0; cc < KPRE; ++cc) kpre[cc] = cc < chunks ? __ldcg(row + cc) : kpre[cc];
