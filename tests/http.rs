@@ -207,11 +207,18 @@ fn an_unreachable_endpoint_fails_within_the_connect_timeout() {
         .all(|r| r.failure.as_ref().is_some_and(|f| f.cause() == "connect")));
 }
 
+/// Responses last 30 ms and arrive every 10 ms, so about three are in flight at once: a sender
+/// that waited for a free slot (or for the previous response) would fall 20 ms further behind
+/// with each request. The sends must instead leave on their schedule.
+///
+/// A busy 2-core CI machine can preempt the client for tens of milliseconds at any moment
+/// (one CI run saw request 17 leave 85 ms late while the model tests ran beside it). Noise like
+/// that is occasional; a sender that waits is late on every attempt. So the timing bounds may
+/// take up to three attempts, while the recorded schedule must be exact on every one.
 #[test]
 fn sends_follow_the_schedule_not_the_free_slots() {
-    let server = serve(|_| Script::chat(2 * MS, MS, &["a"], Some(1))).unwrap();
+    let server = serve(|_| Script::chat(30 * MS, MS, &["a"], Some(1))).unwrap();
     let ep = Endpoint::parse(&server.url()).unwrap();
-    let arrivals: Vec<Duration> = (0..20).map(|i| i * 10 * MS).collect();
     let prompts = vec![
         Request {
             prompt: "p".into(),
@@ -219,34 +226,43 @@ fn sends_follow_the_schedule_not_the_free_slots() {
         };
         20
     ];
-    let (recs, _) = run_level(
-        &ep,
-        &opts(Api::Completions),
-        &prompts,
-        &Load {
-            arrivals,
-            max_concurrency: None,
-            duration: None,
-            busy_poll: false,
-        },
-        timeouts(),
-    )
-    .unwrap();
-    for (i, r) in recs.iter().enumerate() {
-        assert!(
-            (r.scheduled_s - i as f64 * 0.010).abs() < 1e-9,
-            "request {i} scheduled at {}",
-            r.scheduled_s
-        );
-        assert!(r.queue_s < 20e-3, "request {i} left {} s late", r.queue_s);
+    let mut misses = Vec::new();
+    for _attempt in 0..3 {
+        let (recs, _) = run_level(
+            &ep,
+            &opts(Api::Completions),
+            &prompts,
+            &Load {
+                arrivals: (0..20).map(|i| i * 10 * MS).collect(),
+                max_concurrency: None,
+                duration: None,
+                busy_poll: false,
+            },
+            timeouts(),
+        )
+        .unwrap();
+        assert_eq!(recs.len(), 20);
+        for (i, r) in recs.iter().enumerate() {
+            assert!(r.failure.is_none(), "request {i}: {:?}", r.failure);
+            assert!(
+                (r.scheduled_s - i as f64 * 0.010).abs() < 1e-9,
+                "request {i} scheduled at {}",
+                r.scheduled_s
+            );
+        }
+        let queue: Vec<f64> = recs.iter().map(|r| r.queue_s).collect();
+        let median = llmbench::measure::stats::Summary::of(&queue)
+            .unwrap()
+            .median;
+        let worst = queue.iter().cloned().fold(0.0, f64::max);
+        if median < 1e-3 && worst < 20e-3 {
+            return;
+        }
+        misses.push(format!("median {median:.6} s, worst {worst:.6} s"));
     }
-    let queue: Vec<f64> = recs.iter().map(|r| r.queue_s).collect();
-    let median = llmbench::measure::stats::Summary::of(&queue)
-        .unwrap()
-        .median;
-    assert!(
-        median < 1e-3,
-        "sends leave within a millisecond of their schedule (median {median} s)"
+    panic!(
+        "sends should leave within a millisecond of their schedule (median) and none 20 ms late; \
+         three attempts: {misses:?}"
     );
 }
 
