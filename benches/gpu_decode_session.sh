@@ -21,6 +21,14 @@
 #      rows, then graph against candle's per-op kernels
 #   7. where the attention kernel's warps wait (Nsight Compute, benches/gpu_profile.sh STALLS)
 #
+# CANDIDATE="VAR=value ..." (one setting not yet the default, e.g. LLMBENCH_CUDA_MLP_DOWN=early)
+# settles it in the same call: a `choose` stage runs first, the sweep of the default against the
+# candidate (two rounds, round-robin), and benches/choose_setting.py adopts the candidate only if
+# it decodes TinyLlama's 128 new tokens faster in every round and no row (model, new tokens)
+# is more than 1% slower on its two-round mean. An adopted candidate is exported for every later
+# stage (tables, checks, GGUF), and the results' environment (llmbench_env) records it; the trace
+# then times both side by side. $OUT/choice.txt says what was chosen and why.
+#
 # Usage (device tool): R=$OUT; export OUT=/tmp/o PACK=$R/out.tgz; bash .ci/gpu-bench decode-session
 # A second call on the same warm machine runs what the first skipped: SKIP="<the stage names it
 # finished, as printed>".
@@ -64,11 +72,30 @@ gguf_rows() {
   python3 benches/gpu_vs_pytorch.py --model smollm2-135m --gguf "${SMOLLM2_GGUF:-/tmp/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf}" --out "$OUT"
 }
 
+choose() {
+  SETTINGS="-;$CANDIDATE" ROUNDS=2 bash benches/gpu_gemv_sweep.sh | tee "$OUT/choose-sweep.txt"
+  python3 benches/choose_setting.py "$CANDIDATE" "$OUT/choose-sweep.txt" | tee "$OUT/choice.txt"
+}
+
 mkdir -p "$OUT"
+TRACE_SETTINGS=${TRACE_SETTINGS:-}
+if [ -n "${CANDIDATE:-}" ]; then
+  stage choose 60 choose
+  if grep -q '^adopt' "$OUT/choice.txt" 2>/dev/null; then
+    read -r -a adopted <<< "$CANDIDATE"
+    export "${adopted[@]}"
+    echo "== adopted for the later stages: $CANDIDATE"
+  fi
+  # The default against the candidate: the candidate's variables set empty (empty is the
+  # default, gemv_choice.rs), since "-" would inherit an adopted candidate.
+  baseline=$(for kv in $CANDIDATE; do printf '%s= ' "${kv%%=*}"; done)
+  TRACE_SETTINGS=${TRACE_SETTINGS:-"${baseline% };$CANDIDATE"}
+  SKIP="${SKIP:-} sweep"  # the choose stage was the sweep
+fi
 stage tables 250 tables
 stage check-default 100 python3 .ci/gpu-check.py fixtures random_weights
 stage sweep 50 env SETTINGS="${SWEEP_SETTINGS:--}" ROUNDS=2 bash benches/gpu_gemv_sweep.sh
-stage trace 50 bash benches/gpu_trace.sh
+stage trace 50 env ${TRACE_SETTINGS:+SETTINGS="$TRACE_SETTINGS"} bash benches/gpu_trace.sh
 stage check-rest 50 python3 .ci/gpu-check.py long_prompt batched served_draft
 stage gguf 100 gguf_rows
 stage stalls 70 env STALLS=attn_split MODELS="tinyllama-1.1b smollm2-135m" bash benches/gpu_profile.sh

@@ -112,7 +112,10 @@ def run_llmbench(binary, model, out_dir, gguf=None):
                              ttft_ms=s["ttft_ms"]["median"], prefill_tok_s=s["prefill_tokens_per_s"]["median"],
                              decode_tok_s=s["decode_tokens_per_s"]["median"], runs=len(runs),
                              peak_device_memory_bytes=runs[0].get("peak_device_memory_bytes"),
-                             cuda_graph=report["settings"].get("cuda_graph"), kv_cache=case["params"]["kv_cache"]))
+                             cuda_graph=report["settings"].get("cuda_graph"), kv_cache=case["params"]["kv_cache"],
+                             # the kernel switches the run had (LLMBENCH_CUDA_*), as its results recorded them
+                             llmbench_env={k: v for k, v in report["provenance"].get("llmbench_env", {}).items()
+                                           if k.startswith("LLMBENCH_CUDA_")}))
         print(f"{name}: done", file=sys.stderr, flush=True)
     return rows
 
@@ -188,6 +191,8 @@ def table(rows, bandwidth, gguf=None):
         pct = 100 * decode_bytes_per_token(r["model"], r["new_tokens"], gguf) * r["decode_tok_s"] / bandwidth
         lines.append(f"| {r['model']} | {r['impl']} | {r['new_tokens']} | {r['ttft_ms']:.2f} | {r['prefill_tok_s']:.0f} | "
                      f"{r['decode_tok_s']:.1f} | {ratio} | {pct:.1f}% |")
+    switches = sorted({f"{k}={v}" for r in rows for k, v in r.get("llmbench_env", {}).items()})
+    lines.append(f"\nllmbench kernel switches: {' '.join(switches) if switches else 'none (the defaults)'}")
     return "\n".join(lines)
 
 
