@@ -16,11 +16,10 @@ F32 (the norms) uniform in [0.9, 1.1]; a fixed seed, so every twin of one header
   python3 benches/gguf_twin.py header MODEL.gguf HEADER.bin
   python3 benches/gguf_twin.py fill HEADER.bin TWIN.gguf
 """
+import math
 import os
 import struct
 import sys
-
-import numpy as np
 
 # The GGML types the twin writes (F32, Q4_1, Q8_0) -> values a block
 PER_BLOCK = {0: 1, 3: 32, 8: 32}
@@ -71,12 +70,13 @@ def parse(data):
         name = r.string()
         dims = [r.read("Q") for _ in range(r.read("I"))]
         kind, offset = r.read("I"), r.read("Q")
-        tensors.append((name, kind, int(np.prod(dims)), offset))
+        tensors.append((name, kind, math.prod(dims), offset))
     start = (r.pos + alignment - 1) // alignment * alignment
     return tensors, alignment, start
 
 
 def random_blocks(rng, kind, elements):
+    import numpy as np  # `fill` only (the GPU machine has it); `header` runs without numpy
     if kind not in PER_BLOCK:
         sys.exit(f"GGML type {kind}: the twin handles F32, Q4_1 and Q8_0 (add its values here)")
     n = elements // PER_BLOCK[kind]
@@ -103,6 +103,8 @@ def main():
         open(dst, "wb").write(data[:start])
         print(f"{dst}: {start} bytes of header, {len(tensors)} tensors")
         return
+    import numpy as np
+
     rng = np.random.default_rng(0)
     with open(dst + ".tmp", "wb") as out:
         out.write(data[:start])
