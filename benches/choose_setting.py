@@ -2,7 +2,7 @@
 """Whether a candidate kernel setting beats the default, from one round-robin sweep.
 
 Reads benches/gpu_gemv_sweep.sh's lines ("round R | SETTING | MODEL | N new | decode X tok/s
-...", SETTING "-" for the default) and prints one verdict line, "adopt ..." or "keep the
+...", SETTING "-" for the default; the format is that script's, change both together) and prints one verdict line, "adopt ..." or "keep the
 default ...", then the per-row ratios. The rule, chosen to be hard to pass by noise (the
 sweep's two rounds of one setting differ by ~1% on one machine, NOTES session 10):
 

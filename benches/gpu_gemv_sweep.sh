@@ -4,7 +4,8 @@
 # decodes the random-weight bf16 models of benches/gpu_vs_pytorch.py (128-token prompt, 128 and
 # 1,024 new tokens, -r 3), settings taken round-robin over ROUNDS rounds so that clock drift
 # falls on all of them alike. Prints one line per (round, setting, model, new tokens): the
-# median decode tok/s; the runs' JSON stays under $OUT/gemv-sweep.
+# median decode tok/s (benches/choose_setting.py parses that line: change both together); the
+# runs' JSON stays under $OUT/gemv-sweep.
 set -uo pipefail
 BIN=${LLMBENCH:-dist/llmbench-cuda}
 PROMPT=$(python3 -c 'print(("The quick brown fox jumps over the lazy dog. " * 4)[:128])')
