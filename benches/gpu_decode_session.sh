@@ -21,13 +21,16 @@
 #      rows, then graph against candle's per-op kernels
 #   7. where the attention kernel's warps wait (Nsight Compute, benches/gpu_profile.sh STALLS)
 #
-# CANDIDATE="VAR=value ..." (one setting not yet the default, e.g. LLMBENCH_CUDA_MLP_DOWN=early)
-# settles it in the same call: a `choose` stage runs first, the sweep of the default against the
-# candidate (two rounds, round-robin), and benches/choose_setting.py adopts the candidate only if
-# it decodes TinyLlama's 128 new tokens faster in every round and no row (model, new tokens)
-# is more than 1% slower on its two-round mean. An adopted candidate is exported for every later
-# stage (tables, checks, GGUF), and the results' environment (llmbench_env) records it; the trace
-# then times both side by side. $OUT/choice.txt says what was chosen and why.
+# CANDIDATE="VAR=value ...[;VAR=value ...]" (settings not yet the default, e.g.
+# "LLMBENCH_CUDA_MLP_DOWN=early;LLMBENCH_CUDA_COMBINE=early;LLMBENCH_CUDA_MLP_DOWN=early
+# LLMBENCH_CUDA_COMBINE=early") settles them in the same call: a `choose` stage runs first, the
+# sweep of the default against each candidate (two rounds, round-robin, ~27 s a setting), and
+# benches/choose_setting.py adopts a candidate only if it decodes TinyLlama's 128 new tokens
+# faster in every round and no row (model, new tokens) is more than 1% slower on its two-round
+# mean (of several that pass, the fastest on that row). The adopted one is exported for every
+# later stage (tables, checks, GGUF), and the results' environment (llmbench_env) records it;
+# the trace then times the default against every candidate. $OUT/choice.txt says what was
+# chosen and why.
 #
 # Usage (device tool): R=$OUT; export OUT=/tmp/o PACK=$R/out.tgz; bash .ci/gpu-bench decode-session
 # A second call on the same warm machine runs what the first skipped: SKIP="<the stage names it
@@ -80,15 +83,17 @@ choose() {
 mkdir -p "$OUT"
 TRACE_SETTINGS=${TRACE_SETTINGS:-}
 if [ -n "${CANDIDATE:-}" ]; then
-  stage choose 60 choose
-  if grep -q '^adopt' "$OUT/choice.txt" 2>/dev/null; then
-    read -r -a adopted <<< "$CANDIDATE"
-    export "${adopted[@]}"
-    echo "== adopted for the later stages: $CANDIDATE"
+  IFS=';' read -r -a candidates <<< "$CANDIDATE"
+  stage choose $((30 + 27 * ${#candidates[@]})) choose
+  adopted=$(sed -n 's/^adopt //p' "$OUT/choice.txt" 2>/dev/null)
+  if [ -n "$adopted" ]; then
+    read -r -a adopted_vars <<< "$adopted"
+    export "${adopted_vars[@]}"
+    echo "== adopted for the later stages: $adopted"
   fi
-  # The default against the candidate: the candidate's variables set empty (empty is the
+  # The default against each candidate: every candidate's variables set empty (empty is the
   # default, gemv_choice.rs), since "-" would inherit an adopted candidate.
-  baseline=$(for kv in $CANDIDATE; do printf '%s= ' "${kv%%=*}"; done)
+  baseline=$(for kv in ${CANDIDATE//;/ }; do printf '%s= ' "${kv%%=*}"; done | tr ' ' '\n' | sort -u | tr '\n' ' ')
   TRACE_SETTINGS=${TRACE_SETTINGS:-"${baseline% };$CANDIDATE"}
   SKIP="${SKIP:-} sweep"  # the choose stage was the sweep
 fi

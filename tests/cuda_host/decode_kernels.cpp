@@ -75,6 +75,7 @@ struct Wiring {
   int group = 0;        // int4's group
   bool attn_early = true;  // the attention's cache loads before its wait (LLMBENCH_CUDA_ATTN_LOADS)
   bool down_early = false;  // the transposed MLP's first down loads as phase 1 ends (LLMBENCH_CUDA_MLP_DOWN)
+  bool combine_early = false;  // the dense O projection's position before its wait (LLMBENCH_CUDA_COMBINE)
 };
 const Wiring WIRINGS[] = {
     {"default", Mlp::Transposed},
@@ -89,6 +90,7 @@ const Wiring WIRINGS[] = {
     {"int4-g128", Mlp::Split, FMT_INT4, 128},
     {"after-wait", Mlp::Transposed, FMT_DENSE, 0, false},
     {"down-early", Mlp::Transposed, FMT_DENSE, 0, true, true},
+    {"combine-early", Mlp::Transposed, FMT_DENSE, 0, true, false, true},
 };
 
 // ---- random data ----
@@ -578,6 +580,7 @@ template <typename T> bool step(Model<T>& m, const Wiring& wiring, int token, in
   shape.capacity = s.capacity;
   shape.interleaved = s.interleaved;
   shape.attn_splits = m.max_splits;
+  shape.combine_early = wiring.combine_early;
   shape.eps = 1e-5f;
   int acc4 = m.zeroed_len / 4;
   unsigned embed_blocks = std::clamp((unsigned)((acc4 + EMBED_THREADS - 1) / EMBED_THREADS), 1u, 64u);
@@ -720,7 +723,16 @@ template <typename T> bool step(Model<T>& m, const Wiring& wiring, int token, in
       for (int i = 0; i < s.hidden; ++i) x1[i] = rt<T>(x_before_o[i] + rt<T>(o[i]));
     }
     oa.trace = slot();
-    if (!gemv<T>("o", oa, L.o, stream, s.sms)) return false;
+    {
+      // What the attention wrote: every split's partial outputs and (max, sum) stats.
+      emu::Unpublished attention_out;
+      attention_out.add(m.partial, (size_t)m.max_splits * s.n_head * (d + 2) * sizeof(float));
+      emu::unpublished = &attention_out;
+      bool launched = gemv<T>("o", oa, L.o, stream, s.sms);
+      attention_out.show();
+      emu::unpublished = nullptr;
+      if (!launched) return false;
+    }
     std::vector<float> x1_dev = download(m.xs[x], s.hidden);
     check(at, "x+o", x1_dev, x1, tol);
 

@@ -314,6 +314,7 @@ impl Inner {
             capacity: capacity_i,
             interleaved: i32::from(s.interleaved),
             attn_splits: max_splits,
+            combine_early: i32::from(self.choice.combine_early),
             eps: s.eps,
             ..GemvArgs::default()
         };

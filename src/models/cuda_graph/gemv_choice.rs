@@ -22,12 +22,15 @@
 //! other through grid-wide counters): each slower on TinyLlama (1-9%), since programmatic
 //! dependent launch had already left ~0.5 us a kernel boundary to remove.
 //!
-//! Two orders of loads, chosen here because they are measured A/B in one device call:
+//! Three orders of loads, chosen here because they are measured A/B in one device call:
 //! `LLMBENCH_CUDA_ATTN_LOADS=after-wait` has the attention load its cache after its wait on the
-//! QKV launch (the default loads it before: +6-8% on the H200, NOTES session 10), and
+//! QKV launch (the default loads it before: +6-8% on the H200, NOTES session 10),
 //! `LLMBENCH_CUDA_MLP_DOWN=early` has the fused MLP over the transposed copy issue its first down
-//! loads as each warp's gate/up rows end, not after the barrier between its phases (not yet
-//! measured on a GPU, so not the default).
+//! loads as each warp's gate/up rows end, not after the barrier between its phases, and
+//! `LLMBENCH_CUDA_COMBINE=early` has the O projection (dense weights) read the position before
+//! its wait and, at one attention split, load the partials with their stats in one round trip
+//! (gemv_input.cuh's combine_one_split). The last two are not yet measured on a GPU, so not the
+//! default.
 
 use candle_core::{Error, Result};
 
@@ -60,6 +63,10 @@ pub struct GemvChoice {
     /// Whether the attention issues its cache loads before its wait on the QKV launch (the
     /// default; LLMBENCH_CUDA_ATTN_LOADS=after-wait: after it, as through session 9).
     pub attention_loads_early: bool,
+    /// Whether the dense O projection reads the position before its wait and combines a single
+    /// attention split in one round trip (LLMBENCH_CUDA_COMBINE=early; unmeasured, so not the
+    /// default: NOTES session 12) or reads it after (the default).
+    pub combine_early: bool,
 }
 
 /// How a layer's MLP is launched (LLMBENCH_CUDA_MLP).
@@ -141,6 +148,7 @@ impl GemvChoice {
         )?;
         let mlp_down_early = env_choice(var, "LLMBENCH_CUDA_MLP_DOWN", &[("after-sync", false), ("early", true)])?;
         let attention_loads_early = env_choice(var, "LLMBENCH_CUDA_ATTN_LOADS", &[("early", true), ("after-wait", false)])?;
+        let combine_early = env_choice(var, "LLMBENCH_CUDA_COMBINE", &[("after-wait", false), ("early", true)])?;
         Ok(Self {
             stream,
             stage_bytes,
@@ -150,6 +158,7 @@ impl GemvChoice {
             mlp,
             mlp_down_early,
             attention_loads_early,
+            combine_early,
         })
     }
 
@@ -239,6 +248,7 @@ mod tests {
             mlp: MlpChoice::Transposed,
             mlp_down_early: false,
             attention_loads_early: true,
+            combine_early: false,
         }
     }
 
@@ -331,6 +341,9 @@ mod tests {
         assert!(GemvChoice::from_vars(132, &vars(&[("LLMBENCH_CUDA_ATTN_LOADS", "late")])).is_err());
         assert!(!GemvChoice::from_vars(132, &vars(&[])).unwrap().mlp_down_early);
         assert!(GemvChoice::from_vars(132, &vars(&[("LLMBENCH_CUDA_MLP_DOWN", "early")])).unwrap().mlp_down_early);
+        assert!(!GemvChoice::from_vars(132, &vars(&[])).unwrap().combine_early);
+        assert!(GemvChoice::from_vars(132, &vars(&[("LLMBENCH_CUDA_COMBINE", "early")])).unwrap().combine_early);
+        assert!(GemvChoice::from_vars(132, &vars(&[("LLMBENCH_CUDA_COMBINE", "sooner")])).is_err());
         for removed in ["LLMBENCH_CUDA_QKV", "LLMBENCH_CUDA_O", "LLMBENCH_CUDA_LAYER"] {
             let err = GemvChoice::from_vars(132, &vars(&[(removed, "x")])).unwrap_err().to_string();
             assert!(err.contains(removed) && err.contains("removed"), "{err}");

@@ -51,6 +51,7 @@ pub(super) struct GemvArgs {
     pub(super) stage_rows: i32,
     pub(super) stages: i32,
     pub(super) down_early: i32,
+    pub(super) combine_early: i32,
     pub(super) eps: f32,
 }
 

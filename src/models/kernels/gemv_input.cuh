@@ -73,8 +73,41 @@ __device__ void pending_residual(const GemvArgs& a, T* xs, float& ss) {
 // that does not depend on another is issued before any is used: each dependent round trip
 // here is paid by every block of every projection (ncu: a two-pass norm and a combine with a
 // serial loop per element made the O projection 2x slower than the QKV one of the same size).
+// COMBINE where the caller read the position before its wait (LLMBENCH_CUDA_COMBINE=early,
+// combine_position in llama_decode.cu): one round trip after the wait at contexts of one split,
+// where build_input's combine takes two (the position with split 0's stats, then the partials).
+// Each thread loads its float4s' split-0 partials with their heads' split-0 stats, and works out
+// its heads' factors itself (the 16 threads of a head of 64 repeat the same few exps) instead of
+// sharing them through shared memory and a barrier; the arithmetic is build_input's, operation
+// for operation (the same max, the same sum in the same order, the same products), so the two
+// give the same bits (the emulator checks both against one reference).
 template <typename T>
-__device__ void build_input(const GemvArgs& a, T* xs, float* weights) {
+__device__ void combine_one_split(const GemvArgs& a, T* xs) {
+  const float* acc = static_cast<const float*>(a.in);
+  const float4* acc4 = reinterpret_cast<const float4*>(acc);
+  const float2* stats = reinterpret_cast<const float2*>(acc + (size_t)a.attn_splits * a.k);  // (m, l) [split][head]
+  int k4 = a.k / 4;
+  for (int base = threadIdx.x; base < k4; base += COMBINE_BATCH * blockDim.x) {
+    float4 v[COMBINE_BATCH];
+    float l[COMBINE_BATCH];
+#pragma unroll
+    for (int i = 0; i < COMBINE_BATCH; ++i) {
+      int c = base + i * blockDim.x;
+      if (c < k4) v[i] = acc4[c], l[i] = stats[4 * c / a.head_dim].y;
+    }
+#pragma unroll
+    for (int i = 0; i < COMBINE_BATCH; ++i) {
+      int c = base + i * blockDim.x;
+      if (c >= k4) continue;
+      float w = 1.f / l[i];
+      xs[4 * c] = from_f<T>(v[i].x * w), xs[4 * c + 1] = from_f<T>(v[i].y * w), xs[4 * c + 2] = from_f<T>(v[i].z * w), xs[4 * c + 3] = from_f<T>(v[i].w * w);
+    }
+  }
+}
+
+// `pos`: see combine_early (-1: the position is read here, after the wait).
+template <typename T>
+__device__ void build_input(const GemvArgs& a, T* xs, float* weights, int pos = -1) {
   constexpr int V = Vec<T>::N;
   static __shared__ float scratch[32];
   int chunks = a.k / V;
@@ -112,6 +145,8 @@ __device__ void build_input(const GemvArgs& a, T* xs, float* weights) {
       for (int i = 0; i < V; ++i) ov[i] = from_f<T>(scale * to_f(v[i]) * to_f(wv[i]));
       reinterpret_cast<uint4*>(xs)[c] = o;
     }
+  } else if (a.prologue == PRO_COMBINE && pos >= 0 && pos < SPLIT) {
+    combine_one_split<T>(a, xs);
   } else if (a.prologue == PRO_COMBINE) {
     // The attention output from the splits' partial sums (attn_split): with M the largest split
     // max of a head, out = sum_s acc_s e^(m_s - M) / sum_s l_s e^(m_s - M), rounded to T. The

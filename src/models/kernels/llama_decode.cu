@@ -103,8 +103,16 @@ struct GemvArgs {
   int stage_rows;                 // gemv_stream: rows a shared-memory stage holds (2, 4 or 8)
   int stages;                     // gemv_stream: stages of its ring (2 to 16)
   int down_early;                 // mlp_fused_t: phase 2's first loads as phase 1 ends (mlp_fused.cuh)
+  int combine_early;              // COMBINE: the position read before the wait (combine_position)
   float eps;
 };
+
+// COMBINE's position, read before the launch's wait where combine_early is set (-1 otherwise: the
+// prologue reads it after). It is the host's, copied before the replay, never written by a
+// launch of the step (the attention reads it before its wait too), so no wait guards it.
+__device__ __forceinline__ int combine_position(const GemvArgs& a) {
+  return a.prologue == PRO_COMBINE && a.combine_early ? a.params[1] : -1;
+}
 
 // The two output rows of warp `pair`: adjacent rows, or the pairs an epilogue combines (gate row
 // i with up row i; the two halves of a RoPE rotation). -1 past the matrix.
@@ -251,13 +259,16 @@ __device__ void gemv(const GemvArgs& a) {
   };
   trace_start(a.trace);
   issue(0);
+  // Dense weights only: in the quantized kernels the one-split combine's registers spilled (int4
+  // c4) or took 160 to 168 (c8), and their O projections are not where a token's time goes.
+  const int pos = FMT == FMT_DENSE ? combine_position(a) : -1;
   wait_for_previous();
   release_next();
   trace_released(a.trace);
   EpiAux<T> e{};
   if (lane == 0 && sub == 0) e = load_aux<T>(a, r0, r1, aux);
   size_t layout = (size_t)a.k * sizeof(T) + (FMT != FMT_DENSE ? (size_t)a.k + 8 * (size_t)(a.k >> 5) : 0);
-  build_input<T>(a, xs, reinterpret_cast<float*>(smem + layout));
+  build_input<T>(a, xs, reinterpret_cast<float*>(smem + layout), pos);
   __syncthreads();
   QAct act{};
   if constexpr (FMT != FMT_DENSE) {
