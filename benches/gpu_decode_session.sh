@@ -92,9 +92,14 @@ if [ -n "${CANDIDATE:-}" ]; then
     echo "== adopted for the later stages: $adopted"
   fi
   # The default against each candidate: every candidate's variables set empty (empty is the
-  # default, gemv_choice.rs), since "-" would inherit an adopted candidate.
+  # default, gemv_choice.rs), since "-" would inherit an adopted candidate, and each candidate
+  # after those empties (env's last assignment wins), or it would inherit the adopted one's.
   baseline=$(for kv in ${CANDIDATE//;/ }; do printf '%s= ' "${kv%%=*}"; done | tr ' ' '\n' | sort -u | tr '\n' ' ')
-  TRACE_SETTINGS=${TRACE_SETTINGS:-"${baseline% };$CANDIDATE"}
+  baseline=$(echo $baseline)
+  if [ -z "${TRACE_SETTINGS:-}" ]; then
+    TRACE_SETTINGS=$baseline
+    for c in "${candidates[@]}"; do TRACE_SETTINGS+=";$baseline $c"; done
+  fi
   SKIP="${SKIP:-} sweep"  # the choose stage was the sweep
 fi
 stage tables 250 tables

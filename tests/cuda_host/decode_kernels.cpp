@@ -75,7 +75,7 @@ struct Wiring {
   int group = 0;        // int4's group
   bool attn_early = true;  // the attention's cache loads before its wait (LLMBENCH_CUDA_ATTN_LOADS)
   bool down_early = false;  // the transposed MLP's first down loads as phase 1 ends (LLMBENCH_CUDA_MLP_DOWN)
-  bool combine_early = false;  // the dense O projection's position before its wait (LLMBENCH_CUDA_COMBINE)
+  bool combine_early = true;  // the dense O projection's position before its wait (LLMBENCH_CUDA_COMBINE)
 };
 const Wiring WIRINGS[] = {
     {"default", Mlp::Transposed},
@@ -90,7 +90,7 @@ const Wiring WIRINGS[] = {
     {"int4-g128", Mlp::Split, FMT_INT4, 128},
     {"after-wait", Mlp::Transposed, FMT_DENSE, 0, false},
     {"down-early", Mlp::Transposed, FMT_DENSE, 0, true, true},
-    {"combine-early", Mlp::Transposed, FMT_DENSE, 0, true, false, true},
+    {"combine-after-wait", Mlp::Transposed, FMT_DENSE, 0, true, false, false},
 };
 
 // ---- random data ----

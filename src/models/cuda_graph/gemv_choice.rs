@@ -26,11 +26,12 @@
 //! `LLMBENCH_CUDA_ATTN_LOADS=after-wait` has the attention load its cache after its wait on the
 //! QKV launch (the default loads it before: +6-8% on the H200, NOTES session 10),
 //! `LLMBENCH_CUDA_MLP_DOWN=early` has the fused MLP over the transposed copy issue its first down
-//! loads as each warp's gate/up rows end, not after the barrier between its phases, and
-//! `LLMBENCH_CUDA_COMBINE=early` has the O projection (dense weights) read the position before
-//! its wait and, at one attention split, load the partials with their stats in one round trip
-//! (gemv_input.cuh's combine_one_split). The last two are not yet measured on a GPU, so not the
-//! default.
+//! loads as each warp's gate/up rows end, not after the barrier between its phases (measured no
+//! faster on the H100: TinyLlama 0.998x, so not the default; NOTES session 12), and
+//! `LLMBENCH_CUDA_COMBINE=after-wait` has the O projection read the position after its wait and
+//! combine the attention's splits in two round trips, where the default reads it before and, at
+//! one split, loads the partials with their stats in one (gemv_input.cuh's combine_one_split:
+//! H100, TinyLlama +3.7% at 128 new tokens, SmolLM2 +10.8%; NOTES session 12).
 
 use candle_core::{Error, Result};
 
@@ -57,15 +58,15 @@ pub struct GemvChoice {
     /// How a layer's MLP is launched.
     pub mlp: MlpChoice,
     /// Whether the fused MLP over the transposed down matrix issues its first down loads as each
-    /// warp's gate/up rows end (LLMBENCH_CUDA_MLP_DOWN=early; unmeasured, so not the default:
-    /// NOTES session 10) or after the barrier between its phases (the default).
+    /// warp's gate/up rows end (LLMBENCH_CUDA_MLP_DOWN=early; no faster on the H100, so not the
+    /// default: NOTES session 12) or after the barrier between its phases (the default).
     pub mlp_down_early: bool,
     /// Whether the attention issues its cache loads before its wait on the QKV launch (the
     /// default; LLMBENCH_CUDA_ATTN_LOADS=after-wait: after it, as through session 9).
     pub attention_loads_early: bool,
     /// Whether the dense O projection reads the position before its wait and combines a single
-    /// attention split in one round trip (LLMBENCH_CUDA_COMBINE=early; unmeasured, so not the
-    /// default: NOTES session 12) or reads it after (the default).
+    /// attention split in one round trip (the default) or reads it after, in two
+    /// (LLMBENCH_CUDA_COMBINE=after-wait, the order through session 11).
     pub combine_early: bool,
 }
 
@@ -148,7 +149,7 @@ impl GemvChoice {
         )?;
         let mlp_down_early = env_choice(var, "LLMBENCH_CUDA_MLP_DOWN", &[("after-sync", false), ("early", true)])?;
         let attention_loads_early = env_choice(var, "LLMBENCH_CUDA_ATTN_LOADS", &[("early", true), ("after-wait", false)])?;
-        let combine_early = env_choice(var, "LLMBENCH_CUDA_COMBINE", &[("after-wait", false), ("early", true)])?;
+        let combine_early = env_choice(var, "LLMBENCH_CUDA_COMBINE", &[("early", true), ("after-wait", false)])?;
         Ok(Self {
             stream,
             stage_bytes,
@@ -248,7 +249,7 @@ mod tests {
             mlp: MlpChoice::Transposed,
             mlp_down_early: false,
             attention_loads_early: true,
-            combine_early: false,
+            combine_early: true,
         }
     }
 
@@ -341,8 +342,8 @@ mod tests {
         assert!(GemvChoice::from_vars(132, &vars(&[("LLMBENCH_CUDA_ATTN_LOADS", "late")])).is_err());
         assert!(!GemvChoice::from_vars(132, &vars(&[])).unwrap().mlp_down_early);
         assert!(GemvChoice::from_vars(132, &vars(&[("LLMBENCH_CUDA_MLP_DOWN", "early")])).unwrap().mlp_down_early);
-        assert!(!GemvChoice::from_vars(132, &vars(&[])).unwrap().combine_early);
-        assert!(GemvChoice::from_vars(132, &vars(&[("LLMBENCH_CUDA_COMBINE", "early")])).unwrap().combine_early);
+        assert!(GemvChoice::from_vars(132, &vars(&[])).unwrap().combine_early);
+        assert!(!GemvChoice::from_vars(132, &vars(&[("LLMBENCH_CUDA_COMBINE", "after-wait")])).unwrap().combine_early);
         assert!(GemvChoice::from_vars(132, &vars(&[("LLMBENCH_CUDA_COMBINE", "sooner")])).is_err());
         for removed in ["LLMBENCH_CUDA_QKV", "LLMBENCH_CUDA_O", "LLMBENCH_CUDA_LAYER"] {
             let err = GemvChoice::from_vars(132, &vars(&[(removed, "x")])).unwrap_err().to_string();
