@@ -44,7 +44,9 @@
 // LLMBENCH_CUDA_MLP_DOWN=early): they need no activation, and issued there they are in flight
 // while the other warps finish phase 1 and through the barrier between the phases, where the
 // after-sync order leaves the block with no loads in flight for a round trip. The registers are
-// phase 1's, dead by then.
+// phase 1's, dead by then. Measured no faster (H100, TinyLlama 0.998x of the default; NOTES
+// session 12): the blocks reach the barrier together, so the loads save little of that trip, and
+// not the default.
 template <typename T>
 __device__ __forceinline__ void down_first_round(const GemvArgs& a, int i0, int width, uint4 (&w)[DOWN_ROWS]) {
   constexpr int V = Vec<T>::N;
