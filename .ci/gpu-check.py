@@ -230,7 +230,8 @@ def gguf():
 
 def long_prompt():
     """Prefills of 300 tokens (many query-row blocks and key tiles of the fused CUDA attention,
-    grouped-query heads) against the CPU, and against candle's masked ops on the GPU."""
+    grouped-query heads) against the CPU, and against candle's masked ops on the GPU; the graph's
+    decode steps after them run at two attention splits (the O projection's staged combine)."""
     prompt = ("The quick brown fox jumps over the lazy dog. " * 7)[:300]
     for model in ["smollm2-135m", "tinyllama-1.1b"]:
         base = ["--no-weights", "--model", model, "-n", "4", "--prompt", prompt]
@@ -238,6 +239,7 @@ def long_prompt():
         for dtype, path, extra, env in [("f32", "fused", ["--kv-cache", "full"], {}),
                                         ("f32", "masked", ["--kv-cache", "full"], {"LLMBENCH_CUDA_ATTENTION": "0"}),
                                         ("f32", "graph", ["--kv-cache", "static"], {}),
+                                        ("bf16", "graph", ["--kv-cache", "static"], {}),
                                         ("bf16", "fused", ["--kv-cache", "full"], {}),
                                         ("bf16", "masked", ["--kv-cache", "full"], {"LLMBENCH_CUDA_ATTENTION": "0"})]:
             os.environ.update(env)

@@ -391,6 +391,29 @@ inline void bulk_copy(void* dst, const void* src, uint32_t bytes, uint64_t* bar)
   *bar -= (uint64_t)bytes << 32;
   mbar_complete_if_done(bar);
 }
+// cp.async: the source is read when a copy is issued (so one issued before the wait copies the
+// hidden NaN) and lands in shared memory at the thread's copy_async_wait, so a kernel that reads
+// the shared bytes before its wait (or, through a barrier, before every thread's) reads the
+// garbage each block starts with.
+namespace emu {
+struct PendingCopy {
+  void* dst;
+  unsigned char bytes[16];
+  size_t size;
+};
+inline std::vector<PendingCopy> pending_copies[1024];  // by threadIdx.x
+inline void copy_async(void* dst, const void* src, size_t size) {
+  PendingCopy c{dst, {}, size};
+  std::memcpy(c.bytes, src, size);
+  pending_copies[threadIdx.x].push_back(c);
+}
+}  // namespace emu
+inline void copy_async16(void* dst, const void* src) { emu::copy_async(dst, src, 16); }
+inline void copy_async8(void* dst, const void* src) { emu::copy_async(dst, src, 8); }
+inline void copy_async_wait() {
+  for (auto& c : emu::pending_copies[threadIdx.x]) std::memcpy(c.dst, c.bytes, c.size);
+  emu::pending_copies[threadIdx.x].clear();
+}
 // try_wait.parity P succeeds once the phase of parity P has completed: the current phase bit
 // differs from P.
 inline void mbar_wait(uint64_t* bar, uint32_t parity) {

@@ -417,7 +417,12 @@ int next_pow2(int v) {
   return p;
 }
 int pairs_for(const GemvArgs& a) { return a.epilogue == EPI_SILU || a.epilogue == EPI_ROPE ? a.n / 2 : (a.n + 1) / 2; }
-int combine_bytes(const GemvArgs& a) { return a.prologue == PRO_COMBINE ? 4 * a.attn_splits * a.n_head : 0; }
+// launches.rs's combine_shared_bytes: the factors, and with the early combine its stage.
+int combine_bytes(const GemvArgs& a) {
+  if (a.prologue != PRO_COMBINE) return 0;
+  int factors = 4 * a.attn_splits * a.n_head;
+  return a.combine_early ? (factors + 15) / 16 * 16 + a.attn_splits * (4 * a.k + 8 * a.n_head) : factors;
+}
 
 // The warp gemv or (stream) the streaming gemv: projection.rs's choice of warps a pair and
 // loads a lane, gemv_choice.rs's stream shape, cuda.rs's grid.
@@ -438,6 +443,7 @@ template <typename T> bool gemv(const char* name, GemvArgs a, const Tensor<T>& w
   using K = Kernels<T>;
   a.codes = w.codes;
   a.scales = w.scales;
+  if (w.fmt != FMT_DENSE || stream) a.combine_early = 0;  // launches.rs: the dense warp kernel only
   int size = sizeof(T), chunks = a.k / (16 / size), pairs = pairs_for(a), combine = combine_bytes(a);
   if (w.fmt != FMT_DENSE) {
     chunks = w.fmt == FMT_Q8_0 || w.fmt == FMT_INT8 ? a.k / 16 : a.k / 32;

@@ -13,7 +13,7 @@
 
 use super::gemv_choice::GemvChoice;
 use super::launch::{arg, launch_after_previous, ptr, wrap};
-use super::launches::{Launcher, EPI_LOGITS, EPI_RESIDUAL, EPI_ROPE, EPI_SILU, PRO_COMBINE, PRO_NORM, PRO_NORM_PENDING, PRO_PLAIN};
+use super::launches::{combine_shared_bytes, Launcher, EPI_LOGITS, EPI_RESIDUAL, EPI_ROPE, EPI_SILU, PRO_COMBINE, PRO_NORM, PRO_NORM_PENDING, PRO_PLAIN};
 use super::projection::{GemvArgs, Kernels, Projection};
 use super::trace::StepTrace;
 use super::{DecodeShape, DecodeWeights, GraphWeight};
@@ -34,9 +34,11 @@ const ARGMAX_THREADS: u32 = 1024;
 /// Most dynamic shared memory a gemv block may take (its input vector and, quantized, the codes:
 /// 5.25 bytes a value, so rows of up to ~30,000 inputs). Hopper allows 227 KiB per block.
 pub(super) const MAX_GEMV_SHARED_BYTES: usize = 160 * 1024;
-/// Room beside it for the O projection's split-combine factors (one f32 per split and head:
-/// 32 heads x 320 splits of 256 positions).
-pub(super) const COMBINE_SHARED_BYTES: usize = 40 * 1024;
+/// Room beside it for the O projection's split-combine: its factors (one f32 per split and
+/// head: 32 heads x 512 splits of 256 positions) and, where they fit with them, the staged
+/// combine's partials and stats (launches.rs's combine_shared_bytes: TinyLlama at 1,152
+/// positions 42 KB). 160 + 64 KiB stays under the 227 KiB a Hopper block may take.
+pub(super) const COMBINE_SHARED_BYTES: usize = 64 * 1024;
 
 /// A graph-captured decode step; `None` from `new` where the weights or shapes do not qualify.
 pub struct GraphDecoder {
@@ -303,6 +305,9 @@ impl Inner {
         let (hidden, n_head, n_kv, d) = (s.hidden as i32, s.n_head as i32, s.n_kv as i32, s.head_dim as i32);
         let (capacity_i, max_splits) = (capacity as i32, capacity.div_ceil(SPLIT) as i32);
         let attention_early = self.choice.attention_loads_early as i32;
+        // The early combine needs its stage for every split count this cache can reach.
+        let combine_early = self.choice.combine_early
+            && combine_shared_bytes(max_splits, n_head, n_head * d, true) as usize <= COMBINE_SHARED_BYTES;
         let inv_sqrt_d = 1f32 / (s.head_dim as f32).sqrt();
         let shape_args = GemvArgs {
             params,
@@ -314,7 +319,7 @@ impl Inner {
             capacity: capacity_i,
             interleaved: i32::from(s.interleaved),
             attn_splits: max_splits,
-            combine_early: i32::from(self.choice.combine_early),
+            combine_early: i32::from(combine_early),
             eps: s.eps,
             ..GemvArgs::default()
         };

@@ -34,7 +34,7 @@ impl Launcher<'_> {
     /// Launches `p` with a prologue `(kind, input, norm weight)` and an epilogue `(kind, output)`
     /// over `base`'s shape fields.
     pub(super) fn gemv(&self, p: &Projection, base: GemvArgs, prologue: (i32, u64, u64), epilogue: (i32, u64)) -> Result<()> {
-        let args = launch_args(p, base, prologue, epilogue);
+        let mut args = launch_args(p, base, prologue, epilogue);
         let a = &p.args;
         let (prologue, epilogue) = (prologue.0, epilogue.0);
         // Two rows a pair: adjacent ones, or the pairs an epilogue combines (n / 2 pairs); each
@@ -45,11 +45,27 @@ impl Launcher<'_> {
             GemvKind::Stream => (self.choice.blocks(pairs, a.stage_rows as usize), STREAM_THREADS),
             GemvKind::FusedMlp { blocks } => (blocks, MLP_THREADS),
         };
-        // The split-combine's factors, one per (split, head), after the input vector.
-        let combine = if prologue == PRO_COMBINE { 4 * base.attn_splits as u32 * base.n_head as u32 } else { 0 };
+        // The split-combine's shared memory after the input vector. Only the warp kernel over
+        // dense weights (no scales: a quantized weight's are a device pointer) reads the
+        // position early (gemv in llama_decode.cu).
+        let staged = p.kind == GemvKind::Warp && a.scales == 0 && base.combine_early != 0;
+        args.combine_early = i32::from(staged);
+        let combine = if prologue == PRO_COMBINE { combine_shared_bytes(base.attn_splits, base.n_head, a.k, staged) } else { 0 };
         let cfg = LaunchConfig { grid_dim: (blocks, 1, 1), block_dim: (threads, 1, 1), shared_mem_bytes: p.shared_bytes + combine };
         launch_after_previous(self.stream, &p.kernel, cfg, &mut [arg(&args)])
     }
+}
+
+/// Bytes of the O projection's split-combine in shared memory for `splits` splits of `n_head`
+/// heads over `k` inputs: the factors (one f32 per split and head), and with `staged` (the early
+/// combine, gemv_input.cuh's combine_staged) after them, padded to 16 bytes, every split's
+/// partials (f32[k]) and (max, sum) stats.
+pub(super) fn combine_shared_bytes(splits: i32, n_head: i32, k: i32, staged: bool) -> u32 {
+    let factors = 4 * (splits * n_head) as u32;
+    if !staged {
+        return factors;
+    }
+    factors.next_multiple_of(16) + splits as u32 * (4 * k as u32 + 8 * n_head as u32)
 }
 
 /// The arguments of one launch of `p`: its weight's fields, a prologue `(kind, input, norm

@@ -100,13 +100,53 @@ __device__ void combine_one_split(const GemvArgs& a, T* xs) {
   }
 }
 
+// The split-combine at two or more splits, where the caller read the position before its wait
+// and the launch gave the block `stage` (combine_stage_floats: every split's partials and stats):
+// all of them go to shared memory through the async copy in one round trip, registers holding
+// none, where build_input's combine takes the position with split 0's stats, then the other
+// splits' stats, then the partials split by split. Each thread then works out its heads' factors
+// from the staged stats (the 16 threads of a head of 64 repeat a few exps), with build_input's
+// arithmetic operation for operation (the same max, the same sum in the same order, the same
+// products), so the two give the same bits.
+template <typename T>
+__device__ void combine_staged(const GemvArgs& a, T* xs, float* stage, int pos) {
+  const float* acc = static_cast<const float*>(a.in);
+  int heads = a.k / a.head_dim, k4 = a.k / 4, splits = (pos + SPLIT) / SPLIT;
+  float4* part = reinterpret_cast<float4*>(stage);                    // [split][k]
+  float2* st = reinterpret_cast<float2*>(stage + (size_t)splits * a.k);  // (m, l) [split][head]
+  const float4* part_src = reinterpret_cast<const float4*>(acc);
+  const float2* st_src = reinterpret_cast<const float2*>(acc + (size_t)a.attn_splits * a.k);
+  for (int i = threadIdx.x; i < splits * k4; i += blockDim.x) copy_async16(part + i, part_src + i);
+  for (int i = threadIdx.x; i < splits * heads; i += blockDim.x) copy_async8(st + i, st_src + i);
+  copy_async_wait();
+  __syncthreads();
+  for (int c = threadIdx.x; c < k4; c += blockDim.x) {
+    int h = 4 * c / a.head_dim;
+    float m = fmaxf(-INFINITY, st[h].x), den = 0.f;
+    for (int s = 1; s < splits; ++s) m = fmaxf(m, st[s * heads + h].x);
+    for (int s = 0; s < splits; ++s) {
+      float2 q = st[s * heads + h];
+      float e = expf(q.x - m);
+      den += q.y * e;
+    }
+    float inv = 1.f / den;
+    float4 t = make_float4(0.f, 0.f, 0.f, 0.f);
+    for (int s = 0; s < splits; ++s) {
+      float w = expf(st[s * heads + h].x - m) * inv;
+      float4 v = part[s * k4 + c];
+      t.x += v.x * w, t.y += v.y * w, t.z += v.z * w, t.w += v.w * w;
+    }
+    xs[4 * c] = from_f<T>(t.x), xs[4 * c + 1] = from_f<T>(t.y), xs[4 * c + 2] = from_f<T>(t.z), xs[4 * c + 3] = from_f<T>(t.w);
+  }
+}
+
 // The block's input vector, T[k] in shared memory (16-byte chunks: k * sizeof(T) % 16 == 0).
 // `weights`: shared scratch of n_head * attn_splits floats for the split-combine. Every load
 // that does not depend on another is issued before any is used: each dependent round trip
 // here is paid by every block of every projection (ncu: a two-pass norm and a combine with a
 // serial loop per element made the O projection 2x slower than the QKV one of the same size).
-// `pos`: COMBINE's position where the caller read it before its wait (combine_one_split), else -1
-// (read here, after the wait).
+// `pos`: COMBINE's position where the caller read it before its wait (combine_one_split,
+// combine_staged: the factors' `weights` then the stage), else -1 (read here, after the wait).
 template <typename T>
 __device__ void build_input(const GemvArgs& a, T* xs, float* weights, int pos = -1) {
   constexpr int V = Vec<T>::N;
@@ -148,6 +188,8 @@ __device__ void build_input(const GemvArgs& a, T* xs, float* weights, int pos = 
     }
   } else if (a.prologue == PRO_COMBINE && pos >= 0 && pos < SPLIT) {
     combine_one_split<T>(a, xs);
+  } else if (a.prologue == PRO_COMBINE && pos >= 0) {
+    combine_staged<T>(a, xs, weights + combine_factors_padded(a), pos);
   } else if (a.prologue == PRO_COMBINE) {
     // The attention output from the splits' partial sums (attn_split): with M the largest split
     // max of a head, out = sum_s acc_s e^(m_s - M) / sum_s l_s e^(m_s - M), rounded to T. The

@@ -109,9 +109,16 @@ struct GemvArgs {
 
 // COMBINE's position, read before the launch's wait where combine_early is set (-1 otherwise: the
 // prologue reads it after). It is the host's, copied before the replay, never written by a
-// launch of the step (the attention reads it before its wait too), so no wait guards it.
+// launch of the step (the attention reads it before its wait too), so no wait guards it. Where
+// it is set, the launch's shared memory also holds the staged combine's partials and stats
+// after the factors (launches.rs's combine_shared_bytes).
 __device__ __forceinline__ int combine_position(const GemvArgs& a) {
   return a.prologue == PRO_COMBINE && a.combine_early ? a.params[1] : -1;
+}
+// Floats of the split-combine's factors (one per split and head), rounded up to whole 16-byte
+// chunks so that the stage after them is aligned for the async copy.
+__device__ __forceinline__ int combine_factors_padded(const GemvArgs& a) {
+  return (a.attn_splits * (a.k / a.head_dim) + 3) & ~3;
 }
 
 // The two output rows of warp `pair`: adjacent rows, or the pairs an epilogue combines (gate row
