@@ -75,7 +75,7 @@ struct Wiring {
   int group = 0;        // int4's group
   bool attn_early = true;  // the attention's cache loads before its wait (LLMBENCH_CUDA_ATTN_LOADS)
   bool down_early = false;  // the transposed MLP's first down loads as phase 1 ends (LLMBENCH_CUDA_MLP_DOWN)
-  bool combine_early = true;  // the dense O projection's position before its wait (LLMBENCH_CUDA_COMBINE)
+  int combine_early = 1;  // the dense O projection's combine: 0 after-wait, 1 early, 2 staged (LLMBENCH_CUDA_COMBINE)
 };
 const Wiring WIRINGS[] = {
     {"default", Mlp::Transposed},
@@ -90,7 +90,8 @@ const Wiring WIRINGS[] = {
     {"int4-g128", Mlp::Split, FMT_INT4, 128},
     {"after-wait", Mlp::Transposed, FMT_DENSE, 0, false},
     {"down-early", Mlp::Transposed, FMT_DENSE, 0, true, true},
-    {"combine-after-wait", Mlp::Transposed, FMT_DENSE, 0, true, false, false},
+    {"combine-after-wait", Mlp::Transposed, FMT_DENSE, 0, true, false, 0},
+    {"combine-staged", Mlp::Transposed, FMT_DENSE, 0, true, false, 2},
 };
 
 // ---- random data ----
@@ -421,7 +422,7 @@ int pairs_for(const GemvArgs& a) { return a.epilogue == EPI_SILU || a.epilogue =
 int combine_bytes(const GemvArgs& a) {
   if (a.prologue != PRO_COMBINE) return 0;
   int factors = 4 * a.attn_splits * a.n_head;
-  return a.combine_early ? (factors + 15) / 16 * 16 + a.attn_splits * (4 * a.k + 8 * a.n_head) : factors;
+  return a.combine_early == 2 ? (factors + 15) / 16 * 16 + a.attn_splits * (4 * a.k + 8 * a.n_head) : factors;
 }
 
 // The warp gemv or (stream) the streaming gemv: projection.rs's choice of warps a pair and

@@ -11,7 +11,7 @@
 //! graphs). The weights and cache stay
 //! candle tensors (or our quantized device matrices); this file only takes their addresses.
 
-use super::gemv_choice::GemvChoice;
+use super::gemv_choice::{CombineChoice, GemvChoice};
 use super::launch::{arg, launch_after_previous, ptr, wrap};
 use super::launches::{combine_shared_bytes, Launcher, EPI_LOGITS, EPI_RESIDUAL, EPI_ROPE, EPI_SILU, PRO_COMBINE, PRO_NORM, PRO_NORM_PENDING, PRO_PLAIN};
 use super::projection::{GemvArgs, Kernels, Projection};
@@ -305,9 +305,14 @@ impl Inner {
         let (hidden, n_head, n_kv, d) = (s.hidden as i32, s.n_head as i32, s.n_kv as i32, s.head_dim as i32);
         let (capacity_i, max_splits) = (capacity as i32, capacity.div_ceil(SPLIT) as i32);
         let attention_early = self.choice.attention_loads_early as i32;
-        // The early combine needs its stage for every split count this cache can reach.
-        let combine_early = self.choice.combine_early
-            && combine_shared_bytes(max_splits, n_head, n_head * d, true) as usize <= COMBINE_SHARED_BYTES;
+        // GemvArgs::combine_early: 0 after the wait, 1 early, 2 early and staged, where the stage
+        // fits for every split count this cache can reach.
+        let combine_early = match self.choice.combine {
+            CombineChoice::AfterWait => 0,
+            CombineChoice::Early => 1,
+            CombineChoice::Staged if combine_shared_bytes(max_splits, n_head, n_head * d, true) as usize <= COMBINE_SHARED_BYTES => 2,
+            CombineChoice::Staged => 1,
+        };
         let inv_sqrt_d = 1f32 / (s.head_dim as f32).sqrt();
         let shape_args = GemvArgs {
             params,
@@ -319,7 +324,7 @@ impl Inner {
             capacity: capacity_i,
             interleaved: i32::from(s.interleaved),
             attn_splits: max_splits,
-            combine_early: i32::from(combine_early),
+            combine_early,
             eps: s.eps,
             ..GemvArgs::default()
         };

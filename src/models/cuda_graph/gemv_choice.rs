@@ -31,7 +31,10 @@
 //! `LLMBENCH_CUDA_COMBINE=after-wait` has the O projection read the position after its wait and
 //! combine the attention's splits in two round trips, where the default reads it before and, at
 //! one split, loads the partials with their stats in one (gemv_input.cuh's combine_one_split:
-//! H100, TinyLlama +3.7% at 128 new tokens, SmolLM2 +10.8%; NOTES session 12).
+//! H100, TinyLlama +3.7% at 128 new tokens, SmolLM2 +10.8%; NOTES session 12);
+//! `LLMBENCH_CUDA_COMBINE=staged` also takes two or more splits in one round trip, staged in
+//! shared memory by the async copy (combine_staged: checked on the CPU emulator only, since no
+//! device came for it, so not the default; it is what the 1,024-token rows wait for).
 
 use candle_core::{Error, Result};
 
@@ -64,10 +67,21 @@ pub struct GemvChoice {
     /// Whether the attention issues its cache loads before its wait on the QKV launch (the
     /// default; LLMBENCH_CUDA_ATTN_LOADS=after-wait: after it, as through session 9).
     pub attention_loads_early: bool,
-    /// Whether the dense O projection reads the position before its wait and combines a single
-    /// attention split in one round trip (the default) or reads it after, in two
-    /// (LLMBENCH_CUDA_COMBINE=after-wait, the order through session 11).
-    pub combine_early: bool,
+    /// How the dense O projection combines the attention's splits (LLMBENCH_CUDA_COMBINE).
+    pub combine: CombineChoice,
+}
+
+/// How the dense O projection's prologue combines the attention's splits (LLMBENCH_CUDA_COMBINE;
+/// GemvArgs::combine_early carries it as 0, 1 or 2).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum CombineChoice {
+    /// The position read after the wait, then the stats, then the partials (through session 11).
+    AfterWait,
+    /// The position read before the wait; one split in one round trip, more as `AfterWait`: the default.
+    Early,
+    /// As `Early`, and two or more splits in one round trip through shared memory, where the
+    /// cache's splits fit the room set aside (else `Early`).
+    Staged,
 }
 
 /// How a layer's MLP is launched (LLMBENCH_CUDA_MLP).
@@ -149,7 +163,11 @@ impl GemvChoice {
         )?;
         let mlp_down_early = env_choice(var, "LLMBENCH_CUDA_MLP_DOWN", &[("after-sync", false), ("early", true)])?;
         let attention_loads_early = env_choice(var, "LLMBENCH_CUDA_ATTN_LOADS", &[("early", true), ("after-wait", false)])?;
-        let combine_early = env_choice(var, "LLMBENCH_CUDA_COMBINE", &[("early", true), ("after-wait", false)])?;
+        let combine = env_choice(
+            var,
+            "LLMBENCH_CUDA_COMBINE",
+            &[("early", CombineChoice::Early), ("after-wait", CombineChoice::AfterWait), ("staged", CombineChoice::Staged)],
+        )?;
         Ok(Self {
             stream,
             stage_bytes,
@@ -159,7 +177,7 @@ impl GemvChoice {
             mlp,
             mlp_down_early,
             attention_loads_early,
-            combine_early,
+            combine,
         })
     }
 
@@ -249,7 +267,7 @@ mod tests {
             mlp: MlpChoice::Transposed,
             mlp_down_early: false,
             attention_loads_early: true,
-            combine_early: true,
+            combine: CombineChoice::Early,
         }
     }
 
@@ -342,8 +360,10 @@ mod tests {
         assert!(GemvChoice::from_vars(132, &vars(&[("LLMBENCH_CUDA_ATTN_LOADS", "late")])).is_err());
         assert!(!GemvChoice::from_vars(132, &vars(&[])).unwrap().mlp_down_early);
         assert!(GemvChoice::from_vars(132, &vars(&[("LLMBENCH_CUDA_MLP_DOWN", "early")])).unwrap().mlp_down_early);
-        assert!(GemvChoice::from_vars(132, &vars(&[])).unwrap().combine_early);
-        assert!(!GemvChoice::from_vars(132, &vars(&[("LLMBENCH_CUDA_COMBINE", "after-wait")])).unwrap().combine_early);
+        let combine = |v: &str| GemvChoice::from_vars(132, &vars(&[("LLMBENCH_CUDA_COMBINE", v)])).unwrap().combine;
+        assert_eq!(GemvChoice::from_vars(132, &vars(&[])).unwrap().combine, CombineChoice::Early);
+        assert_eq!(combine("after-wait"), CombineChoice::AfterWait);
+        assert_eq!(combine("staged"), CombineChoice::Staged);
         assert!(GemvChoice::from_vars(132, &vars(&[("LLMBENCH_CUDA_COMBINE", "sooner")])).is_err());
         for removed in ["LLMBENCH_CUDA_QKV", "LLMBENCH_CUDA_O", "LLMBENCH_CUDA_LAYER"] {
             let err = GemvChoice::from_vars(132, &vars(&[(removed, "x")])).unwrap_err().to_string();

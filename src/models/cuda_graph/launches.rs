@@ -48,8 +48,9 @@ impl Launcher<'_> {
         // The split-combine's shared memory after the input vector. Only the warp kernel over
         // dense weights (no scales: a quantized weight's are a device pointer) reads the
         // position early (gemv in llama_decode.cu).
-        let staged = p.kind == GemvKind::Warp && a.scales == 0 && base.combine_early != 0;
-        args.combine_early = i32::from(staged);
+        let dense_warp = p.kind == GemvKind::Warp && a.scales == 0;
+        args.combine_early = if dense_warp { base.combine_early } else { 0 };
+        let staged = args.combine_early == 2;
         let combine = if prologue == PRO_COMBINE { combine_shared_bytes(base.attn_splits, base.n_head, a.k, staged) } else { 0 };
         let cfg = LaunchConfig { grid_dim: (blocks, 1, 1), block_dim: (threads, 1, 1), shared_mem_bytes: p.shared_bytes + combine };
         launch_after_previous(self.stream, &p.kernel, cfg, &mut [arg(&args)])

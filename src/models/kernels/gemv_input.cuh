@@ -101,7 +101,8 @@ __device__ void combine_one_split(const GemvArgs& a, T* xs) {
 }
 
 // The split-combine at two or more splits, where the caller read the position before its wait
-// and the launch gave the block `stage` (combine_stage_floats: every split's partials and stats):
+// and the launch gave the block `stage` (combine_early 2, LLMBENCH_CUDA_COMBINE=staged: every
+// split's partials and stats; checked on the CPU emulator only, so not yet the default):
 // all of them go to shared memory through the async copy in one round trip, registers holding
 // none, where build_input's combine takes the position with split 0's stats, then the other
 // splits' stats, then the partials split by split. Each thread then works out its heads' factors
@@ -188,7 +189,7 @@ __device__ void build_input(const GemvArgs& a, T* xs, float* weights, int pos = 
     }
   } else if (a.prologue == PRO_COMBINE && pos >= 0 && pos < SPLIT) {
     combine_one_split<T>(a, xs);
-  } else if (a.prologue == PRO_COMBINE && pos >= 0) {
+  } else if (a.prologue == PRO_COMBINE && pos >= 0 && a.combine_early == 2) {
     combine_staged<T>(a, xs, weights + combine_factors_padded(a), pos);
   } else if (a.prologue == PRO_COMBINE) {
     // The attention output from the splits' partial sums (attn_split): with M the largest split

@@ -103,15 +103,15 @@ struct GemvArgs {
   int stage_rows;                 // gemv_stream: rows a shared-memory stage holds (2, 4 or 8)
   int stages;                     // gemv_stream: stages of its ring (2 to 16)
   int down_early;                 // mlp_fused_t: phase 2's first loads as phase 1 ends (mlp_fused.cuh)
-  int combine_early;              // COMBINE: the position read before the wait (combine_position)
+  int combine_early;              // COMBINE: 0 after the wait, 1 before it, 2 before it and staged (combine_position)
   float eps;
 };
 
 // COMBINE's position, read before the launch's wait where combine_early is set (-1 otherwise: the
 // prologue reads it after). It is the host's, copied before the replay, never written by a
 // launch of the step (the attention reads it before its wait too), so no wait guards it. Where
-// it is set, the launch's shared memory also holds the staged combine's partials and stats
-// after the factors (launches.rs's combine_shared_bytes).
+// it is 2, the launch's shared memory also holds the staged combine's partials and stats after
+// the factors (launches.rs's combine_shared_bytes).
 __device__ __forceinline__ int combine_position(const GemvArgs& a) {
   return a.prologue == PRO_COMBINE && a.combine_early ? a.params[1] : -1;
 }
