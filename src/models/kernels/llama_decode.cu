@@ -266,8 +266,9 @@ __device__ void gemv(const GemvArgs& a) {
   };
   trace_start(a.trace);
   issue(0);
-  // Dense weights only: in the quantized kernels the one-split combine's registers spilled (int4
-  // c4) or took 160 to 168 (c8), and their O projections are not where a token's time goes.
+  // Dense weights only: compiled into the quantized kernels, the early combine spilled (int4 c4)
+  // or took more registers (c8: 160 -> 162), and their O projections are not where a token's
+  // time goes (ptxas -v; the dense kernels stayed at 128 and 80).
   const int pos = FMT == FMT_DENSE ? combine_position(a) : -1;
   wait_for_previous();
   release_next();
