@@ -94,8 +94,7 @@ if [ -n "${CANDIDATE:-}" ]; then
   # The default against each candidate: every candidate's variables set empty (empty is the
   # default, gemv_choice.rs), since "-" would inherit an adopted candidate, and each candidate
   # after those empties (env's last assignment wins), or it would inherit the adopted one's.
-  baseline=$(for kv in ${CANDIDATE//;/ }; do printf '%s= ' "${kv%%=*}"; done | tr ' ' '\n' | sort -u | tr '\n' ' ')
-  baseline=$(echo $baseline)
+  baseline=$(for kv in ${CANDIDATE//;/ }; do echo "${kv%%=*}="; done | sort -u | xargs)
   if [ -z "${TRACE_SETTINGS:-}" ]; then
     TRACE_SETTINGS=$baseline
     for c in "${candidates[@]}"; do TRACE_SETTINGS+=";$baseline $c"; done
