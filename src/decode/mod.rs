@@ -27,6 +27,10 @@ pub struct Step {
     pub emitted: Vec<u32>,
     /// A speculative step's draft and what the target kept of it.
     pub draft: Option<DraftOutcome>,
+    /// The model queued the next step on the device before this one's token reached the host
+    /// (`Model::greedy_token`'s `ahead`): the engine stamps the token without waiting for the
+    /// device, which is busy with the next token's step, not this one's.
+    pub next_queued: bool,
 }
 
 /// One speculative step: the K asked for, tokens drafted (fewer when lookup finds less or the
@@ -86,11 +90,18 @@ pub struct StepContext<'a> {
 impl StepContext<'_> {
     /// Feeds `tokens[from..]` at positions `start_pos..` and samples one token from the last logits.
     pub fn feed_and_sample(&mut self, from: usize, start_pos: usize) -> Result<u32> {
+        Ok(self.feed_and_sample_ahead(from, start_pos, false)?.0)
+    }
+
+    /// As `feed_and_sample`; with `ahead` (the caller feeds the token it returns next, at the
+    /// next position), a model picking greedily on its device may queue that step before
+    /// returning, which the `bool` says (`Step::next_queued`).
+    pub fn feed_and_sample_ahead(&mut self, from: usize, start_pos: usize, ahead: bool) -> Result<(u32, bool)> {
         // A plain argmax with no logits to keep: where the model can pick it on its device (a
         // first-maximum kernel in Llama's CUDA graph), one id crosses to the host instead of the
         // logits, and no host loop scans them.
         if let ([token], None, true) = (&self.tokens[from..], &self.logits_log, self.sampler.is_plain_argmax()) {
-            if let Some(next) = self.model.greedy_token(*token, start_pos, self.cache) {
+            if let Some(next) = self.model.greedy_token(*token, start_pos, self.cache, ahead) {
                 return Ok(next?);
             }
         }
@@ -102,7 +113,7 @@ impl StepContext<'_> {
         if let Some(log) = self.logits_log.as_deref_mut() {
             log.push(logits.clone());
         }
-        Ok(self.sampler.next(&mut logits, self.tokens))
+        Ok((self.sampler.next(&mut logits, self.tokens), false))
     }
 }
 

@@ -9,7 +9,9 @@ pub struct Standard;
 impl DecodeStrategy for Standard {
     fn step(&mut self, ctx: &mut StepContext<'_>) -> Result<Step> {
         let pos = ctx.cache.seq_len();
-        let next = ctx.feed_and_sample(pos, pos)?;
-        Ok(Step { emitted: vec![next], ..Default::default() })
+        // Where the engine wants another token after this one (and stops only at EOS then),
+        // the next step may start on the device before this token reaches the host.
+        let (next, next_queued) = ctx.feed_and_sample_ahead(pos, pos, ctx.remaining > 1)?;
+        Ok(Step { emitted: vec![next], next_queued, ..Default::default() })
     }
 }

@@ -250,7 +250,9 @@ impl<'a> Engine<'a> {
                     phases: &mut phases,
                 })
                 .context("decode step")?;
-            synchronize(&self.device)?;
+            if !step.next_queued {
+                synchronize(&self.device)?;
+            }
             let t_ns = start.elapsed().as_nanos() as u64;
             let kv_cache_bytes = cache.stats().kv_cache_bytes;
             drafts.extend(step.draft);

@@ -382,10 +382,12 @@ impl Model for Llama {
         }
         self.forward(&Tensor::new(&[[token]], device)?, start_pos, cache)
     }
-    /// The graph's step with its greedy token, picked on the device.
-    fn greedy_token(&self, token: u32, start_pos: usize, cache: &mut dyn KvCache) -> Option<candle_core::Result<u32>> {
+    /// The graph's step with its greedy token, picked on the device (and the next step
+    /// queued, where `ahead` and the positions allow).
+    fn greedy_token(&self, token: u32, start_pos: usize, cache: &mut dyn KvCache, ahead: bool) -> Option<candle_core::Result<(u32, bool)>> {
+        let ahead = ahead && start_pos + 1 < self.rope.positions();
         let (graph, fixed) = self.graph_for(start_pos, cache)?;
-        Some(graph.step_greedy(token, start_pos, fixed))
+        Some(graph.step_greedy(token, start_pos, fixed, ahead))
     }
     fn has_batch(&self) -> bool {
         true

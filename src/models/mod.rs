@@ -160,7 +160,10 @@ pub trait Model: Send {
     /// The greedy next token (the logits' first maximum) after `token` at `start_pos`, where the
     /// model picks it without the logits leaving its device (Llama's CUDA graph); `None`, with
     /// nothing done, elsewhere (the caller then runs `forward_token` and picks on the host).
-    fn greedy_token(&self, _token: u32, _start_pos: usize, _cache: &mut dyn KvCache) -> Option<candle_core::Result<u32>> {
+    /// With `ahead` (the caller will feed this token next, greedily), the model may queue that
+    /// step before returning; the `bool` says it did, and then the device is still busy with
+    /// it: a caller timing this token must not wait for the device (the token is on the host).
+    fn greedy_token(&self, _token: u32, _start_pos: usize, _cache: &mut dyn KvCache, _ahead: bool) -> Option<candle_core::Result<(u32, bool)>> {
         None
     }
     /// Logits of the last `n` positions, `[b, n, vocab]` in f32, attending as `mode` says

@@ -525,7 +525,7 @@ void argmax_cases() {
   Rng rng{7};
   auto run = [&](int len, const char* what, int expected) {
     *token = 12345;
-    bool ok = emu::launch("argmax", dim3{1}, dim3{ARGMAX_THREADS}, 0, [=] { argmax_f32(v, len, token, nullptr); });
+    bool ok = emu::launch("argmax", dim3{1}, dim3{ARGMAX_THREADS}, 0, [=] { argmax_f32(v, len, token, nullptr, nullptr); });
     check(std::string("argmax ") + what, "token", {ok ? (float)*token : -1.f}, {(double)expected}, 0.0);
   };
   for (int i = 0; i < n; ++i) v[i] = rng.uniform();
@@ -796,9 +796,14 @@ template <typename T> bool step(Model<T>& m, const Wiring& wiring, int token, in
     float* lg = m.logits;
     unsigned* token = m.token;
     int vocab = s.vocab;
+    int* next = m.params;
     unsigned long long* argmax_slot = slot();
-    if (!emu::launch("argmax", dim3{1}, dim3{ARGMAX_THREADS}, 0, [=] { argmax_f32(lg, vocab, token, argmax_slot); })) return false;
-    check(where, "argmax", {(float)*m.token}, {(double)first_max(m.logits, s.vocab)}, 0.0);
+    if (!emu::launch("argmax", dim3{1}, dim3{ARGMAX_THREADS}, 0, [=] { argmax_f32(lg, vocab, token, next, argmax_slot); })) return false;
+    int pick = first_max(m.logits, s.vocab);
+    check(where, "argmax", {(float)*m.token}, {(double)pick}, 0.0);
+    // The next step's parameters, as the host would write them (cuda.rs's lookahead queues
+    // that step with these).
+    check(where, "next params", {(float)m.params[0], (float)m.params[1]}, {(double)pick, (double)(pos + 1)}, 0.0);
   }
   // Each launch's stamps: its first block's start <= first release <= last release <= last
   // block's end, none left at its reset value (a block that returned before trace_end would).

@@ -107,7 +107,7 @@ impl DecodeStrategy for Speculative {
             let first = ctx.feed_and_sample(pos, pos)?;
             self.proposer.prefill(ctx)?;
             ctx.phases.end(Phase::Prefill)?;
-            return Ok(Step { emitted: vec![first], draft: None });
+            return Ok(Step { emitted: vec![first], ..Default::default() });
         }
         // Never draft past what the engine still wants: the last token comes from the target.
         let k_asked = self.k.k();
@@ -149,6 +149,7 @@ impl DecodeStrategy for Speculative {
         Ok(Step {
             emitted,
             draft: Some(DraftOutcome { k: k_asked, drafted: draft.tokens.len(), accepted, draft_forwards: draft.forwards }),
+            next_queued: false,
         })
     }
 }

@@ -19,7 +19,7 @@ use super::trace::StepTrace;
 use super::{DecodeShape, DecodeWeights, GraphWeight};
 use crate::kv::InPlaceBuffers;
 use candle_core::cuda_backend::cudarc::driver::{
-    sys, CudaFunction, CudaGraph, CudaModule, CudaStream, LaunchConfig, PushKernelArg,
+    sys, CudaEvent, CudaFunction, CudaGraph, CudaModule, CudaStream, LaunchConfig, PushKernelArg,
 };
 use candle_core::cuda_backend::CudaDevice;
 use candle_core::{DType, Device, Result, Tensor};
@@ -39,6 +39,13 @@ pub(super) const MAX_GEMV_SHARED_BYTES: usize = 160 * 1024;
 /// combine's partials and stats (launches.rs's combine_shared_bytes: TinyLlama at 1,152
 /// positions 42 KB). 160 + 64 KiB stays under the 227 KiB a Hopper block may take.
 pub(super) const COMBINE_SHARED_BYTES: usize = 64 * 1024;
+/// Largest stage the staged combine takes (LLMBENCH_CUDA_COMBINE=staged); above it the O
+/// projection combines as `Early` does. Measured on the H200 (NOTES, session 13, two rounds
+/// against `Early`): SmolLM2 at 1,024 new tokens (stages up to 12 KB) +5.1%, TinyLlama (up to
+/// 42 KB) -3.4%. Why TinyLlama loses is not isolated (a guess: 42 KB a block halves the O
+/// blocks a multiprocessor holds, early-launched beside the attention's); the cut sits between
+/// the two measured sizes: SmolLM2 (9 heads) staged to 1,536 positions, TinyLlama never.
+const STAGED_COMBINE_BYTES: usize = 16 * 1024;
 
 /// A graph-captured decode step; `None` from `new` where the weights or shapes do not qualify.
 pub struct GraphDecoder {
@@ -102,6 +109,45 @@ struct Inner {
     graph: Option<(CudaGraph, Vec<u64>)>,
     /// LLMBENCH_CUDA_TRACE: the replayed step's timeline, launch by launch (`trace.rs`).
     trace: Option<StepTrace>,
+    /// Where greedy steps leave their tokens for the host: two pinned words, each with the
+    /// event recorded after its copy, used in turn (a step queued ahead writes the other one).
+    picks: PinnedWords,
+    pick_done: [CudaEvent; 2],
+    next_pick: usize,
+    /// The greedy step queued ahead of the call that wants it (`step_greedy`), unclaimed.
+    queued: Option<QueuedStep>,
+}
+
+/// A greedy step on the decoder's stream whose token the host has not read yet.
+struct QueuedStep {
+    /// The cache it writes (its first key buffer's address), the position it decodes and the
+    /// token it was fed (the one before it picked, on the device).
+    cache: u64,
+    pos: usize,
+    fed: u32,
+    /// Its `picks` word.
+    pick: usize,
+}
+
+/// Page-locked host words that device-to-host copies write without staging.
+struct PinnedWords {
+    ptr: *mut u32,
+}
+
+impl PinnedWords {
+    fn new(len: usize) -> Result<Self> {
+        let mut ptr = std::ptr::null_mut();
+        unsafe { sys::cuMemAllocHost_v2(&mut ptr, len * 4).result().map_err(wrap)? };
+        Ok(Self { ptr: ptr as *mut u32 })
+    }
+}
+
+impl Drop for PinnedWords {
+    fn drop(&mut self) {
+        unsafe {
+            let _ = sys::cuMemFreeHost(self.ptr as *mut std::ffi::c_void);
+        }
+    }
 }
 
 // The graph, stream and handles are only touched through the Mutex, one thread at a time;
@@ -172,6 +218,9 @@ impl GraphDecoder {
             logits: Tensor::zeros((1, shape.vocab), DType::F32, device)?,
         };
         let trace = StepTrace::from_env(device)?;
+        let picks = PinnedWords::new(2)?;
+        let no_timing = Some(sys::CUevent_flags::CU_EVENT_DISABLE_TIMING);
+        let pick_done = [ctx.new_event(no_timing).map_err(wrap)?, ctx.new_event(no_timing).map_err(wrap)?];
         let inner = Inner {
             device: dev.clone(),
             embed: f(&format!("embed_{suffix}"))?,
@@ -189,6 +238,10 @@ impl GraphDecoder {
             dtype,
             graph: None,
             trace,
+            picks,
+            pick_done,
+            next_pick: 0,
+            queued: None,
         };
         Ok(Some(Self { inner: Mutex::new(inner) }))
     }
@@ -198,16 +251,43 @@ impl GraphDecoder {
     /// later step replays it.
     pub fn step(&self, token: u32, pos: usize, cache: &mut dyn InPlaceBuffers) -> Result<Tensor> {
         let mut inner = self.inner.lock().map_err(|_| candle_core::Error::Msg("graph decoder poisoned".into()))?;
-        inner.step(token, pos, cache)?;
+        // A step queued ahead is left unclaimed: it ends before this one starts (one stream).
+        inner.queued = None;
+        inner.launch(Some((token, pos)), cache)?;
+        cache.advance(1)?;
         inner.buffers.logits.copy()
     }
 
     /// As `step`, but returns the greedy next token (the logits' first maximum, picked on the
-    /// device: 4 bytes cross to the host instead of the logits).
-    pub fn step_greedy(&self, token: u32, pos: usize, cache: &mut dyn InPlaceBuffers) -> Result<u32> {
+    /// device: 4 bytes cross to the host instead of the logits). With `ahead` (the caller wants
+    /// the token after this one too, greedily), the step at `pos + 1` is queued before this
+    /// one's token is read: the device has it waiting when this one ends, and the host's turn
+    /// between steps (the copy back, the caller's bookkeeping, the next launch: ~18 us a token
+    /// on the H200, 2% of TinyLlama's) leaves no gap. The next call claims it where it asks for
+    /// that position with this token; anything else leaves it unclaimed, a step's work wasted
+    /// (and the cache slot past the length written, which the next step there rewrites), since
+    /// it runs before whatever is queued after it. Its token is then on the host while that
+    /// step still runs: a caller timing this call must not wait for the device.
+    pub fn step_greedy(&self, token: u32, pos: usize, cache: &mut dyn InPlaceBuffers, ahead: bool) -> Result<(u32, bool)> {
         let mut inner = self.inner.lock().map_err(|_| candle_core::Error::Msg("graph decoder poisoned".into()))?;
-        inner.step(token, pos, cache)?;
-        Ok(inner.buffers.token.to_vec1::<u32>()?[0])
+        let id = cache_id(cache, &inner.stream)?;
+        let current = match inner.queued.take() {
+            Some(queued) if queued.cache == id && queued.pos == pos && queued.fed == token => queued,
+            _ => inner.launch_greedy(Some(token), pos, cache)?,
+        };
+        cache.advance(1)?;
+        let captured = inner.graph.is_some();
+        let next = if ahead && inner.choice.ahead && captured && inner.trace.is_none() && pos + 1 < cache.capacity() {
+            Some(inner.launch_greedy(None, pos + 1, cache)?)
+        } else {
+            None
+        };
+        inner.pick_done[current.pick].synchronize().map_err(wrap)?;
+        // Written by the copy the event follows, which has ended.
+        let pick = unsafe { std::ptr::read_volatile(inner.picks.ptr.add(current.pick)) };
+        let queued_ahead = next.is_some();
+        inner.queued = next.map(|q| QueuedStep { fed: pick, ..q });
+        Ok((pick, queued_ahead))
     }
 
     /// Whether a cache can be decoded by this graph (allocated on this device, of its dtype,
@@ -220,15 +300,44 @@ impl GraphDecoder {
     }
 }
 
+/// Which cache a queued step writes: its first layer's key buffer's address.
+fn cache_id(cache: &dyn InPlaceBuffers, stream: &Arc<CudaStream>) -> Result<u64> {
+    let (k, _) = cache.buffers(0).ok_or_else(|| wrap("the static cache is not allocated (prefill first)"))?;
+    ptr(k, stream)
+}
+
 /// Floats of the fused MLPs' sums in `Buffers::zeroed` (whole float4s, for the zeroing).
 fn mlp_sums_len(layers: usize, hidden: usize) -> usize {
     (layers * hidden).next_multiple_of(4)
 }
 
 impl Inner {
-    /// Runs one decode step (eagerly and captured, or replayed); its logits and greedy token
-    /// are then in `buffers`, ordered before candle's stream's next work.
-    fn step(&mut self, token: u32, pos: usize, cache: &mut dyn InPlaceBuffers) -> Result<()> {
+    /// `launch` at `pos`, then a copy of the greedy token into the next pinned word and its
+    /// event. With no `token`, the step after the last one launched, fed what that one picked
+    /// (its argmax left the token and `pos` in `params`); `fed` is then the caller's to fill in.
+    fn launch_greedy(&mut self, token: Option<u32>, pos: usize, cache: &mut dyn InPlaceBuffers) -> Result<QueuedStep> {
+        self.launch(token.map(|t| (t, pos)), cache)?;
+        let pick = self.next_pick;
+        self.next_pick ^= 1;
+        unsafe {
+            sys::cuMemcpyDtoHAsync_v2(
+                self.picks.ptr.add(pick) as *mut std::ffi::c_void,
+                ptr(&self.buffers.token, &self.stream)?,
+                4,
+                self.stream.cu_stream(),
+            )
+            .result()
+            .map_err(wrap)?;
+        }
+        self.pick_done[pick].record(&self.stream).map_err(wrap)?;
+        Ok(QueuedStep { cache: cache_id(cache, &self.stream)?, pos, fed: token.unwrap_or(0), pick })
+    }
+
+    /// Queues one decode step (eagerly and captured, or replayed) with `input` (token,
+    /// position) written to `params` first, or, with none, with what the previous step's argmax
+    /// left there (a replay only); its logits and greedy token are then in `buffers`, ordered
+    /// before candle's stream's next work.
+    fn launch(&mut self, input: Option<(u32, usize)>, cache: &mut dyn InPlaceBuffers) -> Result<()> {
         let candle_stream = self.device.cuda_stream();
         let cache_ptrs = (0..self.layers.len())
             .map(|l| {
@@ -251,12 +360,16 @@ impl Inner {
         }
         // Work already queued on candle's stream (the prefill's cache writes) comes first.
         self.stream.join(&candle_stream).map_err(wrap)?;
-        let params_ptr = ptr(&self.buffers.params, &self.stream)?;
-        let params = [token, pos as u32];
-        unsafe {
-            sys::cuMemcpyHtoDAsync_v2(params_ptr, params.as_ptr() as *const std::ffi::c_void, 8, self.stream.cu_stream())
-                .result()
-                .map_err(wrap)?;
+        if let Some((token, pos)) = input {
+            let params_ptr = ptr(&self.buffers.params, &self.stream)?;
+            let params = [token, pos as u32];
+            unsafe {
+                sys::cuMemcpyHtoDAsync_v2(params_ptr, params.as_ptr() as *const std::ffi::c_void, 8, self.stream.cu_stream())
+                    .result()
+                    .map_err(wrap)?;
+            }
+        } else if self.graph.as_ref().is_none_or(|(_, captured_for)| *captured_for != key) {
+            return Err(wrap("a step queued ahead replays the graph captured for its cache"));
         }
         match &self.graph {
             Some((graph, captured_for)) if *captured_for == key => {
@@ -286,7 +399,7 @@ impl Inner {
             }
         }
         candle_stream.join(&self.stream).map_err(wrap)?;
-        cache.advance(1)
+        Ok(())
     }
 
     /// Queues one decode step on the decoder's stream.
@@ -306,11 +419,11 @@ impl Inner {
         let (capacity_i, max_splits) = (capacity as i32, capacity.div_ceil(SPLIT) as i32);
         let attention_early = self.choice.attention_loads_early as i32;
         // GemvArgs::combine_early: 0 after the wait, 1 early, 2 early and staged, where the stage
-        // fits for every split count this cache can reach.
+        // for every split count this cache can reach is small enough (STAGED_COMBINE_BYTES).
         let combine_early = match self.choice.combine {
             CombineChoice::AfterWait => 0,
             CombineChoice::Early => 1,
-            CombineChoice::Staged if combine_shared_bytes(max_splits, n_head, n_head * d, true) as usize <= COMBINE_SHARED_BYTES => 2,
+            CombineChoice::Staged if combine_shared_bytes(max_splits, n_head, n_head * d, true) as usize <= STAGED_COMBINE_BYTES => 2,
             CombineChoice::Staged => 1,
         };
         let inv_sqrt_d = 1f32 / (s.head_dim as f32).sqrt();
@@ -390,7 +503,7 @@ impl Inner {
         // greedy and sampled decoding alike.
         let (token, vocab, argmax_slot) = (ptr(&b.token, st)?, s.vocab as i32, slot()?);
         let one_block = LaunchConfig { grid_dim: (1, 1, 1), block_dim: (ARGMAX_THREADS, 1, 1), shared_mem_bytes: 0 };
-        launch_after_previous(&self.stream, &self.argmax, one_block, &mut [arg(&logits), arg(&vocab), arg(&token), arg(&argmax_slot)])
+        launch_after_previous(&self.stream, &self.argmax, one_block, &mut [arg(&logits), arg(&vocab), arg(&token), arg(&params), arg(&argmax_slot)])
     }
 
     /// One step's launches in `enqueue`'s order, named for the trace: embed, then per layer qkv,

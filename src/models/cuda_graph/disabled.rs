@@ -14,7 +14,7 @@ impl GraphDecoder {
     pub fn step(&self, _token: u32, _pos: usize, _cache: &mut dyn InPlaceBuffers) -> Result<Tensor> {
         candle_core::bail!("the CUDA graph decoder needs a build with --features cuda")
     }
-    pub fn step_greedy(&self, _token: u32, _pos: usize, _cache: &mut dyn InPlaceBuffers) -> Result<u32> {
+    pub fn step_greedy(&self, _token: u32, _pos: usize, _cache: &mut dyn InPlaceBuffers, _ahead: bool) -> Result<(u32, bool)> {
         candle_core::bail!("the CUDA graph decoder needs a build with --features cuda")
     }
     pub fn supports(&self, _cache: &dyn InPlaceBuffers) -> bool {

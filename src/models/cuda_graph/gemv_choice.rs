@@ -69,6 +69,9 @@ pub struct GemvChoice {
     pub attention_loads_early: bool,
     /// How the dense O projection combines the attention's splits (LLMBENCH_CUDA_COMBINE).
     pub combine: CombineChoice,
+    /// Whether a greedy step queues the next one before its token reaches the host
+    /// (LLMBENCH_CUDA_AHEAD; cuda.rs's `step_greedy`).
+    pub ahead: bool,
 }
 
 /// How the dense O projection's prologue combines the attention's splits (LLMBENCH_CUDA_COMBINE;
@@ -168,6 +171,7 @@ impl GemvChoice {
             "LLMBENCH_CUDA_COMBINE",
             &[("early", CombineChoice::Early), ("after-wait", CombineChoice::AfterWait), ("staged", CombineChoice::Staged)],
         )?;
+        let ahead = env_choice(var, "LLMBENCH_CUDA_AHEAD", &[("off", false), ("on", true)])?;
         Ok(Self {
             stream,
             stage_bytes,
@@ -178,6 +182,7 @@ impl GemvChoice {
             mlp_down_early,
             attention_loads_early,
             combine,
+            ahead,
         })
     }
 
@@ -268,6 +273,7 @@ mod tests {
             mlp_down_early: false,
             attention_loads_early: true,
             combine: CombineChoice::Early,
+            ahead: false,
         }
     }
 
@@ -365,6 +371,9 @@ mod tests {
         assert_eq!(combine("after-wait"), CombineChoice::AfterWait);
         assert_eq!(combine("staged"), CombineChoice::Staged);
         assert!(GemvChoice::from_vars(132, &vars(&[("LLMBENCH_CUDA_COMBINE", "sooner")])).is_err());
+        assert!(!GemvChoice::from_vars(132, &vars(&[])).unwrap().ahead);
+        assert!(GemvChoice::from_vars(132, &vars(&[("LLMBENCH_CUDA_AHEAD", "on")])).unwrap().ahead);
+        assert!(GemvChoice::from_vars(132, &vars(&[("LLMBENCH_CUDA_AHEAD", "yes")])).is_err());
         for removed in ["LLMBENCH_CUDA_QKV", "LLMBENCH_CUDA_O", "LLMBENCH_CUDA_LAYER"] {
             let err = GemvChoice::from_vars(132, &vars(&[(removed, "x")])).unwrap_err().to_string();
             assert!(err.contains(removed) && err.contains("removed"), "{err}");

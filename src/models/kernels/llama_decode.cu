@@ -331,10 +331,14 @@ __device__ void gemv(const GemvArgs& a) {
 // keeps its first largest over its 4-value runs, then (value, index) pairs meet, the larger value or,
 // at equal values, the smaller index winning. NaN logits are never picked (nor by the host's
 // loop, unless the first logit is NaN); where every logit is NaN or -inf, index 0.
+// `params` (or null): the step's own, rewritten for the next step, the pick fed at the next
+// position, so that a step can be queued before this one's token reaches the host (cuda.rs's
+// lookahead). Safe here: every earlier launch of the step has ended before this one's wait
+// returns (each waited on the one before), so none still reads them.
 #define ARGMAX_THREADS 1024
 #define ARGMAX_BATCH 8
 extern "C" __global__ void __launch_bounds__(ARGMAX_THREADS) argmax_f32(const float* logits, int n, unsigned* token,
-                                                                          unsigned long long* trace) {
+                                                                          int* params, unsigned long long* trace) {
   static __shared__ float best_of[ARGMAX_THREADS / 32];
   static __shared__ int at_of[ARGMAX_THREADS / 32];
   trace_start(trace);
@@ -386,7 +390,11 @@ extern "C" __global__ void __launch_bounds__(ARGMAX_THREADS) argmax_f32(const fl
       int i = __shfl_xor_sync(0xffffffffu, at, off);
       merge(v, i);
     }
-    if (lane == 0) *token = at < n ? (unsigned)at : 0u;
+    if (lane == 0) {
+      unsigned pick = at < n ? (unsigned)at : 0u;
+      *token = pick;
+      if (params != nullptr) params[0] = (int)pick, params[1] += 1;
+    }
   }
   trace_end(trace);
 }
