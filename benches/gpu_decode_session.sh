@@ -30,7 +30,8 @@
 # mean (of several that pass, the fastest on that row). The adopted one is exported for every
 # later stage (tables, checks, GGUF), and the results' environment (llmbench_env) records it;
 # the trace then times the default against every candidate. $OUT/choice.txt says what was
-# chosen and why.
+# chosen and why. Where none is adopted, the last candidate runs the random-weight and
+# long-prompt checks after the default's (`check-candidate`).
 #
 # Usage (device tool): R=$OUT; export OUT=/tmp/o PACK=$R/out.tgz; bash .ci/gpu-bench decode-session
 # A second call on the same warm machine runs what the first skipped: SKIP="<the stage names it
@@ -90,6 +91,11 @@ if [ -n "${CANDIDATE:-}" ]; then
     read -r -a adopted_vars <<< "$adopted"
     export "${adopted_vars[@]}"
     echo "== adopted for the later stages: $adopted"
+  else
+    # Not adopted: the last candidate (by convention all of them together) still gets the
+    # greedy-token and long-prompt checks, after the default's, so that a later call may adopt
+    # it on speed alone (session 13's call 2 timed one that no GPU had checked).
+    read -r -a checked_vars <<< "${candidates[-1]}"
   fi
   # The default against each candidate: every candidate's variables set empty (empty is the
   # default, gemv_choice.rs), since "-" would inherit an adopted candidate, and each candidate
@@ -103,6 +109,9 @@ if [ -n "${CANDIDATE:-}" ]; then
 fi
 stage tables 250 tables
 stage check-default 100 python3 .ci/gpu-check.py fixtures random_weights
+if [ -n "${checked_vars+x}" ]; then
+  stage check-candidate 120 env "${checked_vars[@]}" python3 .ci/gpu-check.py random_weights long_prompt
+fi
 stage sweep 50 env SETTINGS="${SWEEP_SETTINGS:--}" ROUNDS=2 bash benches/gpu_gemv_sweep.sh
 stage trace 50 env ${TRACE_SETTINGS:+SETTINGS="$TRACE_SETTINGS"} bash benches/gpu_trace.sh
 stage check-rest 50 python3 .ci/gpu-check.py long_prompt batched served_draft

@@ -33,8 +33,11 @@
 //! one split, loads the partials with their stats in one (gemv_input.cuh's combine_one_split:
 //! H100, TinyLlama +3.7% at 128 new tokens, SmolLM2 +10.8%; NOTES session 12);
 //! `LLMBENCH_CUDA_COMBINE=staged` also takes two or more splits in one round trip, staged in
-//! shared memory by the async copy (combine_staged: checked on the CPU emulator only, since no
-//! device came for it, so not the default; it is what the 1,024-token rows wait for).
+//! shared memory by the async copy (combine_staged), where the stage is at most 16 KiB (cuda.rs's
+//! STAGED_COMBINE_BYTES: H200, SmolLM2's 1,024-token row +5.1%, TinyLlama's -3.4% uncapped; NOTES
+//! session 13). `LLMBENCH_CUDA_AHEAD=on` has a greedy step queue the next one before its token
+//! reaches the host (cuda.rs's `step_greedy`: H100, SmolLM2 +2.7%, TinyLlama 0.999x at 128 new
+//! tokens). Neither is the default: no GPU has checked them against the CPU yet.
 
 use candle_core::{Error, Result};
 
