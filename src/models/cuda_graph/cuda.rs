@@ -150,6 +150,15 @@ impl Drop for PinnedWords {
     }
 }
 
+impl Drop for Inner {
+    /// A step queued ahead may still be copying its token into `picks`: it ends before they go.
+    fn drop(&mut self) {
+        if self.queued.is_some() {
+            let _ = self.stream.synchronize();
+        }
+    }
+}
+
 // The graph, stream and handles are only touched through the Mutex, one thread at a time;
 // CUDA allows that from any thread.
 unsafe impl Send for Inner {}
