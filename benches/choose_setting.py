@@ -9,7 +9,9 @@ with the highest mean on the headline row is adopted. The rule, chosen to be har
 noise (the sweep's two rounds of one setting differ by ~1% on one machine, NOTES session 10):
 
 - TinyLlama-1.1B at 128 new tokens (issue 13's headline row) decodes faster with the
-  candidate in every round, each round compared with the default's run in that same round;
+  candidate in every round, each round compared with the default's run in that same round,
+  or another row is at least 2% faster in every round (session 13: a switch that took SmolLM2's
+  1,024 row 7.7% and left the headline row at 0.999x was kept out by the first clause alone);
 - and no row (model, new tokens) is more than 1% slower on its mean over the rounds.
 
 Usage: choose_setting.py "CANDIDATE[;CANDIDATE...]" SWEEP_OUTPUT
@@ -21,6 +23,9 @@ import sys
 LINE = re.compile(r"^round (\d+) \| (.+?) \| (\S+) \| (\d+) new \| decode ([0-9.]+) tok/s")
 HEADLINE = ("tinyllama-1.1b", 128)
 WORST_SLOWDOWN = 0.99
+# A row other than the headline counts as a gain where it is this much faster in every round:
+# twice the spread of a setting's two rounds on one machine.
+OTHER_ROW_GAIN = 1.02
 
 
 def parse(lines):
@@ -39,7 +44,7 @@ def verdict(candidate, runs):
     rows = sorted({(model, new) for (setting, model, new) in runs if setting == "-"})
     if HEADLINE not in rows:
         return False, [f"no default run of {HEADLINE[0]} at {HEADLINE[1]} new tokens in the sweep"], 0.0
-    reasons, adopt, headline = [], True, 0.0
+    reasons, no_row_slower, headline, headline_won, other_won = [], True, 0.0, False, False
     for model, new in rows:
         base, cand = runs[("-", model, new)], runs.get((candidate, model, new), {})
         rounds = sorted(set(base) & set(cand))
@@ -49,14 +54,17 @@ def verdict(candidate, runs):
         per_round = ", ".join(f"r{r} {cand[r]:.1f}/{base[r]:.1f}" for r in rounds)
         reasons.append(f"{model} {new} new: {ratio:.4f}x ({per_round})")
         if ratio < WORST_SLOWDOWN:
-            adopt = False
+            no_row_slower = False
             reasons[-1] += f": more than {100 * (1 - WORST_SLOWDOWN):.0f}% slower"
         if (model, new) == HEADLINE:
             headline = ratio
-            if not all(cand[r] > base[r] for r in rounds):
-                adopt = False
+            headline_won = all(cand[r] > base[r] for r in rounds)
+            if not headline_won:
                 reasons[-1] += ": not faster in every round"
-    return adopt, reasons, headline
+        elif all(cand[r] >= OTHER_ROW_GAIN * base[r] for r in rounds):
+            other_won = True
+            reasons[-1] += f": at least {100 * (OTHER_ROW_GAIN - 1):.0f}% faster in every round"
+    return no_row_slower and (headline_won or other_won), reasons, headline
 
 
 def choose(candidates, runs):
@@ -83,6 +91,13 @@ def self_check():
     assert not verdict(c, sweep(base + wins + [(r, c, "smollm2-135m", 1024, 1970.0) for r in (1, 2)]))[0]
     assert not verdict(c, sweep(base + wins + [(1, c, "smollm2-135m", 1024, 2100.0)]))[0]
     assert not verdict(c, sweep(base[2:] + [(r, c, "smollm2-135m", 1024, 2100.0) for r in (1, 2)]))[0]
+    # the headline row level, another row 2% faster in every round: taken; 2% in one round only,
+    # or with the headline row 1.5% slower: not
+    level = [(1, c, "tinyllama-1.1b", 128, 999.0), (2, c, "tinyllama-1.1b", 128, 1009.0)]
+    assert verdict(c, sweep(base + level + [(1, c, "smollm2-135m", 1024, 2040.0), (2, c, "smollm2-135m", 1024, 2150.0)]))[0]
+    assert not verdict(c, sweep(base + level + [(1, c, "smollm2-135m", 1024, 2039.0), (2, c, "smollm2-135m", 1024, 2150.0)]))[0]
+    slower = [(1, c, "tinyllama-1.1b", 128, 985.0), (2, c, "tinyllama-1.1b", 128, 995.0)]
+    assert not verdict(c, sweep(base + slower + [(r, c, "smollm2-135m", 1024, 2150.0) for r in (1, 2)]))[0]
     # of two passing candidates the faster on the headline row; a faster one that fails the rule is not taken
     small = [(r, x, "smollm2-135m", 1024, 2000.0) for r in (1, 2) for x in (c, d)]
     d_wins = [(1, d, "tinyllama-1.1b", 128, 1030.0), (2, d, "tinyllama-1.1b", 128, 1030.0)]
