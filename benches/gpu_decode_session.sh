@@ -78,7 +78,17 @@ gguf_rows() {
 }
 
 choose() {
-  SETTINGS="-;$CANDIDATE" ROUNDS=2 bash benches/gpu_gemv_sweep.sh | tee "$OUT/choose-sweep.txt"
+  # The card's power and clocks every 200 ms while the sweep runs, and each run's end time
+  # beside its line (choose-times.txt, nvidia-smi's timestamp format): whether a row that does
+  # not move is at the card's power limit (session 13's guess for TinyLlama's 128 row).
+  nvidia-smi --query-gpu=timestamp,power.draw,power.limit,clocks.sm,clocks.mem,temperature.gpu \
+    --format=csv,noheader -lms 200 > "$OUT/choose-power.csv" 2>/dev/null &
+  local smi=$!
+  SETTINGS="-;$CANDIDATE" ROUNDS=2 bash benches/gpu_gemv_sweep.sh | while IFS= read -r line; do
+    echo "$(date '+%Y/%m/%d %H:%M:%S.%3N') $line" >> "$OUT/choose-times.txt"
+    echo "$line"
+  done | tee "$OUT/choose-sweep.txt"
+  kill "$smi" 2>/dev/null
   python3 benches/choose_setting.py "$CANDIDATE" "$OUT/choose-sweep.txt" | tee "$OUT/choice.txt"
 }
 
