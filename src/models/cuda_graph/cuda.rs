@@ -12,6 +12,7 @@
 //! candle tensors (or our quantized device matrices); this file only takes their addresses.
 
 use super::gemv_choice::{CombineChoice, GemvChoice};
+use super::greedy_picks::{GreedyPicks, QueuedStep};
 use super::launch::{arg, launch_after_previous, ptr, wrap};
 use super::launches::{combine_shared_bytes, Launcher, EPI_LOGITS, EPI_RESIDUAL, EPI_ROPE, EPI_SILU, PRO_COMBINE, PRO_NORM, PRO_NORM_PENDING, PRO_PLAIN};
 use super::projection::{GemvArgs, Kernels, Projection};
@@ -19,7 +20,7 @@ use super::trace::StepTrace;
 use super::{DecodeShape, DecodeWeights, GraphWeight};
 use crate::kv::InPlaceBuffers;
 use candle_core::cuda_backend::cudarc::driver::{
-    sys, CudaEvent, CudaFunction, CudaGraph, CudaModule, CudaStream, LaunchConfig, PushKernelArg,
+    sys, CudaFunction, CudaGraph, CudaModule, CudaStream, LaunchConfig, PushKernelArg,
 };
 use candle_core::cuda_backend::CudaDevice;
 use candle_core::{DType, Device, Result, Tensor};
@@ -109,45 +110,10 @@ struct Inner {
     graph: Option<(CudaGraph, Vec<u64>)>,
     /// LLMBENCH_CUDA_TRACE: the replayed step's timeline, launch by launch (`trace.rs`).
     trace: Option<StepTrace>,
-    /// Where greedy steps leave their tokens for the host: two pinned words, each with the
-    /// event recorded after its copy, used in turn (a step queued ahead writes the other one).
-    picks: PinnedWords,
-    pick_done: [CudaEvent; 2],
-    next_pick: usize,
+    /// Where greedy steps leave their tokens for the host (`greedy_picks.rs`).
+    picks: GreedyPicks,
     /// The greedy step queued ahead of the call that wants it (`step_greedy`), unclaimed.
     queued: Option<QueuedStep>,
-}
-
-/// A greedy step on the decoder's stream whose token the host has not read yet.
-struct QueuedStep {
-    /// The cache it writes (its first key buffer's address), the position it decodes and the
-    /// token it was fed (the one before it picked, on the device).
-    cache: u64,
-    pos: usize,
-    fed: u32,
-    /// Its `picks` word.
-    pick: usize,
-}
-
-/// Page-locked host words that device-to-host copies write without staging.
-struct PinnedWords {
-    ptr: *mut u32,
-}
-
-impl PinnedWords {
-    fn new(len: usize) -> Result<Self> {
-        let mut ptr = std::ptr::null_mut();
-        unsafe { sys::cuMemAllocHost_v2(&mut ptr, len * 4).result().map_err(wrap)? };
-        Ok(Self { ptr: ptr as *mut u32 })
-    }
-}
-
-impl Drop for PinnedWords {
-    fn drop(&mut self) {
-        unsafe {
-            let _ = sys::cuMemFreeHost(self.ptr as *mut std::ffi::c_void);
-        }
-    }
 }
 
 impl Drop for Inner {
@@ -227,9 +193,7 @@ impl GraphDecoder {
             logits: Tensor::zeros((1, shape.vocab), DType::F32, device)?,
         };
         let trace = StepTrace::from_env(device)?;
-        let picks = PinnedWords::new(2)?;
-        let no_timing = Some(sys::CUevent_flags::CU_EVENT_DISABLE_TIMING);
-        let pick_done = [ctx.new_event(no_timing).map_err(wrap)?, ctx.new_event(no_timing).map_err(wrap)?];
+        let picks = GreedyPicks::new(&ctx)?;
         let inner = Inner {
             device: dev.clone(),
             embed: f(&format!("embed_{suffix}"))?,
@@ -248,8 +212,6 @@ impl GraphDecoder {
             graph: None,
             trace,
             picks,
-            pick_done,
-            next_pick: 0,
             queued: None,
         };
         Ok(Some(Self { inner: Mutex::new(inner) }))
@@ -282,18 +244,16 @@ impl GraphDecoder {
         let id = cache_id(cache, &inner.stream)?;
         let current = match inner.queued.take() {
             Some(queued) if queued.cache == id && queued.pos == pos && queued.fed == token => queued,
-            _ => inner.launch_greedy(Some(token), pos, cache)?,
+            _ => inner.launch_greedy(Some(token), pos, id, cache)?,
         };
         cache.advance(1)?;
         let captured = inner.graph.is_some();
         let next = if ahead && inner.choice.ahead && captured && inner.trace.is_none() && pos + 1 < cache.capacity() {
-            Some(inner.launch_greedy(None, pos + 1, cache)?)
+            Some(inner.launch_greedy(None, pos + 1, id, cache)?)
         } else {
             None
         };
-        inner.pick_done[current.pick].synchronize().map_err(wrap)?;
-        // Written by the copy the event follows, which has ended.
-        let pick = unsafe { std::ptr::read_volatile(inner.picks.ptr.add(current.pick)) };
+        let pick = inner.picks.read(current.pick)?;
         let queued_ahead = next.is_some();
         inner.queued = next.map(|q| QueuedStep { fed: pick, ..q });
         Ok((pick, queued_ahead))
@@ -321,25 +281,13 @@ fn mlp_sums_len(layers: usize, hidden: usize) -> usize {
 }
 
 impl Inner {
-    /// `launch` at `pos`, then a copy of the greedy token into the next pinned word and its
-    /// event. With no `token`, the step after the last one launched, fed what that one picked
-    /// (its argmax left the token and `pos` in `params`); `fed` is then the caller's to fill in.
-    fn launch_greedy(&mut self, token: Option<u32>, pos: usize, cache: &mut dyn InPlaceBuffers) -> Result<QueuedStep> {
+    /// `launch` at `pos` on the cache `id` names, then a copy of the greedy token for the host.
+    /// With no `token`, the step after the last one launched, fed what that one picked (its
+    /// argmax left the token and `pos` in `params`); `fed` is then the caller's to fill in.
+    fn launch_greedy(&mut self, token: Option<u32>, pos: usize, id: u64, cache: &mut dyn InPlaceBuffers) -> Result<QueuedStep> {
         self.launch(token.map(|t| (t, pos)), cache)?;
-        let pick = self.next_pick;
-        self.next_pick ^= 1;
-        unsafe {
-            sys::cuMemcpyDtoHAsync_v2(
-                self.picks.ptr.add(pick) as *mut std::ffi::c_void,
-                ptr(&self.buffers.token, &self.stream)?,
-                4,
-                self.stream.cu_stream(),
-            )
-            .result()
-            .map_err(wrap)?;
-        }
-        self.pick_done[pick].record(&self.stream).map_err(wrap)?;
-        Ok(QueuedStep { cache: cache_id(cache, &self.stream)?, pos, fed: token.unwrap_or(0), pick })
+        let pick = self.picks.copy(ptr(&self.buffers.token, &self.stream)?, &self.stream)?;
+        Ok(QueuedStep { cache: id, pos, fed: token.unwrap_or(0), pick })
     }
 
     /// Queues one decode step (eagerly and captured, or replayed) with `input` (token,
