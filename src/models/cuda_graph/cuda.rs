@@ -325,8 +325,6 @@ impl Inner {
                     .result()
                     .map_err(wrap)?;
             }
-        } else if self.graph.as_ref().is_none_or(|(_, captured_for)| *captured_for != key) {
-            return Err(wrap("a step queued ahead replays the graph captured for its cache"));
         }
         match &self.graph {
             Some((graph, captured_for)) if *captured_for == key => {
@@ -338,6 +336,8 @@ impl Inner {
                     trace.collect(&self.stream)?;
                 }
             }
+            // Only a replay finds the previous step's token and position in `params`.
+            _ if input.is_none() => return Err(wrap("a step queued ahead replays the graph captured for its cache")),
             _ => {
                 self.graph = None;
                 let names = self.launch_names();
