@@ -263,7 +263,8 @@ impl GraphDecoder {
     /// batch 1, its splits' combine factors within the shared memory set aside for them).
     pub fn supports(&self, cache: &dyn InPlaceBuffers) -> bool {
         let Ok(inner) = self.inner.lock() else { return false };
-        let factors = 4 * cache.capacity().div_ceil(SPLIT) * inner.shape.n_head;
+        let (splits, s) = (cache.capacity().div_ceil(SPLIT) as i32, inner.shape);
+        let factors = combine_shared_bytes(splits, s.n_head as i32, (s.n_head * s.head_dim) as i32, false) as usize;
         factors <= COMBINE_SHARED_BYTES
             && cache.buffers(0).is_some_and(|(k, _)| k.dtype() == inner.dtype && k.device().is_cuda() && k.dim(0).ok() == Some(1))
     }
