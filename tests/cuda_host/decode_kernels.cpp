@@ -64,7 +64,7 @@ struct Shape {
 const Shape SHAPES[] = {
     {"narrow", 128, 2, 1, 64, 1152, 96, 512, false, 8, {5, 255}, false, nullptr},
     {"wide", 1024, 8, 2, 128, 768, 160, 600, true, 48, {259, 7}, false, nullptr},
-    {"tall", 2048, 16, 4, 128, 2112, 64, 300, false, 48, {260, -1}, true, " default fused down-early "},
+    {"tall", 2048, 16, 4, 128, 2112, 64, 300, false, 48, {260, -1}, true, " default fused down-early down-staged "},
 };
 
 enum class Mlp { Transposed, Fused, Split, Stream };
@@ -75,7 +75,8 @@ struct Wiring {
   int group = 0;        // int4's group
   bool attn_early = true;  // the attention's cache loads before its wait (LLMBENCH_CUDA_ATTN_LOADS)
   bool down_early = false;  // the transposed MLP's first down loads as phase 1 ends (LLMBENCH_CUDA_MLP_DOWN)
-  int combine_early = 1;  // the dense O projection's combine: 0 after-wait, 1 early, 2 staged (LLMBENCH_CUDA_COMBINE)
+  int combine_early = 2;  // the dense O projection's combine: 0 after-wait, 1 early, 2 staged, the default (LLMBENCH_CUDA_COMBINE)
+  int down_stage_rows = 0;  // the transposed MLP's down rows staged in shared memory (LLMBENCH_CUDA_MLP_DOWN=staged)
 };
 const Wiring WIRINGS[] = {
     {"default", Mlp::Transposed},
@@ -91,7 +92,9 @@ const Wiring WIRINGS[] = {
     {"after-wait", Mlp::Transposed, FMT_DENSE, 0, false},
     {"down-early", Mlp::Transposed, FMT_DENSE, 0, true, true},
     {"combine-after-wait", Mlp::Transposed, FMT_DENSE, 0, true, false, 0},
-    {"combine-staged", Mlp::Transposed, FMT_DENSE, 0, true, false, 2},
+    {"combine-early", Mlp::Transposed, FMT_DENSE, 0, true, false, 1},
+    // 20 rows: part of narrow's 72-row slices, all of wide's 8, all or part of tall's 16-24.
+    {"down-staged", Mlp::Transposed, FMT_DENSE, 0, true, false, 2, 20},
 };
 
 // ---- random data ----
@@ -251,6 +254,7 @@ template <typename T> struct Model {
   int zeroed_len, sums_len;
   float* logits;
   unsigned* token;  // the greedy token (argmax_f32)
+  unsigned* host_picks;  // its two page-locked host words (LLMBENCH_CUDA_REPLAY=direct)
   float* partial;
   unsigned long long* trace;  // 64 launches' timeline slots (trace.cuh), 4 stamps each
   std::vector<Tensor<T>> k_cache, v_cache;  // per layer, [n_kv][capacity][head_dim]
@@ -308,6 +312,7 @@ template <typename T> Model<T> build(const Shape& s, uint64_t seed, int fmt = FM
   m.zeroed = emu::device_alloc<float>(m.zeroed_len);
   m.logits = emu::device_alloc<float>(s.vocab);
   m.token = emu::device_alloc<unsigned>(1);
+  m.host_picks = emu::device_alloc<unsigned>(2);
   m.partial = emu::device_alloc<float>((size_t)m.max_splits * s.n_head * (s.head_dim + 2));
   m.trace = emu::device_alloc<unsigned long long>(64 * 4);
   return m;
@@ -525,7 +530,7 @@ void argmax_cases() {
   Rng rng{7};
   auto run = [&](int len, const char* what, int expected) {
     *token = 12345;
-    bool ok = emu::launch("argmax", dim3{1}, dim3{ARGMAX_THREADS}, 0, [=] { argmax_f32(v, len, token, nullptr, nullptr); });
+    bool ok = emu::launch("argmax", dim3{1}, dim3{ARGMAX_THREADS}, 0, [=] { argmax_f32(v, len, token, nullptr, nullptr, nullptr); });
     check(std::string("argmax ") + what, "token", {ok ? (float)*token : -1.f}, {(double)expected}, 0.0);
   };
   for (int i = 0; i < n; ++i) v[i] = rng.uniform();
@@ -633,8 +638,11 @@ template <typename T> bool step(Model<T>& m, const Wiring& wiring, int token, in
     ma.down = reinterpret_cast<const uint4*>(transposed ? L.down_t.dev : L.down.dev);
     ma.acc = acc;
     ma.down_early = wiring.down_early;
+    ma.down_stage_rows = transposed ? wiring.down_stage_rows : 0;
     const unsigned blocks = mlp_blocks(s.inter, s.sms);
-    const size_t shared = mlp_shared(s.hidden, s.inter, blocks, size);
+    // projection.rs's fused_mlp: the staged rows of the widest block after its activations.
+    const size_t widest = 8 * (size_t)((s.inter / 8 + blocks - 1) / blocks);
+    const size_t shared = mlp_shared(s.hidden, s.inter, blocks, size) + std::min<size_t>(ma.down_stage_rows, widest) * s.hidden * size;
 
     // QKV and the attention.
     if (!gemv<T>("qkv", qa, L.qkv, stream, s.sms)) return false;
@@ -797,13 +805,18 @@ template <typename T> bool step(Model<T>& m, const Wiring& wiring, int token, in
     unsigned* token = m.token;
     int vocab = s.vocab;
     int* next = m.params;
+    unsigned* host_picks = m.host_picks;
+    const unsigned untouched = 77777;  // the word of the step after this one keeps it
+    host_picks[0] = host_picks[1] = untouched;
     unsigned long long* argmax_slot = slot();
-    if (!emu::launch("argmax", dim3{1}, dim3{ARGMAX_THREADS}, 0, [=] { argmax_f32(lg, vocab, token, next, argmax_slot); })) return false;
+    if (!emu::launch("argmax", dim3{1}, dim3{ARGMAX_THREADS}, 0, [=] { argmax_f32(lg, vocab, token, next, host_picks, argmax_slot); })) return false;
     int pick = first_max(m.logits, s.vocab);
     check(where, "argmax", {(float)*m.token}, {(double)pick}, 0.0);
     // The next step's parameters, as the host would write them (cuda.rs's lookahead queues
-    // that step with these).
-    check(where, "next params", {(float)m.params[0], (float)m.params[1]}, {(double)pick, (double)(pos + 1)}, 0.0);
+    // that step with these), and the pick in the host's word for this position, not the next's.
+    check(where, "next params",
+          {(float)m.params[0], (float)m.params[1], (float)host_picks[pos & 1], (float)host_picks[(pos + 1) & 1]},
+          {(double)pick, (double)(pos + 1), (double)pick, (double)untouched}, 0.0);
   }
   // Each launch's stamps: its first block's start <= first release <= last release <= last
   // block's end, none left at its reset value (a block that returned before trace_end would).

@@ -117,10 +117,12 @@ struct Inner {
 }
 
 impl Drop for Inner {
-    /// A step queued ahead may still be copying its token into `picks`: it ends before they go.
+    /// A step queued ahead may still be writing its token into `picks`: it ends before they go
+    /// (on candle's stream under LLMBENCH_CUDA_REPLAY=direct, else on the decoder's).
     fn drop(&mut self) {
         if self.queued.is_some() {
             let _ = self.stream.synchronize();
+            let _ = self.device.cuda_stream().synchronize();
         }
     }
 }
@@ -286,16 +288,22 @@ impl Inner {
     /// With no `token`, the step after the last one launched, fed what that one picked (its
     /// argmax left the token and `pos` in `params`); `fed` is then the caller's to fill in.
     fn launch_greedy(&mut self, token: Option<u32>, pos: usize, id: u64, cache: &mut dyn InPlaceBuffers) -> Result<QueuedStep> {
-        self.launch(token.map(|t| (t, pos)), cache)?;
-        let pick = self.picks.copy(ptr(&self.buffers.token, &self.stream)?, &self.stream)?;
+        let stream = self.launch(token.map(|t| (t, pos)), cache)?;
+        // Under LLMBENCH_CUDA_REPLAY=direct the argmax kernel writes the host's word itself, in
+        // every launch of the step (eager and replayed alike: enqueue passes it the words).
+        let written = self.choice.replay_direct;
+        let pick = self.picks.after_step(pos, ptr(&self.buffers.token, &stream)?, written, &stream)?;
         Ok(QueuedStep { cache: id, pos, fed: token.unwrap_or(0), pick })
     }
 
     /// Queues one decode step (eagerly and captured, or replayed) with `input` (token,
     /// position) written to `params` first, or, with none, with what the previous step's argmax
     /// left there (a replay only); its logits and greedy token are then in `buffers`, ordered
-    /// before candle's stream's next work.
-    fn launch(&mut self, input: Option<(u32, usize)>, cache: &mut dyn InPlaceBuffers) -> Result<()> {
+    /// before candle's stream's next work. Returns the stream it is on: candle's for a replay
+    /// under LLMBENCH_CUDA_REPLAY=direct (no event between the two streams: ~2 a step, each a
+    /// wait on the device between two replays), else the decoder's own, joined to candle's
+    /// both ways.
+    fn launch(&mut self, input: Option<(u32, usize)>, cache: &mut dyn InPlaceBuffers) -> Result<Arc<CudaStream>> {
         let candle_stream = self.device.cuda_stream();
         let cache_ptrs = (0..self.layers.len())
             .map(|l| {
@@ -316,18 +324,28 @@ impl Inner {
             let partial = Tensor::zeros(splits * s.n_head * (s.head_dim + 2), DType::F32, &dev)?;
             self.scratch = Some(AttentionScratch { capacity, partial });
         }
-        // Work already queued on candle's stream (the prefill's cache writes) comes first.
-        self.stream.join(&candle_stream).map_err(wrap)?;
+        let replay = matches!(&self.graph, Some((_, captured_for)) if *captured_for == key);
+        let direct = replay && self.choice.replay_direct && self.trace.is_none();
+        let stream = if direct { candle_stream.clone() } else { self.stream.clone() };
+        if !direct {
+            // Work already queued on candle's stream (the prefill's cache writes) comes first.
+            self.stream.join(&candle_stream).map_err(wrap)?;
+        }
         if let Some((token, pos)) = input {
-            let params_ptr = ptr(&self.buffers.params, &self.stream)?;
+            let params_ptr = ptr(&self.buffers.params, &stream)?;
             let params = [token, pos as u32];
             unsafe {
-                sys::cuMemcpyHtoDAsync_v2(params_ptr, params.as_ptr() as *const std::ffi::c_void, 8, self.stream.cu_stream())
+                sys::cuMemcpyHtoDAsync_v2(params_ptr, params.as_ptr() as *const std::ffi::c_void, 8, stream.cu_stream())
                     .result()
                     .map_err(wrap)?;
             }
         }
         match &self.graph {
+            Some((graph, _)) if direct => {
+                // The graph was captured on the decoder's stream; a launch may name any stream.
+                unsafe { sys::cuGraphLaunch(graph.cu_graph_exec(), stream.cu_stream()).result().map_err(wrap)? };
+                return Ok(stream);
+            }
             Some((graph, captured_for)) if *captured_for == key => {
                 if let Some(trace) = &self.trace {
                     trace.reset(&self.stream)?;
@@ -357,7 +375,7 @@ impl Inner {
             }
         }
         candle_stream.join(&self.stream).map_err(wrap)?;
-        Ok(())
+        Ok(stream)
     }
 
     /// Queues one decode step on the decoder's stream.
@@ -461,7 +479,13 @@ impl Inner {
         // greedy and sampled decoding alike.
         let (token, vocab, argmax_slot) = (ptr(&b.token, st)?, s.vocab as i32, slot()?);
         let one_block = LaunchConfig { grid_dim: (1, 1, 1), block_dim: (ARGMAX_THREADS, 1, 1), shared_mem_bytes: 0 };
-        launch_after_previous(&self.stream, &self.argmax, one_block, &mut [arg(&logits), arg(&vocab), arg(&token), arg(&params), arg(&argmax_slot)])
+        let host_picks = if self.choice.replay_direct { self.picks.device_words() } else { 0 };
+        launch_after_previous(
+            &self.stream,
+            &self.argmax,
+            one_block,
+            &mut [arg(&logits), arg(&vocab), arg(&token), arg(&params), arg(&host_picks), arg(&argmax_slot)],
+        )
     }
 
     /// One step's launches in `enqueue`'s order, named for the trace: embed, then per layer qkv,

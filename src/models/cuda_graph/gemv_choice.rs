@@ -28,16 +28,18 @@
 //! `LLMBENCH_CUDA_MLP_DOWN=early` has the fused MLP over the transposed copy issue its first down
 //! loads as each warp's gate/up rows end, not after the barrier between its phases (measured no
 //! faster on the H100: TinyLlama 0.998x, so not the default; NOTES session 12), and
-//! `LLMBENCH_CUDA_COMBINE=after-wait` has the O projection read the position after its wait and
-//! combine the attention's splits in two round trips, where the default reads it before and, at
-//! one split, loads the partials with their stats in one (gemv_input.cuh's combine_one_split:
-//! H100, TinyLlama +3.7% at 128 new tokens, SmolLM2 +10.8%; NOTES session 12);
-//! `LLMBENCH_CUDA_COMBINE=staged` also takes two or more splits in one round trip, staged in
-//! shared memory by the async copy (combine_staged), where the stage is at most 16 KiB (cuda.rs's
-//! STAGED_COMBINE_BYTES: H200, SmolLM2's 1,024-token row +5.1%, TinyLlama's -3.4% uncapped; NOTES
-//! session 13). `LLMBENCH_CUDA_AHEAD=on` has a greedy step queue the next one before its token
-//! reaches the host (cuda.rs's `step_greedy`: H100, SmolLM2 +2.7%, TinyLlama 0.999x at 128 new
-//! tokens). Neither is the default: no GPU has checked them against the CPU yet.
+//! `LLMBENCH_CUDA_COMBINE` picks how the O projection reads the position and combines the
+//! attention's splits: `staged` (the default since session 14) reads the position before its
+//! wait and takes any number of splits in one round trip, two or more staged in shared memory by
+//! the async copy (combine_staged) where the stage is at most 16 KiB (cuda.rs's
+//! STAGED_COMBINE_BYTES), else as `early`; `early` takes one split in one round trip
+//! (gemv_input.cuh's combine_one_split: H100, TinyLlama +3.7% at 128 new tokens, SmolLM2 +10.8%;
+//! NOTES session 12) and more in two; `after-wait` reads the position after its wait, as through
+//! session 11. `LLMBENCH_CUDA_AHEAD=on` (the default since session 14; `off` turns it off) has a
+//! greedy step queue the next one before its token reaches the host (cuda.rs's `step_greedy`).
+//! The two together against `early` and `off`, H100, two rounds round-robin (NOTES session 14,
+//! where the GPU checks passed with them): TinyLlama +1.0% / +1.5% (128 / 1,024 new tokens),
+//! SmolLM2 +3.1% / +8.0%.
 
 use candle_core::{Error, Result};
 
@@ -50,6 +52,10 @@ const MAX_STAGES: usize = 16;
 const STAGE_BYTES: usize = 16 * 1024;
 const RING_BYTES: usize = 96 * 1024;
 const BLOCKS_PER_SM: usize = 2;
+/// Most bytes of down rows a fused-MLP block stages (LLMBENCH_CUDA_MLP_DOWN=staged): TinyLlama's
+/// widest bf16 slice (24 rows of 4 KiB), and two such blocks with their inputs fit a Hopper
+/// multiprocessor's 228 KiB.
+const MLP_STAGE_BYTES: usize = 96 * 1024;
 /// Dynamic shared memory a block may take on Hopper, less the kernel's static arrays.
 const MAX_BLOCK_SHARED: usize = 227 * 1024 - 1024;
 
@@ -67,6 +73,10 @@ pub struct GemvChoice {
     /// warp's gate/up rows end (LLMBENCH_CUDA_MLP_DOWN=early; no faster on the H100, so not the
     /// default: NOTES session 12) or after the barrier between its phases (the default).
     pub mlp_down_early: bool,
+    /// Whether the fused MLP over the transposed down matrix stages its block's down rows in
+    /// shared memory through the bulk copy engine from its start (LLMBENCH_CUDA_MLP_DOWN=staged;
+    /// mlp_fused.cuh's down_transposed).
+    pub mlp_down_staged: bool,
     /// Whether the attention issues its cache loads before its wait on the QKV launch (the
     /// default; LLMBENCH_CUDA_ATTN_LOADS=after-wait: after it, as through session 9).
     pub attention_loads_early: bool,
@@ -75,6 +85,10 @@ pub struct GemvChoice {
     /// Whether a greedy step queues the next one before its token reaches the host
     /// (LLMBENCH_CUDA_AHEAD; cuda.rs's `step_greedy`).
     pub ahead: bool,
+    /// Whether a replay goes straight onto candle's stream, its greedy token written by the
+    /// argmax kernel into page-locked host memory (LLMBENCH_CUDA_REPLAY=direct), or onto the
+    /// decoder's own stream joined to candle's both ways, the token copied back (`joined`).
+    pub replay_direct: bool,
 }
 
 /// How the dense O projection's prologue combines the attention's splits (LLMBENCH_CUDA_COMBINE;
@@ -83,10 +97,10 @@ pub struct GemvChoice {
 pub enum CombineChoice {
     /// The position read after the wait, then the stats, then the partials (through session 11).
     AfterWait,
-    /// The position read before the wait; one split in one round trip, more as `AfterWait`: the default.
+    /// The position read before the wait; one split in one round trip, more as `AfterWait`.
     Early,
     /// As `Early`, and two or more splits in one round trip through shared memory, where the
-    /// cache's splits fit the room set aside (else `Early`).
+    /// cache's splits fit the room set aside (else `Early`): the default.
     Staged,
 }
 
@@ -167,14 +181,19 @@ impl GemvChoice {
                 ("split", MlpChoice::Split),
             ],
         )?;
-        let mlp_down_early = env_choice(var, "LLMBENCH_CUDA_MLP_DOWN", &[("after-sync", false), ("early", true)])?;
+        let (mlp_down_early, mlp_down_staged) = env_choice(
+            var,
+            "LLMBENCH_CUDA_MLP_DOWN",
+            &[("after-sync", (false, false)), ("early", (true, false)), ("staged", (false, true))],
+        )?;
         let attention_loads_early = env_choice(var, "LLMBENCH_CUDA_ATTN_LOADS", &[("early", true), ("after-wait", false)])?;
         let combine = env_choice(
             var,
             "LLMBENCH_CUDA_COMBINE",
-            &[("early", CombineChoice::Early), ("after-wait", CombineChoice::AfterWait), ("staged", CombineChoice::Staged)],
+            &[("staged", CombineChoice::Staged), ("early", CombineChoice::Early), ("after-wait", CombineChoice::AfterWait)],
         )?;
-        let ahead = env_choice(var, "LLMBENCH_CUDA_AHEAD", &[("off", false), ("on", true)])?;
+        let ahead = env_choice(var, "LLMBENCH_CUDA_AHEAD", &[("on", true), ("off", false)])?;
+        let replay_direct = env_choice(var, "LLMBENCH_CUDA_REPLAY", &[("joined", false), ("direct", true)])?;
         Ok(Self {
             stream,
             stage_bytes,
@@ -183,9 +202,11 @@ impl GemvChoice {
             sms: sms.max(1),
             mlp,
             mlp_down_early,
+            mlp_down_staged,
             attention_loads_early,
             combine,
             ahead,
+            replay_direct,
         })
     }
 
@@ -203,6 +224,22 @@ impl GemvChoice {
             MlpChoice::Split => None,
             MlpChoice::Fused | MlpChoice::Transposed => (narrowest >= 32).then_some(blocks),
         }
+    }
+
+    /// The device's multiprocessors.
+    pub fn sms(&self) -> u32 {
+        self.sms
+    }
+
+    /// Down rows a fused-MLP block over the transposed matrix stages in shared memory
+    /// (LLMBENCH_CUDA_MLP_DOWN=staged): its widest slice, `widest` rows of `row_bytes`, up to
+    /// MLP_STAGE_BYTES (two blocks a multiprocessor must still fit: the grid is one wave of
+    /// them); 0 when off.
+    pub fn mlp_stage_rows(&self, widest: usize, row_bytes: usize) -> usize {
+        if !self.mlp_down_staged || self.mlp != MlpChoice::Transposed {
+            return 0;
+        }
+        widest.min(MLP_STAGE_BYTES / row_bytes.max(1))
     }
 
     /// The streaming shape of a dense projection with `row_bytes` a row, or `None` where the
@@ -274,9 +311,11 @@ mod tests {
             sms: 132,
             mlp: MlpChoice::Transposed,
             mlp_down_early: false,
+            mlp_down_staged: false,
             attention_loads_early: true,
             combine: CombineChoice::Early,
             ahead: false,
+            replay_direct: false,
         }
     }
 
@@ -369,14 +408,19 @@ mod tests {
         assert!(GemvChoice::from_vars(132, &vars(&[("LLMBENCH_CUDA_ATTN_LOADS", "late")])).is_err());
         assert!(!GemvChoice::from_vars(132, &vars(&[])).unwrap().mlp_down_early);
         assert!(GemvChoice::from_vars(132, &vars(&[("LLMBENCH_CUDA_MLP_DOWN", "early")])).unwrap().mlp_down_early);
+        let staged = GemvChoice::from_vars(132, &vars(&[("LLMBENCH_CUDA_MLP_DOWN", "staged")])).unwrap();
+        assert!(staged.mlp_down_staged && !staged.mlp_down_early);
+        assert!(!GemvChoice::from_vars(132, &vars(&[])).unwrap().mlp_down_staged);
         let combine = |v: &str| GemvChoice::from_vars(132, &vars(&[("LLMBENCH_CUDA_COMBINE", v)])).unwrap().combine;
-        assert_eq!(GemvChoice::from_vars(132, &vars(&[])).unwrap().combine, CombineChoice::Early);
+        assert_eq!(GemvChoice::from_vars(132, &vars(&[])).unwrap().combine, CombineChoice::Staged);
         assert_eq!(combine("after-wait"), CombineChoice::AfterWait);
-        assert_eq!(combine("staged"), CombineChoice::Staged);
+        assert_eq!(combine("early"), CombineChoice::Early);
         assert!(GemvChoice::from_vars(132, &vars(&[("LLMBENCH_CUDA_COMBINE", "sooner")])).is_err());
-        assert!(!GemvChoice::from_vars(132, &vars(&[])).unwrap().ahead);
-        assert!(GemvChoice::from_vars(132, &vars(&[("LLMBENCH_CUDA_AHEAD", "on")])).unwrap().ahead);
+        assert!(GemvChoice::from_vars(132, &vars(&[])).unwrap().ahead);
+        assert!(!GemvChoice::from_vars(132, &vars(&[("LLMBENCH_CUDA_AHEAD", "off")])).unwrap().ahead);
         assert!(GemvChoice::from_vars(132, &vars(&[("LLMBENCH_CUDA_AHEAD", "yes")])).is_err());
+        assert!(!GemvChoice::from_vars(132, &vars(&[])).unwrap().replay_direct);
+        assert!(GemvChoice::from_vars(132, &vars(&[("LLMBENCH_CUDA_REPLAY", "direct")])).unwrap().replay_direct);
         for removed in ["LLMBENCH_CUDA_QKV", "LLMBENCH_CUDA_O", "LLMBENCH_CUDA_LAYER"] {
             let err = GemvChoice::from_vars(132, &vars(&[(removed, "x")])).unwrap_err().to_string();
             assert!(err.contains(removed) && err.contains("removed"), "{err}");
@@ -399,5 +443,15 @@ mod tests {
         let stored = GemvChoice { mlp: MlpChoice::Fused, ..stream() };
         assert_eq!(stored.mlp_blocks(192, 2, 2), None);
         assert_eq!(stored.mlp_blocks(704, 2, 2), Some(264));
+    }
+
+    #[test]
+    fn staged_down_rows_take_the_widest_slice_up_to_the_cap() {
+        let staged = GemvChoice { mlp_down_staged: true, ..stream() };
+        // TinyLlama bf16: 24 rows of 4 KiB, all of them; a 7B's 48 of 8 KiB: 12.
+        assert_eq!(staged.mlp_stage_rows(24, 4096), 24);
+        assert_eq!(staged.mlp_stage_rows(48, 8192), 12);
+        assert_eq!(stream().mlp_stage_rows(24, 4096), 0);
+        assert_eq!(GemvChoice { mlp: MlpChoice::Fused, ..staged }.mlp_stage_rows(24, 4096), 0);
     }
 }

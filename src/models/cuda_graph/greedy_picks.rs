@@ -1,7 +1,10 @@
 //! Where the graph's greedy steps leave their tokens for the host, and the step queued ahead
 //! of the call that wants it (`cuda.rs`'s `step_greedy`, LLMBENCH_CUDA_AHEAD): two page-locked
-//! words, each with an event recorded after the device-to-host copy into it, used in turn, so
-//! that a step queued ahead never writes the word whose token the host is about to read.
+//! words, mapped into the device's address space, word `pos & 1` for the step at `pos`, so
+//! that a step queued ahead (at `pos + 1`) never writes the word whose token the host is about
+//! to read. Each has an event, recorded after the step's token is in it: after a device-to-host
+//! copy into it, or, where the argmax kernel writes the word itself (LLMBENCH_CUDA_REPLAY=direct),
+//! right after the step, with no copy queued between two steps.
 
 use super::launch::wrap;
 use candle_core::cuda_backend::cudarc::driver::{sys, CudaContext, CudaEvent, CudaStream};
@@ -15,14 +18,15 @@ pub(super) struct QueuedStep {
     pub cache: u64,
     pub pos: usize,
     pub fed: u32,
-    /// Its word in `GreedyPicks`.
+    /// Its word in `GreedyPicks` (`pos & 1`).
     pub pick: usize,
 }
 
 pub(super) struct GreedyPicks {
     words: *mut u32,
+    /// The words' address on the device (the argmax kernel's `host_picks`).
+    device_words: u64,
     done: [CudaEvent; 2],
-    next: usize,
 }
 
 impl GreedyPicks {
@@ -30,28 +34,44 @@ impl GreedyPicks {
         let no_timing = Some(sys::CUevent_flags::CU_EVENT_DISABLE_TIMING);
         let done = [ctx.new_event(no_timing).map_err(wrap)?, ctx.new_event(no_timing).map_err(wrap)?];
         let mut words = std::ptr::null_mut();
-        unsafe { sys::cuMemAllocHost_v2(&mut words, 2 * 4).result().map_err(wrap)? };
-        Ok(Self { words: words as *mut u32, done, next: 0 })
+        let mut device_words = 0;
+        unsafe {
+            sys::cuMemHostAlloc(&mut words, 2 * 4, sys::CU_MEMHOSTALLOC_DEVICEMAP).result().map_err(wrap)?;
+            let mapped = sys::cuMemHostGetDevicePointer_v2(&mut device_words, words, 0).result();
+            if let Err(e) = mapped {
+                let _ = sys::cuMemFreeHost(words);
+                return Err(wrap(e));
+            }
+        }
+        Ok(Self { words: words as *mut u32, device_words, done })
     }
 
-    /// Queues on `stream` the copy of the 4-byte token at `token` (a device address) into the
-    /// next word and its event; returns the word.
-    pub fn copy(&mut self, token: u64, stream: &CudaStream) -> Result<usize> {
-        let pick = self.next;
-        self.next ^= 1;
-        unsafe {
-            sys::cuMemcpyDtoHAsync_v2(self.words.add(pick) as *mut std::ffi::c_void, token, 4, stream.cu_stream())
-                .result()
-                .map_err(wrap)?;
+    /// The words' device address, for the argmax kernel.
+    pub fn device_words(&self) -> u64 {
+        self.device_words
+    }
+
+    /// Queues on `stream`, after the step at `pos`, its token's way to the host: the copy of the
+    /// 4-byte token at `token` (a device address) into word `pos & 1`, unless `written` (the
+    /// step's argmax kernel wrote that word itself), then the word's event. Returns the word.
+    pub fn after_step(&mut self, pos: usize, token: u64, written: bool, stream: &CudaStream) -> Result<usize> {
+        let pick = pos & 1;
+        if !written {
+            unsafe {
+                sys::cuMemcpyDtoHAsync_v2(self.words.add(pick) as *mut std::ffi::c_void, token, 4, stream.cu_stream())
+                    .result()
+                    .map_err(wrap)?;
+            }
         }
         self.done[pick].record(stream).map_err(wrap)?;
         Ok(pick)
     }
 
-    /// The token in word `pick`, once the copy into it has ended.
+    /// The token in word `pick`, once the step (or copy) its event follows has ended.
     pub fn read(&self, pick: usize) -> Result<u32> {
         self.done[pick].synchronize().map_err(wrap)?;
-        // Written by the copy the event follows, which has ended.
+        // Written by the kernel or copy the event follows, which has ended (a kernel's writes
+        // to mapped host memory are visible to the host once its completion is).
         Ok(unsafe { std::ptr::read_volatile(self.words.add(pick)) })
     }
 }

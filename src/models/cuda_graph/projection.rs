@@ -51,6 +51,7 @@ pub(super) struct GemvArgs {
     pub(super) stage_rows: i32,
     pub(super) stages: i32,
     pub(super) down_early: i32,
+    pub(super) down_stage_rows: i32,
     pub(super) combine_early: i32,
     pub(super) eps: f32,
 }
@@ -181,9 +182,19 @@ impl Kernels<'_> {
             return Ok(None);
         }
         let down_early = (transposed && choice.mlp_down_early) as i32;
-        let args = GemvArgs { codes, down, down_early, n: 2 * inter as i32, k: hidden as i32, ..GemvArgs::default() };
-        tracing::debug!("CUDA graph: fused MLP {hidden} x {inter}, {blocks} blocks ({fit} fit a multiprocessor), down transposed: {transposed}");
-        Ok(Some(Projection { kernel, args, shared_bytes: shared_for(blocks as usize) as u32, kind: GemvKind::FusedMlp { blocks }, owned }))
+        // LLMBENCH_CUDA_MLP_DOWN=staged: the widest block's down rows after its activations,
+        // only where the grid stays one wave with them (else none, said).
+        let row_bytes = hidden * size;
+        let mut stage_rows = choice.mlp_stage_rows(8 * groups.div_ceil(blocks as usize), row_bytes);
+        let mut shared = shared_for(blocks as usize) + stage_rows * row_bytes;
+        if stage_rows > 0 && allow_shared(&kernel, MLP_THREADS, shared)? * choice.sms() < blocks {
+            tracing::warn!("LLMBENCH_CUDA_MLP_DOWN=staged: {stage_rows} rows of {row_bytes} bytes would leave {blocks} MLP blocks more than one wave: not staged");
+            stage_rows = 0;
+            shared = shared_for(blocks as usize);
+        }
+        let args = GemvArgs { codes, down, down_early, down_stage_rows: stage_rows as i32, n: 2 * inter as i32, k: hidden as i32, ..GemvArgs::default() };
+        tracing::debug!("CUDA graph: fused MLP {hidden} x {inter}, {blocks} blocks ({fit} fit a multiprocessor), down transposed: {transposed}, {stage_rows} down rows staged");
+        Ok(Some(Projection { kernel, args, shared_bytes: shared as u32, kind: GemvKind::FusedMlp { blocks }, owned }))
     }
 }
 

@@ -103,6 +103,7 @@ struct GemvArgs {
   int stage_rows;                 // gemv_stream: rows a shared-memory stage holds (2, 4 or 8)
   int stages;                     // gemv_stream: stages of its ring (2 to 16)
   int down_early;                 // mlp_fused_t: phase 2's first loads as phase 1 ends (mlp_fused.cuh)
+  int down_stage_rows;            // mlp_fused_t: at most this many of a block's down rows staged in shared memory
   int combine_early;              // COMBINE: 0 after the wait, 1 before it, 2 before it and staged (combine_position)
   float eps;
 };
@@ -335,10 +336,15 @@ __device__ void gemv(const GemvArgs& a) {
 // position, so that a step can be queued before this one's token reaches the host (cuda.rs's
 // lookahead). Safe here: every earlier launch of the step has ended before this one's wait
 // returns (each waited on the one before), so none still reads them.
+// `host_picks` (or null): two page-locked host words; the pick also goes to word `pos & 1`
+// (pos: this step's, from `params`), where the host reads it once the step's event has passed,
+// with no copy queued between two steps (LLMBENCH_CUDA_REPLAY=direct, cuda.rs). A step queued
+// ahead writes the other word.
 #define ARGMAX_THREADS 1024
 #define ARGMAX_BATCH 8
 extern "C" __global__ void __launch_bounds__(ARGMAX_THREADS) argmax_f32(const float* logits, int n, unsigned* token,
-                                                                          int* params, unsigned long long* trace) {
+                                                                          int* params, unsigned* host_picks,
+                                                                          unsigned long long* trace) {
   static __shared__ float best_of[ARGMAX_THREADS / 32];
   static __shared__ int at_of[ARGMAX_THREADS / 32];
   trace_start(trace);
@@ -393,7 +399,10 @@ extern "C" __global__ void __launch_bounds__(ARGMAX_THREADS) argmax_f32(const fl
     if (lane == 0) {
       unsigned pick = at < n ? (unsigned)at : 0u;
       *token = pick;
-      if (params != nullptr) params[0] = (int)pick, params[1] += 1;
+      if (params != nullptr) {
+        if (host_picks != nullptr) host_picks[params[1] & 1] = pick;
+        params[0] = (int)pick, params[1] += 1;
+      }
     }
   }
   trace_end(trace);

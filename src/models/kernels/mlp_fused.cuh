@@ -58,9 +58,16 @@ __device__ __forceinline__ void down_first_round(const GemvArgs& a, int i0, int 
     if (t < chunks * lanes && r0 + lanes * j < width) w[j] = load_streaming(down_t + (size_t)(r0 + lanes * j) * chunks + c);
 }
 
+// LLMBENCH_CUDA_MLP_DOWN=staged: the block's first `staged` down rows (at most
+// a.down_stage_rows: all of TinyLlama's 16-24, 96 KiB in bf16) are copied into shared memory by
+// the bulk copy engine, issued at the kernel's start, before its wait on the previous launch
+// (weights depend on nothing): those bytes are then on their way through phase 1 and the
+// barrier after it, where otherwise a block has no down loads in flight until phase 2 starts and
+// pays one round trip per DOWN_ROWS rows (the trace: TinyLlama's MLP reads its 69 MB at 3.2
+// TB/s on the H200, 4.1 the copy). Phase 2 then reads those rows from shared memory.
 template <typename T>
 __device__ void down_transposed(const GemvArgs& a, const T* act, int i0, int width, bool have_first,
-                                const uint4 (&first)[DOWN_ROWS]) {
+                                const uint4 (&first)[DOWN_ROWS], const uint4* stage, int staged) {
   constexpr int V = Vec<T>::N, ROWS = DOWN_ROWS;
   int chunks = a.k / V, lanes = max(1, (int)blockDim.x / chunks);
   const uint4* down_t = a.down + (size_t)i0 * chunks;
@@ -75,7 +82,10 @@ __device__ void down_transposed(const GemvArgs& a, const T* act, int i0, int wid
       bool pre = have_first && t == threadIdx.x && p0 == r0;  // down_first_round's loads
 #pragma unroll
       for (int j = 0; j < ROWS; ++j)
-        if (p0 + lanes * j < width) w[j] = pre ? first[j] : load_streaming(down_t + (size_t)(p0 + lanes * j) * chunks + c);
+        if (p0 + lanes * j < width) {
+          int p = p0 + lanes * j;
+          w[j] = pre ? first[j] : p < staged ? stage[(size_t)p * chunks + c] : load_streaming(down_t + (size_t)p * chunks + c);
+        }
 #pragma unroll
       for (int j = 0; j < ROWS; ++j) {
         if (p0 + lanes * j >= width) continue;
@@ -101,6 +111,11 @@ __device__ void mlp_fused(const GemvArgs& a) {
   int g0 = (int)((long long)blockIdx.x * groups / gridDim.x), g1 = (int)((long long)(blockIdx.x + 1) * groups / gridDim.x);
   int i0 = 8 * g0, width = 8 * (g1 - g0);
   int chunks = a.k / V, down_chunks = inter / V, slice_chunks = width / V;
+  // The staged down rows after the activations of the grid's widest block (launches size the
+  // shared memory so; the activations are whole 16-byte groups).
+  static __shared__ __align__(8) uint64_t down_full;
+  uint4* stage = reinterpret_cast<uint4*>(act + 8 * ((groups + gridDim.x - 1) / gridDim.x));
+  const int staged = DOWN_T ? min(width, a.down_stage_rows) : 0;
 
   // Phase 1: gate row i0 + p and up row inter + i0 + p by warp p % warps; lane L reads chunks
   // L + 32 i, CPL a round, the next pair's first round issued before this pair's reduction.
@@ -117,6 +132,14 @@ __device__ void mlp_fused(const GemvArgs& a) {
   };
   trace_start(a.trace);
   issue(warp, 0);
+  if (staged > 0 && threadIdx.x == 0) {
+    mbar_init(&down_full, 1);
+    fence_mbar_init();
+    const uint32_t row_bytes = (uint32_t)chunks * 16;
+    mbar_expect(&down_full, staged * row_bytes);
+    const uint4* from = a.down + (size_t)i0 * chunks;
+    for (int r = 0; r < staged; ++r) bulk_copy(stage + (size_t)r * chunks, from + (size_t)r * chunks, row_bytes, &down_full);
+  }
   wait_for_previous();
   release_next();
   trace_released(a.trace);
@@ -150,7 +173,8 @@ __device__ void mlp_fused(const GemvArgs& a) {
   __syncthreads();
 
   if constexpr (DOWN_T) {
-    down_transposed<T>(a, act, i0, width, down_early, first);
+    if (staged > 0) mbar_wait(&down_full, 0);  // its init is visible: the barriers above came after it
+    down_transposed<T>(a, act, i0, width, down_early, first, stage, staged);
     trace_end(a.trace);
     return;
   }
