@@ -64,7 +64,7 @@ struct Shape {
 const Shape SHAPES[] = {
     {"narrow", 128, 2, 1, 64, 1152, 96, 512, false, 8, {5, 255}, false, nullptr},
     {"wide", 1024, 8, 2, 128, 768, 160, 600, true, 48, {259, 7}, false, nullptr},
-    {"tall", 2048, 16, 4, 128, 2112, 64, 300, false, 48, {260, -1}, true, " default fused down-early down-staged "},
+    {"tall", 2048, 16, 4, 128, 2112, 64, 300, false, 48, {260, -1}, true, " default fused down-early down-part-staged "},
 };
 
 enum class Mlp { Transposed, Fused, Split, Stream };
@@ -76,7 +76,9 @@ struct Wiring {
   bool attn_early = true;  // the attention's cache loads before its wait (LLMBENCH_CUDA_ATTN_LOADS)
   bool down_early = false;  // the transposed MLP's first down loads as phase 1 ends (LLMBENCH_CUDA_MLP_DOWN)
   int combine_early = 2;  // the dense O projection's combine: 0 after-wait, 1 early, 2 staged, the default (LLMBENCH_CUDA_COMBINE)
-  int down_stage_rows = 0;  // the transposed MLP's down rows staged in shared memory (LLMBENCH_CUDA_MLP_DOWN=staged)
+  // The transposed MLP's down rows staged in shared memory (LLMBENCH_CUDA_MLP_DOWN=staged, the
+  // default: all of the widest block's, as the host stages every shape here; 0: none).
+  int down_stage_rows = 1 << 20;
 };
 const Wiring WIRINGS[] = {
     {"default", Mlp::Transposed},
@@ -90,11 +92,12 @@ const Wiring WIRINGS[] = {
     {"int4-g32", Mlp::Split, FMT_INT4, 32},
     {"int4-g128", Mlp::Split, FMT_INT4, 128},
     {"after-wait", Mlp::Transposed, FMT_DENSE, 0, false},
-    {"down-early", Mlp::Transposed, FMT_DENSE, 0, true, true},
+    {"down-early", Mlp::Transposed, FMT_DENSE, 0, true, true, 2, 0},
+    {"down-after-sync", Mlp::Transposed, FMT_DENSE, 0, true, false, 2, 0},
     {"combine-after-wait", Mlp::Transposed, FMT_DENSE, 0, true, false, 0},
     {"combine-early", Mlp::Transposed, FMT_DENSE, 0, true, false, 1},
     // 20 rows: part of narrow's 72-row slices, all of wide's 8, all or part of tall's 16-24.
-    {"down-staged", Mlp::Transposed, FMT_DENSE, 0, true, false, 2, 20},
+    {"down-part-staged", Mlp::Transposed, FMT_DENSE, 0, true, false, 2, 20},
 };
 
 // ---- random data ----

@@ -22,12 +22,17 @@
 //! other through grid-wide counters): each slower on TinyLlama (1-9%), since programmatic
 //! dependent launch had already left ~0.5 us a kernel boundary to remove.
 //!
-//! Three orders of loads, chosen here because they are measured A/B in one device call:
+//! Orders of loads and of the host's turn, chosen here because they are measured A/B in one device call:
 //! `LLMBENCH_CUDA_ATTN_LOADS=after-wait` has the attention load its cache after its wait on the
 //! QKV launch (the default loads it before: +6-8% on the H200, NOTES session 10),
-//! `LLMBENCH_CUDA_MLP_DOWN=early` has the fused MLP over the transposed copy issue its first down
-//! loads as each warp's gate/up rows end, not after the barrier between its phases (measured no
-//! faster on the H100: TinyLlama 0.998x, so not the default; NOTES session 12), and
+//! `LLMBENCH_CUDA_MLP_DOWN` orders the fused MLP's down loads (over the transposed copy):
+//! `staged` (the default since session 14) has each block's down rows, up to 96 KiB, copied
+//! into shared memory by the bulk copy engine from the kernel's start, before its wait, so that
+//! they stream in during phase 1 (H100, two rounds round-robin: TinyLlama +9.8% / +10.4% at 128
+//! / 1,024 new tokens, its MLP 31.3 -> 27.8 us after its release; NOTES session 14);
+//! `after-sync` loads them after the barrier between the phases, as through session 13; `early`
+//! issues the first of them as each warp's gate/up rows end (measured no faster on the H100:
+//! TinyLlama 0.998x; NOTES session 12), and
 //! `LLMBENCH_CUDA_COMBINE` picks how the O projection reads the position and combines the
 //! attention's splits: `staged` (the default since session 14) reads the position before its
 //! wait and takes any number of splits in one round trip, two or more staged in shared memory by
@@ -39,7 +44,11 @@
 //! greedy step queue the next one before its token reaches the host (cuda.rs's `step_greedy`).
 //! The two together against `early` and `off`, H100, two rounds round-robin (NOTES session 14,
 //! where the GPU checks passed with them): TinyLlama +1.0% / +1.5% (128 / 1,024 new tokens),
-//! SmolLM2 +3.1% / +8.0%.
+//! SmolLM2 +3.1% / +8.0%. `LLMBENCH_CUDA_REPLAY=direct` (the default since session 14; `joined`
+//! is the earlier way) replays the step on candle's own stream, with no event between two
+//! streams, and has the argmax kernel write the greedy token into page-locked host memory, with
+//! no copy queued between two steps (cuda.rs's `launch`, greedy_picks.rs): H100, TinyLlama +1.0%
+//! / +0.8%, SmolLM2 +2.2% / +2.0%.
 
 use candle_core::{Error, Result};
 
@@ -70,12 +79,12 @@ pub struct GemvChoice {
     /// How a layer's MLP is launched.
     pub mlp: MlpChoice,
     /// Whether the fused MLP over the transposed down matrix issues its first down loads as each
-    /// warp's gate/up rows end (LLMBENCH_CUDA_MLP_DOWN=early; no faster on the H100, so not the
-    /// default: NOTES session 12) or after the barrier between its phases (the default).
+    /// warp's gate/up rows end (LLMBENCH_CUDA_MLP_DOWN=early; no faster on the H100: NOTES
+    /// session 12) rather than after the barrier between its phases.
     pub mlp_down_early: bool,
     /// Whether the fused MLP over the transposed down matrix stages its block's down rows in
-    /// shared memory through the bulk copy engine from its start (LLMBENCH_CUDA_MLP_DOWN=staged;
-    /// mlp_fused.cuh's down_transposed).
+    /// shared memory through the bulk copy engine from its start (LLMBENCH_CUDA_MLP_DOWN=staged,
+    /// the default; mlp_fused.cuh's down_transposed).
     pub mlp_down_staged: bool,
     /// Whether the attention issues its cache loads before its wait on the QKV launch (the
     /// default; LLMBENCH_CUDA_ATTN_LOADS=after-wait: after it, as through session 9).
@@ -184,7 +193,7 @@ impl GemvChoice {
         let (mlp_down_early, mlp_down_staged) = env_choice(
             var,
             "LLMBENCH_CUDA_MLP_DOWN",
-            &[("after-sync", (false, false)), ("early", (true, false)), ("staged", (false, true))],
+            &[("staged", (false, true)), ("after-sync", (false, false)), ("early", (true, false))],
         )?;
         let attention_loads_early = env_choice(var, "LLMBENCH_CUDA_ATTN_LOADS", &[("early", true), ("after-wait", false)])?;
         let combine = env_choice(
@@ -193,7 +202,7 @@ impl GemvChoice {
             &[("staged", CombineChoice::Staged), ("early", CombineChoice::Early), ("after-wait", CombineChoice::AfterWait)],
         )?;
         let ahead = env_choice(var, "LLMBENCH_CUDA_AHEAD", &[("on", true), ("off", false)])?;
-        let replay_direct = env_choice(var, "LLMBENCH_CUDA_REPLAY", &[("joined", false), ("direct", true)])?;
+        let replay_direct = env_choice(var, "LLMBENCH_CUDA_REPLAY", &[("direct", true), ("joined", false)])?;
         Ok(Self {
             stream,
             stage_bytes,
@@ -406,11 +415,11 @@ mod tests {
         assert!(GemvChoice::from_vars(132, &vars(&[])).unwrap().attention_loads_early);
         assert!(!GemvChoice::from_vars(132, &vars(&[("LLMBENCH_CUDA_ATTN_LOADS", "after-wait")])).unwrap().attention_loads_early);
         assert!(GemvChoice::from_vars(132, &vars(&[("LLMBENCH_CUDA_ATTN_LOADS", "late")])).is_err());
-        assert!(!GemvChoice::from_vars(132, &vars(&[])).unwrap().mlp_down_early);
-        assert!(GemvChoice::from_vars(132, &vars(&[("LLMBENCH_CUDA_MLP_DOWN", "early")])).unwrap().mlp_down_early);
-        let staged = GemvChoice::from_vars(132, &vars(&[("LLMBENCH_CUDA_MLP_DOWN", "staged")])).unwrap();
-        assert!(staged.mlp_down_staged && !staged.mlp_down_early);
-        assert!(!GemvChoice::from_vars(132, &vars(&[])).unwrap().mlp_down_staged);
+        let default = GemvChoice::from_vars(132, &vars(&[])).unwrap();
+        assert!(default.mlp_down_staged && !default.mlp_down_early);
+        let down = |v: &str| GemvChoice::from_vars(132, &vars(&[("LLMBENCH_CUDA_MLP_DOWN", v)])).unwrap();
+        assert!(down("early").mlp_down_early && !down("early").mlp_down_staged);
+        assert!(!down("after-sync").mlp_down_early && !down("after-sync").mlp_down_staged);
         let combine = |v: &str| GemvChoice::from_vars(132, &vars(&[("LLMBENCH_CUDA_COMBINE", v)])).unwrap().combine;
         assert_eq!(GemvChoice::from_vars(132, &vars(&[])).unwrap().combine, CombineChoice::Staged);
         assert_eq!(combine("after-wait"), CombineChoice::AfterWait);
@@ -419,8 +428,8 @@ mod tests {
         assert!(GemvChoice::from_vars(132, &vars(&[])).unwrap().ahead);
         assert!(!GemvChoice::from_vars(132, &vars(&[("LLMBENCH_CUDA_AHEAD", "off")])).unwrap().ahead);
         assert!(GemvChoice::from_vars(132, &vars(&[("LLMBENCH_CUDA_AHEAD", "yes")])).is_err());
-        assert!(!GemvChoice::from_vars(132, &vars(&[])).unwrap().replay_direct);
-        assert!(GemvChoice::from_vars(132, &vars(&[("LLMBENCH_CUDA_REPLAY", "direct")])).unwrap().replay_direct);
+        assert!(GemvChoice::from_vars(132, &vars(&[])).unwrap().replay_direct);
+        assert!(!GemvChoice::from_vars(132, &vars(&[("LLMBENCH_CUDA_REPLAY", "joined")])).unwrap().replay_direct);
         for removed in ["LLMBENCH_CUDA_QKV", "LLMBENCH_CUDA_O", "LLMBENCH_CUDA_LAYER"] {
             let err = GemvChoice::from_vars(132, &vars(&[(removed, "x")])).unwrap_err().to_string();
             assert!(err.contains(removed) && err.contains("removed"), "{err}");
