@@ -21,7 +21,7 @@
 #      rows, then graph against candle's per-op kernels
 #   7. where the attention kernel's warps wait (Nsight Compute, benches/gpu_profile.sh STALLS)
 #
-# CANDIDATE="VAR=value ...[;VAR=value ...]" (settings not yet the default, e.g. LLMBENCH_CUDA_COMBINE=staged, or
+# CANDIDATE="VAR=value ...[;VAR=value ...]" (settings not yet the default, e.g. LLMBENCH_CUDA_MLP_STAGE_BYTES=49152, or
 # "LLMBENCH_CUDA_MLP_DOWN=early;LLMBENCH_CUDA_COMBINE=early;LLMBENCH_CUDA_MLP_DOWN=early
 # LLMBENCH_CUDA_COMBINE=early") settles them in the same call: a `choose` stage runs first, the
 # sweep of the default against each candidate (two rounds, round-robin, ~27 s a setting), and

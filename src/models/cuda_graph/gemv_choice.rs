@@ -61,9 +61,12 @@ const MAX_STAGES: usize = 16;
 const STAGE_BYTES: usize = 16 * 1024;
 const RING_BYTES: usize = 96 * 1024;
 const BLOCKS_PER_SM: usize = 2;
-/// Most bytes of down rows a fused-MLP block stages (LLMBENCH_CUDA_MLP_DOWN=staged): TinyLlama's
-/// widest bf16 slice (24 rows of 4 KiB), and two such blocks with their inputs fit a Hopper
-/// multiprocessor's 228 KiB.
+/// Most bytes of down rows a fused-MLP block stages (LLMBENCH_CUDA_MLP_DOWN=staged) by default:
+/// TinyLlama's widest bf16 slice (24 rows of 4 KiB), and two such blocks with their inputs fit a
+/// Hopper multiprocessor's 228 KiB. LLMBENCH_CUDA_MLP_STAGE_BYTES sets it (0 to 110 KiB), for
+/// a sweep: a smaller stage leaves room for the next launch's blocks to become resident sooner
+/// (the trace: the QKV after a staged MLP released 1.3 us after its end, 0.4 unstaged; NOTES
+/// session 14), at the price of the rows it no longer stages.
 const MLP_STAGE_BYTES: usize = 96 * 1024;
 /// Dynamic shared memory a block may take on Hopper, less the kernel's static arrays.
 const MAX_BLOCK_SHARED: usize = 227 * 1024 - 1024;
@@ -73,6 +76,8 @@ const MAX_BLOCK_SHARED: usize = 227 * 1024 - 1024;
 pub struct GemvChoice {
     stream: bool,
     stage_bytes: usize,
+    /// Most bytes of down rows a fused-MLP block stages (MLP_STAGE_BYTES by default).
+    mlp_stage_bytes: usize,
     ring_bytes: usize,
     blocks_per_sm: u32,
     sms: u32,
@@ -160,6 +165,7 @@ impl GemvChoice {
                         }),
                 }
             };
+        let mlp_stage_bytes = number("LLMBENCH_CUDA_MLP_STAGE_BYTES", MLP_STAGE_BYTES, 0..=110 * 1024)?;
         let stage_bytes = number(
             "LLMBENCH_CUDA_GEMV_STAGE_BYTES",
             STAGE_BYTES,
@@ -206,6 +212,7 @@ impl GemvChoice {
         Ok(Self {
             stream,
             stage_bytes,
+            mlp_stage_bytes,
             ring_bytes,
             blocks_per_sm,
             sms: sms.max(1),
@@ -242,13 +249,13 @@ impl GemvChoice {
 
     /// Down rows a fused-MLP block over the transposed matrix stages in shared memory
     /// (LLMBENCH_CUDA_MLP_DOWN=staged): its widest slice, `widest` rows of `row_bytes`, up to
-    /// MLP_STAGE_BYTES (two blocks a multiprocessor must still fit: the grid is one wave of
+    /// `mlp_stage_bytes` (two blocks a multiprocessor must still fit: the grid is one wave of
     /// them); 0 when off.
     pub fn mlp_stage_rows(&self, widest: usize, row_bytes: usize) -> usize {
         if !self.mlp_down_staged || self.mlp != MlpChoice::Transposed {
             return 0;
         }
-        widest.min(MLP_STAGE_BYTES / row_bytes.max(1))
+        widest.min(self.mlp_stage_bytes / row_bytes.max(1))
     }
 
     /// The streaming shape of a dense projection with `row_bytes` a row, or `None` where the
@@ -315,6 +322,7 @@ mod tests {
         GemvChoice {
             stream: true,
             stage_bytes: STAGE_BYTES,
+            mlp_stage_bytes: MLP_STAGE_BYTES,
             ring_bytes: RING_BYTES,
             blocks_per_sm: 1,
             sms: 132,
@@ -462,5 +470,12 @@ mod tests {
         assert_eq!(staged.mlp_stage_rows(48, 8192), 12);
         assert_eq!(stream().mlp_stage_rows(24, 4096), 0);
         assert_eq!(GemvChoice { mlp: MlpChoice::Fused, ..staged }.mlp_stage_rows(24, 4096), 0);
+        // LLMBENCH_CUDA_MLP_STAGE_BYTES: 48 KiB stages 12 of TinyLlama's rows; 0 none.
+        let bytes = |v: &str| GemvChoice::from_vars(132, &vars(&[("LLMBENCH_CUDA_MLP_STAGE_BYTES", v)]));
+        assert_eq!(bytes("49152").unwrap().mlp_stage_rows(24, 4096), 12);
+        assert_eq!(bytes("0").unwrap().mlp_stage_rows(24, 4096), 0);
+        assert_eq!(GemvChoice::from_vars(132, &vars(&[])).unwrap().mlp_stage_rows(24, 4096), 24);
+        let err = bytes("200000").unwrap_err().to_string();
+        assert!(err.contains("LLMBENCH_CUDA_MLP_STAGE_BYTES=200000"), "{err}");
     }
 }
