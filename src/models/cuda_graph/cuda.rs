@@ -154,11 +154,18 @@ impl GraphDecoder {
         let ctx = dev.cuda_stream().context().clone();
         let stream = ctx.new_stream().map_err(wrap)?;
         let module = ctx.load_module(PTX.into()).map_err(wrap)?;
-        let f = |name: &str| module.load_function(name).map_err(wrap);
-        let q_dim = shape.n_head * d;
-        let qkv_dim = q_dim + 2 * shape.n_kv * d;
         let sms = ctx.attribute(sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT).map_err(wrap)?;
         let choice = GemvChoice::from_env(sms as u32)?;
+        let f = |name: &str| -> Result<CudaFunction> {
+            let kernel = module.load_function(name).map_err(wrap)?;
+            if choice.carveout_max_shared {
+                // Percent of the unified L1/shared memory: 100, the largest carveout.
+                kernel.set_attribute(sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_PREFERRED_SHARED_MEMORY_CARVEOUT, 100).map_err(wrap)?;
+            }
+            Ok(kernel)
+        };
+        let q_dim = shape.n_head * d;
+        let qkv_dim = q_dim + 2 * shape.n_kv * d;
         // Only the O projection's prologue keeps split-combine factors in shared memory.
         let kernels = Kernels { dtype, suffix, stream: &stream, load: &f, choice: &choice };
         let project = |w: &GraphWeight, n: usize, k: usize, reserved: usize| kernels.projection(w, n, k, reserved);

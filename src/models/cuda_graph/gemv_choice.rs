@@ -49,6 +49,14 @@
 //! streams, and has the argmax kernel write the greedy token into page-locked host memory, with
 //! no copy queued between two steps (cuda.rs's `launch`, greedy_picks.rs): H100, TinyLlama +1.0%
 //! / +0.8%, SmolLM2 +2.2% / +2.0%.
+//!
+//! Not yet measured (session 14, for the next device call): `LLMBENCH_CUDA_CARVEOUT=max-shared`
+//! has every kernel of the step prefer the largest shared-memory carveout. The staged MLP takes
+//! 200 KiB of a multiprocessor's shared memory, the QKV launch after it little, and a
+//! multiprocessor changes its split of L1 and shared memory only once its blocks have left: the
+//! trace has that QKV released 1.31 us after the MLP's end (0.41 unstaged; NOTES session 14),
+//! and one split for the whole step may take the change away (22 x ~0.9 us a TinyLlama token),
+//! at the price of L1 (28 KiB left) for the kernels that use it.
 
 use candle_core::{Error, Result};
 
@@ -103,6 +111,10 @@ pub struct GemvChoice {
     /// argmax kernel into page-locked host memory (LLMBENCH_CUDA_REPLAY=direct), or onto the
     /// decoder's own stream joined to candle's both ways, the token copied back (`joined`).
     pub replay_direct: bool,
+    /// Whether every kernel of the step asks for the largest shared-memory carveout
+    /// (LLMBENCH_CUDA_CARVEOUT=max-shared), so that a multiprocessor keeps one split of its
+    /// L1 and shared memory through the step, or the driver picks one per kernel (`driver`).
+    pub carveout_max_shared: bool,
 }
 
 /// How the dense O projection's prologue combines the attention's splits (LLMBENCH_CUDA_COMBINE;
@@ -209,6 +221,7 @@ impl GemvChoice {
         )?;
         let ahead = env_choice(var, "LLMBENCH_CUDA_AHEAD", &[("on", true), ("off", false)])?;
         let replay_direct = env_choice(var, "LLMBENCH_CUDA_REPLAY", &[("direct", true), ("joined", false)])?;
+        let carveout_max_shared = env_choice(var, "LLMBENCH_CUDA_CARVEOUT", &[("driver", false), ("max-shared", true)])?;
         Ok(Self {
             stream,
             stage_bytes,
@@ -223,6 +236,7 @@ impl GemvChoice {
             combine,
             ahead,
             replay_direct,
+            carveout_max_shared,
         })
     }
 
@@ -333,6 +347,7 @@ mod tests {
             combine: CombineChoice::Early,
             ahead: false,
             replay_direct: false,
+            carveout_max_shared: false,
         }
     }
 
@@ -438,6 +453,8 @@ mod tests {
         assert!(GemvChoice::from_vars(132, &vars(&[("LLMBENCH_CUDA_AHEAD", "yes")])).is_err());
         assert!(GemvChoice::from_vars(132, &vars(&[])).unwrap().replay_direct);
         assert!(!GemvChoice::from_vars(132, &vars(&[("LLMBENCH_CUDA_REPLAY", "joined")])).unwrap().replay_direct);
+        assert!(!GemvChoice::from_vars(132, &vars(&[])).unwrap().carveout_max_shared);
+        assert!(GemvChoice::from_vars(132, &vars(&[("LLMBENCH_CUDA_CARVEOUT", "max-shared")])).unwrap().carveout_max_shared);
         for removed in ["LLMBENCH_CUDA_QKV", "LLMBENCH_CUDA_O", "LLMBENCH_CUDA_LAYER"] {
             let err = GemvChoice::from_vars(132, &vars(&[(removed, "x")])).unwrap_err().to_string();
             assert!(err.contains(removed) && err.contains("removed"), "{err}");
