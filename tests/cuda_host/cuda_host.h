@@ -371,8 +371,11 @@ inline void red_add_v4(float* acc, const float* v) {
 inline uint4 load_streaming(const uint4* p) { return *p; }
 inline uint4 __ldcg(const uint4* p) { return *p; }
 // mbarriers: pending arrivals in bits 0-15, the arrival count in 16-31, pending bytes in 32-62,
-// the phase in bit 63. Bulk copies complete at once here, so a barrier's phase ends as soon as
-// its expected arrival and bytes are in.
+// the phase in bit 63. Bulk copies count at once here, so a barrier's phase ends as soon as its
+// expected arrival and bytes are in; their bytes (read from the source when issued) land in
+// shared memory only when a thread waits on their barrier, so a kernel that reads a stage
+// without waiting reads the garbage each block starts with. A copy past the launch's dynamic
+// shared memory, or a barrier expecting more than the hardware's 2^20 - 1 bytes, stops the run.
 inline void mbar_complete_if_done(uint64_t* bar) {
   uint64_t b = *bar;
   if ((b & 0xffff) == 0 && ((b >> 32) & 0x7fffffff) == 0) {
@@ -382,12 +385,26 @@ inline void mbar_complete_if_done(uint64_t* bar) {
 }
 inline void mbar_init(uint64_t* bar, int count) { *bar = ((uint64_t)count << 16) | (uint64_t)count; }
 inline void fence_mbar_init() {}
+namespace emu {
+struct PendingBulk {
+  uint64_t* bar;
+  void* dst;
+  std::vector<unsigned char> bytes;
+};
+inline std::vector<PendingBulk> pending_bulk;  // this block's, cleared as each block starts
+inline size_t launch_shared = 0;                // the running launch's dynamic shared bytes
+}  // namespace emu
+extern unsigned char smem[];  // the dynamic shared memory (below)
 inline void mbar_expect(uint64_t* bar, uint32_t bytes) {
   *bar = *bar - 1 + ((uint64_t)bytes << 32);
+  if (((*bar >> 32) & 0x7fffffff) > 0xfffff) emu::stop("an mbarrier expects more than 2^20 - 1 bytes");
   mbar_complete_if_done(bar);
 }
 inline void bulk_copy(void* dst, const void* src, uint32_t bytes, uint64_t* bar) {
-  std::memcpy(dst, src, bytes);
+  unsigned char* d = static_cast<unsigned char*>(dst);
+  if (d < smem || d + bytes > smem + emu::launch_shared) emu::stop("a bulk copy past the launch's dynamic shared memory");
+  const unsigned char* s = static_cast<const unsigned char*>(src);
+  emu::pending_bulk.push_back({bar, dst, std::vector<unsigned char>(s, s + bytes)});
   *bar -= (uint64_t)bytes << 32;
   mbar_complete_if_done(bar);
 }
@@ -417,6 +434,15 @@ inline void copy_async_wait() {
 // try_wait.parity P succeeds once the phase of parity P has completed: the current phase bit
 // differs from P.
 inline void mbar_wait(uint64_t* bar, uint32_t parity) {
+  auto& pending = emu::pending_bulk;
+  for (auto it = pending.begin(); it != pending.end();) {
+    if (it->bar != bar) {
+      ++it;
+      continue;
+    }
+    std::memcpy(it->dst, it->bytes.data(), it->bytes.size());
+    it = pending.erase(it);
+  }
   for (long spins = 0; (*bar >> 63) == parity; ++spins) {
     if (spins > 1000000) emu::stop("mbarrier wait never completed");
     emu::yield_at(emu::At::Running);
@@ -482,6 +508,8 @@ inline bool launch(const char* name, dim3 grid, dim3 block, size_t shared, std::
     blockIdx = dim3{b % grid.x, b / grid.x, 0};
     order_state = seed ^ (launches << 20) ^ b;
     std::memset(smem, 0xcd, shared);
+    launch_shared = shared;
+    pending_bulk.clear();
     if (unpublished != nullptr) {
       unpublished->hide();
       block_waited = false;

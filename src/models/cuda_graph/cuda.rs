@@ -117,13 +117,12 @@ struct Inner {
 }
 
 impl Drop for Inner {
-    /// A step queued ahead may still be writing its token into `picks`: it ends before they go
-    /// (on candle's stream under LLMBENCH_CUDA_REPLAY=direct, else on the decoder's).
+    /// Any step may still be writing its token into `picks` (under LLMBENCH_CUDA_REPLAY=direct
+    /// every step's argmax writes them, a sampled `step` too, on candle's stream: the calling
+    /// thread's, which need not be the dropping one): the whole context ends its work before
+    /// they go.
     fn drop(&mut self) {
-        if self.queued.is_some() {
-            let _ = self.stream.synchronize();
-            let _ = self.device.cuda_stream().synchronize();
-        }
+        let _ = self.stream.context().synchronize();
     }
 }
 

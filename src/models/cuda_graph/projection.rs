@@ -187,10 +187,12 @@ impl Kernels<'_> {
         let row_bytes = hidden * size;
         let mut stage_rows = choice.mlp_stage_rows(8 * groups.div_ceil(blocks as usize), row_bytes);
         let mut shared = shared_for(blocks as usize) + stage_rows * row_bytes;
-        if stage_rows > 0 && allow_shared(&kernel, MLP_THREADS, shared)? * choice.sms() < blocks {
-            tracing::warn!("LLMBENCH_CUDA_MLP_DOWN=staged: {stage_rows} rows of {row_bytes} bytes would leave {blocks} MLP blocks more than one wave: not staged");
+        // A size over the block's limit is refused by the attribute: not staged either.
+        if stage_rows > 0 && allow_shared(&kernel, MLP_THREADS, shared).map_or(true, |fit| fit * choice.sms() < blocks) {
+            tracing::warn!("LLMBENCH_CUDA_MLP_DOWN=staged: {stage_rows} rows of {row_bytes} bytes would leave {blocks} MLP blocks more than one wave, or exceed a block's shared memory: not staged");
             stage_rows = 0;
             shared = shared_for(blocks as usize);
+            allow_shared(&kernel, MLP_THREADS, shared)?;
         }
         let args = GemvArgs { codes, down, down_early, down_stage_rows: stage_rows as i32, n: 2 * inter as i32, k: hidden as i32, ..GemvArgs::default() };
         tracing::debug!("CUDA graph: fused MLP {hidden} x {inter}, {blocks} blocks ({fit} fit a multiprocessor), down transposed: {transposed}, {stage_rows} down rows staged");
