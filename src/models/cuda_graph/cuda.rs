@@ -300,8 +300,8 @@ impl Inner {
         let stream = self.launch(token.map(|t| (t, pos)), cache)?;
         // Under LLMBENCH_CUDA_REPLAY=direct the argmax kernel writes the host's word itself, in
         // every launch of the step (eager and replayed alike: enqueue passes it the words).
-        let written = self.choice.replay_direct;
-        let pick = self.picks.after_step(pos, ptr(&self.buffers.token, &stream)?, written, &stream)?;
+        let copy_from = if self.choice.replay_direct { None } else { Some(ptr(&self.buffers.token, &stream)?) };
+        let pick = self.picks.after_step(pos, copy_from, &stream)?;
         Ok(QueuedStep { cache: id, pos, fed: token.unwrap_or(0), pick })
     }
 

@@ -52,11 +52,11 @@ impl GreedyPicks {
     }
 
     /// Queues on `stream`, after the step at `pos`, its token's way to the host: the copy of the
-    /// 4-byte token at `token` (a device address) into word `pos & 1`, unless `written` (the
-    /// step's argmax kernel wrote that word itself), then the word's event. Returns the word.
-    pub fn after_step(&mut self, pos: usize, token: u64, written: bool, stream: &CudaStream) -> Result<usize> {
+    /// 4-byte token at `copy_from` (a device address) into word `pos & 1`, or none where the
+    /// step's argmax kernel wrote that word itself, then the word's event. Returns the word.
+    pub fn after_step(&mut self, pos: usize, copy_from: Option<u64>, stream: &CudaStream) -> Result<usize> {
         let pick = pos & 1;
-        if !written {
+        if let Some(token) = copy_from {
             unsafe {
                 sys::cuMemcpyDtoHAsync_v2(self.words.add(pick) as *mut std::ffi::c_void, token, 4, stream.cu_stream())
                     .result()
