@@ -158,12 +158,11 @@ impl GraphDecoder {
         let module = ctx.load_module(PTX.into()).map_err(wrap)?;
         let sms = ctx.attribute(sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT).map_err(wrap)?;
         let choice = GemvChoice::from_env(sms as u32)?;
+        // Every kernel the step launches, for the carveout set once the MLP's staging is known.
+        let loaded = std::cell::RefCell::new(Vec::new());
         let f = |name: &str| -> Result<CudaFunction> {
             let kernel = module.load_function(name).map_err(wrap)?;
-            if choice.carveout_max_shared {
-                // Percent of the unified L1/shared memory: 100, the largest carveout.
-                kernel.set_attribute(sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_PREFERRED_SHARED_MEMORY_CARVEOUT, 100).map_err(wrap)?;
-            }
+            loaded.borrow_mut().push(kernel.clone());
             Ok(kernel)
         };
         let q_dim = shape.n_head * d;
@@ -203,13 +202,22 @@ impl GraphDecoder {
             zeroed: zeros(mlp_sums_len(layers.len(), shape.hidden), DType::F32)?,
             logits: Tensor::zeros((1, shape.vocab), DType::F32, device)?,
         };
+        let (embed, attention, argmax) = (f(&format!("embed_{suffix}"))?, f(&format!("attn_split_{suffix}"))?, f("argmax_f32")?);
+        let mlp_staged = layers.iter().any(|l| matches!(&l.mlp, Mlp::Fused(p) if p.args.down_stage_rows > 0));
+        if choice.carveout.max_shared(mlp_staged) {
+            tracing::debug!("CUDA graph: every kernel prefers the largest shared-memory carveout");
+            for kernel in loaded.borrow().iter() {
+                // Percent of the unified L1/shared memory: 100, the largest carveout.
+                kernel.set_attribute(sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_PREFERRED_SHARED_MEMORY_CARVEOUT, 100).map_err(wrap)?;
+            }
+        }
         let trace = StepTrace::from_env(device)?;
         let picks = GreedyPicks::new(&ctx)?;
         let inner = Inner {
             device: dev.clone(),
-            embed: f(&format!("embed_{suffix}"))?,
-            attention: f(&format!("attn_split_{suffix}"))?,
-            argmax: f("argmax_f32")?,
+            embed,
+            attention,
+            argmax,
             _module: module.clone(),
             stream,
             weights,

@@ -50,13 +50,16 @@
 //! no copy queued between two steps (cuda.rs's `launch`, greedy_picks.rs): H100, TinyLlama +1.0%
 //! / +0.8%, SmolLM2 +2.2% / +2.0%.
 //!
-//! Not yet measured (session 14, for the next device call): `LLMBENCH_CUDA_CARVEOUT=max-shared`
-//! has every kernel of the step prefer the largest shared-memory carveout. The staged MLP takes
-//! 200 KiB of a multiprocessor's shared memory, the QKV launch after it little, and a
-//! multiprocessor changes its split of L1 and shared memory only once its blocks have left: the
-//! trace has that QKV released 1.31 us after the MLP's end (0.41 unstaged; NOTES session 14),
-//! and one split for the whole step may take the change away (22 x ~0.9 us a TinyLlama token),
-//! at the price of L1 (28 KiB left) for the kernels that use it.
+//! `LLMBENCH_CUDA_CARVEOUT` sets how each multiprocessor splits its L1 and shared memory. The
+//! staged MLP takes 200 KiB of a multiprocessor's shared memory, the QKV launch after it little,
+//! and a multiprocessor changes its split only once its blocks have left: the trace has that QKV
+//! released 1.31 us after the MLP's end (0.41 unstaged; NOTES session 14). `max-shared` has every
+//! kernel of the step prefer the largest carveout, one split for the whole step, at the price of
+//! L1 (28 KiB left) for the kernels that use it; `driver` lets the driver pick one per kernel.
+//! H100, two rounds round-robin (NOTES session 15): `max-shared` TinyLlama +3.1% / +1.5% (128 /
+//! 1,024 new tokens), SmolLM2 -3.2% / -3.5% (its MLP is two launches, nothing staged: only the
+//! L1 lost). So `auto`, the default, takes `max-shared` where a layer's MLP stages its down rows
+//! and `driver` elsewhere.
 
 use candle_core::{Error, Result};
 
@@ -111,10 +114,32 @@ pub struct GemvChoice {
     /// argmax kernel into page-locked host memory (LLMBENCH_CUDA_REPLAY=direct), or onto the
     /// decoder's own stream joined to candle's both ways, the token copied back (`joined`).
     pub replay_direct: bool,
-    /// Whether every kernel of the step asks for the largest shared-memory carveout
-    /// (LLMBENCH_CUDA_CARVEOUT=max-shared), so that a multiprocessor keeps one split of its
-    /// L1 and shared memory through the step, or the driver picks one per kernel (`driver`).
-    pub carveout_max_shared: bool,
+    /// How the step's kernels split L1 and shared memory (LLMBENCH_CUDA_CARVEOUT).
+    pub carveout: CarveoutChoice,
+}
+
+/// Whether every kernel of the step asks for the largest shared-memory carveout, so that a
+/// multiprocessor keeps one split of its L1 and shared memory through the step
+/// (LLMBENCH_CUDA_CARVEOUT; `CarveoutChoice::max_shared`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum CarveoutChoice {
+    /// `MaxShared` where a layer's MLP stages its down rows in shared memory, else `Driver`.
+    Auto,
+    /// The driver picks a split per kernel.
+    Driver,
+    /// Every kernel prefers the largest carveout.
+    MaxShared,
+}
+
+impl CarveoutChoice {
+    /// Whether the step's kernels take the largest carveout, given whether its MLP stages rows.
+    pub fn max_shared(self, mlp_staged: bool) -> bool {
+        match self {
+            Self::Auto => mlp_staged,
+            Self::Driver => false,
+            Self::MaxShared => true,
+        }
+    }
 }
 
 /// How the dense O projection's prologue combines the attention's splits (LLMBENCH_CUDA_COMBINE;
@@ -162,7 +187,8 @@ impl GemvChoice {
         let stream = env_choice(var, "LLMBENCH_CUDA_GEMV", &[("warp", false), ("stream", true)])?;
         let number =
             |name: &str, default: usize, range: std::ops::RangeInclusive<usize>| -> Result<usize> {
-                match var(name) {
+                // Set but empty is unset, as for every setting (a sweep's baseline sets it so).
+                match var(name).filter(|v| !v.is_empty()) {
                     None => Ok(default),
                     Some(v) => v
                         .parse::<usize>()
@@ -221,7 +247,11 @@ impl GemvChoice {
         )?;
         let ahead = env_choice(var, "LLMBENCH_CUDA_AHEAD", &[("on", true), ("off", false)])?;
         let replay_direct = env_choice(var, "LLMBENCH_CUDA_REPLAY", &[("direct", true), ("joined", false)])?;
-        let carveout_max_shared = env_choice(var, "LLMBENCH_CUDA_CARVEOUT", &[("driver", false), ("max-shared", true)])?;
+        let carveout = env_choice(
+            var,
+            "LLMBENCH_CUDA_CARVEOUT",
+            &[("auto", CarveoutChoice::Auto), ("driver", CarveoutChoice::Driver), ("max-shared", CarveoutChoice::MaxShared)],
+        )?;
         Ok(Self {
             stream,
             stage_bytes,
@@ -236,7 +266,7 @@ impl GemvChoice {
             combine,
             ahead,
             replay_direct,
-            carveout_max_shared,
+            carveout,
         })
     }
 
@@ -347,7 +377,7 @@ mod tests {
             combine: CombineChoice::Early,
             ahead: false,
             replay_direct: false,
-            carveout_max_shared: false,
+            carveout: CarveoutChoice::Auto,
         }
     }
 
@@ -453,8 +483,12 @@ mod tests {
         assert!(GemvChoice::from_vars(132, &vars(&[("LLMBENCH_CUDA_AHEAD", "yes")])).is_err());
         assert!(GemvChoice::from_vars(132, &vars(&[])).unwrap().replay_direct);
         assert!(!GemvChoice::from_vars(132, &vars(&[("LLMBENCH_CUDA_REPLAY", "joined")])).unwrap().replay_direct);
-        assert!(!GemvChoice::from_vars(132, &vars(&[])).unwrap().carveout_max_shared);
-        assert!(GemvChoice::from_vars(132, &vars(&[("LLMBENCH_CUDA_CARVEOUT", "max-shared")])).unwrap().carveout_max_shared);
+        let carveout = |v: &str| GemvChoice::from_vars(132, &vars(&[("LLMBENCH_CUDA_CARVEOUT", v)])).unwrap().carveout;
+        assert_eq!(GemvChoice::from_vars(132, &vars(&[])).unwrap().carveout, CarveoutChoice::Auto);
+        assert!(carveout("auto").max_shared(true) && !carveout("auto").max_shared(false));
+        assert!(carveout("max-shared").max_shared(false) && carveout("max-shared").max_shared(true));
+        assert!(!carveout("driver").max_shared(true));
+        assert!(GemvChoice::from_vars(132, &vars(&[("LLMBENCH_CUDA_CARVEOUT", "most")])).is_err());
         for removed in ["LLMBENCH_CUDA_QKV", "LLMBENCH_CUDA_O", "LLMBENCH_CUDA_LAYER"] {
             let err = GemvChoice::from_vars(132, &vars(&[(removed, "x")])).unwrap_err().to_string();
             assert!(err.contains(removed) && err.contains("removed"), "{err}");
@@ -492,6 +526,7 @@ mod tests {
         assert_eq!(bytes("49152").unwrap().mlp_stage_rows(24, 4096), 12);
         assert_eq!(bytes("0").unwrap().mlp_stage_rows(24, 4096), 0);
         assert_eq!(GemvChoice::from_vars(132, &vars(&[])).unwrap().mlp_stage_rows(24, 4096), 24);
+        assert_eq!(bytes("").unwrap().mlp_stage_rows(24, 4096), 24);
         let err = bytes("200000").unwrap_err().to_string();
         assert!(err.contains("LLMBENCH_CUDA_MLP_STAGE_BYTES=200000"), "{err}");
     }
