@@ -56,10 +56,10 @@
 //! released 1.31 us after the MLP's end (0.41 unstaged; NOTES session 14). `max-shared` has every
 //! kernel of the step prefer the largest carveout, one split for the whole step, at the price of
 //! L1 (28 KiB left) for the kernels that use it; `driver` lets the driver pick one per kernel.
-//! H100, two rounds round-robin (NOTES session 15): `max-shared` TinyLlama +3.1% / +1.5% (128 /
-//! 1,024 new tokens), SmolLM2 -3.2% / -3.5% (its MLP is two launches, nothing staged: only the
-//! L1 lost). So `auto`, the default, takes `max-shared` where a layer's MLP stages its down rows
-//! and `driver` elsewhere.
+//! H100, two rounds round-robin (NOTES session 15, results/gpu-h100-session15/call2/):
+//! `max-shared` TinyLlama +3.1% / +1.5% (128 / 1,024 new tokens), SmolLM2 -3.2% / -3.5% (its
+//! MLP is two launches, nothing staged: only the L1 lost). So `auto`, the default, takes
+//! `max-shared` where a layer's MLP stages its down rows and `driver` elsewhere.
 
 use candle_core::{Error, Result};
 
