@@ -50,16 +50,17 @@
 //! no copy queued between two steps (cuda.rs's `launch`, greedy_picks.rs): H100, TinyLlama +1.0%
 //! / +0.8%, SmolLM2 +2.2% / +2.0%.
 //!
-//! `LLMBENCH_CUDA_CARVEOUT` sets how each multiprocessor splits its L1 and shared memory. The
-//! staged MLP takes 200 KiB of a multiprocessor's shared memory, the QKV launch after it little,
-//! and a multiprocessor changes its split only once its blocks have left: the trace has that QKV
-//! released 1.31 us after the MLP's end (0.41 unstaged; NOTES session 14). `max-shared` has every
-//! kernel of the step prefer the largest carveout, one split for the whole step, at the price of
-//! L1 (28 KiB left) for the kernels that use it; `driver` lets the driver pick one per kernel.
-//! H100, two rounds round-robin (NOTES session 15, results/gpu-h100-session15/call2/):
-//! `max-shared` TinyLlama +3.1% / +1.5% (128 / 1,024 new tokens), SmolLM2 -3.2% / -3.5% (its
-//! MLP is two launches, nothing staged: only the L1 lost). So `auto`, the default, takes
-//! `max-shared` where a layer's MLP stages its down rows and `driver` elsewhere.
+//! `LLMBENCH_CUDA_CARVEOUT` sets how each multiprocessor splits its L1 and shared memory:
+//! `max-shared` has every kernel of the step prefer the largest carveout, one split for the whole
+//! step, at the price of L1 (28 KiB left) for the kernels that use it; `driver` lets the driver
+//! pick one per kernel. The staged MLP takes 200 KiB of a multiprocessor's shared memory, the
+//! launches around it little. H100, two rounds round-robin (NOTES session 15,
+//! results/gpu-h100-session15/call2/): `max-shared` TinyLlama +3.1% / +1.5% (128 / 1,024 new
+//! tokens), SmolLM2 -3.2% / -3.5% (its MLP is two launches, nothing staged: only the L1 lost).
+//! So `auto`, the default, takes `max-shared` where a layer's MLP stages its down rows and
+//! `driver` elsewhere. Not the reason guessed beforehand (the QKV after the MLP released
+//! sooner: it is still 1.3 us after the MLP's end); the trace has the QKV and the MLP each
+//! ~1.8 us shorter a layer, the O projection before the MLP 1.7 us longer (call4/).
 
 use candle_core::{Error, Result};
 
