@@ -370,11 +370,6 @@ inline void red_add_v4(float* acc, const float* v) {
 }
 inline uint4 load_streaming(const uint4* p) { return *p; }
 inline uint4 __ldcg(const uint4* p) { return *p; }
-inline float __ldcg(const float* p) { return *p; }
-inline float2 __ldcg(const float2* p) { return *p; }
-// Blocks run one after another, and x86 keeps stores in order: a fence has nothing to do here.
-inline void __threadfence() {}
-inline unsigned atomicAdd(unsigned* p, unsigned v) { return __atomic_fetch_add(p, v, __ATOMIC_SEQ_CST); }
 // mbarriers: pending arrivals in bits 0-15, the arrival count in 16-31, pending bytes in 32-62,
 // the phase in bit 63. Bulk copies count at once here, so a barrier's phase ends as soon as its
 // expected arrival and bytes are in; their bytes (read from the source when issued) land in

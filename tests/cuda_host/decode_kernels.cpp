@@ -96,10 +96,6 @@ const Wiring WIRINGS[] = {
     {"down-after-sync", Mlp::Transposed, FMT_DENSE, 0, true, false, 2, 0},
     {"combine-after-wait", Mlp::Transposed, FMT_DENSE, 0, true, false, 0},
     {"combine-early", Mlp::Transposed, FMT_DENSE, 0, true, false, 1},
-    // LLMBENCH_CUDA_COMBINE=attention: the head's last split combines; with a quantized O too.
-    {"combine-attention", Mlp::Transposed, FMT_DENSE, 0, true, false, 3},
-    {"combine-attention-q4_1", Mlp::Split, FMT_Q4_1, 0, true, false, 3},
-    {"combine-attention-after-wait", Mlp::Transposed, FMT_DENSE, 0, false, false, 3},
     // 20 rows: part of narrow's 72-row slices, all of wide's 8, all or part of tall's 16-24.
     {"down-part-staged", Mlp::Transposed, FMT_DENSE, 0, true, false, 2, 20},
 };
@@ -263,7 +259,6 @@ template <typename T> struct Model {
   unsigned* token;  // the greedy token (argmax_f32)
   unsigned* host_picks;  // its two page-locked host words (LLMBENCH_CUDA_REPLAY=direct)
   float* partial;
-  unsigned* counts;  // the attention's finished splits a head (LLMBENCH_CUDA_COMBINE=attention)
   unsigned long long* trace;  // 64 launches' timeline slots (trace.cuh), 4 stamps each
   std::vector<Tensor<T>> k_cache, v_cache;  // per layer, [n_kv][capacity][head_dim]
 };
@@ -322,8 +317,6 @@ template <typename T> Model<T> build(const Shape& s, uint64_t seed, int fmt = FM
   m.token = emu::device_alloc<unsigned>(1);
   m.host_picks = emu::device_alloc<unsigned>(2);
   m.partial = emu::device_alloc<float>((size_t)m.max_splits * s.n_head * (s.head_dim + 2));
-  m.counts = emu::device_alloc<unsigned>(s.n_head);
-  std::fill(m.counts, m.counts + s.n_head, 0u);
   m.trace = emu::device_alloc<unsigned long long>(64 * 4);
   return m;
 }
@@ -459,8 +452,7 @@ template <typename T> bool gemv(const char* name, GemvArgs a, const Tensor<T>& w
   using K = Kernels<T>;
   a.codes = w.codes;
   a.scales = w.scales;
-  // launches.rs: the dense warp kernel only, but for 3 (what the partials hold: one split).
-  if ((w.fmt != FMT_DENSE || stream) && a.combine_early != 3) a.combine_early = 0;
+  if (w.fmt != FMT_DENSE || stream) a.combine_early = 0;  // launches.rs: the dense warp kernel only
   int size = sizeof(T), chunks = a.k / (16 / size), pairs = pairs_for(a), combine = combine_bytes(a);
   if (w.fmt != FMT_DENSE) {
     chunks = w.fmt == FMT_Q8_0 || w.fmt == FMT_INT8 ? a.k / 16 : a.k / 32;
@@ -663,7 +655,6 @@ template <typename T> bool step(Model<T>& m, const Wiring& wiring, int token, in
       int n_head = s.n_head, n_kv = s.n_kv, capacity = s.capacity, max_splits = m.max_splits;
       unsigned long long* attention_slot = slot();
       int early = wiring.attn_early;
-      unsigned* counts = wiring.combine_early == 3 ? m.counts : nullptr;
       // What the QKV launch wrote: the query and the newest position's cache rows.
       emu::Unpublished qkv_out;
       qkv_out.add(m.q, (size_t)n_head * d * size);
@@ -673,15 +664,11 @@ template <typename T> bool step(Model<T>& m, const Wiring& wiring, int token, in
       }
       emu::unpublished = &qkv_out;
       bool launched = emu::launch("attention", dim3{(unsigned)s.n_head, (unsigned)m.max_splits}, dim3{SPLIT}, 0, [=] {
-        K::attn(qp, kcp, vcp, params, part, n_head, n_kv, d, capacity, inv_sqrt_d, max_splits, early, counts, attention_slot);
+        K::attn(qp, kcp, vcp, params, part, n_head, n_kv, d, capacity, inv_sqrt_d, max_splits, early, attention_slot);
       });
       qkv_out.show();
       emu::unpublished = nullptr;
       if (!launched) return false;
-      // The last split of each head set its count back for the next layer.
-      std::vector<double> zero(n_head, 0.0);
-      std::vector<float> left(m.counts, m.counts + n_head);
-      check(at, "counts", left, zero, 0.0);
     }
     // The stream O adds to: the QKV prologue's copy (checked exactly).
     std::vector<float> x_before_o = download(m.xs[x_out], s.hidden);

@@ -84,9 +84,6 @@ struct Buffers {
     /// `[layers][hidden]` (rounded up to a multiple of 4).
     zeroed: Tensor,
     logits: Tensor,
-    /// The attention's finished splits a head (u32, n_head; LLMBENCH_CUDA_COMBINE=attention): the
-    /// last split of a head sets its count back to 0, so it is zero between launches.
-    split_counts: Tensor,
 }
 
 /// The split-K attention's partial results for one cache capacity, f32: outputs
@@ -204,7 +201,6 @@ impl GraphDecoder {
             token: zeros(1, DType::U32)?,
             zeroed: zeros(mlp_sums_len(layers.len(), shape.hidden), DType::F32)?,
             logits: Tensor::zeros((1, shape.vocab), DType::F32, device)?,
-            split_counts: zeros(shape.n_head, DType::U32)?,
         };
         let (embed, attention, argmax) = (f(&format!("embed_{suffix}"))?, f(&format!("attn_split_{suffix}"))?, f("argmax_f32")?);
         let mlp_staged = layers.iter().any(|l| matches!(&l.mlp, Mlp::Fused(p) if p.args.down_stage_rows > 0));

@@ -144,7 +144,7 @@ impl CarveoutChoice {
 }
 
 /// How the dense O projection's prologue combines the attention's splits (LLMBENCH_CUDA_COMBINE;
-/// GemvArgs::combine_early carries it as 0, 1, 2 or 3).
+/// GemvArgs::combine_early carries it as 0, 1 or 2).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum CombineChoice {
     /// The position read after the wait, then the stats, then the partials (through session 11).
@@ -154,10 +154,6 @@ pub enum CombineChoice {
     /// As `Early`, and two or more splits in one round trip through shared memory, where the
     /// cache's splits fit the room set aside (else `Early`): the default.
     Staged,
-    /// The attention's last split of each head combines them (decode_attention.cuh's
-    /// combine_at_last_split), once instead of in every block of the O projection, which then
-    /// reads one split at any length, as `Early` does under SPLIT positions (quantized O too).
-    Attention,
 }
 
 /// How a layer's MLP is launched (LLMBENCH_CUDA_MLP).
@@ -248,12 +244,7 @@ impl GemvChoice {
         let combine = env_choice(
             var,
             "LLMBENCH_CUDA_COMBINE",
-            &[
-                ("staged", CombineChoice::Staged),
-                ("early", CombineChoice::Early),
-                ("after-wait", CombineChoice::AfterWait),
-                ("attention", CombineChoice::Attention),
-            ],
+            &[("staged", CombineChoice::Staged), ("early", CombineChoice::Early), ("after-wait", CombineChoice::AfterWait)],
         )?;
         let ahead = env_choice(var, "LLMBENCH_CUDA_AHEAD", &[("on", true), ("off", false)])?;
         let replay_direct = env_choice(var, "LLMBENCH_CUDA_REPLAY", &[("direct", true), ("joined", false)])?;
@@ -487,7 +478,6 @@ mod tests {
         assert_eq!(GemvChoice::from_vars(132, &vars(&[])).unwrap().combine, CombineChoice::Staged);
         assert_eq!(combine("after-wait"), CombineChoice::AfterWait);
         assert_eq!(combine("early"), CombineChoice::Early);
-        assert_eq!(combine("attention"), CombineChoice::Attention);
         assert!(GemvChoice::from_vars(132, &vars(&[("LLMBENCH_CUDA_COMBINE", "sooner")])).is_err());
         assert!(GemvChoice::from_vars(132, &vars(&[])).unwrap().ahead);
         assert!(!GemvChoice::from_vars(132, &vars(&[("LLMBENCH_CUDA_AHEAD", "off")])).unwrap().ahead);

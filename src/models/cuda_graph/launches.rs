@@ -48,10 +48,8 @@ impl Launcher<'_> {
         // The split-combine's shared memory after the input vector. Only the warp kernel over
         // dense weights (no scales: a quantized weight's are a device pointer) reads the
         // position early (gemv in llama_decode.cu).
-        // Combined by the attention (3) is what the partials hold, not a way of reading them:
-        // every kernel then takes them as one split (build_input).
         let dense_warp = p.kind == GemvKind::Warp && a.scales == 0;
-        args.combine_early = if dense_warp || base.combine_early == 3 { base.combine_early } else { 0 };
+        args.combine_early = if dense_warp { base.combine_early } else { 0 };
         let staged = args.combine_early == 2;
         let combine = if prologue == PRO_COMBINE { combine_shared_bytes(base.attn_splits, base.n_head, a.k, staged) } else { 0 };
         let cfg = LaunchConfig { grid_dim: (blocks, 1, 1), block_dim: (threads, 1, 1), shared_mem_bytes: p.shared_bytes + combine };

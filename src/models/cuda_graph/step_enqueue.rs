@@ -27,10 +27,7 @@ impl Inner {
             CombineChoice::Early => 1,
             CombineChoice::Staged if combine_shared_bytes(max_splits, n_head, n_head * d, true) as usize <= STAGED_COMBINE_BYTES => 2,
             CombineChoice::Staged => 1,
-            CombineChoice::Attention => 3,
         };
-        // Where the attention combines its splits: the counts its blocks take turns on (0: none).
-        let split_counts = if combine_early == 3 { ptr(&b.split_counts, st)? } else { 0 };
         let inv_sqrt_d = 1f32 / (s.head_dim as f32).sqrt();
         let shape_args = GemvArgs {
             params,
@@ -80,7 +77,7 @@ impl Inner {
             let mut attention_args = [
                 arg(&q), arg(&kc), arg(&vc), arg(&params), arg(&partial),
                 arg(&n_head), arg(&n_kv), arg(&d), arg(&capacity_i), arg(&inv_sqrt_d), arg(&max_splits), arg(&attention_early),
-                arg(&split_counts), arg(&attention_slot),
+                arg(&attention_slot),
             ];
             launch_after_previous(&self.stream, &self.attention, heads, &mut attention_args)?;
             let o = (PRO_COMBINE, partial, 0);

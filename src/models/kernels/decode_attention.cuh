@@ -34,57 +34,10 @@
 // later split first reads the length, so that the splits past it (most of a long capacity's at
 // the start) return without loading anything. Measured (H100, NOTES session 9): no gain at 128
 // new tokens, TinyLlama's 1,024 row +3.7% together with the combine's shorter chain.
-// LLMBENCH_CUDA_COMBINE=attention: the head's splits combined once, by the last of its blocks to
-// finish, instead of by every block of the O projection (each of which reads every split's
-// partials: the trace put TinyLlama's O at 8.9 us after its release at 1,024 new tokens against
-// 5.2 at 128, SmolLM2's at 3.2 against 1.8, nearly all of the 1,024 rows' loss; H100, NOTES
-// session 15). Each block of the head counts itself once its partials are out (the fence makes
-// them visible before the count); the one that counts last reads every split's stats and
-// partials from L2 and writes the combined output over split 0's partial, with stats (0, 1), so
-// that the O projection takes it as one split (combine_one_split: v * (1 / 1) = v), and sets
-// the count back to 0 for the next layer (whose attention reaches it only after waiting on its
-// QKV launch, which waited on this layer's MLP, which waited on the O projection: each wait is
-// on the whole previous launch). Its arithmetic is combine_staged's, operation for operation,
-// so the output has the same bits. One split (under SPLIT positions) has nothing to combine.
-__device__ void combine_at_last_split(float* acc_out, unsigned* counts, int n_head, int d, int max_splits, int head,
-                                      int splits) {
-  if (splits < 2) return;
-  static __shared__ int last;
-  __threadfence();
-  __syncthreads();
-  if (threadIdx.x == 0) {
-    last = atomicAdd(counts + head, 1u) == (unsigned)splits - 1;
-    if (last) counts[head] = 0;
-  }
-  __syncthreads();
-  if (!last) return;
-  __threadfence();
-  int k = n_head * d;
-  float2* stats = reinterpret_cast<float2*>(acc_out + (size_t)max_splits * k);  // (m, l) [split][head]
-  float t = 0.f;
-  if (threadIdx.x < d) {
-    float m = fmaxf(-INFINITY, __ldcg(stats + head).x), den = 0.f;
-    for (int s = 1; s < splits; ++s) m = fmaxf(m, __ldcg(stats + s * n_head + head).x);
-    for (int s = 0; s < splits; ++s) {
-      float2 q = __ldcg(stats + s * n_head + head);
-      float e = expf(q.x - m);
-      den += q.y * e;
-    }
-    float inv = 1.f / den;
-    for (int s = 0; s < splits; ++s) {
-      float w = expf(__ldcg(stats + s * n_head + head).x - m) * inv;
-      t += __ldcg(acc_out + (size_t)s * k + head * d + threadIdx.x) * w;
-    }
-  }
-  __syncthreads();  // every thread's reads of split 0's stats before they are overwritten
-  if (threadIdx.x < d) acc_out[head * d + threadIdx.x] = t;
-  if (threadIdx.x == 0) stats[head] = make_float2(0.f, 1.f);
-}
-
 template <typename T>
 __device__ void attn_split_at(const T* q, const T* k_cache, const T* v_cache, const int* params, float* acc_out, int n_head,
                               int n_kv, int d, int capacity, float inv_sqrt_d, int max_splits, int head, int split, bool early,
-                              unsigned* counts, unsigned long long* trace) {
+                              unsigned long long* trace) {
   constexpr int V = Vec<T>::N, KPRE = 8, PRE = 8;
   static_assert(SPLIT >= 256, "one query value a thread: head_dim <= 256 (cuda.rs) <= SPLIT");
   static __shared__ float qs[256];
@@ -200,18 +153,16 @@ __device__ void attn_split_at(const T* q, const T* k_cache, const T* v_cache, co
     stats[0] = m;
     stats[1] = l;
   }
-  if (counts != nullptr) combine_at_last_split(acc_out, counts, n_head, d, max_splits, head, (len + SPLIT - 1) / SPLIT);
 }
 
 template <typename T>
 __device__ void attn_split(const T* q, const T* k_cache, const T* v_cache, const int* params, float* acc_out, int n_head,
-                           int n_kv, int d, int capacity, float inv_sqrt_d, int max_splits, int early, unsigned* counts,
-                           unsigned long long* trace) {
+                           int n_kv, int d, int capacity, float inv_sqrt_d, int max_splits, int early, unsigned long long* trace) {
   trace_start(trace);
   // A split past the current length returns at once (early: before its wait, so it stamps no
   // release); its end is stamped all the same (after-wait: without one, the launch's last
   // release would follow its last end).
   attn_split_at<T>(q, k_cache, v_cache, params, acc_out, n_head, n_kv, d, capacity, inv_sqrt_d, max_splits, blockIdx.x,
-                   blockIdx.y, early != 0, counts, trace);
+                   blockIdx.y, early != 0, trace);
   trace_end(trace);
 }

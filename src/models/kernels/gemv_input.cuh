@@ -187,7 +187,7 @@ __device__ void build_input(const GemvArgs& a, T* xs, float* weights, int pos = 
       for (int i = 0; i < V; ++i) ov[i] = from_f<T>(scale * to_f(v[i]) * to_f(wv[i]));
       reinterpret_cast<uint4*>(xs)[c] = o;
     }
-  } else if (a.prologue == PRO_COMBINE && pos >= 0 && (pos < SPLIT || a.combine_early == 3)) {
+  } else if (a.prologue == PRO_COMBINE && pos >= 0 && pos < SPLIT) {
     combine_one_split<T>(a, xs);
   } else if (a.prologue == PRO_COMBINE && pos >= 0 && a.combine_early == 2) {
     combine_staged<T>(a, xs, weights + combine_factors_padded(a), pos);
@@ -206,7 +206,7 @@ __device__ void build_input(const GemvArgs& a, T* xs, float* weights, int pos = 
     int heads = a.k / a.head_dim, k4 = a.k / 4;
     int pos = a.params[1];
     float2 stat0 = threadIdx.x < heads ? stats[threadIdx.x] : make_float2(0.f, 0.f);
-    int splits = a.combine_early == 3 ? 1 : (pos + SPLIT) / SPLIT;  // 3: the attention combined them
+    int splits = (pos + SPLIT) / SPLIT;
     for (int h = threadIdx.x; h < heads; h += blockDim.x) {
       float2 st = h == threadIdx.x ? stat0 : stats[h];
       float m = fmaxf(-INFINITY, st.x), den = 0.f;

@@ -104,8 +104,7 @@ struct GemvArgs {
   int stages;                     // gemv_stream: stages of its ring (2 to 16)
   int down_early;                 // mlp_fused_t: phase 2's first loads as phase 1 ends (mlp_fused.cuh)
   int down_stage_rows;            // mlp_fused_t: at most this many of a block's down rows staged in shared memory
-  int combine_early;              // COMBINE: 0 after the wait, 1 before it, 2 before it and staged (combine_position),
-                                  // 3 combined by the attention (combine_at_last_split): one split, any length
+  int combine_early;              // COMBINE: 0 after the wait, 1 before it, 2 before it and staged (combine_position)
   float eps;
 };
 
@@ -420,10 +419,10 @@ extern "C" __global__ void __launch_bounds__(ARGMAX_THREADS) argmax_f32(const fl
   }                                                                                                            \
   extern "C" __global__ void attn_split_##S(const T* q, const T* k_cache, const T* v_cache, const int* params, \
                                             float* acc, int n_head, int n_kv, int d, int capacity,             \
-                                            float inv_sqrt_d, int max_splits, int early, unsigned* counts,     \
+                                            float inv_sqrt_d, int max_splits, int early,                       \
                                             unsigned long long* trace) {                                       \
     attn_split<T>(q, k_cache, v_cache, params, acc, n_head, n_kv, d, capacity, inv_sqrt_d, max_splits, early,  \
-                  counts, trace);                                                                              \
+                  trace);                                                                                      \
   }                                                                                                            \
   GEMV_KERNEL(gemv_dense_##S, T, FMT_DENSE, Dense<T>)                                                          \
   extern "C" __global__ void __launch_bounds__(STREAM_THREADS) gemv_stream_##S(const GemvArgs a) {             \
